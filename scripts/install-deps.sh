@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what pgfleet's demo, tests and benchmarks need on Debian 12:
+# Debian packages (etcd, PostgreSQL 15, Patroni, HAProxy, pgbench) and npm packages.
+# Package scripts are kept from starting system services: the project starts its own
+# instances on free loopback ports.
+#   scripts/install-deps.sh            # everything (tests, benchmarks)
+#   scripts/install-deps.sh --demo     # only what `npm run demo` needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd)
+if [[ "${1:-}" == "--demo" ]]; then
+  want=(etcd-server postgresql-15 postgresql-client-15)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "pgfleet: missing Debian packages: ${missing[*]} (run this script as root, or install them)" >&2
+    exit 1
+  fi
+  echo "pgfleet: installing Debian packages: ${missing[*]}"
+  # Keep package scripts from starting etcd/haproxy/postgresql system services.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0
+  [[ -e $policy ]] && had_policy=1
+  if ((had_policy == 0)); then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ((had_policy == 1)) || rm -f "$policy"
+  # Stop anything a package still managed to start (we run our own instances).
+  for svc in etcd haproxy patroni postgresql; do
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+  done
+fi
+
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund
+fi

@@ -1,0 +1,15 @@
+/**
+ * PostgreSQL LSNs: text form "16/B374D848" (two 32-bit hex halves) to and from a byte position.
+ * Byte positions stay below 2^53 for any real cluster (8 PiB of WAL), so `number` is exact.
+ */
+export function parseLsn(text: string): number | undefined {
+  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text.trim());
+  if (!m) return undefined;
+  return parseInt(m[1]!, 16) * 0x1_0000_0000 + parseInt(m[2]!, 16);
+}
+
+export function formatLsn(bytes: number): string {
+  const hi = Math.floor(bytes / 0x1_0000_0000);
+  const lo = bytes % 0x1_0000_0000;
+  return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
+}
