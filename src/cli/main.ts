@@ -1,0 +1,30 @@
+/**
+ * `pgfleet <command>`: the one entry point. Each command lives in its own module, loaded lazily.
+ */
+import { Command } from 'commander';
+
+const program = new Command('pgfleet')
+  .description('High availability for PostgreSQL: agent, proxy and control CLI over etcd')
+  .showHelpAfterError();
+
+program
+  .command('proxy')
+  .description('route Postgres clients to the cluster primary and replicas (replaces HAProxy)')
+  .requiredOption('-c, --config <file>', 'proxy YAML configuration')
+  .option('--check', 'validate the configuration and exit')
+  .action(async (opts: { config: string; check?: boolean }) => {
+    const { runProxy } = await import('./proxy.js');
+    process.exitCode = await runProxy(opts);
+  });
+
+program
+  .command('agent')
+  .description('run one PostgreSQL node of the cluster (Patroni-compatible)')
+  .requiredOption('-c, --config <file>', 'agent YAML configuration')
+  .option('--check', 'validate the configuration and exit')
+  .action(async (opts: { config: string; check?: boolean }) => {
+    const { runAgent } = await import('./agent.js');
+    process.exitCode = await runAgent(opts);
+  });
+
+await program.parseAsync(process.argv);
