@@ -117,6 +117,10 @@ function issueMessage(issue: z.ZodIssue): string {
   if (issue.code === z.ZodIssueCode.unrecognized_keys)
     return `unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
   if (issue.code === z.ZodIssueCode.invalid_type && issue.received === 'undefined') return 'is required';
+  if (issue.code === z.ZodIssueCode.invalid_type) return `must be ${issue.expected} (got ${issue.received})`;
+  if (issue.code === z.ZodIssueCode.invalid_enum_value) {
+    return `must be one of ${issue.options.map(String).join(', ')} (got ${JSON.stringify(issue.received)})`;
+  }
   return issue.message;
 }
 

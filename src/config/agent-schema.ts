@@ -1,0 +1,129 @@
+/**
+ * The agent's YAML (`pgfleet agent -c node.yaml`): Patroni-shaped, so an existing Patroni node
+ * config mostly carries over. Durations accept Patroni's bare seconds (`ttl: 30`) or "30s".
+ * Cross-field rule (Patroni's): `loop_wait + 2 × retry_timeout ≤ ttl`, rejected loudly.
+ * @see https://patroni.readthedocs.io/en/latest/yaml_configuration.html
+ */
+import { z } from 'zod';
+import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
+
+const credentials = z.object({ username: z.string().min(1), password: z.string().optional() }).strict();
+
+const pgParameters = z.record(z.union([z.string(), z.number(), z.boolean()])).default({});
+
+const dcsSection = z
+  .object({
+    ttl: durationMs.default(30),
+    loop_wait: durationMs.default(10),
+    retry_timeout: durationMs.default(10),
+    maximum_lag_on_failover: sizeBytes.default(1048576),
+    postgresql: z
+      .object({ parameters: pgParameters, use_pg_rewind: z.boolean().default(true) })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type DcsSettings = z.output<typeof dcsSection>;
+
+const NAME = /^[A-Za-z0-9_.-]+$/;
+
+export const agentConfigSchema = z
+  .object({
+    scope: z.string().regex(NAME, 'must be letters, digits, "_", "." or "-"'),
+    namespace: z.string().default('/service'),
+    name: z.string().regex(NAME, 'must be letters, digits, "_", "." or "-"'),
+    etcd3: etcd3Section,
+    restapi: z
+      .object({
+        listen: hostPort,
+        connect_address: hostPort.optional(),
+        authentication: credentials.optional(),
+      })
+      .strict(),
+    postgresql: z
+      .object({
+        listen: hostPort,
+        connect_address: hostPort.optional(),
+        data_dir: z.string().min(1),
+        bin_dir: z.string().default('/usr/lib/postgresql/15/bin'),
+        parameters: pgParameters,
+        pg_hba: z.array(z.string()).optional(),
+        authentication: z
+          .object({
+            superuser: credentials.default({ username: 'postgres' }),
+            replication: credentials.default({ username: 'replicator', password: 'replicator' }),
+            rewind: credentials.optional(),
+          })
+          .strict()
+          .default({}),
+        /** OS user that runs PostgreSQL when the agent runs as root. */
+        os_user: z.string().default('postgres'),
+      })
+      .strict(),
+    bootstrap: z
+      .object({
+        dcs: dcsSection.default({}),
+        initdb: z.array(z.union([z.string(), z.record(z.string())])).default([]),
+      })
+      .strict()
+      .default({}),
+    tags: z
+      .object({
+        nofailover: z.boolean().default(false),
+        noloadbalance: z.boolean().default(false),
+        nosync: z.boolean().default(false),
+        failover_priority: z.number().int().min(0).optional(),
+      })
+      .passthrough()
+      .default({}),
+    /** pgfleet-only settings (Patroni ignores this section). */
+    agent: z
+      .object({
+        /** How often replicas (and the leader) publish their WAL position, for read routing by lag. */
+        status_interval: durationMs.default('1s'),
+        /** Shut Postgres down when the agent process dies (parent-death signal). */
+        stop_postgres_on_agent_death: z.boolean().default(true),
+        /** What a primary does when it cannot renew its lease in time: Patroni's demote, or stop. */
+        fencing: z.enum(['demote', 'stop']).default('demote'),
+        /** Bound on starting/stopping Postgres, pg_basebackup and friends. */
+        postgres_timeout: durationMs.default('60s'),
+      })
+      .strict()
+      .default({}),
+    log: z
+      .object({ level: z.string().default('info') })
+      .passthrough()
+      .default({}),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const { ttl, loop_wait, retry_timeout } = cfg.bootstrap.dcs;
+    if (loop_wait + 2 * retry_timeout > ttl) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['bootstrap', 'dcs', 'ttl'],
+        message:
+          `loop_wait + 2 × retry_timeout must be ≤ ttl ` +
+          `(${loop_wait / 1000}s + 2 × ${retry_timeout / 1000}s > ${ttl / 1000}s); ` +
+          `raise ttl or lower loop_wait/retry_timeout`,
+      });
+    }
+    if (ttl < 2000) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['bootstrap', 'dcs', 'ttl'],
+        message: 'must be at least 2s (etcd leases are granted in whole seconds)',
+      });
+    }
+  });
+
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+export function parseAgentConfig(doc: unknown, source = 'agent config'): AgentConfig {
+  return validateConfig(agentConfigSchema, doc, source);
+}
+
+export function loadAgentConfig(path: string): AgentConfig {
+  return loadConfigFile(agentConfigSchema, path);
+}

@@ -1,0 +1,45 @@
+import type { ListenerRole } from '../config/proxy-schema.js';
+
+/** A server a listener may send clients to. `key` identifies it across tables (name and address). */
+export interface RouteNode {
+  readonly key: string;
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly role: 'primary' | 'replica';
+}
+
+export interface ListenerRoute {
+  readonly listener: string;
+  readonly nodes: readonly RouteNode[];
+  /** Why a member was left out, by member name (for /status and logs). */
+  readonly excluded: Readonly<Record<string, string>>;
+}
+
+export interface RoutingTable {
+  /** Increases by one each time any listener's set of nodes changes. */
+  readonly generation: number;
+  readonly viewRevision: number;
+  /** The DCS view behind this table could not be refreshed (etcd unreachable). */
+  readonly stale: boolean;
+  readonly listeners: ReadonlyMap<string, ListenerRoute>;
+}
+
+export interface ListenerPolicy {
+  readonly name: string;
+  readonly role: ListenerRole;
+  readonly maxLagBytes: number | undefined;
+  readonly fallbackToPrimary: boolean;
+}
+
+export interface RoutePolicy {
+  readonly listeners: readonly ListenerPolicy[];
+  /** Active health checks are on: a node must also pass its REST check. */
+  readonly healthChecks: boolean;
+}
+
+/** Health check outcome per member and check path; absent means not checked yet. */
+export type CheckVerdict = 'up' | 'down';
+export type HealthSnapshot = ReadonlyMap<string, ReadonlyMap<string, CheckVerdict>>;
+
+export const EMPTY_HEALTH: HealthSnapshot = new Map();

@@ -1,0 +1,255 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { computeRoutes, diffRoutes } from '../../../src/routing/compute-routes.js';
+import type { HealthSnapshot, ListenerPolicy, RoutePolicy } from '../../../src/routing/types.js';
+import { EMPTY_HEALTH } from '../../../src/routing/types.js';
+import { viewOf, type MemberSpec } from '../fixtures/cluster.js';
+
+const primaryL: ListenerPolicy = {
+  name: 'primary',
+  role: 'primary',
+  maxLagBytes: undefined,
+  fallbackToPrimary: false,
+};
+const replicaL: ListenerPolicy = {
+  name: 'replicas',
+  role: 'replica',
+  maxLagBytes: 1024,
+  fallbackToPrimary: false,
+};
+const fallbackL: ListenerPolicy = {
+  name: 'reads',
+  role: 'replica',
+  maxLagBytes: 1024,
+  fallbackToPrimary: true,
+};
+const anyL: ListenerPolicy = { name: 'any', role: 'any', maxLagBytes: undefined, fallbackToPrimary: false };
+const policy = (healthChecks = false): RoutePolicy => ({
+  listeners: [primaryL, replicaL, fallbackL, anyL],
+  healthChecks,
+});
+
+const pg1: MemberSpec = { name: 'pg1', role: 'master', xlog: 10_000 };
+const pg2: MemberSpec = { name: 'pg2', role: 'replica', xlog: 9_500 };
+const pg3: MemberSpec = { name: 'pg3', role: 'replica', xlog: 9_000 };
+
+function health(entries: Record<string, Record<string, 'up' | 'down'>>): HealthSnapshot {
+  return new Map(Object.entries(entries).map(([k, v]) => [k, new Map(Object.entries(v))]));
+}
+
+interface Case {
+  name: string;
+  leader?: string;
+  optime?: number;
+  members: MemberSpec[];
+  health?: HealthSnapshot;
+  checks?: boolean;
+  expect: Record<string, string[]>;
+}
+
+const cases: Case[] = [
+  {
+    name: 'healthy cluster: leader on primary, both replicas on reads',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2, pg3],
+    expect: { primary: ['pg1'], replicas: ['pg2', 'pg3'], reads: ['pg2', 'pg3'], any: ['pg1', 'pg2', 'pg3'] },
+  },
+  {
+    name: 'no leader key: nothing on primary, replicas still read',
+    optime: 10_000,
+    members: [{ ...pg1, role: 'replica' }, pg2],
+    expect: { primary: [], replicas: ['pg1', 'pg2'], reads: ['pg1', 'pg2'], any: ['pg1', 'pg2'] },
+  },
+  {
+    name: 'two claimants: only the leader-key holder is primary, the other serves nowhere',
+    leader: 'pg2',
+    optime: 10_000,
+    members: [pg1, { ...pg2, role: 'primary' }, pg3],
+    expect: { primary: ['pg2'], replicas: ['pg3'], reads: ['pg3'], any: ['pg2', 'pg3'] },
+  },
+  {
+    name: 'leader key names a member without a member key',
+    leader: 'ghost',
+    optime: 10_000,
+    members: [pg2, pg3],
+    expect: { primary: [], replicas: ['pg2', 'pg3'], reads: ['pg2', 'pg3'], any: ['pg2', 'pg3'] },
+  },
+  {
+    name: 'leader still a replica (promotion in progress) is not primary',
+    leader: 'pg2',
+    optime: 10_000,
+    members: [{ ...pg1, role: 'replica' }, pg2],
+    expect: { primary: [], replicas: ['pg1'], reads: ['pg1'], any: ['pg1'] },
+  },
+  {
+    name: 'lag exactly at max_lag qualifies, one byte over does not',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, { ...pg2, xlog: 10_000 - 1024 }, { ...pg3, xlog: 10_000 - 1025 }],
+    expect: { primary: ['pg1'], replicas: ['pg2'], reads: ['pg2'], any: ['pg1', 'pg2', 'pg3'] },
+  },
+  {
+    name: 'unknown lag (no status optime) excludes replicas from a max_lag listener only',
+    leader: 'pg1',
+    members: [pg1, pg2],
+    expect: { primary: ['pg1'], replicas: [], reads: ['pg1'], any: ['pg1', 'pg2'] },
+  },
+  {
+    name: 'noloadbalance replica is never read from',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, { ...pg2, tags: { noloadbalance: true } }, pg3],
+    expect: { primary: ['pg1'], replicas: ['pg3'], reads: ['pg3'], any: ['pg1', 'pg3'] },
+  },
+  {
+    name: 'fallback to primary when every replica is out',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, { ...pg2, state: 'stopped' }, { ...pg3, xlog: 1 }],
+    expect: { primary: ['pg1'], replicas: [], reads: ['pg1'], any: ['pg1', 'pg3'] },
+  },
+  {
+    name: 'leader not running: nothing on primary',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [{ ...pg1, state: 'stopping' }, pg2],
+    expect: { primary: [], replicas: ['pg2'], reads: ['pg2'], any: ['pg2'] },
+  },
+  {
+    name: 'failing health checks remove nodes when checks are on',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2, pg3],
+    checks: true,
+    health: health({ pg1: { '/primary': 'down' }, pg2: { '/replica?lag=1024': 'down', '/replica': 'up' } }),
+    expect: { primary: [], replicas: ['pg3'], reads: ['pg3'], any: ['pg2', 'pg3'] },
+  },
+  {
+    name: 'failing health checks are ignored when checks are off',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2],
+    checks: false,
+    health: health({ pg1: { '/primary': 'down' } }),
+    expect: { primary: ['pg1'], replicas: ['pg2'], reads: ['pg2'], any: ['pg1', 'pg2'] },
+  },
+  {
+    name: 'not yet checked counts as passing',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2],
+    checks: true,
+    expect: { primary: ['pg1'], replicas: ['pg2'], reads: ['pg2'], any: ['pg1', 'pg2'] },
+  },
+  {
+    name: 'Patroni 4 role "primary" and state "streaming" are understood',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [
+      { ...pg1, role: 'primary' },
+      { ...pg2, state: 'streaming' },
+    ],
+    expect: { primary: ['pg1'], replicas: ['pg2'], reads: ['pg2'], any: ['pg1', 'pg2'] },
+  },
+];
+
+describe('computeRoutes', () => {
+  for (const c of cases) {
+    it(c.name, () => {
+      const view = viewOf({
+        ...(c.leader ? { leader: c.leader } : {}),
+        ...(c.optime ? { optime: c.optime } : {}),
+        members: c.members,
+      });
+      const table = computeRoutes(view, c.health ?? EMPTY_HEALTH, policy(c.checks), undefined);
+      const got = Object.fromEntries([...table.listeners].map(([k, r]) => [k, r.nodes.map((n) => n.name)]));
+      assert.deepEqual(got, c.expect);
+    });
+  }
+
+  it('says why a member is excluded', () => {
+    const view = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, { ...pg2, xlog: 1 }] });
+    const route = computeRoutes(view, EMPTY_HEALTH, policy(), undefined).listeners.get('replicas')!;
+    assert.match(route.excluded.pg2!, /lag 9999 bytes exceeds max_lag 1024/);
+    assert.equal(route.excluded.pg1, 'is the primary');
+  });
+
+  it('keeps the generation when nothing changed and bumps it when a node set changes', () => {
+    const v1 = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, pg2], revision: 5 });
+    const t1 = computeRoutes(v1, EMPTY_HEALTH, policy(), undefined);
+    const t2 = computeRoutes(
+      viewOf({ leader: 'pg1', optime: 10_001, members: [pg1, pg2], revision: 6 }),
+      EMPTY_HEALTH,
+      policy(),
+      t1,
+    );
+    assert.equal(t1.generation, 1);
+    assert.equal(t2.generation, 1);
+    assert.equal(t2.viewRevision, 6);
+    const t3 = computeRoutes(
+      viewOf({
+        leader: 'pg2',
+        optime: 10_001,
+        members: [
+          { ...pg1, role: 'replica' },
+          { ...pg2, role: 'master' },
+        ],
+      }),
+      EMPTY_HEALTH,
+      policy(),
+      t2,
+    );
+    assert.equal(t3.generation, 2);
+  });
+
+  it('carries the stale flag (a stale view still routes by the last known state)', () => {
+    const view = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, pg2] });
+    const t = computeRoutes(view, EMPTY_HEALTH, policy(), undefined, true);
+    assert.equal(t.stale, true);
+    assert.deepEqual(
+      t.listeners.get('primary')!.nodes.map((n) => n.name),
+      ['pg1'],
+    );
+  });
+});
+
+describe('diffRoutes', () => {
+  it('reports the old primary removed and the new one added on a leader move', () => {
+    const before = computeRoutes(
+      viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, pg2] }),
+      EMPTY_HEALTH,
+      policy(),
+      undefined,
+    );
+    const after = computeRoutes(
+      viewOf({
+        leader: 'pg2',
+        optime: 10_000,
+        members: [
+          { ...pg1, role: 'replica', xlog: 10_000 },
+          { ...pg2, role: 'master' },
+        ],
+      }),
+      EMPTY_HEALTH,
+      policy(),
+      before,
+    );
+    const byListener = Object.fromEntries(
+      diffRoutes(before, after).map((c) => [
+        c.listener,
+        { removed: c.removed.map((n) => n.name), added: c.added.map((n) => n.name) },
+      ]),
+    );
+    assert.deepEqual(byListener.primary, { removed: ['pg1'], added: ['pg2'] });
+    assert.deepEqual(byListener.replicas, { removed: ['pg2'], added: ['pg1'] });
+    // On `any`, both stay but both flip role: a session on the old primary must not survive as a "replica".
+    assert.deepEqual(byListener.any, { removed: ['pg1', 'pg2'], added: ['pg2', 'pg1'] });
+  });
+
+  it('reports nothing when tables are equal', () => {
+    const view = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, pg2] });
+    const t = computeRoutes(view, EMPTY_HEALTH, policy(), undefined);
+    assert.deepEqual(diffRoutes(t, computeRoutes(view, EMPTY_HEALTH, policy(), t)), []);
+  });
+});
