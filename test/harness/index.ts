@@ -1,0 +1,9 @@
+/** The integration-test harness: real etcd, PostgreSQL, Patroni and HAProxy on loopback ports. */
+export * from './cleanup.js';
+export * from './etcd.js';
+export * from './os-user.js';
+export * from './ports.js';
+export * from './postgres.js';
+export * from './processes.js';
+export * from './temp-dir.js';
+export * from './wait-for.js';
