@@ -5,5 +5,6 @@ export * from './os-user.js';
 export * from './ports.js';
 export * from './postgres.js';
 export * from './processes.js';
+export * from './relay.js';
 export * from './temp-dir.js';
 export * from './wait-for.js';
