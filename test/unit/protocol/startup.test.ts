@@ -15,8 +15,8 @@ function errorOf(result: StartupParseResult): string {
   return result.error;
 }
 
-describe('parseStartupPacket: the four packet kinds', () => {
-  it('SSLRequest', () => {
+void describe('parseStartupPacket: the four packet kinds', () => {
+  void it('SSLRequest', () => {
     assert.deepEqual(parseStartupPacket(buffers.sslRequest()), {
       ok: true,
       packet: { kind: 'ssl' },
@@ -24,7 +24,7 @@ describe('parseStartupPacket: the four packet kinds', () => {
     });
   });
 
-  it('GSSENCRequest', () => {
+  void it('GSSENCRequest', () => {
     assert.deepEqual(parseStartupPacket(buffers.gssencRequest()), {
       ok: true,
       packet: { kind: 'gssenc' },
@@ -33,7 +33,7 @@ describe('parseStartupPacket: the four packet kinds', () => {
   });
 
   for (const keyBytes of [4, 32, 256]) {
-    it(`CancelRequest with a ${keyBytes}-byte key`, () => {
+    void it(`CancelRequest with a ${keyBytes}-byte key`, () => {
       const key = Buffer.alloc(keyBytes, 0xa5);
       key[0] = 1;
       const raw = buffers.cancelRequest(4242, key);
@@ -46,7 +46,7 @@ describe('parseStartupPacket: the four packet kinds', () => {
     });
   }
 
-  it('StartupMessage 3.0 with its parameters in order', () => {
+  void it('StartupMessage 3.0 with its parameters in order', () => {
     const raw = buffers.startup({ user: 'u', database: 'd', application_name: 'app', _pq_x: '1' });
     const result = parseStartupPacket(raw);
     assert.ok(result.ok && result.packet.kind === 'startup');
@@ -64,19 +64,19 @@ describe('parseStartupPacket: the four packet kinds', () => {
     assert.equal(result.rest.length, 0);
   });
 
-  it('StartupMessage 3.2 is accepted and its minor passed through', () => {
+  void it('StartupMessage 3.2 is accepted and its minor passed through', () => {
     const result = parseStartupPacket(buffers.startup({ user: 'u' }, PROTOCOL_3_2));
     assert.ok(result.ok && result.packet.kind === 'startup');
     assert.equal(result.packet.protocolVersion, PROTOCOL_3_2);
   });
 
-  it('a later 3.x minor is passed through too: the server answers with NegotiateProtocolVersion', () => {
+  void it('a later 3.x minor is passed through too: the server answers with NegotiateProtocolVersion', () => {
     const result = parseStartupPacket(buffers.startup({ user: 'u' }, version(3, 9)));
     assert.ok(result.ok && result.packet.kind === 'startup');
     assert.equal(result.packet.protocolVersion, version(3, 9));
   });
 
-  it('UTF-8 names and values, and an empty value', () => {
+  void it('UTF-8 names and values, and an empty value', () => {
     const result = parseStartupPacket(buffers.startup({ user: 'jürgen', options: '' }));
     assert.ok(result.ok && result.packet.kind === 'startup');
     assert.equal(result.packet.parameters.get('user'), 'jürgen');
@@ -84,8 +84,8 @@ describe('parseStartupPacket: the four packet kinds', () => {
   });
 });
 
-describe('parseStartupPacket: rest and incomplete input', () => {
-  it('returns the bytes after the packet as rest', () => {
+void describe('parseStartupPacket: rest and incomplete input', () => {
+  void it('returns the bytes after the packet as rest', () => {
     const startup = buffers.startup({ user: 'u' });
     const result = parseStartupPacket(Buffer.concat([buffers.sslRequest(), startup]));
     assert.ok(result.ok);
@@ -93,7 +93,7 @@ describe('parseStartupPacket: rest and incomplete input', () => {
     assert.deepEqual(result.rest, startup);
   });
 
-  it('every strict prefix of a valid packet is incomplete', () => {
+  void it('every strict prefix of a valid packet is incomplete', () => {
     const raw = buffers.startup({ user: 'u', database: 'd' });
     for (let n = 0; n < raw.length; n++) {
       assert.deepEqual(
@@ -105,7 +105,7 @@ describe('parseStartupPacket: rest and incomplete input', () => {
   });
 });
 
-describe('parseStartupPacket: errors', () => {
+void describe('parseStartupPacket: errors', () => {
   const cases: { name: string; input: Buffer; error: RegExp }[] = [
     {
       name: 'oversize length',
@@ -180,12 +180,12 @@ describe('parseStartupPacket: errors', () => {
     },
   ];
   for (const { name, input, error } of cases) {
-    it(name, () => {
+    void it(name, () => {
       assert.match(errorOf(parseStartupPacket(input)), error);
     });
   }
 
-  it('reports a bad code as soon as the 8-byte header is in, before the declared length arrives', () => {
+  void it('reports a bad code as soon as the 8-byte header is in, before the declared length arrives', () => {
     const header = buffers.startup({ user: 'u' }, version(2, 0)).subarray(0, 8);
     assert.match(errorOf(parseStartupPacket(header)), /unsupported frontend protocol 2\.0/);
   });
