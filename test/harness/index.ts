@@ -2,6 +2,7 @@
 export * from './cleanup.js';
 export * from './etcd.js';
 export * from './os-user.js';
+export * from './patroni.js';
 export * from './ports.js';
 export * from './postgres.js';
 export * from './processes.js';
