@@ -8,13 +8,14 @@
  *   Patroni) is SIGKILLed synchronously on process 'exit' or on SIGINT/SIGTERM/SIGHUP, so a
  *   crashing test never leaves etcd or postgres behind.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 
 type CleanupStep = () => Promise<void> | void;
 
 const steps: CleanupStep[] = [];
 const livePids = new Set<number>();
 const pidFiles = new Set<string>();
+const tempDirs = new Set<string>();
 let safetyNetInstalled = false;
 
 /** Registers a teardown step; steps run last-in first-out. */
@@ -57,6 +58,17 @@ export function trackPidFile(path: string): void {
   pidFiles.add(path);
 }
 
+/** Tracks a temp dir so a hard exit (no `cleanupAll`) still removes it. */
+export function trackTempDir(dir: string): void {
+  installSafetyNet();
+  tempDirs.add(dir);
+}
+
+/** Forgets a temp dir once it has been removed. */
+export function untrackTempDir(dir: string): void {
+  tempDirs.delete(dir);
+}
+
 /** SIGKILLs every tracked pid and every pid named in a tracked pid file. Synchronous. */
 export function killEverythingNow(): void {
   for (const pid of livePids) killQuietly(pid);
@@ -88,12 +100,25 @@ function killQuietly(pid: number): void {
 function installSafetyNet(): void {
   if (safetyNetInstalled) return;
   safetyNetInstalled = true;
-  process.on('exit', killEverythingNow);
+  process.on('exit', onHardExit);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(signal, () => {
-      killEverythingNow();
+      onHardExit();
       // Re-raise with the default disposition so the exit status still says "killed by signal".
       process.kill(process.pid, signal);
     });
   }
+}
+
+/** Exit without `cleanupAll` (crash, process.exit, signal): kill everything, remove temp dirs. */
+function onHardExit(): void {
+  killEverythingNow();
+  for (const dir of tempDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // best effort: a dying process may still hold files
+    }
+  }
+  tempDirs.clear();
 }

@@ -1,6 +1,7 @@
 /** The integration-test harness: real etcd, PostgreSQL, Patroni and HAProxy on loopback ports. */
 export * from './cleanup.js';
 export * from './etcd.js';
+export * from './haproxy.js';
 export * from './os-user.js';
 export * from './patroni.js';
 export * from './ports.js';

@@ -4,7 +4,7 @@
 import { chown, chmod, lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { onCleanup } from './cleanup.js';
+import { onCleanup, trackTempDir, untrackTempDir } from './cleanup.js';
 import { postgresUser } from './os-user.js';
 
 /**
@@ -19,7 +19,11 @@ export async function makeTempDir(prefix: string, owner?: 'postgres'): Promise<s
     const { uid, gid } = await postgresUser();
     await chown(dir, uid, gid);
   }
-  onCleanup(() => rm(dir, { recursive: true, force: true }));
+  trackTempDir(dir);
+  onCleanup(async () => {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    untrackTempDir(dir);
+  });
   return dir;
 }
 

@@ -3,9 +3,14 @@ import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import {
   cleanupAll,
+  freePort,
+  haproxyServerStatus,
+  patroniHaproxyConfig,
   queryOnce,
+  startHaproxy,
   startEtcd,
   startPatroniCluster,
+  waitFor,
   type EtcdServer,
   type PatroniCluster,
 } from '../harness/index.js';
@@ -74,5 +79,42 @@ void describe('harness: a real Patroni 3.0.2 cluster on etcd3', () => {
     } finally {
       client.close();
     }
+  });
+
+  void it('runs HAProxy in front of it: the write port reaches the leader, the read port replicas', async () => {
+    const [writePort, readPort, statsPort] = [await freePort(), await freePort(), await freePort()];
+    const config = patroniHaproxyConfig({
+      members: cluster.members,
+      writePort,
+      readPort,
+      statsPort,
+      inter: '300ms',
+      fall: 2,
+      rise: 1,
+    });
+    assert.match(config, /option httpchk OPTIONS \/primary/);
+    assert.match(config, /on-marked-down shutdown-sessions/);
+    const haproxy = await startHaproxy(config);
+    assert.deepEqual(haproxy.ports, [statsPort, writePort, readPort]);
+
+    const leaderName = await cluster.leader();
+    const leader = cluster.members.find((m) => m.name === leaderName);
+    assert.ok(leader);
+    await waitFor('haproxy to mark only the leader up for writes', async () => {
+      const rows = await haproxyServerStatus(statsPort);
+      const shouldBeUp = (r: { proxy: string; server: string }): boolean =>
+        r.proxy === 'primary' ? r.server === leaderName : r.server !== leaderName;
+      return rows.length === 6 && rows.every((r) => shouldBeUp(r) === r.status.startsWith('UP'));
+    });
+    for (let i = 0; i < 3; i++) {
+      const [row] = await queryOnce<{ port: number; r: boolean }>(
+        writePort,
+        'SELECT inet_server_port() AS port, pg_is_in_recovery() AS r',
+      );
+      assert.deepEqual(row, { port: leader.pgPort, r: false });
+      const [read] = await queryOnce<{ r: boolean }>(readPort, 'SELECT pg_is_in_recovery() AS r');
+      assert.equal(read?.r, true);
+    }
+    await haproxy.stop();
   });
 });
