@@ -1,0 +1,323 @@
+/**
+ * The agent's run loop: observe → decide → act, one cycle every loop_wait (sooner after an
+ * action), plus a status publisher every status_interval (member key with WAL positions).
+ * A cycle never throws; one long action at a time; every cycle ends in one logged sentence.
+ *
+ * States: created → running → closing → closed.
+ */
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { ClusterView } from '../cluster/types.js';
+import type { AgentConfig } from '../config/agent-schema.js';
+import { formatHostPort } from '../config/common.js';
+import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
+import { errorMessage } from '../errors.js';
+import { decide } from '../ha/decide.js';
+import type { Decision, Observation } from '../ha/types.js';
+import type { ParamValue } from '../postgres/conf.js';
+import { slotNameFor } from '../postgres/conf.js';
+import type { PostgresNode } from '../postgres/node.js';
+import type { PgProbe } from '../postgres/probe.js';
+import { execute, type ExecutorContext } from './executor.js';
+import { apiUrl, buildMemberValue, buildStatusValue, connUrl, type MemberState } from './member-status.js';
+
+export interface AgentOptions {
+  readonly config: AgentConfig;
+  readonly dcs: AgentDcs;
+  readonly node: PostgresNode;
+  readonly log: Logger;
+}
+
+/** What the REST API and metrics read: the agent's latest knowledge, immutable. */
+export interface AgentSnapshot {
+  readonly name: string;
+  readonly state: MemberState;
+  readonly probe: PgProbe | undefined;
+  readonly view: ClusterView | undefined;
+  readonly values: ReadonlyMap<string, string>;
+  readonly pgRunning: boolean;
+  readonly postmasterStartMs: number | undefined;
+  readonly lastCycleAtMs: number | undefined;
+  readonly lastDcsOkAtMs: number | undefined;
+  readonly lastSentence: string | undefined;
+}
+
+export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }] }> {
+  private readonly cfg: AgentConfig;
+  private state: MemberState = 'stopped';
+  private following: string | undefined;
+  private probe: PgProbe | undefined;
+  private snapshot: DcsSnapshot | undefined;
+  private leaseDeadlineMs: number | undefined;
+  private lastCycleAtMs: number | undefined;
+  private lastDcsOkAtMs: number | undefined;
+  private lastSentence: string | undefined;
+  private postmasterStartMs: number | undefined;
+  private lastPublished = '';
+  private cycleTimer: NodeJS.Timeout | undefined;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private busy: Promise<void> = Promise.resolve();
+  private running = false;
+  private closed = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    super();
+    this.cfg = opts.config;
+  }
+
+  start(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    this.scheduleCycle(0);
+    this.statusTimer = setInterval(
+      () => this.exclusive(() => this.publishStatus()),
+      this.cfg.agent.status_interval,
+    );
+  }
+
+  /** Runs `fn` after any cycle or publish in progress; never two at once. */
+  private exclusive(fn: () => Promise<void>): void {
+    this.busy = this.busy.then(fn).catch((err: unknown) => {
+      this.opts.log.error({ err: errorMessage(err) }, 'unexpected agent error');
+    });
+  }
+
+  private scheduleCycle(delayMs: number): void {
+    if (!this.running) return;
+    clearTimeout(this.cycleTimer);
+    this.cycleTimer = setTimeout(() => {
+      this.exclusive(async () => {
+        const acted = await this.cycle();
+        this.scheduleCycle(acted ? 0 : this.cfg.bootstrap.dcs.loop_wait);
+      });
+    }, delayMs);
+  }
+
+  get snapshotForApi(): AgentSnapshot {
+    return {
+      name: this.cfg.name,
+      state: this.state,
+      probe: this.probe,
+      view: this.snapshot?.view,
+      values: this.snapshot?.values ?? new Map(),
+      pgRunning: this.opts.node.isRunning(),
+      postmasterStartMs: this.postmasterStartMs,
+      lastCycleAtMs: this.lastCycleAtMs,
+      lastDcsOkAtMs: this.lastDcsOkAtMs,
+      lastSentence: this.lastSentence,
+    };
+  }
+
+  private get dynamicParameters(): Readonly<Record<string, ParamValue>> {
+    const fromDcs = (
+      this.snapshot?.view.config.postgresql as { parameters?: Record<string, ParamValue> } | undefined
+    )?.parameters;
+    return {
+      ...(fromDcs ?? this.cfg.bootstrap.dcs.postgresql.parameters),
+      ...this.cfg.postgresql.parameters,
+    };
+  }
+
+  private async observeDcs(): Promise<void> {
+    const sentAt = performance.now();
+    try {
+      await this.opts.dcs.refreshLease();
+      const dyn = this.cfg.bootstrap.dcs;
+      this.leaseDeadlineMs = sentAt + dyn.ttl - dyn.retry_timeout;
+      this.snapshot = await this.opts.dcs.load();
+      this.lastDcsOkAtMs = Date.now();
+      for (const p of this.snapshot.problems) this.opts.log.warn({ problem: p }, 'skipped a DCS value');
+    } catch (err) {
+      this.opts.log.warn({ err: errorMessage(err) }, 'DCS is not accessible');
+      this.snapshot = undefined;
+    }
+  }
+
+  private async observePostgres(): Promise<void> {
+    const node = this.opts.node;
+    if (!node.isRunning()) {
+      this.probe = undefined;
+      if (this.state === 'running') this.state = 'crashed';
+      this.postmasterStartMs = undefined;
+      return;
+    }
+    try {
+      this.probe = await node.probe();
+      this.postmasterStartMs ??= Date.now();
+    } catch {
+      this.probe = undefined;
+    }
+  }
+
+  /** One HA cycle. Returns whether it acted (then the next cycle follows at once). */
+  private async cycle(): Promise<boolean> {
+    await this.observeDcs();
+    await this.observePostgres();
+    const view = this.snapshot?.view;
+    const obs: Observation = {
+      nowMs: performance.now(),
+      name: this.cfg.name,
+      view,
+      leaseDeadlineMs: this.leaseDeadlineMs,
+      pg: {
+        hasData: this.opts.node.hasData(),
+        running: this.opts.node.isRunning(),
+        status: this.probe,
+      },
+      following: this.following,
+      settings: {
+        maximumLagOnFailoverBytes: this.cfg.bootstrap.dcs.maximum_lag_on_failover,
+        nofailover: this.cfg.tags.nofailover,
+        fencing: this.cfg.agent.fencing,
+      },
+    };
+    const decision = decide(obs);
+    const outcome = await this.act(decision, view);
+    this.lastCycleAtMs = Date.now();
+    if (
+      outcome !== this.lastSentence ||
+      decision.actions.some((a) => a.type !== 'renew' && a.type !== 'sync_slots')
+    ) {
+      this.opts.log.info({ actions: decision.actions.map((a) => a.type) }, outcome);
+    } else {
+      this.opts.log.debug(outcome);
+    }
+    this.lastSentence = outcome;
+    this.emit('cycle', { ...decision, outcome });
+    await this.observePostgres();
+    await this.publishStatus();
+    return decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
+  }
+
+  private async act(decision: Decision, view: ClusterView | undefined): Promise<string> {
+    if (decision.actions.length === 0 || !view) {
+      for (const a of decision.actions)
+        if (a.type === 'stop' || a.type === 'demote') await this.fenceAlone(a.type);
+      return decision.sentence;
+    }
+    const ctx = this.executorContext(view);
+    for (const action of decision.actions) {
+      try {
+        if (!(await execute(ctx, action)))
+          return decision.failureSentence ?? `${decision.sentence}: not done`;
+      } catch (err) {
+        return `${decision.sentence}: failed: ${errorMessage(err)}`;
+      }
+    }
+    return decision.sentence;
+  }
+
+  /** Fencing without the DCS: demote to read-only with no upstream, or stop. */
+  private async fenceAlone(how: 'stop' | 'demote'): Promise<void> {
+    const node = this.opts.node;
+    this.state = 'stopping';
+    await node.stop('fast').catch(() => undefined);
+    if (how === 'stop') {
+      this.state = 'stopped';
+      return;
+    }
+    await node
+      .start({ parameters: this.dynamicParameters, recovery: true, standby: undefined })
+      .catch(() => undefined);
+    this.following = undefined;
+    this.state = node.isRunning() ? 'running' : 'stopped';
+  }
+
+  private executorContext(view: ClusterView): ExecutorContext {
+    return {
+      config: this.cfg,
+      dcs: this.opts.dcs,
+      node: this.opts.node,
+      log: this.opts.log,
+      view,
+      parameters: this.dynamicParameters,
+      setState: (s) => {
+        this.state = s;
+      },
+      setFollowing: (leader) => {
+        this.following = leader;
+      },
+      publish: () => this.publishMember(true),
+    };
+  }
+
+  private memberValue(): string {
+    const pg = this.cfg.postgresql;
+    const api = this.cfg.restapi;
+    const pgAddr = pg.connect_address ?? pg.listen;
+    const apiAddr = api.connect_address ?? api.listen;
+    const state: MemberState = this.opts.node.isRunning()
+      ? this.probe
+        ? this.state === 'crashed' || this.state === 'stopped'
+          ? 'running'
+          : this.state
+        : 'starting'
+      : this.state === 'running'
+        ? 'stopped'
+        : this.state;
+    return JSON.stringify(
+      buildMemberValue({
+        connUrl: connUrl(pgAddr.host, pgAddr.port),
+        apiUrl: apiUrl(apiAddr.host, apiAddr.port),
+        state,
+        probe: this.opts.node.isRunning() ? this.probe : undefined,
+        tags: this.cfg.tags,
+      }),
+    );
+  }
+
+  private async publishMember(force: boolean): Promise<void> {
+    const value = this.memberValue();
+    if (!force && value === this.lastPublished) return;
+    await this.opts.dcs.publishMember(value);
+    this.lastPublished = value;
+  }
+
+  /** Member key (when changed), and the leader's `status` with its optime and slots. */
+  private async publishStatus(): Promise<void> {
+    if (!this.running) return;
+    await this.observePostgres();
+    try {
+      await this.publishMember(false);
+      const view = this.snapshot?.view;
+      if (view && view.leader === this.cfg.name && this.probe && !this.probe.inRecovery) {
+        const others = [...view.members.keys()].filter((n) => n !== this.cfg.name);
+        const slots = Object.fromEntries(
+          others.map((n) => [slotNameFor(n), view.members.get(n)?.xlogLocation ?? 0] as const),
+        );
+        await this.opts.dcs.writeStatus(
+          JSON.stringify(buildStatusValue(this.probe.walPosition, slots, others)),
+        );
+      }
+    } catch (err) {
+      this.opts.log.debug({ err: errorMessage(err) }, 'could not publish status');
+    }
+  }
+
+  /** Stops the loop; a leader stops Postgres first, then gives up the key; the lease is revoked. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.running = false;
+    clearTimeout(this.cycleTimer);
+    clearInterval(this.statusTimer);
+    await this.busy;
+    const wasLeader = this.snapshot?.view.leader === this.cfg.name;
+    await this.opts.node.stop('fast').catch(() => undefined);
+    if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
+    await this.opts.dcs.revokeLease().catch(() => undefined);
+    this.opts.dcs.close();
+    this.opts.log.info({ endpoint: formatHostPort(this.cfg.postgresql.listen) }, 'agent stopped');
+  }
+
+  /** Stops now: Postgres immediate shutdown, no DCS cleanup (the lease expires by itself). */
+  async destroy(): Promise<void> {
+    this.closed = true;
+    this.running = false;
+    clearTimeout(this.cycleTimer);
+    clearInterval(this.statusTimer);
+    await this.opts.node.stop('immediate').catch(() => undefined);
+    this.opts.dcs.close();
+  }
+}

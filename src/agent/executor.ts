@@ -1,0 +1,224 @@
+/**
+ * Carries out one decided action (thin I/O). Returns false when the action could not be done
+ * for a reason the decision foresaw (the lock was taken first); throws on failures.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { ClusterView } from '../cluster/types.js';
+import type { AgentConfig } from '../config/agent-schema.js';
+import type { AgentDcs } from '../dcs/agent-store.js';
+import { errorMessage, PgfleetError } from '../errors.js';
+import type { Action } from '../ha/types.js';
+import {
+  slotNameFor,
+  sqlIdent,
+  sqlLiteral,
+  type ParamValue,
+  type StandbySettings,
+} from '../postgres/conf.js';
+import type { PostgresNode } from '../postgres/node.js';
+import type { MemberState } from './member-status.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface ExecutorContext {
+  readonly config: AgentConfig;
+  readonly dcs: AgentDcs;
+  readonly node: PostgresNode;
+  readonly log: Logger;
+  readonly view: ClusterView;
+  /** Current dynamic `postgresql.parameters` (DCS `config`, else bootstrap.dcs). */
+  readonly parameters: Readonly<Record<string, ParamValue>>;
+  setState(state: MemberState): void;
+  setFollowing(leader: string | undefined): void;
+  publish(): Promise<void>;
+}
+
+function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
+  const m = ctx.view.members.get(leader);
+  if (!m) throw new PgfleetError('ERR_POSTGRES', `leader '${leader}' has no member key to follow`);
+  const repl = ctx.config.postgresql.authentication.replication;
+  return {
+    host: m.host,
+    port: m.port,
+    user: repl.username,
+    password: repl.password,
+    applicationName: ctx.config.name,
+    slotName: slotNameFor(ctx.config.name),
+  };
+}
+
+async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
+  if (!(await ctx.dcs.claimInitialize(''))) return false;
+  const { config, node, dcs } = ctx;
+  try {
+    ctx.setState('initializing new cluster');
+    await ctx.publish();
+    await node.initdb();
+    await node.start({ parameters: ctx.parameters, recovery: false, standby: undefined });
+    await createRoles(ctx);
+    if (!(await dcs.acquireLeader()))
+      throw new PgfleetError('ERR_DCS_CONFLICT', 'leader key taken during bootstrap');
+    const probe = await node.probe();
+    const dyn = config.bootstrap.dcs;
+    await dcs.writeConfigIfAbsent(
+      JSON.stringify({
+        ttl: dyn.ttl / 1000,
+        loop_wait: dyn.loop_wait / 1000,
+        retry_timeout: dyn.retry_timeout / 1000,
+        maximum_lag_on_failover: dyn.maximum_lag_on_failover,
+        postgresql: { parameters: dyn.postgresql.parameters, use_pg_rewind: dyn.postgresql.use_pg_rewind },
+      }),
+    );
+    await dcs.setInitialize(probe.systemIdentifier);
+    ctx.setState('running');
+    return true;
+  } catch (err) {
+    ctx.log.error({ err: errorMessage(err) }, 'bootstrap failed; removing the data directory and initialize');
+    await node.stop('immediate').catch(() => undefined);
+    await dcs.cancelInitialize().catch(() => undefined);
+    await dcs.releaseLeader().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function createRoles(ctx: ExecutorContext): Promise<void> {
+  const auth = ctx.config.postgresql.authentication;
+  const statements: string[] = [];
+  const su = auth.superuser;
+  if (su.password !== undefined) {
+    statements.push(`ALTER ROLE ${sqlIdent(su.username)} WITH PASSWORD ${sqlLiteral(su.password)}`);
+  }
+  const repl = auth.replication;
+  statements.push(
+    `CREATE ROLE ${sqlIdent(repl.username)} WITH REPLICATION LOGIN` +
+      (repl.password !== undefined ? ` PASSWORD ${sqlLiteral(repl.password)}` : ''),
+  );
+  const rw = auth.rewind;
+  if (rw && rw.username !== su.username) {
+    const r = sqlIdent(rw.username);
+    statements.push(
+      `CREATE ROLE ${r} WITH LOGIN` +
+        (rw.password !== undefined ? ` PASSWORD ${sqlLiteral(rw.password)}` : ''),
+      `GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO ${r}`,
+      `GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO ${r}`,
+      `GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO ${r}`,
+      `GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ${r}`,
+    );
+  }
+  await ctx.node.query(statements);
+}
+
+/** `Database cluster state` from pg_controldata: "in production" means it last ran as a primary. */
+async function controlState(ctx: ExecutorContext): Promise<string> {
+  const bin = path.join(ctx.config.postgresql.bin_dir, 'pg_controldata');
+  const { stdout } = await execFileAsync(bin, [ctx.node.dataDir], { env: { ...process.env, LC_ALL: 'C' } });
+  return /Database cluster state:\s*(.+)/.exec(stdout)?.[1]?.trim() ?? 'unknown';
+}
+
+/** Starts as a replica of `leader`; a former primary is rewound first, or re-cloned if that fails. */
+async function startFollowing(
+  ctx: ExecutorContext,
+  leader: string | undefined,
+  fresh = false,
+): Promise<void> {
+  ctx.setState('starting');
+  if (leader === undefined) {
+    await ctx.node.start({ parameters: ctx.parameters, recovery: true, standby: undefined });
+    ctx.setFollowing(undefined);
+    ctx.setState('running');
+    return;
+  }
+  const standby = standbyFor(ctx, leader);
+  // A fresh base backup carries the source's pg_control ("in production"): nothing to rewind.
+  const state = fresh ? 'fresh clone' : await controlState(ctx).catch(() => 'unknown');
+  if (state === 'in production' || state === 'shut down') {
+    await rewindOrClone(ctx, standby);
+  }
+  await ctx.node.start({ parameters: ctx.parameters, recovery: true, standby });
+  ctx.setFollowing(leader);
+  ctx.setState('running');
+}
+
+async function rewindOrClone(ctx: ExecutorContext, standby: StandbySettings): Promise<void> {
+  const auth = ctx.config.postgresql.authentication;
+  const who = auth.rewind ?? auth.superuser;
+  try {
+    ctx.log.info({ leader: standby.host, port: standby.port }, 'rewinding former primary with pg_rewind');
+    await ctx.node.rewindFrom({
+      host: standby.host,
+      port: standby.port,
+      user: who.username,
+      password: who.password,
+    });
+  } catch (err) {
+    ctx.log.warn({ err: errorMessage(err) }, 'pg_rewind failed; rebuilding with pg_basebackup');
+    ctx.setState('creating replica');
+    await ctx.node.cloneFrom(standby);
+  }
+}
+
+async function syncSlots(ctx: ExecutorContext, wanted: readonly string[]): Promise<void> {
+  const [rows] = await ctx.node.query([
+    `SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'`,
+  ]);
+  const have = new Map((rows ?? []).map((r) => [r[0] ?? '', r[1] === 't']));
+  const statements: string[] = [];
+  for (const s of wanted)
+    if (!have.has(s)) statements.push(`SELECT pg_create_physical_replication_slot(${sqlLiteral(s)})`);
+  for (const [s, active] of have) {
+    if (!wanted.includes(s) && !active) statements.push(`SELECT pg_drop_replication_slot(${sqlLiteral(s)})`);
+  }
+  if (statements.length > 0) {
+    ctx.log.info({ wanted, had: [...have.keys()] }, 'syncing replication slots');
+    await ctx.node.query(statements);
+  }
+}
+
+export async function execute(ctx: ExecutorContext, action: Action): Promise<boolean> {
+  switch (action.type) {
+    case 'bootstrap':
+      return await bootstrap(ctx);
+    case 'clone': {
+      ctx.setState('creating replica');
+      await ctx.publish().catch(() => undefined);
+      await ctx.node.cloneFrom(standbyFor(ctx, action.from));
+      await startFollowing(ctx, action.from, true);
+      return true;
+    }
+    case 'start':
+      await startFollowing(ctx, action.leader);
+      return true;
+    case 'acquire':
+      return await ctx.dcs.acquireLeader();
+    case 'renew':
+      return await ctx.dcs.renewLeader();
+    case 'promote':
+      await ctx.node.promote();
+      ctx.setFollowing(undefined);
+      return true;
+    case 'demote':
+      ctx.setState('stopping');
+      await ctx.node.stop('fast');
+      await startFollowing(ctx, action.leader);
+      return true;
+    case 'stop':
+      ctx.setState('stopping');
+      await ctx.node.stop('fast');
+      ctx.setState('stopped');
+      return true;
+    case 'follow':
+      await ctx.node.reconfigure({
+        parameters: ctx.parameters,
+        recovery: true,
+        standby: standbyFor(ctx, action.leader),
+      });
+      ctx.setFollowing(action.leader);
+      return true;
+    case 'sync_slots':
+      await syncSlots(ctx, action.slots);
+      return true;
+  }
+}

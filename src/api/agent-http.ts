@@ -1,0 +1,127 @@
+/**
+ * The agent's REST API (Patroni's endpoints and status codes) on `restapi.listen`.
+ * GET, HEAD and OPTIONS answer health and status; POST/PATCH/PUT/DELETE require the configured
+ * basic authentication (401 otherwise) and are not implemented yet (501).
+ */
+import http from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Agent } from '../agent/agent.js';
+import type { AgentConfig } from '../config/agent-schema.js';
+import { registerAgentMetrics } from './agent-metrics.js';
+import { clusterStatus, healthFacts, historyStatus, patroniStatus } from './agent-status.js';
+import { healthStatus, isHealthPath } from './health-rules.js';
+
+export interface AgentHttpOptions {
+  readonly config: AgentConfig;
+  readonly agent: Agent;
+  readonly registry: Registry;
+  readonly log: Logger;
+}
+
+const REQUEST_TIMEOUT_MS = 10_000;
+
+function authorized(
+  header: string | undefined,
+  auth: { username: string; password?: string | undefined },
+): boolean {
+  if (!header?.startsWith('Basic ')) return false;
+  const given = Buffer.from(header.slice(6), 'base64');
+  const want = Buffer.from(`${auth.username}:${auth.password ?? ''}`);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+export class AgentHttp {
+  private readonly server: http.Server;
+  private started = false;
+
+  constructor(private readonly opts: AgentHttpOptions) {
+    registerAgentMetrics(opts.registry, opts.config.scope, () => opts.agent.snapshotForApi);
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        opts.log.warn({ err: String(err) }, 'REST request failed');
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    });
+    this.server.requestTimeout = REQUEST_TIMEOUT_MS;
+    this.server.headersTimeout = REQUEST_TIMEOUT_MS;
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return a !== null && typeof a === 'object' ? a.port : 0;
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const { host, port } = this.opts.config.restapi.listen;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private send(res: http.ServerResponse, method: string, code: number, body: string, type: string): void {
+    res.writeHead(code, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
+    res.end(method === 'HEAD' ? undefined : body);
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
+    if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) {
+      const auth = this.opts.config.restapi.authentication;
+      if (auth && !authorized(req.headers.authorization, auth)) {
+        res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="pgfleet"' });
+        res.end('no auth header received\n');
+        return;
+      }
+      this.send(res, method, 501, `${method} ${path} is not implemented by pgfleet yet\n`, 'text/plain');
+      return;
+    }
+    const snap = this.opts.agent.snapshotForApi;
+    const scope = this.opts.config.scope;
+    const json = (code: number, value: unknown) =>
+      this.send(res, method, code, JSON.stringify(value), 'application/json');
+    if (isHealthPath(path)) {
+      const facts = healthFacts(snap, Date.now(), this.opts.config.bootstrap.dcs.ttl);
+      json(healthStatus(path, url.searchParams, facts), patroniStatus(snap, scope));
+      return;
+    }
+    switch (path) {
+      case '/patroni':
+        json(200, patroniStatus(snap, scope));
+        return;
+      case '/cluster':
+        json(200, clusterStatus(snap, scope));
+        return;
+      case '/history':
+        json(200, historyStatus(snap));
+        return;
+      case '/metrics':
+        this.send(res, method, 200, await this.opts.registry.metrics(), this.opts.registry.contentType);
+        return;
+      default:
+        this.send(res, method, 404, 'not found\n', 'text/plain');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.server.listening) return;
+    this.server.closeIdleConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  destroy(): void {
+    this.server.closeAllConnections();
+    this.server.close();
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * JSON bodies of the agent's REST API, shaped as Patroni's (`/patroni`, `/cluster`, `/history`).
+ * Pure: built from an AgentSnapshot.
+ */
+import { memberLagBytes } from '../cluster/types.js';
+import type { AgentSnapshot } from '../agent/agent.js';
+import { PATRONI_COMPAT_VERSION } from '../agent/member-status.js';
+import type { HealthFacts } from './health-rules.js';
+
+export function healthFacts(s: AgentSnapshot, nowMs: number, ttlMs: number): HealthFacts {
+  const view = s.view;
+  const me = view?.members.get(s.name);
+  const role = s.probe ? (s.probe.inRecovery ? 'replica' : 'primary') : undefined;
+  let lagBytes: number | undefined;
+  if (role === 'replica' && view && s.probe) {
+    lagBytes = view.optime === undefined ? undefined : Math.max(0, view.optime - s.probe.walPosition);
+  } else if (view && me) lagBytes = memberLagBytes(view, me);
+  return {
+    running: s.pgRunning && s.probe !== undefined && s.state === 'running',
+    role,
+    holdsLeaderKey: view?.leader === s.name,
+    lagBytes,
+    tags: me?.tags.all ?? {},
+    loopAlive: s.lastCycleAtMs !== undefined && nowMs - s.lastCycleAtMs <= ttlMs,
+  };
+}
+
+export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, unknown> {
+  const p = s.probe;
+  const out: Record<string, unknown> = {
+    state: s.pgRunning ? (p ? s.state : 'starting') : 'stopped',
+    role: p ? (p.inRecovery ? 'replica' : 'primary') : 'uninitialized',
+    patroni: { version: PATRONI_COMPAT_VERSION, scope, name: s.name },
+  };
+  if (s.postmasterStartMs !== undefined)
+    out.postmaster_start_time = new Date(s.postmasterStartMs).toISOString();
+  if (p) {
+    out.server_version = p.serverVersion;
+    out.timeline = p.timeline;
+    out.database_system_identifier = p.systemIdentifier;
+    out.xlog = p.inRecovery
+      ? {
+          received_location: p.receiveLsn ?? 0,
+          replayed_location: p.replayLsn ?? 0,
+          replayed_timestamp: null,
+          paused: false,
+        }
+      : { location: p.walPosition };
+    if (p.inRecovery)
+      out.replication_state = p.walReceiverStatus === 'streaming' ? 'streaming' : 'in archive recovery';
+  }
+  if (s.view) out.cluster_unlocked = s.view.leader === undefined;
+  if (s.lastDcsOkAtMs !== undefined) out.dcs_last_seen = Math.floor(s.lastDcsOkAtMs / 1000);
+  return out;
+}
+
+/** Patroni's cluster_as_json. */
+export function clusterStatus(s: AgentSnapshot, scope: string): Record<string, unknown> {
+  const view = s.view;
+  if (!view) return { scope, members: [] };
+  const members = [...view.members.values()]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((m) => {
+      const isLeader = m.name === view.leader;
+      const entry: Record<string, unknown> = {
+        name: m.name,
+        role: isLeader ? 'leader' : view.sync.syncStandbys.includes(m.name) ? 'sync_standby' : 'replica',
+        state: m.state,
+        api_url: m.apiUrl === undefined ? undefined : `${m.apiUrl}/patroni`,
+        host: m.host,
+        port: m.port,
+      };
+      if (m.timeline !== undefined) entry.timeline = m.timeline;
+      if (Object.keys(m.tags.all).length > 0) entry.tags = m.tags.all;
+      if (!isLeader) entry.lag = m.xlogLocation === undefined ? 'unknown' : (memberLagBytes(view, m) ?? 0);
+      return entry;
+    });
+  return { members, scope };
+}
+
+export function historyStatus(s: AgentSnapshot): unknown {
+  const text = s.values.get('history');
+  if (text === undefined) return [];
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Patroni's REST health semantics as a pure function: path + query + facts → 200 or 503.
+ * @see https://patroni.readthedocs.io/en/latest/rest_api.html#health-check-endpoints
+ *
+ * | endpoint                                   | 200 when                                              |
+ * |--------------------------------------------|-------------------------------------------------------|
+ * | / /primary /master /leader /read-write     | running as primary and holding the leader key         |
+ * | /replica                                   | running replica, not noloadbalance, lag/tags match    |
+ * | /read-only                                 | /primary or /replica would say 200 (lag/tags apply)   |
+ * | /health                                    | PostgreSQL is running                                 |
+ * | /liveness                                  | the HA loop ran within the last ttl                   |
+ * | /readiness                                 | leader running as primary, or a running replica       |
+ * | /patroni /cluster /history /metrics        | always (they report, they do not judge)               |
+ */
+import { parseSizeBytes } from '../config/units.js';
+
+export interface HealthFacts {
+  readonly running: boolean;
+  readonly role: 'primary' | 'replica' | undefined;
+  readonly holdsLeaderKey: boolean;
+  readonly lagBytes: number | undefined;
+  readonly tags: Readonly<Record<string, unknown>>;
+  readonly loopAlive: boolean;
+}
+
+export const HEALTH_PATHS = [
+  '/',
+  '/primary',
+  '/master',
+  '/leader',
+  '/read-write',
+  '/replica',
+  '/read-only',
+  '/health',
+  '/liveness',
+  '/readiness',
+] as const;
+
+export type HealthPath = (typeof HEALTH_PATHS)[number];
+
+export function isHealthPath(p: string): p is HealthPath {
+  return (HEALTH_PATHS as readonly string[]).includes(p);
+}
+
+function tagsMatch(query: URLSearchParams, tags: Readonly<Record<string, unknown>>): boolean {
+  for (const [k, v] of query) {
+    if (!k.startsWith('tag_')) continue;
+    const have = tags[k.slice(4)];
+    const text = typeof have === 'object' ? JSON.stringify(have) : String(have);
+    if (have === undefined || text.toLowerCase() !== v.toLowerCase()) return false;
+  }
+  return true;
+}
+
+function lagOk(query: URLSearchParams, lagBytes: number | undefined): boolean {
+  const raw = query.get('lag');
+  if (raw === null) return true;
+  const max = parseSizeBytes(raw);
+  if (max === undefined) return true;
+  return lagBytes !== undefined && lagBytes <= max;
+}
+
+export function healthStatus(path: HealthPath, query: URLSearchParams, f: HealthFacts): 200 | 503 {
+  const primary = f.running && f.role === 'primary' && f.holdsLeaderKey;
+  const replica =
+    f.running &&
+    f.role === 'replica' &&
+    f.tags.noloadbalance !== true &&
+    lagOk(query, f.lagBytes) &&
+    tagsMatch(query, f.tags);
+  let ok: boolean;
+  switch (path) {
+    case '/':
+    case '/primary':
+    case '/master':
+    case '/leader':
+    case '/read-write':
+      ok = primary;
+      break;
+    case '/replica':
+      ok = replica;
+      break;
+    case '/read-only':
+      ok = (primary && tagsMatch(query, f.tags)) || replica;
+      break;
+    case '/health':
+      ok = f.running;
+      break;
+    case '/liveness':
+      ok = f.loopAlive;
+      break;
+    case '/readiness':
+      ok = primary || (f.running && f.role === 'replica');
+      break;
+  }
+  return ok ? 200 : 503;
+}

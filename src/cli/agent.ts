@@ -1,0 +1,91 @@
+/**
+ * `pgfleet agent -c node.yaml [--check]`: load config, build the agent and its REST API, start
+ * them, and own signals and the shutdown order (API → agent (Postgres, leader key, lease)).
+ */
+import { Registry } from 'prom-client';
+import { AgentHttp } from '../api/agent-http.js';
+import { Agent } from '../agent/agent.js';
+import { loadAgentConfig, type AgentConfig } from '../config/agent-schema.js';
+import { EtcdAgentDcs } from '../dcs/agent-store.js';
+import { createEtcdClient } from '../dcs/etcd-client.js';
+import { errorMessage, isPgfleetError } from '../errors.js';
+import { createLogger } from '../observability/logger.js';
+import { PostgresNode } from '../postgres/node.js';
+import { resolveRunAs } from '../postgres/process.js';
+
+const SHUTDOWN_TIMEOUT_MS = 60_000;
+
+export async function runAgent(opts: { config: string; check?: boolean }): Promise<number> {
+  let config: AgentConfig;
+  try {
+    config = loadAgentConfig(opts.config);
+  } catch (err) {
+    process.stderr.write(`${errorMessage(err)}\n`);
+    return isPgfleetError(err) ? 2 : 1;
+  }
+  if (opts.check) {
+    process.stdout.write(`${opts.config}: configuration is valid\n`);
+    return 0;
+  }
+  const log = createLogger({
+    level: process.env.PGFLEET_LOG_LEVEL ?? config.log.level,
+    name: `agent ${config.name}`,
+  });
+  const pg = config.postgresql;
+  const node = new PostgresNode({
+    dataDir: pg.data_dir,
+    binDir: pg.bin_dir,
+    listen: pg.listen,
+    runAs: await resolveRunAs(pg.os_user),
+    superuser: pg.authentication.superuser,
+    pgHba: pg.pg_hba,
+    replicationUser: pg.authentication.replication.username,
+    initdbArgs: config.bootstrap.initdb.map((o) =>
+      typeof o === 'string'
+        ? `--${o}`
+        : Object.entries(o)
+            .map(([k, v]) => `--${k}=${v}`)
+            .join(' '),
+    ),
+    parentDeathSignal: config.agent.stop_postgres_on_agent_death ? 'INT' : undefined,
+    timeoutMs: config.agent.postgres_timeout,
+    log: log.child({ component: 'postgres' }),
+  });
+  const client = createEtcdClient(config.etcd3);
+  const dcs = new EtcdAgentDcs({
+    client,
+    namespace: config.namespace,
+    scope: config.scope,
+    name: config.name,
+    ttlMs: config.bootstrap.dcs.ttl,
+    callTimeoutMs: config.etcd3.request_timeout,
+  });
+  const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }) });
+  const registry = new Registry();
+  const http = new AgentHttp({ config, agent, registry, log: log.child({ component: 'api' }) });
+  try {
+    await http.start();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, 'cannot start the REST API');
+    client.close();
+    return 1;
+  }
+  agent.start();
+  log.info({ api: `http://${config.restapi.listen.host}:${config.restapi.listen.port}` }, 'agent started');
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  log.info({ signal }, 'shutting down');
+  const forced = setTimeout(() => {
+    log.error('shutdown timed out; stopping now');
+    void agent.destroy().finally(() => process.exit(1));
+  }, SHUTDOWN_TIMEOUT_MS);
+  forced.unref();
+  await http.close();
+  await agent.close();
+  client.close();
+  clearTimeout(forced);
+  return 0;
+}

@@ -1,0 +1,161 @@
+/**
+ * The agent's HA step: decide(observation) → decision. Pure: no I/O, no clock, no randomness.
+ * Patroni's ha.py run cycle, made explicit as one table:
+ *
+ * | DCS     | local Postgres          | leader key   | decision                                   |
+ * |---------|-------------------------|--------------|--------------------------------------------|
+ * | down    | primary, lease expiring | —            | fence (demote or stop)                     |
+ * | down    | anything else           | —            | nothing                                    |
+ * | up      | no data                 | no initialize| bootstrap                                  |
+ * | up      | no data                 | other, up    | clone from the leader                      |
+ * | up      | stopped                 | any          | start as a replica (of the leader, if any) |
+ * | up      | primary                 | mine         | renew, keep slots                          |
+ * | up      | primary                 | none         | acquire if healthiest, else demote         |
+ * | up      | primary                 | other        | demote, follow the leader                  |
+ * | up      | replica                 | mine         | renew, promote                             |
+ * | up      | replica                 | none         | acquire + promote if healthiest            |
+ * | up      | replica                 | other        | follow it (restart if following another)   |
+ */
+import type { ClusterView } from '../cluster/types.js';
+import { slotNameFor } from '../postgres/conf.js';
+import type { Decision, Observation } from './types.js';
+
+const none = (sentence: string): Decision => ({ actions: [], sentence });
+
+function decideWithoutDcs(obs: Observation): Decision {
+  const status = obs.pg.status;
+  if (!obs.pg.running || !status || status.inRecovery) return none('DCS is not accessible');
+  if (obs.leaseDeadlineMs !== undefined && obs.nowMs < obs.leaseDeadlineMs) {
+    const s = Math.ceil((obs.leaseDeadlineMs - obs.nowMs) / 1000);
+    return none(`DCS is not accessible; I keep the primary for at most ${s}s more`);
+  }
+  if (obs.settings.fencing === 'stop') {
+    return {
+      actions: [{ type: 'stop' }],
+      sentence: 'stopping self because DCS is not accessible and I was a leader',
+    };
+  }
+  return {
+    actions: [{ type: 'demote', leader: undefined }],
+    sentence: 'demoting self because DCS is not accessible and I was a leader',
+  };
+}
+
+/** Whether a leader is known and publishes itself as running. */
+function runningLeader(view: ClusterView, me: string): string | undefined {
+  const leader = view.leader;
+  if (leader === undefined || leader === me) return undefined;
+  const m = view.members.get(leader);
+  return m && m.state === 'running' ? leader : undefined;
+}
+
+function decideWithoutData(obs: Observation, view: ClusterView): Decision {
+  if (!view.initialized)
+    return { actions: [{ type: 'bootstrap' }], sentence: 'trying to bootstrap a new cluster' };
+  const leader = runningLeader(view, obs.name);
+  if (leader !== undefined) {
+    return {
+      actions: [{ type: 'clone', from: leader }],
+      sentence: `trying to bootstrap from leader '${leader}'`,
+    };
+  }
+  return none('waiting for leader to bootstrap');
+}
+
+/**
+ * Patroni's is_healthiest_node over published member positions: not tagged nofailover, lag
+ * within maximum_lag_on_failover, and no running eligible member ahead of us (ties all race;
+ * the etcd compare decides).
+ */
+export function healthiestBlocker(obs: Observation, view: ClusterView, myWal: number): string | undefined {
+  if (obs.settings.nofailover) return 'I am not allowed to promote (nofailover)';
+  if (view.optime !== undefined && view.optime - myWal > obs.settings.maximumLagOnFailoverBytes) {
+    return `my lag ${view.optime - myWal} bytes exceeds maximum_lag_on_failover`;
+  }
+  for (const m of view.members.values()) {
+    if (m.name === obs.name || m.tags.nofailover || m.state !== 'running') continue;
+    if (m.xlogLocation !== undefined && m.xlogLocation > myWal) return `'${m.name}' is ahead of me`;
+  }
+  return undefined;
+}
+
+function desiredSlots(view: ClusterView, me: string): string[] {
+  return [...view.members.keys()]
+    .filter((n) => n !== me)
+    .map(slotNameFor)
+    .sort();
+}
+
+function decideAsPrimary(obs: Observation, view: ClusterView, wal: number): Decision {
+  const slots = { type: 'sync_slots', slots: desiredSlots(view, obs.name) } as const;
+  if (view.leader === obs.name) {
+    return {
+      actions: [{ type: 'renew' }, slots],
+      sentence: 'no action: I am the leader with the lock',
+      failureSentence: 'failed to update leader lock',
+    };
+  }
+  if (view.leader === undefined) {
+    const blocker = healthiestBlocker(obs, view, wal);
+    if (blocker === undefined) {
+      return {
+        actions: [{ type: 'acquire' }, slots],
+        sentence: 'acquired session lock as a leader',
+        failureSentence: 'failed to acquire the lock: another member was faster',
+      };
+    }
+    return {
+      actions: [{ type: 'demote', leader: undefined }],
+      sentence: `demoting self because I do not have the lock and ${blocker}`,
+    };
+  }
+  return {
+    actions: [{ type: 'demote', leader: view.leader }],
+    sentence: `demoting self because I do not have the lock and I was a leader; following '${view.leader}'`,
+  };
+}
+
+function decideAsReplica(obs: Observation, view: ClusterView, wal: number): Decision {
+  if (view.leader === obs.name) {
+    return {
+      actions: [{ type: 'renew' }, { type: 'promote' }],
+      sentence: 'promoted self to leader because I had the session lock',
+      failureSentence: 'failed to update leader lock',
+    };
+  }
+  if (view.leader === undefined) {
+    const blocker = healthiestBlocker(obs, view, wal);
+    if (blocker !== undefined) return none(`following a different leader because ${blocker}`);
+    return {
+      actions: [{ type: 'acquire' }, { type: 'promote' }],
+      sentence: 'promoted self to leader by acquiring session lock',
+      failureSentence: 'failed to acquire the lock: another member was faster',
+    };
+  }
+  if (obs.following === view.leader) return none('no action: I am a secondary and I am following a leader');
+  if (!view.members.has(view.leader))
+    return none(`waiting for leader '${view.leader}' to publish its member key`);
+  return {
+    actions: [{ type: 'follow', leader: view.leader }],
+    sentence: `following new leader '${view.leader}'`,
+  };
+}
+
+export function decide(obs: Observation): Decision {
+  const view = obs.view;
+  if (!view) return decideWithoutDcs(obs);
+  if (!obs.pg.hasData) return decideWithoutData(obs, view);
+  if (!obs.pg.running) {
+    const leader = view.leader !== undefined && view.leader !== obs.name ? view.leader : undefined;
+    return {
+      actions: [{ type: 'start', leader }],
+      sentence:
+        leader === undefined ? 'starting as a secondary' : `starting as a secondary following '${leader}'`,
+    };
+  }
+  const status = obs.pg.status;
+  if (!status) return none('postgres is running but not answering yet');
+  return status.inRecovery
+    ? decideAsReplica(obs, view, status.walPosition)
+    : decideAsPrimary(obs, view, status.walPosition);
+}

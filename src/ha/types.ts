@@ -1,0 +1,60 @@
+/**
+ * The agent's HA step as data: what it observed (Observation) and what it will do (Decision).
+ * Observations are immutable snapshots with the monotonic time passed in.
+ */
+import type { ClusterView } from '../cluster/types.js';
+
+export interface PgObservation {
+  /** The data directory holds a cluster (PG_VERSION exists). */
+  readonly hasData: boolean;
+  /** Our postmaster child is alive. */
+  readonly running: boolean;
+  /** The status query answered (undefined while starting, hung or stopped). */
+  readonly status:
+    | {
+        readonly inRecovery: boolean;
+        readonly walPosition: number;
+        readonly timeline: number;
+      }
+    | undefined;
+}
+
+export interface Observation {
+  /** Monotonic milliseconds. */
+  readonly nowMs: number;
+  readonly name: string;
+  /** The cluster as read from etcd this cycle; undefined when etcd could not be read. */
+  readonly view: ClusterView | undefined;
+  /** Until when our lease (and the leader key it carries) is certainly alive; monotonic ms. */
+  readonly leaseDeadlineMs: number | undefined;
+  readonly pg: PgObservation;
+  /** The leader our running replica was started to follow (member name), if any. */
+  readonly following: string | undefined;
+  readonly settings: {
+    readonly maximumLagOnFailoverBytes: number;
+    readonly nofailover: boolean;
+    readonly fencing: 'demote' | 'stop';
+  };
+}
+
+export type Action =
+  | { readonly type: 'bootstrap' }
+  | { readonly type: 'clone'; readonly from: string }
+  | { readonly type: 'start'; readonly leader: string | undefined }
+  | { readonly type: 'acquire' }
+  | { readonly type: 'renew' }
+  | { readonly type: 'promote' }
+  | { readonly type: 'demote'; readonly leader: string | undefined }
+  | { readonly type: 'stop' }
+  | { readonly type: 'follow'; readonly leader: string }
+  | { readonly type: 'sync_slots'; readonly slots: readonly string[] };
+
+export type ActionType = Action['type'];
+
+export interface Decision {
+  readonly actions: readonly Action[];
+  /** The one human sentence this cycle ends in (Patroni's wording where Patroni has one). */
+  readonly sentence: string;
+  /** The sentence when an action reports it could not be done (e.g. the lock was taken first). */
+  readonly failureSentence?: string;
+}

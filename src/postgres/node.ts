@@ -1,0 +1,269 @@
+/**
+ * One PostgreSQL instance under the agent: initdb, clone (pg_basebackup), rewind, start, stop,
+ * promote, and SQL probes. The postmaster is the agent's direct child, started through
+ * `setpriv --pdeathsig` so that it gets a fast-shutdown signal when the agent dies (even SIGKILL).
+ *
+ * States of the postmaster: stopped → starting → running → stopping → stopped.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { PgfleetError, errorMessage } from '../errors.js';
+import {
+  DEFAULT_PARAMETERS,
+  buildPgHba,
+  buildPostgresqlConf,
+  fixedParameters,
+  type ParamValue,
+  type StandbySettings,
+} from './conf.js';
+import { runProgram, type RunAs } from './process.js';
+import { runSql, type Row } from './sql-client.js';
+import { probeSql, parseProbe, type PgProbe } from './probe.js';
+
+export interface PostgresNodeOptions {
+  readonly dataDir: string;
+  readonly binDir: string;
+  readonly listen: { host: string; port: number };
+  readonly runAs: RunAs | undefined;
+  readonly superuser: { username: string; password?: string | undefined };
+  readonly pgHba: readonly string[] | undefined;
+  readonly replicationUser: string;
+  readonly initdbArgs: readonly string[];
+  /** Signal for the postmaster when the agent dies; undefined turns the parent-death link off. */
+  readonly parentDeathSignal: 'INT' | 'TERM' | 'QUIT' | undefined;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+}
+
+export interface StartOptions {
+  readonly parameters: Readonly<Record<string, ParamValue>>;
+  /** Start in recovery (standby.signal): always, except a freshly bootstrapped primary. */
+  readonly recovery: boolean;
+  /** The upstream to stream from; undefined for a read-only node with no upstream. */
+  readonly standby: StandbySettings | undefined;
+}
+
+export class PostgresNode {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  readonly dataDir: string;
+  readonly logFile: string;
+
+  constructor(private readonly opts: PostgresNodeOptions) {
+    this.dataDir = path.resolve(opts.dataDir);
+    this.logFile = `${this.dataDir}.log`;
+  }
+
+  private bin(name: string): string {
+    return path.join(this.opts.binDir, name);
+  }
+
+  private run(name: string, args: readonly string[], env?: Record<string, string>): Promise<string> {
+    return runProgram(this.bin(name), args, {
+      runAs: this.opts.runAs,
+      timeoutMs: this.opts.timeoutMs,
+      ...(env ? { env } : {}),
+    });
+  }
+
+  hasData(): boolean {
+    return existsSync(path.join(this.dataDir, 'PG_VERSION'));
+  }
+
+  isRunning(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  get pid(): number | undefined {
+    return this.isRunning() ? this.child?.pid : undefined;
+  }
+
+  /** An empty data directory owned by the postgres user, mode 0700. */
+  private async prepareEmptyDataDir(): Promise<void> {
+    await rm(this.dataDir, { recursive: true, force: true });
+    await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    await chmod(this.dataDir, 0o700);
+    if (this.opts.runAs) await chown(this.dataDir, this.opts.runAs.uid, this.opts.runAs.gid);
+  }
+
+  private async writeOwned(file: string, text: string, mode = 0o600): Promise<void> {
+    await writeFile(file, text, { mode });
+    if (this.opts.runAs) await chown(file, this.opts.runAs.uid, this.opts.runAs.gid);
+  }
+
+  /** initdb with data checksums; postgresql.conf is kept as postgresql.base.conf. */
+  async initdb(): Promise<void> {
+    await this.prepareEmptyDataDir();
+    const pwfile = path.join(this.dataDir, '..', `.${path.basename(this.dataDir)}.pw`);
+    const args = ['-D', this.dataDir, '--data-checksums', '-U', this.opts.superuser.username];
+    if (this.opts.superuser.password !== undefined) {
+      await this.writeOwned(pwfile, this.opts.superuser.password + '\n');
+      args.push(`--pwfile=${pwfile}`);
+    }
+    try {
+      await this.run('initdb', [...args, ...this.opts.initdbArgs]);
+    } finally {
+      await rm(pwfile, { force: true });
+    }
+    await rename(path.join(this.dataDir, 'postgresql.conf'), path.join(this.dataDir, 'postgresql.base.conf'));
+  }
+
+  /** pg_basebackup from `source` (WAL streamed, fast checkpoint). */
+  async cloneFrom(source: StandbySettings): Promise<void> {
+    await this.prepareEmptyDataDir();
+    const args = [
+      '-D',
+      this.dataDir,
+      '-X',
+      'stream',
+      '-c',
+      'fast',
+      '-h',
+      source.host,
+      '-p',
+      String(source.port),
+    ];
+    await this.run('pg_basebackup', [...args, '-U', source.user, '--no-password'], {
+      ...(source.password !== undefined ? { PGPASSWORD: source.password } : {}),
+    });
+  }
+
+  /** pg_rewind against the new primary (a superuser connection). */
+  async rewindFrom(source: {
+    host: string;
+    port: number;
+    user: string;
+    password?: string | undefined;
+  }): Promise<void> {
+    const conn = `host=${source.host} port=${source.port} user=${source.user} dbname=postgres`;
+    await this.run('pg_rewind', ['-D', this.dataDir, `--source-server=${conn}`, '--no-sync'], {
+      ...(source.password !== undefined ? { PGPASSWORD: source.password } : {}),
+    });
+  }
+
+  private async writeConfigFiles(start: StartOptions): Promise<void> {
+    const params: Record<string, ParamValue> = {
+      ...DEFAULT_PARAMETERS,
+      ...start.parameters,
+      ...fixedParameters(this.opts.listen, this.dataDir),
+    };
+    await this.writeOwned(
+      path.join(this.dataDir, 'postgresql.conf'),
+      buildPostgresqlConf(params, start.standby),
+    );
+    await this.writeOwned(
+      path.join(this.dataDir, 'pg_hba.conf'),
+      buildPgHba(this.opts.pgHba, this.opts.replicationUser),
+    );
+    const signal = path.join(this.dataDir, 'standby.signal');
+    if (start.recovery) await this.writeOwned(signal, '');
+    else await rm(signal, { force: true });
+  }
+
+  /** Starts the postmaster as our child and waits until it accepts connections. */
+  async start(start: StartOptions): Promise<void> {
+    if (this.isRunning()) throw new PgfleetError('ERR_POSTGRES', 'postgres is already running');
+    await this.writeConfigFiles(start);
+    await rm(path.join(this.dataDir, 'postmaster.pid'), { force: true }).catch(() => undefined);
+    const logFd = openSync(this.logFile, 'a', 0o640);
+    const postgres = this.bin('postgres');
+    const [cmd, args] =
+      this.opts.parentDeathSignal !== undefined
+        ? ['setpriv', ['--pdeathsig', this.opts.parentDeathSignal, '--', postgres, '-D', this.dataDir]]
+        : [postgres, ['-D', this.dataDir]];
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', logFd, logFd],
+      cwd: this.dataDir,
+      env: { ...process.env, LC_ALL: 'C' },
+      ...(this.opts.runAs ? { uid: this.opts.runAs.uid, gid: this.opts.runAs.gid } : {}),
+    });
+    closeSync(logFd);
+    this.child = child;
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    child.once('exit', (code, signal) => this.opts.log.info({ code, signal }, 'postgres exited'));
+    child.once('error', (err) => this.opts.log.error({ err: errorMessage(err) }, 'postgres failed to spawn'));
+    await this.waitReady();
+  }
+
+  private async waitReady(): Promise<void> {
+    const deadline = Date.now() + this.opts.timeoutMs;
+    for (;;) {
+      if (!this.isRunning()) {
+        throw new PgfleetError(
+          'ERR_POSTGRES',
+          `postgres exited during startup; see ${this.logFile}: ${this.logTail()}`,
+        );
+      }
+      try {
+        await this.query(['SELECT 1']);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline)
+          throw new PgfleetError('ERR_TIMEOUT', 'postgres did not start in time', { cause: err });
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  logTail(): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').trim().split('\n').slice(-3).join(' | ');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Fast shutdown (SIGINT), escalating to immediate (SIGQUIT) then SIGKILL. */
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    const child = this.child;
+    if (!child || !this.isRunning()) return;
+    child.kill(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+    const wait = (ms: number) =>
+      Promise.race([
+        this.exited.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
+      ]);
+    if (await wait(this.opts.timeoutMs)) return;
+    child.kill('SIGQUIT');
+    if (await wait(5000)) return;
+    child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Rewrites the config files and reloads (primary_conninfo is reloadable since PostgreSQL 13). */
+  async reconfigure(start: StartOptions): Promise<void> {
+    await this.writeConfigFiles(start);
+    await this.query(['SELECT pg_reload_conf()']);
+  }
+
+  async promote(): Promise<void> {
+    await this.run('pg_ctl', [
+      'promote',
+      '-D',
+      this.dataDir,
+      '-w',
+      '-t',
+      String(Math.ceil(this.opts.timeoutMs / 1000)),
+    ]);
+  }
+
+  async query(statements: readonly string[]): Promise<Row[][]> {
+    return await runSql(
+      {
+        host: this.dataDir,
+        port: this.opts.listen.port,
+        user: this.opts.superuser.username,
+        timeoutMs: 5000,
+      },
+      statements,
+    );
+  }
+
+  async probe(): Promise<PgProbe> {
+    const [rows] = await this.query([probeSql]);
+    return parseProbe(rows?.[0]);
+  }
+}

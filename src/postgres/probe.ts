@@ -1,0 +1,60 @@
+/**
+ * The agent's one status query and its parsing (pure). WAL positions are integers in bytes.
+ */
+import type { Row } from './sql-client.js';
+
+export interface PgProbe {
+  readonly inRecovery: boolean;
+  /** Write LSN on a primary; max(received, replayed) on a replica. */
+  readonly walPosition: number;
+  readonly receiveLsn: number | undefined;
+  readonly replayLsn: number | undefined;
+  readonly timeline: number;
+  /** pg_stat_wal_receiver.status, e.g. "streaming"; undefined when no WAL receiver runs. */
+  readonly walReceiverStatus: string | undefined;
+  /** Host of the upstream the WAL receiver is connected to. */
+  readonly upstreamHost: string | undefined;
+  readonly upstreamPort: number | undefined;
+  readonly serverVersion: number;
+  readonly systemIdentifier: string;
+}
+
+export const probeSql = `SELECT pg_is_in_recovery(),
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() - '0/0' END,
+  pg_last_wal_receive_lsn() - '0/0',
+  pg_last_wal_replay_lsn() - '0/0',
+  CASE WHEN pg_is_in_recovery()
+    THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  (SELECT status FROM pg_stat_wal_receiver),
+  (SELECT sender_host FROM pg_stat_wal_receiver),
+  (SELECT sender_port FROM pg_stat_wal_receiver),
+  current_setting('server_version_num'),
+  (SELECT system_identifier FROM pg_control_system())`;
+
+function num(v: string | null | undefined): number | undefined {
+  if (v === null || v === undefined || v === '') return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+export function parseProbe(row: Row | undefined): PgProbe {
+  if (!row) throw new Error('probe returned no row');
+  const inRecovery = row[0] === 't';
+  const receiveLsn = num(row[2]);
+  const replayLsn = num(row[3]);
+  // Patroni's _wal_position: a replica's position is max(received, replayed).
+  const walPosition = inRecovery ? Math.max(receiveLsn ?? 0, replayLsn ?? 0) : (num(row[1]) ?? 0);
+  return {
+    inRecovery,
+    walPosition,
+    receiveLsn,
+    replayLsn,
+    timeline: num(row[4]) ?? 0,
+    walReceiverStatus: row[5] ?? undefined,
+    upstreamHost: row[6] ?? undefined,
+    upstreamPort: num(row[7]),
+    serverVersion: num(row[8]) ?? 0,
+    systemIdentifier: row[9] ?? '',
+  };
+}
