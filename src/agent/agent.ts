@@ -173,7 +173,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       },
     };
     const decision = decide(obs);
-    const outcome = await this.act(decision, view);
+    const { outcome, failed } = await this.act(decision, view);
     this.lastCycleAtMs = Date.now();
     if (
       outcome !== this.lastSentence ||
@@ -187,25 +187,31 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.emit('cycle', { ...decision, outcome });
     await this.observePostgres();
     await this.publishStatus();
-    return decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
+    return !failed && decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
   }
 
-  private async act(decision: Decision, view: ClusterView | undefined): Promise<string> {
+  /** Runs the actions in order, stopping at the first that fails; the outcome is the cycle's sentence. */
+  private async act(
+    decision: Decision,
+    view: ClusterView | undefined,
+  ): Promise<{ outcome: string; failed: boolean }> {
     if (decision.actions.length === 0 || !view) {
-      for (const a of decision.actions)
+      for (const a of decision.actions) {
         if (a.type === 'stop' || a.type === 'demote') await this.fenceAlone(a.type);
-      return decision.sentence;
+      }
+      return { outcome: decision.sentence, failed: false };
     }
     const ctx = this.executorContext(view);
     for (const action of decision.actions) {
       try {
-        if (!(await execute(ctx, action)))
-          return decision.failureSentence ?? `${decision.sentence}: not done`;
+        if (!(await execute(ctx, action))) {
+          return { outcome: decision.failureSentence ?? `${decision.sentence}: not done`, failed: true };
+        }
       } catch (err) {
-        return `${decision.sentence}: failed: ${errorMessage(err)}`;
+        return { outcome: `${decision.sentence}: failed: ${errorMessage(err)}`, failed: true };
       }
     }
-    return decision.sentence;
+    return { outcome: decision.sentence, failed: false };
   }
 
   /** Fencing without the DCS: demote to read-only with no upstream, or stop. */

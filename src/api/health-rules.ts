@@ -42,12 +42,17 @@ export function isHealthPath(p: string): p is HealthPath {
   return (HEALTH_PATHS as readonly string[]).includes(p);
 }
 
+function tagText(v: unknown): string {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'
+    ? String(v)
+    : JSON.stringify(v);
+}
+
 function tagsMatch(query: URLSearchParams, tags: Readonly<Record<string, unknown>>): boolean {
   for (const [k, v] of query) {
     if (!k.startsWith('tag_')) continue;
     const have = tags[k.slice(4)];
-    const text = typeof have === 'object' ? JSON.stringify(have) : String(have);
-    if (have === undefined || text.toLowerCase() !== v.toLowerCase()) return false;
+    if (have === undefined || tagText(have).toLowerCase() !== v.toLowerCase()) return false;
   }
   return true;
 }

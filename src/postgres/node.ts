@@ -7,7 +7,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { PgfleetError, errorMessage } from '../errors.js';
@@ -97,7 +98,9 @@ export class PostgresNode {
   /** initdb with data checksums; postgresql.conf is kept as postgresql.base.conf. */
   async initdb(): Promise<void> {
     await this.prepareEmptyDataDir();
-    const pwfile = path.join(this.dataDir, '..', `.${path.basename(this.dataDir)}.pw`);
+    const pwdir = await mkdtemp(path.join(os.tmpdir(), 'pgfleet-initdb-'));
+    if (this.opts.runAs) await chown(pwdir, this.opts.runAs.uid, this.opts.runAs.gid);
+    const pwfile = path.join(pwdir, 'pw');
     const args = ['-D', this.dataDir, '--data-checksums', '-U', this.opts.superuser.username];
     if (this.opts.superuser.password !== undefined) {
       await this.writeOwned(pwfile, this.opts.superuser.password + '\n');
@@ -106,7 +109,7 @@ export class PostgresNode {
     try {
       await this.run('initdb', [...args, ...this.opts.initdbArgs]);
     } finally {
-      await rm(pwfile, { force: true });
+      await rm(pwdir, { recursive: true, force: true });
     }
     await rename(path.join(this.dataDir, 'postgresql.conf'), path.join(this.dataDir, 'postgresql.base.conf'));
   }

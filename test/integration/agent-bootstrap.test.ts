@@ -1,0 +1,210 @@
+/**
+ * Three agents bootstrap a cluster from empty directories: one primary, two streaming replicas,
+ * member keys in Patroni's JSON; the REST status codes per endpoint and role; `patronictl list`
+ * agrees with /cluster; a fourth member joins later by cloning.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Etcd3 } from 'etcd3';
+import {
+  cleanupAll,
+  PATRONICTL_BIN,
+  runCommand,
+  startEtcd,
+  waitFor,
+  type EtcdServer,
+} from '../harness/index.js';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  getJson,
+  sql,
+  startAgent,
+  waitForHealthyCluster,
+  type AgentNode,
+  type ClusterJson,
+} from './agent-helpers.js';
+
+const SCOPE = 'boot';
+
+void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  const nodes: AgentNode[] = [];
+  let cluster: ClusterJson;
+
+  before(async () => {
+    etcd = await startEtcd();
+    client = new Etcd3({ hosts: etcd.clientUrl });
+    for (const name of ['a1', 'a2', 'a3']) nodes.push(await startAgent({ etcd, scope: SCOPE }, name));
+    cluster = await waitForHealthyCluster(nodes, 60_000);
+  });
+  after(async () => {
+    client?.close();
+    await cleanupAll();
+  });
+
+  const byRole = () => {
+    const leader = cluster.members.find((m) => m.role === 'leader')!;
+    return {
+      primary: nodes.find((n) => n.name === leader.name)!,
+      replicas: nodes.filter((n) => n.name !== leader.name),
+    };
+  };
+
+  void it('has exactly one primary and two streaming replicas, and the leader key names the primary', async () => {
+    const { primary, replicas } = byRole();
+    const leaderKey = await client.get(`/service/${SCOPE}/leader`).string();
+    assert.equal(leaderKey, primary.name);
+    const [p] = await sql<{ r: boolean }>(primary.pgPort, 'SELECT pg_is_in_recovery() AS r');
+    assert.equal(p?.r, false);
+    for (const r of replicas) {
+      const [row] = await sql<{ r: boolean }>(r.pgPort, 'SELECT pg_is_in_recovery() AS r');
+      assert.equal(row?.r, true, `${r.name} is in recovery`);
+    }
+    const senders = await sql<{ application_name: string; state: string }>(
+      primary.pgPort,
+      'SELECT application_name, state FROM pg_stat_replication ORDER BY 1',
+    );
+    assert.deepEqual(
+      senders.map((s) => [s.application_name, s.state]),
+      replicas.map((r) => [r.name, 'streaming']).sort(),
+    );
+    const slots = await sql<{ slot_name: string }>(
+      primary.pgPort,
+      'SELECT slot_name FROM pg_replication_slots ORDER BY 1',
+    );
+    assert.deepEqual(
+      slots.map((s) => s.slot_name),
+      replicas.map((r) => r.name).sort(),
+    );
+  });
+
+  void it('writes member keys in Patroni JSON', async () => {
+    const { primary } = byRole();
+    for (const n of nodes) {
+      const m = JSON.parse((await client.get(`/service/${SCOPE}/members/${n.name}`).string())!) as Record<
+        string,
+        unknown
+      >;
+      assert.equal(m.conn_url, `postgres://127.0.0.1:${n.pgPort}/postgres`);
+      assert.equal(m.api_url, `http://127.0.0.1:${n.apiPort}/patroni`);
+      assert.equal(m.state, 'running');
+      assert.equal(m.role, n === primary ? 'primary' : 'replica');
+      assert.match(String(m.version), /^4\.\d+\.\d+$/);
+      assert.equal(typeof m.xlog_location, 'number');
+      assert.equal(m.timeline, 1);
+      if (n !== primary) {
+        assert.equal(m.replication_state, 'streaming');
+        assert.equal(typeof m.receive_lsn, 'number');
+        assert.equal(typeof m.replay_lsn, 'number');
+      }
+    }
+    const status = JSON.parse((await client.get(`/service/${SCOPE}/status`).string())!) as { optime: number };
+    assert.equal(typeof status.optime, 'number');
+    const initialize = await client.get(`/service/${SCOPE}/initialize`).string();
+    assert.match(initialize ?? '', /^\d{10,}$/);
+  });
+
+  void it('answers the REST health endpoints with Patroni status codes per role', async () => {
+    const { primary, replicas } = byRole();
+    const replica = replicas[0]!;
+    // [path, code on the primary, code on a replica]
+    const table: [string, number, number][] = [
+      ['/', 200, 503],
+      ['/primary', 200, 503],
+      ['/master', 200, 503],
+      ['/leader', 200, 503],
+      ['/read-write', 200, 503],
+      ['/replica', 503, 200],
+      ['/replica?lag=1MB', 503, 200],
+      ['/replica?tag_nosuchtag=x', 503, 503],
+      ['/read-only', 200, 200],
+      ['/health', 200, 200],
+      ['/liveness', 200, 200],
+      ['/readiness', 200, 200],
+      ['/patroni', 200, 200],
+      ['/cluster', 200, 200],
+      ['/history', 200, 200],
+      ['/metrics', 200, 200],
+      ['/nonexistent', 404, 404],
+    ];
+    for (const [p, onPrimary, onReplica] of table) {
+      for (const [node, want] of [
+        [primary, onPrimary],
+        [replica, onReplica],
+      ] as const) {
+        for (const method of ['GET', 'HEAD', 'OPTIONS']) {
+          const res = await fetch(`http://127.0.0.1:${node.apiPort}${p}`, { method });
+          await res.arrayBuffer();
+          assert.equal(res.status, want, `${method} ${p} on ${node === primary ? 'primary' : 'replica'}`);
+        }
+      }
+    }
+    const post = await fetch(`http://127.0.0.1:${primary.apiPort}/restart`, { method: 'POST' });
+    await post.arrayBuffer();
+    assert.notEqual(post.status, 200);
+    const metrics = await (await fetch(`http://127.0.0.1:${primary.apiPort}/metrics`)).text();
+    assert.match(metrics, new RegExp(`patroni_primary\\{scope="${SCOPE}",name="${primary.name}"\\} 1`));
+    assert.match(metrics, /patroni_postgres_running\{[^}]*\} 1/);
+  });
+
+  void it('patronictl list shows the same leader, roles, states and timelines as /cluster', async () => {
+    const ctlConfig = path.join(nodes[0]!.dir, 'patronictl.yaml');
+    await writeFile(ctlConfig, `scope: ${SCOPE}\nnamespace: /service\netcd3:\n  hosts: ${etcd.endpoint}\n`);
+    const { body } = await getJson<ClusterJson>(nodes[0]!.apiPort, '/cluster');
+    const res = await runCommand(PATRONICTL_BIN, ['-c', ctlConfig, 'list', '-f', 'json'], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(res.code, 0, res.stderr);
+    const listed = JSON.parse(res.stdout) as {
+      Member: string;
+      Host: string;
+      Role: string;
+      State: string;
+      TL: number;
+      'Lag in MB'?: number;
+    }[];
+    const expected = body.members
+      .map((m) => [
+        m.name,
+        `127.0.0.1:${m.port}`,
+        m.role === 'leader' ? 'Leader' : 'Replica',
+        m.state,
+        m.timeline,
+      ])
+      .sort();
+    assert.deepEqual(listed.map((r) => [r.Member, r.Host, r.Role, r.State, r.TL]).sort(), expected);
+    for (const r of listed) if (r.Role === 'Replica') assert.equal(typeof r['Lag in MB'], 'number');
+  });
+
+  void it('a fourth member added later clones itself and streams', async () => {
+    nodes.push(await startAgent({ etcd, scope: SCOPE }, 'a4'));
+    cluster = await waitForHealthyCluster(nodes, 45_000);
+    const { primary } = byRole();
+    await sql(primary.pgPort, 'CREATE TABLE IF NOT EXISTS t(x int); INSERT INTO t VALUES (42)');
+    const a4 = nodes[3]!;
+    const rows = await waitFor(
+      'row replicated to a4',
+      async () => {
+        const r = await sql<{ x: number }>(a4.pgPort, 'SELECT x FROM t').catch(() => []);
+        return r.length > 0 ? r : false;
+      },
+      15_000,
+      200,
+    );
+    assert.deepEqual(rows, [{ x: 42 }]);
+    await waitFor(
+      'slot for a4 on the primary',
+      async () => {
+        const slots = await sql<{ slot_name: string }>(
+          primary.pgPort,
+          'SELECT slot_name FROM pg_replication_slots',
+        );
+        return slots.some((s) => s.slot_name === 'a4');
+      },
+      10_000,
+      200,
+    );
+  });
+});

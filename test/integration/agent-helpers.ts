@@ -1,0 +1,171 @@
+/**
+ * Agent-specific helpers for integration tests: write a node config, run `pgfleet agent` as a
+ * child process (via the harness, so cleanup kills it), read the cluster from the REST API.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import {
+  freePort,
+  makeTempDir,
+  spawnProcess,
+  waitFor,
+  type EtcdServer,
+  type ManagedProcess,
+} from '../harness/index.js';
+
+export const SUPERUSER = { username: 'postgres', password: 'agent-test-su' } as const;
+export const REPLICATION = { username: 'replicator', password: 'agent-test-repl' } as const;
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+
+export interface AgentNode {
+  readonly name: string;
+  readonly dir: string;
+  readonly configFile: string;
+  readonly pgPort: number;
+  readonly apiPort: number;
+  readonly logFile: string;
+  process: ManagedProcess;
+}
+
+export interface AgentClusterOptions {
+  readonly etcd: EtcdServer;
+  readonly scope: string;
+  readonly ttlSeconds?: number;
+}
+
+export function agentConfigYaml(o: {
+  scope: string;
+  name: string;
+  etcdEndpoint: string;
+  pgPort: number;
+  apiPort: number;
+  dataDir: string;
+  ttlSeconds: number;
+}): string {
+  return `scope: ${o.scope}
+namespace: /service
+name: ${o.name}
+etcd3: { hosts: [${o.etcdEndpoint}] }
+restapi: { listen: 127.0.0.1:${o.apiPort} }
+postgresql:
+  listen: 127.0.0.1:${o.pgPort}
+  data_dir: ${o.dataDir}
+  parameters: { shared_buffers: 16MB, max_wal_size: 64MB, min_wal_size: 32MB }
+  authentication:
+    superuser: { username: ${SUPERUSER.username}, password: ${SUPERUSER.password} }
+    replication: { username: ${REPLICATION.username}, password: ${REPLICATION.password} }
+bootstrap:
+  dcs: { ttl: ${o.ttlSeconds}, loop_wait: 1, retry_timeout: 1 }
+log: { level: debug }
+`;
+}
+
+/** Writes the config and starts `pgfleet agent` for one member. */
+export async function startAgent(opts: AgentClusterOptions, name: string): Promise<AgentNode> {
+  // Owned by postgres: the agent runs as root, PostgreSQL as postgres, which must reach data_dir.
+  const dir = await makeTempDir(`agent-${name}`, 'postgres');
+  const [pgPort, apiPort] = [await freePort(), await freePort()];
+  const configFile = path.join(dir, `${name}.yaml`);
+  await writeFile(
+    configFile,
+    agentConfigYaml({
+      scope: opts.scope,
+      name,
+      etcdEndpoint: opts.etcd.endpoint,
+      pgPort,
+      apiPort,
+      dataDir: path.join(dir, 'data'),
+      ttlSeconds: opts.ttlSeconds ?? 5,
+    }),
+  );
+  const node: AgentNode = {
+    name,
+    dir,
+    configFile,
+    pgPort,
+    apiPort,
+    logFile: path.join(dir, 'agent.log'),
+    process: undefined!,
+  };
+  node.process = await spawnAgentProcess(node);
+  return node;
+}
+
+export async function spawnAgentProcess(node: AgentNode): Promise<ManagedProcess> {
+  return await spawnProcess({
+    name: `agent-${node.name}`,
+    command: process.execPath,
+    args: ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), 'agent', '-c', node.configFile],
+    logFile: node.logFile,
+    cwd: ROOT,
+  });
+}
+
+export async function getJson<T>(port: number, p: string): Promise<{ status: number; body: T }> {
+  const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(3_000) });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+export interface ClusterJson {
+  members: {
+    name: string;
+    role: string;
+    state: string;
+    host: string;
+    port: number;
+    timeline?: number;
+    lag?: number | string;
+  }[];
+}
+
+/** Waits until the cluster has `size` running members: one leader, the rest streaming replicas. */
+export async function waitForHealthyCluster(
+  nodes: readonly AgentNode[],
+  timeoutMs: number,
+): Promise<ClusterJson> {
+  const first = nodes[0]!;
+  return await waitFor(
+    `${nodes.length} running members with one leader`,
+    async () => {
+      const { body } = await getJson<ClusterJson>(first.apiPort, '/cluster');
+      const running = body.members.filter((m) => m.state === 'running');
+      const leaders = running.filter((m) => m.role === 'leader');
+      if (running.length !== nodes.length || leaders.length !== 1) return false;
+      for (const n of nodes) {
+        const { body: st } = await getJson<{ role: string; replication_state?: string }>(
+          n.apiPort,
+          '/patroni',
+        );
+        if (st.role === 'replica' && st.replication_state !== 'streaming') return false;
+      }
+      return body;
+    },
+    timeoutMs,
+    250,
+  );
+}
+
+export function pgClient(port: number): pg.Client {
+  const client = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: SUPERUSER.username,
+    password: SUPERUSER.password,
+    database: 'postgres',
+    connectionTimeoutMillis: 2_000,
+    query_timeout: 5_000,
+  });
+  client.on('error', () => undefined);
+  return client;
+}
+
+export async function sql<T = Record<string, unknown>>(port: number, text: string): Promise<T[]> {
+  const c = pgClient(port);
+  try {
+    await c.connect();
+    return (await c.query(text)).rows as T[];
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}

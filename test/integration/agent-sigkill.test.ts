@@ -1,0 +1,106 @@
+/**
+ * Killing the primary's agent with SIGKILL stops its Postgres within a few seconds (parent-death
+ * signal), so nothing keeps accepting writes there; a replica takes over; the killed member,
+ * restarted, rejoins the new leader as a replica (pg_rewind).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { cleanupAll, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import {
+  getJson,
+  spawnAgentProcess,
+  sql,
+  startAgent,
+  waitForHealthyCluster,
+  type AgentNode,
+  type ClusterJson,
+} from './agent-helpers.js';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () => {
+  let etcd: EtcdServer;
+  const nodes: AgentNode[] = [];
+  let oldPrimary: AgentNode;
+  let newLeader: string;
+
+  before(async () => {
+    etcd = await startEtcd();
+    for (const name of ['k1', 'k2', 'k3']) nodes.push(await startAgent({ etcd, scope: 'kill' }, name));
+    const cluster = await waitForHealthyCluster(nodes, 60_000);
+    const leader = cluster.members.find((m) => m.role === 'leader')!.name;
+    oldPrimary = nodes.find((n) => n.name === leader)!;
+    await sql(oldPrimary.pgPort, 'CREATE TABLE w(x int); INSERT INTO w VALUES (1)');
+  });
+  after(cleanupAll);
+
+  void it('stops the old primary postgres within 5 s, and it accepts no more writes', async () => {
+    const postmasterPid = Number(
+      readFileSync(path.join(oldPrimary.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0],
+    );
+    assert.ok(isAlive(postmasterPid), 'postmaster runs before the kill');
+    const killedAt = Date.now();
+    oldPrimary.process.kill('SIGKILL');
+    await waitFor('old primary postmaster to exit', () => !isAlive(postmasterPid), 5_000, 50);
+    const stoppedAfterMs = Date.now() - killedAt;
+    assert.ok(stoppedAfterMs < 5_000, `stopped after ${stoppedAfterMs} ms`);
+    await assert.rejects(sql(oldPrimary.pgPort, 'INSERT INTO w VALUES (2)'));
+  });
+
+  void it('promotes a replica, which accepts writes', async () => {
+    const survivors = nodes.filter((n) => n !== oldPrimary);
+    newLeader = await waitFor(
+      'a new leader',
+      async () => {
+        const { body } = await getJson<ClusterJson>(survivors[0]!.apiPort, '/cluster');
+        const l = body.members.find((m) => m.role === 'leader' && m.state === 'running');
+        return l && l.name !== oldPrimary.name ? l.name : false;
+      },
+      30_000,
+      200,
+    );
+    const leaderNode = nodes.find((n) => n.name === newLeader)!;
+    await waitFor(
+      'new leader writable',
+      async () => {
+        await sql(leaderNode.pgPort, 'INSERT INTO w VALUES (3)');
+        return true;
+      },
+      15_000,
+      200,
+    );
+    const { status } = await getJson(leaderNode.apiPort, '/primary');
+    assert.equal(status, 200);
+  });
+
+  void it('the killed member, restarted, rejoins the new leader as a streaming replica', async () => {
+    oldPrimary.process = await spawnAgentProcess(oldPrimary);
+    await waitForHealthyCluster(nodes, 45_000);
+    const { body } = await getJson<ClusterJson>(oldPrimary.apiPort, '/cluster');
+    const me = body.members.find((m) => m.name === oldPrimary.name)!;
+    assert.equal(me.role, 'replica');
+    assert.equal(body.members.find((m) => m.role === 'leader')?.name, newLeader);
+    const rows = await waitFor(
+      'row 3 on the rejoined member',
+      async () => {
+        const r = await sql<{ x: number }>(oldPrimary.pgPort, 'SELECT x FROM w ORDER BY x');
+        return r.some((x) => x.x === 3) ? r : false;
+      },
+      15_000,
+      200,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.x),
+      [1, 3],
+    );
+  });
+});

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ClusterView, Member } from '../../../src/cluster/types.js';
+import { decide } from '../../../src/ha/decide.js';
+import type { Observation, PgObservation } from '../../../src/ha/types.js';
+
+function member(name: string, over: Partial<Member> = {}): Member {
+  return {
+    name,
+    host: '127.0.0.1',
+    port: 5432,
+    connUrl: `postgres://127.0.0.1:5432/postgres`,
+    apiUrl: 'http://127.0.0.1:8008',
+    state: 'running',
+    role: 'replica',
+    xlogLocation: 1000,
+    timeline: 1,
+    tags: { nofailover: false, noloadbalance: false, nosync: false, failoverPriority: undefined, all: {} },
+    version: '4.0.0',
+    ...over,
+  };
+}
+
+function view(over: Partial<ClusterView> & { memberList?: Member[] } = {}): ClusterView {
+  const { memberList = [member('n1'), member('n2'), member('n3')], ...rest } = over;
+  return {
+    scope: 's',
+    leader: undefined,
+    members: new Map(memberList.map((m) => [m.name, m])),
+    optime: 1000,
+    config: {},
+    sync: { leader: undefined, syncStandbys: [] },
+    initialized: true,
+    revision: 1,
+    ...rest,
+  };
+}
+
+const primary: PgObservation = {
+  hasData: true,
+  running: true,
+  status: { inRecovery: false, walPosition: 1000, timeline: 1 },
+};
+const replica = (wal = 1000): PgObservation => ({
+  hasData: true,
+  running: true,
+  status: { inRecovery: true, walPosition: wal, timeline: 1 },
+});
+const empty: PgObservation = { hasData: false, running: false, status: undefined };
+const stopped: PgObservation = { hasData: true, running: false, status: undefined };
+
+function obs(over: Partial<Observation>): Observation {
+  return {
+    nowMs: 10_000,
+    name: 'n1',
+    view: view(),
+    leaseDeadlineMs: 20_000,
+    pg: replica(),
+    following: undefined,
+    settings: { maximumLagOnFailoverBytes: 1_048_576, nofailover: false, fencing: 'demote' },
+    ...over,
+  };
+}
+
+const cases: { name: string; obs: Observation; actions: string[]; sentence: string | RegExp }[] = [
+  {
+    name: 'bootstrap: empty cluster, no data',
+    obs: obs({ pg: empty, view: view({ initialized: false, memberList: [] }) }),
+    actions: ['bootstrap'],
+    sentence: 'trying to bootstrap a new cluster',
+  },
+  {
+    name: 'bootstrap: initialized but no leader yet → wait',
+    obs: obs({ pg: empty, view: view({ leader: undefined }) }),
+    actions: [],
+    sentence: 'waiting for leader to bootstrap',
+  },
+  {
+    name: 'bootstrap: leader running → clone from it',
+    obs: obs({ pg: empty, view: view({ leader: 'n2' }) }),
+    actions: ['clone'],
+    sentence: "trying to bootstrap from leader 'n2'",
+  },
+  {
+    name: 'bootstrap: leader not running yet → wait',
+    obs: obs({ pg: empty, view: view({ leader: 'n2', memberList: [member('n2', { state: 'starting' })] }) }),
+    actions: [],
+    sentence: 'waiting for leader to bootstrap',
+  },
+  {
+    name: 'start: data present, postgres stopped, someone leads → start following',
+    obs: obs({ pg: stopped, view: view({ leader: 'n2' }) }),
+    actions: ['start'],
+    sentence: "starting as a secondary following 'n2'",
+  },
+  {
+    name: 'start: data present, no leader → start read-only (never straight to primary)',
+    obs: obs({ pg: stopped }),
+    actions: ['start'],
+    sentence: 'starting as a secondary',
+  },
+  {
+    name: 'renew: primary holding the lock',
+    obs: obs({ pg: primary, view: view({ leader: 'n1' }) }),
+    actions: ['renew', 'sync_slots'],
+    sentence: 'no action: I am the leader with the lock',
+  },
+  {
+    name: 'follow: replica already following the leader',
+    obs: obs({ view: view({ leader: 'n2' }), following: 'n2' }),
+    actions: [],
+    sentence: 'no action: I am a secondary and I am following a leader',
+  },
+  {
+    name: 'follow: replica following someone else → follow the new leader',
+    obs: obs({ view: view({ leader: 'n3' }), following: 'n2' }),
+    actions: ['follow'],
+    sentence: "following new leader 'n3'",
+  },
+  {
+    name: 'failover: no leader, I am the healthiest replica → acquire and promote',
+    obs: obs({ view: view({ memberList: [member('n1'), member('n2', { xlogLocation: 900 })] }) }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: no leader, another replica is ahead → keep following',
+    obs: obs({ view: view({ memberList: [member('n1'), member('n2', { xlogLocation: 2000 })] }) }),
+    actions: [],
+    sentence: "following a different leader because 'n2' is ahead of me",
+  },
+  {
+    name: 'failover: no leader, tagged nofailover → never promote',
+    obs: obs({ settings: { maximumLagOnFailoverBytes: 1_048_576, nofailover: true, fencing: 'demote' } }),
+    actions: [],
+    sentence: /nofailover/,
+  },
+  {
+    name: 'failover: no leader, lag above maximum_lag_on_failover → never promote',
+    obs: obs({ pg: replica(1000), view: view({ optime: 5_000_000 }) }),
+    actions: [],
+    sentence: /exceeds maximum_lag_on_failover/,
+  },
+  {
+    name: 'lost lock: primary, another member holds the key → demote and follow it',
+    obs: obs({ pg: primary, view: view({ leader: 'n2' }) }),
+    actions: ['demote'],
+    sentence: /^demoting self because I do not have the lock and I was a leader/,
+  },
+  {
+    name: 'lost lock: primary, key expired, still the healthiest → take it back',
+    obs: obs({ pg: primary }),
+    actions: ['acquire', 'sync_slots'],
+    sentence: 'acquired session lock as a leader',
+  },
+  {
+    name: 'lost lock: replica holds the key (after restart) → promote',
+    obs: obs({ view: view({ leader: 'n1' }) }),
+    actions: ['renew', 'promote'],
+    sentence: 'promoted self to leader because I had the session lock',
+  },
+  {
+    name: 'DCS down: primary within its lease → keep running',
+    obs: obs({ pg: primary, view: undefined, nowMs: 15_000 }),
+    actions: [],
+    sentence: 'DCS is not accessible; I keep the primary for at most 5s more',
+  },
+  {
+    name: 'DCS down: primary past its lease deadline → demote (fence)',
+    obs: obs({ pg: primary, view: undefined, nowMs: 20_000 }),
+    actions: ['demote'],
+    sentence: 'demoting self because DCS is not accessible and I was a leader',
+  },
+  {
+    name: 'DCS down: primary past its deadline, fencing=stop → stop',
+    obs: obs({
+      pg: primary,
+      view: undefined,
+      nowMs: 25_000,
+      settings: { maximumLagOnFailoverBytes: 0, nofailover: false, fencing: 'stop' },
+    }),
+    actions: ['stop'],
+    sentence: 'stopping self because DCS is not accessible and I was a leader',
+  },
+  {
+    name: 'DCS down: replica → nothing',
+    obs: obs({ view: undefined }),
+    actions: [],
+    sentence: 'DCS is not accessible',
+  },
+];
+
+void describe('decide()', () => {
+  for (const c of cases) {
+    void it(c.name, () => {
+      const d = decide(c.obs);
+      assert.deepEqual(
+        d.actions.map((a) => a.type),
+        c.actions,
+      );
+      if (typeof c.sentence === 'string') assert.equal(d.sentence, c.sentence);
+      else assert.match(d.sentence, c.sentence);
+    });
+  }
+
+  void it('a leader keeps one slot per other member', () => {
+    const d = decide(obs({ pg: primary, view: view({ leader: 'n1' }) }));
+    assert.deepEqual(d.actions[1], { type: 'sync_slots', slots: ['n2', 'n3'] });
+  });
+
+  void it('clone and follow name their leader', () => {
+    assert.deepEqual(decide(obs({ pg: empty, view: view({ leader: 'n2' }) })).actions, [
+      { type: 'clone', from: 'n2' },
+    ]);
+    assert.deepEqual(decide(obs({ view: view({ leader: 'n3' }), following: 'n2' })).actions, [
+      { type: 'follow', leader: 'n3' },
+    ]);
+  });
+});
