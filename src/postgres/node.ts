@@ -85,7 +85,15 @@ export class PostgresNode {
   /** An empty data directory owned by the postgres user, mode 0700. */
   private async prepareEmptyDataDir(): Promise<void> {
     await rm(this.dataDir, { recursive: true, force: true });
-    await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    // Parents we create belong to the postgres user too, or it could not reach its data dir.
+    const parent = path.dirname(this.dataDir);
+    const firstCreated = await mkdir(parent, { recursive: true, mode: 0o700 });
+    if (firstCreated !== undefined && this.opts.runAs) {
+      for (let d = parent; d.length >= firstCreated.length; d = path.dirname(d)) {
+        await chown(d, this.opts.runAs.uid, this.opts.runAs.gid);
+      }
+    }
+    await mkdir(this.dataDir, { mode: 0o700 });
     await chmod(this.dataDir, 0o700);
     if (this.opts.runAs) await chown(this.dataDir, this.opts.runAs.uid, this.opts.runAs.gid);
   }

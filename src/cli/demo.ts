@@ -1,0 +1,272 @@
+/**
+ * `npm run demo`: a local pgfleet cluster in a temp dir on free loopback ports: one etcd, three
+ * agents and the proxy, as child processes. Waits until healthy, prints how to connect, and on
+ * Ctrl-C (SIGINT) or SIGTERM stops everything in order: proxy → agents → etcd, then removes the
+ * temp dir. Children run under `setpriv --pdeathsig TERM`, so even a SIGKILLed demo leaves
+ * nothing behind (agents, in turn, take their Postgres down with them).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolveRunAs } from '../postgres/process.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SCOPE = 'demo';
+const PASSWORD = 'demo';
+const ETCD_BIN = process.env.PGFLEET_ETCD_BIN ?? '/usr/bin/etcd';
+const PG_BIN_DIR = process.env.PGFLEET_PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
+const HEALTHY_TIMEOUT_MS = 120_000;
+
+interface Child {
+  readonly name: string;
+  readonly proc: ChildProcess;
+  readonly logFile: string;
+  readonly exited: Promise<void>;
+}
+
+const children: Child[] = [];
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const a = s.address();
+      s.close(() => (a !== null && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function start(name: string, dir: string, command: string, args: string[]): Child {
+  const logFile = path.join(dir, `${name}.log`);
+  const fd = openSync(logFile, 'a');
+  const proc = spawn('setpriv', ['--pdeathsig', 'TERM', '--', command, ...args], {
+    stdio: ['ignore', fd, fd],
+    cwd: ROOT,
+    detached: true, // Ctrl-C reaches only the demo, which then stops children in order
+  });
+  closeSync(fd);
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const child = { name, proc, logFile, exited };
+  children.push(child);
+  return child;
+}
+
+function pgfleet(name: string, dir: string, args: string[]): Child {
+  return start(name, dir, process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), ...args]);
+}
+
+async function stopChild(c: Child, timeoutMs: number): Promise<void> {
+  if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+  c.proc.kill('SIGTERM');
+  const timer = setTimeout(() => c.proc.kill('SIGKILL'), timeoutMs);
+  await c.exited;
+  clearTimeout(timer);
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    const dead = children.find((c) => c.proc.exitCode !== null);
+    if (dead) throw new Error(`${dead.name} exited (code ${dead.proc.exitCode}); see ${dead.logFile}`);
+    try {
+      const v = await fn();
+      if (v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+}
+
+async function getJson(url: string): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+  const body: unknown = await res.json().catch(() => undefined);
+  return { status: res.status, body };
+}
+
+function agentYaml(name: string, etcdPort: number, pgPort: number, apiPort: number, dir: string): string {
+  return `scope: ${SCOPE}
+namespace: /service
+name: ${name}
+etcd3: { hosts: [127.0.0.1:${etcdPort}] }
+restapi: { listen: 127.0.0.1:${apiPort} }
+postgresql:
+  listen: 127.0.0.1:${pgPort}
+  data_dir: ${path.join(dir, name, 'data')}
+  bin_dir: ${PG_BIN_DIR}
+  parameters: { shared_buffers: 32MB }
+  authentication:
+    superuser: { username: postgres, password: ${PASSWORD} }
+    replication: { username: replicator, password: ${PASSWORD}-repl }
+bootstrap:
+  dcs: { ttl: 10, loop_wait: 2, retry_timeout: 3, maximum_lag_on_failover: 1MB }
+`;
+}
+
+function proxyYaml(etcdPort: number, adminPort: number, writePort: number, readPort: number): string {
+  return `scope: ${SCOPE}
+namespace: /service
+etcd3: { hosts: [127.0.0.1:${etcdPort}] }
+proxy:
+  admin: { listen: 127.0.0.1:${adminPort} }
+  wait_timeout: 5s
+  health_check: { interval: 1s, timeout: 2s, fall: 2, rise: 1 }
+  listeners:
+    - { name: primary, listen: 127.0.0.1:${writePort}, role: primary }
+    - { name: replicas, listen: 127.0.0.1:${readPort}, role: replica, max_lag: 1MB }
+`;
+}
+
+interface Ports {
+  etcd: number;
+  etcdPeer: number;
+  admin: number;
+  write: number;
+  read: number;
+  nodes: { name: string; pg: number; api: number }[];
+}
+
+async function allocatePorts(): Promise<Ports> {
+  const taken = new Set<number>();
+  const next = async (): Promise<number> => {
+    for (;;) {
+      const p = await freePort();
+      if (!taken.has(p)) {
+        taken.add(p);
+        return p;
+      }
+    }
+  };
+  const nodes = [];
+  for (const name of ['pg1', 'pg2', 'pg3']) nodes.push({ name, pg: await next(), api: await next() });
+  return {
+    etcd: await next(),
+    etcdPeer: await next(),
+    admin: await next(),
+    write: await next(),
+    read: await next(),
+    nodes,
+  };
+}
+
+async function clusterHealthy(ports: Ports): Promise<boolean> {
+  for (const n of ports.nodes) {
+    const { body } = await getJson(`http://127.0.0.1:${n.api}/patroni`);
+    const b = body as { state?: string; role?: string; replication_state?: string };
+    if (b.state !== 'running') return false;
+    if (b.role === 'replica' && b.replication_state !== 'streaming') return false;
+  }
+  const primaries = await Promise.all(
+    ports.nodes.map(async (n) => (await fetch(`http://127.0.0.1:${n.api}/primary`)).status === 200),
+  );
+  return primaries.filter(Boolean).length === 1;
+}
+
+async function launch(dir: string, ports: Ports): Promise<void> {
+  const etcdUrl = `http://127.0.0.1:${ports.etcd}`;
+  const peerUrl = `http://127.0.0.1:${ports.etcdPeer}`;
+  start('etcd', dir, ETCD_BIN, [
+    '--name=demo',
+    `--data-dir=${path.join(dir, 'etcd')}`,
+    `--listen-client-urls=${etcdUrl}`,
+    `--advertise-client-urls=${etcdUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=demo=${peerUrl}`,
+  ]);
+  await waitFor(
+    'etcd',
+    async () => ((await getJson(`${etcdUrl}/health`)).status === 200 ? true : false),
+    20_000,
+  );
+  for (const n of ports.nodes) {
+    const file = path.join(dir, `${n.name}.yaml`);
+    await writeFile(file, agentYaml(n.name, ports.etcd, n.pg, n.api, dir));
+    pgfleet(`agent-${n.name}`, dir, ['agent', '-c', file]);
+  }
+  process.stdout.write('pgfleet demo: bootstrapping three PostgreSQL nodes (about 10-30 s)…\n');
+  await waitFor(
+    'a healthy cluster (one primary, two streaming replicas)',
+    async () => await clusterHealthy(ports),
+    HEALTHY_TIMEOUT_MS,
+  );
+  const proxyFile = path.join(dir, 'proxy.yaml');
+  await writeFile(proxyFile, proxyYaml(ports.etcd, ports.admin, ports.write, ports.read));
+  pgfleet('proxy', dir, ['proxy', '-c', proxyFile]);
+  await waitFor(
+    'the proxy',
+    async () => (await fetch(`http://127.0.0.1:${ports.admin}/health`)).status === 200,
+    30_000,
+  );
+}
+
+function banner(dir: string, ports: Ports): string {
+  const url = (port: number) => `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
+  const rest = ports.nodes.map(
+    (n) => `    ${n.name}: http://127.0.0.1:${n.api}/patroni   (postgres on 127.0.0.1:${n.pg})`,
+  );
+  return [
+    '',
+    'pgfleet demo is running: etcd, 3 agents (pg1..pg3) and the proxy.',
+    '',
+    `  write (primary):   psql "${url(ports.write)}"`,
+    `  read (replicas):   psql "${url(ports.read)}"`,
+    '',
+    '  agent REST APIs:',
+    ...rest,
+    `  cluster view:      http://127.0.0.1:${ports.nodes[0]!.api}/cluster`,
+    `  proxy admin:       http://127.0.0.1:${ports.admin}/status   (metrics: /metrics)`,
+    `  etcd:              127.0.0.1:${ports.etcd}   (scope "${SCOPE}", namespace /service)`,
+    `  files and logs:    ${dir}`,
+    '',
+    '  Stop: press Ctrl-C (or send SIGTERM); everything is stopped and the temp dir removed.',
+    '',
+  ].join('\n');
+}
+
+async function shutdown(dir: string): Promise<void> {
+  const byName = (p: string) => children.filter((c) => c.name.startsWith(p));
+  await Promise.all(byName('proxy').map((c) => stopChild(c, 10_000)));
+  await Promise.all(byName('agent').map((c) => stopChild(c, 30_000)));
+  await Promise.all(children.map((c) => stopChild(c, 10_000)));
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function main(): Promise<number> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pgfleet-demo-'));
+  const runAs = await resolveRunAs('postgres');
+  if (runAs) await chown(dir, runAs.uid, runAs.gid); // postgres must reach the data dirs inside
+  let stopping = false;
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  void stopped.then(() => {
+    stopping = true;
+  });
+  const ports = await allocatePorts();
+  let code = 0;
+  try {
+    await Promise.race([launch(dir, ports), stopped]);
+    if (!stopping) {
+      process.stdout.write(banner(dir, ports) + '\n');
+      await stopped;
+    }
+  } catch (err) {
+    process.stderr.write(`pgfleet demo: ${err instanceof Error ? err.message : String(err)}\n`);
+    code = 1;
+  }
+  process.stdout.write('pgfleet demo: stopping proxy, agents and etcd…\n');
+  await shutdown(dir);
+  process.stdout.write('pgfleet demo: stopped.\n');
+  return code;
+}
+
+process.exitCode = await main();
