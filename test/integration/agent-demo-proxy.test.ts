@@ -1,0 +1,94 @@
+/**
+ * The demo (etcd + 3 agents + the proxy): the proxy routes a pgfleet cluster — writes reach the
+ * leader, reads the replicas — and SIGINT stops everything, leaving no process or temp dir.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { cleanupAll, makeTempDir, spawnProcess, waitFor, type ManagedProcess } from '../harness/index.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+
+async function query(url: string, text: string): Promise<Record<string, unknown>[]> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000, query_timeout: 5_000 });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    return (await c.query(text)).rows as Record<string, unknown>[];
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+void describe('demo: proxy in front of pgfleet agents', { timeout: 150_000 }, () => {
+  let demo: ManagedProcess;
+  let writeUrl: string;
+  let readUrl: string;
+  let demoDir: string;
+
+  before(async () => {
+    const dir = await makeTempDir('demo-test');
+    demo = await spawnProcess({
+      name: 'demo',
+      command: process.execPath,
+      args: ['--import', 'tsx', path.join(ROOT, 'src/cli/demo.ts')],
+      logFile: path.join(dir, 'demo.log'),
+      cwd: ROOT,
+    });
+    const out = await waitFor(
+      'the demo banner',
+      () => {
+        const text = readFileSync(demo.logFile, 'utf8');
+        if (/pgfleet demo: (?!bootstrapping|stopping|stopped)/.test(text)) throw new Error(text);
+        return text.includes('Stop: press Ctrl-C') ? text : false;
+      },
+      120_000,
+      250,
+    );
+    const urls = [...out.matchAll(/psql "([^"]+)"/g)].map((m) => m[1]!);
+    [writeUrl, readUrl] = [urls[0]!, urls[1]!];
+    demoDir = /files and logs:\s+(\S+)/.exec(out)![1]!;
+  });
+  after(cleanupAll);
+
+  void it('routes writes to the leader and reads to the replicas', async () => {
+    const [w] = await query(writeUrl, 'SELECT pg_is_in_recovery() AS r, inet_server_port() AS port');
+    assert.equal(w?.r, false);
+    await query(writeUrl, 'CREATE TABLE demo_t(x int); INSERT INTO demo_t VALUES (7)');
+    const ports = new Set<number>();
+    for (let i = 0; i < 4; i++) {
+      const [r] = await waitFor(
+        'the row on a replica',
+        async () => {
+          const rows = await query(
+            readUrl,
+            'SELECT pg_is_in_recovery() AS r, inet_server_port() AS port, (SELECT count(*) FROM demo_t)::int AS n',
+          );
+          return rows[0]?.n === 1 ? rows : false;
+        },
+        10_000,
+        200,
+      );
+      assert.equal(r?.r, true);
+      ports.add(r?.port as number);
+    }
+    assert.ok(!ports.has(w?.port as number), 'reads never land on the primary');
+  });
+
+  void it('SIGINT stops everything and removes the temp dir', async () => {
+    demo.kill('SIGINT');
+    const status = await Promise.race([demo.exited, new Promise<undefined>((r) => setTimeout(r, 60_000))]);
+    assert.ok(status, 'demo exited within 60 s');
+    assert.equal(status.code, 0);
+    assert.equal(existsSync(demoDir), false);
+    const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    assert.equal(
+      ps.split('\n').filter((l) => l.includes(demoDir)).length,
+      0,
+      'no process refers to the demo dir',
+    );
+  });
+});
