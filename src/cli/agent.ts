@@ -40,12 +40,8 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     superuser: pg.authentication.superuser,
     pgHba: pg.pg_hba,
     replicationUser: pg.authentication.replication.username,
-    initdbArgs: config.bootstrap.initdb.map((o) =>
-      typeof o === 'string'
-        ? `--${o}`
-        : Object.entries(o)
-            .map(([k, v]) => `--${k}=${v}`)
-            .join(' '),
+    initdbArgs: config.bootstrap.initdb.flatMap((o) =>
+      typeof o === 'string' ? [`--${o}`] : Object.entries(o).map(([k, v]) => `--${k}=${v}`),
     ),
     parentDeathSignal: config.agent.stop_postgres_on_agent_death ? 'INT' : undefined,
     timeoutMs: config.agent.postgres_timeout,
