@@ -14,6 +14,7 @@ import { formatHostPort } from '../config/common.js';
 import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
 import { errorMessage } from '../errors.js';
 import { decide } from '../ha/decide.js';
+import { parseFailover } from '../ha/switchover.js';
 import type { Decision, Observation } from '../ha/types.js';
 import type { ParamValue } from '../postgres/conf.js';
 import { slotNameFor } from '../postgres/conf.js';
@@ -165,6 +166,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
         running: this.opts.node.isRunning(),
         status: this.probe,
       },
+      failover: parseFailover(this.snapshot?.values.get('failover')),
       following: this.following,
       settings: {
         maximumLagOnFailoverBytes: this.cfg.bootstrap.dcs.maximum_lag_on_failover,
@@ -299,6 +301,19 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     } catch (err) {
       this.opts.log.debug({ err: errorMessage(err) }, 'could not publish status');
     }
+  }
+
+  /** Writes a switchover/failover request (Patroni's `failover` key) and runs a cycle now. */
+  async requestFailover(leader: string | undefined, member: string | undefined): Promise<void> {
+    await this.opts.dcs.writeFailover(
+      JSON.stringify({ ...(leader ? { leader } : {}), ...(member ? { member } : {}) }),
+    );
+    this.scheduleCycle(0);
+  }
+
+  /** A fresh read of the cluster, for REST handlers that wait on an outcome. */
+  async loadCluster(): Promise<DcsSnapshot> {
+    return await this.opts.dcs.load();
   }
 
   /** Stops the loop; a leader stops Postgres first, then gives up the key; the lease is revoked. */

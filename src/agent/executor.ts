@@ -209,6 +209,11 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       await ctx.node.stop('fast');
       ctx.setState('stopped');
       return true;
+    case 'release':
+      return await ctx.dcs.releaseLeader();
+    case 'clear_failover':
+      await ctx.dcs.deleteFailover();
+      return true;
     case 'follow':
       await ctx.node.reconfigure({
         parameters: ctx.parameters,

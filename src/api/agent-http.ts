@@ -1,7 +1,8 @@
 /**
  * The agent's REST API (Patroni's endpoints and status codes) on `restapi.listen`.
  * GET, HEAD and OPTIONS answer health and status; POST/PATCH/PUT/DELETE require the configured
- * basic authentication (401 otherwise) and are not implemented yet (501).
+ * basic authentication (401 otherwise). POST /switchover and /failover work (see switchover.ts);
+ * the other unsafe endpoints (restart, reinitialize, reload, config) answer 501 for now.
  */
 import http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
@@ -12,6 +13,7 @@ import type { AgentConfig } from '../config/agent-schema.js';
 import { registerAgentMetrics } from './agent-metrics.js';
 import { clusterStatus, healthFacts, historyStatus, patroniStatus } from './agent-status.js';
 import { healthStatus, isHealthPath } from './health-rules.js';
+import { handleFailover, readJsonBody } from './switchover.js';
 
 export interface AgentHttpOptions {
   readonly config: AgentConfig;
@@ -82,6 +84,13 @@ export class AgentHttp {
       if (auth && !authorized(req.headers.authorization, auth)) {
         res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="pgfleet"' });
         res.end('no auth header received\n');
+        return;
+      }
+      if (method === 'POST' && (path === '/switchover' || path === '/failover')) {
+        const action = path === '/switchover' ? 'switchover' : 'failover';
+        const pollMs = Math.max(20_000, 2 * this.opts.config.bootstrap.dcs.loop_wait);
+        const reply = await handleFailover(this.opts.agent, action, await readJsonBody(req), pollMs);
+        this.send(res, method, reply.status, reply.body, 'text/plain');
         return;
       }
       this.send(res, method, 501, `${method} ${path} is not implemented by pgfleet yet\n`, 'text/plain');

@@ -36,6 +36,8 @@ export interface AgentDcs {
   cancelInitialize(): Promise<void>;
   writeConfigIfAbsent(json: string): Promise<void>;
   writeStatus(json: string): Promise<void>;
+  writeFailover(json: string): Promise<void>;
+  deleteFailover(): Promise<void>;
   /** Revokes the lease: member key (and leader key if held) disappear at once. */
   revokeLease(): Promise<void>;
   close(): void;
@@ -197,6 +199,14 @@ export class EtcdAgentDcs implements AgentDcs {
 
   async writeStatus(json: string): Promise<void> {
     await this.call(this.opts.client.put(this.keys.status).value(json).exec(), 'put status');
+  }
+
+  async writeFailover(json: string): Promise<void> {
+    await this.call(this.opts.client.put(this.keys.failover).value(json).exec(), 'put failover');
+  }
+
+  async deleteFailover(): Promise<void> {
+    await this.call(this.opts.client.delete().key(this.keys.failover).exec(), 'delete failover');
   }
 
   async revokeLease(): Promise<void> {

@@ -18,6 +18,7 @@
  */
 import type { ClusterView } from '../cluster/types.js';
 import { slotNameFor } from '../postgres/conf.js';
+import { candidateTurn, leaderHandover } from './switchover.js';
 import type { Decision, Observation } from './types.js';
 
 const none = (sentence: string): Decision => ({ actions: [], sentence });
@@ -74,6 +75,7 @@ export function healthiestBlocker(obs: Observation, view: ClusterView, myWal: nu
   }
   for (const m of view.members.values()) {
     if (m.name === obs.name || m.tags.nofailover || m.state !== 'running') continue;
+    if (m.name === obs.failover?.leader) continue; // the leader being switched over from never blocks
     if (m.xlogLocation !== undefined && m.xlogLocation > myWal) return `'${m.name}' is ahead of me`;
   }
   return undefined;
@@ -89,6 +91,8 @@ function desiredSlots(view: ClusterView, me: string): string[] {
 function decideAsPrimary(obs: Observation, view: ClusterView, wal: number): Decision {
   const slots = { type: 'sync_slots', slots: desiredSlots(view, obs.name) } as const;
   if (view.leader === obs.name) {
+    const handover = obs.failover && leaderHandover(obs, view, obs.failover);
+    if (handover) return handover;
     return {
       actions: [{ type: 'renew' }, slots],
       sentence: 'no action: I am the leader with the lock',
@@ -124,6 +128,8 @@ function decideAsReplica(obs: Observation, view: ClusterView, wal: number): Deci
     };
   }
   if (view.leader === undefined) {
+    const manual = obs.failover && candidateTurn(obs, view, obs.failover);
+    if (manual) return manual;
     const blocker = healthiestBlocker(obs, view, wal);
     if (blocker !== undefined) return none(`following a different leader because ${blocker}`);
     return {

@@ -28,6 +28,8 @@ export interface Observation {
   /** Until when our lease (and the leader key it carries) is certainly alive; monotonic ms. */
   readonly leaseDeadlineMs: number | undefined;
   readonly pg: PgObservation;
+  /** A pending switchover/failover request (the `failover` key), if any. */
+  readonly failover: FailoverRequest | undefined;
   /** The leader our running replica was started to follow (member name), if any. */
   readonly following: string | undefined;
   readonly settings: {
@@ -35,6 +37,12 @@ export interface Observation {
     readonly nofailover: boolean;
     readonly fencing: 'demote' | 'stop';
   };
+}
+
+/** Patroni's `failover` key: `{"leader": from, "member": to}`, either may be absent. */
+export interface FailoverRequest {
+  readonly leader: string | undefined;
+  readonly member: string | undefined;
 }
 
 export type Action =
@@ -46,6 +54,8 @@ export type Action =
   | { readonly type: 'promote' }
   | { readonly type: 'demote'; readonly leader: string | undefined }
   | { readonly type: 'stop' }
+  | { readonly type: 'release' }
+  | { readonly type: 'clear_failover' }
   | { readonly type: 'follow'; readonly leader: string }
   | { readonly type: 'sync_slots'; readonly slots: readonly string[] };
 

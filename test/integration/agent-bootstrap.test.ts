@@ -207,4 +207,29 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
       200,
     );
   });
+
+  void it('patronictl switchover moves the leader to the candidate; the old leader follows it', async () => {
+    const { primary, replicas } = byRole();
+    const candidate = replicas[0]!;
+    const ctlConfig = path.join(nodes[0]!.dir, 'patronictl.yaml');
+    const res = await runCommand(
+      PATRONICTL_BIN,
+      ['-c', ctlConfig, 'switchover', '--leader', primary.name, '--candidate', candidate.name, '--force'],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, new RegExp(`Successfully switched over to "${candidate.name}"`));
+    cluster = await waitForHealthyCluster(nodes, 45_000);
+    assert.equal(byRole().primary.name, candidate.name);
+    assert.equal(await client.get(`/service/${SCOPE}/failover`).string(), null, 'the request was cleared');
+    const [row] = await sql<{ r: boolean }>(primary.pgPort, 'SELECT pg_is_in_recovery() AS r');
+    assert.equal(row?.r, true, 'the old leader is a replica now');
+    await sql(candidate.pgPort, 'INSERT INTO t VALUES (43)');
+    await waitFor(
+      'row 43 on the old leader',
+      async () => (await sql<{ x: number }>(primary.pgPort, 'SELECT x FROM t WHERE x = 43')).length === 1,
+      15_000,
+      200,
+    );
+  });
 });

@@ -56,6 +56,7 @@ function obs(over: Partial<Observation>): Observation {
     view: view(),
     leaseDeadlineMs: 20_000,
     pg: replica(),
+    failover: undefined,
     following: undefined,
     settings: { maximumLagOnFailoverBytes: 1_048_576, nofailover: false, fencing: 'demote' },
     ...over,
@@ -190,7 +191,85 @@ const cases: { name: string; obs: Observation; actions: string[]; sentence: stri
   },
 ];
 
+const switchoverCases: { name: string; obs: Observation; actions: string[]; sentence: string | RegExp }[] = [
+  {
+    name: 'switchover: leader with a running candidate hands over (stop, release, restart read-only)',
+    obs: obs({ pg: primary, view: view({ leader: 'n1' }), failover: { leader: 'n1', member: 'n2' } }),
+    actions: ['stop', 'release', 'start'],
+    sentence: 'manual failover: demoting myself',
+  },
+  {
+    name: 'switchover: candidate not running → leader keeps the lock and clears the request',
+    obs: obs({
+      pg: primary,
+      view: view({ leader: 'n1', memberList: [member('n1'), member('n2', { state: 'stopped' })] }),
+      failover: { leader: 'n1', member: 'n2' },
+    }),
+    actions: ['renew', 'clear_failover'],
+    sentence: "manual failover: no running candidate 'n2'; cleaning the failover key",
+  },
+  {
+    name: 'switchover: the named candidate takes the free key even when not the healthiest',
+    obs: obs({
+      name: 'n2',
+      view: view({
+        memberList: [member('n1'), member('n2', { xlogLocation: 10 }), member('n3', { xlogLocation: 2000 })],
+      }),
+      failover: { leader: 'n1', member: 'n2' },
+    }),
+    actions: ['acquire', 'promote', 'clear_failover'],
+    sentence: 'promoted self to leader by acquiring session lock (manual failover)',
+  },
+  {
+    name: 'switchover: other replicas leave the key to the candidate',
+    obs: obs({ name: 'n3', view: view(), failover: { leader: 'n1', member: 'n2' } }),
+    actions: [],
+    sentence: "following a different leader because 'n2' is the failover candidate",
+  },
+  {
+    name: 'switchover: the former leader does not race',
+    obs: obs({ name: 'n1', view: view(), failover: { leader: 'n1', member: undefined } }),
+    actions: [],
+    sentence: 'not taking the lock: I am the leader being switched over from',
+  },
+  {
+    name: 'switchover without candidate: the former leader does not block the healthiest replica',
+    obs: obs({
+      name: 'n2',
+      view: view({
+        memberList: [member('n1', { xlogLocation: 5000 }), member('n2', { xlogLocation: 1000 })],
+      }),
+      failover: { leader: 'n1', member: undefined },
+    }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'switchover done: the new leader clears the request',
+    obs: obs({
+      name: 'n2',
+      pg: primary,
+      view: view({ leader: 'n2' }),
+      failover: { leader: 'n1', member: 'n2' },
+    }),
+    actions: ['renew', 'clear_failover'],
+    sentence: /cleaning up the finished failover request/,
+  },
+];
+
 void describe('decide()', () => {
+  for (const c of switchoverCases) {
+    void it(c.name, () => {
+      const d = decide(c.obs);
+      assert.deepEqual(
+        d.actions.map((a) => a.type),
+        c.actions,
+      );
+      if (typeof c.sentence === 'string') assert.equal(d.sentence, c.sentence);
+      else assert.match(d.sentence, c.sentence);
+    });
+  }
+
   for (const c of cases) {
     void it(c.name, () => {
       const d = decide(c.obs);

@@ -1,0 +1,81 @@
+/**
+ * Manual switchover/failover (Patroni's `failover` key), as pure pieces of decide():
+ * - the leader named as `leader` (or any leader when absent) hands over when a candidate is
+ *   running: stop Postgres cleanly (replicas receive all WAL), release the key, restart read-only;
+ * - while no one holds the key, only the named candidate races; without a candidate, everyone
+ *   but the former leader races as usual;
+ * - the new leader removes the request.
+ * @see patroni/ha.py process_manual_failover_from_leader, manual_failover_process_no_leader
+ */
+import type { ClusterView, Member } from '../cluster/types.js';
+import type { Decision, FailoverRequest, Observation } from './types.js';
+
+function runningCandidate(m: Member | undefined, leader: string): boolean {
+  return m !== undefined && m.name !== leader && m.state === 'running' && !m.tags.nofailover;
+}
+
+/** The leader's side. Undefined when the request does not concern it. */
+export function leaderHandover(
+  obs: Observation,
+  view: ClusterView,
+  f: FailoverRequest,
+): Decision | undefined {
+  const me = obs.name;
+  if (f.member === me || (f.leader !== undefined && f.leader !== me)) {
+    return {
+      actions: [{ type: 'renew' }, { type: 'clear_failover' }],
+      sentence: 'no action: I am the leader with the lock; cleaning up the finished failover request',
+      failureSentence: 'failed to update leader lock',
+    };
+  }
+  const candidates =
+    f.member !== undefined
+      ? [view.members.get(f.member)].filter((m) => runningCandidate(m, me))
+      : [...view.members.values()].filter((m) => runningCandidate(m, me));
+  if (candidates.length === 0) {
+    return {
+      actions: [{ type: 'renew' }, { type: 'clear_failover' }],
+      sentence: `manual failover: no running candidate${f.member !== undefined ? ` '${f.member}'` : ''}; cleaning the failover key`,
+      failureSentence: 'failed to update leader lock',
+    };
+  }
+  return {
+    actions: [{ type: 'stop' }, { type: 'release' }, { type: 'start', leader: undefined }],
+    sentence: 'manual failover: demoting myself',
+  };
+}
+
+/** A replica's side while the key is free. Undefined: race as usual. */
+export function candidateTurn(obs: Observation, view: ClusterView, f: FailoverRequest): Decision | undefined {
+  const me = obs.name;
+  if (f.member === me) {
+    return {
+      actions: [{ type: 'acquire' }, { type: 'promote' }, { type: 'clear_failover' }],
+      sentence: 'promoted self to leader by acquiring session lock (manual failover)',
+      failureSentence: 'failed to acquire the lock: another member was faster',
+    };
+  }
+  if (f.member !== undefined && runningCandidate(view.members.get(f.member), f.leader ?? '')) {
+    return {
+      actions: [],
+      sentence: `following a different leader because '${f.member}' is the failover candidate`,
+    };
+  }
+  if (f.leader === me) {
+    return { actions: [], sentence: 'not taking the lock: I am the leader being switched over from' };
+  }
+  return undefined;
+}
+
+/** The `failover` key's JSON (`leader`, `member`; Patroni's API also accepts `candidate`). */
+export function parseFailover(text: string | undefined): FailoverRequest | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const v = JSON.parse(text) as Record<string, unknown>;
+    const str = (x: unknown) => (typeof x === 'string' && x !== '' ? x : undefined);
+    const req = { leader: str(v.leader), member: str(v.member) ?? str(v.candidate) };
+    return req.leader === undefined && req.member === undefined ? undefined : req;
+  } catch {
+    return undefined;
+  }
+}
