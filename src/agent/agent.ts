@@ -21,6 +21,7 @@ import { slotNameFor } from '../postgres/conf.js';
 import type { PostgresNode } from '../postgres/node.js';
 import type { PgProbe } from '../postgres/probe.js';
 import { execute, type ExecutorContext } from './executor.js';
+import { Watchdog } from './watchdog.js';
 import { apiUrl, buildMemberValue, buildStatusValue, connUrl, type MemberState } from './member-status.js';
 
 export interface AgentOptions {
@@ -61,15 +62,18 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private busy: Promise<void> = Promise.resolve();
   private running = false;
   private closed = false;
+  private readonly watchdog: Watchdog;
 
   constructor(private readonly opts: AgentOptions) {
     super();
     this.cfg = opts.config;
+    this.watchdog = new Watchdog(opts.log.child({ component: 'watchdog' }));
   }
 
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
+    this.watchdog.start();
     this.scheduleCycle(0);
     this.statusTimer = setInterval(
       () => this.exclusive(() => this.publishStatus()),
@@ -188,8 +192,26 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.lastSentence = outcome;
     this.emit('cycle', { ...decision, outcome });
     await this.observePostgres();
+    this.updateWatchdog();
     await this.publishStatus();
     return !failed && decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
+  }
+
+  /**
+   * Arms the watchdog while we are the primary holding the key: it stops Postgres if no renewal
+   * re-arms it by the lease deadline plus half the retry_timeout — still before the key can expire
+   * (renewal + ttl), and after the agent's own fencing would have acted had it been alive.
+   */
+  private updateWatchdog(): void {
+    const pid = this.opts.node.pid;
+    const leading =
+      this.probe !== undefined && !this.probe.inRecovery && this.snapshot?.view.leader === this.cfg.name;
+    if (!leading || pid === undefined || this.leaseDeadlineMs === undefined) {
+      this.watchdog.disarm();
+      return;
+    }
+    const graceMs = this.cfg.bootstrap.dcs.retry_timeout / 2;
+    this.watchdog.arm(this.leaseDeadlineMs - performance.now() + graceMs, pid);
   }
 
   /** Runs the actions in order, stopping at the first that fails; the outcome is the cycle's sentence. */
@@ -324,6 +346,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
     await this.busy;
+    this.watchdog.close();
     const wasLeader = this.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
     if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
@@ -338,6 +361,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.running = false;
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
+    this.watchdog.close();
     await this.opts.node.stop('immediate').catch(() => undefined);
     this.opts.dcs.close();
   }

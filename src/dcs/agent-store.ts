@@ -6,7 +6,7 @@
  * Every call has a deadline and fails with ERR_DCS_UNAVAILABLE (see toDcsError).
  * @see patroni/dcs/etcd3.py (attempt_to_acquire_leader, _update_leader, initialize)
  */
-import type { Etcd3, Lease } from 'etcd3';
+import { EtcdLeaseInvalidError, type Etcd3, type Lease } from 'etcd3';
 import type { ClusterView } from '../cluster/types.js';
 import { PgfleetError } from '../errors.js';
 import { toDcsError } from './etcd-client.js';
@@ -67,6 +67,11 @@ async function withDeadline<T>(p: Promise<T>, ms: number, op: string): Promise<T
   }
 }
 
+function isLeaseInvalid(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return cause instanceof EtcdLeaseInvalidError || err instanceof EtcdLeaseInvalidError;
+}
+
 export class EtcdAgentDcs implements AgentDcs {
   readonly keys: ClusterKeys;
   private lease: Lease | undefined;
@@ -104,9 +109,8 @@ export class EtcdAgentDcs implements AgentDcs {
         await this.call(this.lease.keepaliveOnce(), 'lease keepalive');
         return;
       } catch (err) {
-        // An expired lease ("requested lease not found") needs a new grant; anything else is an outage.
-        if (!/lease/i.test(String((err as Error).message)) && !(err as Error).name.includes('Lease'))
-          throw err;
+        // An expired lease (EtcdLeaseInvalidError) needs a new grant; anything else is an outage.
+        if (!isLeaseInvalid(err)) throw err;
         this.dropLease();
       }
     }
