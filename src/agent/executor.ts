@@ -19,6 +19,7 @@ import {
   type StandbySettings,
 } from '../postgres/conf.js';
 import type { PostgresNode } from '../postgres/node.js';
+import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
 
 const execFileAsync = promisify(execFile);
@@ -177,6 +178,20 @@ async function syncSlots(ctx: ExecutorContext, wanted: readonly string[]): Promi
   }
 }
 
+/** After a promotion: the new timeline's history into Patroni's `history` key. */
+async function writeHistory(ctx: ExecutorContext): Promise<void> {
+  const probe = await ctx.node.probe();
+  const [rows] = await ctx.node.query([
+    `SELECT pg_read_file(${sqlLiteral(historyFileName(probe.timeline))})`,
+  ]);
+  const text = rows?.[0]?.[0];
+  if (!text) return;
+  const previous = parseHistoryKey((await ctx.dcs.load()).values.get('history'));
+  await ctx.dcs.writeHistory(
+    JSON.stringify(buildHistory(text, previous, new Date().toISOString(), ctx.config.name)),
+  );
+}
+
 export async function execute(ctx: ExecutorContext, action: Action): Promise<boolean> {
   switch (action.type) {
     case 'bootstrap':
@@ -198,6 +213,9 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
     case 'promote':
       await ctx.node.promote();
       ctx.setFollowing(undefined);
+      await writeHistory(ctx).catch((err: unknown) =>
+        ctx.log.warn({ err: errorMessage(err) }, 'could not write the history key'),
+      );
       return true;
     case 'demote':
       ctx.setState('stopping');

@@ -37,6 +37,7 @@ export interface AgentDcs {
   writeConfigIfAbsent(json: string): Promise<void>;
   writeStatus(json: string): Promise<void>;
   writeFailover(json: string): Promise<void>;
+  writeHistory(json: string): Promise<void>;
   deleteFailover(): Promise<void>;
   /** Revokes the lease: member key (and leader key if held) disappear at once. */
   revokeLease(): Promise<void>;
@@ -207,6 +208,10 @@ export class EtcdAgentDcs implements AgentDcs {
 
   async writeFailover(json: string): Promise<void> {
     await this.call(this.opts.client.put(this.keys.failover).value(json).exec(), 'put failover');
+  }
+
+  async writeHistory(json: string): Promise<void> {
+    await this.call(this.opts.client.put(this.keys.history).value(json).exec(), 'put history');
   }
 
   async deleteFailover(): Promise<void> {

@@ -78,8 +78,25 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
       15_000,
       200,
     );
-    const { status } = await getJson(leaderNode.apiPort, '/primary');
-    assert.equal(status, 200);
+    // The REST view refreshes at the cycle after the promotion: wait for it, bounded.
+    await waitFor(
+      '/primary 200 on the new leader',
+      async () => (await getJson(leaderNode.apiPort, '/primary')).status === 200,
+      5_000,
+      100,
+    );
+    const history = await waitFor(
+      'the history key with the switch to timeline 2',
+      async () => {
+        const { body } = await getJson<unknown[][]>(leaderNode.apiPort, '/history');
+        return body.length === 1 ? body : false;
+      },
+      10_000,
+      200,
+    );
+    assert.equal(history[0]?.[0], 1);
+    assert.equal(typeof history[0]?.[1], 'number');
+    assert.equal(history[0]?.[4], newLeader);
   });
 
   void it('the killed member, restarted, rejoins the new leader as a streaming replica', async () => {
