@@ -49,6 +49,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly cfg: AgentConfig;
   private state: MemberState = 'stopped';
   private following: string | undefined;
+  /** Set whenever Postgres is seen running as primary; cleared once it follows a leader. */
+  private formerPrimary = false;
   private probe: PgProbe | undefined;
   private snapshot: DcsSnapshot | undefined;
   private leaseDeadlineMs: number | undefined;
@@ -149,6 +151,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }
     try {
       this.probe = await node.probe();
+      if (!this.probe.inRecovery) this.formerPrimary = true;
       this.postmasterStartMs ??= Date.now();
     } catch {
       this.probe = undefined;
@@ -265,8 +268,10 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       setState: (s) => {
         this.state = s;
       },
+      formerPrimary: this.formerPrimary,
       setFollowing: (leader) => {
         this.following = leader;
+        if (leader !== undefined) this.formerPrimary = false;
       },
       publish: () => this.publishMember(true),
     };

@@ -34,6 +34,8 @@ export interface ExecutorContext {
   readonly parameters: Readonly<Record<string, ParamValue>>;
   setState(state: MemberState): void;
   setFollowing(leader: string | undefined): void;
+  /** This node ran as a primary since it last followed a leader: its WAL may have diverged. */
+  readonly formerPrimary: boolean;
   publish(): Promise<void>;
 }
 
@@ -135,7 +137,7 @@ async function startFollowing(
   const standby = standbyFor(ctx, leader);
   // A fresh base backup carries the source's pg_control ("in production"): nothing to rewind.
   const state = fresh ? 'fresh clone' : await controlState(ctx).catch(() => 'unknown');
-  if (state === 'in production' || state === 'shut down') {
+  if (state === 'in production' || state === 'shut down' || (ctx.formerPrimary && !fresh)) {
     await rewindOrClone(ctx, standby);
   }
   await ctx.node.start({ parameters: ctx.parameters, recovery: true, standby });
@@ -233,6 +235,13 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       await ctx.dcs.deleteFailover();
       return true;
     case 'follow':
+      if (ctx.formerPrimary) {
+        // A demoted primary may have WAL the new leader lacks: stop, rewind, then follow.
+        ctx.setState('stopping');
+        await ctx.node.stop('fast');
+        await startFollowing(ctx, action.leader);
+        return true;
+      }
       await ctx.node.reconfigure({
         parameters: ctx.parameters,
         recovery: true,
