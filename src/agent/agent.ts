@@ -14,6 +14,7 @@ import { formatHostPort } from '../config/common.js';
 import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
 import { errorMessage } from '../errors.js';
 import { decide } from '../ha/decide.js';
+import { effectiveSettings, type HaSettings } from '../ha/dynamic-config.js';
 import { parseFailover } from '../ha/switchover.js';
 import type { Decision, Observation } from '../ha/types.js';
 import type { ParamValue } from '../postgres/conf.js';
@@ -65,10 +66,22 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private running = false;
   private closed = false;
   private readonly watchdog: Watchdog;
+  private readonly bootstrapSettings: HaSettings;
+  private settings: HaSettings;
+  private lastSettingsProblems = '';
 
   constructor(private readonly opts: AgentOptions) {
     super();
     this.cfg = opts.config;
+    const b = opts.config.bootstrap.dcs;
+    this.bootstrapSettings = {
+      ttlMs: b.ttl,
+      loopWaitMs: b.loop_wait,
+      retryTimeoutMs: b.retry_timeout,
+      maximumLagOnFailoverBytes: b.maximum_lag_on_failover,
+      parameters: b.postgresql.parameters,
+    };
+    this.settings = this.bootstrapSettings;
     this.watchdog = new Watchdog(opts.log.child({ component: 'watchdog' }));
   }
 
@@ -96,7 +109,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.cycleTimer = setTimeout(() => {
       this.exclusive(async () => {
         const acted = await this.cycle();
-        this.scheduleCycle(acted ? 0 : this.cfg.bootstrap.dcs.loop_wait);
+        this.scheduleCycle(acted ? 0 : this.settings.loopWaitMs);
       });
     }, delayMs);
   }
@@ -116,23 +129,33 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     };
   }
 
+  /** Postgres parameters in force: dynamic (DCS `config`) under the node's own. */
   private get dynamicParameters(): Readonly<Record<string, ParamValue>> {
-    const fromDcs = (
-      this.snapshot?.view.config.postgresql as { parameters?: Record<string, ParamValue> } | undefined
-    )?.parameters;
-    return {
-      ...(fromDcs ?? this.cfg.bootstrap.dcs.postgresql.parameters),
-      ...this.cfg.postgresql.parameters,
-    };
+    return { ...this.settings.parameters, ...this.cfg.postgresql.parameters };
+  }
+
+  /** Settings from the DCS `config` key over bootstrap.dcs; problems logged when they change. */
+  private updateSettings(view: ClusterView): void {
+    const { settings, problems } = effectiveSettings(view.config, this.bootstrapSettings);
+    this.settings = settings;
+    const text = problems.join('; ');
+    if (text !== this.lastSettingsProblems && text !== '')
+      this.opts.log.warn({ problems }, 'ignored DCS config values');
+    this.lastSettingsProblems = text;
+  }
+
+  get haSettings(): HaSettings {
+    return this.settings;
   }
 
   private async observeDcs(): Promise<void> {
     const sentAt = performance.now();
     try {
-      await this.opts.dcs.refreshLease();
-      const dyn = this.cfg.bootstrap.dcs;
-      this.leaseDeadlineMs = sentAt + dyn.ttl - dyn.retry_timeout;
+      const { ttlMs, retryTimeoutMs } = this.settings;
+      await this.opts.dcs.refreshLease(ttlMs);
+      this.leaseDeadlineMs = sentAt + ttlMs - retryTimeoutMs;
       this.snapshot = await this.opts.dcs.load();
+      this.updateSettings(this.snapshot.view);
       this.lastDcsOkAtMs = Date.now();
       for (const p of this.snapshot.problems) this.opts.log.warn({ problem: p }, 'skipped a DCS value');
     } catch (err) {
@@ -176,7 +199,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       failover: parseFailover(this.snapshot?.values.get('failover')),
       following: this.following,
       settings: {
-        maximumLagOnFailoverBytes: this.cfg.bootstrap.dcs.maximum_lag_on_failover,
+        maximumLagOnFailoverBytes: this.settings.maximumLagOnFailoverBytes,
         nofailover: this.cfg.tags.nofailover,
         fencing: this.cfg.agent.fencing,
       },
@@ -195,9 +218,24 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.lastSentence = outcome;
     this.emit('cycle', { ...decision, outcome });
     await this.observePostgres();
+    await this.applyParameterChanges();
     this.updateWatchdog();
     await this.publishStatus();
     return !failed && decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
+  }
+
+  /** A changed `postgresql.parameters` (e.g. `patronictl edit-config`) is written and reloaded. */
+  private async applyParameterChanges(): Promise<void> {
+    const node = this.opts.node;
+    if (!node.isRunning() || !this.probe) return;
+    const wanted = this.dynamicParameters;
+    if (JSON.stringify(wanted) === JSON.stringify(node.appliedParameters)) return;
+    try {
+      await node.applyParameters(wanted);
+      this.opts.log.info({ parameters: Object.keys(wanted) }, 'postgres parameters changed; reloaded');
+    } catch (err) {
+      this.opts.log.warn({ err: errorMessage(err) }, 'could not apply changed postgres parameters');
+    }
   }
 
   /**
@@ -213,7 +251,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       this.watchdog.disarm();
       return;
     }
-    const graceMs = this.cfg.bootstrap.dcs.retry_timeout / 2;
+    const graceMs = this.settings.retryTimeoutMs / 2;
     this.watchdog.arm(this.leaseDeadlineMs - performance.now() + graceMs, pid);
   }
 

@@ -88,7 +88,7 @@ export class AgentHttp {
       }
       if (method === 'POST' && (path === '/switchover' || path === '/failover')) {
         const action = path === '/switchover' ? 'switchover' : 'failover';
-        const pollMs = Math.max(20_000, 2 * this.opts.config.bootstrap.dcs.loop_wait);
+        const pollMs = Math.max(20_000, 2 * this.opts.agent.haSettings.loopWaitMs);
         const reply = await handleFailover(this.opts.agent, action, await readJsonBody(req), pollMs);
         this.send(res, method, reply.status, reply.body, 'text/plain');
         return;
@@ -101,7 +101,7 @@ export class AgentHttp {
     const json = (code: number, value: unknown) =>
       this.send(res, method, code, JSON.stringify(value), 'application/json');
     if (isHealthPath(path)) {
-      const facts = healthFacts(snap, Date.now(), this.opts.config.bootstrap.dcs.ttl);
+      const facts = healthFacts(snap, Date.now(), this.opts.agent.haSettings.ttlMs);
       json(healthStatus(path, url.searchParams, facts), patroniStatus(snap, scope));
       return;
     }
@@ -111,6 +111,9 @@ export class AgentHttp {
         return;
       case '/cluster':
         json(200, clusterStatus(snap, scope));
+        return;
+      case '/config':
+        json(200, snap.view?.config ?? {});
         return;
       case '/history':
         json(200, historyStatus(snap));

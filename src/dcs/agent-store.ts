@@ -23,8 +23,11 @@ export interface DcsSnapshot {
 /** What the agent needs from the DCS; an in-memory fake implements it for loop tests. */
 export interface AgentDcs {
   load(): Promise<DcsSnapshot>;
-  /** Grants the lease when there is none (or it expired), else keeps it alive once. */
-  refreshLease(): Promise<void>;
+  /**
+   * Grants the lease when there is none, it expired or `ttlMs` changed (keys move to the new
+   * lease as they are rewritten), else keeps it alive once.
+   */
+  refreshLease(ttlMs: number): Promise<void>;
   publishMember(json: string): Promise<void>;
   acquireLeader(): Promise<boolean>;
   /** Rewrites the leader key under our lease if it still names us. */
@@ -77,9 +80,12 @@ export class EtcdAgentDcs implements AgentDcs {
   readonly keys: ClusterKeys;
   private lease: Lease | undefined;
   private leaseId: string | undefined;
+  private leaseTtlSeconds = 0;
+  private requestedTtlMs: number;
 
   constructor(private readonly opts: EtcdAgentDcsOptions) {
     this.keys = clusterKeys(opts.namespace, opts.scope);
+    this.requestedTtlMs = opts.ttlMs;
   }
 
   private call<T>(p: Promise<T>, op: string): Promise<T> {
@@ -104,7 +110,10 @@ export class EtcdAgentDcs implements AgentDcs {
     return this.leaseId;
   }
 
-  async refreshLease(): Promise<void> {
+  async refreshLease(ttlMs: number = this.requestedTtlMs): Promise<void> {
+    this.requestedTtlMs = ttlMs;
+    const ttlSeconds = Math.max(1, Math.round(ttlMs / 1000));
+    if (this.lease && ttlSeconds !== this.leaseTtlSeconds) this.dropLease();
     if (this.lease && this.leaseId !== undefined) {
       try {
         await this.call(this.lease.keepaliveOnce(), 'lease keepalive');
@@ -115,13 +124,14 @@ export class EtcdAgentDcs implements AgentDcs {
         this.dropLease();
       }
     }
-    const lease = this.opts.client.lease(Math.max(1, Math.round(this.opts.ttlMs / 1000)), {
+    const lease = this.opts.client.lease(ttlSeconds, {
       autoKeepAlive: false,
     });
     lease.on('lost', () => undefined);
     try {
       this.leaseId = await this.call(lease.grant(), 'lease grant');
       this.lease = lease;
+      this.leaseTtlSeconds = ttlSeconds;
     } catch (err) {
       lease.release();
       throw err;

@@ -49,6 +49,7 @@ export interface StartOptions {
 
 export class PostgresNode {
   private child: ChildProcess | undefined;
+  private lastStart: StartOptions | undefined;
   private exited: Promise<void> = Promise.resolve();
   readonly dataDir: string;
   readonly logFile: string;
@@ -178,6 +179,7 @@ export class PostgresNode {
   async start(start: StartOptions): Promise<void> {
     if (this.isRunning()) throw new PgfleetError('ERR_POSTGRES', 'postgres is already running');
     await this.writeConfigFiles(start);
+    this.lastStart = start;
     await rm(path.join(this.dataDir, 'postmaster.pid'), { force: true }).catch(() => undefined);
     const logFd = openSync(this.logFile, 'a', 0o640);
     const postgres = this.bin('postgres');
@@ -247,7 +249,19 @@ export class PostgresNode {
   /** Rewrites the config files and reloads (primary_conninfo is reloadable since PostgreSQL 13). */
   async reconfigure(start: StartOptions): Promise<void> {
     await this.writeConfigFiles(start);
+    this.lastStart = start;
     await this.query(['SELECT pg_reload_conf()']);
+  }
+
+  /** Parameters of the last start or reconfigure. */
+  get appliedParameters(): Readonly<Record<string, ParamValue>> | undefined {
+    return this.lastStart?.parameters;
+  }
+
+  /** Rewrites postgresql.conf with new parameters (same role and upstream) and reloads. */
+  async applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void> {
+    if (!this.lastStart) return;
+    await this.reconfigure({ ...this.lastStart, parameters });
   }
 
   async promote(): Promise<void> {

@@ -178,6 +178,59 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
     for (const r of listed) if (r.Role === 'Replica') assert.equal(typeof r['Lag in MB'], 'number');
   });
 
+  void it('patronictl edit-config changes postgresql.parameters on every member (reload)', async () => {
+    const ctlConfig = path.join(nodes[0]!.dir, 'patronictl.yaml');
+    const res = await runCommand(
+      PATRONICTL_BIN,
+      ['-c', ctlConfig, 'edit-config', '--force', '-p', 'work_mem=7MB'],
+      {
+        timeoutMs: 20_000,
+      },
+    );
+    assert.equal(res.code, 0, res.stderr);
+    for (const n of nodes) {
+      await waitFor(
+        `work_mem = 7MB on ${n.name}`,
+        async () => (await sql<{ work_mem: string }>(n.pgPort, 'SHOW work_mem'))[0]?.work_mem === '7MB',
+        10_000,
+        200,
+      );
+    }
+    const { body } = await getJson<{ postgresql?: { parameters?: Record<string, unknown> } }>(
+      nodes[0]!.apiPort,
+      '/config',
+    );
+    assert.equal(body.postgresql?.parameters?.work_mem, '7MB');
+  });
+
+  void it('patronictl edit-config ttl moves the leader key to a lease with the new TTL', async () => {
+    const ctlConfig = path.join(nodes[0]!.dir, 'patronictl.yaml');
+    const res = await runCommand(PATRONICTL_BIN, ['-c', ctlConfig, 'edit-config', '--force', '-s', 'ttl=8'], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(res.code, 0, res.stderr);
+    const etcdctl = (args: string[]) =>
+      runCommand('etcdctl', ['--endpoints', etcd.endpoint, ...args], {
+        env: { ETCDCTL_API: '3' },
+        timeoutMs: 5_000,
+      });
+    await waitFor(
+      'the leader key on an 8 s lease',
+      async () => {
+        // Lease IDs are int64: read them as text, not through JSON numbers.
+        const raw = (await etcdctl(['get', '-w', 'json', `/service/${SCOPE}/leader`])).stdout;
+        const lease = /"lease":(\d+)/.exec(raw)?.[1];
+        if (lease === undefined) return false;
+        const ttl = await etcdctl(['lease', 'timetolive', BigInt(lease).toString(16)]);
+        if (!/granted with TTL\(8s\)/.test(ttl.stdout)) throw new Error(ttl.stdout + ttl.stderr);
+        return true;
+      },
+      15_000,
+      250,
+    );
+    cluster = await waitForHealthyCluster(nodes, 15_000);
+  });
+
   void it('a fourth member added later clones itself and streams', async () => {
     nodes.push(await startAgent({ etcd, scope: SCOPE }, 'a4'));
     cluster = await waitForHealthyCluster(nodes, 45_000);

@@ -1,0 +1,76 @@
+/**
+ * The settings in force: the DCS `config` key (Patroni's dynamic configuration, changed with
+ * `patronictl edit-config`) over the node's `bootstrap.dcs`. Pure. Values the DCS holds that are
+ * malformed, or that break `loop_wait + 2 × retry_timeout ≤ ttl`, are ignored with a problem
+ * message, so one bad edit cannot take every agent down.
+ */
+import { parseDurationMs, parseSizeBytes } from '../config/units.js';
+import type { ParamValue } from '../postgres/conf.js';
+
+export interface HaSettings {
+  readonly ttlMs: number;
+  readonly loopWaitMs: number;
+  readonly retryTimeoutMs: number;
+  readonly maximumLagOnFailoverBytes: number;
+  readonly parameters: Readonly<Record<string, ParamValue>>;
+}
+
+export interface EffectiveSettings {
+  readonly settings: HaSettings;
+  readonly problems: readonly string[];
+}
+
+function isParamValue(v: unknown): v is ParamValue {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+}
+
+export function effectiveSettings(
+  dcs: Readonly<Record<string, unknown>>,
+  fallback: HaSettings,
+): EffectiveSettings {
+  const problems: string[] = [];
+  const duration = (key: string, dflt: number): number => {
+    if (dcs[key] === undefined) return dflt;
+    const ms = parseDurationMs(dcs[key]);
+    if (ms === undefined || ms <= 0) {
+      problems.push(`config.${key}: ignored, not a duration (${JSON.stringify(dcs[key])})`);
+      return dflt;
+    }
+    return ms;
+  };
+  let timing = {
+    ttlMs: duration('ttl', fallback.ttlMs),
+    loopWaitMs: duration('loop_wait', fallback.loopWaitMs),
+    retryTimeoutMs: duration('retry_timeout', fallback.retryTimeoutMs),
+  };
+  if (timing.loopWaitMs + 2 * timing.retryTimeoutMs > timing.ttlMs || timing.ttlMs < 2000) {
+    problems.push(
+      'config: ttl, loop_wait, retry_timeout ignored: loop_wait + 2 × retry_timeout must be ≤ ttl',
+    );
+    timing = {
+      ttlMs: fallback.ttlMs,
+      loopWaitMs: fallback.loopWaitMs,
+      retryTimeoutMs: fallback.retryTimeoutMs,
+    };
+  }
+  let maxLag = fallback.maximumLagOnFailoverBytes;
+  if (dcs.maximum_lag_on_failover !== undefined) {
+    const b = parseSizeBytes(dcs.maximum_lag_on_failover);
+    if (b === undefined) problems.push('config.maximum_lag_on_failover: ignored, not a size');
+    else maxLag = b;
+  }
+  let parameters = fallback.parameters;
+  const pg = dcs.postgresql as { parameters?: unknown } | undefined;
+  if (pg && typeof pg === 'object' && pg.parameters !== undefined) {
+    if (pg.parameters !== null && typeof pg.parameters === 'object' && !Array.isArray(pg.parameters)) {
+      const entries = Object.entries(pg.parameters as Record<string, unknown>);
+      const bad = entries.filter(([, v]) => !isParamValue(v)).map(([k]) => k);
+      if (bad.length > 0)
+        problems.push(`config.postgresql.parameters: ignored ${bad.join(', ')} (not a scalar)`);
+      parameters = Object.fromEntries(entries.filter((e): e is [string, ParamValue] => isParamValue(e[1])));
+    } else {
+      problems.push('config.postgresql.parameters: ignored, not an object');
+    }
+  }
+  return { settings: { ...timing, maximumLagOnFailoverBytes: maxLag, parameters }, problems };
+}
