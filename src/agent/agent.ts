@@ -12,18 +12,18 @@ import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
 import { formatHostPort } from '../config/common.js';
 import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, PgfleetError } from '../errors.js';
 import { decide } from '../ha/decide.js';
 import { effectiveSettings, type HaSettings } from '../ha/dynamic-config.js';
 import { parseFailover } from '../ha/switchover.js';
 import type { Decision, Observation } from '../ha/types.js';
 import type { ParamValue } from '../postgres/conf.js';
-import { slotNameFor } from '../postgres/conf.js';
 import type { PostgresNode } from '../postgres/node.js';
 import type { PgProbe } from '../postgres/probe.js';
 import { execute, type ExecutorContext } from './executor.js';
+import { runMaintenance, type MaintenanceKind } from './maintenance.js';
 import { Watchdog } from './watchdog.js';
-import { apiUrl, buildMemberValue, buildStatusValue, connUrl, type MemberState } from './member-status.js';
+import { leaderStatusValue, memberValueFor, publishedState, type MemberState } from './member-status.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -316,28 +316,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   }
 
   private memberValue(): string {
-    const pg = this.cfg.postgresql;
-    const api = this.cfg.restapi;
-    const pgAddr = pg.connect_address ?? pg.listen;
-    const apiAddr = api.connect_address ?? api.listen;
-    const state: MemberState = this.opts.node.isRunning()
-      ? this.probe
-        ? this.state === 'crashed' || this.state === 'stopped'
-          ? 'running'
-          : this.state
-        : 'starting'
-      : this.state === 'running'
-        ? 'stopped'
-        : this.state;
-    return JSON.stringify(
-      buildMemberValue({
-        connUrl: connUrl(pgAddr.host, pgAddr.port),
-        apiUrl: apiUrl(apiAddr.host, apiAddr.port),
-        state,
-        probe: this.opts.node.isRunning() ? this.probe : undefined,
-        tags: this.cfg.tags,
-      }),
-    );
+    const running = this.opts.node.isRunning();
+    const state = publishedState(running, this.probe !== undefined, this.state);
+    return memberValueFor(this.cfg, state, running ? this.probe : undefined);
   }
 
   private async publishMember(force: boolean): Promise<void> {
@@ -353,16 +334,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     await this.observePostgres();
     try {
       await this.publishMember(false);
-      const view = this.snapshot?.view;
-      if (view && view.leader === this.cfg.name && this.probe && !this.probe.inRecovery) {
-        const others = [...view.members.keys()].filter((n) => n !== this.cfg.name);
-        const slots = Object.fromEntries(
-          others.map((n) => [slotNameFor(n), view.members.get(n)?.xlogLocation ?? 0] as const),
-        );
-        await this.opts.dcs.writeStatus(
-          JSON.stringify(buildStatusValue(this.probe.walPosition, slots, others)),
-        );
-      }
+      const status = this.snapshot && leaderStatusValue(this.snapshot.view, this.cfg.name, this.probe);
+      if (status !== undefined) await this.opts.dcs.writeStatus(status);
     } catch (err) {
       this.opts.log.debug({ err: errorMessage(err) }, 'could not publish status');
     }
@@ -374,6 +347,30 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       JSON.stringify({ ...(leader ? { leader } : {}), ...(member ? { member } : {}) }),
     );
     this.scheduleCycle(0);
+  }
+
+  /**
+   * Runs a restart or reinitialize between cycles; resolves when done. Throws (ERR_POSTGRES)
+   * when it cannot be done, e.g. reinitializing the leader.
+   */
+  async maintain(kind: MaintenanceKind): Promise<void> {
+    let outcome: Error | undefined;
+    const done = new Promise<void>((resolve) => {
+      this.exclusive(async () => {
+        try {
+          const view = this.snapshot?.view;
+          if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
+          await runMaintenance(this.executorContext(view), kind);
+          this.opts.log.info(`${kind} done on operator request`);
+        } catch (err) {
+          outcome = err instanceof Error ? err : new Error(String(err));
+        } finally {
+          resolve();
+        }
+      });
+    });
+    await done;
+    if (outcome !== undefined) throw outcome;
   }
 
   /** A fresh read of the cluster, for REST handlers that wait on an outcome. */

@@ -3,6 +3,9 @@
  * `primary`/`replica` as Patroni 4 does), and the leader's `status` value. Pure.
  * @see patroni/ha.py touch_member, patroni/dcs/__init__.py write_status
  */
+import type { ClusterView } from '../cluster/types.js';
+import type { AgentConfig } from '../config/agent-schema.js';
+import { slotNameFor } from '../postgres/conf.js';
 import type { PgProbe } from '../postgres/probe.js';
 
 /** Patroni-4-compatible version string (tools gate role names on the major version). */
@@ -64,4 +67,40 @@ export function connUrl(host: string, port: number): string {
 
 export function apiUrl(host: string, port: number): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}/patroni`;
+}
+
+/** The `state` to publish: what the agent is doing, corrected by what Postgres shows. */
+export function publishedState(running: boolean, answering: boolean, state: MemberState): MemberState {
+  if (running)
+    return answering ? (state === 'crashed' || state === 'stopped' ? 'running' : state) : 'starting';
+  return state === 'running' ? 'stopped' : state;
+}
+
+/** The member key value for this node. */
+export function memberValueFor(cfg: AgentConfig, state: MemberState, probe: PgProbe | undefined): string {
+  const pgAddr = cfg.postgresql.connect_address ?? cfg.postgresql.listen;
+  const apiAddr = cfg.restapi.connect_address ?? cfg.restapi.listen;
+  return JSON.stringify(
+    buildMemberValue({
+      connUrl: connUrl(pgAddr.host, pgAddr.port),
+      apiUrl: apiUrl(apiAddr.host, apiAddr.port),
+      state,
+      probe,
+      tags: cfg.tags,
+    }),
+  );
+}
+
+/** The `status` value while we lead as a running primary; undefined otherwise. */
+export function leaderStatusValue(
+  view: ClusterView,
+  me: string,
+  probe: PgProbe | undefined,
+): string | undefined {
+  if (view.leader !== me || !probe || probe.inRecovery) return undefined;
+  const others = [...view.members.keys()].filter((n) => n !== me);
+  const slots = Object.fromEntries(
+    others.map((n) => [slotNameFor(n), view.members.get(n)?.xlogLocation ?? 0] as const),
+  );
+  return JSON.stringify(buildStatusValue(probe.walPosition, slots, others));
 }

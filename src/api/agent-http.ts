@@ -1,8 +1,8 @@
 /**
  * The agent's REST API (Patroni's endpoints and status codes) on `restapi.listen`.
  * GET, HEAD and OPTIONS answer health and status; POST/PATCH/PUT/DELETE require the configured
- * basic authentication (401 otherwise). POST /switchover and /failover work (see switchover.ts);
- * the other unsafe endpoints (restart, reinitialize, reload, config) answer 501 for now.
+ * basic authentication (401 otherwise). POST /switchover and /failover (see switchover.ts),
+ * /restart and /reinitialize work; the other unsafe endpoints (reload, config) answer 501 for now.
  */
 import http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Agent } from '../agent/agent.js';
 import type { AgentConfig } from '../config/agent-schema.js';
+import { errorMessage } from '../errors.js';
 import { registerAgentMetrics } from './agent-metrics.js';
 import { clusterStatus, healthFacts, historyStatus, patroniStatus } from './agent-status.js';
 import { healthStatus, isHealthPath } from './health-rules.js';
@@ -91,6 +92,23 @@ export class AgentHttp {
         const pollMs = Math.max(20_000, 2 * this.opts.agent.haSettings.loopWaitMs);
         const reply = await handleFailover(this.opts.agent, action, await readJsonBody(req), pollMs);
         this.send(res, method, reply.status, reply.body, 'text/plain');
+        return;
+      }
+      if (method === 'POST' && (path === '/restart' || path === '/reinitialize')) {
+        const kind = path === '/restart' ? 'restart' : 'reinitialize';
+        await readJsonBody(req);
+        try {
+          await this.opts.agent.maintain(kind);
+          this.send(
+            res,
+            method,
+            200,
+            kind === 'restart' ? 'restarted successfully' : 'reinitialize finished',
+            'text/plain',
+          );
+        } catch (err) {
+          this.send(res, method, 503, `${kind} failed: ${errorMessage(err)}`, 'text/plain');
+        }
         return;
       }
       this.send(res, method, 501, `${method} ${path} is not implemented by pgfleet yet\n`, 'text/plain');

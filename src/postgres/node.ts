@@ -253,6 +253,14 @@ export class PostgresNode {
     await this.query(['SELECT pg_reload_conf()']);
   }
 
+  /** Stops (fast) and starts again with the options of the last start. */
+  async restart(): Promise<void> {
+    const last = this.lastStart;
+    if (!last) throw new PgfleetError('ERR_POSTGRES', 'postgres was never started by this agent');
+    await this.stop('fast');
+    await this.start(last);
+  }
+
   /** Parameters of the last start or reconfigure. */
   get appliedParameters(): Readonly<Record<string, ParamValue>> | undefined {
     return this.lastStart?.parameters;

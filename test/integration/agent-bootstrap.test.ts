@@ -26,6 +26,8 @@ import {
 } from './agent-helpers.js';
 
 const SCOPE = 'boot';
+const REST_AUTH = { username: 'admin', password: 'rest-secret' } as const;
+const authHeader = `Basic ${Buffer.from(`${REST_AUTH.username}:${REST_AUTH.password}`).toString('base64')}`;
 
 void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
   let etcd: EtcdServer;
@@ -36,7 +38,8 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
   before(async () => {
     etcd = await startEtcd();
     client = new Etcd3({ hosts: etcd.clientUrl });
-    for (const name of ['a1', 'a2', 'a3']) nodes.push(await startAgent({ etcd, scope: SCOPE }, name));
+    for (const name of ['a1', 'a2', 'a3'])
+      nodes.push(await startAgent({ etcd, scope: SCOPE, restAuth: REST_AUTH }, name));
     cluster = await waitForHealthyCluster(nodes, 60_000);
   });
   after(async () => {
@@ -141,9 +144,24 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
         }
       }
     }
-    const post = await fetch(`http://127.0.0.1:${primary.apiPort}/restart`, { method: 'POST' });
-    await post.arrayBuffer();
-    assert.notEqual(post.status, 200);
+    // Unsafe methods need the configured basic auth; unimplemented ones then answer 501.
+    for (const [method, p] of [
+      ['POST', '/restart'],
+      ['POST', '/switchover'],
+      ['PATCH', '/config'],
+      ['PUT', '/config'],
+      ['DELETE', '/switchover'],
+    ] as const) {
+      const res = await fetch(`http://127.0.0.1:${primary.apiPort}${p}`, { method, body: '{}' });
+      await res.arrayBuffer();
+      assert.equal(res.status, 401, `${method} ${p} without auth`);
+    }
+    const reload = await fetch(`http://127.0.0.1:${primary.apiPort}/reload`, {
+      method: 'POST',
+      headers: { authorization: authHeader },
+    });
+    await reload.arrayBuffer();
+    assert.equal(reload.status, 501);
     const metrics = await (await fetch(`http://127.0.0.1:${primary.apiPort}/metrics`)).text();
     assert.match(metrics, new RegExp(`patroni_primary\\{scope="${SCOPE}",name="${primary.name}"\\} 1`));
     assert.match(metrics, /patroni_postgres_running\{[^}]*\} 1/);
@@ -151,7 +169,11 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
 
   void it('patronictl list shows the same leader, roles, states and timelines as /cluster', async () => {
     const ctlConfig = path.join(nodes[0]!.dir, 'patronictl.yaml');
-    await writeFile(ctlConfig, `scope: ${SCOPE}\nnamespace: /service\netcd3:\n  hosts: ${etcd.endpoint}\n`);
+    await writeFile(
+      ctlConfig,
+      `scope: ${SCOPE}\nnamespace: /service\netcd3:\n  hosts: ${etcd.endpoint}\n` +
+        `restapi:\n  authentication: { username: ${REST_AUTH.username}, password: ${REST_AUTH.password} }\n`,
+    );
     const { body } = await getJson<ClusterJson>(nodes[0]!.apiPort, '/cluster');
     const res = await runCommand(PATRONICTL_BIN, ['-c', ctlConfig, 'list', '-f', 'json'], {
       timeoutMs: 20_000,
@@ -231,8 +253,42 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
     cluster = await waitForHealthyCluster(nodes, 15_000);
   });
 
+  void it('patronictl restart and reinit go through the REST API', async () => {
+    const { replicas } = byRole();
+    const r = replicas[0]!;
+    const ctlConfig = path.join(nodes[0]!.dir, 'patronictl.yaml');
+    const pidBefore = (await sql<{ pid: number }>(r.pgPort, 'SELECT pg_postmaster_start_time() AS pid'))[0]
+      ?.pid;
+    const restart = await runCommand(PATRONICTL_BIN, ['-c', ctlConfig, 'restart', SCOPE, r.name, '--force'], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(restart.code, 0, restart.stderr);
+    assert.match(restart.stdout, /Success: restart on member/);
+    const pidAfter = (await sql<{ pid: number }>(r.pgPort, 'SELECT pg_postmaster_start_time() AS pid'))[0]
+      ?.pid;
+    assert.notDeepEqual(pidAfter, pidBefore, 'postgres was restarted');
+    const reinit = await runCommand(
+      PATRONICTL_BIN,
+      ['-c', ctlConfig, 'reinit', SCOPE, r.name, '--force', '--wait'],
+      {
+        timeoutMs: 90_000,
+      },
+    );
+    assert.equal(reinit.code, 0, reinit.stderr);
+    assert.match(reinit.stdout, /Success: reinitialize for member/);
+    cluster = await waitForHealthyCluster(nodes, 45_000);
+    const { primary } = byRole();
+    const leaderReinit = await fetch(`http://127.0.0.1:${primary.apiPort}/reinitialize`, {
+      method: 'POST',
+      body: '{}',
+      headers: { authorization: authHeader },
+    });
+    assert.equal(leaderReinit.status, 503);
+    assert.match(await leaderReinit.text(), /I am the leader, can not reinitialize/);
+  });
+
   void it('a fourth member added later clones itself and streams', async () => {
-    nodes.push(await startAgent({ etcd, scope: SCOPE }, 'a4'));
+    nodes.push(await startAgent({ etcd, scope: SCOPE, restAuth: REST_AUTH }, 'a4'));
     cluster = await waitForHealthyCluster(nodes, 45_000);
     const { primary } = byRole();
     await sql(primary.pgPort, 'CREATE TABLE IF NOT EXISTS t(x int); INSERT INTO t VALUES (42)');

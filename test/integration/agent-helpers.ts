@@ -32,6 +32,8 @@ export interface AgentClusterOptions {
   readonly etcd: EtcdServer;
   readonly scope: string;
   readonly ttlSeconds?: number;
+  /** Basic auth for the unsafe REST endpoints. */
+  readonly restAuth?: { readonly username: string; readonly password: string };
 }
 
 export function agentConfigYaml(o: {
@@ -42,12 +44,16 @@ export function agentConfigYaml(o: {
   apiPort: number;
   dataDir: string;
   ttlSeconds: number;
+  restAuth?: { username: string; password: string } | undefined;
 }): string {
+  const auth = o.restAuth
+    ? `, authentication: { username: ${o.restAuth.username}, password: ${o.restAuth.password} }`
+    : '';
   return `scope: ${o.scope}
 namespace: /service
 name: ${o.name}
 etcd3: { hosts: [${o.etcdEndpoint}] }
-restapi: { listen: 127.0.0.1:${o.apiPort} }
+restapi: { listen: 127.0.0.1:${o.apiPort}${auth} }
 postgresql:
   listen: 127.0.0.1:${o.pgPort}
   data_dir: ${o.dataDir}
@@ -77,6 +83,7 @@ export async function startAgent(opts: AgentClusterOptions, name: string): Promi
       apiPort,
       dataDir: path.join(dir, 'data'),
       ttlSeconds: opts.ttlSeconds ?? 5,
+      restAuth: opts.restAuth,
     }),
   );
   const node: AgentNode = {
