@@ -81,6 +81,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
   } catch (err) {
     ctx.log.error({ err: errorMessage(err) }, 'bootstrap failed; removing the data directory and initialize');
     await node.stop('immediate').catch(() => undefined);
+    await node.removeData().catch(() => undefined);
     await dcs.cancelInitialize().catch(() => undefined);
     await dcs.releaseLeader().catch(() => undefined);
     throw err;

@@ -11,7 +11,7 @@ import type { Registry } from 'prom-client';
 import type { Agent } from '../agent/agent.js';
 import type { AgentConfig } from '../config/agent-schema.js';
 import { errorMessage } from '../errors.js';
-import { registerAgentMetrics } from './agent-metrics.js';
+import { registerAgentMetrics, registerCycleMetrics } from './agent-metrics.js';
 import { clusterStatus, healthFacts, historyStatus, patroniStatus } from './agent-status.js';
 import { healthStatus, isHealthPath } from './health-rules.js';
 import { handleFailover, readJsonBody } from './switchover.js';
@@ -41,6 +41,7 @@ export class AgentHttp {
 
   constructor(private readonly opts: AgentHttpOptions) {
     registerAgentMetrics(opts.registry, opts.config.scope, () => opts.agent.snapshotForApi);
+    registerCycleMetrics(opts.registry, opts.agent);
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         opts.log.warn({ err: String(err) }, 'REST request failed');

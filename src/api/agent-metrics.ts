@@ -3,8 +3,28 @@
  * process's one Registry; values are read from the agent's snapshot at scrape time.
  * @see patroni/api.py do_GET_metrics
  */
-import { Gauge, type Registry } from 'prom-client';
-import type { AgentSnapshot } from '../agent/agent.js';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Agent, AgentSnapshot } from '../agent/agent.js';
+
+/** pgfleet_agent_* counters, fed by the agent's `cycle` events. */
+export function registerCycleMetrics(registry: Registry, agent: Agent): void {
+  const cycles = new Counter({
+    name: 'pgfleet_agent_ha_cycles_total',
+    help: 'HA cycles run, by whether every decided action succeeded.',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const actions = new Counter({
+    name: 'pgfleet_agent_actions_total',
+    help: 'Actions decided by the HA cycle, by type (acquire, promote, demote, follow, …).',
+    labelNames: ['action'],
+    registers: [registry],
+  });
+  agent.on('cycle', (c) => {
+    cycles.inc({ outcome: c.outcome === c.sentence ? 'ok' : 'failed' });
+    for (const a of c.actions) actions.inc({ action: a.type });
+  });
+}
 
 export function registerAgentMetrics(registry: Registry, scope: string, read: () => AgentSnapshot): void {
   const labels = { scope, name: '' };

@@ -104,6 +104,13 @@ export class PostgresNode {
     if (this.opts.runAs) await chown(file, this.opts.runAs.uid, this.opts.runAs.gid);
   }
 
+  /** Removes the data directory (a failed bootstrap leaves nothing half-made behind). */
+  async removeData(): Promise<void> {
+    if (this.isRunning())
+      throw new PgfleetError('ERR_POSTGRES', 'cannot remove the data directory of a running postgres');
+    await rm(this.dataDir, { recursive: true, force: true });
+  }
+
   /** initdb with data checksums; postgresql.conf is kept as postgresql.base.conf. */
   async initdb(): Promise<void> {
     await this.prepareEmptyDataDir();

@@ -165,6 +165,8 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
     const metrics = await (await fetch(`http://127.0.0.1:${primary.apiPort}/metrics`)).text();
     assert.match(metrics, new RegExp(`patroni_primary\\{scope="${SCOPE}",name="${primary.name}"\\} 1`));
     assert.match(metrics, /patroni_postgres_running\{[^}]*\} 1/);
+    assert.match(metrics, /pgfleet_agent_ha_cycles_total\{outcome="ok"\} [1-9]/);
+    assert.match(metrics, /pgfleet_agent_actions_total\{action="bootstrap"\} 1/);
   });
 
   void it('patronictl list shows the same leader, roles, states and timelines as /cluster', async () => {
