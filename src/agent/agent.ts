@@ -65,6 +65,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private busy: Promise<void> = Promise.resolve();
   private running = false;
   private closed = false;
+  private wakePending = false;
   private readonly watchdog: Watchdog;
   private readonly bootstrapSettings: HaSettings;
   private settings: HaSettings;
@@ -90,10 +91,22 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.running = true;
     this.watchdog.start();
     this.scheduleCycle(0);
+    // Wake the loop when the leader or failover key changes (a released key, a switchover request).
+    void this.opts.dcs.watchLeader(() => this.wake());
     this.statusTimer = setInterval(
       () => this.exclusive(() => this.publishStatus()),
       this.cfg.agent.status_interval,
     );
+  }
+
+  /** Runs a cycle soon (debounced), unless one is about to run. */
+  private wake(): void {
+    if (!this.running || this.wakePending) return;
+    this.wakePending = true;
+    setTimeout(() => {
+      this.wakePending = false;
+      this.scheduleCycle(0);
+    }, 50).unref();
   }
 
   /** Runs `fn` after any cycle or publish in progress; never two at once. */

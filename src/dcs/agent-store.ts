@@ -6,7 +6,7 @@
  * Every call has a deadline and fails with ERR_DCS_UNAVAILABLE (see toDcsError).
  * @see patroni/dcs/etcd3.py (attempt_to_acquire_leader, _update_leader, initialize)
  */
-import { EtcdLeaseInvalidError, type Etcd3, type Lease } from 'etcd3';
+import { EtcdLeaseInvalidError, type Etcd3, type Lease, type Watcher } from 'etcd3';
 import type { ClusterView } from '../cluster/types.js';
 import { PgfleetError } from '../errors.js';
 import { toDcsError } from './etcd-client.js';
@@ -42,6 +42,11 @@ export interface AgentDcs {
   writeFailover(json: string): Promise<void>;
   writeHistory(json: string): Promise<void>;
   deleteFailover(): Promise<void>;
+  /**
+   * Calls `onChange` whenever the leader key or the failover key changes (Patroni watches the
+   * leader key to wake its loop). Best effort: the loop still polls every loop_wait.
+   */
+  watchLeader(onChange: () => void): Promise<void>;
   /** Revokes the lease: member key (and leader key if held) disappear at once. */
   revokeLease(): Promise<void>;
   close(): void;
@@ -81,6 +86,7 @@ export class EtcdAgentDcs implements AgentDcs {
   private lease: Lease | undefined;
   private leaseId: string | undefined;
   private leaseTtlSeconds = 0;
+  private watcher: Watcher | undefined;
   private requestedTtlMs: number;
 
   constructor(private readonly opts: EtcdAgentDcsOptions) {
@@ -228,6 +234,31 @@ export class EtcdAgentDcs implements AgentDcs {
     await this.call(this.opts.client.delete().key(this.keys.failover).exec(), 'delete failover');
   }
 
+  async watchLeader(onChange: () => void): Promise<void> {
+    if (this.watcher) return;
+    const w = await this.opts.client
+      .watch()
+      .prefix(this.keys.prefix)
+      .create()
+      .catch(() => undefined);
+    if (!w) return;
+    // Wake on a new or released leader and on failover requests; not on the leader's renewals.
+    let leader: string | undefined;
+    w.on('put', (kv) => {
+      const k = kv.key.toString();
+      const v = kv.value.toString();
+      if (k === this.keys.failover || (k === this.keys.leader && v !== leader)) onChange();
+      if (k === this.keys.leader) leader = v;
+    });
+    w.on('delete', (kv) => {
+      const k = kv.key.toString();
+      if (k === this.keys.leader) leader = undefined;
+      if (k === this.keys.leader || k === this.keys.failover) onChange();
+    });
+    w.on('error', () => undefined);
+    this.watcher = w;
+  }
+
   async revokeLease(): Promise<void> {
     const lease = this.lease;
     this.lease = undefined;
@@ -237,5 +268,7 @@ export class EtcdAgentDcs implements AgentDcs {
 
   close(): void {
     this.dropLease();
+    void this.watcher?.cancel().catch(() => undefined);
+    this.watcher = undefined;
   }
 }

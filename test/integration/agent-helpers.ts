@@ -32,6 +32,8 @@ export interface AgentClusterOptions {
   readonly etcd: EtcdServer;
   readonly scope: string;
   readonly ttlSeconds?: number;
+  readonly loopWaitSeconds?: number;
+  readonly retryTimeoutSeconds?: number;
   /** Basic auth for the unsafe REST endpoints. */
   readonly restAuth?: { readonly username: string; readonly password: string };
 }
@@ -44,6 +46,8 @@ export function agentConfigYaml(o: {
   apiPort: number;
   dataDir: string;
   ttlSeconds: number;
+  loopWaitSeconds?: number;
+  retryTimeoutSeconds?: number;
   restAuth?: { username: string; password: string } | undefined;
 }): string {
   const auth = o.restAuth
@@ -62,7 +66,7 @@ postgresql:
     superuser: { username: ${SUPERUSER.username}, password: ${SUPERUSER.password} }
     replication: { username: ${REPLICATION.username}, password: ${REPLICATION.password} }
 bootstrap:
-  dcs: { ttl: ${o.ttlSeconds}, loop_wait: 1, retry_timeout: 1 }
+  dcs: { ttl: ${o.ttlSeconds}, loop_wait: ${o.loopWaitSeconds ?? 1}, retry_timeout: ${o.retryTimeoutSeconds ?? 1} }
 log: { level: debug }
 `;
 }
@@ -83,6 +87,8 @@ export async function startAgent(opts: AgentClusterOptions, name: string): Promi
       apiPort,
       dataDir: path.join(dir, 'data'),
       ttlSeconds: opts.ttlSeconds ?? 5,
+      loopWaitSeconds: opts.loopWaitSeconds,
+      retryTimeoutSeconds: opts.retryTimeoutSeconds,
       restAuth: opts.restAuth,
     }),
   );
