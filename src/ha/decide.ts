@@ -51,8 +51,13 @@ function runningLeader(view: ClusterView, me: string): string | undefined {
 }
 
 function decideWithoutData(obs: Observation, view: ClusterView): Decision {
-  if (!view.initialized)
-    return { actions: [{ type: 'bootstrap' }], sentence: 'trying to bootstrap a new cluster' };
+  if (!view.initialized) {
+    return {
+      actions: [{ type: 'bootstrap' }],
+      sentence: 'trying to bootstrap a new cluster',
+      failureSentence: 'failed to acquire initialize lock',
+    };
+  }
   const leader = runningLeader(view, obs.name);
   if (leader !== undefined) {
     return {

@@ -18,6 +18,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   getJson,
+  haSentences,
   sql,
   startAgent,
   waitForHealthyCluster,
@@ -81,6 +82,26 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
       slots.map((s) => s.slot_name),
       replicas.map((r) => r.name).sort(),
     );
+  });
+
+  void it('logs one sentence per HA cycle: bootstrap, clone, then steady state', async () => {
+    const { primary, replicas } = byRole();
+    await waitFor(
+      'steady-state sentences',
+      () =>
+        haSentences(primary).includes('no action: I am the leader with the lock') &&
+        replicas.every((r) =>
+          haSentences(r).includes('no action: I am a secondary and I am following a leader'),
+        ),
+      10_000,
+      200,
+    );
+    assert.ok(haSentences(primary).includes('trying to bootstrap a new cluster'));
+    for (const r of replicas) {
+      const said = haSentences(r);
+      assert.ok(said.includes(`trying to bootstrap from leader '${primary.name}'`), JSON.stringify(said));
+      assert.ok(!said.includes('trying to bootstrap a new cluster'), 'only one member bootstraps');
+    }
   });
 
   void it('writes member keys in Patroni JSON', async () => {

@@ -2,6 +2,7 @@
  * Agent-specific helpers for integration tests: write a node config, run `pgfleet agent` as a
  * child process (via the harness, so cleanup kills it), read the cluster from the REST API.
  */
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
@@ -181,4 +182,19 @@ export async function sql<T = Record<string, unknown>>(port: number, text: strin
   } finally {
     await c.end().catch(() => undefined);
   }
+}
+
+/** The HA cycle sentences an agent logged (component "ha"), in order. */
+export function haSentences(node: AgentNode): string[] {
+  const out: string[] = [];
+  for (const line of readFileSync(node.logFile, 'utf8').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const rec = JSON.parse(line) as { component?: string; msg?: string; actions?: unknown };
+      if (rec.component === 'ha' && Array.isArray(rec.actions) && rec.msg) out.push(rec.msg);
+    } catch {
+      // not a log record
+    }
+  }
+  return out;
 }
