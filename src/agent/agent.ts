@@ -22,7 +22,7 @@ import type { PostgresNode } from '../postgres/node.js';
 import type { PgProbe } from '../postgres/probe.js';
 import { execute, type ExecutorContext } from './executor.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
-import { Watchdog } from './watchdog.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import { leaderStatusValue, memberValueFor, publishedState, type MemberState } from './member-status.js';
 
 export interface AgentOptions {
@@ -54,7 +54,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private formerPrimary = false;
   private probe: PgProbe | undefined;
   private snapshot: DcsSnapshot | undefined;
-  private leaseDeadlineMs: number | undefined;
   private lastCycleAtMs: number | undefined;
   private lastDcsOkAtMs: number | undefined;
   private lastSentence: string | undefined;
@@ -66,7 +65,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private running = false;
   private closed = false;
   private wakePending = false;
-  private readonly watchdog: Watchdog;
+  /** Tasks queued or running on the exclusive chain. */
+  private pending = 0;
+  private readonly lease: LeaseKeeper;
   private readonly bootstrapSettings: HaSettings;
   private settings: HaSettings;
   private lastSettingsProblems = '';
@@ -83,20 +84,21 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       parameters: b.postgresql.parameters,
     };
     this.settings = this.bootstrapSettings;
-    this.watchdog = new Watchdog(opts.log.child({ component: 'watchdog' }));
+    this.lease = new LeaseKeeper(opts.dcs, opts.log.child({ component: 'watchdog' }));
   }
 
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
-    this.watchdog.start();
+    this.lease.start();
     this.scheduleCycle(0);
     // Wake the loop when the leader or failover key changes (a released key, a switchover request).
     void this.opts.dcs.watchLeader(() => this.wake());
-    this.statusTimer = setInterval(
-      () => this.exclusive(() => this.publishStatus()),
-      this.cfg.agent.status_interval,
-    );
+    this.statusTimer = setInterval(() => {
+      // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
+      if (this.pending > 0) void this.lease.refreshIfDue(this.settings, this.leadingPid());
+      else this.exclusive(() => this.publishStatus());
+    }, this.cfg.agent.status_interval);
   }
 
   /** Runs a cycle soon (debounced), unless one is about to run. */
@@ -111,9 +113,15 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   /** Runs `fn` after any cycle or publish in progress; never two at once. */
   private exclusive(fn: () => Promise<void>): void {
-    this.busy = this.busy.then(fn).catch((err: unknown) => {
-      this.opts.log.error({ err: errorMessage(err) }, 'unexpected agent error');
-    });
+    this.pending++;
+    this.busy = this.busy
+      .then(fn)
+      .catch((err: unknown) => {
+        this.opts.log.error({ err: errorMessage(err) }, 'unexpected agent error');
+      })
+      .finally(() => {
+        this.pending--;
+      });
   }
 
   private scheduleCycle(delayMs: number): void {
@@ -162,11 +170,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   }
 
   private async observeDcs(): Promise<void> {
-    const sentAt = performance.now();
     try {
-      const { ttlMs, retryTimeoutMs } = this.settings;
-      await this.opts.dcs.refreshLease(ttlMs);
-      this.leaseDeadlineMs = sentAt + ttlMs - retryTimeoutMs;
+      await this.lease.refresh(this.settings);
       this.snapshot = await this.opts.dcs.load();
       this.updateSettings(this.snapshot.view);
       this.lastDcsOkAtMs = Date.now();
@@ -203,7 +208,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       nowMs: performance.now(),
       name: this.cfg.name,
       view,
-      leaseDeadlineMs: this.leaseDeadlineMs,
+      leaseDeadlineMs: this.lease.leaseDeadlineMs,
       pg: {
         hasData: this.opts.node.hasData(),
         running: this.opts.node.isRunning(),
@@ -232,7 +237,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.emit('cycle', { ...decision, outcome });
     await this.observePostgres();
     await this.applyParameterChanges();
-    this.updateWatchdog();
+    this.lease.arm(this.settings, this.leadingPid());
     await this.publishStatus();
     return !failed && decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
   }
@@ -251,21 +256,11 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }
   }
 
-  /**
-   * Arms the watchdog while we are the primary holding the key: it stops Postgres if no renewal
-   * re-arms it by the lease deadline plus half the retry_timeout — still before the key can expire
-   * (renewal + ttl), and after the agent's own fencing would have acted had it been alive.
-   */
-  private updateWatchdog(): void {
-    const pid = this.opts.node.pid;
+  /** The postmaster pid while we lead as a running primary (the watchdog's target). */
+  private leadingPid(): number | undefined {
     const leading =
       this.probe !== undefined && !this.probe.inRecovery && this.snapshot?.view.leader === this.cfg.name;
-    if (!leading || pid === undefined || this.leaseDeadlineMs === undefined) {
-      this.watchdog.disarm();
-      return;
-    }
-    const graceMs = this.settings.retryTimeoutMs / 2;
-    this.watchdog.arm(this.leaseDeadlineMs - performance.now() + graceMs, pid);
+    return leading ? this.opts.node.pid : undefined;
   }
 
   /** Runs the actions in order, stopping at the first that fails; the outcome is the cycle's sentence. */
@@ -399,7 +394,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
     await this.busy;
-    this.watchdog.close();
+    this.lease.close();
     const wasLeader = this.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
     if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
@@ -414,7 +409,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.running = false;
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
-    this.watchdog.close();
+    this.lease.close();
     await this.opts.node.stop('immediate').catch(() => undefined);
     this.opts.dcs.close();
   }

@@ -76,7 +76,9 @@ export class PostgresNode {
   }
 
   isRunning(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    const c = this.child;
+    // No pid: the spawn itself failed (e.g. setpriv missing).
+    return c !== undefined && c.pid !== undefined && c.exitCode === null && c.signalCode === null;
   }
 
   get pid(): number | undefined {

@@ -1,0 +1,72 @@
+/**
+ * Our etcd lease, its deadline and the watchdog that enforces it.
+ * The deadline (monotonic) is `renewal sent + ttl − retry_timeout`: until then the leader key we
+ * hold is certainly alive. decide() fences the primary at the deadline; the watchdog (outside the
+ * event loop) stops Postgres at deadline + retry_timeout/2 if the agent could not act — both
+ * before the key can expire (renewal + ttl).
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { AgentDcs } from '../dcs/agent-store.js';
+import type { HaSettings } from '../ha/dynamic-config.js';
+import { Watchdog } from './watchdog.js';
+
+export class LeaseKeeper {
+  private deadlineMs: number | undefined;
+  private lastRefreshMs = 0;
+  private inFlight = false;
+  private readonly watchdog: Watchdog;
+
+  constructor(
+    private readonly dcs: AgentDcs,
+    log: Logger,
+  ) {
+    this.watchdog = new Watchdog(log);
+  }
+
+  get leaseDeadlineMs(): number | undefined {
+    return this.deadlineMs;
+  }
+
+  start(): void {
+    this.watchdog.start();
+  }
+
+  /** Keeps the lease alive (or grants one); throws when etcd cannot be reached. */
+  async refresh(settings: HaSettings): Promise<void> {
+    const sentAt = performance.now();
+    await this.dcs.refreshLease(settings.ttlMs);
+    this.deadlineMs = sentAt + settings.ttlMs - settings.retryTimeoutMs;
+    this.lastRefreshMs = sentAt;
+  }
+
+  /** From a timer while a long action holds the loop: refresh at most once per loop_wait. */
+  async refreshIfDue(settings: HaSettings, leadingPid: number | undefined): Promise<void> {
+    if (this.inFlight || performance.now() - this.lastRefreshMs < settings.loopWaitMs) return;
+    this.inFlight = true;
+    try {
+      await this.refresh(settings);
+      this.arm(settings, leadingPid);
+    } catch {
+      // the next cycle reports the DCS state
+    } finally {
+      this.inFlight = false;
+    }
+  }
+
+  /**
+   * Arms the watchdog while we lead as primary (`leadingPid` = the postmaster), else disarms it.
+   * No renewal re-arming it by deadline + retry_timeout/2 means the agent is frozen: it fires.
+   */
+  arm(settings: HaSettings, leadingPid: number | undefined): void {
+    if (leadingPid === undefined || this.deadlineMs === undefined) {
+      this.watchdog.disarm();
+      return;
+    }
+    this.watchdog.arm(this.deadlineMs - performance.now() + settings.retryTimeoutMs / 2, leadingPid);
+  }
+
+  close(): void {
+    this.watchdog.close();
+  }
+}
