@@ -18,7 +18,7 @@ import { effectiveSettings, type HaSettings } from '../ha/dynamic-config.js';
 import { parseFailover } from '../ha/switchover.js';
 import type { Decision, Observation } from '../ha/types.js';
 import type { ParamValue } from '../postgres/conf.js';
-import type { PostgresNode } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/node.js';
 import type { PgProbe } from '../postgres/probe.js';
 import { execute, type ExecutorContext } from './executor.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
@@ -28,8 +28,10 @@ import { leaderStatusValue, memberValueFor, publishedState, type MemberState } f
 export interface AgentOptions {
   readonly config: AgentConfig;
   readonly dcs: AgentDcs;
-  readonly node: PostgresNode;
+  readonly node: PostgresControl;
   readonly log: Logger;
+  /** The out-of-loop watchdog process (default on; loop tests with fakes turn it off). */
+  readonly watchdog?: boolean;
 }
 
 /** What the REST API and metrics read: the agent's latest knowledge, immutable. */
@@ -84,7 +86,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       parameters: b.postgresql.parameters,
     };
     this.settings = this.bootstrapSettings;
-    this.lease = new LeaseKeeper(opts.dcs, opts.log.child({ component: 'watchdog' }));
+    this.lease = new LeaseKeeper(opts.dcs, opts.log.child({ component: 'watchdog' }), opts.watchdog ?? true);
   }
 
   start(): void {

@@ -18,7 +18,7 @@ import {
   type ParamValue,
   type StandbySettings,
 } from '../postgres/conf.js';
-import type { PostgresNode } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/node.js';
 import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
 
@@ -27,7 +27,7 @@ const execFileAsync = promisify(execFile);
 export interface ExecutorContext {
   readonly config: AgentConfig;
   readonly dcs: AgentDcs;
-  readonly node: PostgresNode;
+  readonly node: PostgresControl;
   readonly log: Logger;
   readonly view: ClusterView;
   /** Current dynamic `postgresql.parameters` (DCS `config`, else bootstrap.dcs). */

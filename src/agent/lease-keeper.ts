@@ -15,13 +15,14 @@ export class LeaseKeeper {
   private deadlineMs: number | undefined;
   private lastRefreshMs = 0;
   private inFlight = false;
-  private readonly watchdog: Watchdog;
+  private readonly watchdog: Watchdog | undefined;
 
   constructor(
     private readonly dcs: AgentDcs,
     log: Logger,
+    withWatchdog: boolean,
   ) {
-    this.watchdog = new Watchdog(log);
+    this.watchdog = withWatchdog ? new Watchdog(log) : undefined;
   }
 
   get leaseDeadlineMs(): number | undefined {
@@ -29,7 +30,7 @@ export class LeaseKeeper {
   }
 
   start(): void {
-    this.watchdog.start();
+    this.watchdog?.start();
   }
 
   /** Keeps the lease alive (or grants one); throws when etcd cannot be reached. */
@@ -60,13 +61,13 @@ export class LeaseKeeper {
    */
   arm(settings: HaSettings, leadingPid: number | undefined): void {
     if (leadingPid === undefined || this.deadlineMs === undefined) {
-      this.watchdog.disarm();
+      this.watchdog?.disarm();
       return;
     }
-    this.watchdog.arm(this.deadlineMs - performance.now() + settings.retryTimeoutMs / 2, leadingPid);
+    this.watchdog?.arm(this.deadlineMs - performance.now() + settings.retryTimeoutMs / 2, leadingPid);
   }
 
   close(): void {
-    this.watchdog.close();
+    this.watchdog?.close();
   }
 }

@@ -47,7 +47,35 @@ export interface StartOptions {
   readonly standby: StandbySettings | undefined;
 }
 
-export class PostgresNode {
+export interface RewindSource {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password?: string | undefined;
+}
+
+/** What the agent needs from its PostgreSQL; a fake implements it for loop tests. */
+export interface PostgresControl {
+  readonly dataDir: string;
+  readonly pid: number | undefined;
+  readonly appliedParameters: Readonly<Record<string, ParamValue>> | undefined;
+  hasData(): boolean;
+  isRunning(): boolean;
+  initdb(): Promise<void>;
+  cloneFrom(source: StandbySettings): Promise<void>;
+  rewindFrom(source: RewindSource): Promise<void>;
+  start(start: StartOptions): Promise<void>;
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  restart(): Promise<void>;
+  reconfigure(start: StartOptions): Promise<void>;
+  applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void>;
+  promote(): Promise<void>;
+  removeData(): Promise<void>;
+  query(statements: readonly string[]): Promise<Row[][]>;
+  probe(): Promise<PgProbe>;
+}
+
+export class PostgresNode implements PostgresControl {
   private child: ChildProcess | undefined;
   private lastStart: StartOptions | undefined;
   private exited: Promise<void> = Promise.resolve();

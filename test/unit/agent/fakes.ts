@@ -1,0 +1,212 @@
+/**
+ * Fakes behind our own interfaces, for agent-loop tests without processes or sockets:
+ * an in-memory etcd with Patroni's compares and per-agent leases, and a scripted PostgreSQL.
+ */
+import type { AgentDcs, DcsSnapshot } from '../../../src/dcs/agent-store.js';
+import { buildView } from '../../../src/dcs/patroni-json.js';
+import { PgfleetError } from '../../../src/errors.js';
+import type { ParamValue, StandbySettings } from '../../../src/postgres/conf.js';
+import type { PostgresControl, StartOptions } from '../../../src/postgres/node.js';
+import type { PgProbe } from '../../../src/postgres/probe.js';
+import type { Row } from '../../../src/postgres/sql-client.js';
+
+export class MemoryEtcd {
+  readonly values = new Map<string, string>();
+  /** key → lease id (keys without a lease are absent). */
+  readonly leaseOf = new Map<string, number>();
+  available = true;
+  revision = 1;
+  private nextLease = 1;
+
+  check(): void {
+    if (!this.available) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'etcd (fake) is down');
+  }
+
+  newLease(): number {
+    return this.nextLease++;
+  }
+
+  put(key: string, value: string, lease?: number): void {
+    this.values.set(key, value);
+    if (lease === undefined) this.leaseOf.delete(key);
+    else this.leaseOf.set(key, lease);
+    this.revision++;
+  }
+
+  delete(key: string): void {
+    this.values.delete(key);
+    this.leaseOf.delete(key);
+    this.revision++;
+  }
+
+  /** The lease expired: every key it carries disappears. */
+  expire(lease: number | undefined): void {
+    for (const [k, l] of [...this.leaseOf]) if (l === lease) this.delete(k);
+  }
+}
+
+export class MemoryAgentDcs implements AgentDcs {
+  lease: number | undefined;
+
+  constructor(
+    private readonly etcd: MemoryEtcd,
+    private readonly scope: string,
+    private readonly name: string,
+  ) {}
+
+  private leaseId(): number {
+    this.lease ??= this.etcd.newLease();
+    return this.lease;
+  }
+
+  async load(): Promise<DcsSnapshot> {
+    this.etcd.check();
+    const values = new Map(this.etcd.values);
+    const { view, problems } = buildView(this.scope, values, this.etcd.revision);
+    return { view, values, problems };
+  }
+  async refreshLease(): Promise<void> {
+    this.etcd.check();
+    this.leaseId();
+  }
+  async publishMember(json: string): Promise<void> {
+    this.etcd.check();
+    this.etcd.put(`members/${this.name}`, json, this.leaseId());
+  }
+  async acquireLeader(): Promise<boolean> {
+    this.etcd.check();
+    if (this.etcd.values.has('leader')) return false;
+    this.etcd.put('leader', this.name, this.leaseId());
+    return true;
+  }
+  async renewLeader(): Promise<boolean> {
+    this.etcd.check();
+    if (this.etcd.values.get('leader') !== this.name) return false;
+    this.etcd.put('leader', this.name, this.leaseId());
+    return true;
+  }
+  async releaseLeader(): Promise<boolean> {
+    this.etcd.check();
+    if (this.etcd.values.get('leader') !== this.name) return false;
+    this.etcd.delete('leader');
+    return true;
+  }
+  async claimInitialize(value: string): Promise<boolean> {
+    this.etcd.check();
+    if (this.etcd.values.has('initialize')) return false;
+    this.etcd.put('initialize', value);
+    return true;
+  }
+  async setInitialize(value: string): Promise<void> {
+    this.etcd.check();
+    this.etcd.put('initialize', value);
+  }
+  async cancelInitialize(): Promise<void> {
+    this.etcd.check();
+    this.etcd.delete('initialize');
+  }
+  async writeConfigIfAbsent(json: string): Promise<void> {
+    this.etcd.check();
+    if (!this.etcd.values.has('config')) this.etcd.put('config', json);
+  }
+  async writeStatus(json: string): Promise<void> {
+    this.etcd.check();
+    this.etcd.put('status', json);
+  }
+  async writeFailover(json: string): Promise<void> {
+    this.etcd.check();
+    this.etcd.put('failover', json);
+  }
+  async writeHistory(json: string): Promise<void> {
+    this.etcd.check();
+    this.etcd.put('history', json);
+  }
+  async deleteFailover(): Promise<void> {
+    this.etcd.check();
+    this.etcd.delete('failover');
+  }
+  async watchLeader(): Promise<void> {}
+  async revokeLease(): Promise<void> {
+    this.etcd.check();
+    this.etcd.expire(this.lease);
+    this.lease = undefined;
+  }
+  close(): void {}
+}
+
+export class FakePostgres implements PostgresControl {
+  readonly dataDir = '/nonexistent/pgfleet-fake/data';
+  data = false;
+  running = false;
+  inRecovery = true;
+  wal = 50_000_000;
+  timeline = 1;
+  lastStart: StartOptions | undefined;
+  clonedFrom: string | undefined;
+
+  get pid(): number | undefined {
+    return this.running ? 4242 : undefined;
+  }
+  get appliedParameters(): Readonly<Record<string, ParamValue>> | undefined {
+    return this.lastStart?.parameters;
+  }
+  hasData(): boolean {
+    return this.data;
+  }
+  isRunning(): boolean {
+    return this.running;
+  }
+  async initdb(): Promise<void> {
+    this.data = true;
+  }
+  async cloneFrom(source: StandbySettings): Promise<void> {
+    this.data = true;
+    this.clonedFrom = `${source.host}:${source.port}`;
+  }
+  async rewindFrom(): Promise<void> {}
+  async start(start: StartOptions): Promise<void> {
+    this.running = true;
+    this.inRecovery = start.recovery;
+    this.lastStart = start;
+  }
+  async stop(): Promise<void> {
+    this.running = false;
+  }
+  async restart(): Promise<void> {
+    this.running = true;
+  }
+  async reconfigure(start: StartOptions): Promise<void> {
+    this.lastStart = start;
+  }
+  async applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void> {
+    if (this.lastStart) this.lastStart = { ...this.lastStart, parameters };
+  }
+  async promote(): Promise<void> {
+    this.inRecovery = false;
+    this.timeline++;
+  }
+  async removeData(): Promise<void> {
+    this.data = false;
+  }
+  async query(statements: readonly string[]): Promise<Row[][]> {
+    if (!this.running) throw new PgfleetError('ERR_POSTGRES', 'not running');
+    return statements.map((s) =>
+      s.includes('pg_read_file') ? [['1\t0/3000000\tno recovery target specified']] : [],
+    );
+  }
+  async probe(): Promise<PgProbe> {
+    if (!this.running) throw new PgfleetError('ERR_POSTGRES', 'not running');
+    return {
+      inRecovery: this.inRecovery,
+      walPosition: this.wal,
+      receiveLsn: this.inRecovery ? this.wal : undefined,
+      replayLsn: this.inRecovery ? this.wal : undefined,
+      timeline: this.timeline,
+      walReceiverStatus: this.inRecovery && this.lastStart?.standby ? 'streaming' : undefined,
+      upstreamHost: undefined,
+      upstreamPort: undefined,
+      serverVersion: 150004,
+      systemIdentifier: '7000000000000000001',
+    };
+  }
+}
