@@ -94,8 +94,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.running = true;
     this.lease.start();
     this.scheduleCycle(0);
-    // Wake the loop when the leader or failover key changes (a released key, a switchover request).
-    void this.opts.dcs.watchLeader(() => this.wake());
+
     this.statusTimer = setInterval(() => {
       // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
       if (this.pending > 0) void this.lease.refreshIfDue(this.settings, this.leadingPid());
@@ -176,6 +175,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       await this.lease.refresh(this.settings);
       this.snapshot = await this.opts.dcs.load();
       this.updateSettings(this.snapshot.view);
+      // Wake the loop when the leader or failover key changes (idempotent; retried until it holds).
+      void this.opts.dcs.watchLeader(() => this.wake());
       this.lastDcsOkAtMs = Date.now();
       for (const p of this.snapshot.problems) this.opts.log.warn({ problem: p }, 'skipped a DCS value');
     } catch (err) {

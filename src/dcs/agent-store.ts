@@ -87,6 +87,7 @@ export class EtcdAgentDcs implements AgentDcs {
   private leaseId: string | undefined;
   private leaseTtlSeconds = 0;
   private watcher: Watcher | undefined;
+  private watchStarting = false;
   private requestedTtlMs: number;
 
   constructor(private readonly opts: EtcdAgentDcsOptions) {
@@ -235,12 +236,16 @@ export class EtcdAgentDcs implements AgentDcs {
   }
 
   async watchLeader(onChange: () => void): Promise<void> {
-    if (this.watcher) return;
+    if (this.watcher || this.watchStarting) return;
+    this.watchStarting = true;
     const w = await this.opts.client
       .watch()
       .prefix(this.keys.prefix)
       .create()
-      .catch(() => undefined);
+      .catch(() => undefined)
+      .finally(() => {
+        this.watchStarting = false;
+      });
     if (!w) return;
     // Wake on a new or released leader and on failover requests; not on the leader's renewals.
     let leader: string | undefined;
