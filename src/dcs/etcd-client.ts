@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Etcd3, type IOptions } from 'etcd3';
-import { ExponentialBackoff, noop } from 'cockatiel';
+import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
 import type { Etcd3Config } from '../config/common.js';
 import { PgfleetError } from '../errors.js';
 
@@ -26,7 +26,11 @@ export function createEtcdClient(config: Etcd3Config): Etcd3 {
     faultHandling: {
       host: () => noop,
       global: noop,
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }),
+      // etcd3 types this as IBackoff but calls it as a factory (`.next()`), which is what we pass.
+      watchBackoff: new ExponentialBackoff({
+        initialDelay: 100,
+        maxDelay: 2_000,
+      }) as unknown as IBackoff<unknown>,
     },
   };
   if (config.username !== undefined) {

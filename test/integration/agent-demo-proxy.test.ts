@@ -80,7 +80,10 @@ void describe('demo: proxy in front of pgfleet agents', { timeout: 150_000 }, ()
 
   void it('SIGINT stops everything and removes the temp dir', async () => {
     demo.kill('SIGINT');
-    const status = await Promise.race([demo.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]);
+    const status = await Promise.race([
+      demo.exited,
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000)),
+    ]);
     assert.ok(status, 'demo exited within 60 s');
     assert.equal(status.code, 0);
     assert.equal(existsSync(demoDir), false);

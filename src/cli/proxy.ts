@@ -1,0 +1,67 @@
+/**
+ * `pgfleet proxy -c FILE [--check]`: load and validate the config, build the proxy, start it,
+ * and own signals and the shutdown order (bounded by a timeout).
+ */
+import { isPgfleetError, errorMessage } from '../errors.js';
+import { loadProxyConfig, type ProxyConfig } from '../config/proxy-schema.js';
+import { createLogger } from '../observability/logger.js';
+import { Proxy } from '../proxy/proxy.js';
+import { formatHostPort } from '../config/common.js';
+
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+
+export async function runProxy(opts: { config: string; check?: boolean }): Promise<number> {
+  let config: ProxyConfig;
+  try {
+    config = loadProxyConfig(opts.config);
+  } catch (err) {
+    process.stderr.write(`pgfleet proxy: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  if (opts.check) {
+    const listeners = config.proxy.listeners
+      .map((l) => `${l.name} (${l.role}) on ${formatHostPort(l.listen)}`)
+      .join(', ');
+    process.stdout.write(
+      `${opts.config}: configuration is valid; cluster "${config.scope}", listeners: ${listeners}\n`,
+    );
+    return 0;
+  }
+  const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
+  const proxy = new Proxy(config, log);
+  try {
+    await proxy.start();
+  } catch (err) {
+    log.fatal(
+      { err: errorMessage(err), code: isPgfleetError(err) ? err.code : undefined },
+      'proxy failed to start',
+    );
+    await proxy.close();
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      const timer = setTimeout(() => {
+        log.error('shutdown timed out; exiting');
+        resolve(1);
+      }, SHUTDOWN_TIMEOUT_MS);
+      timer.unref();
+      proxy.close().then(
+        () => {
+          clearTimeout(timer);
+          resolve(0);
+        },
+        (err: unknown) => {
+          log.error({ err: errorMessage(err) }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,30 @@
+import type { ListenerConfig } from '../config/proxy-schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { ListenerRoute } from '../routing/types.js';
+import type { CancelRegistry } from './cancel-registry.js';
+import type { ConnectionRegistry, Terminable } from './connection-registry.js';
+import type { ProxyMetrics } from './metrics.js';
+import type { SocketTuning } from './upstream.js';
+import type { WaitQueue } from './wait-queue.js';
+
+/** What a client session needs from its listener and the proxy; built once per listener. */
+export interface ListenerContext<S extends Terminable = Terminable> {
+  readonly listener: ListenerConfig;
+  readonly cluster: string;
+  readonly waitTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly startupTimeoutMs: number;
+  readonly tuning: SocketTuning;
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly registry: ConnectionRegistry<S>;
+  readonly cancels: CancelRegistry;
+  /** Woken whenever the routing table changes. */
+  readonly waits: WaitQueue;
+  /** This listener's entry in the current routing table. */
+  route(): ListenerRoute | undefined;
+  /** A new value for round-robin and tie-breaking. */
+  nextCursor(): number;
+  /** A client connection ended (in any phase). */
+  released(): void;
+}

@@ -1,0 +1,117 @@
+/**
+ * The proxy's Prometheus metrics, on the process's own Registry (never the global default).
+ * Names: pgfleet_proxy_<thing>_<unit>; labels stay low-cardinality (listener, node, reason).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class ProxyMetrics {
+  readonly registry: Registry;
+  readonly sessions: Gauge<'listener' | 'node'>;
+  readonly sessionsOpened: Counter<'listener'>;
+  readonly sessionsClosed: Counter<'listener' | 'reason'>;
+  readonly clientConnections: Gauge;
+  readonly routeChanges: Counter;
+  readonly routingGeneration: Gauge;
+  readonly routeNodes: Gauge<'listener'>;
+  readonly dcsUp: Gauge;
+  readonly dcsStaleness: Gauge;
+  readonly healthChecks: Counter<'node' | 'check' | 'result'>;
+  readonly healthCheckUp: Gauge<'node' | 'check'>;
+  readonly waitQueue: Gauge<'listener'>;
+  readonly waitSeconds: Histogram<'listener'>;
+  readonly connectSeconds: Histogram<'listener' | 'node'>;
+  readonly cancelRequests: Counter<'result'>;
+
+  constructor(registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    collectDefaultMetrics({ register: registry, prefix: 'pgfleet_proxy_process_' });
+    this.sessions = new Gauge({
+      name: 'pgfleet_proxy_sessions',
+      help: 'Client sessions routed to a node, by listener and node',
+      labelNames: ['listener', 'node'],
+      registers,
+    });
+    this.sessionsOpened = new Counter({
+      name: 'pgfleet_proxy_sessions_opened_total',
+      help: 'Client sessions handed to a server (after ReadyForQuery)',
+      labelNames: ['listener'],
+      registers,
+    });
+    this.sessionsClosed = new Counter({
+      name: 'pgfleet_proxy_sessions_closed_total',
+      help: 'Client connections closed, by reason',
+      labelNames: ['listener', 'reason'],
+      registers,
+    });
+    this.clientConnections = new Gauge({
+      name: 'pgfleet_proxy_client_connections',
+      help: 'Open client connections, in any phase',
+      registers,
+    });
+    this.routeChanges = new Counter({
+      name: 'pgfleet_proxy_route_changes_total',
+      help: 'Routing table changes (generation increments)',
+      registers,
+    });
+    this.routingGeneration = new Gauge({
+      name: 'pgfleet_proxy_routing_generation',
+      help: 'Generation number of the current routing table',
+      registers,
+    });
+    this.routeNodes = new Gauge({
+      name: 'pgfleet_proxy_route_nodes',
+      help: 'Nodes that currently qualify for each listener',
+      labelNames: ['listener'],
+      registers,
+    });
+    this.dcsUp = new Gauge({
+      name: 'pgfleet_proxy_dcs_up',
+      help: '1 when etcd answered the last probe or watch, else 0',
+      registers,
+    });
+    this.dcsStaleness = new Gauge({
+      name: 'pgfleet_proxy_dcs_staleness_seconds',
+      help: 'Seconds since the last successful exchange with etcd',
+      registers,
+    });
+    this.healthChecks = new Counter({
+      name: 'pgfleet_proxy_health_checks_total',
+      help: 'Health check results, by node, check path and result',
+      labelNames: ['node', 'check', 'result'],
+      registers,
+    });
+    this.healthCheckUp = new Gauge({
+      name: 'pgfleet_proxy_health_check_up',
+      help: '1 when the node passes the check (after fall/rise), else 0',
+      labelNames: ['node', 'check'],
+      registers,
+    });
+    this.waitQueue = new Gauge({
+      name: 'pgfleet_proxy_wait_queue_length',
+      help: 'Clients waiting for a node to qualify',
+      labelNames: ['listener'],
+      registers,
+    });
+    this.waitSeconds = new Histogram({
+      name: 'pgfleet_proxy_wait_seconds',
+      help: 'Time clients waited for a route',
+      labelNames: ['listener'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers,
+    });
+    this.connectSeconds = new Histogram({
+      name: 'pgfleet_proxy_server_connect_seconds',
+      help: 'Time from choosing a server to its ReadyForQuery',
+      labelNames: ['listener', 'node'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.cancelRequests = new Counter({
+      name: 'pgfleet_proxy_cancel_requests_total',
+      help: 'CancelRequests forwarded: to the known node, or to every node of the listener',
+      labelNames: ['result'],
+      registers,
+    });
+  }
+}

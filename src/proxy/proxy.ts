@@ -1,0 +1,303 @@
+/**
+ * The proxy: follows the cluster in etcd, runs health checks, keeps one routing table, and serves
+ * the listeners. Observe (DCS watch, health checks) → decide (computeRoutes) → act (wake waiting
+ * clients, terminate sessions on nodes that left a listener).
+ */
+import { performance } from 'node:perf_hooks';
+import type { ProxyConfig } from '../config/proxy-schema.js';
+import type { ClusterView } from '../cluster/types.js';
+import { emptyView } from '../cluster/types.js';
+import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
+import { createEtcdClient } from '../dcs/etcd-client.js';
+import { clusterKeys } from '../dcs/keys.js';
+import type { Logger } from '../observability/logger.js';
+import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
+import { requiredCheckPaths } from '../routing/health-paths.js';
+import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
+import type { Etcd3 } from 'etcd3';
+import { AdminHttp } from './admin-http.js';
+import { CancelRegistry } from './cancel-registry.js';
+import { ConnectionRegistry } from './connection-registry.js';
+import { HealthChecker } from './health-checker.js';
+import type { ListenerContext } from './listener-context.js';
+import { Listener } from './listener.js';
+import { ProxyMetrics } from './metrics.js';
+import type { ClientSession } from './session.js';
+import { WaitQueue } from './wait-queue.js';
+
+export interface ProxyStatus {
+  readonly cluster: string;
+  readonly generation: number;
+  readonly dcs: {
+    connected: boolean;
+    stale: boolean;
+    staleSeconds: number | null;
+    lastError: string | null;
+    revision: number;
+  };
+  readonly leader: string | null;
+  readonly listeners: Record<string, unknown>;
+  readonly members: Record<string, unknown>;
+  readonly sessions: Record<string, Record<string, number>>;
+  readonly clientConnections: number;
+}
+
+export class Proxy {
+  readonly #config: ProxyConfig;
+  readonly #log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly #etcd: Etcd3;
+  readonly #watcher: ClusterWatcher;
+  readonly #health: HealthChecker | undefined;
+  readonly #policy: RoutePolicy;
+  readonly #registry: ConnectionRegistry<ClientSession>;
+  readonly #cancels = new CancelRegistry();
+  readonly #waits: WaitQueue;
+  readonly #listeners: Listener[] = [];
+  readonly #admin: AdminHttp | undefined;
+  #table: RoutingTable;
+  #view: ClusterView;
+  #healthSnapshot: HealthSnapshot = EMPTY_HEALTH;
+  #clients = 0;
+  #cursor = 0;
+  #stalenessTimer: NodeJS.Timeout | undefined;
+  #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+
+  constructor(config: ProxyConfig, log: Logger, metrics = new ProxyMetrics()) {
+    this.#config = config;
+    this.#log = log;
+    this.metrics = metrics;
+    const p = config.proxy;
+    this.#policy = {
+      healthChecks: p.health_check.enabled,
+      listeners: p.listeners.map((l) => ({
+        name: l.name,
+        role: l.role,
+        maxLagBytes: l.max_lag,
+        fallbackToPrimary: l.fallback_to_primary,
+      })),
+    };
+    this.#view = emptyView(config.scope);
+    this.#table = computeRoutes(this.#view, EMPTY_HEALTH, this.#policy, undefined, true);
+    this.#etcd = createEtcdClient(config.etcd3);
+    this.#watcher = new ClusterWatcher(this.#etcd, {
+      scope: config.scope,
+      keys: clusterKeys(config.namespace, config.scope),
+      probeIntervalMs: 1_000,
+      log: log.child({ component: 'dcs' }),
+      now: () => performance.now(),
+    });
+    if (p.health_check.enabled) {
+      this.#health = new HealthChecker({
+        intervalMs: p.health_check.interval,
+        timeoutMs: p.health_check.timeout,
+        fall: p.health_check.fall,
+        rise: p.health_check.rise,
+        paths: requiredCheckPaths(this.#policy.listeners),
+        log: log.child({ component: 'health' }),
+        onResult: (node, check, ok, verdict) => {
+          metrics.healthChecks.inc({ node, check, result: ok ? 'pass' : 'fail' });
+          metrics.healthCheckUp.set({ node, check }, verdict === 'up' ? 1 : 0);
+        },
+      });
+    }
+    this.#registry = new ConnectionRegistry((listener, _key, node, count) =>
+      metrics.sessions.set({ listener, node }, count),
+    );
+    this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
+    for (const l of p.listeners)
+      this.#listeners.push(new Listener(this.#contextFor(l.name), () => this.#admit()));
+    if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
+  }
+
+  #contextFor(name: string): ListenerContext<ClientSession> {
+    const p = this.#config.proxy;
+    const listener = p.listeners.find((l) => l.name === name)!;
+    return {
+      listener,
+      cluster: this.#config.scope,
+      waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
+      connectTimeoutMs: p.connect_timeout,
+      startupTimeoutMs: p.startup_timeout,
+      tuning: { keepaliveIdleMs: p.keepalive.idle },
+      log: this.#log.child({ component: 'session', listener: name }),
+      metrics: this.metrics,
+      registry: this.#registry,
+      cancels: this.#cancels,
+      waits: this.#waits,
+      route: () => this.#table.listeners.get(name),
+      nextCursor: () => this.#cursor++,
+      released: () => {
+        this.#clients--;
+        this.metrics.clientConnections.set(this.#clients);
+      },
+    };
+  }
+
+  #admit(): boolean {
+    this.#clients++;
+    this.metrics.clientConnections.set(this.#clients);
+    return this.#clients <= this.#config.proxy.max_client_connections && this.#state === 'running';
+  }
+
+  get table(): RoutingTable {
+    return this.#table;
+  }
+
+  /** Bound listener addresses (useful with port 0). */
+  get addresses(): Record<string, { host: string; port: number }> {
+    return Object.fromEntries(this.#listeners.map((l) => [l.name, l.address]));
+  }
+
+  get adminAddress(): { host: string; port: number } | undefined {
+    return this.#admin?.address;
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#watcher.on('view', (view) => {
+      this.#view = view;
+      this.#health?.setView(view);
+      this.#recompute('dcs');
+    });
+    this.#watcher.on('status', (s) => this.#onDcsStatus(s));
+    this.#health?.on('change', (snap) => {
+      this.#healthSnapshot = snap;
+      this.#recompute('health');
+    });
+    for (const l of this.#listeners) await l.start();
+    await this.#admin?.start();
+    await this.#watcher.start();
+    this.#health?.start();
+    this.#stalenessTimer = setInterval(() => this.#updateStaleness(), 1_000);
+    this.#stalenessTimer.unref();
+    this.#updateStaleness();
+    this.#log.info({ listeners: this.addresses, admin: this.adminAddress }, 'proxy started');
+  }
+
+  #onDcsStatus(s: DcsStatus): void {
+    this.#updateStaleness();
+    this.#recompute('dcs-status');
+    if (!s.connected)
+      this.#log.warn(
+        { lastError: s.lastError },
+        'routing from the last known table while etcd is unreachable',
+      );
+  }
+
+  #updateStaleness(): void {
+    const s = this.#watcher.status;
+    this.metrics.dcsUp.set(s.connected ? 1 : 0);
+    this.metrics.dcsStaleness.set(s.lastContactMs === 0 ? -1 : (performance.now() - s.lastContactMs) / 1000);
+  }
+
+  /** Recomputes the table; wakes waiting clients; closes sessions on nodes that left a listener. */
+  #recompute(cause: string): void {
+    const prev = this.#table;
+    const next = computeRoutes(
+      this.#view,
+      this.#healthSnapshot,
+      this.#policy,
+      prev,
+      !this.#watcher.status.connected,
+    );
+    this.#table = next;
+    if (next.generation === prev.generation) return;
+    this.metrics.routeChanges.inc();
+    this.metrics.routingGeneration.set(next.generation);
+    for (const [name, r] of next.listeners) this.metrics.routeNodes.set({ listener: name }, r.nodes.length);
+    const summary = Object.fromEntries([...next.listeners].map(([n, r]) => [n, r.nodes.map((x) => x.name)]));
+    this.#log.info(
+      { generation: next.generation, cause, routes: summary, leader: this.#view.leader },
+      'routing table changed',
+    );
+    for (const change of diffRoutes(prev, next)) {
+      const listener = this.#config.proxy.listeners.find((l) => l.name === change.listener);
+      if (listener?.on_unroutable === 'drain') continue;
+      for (const node of change.removed) {
+        const why = next.listeners.get(change.listener)?.excluded[node.name] ?? 'no longer qualifies';
+        const n = this.#registry.terminateNode(
+          change.listener,
+          node.key,
+          'node_unroutable',
+          `terminating connection: server ${node.name} no longer qualifies for listener "${change.listener}" (${why})`,
+        );
+        if (n > 0)
+          this.#log.info(
+            { listener: change.listener, node: node.name, sessions: n, why },
+            'closed sessions on a node that left the listener',
+          );
+      }
+    }
+    this.#waits.wakeAll();
+  }
+
+  status(): ProxyStatus {
+    const s = this.#watcher.status;
+    const members: Record<string, unknown> = {};
+    for (const m of this.#view.members.values()) {
+      members[m.name] = {
+        host: m.host,
+        port: m.port,
+        role: m.role,
+        state: m.state,
+        timeline: m.timeline ?? null,
+        xlog_location: m.xlogLocation ?? null,
+        lag_bytes:
+          this.#view.optime !== undefined && m.xlogLocation !== undefined
+            ? Math.max(0, this.#view.optime - m.xlogLocation)
+            : null,
+        tags: m.tags.all,
+        health: Object.fromEntries(this.#healthSnapshot.get(m.name) ?? []),
+      };
+    }
+    const listeners: Record<string, unknown> = {};
+    for (const l of this.#config.proxy.listeners) {
+      const r = this.#table.listeners.get(l.name);
+      listeners[l.name] = {
+        listen: `${l.listen.host}:${l.listen.port}`,
+        role: l.role,
+        max_lag: l.max_lag ?? null,
+        nodes: r?.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, role: n.role })) ?? [],
+        excluded: r?.excluded ?? {},
+      };
+    }
+    return {
+      cluster: this.#config.scope,
+      generation: this.#table.generation,
+      dcs: {
+        connected: s.connected,
+        stale: this.#table.stale,
+        staleSeconds:
+          s.lastContactMs === 0 ? null : Math.round((performance.now() - s.lastContactMs) / 100) / 10,
+        lastError: s.lastError ?? null,
+        revision: this.#view.revision,
+      },
+      leader: this.#view.leader ?? null,
+      listeners,
+      members,
+      sessions: this.#registry.counts(),
+      clientConnections: this.#clients,
+    };
+  }
+
+  /** Stops accepting, tells every session the proxy is shutting down, and releases etcd. */
+  async close(): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#state = 'closing';
+    const listenersClosed = Promise.all(this.#listeners.map((l) => l.close()));
+    this.#registry.terminateAll(
+      'shutdown',
+      'terminating connection because the pgfleet proxy is shutting down',
+    );
+    this.#waits.wakeAll();
+    if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
+    await this.#health?.close();
+    await this.#watcher.close();
+    this.#etcd.close();
+    await this.#admin?.close();
+    await listenersClosed;
+    this.#state = 'closed';
+  }
+}

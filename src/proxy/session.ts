@@ -1,0 +1,447 @@
+/**
+ * One client connection, from its first byte to its close.
+ *
+ *   phase     | what happens
+ *   ----------+-------------------------------------------------------------------------------
+ *   startup   | frame SSLRequest / GSSENCRequest / CancelRequest / StartupMessage (bounded, timed)
+ *   routing   | pick a node from the routing table; wait up to wait_timeout when none qualifies
+ *   handshake | forward the StartupMessage; forward auth exchanges both ways; hold the server's
+ *             | bytes after authentication until ReadyForQuery, then check in_hot_standby
+ *   relay     | a byte pipe both ways with backpressure; server→client message boundaries tracked
+ *   closed    | both sockets gone; counted once by reason
+ *
+ * Before the client has taken part in authentication (trust), a failed connect, a server that
+ * refuses (57P03, 53300) or reports the wrong in_hot_standby for its role is retried on another
+ * node, invisibly to the client. After that, the client is told why in a FATAL ErrorResponse.
+ */
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { errorMessage } from '../errors.js';
+import {
+  MessageBoundaryTracker,
+  SQLSTATE,
+  StartupFramer,
+  StartupReplyReader,
+  errorResponse,
+  sslRefused,
+  type StartupParseResult,
+} from '../protocol/index.js';
+import type { RouteNode } from '../routing/types.js';
+import { pickNode } from './balancer.js';
+import { cancelKey } from './cancel-registry.js';
+import type { CloseReason } from './close-reason.js';
+import type { ListenerContext } from './listener-context.js';
+import { connectServer } from './upstream.js';
+import { forwardCancel } from './cancel-forward.js';
+
+type Phase = 'startup' | 'routing' | 'handshake' | 'relay' | 'closed';
+type Attempt = 'ok' | 'retry' | 'done';
+
+/** Server refusals worth trying another node for, when the client has not yet been involved. */
+const RETRYABLE_SQLSTATES = new Set([
+  SQLSTATE.CANNOT_CONNECT_NOW,
+  SQLSTATE.TOO_MANY_CONNECTIONS,
+  SQLSTATE.ADMIN_SHUTDOWN,
+]);
+/** After every node failed, try again this often while waiting for the table to change. */
+const RETRY_DELAY_MS = 200;
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
+export class ClientSession {
+  readonly #client: Socket;
+  readonly #ctx: ListenerContext<ClientSession>;
+  readonly #overLimit: boolean;
+  #phase: Phase = 'startup';
+  #framer: StartupFramer | undefined = new StartupFramer();
+  #startupTimer: NodeJS.Timeout | undefined;
+  #startupPacket: Buffer | undefined;
+  #pendingClient: Buffer[] = [];
+  #passthrough = false;
+  #node: RouteNode | undefined;
+  #server: Socket | undefined;
+  #settle: ((a: Attempt) => void) | undefined;
+  #clientInvolved = false;
+  #cancelKey: string | undefined;
+  #tracker: MessageBoundaryTracker | undefined;
+  #cancelWait: (() => void) | undefined;
+  #lastError: string | undefined;
+  /** SQLSTATE to report if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
+  #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
+
+  constructor(client: Socket, ctx: ListenerContext<ClientSession>, overLimit: boolean) {
+    this.#client = client;
+    this.#ctx = ctx;
+    this.#overLimit = overLimit;
+  }
+
+  start(): void {
+    const c = this.#client;
+    c.on('data', (chunk: Buffer) => this.#onClientData(chunk));
+    c.on('error', () => undefined);
+    c.on('close', () => this.#close('client_closed'));
+    this.#startupTimer = setTimeout(() => this.#close('startup_timeout'), this.#ctx.startupTimeoutMs);
+  }
+
+  #onClientData(chunk: Buffer): void {
+    switch (this.#phase) {
+      case 'startup':
+        this.#onStartupResult(this.#framer!.push(chunk));
+        return;
+      case 'routing':
+        this.#pendingClient.push(chunk);
+        return;
+      case 'handshake':
+        this.#server?.write(chunk);
+        return;
+      default:
+        return;
+    }
+  }
+
+  #onStartupResult(r: StartupParseResult): void {
+    if (!r.ok) {
+      if (!r.incomplete)
+        this.#fail('protocol_error', SQLSTATE.PROTOCOL_VIOLATION, `invalid startup packet: ${r.error}`);
+      return;
+    }
+    const p = r.packet;
+    switch (p.kind) {
+      case 'ssl':
+        if (this.#ctx.listener.tls === 'passthrough') {
+          this.#passthrough = true;
+          this.#beginRouting(SSL_REQUEST, r.rest);
+          return;
+        }
+        this.#client.write(sslRefused());
+        break;
+      case 'gssenc':
+        this.#client.write(sslRefused());
+        break;
+      case 'cancel':
+        this.#phase = 'closed';
+        this.#clearStartupTimer();
+        void forwardCancel(this.#ctx, p.processId, p.secretKey, p.raw).finally(() => {
+          this.#client.end();
+          this.#ctx.released();
+        });
+        return;
+      case 'startup':
+        if (this.#overLimit) {
+          this.#fail('too_many_clients', SQLSTATE.TOO_MANY_CONNECTIONS, 'sorry, too many clients already');
+          return;
+        }
+        this.#beginRouting(p.raw, r.rest);
+        return;
+    }
+    if (r.rest.length > 0) this.#onStartupResult(this.#framer!.push(r.rest));
+  }
+
+  #beginRouting(packet: Buffer, rest: Buffer): void {
+    this.#clearStartupTimer();
+    this.#framer = undefined;
+    this.#startupPacket = packet;
+    if (rest.length > 0) this.#pendingClient.push(rest);
+    this.#phase = 'routing';
+    this.#client.pause();
+    void this.#route();
+  }
+
+  async #route(): Promise<void> {
+    const ctx = this.#ctx;
+    const waitStart = performance.now();
+    const deadline = waitStart + ctx.waitTimeoutMs;
+    const tried = new Set<string>();
+    let waited = false;
+    let sawNodes = false;
+    while (this.#phase === 'routing') {
+      const nodes = ctx.route()?.nodes ?? [];
+      sawNodes ||= nodes.length > 0;
+      const node = pickNode(
+        nodes,
+        tried,
+        ctx.listener.balance,
+        (k) => ctx.registry.count(ctx.listener.name, k),
+        ctx.nextCursor(),
+      );
+      if (node) {
+        const outcome = await this.#attempt(node);
+        if (outcome !== 'retry') {
+          if (waited)
+            ctx.metrics.waitSeconds.observe(
+              { listener: ctx.listener.name },
+              (performance.now() - waitStart) / 1000,
+            );
+          return;
+        }
+        tried.add(node.key);
+        continue;
+      }
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) break;
+      waited = true;
+      const w = ctx.waits.wait(tried.size > 0 ? Math.min(remaining, RETRY_DELAY_MS) : remaining);
+      this.#cancelWait = w.cancel;
+      await w.promise;
+      this.#cancelWait = undefined;
+      tried.clear();
+    }
+    if (this.#phase !== 'routing') return;
+    ctx.metrics.waitSeconds.observe({ listener: ctx.listener.name }, (performance.now() - waitStart) / 1000);
+    const where = `listener "${ctx.listener.name}" of cluster "${ctx.cluster}"`;
+    const secs = ctx.waitTimeoutMs / 1000;
+    if (sawNodes && this.#lastError !== undefined) {
+      this.#fail(
+        'no_route',
+        this.#lastErrorCode,
+        `pgfleet: could not connect to any server for ${where} within ${secs}s`,
+        this.#lastError,
+      );
+    } else {
+      this.#fail(
+        'no_route',
+        SQLSTATE.CANNOT_CONNECT_NOW,
+        `pgfleet: no server available for ${where} after waiting ${secs}s`,
+      );
+    }
+  }
+
+  /** Connects to `node` and runs the handshake; settles when the session is relaying, must retry, or is over. */
+  async #attempt(node: RouteNode): Promise<Attempt> {
+    const ctx = this.#ctx;
+    this.#node = node;
+    ctx.registry.add(ctx.listener.name, node.key, node.name, this);
+    const started = performance.now();
+    let server: Socket;
+    try {
+      server = await connectServer(node.host, node.port, ctx.connectTimeoutMs, ctx.tuning);
+    } catch (err) {
+      this.#lastError = errorMessage(err);
+      this.#lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+      ctx.log.warn({ node: node.name, err: this.#lastError }, 'server connect failed; trying another');
+      this.#dropNode();
+      return this.#phase === 'routing' ? 'retry' : 'done';
+    }
+    if (this.#phase !== 'routing') {
+      server.destroy();
+      return 'done';
+    }
+    this.#server = server;
+    const settled = new Promise<Attempt>((resolve) => (this.#settle = resolve));
+    server.on('error', (err) => (this.#lastError = err.message));
+    server.on('close', () => this.#onServerClose());
+    if (this.#passthrough) {
+      this.#startRelay(Buffer.alloc(0), started);
+      server.write(this.#startupPacket!);
+      return 'ok';
+    }
+    this.#phase = 'handshake';
+    const reader = new StartupReplyReader();
+    const held: Buffer[] = [];
+    let hotStandby: string | undefined;
+    server.on('data', (chunk: Buffer) => {
+      const r = reader.push(chunk);
+      let authRequest = false;
+      let error: { code: string; message: string } | undefined;
+      for (const ev of r.events) {
+        if (ev.type === 'authentication' && ev.code !== 0) authRequest = true;
+        else if (ev.type === 'parameterStatus' && ev.name === 'in_hot_standby') hotStandby = ev.value;
+        else if (ev.type === 'backendKeyData') {
+          this.#cancelKey = cancelKey(ev.processId, ev.secretKey);
+          ctx.cancels.add(this.#cancelKey, { host: node.host, port: node.port, node: node.name });
+        } else if (ev.type === 'error') error = ev;
+      }
+      held.push(r.done ? chunk.subarray(0, r.consumed) : chunk);
+      if (r.violation !== undefined) {
+        this.#lastError = `server sent invalid startup replies: ${r.violation}`;
+        this.#retryOrFail(SQLSTATE.PROTOCOL_VIOLATION, this.#lastError);
+      } else if (error) {
+        this.#lastError = `server refused: ${error.code} ${error.message}`;
+        this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+        if (!this.#clientInvolved && RETRYABLE_SQLSTATES.has(error.code as never)) this.#retry();
+        else this.#finishWith(held, 'startup_rejected');
+      } else if (r.done) {
+        const expected = node.role === 'primary' ? 'off' : 'on';
+        if (hotStandby !== undefined && hotStandby !== expected) {
+          this.#lastError = `server ${node.name} reports in_hot_standby=${hotStandby}, expected ${expected} for a ${node.role}`;
+          this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+          ctx.log.warn(
+            { node: node.name, in_hot_standby: hotStandby },
+            'server role does not match the routing table',
+          );
+          this.#retryOrFail(SQLSTATE.CANNOT_CONNECT_NOW, this.#lastError);
+        } else {
+          this.#flush(held);
+          this.#startRelay(chunk.subarray(r.consumed), started);
+        }
+      } else if (authRequest) {
+        this.#clientInvolved = true;
+        this.#flush(held);
+      }
+    });
+    server.write(this.#startupPacket!);
+    for (const b of this.#pendingClient) server.write(b);
+    this.#pendingClient = [];
+    this.#client.resume();
+    return settled;
+  }
+
+  #flush(held: Buffer[]): void {
+    for (const b of held) this.#client.write(b);
+    held.length = 0;
+  }
+
+  /** Send the server's own startup error (and whatever preceded it) to the client, then close. */
+  #finishWith(held: Buffer[], reason: CloseReason): void {
+    this.#flush(held);
+    this.#server?.destroy();
+    this.#endClient(reason);
+  }
+
+  #retryOrFail(code: string, message: string): void {
+    if (this.#clientInvolved) this.#fail('upstream_error', code, `pgfleet: ${message}`);
+    else this.#retry();
+  }
+
+  /** Abandon this node before the client saw anything from it; #route picks another. */
+  #retry(): void {
+    this.#client.pause();
+    this.#phase = 'routing';
+    this.#dropServer();
+    this.#dropNode();
+    this.#resolve('retry');
+  }
+
+  #resolve(a: Attempt): void {
+    const s = this.#settle;
+    this.#settle = undefined;
+    s?.(a);
+  }
+
+  #startRelay(rest: Buffer, started: number): void {
+    const ctx = this.#ctx;
+    const client = this.#client;
+    const server = this.#server!;
+    this.#phase = 'relay';
+    ctx.metrics.connectSeconds.observe(
+      { listener: ctx.listener.name, node: this.#node!.name },
+      (performance.now() - started) / 1000,
+    );
+    ctx.metrics.sessionsOpened.inc({ listener: ctx.listener.name });
+    client.removeAllListeners('data');
+    server.removeAllListeners('data');
+    const tracker = this.#passthrough ? undefined : new MessageBoundaryTracker();
+    this.#tracker = tracker;
+    if (rest.length > 0) {
+      tracker?.feed(rest);
+      client.write(rest);
+    }
+    for (const b of this.#pendingClient) server.write(b);
+    this.#pendingClient = [];
+    client.on('data', (chunk: Buffer) => {
+      if (!server.write(chunk)) client.pause();
+    });
+    server.on('drain', () => client.resume());
+    server.on('data', (chunk: Buffer) => {
+      tracker?.feed(chunk);
+      if (!client.write(chunk)) server.pause();
+    });
+    client.on('drain', () => server.resume());
+    client.resume();
+    this.#resolve('ok');
+  }
+
+  #onServerClose(): void {
+    this.#server = undefined;
+    switch (this.#phase) {
+      case 'handshake':
+        this.#lastError ??= 'server closed the connection during startup';
+        this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError);
+        return;
+      case 'relay':
+        this.#endClient('server_closed');
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The routing table dropped this session's node, or the proxy is shutting down. */
+  terminate(reason: 'node_unroutable' | 'shutdown', message: string): void {
+    switch (this.#phase) {
+      case 'handshake':
+        if (!this.#clientInvolved && reason === 'node_unroutable') this.#retry();
+        else this.#fail(reason, SQLSTATE.ADMIN_SHUTDOWN, message);
+        return;
+      case 'relay':
+        this.#dropServer();
+        if (this.#tracker?.atBoundary) this.#fail(reason, SQLSTATE.ADMIN_SHUTDOWN, message);
+        else this.#destroy(reason);
+        return;
+      case 'routing':
+      case 'startup':
+        if (reason === 'shutdown') this.#fail(reason, SQLSTATE.ADMIN_SHUTDOWN, message);
+        return;
+      default:
+        return;
+    }
+  }
+
+  #fail(reason: CloseReason, code: string, message: string, detail?: string): void {
+    if (this.#phase === 'closed') return;
+    this.#dropServer();
+    if (this.#client.writable) {
+      this.#client.write(
+        errorResponse({ severity: 'FATAL', code, message, ...(detail !== undefined ? { detail } : {}) }),
+      );
+    }
+    this.#endClient(reason);
+  }
+
+  #endClient(reason: CloseReason): void {
+    this.#client.end();
+    // A client that never reads would keep the socket half-open: bound it.
+    setTimeout(() => this.#client.destroy(), 1_000).unref();
+    this.#close(reason);
+  }
+
+  #destroy(reason: CloseReason): void {
+    this.#client.destroy();
+    this.#close(reason);
+  }
+
+  #dropServer(): void {
+    const s = this.#server;
+    this.#server = undefined;
+    if (s) {
+      s.removeAllListeners('close');
+      s.removeAllListeners('data');
+      s.destroy();
+    }
+  }
+
+  #dropNode(): void {
+    if (this.#node) this.#ctx.registry.remove(this.#ctx.listener.name, this.#node.key, this);
+    this.#node = undefined;
+    if (this.#cancelKey !== undefined) this.#ctx.cancels.remove(this.#cancelKey);
+    this.#cancelKey = undefined;
+  }
+
+  #clearStartupTimer(): void {
+    if (this.#startupTimer) clearTimeout(this.#startupTimer);
+    this.#startupTimer = undefined;
+  }
+
+  #close(reason: CloseReason): void {
+    if (this.#phase === 'closed') return;
+    const wasStartup = this.#phase === 'startup';
+    this.#phase = 'closed';
+    this.#clearStartupTimer();
+    this.#cancelWait?.();
+    this.#dropServer();
+    this.#dropNode();
+    this.#resolve('done');
+    if (reason === 'startup_timeout' || (wasStartup && reason === 'client_closed')) this.#client.destroy();
+    this.#ctx.metrics.sessionsClosed.inc({ listener: this.#ctx.listener.name, reason });
+    this.#ctx.released();
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Opening a TCP connection to a server, with a named timeout and the socket options every hop gets.
+ */
+import { connect, type Socket } from 'node:net';
+import { PgfleetError } from '../errors.js';
+
+export interface SocketTuning {
+  readonly keepaliveIdleMs: number;
+}
+
+export function tuneSocket(socket: Socket, tuning: SocketTuning): void {
+  socket.setNoDelay(true);
+  socket.setKeepAlive(true, tuning.keepaliveIdleMs);
+}
+
+export function connectServer(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  tuning: SocketTuning,
+): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        new PgfleetError('ERR_CONNECT_TIMEOUT', `connect to ${host}:${port} timed out after ${timeoutMs}ms`),
+      );
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      tuneSocket(socket, tuning);
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(
+        new PgfleetError('ERR_UPSTREAM', `connect to ${host}:${port} failed: ${err.message}`, { cause: err }),
+      );
+    });
+  });
+}
+
+/** Sends a CancelRequest packet to one server and closes; never throws. */
+export async function sendCancel(
+  host: string,
+  port: number,
+  packet: Buffer,
+  timeoutMs: number,
+): Promise<boolean> {
+  try {
+    const socket = await connectServer(host, port, timeoutMs, { keepaliveIdleMs: 0 });
+    socket.on('error', () => undefined);
+    socket.end(packet);
+    return true;
+  } catch {
+    return false;
+  }
+}
