@@ -1,0 +1,625 @@
+/**
+ * pgbench through three paths to the same Patroni leader: direct, HAProxy (the standard Patroni
+ * setup: httpchk OPTIONS /primary, `inter 3s fall 3 rise 2 on-marked-down shutdown-sessions`) and
+ * pgfleet's proxy (a separate `node bin/pgfleet proxy` process, health checks mirroring HAProxy's).
+ *
+ * A benchmark, not a test: it asserts nothing about speed. It starts etcd + a small Patroni
+ * cluster with the integration-test harness, runs `pgbench -i`, then for each round runs every
+ * workload against every target, interleaved (the target order rotates each round), and prints
+ * median TPS (min–max), median average latency and ratios to direct and pgfleet/HAProxy.
+ * Results also go to `.bench-out/pgbench-<timestamp>.json`. Loopback only.
+ *
+ *   npm run bench -- [--rounds 3] [--duration 15] [--scale 10] [--members 2]
+ *                    [--workloads select-only,tpcb,connect] [--targets direct,haproxy,pgfleet]
+ *                    [--cpu-prof]   # run the pgfleet proxy under `node --cpu-prof`, print top self time
+ *                    [--from-source] # run the proxy via tsx even when dist/ exists
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import {
+  cleanupAll,
+  freePort,
+  makeTempDir,
+  patroniHaproxyConfig,
+  runCommand,
+  spawnProcess,
+  startEtcd,
+  startHaproxy,
+  startPatroniCluster,
+  trackPid,
+  untrackPid,
+  waitFor,
+} from '../test/harness/index.js';
+
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const OUT_DIR = path.join(ROOT, '.bench-out');
+const PGBENCH = '/usr/bin/pgbench';
+const PSQL = '/usr/bin/psql';
+
+/**
+ * The profile is written only when the process exits; `pgfleet proxy` may linger after SIGTERM on
+ * open handles, so under --cpu-prof it is made to exit 3 s after SIGTERM.
+ */
+const EXIT_AFTER_SIGTERM =
+  'data:text/javascript,process.once("SIGTERM",()=>setTimeout(()=>process.exit(0),3000).unref())';
+
+const TARGETS = ['direct', 'haproxy', 'pgfleet'] as const;
+type Target = (typeof TARGETS)[number];
+
+interface Workload {
+  readonly name: string;
+  readonly description: string;
+  readonly args: readonly string[];
+}
+
+// -P 0 is rejected by pgbench 15 ("must be in range 1.."); progress reports are off unless -P is given.
+const COMMON = ['-n', '-M', 'simple', '-c', '8', '-j', '2'];
+const WORKLOADS: readonly Workload[] = [
+  { name: 'select-only', description: '-S -c 8 -j 2', args: ['-S', ...COMMON] },
+  { name: 'tpcb', description: 'TPC-B -c 8 -j 2', args: [...COMMON] },
+  { name: 'connect', description: '-S -C -c 8 -j 2', args: ['-S', '-C', ...COMMON] },
+];
+
+interface RunResult {
+  readonly round: number;
+  readonly workload: string;
+  readonly target: Target;
+  readonly tps: number;
+  readonly latencyMs: number;
+  readonly transactions: number;
+  readonly failed: number;
+  /** CPU seconds used by the proxy process (HAProxy or pgfleet) during the run; 0 for direct. */
+  readonly proxyCpuSec: number;
+  readonly loadavg1: number;
+  /** etcd/postmaster/haproxy/patroni/node --test processes on the host that are not ours. */
+  readonly foreignProcesses: number;
+  readonly startedAt: string;
+}
+
+interface Summary {
+  readonly workload: string;
+  readonly target: Target;
+  readonly runs: number;
+  readonly tpsMedian: number;
+  readonly tpsMin: number;
+  readonly tpsMax: number;
+  readonly latencyMedianMs: number;
+  readonly proxyCpuMsPerKTx: number;
+  readonly tpsRatioToDirect: number | undefined;
+  readonly latencyRatioToDirect: number | undefined;
+}
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '15' },
+      scale: { type: 'string', default: '10' },
+      members: { type: 'string', default: '2' },
+      workloads: { type: 'string', default: WORKLOADS.map((w) => w.name).join(',') },
+      targets: { type: 'string', default: TARGETS.join(',') },
+      'cpu-prof': { type: 'boolean', default: false },
+      'from-source': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const int = (name: string, v: string, min: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}`);
+    return n;
+  };
+  const workloads = values.workloads.split(',').map((name) => {
+    const w = WORKLOADS.find((x) => x.name === name.trim());
+    if (w === undefined)
+      throw new Error(`unknown workload ${name}; known: ${WORKLOADS.map((x) => x.name).join(',')}`);
+    return w;
+  });
+  const targets = values.targets.split(',').map((name) => {
+    const t = TARGETS.find((x) => x === name.trim());
+    if (t === undefined) throw new Error(`unknown target ${name}; known: ${TARGETS.join(',')}`);
+    return t;
+  });
+  return {
+    rounds: int('rounds', values.rounds, 1),
+    durationSec: int('duration', values.duration, 1),
+    scale: int('scale', values.scale, 1),
+    members: int('members', values.members, 1),
+    workloads,
+    targets,
+    cpuProf: values['cpu-prof'],
+    fromSource: values['from-source'],
+  };
+}
+
+type Options = ReturnType<typeof parseOptions>;
+
+async function main(): Promise<void> {
+  const opts = parseOptions();
+  const runs = opts.rounds * opts.workloads.length * opts.targets.length;
+  // Setup (cluster, pgbench -i) + each run with slack for connect and teardown.
+  const budgetMs = 240_000 + runs * (opts.durationSec + 20) * 1_000;
+  const watchdog = setTimeout(() => {
+    process.stderr.write(
+      `bench: exceeded its time budget of ${Math.round(budgetMs / 1000)} s; tearing down\n`,
+    );
+    void shutdown(3);
+  }, budgetMs);
+  watchdog.unref();
+
+  const startLoad = os.loadavg()[0] ?? 0;
+  const startForeign = foreignProcesses([]);
+  log(
+    `rounds=${opts.rounds} duration=${opts.durationSec}s scale=${opts.scale} members=${opts.members} ` +
+      `cpus=${os.cpus().length} loadavg1=${startLoad.toFixed(2)} foreign-processes=${startForeign}`,
+  );
+  if (startForeign > 0 || startLoad > 1) {
+    log('WARNING: the host is busy before the benchmark starts; numbers will be disturbed');
+  }
+
+  const proxyRunner = await resolveProxyRunner(opts);
+
+  log('starting etcd and Patroni');
+  const etcd = await startEtcd();
+  const cluster = await startPatroniCluster({ etcd, size: opts.members, startTimeoutMs: 120_000 });
+  const leaderName = await cluster.leader();
+  const leader = cluster.members.find((m) => m.name === leaderName);
+  if (leader === undefined) throw new Error('no Patroni leader');
+  log(`Patroni ${cluster.scope}: leader ${leader.name} on 127.0.0.1:${leader.pgPort}`);
+
+  const haproxyPort = await freePort();
+  const haproxy = await startHaproxy(
+    patroniHaproxyConfig({ members: cluster.members, writePort: haproxyPort, inter: '3s', fall: 3, rise: 2 }),
+  );
+
+  const pgfleetPort = await freePort();
+  const adminPort = await freePort();
+  const proxyDir = await makeTempDir('bench-proxy');
+  const proxyConfigPath = path.join(proxyDir, 'proxy.yaml');
+  await writeFile(
+    proxyConfigPath,
+    stringify({
+      scope: cluster.scope,
+      namespace: cluster.namespace,
+      etcd3: { hosts: [etcd.endpoint] },
+      // HAProxy's config logs only notice and above (no per-connection lines); likewise here.
+      log: { level: 'warn' },
+      proxy: {
+        admin: { listen: `127.0.0.1:${adminPort}` },
+        health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 },
+        listeners: [{ name: 'primary', listen: `127.0.0.1:${pgfleetPort}`, role: 'primary' }],
+      },
+    }),
+  );
+  const profDir = path.join(OUT_DIR, `cpuprof-${timestamp()}`);
+  if (opts.cpuProf) await mkdir(profDir, { recursive: true });
+  const pgfleet = await spawnProcess({
+    name: 'pgfleet proxy',
+    command: process.execPath,
+    args: [
+      ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--import', EXIT_AFTER_SIGTERM] : []),
+      ...proxyRunner.nodeArgs,
+      path.join(ROOT, 'bin', 'pgfleet'),
+      'proxy',
+      '-c',
+      proxyConfigPath,
+    ],
+    logFile: path.join(proxyDir, 'proxy.log'),
+    cwd: ROOT,
+    env: proxyRunner.env,
+  });
+  log(`pgfleet proxy (${proxyRunner.label}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`);
+
+  const ports: Record<Target, number> = { direct: leader.pgPort, haproxy: haproxyPort, pgfleet: pgfleetPort };
+  const proxyPids: Record<Target, number | undefined> = {
+    direct: undefined,
+    haproxy: haproxy.pid,
+    pgfleet: pgfleet.pid,
+  };
+  for (const target of TARGETS) {
+    await waitFor(
+      `${target} (port ${ports[target]}) to reach the leader`,
+      async () => {
+        if (target === 'pgfleet' && !pgfleet.isRunning) {
+          throw new Error(`pgfleet proxy exited:\n${pgfleet.logTail()}`);
+        }
+        return (await psql(ports[target], 'select pg_is_in_recovery()')) === 'f';
+      },
+      60_000,
+      250,
+    );
+  }
+  log('all three paths reach the leader');
+
+  log(`pgbench -i -s ${opts.scale} on the leader`);
+  const init = await runCommand(
+    PGBENCH,
+    [
+      '-i',
+      '-s',
+      String(opts.scale),
+      '-q',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(leader.pgPort),
+      '-U',
+      'postgres',
+      'postgres',
+    ],
+    { timeoutMs: 300_000 },
+  );
+  if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
+  await psql(leader.pgPort, 'vacuum analyze');
+
+  // A short warm-up through every target (connections, caches, JIT of the proxy).
+  for (const target of opts.targets) {
+    await pgbench(ports[target], WORKLOADS[0]!.args, 3);
+  }
+
+  const ourDirsList = [
+    etcd.dataDir,
+    proxyDir,
+    path.dirname(haproxy.configPath),
+    ...cluster.members.map((m) => m.dir),
+  ];
+
+  const results: RunResult[] = [];
+  const total = runs;
+  for (let round = 0; round < opts.rounds; round++) {
+    for (const [wi, workload] of opts.workloads.entries()) {
+      const order = rotate(opts.targets, round + wi);
+      for (const target of order) {
+        const startedAt = new Date().toISOString();
+        const foreign = foreignProcesses(ourDirsList);
+        const cpuBefore = cpuSeconds(proxyPids[target]);
+        const out = await pgbench(ports[target], workload.args, opts.durationSec);
+        const cpuAfter = cpuSeconds(proxyPids[target]);
+        const parsed = parsePgbench(out);
+        const r: RunResult = {
+          round: round + 1,
+          workload: workload.name,
+          target,
+          ...parsed,
+          proxyCpuSec: cpuAfter - cpuBefore,
+          loadavg1: os.loadavg()[0] ?? 0,
+          foreignProcesses: foreign,
+          startedAt,
+        };
+        results.push(r);
+        log(
+          `[${results.length}/${total}] round ${r.round} ${workload.name.padEnd(11)} ${target.padEnd(7)} ` +
+            `tps=${r.tps.toFixed(0)} lat=${r.latencyMs.toFixed(3)}ms failed=${r.failed}` +
+            (proxyPids[target] === undefined ? '' : ` proxy-cpu=${r.proxyCpuSec.toFixed(1)}s`) +
+            (foreign > 0 ? ` foreign-processes=${foreign}` : ''),
+        );
+      }
+    }
+  }
+
+  const summaries = summarise(results, opts);
+  process.stdout.write('\n' + renderTable(summaries, opts) + '\n');
+  const disturbed = results.filter((r) => r.foreignProcesses > 0).length;
+  if (disturbed > 0) {
+    process.stdout.write(
+      `\nWARNING: ${disturbed}/${results.length} runs saw other etcd/postgres/haproxy/patroni/test processes on ` +
+        `the host; numbers are disturbed.\n`,
+    );
+  }
+
+  await mkdir(OUT_DIR, { recursive: true });
+  const outFile = path.join(OUT_DIR, `pgbench-${timestamp()}.json`);
+  const environment = {
+    node: process.version,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    pgbench: (await runCommand(PGBENCH, ['--version'])).stdout.trim(),
+    haproxy: (await runCommand('/usr/sbin/haproxy', ['-v'])).stdout.split('\n')[0],
+    proxyRunner: proxyRunner.label,
+    patroniMembers: opts.members,
+    startLoadavg1: startLoad,
+    startForeignProcesses: startForeign,
+  };
+  await writeFile(
+    outFile,
+    JSON.stringify(
+      {
+        options: { ...opts, workloads: opts.workloads.map((w) => w.name) },
+        environment,
+        workloads: WORKLOADS,
+        summaries,
+        results,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  log(`results written to ${path.relative(ROOT, outFile)}`);
+
+  if (opts.cpuProf) {
+    const t0 = Date.now();
+    const status = await pgfleet.stop(15_000);
+    log(`pgfleet proxy stopped in ${Date.now() - t0} ms: ${JSON.stringify(status)}`);
+    process.stdout.write('\n' + (await topSelfTime(profDir, 25)) + '\n');
+  }
+}
+
+/** How to run bin/pgfleet: the dist build when present (built by `npm run build`), else tsx. */
+async function resolveProxyRunner(
+  opts: Options,
+): Promise<{ label: string; nodeArgs: string[]; env: Record<string, string> }> {
+  if (!opts.fromSource) {
+    const build = await runCommand('npm', ['run', 'build', '--silent'], { cwd: ROOT, timeoutMs: 180_000 });
+    if (build.code === 0 && existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
+      return { label: 'dist build', nodeArgs: [], env: {} };
+    }
+    log(`WARNING: npm run build failed (exit ${build.code}); running the proxy from source via tsx`);
+    process.stderr.write(`${build.stdout}\n${build.stderr}\n`);
+  }
+  return { label: 'source via tsx', nodeArgs: [], env: { PGFLEET_FROM_SOURCE: '1' } };
+}
+
+/** Runs pgbench for `durationSec` and returns its stdout; throws on a non-zero exit. */
+async function pgbench(port: number, args: readonly string[], durationSec: number): Promise<string> {
+  const fullArgs = [
+    ...args,
+    '-T',
+    String(durationSec),
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-U',
+    'postgres',
+    'postgres',
+  ];
+  const child = spawn(PGBENCH, fullArgs, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+  });
+  if (child.pid !== undefined) trackPid(child.pid);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const killer = setTimeout(() => child.kill('SIGKILL'), (durationSec + 60) * 1_000);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (c) => resolve(c));
+  });
+  clearTimeout(killer);
+  if (child.pid !== undefined) untrackPid(child.pid);
+  if (code !== 0) {
+    throw new Error(`pgbench ${fullArgs.join(' ')} exited with ${code}:\n${stdout}\n${stderr}`);
+  }
+  return stdout;
+}
+
+/** TPS, average latency, processed and failed transactions from pgbench 15's summary. */
+export function parsePgbench(out: string): {
+  tps: number;
+  latencyMs: number;
+  transactions: number;
+  failed: number;
+} {
+  const num = (re: RegExp, what: string): number => {
+    const m = re.exec(out);
+    if (m?.[1] === undefined) throw new Error(`cannot find ${what} in pgbench output:\n${out}`);
+    return Number(m[1]);
+  };
+  return {
+    tps: num(/^tps = ([\d.]+)/m, 'tps'),
+    latencyMs: num(/^latency average = ([\d.]+) ms/m, 'latency average'),
+    transactions: num(/^number of transactions actually processed: (\d+)/m, 'transactions processed'),
+    failed: Number(/^number of failed transactions: (\d+)/m.exec(out)?.[1] ?? 0),
+  };
+}
+
+async function psql(port: number, sql: string): Promise<string> {
+  const r = await runCommand(
+    PSQL,
+    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-XAtqc', sql],
+    { timeoutMs: 120_000, env: { PGCONNECT_TIMEOUT: '5' } },
+  );
+  if (r.code !== 0) throw new Error(`psql on port ${port}: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+
+/** utime + stime of a process in seconds, from /proc (0 when unknown). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after "(comm) ": state is index 0, utime is field 14 → index 11, stime index 12.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Processes that compete for the CPU and are not ours: etcd, postmasters, haproxy, Patroni and
+ * `node --test` runners (another engineer's integration tests on the same host).
+ */
+function foreignProcesses(ourDirs: readonly string[]): number {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
+  } catch {
+    return 0;
+  }
+  const lines = pids.map((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+    } catch {
+      return '';
+    }
+  });
+  return lines.filter(
+    (args) =>
+      /(^|\/)(etcd|haproxy|patroni)\s|bin\/postgres\s+-D|node .*--test\b/.test(args + ' ') &&
+      !ourDirs.some((d) => args.includes(d)),
+  ).length;
+}
+
+function rotate<T>(items: readonly T[], by: number): T[] {
+  const n = items.length;
+  return items.map((_, i) => items[(i + by) % n]!);
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function summarise(results: readonly RunResult[], opts: Options): Summary[] {
+  const out: Summary[] = [];
+  for (const w of opts.workloads) {
+    const direct = results.filter((r) => r.workload === w.name && r.target === 'direct');
+    const directTps = direct.length > 0 ? median(direct.map((r) => r.tps)) : undefined;
+    const directLat = direct.length > 0 ? median(direct.map((r) => r.latencyMs)) : undefined;
+    for (const target of opts.targets) {
+      const rs = results.filter((r) => r.workload === w.name && r.target === target);
+      if (rs.length === 0) continue;
+      const tps = rs.map((r) => r.tps);
+      const tpsMedian = median(tps);
+      const latencyMedianMs = median(rs.map((r) => r.latencyMs));
+      const txs = rs.reduce((a, r) => a + r.transactions, 0);
+      const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
+      out.push({
+        workload: w.name,
+        target,
+        runs: rs.length,
+        tpsMedian,
+        tpsMin: Math.min(...tps),
+        tpsMax: Math.max(...tps),
+        latencyMedianMs,
+        proxyCpuMsPerKTx: txs > 0 ? (cpu * 1_000_000) / txs : 0,
+        tpsRatioToDirect: directTps === undefined ? undefined : tpsMedian / directTps,
+        latencyRatioToDirect: directLat === undefined ? undefined : latencyMedianMs / directLat,
+      });
+    }
+  }
+  return out;
+}
+
+function renderTable(summaries: readonly Summary[], opts: Options): string {
+  const header = [
+    'workload',
+    'target',
+    'TPS median',
+    'TPS min–max',
+    'lat ms',
+    'TPS/direct',
+    'lat/direct',
+    'proxy CPU ms/1k tx',
+  ];
+  const rows: string[][] = summaries.map((s) => [
+    s.workload,
+    s.target,
+    s.tpsMedian.toFixed(0),
+    `${s.tpsMin.toFixed(0)}–${s.tpsMax.toFixed(0)}`,
+    s.latencyMedianMs.toFixed(3),
+    s.tpsRatioToDirect === undefined ? '' : s.tpsRatioToDirect.toFixed(3),
+    s.latencyRatioToDirect === undefined ? '' : s.latencyRatioToDirect.toFixed(3),
+    s.target === 'direct' ? '' : s.proxyCpuMsPerKTx.toFixed(1),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const lines = [
+    `pgbench -n -M simple -T ${opts.durationSec}, ${opts.rounds} interleaved round(s); medians over rounds`,
+    line(header),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+  ];
+  const ratios: string[] = [];
+  for (const w of opts.workloads) {
+    const h = summaries.find((s) => s.workload === w.name && s.target === 'haproxy');
+    const p = summaries.find((s) => s.workload === w.name && s.target === 'pgfleet');
+    if (h === undefined || p === undefined) continue;
+    ratios.push(
+      `  ${w.name.padEnd(11)} (${w.description}): TPS ${(p.tpsMedian / h.tpsMedian).toFixed(3)}, ` +
+        `latency ${(p.latencyMedianMs / h.latencyMedianMs).toFixed(3)}, ` +
+        `proxy CPU per tx ${(h.proxyCpuMsPerKTx > 0 ? p.proxyCpuMsPerKTx / h.proxyCpuMsPerKTx : NaN).toFixed(2)}`,
+    );
+  }
+  if (ratios.length > 0) lines.push('', 'pgfleet / HAProxy:', ...ratios);
+  return lines.join('\n');
+}
+
+interface CpuProfileNode {
+  readonly id: number;
+  readonly callFrame: { functionName: string; url: string; lineNumber: number };
+}
+
+/** The functions with the most self time in the `.cpuprofile` files of `dir`. */
+async function topSelfTime(dir: string, count: number): Promise<string> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length === 0) return `no .cpuprofile written to ${dir}`;
+  const self = new Map<string, number>();
+  let totalUs = 0;
+  for (const file of files) {
+    const prof = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as {
+      nodes: CpuProfileNode[];
+      samples: number[];
+      timeDeltas: number[];
+    };
+    const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+    prof.samples.forEach((id, i) => {
+      const node = byId.get(id);
+      const dt = prof.timeDeltas[i] ?? 0;
+      if (node === undefined) return;
+      const { functionName, url, lineNumber } = node.callFrame;
+      const where = url === '' ? '' : ` ${url.replace(`file://${ROOT}/`, '')}:${lineNumber + 1}`;
+      const key = `${functionName || '(anonymous)'}${where}`;
+      self.set(key, (self.get(key) ?? 0) + dt);
+      totalUs += dt;
+    });
+  }
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, count);
+  return [
+    `pgfleet proxy CPU profile (${files.join(', ')} in ${path.relative(ROOT, dir)}), top self time:`,
+    ...top.map(
+      ([k, us]) =>
+        `  ${((100 * us) / totalUs).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`,
+    ),
+  ].join('\n');
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+let shuttingDown = false;
+async function shutdown(code: number): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  const hard = setTimeout(() => process.exit(code), 60_000);
+  hard.unref();
+  await cleanupAll();
+  process.exit(code);
+}
+
+// Ctrl-C: the harness's safety net SIGKILLs every tracked child (etcd, Patroni, postmasters,
+// HAProxy, the pgfleet proxy, pgbench) and removes the temp dirs, then re-raises the signal.
+main().then(
+  () => shutdown(0),
+  (err: unknown) => {
+    process.stderr.write(
+      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    return shutdown(1);
+  },
+);
