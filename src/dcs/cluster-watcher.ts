@@ -9,7 +9,7 @@
  * The last good view is kept while etcd is unreachable; `status` tells how stale it is.
  */
 import { EventEmitter } from 'node:events';
-import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, IWatchResponse } from 'etcd3';
 import type { ClusterView } from '../cluster/types.js';
 import type { Logger } from '../observability/logger.js';
 import { errorMessage } from '../errors.js';
@@ -40,6 +40,11 @@ export interface ClusterWatcherEvents {
 
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 2_000;
+const CANCEL_TIMEOUT_MS = 1_000;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
 
 export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
   readonly #client: Etcd3;
@@ -48,7 +53,6 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
   #view: ClusterView | undefined;
   #status: DcsStatus = { connected: false, lastContactMs: 0, lastError: undefined };
   #closed = false;
-  #watcher: Watcher | undefined;
   #breakWatch: (() => void) | undefined;
   #wake: (() => void) | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
@@ -112,7 +116,6 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
       .prefix(this.#opts.keys.prefix)
       .startRevision(String(revision + 1))
       .create();
-    this.#watcher = watcher;
     try {
       await new Promise<void>((resolve, reject) => {
         this.#breakWatch = () => reject(new Error('liveness probe failed'));
@@ -124,9 +127,10 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
       });
     } finally {
       this.#breakWatch = undefined;
-      this.#watcher = undefined;
       watcher.removeAllListeners();
-      await watcher.cancel().catch(() => undefined);
+      watcher.on('error', () => undefined);
+      // Cancelling waits for etcd's answer, which never comes while it is unreachable: bound it.
+      await Promise.race([watcher.cancel().catch(() => undefined), delay(CANCEL_TIMEOUT_MS)]);
     }
   }
 
@@ -200,7 +204,6 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
     if (this.#probeTimer) clearInterval(this.#probeTimer);
     this.#wake?.();
     this.#breakWatch?.();
-    await this.#watcher?.cancel().catch(() => undefined);
     await this.#loop;
   }
 }

@@ -60,12 +60,13 @@ export async function startProxy(
   etcd: EtcdServer,
   listeners: ListenerSpec[],
   proxyExtra: Record<string, unknown> = {},
+  scope: string = SCOPE,
 ): Promise<{ proxy: Proxy; ports: Record<string, number>; adminPort: number }> {
   const ports: Record<string, number> = {};
   for (const l of listeners) ports[l.name] = await freePort();
   const adminPort = await freePort();
   const config = parseProxyConfig({
-    scope: SCOPE,
+    scope,
     namespace: '/service',
     etcd3: { hosts: [etcd.endpoint] },
     proxy: {

@@ -1,0 +1,142 @@
+/**
+ * Client limits and bad input at the proxy's front door, and the CLI's config check. Real etcd,
+ * no Postgres needed: every case is answered before a server is chosen.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { cleanupAll, makeTempDir, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { rawExchange, startProxy } from './proxy-helpers.js';
+
+const run = promisify(execFile);
+
+function startupPacket(user: string): Buffer {
+  const body = Buffer.from(`user\0${user}\0database\0postgres\0\0`);
+  const out = Buffer.alloc(8 + body.length);
+  out.writeInt32BE(out.length, 0);
+  out.writeInt32BE(196608, 4);
+  body.copy(out, 8);
+  return out;
+}
+
+function gssencRequest(): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeInt32BE(8, 0);
+  out.writeInt32BE(80877104, 4);
+  return out;
+}
+
+function openIdle(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port }, () => resolve(s));
+    s.on('error', reject);
+  });
+}
+
+describe('proxy limits and bad input', () => {
+  let etcd: EtcdServer;
+  let proxy: Proxy;
+  let ports: Record<string, number>;
+
+  before(async () => {
+    etcd = await startEtcd();
+    ({ proxy, ports } = await startProxy(etcd, [{ name: 'primary', role: 'primary' }], {
+      max_client_connections: 2,
+      startup_timeout: '500ms',
+      wait_timeout: '300ms',
+    }));
+  });
+  after(cleanupAll);
+
+  it('answers GSSENCRequest with N, then a clean FATAL 57P03 when nothing qualifies', async () => {
+    const reply = await rawExchange(ports.primary!, Buffer.concat([gssencRequest(), startupPacket('app')]));
+    assert.equal(String.fromCharCode(reply[0]!), 'N');
+    assert.equal(String.fromCharCode(reply[1]!), 'E');
+    const text = reply.toString('utf8');
+    assert.match(text, /SFATAL/);
+    assert.match(text, /C57P03/);
+    assert.match(text, /no server available for listener "primary" of cluster "batman"/);
+  });
+
+  it('answers 53300 past max_client_connections and keeps serving the others', async () => {
+    const idle = [await openIdle(ports.primary!), await openIdle(ports.primary!)];
+    await waitFor('two clients counted', () => proxy.status().clientConnections === 2);
+    const reply = await rawExchange(ports.primary!, startupPacket('app'));
+    assert.match(reply.toString('utf8'), /C53300/);
+    assert.match(reply.toString('utf8'), /too many clients/);
+    for (const s of idle) s.destroy();
+    await waitFor('clients released', () => proxy.status().clientConnections === 0);
+    const again = await rawExchange(ports.primary!, startupPacket('app'));
+    assert.match(again.toString('utf8'), /C57P03/, 'a new client is admitted again');
+  });
+
+  it('closes a client that says nothing within startup_timeout', async () => {
+    const s = await openIdle(ports.primary!);
+    const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+    await Promise.race([
+      closed,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('not closed within 5 s')), 5_000)),
+    ]);
+    const m = await proxy.metrics.sessionsClosed.get();
+    assert.ok(m.values.some((v) => v.labels.reason === 'startup_timeout' && v.value >= 1));
+  });
+
+  it('rejects an oversize startup packet with 08P01', async () => {
+    const big = Buffer.alloc(20_000);
+    big.writeInt32BE(20_000, 0);
+    big.writeInt32BE(196608, 4);
+    const reply = await rawExchange(ports.primary!, big);
+    assert.match(reply.toString('utf8'), /C08P01/);
+  });
+});
+
+describe('pgfleet proxy --check', () => {
+  after(cleanupAll);
+  const bin = path.resolve('bin/pgfleet');
+
+  it('accepts a valid file and names its listeners', async () => {
+    const dir = await makeTempDir('cli');
+    const file = path.join(dir, 'ok.yaml');
+    await writeFile(
+      file,
+      'scope: batman\netcd3: { hosts: [127.0.0.1:2379] }\nproxy:\n  listeners:\n    - { name: primary, listen: 127.0.0.1:5000, role: primary }\n',
+    );
+    const { stdout } = await run(process.execPath, [bin, 'proxy', '-c', file, '--check']);
+    assert.match(
+      stdout,
+      /configuration is valid; cluster "batman", listeners: primary \(primary\) on 127.0.0.1:5000/,
+    );
+  });
+
+  it('rejects a bad file with exit code 2, listing every problem with its key', async () => {
+    const dir = await makeTempDir('cli');
+    const file = path.join(dir, 'bad.yaml');
+    await writeFile(
+      file,
+      'etcd3: { hosts: [127.0.0.1:2379] }\nproxy:\n  wait_timeout: soon\n  listeners:\n    - { name: w, listen: nowhere, role: primary }\n',
+    );
+    const err = await run(process.execPath, [bin, 'proxy', '-c', file, '--check']).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.ok(err, 'the check failed');
+    assert.equal(err.code, 2);
+    assert.match(err.stderr, /scope: is required/);
+    assert.match(err.stderr, /proxy.wait_timeout: must be a duration/);
+    assert.match(err.stderr, /proxy.listeners\[0\].listen: must be "host:port"/);
+  });
+
+  it('says which file it cannot read', async () => {
+    const err = await run(process.execPath, [bin, 'proxy', '-c', '/nonexistent/p.yaml', '--check']).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(err?.code, 2);
+    assert.match(err.stderr, /\/nonexistent\/p.yaml: cannot read configuration/);
+  });
+});

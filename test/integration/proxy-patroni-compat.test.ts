@@ -1,0 +1,259 @@
+/**
+ * Compatibility: the proxy in front of a real 3-node Patroni 3.0.2 cluster (etcd3), with active
+ * health checks on Patroni's REST API. Writes reach Patroni's leader; after `patronictl switchover`
+ * new writes reach the new leader, no session stays on the old one, and no write ever runs on a
+ * read-only node.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import {
+  PATRONI_SUPERUSER,
+  cleanupAll,
+  onCleanup,
+  startEtcd,
+  startPatroniCluster,
+  waitFor,
+  type PatroniCluster,
+  type PatroniMember,
+} from '../harness/index.js';
+import { serverPort, startProxy } from './proxy-helpers.js';
+
+let n = 0;
+type PgError = Error & { code?: string };
+
+function newClient(port: number): pg.Client {
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: PATRONI_SUPERUSER.username,
+    password: PATRONI_SUPERUSER.password,
+    database: 'postgres',
+    connectionTimeoutMillis: 5_000,
+  });
+  c.on('error', () => undefined);
+  return c;
+}
+
+/** A connected client through `port`, ended at cleanup. */
+async function open(port: number): Promise<pg.Client> {
+  const c = newClient(port);
+  const tag = `client ${port} #${++n}`;
+  onCleanup(async () => {
+    console.log('ending', tag);
+    await c.end().catch(() => undefined);
+    console.log('ended', tag);
+  });
+  await c.connect();
+  return c;
+}
+
+/** Resolves when the server side closes the session: with the error's SQLSTATE, or 'end'. */
+function closedBy(c: pg.Client): Promise<string> {
+  return new Promise((resolve) => {
+    c.on('error', (err: PgError) => resolve(err.code ?? err.message));
+    c.on('end', () => resolve('end'));
+  });
+}
+
+interface WriterStats {
+  attempts: number;
+  inserts: number;
+  connectFailures: number;
+  readOnlyFailures: number;
+  otherFailures: string[];
+  /** Server port of every successful insert, in order. */
+  ports: number[];
+  longestGapMs: number;
+}
+
+function newStats(): WriterStats {
+  return {
+    attempts: 0,
+    inserts: 0,
+    connectFailures: 0,
+    readOnlyFailures: 0,
+    otherFailures: [],
+    ports: [],
+    longestGapMs: 0,
+  };
+}
+
+/**
+ * Every 100 ms: a fresh connection through `port`, one insert, then end; until `stop.now`.
+ * Fills `s` as it goes.
+ */
+async function runWriter(port: number, s: WriterStats, stop: { now: boolean }): Promise<void> {
+  let lastOk = Date.now();
+  while (!stop.now) {
+    const started = Date.now();
+    s.attempts++;
+    const c = newClient(port);
+    try {
+      await c.connect();
+    } catch {
+      s.connectFailures++;
+      c.end().catch(() => undefined);
+      await sleep(Math.max(0, 100 - (Date.now() - started)));
+      continue;
+    }
+    try {
+      const r = await c.query<{ port: number }>(
+        "insert into compat (v) values ('writer') returning inet_server_port() as port",
+      );
+      s.inserts++;
+      s.ports.push(r.rows[0]!.port);
+      s.longestGapMs = Math.max(s.longestGapMs, Date.now() - lastOk);
+      lastOk = Date.now();
+    } catch (err) {
+      const e = err as PgError;
+      if (e.code === '25006') s.readOnlyFailures++;
+      else s.otherFailures.push(`${e.code ?? ''} ${e.message}`);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+    await sleep(Math.max(0, 100 - (Date.now() - started)));
+  }
+}
+
+void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
+  let cluster: PatroniCluster;
+  let proxy: Proxy;
+  let ports: Record<string, number>;
+
+  const member = (name: string | undefined): PatroniMember => {
+    const m = cluster.members.find((x) => x.name === name);
+    assert.ok(m, `no member named ${name}`);
+    return m;
+  };
+  const routed = (listener: string): string[] =>
+    proxy.table.listeners.get(listener)?.nodes.map((n) => n.name) ?? [];
+
+  before(async () => {
+    const etcd = await startEtcd();
+    cluster = await startPatroniCluster({ etcd, size: 3, ttl: 10, loopWait: 2, retryTimeout: 3 });
+    onCleanup(() => console.log('cluster.stop next'));
+    ({ proxy, ports } = await startProxy(
+      etcd,
+      [
+        { name: 'primary', role: 'primary' },
+        { name: 'replicas', role: 'replica', max_lag: '16MB' },
+      ],
+      { health_check: { interval: '500ms', timeout: '1s', fall: 2, rise: 1 } },
+      cluster.scope,
+    ));
+    onCleanup(() => console.log('proxy.close next'));
+    const leader = await cluster.leader();
+    await waitFor(
+      'the proxy to route the leader for writes and both replicas for reads',
+      () => routed('primary').join() === leader && routed('replicas').length === 2,
+      15_000,
+    );
+  });
+  after(cleanupAll);
+
+  void it("sends the write port to Patroni's leader", async () => {
+    const leader = member(await cluster.leader());
+    const c = await open(ports.primary!);
+    const r = await c.query<{ rec: boolean }>('select pg_is_in_recovery() as rec');
+    assert.equal(r.rows[0]!.rec, false);
+    assert.equal(await serverPort(c), leader.pgPort);
+    await c.query('create table compat (id serial primary key, v text not null)');
+    const ins = await c.query("insert into compat (v) values ('first')");
+    assert.equal(ins.rowCount, 1);
+    await c.end();
+  });
+
+  void it('sends the read port only to non-leader members, in recovery', async () => {
+    const leader = member(await cluster.leader());
+    const replicaPorts = new Set(cluster.members.filter((m) => m !== leader).map((m) => m.pgPort));
+    const seen = new Set<number>();
+    for (let i = 0; i < 4; i++) {
+      const c = await open(ports.replicas!);
+      const r = await c.query<{ rec: boolean; port: number }>(
+        'select pg_is_in_recovery() as rec, inet_server_port() as port',
+      );
+      assert.equal(r.rows[0]!.rec, true);
+      assert.ok(replicaPorts.has(r.rows[0]!.port), `read session on port ${r.rows[0]!.port}`);
+      seen.add(r.rows[0]!.port);
+    }
+    assert.equal(seen.size, 2, 'open read sessions spread over both replicas');
+  });
+
+  void it('follows patronictl switchover: old sessions closed, new writes on the new leader', async () => {
+    const oldLeader = member(await cluster.leader());
+    const candidate = cluster.members.find((m) => m !== oldLeader)!;
+    const held = await open(ports.primary!);
+    assert.equal(await serverPort(held), oldLeader.pgPort);
+    const heldClosed = closedBy(held);
+
+    const s = newStats();
+    const stop = { now: false };
+    onCleanup(() => {
+      stop.now = true;
+    });
+    const writer = runWriter(ports.primary!, s, stop);
+    await waitFor('the writer to insert before the switchover', () => s.inserts >= 3);
+
+    const result = await cluster.patronictl([
+      'switchover',
+      cluster.scope,
+      '--leader',
+      oldLeader.name,
+      '--candidate',
+      candidate.name,
+      '--force',
+    ]);
+    assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+    await waitFor(
+      'Patroni to report the new leader',
+      async () => (await cluster.leader()) === candidate.name,
+      30_000,
+    );
+
+    const how = await Promise.race([heldClosed, sleep(20_000, 'still open')]);
+    assert.ok(how === '57P01' || how === 'end', `held session on the old leader: ${how}`);
+
+    await waitFor(
+      'a new write session on the new leader',
+      async () => {
+        const c = newClient(ports.primary!);
+        try {
+          await c.connect();
+          const r = await c.query<{ port: number; rec: boolean }>(
+            "insert into compat (v) values ('after') returning inet_server_port() as port, pg_is_in_recovery() as rec",
+          );
+          return r.rows[0]!.port === candidate.pgPort && !r.rows[0]!.rec;
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      },
+      30_000,
+      200,
+    );
+    await waitFor(
+      'the writer to insert on the new leader',
+      () => s.ports.filter((p) => p === candidate.pgPort).length >= 3,
+      15_000,
+    );
+    stop.now = true;
+    await writer;
+    console.log(
+      `writer across switchover ${oldLeader.name} -> ${candidate.name}: attempts=${s.attempts} inserts=${s.inserts} ` +
+        `connectFailures=${s.connectFailures} readOnlyFailures=${s.readOnlyFailures} ` +
+        `otherFailures=${s.otherFailures.length} longestGapMs=${s.longestGapMs}` +
+        (s.otherFailures.length > 0 ? `\n  ${s.otherFailures.join('\n  ')}` : ''),
+    );
+    assert.equal(s.readOnlyFailures, 0, 'an insert ran on a read-only node');
+    const allowed = new Set([oldLeader.pgPort, candidate.pgPort]);
+    assert.ok(s.ports.every((p) => allowed.has(p)));
+    // Once on the new leader, never back on the old one.
+    const firstNew = s.ports.indexOf(candidate.pgPort);
+    assert.ok(
+      s.ports.slice(firstNew).every((p) => p === candidate.pgPort),
+      `ports: ${s.ports.join(',')}`,
+    );
+  });
+});

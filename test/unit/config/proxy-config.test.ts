@@ -1,0 +1,138 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- these tests build deliberately wrong, untyped config documents */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseProxyConfig } from '../../../src/config/proxy-schema.js';
+import { isPgfleetError } from '../../../src/errors.js';
+
+const base = () => ({
+  scope: 'batman',
+  etcd3: { hosts: ['127.0.0.1:2379'] },
+  proxy: {
+    listeners: [
+      { name: 'primary', listen: '127.0.0.1:5000', role: 'primary' },
+      { name: 'replicas', listen: '127.0.0.1:5001', role: 'replica', max_lag: '1MB' },
+    ],
+  },
+});
+
+/** Every problem, one per line, as the loader reports them. */
+function problems(doc: unknown): string[] {
+  try {
+    parseProxyConfig(doc);
+  } catch (err) {
+    assert.ok(isPgfleetError(err, 'ERR_CONFIG_INVALID'));
+    return (err.details?.problems as string[]) ?? [];
+  }
+  return [];
+}
+
+describe('proxy config', () => {
+  it('accepts the documented shape and applies defaults and units', () => {
+    const c = parseProxyConfig({
+      ...base(),
+      namespace: '/service',
+      proxy: {
+        ...base().proxy,
+        admin: { listen: '127.0.0.1:8404' },
+        wait_timeout: '5s',
+        health_check: { interval: '1s', timeout: '2s', fall: 2, rise: 1 },
+      },
+    });
+    assert.equal(c.proxy.wait_timeout, 5000);
+    assert.equal(c.proxy.listeners[1]!.max_lag, 1024 * 1024);
+    assert.equal(c.proxy.listeners[0]!.balance, 'least_connections');
+    assert.equal(c.proxy.listeners[0]!.on_unroutable, 'drop');
+    assert.equal(c.proxy.health_check.enabled, true);
+    assert.deepEqual(c.etcd3.hosts, [{ host: '127.0.0.1', port: 2379 }]);
+    assert.ok(Object.isFrozen(c.proxy.listeners[0]));
+  });
+
+  it('leaves health checks off when the section is absent', () => {
+    assert.equal(parseProxyConfig(base()).proxy.health_check.enabled, false);
+  });
+
+  it('accepts an agent file (extra top-level keys) so one file can serve both', () => {
+    assert.equal(
+      parseProxyConfig({ ...base(), name: 'pg1', restapi: { listen: '127.0.0.1:8008' }, postgresql: {} })
+        .scope,
+      'batman',
+    );
+  });
+
+  const cases: {
+    name: string;
+    mutate: (d: ReturnType<typeof base> & Record<string, any>) => void;
+    expect: string[];
+  }[] = [
+    {
+      name: 'missing scope',
+      mutate: (d) => delete (d as Partial<typeof d>).scope,
+      expect: ['scope: is required'],
+    },
+    {
+      name: 'bad size and duration',
+      mutate: (d) => {
+        (d.proxy.listeners[1] as any).max_lag = 'lots';
+        (d.proxy as any).wait_timeout = 'soon';
+      },
+      expect: [
+        'proxy.wait_timeout: must be a duration like "5s" or "250ms" (got "soon")',
+        'proxy.listeners[1].max_lag: must be a size like "16MB" (got "lots")',
+      ],
+    },
+    {
+      name: 'bad role and port',
+      mutate: (d) => {
+        (d.proxy.listeners[0] as any).role = 'boss';
+        d.proxy.listeners[0]!.listen = '127.0.0.1:99999';
+      },
+      expect: [
+        'proxy.listeners[0].listen: must be "host:port" with a port from 1 to 65535 (got "127.0.0.1:99999")',
+        'proxy.listeners[0].role: must be one of primary, replica, any (got "boss")',
+      ],
+    },
+    {
+      name: 'duplicate names and addresses',
+      mutate: (d) => d.proxy.listeners.push({ name: 'primary', listen: '127.0.0.1:5000', role: 'primary' }),
+      expect: [
+        'proxy.listeners[2].name: duplicate listener name "primary"',
+        'proxy.listeners[2].listen: address 127.0.0.1:5000 is used by another listener',
+      ],
+    },
+    {
+      name: 'max_lag on a primary listener',
+      mutate: (d) => ((d.proxy.listeners[0] as any).max_lag = '1MB'),
+      expect: ['proxy.listeners[0].max_lag: only applies to role: replica'],
+    },
+    {
+      name: 'unknown key',
+      mutate: (d) => ((d.proxy as any).listners = []),
+      expect: ['proxy: unknown key(s) "listners"'],
+    },
+    {
+      name: 'no etcd hosts',
+      mutate: (d) => (d.etcd3.hosts = []),
+      expect: ['etcd3.hosts: at least one etcd host is required'],
+    },
+    {
+      name: 'no listeners',
+      mutate: (d) => (d.proxy.listeners = []),
+      expect: ['proxy.listeners: at least one listener is required'],
+    },
+  ];
+  for (const c of cases) {
+    it(`reports ${c.name} with its path`, () => {
+      const d = base();
+      c.mutate(d as never);
+      assert.deepEqual(problems(d).sort(), [...c.expect].sort());
+    });
+  }
+
+  it('reports every problem at once', () => {
+    const d = base() as any;
+    delete d.scope;
+    d.proxy.listeners[0].role = 'x';
+    d.proxy.wait_timeout = 'y';
+    assert.equal(problems(d).length, 3);
+  });
+});

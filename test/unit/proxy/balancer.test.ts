@@ -1,0 +1,33 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { pickNode } from '../../../src/proxy/balancer.js';
+import type { RouteNode } from '../../../src/routing/types.js';
+
+const node = (name: string): RouteNode => ({
+  key: `${name}@127.0.0.1:1`,
+  name,
+  host: '127.0.0.1',
+  port: 1,
+  role: 'replica',
+});
+const nodes = [node('a'), node('b'), node('c')];
+const counts: Record<string, number> = { 'a@127.0.0.1:1': 5, 'b@127.0.0.1:1': 1, 'c@127.0.0.1:1': 1 };
+const count = (k: string) => counts[k] ?? 0;
+
+describe('pickNode', () => {
+  it('least connections picks the emptiest node, tie broken by the cursor', () => {
+    assert.equal(pickNode(nodes, new Set(), 'least_connections', count, 0)?.name, 'b');
+    assert.equal(pickNode(nodes, new Set(), 'least_connections', count, 1)?.name, 'c');
+  });
+  it('round robin walks the candidates', () => {
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => pickNode(nodes, new Set(), 'round_robin', count, i)?.name),
+      ['a', 'b', 'c', 'a'],
+    );
+  });
+  it('skips excluded nodes and returns undefined when none is left', () => {
+    assert.equal(pickNode(nodes, new Set(['b@127.0.0.1:1']), 'least_connections', count, 0)?.name, 'c');
+    assert.equal(pickNode(nodes, new Set(nodes.map((n) => n.key)), 'round_robin', count, 0), undefined);
+    assert.equal(pickNode([], new Set(), 'least_connections', count, 0), undefined);
+  });
+});

@@ -1,0 +1,45 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { stepCheck, UNKNOWN_CHECK, type CheckState } from '../../../src/proxy/check-state.js';
+
+function run(results: boolean[], fall: number, rise: number): (string | undefined)[] {
+  let s: CheckState = UNKNOWN_CHECK;
+  return results.map((ok) => (s = stepCheck(s, ok, fall, rise)).verdict);
+}
+
+describe('stepCheck (fall/rise hysteresis)', () => {
+  const cases = [
+    { name: 'first result decides at once', results: [false], fall: 3, rise: 2, expect: ['down'] },
+    {
+      name: 'up needs `fall` failures in a row to go down',
+      results: [true, false, false, false],
+      fall: 3,
+      rise: 2,
+      expect: ['up', 'up', 'up', 'down'],
+    },
+    {
+      name: 'a success resets the failure streak',
+      results: [true, false, false, true, false, false],
+      fall: 3,
+      rise: 2,
+      expect: ['up', 'up', 'up', 'up', 'up', 'up'],
+    },
+    {
+      name: 'down needs `rise` successes to come back',
+      results: [false, true, true],
+      fall: 3,
+      rise: 2,
+      expect: ['down', 'down', 'up'],
+    },
+    {
+      name: 'fall 1 rise 1 follows every result',
+      results: [true, false, true],
+      fall: 1,
+      rise: 1,
+      expect: ['up', 'down', 'up'],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => assert.deepEqual(run(c.results, c.fall, c.rise), c.expect));
+  }
+});
