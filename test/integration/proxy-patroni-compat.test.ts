@@ -206,6 +206,7 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
       candidate.name,
       '--force',
     ]);
+    console.log(result.stdout, result.stderr);
     assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
     await waitFor(
       'Patroni to report the new leader',
