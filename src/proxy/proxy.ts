@@ -293,16 +293,11 @@ export class Proxy {
     );
     this.#waits.wakeAll();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
-    console.log('DBG health');
     await this.#health?.close();
-    console.log('DBG watcher');
     await this.#watcher.close();
     this.#etcd.close();
-    console.log('DBG admin');
     await this.#admin?.close();
-    console.log('DBG listeners');
     await listenersClosed;
-    console.log('DBG done');
     this.#state = 'closed';
   }
 }
