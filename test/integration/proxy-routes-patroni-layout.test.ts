@@ -4,12 +4,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import type { Etcd3 } from 'etcd3';
 import type pg from 'pg';
 import {
   cleanupAll,
   startEtcd,
+  queryOnce,
   startPgCluster,
   waitFor,
   type EtcdServer,
@@ -55,6 +57,7 @@ void describe('proxy routes a Patroni-layout cluster', () => {
       [
         { name: 'primary', role: 'primary' },
         { name: 'replicas', role: 'replica', max_lag: '1MB' },
+        { name: 'tls', role: 'primary', tls: 'passthrough' },
       ],
       { max_client_connections: 50 },
     ));
@@ -87,24 +90,53 @@ void describe('proxy routes a Patroni-layout cluster', () => {
   void it('routes a cancel through the read port to the right server', async () => {
     const a = await connected(ports.replicas!);
     const b = await connected(ports.replicas!);
-    assert.notEqual(await serverPort(a), await serverPort(b));
+    const aPort = await serverPort(a);
+    assert.notEqual(aPort, await serverPort(b));
     const slow = a.query('select pg_sleep(30)');
     const slowResult = slow.then(
       () => 'finished',
       (err: { code?: string }) => err.code,
     );
-    await waitFor('the query to run', async () => {
-      const rows = await b.query("select 1 from pg_stat_activity where query = 'select pg_sleep(30)'");
-      // pg_stat_activity is per server: ask the server `a` is on.
-      return rows.rowCount !== null || true;
+    await waitFor('the query to run on its server', async () => {
+      const rows = await queryOnce(
+        aPort,
+        "select 1 from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'",
+      );
+      return rows.length > 0;
     });
-    await new Promise((r) => setTimeout(r, 200));
     await sendCancel(ports.replicas!, a);
     assert.equal(await slowResult, '57014');
     const r = await b.query('select 1 as one');
     assert.equal(r.rows[0].one, 1);
     await a.end();
     await b.end();
+  });
+
+  void it('forwards SSLRequest to the server with tls: passthrough and relays what follows', async () => {
+    // The harness's servers run without SSL, so the server itself answers 'N' (the proxy's own
+    // `tls: disable` answer would look the same: the startup that follows proves the pipe).
+    const sock = connect({ host: '127.0.0.1', port: ports.tls! });
+    const got: Buffer[] = [];
+    sock.on('data', (c: Buffer) => got.push(c));
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    const ssl = Buffer.alloc(8);
+    ssl.writeInt32BE(8, 0);
+    ssl.writeInt32BE(80877103, 4);
+    sock.write(ssl);
+    await waitFor('the server to answer the SSLRequest', () => Buffer.concat(got).length >= 1);
+    assert.equal(Buffer.concat(got).toString('latin1', 0, 1), 'N');
+    const body = Buffer.from('user\0postgres\0database\0postgres\0\0');
+    const startup = Buffer.alloc(8 + body.length);
+    startup.writeInt32BE(startup.length, 0);
+    startup.writeInt32BE(196608, 4);
+    body.copy(startup, 8);
+    sock.write(startup);
+    await waitFor('ReadyForQuery through the pipe', () =>
+      Buffer.concat(got).includes(Buffer.from([0x5a, 0, 0, 0, 5])),
+    );
+    const sessions = proxy.status().sessions.tls ?? {};
+    assert.equal(sessions[pgc.primary.name], 1);
+    sock.destroy();
   });
 
   void it('answers a malformed startup packet with 08P01 and keeps serving', async () => {
