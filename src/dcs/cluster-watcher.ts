@@ -111,11 +111,13 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
   }
 
   async #watchUntilBroken(revision: number): Promise<void> {
-    const watcher = await this.#client
+    // `watcher()` (what `create()` wraps) attaches at once; our handlers are in place before it
+    // connects, so a probe failure or close() can break a watch that never gets created.
+    const watcher = this.#client
       .watch()
       .prefix(this.#opts.keys.prefix)
       .startRevision(String(revision + 1))
-      .create();
+      .watcher();
     try {
       await new Promise<void>((resolve, reject) => {
         this.#breakWatch = () => reject(new Error('liveness probe failed'));

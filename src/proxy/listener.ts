@@ -12,6 +12,8 @@ export class Listener {
   readonly #admit: () => boolean;
   readonly #server: Server;
   #listening = false;
+  /** Every open client socket, in any phase, so shutdown can end the ones no registry knows. */
+  readonly #sockets = new Set<Socket>();
 
   constructor(ctx: ListenerContext<ClientSession>, admit: () => boolean) {
     this.#ctx = ctx;
@@ -31,6 +33,8 @@ export class Listener {
   }
 
   #onConnection(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
     tuneSocket(socket, this.#ctx.tuning);
     const overLimit = !this.#admit();
     new ClientSession(socket, this.#ctx, overLimit).start();
@@ -56,10 +60,16 @@ export class Listener {
     });
   }
 
-  /** Stops accepting; existing sessions are left to the caller. Idempotent. */
-  async close(): Promise<void> {
+  /** Stops accepting, then waits up to `graceMs` for open sessions to end before destroying them. */
+  async close(graceMs: number): Promise<void> {
     if (!this.#listening) return;
     this.#listening = false;
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([closed, grace]);
+    clearTimeout(timer);
+    for (const s of this.#sockets) s.destroy();
+    await closed;
   }
 }

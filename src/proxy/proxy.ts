@@ -25,6 +25,9 @@ import { ProxyMetrics } from './metrics.js';
 import type { ClientSession } from './session.js';
 import { WaitQueue } from './wait-queue.js';
 
+/** How long sessions get to finish their goodbye (FATAL 57P01) before their sockets are destroyed. */
+const SHUTDOWN_GRACE_MS = 2_000;
+
 export interface ProxyStatus {
   readonly cluster: string;
   readonly generation: number;
@@ -286,7 +289,7 @@ export class Proxy {
   async close(): Promise<void> {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#state = 'closing';
-    const listenersClosed = Promise.all(this.#listeners.map((l) => l.close()));
+    const listenersClosed = Promise.all(this.#listeners.map((l) => l.close(SHUTDOWN_GRACE_MS)));
     this.#registry.terminateAll(
       'shutdown',
       'terminating connection because the pgfleet proxy is shutting down',

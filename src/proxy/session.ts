@@ -67,6 +67,7 @@ export class ClientSession {
   #lastError: string | undefined;
   /** SQLSTATE to report if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
   #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
+  #handshakeTimer: NodeJS.Timeout | undefined;
 
   constructor(client: Socket, ctx: ListenerContext<ClientSession>, overLimit: boolean) {
     this.#client = client;
@@ -91,7 +92,9 @@ export class ClientSession {
         this.#pendingClient.push(chunk);
         return;
       case 'handshake':
-        this.#server?.write(chunk);
+        // The client now takes part (auth answers, pipelined queries): no invisible retry after this.
+        this.#clientInvolved = true;
+        if (this.#server && !this.#server.write(chunk)) this.#client.pause();
         return;
       default:
         return;
@@ -108,8 +111,19 @@ export class ClientSession {
     switch (p.kind) {
       case 'ssl':
         if (this.#ctx.listener.tls === 'passthrough') {
-          this.#passthrough = true;
-          this.#beginRouting(SSL_REQUEST, r.rest);
+          if (this.#overLimit) {
+            this.#fail('too_many_clients', SQLSTATE.TOO_MANY_CONNECTIONS, 'sorry, too many clients already');
+          } else if (r.rest.length > 0) {
+            // Bytes after an SSLRequest, before the TLS handshake, are an injection vector (CVE-2021-23214).
+            this.#fail(
+              'protocol_error',
+              SQLSTATE.PROTOCOL_VIOLATION,
+              'received unencrypted data after SSL request',
+            );
+          } else {
+            this.#passthrough = true;
+            this.#beginRouting(SSL_REQUEST, r.rest);
+          }
           return;
         }
         this.#client.write(sslRefused());
@@ -122,6 +136,7 @@ export class ClientSession {
         this.#clearStartupTimer();
         void forwardCancel(this.#ctx, p.processId, p.secretKey, p.raw).finally(() => {
           this.#client.end();
+          setTimeout(() => this.#client.destroy(), 1_000).unref();
           this.#ctx.released();
         });
         return;
@@ -225,16 +240,28 @@ export class ClientSession {
       server.destroy();
       return 'done';
     }
+    if (!this.#stillRouted(node)) {
+      // The table dropped this node while we were connecting: choose again.
+      server.destroy();
+      this.#dropNode();
+      return 'retry';
+    }
     this.#server = server;
     const settled = new Promise<Attempt>((resolve) => (this.#settle = resolve));
     server.on('error', (err) => (this.#lastError = err.message));
     server.on('close', () => this.#onServerClose());
     if (this.#passthrough) {
-      this.#startRelay(Buffer.alloc(0), started);
       server.write(this.#startupPacket!);
+      this.#startRelay(Buffer.alloc(0), started);
       return 'ok';
     }
     this.#phase = 'handshake';
+    this.#handshakeTimer = setTimeout(() => {
+      this.#lastError = `server ${node.name} did not complete startup within ${ctx.startupTimeoutMs / 1000}s`;
+      this.#lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+      this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError);
+    }, ctx.startupTimeoutMs);
+    server.on('drain', () => this.#client.resume());
     const reader = new StartupReplyReader();
     const held: Buffer[] = [];
     let hotStandby: string | undefined;
@@ -261,7 +288,8 @@ export class ClientSession {
         else this.#finishWith(held, 'startup_rejected');
       } else if (r.done) {
         const expected = node.role === 'primary' ? 'off' : 'on';
-        if (hotStandby !== undefined && hotStandby !== expected) {
+        // A primary must prove it is writable; a replica that does not say is taken on the DCS's word.
+        if (node.role === 'primary' ? hotStandby !== 'off' : hotStandby === 'off') {
           this.#lastError = `server ${node.name} reports in_hot_standby=${hotStandby}, expected ${expected} for a ${node.role}`;
           this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
           ctx.log.warn(
@@ -279,6 +307,7 @@ export class ClientSession {
       }
     });
     server.write(this.#startupPacket!);
+    if (this.#pendingClient.length > 0) this.#clientInvolved = true;
     for (const b of this.#pendingClient) server.write(b);
     this.#pendingClient = [];
     this.#client.resume();
@@ -322,6 +351,8 @@ export class ClientSession {
     const client = this.#client;
     const server = this.#server!;
     this.#phase = 'relay';
+    if (this.#handshakeTimer) clearTimeout(this.#handshakeTimer);
+    this.#handshakeTimer = undefined;
     ctx.metrics.connectSeconds.observe(
       { listener: ctx.listener.name, node: this.#node!.name },
       (performance.now() - started) / 1000,
@@ -409,7 +440,13 @@ export class ClientSession {
     this.#close(reason);
   }
 
+  #stillRouted(node: RouteNode): boolean {
+    return this.#ctx.route()?.nodes.some((n) => n.key === node.key && n.role === node.role) ?? false;
+  }
+
   #dropServer(): void {
+    if (this.#handshakeTimer) clearTimeout(this.#handshakeTimer);
+    this.#handshakeTimer = undefined;
     const s = this.#server;
     this.#server = undefined;
     if (s) {

@@ -6,12 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { cleanupAll, makeTempDir, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import { cleanupAll, makeTempDir, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import type { Proxy } from '../../src/proxy/proxy.js';
-import { rawExchange, startProxy } from './proxy-helpers.js';
+import { KEYS, etcdClient, rawExchange, startProxy } from './proxy-helpers.js';
 
 const run = promisify(execFile);
 
@@ -84,6 +84,34 @@ describe('proxy limits and bad input', () => {
     ]);
     const m = await proxy.metrics.sessionsClosed.get();
     assert.ok(m.values.some((v) => v.labels.reason === 'startup_timeout' && v.value >= 1));
+  });
+
+  it('gives up on a server that accepts but never answers the startup (no hung session)', async () => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', () => resolve()));
+    onCleanup(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    silent.on('connection', (sock) => onCleanup(() => void sock.destroy()));
+    const port = (silent.address() as AddressInfo).port;
+    const kv = etcdClient(etcd);
+    const member = {
+      conn_url: `postgres://127.0.0.1:${port}/postgres`,
+      state: 'running',
+      role: 'master',
+      xlog_location: 1,
+    };
+    await kv.put(KEYS.member('hung')).value(JSON.stringify(member)).exec();
+    await kv.put(KEYS.leader).value('hung').exec();
+    await waitFor(
+      'the hung node to be routed',
+      () => proxy.table.listeners.get('primary')?.nodes.length === 1,
+    );
+    const reply = await rawExchange(ports.primary!, startupPacket('app'), 10_000);
+    const text = reply.toString('utf8');
+    assert.match(text, /C08006/);
+    assert.match(text, /did not complete startup/);
+    await kv.delete().key(KEYS.leader).exec();
+    await kv.delete().key(KEYS.member('hung')).exec();
+    await waitFor('no route again', () => proxy.table.listeners.get('primary')?.nodes.length === 0);
   });
 
   it('rejects an oversize startup packet with 08P01', async () => {
