@@ -15,6 +15,8 @@ export const ErrorCodes = {
   ERR_POSTGRES: 'a PostgreSQL command failed',
   ERR_HEALTH_CHECK: 'health check failed',
   ERR_TIMEOUT: 'an operation timed out',
+  ERR_CTL_REJECTED: 'the control command is not possible on this cluster',
+  ERR_CTL_FAILED: 'the cluster did not carry out the control command',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -227,7 +227,7 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       return true;
     case 'stop':
       ctx.setState('stopping');
-      await ctx.node.stop('fast');
+      await ctx.node.stop(action.graceful === true ? 'smart' : 'fast');
       ctx.setState('stopped');
       return true;
     case 'release':

@@ -27,4 +27,53 @@ program
     process.exitCode = await runAgent(opts);
   });
 
+const ctl = program
+  .command('ctl')
+  .description('inspect and control a cluster (patronictl subset): list, switchover, failover, pause, resume')
+  .requiredOption('-c, --config <file>', 'a YAML file with scope, namespace and etcd3 (an agent config)');
+
+const ctlConfig = (): string => ctl.opts<{ config: string }>().config;
+
+ctl
+  .command('list')
+  .description('show the members, their role, state, timeline and lag')
+  .action(async () => {
+    const { runCtl } = await import('./ctl.js');
+    process.exitCode = await runCtl({ config: ctlConfig(), command: 'list' });
+  });
+
+ctl
+  .command('switchover')
+  .description('hand the leader role to a replica, cleanly')
+  .option('--candidate <name>', 'the member to promote (default: the healthiest replica)')
+  .option('--scheduled <time>', 'only "now": scheduled switchover is not supported yet')
+  .option('--force', 'do not ask for confirmation')
+  .action(async (opts: { candidate?: string; scheduled?: string; force?: boolean }) => {
+    const { runCtl } = await import('./ctl.js');
+    process.exitCode = await runCtl({ config: ctlConfig(), command: 'switchover', ...opts });
+  });
+
+ctl
+  .command('failover')
+  .description('promote a given replica, with or without a healthy leader')
+  .requiredOption('--candidate <name>', 'the member to promote')
+  .option('--force', 'do not ask for confirmation')
+  .action(async (opts: { candidate: string; force?: boolean }) => {
+    const { runCtl } = await import('./ctl.js');
+    process.exitCode = await runCtl({ config: ctlConfig(), command: 'failover', ...opts });
+  });
+
+for (const [name, description] of [
+  ['pause', 'maintenance mode: the agents take no automatic action (Patroni pause)'],
+  ['resume', 'leave maintenance mode'],
+] as const) {
+  ctl
+    .command(name)
+    .description(description)
+    .action(async () => {
+      const { runCtl } = await import('./ctl.js');
+      process.exitCode = await runCtl({ config: ctlConfig(), command: name });
+    });
+}
+
 await program.parseAsync(process.argv);

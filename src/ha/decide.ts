@@ -15,9 +15,16 @@
  * | up      | replica                 | mine         | renew, promote                             |
  * | up      | replica                 | none         | acquire + promote if healthiest            |
  * | up      | replica                 | other        | follow it (restart if following another)   |
+ *
+ * Maintenance mode (`pause: true` in the `config` key, Patroni's pause) turns off the automatic
+ * actions — no start of a stopped Postgres, no demote of a primary without the lock, no race for a
+ * free leader key by a replica — and prefixes sentences with "PAUSE: ". Manual switchover and
+ * failover still work, a primary still takes or keeps a free key, replicas still follow. Fencing on
+ * DCS loss still happens: without the DCS the agent cannot know whether the cluster is paused.
  */
 import type { ClusterView } from '../cluster/types.js';
 import { slotNameFor } from '../postgres/conf.js';
+import { isPaused } from './dynamic-config.js';
 import { candidateTurn, leaderHandover } from './switchover.js';
 import type { Decision, Observation } from './types.js';
 
@@ -113,11 +120,13 @@ function decideAsPrimary(obs: Observation, view: ClusterView, wal: number): Deci
         failureSentence: 'failed to acquire the lock: another member was faster',
       };
     }
+    if (isPaused(view.config)) return none(`PAUSE: continue to run as primary without lock (${blocker})`);
     return {
       actions: [{ type: 'demote', leader: undefined }],
       sentence: `demoting self because I do not have the lock and ${blocker}`,
     };
   }
+  if (isPaused(view.config)) return none('PAUSE: continue to run as primary without lock');
   return {
     actions: [{ type: 'demote', leader: view.leader }],
     sentence: `demoting self because I do not have the lock and I was a leader; following '${view.leader}'`,
@@ -135,6 +144,7 @@ function decideAsReplica(obs: Observation, view: ClusterView, wal: number): Deci
   if (view.leader === undefined) {
     const manual = obs.failover && candidateTurn(obs, view, obs.failover);
     if (manual) return manual;
+    if (isPaused(view.config)) return none('PAUSE: no action: no leader, and automatic failover is disabled');
     const blocker = healthiestBlocker(obs, view, wal);
     if (blocker !== undefined) return none(`following a different leader because ${blocker}`);
     return {
@@ -157,6 +167,7 @@ export function decide(obs: Observation): Decision {
   if (!view) return decideWithoutDcs(obs);
   if (!obs.pg.hasData) return decideWithoutData(obs, view);
   if (!obs.pg.running) {
+    if (isPaused(view.config)) return none('PAUSE: postgres is not running');
     const leader = view.leader !== undefined && view.leader !== obs.name ? view.leader : undefined;
     return {
       actions: [{ type: 'start', leader }],

@@ -74,3 +74,8 @@ export function effectiveSettings(
   }
   return { settings: { ...timing, maximumLagOnFailoverBytes: maxLag, parameters }, problems };
 }
+
+/** Patroni's maintenance mode: `pause: true` in the `config` key (`patronictl pause`). */
+export function isPaused(config: Readonly<Record<string, unknown>>): boolean {
+  return config.pause === true || config.pause === 'true';
+}

@@ -1,7 +1,8 @@
 /**
  * Manual switchover/failover (Patroni's `failover` key), as pure pieces of decide():
  * - the leader named as `leader` (or any leader when absent) hands over when a candidate is
- *   running: stop Postgres cleanly (replicas receive all WAL), release the key, restart read-only;
+ *   running: stop Postgres cleanly (smart, so sessions in flight finish, then fast; replicas
+ *   receive all WAL), release the key, restart read-only;
  * - while no one holds the key, only the named candidate races; without a candidate, everyone
  *   but the former leader races as usual;
  * - the new leader removes the request.
@@ -40,7 +41,7 @@ export function leaderHandover(
     };
   }
   return {
-    actions: [{ type: 'stop' }, { type: 'release' }, { type: 'start', leader: undefined }],
+    actions: [{ type: 'stop', graceful: true }, { type: 'release' }, { type: 'start', leader: undefined }],
     sentence: 'manual failover: demoting myself',
   };
 }

@@ -53,7 +53,12 @@ export type Action =
   | { readonly type: 'renew' }
   | { readonly type: 'promote' }
   | { readonly type: 'demote'; readonly leader: string | undefined }
-  | { readonly type: 'stop' }
+  /**
+   * `graceful` (switchover): smart shutdown first — new connections are refused with 57P03 (which
+   * the proxy retries while it waits for the new leader), running sessions finish — then fast.
+   * Without it (fencing), fast shutdown at once.
+   */
+  | { readonly type: 'stop'; readonly graceful?: boolean }
   | { readonly type: 'release' }
   | { readonly type: 'clear_failover' }
   | { readonly type: 'follow'; readonly leader: string }

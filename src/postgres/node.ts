@@ -24,6 +24,11 @@ import { runProgram, type RunAs } from './process.js';
 import { runSql, type Row } from './sql-client.js';
 import { probeSql, parseProbe, type PgProbe } from './probe.js';
 
+/** smart: sessions finish (bounded), then fast; fast: abort sessions, checkpoint; immediate: no checkpoint. */
+export type StopMode = 'smart' | 'fast' | 'immediate';
+/** How long a smart shutdown waits for sessions before going fast: well under a proxy's wait_timeout. */
+const SMART_DRAIN_MS = 2_000;
+
 export interface PostgresNodeOptions {
   readonly dataDir: string;
   readonly binDir: string;
@@ -65,7 +70,7 @@ export interface PostgresControl {
   cloneFrom(source: StandbySettings): Promise<void>;
   rewindFrom(source: RewindSource): Promise<void>;
   start(start: StartOptions): Promise<void>;
-  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  stop(mode?: StopMode): Promise<void>;
   restart(): Promise<void>;
   reconfigure(start: StartOptions): Promise<void>;
   applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void>;
@@ -266,16 +271,25 @@ export class PostgresNode implements PostgresControl {
     }
   }
 
-  /** Fast shutdown (SIGINT), escalating to immediate (SIGQUIT) then SIGKILL. */
-  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  /**
+   * Fast shutdown (SIGINT), escalating to immediate (SIGQUIT) then SIGKILL. `smart` first sends
+   * SIGTERM and waits up to SMART_DRAIN_MS for sessions in flight to finish (new connections get
+   * 57P03 meanwhile), then goes on as `fast`.
+   * @see https://www.postgresql.org/docs/15/server-shutdown.html
+   */
+  async stop(mode: StopMode = 'fast'): Promise<void> {
     const child = this.child;
     if (!child || !this.isRunning()) return;
-    child.kill(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
     const wait = (ms: number) =>
       Promise.race([
         this.exited.then(() => true),
         new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
       ]);
+    if (mode === 'smart') {
+      child.kill('SIGTERM');
+      if (await wait(SMART_DRAIN_MS)) return;
+    }
+    child.kill(mode === 'immediate' ? 'SIGQUIT' : 'SIGINT');
     if (await wait(this.opts.timeoutMs)) return;
     child.kill('SIGQUIT');
     if (await wait(5000)) return;

@@ -189,6 +189,70 @@ const cases: { name: string; obs: Observation; actions: string[]; sentence: stri
     actions: [],
     sentence: 'DCS is not accessible',
   },
+  {
+    name: 'pause: replica, leader key free → no race (automatic failover is disabled)',
+    obs: obs({ view: view({ config: { pause: true } }) }),
+    actions: [],
+    sentence: 'PAUSE: no action: no leader, and automatic failover is disabled',
+  },
+  {
+    name: 'pause: postgres stopped → not started',
+    obs: obs({ pg: stopped, view: view({ leader: 'n2', config: { pause: true } }) }),
+    actions: [],
+    sentence: 'PAUSE: postgres is not running',
+  },
+  {
+    name: 'pause: primary, another member holds the key → no demote',
+    obs: obs({ pg: primary, view: view({ leader: 'n2', config: { pause: true } }) }),
+    actions: [],
+    sentence: 'PAUSE: continue to run as primary without lock',
+  },
+  {
+    name: 'pause: primary behind others, key free → no demote',
+    obs: obs({
+      pg: primary,
+      view: view({
+        config: { pause: 'true' },
+        memberList: [member('n1'), member('n2', { xlogLocation: 2000 })],
+      }),
+    }),
+    actions: [],
+    sentence: "PAUSE: continue to run as primary without lock ('n2' is ahead of me)",
+  },
+  {
+    name: 'pause: primary, key free, healthiest → still takes the key',
+    obs: obs({ pg: primary, view: view({ config: { pause: true } }) }),
+    actions: ['acquire', 'sync_slots'],
+    sentence: 'acquired session lock as a leader',
+  },
+  {
+    name: 'pause: leader keeps renewing',
+    obs: obs({ pg: primary, view: view({ leader: 'n1', config: { pause: true } }) }),
+    actions: ['renew', 'sync_slots'],
+    sentence: 'no action: I am the leader with the lock',
+  },
+  {
+    name: 'pause: manual failover to me still promotes',
+    obs: obs({ view: view({ config: { pause: true } }), failover: { leader: undefined, member: 'n1' } }),
+    actions: ['acquire', 'promote', 'clear_failover'],
+    sentence: 'promoted self to leader by acquiring session lock (manual failover)',
+  },
+  {
+    name: 'pause: switchover from me still hands over',
+    obs: obs({
+      pg: primary,
+      view: view({ leader: 'n1', config: { pause: true } }),
+      failover: { leader: 'n1', member: 'n2' },
+    }),
+    actions: ['stop', 'release', 'start'],
+    sentence: 'manual failover: demoting myself',
+  },
+  {
+    name: 'pause: replica still follows a new leader',
+    obs: obs({ view: view({ leader: 'n3', config: { pause: true } }), following: 'n2' }),
+    actions: ['follow'],
+    sentence: "following new leader 'n3'",
+  },
 ];
 
 const switchoverCases: { name: string; obs: Observation; actions: string[]; sentence: string | RegExp }[] = [
@@ -285,6 +349,15 @@ void describe('decide()', () => {
   void it('a leader keeps one slot per other member', () => {
     const d = decide(obs({ pg: primary, view: view({ leader: 'n1' }) }));
     assert.deepEqual(d.actions[1], { type: 'sync_slots', slots: ['n2', 'n3'] });
+  });
+
+  void it('a switchover stops gracefully (smart, then fast); fencing stops at once', () => {
+    const handover = decide(
+      obs({ pg: primary, view: view({ leader: 'n1' }), failover: { leader: 'n1', member: 'n2' } }),
+    );
+    assert.deepEqual(handover.actions[0], { type: 'stop', graceful: true });
+    const fence = decide(cases.find((c) => c.name.includes('fencing=stop'))!.obs);
+    assert.deepEqual(fence.actions, [{ type: 'stop' }]);
   });
 
   void it('clone and follow name their leader', () => {

@@ -1,0 +1,44 @@
+/**
+ * `pgfleet ctl list`: the cluster as patronictl prints it. Pure: a ClusterView in, text out.
+ *
+ *   + Cluster: batman ----+---------+-----------+----+-----------+
+ *   | Member | Host           | Role    | State     | TL | Lag in MB |
+ */
+import type { ClusterView, Member } from '../cluster/types.js';
+import { formatHostPort } from '../config/common.js';
+import { isPaused } from '../ha/dynamic-config.js';
+
+const HEADER = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB'] as const;
+
+/** Lag of a replica behind the leader's published position, in MB (Patroni: unknown → blank). */
+function lagMb(view: ClusterView, m: Member): string {
+  if (m.name === view.leader) return '';
+  const leaderWal =
+    (view.leader === undefined ? undefined : view.members.get(view.leader)?.xlogLocation) ?? view.optime;
+  if (leaderWal === undefined || m.xlogLocation === undefined) return 'unknown';
+  return String(Math.round(Math.max(0, leaderWal - m.xlogLocation) / (1024 * 1024)));
+}
+
+export function memberRows(view: ClusterView): string[][] {
+  return [...view.members.values()]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((m) => [
+      m.name,
+      formatHostPort(m),
+      m.name === view.leader ? 'Leader' : 'Replica',
+      m.state,
+      m.timeline === undefined ? '' : String(m.timeline),
+      lagMb(view, m),
+    ]);
+}
+
+export function formatClusterTable(view: ClusterView): string {
+  const rows = memberRows(view);
+  const widths = HEADER.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  const rule = `+${widths.map((w) => '-'.repeat(w + 2)).join('+')}+`;
+  const title = `+ Cluster: ${view.scope} `;
+  const top = title + rule.slice(Math.min(title.length, rule.length - 1));
+  const paused = isPaused(view.config) ? ['Maintenance mode: on'] : [];
+  return [top, line(HEADER), rule, ...rows.map(line), rule, ...paused].join('\n');
+}
