@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Agent, AgentSnapshot } from '../agent/agent.js';
+import { isPaused } from '../ha/dynamic-config.js';
 
 /** pgfleet_agent_* counters, fed by the agent's `cycle` events. */
 export function registerCycleMetrics(registry: Registry, agent: Agent): void {
@@ -99,7 +100,9 @@ export function registerAgentMetrics(registry: Registry, scope: string, read: ()
     (s) => (s.lastDcsOkAtMs === undefined ? 0 : Math.floor(s.lastDcsOkAtMs / 1000)),
   );
   gauge('patroni_pending_restart', 'Value is 1 if the node needs a restart, 0 otherwise.', () => 0);
-  gauge('patroni_is_paused', 'Value is 1 if auto failover is disabled, 0 otherwise.', () => 0);
+  gauge('patroni_is_paused', 'Value is 1 if auto failover is disabled, 0 otherwise.', (s) =>
+    s.view && isPaused(s.view.config) ? 1 : 0,
+  );
   gauge('pgfleet_agent_last_cycle_age_seconds', 'Seconds since the agent last completed an HA cycle.', (s) =>
     s.lastCycleAtMs === undefined ? undefined : (Date.now() - s.lastCycleAtMs) / 1000,
   );

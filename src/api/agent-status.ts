@@ -5,6 +5,7 @@
 import { memberLagBytes } from '../cluster/types.js';
 import type { AgentSnapshot } from '../agent/agent.js';
 import { PATRONI_COMPAT_VERSION } from '../agent/member-status.js';
+import { isPaused } from '../ha/dynamic-config.js';
 import type { HealthFacts } from './health-rules.js';
 
 export function healthFacts(s: AgentSnapshot, nowMs: number, ttlMs: number): HealthFacts {
@@ -50,6 +51,7 @@ export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, u
       out.replication_state = p.walReceiverStatus === 'streaming' ? 'streaming' : 'in archive recovery';
   }
   if (s.view) out.cluster_unlocked = s.view.leader === undefined;
+  if (s.view && isPaused(s.view.config)) out.pause = true;
   if (s.lastDcsOkAtMs !== undefined) out.dcs_last_seen = Math.floor(s.lastDcsOkAtMs / 1000);
   return out;
 }

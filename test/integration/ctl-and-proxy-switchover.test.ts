@@ -175,6 +175,12 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
     assert.match(paused.stdout, /cluster management is paused/);
     assert.match((await ctl(replica.configFile, 'list')).stdout, /Maintenance mode: on/);
     assert.equal((await ctl(replica.configFile, 'pause')).code, 1, 'already paused');
+    await waitFor(
+      '/patroni to report pause',
+      async () => (await getJson<{ pause?: boolean }>(replica.apiPort, '/patroni')).body.pause === true,
+      5_000,
+      100,
+    );
 
     const pid = Number(readFileSync(path.join(replica.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
     process.kill(pid, 'SIGKILL');
