@@ -21,7 +21,6 @@ import {
   MessageBoundaryTracker,
   SQLSTATE,
   StartupFramer,
-  StartupReplyReader,
   errorResponse,
   sslRefused,
   type StartupParseResult,
@@ -33,6 +32,7 @@ import type { CloseReason } from './close-reason.js';
 import type { ListenerContext } from './listener-context.js';
 import { connectServer } from './upstream.js';
 import { forwardCancel } from './cancel-forward.js';
+import { StartupGate } from './startup-gate.js';
 
 type Phase = 'startup' | 'routing' | 'handshake' | 'relay' | 'closed';
 type Attempt = 'ok' | 'retry' | 'done';
@@ -262,50 +262,8 @@ export class ClientSession {
       this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError);
     }, ctx.startupTimeoutMs);
     server.on('drain', () => this.#client.resume());
-    const reader = new StartupReplyReader();
-    const held: Buffer[] = [];
-    let hotStandby: string | undefined;
-    server.on('data', (chunk: Buffer) => {
-      const r = reader.push(chunk);
-      let authRequest = false;
-      let error: { code: string; message: string } | undefined;
-      for (const ev of r.events) {
-        if (ev.type === 'authentication' && ev.code !== 0) authRequest = true;
-        else if (ev.type === 'parameterStatus' && ev.name === 'in_hot_standby') hotStandby = ev.value;
-        else if (ev.type === 'backendKeyData') {
-          this.#cancelKey = cancelKey(ev.processId, ev.secretKey);
-          ctx.cancels.add(this.#cancelKey, { host: node.host, port: node.port, node: node.name });
-        } else if (ev.type === 'error') error = ev;
-      }
-      held.push(r.done ? chunk.subarray(0, r.consumed) : chunk);
-      if (r.violation !== undefined) {
-        this.#lastError = `server sent invalid startup replies: ${r.violation}`;
-        this.#retryOrFail(SQLSTATE.PROTOCOL_VIOLATION, this.#lastError);
-      } else if (error) {
-        this.#lastError = `server refused: ${error.code} ${error.message}`;
-        this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
-        if (!this.#clientInvolved && RETRYABLE_SQLSTATES.has(error.code as never)) this.#retry();
-        else this.#finishWith(held, 'startup_rejected');
-      } else if (r.done) {
-        const expected = node.role === 'primary' ? 'off' : 'on';
-        // A primary must prove it is writable; a replica that does not say is taken on the DCS's word.
-        if (node.role === 'primary' ? hotStandby !== 'off' : hotStandby === 'off') {
-          this.#lastError = `server ${node.name} reports in_hot_standby=${hotStandby}, expected ${expected} for a ${node.role}`;
-          this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
-          ctx.log.warn(
-            { node: node.name, in_hot_standby: hotStandby },
-            'server role does not match the routing table',
-          );
-          this.#retryOrFail(SQLSTATE.CANNOT_CONNECT_NOW, this.#lastError);
-        } else {
-          this.#flush(held);
-          this.#startRelay(chunk.subarray(r.consumed), started);
-        }
-      } else if (authRequest) {
-        this.#clientInvolved = true;
-        this.#flush(held);
-      }
-    });
+    const gate = new StartupGate(node.role);
+    server.on('data', (chunk: Buffer) => this.#onStartupReply(gate, node, chunk, started));
     server.write(this.#startupPacket!);
     if (this.#pendingClient.length > 0) this.#clientInvolved = true;
     for (const b of this.#pendingClient) server.write(b);
@@ -314,14 +272,54 @@ export class ClientSession {
     return settled;
   }
 
-  #flush(held: Buffer[]): void {
-    for (const b of held) this.#client.write(b);
-    held.length = 0;
+  #onStartupReply(gate: StartupGate, node: RouteNode, chunk: Buffer, started: number): void {
+    const v = gate.push(chunk);
+    if (gate.backendKey && this.#cancelKey === undefined) {
+      this.#cancelKey = cancelKey(gate.backendKey.processId, gate.backendKey.secretKey);
+      this.#ctx.cancels.add(this.#cancelKey, { host: node.host, port: node.port, node: node.name });
+    }
+    switch (v.kind) {
+      case 'wait':
+        return;
+      case 'forward':
+        this.#clientInvolved = true;
+        this.#flush(gate);
+        return;
+      case 'invalid':
+        this.#lastError = `server sent invalid startup replies: ${v.reason}`;
+        this.#retryOrFail(SQLSTATE.PROTOCOL_VIOLATION, this.#lastError);
+        return;
+      case 'refused':
+        this.#lastError = `server refused: ${v.code} ${v.message}`;
+        this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+        if (!this.#clientInvolved && RETRYABLE_SQLSTATES.has(v.code as never)) this.#retry();
+        else this.#finishWith(gate, 'startup_rejected');
+        return;
+      case 'wrong_role': {
+        const expected = node.role === 'primary' ? 'off' : 'on';
+        this.#lastError = `server ${node.name} reports in_hot_standby=${v.inHotStandby ?? '(not reported)'}, expected ${expected} for a ${node.role}`;
+        this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+        this.#ctx.log.warn(
+          { node: node.name, in_hot_standby: v.inHotStandby },
+          'server role does not match the routing table',
+        );
+        this.#retryOrFail(SQLSTATE.CANNOT_CONNECT_NOW, this.#lastError);
+        return;
+      }
+      case 'ready':
+        this.#flush(gate);
+        this.#startRelay(v.rest, started);
+        return;
+    }
+  }
+
+  #flush(gate: StartupGate): void {
+    for (const b of gate.drain()) this.#client.write(b);
   }
 
   /** Send the server's own startup error (and whatever preceded it) to the client, then close. */
-  #finishWith(held: Buffer[], reason: CloseReason): void {
-    this.#flush(held);
+  #finishWith(gate: StartupGate, reason: CloseReason): void {
+    this.#flush(gate);
     this.#server?.destroy();
     this.#endClient(reason);
   }
