@@ -15,14 +15,17 @@ import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
 import { decide } from '../ha/decide.js';
 import { effectiveSettings, type HaSettings } from '../ha/dynamic-config.js';
+import type { PeerStatus } from '../ha/peer-status.js';
 import { parseFailover } from '../ha/switchover.js';
 import type { Decision, Observation } from '../ha/types.js';
 import type { ParamValue } from '../postgres/conf.js';
 import type { PostgresControl } from '../postgres/node.js';
 import type { PgProbe } from '../postgres/probe.js';
+import { parseHistoryKey } from '../postgres/timeline-history.js';
 import { execute, type ExecutorContext } from './executor.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import { askPeers, peerTimeoutMs } from './peer-probe.js';
 import { leaderStatusValue, memberValueFor, publishedState, type MemberState } from './member-status.js';
 
 export interface AgentOptions {
@@ -55,6 +58,11 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   /** Set whenever Postgres is seen running as primary; cleared once it follows a leader. */
   private formerPrimary = false;
   private probe: PgProbe | undefined;
+  /**
+   * Highest timeline our Postgres reported since the agent started: a replica's received_tli
+   * vanishes with its WAL receiver (the leader died), and the checkpoint timeline can lag behind.
+   */
+  private highestTimeline = 0;
   private snapshot: DcsSnapshot | undefined;
   private lastCycleAtMs: number | undefined;
   private lastDcsOkAtMs: number | undefined;
@@ -195,6 +203,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }
     try {
       this.probe = await node.probe();
+      this.highestTimeline = Math.max(this.highestTimeline, this.probe.timeline);
       if (!this.probe.inRecovery) this.formerPrimary = true;
       this.postmasterStartMs ??= Date.now();
     } catch {
@@ -202,12 +211,20 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }
   }
 
-  /** One HA cycle. Returns whether it acted (then the next cycle follows at once). */
-  private async cycle(): Promise<boolean> {
-    await this.observeDcs();
-    await this.observePostgres();
-    const view = this.snapshot?.view;
-    const obs: Observation = {
+  /**
+   * The other members' `/patroni` answers, only when the leader key is free and our Postgres
+   * answers (the only cycles where decide() may race for the key).
+   */
+  private async observePeers(view: ClusterView | undefined): Promise<PeerStatus[]> {
+    if (!view || view.leader !== undefined || !this.probe) return [];
+    return await askPeers(view, this.cfg.name, peerTimeoutMs(this.settings.retryTimeoutMs));
+  }
+
+  private observation(view: ClusterView | undefined, peers: readonly PeerStatus[]): Observation {
+    const history = parseHistoryKey(this.snapshot?.values.get('history'));
+    const lastSwitch = history[history.length - 1];
+    const probe = this.probe;
+    return {
       nowMs: performance.now(),
       name: this.cfg.name,
       view,
@@ -215,16 +232,27 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       pg: {
         hasData: this.opts.node.hasData(),
         running: this.opts.node.isRunning(),
-        status: this.probe,
+        status: probe && { ...probe, timeline: Math.max(probe.timeline, this.highestTimeline) },
       },
       failover: parseFailover(this.snapshot?.values.get('failover')),
       following: this.following,
+      peers,
+      clusterTimeline: lastSwitch === undefined ? undefined : lastSwitch[0] + 1,
       settings: {
         maximumLagOnFailoverBytes: this.settings.maximumLagOnFailoverBytes,
         nofailover: this.cfg.tags.nofailover,
+        failoverPriority: this.cfg.tags.failover_priority ?? 1,
         fencing: this.cfg.agent.fencing,
       },
     };
+  }
+
+  /** One HA cycle. Returns whether it acted (then the next cycle follows at once). */
+  private async cycle(): Promise<boolean> {
+    await this.observeDcs();
+    await this.observePostgres();
+    const view = this.snapshot?.view;
+    const obs = this.observation(view, await this.observePeers(view));
     const decision = decide(obs);
     const { outcome, failed } = await this.act(decision, view);
     this.lastCycleAtMs = Date.now();

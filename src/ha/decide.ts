@@ -25,6 +25,7 @@
 import type { ClusterView } from '../cluster/types.js';
 import { slotNameFor } from '../postgres/conf.js';
 import { isPaused } from './dynamic-config.js';
+import { healthiestBlocker } from './healthiest.js';
 import { candidateTurn, leaderHandover } from './switchover.js';
 import type { Decision, Observation } from './types.js';
 
@@ -75,24 +76,6 @@ function decideWithoutData(obs: Observation, view: ClusterView): Decision {
   return none('waiting for leader to bootstrap');
 }
 
-/**
- * Patroni's is_healthiest_node over published member positions: not tagged nofailover, lag
- * within maximum_lag_on_failover, and no running eligible member ahead of us (ties all race;
- * the etcd compare decides).
- */
-export function healthiestBlocker(obs: Observation, view: ClusterView, myWal: number): string | undefined {
-  if (obs.settings.nofailover) return 'I am not allowed to promote (nofailover)';
-  if (view.optime !== undefined && view.optime - myWal > obs.settings.maximumLagOnFailoverBytes) {
-    return `my lag ${view.optime - myWal} bytes exceeds maximum_lag_on_failover`;
-  }
-  for (const m of view.members.values()) {
-    if (m.name === obs.name || m.tags.nofailover || m.state !== 'running') continue;
-    if (m.name === obs.failover?.leader) continue; // the leader being switched over from never blocks
-    if (m.xlogLocation !== undefined && m.xlogLocation > myWal) return `'${m.name}' is ahead of me`;
-  }
-  return undefined;
-}
-
 function desiredSlots(view: ClusterView, me: string): string[] {
   return [...view.members.keys()]
     .filter((n) => n !== me)
@@ -100,7 +83,7 @@ function desiredSlots(view: ClusterView, me: string): string[] {
     .sort();
 }
 
-function decideAsPrimary(obs: Observation, view: ClusterView, wal: number): Decision {
+function decideAsPrimary(obs: Observation, view: ClusterView, wal: number, timeline: number): Decision {
   const slots = { type: 'sync_slots', slots: desiredSlots(view, obs.name) } as const;
   if (view.leader === obs.name) {
     const handover = obs.failover && leaderHandover(obs, view, obs.failover);
@@ -112,7 +95,7 @@ function decideAsPrimary(obs: Observation, view: ClusterView, wal: number): Deci
     };
   }
   if (view.leader === undefined) {
-    const blocker = healthiestBlocker(obs, view, wal);
+    const blocker = healthiestBlocker(obs, view, wal, timeline);
     if (blocker === undefined) {
       return {
         actions: [{ type: 'acquire' }, slots],
@@ -133,7 +116,7 @@ function decideAsPrimary(obs: Observation, view: ClusterView, wal: number): Deci
   };
 }
 
-function decideAsReplica(obs: Observation, view: ClusterView, wal: number): Decision {
+function decideAsReplica(obs: Observation, view: ClusterView, wal: number, timeline: number): Decision {
   if (view.leader === obs.name) {
     return {
       actions: [{ type: 'renew' }, { type: 'promote' }],
@@ -145,7 +128,7 @@ function decideAsReplica(obs: Observation, view: ClusterView, wal: number): Deci
     const manual = obs.failover && candidateTurn(obs, view, obs.failover);
     if (manual) return manual;
     if (isPaused(view.config)) return none('PAUSE: no action: no leader, and automatic failover is disabled');
-    const blocker = healthiestBlocker(obs, view, wal);
+    const blocker = healthiestBlocker(obs, view, wal, timeline);
     if (blocker !== undefined) return none(`following a different leader because ${blocker}`);
     return {
       actions: [{ type: 'acquire' }, { type: 'promote' }],
@@ -178,6 +161,6 @@ export function decide(obs: Observation): Decision {
   const status = obs.pg.status;
   if (!status) return none('postgres is running but not answering yet');
   return status.inRecovery
-    ? decideAsReplica(obs, view, status.walPosition)
-    : decideAsPrimary(obs, view, status.walPosition);
+    ? decideAsReplica(obs, view, status.walPosition, status.timeline)
+    : decideAsPrimary(obs, view, status.walPosition, status.timeline);
 }

@@ -9,10 +9,13 @@
  * @see patroni/ha.py process_manual_failover_from_leader, manual_failover_process_no_leader
  */
 import type { ClusterView, Member } from '../cluster/types.js';
+import { failoverTraits } from './peer-status.js';
 import type { Decision, FailoverRequest, Observation } from './types.js';
 
 function runningCandidate(m: Member | undefined, leader: string): boolean {
-  return m !== undefined && m.name !== leader && m.state === 'running' && !m.tags.nofailover;
+  return (
+    m !== undefined && m.name !== leader && m.state === 'running' && !failoverTraits(m.tags.all).nofailover
+  );
 }
 
 /** The leader's side. Undefined when the request does not concern it. */

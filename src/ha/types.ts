@@ -3,6 +3,7 @@
  * Observations are immutable snapshots with the monotonic time passed in.
  */
 import type { ClusterView } from '../cluster/types.js';
+import type { PeerStatus } from './peer-status.js';
 
 export interface PgObservation {
   /** The data directory holds a cluster (PG_VERSION exists). */
@@ -14,6 +15,7 @@ export interface PgObservation {
     | {
         readonly inRecovery: boolean;
         readonly walPosition: number;
+        /** On a replica, the highest timeline seen since the agent started (received_tli can vanish). */
         readonly timeline: number;
       }
     | undefined;
@@ -32,9 +34,18 @@ export interface Observation {
   readonly failover: FailoverRequest | undefined;
   /** The leader our running replica was started to follow (member name), if any. */
   readonly following: string | undefined;
+  /**
+   * The other members' `GET /patroni` answers, asked with a short timeout in cycles where the
+   * leader key is free (empty otherwise); unreachable members are marked so.
+   */
+  readonly peers: readonly PeerStatus[];
+  /** The cluster's timeline per the `history` key (last switch + 1); undefined before any switch. */
+  readonly clusterTimeline: number | undefined;
   readonly settings: {
     readonly maximumLagOnFailoverBytes: number;
     readonly nofailover: boolean;
+    /** Patroni's `failover_priority` tag (default 1; 0 never promotes). */
+    readonly failoverPriority: number;
     readonly fencing: 'demote' | 'stop';
   };
 }

@@ -50,6 +50,8 @@ export function agentConfigYaml(o: {
   loopWaitSeconds?: number;
   retryTimeoutSeconds?: number;
   restAuth?: { username: string; password: string } | undefined;
+  /** Patroni tags, e.g. `{ nofailover: true }`. */
+  tags?: Readonly<Record<string, unknown>> | undefined;
 }): string {
   const auth = o.restAuth
     ? `, authentication: { username: ${o.restAuth.username}, password: ${o.restAuth.password} }`
@@ -69,11 +71,15 @@ postgresql:
 bootstrap:
   dcs: { ttl: ${o.ttlSeconds}, loop_wait: ${o.loopWaitSeconds ?? 1}, retry_timeout: ${o.retryTimeoutSeconds ?? 1} }
 log: { level: debug }
-`;
+${o.tags ? `tags: ${JSON.stringify(o.tags)}\n` : ''}`;
 }
 
 /** Writes the config and starts `pgfleet agent` for one member. */
-export async function startAgent(opts: AgentClusterOptions, name: string): Promise<AgentNode> {
+export async function startAgent(
+  opts: AgentClusterOptions,
+  name: string,
+  tags?: Readonly<Record<string, unknown>>,
+): Promise<AgentNode> {
   // Owned by postgres: the agent runs as root, PostgreSQL as postgres, which must reach data_dir.
   const dir = await makeTempDir(`agent-${name}`, 'postgres');
   const [pgPort, apiPort] = [await freePort(), await freePort()];
@@ -91,6 +97,7 @@ export async function startAgent(opts: AgentClusterOptions, name: string): Promi
       loopWaitSeconds: opts.loopWaitSeconds,
       retryTimeoutSeconds: opts.retryTimeoutSeconds,
       restAuth: opts.restAuth,
+      tags,
     }),
   );
   const node: AgentNode = {

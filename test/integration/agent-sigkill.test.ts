@@ -1,7 +1,7 @@
 /**
  * Killing the primary's agent with SIGKILL stops its Postgres within a few seconds (parent-death
- * signal), so nothing keeps accepting writes there; a replica takes over; the killed member,
- * restarted, rejoins the new leader as a replica (pg_rewind).
+ * signal), so nothing keeps accepting writes there; a replica takes over — never the one tagged
+ * `nofailover`; the killed member, restarted, rejoins the new leader as a replica (pg_rewind).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { cleanupAll, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
   getJson,
+  haSentences,
   spawnAgentProcess,
   sql,
   startAgent,
@@ -35,10 +36,14 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
 
   before(async () => {
     etcd = await startEtcd();
-    for (const name of ['k1', 'k2', 'k3']) nodes.push(await startAgent({ etcd, scope: 'kill' }, name));
+    // k1 bootstraps and leads; k3 is tagged nofailover, so only k2 may take over.
+    nodes.push(await startAgent({ etcd, scope: 'kill' }, 'k1'));
+    await waitForHealthyCluster(nodes, 30_000);
+    nodes.push(await startAgent({ etcd, scope: 'kill' }, 'k2'));
+    nodes.push(await startAgent({ etcd, scope: 'kill' }, 'k3', { nofailover: true }));
     const cluster = await waitForHealthyCluster(nodes, 60_000);
-    const leader = cluster.members.find((m) => m.role === 'leader')!.name;
-    oldPrimary = nodes.find((n) => n.name === leader)!;
+    assert.equal(cluster.members.find((m) => m.role === 'leader')?.name, 'k1');
+    oldPrimary = nodes[0]!;
     await sql(oldPrimary.pgPort, 'CREATE TABLE w(x int); INSERT INTO w VALUES (1)');
   });
   after(cleanupAll);
@@ -56,7 +61,7 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
     await assert.rejects(sql(oldPrimary.pgPort, 'INSERT INTO w VALUES (2)'));
   });
 
-  void it('promotes a replica, which accepts writes', async () => {
+  void it('promotes the replica not tagged nofailover, which accepts writes', async () => {
     const survivors = nodes.filter((n) => n !== oldPrimary);
     newLeader = await waitFor(
       'a new leader',
@@ -68,6 +73,9 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
       30_000,
       200,
     );
+    assert.equal(newLeader, 'k2', 'the nofailover replica k3 must never win');
+    const k3 = nodes.find((n) => n.name === 'k3')!;
+    assert.ok(!haSentences(k3).some((s) => s.startsWith('promoted self')), haSentences(k3).join('\n'));
     const leaderNode = nodes.find((n) => n.name === newLeader)!;
     await waitFor(
       'new leader writable',

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ClusterView, Member } from '../../../src/cluster/types.js';
 import { decide } from '../../../src/ha/decide.js';
+import type { PeerStatus } from '../../../src/ha/peer-status.js';
 import type { Observation, PgObservation } from '../../../src/ha/types.js';
 
 function member(name: string, over: Partial<Member> = {}): Member {
@@ -46,6 +47,31 @@ const replica = (wal = 1000): PgObservation => ({
   running: true,
   status: { inRecovery: true, walPosition: wal, timeline: 1 },
 });
+/** Another member's `/patroni` answer as the I/O layer distils it: a reachable replica by default. */
+function peer(name: string, over: Partial<PeerStatus> = {}): PeerStatus {
+  return {
+    name,
+    reachable: true,
+    isRunningPrimary: false,
+    walPosition: 1000,
+    timeline: 1,
+    nofailover: false,
+    failoverPriority: 1,
+    ...over,
+  };
+}
+const settings = (over: Partial<Observation['settings']> = {}): Observation['settings'] => ({
+  maximumLagOnFailoverBytes: 1_048_576,
+  nofailover: false,
+  failoverPriority: 1,
+  fencing: 'demote',
+  ...over,
+});
+const replicaOnTimeline = (timeline: number, wal = 1000): PgObservation => ({
+  hasData: true,
+  running: true,
+  status: { inRecovery: true, walPosition: wal, timeline },
+});
 const empty: PgObservation = { hasData: false, running: false, status: undefined };
 const stopped: PgObservation = { hasData: true, running: false, status: undefined };
 
@@ -58,7 +84,9 @@ function obs(over: Partial<Observation>): Observation {
     pg: replica(),
     failover: undefined,
     following: undefined,
-    settings: { maximumLagOnFailoverBytes: 1_048_576, nofailover: false, fencing: 'demote' },
+    peers: [],
+    clusterTimeline: undefined,
+    settings: settings(),
     ...over,
   };
 }
@@ -120,19 +148,101 @@ const cases: { name: string; obs: Observation; actions: string[]; sentence: stri
   },
   {
     name: 'failover: no leader, I am the healthiest replica → acquire and promote',
-    obs: obs({ view: view({ memberList: [member('n1'), member('n2', { xlogLocation: 900 })] }) }),
+    obs: obs({ peers: [peer('n2', { walPosition: 900 }), peer('n3', { walPosition: 1000 })] }),
     actions: ['acquire', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
-    name: 'failover: no leader, another replica is ahead → keep following',
-    obs: obs({ view: view({ memberList: [member('n1'), member('n2', { xlogLocation: 2000 })] }) }),
+    name: 'failover: no leader, another replica is ahead per /patroni → keep following',
+    obs: obs({ peers: [peer('n2', { walPosition: 2000 })] }),
     actions: [],
     sentence: "following a different leader because 'n2' is ahead of me",
   },
   {
+    name: 'failover: a member whose /patroni says it is still a running primary → back off',
+    obs: obs({ peers: [peer('n2', { isRunningPrimary: true, walPosition: 0 })] }),
+    actions: [],
+    sentence: "following a different leader because 'n2' is still primary",
+  },
+  {
+    name: 'failover: a running primary blocks even when tagged nofailover',
+    obs: obs({ peers: [peer('n2', { isRunningPrimary: true, walPosition: 0, nofailover: true })] }),
+    actions: [],
+    sentence: "following a different leader because 'n2' is still primary",
+  },
+  {
+    name: 'failover: unreachable members are ignored, whatever their member key says',
+    obs: obs({
+      view: view({ memberList: [member('n1'), member('n2', { xlogLocation: 9000 }), member('n3')] }),
+      peers: [peer('n2', { reachable: false }), peer('n3', { reachable: false })],
+    }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: a member ahead but tagged nofailover does not block',
+    obs: obs({ peers: [peer('n2', { walPosition: 2000, nofailover: true, failoverPriority: 0 })] }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: equal positions, the other has a higher failover_priority → back off',
+    obs: obs({ settings: settings({ failoverPriority: 1 }), peers: [peer('n2', { failoverPriority: 2 })] }),
+    actions: [],
+    sentence:
+      "following a different leader because 'n2' has the same WAL position and a higher failover_priority (2 > 1)",
+  },
+  {
+    name: 'failover: equal positions, I have the higher failover_priority → race',
+    obs: obs({ settings: settings({ failoverPriority: 3 }), peers: [peer('n2', { failoverPriority: 2 })] }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: position beats priority — I am ahead of a higher-priority member → race',
+    obs: obs({ pg: replica(1500), peers: [peer('n2', { walPosition: 1400, failoverPriority: 9 })] }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: equal positions and priorities → all race (the etcd compare decides)',
+    obs: obs({ peers: [peer('n2'), peer('n3')] }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: failover_priority 0 never promotes, even as the only healthy member',
+    obs: obs({ settings: settings({ failoverPriority: 0 }), peers: [peer('n2', { reachable: false })] }),
+    actions: [],
+    sentence: 'following a different leader because I am not allowed to promote (failover_priority 0)',
+  },
+  {
+    name: 'failover: I am on an older timeline than the history key says → never promote',
+    obs: obs({ pg: replicaOnTimeline(1, 5000), clusterTimeline: 2 }),
+    actions: [],
+    sentence: 'following a different leader because my timeline 1 is behind the cluster timeline 2',
+  },
+  {
+    name: 'failover: another member is on a newer timeline → back off, even though I am ahead',
+    obs: obs({ pg: replicaOnTimeline(2, 5000), peers: [peer('n2', { timeline: 3, walPosition: 100 })] }),
+    actions: [],
+    sentence: "following a different leader because 'n2' is on a newer timeline (3 > 2)",
+  },
+  {
+    name: 'failover: on the cluster timeline, ahead of members → race',
+    obs: obs({ pg: replicaOnTimeline(2, 5000), clusterTimeline: 2, peers: [peer('n2', { timeline: 2 })] }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'lost lock: primary without the key, another member answers as a running primary → demote',
+    obs: obs({ pg: primary, peers: [peer('n2', { isRunningPrimary: true, walPosition: 0 })] }),
+    actions: ['demote'],
+    sentence: "demoting self because I do not have the lock and 'n2' is still primary",
+  },
+  {
     name: 'failover: no leader, tagged nofailover → never promote',
-    obs: obs({ settings: { maximumLagOnFailoverBytes: 1_048_576, nofailover: true, fencing: 'demote' } }),
+    obs: obs({ settings: settings({ nofailover: true }) }),
     actions: [],
     sentence: /nofailover/,
   },
@@ -178,7 +288,7 @@ const cases: { name: string; obs: Observation; actions: string[]; sentence: stri
       pg: primary,
       view: undefined,
       nowMs: 25_000,
-      settings: { maximumLagOnFailoverBytes: 0, nofailover: false, fencing: 'stop' },
+      settings: settings({ maximumLagOnFailoverBytes: 0, fencing: 'stop' }),
     }),
     actions: ['stop'],
     sentence: 'stopping self because DCS is not accessible and I was a leader',
@@ -215,6 +325,7 @@ const cases: { name: string; obs: Observation; actions: string[]; sentence: stri
         config: { pause: 'true' },
         memberList: [member('n1'), member('n2', { xlogLocation: 2000 })],
       }),
+      peers: [peer('n2', { walPosition: 2000 })],
     }),
     actions: [],
     sentence: "PAUSE: continue to run as primary without lock ('n2' is ahead of me)",
@@ -303,6 +414,7 @@ const switchoverCases: { name: string; obs: Observation; actions: string[]; sent
       view: view({
         memberList: [member('n1', { xlogLocation: 5000 }), member('n2', { xlogLocation: 1000 })],
       }),
+      peers: [peer('n1', { walPosition: 5000 })],
       failover: { leader: 'n1', member: undefined },
     }),
     actions: ['acquire', 'promote'],

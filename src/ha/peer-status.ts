@@ -1,0 +1,79 @@
+/**
+ * What another member's REST API (`GET /patroni`) says about it, asked just before racing for a
+ * free leader key, and the Patroni tag rules that decide whether a member may promote. Pure.
+ * @see patroni/ha.py _MemberStatus.from_api_response, patroni/tags.py nofailover, failover_priority
+ */
+import type { Member } from '../cluster/types.js';
+import { toWalPosition } from '../dcs/patroni-json.js';
+
+export interface PeerStatus {
+  readonly name: string;
+  /** False when it did not answer within the short timeout, or answered something unusable. */
+  readonly reachable: boolean;
+  /** `role` is `primary` (Patroni 4) or `master` (Patroni 3) and `state` is `running`. */
+  readonly isRunningPrimary: boolean;
+  /** A replica's max(received, replayed) position; 0 for a primary or when unknown. */
+  readonly walPosition: number;
+  readonly timeline: number | undefined;
+  readonly nofailover: boolean;
+  readonly failoverPriority: number;
+}
+
+export interface FailoverTraits {
+  readonly nofailover: boolean;
+  readonly failoverPriority: number;
+}
+
+/**
+ * Patroni 4's tag rules: an explicit `nofailover` wins; otherwise `failover_priority` ≤ 0 means
+ * never. The priority defaults to 1 and is 0 for a `nofailover` member.
+ */
+export function failoverTraits(tags: Readonly<Record<string, unknown>>): FailoverTraits {
+  const flag = tags.nofailover;
+  const raw = tags.failover_priority;
+  const parsed = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number.parseInt(raw, 10) : NaN;
+  const priority = Number.isFinite(parsed) ? parsed : 1;
+  const explicit = flag === true || flag === 'true' || flag === 'True' || flag === 1;
+  const nofailover = flag !== undefined && flag !== null ? explicit : priority <= 0;
+  return { nofailover, failoverPriority: explicit ? 0 : priority };
+}
+
+export function unreachablePeer(member: Member): PeerStatus {
+  return {
+    name: member.name,
+    reachable: false,
+    isRunningPrimary: false,
+    walPosition: 0,
+    timeline: undefined,
+    ...failoverTraits(member.tags.all),
+  };
+}
+
+function record(v: unknown): Record<string, unknown> | undefined {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
+
+/**
+ * A `/patroni` body. Tags come from the answer when it has them (Patroni's), else from the
+ * member key (pgfleet's `/patroni` does not repeat them).
+ */
+export function peerStatusFromJson(member: Member, json: unknown): PeerStatus {
+  const body = record(json);
+  if (!body) return unreachablePeer(member);
+  const isPrimaryRole = body.role === 'primary' || body.role === 'master';
+  const xlog = record(body.wal) ?? record(body.xlog) ?? {};
+  const walPosition = isPrimaryRole
+    ? 0
+    : Math.max(toWalPosition(xlog.received_location) ?? 0, toWalPosition(xlog.replayed_location) ?? 0);
+  const tl = body.timeline;
+  return {
+    name: member.name,
+    reachable: true,
+    isRunningPrimary: isPrimaryRole && body.state === 'running',
+    walPosition,
+    timeline: typeof tl === 'number' && Number.isInteger(tl) && tl > 0 ? tl : undefined,
+    ...failoverTraits(record(body.tags) ?? member.tags.all),
+  };
+}
