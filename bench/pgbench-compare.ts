@@ -15,15 +15,13 @@
  *                    [--from-source] # run the proxy via tsx even when dist/ exists
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import {
-  cleanupAll,
   freePort,
   makeTempDir,
   patroniHaproxyConfig,
@@ -36,9 +34,8 @@ import {
   untrackPid,
   waitFor,
 } from '../test/harness/index.js';
+import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const OUT_DIR = path.join(ROOT, '.bench-out');
 const PGBENCH = '/usr/bin/pgbench';
 const PSQL = '/usr/bin/psql';
 
@@ -144,13 +141,7 @@ async function main(): Promise<void> {
   const runs = opts.rounds * opts.workloads.length * opts.targets.length;
   // Setup (cluster, pgbench -i) + each run with slack for connect and teardown.
   const budgetMs = 240_000 + runs * (opts.durationSec + 20) * 1_000;
-  const watchdog = setTimeout(() => {
-    process.stderr.write(
-      `bench: exceeded its time budget of ${Math.round(budgetMs / 1000)} s; tearing down\n`,
-    );
-    void shutdown(3);
-  }, budgetMs);
-  watchdog.unref();
+  armWatchdog(budgetMs);
 
   const startLoad = os.loadavg()[0] ?? 0;
   const startForeign = foreignProcesses([]);
@@ -443,40 +434,9 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
-/**
- * Processes that compete for the CPU and are not ours: etcd, postmasters, haproxy, Patroni and
- * `node --test` runners (another engineer's integration tests on the same host).
- */
-function foreignProcesses(ourDirs: readonly string[]): number {
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
-  } catch {
-    return 0;
-  }
-  const lines = pids.map((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
-    } catch {
-      return '';
-    }
-  });
-  return lines.filter(
-    (args) =>
-      /(^|\/)(etcd|haproxy|patroni)\s|bin\/postgres\s+-D|node .*--test\b/.test(args + ' ') &&
-      !ourDirs.some((d) => args.includes(d)),
-  ).length;
-}
-
 function rotate<T>(items: readonly T[], by: number): T[] {
   const n = items.length;
   return items.map((_, i) => items[(i + by) % n]!);
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 function summarise(results: readonly RunResult[], opts: Options): Summary[] {
@@ -594,32 +554,6 @@ async function topSelfTime(dir: string, count: number): Promise<string> {
   ].join('\n');
 }
 
-function timestamp(): string {
-  return new Date().toISOString().replace(/[:.]/g, '-');
-}
-
-function log(msg: string): void {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-}
-
-let shuttingDown = false;
-async function shutdown(code: number): Promise<void> {
-  if (shuttingDown) return;
-  shuttingDown = true;
-  const hard = setTimeout(() => process.exit(code), 60_000);
-  hard.unref();
-  await cleanupAll();
-  process.exit(code);
-}
-
 // Ctrl-C: the harness's safety net SIGKILLs every tracked child (etcd, Patroni, postmasters,
 // HAProxy, the pgfleet proxy, pgbench) and removes the temp dirs, then re-raises the signal.
-main().then(
-  () => shutdown(0),
-  (err: unknown) => {
-    process.stderr.write(
-      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    return shutdown(1);
-  },
-);
+runMain(main);

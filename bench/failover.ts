@@ -1,0 +1,723 @@
+/**
+ * Failover benchmark: write RTO on node loss and on switchover, failed attempts and the time until
+ * a session opened before the event is closed, for pgfleet (3 agents + the pgfleet proxy) and for
+ * Patroni 3 + HAProxy (the standard config: httpchk OPTIONS /primary, `inter 3s fall 3 rise 2
+ * on-marked-down shutdown-sessions`), both at the same ttl, loop_wait and retry_timeout, in one run.
+ *
+ * Per round, scenario and stack (stack order alternates by round):
+ *   - a writer opens a NEW connection through the write port every 50 ms and inserts one row
+ *     (2 s timeout per attempt, connect included);
+ *   - one long-lived session, opened through the write port before the event, runs `select 1`
+ *     every 250 ms; it counts as closed on the first socket end/error or failed probe;
+ *   - the event: `node-loss` SIGKILLs the leader's agent/Patroni and its postmaster (pid from
+ *     data/postmaster.pid); `switchover` runs `pgfleet ctl switchover --candidate X --force` /
+ *     `patronictl switchover --candidate X --force` (the event time is when the command starts).
+ * Write RTO: from the event to the end of the first successful insert after the last failed one;
+ * with no failure, the longest gap between successful inserts after the event. The killed member
+ * is restarted and the cluster healed before the next event.
+ *
+ *   npm run bench:failover -- [--rounds 2] [--ttl 10] [--loop-wait 2] [--retry-timeout 3]
+ *                             [--scenarios node-loss,switchover] [--stacks pgfleet,patroni]
+ *
+ * Loopback only. Results also go to `.bench-out/failover-<timestamp>.json`.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import {
+  freePort,
+  isClusterReady,
+  makeTempDir,
+  patroniHaproxyConfig,
+  readPidFile,
+  spawnProcess,
+  startEtcd,
+  startHaproxy,
+  startPatroniCluster,
+  trackPidFile,
+  waitFor,
+  type PatroniCluster,
+} from '../test/harness/index.js';
+import {
+  SUPERUSER,
+  getJson,
+  spawnAgentProcess,
+  startAgent,
+  waitForHealthyCluster,
+  type AgentNode,
+  type ClusterJson,
+} from '../test/integration/agent-helpers.js';
+import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
+
+const SCENARIOS = ['node-loss', 'switchover'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+const STACKS = ['pgfleet', 'patroni'] as const;
+type Stack = (typeof STACKS)[number];
+const STACK_LABEL: Record<Stack, string> = {
+  pgfleet: 'pgfleet agents + pgfleet proxy',
+  patroni: 'Patroni + HAProxy',
+};
+
+const WRITE_EVERY_MS = 50;
+const ATTEMPT_TIMEOUT_MS = 2_000;
+/** The old session counts as "stayed open" when still open this long after the event. */
+const SESSION_WINDOW_MS = 30_000;
+/** Writes count as recovered after this long without a failure (and a new leader). */
+const STABLE_MS = 5_000;
+/** Hard cap on one event's observation. */
+const OBSERVE_MAX_MS = 90_000;
+const HEAL_TIMEOUT_MS = 90_000;
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '2' },
+      ttl: { type: 'string', default: '10' },
+      'loop-wait': { type: 'string', default: '2' },
+      'retry-timeout': { type: 'string', default: '3' },
+      scenarios: { type: 'string', default: SCENARIOS.join(',') },
+      stacks: { type: 'string', default: STACKS.join(',') },
+    },
+    strict: true,
+  });
+  const int = (name: string, v: string, min: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}`);
+    return n;
+  };
+  const pick = <T extends string>(name: string, list: string, known: readonly T[]): T[] =>
+    list.split(',').map((x) => {
+      const found = known.find((k) => k === x.trim());
+      if (found === undefined) throw new Error(`unknown ${name} ${x}; known: ${known.join(',')}`);
+      return found;
+    });
+  const opts = {
+    rounds: int('rounds', values.rounds, 1),
+    ttl: int('ttl', values.ttl, 2),
+    loopWait: int('loop-wait', values['loop-wait'], 1),
+    retryTimeout: int('retry-timeout', values['retry-timeout'], 1),
+    scenarios: pick('scenario', values.scenarios, SCENARIOS),
+    stacks: pick('stack', values.stacks, STACKS),
+  };
+  if (opts.loopWait + 2 * opts.retryTimeout > opts.ttl) {
+    throw new Error('loop_wait + 2 × retry_timeout must be ≤ ttl (the agent refuses otherwise)');
+  }
+  return opts;
+}
+type Options = ReturnType<typeof parseOptions>;
+
+/** What the benchmark needs from either stack. */
+interface StackUnderTest {
+  readonly stack: Stack;
+  readonly writePort: number;
+  readonly password: string;
+  readonly dirs: string[];
+  leader(): Promise<string | undefined>;
+  /** A running replica's name. */
+  replica(): Promise<string>;
+  /** SIGKILL the member's agent/Patroni and its postmaster. */
+  kill(name: string): void;
+  switchover(candidate: string): Promise<{ code: number | null; output: string }>;
+  /** Starts a killed member's agent/Patroni again. */
+  restart(name: string): Promise<void>;
+  /** Waits for 3 running members with one leader. */
+  heal(): Promise<void>;
+  /** The cluster as the REST API shows it, for warnings. */
+  describe(): Promise<string>;
+}
+
+interface Attempt {
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly ok: boolean;
+  readonly error?: string;
+}
+
+interface EventResult {
+  readonly round: number;
+  readonly scenario: Scenario;
+  readonly stack: Stack;
+  readonly oldLeader: string;
+  readonly newLeader: string | undefined;
+  /** Write RTO in ms (see the file comment). */
+  readonly rtoMs: number;
+  readonly failedAttempts: number;
+  readonly attempts: number;
+  /** ms from the event until the long-lived session was closed; undefined = stayed open. */
+  readonly sessionClosedMs: number | undefined;
+  readonly sessionCloseHow: string | undefined;
+  readonly commandMs: number | undefined;
+  readonly commandCode: number | null | undefined;
+  readonly errors: Record<string, number>;
+  readonly loadavg1: number;
+  readonly foreignProcesses: number;
+  readonly startedAt: string;
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions();
+  const events = opts.rounds * opts.scenarios.length * opts.stacks.length;
+  armWatchdog(300_000 + events * 180_000);
+  const startLoad = os.loadavg()[0] ?? 0;
+  const startForeign = foreignProcesses([]);
+  log(
+    `rounds=${opts.rounds} ttl=${opts.ttl} loop_wait=${opts.loopWait} retry_timeout=${opts.retryTimeout} ` +
+      `cpus=${os.cpus().length} loadavg1=${startLoad.toFixed(2)} foreign-processes=${startForeign}`,
+  );
+  if (startForeign > 0 || startLoad > 1) {
+    log('WARNING: the host is busy before the benchmark starts; numbers will be disturbed');
+  }
+
+  const etcd = await startEtcd();
+  const stacks: StackUnderTest[] = [];
+  for (const s of opts.stacks) {
+    log(`starting ${STACK_LABEL[s]}`);
+    stacks.push(s === 'pgfleet' ? await startPgfleetStack(etcd, opts) : await startPatroniStack(etcd, opts));
+  }
+  const ourDirs = [etcd.dataDir, ...stacks.flatMap((s) => s.dirs)];
+  for (const s of stacks) {
+    await waitFor(
+      `${s.stack} write port to reach only the leader`,
+      // HAProxy starts with every server up until `fall` checks fail: 10 connections in a row.
+      async () => {
+        for (let i = 0; i < 10; i++) if (!(await attempt(s, 0)).ok) return false;
+        return true;
+      },
+      90_000,
+      250,
+    );
+    await query(
+      s,
+      'CREATE TABLE IF NOT EXISTS bench_failover(id bigserial PRIMARY KEY, at timestamptz DEFAULT now())',
+    );
+  }
+
+  const results: EventResult[] = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const scenario of opts.scenarios) {
+      const order = round % 2 === 1 ? stacks : [...stacks].reverse();
+      for (const s of order) {
+        const r = await runEvent(s, scenario, round, ourDirs);
+        results.push(r);
+        log(
+          `[${results.length}/${events}] round ${round} ${scenario} ${s.stack}: ${r.oldLeader} → ${r.newLeader ?? '?'} ` +
+            `RTO ${fmtS(r.rtoMs)} failed ${r.failedAttempts}/${r.attempts} ` +
+            `old session ${r.sessionClosedMs === undefined ? 'stayed open' : `closed after ${fmtS(r.sessionClosedMs)} (${r.sessionCloseHow})`}` +
+            (r.commandMs === undefined ? '' : ` command ${fmtS(r.commandMs)} exit ${r.commandCode}`) +
+            (r.foreignProcesses > 0 ? ` foreign-processes=${r.foreignProcesses}` : ''),
+        );
+      }
+    }
+  }
+
+  process.stdout.write('\n' + renderTable(results, opts) + '\n');
+  const disturbed = results.filter((r) => r.foreignProcesses > 0).length;
+  if (disturbed > 0) {
+    process.stdout.write(
+      `\nWARNING: ${disturbed}/${results.length} events saw other etcd/postgres/haproxy/patroni/test processes ` +
+        `on the host (max loadavg1 ${Math.max(...results.map((r) => r.loadavg1)).toFixed(2)}); numbers are disturbed.\n`,
+    );
+  }
+  await mkdir(OUT_DIR, { recursive: true });
+  const outFile = path.join(OUT_DIR, `failover-${timestamp()}.json`);
+  await writeFile(
+    outFile,
+    JSON.stringify(
+      {
+        options: opts,
+        constants: { WRITE_EVERY_MS, ATTEMPT_TIMEOUT_MS, SESSION_WINDOW_MS, STABLE_MS },
+        environment: {
+          node: process.version,
+          cpus: os.cpus().length,
+          startLoadavg1: startLoad,
+          startForeign,
+        },
+        summaries: summarise(results, opts),
+        results,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  log(`results written to ${path.relative(ROOT, outFile)}`);
+}
+
+async function runEvent(
+  s: StackUnderTest,
+  scenario: Scenario,
+  round: number,
+  ourDirs: string[],
+): Promise<EventResult> {
+  const startedAt = new Date().toISOString();
+  const foreign = foreignProcesses(ourDirs);
+  try {
+    await s.heal();
+  } catch (err) {
+    log(
+      `WARNING: ${s.stack} did not heal before the event (${(err as Error).message}): ${await s.describe().catch(() => '?')}`,
+    );
+  }
+  const oldLeader = await s.leader();
+  if (oldLeader === undefined) throw new Error(`${s.stack}: no leader before the event`);
+  const candidate = scenario === 'switchover' ? await s.replica() : undefined;
+
+  // Writer: a new connection + insert every 50 ms.
+  const attempts: Attempt[] = [];
+  const inflight = new Set<Promise<void>>();
+  let writing = true;
+  const writer = (async () => {
+    while (writing) {
+      const p = attempt(s, 1).then((a) => void attempts.push(a));
+      inflight.add(p);
+      void p.finally(() => inflight.delete(p));
+      await sleep(WRITE_EVERY_MS);
+    }
+  })();
+
+  // Long-lived session, opened before the event.
+  const session = client(s);
+  await session.connect();
+  let sessionClosedAt: number | undefined;
+  let sessionCloseHow: string | undefined;
+  const closed = (how: string): void => {
+    if (sessionClosedAt === undefined) {
+      sessionClosedAt = performance.now();
+      sessionCloseHow = how;
+    }
+  };
+  session.on('end', () => closed('socket closed'));
+  session.on('error', (err: Error) => closed(`error: ${err.message}`));
+  let probing = true;
+  const prober = (async () => {
+    while (probing && sessionClosedAt === undefined) {
+      try {
+        await session.query('select 1');
+      } catch (err) {
+        closed(`probe failed: ${(err as Error).message}`);
+      }
+      await sleep(250);
+    }
+  })();
+
+  await sleep(2_000); // a baseline of successful writes
+  const t0 = performance.now();
+  let commandMs: number | undefined;
+  let commandCode: number | null | undefined;
+  if (scenario === 'node-loss') {
+    s.kill(oldLeader);
+  } else {
+    const res = await s.switchover(candidate!);
+    commandMs = performance.now() - t0;
+    commandCode = res.code;
+    if (res.code !== 0) log(`WARNING: ${s.stack} switchover exited ${res.code}: ${res.output.trim()}`);
+  }
+
+  // Observe until writes are stable on a new leader and the old session closed (or its window passed).
+  let newLeader: string | undefined;
+  while (performance.now() - t0 < OBSERVE_MAX_MS) {
+    await sleep(250);
+    const now = performance.now();
+    const after = attempts.filter((a) => a.startMs >= t0);
+    const lastFail = Math.max(t0, ...after.filter((a) => !a.ok).map((a) => a.endMs));
+    const okSinceFail = after.filter((a) => a.ok && a.startMs > lastFail).length;
+    if (newLeader === undefined) {
+      const l = await s.leader().catch(() => undefined);
+      if (l !== undefined && l !== oldLeader) newLeader = l;
+    }
+    const writesStable = newLeader !== undefined && now - lastFail >= STABLE_MS && okSinceFail > 0;
+    const sessionDone = sessionClosedAt !== undefined || now - t0 >= SESSION_WINDOW_MS;
+    if (writesStable && sessionDone) break;
+  }
+  writing = false;
+  probing = false;
+  await writer;
+  await Promise.all([...inflight]);
+  await prober;
+  await session.end().catch(() => undefined);
+
+  const after = attempts.filter((a) => a.startMs >= t0).sort((a, b) => a.startMs - b.startMs);
+  const failures = after.filter((a) => !a.ok);
+  let rtoMs: number;
+  if (failures.length > 0) {
+    const lastFailStart = Math.max(...failures.map((a) => a.startMs));
+    const recovered = after.filter((a) => a.ok && a.startMs > lastFailStart).map((a) => a.endMs);
+    rtoMs = recovered.length > 0 ? Math.min(...recovered) - t0 : Number.POSITIVE_INFINITY;
+  } else {
+    const ends = after.map((a) => a.endMs).sort((a, b) => a - b);
+    rtoMs = 0;
+    let prev = t0;
+    for (const e of ends) {
+      rtoMs = Math.max(rtoMs, e - prev);
+      prev = e;
+    }
+  }
+  const errors: Record<string, number> = {};
+  for (const f of failures) {
+    const key = (f.error ?? 'unknown').replace(/\d+/g, 'N').slice(0, 80);
+    errors[key] = (errors[key] ?? 0) + 1;
+  }
+
+  if (scenario === 'node-loss') await s.restart(oldLeader);
+  return {
+    round,
+    scenario,
+    stack: s.stack,
+    oldLeader,
+    newLeader,
+    rtoMs,
+    failedAttempts: failures.length,
+    attempts: after.length,
+    sessionClosedMs:
+      sessionClosedAt !== undefined && sessionClosedAt - t0 <= SESSION_WINDOW_MS
+        ? sessionClosedAt - t0
+        : undefined,
+    sessionCloseHow,
+    commandMs,
+    commandCode,
+    errors,
+    loadavg1: os.loadavg()[0] ?? 0,
+    foreignProcesses: foreign,
+    startedAt,
+  };
+}
+
+function client(s: StackUnderTest): pg.Client {
+  return new pg.Client({
+    host: '127.0.0.1',
+    port: s.writePort,
+    user: SUPERUSER.username,
+    password: s.password,
+    database: 'postgres',
+    connectionTimeoutMillis: ATTEMPT_TIMEOUT_MS,
+    query_timeout: ATTEMPT_TIMEOUT_MS,
+  });
+}
+
+async function query(s: StackUnderTest, text: string): Promise<void> {
+  const c = client(s);
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    await c.query(text);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** One new connection through the write port, one insert (mode 0: on a primary), 2 s in all. */
+async function attempt(s: StackUnderTest, mode: 0 | 1): Promise<Attempt> {
+  const startMs = performance.now();
+  const c = client(s);
+  c.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      (async () => {
+        await c.connect();
+        if (mode === 1) await c.query('INSERT INTO bench_failover DEFAULT VALUES');
+        else if ((await c.query('select pg_is_in_recovery() as r')).rows[0]?.r !== false) {
+          throw new Error('not a primary');
+        }
+      })(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('attempt timed out after 2 s')), ATTEMPT_TIMEOUT_MS);
+      }),
+    ]);
+    return { startMs, endMs: performance.now(), ok: true };
+  } catch (err) {
+    return { startMs, endMs: performance.now(), ok: false, error: (err as Error).message };
+  } finally {
+    clearTimeout(timer);
+    // end() waits for the server; a stuck connection is destroyed instead.
+    const ended = c.end().catch(() => undefined);
+    await Promise.race([ended, sleep(500)]);
+  }
+}
+
+async function startPgfleetStack(
+  etcd: Awaited<ReturnType<typeof startEtcd>>,
+  opts: Options,
+): Promise<StackUnderTest> {
+  const scope = `bench-failover-${process.pid}`;
+  const nodes: AgentNode[] = [];
+  for (const name of ['a1', 'a2', 'a3']) {
+    const node = await startAgent(
+      {
+        etcd,
+        scope,
+        ttlSeconds: opts.ttl,
+        loopWaitSeconds: opts.loopWait,
+        retryTimeoutSeconds: opts.retryTimeout,
+      },
+      name,
+    );
+    trackPidFile(path.join(node.dir, 'data', 'postmaster.pid'));
+    nodes.push(node);
+  }
+  await waitForHealthyCluster(nodes, 120_000);
+
+  const writePort = await freePort();
+  const adminPort = await freePort();
+  const proxyDir = await makeTempDir('bench-failover-proxy');
+  const configPath = path.join(proxyDir, 'proxy.yaml');
+  // The proxy's defaults (routing on the etcd watch, no REST health checks, wait_timeout 5s).
+  await writeFile(
+    configPath,
+    stringify({
+      scope,
+      namespace: '/service',
+      etcd3: { hosts: [etcd.endpoint] },
+      log: { level: 'warn' },
+      proxy: {
+        admin: { listen: `127.0.0.1:${adminPort}` },
+        listeners: [{ name: 'primary', listen: `127.0.0.1:${writePort}`, role: 'primary' }],
+      },
+    }),
+  );
+  const proxy = await spawnProcess({
+    name: 'pgfleet proxy',
+    command: process.execPath,
+    args: [path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', configPath],
+    logFile: path.join(proxyDir, 'proxy.log'),
+    cwd: ROOT,
+    env: { PGFLEET_FROM_SOURCE: '1' },
+  });
+  log(`pgfleet proxy pid ${proxy.pid} on 127.0.0.1:${writePort}`);
+
+  const cluster = async (): Promise<ClusterJson> => {
+    let lastError: unknown;
+    for (const n of nodes) {
+      try {
+        return (await getJson<ClusterJson>(n.apiPort, '/cluster')).body;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw lastError;
+  };
+  const named = (name: string): AgentNode => {
+    const n = nodes.find((x) => x.name === name);
+    if (n === undefined) throw new Error(`no agent ${name}`);
+    return n;
+  };
+  return {
+    stack: 'pgfleet',
+    writePort,
+    password: SUPERUSER.password,
+    dirs: [proxyDir, ...nodes.map((n) => n.dir)],
+    leader: async () =>
+      (await cluster()).members.find((m) => m.role === 'leader' && m.state === 'running')?.name,
+    replica: async () => {
+      const r = (await cluster()).members.find((m) => m.role !== 'leader' && m.state !== 'stopped');
+      if (r === undefined) throw new Error('pgfleet: no replica');
+      return r.name;
+    },
+    kill: (name) => {
+      const n = named(name);
+      const pmPid = readPidFile(path.join(n.dir, 'data', 'postmaster.pid'));
+      n.process.kill('SIGKILL');
+      if (pmPid !== undefined) killQuietly(pmPid);
+    },
+    switchover: async (candidate) => {
+      const leaderNode = nodes.find((n) => n.process.isRunning) ?? nodes[0]!;
+      return await run(process.execPath, [
+        path.join(ROOT, 'bin', 'pgfleet'),
+        'ctl',
+        '-c',
+        leaderNode.configFile,
+        'switchover',
+        '--candidate',
+        candidate,
+        '--force',
+      ]);
+    },
+    restart: async (name) => {
+      const n = named(name);
+      await n.process.exited;
+      n.process = await spawnAgentProcess(n);
+    },
+    heal: async () => void (await waitForHealthyCluster(nodes, HEAL_TIMEOUT_MS)),
+    describe: async () => JSON.stringify((await cluster()).members),
+  };
+}
+
+async function startPatroniStack(
+  etcd: Awaited<ReturnType<typeof startEtcd>>,
+  opts: Options,
+): Promise<StackUnderTest> {
+  const cluster: PatroniCluster = await startPatroniCluster({
+    etcd,
+    size: 3,
+    ttl: opts.ttl,
+    loopWait: opts.loopWait,
+    retryTimeout: opts.retryTimeout,
+    startTimeoutMs: 120_000,
+  });
+  const writePort = await freePort();
+  const haproxy = await startHaproxy(
+    patroniHaproxyConfig({ members: cluster.members, writePort, inter: '3s', fall: 3, rise: 2 }),
+  );
+  log(`HAProxy pid ${haproxy.pid} on 127.0.0.1:${writePort}`);
+  return {
+    stack: 'patroni',
+    writePort,
+    password: 'unused (pg_hba trust)',
+    dirs: [path.dirname(haproxy.configPath), ...cluster.members.map((m) => m.dir)],
+    leader: async () => await cluster.leader(),
+    replica: async () => {
+      const r = (await cluster.clusterJson()).members.find(
+        (m) => m.role !== 'leader' && ['running', 'streaming'].includes(m.state),
+      );
+      if (r === undefined) throw new Error('patroni: no replica');
+      return r.name;
+    },
+    kill: (name) => {
+      const pmPid = readPidFile(
+        path.join(cluster.members.find((m) => m.name === name)!.dataDir, 'postmaster.pid'),
+      );
+      cluster.killMember(name, 'SIGKILL');
+      if (pmPid !== undefined) killQuietly(pmPid);
+    },
+    switchover: async (candidate) => {
+      const r = await cluster.patronictl(['switchover', '--candidate', candidate, '--force']);
+      return { code: r.code, output: r.stdout + r.stderr };
+    },
+    restart: async (name) => {
+      // The harness runs Postgres with full_page_writes off, so pg_rewind cannot bring the crashed
+      // old primary back: start it from an empty data dir instead (Patroni takes a basebackup).
+      const member = cluster.members.find((m) => m.name === name)!;
+      await waitFor(
+        `postmaster of ${name} to exit`,
+        () => !pidAlive(readPidFile(path.join(member.dataDir, 'postmaster.pid'))),
+      );
+      await rm(member.dataDir, { recursive: true, force: true });
+      await waitFor(`patroni ${name} to exit`, async () => {
+        try {
+          await cluster.restartMember(name);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    },
+    heal: async () =>
+      void (await waitFor(
+        'Patroni cluster to heal',
+        async () => isClusterReady(await cluster.clusterJson(), 3),
+        HEAL_TIMEOUT_MS,
+        500,
+      )),
+    describe: async () => JSON.stringify((await cluster.clusterJson()).members),
+  };
+}
+
+function pidAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** Runs a command (stdin not a terminal), 60 s at most. */
+function run(command: string, args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      resolve({ code, output });
+    });
+  });
+}
+
+interface Summary {
+  readonly scenario: Scenario;
+  readonly stack: Stack;
+  readonly events: number;
+  readonly rtoMedianMs: number;
+  readonly rtoMaxMs: number;
+  readonly failedAttemptsMedian: number;
+  readonly failedAttemptsMax: number;
+  readonly sessionClosedMedianMs: number | undefined;
+  readonly sessionStayedOpen: number;
+}
+
+function summarise(results: readonly EventResult[], opts: Options): Summary[] {
+  const out: Summary[] = [];
+  for (const scenario of opts.scenarios) {
+    for (const stack of opts.stacks) {
+      const rs = results.filter((r) => r.scenario === scenario && r.stack === stack);
+      if (rs.length === 0) continue;
+      const closedMs = rs.flatMap((r) => (r.sessionClosedMs === undefined ? [] : [r.sessionClosedMs]));
+      out.push({
+        scenario,
+        stack,
+        events: rs.length,
+        rtoMedianMs: median(rs.map((r) => r.rtoMs)),
+        rtoMaxMs: Math.max(...rs.map((r) => r.rtoMs)),
+        failedAttemptsMedian: median(rs.map((r) => r.failedAttempts)),
+        failedAttemptsMax: Math.max(...rs.map((r) => r.failedAttempts)),
+        sessionClosedMedianMs: closedMs.length > 0 ? median(closedMs) : undefined,
+        sessionStayedOpen: rs.length - closedMs.length,
+      });
+    }
+  }
+  return out;
+}
+
+function fmtS(ms: number): string {
+  return Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'never';
+}
+
+function renderTable(results: readonly EventResult[], opts: Options): string {
+  const header = [
+    'scenario',
+    'stack',
+    'median RTO',
+    'max RTO',
+    'failed attempts (median, max)',
+    'old session closed after',
+  ];
+  const rows = summarise(results, opts).map((s) => [
+    s.scenario,
+    STACK_LABEL[s.stack],
+    fmtS(s.rtoMedianMs),
+    fmtS(s.rtoMaxMs),
+    `${s.failedAttemptsMedian}, ${s.failedAttemptsMax}`,
+    (s.sessionClosedMedianMs === undefined ? '' : `${fmtS(s.sessionClosedMedianMs)} (median)`) +
+      (s.sessionStayedOpen > 0
+        ? `${s.sessionClosedMedianMs === undefined ? '' : '; '}stayed open ${s.sessionStayedOpen}/${s.events}`
+        : ''),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [
+    `ttl ${opts.ttl}, loop_wait ${opts.loopWait}, retry_timeout ${opts.retryTimeout}; ${opts.rounds} round(s); ` +
+      `new connection + insert every ${WRITE_EVERY_MS} ms (${ATTEMPT_TIMEOUT_MS / 1000} s timeout)`,
+    line(header),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+  ].join('\n');
+}
+
+runMain(main);

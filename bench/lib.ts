@@ -1,0 +1,85 @@
+/**
+ * Shared pieces of the benchmarks in bench/: paths, logging, medians, the host-load probe, the
+ * time-budget watchdog and the main-runner that tears everything down (also on Ctrl-C, through the
+ * harness's safety net, which SIGKILLs every tracked child and removes the temp dirs).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cleanupAll } from '../test/harness/index.js';
+
+export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const OUT_DIR = path.join(ROOT, '.bench-out');
+
+export function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
+}
+
+export function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * Processes that compete for the CPU and are not ours: etcd, postmasters, haproxy, Patroni and
+ * `node --test` runners (another engineer's integration tests on the same host).
+ */
+export function foreignProcesses(ourDirs: readonly string[]): number {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
+  } catch {
+    return 0;
+  }
+  const lines = pids.map((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+    } catch {
+      return '';
+    }
+  });
+  return lines.filter(
+    (args) =>
+      /(^|\/)(etcd|haproxy|patroni)\s|bin\/postgres\s+-D|node .*--test\b/.test(args + ' ') &&
+      !ourDirs.some((d) => args.includes(d)),
+  ).length;
+}
+
+let shuttingDown = false;
+export async function shutdown(code: number): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  const hard = setTimeout(() => process.exit(code), 60_000);
+  hard.unref();
+  await cleanupAll();
+  process.exit(code);
+}
+
+/** Tears everything down and exits 3 when the benchmark runs past `budgetMs`. */
+export function armWatchdog(budgetMs: number): void {
+  const watchdog = setTimeout(() => {
+    process.stderr.write(
+      `bench: exceeded its time budget of ${Math.round(budgetMs / 1000)} s; tearing down\n`,
+    );
+    void shutdown(3);
+  }, budgetMs);
+  watchdog.unref();
+}
+
+/** Runs `main`, then tears down and exits 0, or 1 with the error. */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => shutdown(0),
+    (err: unknown) => {
+      process.stderr.write(
+        `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      return shutdown(1);
+    },
+  );
+}
