@@ -31,6 +31,7 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import {
   freePort,
+  isAlive,
   isClusterReady,
   makeTempDir,
   patroniHaproxyConfig,
@@ -593,7 +594,7 @@ async function startPatroniStack(
       const member = cluster.members.find((m) => m.name === name)!;
       await waitFor(
         `postmaster of ${name} to exit`,
-        () => !pidAlive(readPidFile(path.join(member.dataDir, 'postmaster.pid'))),
+        () => !isAlive(readPidFile(path.join(member.dataDir, 'postmaster.pid'))),
       );
       await rm(member.dataDir, { recursive: true, force: true });
       await waitFor(`patroni ${name} to exit`, async () => {
@@ -614,16 +615,6 @@ async function startPatroniStack(
       )),
     describe: async () => JSON.stringify((await cluster.clusterJson()).members),
   };
-}
-
-function pidAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function killQuietly(pid: number): void {

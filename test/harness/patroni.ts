@@ -13,7 +13,7 @@ import { onCleanup, readPidFile, trackPidFile } from './cleanup.js';
 import type { EtcdServer } from './etcd.js';
 import { freePort } from './ports.js';
 import { PG_BIN_DIR } from './postgres.js';
-import { runCommand, spawnProcess, type CommandResult, type ManagedProcess } from './processes.js';
+import { isAlive, runCommand, spawnProcess, type CommandResult, type ManagedProcess } from './processes.js';
 import { chownToPostgres, makeTempDir } from './temp-dir.js';
 import { waitFor } from './wait-for.js';
 
@@ -303,15 +303,6 @@ async function killPostmaster(member: PatroniMember, signal: NodeJS.Signals): Pr
   } catch {
     signalQuietly(pid, 'SIGKILL');
     await waitFor(`postmaster of ${member.name} to die`, () => !isAlive(pid), 5_000);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -198,3 +198,14 @@ async function postgresIdentity(): Promise<Identity> {
     env: { HOME: user.home, USER: user.name, LOGNAME: user.name, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' },
   };
 }
+
+/** True while a process with this pid exists (signal 0 probes without sending anything). */
+export function isAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

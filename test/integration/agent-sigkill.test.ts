@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cleanupAll, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import { cleanupAll, isAlive, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
   getJson,
   haSentences,
@@ -18,15 +18,6 @@ import {
   type AgentNode,
   type ClusterJson,
 } from './agent-helpers.js';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () => {
   let etcd: EtcdServer;
