@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { cleanupAll, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
-import { sql, startAgent, waitForHealthyCluster, type AgentNode } from './agent-helpers.js';
+import { sql, startAgent, waitForHealthyCluster, waitWritable, type AgentNode } from './agent-helpers.js';
 
 const TTL_S = 5;
 
@@ -60,14 +60,6 @@ void describe('agent: DCS loss fences the primary', { timeout: 110_000 }, () => 
     await etcd.start();
     const cluster = await waitForHealthyCluster(nodes, 45_000);
     const leader = nodes.find((n) => n.name === cluster.members.find((m) => m.role === 'leader')!.name)!;
-    await waitFor(
-      'the leader accepts writes',
-      async () => {
-        await sql(leader.pgPort, 'INSERT INTO f VALUES (2)');
-        return true;
-      },
-      15_000,
-      200,
-    );
+    await waitWritable(leader.pgPort, 'INSERT INTO f VALUES (2)', 15_000);
   });
 });

@@ -37,6 +37,10 @@ export interface AgentClusterOptions {
   readonly retryTimeoutSeconds?: number;
   /** Basic auth for the unsafe REST endpoints. */
   readonly restAuth?: { readonly username: string; readonly password: string };
+  /** Where this agent reaches etcd (e.g. a FaultRelay's endpoint); default `etcd.endpoint`. */
+  readonly etcdEndpoint?: string;
+  /** `bootstrap.dcs.maximum_lag_on_failover` in bytes (default Patroni's 1MB). */
+  readonly maximumLagOnFailoverBytes?: number;
 }
 
 export function agentConfigYaml(o: {
@@ -49,6 +53,7 @@ export function agentConfigYaml(o: {
   ttlSeconds: number;
   loopWaitSeconds?: number;
   retryTimeoutSeconds?: number;
+  maximumLagOnFailoverBytes?: number | undefined;
   restAuth?: { username: string; password: string } | undefined;
   /** Patroni tags, e.g. `{ nofailover: true }`. */
   tags?: Readonly<Record<string, unknown>> | undefined;
@@ -56,6 +61,10 @@ export function agentConfigYaml(o: {
   const auth = o.restAuth
     ? `, authentication: { username: ${o.restAuth.username}, password: ${o.restAuth.password} }`
     : '';
+  const lag =
+    o.maximumLagOnFailoverBytes === undefined
+      ? ''
+      : `, maximum_lag_on_failover: ${o.maximumLagOnFailoverBytes}`;
   return `scope: ${o.scope}
 namespace: /service
 name: ${o.name}
@@ -69,7 +78,7 @@ postgresql:
     superuser: { username: ${SUPERUSER.username}, password: ${SUPERUSER.password} }
     replication: { username: ${REPLICATION.username}, password: ${REPLICATION.password} }
 bootstrap:
-  dcs: { ttl: ${o.ttlSeconds}, loop_wait: ${o.loopWaitSeconds ?? 1}, retry_timeout: ${o.retryTimeoutSeconds ?? 1} }
+  dcs: { ttl: ${o.ttlSeconds}, loop_wait: ${o.loopWaitSeconds ?? 1}, retry_timeout: ${o.retryTimeoutSeconds ?? 1}${lag} }
 log: { level: debug }
 ${o.tags ? `tags: ${JSON.stringify(o.tags)}\n` : ''}`;
 }
@@ -89,13 +98,14 @@ export async function startAgent(
     agentConfigYaml({
       scope: opts.scope,
       name,
-      etcdEndpoint: opts.etcd.endpoint,
+      etcdEndpoint: opts.etcdEndpoint ?? opts.etcd.endpoint,
       pgPort,
       apiPort,
       dataDir: path.join(dir, 'data'),
       ttlSeconds: opts.ttlSeconds ?? 5,
       loopWaitSeconds: opts.loopWaitSeconds,
       retryTimeoutSeconds: opts.retryTimeoutSeconds,
+      maximumLagOnFailoverBytes: opts.maximumLagOnFailoverBytes,
       restAuth: opts.restAuth,
       tags,
     }),
@@ -204,4 +214,27 @@ export function haSentences(node: AgentNode): string[] {
     }
   }
   return out;
+}
+
+/** Waits until `statement` (a write) succeeds on the server at `port`. */
+export async function waitWritable(port: number, statement: string, timeoutMs: number): Promise<void> {
+  await waitFor(
+    `a write on :${port}`,
+    async () => {
+      await sql(port, statement);
+      return true;
+    },
+    timeoutMs,
+    200,
+  );
+}
+
+/** Waits until the server at `port` answers and is in recovery (read-only). */
+export async function waitInRecovery(port: number, timeoutMs: number): Promise<void> {
+  await waitFor(
+    `:${port} up and in recovery`,
+    async () => (await sql<{ r: boolean }>(port, 'SELECT pg_is_in_recovery() AS r'))[0]?.r === true,
+    timeoutMs,
+    200,
+  );
 }

@@ -15,6 +15,7 @@ import {
   sql,
   startAgent,
   waitForHealthyCluster,
+  waitWritable,
   type AgentNode,
   type ClusterJson,
 } from './agent-helpers.js';
@@ -68,15 +69,7 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
     const k3 = nodes.find((n) => n.name === 'k3')!;
     assert.ok(!haSentences(k3).some((s) => s.startsWith('promoted self')), haSentences(k3).join('\n'));
     const leaderNode = nodes.find((n) => n.name === newLeader)!;
-    await waitFor(
-      'new leader writable',
-      async () => {
-        await sql(leaderNode.pgPort, 'INSERT INTO w VALUES (3)');
-        return true;
-      },
-      15_000,
-      200,
-    );
+    await waitWritable(leaderNode.pgPort, 'INSERT INTO w VALUES (3)', 15_000);
     // The REST view refreshes at the cycle after the promotion: wait for it, bounded.
     await waitFor(
       '/primary 200 on the new leader',
