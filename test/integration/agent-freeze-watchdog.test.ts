@@ -1,81 +1,217 @@
 /**
- * A frozen primary agent (SIGSTOP) cannot renew its lease: its watchdog, which does not share the
- * agent's event loop, stops Postgres before another member can take the leader key; after
- * SIGCONT the agent does not take the key back and rejoins as a replica.
+ * A frozen primary agent (SIGSTOP for ttl + 5 s, then SIGCONT) while a writer inserts through the
+ * pgfleet proxy's write listener and a checker polls every node directly every 100 ms:
+ * - the watchdog, which does not share the agent's event loop, stops Postgres before the other
+ *   member is promoted;
+ * - no checker tick ever sees two writable nodes (not in recovery and taking a write);
+ * - after SIGCONT the agent does not take the key back and rejoins as a replica;
+ * - every insert the writer saw acknowledged is on the final primary (Patroni 3.0.2 lost them).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cleanupAll, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import pg from 'pg';
+import { cleanupAll, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
+  SUPERUSER,
   getJson,
+  pgClient,
   sql,
   startAgent,
   waitForHealthyCluster,
+  waitInRecovery,
   type AgentNode,
   type ClusterJson,
 } from './agent-helpers.js';
+import { startProxy } from './proxy-helpers.js';
 
-void describe('agent: frozen primary agent', { timeout: 110_000 }, () => {
+const TTL_S = 5;
+const SCOPE = 'freeze';
+const CHECK_EVERY_MS = 100;
+
+/** Inserts ids 1, 2, … through `port` on one session (reopened after errors); keeps the acknowledged ones. */
+class Writer {
+  readonly acked: { id: number; at: number }[] = [];
+  failures = 0;
+  #stopped = false;
+  readonly #done: Promise<void>;
+
+  constructor(private readonly port: number) {
+    this.#done = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    let c: pg.Client | undefined;
+    for (let id = 1; !this.#stopped; id++) {
+      try {
+        if (!c) {
+          c = new pg.Client({
+            host: '127.0.0.1',
+            port: this.port,
+            user: SUPERUSER.username,
+            password: SUPERUSER.password,
+            database: 'postgres',
+            connectionTimeoutMillis: 10_000,
+            query_timeout: 5_000,
+          });
+          c.on('error', () => undefined);
+          await c.connect();
+        }
+        await c.query('INSERT INTO acked(id) VALUES ($1)', [id]);
+        this.acked.push({ id, at: Date.now() });
+        await sleep(20); // pacing between inserts, not a wait for a condition
+      } catch {
+        this.failures++;
+        await c?.end().catch(() => undefined);
+        c = undefined;
+      }
+    }
+    await c?.end().catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#done;
+  }
+}
+
+/** Every CHECK_EVERY_MS, asks each node directly whether it is writable; records the writable ones. */
+class Checker {
+  readonly ticks: { at: number; writable: string[] }[] = [];
+  #stopped = false;
+  readonly #done: Promise<void>;
+  readonly #clients = new Map<string, pg.Client | undefined>();
+
+  constructor(private readonly nodes: readonly AgentNode[]) {
+    this.#done = this.#run();
+  }
+
+  async #writable(node: AgentNode): Promise<boolean> {
+    try {
+      let c = this.#clients.get(node.name);
+      if (!c) {
+        c = pgClient(node.pgPort);
+        this.#clients.set(node.name, c);
+        await c.connect();
+      }
+      const { rows } = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+      if (rows[0]?.r !== false) return false;
+      await c.query('INSERT INTO chk VALUES (1)');
+      return true;
+    } catch {
+      await this.#clients
+        .get(node.name)
+        ?.end()
+        .catch(() => undefined);
+      this.#clients.set(node.name, undefined);
+      return false;
+    }
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      const at = Date.now();
+      const answers = await Promise.all(
+        this.nodes.map(async (n) => [n.name, await this.#writable(n)] as const),
+      );
+      this.ticks.push({ at, writable: answers.filter(([, w]) => w).map(([name]) => name) });
+      await sleep(Math.max(0, CHECK_EVERY_MS - (Date.now() - at))); // the polling period
+    }
+    for (const c of this.#clients.values()) await c?.end().catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#done;
+  }
+}
+
+void describe('agent: frozen primary agent (SIGSTOP for ttl + 5 s)', { timeout: 120_000 }, () => {
   let etcd: EtcdServer;
   const nodes: AgentNode[] = [];
   let frozen: AgentNode;
   let survivor: AgentNode;
+  let writer: Writer;
+  let checker: Checker;
+  let stoppedAt: number;
+  let promotedAt: number | undefined;
 
   before(async () => {
     etcd = await startEtcd();
-    for (const name of ['z1', 'z2']) nodes.push(await startAgent({ etcd, scope: 'freeze' }, name));
+    for (const name of ['z1', 'z2'])
+      nodes.push(await startAgent({ etcd, scope: SCOPE, ttlSeconds: TTL_S }, name));
     const cluster = await waitForHealthyCluster(nodes, 60_000);
     const leader = cluster.members.find((m) => m.role === 'leader')!.name;
     frozen = nodes.find((n) => n.name === leader)!;
     survivor = nodes.find((n) => n.name !== leader)!;
-    await sql(frozen.pgPort, 'CREATE TABLE z(x int)');
+    await sql(frozen.pgPort, 'CREATE TABLE acked(id int PRIMARY KEY); CREATE TABLE chk(x int)');
+    const { ports } = await startProxy(
+      etcd,
+      [{ name: 'rw', role: 'primary' }],
+      { wait_timeout: '10s' },
+      SCOPE,
+    );
+    writer = new Writer(ports.rw!);
+    checker = new Checker(nodes);
+    onCleanup(async () => {
+      await Promise.all([writer.stop(), checker.stop()]);
+    });
+    await waitFor('acknowledged writes through the proxy', () => writer.acked.length >= 10, 10_000, 50);
   });
   after(async () => {
     frozen?.process.kill('SIGCONT');
     await cleanupAll();
   });
 
-  void it('stops writes on the frozen primary before the other member is promoted', async () => {
+  void it('stops writes on the frozen primary before the other member is promoted', async (t) => {
     frozen.process.kill('SIGSTOP');
-    const stoppedAt = Date.now();
-    let fencedAt: number | undefined;
-    let promotedAt: number | undefined;
-    while (Date.now() - stoppedAt < 30_000 && (fencedAt === undefined || promotedAt === undefined)) {
-      if (fencedAt === undefined) {
-        const ok = await sql(frozen.pgPort, 'INSERT INTO z VALUES (1)').then(
-          () => true,
-          () => false,
-        );
-        if (!ok) fencedAt = Date.now();
-      }
-      if (promotedAt === undefined) {
-        const [row] = await sql<{ r: boolean }>(survivor.pgPort, 'SELECT pg_is_in_recovery() AS r').catch(
-          () => [],
-        );
-        if (row?.r === false) promotedAt = Date.now();
-      }
-      await sleep(100);
-    }
-    assert.ok(fencedAt !== undefined, 'the frozen primary stopped taking writes');
-    assert.ok(promotedAt !== undefined, 'the other member was promoted');
+    stoppedAt = Date.now();
+    const isWritable = (n: AgentNode) => (tick: { writable: string[] }) => tick.writable.includes(n.name);
+    await waitFor(
+      'the survivor writable',
+      () => checker.ticks.some((k) => k.at > stoppedAt && isWritable(survivor)(k)),
+      30_000,
+      50,
+    );
+    const after = checker.ticks.filter((k) => k.at > stoppedAt);
+    promotedAt = after.find(isWritable(survivor))!.at;
+    const fencedAt = after.find((k) => !isWritable(frozen)(k))?.at;
+    t.diagnostic(
+      `frozen primary not writable at +${fencedAt! - stoppedAt} ms, survivor writable at +${promotedAt - stoppedAt} ms`,
+    );
     assert.ok(
-      fencedAt <= promotedAt,
-      `fenced at +${fencedAt - stoppedAt} ms, promoted at +${promotedAt - stoppedAt} ms`,
+      fencedAt !== undefined && fencedAt < promotedAt,
+      'the frozen primary stopped taking writes first',
     );
   });
 
-  void it('after SIGCONT the old primary rejoins as a replica of the new leader', async () => {
+  void it('after SIGCONT at ttl + 5 s the old primary rejoins as a replica, never taking the key back', async () => {
+    await sleep(Math.max(0, stoppedAt + (TTL_S + 5) * 1000 - Date.now())); // the length of the freeze itself
     frozen.process.kill('SIGCONT');
     await waitForHealthyCluster([survivor, frozen], 45_000);
     const { body } = await getJson<ClusterJson>(survivor.apiPort, '/cluster');
     assert.equal(body.members.find((m) => m.role === 'leader')?.name, survivor.name);
-    await waitFor(
-      'the old primary in recovery',
-      async () =>
-        (await sql<{ r: boolean }>(frozen.pgPort, 'SELECT pg_is_in_recovery() AS r'))[0]?.r === true,
-      10_000,
-      200,
+    await waitInRecovery(frozen.pgPort, 10_000);
+  });
+
+  void it('no moment with two writable nodes, and every acknowledged insert is on the final primary', async (t) => {
+    const lastAck = writer.acked.length;
+    await waitFor('more writes after the rejoin', () => writer.acked.length >= lastAck + 10, 10_000, 50);
+    await Promise.all([writer.stop(), checker.stop()]);
+    const both = checker.ticks.filter((k) => k.writable.length > 1);
+    assert.deepEqual(both, [], 'a checker tick saw two writable nodes');
+    const gaps = checker.ticks.slice(1).map((k, i) => k.at - checker.ticks[i]!.at);
+    t.diagnostic(
+      `${checker.ticks.length} checker ticks (longest gap ${Math.max(...gaps)} ms); ` +
+        `${writer.acked.length} acknowledged inserts, ${writer.failures} failed attempts`,
     );
+    assert.ok(
+      writer.acked.some((a) => a.at > promotedAt!),
+      'the writer was served by the new primary through the proxy',
+    );
+    const rows = await sql<{ id: number }>(survivor.pgPort, 'SELECT id FROM acked');
+    const present = new Set(rows.map((r) => r.id));
+    const lost = writer.acked.filter((a) => !present.has(a.id)).map((a) => a.id);
+    assert.deepEqual(lost, [], 'acknowledged inserts missing on the final primary');
   });
 });
