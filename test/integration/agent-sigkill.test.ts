@@ -20,11 +20,17 @@ import {
   type ClusterJson,
 } from './agent-helpers.js';
 
+async function postmasterStart(node: AgentNode): Promise<string | undefined> {
+  const [row] = await sql<{ t: string }>(node.pgPort, 'SELECT pg_postmaster_start_time()::text AS t');
+  return row?.t;
+}
+
 void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () => {
   let etcd: EtcdServer;
   const nodes: AgentNode[] = [];
   let oldPrimary: AgentNode;
   let newLeader: string;
+  let k3StartedAt: string | undefined;
 
   before(async () => {
     etcd = await startEtcd();
@@ -37,6 +43,7 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
     assert.equal(cluster.members.find((m) => m.role === 'leader')?.name, 'k1');
     oldPrimary = nodes[0]!;
     await sql(oldPrimary.pgPort, 'CREATE TABLE w(x int); INSERT INTO w VALUES (1)');
+    k3StartedAt = await postmasterStart(nodes[2]!);
   });
   after(cleanupAll);
 
@@ -89,6 +96,25 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
     assert.equal(history[0]?.[0], 1);
     assert.equal(typeof history[0]?.[1], 'number');
     assert.equal(history[0]?.[4], newLeader);
+  });
+
+  void it('the other replica streams from the new leader without a restart (primary_conninfo reload)', async () => {
+    const k3 = nodes.find((n) => n.name === 'k3')!;
+    const leaderNode = nodes.find((n) => n.name === newLeader)!;
+    await waitFor(
+      'k3 streaming from the new leader',
+      async () => {
+        const [r] = await sql<{ port: number; status: string }>(
+          k3.pgPort,
+          'SELECT sender_port AS port, status FROM pg_stat_wal_receiver',
+        );
+        return r?.port === leaderNode.pgPort && r.status === 'streaming';
+      },
+      20_000,
+      200,
+    );
+    assert.equal(await postmasterStart(k3), k3StartedAt, 'k3 postmaster was not restarted');
+    assert.ok(haSentences(k3).includes(`following new leader '${newLeader}'`), haSentences(k3).join('\n'));
   });
 
   void it('the killed member, restarted, rejoins the new leader as a streaming replica', async () => {
