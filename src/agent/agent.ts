@@ -26,7 +26,13 @@ import { execute, type ExecutorContext } from './executor.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
-import { leaderStatusValue, memberValueFor, publishedState, type MemberState } from './member-status.js';
+import {
+  effectiveTags,
+  leaderStatusValue,
+  memberValueFor,
+  publishedState,
+  type MemberState,
+} from './member-status.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -40,6 +46,8 @@ export interface AgentOptions {
 /** What the REST API and metrics read: the agent's latest knowledge, immutable. */
 export interface AgentSnapshot {
   readonly name: string;
+  /** This member's tags as Patroni shows them (`effectiveTags`). */
+  readonly tags: Readonly<Record<string, unknown>>;
   readonly state: MemberState;
   readonly probe: PgProbe | undefined;
   readonly view: ClusterView | undefined;
@@ -64,6 +72,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
    */
   private highestTimeline = 0;
   private snapshot: DcsSnapshot | undefined;
+  /** The last member seen holding the leader key (Patroni's old_cluster.leader). */
+  private lastSeenLeader: string | undefined;
   private lastCycleAtMs: number | undefined;
   private lastDcsOkAtMs: number | undefined;
   private lastSentence: string | undefined;
@@ -147,6 +157,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   get snapshotForApi(): AgentSnapshot {
     return {
       name: this.cfg.name,
+      tags: effectiveTags(this.cfg.tags),
       state: this.state,
       probe: this.probe,
       view: this.snapshot?.view,
@@ -182,6 +193,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     try {
       await this.lease.refresh(this.settings);
       this.snapshot = await this.opts.dcs.load();
+      this.lastSeenLeader = this.snapshot.view.leader ?? this.lastSeenLeader;
       this.updateSettings(this.snapshot.view);
       // Wake the loop when the leader or failover key changes (idempotent; retried until it holds).
       void this.opts.dcs.watchLeader(() => this.wake());
@@ -237,6 +249,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       failover: parseFailover(this.snapshot?.values.get('failover')),
       following: this.following,
       peers,
+      formerLeader: this.lastSeenLeader,
       clusterTimeline: lastSwitch === undefined ? undefined : lastSwitch[0] + 1,
       settings: {
         maximumLagOnFailoverBytes: this.settings.maximumLagOnFailoverBytes,

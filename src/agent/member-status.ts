@@ -47,9 +47,22 @@ export function buildMemberValue(f: MemberFacts): Record<string, unknown> {
       if (p.replayLsn !== undefined) out.replay_lsn = p.replayLsn;
     }
   }
-  const tags = Object.fromEntries(Object.entries(f.tags).filter(([, v]) => v !== false && v !== undefined));
+  const tags = effectiveTags(f.tags);
   if (Object.keys(tags).length > 0) out.tags = tags;
   return out;
+}
+
+const BOOLEAN_TAGS = new Set(['clonefrom', 'nofailover', 'noloadbalance', 'nosync']);
+
+/**
+ * The tags a member shows (member key, `/patroni`): Patroni's boolean tags only when set, custom
+ * tags (and `failover_priority`) always.
+ * @see patroni/tags.py Tags._filter_tags
+ */
+export function effectiveTags(tags: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(tags).filter(([k, v]) => v !== undefined && (!BOOLEAN_TAGS.has(k) || Boolean(v))),
+  );
 }
 
 /** `{"optime":…,"slots":{…},"retain_slots":[…]}`; slots map slot name → confirmed position. */

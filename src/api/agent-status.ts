@@ -50,6 +50,7 @@ export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, u
     if (p.inRecovery)
       out.replication_state = p.walReceiverStatus === 'streaming' ? 'streaming' : 'in archive recovery';
   }
+  if (Object.keys(s.tags).length > 0) out.tags = s.tags;
   if (s.view) out.cluster_unlocked = s.view.leader === undefined;
   if (s.view && isPaused(s.view.config)) out.pause = true;
   if (s.lastDcsOkAtMs !== undefined) out.dcs_last_seen = Math.floor(s.lastDcsOkAtMs / 1000);

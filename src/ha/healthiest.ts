@@ -11,7 +11,8 @@
  * | a member answers as a running primary                        | '<m>' is still primary                  |
  * | an eligible member answers with a newer timeline             | '<m>' is on a newer timeline …          |
  * | an eligible member answers with a higher WAL position        | '<m>' is ahead of me                    |
- * | same position, higher `failover_priority`                    | '<m>' has the same WAL position and …   |
+ * | same position, higher `failover_priority` (not the former    | '<m>' has the same WAL position and …   |
+ * | leader: its priority is ignored, as Patroni does)            |                                         |
  *
  * Members that did not answer are ignored (a slow member is most likely unhealthy), so are
  * members not allowed to promote and the leader being switched over from. Equal positions with
@@ -58,7 +59,12 @@ export function healthiestBlocker(
       return `'${p.name}' is on a newer timeline (${p.timeline} > ${myTimeline})`;
     }
     if (p.walPosition > myWal) return `'${p.name}' is ahead of me`;
-    if (p.walPosition === myWal && p.failoverPriority > obs.settings.failoverPriority) {
+    if (
+      p.walPosition === myWal &&
+      p.walPosition > 0 &&
+      p.failoverPriority > obs.settings.failoverPriority &&
+      p.name !== obs.formerLeader
+    ) {
       return `'${p.name}' has the same WAL position and a higher failover_priority (${p.failoverPriority} > ${obs.settings.failoverPriority})`;
     }
   }

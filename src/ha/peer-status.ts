@@ -56,8 +56,8 @@ function record(v: unknown): Record<string, unknown> | undefined {
 }
 
 /**
- * A `/patroni` body. Tags come from the answer when it has them (Patroni's), else from the
- * member key (pgfleet's `/patroni` does not repeat them).
+ * A `/patroni` body. Tags come from the answer when it has them (Patroni and pgfleet omit `tags`
+ * when none is set), else from the member key.
  */
 export function peerStatusFromJson(member: Member, json: unknown): PeerStatus {
   const body = record(json);

@@ -39,6 +39,11 @@ export interface Observation {
    * leader key is free (empty otherwise); unreachable members are marked so.
    */
   readonly peers: readonly PeerStatus[];
+  /**
+   * The last leader this agent saw holding the key (Patroni's `old_cluster.leader`): its
+   * `failover_priority` does not count in the race that replaces it.
+   */
+  readonly formerLeader: string | undefined;
   /** The cluster's timeline per the `history` key (last switch + 1); undefined before any switch. */
   readonly clusterTimeline: number | undefined;
   readonly settings: {

@@ -85,6 +85,7 @@ function obs(over: Partial<Observation>): Observation {
     failover: undefined,
     following: undefined,
     peers: [],
+    formerLeader: undefined,
     clusterTimeline: undefined,
     settings: settings(),
     ...over,
@@ -197,6 +198,28 @@ const cases: { name: string; obs: Observation; actions: string[]; sentence: stri
     obs: obs({ settings: settings({ failoverPriority: 3 }), peers: [peer('n2', { failoverPriority: 2 })] }),
     actions: ['acquire', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: equal positions, the former leader has a higher failover_priority → ignored, race',
+    obs: obs({ formerLeader: 'n2', peers: [peer('n2', { failoverPriority: 5 })] }),
+    actions: ['acquire', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: the former leader ignored, another member with a higher priority still blocks',
+    obs: obs({
+      formerLeader: 'n2',
+      peers: [peer('n2', { failoverPriority: 5 }), peer('n3', { failoverPriority: 2 })],
+    }),
+    actions: [],
+    sentence:
+      "following a different leader because 'n3' has the same WAL position and a higher failover_priority (2 > 1)",
+  },
+  {
+    name: 'failover: the former leader ahead of me still blocks (only its priority is ignored)',
+    obs: obs({ formerLeader: 'n2', peers: [peer('n2', { walPosition: 2000, failoverPriority: 5 })] }),
+    actions: [],
+    sentence: "following a different leader because 'n2' is ahead of me",
   },
   {
     name: 'failover: position beats priority — I am ahead of a higher-priority member → race',
