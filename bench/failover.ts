@@ -28,15 +28,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { stringify } from 'yaml';
 import {
   freePort,
   isAlive,
   isClusterReady,
-  makeTempDir,
   patroniHaproxyConfig,
   readPidFile,
-  spawnProcess,
   startEtcd,
   startHaproxy,
   startPatroniCluster,
@@ -53,6 +50,7 @@ import {
   type AgentNode,
   type ClusterJson,
 } from '../test/integration/agent-helpers.js';
+import { startPgfleetProxy } from './pgfleet-proxy.js';
 import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
 
 const SCENARIOS = ['node-loss', 'switchover'] as const;
@@ -462,33 +460,15 @@ async function startPgfleetStack(
   }
   await waitForHealthyCluster(nodes, 120_000);
 
-  const writePort = await freePort();
-  const adminPort = await freePort();
-  const proxyDir = await makeTempDir('bench-failover-proxy');
-  const configPath = path.join(proxyDir, 'proxy.yaml');
   // The proxy's defaults (routing on the etcd watch, no REST health checks, wait_timeout 5s).
-  await writeFile(
-    configPath,
-    stringify({
-      scope,
-      namespace: '/service',
-      etcd3: { hosts: [etcd.endpoint] },
-      log: { level: 'warn' },
-      proxy: {
-        admin: { listen: `127.0.0.1:${adminPort}` },
-        listeners: [{ name: 'primary', listen: `127.0.0.1:${writePort}`, role: 'primary' }],
-      },
-    }),
-  );
-  const proxy = await spawnProcess({
-    name: 'pgfleet proxy',
-    command: process.execPath,
-    args: [path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', configPath],
-    logFile: path.join(proxyDir, 'proxy.log'),
-    cwd: ROOT,
+  const proxy = await startPgfleetProxy({
+    scope,
+    etcdEndpoint: etcd.endpoint,
     env: { PGFLEET_FROM_SOURCE: '1' },
   });
-  log(`pgfleet proxy pid ${proxy.pid} on 127.0.0.1:${writePort}`);
+  const writePort = proxy.port;
+  const proxyDir = path.dirname(proxy.configPath);
+  log(`pgfleet proxy pid ${proxy.process.pid} on 127.0.0.1:${writePort}`);
 
   const cluster = async (): Promise<ClusterJson> => {
     let lastError: unknown;

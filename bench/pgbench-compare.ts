@@ -1,18 +1,23 @@
 /**
- * pgbench through three paths to the same Patroni leader: direct, HAProxy (the standard Patroni
- * setup: httpchk OPTIONS /primary, `inter 3s fall 3 rise 2 on-marked-down shutdown-sessions`) and
- * pgfleet's proxy (a separate `node bin/pgfleet proxy` process, health checks mirroring HAProxy's).
+ * pgbench through four paths to the same Patroni leader: direct, HAProxy (the standard Patroni
+ * setup: httpchk OPTIONS /primary, `inter 3s fall 3 rise 2 on-marked-down shutdown-sessions`),
+ * pgbouncer in session mode, and pgfleet's proxy (a separate `node bin/pgfleet proxy` process,
+ * health checks mirroring HAProxy's).
  *
  * A benchmark, not a test: it asserts nothing about speed. It starts etcd + a small Patroni
  * cluster with the integration-test harness, runs `pgbench -i`, then for each round runs every
  * workload against every target, interleaved (the target order rotates each round), and prints
- * median TPS (min–max), median average latency and ratios to direct and pgfleet/HAProxy.
+ * median TPS (min–max), median average latency, latency added over direct, proxy CPU per 10,000
+ * transactions (from /proc of the proxy process) and ratios to direct and pgfleet/HAProxy.
  * Results also go to `.bench-out/pgbench-<timestamp>.json`. Loopback only.
  *
  *   npm run bench -- [--rounds 3] [--duration 15] [--scale 10] [--members 2]
- *                    [--workloads select-only,tpcb,connect] [--targets direct,haproxy,pgfleet]
+ *                    [--workloads select-only,select-c64,tpcb,connect,latency-c1]
+ *                    [--targets direct,haproxy,pgbouncer,pgfleet]
  *                    [--cpu-prof]   # run the pgfleet proxy under `node --cpu-prof`, print top self time
  *                    [--from-source] # run the proxy via tsx even when dist/ exists
+ *                    [--hold]        # set everything up, print ports and pids, wait for Ctrl-C
+ *                                    # (for strace -c / perf against one proxy by hand)
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,13 +25,10 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
 import {
   freePort,
-  makeTempDir,
   patroniHaproxyConfig,
   runCommand,
-  spawnProcess,
   startEtcd,
   startHaproxy,
   startPatroniCluster,
@@ -35,6 +37,8 @@ import {
   waitFor,
 } from '../test/harness/index.js';
 import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
+import { PGBOUNCER_BIN, startPgbouncer } from './pgbouncer.js';
+import { startPgfleetProxy } from './pgfleet-proxy.js';
 
 const PGBENCH = '/usr/bin/pgbench';
 const PSQL = '/usr/bin/psql';
@@ -46,7 +50,7 @@ const PSQL = '/usr/bin/psql';
 const EXIT_AFTER_SIGTERM =
   'data:text/javascript,process.once("SIGTERM",()=>setTimeout(()=>process.exit(0),3000).unref())';
 
-const TARGETS = ['direct', 'haproxy', 'pgfleet'] as const;
+const TARGETS = ['direct', 'haproxy', 'pgbouncer', 'pgfleet'] as const;
 type Target = (typeof TARGETS)[number];
 
 interface Workload {
@@ -59,9 +63,21 @@ interface Workload {
 const COMMON = ['-n', '-M', 'simple', '-c', '8', '-j', '2'];
 const WORKLOADS: readonly Workload[] = [
   { name: 'select-only', description: '-S -c 8 -j 2', args: ['-S', ...COMMON] },
+  {
+    name: 'select-c64',
+    description: '-S -c 64 -j 2',
+    args: ['-S', '-n', '-M', 'simple', '-c', '64', '-j', '2'],
+  },
   { name: 'tpcb', description: 'TPC-B -c 8 -j 2', args: [...COMMON] },
   { name: 'connect', description: '-S -C -c 8 -j 2', args: ['-S', '-C', ...COMMON] },
+  {
+    name: 'latency-c1',
+    description: '-S -c 1 -j 1',
+    args: ['-S', '-n', '-M', 'simple', '-c', '1', '-j', '1'],
+  },
 ];
+/** Postgres connections the largest workload needs (plus room for psql and Patroni). */
+const MAX_CLIENTS = 64;
 
 interface RunResult {
   readonly round: number;
@@ -73,6 +89,8 @@ interface RunResult {
   readonly failed: number;
   /** CPU seconds used by the proxy process (HAProxy or pgfleet) during the run; 0 for direct. */
   readonly proxyCpuSec: number;
+  /** The kernel part of proxyCpuSec (stime): syscalls, loopback TCP. */
+  readonly proxySysSec: number;
   readonly loadavg1: number;
   /** etcd/postmaster/haproxy/patroni/node --test processes on the host that are not ours. */
   readonly foreignProcesses: number;
@@ -87,7 +105,10 @@ interface Summary {
   readonly tpsMin: number;
   readonly tpsMax: number;
   readonly latencyMedianMs: number;
-  readonly proxyCpuMsPerKTx: number;
+  /** Median over rounds of (this target's latency − direct's latency in the same round), µs. */
+  readonly latencyAddedUs: number | undefined;
+  readonly proxyCpuSecPer10kTx: number;
+  readonly proxySysSecPer10kTx: number;
   readonly tpsRatioToDirect: number | undefined;
   readonly latencyRatioToDirect: number | undefined;
 }
@@ -103,6 +124,7 @@ function parseOptions() {
       targets: { type: 'string', default: TARGETS.join(',') },
       'cpu-prof': { type: 'boolean', default: false },
       'from-source': { type: 'boolean', default: false },
+      hold: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -131,6 +153,7 @@ function parseOptions() {
     targets,
     cpuProf: values['cpu-prof'],
     fromSource: values['from-source'],
+    hold: values.hold,
   };
 }
 
@@ -140,7 +163,7 @@ async function main(): Promise<void> {
   const opts = parseOptions();
   const runs = opts.rounds * opts.workloads.length * opts.targets.length;
   // Setup (cluster, pgbench -i) + each run with slack for connect and teardown.
-  const budgetMs = 240_000 + runs * (opts.durationSec + 20) * 1_000;
+  const budgetMs = opts.hold ? 24 * 3600_000 : 240_000 + runs * (opts.durationSec + 20) * 1_000;
   armWatchdog(budgetMs);
 
   const startLoad = os.loadavg()[0] ?? 0;
@@ -157,7 +180,13 @@ async function main(): Promise<void> {
 
   log('starting etcd and Patroni');
   const etcd = await startEtcd();
-  const cluster = await startPatroniCluster({ etcd, size: opts.members, startTimeoutMs: 120_000 });
+  const cluster = await startPatroniCluster({
+    etcd,
+    size: opts.members,
+    startTimeoutMs: 120_000,
+    // pgbouncer keeps its pool of MAX_CLIENTS server connections open while the others run.
+    maxConnections: MAX_CLIENTS * 3 + 20,
+  });
   const leaderName = await cluster.leader();
   const leader = cluster.members.find((m) => m.name === leaderName);
   if (leader === undefined) throw new Error('no Patroni leader');
@@ -168,48 +197,39 @@ async function main(): Promise<void> {
     patroniHaproxyConfig({ members: cluster.members, writePort: haproxyPort, inter: '3s', fall: 3, rise: 2 }),
   );
 
-  const pgfleetPort = await freePort();
-  const adminPort = await freePort();
-  const proxyDir = await makeTempDir('bench-proxy');
-  const proxyConfigPath = path.join(proxyDir, 'proxy.yaml');
-  await writeFile(
-    proxyConfigPath,
-    stringify({
-      scope: cluster.scope,
-      namespace: cluster.namespace,
-      etcd3: { hosts: [etcd.endpoint] },
-      // HAProxy's config logs only notice and above (no per-connection lines); likewise here.
-      log: { level: 'warn' },
-      proxy: {
-        admin: { listen: `127.0.0.1:${adminPort}` },
-        health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 },
-        listeners: [{ name: 'primary', listen: `127.0.0.1:${pgfleetPort}`, role: 'primary' }],
-      },
-    }),
-  );
+  const pgbouncer = await startPgbouncer({
+    serverPort: leader.pgPort,
+    poolSize: MAX_CLIENTS + 8,
+    maxClients: MAX_CLIENTS * 4,
+  });
+
   const profDir = path.join(OUT_DIR, `cpuprof-${timestamp()}`);
   if (opts.cpuProf) await mkdir(profDir, { recursive: true });
-  const pgfleet = await spawnProcess({
-    name: 'pgfleet proxy',
-    command: process.execPath,
-    args: [
+  const proxy = await startPgfleetProxy({
+    scope: cluster.scope,
+    etcdEndpoint: etcd.endpoint,
+    proxy: { health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 } },
+    nodeArgs: [
       ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--import', EXIT_AFTER_SIGTERM] : []),
       ...proxyRunner.nodeArgs,
-      path.join(ROOT, 'bin', 'pgfleet'),
-      'proxy',
-      '-c',
-      proxyConfigPath,
     ],
-    logFile: path.join(proxyDir, 'proxy.log'),
-    cwd: ROOT,
     env: proxyRunner.env,
   });
+  const pgfleet = proxy.process;
+  const pgfleetPort = proxy.port;
+  const proxyDir = path.dirname(proxy.configPath);
   log(`pgfleet proxy (${proxyRunner.label}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`);
 
-  const ports: Record<Target, number> = { direct: leader.pgPort, haproxy: haproxyPort, pgfleet: pgfleetPort };
+  const ports: Record<Target, number> = {
+    direct: leader.pgPort,
+    haproxy: haproxyPort,
+    pgbouncer: pgbouncer.port,
+    pgfleet: pgfleetPort,
+  };
   const proxyPids: Record<Target, number | undefined> = {
     direct: undefined,
     haproxy: haproxy.pid,
+    pgbouncer: pgbouncer.pid,
     pgfleet: pgfleet.pid,
   };
   for (const target of TARGETS) {
@@ -225,7 +245,7 @@ async function main(): Promise<void> {
       250,
     );
   }
-  log('all three paths reach the leader');
+  log(`all ${TARGETS.length} paths reach the leader`);
 
   log(`pgbench -i -s ${opts.scale} on the leader`);
   const init = await runCommand(
@@ -253,6 +273,12 @@ async function main(): Promise<void> {
     await pgbench(ports[target], WORKLOADS[0]!.args, 3);
   }
 
+  if (opts.hold) {
+    for (const t of TARGETS) log(`${t.padEnd(9)} port ${ports[t]} pid ${proxyPids[t] ?? '-'}`);
+    log('holding; Ctrl-C tears everything down');
+    await new Promise(() => undefined);
+  }
+
   const ourDirsList = [
     etcd.dataDir,
     proxyDir,
@@ -277,7 +303,8 @@ async function main(): Promise<void> {
           workload: workload.name,
           target,
           ...parsed,
-          proxyCpuSec: cpuAfter - cpuBefore,
+          proxyCpuSec: cpuAfter.total - cpuBefore.total,
+          proxySysSec: cpuAfter.sys - cpuBefore.sys,
           loadavg1: os.loadavg()[0] ?? 0,
           foreignProcesses: foreign,
           startedAt,
@@ -286,7 +313,9 @@ async function main(): Promise<void> {
         log(
           `[${results.length}/${total}] round ${r.round} ${workload.name.padEnd(11)} ${target.padEnd(7)} ` +
             `tps=${r.tps.toFixed(0)} lat=${r.latencyMs.toFixed(3)}ms failed=${r.failed}` +
-            (proxyPids[target] === undefined ? '' : ` proxy-cpu=${r.proxyCpuSec.toFixed(1)}s`) +
+            (proxyPids[target] === undefined
+              ? ''
+              : ` proxy-cpu=${r.proxyCpuSec.toFixed(1)}s (sys ${r.proxySysSec.toFixed(1)}s)`) +
             (foreign > 0 ? ` foreign-processes=${foreign}` : ''),
         );
       }
@@ -294,7 +323,7 @@ async function main(): Promise<void> {
   }
 
   const summaries = summarise(results, opts);
-  process.stdout.write('\n' + renderTable(summaries, opts) + '\n');
+  process.stdout.write('\n' + renderTable(summaries, opts, results) + '\n');
   const disturbed = results.filter((r) => r.foreignProcesses > 0).length;
   if (disturbed > 0) {
     process.stdout.write(
@@ -310,6 +339,7 @@ async function main(): Promise<void> {
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model,
     pgbench: (await runCommand(PGBENCH, ['--version'])).stdout.trim(),
+    pgbouncer: (await runCommand(PGBOUNCER_BIN, ['--version'])).stdout.split('\n')[0],
     haproxy: (await runCommand('/usr/sbin/haproxy', ['-v'])).stdout.split('\n')[0],
     proxyRunner: proxyRunner.label,
     patroniMembers: opts.members,
@@ -421,16 +451,18 @@ async function psql(port: number, sql: string): Promise<string> {
   return r.stdout.trim();
 }
 
-/** utime + stime of a process in seconds, from /proc (0 when unknown). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
+/** utime + stime (total) and stime (sys) of a process in seconds, from /proc (0 when unknown). */
+function cpuSeconds(pid: number | undefined): { total: number; sys: number } {
+  if (pid === undefined) return { total: 0, sys: 0 };
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // Fields after "(comm) ": state is index 0, utime is field 14 → index 11, stime index 12.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const user = Number(fields[11]) / 100;
+    const sys = Number(fields[12]) / 100;
+    return { total: user + sys, sys };
   } catch {
-    return 0;
+    return { total: 0, sys: 0 };
   }
 }
 
@@ -445,14 +477,20 @@ function summarise(results: readonly RunResult[], opts: Options): Summary[] {
     const direct = results.filter((r) => r.workload === w.name && r.target === 'direct');
     const directTps = direct.length > 0 ? median(direct.map((r) => r.tps)) : undefined;
     const directLat = direct.length > 0 ? median(direct.map((r) => r.latencyMs)) : undefined;
+    const directLatByRound = new Map(direct.map((r) => [r.round, r.latencyMs]));
     for (const target of opts.targets) {
       const rs = results.filter((r) => r.workload === w.name && r.target === target);
       if (rs.length === 0) continue;
       const tps = rs.map((r) => r.tps);
       const tpsMedian = median(tps);
       const latencyMedianMs = median(rs.map((r) => r.latencyMs));
+      const added = rs.flatMap((r) => {
+        const d = directLatByRound.get(r.round);
+        return d === undefined ? [] : [(r.latencyMs - d) * 1000];
+      });
       const txs = rs.reduce((a, r) => a + r.transactions, 0);
       const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
+      const sys = rs.reduce((a, r) => a + r.proxySysSec, 0);
       out.push({
         workload: w.name,
         target,
@@ -461,7 +499,9 @@ function summarise(results: readonly RunResult[], opts: Options): Summary[] {
         tpsMin: Math.min(...tps),
         tpsMax: Math.max(...tps),
         latencyMedianMs,
-        proxyCpuMsPerKTx: txs > 0 ? (cpu * 1_000_000) / txs : 0,
+        latencyAddedUs: added.length > 0 ? median(added) : undefined,
+        proxyCpuSecPer10kTx: txs > 0 ? (cpu * 10_000) / txs : 0,
+        proxySysSecPer10kTx: txs > 0 ? (sys * 10_000) / txs : 0,
         tpsRatioToDirect: directTps === undefined ? undefined : tpsMedian / directTps,
         latencyRatioToDirect: directLat === undefined ? undefined : latencyMedianMs / directLat,
       });
@@ -470,16 +510,30 @@ function summarise(results: readonly RunResult[], opts: Options): Summary[] {
   return out;
 }
 
-function renderTable(summaries: readonly Summary[], opts: Options): string {
+/** pgfleet TPS / HAProxy TPS of each round (same round = run back to back). */
+function roundRatios(results: readonly RunResult[], workload: string): number[] {
+  const rounds = [...new Set(results.map((r) => r.round))];
+  return rounds.flatMap((round) => {
+    const at = (t: Target) =>
+      results.find((r) => r.workload === workload && r.round === round && r.target === t);
+    const p = at('pgfleet');
+    const h = at('haproxy');
+    return p === undefined || h === undefined ? [] : [p.tps / h.tps];
+  });
+}
+
+function renderTable(summaries: readonly Summary[], opts: Options, results: readonly RunResult[]): string {
   const header = [
     'workload',
     'target',
     'TPS median',
     'TPS min–max',
     'lat ms',
+    'added µs',
     'TPS/direct',
     'lat/direct',
-    'proxy CPU ms/1k tx',
+    'proxy CPU s/10k tx',
+    'of it sys',
   ];
   const rows: string[][] = summaries.map((s) => [
     s.workload,
@@ -487,9 +541,11 @@ function renderTable(summaries: readonly Summary[], opts: Options): string {
     s.tpsMedian.toFixed(0),
     `${s.tpsMin.toFixed(0)}–${s.tpsMax.toFixed(0)}`,
     s.latencyMedianMs.toFixed(3),
+    s.latencyAddedUs === undefined || s.target === 'direct' ? '' : s.latencyAddedUs.toFixed(0),
     s.tpsRatioToDirect === undefined ? '' : s.tpsRatioToDirect.toFixed(3),
     s.latencyRatioToDirect === undefined ? '' : s.latencyRatioToDirect.toFixed(3),
-    s.target === 'direct' ? '' : s.proxyCpuMsPerKTx.toFixed(1),
+    s.target === 'direct' ? '' : s.proxyCpuSecPer10kTx.toFixed(3),
+    s.target === 'direct' ? '' : s.proxySysSecPer10kTx.toFixed(3),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string =>
@@ -505,10 +561,13 @@ function renderTable(summaries: readonly Summary[], opts: Options): string {
     const h = summaries.find((s) => s.workload === w.name && s.target === 'haproxy');
     const p = summaries.find((s) => s.workload === w.name && s.target === 'pgfleet');
     if (h === undefined || p === undefined) continue;
+    const rr = roundRatios(results, w.name);
     ratios.push(
-      `  ${w.name.padEnd(11)} (${w.description}): TPS ${(p.tpsMedian / h.tpsMedian).toFixed(3)}, ` +
+      `  ${w.name.padEnd(11)} (${w.description}): TPS ${(p.tpsMedian / h.tpsMedian).toFixed(3)} ` +
+        `(per round ${median(rr).toFixed(3)}, ${Math.min(...rr).toFixed(3)}–${Math.max(...rr).toFixed(3)}), ` +
         `latency ${(p.latencyMedianMs / h.latencyMedianMs).toFixed(3)}, ` +
-        `proxy CPU per tx ${(h.proxyCpuMsPerKTx > 0 ? p.proxyCpuMsPerKTx / h.proxyCpuMsPerKTx : NaN).toFixed(2)}`,
+        `latency added ${p.latencyAddedUs?.toFixed(0) ?? '?'} vs ${h.latencyAddedUs?.toFixed(0) ?? '?'} µs, ` +
+        `proxy CPU per tx ${(h.proxyCpuSecPer10kTx > 0 ? p.proxyCpuSecPer10kTx / h.proxyCpuSecPer10kTx : NaN).toFixed(2)}`,
     );
   }
   if (ratios.length > 0) lines.push('', 'pgfleet / HAProxy:', ...ratios);

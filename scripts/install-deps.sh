@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what pgfleet's demo, tests and benchmarks need on Debian 12:
-# Debian packages (etcd, PostgreSQL 15, Patroni, HAProxy, pgbench) and npm packages.
+# Debian packages (etcd, PostgreSQL 15, Patroni, HAProxy, pgbouncer, pgbench) and npm packages.
 # Package scripts are kept from starting system services: the project starts its own
 # instances on free loopback ports.
 #   scripts/install-deps.sh            # everything (tests, benchmarks)
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd)
+want=(etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer)
 if [[ "${1:-}" == "--demo" ]]; then
   want=(etcd-server postgresql-15 postgresql-client-15)
 fi
@@ -37,7 +37,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   ((had_policy == 1)) || rm -f "$policy"
   # Stop anything a package still managed to start (we run our own instances).
-  for svc in etcd haproxy patroni postgresql; do
+  for svc in etcd haproxy patroni postgresql pgbouncer; do
     if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
   done
 fi

@@ -82,6 +82,8 @@ export interface PatroniClusterOptions {
   readonly ttl?: number;
   readonly loopWait?: number;
   readonly retryTimeout?: number;
+  /** PostgreSQL max_connections of every member (default 40; benchmarks at -c 64 need more). */
+  readonly maxConnections?: number;
   /** How long to wait for one leader and all members running (default 60 s). */
   readonly startTimeoutMs?: number;
 }
@@ -93,7 +95,12 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
   const scope = opts.scope ?? `pgfleet-test-${process.pid}-${++clusterCounter}`;
   const namespace = '/service/';
   const size = opts.size ?? 3;
-  const dcs = { ttl: opts.ttl ?? 10, loopWait: opts.loopWait ?? 2, retryTimeout: opts.retryTimeout ?? 3 };
+  const dcs = {
+    ttl: opts.ttl ?? 10,
+    loopWait: opts.loopWait ?? 2,
+    retryTimeout: opts.retryTimeout ?? 3,
+    maxConnections: opts.maxConnections ?? 40,
+  };
   const members: PatroniMember[] = [];
   for (let i = 1; i <= size; i++) {
     members.push(await prepareMember(`m${i}`, opts.etcd, scope, namespace, dcs));
@@ -196,10 +203,12 @@ async function fetchClusterJson(members: readonly PatroniMember[]): Promise<Patr
   throw lastError;
 }
 
+/** Settings Patroni keeps in the DCS `config` key (bootstrap.dcs). */
 interface DcsTiming {
   readonly ttl: number;
   readonly loopWait: number;
   readonly retryTimeout: number;
+  readonly maxConnections: number;
 }
 
 async function prepareMember(
@@ -257,7 +266,7 @@ export function patroniConfig(input: {
           parameters: {
             wal_level: 'replica',
             hot_standby: 'on',
-            max_connections: 40,
+            max_connections: dcs.maxConnections,
             max_wal_senders: 10,
             max_replication_slots: 10,
             wal_keep_size: '128MB',

@@ -1,0 +1,427 @@
+/**
+ * Memory per idle client session, and how long closing all of them takes when their node becomes
+ * unroutable. A benchmark, not a test: it asserts nothing.
+ *
+ * For each proxy (pgfleet, HAProxy 2.6 in TCP mode, pgbouncer 1.18 in session mode) in front of
+ * the same PostgreSQL wire stub (bench/pg-stub.ts: 10,000 real backends would need 10–30 GB), it
+ * opens --sessions client sessions (StartupMessage → ReadyForQuery), lets them sit idle, and reads
+ * the proxy's resident memory (VmRSS from /proc) before and after; for pgfleet also its V8 heap
+ * (from its /metrics). Then, for pgfleet only, it deletes the leader key in etcd and measures the
+ * time from that write until every client socket has been closed (the proxy sends FATAL 57P01 to
+ * sessions at a message boundary), and counts the clients that got the FATAL.
+ *
+ *   npm run bench:idle -- [--sessions 10000] [--targets pgfleet,haproxy,pgbouncer] [--rounds 1]
+ *
+ * Results go to `.bench-out/idle-sessions-<timestamp>.json`. Loopback only.
+ */
+import { once } from 'node:events';
+import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import { serialize } from 'pg-protocol';
+import { clusterKeys } from '../src/dcs/keys.js';
+import {
+  freePort,
+  isPortOpen,
+  makeTempDir,
+  onCleanup,
+  spawnProcess,
+  startEtcd,
+  startHaproxy,
+  waitFor,
+  type ManagedProcess,
+} from '../test/harness/index.js';
+import { armWatchdog, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
+import { startPgbouncer } from './pgbouncer.js';
+import { startPgfleetProxy } from './pgfleet-proxy.js';
+
+const TARGETS = ['pgfleet', 'haproxy', 'pgbouncer'] as const;
+type Target = (typeof TARGETS)[number];
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      sessions: { type: 'string' },
+      targets: { type: 'string', default: TARGETS.join(',') },
+      rounds: { type: 'string', default: '1' },
+      concurrency: { type: 'string', default: '200' },
+      // Investigation: e.g. --proxy-node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof
+      'proxy-node-args': { type: 'string', default: '' },
+      // Investigation: write a heap snapshot of the pgfleet proxy while the sessions are open.
+      'heap-snapshot': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const int = (name: string, v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${v}`);
+    return n;
+  };
+  const targets = values.targets.split(',').map((name) => {
+    const t = TARGETS.find((x) => x === name.trim());
+    if (t === undefined) throw new Error(`unknown target ${name}; known: ${TARGETS.join(',')}`);
+    return t;
+  });
+  // Two sockets per session in the proxy, plus ~100 for listeners, etcd, logs.
+  const fdCap = Math.floor((nofileLimit() - 100) / 2);
+  const sessions = values.sessions === undefined ? Math.min(10_000, fdCap) : int('sessions', values.sessions);
+  if (sessions > fdCap) {
+    throw new Error(
+      `--sessions ${sessions} needs ${2 * sessions + 100} open files; the limit here is ${nofileLimit()}`,
+    );
+  }
+  return {
+    sessions,
+    fdLimit: nofileLimit(),
+    rounds: int('rounds', values.rounds),
+    concurrency: int('concurrency', values.concurrency),
+    proxyNodeArgs: values['proxy-node-args'].split(',').filter((a) => a !== ''),
+    heapSnapshot: values['heap-snapshot'],
+    targets,
+  };
+}
+type Options = ReturnType<typeof parseOptions>;
+
+interface Measurement {
+  readonly target: Target;
+  readonly round: number;
+  readonly sessions: number;
+  readonly openSeconds: number;
+  readonly rssBeforeBytes: number;
+  readonly rssAfterBytes: number;
+  readonly rssPerSessionBytes: number;
+  readonly heapBeforeBytes: number | undefined;
+  readonly heapAfterBytes: number | undefined;
+  readonly heapPerSessionBytes: number | undefined;
+  /** pgfleet only: leader key deleted → last client socket closed. */
+  readonly closeAllMs: number | undefined;
+  readonly closedWithFatal: number | undefined;
+}
+
+/**
+ * Open-file limit of this process (inherited by the proxies). A proxy holds two sockets per
+ * session, so it caps the sessions one process can hold; raising the hard limit needs
+ * CAP_SYS_RESOURCE, which a container may not have (this machine's hard limit is 20,000).
+ */
+function nofileLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(
+    readFileSync('/proc/self/limits', 'utf8'),
+  );
+  return m?.[1] === undefined || m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+}
+
+function vmRss(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (m?.[1] === undefined) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** RSS once it has stopped moving (three reads 300 ms apart within 1 %), at most 10 s. */
+async function settledRss(pid: number): Promise<number> {
+  const reads: number[] = [];
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    reads.push(vmRss(pid));
+    const last = reads.slice(-3);
+    if (last.length === 3 && Math.max(...last) - Math.min(...last) <= 0.01 * Math.max(...last)) {
+      return median(last);
+    }
+    if (Date.now() > deadline) return reads[reads.length - 1]!;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+async function heapUsed(adminPort: number): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+  const text = await res.text();
+  const m = /^pgfleet_proxy_process_nodejs_heap_size_used_bytes (\d+(?:\.\d+)?)/m.exec(text);
+  if (m?.[1] === undefined) throw new Error('pgfleet /metrics has no nodejs_heap_size_used_bytes');
+  return Number(m[1]);
+}
+
+/** One idle client: StartupMessage, then wait for ReadyForQuery; records how it ends. */
+class IdleClient {
+  readonly socket: Socket;
+  gotFatal = false;
+  closed = false;
+  #buf: Buffer = Buffer.alloc(0);
+  #ready: (() => void) | undefined;
+  #failed: ((e: Error) => void) | undefined;
+
+  constructor(port: number) {
+    this.socket = connect({ host: '127.0.0.1', port });
+    this.socket.on('connect', () =>
+      this.socket.write(serialize.startup({ user: 'postgres', database: 'postgres' })),
+    );
+    this.socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    this.socket.on('error', (e) => this.#failed?.(e));
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.#failed?.(new Error('closed before ReadyForQuery'));
+    });
+  }
+
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#ready = resolve;
+      this.#failed = reject;
+    });
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    while (this.#buf.length >= 5) {
+      const len = this.#buf.readInt32BE(1);
+      if (this.#buf.length < len + 1) return;
+      const type = String.fromCharCode(this.#buf[0]!);
+      if (type === 'Z') {
+        const r = this.#ready;
+        this.#ready = undefined;
+        this.#failed = undefined;
+        r?.();
+      } else if (type === 'E' && this.#buf.subarray(5, len + 1).includes(Buffer.from('C57P01\0'))) {
+        this.gotFatal = true;
+      }
+      this.#buf = this.#buf.subarray(len + 1);
+    }
+  }
+}
+
+async function openClients(port: number, count: number, concurrency: number): Promise<IdleClient[]> {
+  const clients: IdleClient[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      next++;
+      const c = new IdleClient(port);
+      clients.push(c);
+      await c.ready();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return clients;
+}
+
+async function closeClients(clients: readonly IdleClient[]): Promise<void> {
+  await Promise.all(
+    clients.map(async (c) => {
+      if (c.closed) return;
+      c.socket.end(serialize.end());
+      await once(c.socket, 'close');
+    }),
+  );
+}
+
+interface Proxy {
+  readonly pid: number;
+  readonly port: number;
+  readonly adminPort?: number;
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions();
+  armWatchdog(300_000 + opts.rounds * opts.targets.length * opts.sessions * 30);
+  if (opts.sessions < 10_000) {
+    log(
+      `open-file limit ${opts.fdLimit} (ulimit -n; raising it needs CAP_SYS_RESOURCE): ${opts.sessions} sessions`,
+    );
+  }
+
+  const etcd = await startEtcd();
+  const dir = await makeTempDir('bench-idle');
+
+  const stubPort = await freePort();
+  const stub = await spawnProcess({
+    name: 'pg-stub',
+    command: process.execPath,
+    args: ['--import', 'tsx', path.join(ROOT, 'bench', 'pg-stub.ts'), '--port', String(stubPort)],
+    logFile: path.join(dir, 'stub.log'),
+    cwd: ROOT,
+  });
+  await waitFor('pg-stub to listen', () => isPortOpen(stubPort));
+
+  const scope = 'idle-bench';
+  const keys = clusterKeys('/service', scope);
+  const kv = new Etcd3({ hosts: etcd.clientUrl });
+  onCleanup(() => kv.close());
+  const putLeader = async (): Promise<void> => {
+    const member = {
+      conn_url: `postgres://127.0.0.1:${stubPort}/postgres`,
+      api_url: 'http://127.0.0.1:1/patroni',
+      state: 'running',
+      role: 'master',
+      version: '3.0.2',
+      xlog_location: 1,
+      timeline: 1,
+    };
+    await kv.put(keys.member('stub1')).value(JSON.stringify(member)).exec();
+    await kv.put(keys.leader).value('stub1').exec();
+  };
+  await putLeader();
+
+  const proxies: Partial<Record<Target, Proxy>> = {};
+  const processes: ManagedProcess[] = [stub];
+  for (const target of opts.targets) {
+    if (target === 'pgfleet') {
+      const p = await startPgfleetProxy({
+        scope,
+        etcdEndpoint: etcd.endpoint,
+        proxy: { max_client_connections: opts.sessions + 100 },
+        nodeArgs: [...opts.proxyNodeArgs, ...(opts.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2'] : [])],
+        env: { PGFLEET_FROM_SOURCE: '1' },
+      });
+      processes.push(p.process);
+      proxies.pgfleet = { pid: p.process.pid, port: p.port, adminPort: p.adminPort };
+    } else if (target === 'haproxy') {
+      const port = await freePort();
+      const h = await startHaproxy(
+        [
+          'global',
+          `  maxconn ${opts.sessions + 10}`,
+          'defaults',
+          '  mode tcp',
+          '  timeout connect 5s',
+          '  timeout client 1h',
+          '  timeout server 1h',
+          'frontend pg',
+          `  bind 127.0.0.1:${port}`,
+          `  maxconn ${opts.sessions + 10}`,
+          '  default_backend stub',
+          'backend stub',
+          `  server stub 127.0.0.1:${stubPort} maxconn ${opts.sessions + 100}`,
+          '',
+        ].join('\n'),
+      );
+      proxies.haproxy = { pid: h.pid, port };
+    } else {
+      const b = await startPgbouncer({
+        serverPort: stubPort,
+        poolSize: opts.sessions + 10,
+        maxClients: opts.sessions + 100,
+      });
+      proxies.pgbouncer = { pid: b.pid, port: b.port };
+    }
+  }
+
+  const results: Measurement[] = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const target of opts.targets) {
+      const proxy = proxies[target]!;
+      // Warm-up: code paths, JIT, allocator pools; then the baseline.
+      await closeClients(await openClients(proxy.port, Math.min(200, opts.sessions), opts.concurrency));
+      const rssBefore = await settledRss(proxy.pid);
+      const heapBefore = proxy.adminPort === undefined ? undefined : await heapUsed(proxy.adminPort);
+      const t0 = performance.now();
+      const clients = await openClients(proxy.port, opts.sessions, opts.concurrency);
+      const openSeconds = (performance.now() - t0) / 1000;
+      const rssAfter = await settledRss(proxy.pid);
+      const heapAfter = proxy.adminPort === undefined ? undefined : await heapUsed(proxy.adminPort);
+      if (opts.heapSnapshot && target === 'pgfleet') {
+        process.kill(proxy.pid, 'SIGUSR2');
+        const snapDir = OUT_DIR;
+        await mkdir(snapDir, { recursive: true });
+        await waitFor(
+          'the heap snapshot',
+          async () => {
+            const files = (await readdir(ROOT)).filter((f) => f.endsWith('.heapsnapshot'));
+            for (const f of files)
+              await rename(path.join(ROOT, f), path.join(snapDir, f)).catch(() => undefined);
+            return files.length > 0;
+          },
+          60_000,
+        );
+        log(`heap snapshot written to ${path.relative(ROOT, snapDir)}`);
+      }
+      let closeAllMs: number | undefined;
+      let closedWithFatal: number | undefined;
+      if (target === 'pgfleet') {
+        const allClosed = Promise.all(
+          clients.filter((c) => !c.closed).map(async (c) => void (await once(c.socket, 'close'))),
+        );
+        const tc = performance.now();
+        await kv.delete().key(keys.leader).exec();
+        await allClosed;
+        closeAllMs = performance.now() - tc;
+        closedWithFatal = clients.filter((c) => c.gotFatal).length;
+        await putLeader();
+        await waitFor('pgfleet to route again', async () => {
+          const c = new IdleClient(proxy.port);
+          try {
+            await c.ready();
+            await closeClients([c]);
+            return true;
+          } catch {
+            return false;
+          }
+        });
+      } else {
+        await closeClients(clients);
+      }
+      const m: Measurement = {
+        target,
+        round,
+        sessions: opts.sessions,
+        openSeconds,
+        rssBeforeBytes: rssBefore,
+        rssAfterBytes: rssAfter,
+        rssPerSessionBytes: (rssAfter - rssBefore) / opts.sessions,
+        heapBeforeBytes: heapBefore,
+        heapAfterBytes: heapAfter,
+        heapPerSessionBytes:
+          heapBefore === undefined || heapAfter === undefined
+            ? undefined
+            : (heapAfter - heapBefore) / opts.sessions,
+        closeAllMs,
+        closedWithFatal,
+      };
+      results.push(m);
+      log(
+        `round ${round} ${target.padEnd(9)} ${opts.sessions} sessions opened in ${openSeconds.toFixed(1)} s; ` +
+          `RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MiB ` +
+          `= ${(m.rssPerSessionBytes / 1024).toFixed(2)} KiB/session` +
+          (m.heapPerSessionBytes === undefined
+            ? ''
+            : `; heap ${(m.heapPerSessionBytes / 1024).toFixed(2)} KiB/session`) +
+          (closeAllMs === undefined
+            ? ''
+            : `; close-all ${closeAllMs.toFixed(0)} ms (${closedWithFatal} got FATAL 57P01)`),
+      );
+    }
+  }
+  process.stdout.write('\n' + render(results, opts) + '\n');
+  await mkdir(OUT_DIR, { recursive: true });
+  const outFile = path.join(OUT_DIR, `idle-sessions-${timestamp()}.json`);
+  await writeFile(outFile, JSON.stringify({ options: opts, results }, null, 2) + '\n');
+  log(`results written to ${path.relative(ROOT, outFile)}`);
+  for (const p of processes) await p.stop(5_000);
+}
+
+function render(results: readonly Measurement[], opts: Options): string {
+  const kib = (b: number | undefined) => (b === undefined ? '' : (b / 1024).toFixed(2));
+  const lines = [
+    `${opts.sessions} idle sessions, medians over ${opts.rounds} round(s)`,
+    'target     RSS KiB/session  heap KiB/session  open s  close-all ms',
+  ];
+  for (const t of opts.targets) {
+    const rs = results.filter((r) => r.target === t);
+    const med = (f: (r: Measurement) => number | undefined) => {
+      const xs = rs.map(f).filter((x): x is number => x !== undefined);
+      return xs.length === 0 ? undefined : median(xs);
+    };
+    lines.push(
+      `${t.padEnd(9)}  ${kib(med((r) => r.rssPerSessionBytes)).padStart(15)}  ` +
+        `${kib(med((r) => r.heapPerSessionBytes)).padStart(16)}  ${(med((r) => r.openSeconds) ?? 0).toFixed(1).padStart(6)}  ` +
+        `${
+          med((r) => r.closeAllMs)
+            ?.toFixed(0)
+            .padStart(12) ?? ''
+        }`,
+    );
+  }
+  return lines.join('\n');
+}
+
+runMain(main);

@@ -1,0 +1,70 @@
+/**
+ * The benchmarks' pgfleet proxy: a separate `node bin/pgfleet proxy -c proxy.yaml` process with one
+ * `primary` write listener on a free loopback port and the admin endpoint, waited on until it
+ * accepts connections. Stopped at cleanup like every harness process.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import {
+  freePort,
+  isPortOpen,
+  makeTempDir,
+  spawnProcess,
+  waitFor,
+  type ManagedProcess,
+} from '../test/harness/index.js';
+import { ROOT } from './lib.js';
+
+export interface PgfleetProxyOptions {
+  readonly scope: string;
+  readonly etcdEndpoint: string;
+  /** Extra keys of the `proxy:` section (health_check, max_client_connections, …). */
+  readonly proxy?: Readonly<Record<string, unknown>>;
+  /** Node flags before bin/pgfleet (--cpu-prof, --heapsnapshot-signal=…). */
+  readonly nodeArgs?: readonly string[];
+  /** Extra environment; PGFLEET_FROM_SOURCE=1 runs src/ via tsx instead of dist/. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface PgfleetProxy {
+  readonly process: ManagedProcess;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly configPath: string;
+}
+
+export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<PgfleetProxy> {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const dir = await makeTempDir('bench-proxy');
+  const configPath = path.join(dir, 'proxy.yaml');
+  await writeFile(
+    configPath,
+    stringify({
+      scope: opts.scope,
+      namespace: '/service',
+      etcd3: { hosts: [opts.etcdEndpoint] },
+      // HAProxy's benchmark config logs only notices (no per-connection lines); likewise here.
+      log: { level: 'warn' },
+      proxy: {
+        admin: { listen: `127.0.0.1:${adminPort}` },
+        ...opts.proxy,
+        listeners: [{ name: 'primary', listen: `127.0.0.1:${port}`, role: 'primary' }],
+      },
+    }),
+  );
+  const proc = await spawnProcess({
+    name: 'pgfleet proxy',
+    command: process.execPath,
+    args: [...(opts.nodeArgs ?? []), path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', configPath],
+    logFile: path.join(dir, 'proxy.log'),
+    cwd: ROOT,
+    env: { ...opts.env },
+  });
+  await waitFor(`the pgfleet proxy to listen on ${port}`, async () => {
+    if (!proc.isRunning) throw new Error(`pgfleet proxy exited:\n${proc.logTail()}`);
+    return await isPortOpen(port);
+  });
+  return { process: proc, port, adminPort, configPath };
+}
