@@ -149,9 +149,18 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.cycleTimer = setTimeout(() => {
       this.exclusive(async () => {
         const acted = await this.cycle();
-        this.scheduleCycle(acted ? 0 : this.settings.loopWaitMs);
+        this.scheduleCycle(acted ? 0 : this.nextCycleDelayMs());
       });
     }, delayMs);
+  }
+
+  /** loop_wait, or less when a switchover this leader must run is scheduled sooner (cycle at its time). */
+  private nextCycleDelayMs(): number {
+    const loopWaitMs = this.settings.loopWaitMs;
+    const at = parseFailover(this.snapshot?.values.get('failover'))?.scheduledAt;
+    if (at === undefined || this.snapshot?.view.leader !== this.cfg.name) return loopWaitMs;
+    const dueInMs = at.ms - Date.now();
+    return dueInMs > 0 && dueInMs < loopWaitMs ? dueInMs + 5 : loopWaitMs;
   }
 
   get snapshotForApi(): AgentSnapshot {
@@ -238,6 +247,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     const probe = this.probe;
     return {
       nowMs: performance.now(),
+      wallNowMs: Date.now(),
       name: this.cfg.name,
       view,
       leaseDeadlineMs: this.lease.leaseDeadlineMs,
@@ -252,6 +262,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       formerLeader: this.lastSeenLeader,
       clusterTimeline: lastSwitch === undefined ? undefined : lastSwitch[0] + 1,
       settings: {
+        loopWaitMs: this.settings.loopWaitMs,
         maximumLagOnFailoverBytes: this.settings.maximumLagOnFailoverBytes,
         nofailover: this.cfg.tags.nofailover,
         failoverPriority: this.cfg.tags.failover_priority ?? 1,
@@ -393,12 +404,30 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }
   }
 
-  /** Writes a switchover/failover request (Patroni's `failover` key) and runs a cycle now. */
-  async requestFailover(leader: string | undefined, member: string | undefined): Promise<void> {
+  /**
+   * Writes a switchover/failover request (Patroni's `failover` key, `scheduled_at` as Patroni
+   * writes it) and runs a cycle now.
+   */
+  async requestFailover(
+    leader: string | undefined,
+    member: string | undefined,
+    scheduledAt?: string,
+  ): Promise<void> {
     await this.opts.dcs.writeFailover(
-      JSON.stringify({ ...(leader ? { leader } : {}), ...(member ? { member } : {}) }),
+      JSON.stringify({
+        ...(leader ? { leader } : {}),
+        ...(member ? { member } : {}),
+        ...(scheduledAt ? { scheduled_at: scheduledAt } : {}),
+      }),
     );
     this.scheduleCycle(0);
+  }
+
+  /** Removes a scheduled switchover (DELETE /switchover); `conflict` when the key changed meanwhile. */
+  async deleteScheduledSwitchover(): Promise<'deleted' | 'none' | 'conflict'> {
+    const text = (await this.opts.dcs.load()).values.get('failover');
+    if (parseFailover(text)?.scheduledAt === undefined || text === undefined) return 'none';
+    return (await this.opts.dcs.deleteFailoverIf(text)) ? 'deleted' : 'conflict';
   }
 
   /**

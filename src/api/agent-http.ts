@@ -1,8 +1,9 @@
 /**
  * The agent's REST API (Patroni's endpoints and status codes) on `restapi.listen`.
  * GET, HEAD and OPTIONS answer health and status; POST/PATCH/PUT/DELETE require the configured
- * basic authentication (401 otherwise). POST /switchover and /failover (see switchover.ts),
- * /restart and /reinitialize work; the other unsafe endpoints (reload, config) answer 501 for now.
+ * basic authentication (401 otherwise). POST /switchover and /failover, DELETE /switchover (see
+ * switchover.ts), /restart and /reinitialize work; the other unsafe endpoints (reload, config)
+ * answer 501 for now.
  */
 import http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
@@ -14,7 +15,7 @@ import { errorMessage } from '../errors.js';
 import { registerAgentMetrics, registerCycleMetrics } from './agent-metrics.js';
 import { clusterStatus, healthFacts, historyStatus, patroniStatus } from './agent-status.js';
 import { healthStatus, isHealthPath } from './health-rules.js';
-import { handleFailover, readJsonBody } from './switchover.js';
+import { handleDeleteSwitchover, handleFailover, readJsonBody } from './switchover.js';
 
 export interface AgentHttpOptions {
   readonly config: AgentConfig;
@@ -92,6 +93,11 @@ export class AgentHttp {
         const action = path === '/switchover' ? 'switchover' : 'failover';
         const pollMs = Math.max(20_000, 2 * this.opts.agent.haSettings.loopWaitMs);
         const reply = await handleFailover(this.opts.agent, action, await readJsonBody(req), pollMs);
+        this.send(res, method, reply.status, reply.body, 'text/plain');
+        return;
+      }
+      if (method === 'DELETE' && path === '/switchover') {
+        const reply = await handleDeleteSwitchover(this.opts.agent);
         this.send(res, method, reply.status, reply.body, 'text/plain');
         return;
       }

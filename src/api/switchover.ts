@@ -1,12 +1,18 @@
 /**
  * POST /switchover and /failover with Patroni's checks, status codes and messages, so that
  * `patronictl switchover` / `failover` work against pgfleet agents:
- * 400 malformed request, 412 precondition failed, 200 done (after polling the DCS), 503 failed.
- * Scheduled switchovers (`scheduled_at`) are not supported yet (400).
- * @see patroni/api.py do_POST_failover, is_failover_possible, poll_failover_result
+ * 400 malformed request, 412 precondition failed, 200 done (after polling the DCS), 503 failed;
+ * with `scheduled_at` (switchover only): 202 `Switchover scheduled` (the `failover` key carries the
+ * time; the leader acts on it then), 400 no timezone or paused, 422 in the past or unparsable.
+ * DELETE /switchover removes a scheduled one.
+ * @see patroni/api.py do_POST_failover, parse_schedule, is_failover_possible, poll_failover_result,
+ *   do_DELETE_switchover
  */
 import type http from 'node:http';
 import type { Agent } from '../agent/agent.js';
+import type { ClusterView } from '../cluster/types.js';
+import { isPaused } from '../ha/dynamic-config.js';
+import { formatScheduledAt, parseScheduledAt } from '../ha/schedule.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -35,6 +41,41 @@ export async function readJsonBody(req: http.IncomingMessage): Promise<Record<st
 
 const str = (x: unknown): string | undefined => (typeof x === 'string' && x !== '' ? x : undefined);
 
+/** A scheduled switchover's `scheduled_at`, checked as Patroni's parse_schedule: 400 no timezone, 422 past or unparsable. */
+function checkSchedule(text: string, nowMs: number): Reply | { text: string } {
+  const parsed = parseScheduledAt(text);
+  if (parsed.ms === undefined && parsed.error === 'no_timezone') {
+    return { status: 400, body: 'Timezone information is mandatory for the scheduled switchover' };
+  }
+  if (parsed.ms === undefined) {
+    return {
+      status: 422,
+      body: 'Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601',
+    };
+  }
+  if (parsed.ms < nowMs) return { status: 422, body: 'Cannot schedule switchover in the past' };
+  return { text: formatScheduledAt(parsed.ms) };
+}
+
+/** Patroni's is_failover_possible, over member keys: the 412 reason, if any. */
+function failoverProblem(
+  view: ClusterView,
+  leader: string | undefined,
+  candidate: string | undefined,
+  action: string,
+): string | undefined {
+  if (leader && view.leader !== leader) return 'leader name does not match';
+  if (candidate && !view.members.has(candidate)) return 'candidate does not exists';
+  const eligible = [...view.members.values()].filter(
+    (m) =>
+      m.name !== view.leader &&
+      (candidate === undefined || m.name === candidate) &&
+      m.state === 'running' &&
+      !m.tags.nofailover,
+  );
+  return eligible.length === 0 ? `${action} is not possible: no good candidates have been found` : undefined;
+}
+
 export async function handleFailover(
   agent: Agent,
   action: 'switchover' | 'failover',
@@ -44,31 +85,42 @@ export async function handleFailover(
   if (!request) return { status: 400, body: 'Bad request: a JSON object is required' };
   const leader = str(request.leader);
   const candidate = str(request.candidate) ?? str(request.member);
+  const scheduledAt = str(request.scheduled_at);
   if (action === 'failover' && !candidate) {
     return { status: 400, body: 'Failover could be performed only to a specific candidate' };
   }
   if (action === 'switchover' && !leader) {
     return { status: 400, body: 'Switchover could be performed only from a specific leader' };
   }
-  if (str(request.scheduled_at))
-    return { status: 400, body: `Scheduled ${action} is not supported by pgfleet yet` };
   const { view } = await agent.loadCluster();
-  let problem: string | undefined;
-  if (leader && view.leader !== leader) problem = 'leader name does not match';
-  else if (candidate && !view.members.has(candidate)) problem = 'candidate does not exists';
-  else {
-    const eligible = [...view.members.values()].filter(
-      (m) =>
-        m.name !== view.leader &&
-        (candidate === undefined || m.name === candidate) &&
-        m.state === 'running' &&
-        !m.tags.nofailover,
-    );
-    if (eligible.length === 0) problem = `${action} is not possible: no good candidates have been found`;
+  const paused = isPaused(view.config);
+  let scheduled: string | undefined;
+  if (scheduledAt) {
+    if (action === 'failover') return { status: 400, body: "Failover can't be scheduled" };
+    if (paused) return { status: 400, body: "Can't schedule switchover in the paused state" };
+    const checked = checkSchedule(scheduledAt, Date.now());
+    if ('status' in checked) return checked;
+    scheduled = checked.text;
   }
+  if (paused && !candidate) {
+    return { status: 400, body: 'Switchover is possible only to a specific candidate in a paused state' };
+  }
+  if (leader && leader === candidate)
+    return { status: 400, body: 'Switchover target and source are the same' };
+  // Patroni checks a scheduled request only when its time comes (the leader then drops a bad one).
+  const problem = scheduled === undefined ? failoverProblem(view, leader, candidate, action) : undefined;
   if (problem) return { status: 412, body: problem };
-  await agent.requestFailover(leader ?? view.leader, candidate);
+  await agent.requestFailover(leader ?? view.leader, candidate, scheduled);
+  if (scheduled !== undefined) return { status: 202, body: 'Switchover scheduled' };
   return await pollResult(agent, view.leader, candidate, action, pollTimeoutMs);
+}
+
+/** DELETE /switchover: 200 deleted, 404 none scheduled, 409 the key changed meanwhile. */
+export async function handleDeleteSwitchover(agent: Agent): Promise<Reply> {
+  const outcome = await agent.deleteScheduledSwitchover();
+  if (outcome === 'deleted') return { status: 200, body: 'scheduled switchover deleted' };
+  if (outcome === 'none') return { status: 404, body: 'no switchover is scheduled' };
+  return { status: 409, body: 'Conflict' };
 }
 
 async function pollResult(

@@ -7,7 +7,12 @@
 import { createInterface } from 'node:readline/promises';
 import { loadCtlConfig, type CtlConfig } from '../ctl/ctl-config.js';
 import { formatClusterTable } from '../ctl/cluster-table.js';
-import { planManualFailover, runManualFailover, type ManualAction } from '../ctl/manual-failover.js';
+import {
+  parseScheduleOption,
+  planManualFailover,
+  runManualFailover,
+  type ManualAction,
+} from '../ctl/manual-failover.js';
 import { EtcdAgentDcs } from '../dcs/agent-store.js';
 import { updateClusterConfig } from '../dcs/cluster-config.js';
 import { createEtcdClient } from '../dcs/etcd-client.js';
@@ -52,8 +57,11 @@ export async function runCtl(cmd: CtlCommand): Promise<number> {
   } catch (err) {
     return fail(errorMessage(err), isPgfleetError(err) ? 2 : 1);
   }
-  if (cmd.scheduled !== undefined && cmd.scheduled !== 'now') {
-    return fail('scheduled switchover is not supported by pgfleet agents yet (omit --scheduled)');
+  let scheduledAt: string | undefined;
+  try {
+    scheduledAt = parseScheduleOption(cmd.scheduled, Date.now());
+  } catch (err) {
+    return fail(errorMessage(err));
   }
   const client = createEtcdClient(config.etcd3);
   // The agent's DCS adapter, used only for reads and the `failover` key (never a lease).
@@ -85,13 +93,14 @@ export async function runCtl(cmd: CtlCommand): Promise<number> {
       print(`Success: cluster management is ${pause ? 'paused' : 'resumed'}`);
       return 0;
     }
-    const plan = planManualFailover(view, cmd.command, cmd.candidate);
+    const plan = planManualFailover(view, cmd.command, cmd.candidate, scheduledAt);
     print(formatClusterTable(view));
     if (!cmd.force) {
       const target = plan.candidate ?? 'the healthiest replica';
+      const when = scheduledAt === undefined ? '' : ` at ${scheduledAt}`;
       const question =
         cmd.command === 'switchover'
-          ? `Are you sure you want to switchover cluster ${view.scope}, demoting current leader ${plan.leader} in favour of ${target}?`
+          ? `Are you sure you want to switchover cluster ${view.scope}${when}, demoting current leader ${plan.leader} in favour of ${target}?`
           : `Are you sure you want to failover cluster ${view.scope} to ${target}?`;
       if (!(await confirm(question, cmd.command))) return fail('aborted');
     }

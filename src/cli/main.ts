@@ -46,7 +46,10 @@ ctl
   .command('switchover')
   .description('hand the leader role to a replica, cleanly')
   .option('--candidate <name>', 'the member to promote (default: the healthiest replica)')
-  .option('--scheduled <time>', 'only "now": scheduled switchover is not supported yet')
+  .option(
+    '--scheduled <time>',
+    'when: ISO 8601 with a timezone (2026-05-01T10:00:00+00:00), or "now" (default)',
+  )
   .option('--force', 'do not ask for confirmation')
   .action(async (opts: { candidate?: string; scheduled?: string; force?: boolean }) => {
     const { runCtl } = await import('./ctl.js');

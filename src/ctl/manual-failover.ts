@@ -9,6 +9,7 @@
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import { PgfleetError, errorMessage } from '../errors.js';
+import { formatScheduledAt, parseScheduledAt } from '../ha/schedule.js';
 
 export type ManualAction = 'switchover' | 'failover';
 
@@ -19,17 +20,39 @@ export interface ManualFailoverPlan {
   readonly candidate: string | undefined;
   /** Where to POST: the leader's API, or the candidate's when there is no leader. */
   readonly apiUrl: string | undefined;
+  /** When a scheduled switchover is to run (`scheduled_at`, UTC ISO 8601); undefined: now. */
+  readonly scheduledAt?: string | undefined;
 }
 
 const reject = (message: string) => new PgfleetError('ERR_CTL_REJECTED', message);
+
+/**
+ * `--scheduled TIME`: undefined or `now` → now (undefined); otherwise ISO 8601 with a timezone, in
+ * the future, returned as Patroni writes it. Throws ERR_CTL_REJECTED with the reason.
+ */
+export function parseScheduleOption(text: string | undefined, nowMs: number): string | undefined {
+  if (text === undefined || text === 'now') return undefined;
+  const parsed = parseScheduledAt(text);
+  if (parsed.ms === undefined) {
+    throw reject(
+      parsed.error === 'no_timezone'
+        ? `--scheduled '${text}' has no timezone: write it like 2026-05-01T10:00:00+00:00`
+        : `--scheduled '${text}' is not an ISO 8601 time like 2026-05-01T10:00:00+00:00 (or 'now')`,
+    );
+  }
+  if (parsed.ms < nowMs) throw reject(`--scheduled '${text}' is in the past`);
+  return formatScheduledAt(parsed.ms);
+}
 
 /** Validates a request against the cluster; throws ERR_CTL_REJECTED with patronictl's reasons. */
 export function planManualFailover(
   view: ClusterView,
   action: ManualAction,
   candidate: string | undefined,
+  scheduledAt?: string,
 ): ManualFailoverPlan {
   const leader = view.leader;
+  if (action === 'failover' && scheduledAt !== undefined) throw reject("failover can't be scheduled");
   if (action === 'switchover' && leader === undefined) {
     throw reject(`cluster '${view.scope}' has no leader: a switchover needs one (use failover)`);
   }
@@ -47,7 +70,7 @@ export function planManualFailover(
     throw reject(`${action} is not possible: no running replica to take over`);
   }
   const target = view.members.get(leader ?? candidate ?? '');
-  return { action, leader, candidate, apiUrl: target?.apiUrl };
+  return { action, leader, candidate, apiUrl: target?.apiUrl, ...(scheduledAt ? { scheduledAt } : {}) };
 }
 
 export interface RunOptions {
@@ -59,11 +82,15 @@ export interface RunOptions {
   readonly say: (line: string) => void;
 }
 
-/** Carries out a plan; resolves with the agent's success sentence, throws ERR_CTL_FAILED otherwise. */
+/**
+ * Carries out a plan; resolves with the agent's success sentence (a scheduled switchover: once the
+ * agent accepted it, 202), throws ERR_CTL_FAILED otherwise.
+ */
 export async function runManualFailover(plan: ManualFailoverPlan, opts: RunOptions): Promise<string> {
   const body = JSON.stringify({
     ...(plan.leader !== undefined ? { leader: plan.leader } : {}),
     ...(plan.candidate !== undefined ? { candidate: plan.candidate } : {}),
+    ...(plan.scheduledAt !== undefined ? { scheduled_at: plan.scheduledAt } : {}),
   });
   if (plan.apiUrl !== undefined) {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -85,6 +112,7 @@ export async function runManualFailover(plan: ManualFailoverPlan, opts: RunOptio
     if (res) {
       const text = (await res.text()).trim();
       if (res.status === 200) return text;
+      if (res.status === 202 && plan.scheduledAt !== undefined) return `${text} at ${plan.scheduledAt}`;
       throw new PgfleetError('ERR_CTL_FAILED', `${plan.action} failed (HTTP ${res.status}): ${text}`);
     }
   }
@@ -98,8 +126,10 @@ async function failoverThroughDcs(plan: ManualFailoverPlan, opts: RunOptions): P
     JSON.stringify({
       ...(plan.leader !== undefined ? { leader: plan.leader } : {}),
       ...(plan.candidate !== undefined ? { member: plan.candidate } : {}),
+      ...(plan.scheduledAt !== undefined ? { scheduled_at: plan.scheduledAt } : {}),
     }),
   );
+  if (plan.scheduledAt !== undefined) return `Switchover scheduled at ${plan.scheduledAt}`;
   const deadline = Date.now() + opts.timeoutMs;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 500));

@@ -42,6 +42,8 @@ export interface AgentDcs {
   writeFailover(json: string): Promise<void>;
   writeHistory(json: string): Promise<void>;
   deleteFailover(): Promise<void>;
+  /** Deletes the `failover` key only if it still holds `value`; false when it changed. */
+  deleteFailoverIf(value: string): Promise<boolean>;
   /**
    * Calls `onChange` whenever the leader key or the failover key changes (Patroni watches the
    * leader key to wake its loop). Best effort: the loop still polls every loop_wait.
@@ -233,6 +235,15 @@ export class EtcdAgentDcs implements AgentDcs {
 
   async deleteFailover(): Promise<void> {
     await this.call(this.opts.client.delete().key(this.keys.failover).exec(), 'delete failover');
+  }
+
+  async deleteFailoverIf(value: string): Promise<boolean> {
+    const c = this.opts.client;
+    const res = await this.call(
+      c.if(this.keys.failover, 'Value', '==', value).then(c.delete().key(this.keys.failover)).commit(),
+      'delete failover',
+    );
+    return res.succeeded;
   }
 
   async watchLeader(onChange: () => void): Promise<void> {

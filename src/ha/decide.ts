@@ -26,7 +26,7 @@ import type { ClusterView } from '../cluster/types.js';
 import { slotNameFor } from '../postgres/conf.js';
 import { isPaused } from './dynamic-config.js';
 import { healthiestBlocker } from './healthiest.js';
-import { candidateTurn, leaderHandover } from './switchover.js';
+import { candidateTurn, leaderHandover, pendingSchedule } from './switchover.js';
 import type { Decision, Observation } from './types.js';
 
 const none = (sentence: string): Decision => ({ actions: [], sentence });
@@ -86,11 +86,12 @@ function desiredSlots(view: ClusterView, me: string): string[] {
 function decideAsPrimary(obs: Observation, view: ClusterView, wal: number, timeline: number): Decision {
   const slots = { type: 'sync_slots', slots: desiredSlots(view, obs.name) } as const;
   if (view.leader === obs.name) {
-    const handover = obs.failover && leaderHandover(obs, view, obs.failover);
+    const pending = obs.failover && pendingSchedule(obs, view, obs.failover);
+    const handover = obs.failover && !pending && leaderHandover(obs, view, obs.failover);
     if (handover) return handover;
     return {
       actions: [{ type: 'renew' }, slots],
-      sentence: 'no action: I am the leader with the lock',
+      sentence: `no action: I am the leader with the lock${pending ? `; ${pending}` : ''}`,
       failureSentence: 'failed to update leader lock',
     };
   }

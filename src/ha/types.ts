@@ -24,6 +24,8 @@ export interface PgObservation {
 export interface Observation {
   /** Monotonic milliseconds. */
   readonly nowMs: number;
+  /** Wall-clock epoch milliseconds: only for a scheduled switchover's `scheduled_at`. */
+  readonly wallNowMs: number;
   readonly name: string;
   /** The cluster as read from etcd this cycle; undefined when etcd could not be read. */
   readonly view: ClusterView | undefined;
@@ -47,6 +49,7 @@ export interface Observation {
   /** The cluster's timeline per the `history` key (last switch + 1); undefined before any switch. */
   readonly clusterTimeline: number | undefined;
   readonly settings: {
+    readonly loopWaitMs: number;
     readonly maximumLagOnFailoverBytes: number;
     readonly nofailover: boolean;
     /** Patroni's `failover_priority` tag (default 1; 0 never promotes). */
@@ -55,10 +58,14 @@ export interface Observation {
   };
 }
 
-/** Patroni's `failover` key: `{"leader": from, "member": to}`, either may be absent. */
+/**
+ * Patroni's `failover` key: `{"leader": from, "member": to, "scheduled_at": ISO 8601}`, any may be
+ * absent. `scheduledAt.ms` is NaN when the text is not a time with a timezone.
+ */
 export interface FailoverRequest {
   readonly leader: string | undefined;
   readonly member: string | undefined;
+  readonly scheduledAt?: { readonly text: string; readonly ms: number } | undefined;
 }
 
 export type Action =

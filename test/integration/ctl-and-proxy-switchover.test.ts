@@ -202,4 +202,70 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
       250,
     );
   });
+
+  void it('scheduled switchover: REST codes as Patroni, DELETE cancels, ctl --scheduled runs at its time', async () => {
+    await waitForHealthyCluster(nodes, 30_000);
+    const leaderName = await leaderOf(nodes[0]!);
+    const from = nodes.find((n) => n.name === leaderName)!;
+    const to = nodes.find((n) => n !== from)!;
+    const ask = { leader: from.name, candidate: to.name };
+    // In order: each row runs against the state the rows before it left.
+    const rows: [string, string, unknown, number, string][] = [
+      [
+        'POST',
+        '/switchover',
+        { ...ask, scheduled_at: '2099-01-01T00:00:00' },
+        400,
+        'Timezone information is mandatory for the scheduled switchover',
+      ],
+      [
+        'POST',
+        '/switchover',
+        { ...ask, scheduled_at: '2001-01-01T00:00:00Z' },
+        422,
+        'Cannot schedule switchover in the past',
+      ],
+      [
+        'POST',
+        '/failover',
+        { ...ask, scheduled_at: '2099-01-01T00:00:00Z' },
+        400,
+        "Failover can't be scheduled",
+      ],
+      ['POST', '/switchover', { ...ask, scheduled_at: '2099-01-01T00:00:00Z' }, 202, 'Switchover scheduled'],
+      ['DELETE', '/switchover', undefined, 200, 'scheduled switchover deleted'],
+      ['DELETE', '/switchover', undefined, 404, 'no switchover is scheduled'],
+    ];
+    for (const [method, p, body, status, text] of rows) {
+      const res = await fetch(`http://127.0.0.1:${from.apiPort}${p}`, {
+        method,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      assert.deepEqual({ status: res.status, text: await res.text() }, { status, text }, `${method} ${p}`);
+    }
+
+    const dueMs = Math.ceil((Date.now() + 6_000) / 1000) * 1000;
+    const when = new Date(dueMs).toISOString().replace('.000Z', '+00:00');
+    const res = await ctl(
+      from.configFile,
+      'switchover',
+      '--candidate',
+      to.name,
+      '--scheduled',
+      when,
+      '--force',
+    );
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, new RegExp(`Switchover scheduled at ${when.replace('+', '\\+')}`));
+    assert.ok(Date.now() < dueMs, 'ctl returned before the scheduled time');
+    assert.equal(await leaderOf(to), from.name, 'nothing moves before the scheduled time');
+    await waitFor('the leader to move', async () => (await leaderOf(to)) === to.name, 30_000, 100);
+    const movedSeenAt = Date.now();
+    assert.ok(movedSeenAt >= dueMs, `moved ${dueMs - movedSeenAt} ms before its time`);
+    assert.ok(
+      haSentences(from).includes(`scheduled switchover at ${when}: demoting myself`),
+      haSentences(from).join('\n'),
+    );
+    assert.ok(haSentences(from).some((l) => l.includes(`awaiting switchover at ${when}`)));
+  });
 });

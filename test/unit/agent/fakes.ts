@@ -125,6 +125,12 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     this.etcd.delete('failover');
   }
+  async deleteFailoverIf(value: string): Promise<boolean> {
+    this.etcd.check();
+    if (this.etcd.values.get('failover') !== value) return false;
+    this.etcd.delete('failover');
+    return true;
+  }
   async watchLeader(): Promise<void> {}
   async revokeLease(): Promise<void> {
     this.etcd.check();

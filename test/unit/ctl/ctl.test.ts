@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatClusterTable, memberRows } from '../../../src/ctl/cluster-table.js';
-import { planManualFailover } from '../../../src/ctl/manual-failover.js';
+import { parseScheduleOption, planManualFailover } from '../../../src/ctl/manual-failover.js';
 import { isPgfleetError } from '../../../src/errors.js';
 import { viewOf } from '../fixtures/cluster.js';
 
 const MB = 1024 * 1024;
+const NOW = Date.UTC(2026, 4, 1, 10, 0, 0);
 const cluster = viewOf({
   leader: 'pg1',
   optime: 10 * MB,
@@ -33,6 +34,12 @@ void describe('ctl list table', () => {
     assert.match(lines[1]!, /^\| Member \| Host +\| Role +\| State +\| TL \| Lag in MB \|$/);
     assert.equal(new Set(lines.slice(0, 8).map((l) => l.length)).size, 1, 'all lines equally wide');
   });
+
+  void it('--scheduled: now or absent means now; a time is written as Patroni writes scheduled_at', () => {
+    assert.equal(parseScheduleOption(undefined, NOW), undefined);
+    assert.equal(parseScheduleOption('now', NOW), undefined);
+    assert.equal(parseScheduleOption('2026-05-01T12:30:00+02:00', NOW), '2026-05-01T10:30:00+00:00');
+  });
 });
 
 void describe('ctl switchover/failover checks', () => {
@@ -53,6 +60,14 @@ void describe('ctl switchover/failover checks', () => {
       /specific candidate/,
     ],
     [
+      'a scheduled failover',
+      () => planManualFailover(cluster, 'failover', 'pg2', '2026-05-01T10:00:00+00:00'),
+      /failover can't be scheduled/,
+    ],
+    ['--scheduled without a timezone', () => parseScheduleOption('2026-05-01T10:00', NOW), /has no timezone/],
+    ['--scheduled not a time', () => parseScheduleOption('in an hour', NOW), /not an ISO 8601 time/],
+    ['--scheduled in the past', () => parseScheduleOption('2026-05-01T09:59:59Z', NOW), /in the past/],
+    [
       'switchover without leader',
       () => planManualFailover(viewOf({ members: [{ name: 'pg2' }] }), 'switchover', 'pg2'),
       /has no leader/,
@@ -67,7 +82,17 @@ void describe('ctl switchover/failover checks', () => {
       candidate: 'pg2',
       apiUrl: 'http://127.0.0.1:8433',
     });
+    assert.equal(
+      planManualFailover(cluster, 'switchover', 'pg2', '2026-05-01T10:00:00+00:00').scheduledAt,
+      '2026-05-01T10:00:00+00:00',
+    );
     const leaderless = viewOf({ members: [{ name: 'pg1' }, { name: 'pg2' }] });
     assert.equal(planManualFailover(leaderless, 'failover', 'pg2').apiUrl, 'http://127.0.0.1:8434');
+  });
+
+  void it('--scheduled: now or absent means now; a time is written as Patroni writes scheduled_at', () => {
+    assert.equal(parseScheduleOption(undefined, NOW), undefined);
+    assert.equal(parseScheduleOption('now', NOW), undefined);
+    assert.equal(parseScheduleOption('2026-05-01T12:30:00+02:00', NOW), '2026-05-01T10:30:00+00:00');
   });
 });

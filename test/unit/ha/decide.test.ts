@@ -1,98 +1,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ClusterView, Member } from '../../../src/cluster/types.js';
 import { decide } from '../../../src/ha/decide.js';
-import type { PeerStatus } from '../../../src/ha/peer-status.js';
-import type { Observation, PgObservation } from '../../../src/ha/types.js';
+import {
+  itDecides,
+  type DecideCase,
+  empty,
+  member,
+  obs,
+  peer,
+  primary,
+  replica,
+  replicaOnTimeline,
+  settings,
+  stopped,
+  view,
+} from './fixtures.js';
 
-function member(name: string, over: Partial<Member> = {}): Member {
-  return {
-    name,
-    host: '127.0.0.1',
-    port: 5432,
-    connUrl: `postgres://127.0.0.1:5432/postgres`,
-    apiUrl: 'http://127.0.0.1:8008',
-    state: 'running',
-    role: 'replica',
-    xlogLocation: 1000,
-    timeline: 1,
-    tags: { nofailover: false, noloadbalance: false, nosync: false, failoverPriority: undefined, all: {} },
-    version: '4.0.0',
-    ...over,
-  };
-}
-
-function view(over: Partial<ClusterView> & { memberList?: Member[] } = {}): ClusterView {
-  const { memberList = [member('n1'), member('n2'), member('n3')], ...rest } = over;
-  return {
-    scope: 's',
-    leader: undefined,
-    members: new Map(memberList.map((m) => [m.name, m])),
-    optime: 1000,
-    config: {},
-    sync: { leader: undefined, syncStandbys: [] },
-    initialized: true,
-    revision: 1,
-    ...rest,
-  };
-}
-
-const primary: PgObservation = {
-  hasData: true,
-  running: true,
-  status: { inRecovery: false, walPosition: 1000, timeline: 1 },
-};
-const replica = (wal = 1000): PgObservation => ({
-  hasData: true,
-  running: true,
-  status: { inRecovery: true, walPosition: wal, timeline: 1 },
-});
-/** Another member's `/patroni` answer as the I/O layer distils it: a reachable replica by default. */
-function peer(name: string, over: Partial<PeerStatus> = {}): PeerStatus {
-  return {
-    name,
-    reachable: true,
-    isRunningPrimary: false,
-    walPosition: 1000,
-    timeline: 1,
-    nofailover: false,
-    failoverPriority: 1,
-    ...over,
-  };
-}
-const settings = (over: Partial<Observation['settings']> = {}): Observation['settings'] => ({
-  maximumLagOnFailoverBytes: 1_048_576,
-  nofailover: false,
-  failoverPriority: 1,
-  fencing: 'demote',
-  ...over,
-});
-const replicaOnTimeline = (timeline: number, wal = 1000): PgObservation => ({
-  hasData: true,
-  running: true,
-  status: { inRecovery: true, walPosition: wal, timeline },
-});
-const empty: PgObservation = { hasData: false, running: false, status: undefined };
-const stopped: PgObservation = { hasData: true, running: false, status: undefined };
-
-function obs(over: Partial<Observation>): Observation {
-  return {
-    nowMs: 10_000,
-    name: 'n1',
-    view: view(),
-    leaseDeadlineMs: 20_000,
-    pg: replica(),
-    failover: undefined,
-    following: undefined,
-    peers: [],
-    formerLeader: undefined,
-    clusterTimeline: undefined,
-    settings: settings(),
-    ...over,
-  };
-}
-
-const cases: { name: string; obs: Observation; actions: string[]; sentence: string | RegExp }[] = [
+const cases: DecideCase[] = [
   {
     name: 'bootstrap: empty cluster, no data',
     obs: obs({ pg: empty, view: view({ initialized: false, memberList: [] }) }),
@@ -389,7 +313,7 @@ const cases: { name: string; obs: Observation; actions: string[]; sentence: stri
   },
 ];
 
-const switchoverCases: { name: string; obs: Observation; actions: string[]; sentence: string | RegExp }[] = [
+const switchoverCases: DecideCase[] = [
   {
     name: 'switchover: leader with a running candidate hands over (stop, release, restart read-only)',
     obs: obs({ pg: primary, view: view({ leader: 'n1' }), failover: { leader: 'n1', member: 'n2' } }),
@@ -457,29 +381,9 @@ const switchoverCases: { name: string; obs: Observation; actions: string[]; sent
 ];
 
 void describe('decide()', () => {
-  for (const c of switchoverCases) {
-    void it(c.name, () => {
-      const d = decide(c.obs);
-      assert.deepEqual(
-        d.actions.map((a) => a.type),
-        c.actions,
-      );
-      if (typeof c.sentence === 'string') assert.equal(d.sentence, c.sentence);
-      else assert.match(d.sentence, c.sentence);
-    });
-  }
+  itDecides(switchoverCases);
 
-  for (const c of cases) {
-    void it(c.name, () => {
-      const d = decide(c.obs);
-      assert.deepEqual(
-        d.actions.map((a) => a.type),
-        c.actions,
-      );
-      if (typeof c.sentence === 'string') assert.equal(d.sentence, c.sentence);
-      else assert.match(d.sentence, c.sentence);
-    });
-  }
+  itDecides(cases);
 
   void it('a leader keeps one slot per other member', () => {
     const d = decide(obs({ pg: primary, view: view({ leader: 'n1' }) }));
