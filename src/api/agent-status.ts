@@ -6,6 +6,7 @@ import { memberLagBytes } from '../cluster/types.js';
 import type { AgentSnapshot } from '../agent/agent.js';
 import { PATRONI_COMPAT_VERSION } from '../agent/member-status.js';
 import { isPaused } from '../ha/dynamic-config.js';
+import { parseFailover } from '../ha/switchover.js';
 import type { HealthFacts } from './health-rules.js';
 
 export function healthFacts(s: AgentSnapshot, nowMs: number, ttlMs: number): HealthFacts {
@@ -57,7 +58,7 @@ export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, u
   return out;
 }
 
-/** Patroni's cluster_as_json. */
+/** Patroni's cluster_as_json (with `scheduled_switchover` when the failover key has a time). */
 export function clusterStatus(s: AgentSnapshot, scope: string): Record<string, unknown> {
   const view = s.view;
   if (!view) return { scope, members: [] };
@@ -78,7 +79,16 @@ export function clusterStatus(s: AgentSnapshot, scope: string): Record<string, u
       if (!isLeader) entry.lag = m.xlogLocation === undefined ? 'unknown' : (memberLagBytes(view, m) ?? 0);
       return entry;
     });
-  return { members, scope };
+  const out: Record<string, unknown> = { members, scope };
+  const scheduled = parseFailover(s.values.get('failover'));
+  if (scheduled?.scheduledAt !== undefined) {
+    out.scheduled_switchover = {
+      at: scheduled.scheduledAt.text,
+      ...(scheduled.leader !== undefined ? { from: scheduled.leader } : {}),
+      ...(scheduled.member !== undefined ? { to: scheduled.member } : {}),
+    };
+  }
+  return out;
 }
 
 export function historyStatus(s: AgentSnapshot): unknown {

@@ -18,6 +18,7 @@ import { updateClusterConfig } from '../dcs/cluster-config.js';
 import { createEtcdClient } from '../dcs/etcd-client.js';
 import { PgfleetError, errorMessage, isPgfleetError } from '../errors.js';
 import { isPaused } from '../ha/dynamic-config.js';
+import { parseFailover } from '../ha/switchover.js';
 
 /** The agent answers /switchover within about 20 s; leave room for that. */
 const MANUAL_FAILOVER_TIMEOUT_MS = 60_000;
@@ -74,11 +75,12 @@ export async function runCtl(cmd: CtlCommand): Promise<number> {
     callTimeoutMs: config.etcd3.request_timeout,
   });
   try {
-    const { view } = await dcs.load();
+    const { view, values } = await dcs.load();
+    const failover = parseFailover(values.get('failover'));
     if (cmd.command === 'list') {
       if (view.members.size === 0)
         return fail(`no members in cluster '${config.scope}' (${config.namespace})`);
-      print(formatClusterTable(view));
+      print(formatClusterTable(view, failover));
       return 0;
     }
     if (cmd.command === 'pause' || cmd.command === 'resume') {
@@ -94,7 +96,7 @@ export async function runCtl(cmd: CtlCommand): Promise<number> {
       return 0;
     }
     const plan = planManualFailover(view, cmd.command, cmd.candidate, scheduledAt);
-    print(formatClusterTable(view));
+    print(formatClusterTable(view, failover));
     if (!cmd.force) {
       const target = plan.candidate ?? 'the healthiest replica';
       const when = scheduledAt === undefined ? '' : ` at ${scheduledAt}`;

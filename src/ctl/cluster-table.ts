@@ -7,6 +7,7 @@
 import type { ClusterView, Member } from '../cluster/types.js';
 import { formatHostPort } from '../config/common.js';
 import { isPaused } from '../ha/dynamic-config.js';
+import type { FailoverRequest } from '../ha/types.js';
 
 const HEADER = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB'] as const;
 
@@ -32,13 +33,24 @@ export function memberRows(view: ClusterView): string[][] {
     ]);
 }
 
-export function formatClusterTable(view: ClusterView): string {
+/** patronictl's service lines under the table: maintenance mode, a scheduled switchover. */
+function serviceInfo(view: ClusterView, failover: FailoverRequest | undefined): string[] {
+  const out = isPaused(view.config) ? ['Maintenance mode: on'] : [];
+  if (failover?.scheduledAt !== undefined) {
+    const lines = [`Switchover scheduled at: ${failover.scheduledAt.text}`];
+    if (failover.leader !== undefined) lines.push(`${'from'.padStart(24)}: ${failover.leader}`);
+    if (failover.member !== undefined) lines.push(`${'to'.padStart(24)}: ${failover.member}`);
+    out.push(lines.join('\n'));
+  }
+  return out;
+}
+
+export function formatClusterTable(view: ClusterView, failover?: FailoverRequest): string {
   const rows = memberRows(view);
   const widths = HEADER.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   const rule = `+${widths.map((w) => '-'.repeat(w + 2)).join('+')}+`;
   const title = `+ Cluster: ${view.scope} `;
   const top = title + rule.slice(Math.min(title.length, rule.length - 1));
-  const paused = isPaused(view.config) ? ['Maintenance mode: on'] : [];
-  return [top, line(HEADER), rule, ...rows.map(line), rule, ...paused].join('\n');
+  return [top, line(HEADER), rule, ...rows.map(line), rule, ...serviceInfo(view, failover)].join('\n');
 }

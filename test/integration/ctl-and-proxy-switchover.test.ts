@@ -258,6 +258,17 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, new RegExp(`Switchover scheduled at ${when.replace('+', '\\+')}`));
     assert.ok(Date.now() < dueMs, 'ctl returned before the scheduled time');
+    const scheduledJson = JSON.stringify({ at: when, from: from.name, to: to.name });
+    await waitFor(
+      '/cluster to show the scheduled switchover',
+      async () =>
+        JSON.stringify(
+          (await getJson<{ scheduled_switchover?: unknown }>(to.apiPort, '/cluster')).body
+            .scheduled_switchover,
+        ) === scheduledJson,
+      3_000,
+      100,
+    );
     assert.equal(await leaderOf(to), from.name, 'nothing moves before the scheduled time');
     await waitFor('the leader to move', async () => (await leaderOf(to)) === to.name, 30_000, 100);
     const movedSeenAt = Date.now();

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AgentSnapshot } from '../../../src/agent/agent.js';
 import { effectiveTags } from '../../../src/agent/member-status.js';
-import { patroniStatus } from '../../../src/api/agent-status.js';
+import { clusterStatus, patroniStatus } from '../../../src/api/agent-status.js';
+import { viewOf } from '../fixtures/cluster.js';
 
 function snapshot(over: Partial<AgentSnapshot> = {}): AgentSnapshot {
   return {
@@ -51,4 +52,21 @@ void describe('/patroni tags (Patroni _write_status_response)', () => {
       assert.equal('tags' in body, c.want !== undefined);
     });
   }
+});
+
+void describe('/cluster scheduled_switchover (Patroni cluster_as_json)', () => {
+  const view = viewOf({ leader: 'pg1', members: [{ name: 'pg1', role: 'master' }, { name: 'pg2' }] });
+  void it('present when the failover key has scheduled_at', () => {
+    const failover = '{"leader":"pg1","member":"pg2","scheduled_at":"2026-05-01T10:00:00+00:00"}';
+    const body = clusterStatus(snapshot({ view, values: new Map([['failover', failover]]) }), 'batman');
+    assert.deepEqual(body.scheduled_switchover, { at: '2026-05-01T10:00:00+00:00', from: 'pg1', to: 'pg2' });
+  });
+  void it('absent for an immediate switchover or none', () => {
+    const now = clusterStatus(
+      snapshot({ view, values: new Map([['failover', '{"leader":"pg1","member":"pg2"}']]) }),
+      'batman',
+    );
+    assert.equal('scheduled_switchover' in now, false);
+    assert.equal('scheduled_switchover' in clusterStatus(snapshot({ view }), 'batman'), false);
+  });
 });

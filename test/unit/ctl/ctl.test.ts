@@ -35,6 +35,19 @@ void describe('ctl list table', () => {
     assert.equal(new Set(lines.slice(0, 8).map((l) => l.length)).size, 1, 'all lines equally wide');
   });
 
+  void it('a scheduled switchover is listed under the table, as patronictl does', () => {
+    const text = formatClusterTable(cluster, {
+      leader: 'pg1',
+      member: 'pg2',
+      scheduledAt: { text: '2026-05-01T10:00:00+00:00', ms: NOW },
+    });
+    assert.deepEqual(text.split('\n').slice(-3), [
+      'Switchover scheduled at: 2026-05-01T10:00:00+00:00',
+      '                    from: pg1',
+      '                      to: pg2',
+    ]);
+  });
+
   void it('--scheduled: now or absent means now; a time is written as Patroni writes scheduled_at', () => {
     assert.equal(parseScheduleOption(undefined, NOW), undefined);
     assert.equal(parseScheduleOption('now', NOW), undefined);
