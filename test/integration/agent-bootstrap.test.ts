@@ -364,4 +364,27 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
       200,
     );
   });
+
+  void it('patronictl switchover --scheduled is accepted (202), listed, and cancelled by patronictl flush', async () => {
+    const { primary, replicas } = byRole();
+    const ctlConfig = path.join(nodes[0]!.dir, 'patronictl.yaml');
+    const patronictl = async (...args: string[]) => {
+      const res = await runCommand(PATRONICTL_BIN, ['-c', ctlConfig, ...args], { timeoutMs: 30_000 });
+      assert.equal(res.code, 0, res.stderr);
+      return res.stdout;
+    };
+    const when = '2099-01-01T00:00:00+00:00';
+    const args = ['--leader', primary.name, '--candidate', replicas[0]!.name, '--scheduled', when, '--force'];
+    assert.match(await patronictl('switchover', ...args), /Switchover scheduled/);
+    assert.match(
+      await patronictl('list'),
+      new RegExp(`Switchover scheduled at: ${when.replace('+', '\\+')}`),
+    );
+    assert.match(
+      await patronictl('flush', SCOPE, 'switchover', '--force'),
+      /Success: scheduled switchover deleted/,
+    );
+    assert.equal(await client.get(`/service/${SCOPE}/failover`).string(), null);
+    assert.equal(await client.get(`/service/${SCOPE}/leader`).string(), primary.name, 'nothing moved');
+  });
 });
