@@ -36,7 +36,7 @@ import {
 } from '../test/harness/index.js';
 import { armWatchdog, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
 import { startPgbouncer } from './pgbouncer.js';
-import { startPgfleetProxy } from './pgfleet-proxy.js';
+import { publishLeader, startPgfleetProxy } from './pgfleet-proxy.js';
 
 const TARGETS = ['pgfleet', 'haproxy', 'pgbouncer'] as const;
 type Target = (typeof TARGETS)[number];
@@ -98,6 +98,10 @@ interface Measurement {
   readonly heapPerSessionBytes: number | undefined;
   /** pgfleet only: leader key deleted → last client socket closed. */
   readonly closeAllMs: number | undefined;
+  /** pgfleet only: leader key deleted → first client socket closed (etcd watch + routing). */
+  readonly firstCloseMs: number | undefined;
+  /** pgfleet only: the proxy's own time to end them all (its log line), ms. */
+  readonly proxyTerminateMs: number | undefined;
   readonly closedWithFatal: number | undefined;
 }
 
@@ -219,6 +223,7 @@ interface Proxy {
   readonly pid: number;
   readonly port: number;
   readonly adminPort?: number;
+  readonly logFile?: string;
 }
 
 async function main(): Promise<void> {
@@ -247,19 +252,7 @@ async function main(): Promise<void> {
   const keys = clusterKeys('/service', scope);
   const kv = new Etcd3({ hosts: etcd.clientUrl });
   onCleanup(() => kv.close());
-  const putLeader = async (): Promise<void> => {
-    const member = {
-      conn_url: `postgres://127.0.0.1:${stubPort}/postgres`,
-      api_url: 'http://127.0.0.1:1/patroni',
-      state: 'running',
-      role: 'master',
-      version: '3.0.2',
-      xlog_location: 1,
-      timeline: 1,
-    };
-    await kv.put(keys.member('stub1')).value(JSON.stringify(member)).exec();
-    await kv.put(keys.leader).value('stub1').exec();
-  };
+  const putLeader = () => publishLeader(kv, scope, 'stub1', stubPort);
   await putLeader();
 
   const proxies: Partial<Record<Target, Proxy>> = {};
@@ -270,11 +263,18 @@ async function main(): Promise<void> {
         scope,
         etcdEndpoint: etcd.endpoint,
         proxy: { max_client_connections: opts.sessions + 100 },
+        // info: the proxy logs how long closing the sessions of a node took.
+        logLevel: 'info',
         nodeArgs: [...opts.proxyNodeArgs, ...(opts.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2'] : [])],
         env: { PGFLEET_FROM_SOURCE: '1' },
       });
       processes.push(p.process);
-      proxies.pgfleet = { pid: p.process.pid, port: p.port, adminPort: p.adminPort };
+      proxies.pgfleet = {
+        pid: p.process.pid,
+        port: p.port,
+        adminPort: p.adminPort,
+        logFile: p.process.logFile,
+      };
     } else if (target === 'haproxy') {
       const port = await freePort();
       const h = await startHaproxy(
@@ -336,16 +336,27 @@ async function main(): Promise<void> {
         log(`heap snapshot written to ${path.relative(ROOT, snapDir)}`);
       }
       let closeAllMs: number | undefined;
+      let firstCloseMs: number | undefined;
+      let proxyTerminateMs: number | undefined;
       let closedWithFatal: number | undefined;
       if (target === 'pgfleet') {
         const allClosed = Promise.all(
           clients.filter((c) => !c.closed).map(async (c) => void (await once(c.socket, 'close'))),
         );
         const tc = performance.now();
+        void Promise.race(clients.map(async (c) => void (await once(c.socket, 'close')))).then(
+          () => (firstCloseMs = performance.now() - tc),
+        );
         await kv.delete().key(keys.leader).exec();
         await allClosed;
         closeAllMs = performance.now() - tc;
         closedWithFatal = clients.filter((c) => c.gotFatal).length;
+        proxyTerminateMs = await waitFor('the proxy to log the closed sessions', () => {
+          const line = readFileSync(proxy.logFile!, 'utf8')
+            .split('\n')
+            .findLast((l) => l.includes('closed sessions on a node'));
+          return line === undefined ? undefined : (JSON.parse(line) as { ms: number }).ms;
+        });
         await putLeader();
         await waitFor('pgfleet to route again', async () => {
           const c = new IdleClient(proxy.port);
@@ -375,6 +386,8 @@ async function main(): Promise<void> {
             ? undefined
             : (heapAfter - heapBefore) / opts.sessions,
         closeAllMs,
+        firstCloseMs,
+        proxyTerminateMs,
         closedWithFatal,
       };
       results.push(m);
@@ -387,7 +400,8 @@ async function main(): Promise<void> {
             : `; heap ${(m.heapPerSessionBytes / 1024).toFixed(2)} KiB/session`) +
           (closeAllMs === undefined
             ? ''
-            : `; close-all ${closeAllMs.toFixed(0)} ms (${closedWithFatal} got FATAL 57P01)`),
+            : `; close-all ${closeAllMs.toFixed(0)} ms, first after ${firstCloseMs?.toFixed(0)} ms, proxy loop ${proxyTerminateMs?.toFixed(0)} ms ` +
+              `(${closedWithFatal} got FATAL 57P01)`),
       );
     }
   }

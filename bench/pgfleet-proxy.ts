@@ -4,6 +4,7 @@
  * accepts connections. Stopped at cleanup like every harness process.
  */
 import { writeFile } from 'node:fs/promises';
+import type { Etcd3 } from 'etcd3';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import {
@@ -14,6 +15,7 @@ import {
   waitFor,
   type ManagedProcess,
 } from '../test/harness/index.js';
+import { clusterKeys } from '../src/dcs/keys.js';
 import { ROOT } from './lib.js';
 
 export interface PgfleetProxyOptions {
@@ -25,6 +27,8 @@ export interface PgfleetProxyOptions {
   readonly nodeArgs?: readonly string[];
   /** Extra environment; PGFLEET_FROM_SOURCE=1 runs src/ via tsx instead of dist/. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Default warn, as HAProxy's benchmark config logs only notices. */
+  readonly logLevel?: string;
 }
 
 export interface PgfleetProxy {
@@ -46,7 +50,7 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
       namespace: '/service',
       etcd3: { hosts: [opts.etcdEndpoint] },
       // HAProxy's benchmark config logs only notices (no per-connection lines); likewise here.
-      log: { level: 'warn' },
+      log: { level: opts.logLevel ?? 'warn' },
       proxy: {
         admin: { listen: `127.0.0.1:${adminPort}` },
         ...opts.proxy,
@@ -67,4 +71,23 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
     return await isPortOpen(port);
   });
   return { process: proc, port, adminPort, configPath };
+}
+
+/**
+ * Publishes one server as the running leader of `scope` in Patroni's etcd layout (member key +
+ * leader key), for benches that put a single PostgreSQL (or the wire stub) behind the proxy.
+ */
+export async function publishLeader(kv: Etcd3, scope: string, name: string, port: number): Promise<void> {
+  const keys = clusterKeys('/service', scope);
+  const member = {
+    conn_url: `postgres://127.0.0.1:${port}/postgres`,
+    api_url: 'http://127.0.0.1:1/patroni',
+    state: 'running',
+    role: 'master',
+    version: '3.0.2',
+    xlog_location: 1,
+    timeline: 1,
+  };
+  await kv.put(keys.member(name)).value(JSON.stringify(member)).exec();
+  await kv.put(keys.leader).value(name).exec();
 }

@@ -15,6 +15,6 @@ export async function forwardCancel(
 ): Promise<void> {
   const known = ctx.cancels.lookup(cancelKey(processId, secretKey));
   const targets = known ? [known] : (ctx.route()?.nodes ?? []);
-  ctx.metrics.cancelRequests.inc({ result: known ? 'routed' : targets.length > 0 ? 'broadcast' : 'dropped' });
+  ctx.metrics.cancel(known ? 'routed' : targets.length > 0 ? 'broadcast' : 'dropped');
   await Promise.all(targets.map((t) => sendCancel(t.host, t.port, packet, ctx.connectTimeoutMs)));
 }

@@ -1,23 +1,33 @@
+import { SQLSTATE, errorResponse } from '../protocol/index.js';
+
 /**
  * Every live client session, grouped by listener and node, so that one group can be closed at once
  * (a node leaving a listener) and least-connections balancing can count without scanning.
  */
+export interface Termination {
+  readonly reason: 'node_unroutable' | 'shutdown';
+  readonly message: string;
+  /** The FATAL 57P01 ErrorResponse carrying `message`: built once for all the sessions it ends. */
+  readonly fatal: Buffer;
+}
+
+export function termination(reason: Termination['reason'], message: string): Termination {
+  return {
+    reason,
+    message,
+    fatal: errorResponse({ severity: 'FATAL', code: SQLSTATE.ADMIN_SHUTDOWN, message }),
+  };
+}
+
 export interface Terminable {
   /** Ends the session now, telling the client why where the protocol allows it. */
-  terminate(reason: 'node_unroutable' | 'shutdown', message: string): void;
+  terminate(t: Termination): void;
 }
 
 export class ConnectionRegistry<S extends Terminable> {
   /** listener → node key → sessions */
   readonly #groups = new Map<string, Map<string, Set<S>>>();
-  readonly #onCount: (listener: string, nodeKey: string, nodeName: string, count: number) => void;
   readonly #names = new Map<string, string>();
-
-  constructor(
-    onCount: (listener: string, nodeKey: string, nodeName: string, count: number) => void = () => undefined,
-  ) {
-    this.#onCount = onCount;
-  }
 
   add(listener: string, nodeKey: string, nodeName: string, session: S): void {
     let byNode = this.#groups.get(listener);
@@ -26,13 +36,11 @@ export class ConnectionRegistry<S extends Terminable> {
     if (!set) byNode.set(nodeKey, (set = new Set()));
     set.add(session);
     this.#names.set(nodeKey, nodeName);
-    this.#onCount(listener, nodeKey, nodeName, set.size);
   }
 
   remove(listener: string, nodeKey: string, session: S): void {
     const set = this.#groups.get(listener)?.get(nodeKey);
     if (!set?.delete(session)) return;
-    this.#onCount(listener, nodeKey, this.#names.get(nodeKey) ?? nodeKey, set.size);
     if (set.size === 0) this.#groups.get(listener)?.delete(nodeKey);
   }
 
@@ -52,23 +60,18 @@ export class ConnectionRegistry<S extends Terminable> {
   }
 
   /** Terminates every session of `listener` on `nodeKey`; returns how many. */
-  terminateNode(
-    listener: string,
-    nodeKey: string,
-    reason: 'node_unroutable' | 'shutdown',
-    message: string,
-  ): number {
+  terminateNode(listener: string, nodeKey: string, t: Termination): number {
     const set = this.#groups.get(listener)?.get(nodeKey);
     if (!set) return 0;
     const sessions = [...set];
-    for (const s of sessions) s.terminate(reason, message);
+    for (const s of sessions) s.terminate(t);
     return sessions.length;
   }
 
-  terminateAll(reason: 'node_unroutable' | 'shutdown', message: string): number {
+  terminateAll(t: Termination): number {
     let n = 0;
     for (const [listener, byNode] of [...this.#groups]) {
-      for (const key of [...byNode.keys()]) n += this.terminateNode(listener, key, reason, message);
+      for (const key of [...byNode.keys()]) n += this.terminateNode(listener, key, t);
     }
     return n;
   }

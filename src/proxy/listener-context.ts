@@ -3,7 +3,7 @@ import type { Logger } from '../observability/logger.js';
 import type { ListenerRoute } from '../routing/types.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import type { ConnectionRegistry, Terminable } from './connection-registry.js';
-import type { ProxyMetrics } from './metrics.js';
+import type { ListenerMetrics } from './metrics.js';
 import type { SocketTuning } from './upstream.js';
 import type { WaitQueue } from './wait-queue.js';
 
@@ -16,7 +16,7 @@ export interface ListenerContext<S extends Terminable = Terminable> {
   readonly startupTimeoutMs: number;
   readonly tuning: SocketTuning;
   readonly log: Logger;
-  readonly metrics: ProxyMetrics;
+  readonly metrics: ListenerMetrics;
   readonly registry: ConnectionRegistry<S>;
   readonly cancels: CancelRegistry;
   /** Woken whenever the routing table changes. */

@@ -4,7 +4,13 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+type Counts = Record<string, Record<string, number>>;
+
 export class ProxyMetrics {
+  #sessionCounts: () => Counts = () => ({});
+  /** listener\0node pairs reported once, so a node whose sessions all ended reads 0, not absent. */
+  readonly #seenSessionLabels = new Set<string>();
+
   readonly registry: Registry;
   readonly sessions: Gauge<'listener' | 'node'>;
   readonly sessionsOpened: Counter<'listener'>;
@@ -26,11 +32,27 @@ export class ProxyMetrics {
     this.registry = registry;
     const registers = [registry];
     collectDefaultMetrics({ register: registry, prefix: 'pgfleet_proxy_process_' });
+    const seen = this.#seenSessionLabels;
+    const counts = () => this.#sessionCounts();
+    // Read from the connection registry at scrape time: nothing on the per-session path.
     this.sessions = new Gauge({
       name: 'pgfleet_proxy_sessions',
       help: 'Client sessions routed to a node, by listener and node',
       labelNames: ['listener', 'node'],
       registers,
+      collect() {
+        const now = counts();
+        for (const key of seen) {
+          const [listener = '', node = ''] = key.split('\0');
+          if (now[listener]?.[node] === undefined) this.set({ listener, node }, 0);
+        }
+        for (const [listener, row] of Object.entries(now)) {
+          for (const [node, n] of Object.entries(row)) {
+            seen.add(`${listener}\0${node}`);
+            this.set({ listener, node }, n);
+          }
+        }
+      },
     });
     this.sessionsOpened = new Counter({
       name: 'pgfleet_proxy_sessions_opened_total',
@@ -113,5 +135,60 @@ export class ProxyMetrics {
       labelNames: ['result'],
       registers,
     });
+  }
+
+  /** Where the sessions gauge reads its values from at scrape time. */
+  countSessionsWith(counts: () => Counts): void {
+    this.#sessionCounts = counts;
+  }
+
+  /** The per-session metrics of one listener, with label children resolved once. */
+  forListener(listener: string): ListenerMetrics {
+    return new ListenerMetrics(this, listener);
+  }
+}
+
+/**
+ * prom-client hashes the label object on every call; a session's handful of calls go through
+ * children resolved once per listener (and per node or reason) instead.
+ */
+export class ListenerMetrics {
+  readonly #m: ProxyMetrics;
+  readonly #listener: string;
+  readonly #opened: { inc(): void };
+  readonly #waited: { observe(v: number): void };
+  readonly #closed = new Map<string, { inc(): void }>();
+  readonly #connected = new Map<string, { observe(v: number): void }>();
+
+  constructor(m: ProxyMetrics, listener: string) {
+    this.#m = m;
+    this.#listener = listener;
+    this.#opened = m.sessionsOpened.labels(listener);
+    this.#waited = m.waitSeconds.labels(listener);
+  }
+
+  opened(): void {
+    this.#opened.inc();
+  }
+
+  waited(seconds: number): void {
+    this.#waited.observe(seconds);
+  }
+
+  closed(reason: string): void {
+    let c = this.#closed.get(reason);
+    if (c === undefined)
+      this.#closed.set(reason, (c = this.#m.sessionsClosed.labels(this.#listener, reason)));
+    c.inc();
+  }
+
+  cancel(result: 'routed' | 'broadcast' | 'dropped'): void {
+    this.#m.cancelRequests.inc({ result });
+  }
+
+  connected(node: string, seconds: number): void {
+    let h = this.#connected.get(node);
+    if (h === undefined) this.#connected.set(node, (h = this.#m.connectSeconds.labels(this.#listener, node)));
+    h.observe(seconds);
   }
 }

@@ -17,7 +17,7 @@ import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable 
 import type { Etcd3 } from 'etcd3';
 import { AdminHttp } from './admin-http.js';
 import { CancelRegistry } from './cancel-registry.js';
-import { ConnectionRegistry } from './connection-registry.js';
+import { ConnectionRegistry, termination } from './connection-registry.js';
 import { HealthChecker } from './health-checker.js';
 import type { ListenerContext } from './listener-context.js';
 import { Listener } from './listener.js';
@@ -104,9 +104,8 @@ export class Proxy {
         },
       });
     }
-    this.#registry = new ConnectionRegistry((listener, _key, node, count) =>
-      metrics.sessions.set({ listener, node }, count),
-    );
+    this.#registry = new ConnectionRegistry();
+    metrics.countSessionsWith(() => this.#registry.counts());
     this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
     for (const l of p.listeners)
       this.#listeners.push(new Listener(this.#contextFor(l.name), () => this.#admit()));
@@ -124,7 +123,7 @@ export class Proxy {
       startupTimeoutMs: p.startup_timeout,
       tuning: { keepaliveIdleMs: p.keepalive.idle },
       log: this.#log.child({ component: 'session', listener: name }),
-      metrics: this.metrics,
+      metrics: this.metrics.forListener(name),
       registry: this.#registry,
       cancels: this.#cancels,
       waits: this.#waits,
@@ -220,15 +219,18 @@ export class Proxy {
       if (listener?.on_unroutable === 'drain') continue;
       for (const node of change.removed) {
         const why = next.listeners.get(change.listener)?.excluded[node.name] ?? 'no longer qualifies';
+        const t0 = performance.now();
         const n = this.#registry.terminateNode(
           change.listener,
           node.key,
-          'node_unroutable',
-          `terminating connection: server ${node.name} no longer qualifies for listener "${change.listener}" (${why})`,
+          termination(
+            'node_unroutable',
+            `terminating connection: server ${node.name} no longer qualifies for listener "${change.listener}" (${why})`,
+          ),
         );
         if (n > 0)
           this.#log.info(
-            { listener: change.listener, node: node.name, sessions: n, why },
+            { listener: change.listener, node: node.name, sessions: n, why, ms: performance.now() - t0 },
             'closed sessions on a node that left the listener',
           );
       }
@@ -291,8 +293,7 @@ export class Proxy {
     this.#state = 'closing';
     const listenersClosed = Promise.all(this.#listeners.map((l) => l.close(SHUTDOWN_GRACE_MS)));
     this.#registry.terminateAll(
-      'shutdown',
-      'terminating connection because the pgfleet proxy is shutting down',
+      termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down'),
     );
     this.#waits.wakeAll();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);

@@ -29,6 +29,7 @@ import type { RouteNode } from '../routing/types.js';
 import { pickNode } from './balancer.js';
 import { cancelKey } from './cancel-registry.js';
 import type { CloseReason } from './close-reason.js';
+import type { Termination } from './connection-registry.js';
 import type { ListenerContext } from './listener-context.js';
 import { connectServer } from './upstream.js';
 import { forwardCancel } from './cancel-forward.js';
@@ -47,6 +48,24 @@ const RETRYABLE_SQLSTATES = new Set([
 const RETRY_DELAY_MS = 200;
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
+let serversToClose: Socket[] = [];
+/**
+ * Server sockets are closed two event-loop turns later, in one batch: when a node leaves a
+ * listener, every client hears first (the FATAL is written at once, the FIN goes out in the next
+ * poll phase), and only then are the servers closed, instead of a server close between clients.
+ */
+function destroyAfterClients(s: Socket): void {
+  serversToClose.push(s);
+  if (serversToClose.length > 1) return;
+  setImmediate(() =>
+    setImmediate(() => {
+      const batch = serversToClose;
+      serversToClose = [];
+      for (const x of batch) x.destroy();
+    }),
+  );
+}
+
 export class ClientSession {
   readonly #client: Socket;
   readonly #ctx: ListenerContext<ClientSession>;
@@ -55,7 +74,8 @@ export class ClientSession {
   #framer: StartupFramer | undefined = new StartupFramer();
   #startupTimer: NodeJS.Timeout | undefined;
   #startupPacket: Buffer | undefined;
-  #pendingClient: Buffer[] = [];
+  /** Client bytes that arrived while no server was attached (pipelined after the StartupMessage). */
+  #pendingClient: Buffer[] | undefined;
   #passthrough = false;
   #node: RouteNode | undefined;
   #server: Socket | undefined;
@@ -89,7 +109,7 @@ export class ClientSession {
         this.#onStartupResult(this.#framer!.push(chunk));
         return;
       case 'routing':
-        this.#pendingClient.push(chunk);
+        (this.#pendingClient ??= []).push(chunk);
         return;
       case 'handshake':
         // The client now takes part (auth answers, pipelined queries): no invisible retry after this.
@@ -155,7 +175,7 @@ export class ClientSession {
     this.#clearStartupTimer();
     this.#framer = undefined;
     this.#startupPacket = packet;
-    if (rest.length > 0) this.#pendingClient.push(rest);
+    if (rest.length > 0) (this.#pendingClient ??= []).push(rest);
     this.#phase = 'routing';
     this.#client.pause();
     void this.#route();
@@ -181,11 +201,7 @@ export class ClientSession {
       if (node) {
         const outcome = await this.#attempt(node);
         if (outcome !== 'retry') {
-          if (waited)
-            ctx.metrics.waitSeconds.observe(
-              { listener: ctx.listener.name },
-              (performance.now() - waitStart) / 1000,
-            );
+          if (waited) ctx.metrics.waited((performance.now() - waitStart) / 1000);
           return;
         }
         tried.add(node.key);
@@ -201,7 +217,7 @@ export class ClientSession {
       tried.clear();
     }
     if (this.#phase !== 'routing') return;
-    ctx.metrics.waitSeconds.observe({ listener: ctx.listener.name }, (performance.now() - waitStart) / 1000);
+    ctx.metrics.waited((performance.now() - waitStart) / 1000);
     const where = `listener "${ctx.listener.name}" of cluster "${ctx.cluster}"`;
     const secs = ctx.waitTimeoutMs / 1000;
     if (sawNodes && this.#lastError !== undefined) {
@@ -265,9 +281,7 @@ export class ClientSession {
     const gate = new StartupGate(node.role);
     server.on('data', (chunk: Buffer) => this.#onStartupReply(gate, node, chunk, started));
     server.write(this.#startupPacket!);
-    if (this.#pendingClient.length > 0) this.#clientInvolved = true;
-    for (const b of this.#pendingClient) server.write(b);
-    this.#pendingClient = [];
+    this.#flushPending(server);
     this.#client.resume();
     return settled;
   }
@@ -351,21 +365,22 @@ export class ClientSession {
     this.#phase = 'relay';
     if (this.#handshakeTimer) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = undefined;
-    ctx.metrics.connectSeconds.observe(
-      { listener: ctx.listener.name, node: this.#node!.name },
-      (performance.now() - started) / 1000,
-    );
-    ctx.metrics.sessionsOpened.inc({ listener: ctx.listener.name });
+    ctx.metrics.connected(this.#node!.name, (performance.now() - started) / 1000);
+    ctx.metrics.opened();
+    // Drop every handshake listener: their closures hold the startup state (gate, reply reader).
+    // (Only these events: net.Socket keeps an internal 'end' listener of its own.)
     client.removeAllListeners('data');
-    server.removeAllListeners('data');
+    for (const event of ['data', 'drain', 'error', 'close']) server.removeAllListeners(event);
+    server.on('error', () => undefined);
+    server.on('close', () => this.#onServerClose());
+    this.#startupPacket = undefined;
     const tracker = this.#passthrough ? undefined : new MessageBoundaryTracker();
     this.#tracker = tracker;
     if (rest.length > 0) {
       tracker?.feed(rest);
       client.write(rest);
     }
-    for (const b of this.#pendingClient) server.write(b);
-    this.#pendingClient = [];
+    this.#flushPending(server);
     client.on('data', (chunk: Buffer) => {
       if (!server.write(chunk)) client.pause();
     });
@@ -377,6 +392,15 @@ export class ClientSession {
     client.on('drain', () => server.resume());
     client.resume();
     this.#resolve('ok');
+  }
+
+  /** Pipelined client bytes go to the server; once the client has sent any, no invisible retry. */
+  #flushPending(server: Socket): void {
+    const pending = this.#pendingClient;
+    if (pending === undefined) return;
+    this.#pendingClient = undefined;
+    this.#clientInvolved = true;
+    for (const b of pending) server.write(b);
   }
 
   #onServerClose(): void {
@@ -395,20 +419,20 @@ export class ClientSession {
   }
 
   /** The routing table dropped this session's node, or the proxy is shutting down. */
-  terminate(reason: 'node_unroutable' | 'shutdown', message: string): void {
+  terminate(t: Termination): void {
     switch (this.#phase) {
       case 'handshake':
-        if (!this.#clientInvolved && reason === 'node_unroutable') this.#retry();
-        else this.#fail(reason, SQLSTATE.ADMIN_SHUTDOWN, message);
+        if (!this.#clientInvolved && t.reason === 'node_unroutable') this.#retry();
+        else this.#failWith(t.reason, t.fatal);
         return;
       case 'relay':
         this.#dropServer();
-        if (this.#tracker?.atBoundary) this.#fail(reason, SQLSTATE.ADMIN_SHUTDOWN, message);
-        else this.#destroy(reason);
+        if (this.#tracker?.atBoundary) this.#failWith(t.reason, t.fatal);
+        else this.#destroy(t.reason);
         return;
       case 'routing':
       case 'startup':
-        if (reason === 'shutdown') this.#fail(reason, SQLSTATE.ADMIN_SHUTDOWN, message);
+        if (t.reason === 'shutdown') this.#failWith(t.reason, t.fatal);
         return;
       default:
         return;
@@ -417,12 +441,17 @@ export class ClientSession {
 
   #fail(reason: CloseReason, code: string, message: string, detail?: string): void {
     if (this.#phase === 'closed') return;
+    this.#failWith(
+      reason,
+      errorResponse({ severity: 'FATAL', code, message, ...(detail !== undefined ? { detail } : {}) }),
+    );
+  }
+
+  /** Sends a prepared FATAL ErrorResponse, then closes. */
+  #failWith(reason: CloseReason, fatal: Buffer): void {
+    if (this.#phase === 'closed') return;
     this.#dropServer();
-    if (this.#client.writable) {
-      this.#client.write(
-        errorResponse({ severity: 'FATAL', code, message, ...(detail !== undefined ? { detail } : {}) }),
-      );
-    }
+    if (this.#client.writable) this.#client.write(fatal);
     this.#endClient(reason);
   }
 
@@ -450,7 +479,8 @@ export class ClientSession {
     if (s) {
       s.removeAllListeners('close');
       s.removeAllListeners('data');
-      s.destroy();
+      s.pause();
+      destroyAfterClients(s);
     }
   }
 
@@ -476,7 +506,7 @@ export class ClientSession {
     this.#dropNode();
     this.#resolve('done');
     if (reason === 'startup_timeout' || (wasStartup && reason === 'client_closed')) this.#client.destroy();
-    this.#ctx.metrics.sessionsClosed.inc({ listener: this.#ctx.listener.name, reason });
+    this.#ctx.metrics.closed(reason);
     this.#ctx.released();
   }
 }

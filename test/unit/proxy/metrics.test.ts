@@ -1,0 +1,83 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  ConnectionRegistry,
+  termination,
+  type Terminable,
+  type Termination,
+} from '../../../src/proxy/connection-registry.js';
+import { ProxyMetrics } from '../../../src/proxy/metrics.js';
+
+class FakeSession implements Terminable {
+  ended: Termination | undefined;
+  terminate(t: Termination): void {
+    this.ended = t;
+  }
+}
+
+/** The value of one sample of the text exposition, or undefined when the series is absent. */
+async function sample(m: ProxyMetrics, series: string): Promise<number | undefined> {
+  const text = await m.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('proxy metrics', () => {
+  it('the sessions gauge reads the registry at scrape time; a node whose sessions ended reads 0', async () => {
+    const m = new ProxyMetrics();
+    const registry = new ConnectionRegistry<FakeSession>();
+    m.countSessionsWith(() => registry.counts());
+    const a = new FakeSession();
+    const b = new FakeSession();
+    registry.add('primary', 'n1@h:1', 'n1', a);
+    registry.add('primary', 'n1@h:1', 'n1', b);
+    assert.equal(await sample(m, 'pgfleet_proxy_sessions{listener="primary",node="n1"}'), 2);
+    registry.remove('primary', 'n1@h:1', a);
+    registry.remove('primary', 'n1@h:1', b);
+    assert.equal(await sample(m, 'pgfleet_proxy_sessions{listener="primary",node="n1"}'), 0);
+    assert.equal(await sample(m, 'pgfleet_proxy_sessions{listener="primary",node="n2"}'), undefined);
+  });
+
+  it('listener metrics count by listener, reason and node', async () => {
+    const m = new ProxyMetrics();
+    const l = m.forListener('replicas');
+    l.opened();
+    l.opened();
+    l.closed('client_closed');
+    l.closed('client_closed');
+    l.closed('node_unroutable');
+    l.connected('n2', 0.002);
+    l.cancel('broadcast');
+    assert.equal(await sample(m, 'pgfleet_proxy_sessions_opened_total{listener="replicas"}'), 2);
+    assert.equal(
+      await sample(m, 'pgfleet_proxy_sessions_closed_total{listener="replicas",reason="client_closed"}'),
+      2,
+    );
+    assert.equal(
+      await sample(m, 'pgfleet_proxy_sessions_closed_total{listener="replicas",reason="node_unroutable"}'),
+      1,
+    );
+    assert.equal(
+      await sample(m, 'pgfleet_proxy_server_connect_seconds_count{listener="replicas",node="n2"}'),
+      1,
+    );
+    assert.equal(await sample(m, 'pgfleet_proxy_cancel_requests_total{result="broadcast"}'), 1);
+  });
+
+  it('terminateNode hands every session of the node the same prepared FATAL 57P01', () => {
+    const registry = new ConnectionRegistry<FakeSession>();
+    const sessions = [new FakeSession(), new FakeSession(), new FakeSession()];
+    for (const s of sessions) registry.add('primary', 'n1@h:1', 'n1', s);
+    const other = new FakeSession();
+    registry.add('primary', 'n2@h:2', 'n2', other);
+    const t = termination('node_unroutable', 'server n1 no longer qualifies');
+    assert.equal(registry.terminateNode('primary', 'n1@h:1', t), 3);
+    for (const s of sessions) assert.equal(s.ended?.fatal, t.fatal);
+    assert.equal(other.ended, undefined);
+    // 'E', length, then fields: severity S/V FATAL, code C57P01, message M…
+    const body = t.fatal.toString('latin1');
+    assert.equal(body[0], 'E');
+    assert.ok(body.includes('C57P01\0'));
+    assert.ok(body.includes('Mserver n1 no longer qualifies\0'));
+  });
+});
