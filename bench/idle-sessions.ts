@@ -31,10 +31,21 @@ import {
   spawnProcess,
   startEtcd,
   startHaproxy,
+  tcpHaproxyConfig,
   waitFor,
   type ManagedProcess,
 } from '../test/harness/index.js';
-import { armWatchdog, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
+import {
+  armWatchdog,
+  knownList,
+  positiveInt,
+  log,
+  median,
+  OUT_DIR,
+  ROOT,
+  runMain,
+  timestamp,
+} from './lib.js';
 import { startPgbouncer } from './pgbouncer.js';
 import { publishLeader, startPgfleetProxy } from './pgfleet-proxy.js';
 
@@ -55,16 +66,8 @@ function parseOptions() {
     },
     strict: true,
   });
-  const int = (name: string, v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${v}`);
-    return n;
-  };
-  const targets = values.targets.split(',').map((name) => {
-    const t = TARGETS.find((x) => x === name.trim());
-    if (t === undefined) throw new Error(`unknown target ${name}; known: ${TARGETS.join(',')}`);
-    return t;
-  });
+  const int = positiveInt;
+  const targets = knownList('targets', values.targets, TARGETS);
   // Two sockets per session in the proxy, plus ~100 for listeners, etcd, logs.
   const fdCap = Math.floor((nofileLimit() - 100) / 2);
   const sessions = values.sessions === undefined ? Math.min(10_000, fdCap) : int('sessions', values.sessions);
@@ -278,22 +281,7 @@ async function main(): Promise<void> {
     } else if (target === 'haproxy') {
       const port = await freePort();
       const h = await startHaproxy(
-        [
-          'global',
-          `  maxconn ${opts.sessions + 10}`,
-          'defaults',
-          '  mode tcp',
-          '  timeout connect 5s',
-          '  timeout client 1h',
-          '  timeout server 1h',
-          'frontend pg',
-          `  bind 127.0.0.1:${port}`,
-          `  maxconn ${opts.sessions + 10}`,
-          '  default_backend stub',
-          'backend stub',
-          `  server stub 127.0.0.1:${stubPort} maxconn ${opts.sessions + 100}`,
-          '',
-        ].join('\n'),
+        tcpHaproxyConfig({ bindPort: port, serverPort: stubPort, maxconn: opts.sessions + 10 }),
       );
       proxies.haproxy = { pid: h.pid, port };
     } else {

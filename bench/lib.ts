@@ -83,3 +83,19 @@ export function runMain(main: () => Promise<void>): void {
     },
   );
 }
+
+/** A command-line integer ≥ 1, or an error naming the option. */
+export function positiveInt(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${value}`);
+  return n;
+}
+
+/** A comma-separated `--name` list whose items must be among `known`. */
+export function knownList<T extends string>(name: string, value: string, known: readonly T[]): T[] {
+  return value.split(',').map((item) => {
+    const t = known.find((k) => k === item.trim());
+    if (t === undefined) throw new Error(`--${name}: unknown ${item}; known: ${known.join(',')}`);
+    return t;
+  });
+}

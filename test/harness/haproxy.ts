@@ -135,3 +135,23 @@ export async function haproxyServerStatus(statsPort: number): Promise<HaproxySer
     .filter((cells) => cells[1] !== 'FRONTEND' && cells[1] !== 'BACKEND')
     .map((cells) => ({ proxy: cells[0] ?? '', server: cells[1] ?? '', status: cells[statusIndex] ?? '' }));
 }
+
+/** HAProxy as a plain TCP relay to one server (no health checks), for benchmarks. */
+export function tcpHaproxyConfig(opts: { bindPort: number; serverPort: number; maxconn: number }): string {
+  return [
+    'global',
+    `  maxconn ${opts.maxconn}`,
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 5s',
+    '  timeout client 1h',
+    '  timeout server 1h',
+    'frontend pg',
+    `  bind 127.0.0.1:${opts.bindPort}`,
+    `  maxconn ${opts.maxconn}`,
+    '  default_backend pg',
+    'backend pg',
+    `  server pg 127.0.0.1:${opts.serverPort} maxconn ${opts.maxconn}`,
+    '',
+  ].join('\n');
+}
