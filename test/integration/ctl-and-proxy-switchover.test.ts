@@ -203,7 +203,7 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
     );
   });
 
-  void it('scheduled switchover: REST codes as Patroni, DELETE cancels, ctl --scheduled runs at its time', async () => {
+  void it('scheduled switchover: REST codes as Patroni, DELETE cancels, ctl --scheduled runs at its time', async (t) => {
     await waitForHealthyCluster(nodes, 30_000);
     const leaderName = await leaderOf(nodes[0]!);
     const from = nodes.find((n) => n.name === leaderName)!;
@@ -273,6 +273,7 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
     await waitFor('the leader to move', async () => (await leaderOf(to)) === to.name, 30_000, 100);
     const movedSeenAt = Date.now();
     assert.ok(movedSeenAt >= dueMs, `moved ${dueMs - movedSeenAt} ms before its time`);
+    t.diagnostic(`scheduled switchover: new leader seen ${movedSeenAt - dueMs} ms after the scheduled time`);
     assert.ok(
       haSentences(from).includes(`scheduled switchover at ${when}: demoting myself`),
       haSentences(from).join('\n'),
