@@ -33,7 +33,6 @@ import {
   startHaproxy,
   tcpHaproxyConfig,
   waitFor,
-  type ManagedProcess,
 } from '../test/harness/index.js';
 import {
   armWatchdog,
@@ -227,6 +226,7 @@ interface Proxy {
   readonly port: number;
   readonly adminPort?: number;
   readonly logFile?: string;
+  stop(): Promise<void>;
 }
 
 async function main(): Promise<void> {
@@ -258,9 +258,8 @@ async function main(): Promise<void> {
   const putLeader = () => publishLeader(kv, scope, 'stub1', stubPort);
   await putLeader();
 
-  const proxies: Partial<Record<Target, Proxy>> = {};
-  const processes: ManagedProcess[] = [stub];
-  for (const target of opts.targets) {
+  /** A fresh proxy process per measurement: freed memory is not handed back to the OS. */
+  const startTarget = async (target: Target): Promise<Proxy> => {
     if (target === 'pgfleet') {
       const p = await startPgfleetProxy({
         scope,
@@ -269,35 +268,34 @@ async function main(): Promise<void> {
         // info: the proxy logs how long closing the sessions of a node took.
         logLevel: 'info',
         nodeArgs: [...opts.proxyNodeArgs, ...(opts.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2'] : [])],
-        env: { PGFLEET_FROM_SOURCE: '1' },
       });
-      processes.push(p.process);
-      proxies.pgfleet = {
+      return {
         pid: p.process.pid,
         port: p.port,
         adminPort: p.adminPort,
         logFile: p.process.logFile,
+        stop: () => p.process.stop(5_000).then(() => undefined),
       };
-    } else if (target === 'haproxy') {
+    }
+    if (target === 'haproxy') {
       const port = await freePort();
       const h = await startHaproxy(
         tcpHaproxyConfig({ bindPort: port, serverPort: stubPort, maxconn: opts.sessions + 10 }),
       );
-      proxies.haproxy = { pid: h.pid, port };
-    } else {
-      const b = await startPgbouncer({
-        serverPort: stubPort,
-        poolSize: opts.sessions + 10,
-        maxClients: opts.sessions + 100,
-      });
-      proxies.pgbouncer = { pid: b.pid, port: b.port };
+      return { pid: h.pid, port, stop: () => h.stop() };
     }
-  }
+    const b = await startPgbouncer({
+      serverPort: stubPort,
+      poolSize: opts.sessions + 10,
+      maxClients: opts.sessions + 100,
+    });
+    return { pid: b.pid, port: b.port, stop: () => b.stop() };
+  };
 
   const results: Measurement[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
     for (const target of opts.targets) {
-      const proxy = proxies[target]!;
+      const proxy = await startTarget(target);
       // Warm-up: code paths, JIT, allocator pools; then the baseline.
       await closeClients(await openClients(proxy.port, Math.min(200, opts.sessions), opts.concurrency));
       const rssBefore = await settledRss(proxy.pid);
@@ -379,6 +377,7 @@ async function main(): Promise<void> {
         closedWithFatal,
       };
       results.push(m);
+      await proxy.stop();
       log(
         `round ${round} ${target.padEnd(9)} ${opts.sessions} sessions opened in ${openSeconds.toFixed(1)} s; ` +
           `RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MiB ` +
@@ -398,7 +397,7 @@ async function main(): Promise<void> {
   const outFile = path.join(OUT_DIR, `idle-sessions-${timestamp()}.json`);
   await writeFile(outFile, JSON.stringify({ options: opts, results }, null, 2) + '\n');
   log(`results written to ${path.relative(ROOT, outFile)}`);
-  for (const p of processes) await p.stop(5_000);
+  await stub.stop(5_000);
 }
 
 function render(results: readonly Measurement[], opts: Options): string {
