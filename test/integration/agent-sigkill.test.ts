@@ -2,12 +2,15 @@
  * Killing the primary's agent with SIGKILL stops its Postgres within a few seconds (parent-death
  * signal), so nothing keeps accepting writes there; a replica takes over — never the one tagged
  * `nofailover`; the killed member, restarted, rejoins the new leader as a replica (pg_rewind).
+ * Through the pgfleet proxy's write listener, the new primary serves writes within ttl + 2 s of
+ * the kill (issue 4's bound: the lease runs out after at most ttl, the promotion must follow).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cleanupAll, isAlive, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import { startProxy } from './proxy-helpers.js';
 import {
   getJson,
   haSentences,
@@ -25,8 +28,12 @@ async function postmasterStart(node: AgentNode): Promise<string | undefined> {
   return row?.t;
 }
 
+const TTL_S = 5;
+
 void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () => {
   let etcd: EtcdServer;
+  let proxyPort: number;
+  let killedAt: number;
   const nodes: AgentNode[] = [];
   let oldPrimary: AgentNode;
   let newLeader: string;
@@ -35,15 +42,23 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
   before(async () => {
     etcd = await startEtcd();
     // k1 bootstraps and leads; k3 is tagged nofailover, so only k2 may take over.
-    nodes.push(await startAgent({ etcd, scope: 'kill' }, 'k1'));
+    nodes.push(await startAgent({ etcd, scope: 'kill', ttlSeconds: TTL_S }, 'k1'));
     await waitForHealthyCluster(nodes, 30_000);
-    nodes.push(await startAgent({ etcd, scope: 'kill' }, 'k2'));
-    nodes.push(await startAgent({ etcd, scope: 'kill' }, 'k3', { nofailover: true }));
+    nodes.push(await startAgent({ etcd, scope: 'kill', ttlSeconds: TTL_S }, 'k2'));
+    nodes.push(await startAgent({ etcd, scope: 'kill', ttlSeconds: TTL_S }, 'k3', { nofailover: true }));
     const cluster = await waitForHealthyCluster(nodes, 60_000);
     assert.equal(cluster.members.find((m) => m.role === 'leader')?.name, 'k1');
     oldPrimary = nodes[0]!;
     await sql(oldPrimary.pgPort, 'CREATE TABLE w(x int); INSERT INTO w VALUES (1)');
     k3StartedAt = await postmasterStart(nodes[2]!);
+    const { ports } = await startProxy(
+      etcd,
+      [{ name: 'rw', role: 'primary' }],
+      { wait_timeout: '2s' },
+      'kill',
+    );
+    proxyPort = ports.rw!;
+    await waitWritable(proxyPort, 'INSERT INTO w VALUES (0)', 10_000);
   });
   after(cleanupAll);
 
@@ -52,12 +67,22 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
       readFileSync(path.join(oldPrimary.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0],
     );
     assert.ok(isAlive(postmasterPid), 'postmaster runs before the kill');
-    const killedAt = Date.now();
+    killedAt = Date.now();
     oldPrimary.process.kill('SIGKILL');
     await waitFor('old primary postmaster to exit', () => !isAlive(postmasterPid), 5_000, 50);
     const stoppedAfterMs = Date.now() - killedAt;
     assert.ok(stoppedAfterMs < 5_000, `stopped after ${stoppedAfterMs} ms`);
     await assert.rejects(sql(oldPrimary.pgPort, 'INSERT INTO w VALUES (2)'));
+  });
+
+  void it('serves writes through the proxy within ttl + 2 s of the kill', async (t) => {
+    const boundMs = (TTL_S + 2) * 1000;
+    await waitWritable(proxyPort, 'INSERT INTO w VALUES (4)', Math.max(0, killedAt + boundMs - Date.now()));
+    const servedAfterMs = Date.now() - killedAt;
+    t.diagnostic(`first write through the proxy ${servedAfterMs} ms after the kill (ttl ${TTL_S} s)`);
+    assert.ok(servedAfterMs <= boundMs, `served after ${servedAfterMs} ms, bound ${boundMs} ms`);
+    const [row] = await sql<{ r: boolean }>(proxyPort, 'SELECT pg_is_in_recovery() AS r');
+    assert.equal(row?.r, false);
   });
 
   void it('promotes the replica not tagged nofailover, which accepts writes', async () => {
@@ -125,17 +150,19 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
     assert.equal(me.role, 'replica');
     assert.equal(body.members.find((m) => m.role === 'leader')?.name, newLeader);
     const rows = await waitFor(
-      'row 3 on the rejoined member',
+      'rows 3 and 4 on the rejoined member',
       async () => {
         const r = await sql<{ x: number }>(oldPrimary.pgPort, 'SELECT x FROM w ORDER BY x');
-        return r.some((x) => x.x === 3) ? r : false;
+        return r.some((x) => x.x === 3) && r.some((x) => x.x === 4) ? r : false;
       },
       15_000,
       200,
     );
+    // 0 and 1 before the kill (0 through the proxy), 4 through the proxy and 3 directly after it;
+    // 2 was refused by the stopped old primary.
     assert.deepEqual(
       rows.map((r) => r.x),
-      [1, 3],
+      [0, 1, 3, 4],
     );
   });
 });
