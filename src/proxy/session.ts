@@ -31,7 +31,7 @@ import { cancelKey } from './cancel-registry.js';
 import type { CloseReason } from './close-reason.js';
 import type { Termination } from './connection-registry.js';
 import type { ListenerContext } from './listener-context.js';
-import { connectServer } from './upstream.js';
+import { connectServer, destroyAfterClients } from './upstream.js';
 import { forwardCancel } from './cancel-forward.js';
 import { StartupGate } from './startup-gate.js';
 
@@ -47,24 +47,6 @@ const RETRYABLE_SQLSTATES = new Set([
 /** After every node failed, try again this often while waiting for the table to change. */
 const RETRY_DELAY_MS = 200;
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
-
-let serversToClose: Socket[] = [];
-/**
- * Server sockets are closed two event-loop turns later, in one batch: when a node leaves a
- * listener, every client hears first (the FATAL is written at once, the FIN goes out in the next
- * poll phase), and only then are the servers closed, instead of a server close between clients.
- */
-function destroyAfterClients(s: Socket): void {
-  serversToClose.push(s);
-  if (serversToClose.length > 1) return;
-  setImmediate(() =>
-    setImmediate(() => {
-      const batch = serversToClose;
-      serversToClose = [];
-      for (const x of batch) x.destroy();
-    }),
-  );
-}
 
 export class ClientSession {
   readonly #client: Socket;

@@ -59,3 +59,21 @@ export async function sendCancel(
     return false;
   }
 }
+
+let serversToClose: Socket[] = [];
+/**
+ * Server sockets are closed two event-loop turns later, in one batch: when a node leaves a
+ * listener, every client hears first (the FATAL is written at once, the FIN goes out in the next
+ * poll phase), and only then are the servers closed, instead of a server close between clients.
+ */
+export function destroyAfterClients(s: Socket): void {
+  serversToClose.push(s);
+  if (serversToClose.length > 1) return;
+  setImmediate(() =>
+    setImmediate(() => {
+      const batch = serversToClose;
+      serversToClose = [];
+      for (const x of batch) x.destroy();
+    }),
+  );
+}
