@@ -309,8 +309,16 @@ export class ClientSession {
     }
   }
 
+  /** Held startup replies go out in one writev, not one write per chunk read. */
   #flush(gate: StartupGate): void {
-    for (const b of gate.drain()) this.#client.write(b);
+    const held = gate.drain();
+    if (held.length === 1) {
+      this.#client.write(held[0]!);
+      return;
+    }
+    this.#client.cork();
+    for (const b of held) this.#client.write(b);
+    this.#client.uncork();
   }
 
   /** Send the server's own startup error (and whatever preceded it) to the client, then close. */
