@@ -121,4 +121,26 @@ void describe('agent loop (fakes)', () => {
     assert.equal(a.pg.inRecovery, true, 'restarted read-only');
     assert.equal(a.pg.lastStart?.standby, undefined, 'with no upstream');
   });
+
+  void it('a former primary whose pg_rewind fails is re-cloned from the new leader, never a second primary', async () => {
+    const etcd = new MemoryEtcd();
+    const a = makeAgent(etcd, 'a', 5432);
+    a.agent.start();
+    await until('a leads', () => a.sentences.includes('no action: I am the leader with the lock'));
+    const b = makeAgent(etcd, 'b', 5433);
+    b.agent.start();
+    await until('b follows', () =>
+      b.sentences.includes('no action: I am a secondary and I am following a leader'),
+    );
+    a.pg.rewindError = new Error('pg_rewind: could not find previous WAL record');
+    b.pg.clonedFrom = undefined;
+    // A switchover to b, as POST /switchover or patronictl writes it.
+    etcd.put('failover', JSON.stringify({ leader: 'a', member: 'b' }));
+    await until('b leads', () => etcd.values.get('leader') === 'b' && !b.pg.inRecovery);
+    await until('a follows b after a re-clone', () => a.pg.clonedFrom === '127.0.0.1:5433' && a.pg.running);
+    assert.equal(a.pg.rewinds, 1, 'pg_rewind was tried first');
+    assert.equal(a.pg.inRecovery, true);
+    assert.equal(a.pg.lastStart?.standby?.port, 5433);
+    assert.equal(etcd.values.get('leader'), 'b');
+  });
 });

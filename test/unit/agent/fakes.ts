@@ -169,7 +169,13 @@ export class FakePostgres implements PostgresControl {
     this.data = true;
     this.clonedFrom = `${source.host}:${source.port}`;
   }
-  async rewindFrom(): Promise<void> {}
+  /** pg_rewind fails with this, when set (a source it cannot use, a missing WAL segment …). */
+  rewindError: Error | undefined;
+  rewinds = 0;
+  async rewindFrom(): Promise<void> {
+    this.rewinds++;
+    if (this.rewindError) throw this.rewindError;
+  }
   async start(start: StartOptions): Promise<void> {
     this.running = true;
     this.inRecovery = start.recovery;
