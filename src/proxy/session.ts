@@ -26,17 +26,16 @@ import {
   type StartupParseResult,
 } from '../protocol/index.js';
 import type { RouteNode } from '../routing/types.js';
-import { pickNode } from './balancer.js';
 import { cancelKey } from './cancel-registry.js';
 import type { CloseReason } from './close-reason.js';
 import type { Termination } from './connection-registry.js';
 import type { ListenerContext } from './listener-context.js';
 import { connectServer, destroyAfterClients } from './upstream.js';
 import { forwardCancel } from './cancel-forward.js';
+import { routeLoop, type Attempt } from './route-loop.js';
 import { StartupGate } from './startup-gate.js';
 
 type Phase = 'startup' | 'routing' | 'handshake' | 'relay' | 'closed';
-type Attempt = 'ok' | 'retry' | 'done';
 
 /** Server refusals worth trying another node for, when the client has not yet been involved. */
 const RETRYABLE_SQLSTATES = new Set([
@@ -44,8 +43,6 @@ const RETRYABLE_SQLSTATES = new Set([
   SQLSTATE.TOO_MANY_CONNECTIONS,
   SQLSTATE.ADMIN_SHUTDOWN,
 ]);
-/** After every node failed, try again this often while waiting for the table to change. */
-const RETRY_DELAY_MS = 200;
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
 export class ClientSession {
@@ -165,44 +162,15 @@ export class ClientSession {
 
   async #route(): Promise<void> {
     const ctx = this.#ctx;
-    const waitStart = performance.now();
-    const deadline = waitStart + ctx.waitTimeoutMs;
-    const tried = new Set<string>();
-    let waited = false;
-    let sawNodes = false;
-    while (this.#phase === 'routing') {
-      const nodes = ctx.route()?.nodes ?? [];
-      sawNodes ||= nodes.length > 0;
-      const node = pickNode(
-        nodes,
-        tried,
-        ctx.listener.balance,
-        (k) => ctx.registry.count(ctx.listener.name, k),
-        ctx.nextCursor(),
-      );
-      if (node) {
-        const outcome = await this.#attempt(node);
-        if (outcome !== 'retry') {
-          if (waited) ctx.metrics.waited((performance.now() - waitStart) / 1000);
-          return;
-        }
-        tried.add(node.key);
-        continue;
-      }
-      const remaining = deadline - performance.now();
-      if (remaining <= 0) break;
-      waited = true;
-      const w = ctx.waits.wait(tried.size > 0 ? Math.min(remaining, RETRY_DELAY_MS) : remaining);
-      this.#cancelWait = w.cancel;
-      await w.promise;
-      this.#cancelWait = undefined;
-      tried.clear();
-    }
-    if (this.#phase !== 'routing') return;
-    ctx.metrics.waited((performance.now() - waitStart) / 1000);
+    const result = await routeLoop(ctx, {
+      attempt: (node) => this.#attempt(node),
+      routing: () => this.#phase === 'routing',
+      waiting: (cancel) => (this.#cancelWait = cancel),
+    });
+    if (result.kind === 'settled') return;
     const where = `listener "${ctx.listener.name}" of cluster "${ctx.cluster}"`;
     const secs = ctx.waitTimeoutMs / 1000;
-    if (sawNodes && this.#lastError !== undefined) {
+    if (result.sawNodes && this.#lastError !== undefined) {
       this.#fail(
         'no_route',
         this.#lastErrorCode,
