@@ -33,6 +33,7 @@ import type { ListenerContext } from './listener-context.js';
 import { connectServer, destroyAfterClients } from './upstream.js';
 import { forwardCancel } from './cancel-forward.js';
 import { routeLoop, type Attempt } from './route-loop.js';
+import { startupAction } from './startup-action.js';
 import { StartupGate } from './startup-gate.js';
 
 type Phase = 'startup' | 'routing' | 'handshake' | 'relay' | 'closed';
@@ -107,30 +108,16 @@ export class ClientSession {
       return;
     }
     const p = r.packet;
-    switch (p.kind) {
-      case 'ssl':
-        if (this.#ctx.listener.tls === 'passthrough') {
-          if (this.#overLimit) {
-            this.#fail('too_many_clients', SQLSTATE.TOO_MANY_CONNECTIONS, 'sorry, too many clients already');
-          } else if (r.rest.length > 0) {
-            // Bytes after an SSLRequest, before the TLS handshake, are an injection vector (CVE-2021-23214).
-            this.#fail(
-              'protocol_error',
-              SQLSTATE.PROTOCOL_VIOLATION,
-              'received unencrypted data after SSL request',
-            );
-          } else {
-            this.#passthrough = true;
-            this.#beginRouting(SSL_REQUEST, r.rest);
-          }
-          return;
-        }
-        this.#client.write(sslRefused());
-        break;
-      case 'gssenc':
+    const action = startupAction(p.kind, this.#ctx.listener.tls, this.#overLimit, r.rest.length);
+    switch (action.kind) {
+      case 'fail':
+        this.#fail(action.reason, action.code, action.message);
+        return;
+      case 'refuse_encryption':
         this.#client.write(sslRefused());
         break;
       case 'cancel':
+        if (p.kind !== 'cancel') return;
         this.#phase = 'closed';
         this.#clearStartupTimer();
         void forwardCancel(this.#ctx, p.processId, p.secretKey, p.raw).finally(() => {
@@ -139,12 +126,9 @@ export class ClientSession {
           this.#ctx.released();
         });
         return;
-      case 'startup':
-        if (this.#overLimit) {
-          this.#fail('too_many_clients', SQLSTATE.TOO_MANY_CONNECTIONS, 'sorry, too many clients already');
-          return;
-        }
-        this.#beginRouting(p.raw, r.rest);
+      case 'route':
+        this.#passthrough = action.passthrough;
+        this.#beginRouting(p.kind === 'startup' ? p.raw : SSL_REQUEST, r.rest);
         return;
     }
     if (r.rest.length > 0) this.#onStartupResult(this.#framer!.push(r.rest));
