@@ -35,7 +35,7 @@ import {
   timestamp,
 } from './lib.js';
 import { startPgbouncer } from './pgbouncer.js';
-import { publishLeader, startPgfleetProxy } from './pgfleet-proxy.js';
+import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
 const PSQL = '/usr/bin/psql';
 const TARGETS = ['direct', 'pgfleet', 'haproxy', 'pgbouncer'] as const;
@@ -104,6 +104,8 @@ async function main(): Promise<void> {
   const opts = parseOptions();
   const rows = Math.ceil((opts.megabytes * 2 ** 20) / ROW_BYTES);
   armWatchdog(180_000 + opts.rounds * opts.targets.length * opts.megabytes * 100);
+  const runner = await resolveProxyRunner();
+  log(`pgfleet proxy: ${runner.label}`);
   const etcd = await startEtcd();
   // Enough work_mem that the generate_series tuplestore stays in memory and the server is not the limit.
   const pg = await startPrimary('copy', { parameters: { work_mem: '64MB' } });
@@ -112,7 +114,12 @@ async function main(): Promise<void> {
   const scope = 'copy-bench';
   await publishLeader(kv, scope, 'pg1', pg.port);
 
-  const proxy = await startPgfleetProxy({ scope, etcdEndpoint: etcd.endpoint });
+  const proxy = await startPgfleetProxy({
+    scope,
+    etcdEndpoint: etcd.endpoint,
+    nodeArgs: runner.nodeArgs,
+    env: runner.env,
+  });
   const haproxyPort = await freePort();
   const haproxy = await startHaproxy(
     tcpHaproxyConfig({ bindPort: haproxyPort, serverPort: pg.port, maxconn: 100 }),

@@ -46,7 +46,7 @@ import {
   timestamp,
 } from './lib.js';
 import { startPgbouncer } from './pgbouncer.js';
-import { publishLeader, startPgfleetProxy } from './pgfleet-proxy.js';
+import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
 const TARGETS = ['pgfleet', 'haproxy', 'pgbouncer'] as const;
 type Target = (typeof TARGETS)[number];
@@ -238,6 +238,8 @@ async function main(): Promise<void> {
     );
   }
 
+  const runner = await resolveProxyRunner();
+  log(`pgfleet proxy: ${runner.label}`);
   const etcd = await startEtcd();
   const dir = await makeTempDir('bench-idle');
 
@@ -267,7 +269,12 @@ async function main(): Promise<void> {
         proxy: { max_client_connections: opts.sessions + 100 },
         // info: the proxy logs how long closing the sessions of a node took.
         logLevel: 'info',
-        nodeArgs: [...opts.proxyNodeArgs, ...(opts.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2'] : [])],
+        nodeArgs: [
+          ...opts.proxyNodeArgs,
+          ...(opts.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2'] : []),
+          ...runner.nodeArgs,
+        ],
+        env: runner.env,
       });
       return {
         pid: p.process.pid,

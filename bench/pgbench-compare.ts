@@ -20,7 +20,7 @@
  *                                    # (for strace -c / perf against one proxy by hand)
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,7 +38,7 @@ import {
 } from '../test/harness/index.js';
 import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
 import { PGBOUNCER_BIN, startPgbouncer } from './pgbouncer.js';
-import { startPgfleetProxy } from './pgfleet-proxy.js';
+import { resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
 const PGBENCH = '/usr/bin/pgbench';
 const PSQL = '/usr/bin/psql';
@@ -176,7 +176,7 @@ async function main(): Promise<void> {
     log('WARNING: the host is busy before the benchmark starts; numbers will be disturbed');
   }
 
-  const proxyRunner = await resolveProxyRunner(opts);
+  const proxyRunner = await resolveProxyRunner(opts.fromSource);
 
   log('starting etcd and Patroni');
   const etcd = await startEtcd();
@@ -368,21 +368,6 @@ async function main(): Promise<void> {
     log(`pgfleet proxy stopped in ${Date.now() - t0} ms: ${JSON.stringify(status)}`);
     process.stdout.write('\n' + (await topSelfTime(profDir, 25)) + '\n');
   }
-}
-
-/** How to run bin/pgfleet: the dist build when present (built by `npm run build`), else tsx. */
-async function resolveProxyRunner(
-  opts: Options,
-): Promise<{ label: string; nodeArgs: string[]; env: Record<string, string> }> {
-  if (!opts.fromSource) {
-    const build = await runCommand('npm', ['run', 'build', '--silent'], { cwd: ROOT, timeoutMs: 180_000 });
-    if (build.code === 0 && existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
-      return { label: 'dist build', nodeArgs: [], env: {} };
-    }
-    log(`WARNING: npm run build failed (exit ${build.code}); running the proxy from source via tsx`);
-    process.stderr.write(`${build.stdout}\n${build.stderr}\n`);
-  }
-  return { label: 'source via tsx', nodeArgs: [], env: { PGFLEET_FROM_SOURCE: '1' } };
 }
 
 /** Runs pgbench for `durationSec` and returns its stdout; throws on a non-zero exit. */

@@ -3,6 +3,7 @@
  * `primary` write listener on a free loopback port and the admin endpoint, waited on until it
  * accepts connections. Stopped at cleanup like every harness process.
  */
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import path from 'node:path';
@@ -11,12 +12,13 @@ import {
   freePort,
   isPortOpen,
   makeTempDir,
+  runCommand,
   spawnProcess,
   waitFor,
   type ManagedProcess,
 } from '../test/harness/index.js';
 import { clusterKeys } from '../src/dcs/keys.js';
-import { ROOT } from './lib.js';
+import { log, ROOT } from './lib.js';
 
 export interface PgfleetProxyOptions {
   readonly scope: string;
@@ -90,4 +92,26 @@ export async function publishLeader(kv: Etcd3, scope: string, name: string, port
   };
   await kv.put(keys.member(name)).value(JSON.stringify(member)).exec();
   await kv.put(keys.leader).value(name).exec();
+}
+
+export interface ProxyRunner {
+  readonly label: string;
+  readonly nodeArgs: string[];
+  readonly env: Record<string, string>;
+}
+
+/**
+ * How the benches run bin/pgfleet: `npm run build` first and the dist build (what users run),
+ * or the sources via tsx when asked (`--from-source`) or when the build fails.
+ */
+export async function resolveProxyRunner(fromSource = false): Promise<ProxyRunner> {
+  if (!fromSource) {
+    const build = await runCommand('npm', ['run', 'build', '--silent'], { cwd: ROOT, timeoutMs: 180_000 });
+    if (build.code === 0 && existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
+      return { label: 'dist build', nodeArgs: [], env: {} };
+    }
+    log(`WARNING: npm run build failed (exit ${build.code}); running the proxy from source via tsx`);
+    process.stderr.write(`${build.stdout}\n${build.stderr}\n`);
+  }
+  return { label: 'source via tsx', nodeArgs: [], env: { PGFLEET_FROM_SOURCE: '1' } };
 }
