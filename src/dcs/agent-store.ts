@@ -97,6 +97,10 @@ export class EtcdAgentDcs implements AgentDcs {
     this.requestedTtlMs = opts.ttlMs;
   }
 
+  private deadline(): Date {
+    return new Date(Date.now() + this.opts.callTimeoutMs);
+  }
+
   private call<T>(p: Promise<T>, op: string): Promise<T> {
     return withDeadline(p, this.opts.callTimeoutMs, op);
   }
@@ -125,7 +129,9 @@ export class EtcdAgentDcs implements AgentDcs {
     if (this.lease && ttlSeconds !== this.leaseTtlSeconds) this.dropLease();
     if (this.lease && this.leaseId !== undefined) {
       try {
-        await this.call(this.lease.keepaliveOnce(), 'lease keepalive');
+        // keepaliveOnce opens a stream per call: a gRPC deadline cancels it with the call, instead
+        // of leaving it open until etcd answers or the connection drops.
+        await this.call(this.lease.keepaliveOnce({ deadline: this.deadline() }), 'lease keepalive');
         return;
       } catch (err) {
         // An expired lease (EtcdLeaseInvalidError) needs a new grant; anything else is an outage.
@@ -279,7 +285,7 @@ export class EtcdAgentDcs implements AgentDcs {
     const lease = this.lease;
     this.lease = undefined;
     this.leaseId = undefined;
-    if (lease) await this.call(lease.revoke(), 'lease revoke');
+    if (lease) await this.call(lease.revoke({ deadline: this.deadline() }), 'lease revoke');
   }
 
   close(): void {
