@@ -149,8 +149,9 @@ export class ProxyMetrics {
 }
 
 /**
- * prom-client hashes the label object on every call; a session's handful of calls go through
- * children resolved once per listener (and per node or reason) instead.
+ * A session's handful of metric calls, through prom-client children resolved once per listener
+ * (and per node or reason): the label objects are built and validated once. prom-client still
+ * hashes them on every call (about 10 µs per connection in a perf profile of `pgbench -C`).
  */
 export class ListenerMetrics {
   readonly #m: ProxyMetrics;
