@@ -6,7 +6,6 @@ import { SQLSTATE, errorResponse } from '../protocol/index.js';
  */
 export interface Termination {
   readonly reason: 'node_unroutable' | 'shutdown';
-  readonly message: string;
   /** The FATAL 57P01 ErrorResponse carrying `message`: built once for all the sessions it ends. */
   readonly fatal: Buffer;
 }
@@ -14,7 +13,6 @@ export interface Termination {
 export function termination(reason: Termination['reason'], message: string): Termination {
   return {
     reason,
-    message,
     fatal: errorResponse({ severity: 'FATAL', code: SQLSTATE.ADMIN_SHUTDOWN, message }),
   };
 }
