@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer)
+want=(gcc libc6-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer)
 if [[ "${1:-}" == "--demo" ]]; then
-  want=(etcd-server postgresql-15 postgresql-client-15)
+  want=(gcc libc6-dev etcd-server postgresql-15 postgresql-client-15)
 fi
 
 missing=()
@@ -45,3 +45,6 @@ fi
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund
 fi
+
+# The native relay addon (proxy.relay); rebuilt only when native/relay.c changes.
+bash scripts/build-native.sh

@@ -39,6 +39,7 @@ const proxySection = z
     connect_timeout: durationMs.default('2s'),
     startup_timeout: durationMs.default('10s'),
     max_client_connections: z.number().int().min(1).default(10_000),
+    relay: z.enum(['auto', 'native', 'js']).default('auto'),
     keepalive: z
       .object({ idle: durationMs.default('30s') })
       .strict()

@@ -30,6 +30,13 @@ export class MessageBoundaryTracker {
   #transactionStatus = '';
   #corrupt = false;
 
+  /** A tracker that has lost its place in the stream: never at a boundary again. */
+  static lost(): MessageBoundaryTracker {
+    const t = new MessageBoundaryTracker();
+    t.#corrupt = true;
+    return t;
+  }
+
   /** True when the bytes seen so far end exactly at the end of a message. */
   get atBoundary(): boolean {
     return !this.#corrupt && this.#headerBytes === 0 && this.#remaining === 0;

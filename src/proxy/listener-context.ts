@@ -4,6 +4,7 @@ import type { ListenerRoute } from '../routing/types.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import type { ConnectionRegistry, Terminable } from './connection-registry.js';
 import type { ListenerMetrics } from './metrics.js';
+import type { NativeRelay } from './native-relay.js';
 import type { SocketTuning } from './upstream.js';
 import type { WaitQueue } from './wait-queue.js';
 
@@ -15,6 +16,8 @@ export interface ListenerContext<S extends Terminable = Terminable> {
   readonly connectTimeoutMs: number;
   readonly startupTimeoutMs: number;
   readonly tuning: SocketTuning;
+  /** Moves relaying sessions' bytes off the JavaScript thread; undefined for `relay: js`. */
+  readonly nativeRelay: NativeRelay | undefined;
   readonly log: Logger;
   readonly metrics: ListenerMetrics;
   readonly registry: ConnectionRegistry<S>;

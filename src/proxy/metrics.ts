@@ -3,6 +3,7 @@
  * Names: pgfleet_proxy_<thing>_<unit>; labels stay low-cardinality (listener, node, reason).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { NativeRelayStats } from './native-relay.js';
 
 type Counts = Record<string, Record<string, number>>;
 
@@ -27,6 +28,7 @@ export class ProxyMetrics {
   readonly waitSeconds: Histogram<'listener'>;
   readonly connectSeconds: Histogram<'listener' | 'node'>;
   readonly cancelRequests: Counter<'result'>;
+  #nativeStats: () => NativeRelayStats | undefined = () => undefined;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -135,6 +137,35 @@ export class ProxyMetrics {
       labelNames: ['result'],
       registers,
     });
+    const native = () => this.#nativeStats();
+    new Gauge({
+      name: 'pgfleet_proxy_native_relay_sessions',
+      help: 'Sessions whose bytes the native relay thread is moving',
+      registers,
+      collect() {
+        this.set(native()?.pairs ?? 0);
+      },
+    });
+    const counted = { to_server: 0, to_client: 0 };
+    new Counter({
+      name: 'pgfleet_proxy_native_relay_bytes_total',
+      help: 'Bytes moved by the native relay thread, by direction',
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        const st = native();
+        if (!st) return;
+        this.inc({ direction: 'to_server' }, st.bytesToServer - counted.to_server);
+        this.inc({ direction: 'to_client' }, st.bytesToClient - counted.to_client);
+        counted.to_server = st.bytesToServer;
+        counted.to_client = st.bytesToClient;
+      },
+    });
+  }
+
+  /** Where the native relay's metrics are read from at scrape time (undefined: `relay: js`). */
+  readNativeRelayWith(stats: () => NativeRelayStats | undefined): void {
+    this.#nativeStats = stats;
   }
 
   /** Where the sessions gauge reads its values from at scrape time. */

@@ -10,6 +10,7 @@ import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { createEtcdClient } from '../dcs/etcd-client.js';
 import { clusterKeys } from '../dcs/keys.js';
+import { PgfleetError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { requiredCheckPaths } from '../routing/health-paths.js';
@@ -22,6 +23,7 @@ import { HealthChecker } from './health-checker.js';
 import type { ListenerContext } from './listener-context.js';
 import { Listener } from './listener.js';
 import { ProxyMetrics } from './metrics.js';
+import { NativeRelay } from './native-relay.js';
 import type { ClientSession } from './session.js';
 import { WaitQueue } from './wait-queue.js';
 
@@ -45,6 +47,20 @@ export interface ProxyStatus {
   readonly clientConnections: number;
 }
 
+/** `proxy.relay`: auto uses the native relay when its addon loads, and says so when it does not. */
+function chooseRelay(mode: 'auto' | 'native' | 'js', log: Logger): NativeRelay | undefined {
+  if (mode === 'js') return undefined;
+  const relay = NativeRelay.load();
+  if (!(relay instanceof Error)) return relay;
+  if (mode === 'native')
+    throw new PgfleetError('ERR_CONFIG_INVALID', `proxy.relay: native: ${relay.message}`);
+  log.warn(
+    { err: relay.message },
+    'proxy.relay: auto: the native relay is not available, relaying in JavaScript',
+  );
+  return undefined;
+}
+
 export class Proxy {
   readonly #config: ProxyConfig;
   readonly #log: Logger;
@@ -65,6 +81,7 @@ export class Proxy {
   #cursor = 0;
   #stalenessTimer: NodeJS.Timeout | undefined;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  readonly #nativeRelay: NativeRelay | undefined;
 
   constructor(config: ProxyConfig, log: Logger, metrics = new ProxyMetrics()) {
     this.#config = config;
@@ -104,6 +121,9 @@ export class Proxy {
         },
       });
     }
+    this.#nativeRelay = chooseRelay(p.relay, log);
+    const relay = this.#nativeRelay;
+    metrics.readNativeRelayWith(() => relay?.stats());
     this.#registry = new ConnectionRegistry();
     metrics.countSessionsWith(() => this.#registry.counts());
     this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
@@ -122,6 +142,7 @@ export class Proxy {
       connectTimeoutMs: p.connect_timeout,
       startupTimeoutMs: p.startup_timeout,
       tuning: { keepaliveIdleMs: p.keepalive.idle },
+      nativeRelay: this.#nativeRelay,
       log: this.#log.child({ component: 'session', listener: name }),
       metrics: this.metrics.forListener(name),
       registry: this.#registry,

@@ -68,6 +68,8 @@ export class ClientSession {
   /** SQLSTATE to report if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
   #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
   #handshakeTimer: NodeJS.Timeout | undefined;
+  /** Set while the native relay moves this session's bytes. */
+  #nativeId: number | undefined;
 
   constructor(client: Socket, ctx: ListenerContext<ClientSession>, overLimit: boolean) {
     this.#client = client;
@@ -316,10 +318,9 @@ export class ClientSession {
     server.on('error', () => undefined);
     server.on('close', () => this.#onServerClose());
     this.#startupPacket = undefined;
-    const tracker = this.#passthrough ? undefined : new MessageBoundaryTracker();
-    this.#tracker = tracker;
+    this.#tracker = this.#passthrough ? undefined : new MessageBoundaryTracker();
     if (rest.length > 0) {
-      tracker?.feed(rest);
+      this.#tracker?.feed(rest);
       client.write(rest);
     }
     this.#flushPending(server);
@@ -328,12 +329,39 @@ export class ClientSession {
     });
     server.on('drain', () => client.resume());
     server.on('data', (chunk: Buffer) => {
-      tracker?.feed(chunk);
+      this.#tracker?.feed(chunk);
       if (!client.write(chunk)) server.pause();
     });
     client.on('drain', () => server.resume());
     client.resume();
     this.#resolve('ok');
+    // After resume() has delivered whatever the client socket buffered while paused.
+    if (ctx.nativeRelay) process.nextTick(() => this.#enterNative());
+  }
+
+  /** Hands the byte pipe to the native relay when nothing is queued in Node for either socket. */
+  #enterNative(): void {
+    const relay = this.#ctx.nativeRelay;
+    const c = this.#client;
+    const s = this.#server;
+    if (!relay || this.#phase !== 'relay' || !s) return;
+    if (c.readableLength + s.readableLength + c.writableLength + s.writableLength > 0) return;
+    if (c.isPaused() || s.isPaused() || (this.#tracker && !this.#tracker.atBoundary)) return;
+    this.#nativeId = relay.attach(c, s, this.#tracker !== undefined, () => this.#leaveNative());
+  }
+
+  /** Takes the sockets back from the native relay; Node's relay above carries on. */
+  #leaveNative(): void {
+    const id = this.#nativeId;
+    const s = this.#server;
+    this.#nativeId = undefined;
+    if (id === undefined || !s) return;
+    const d = this.#ctx.nativeRelay?.detach(id, this.#client, s);
+    if (!d) return;
+    if (this.#tracker)
+      this.#tracker = d.atBoundary ? new MessageBoundaryTracker() : MessageBoundaryTracker.lost();
+    if (d.toClient && !this.#client.write(d.toClient)) s.pause();
+    if (d.toServer && !s.write(d.toServer)) this.#client.pause();
   }
 
   /** Pipelined client bytes go to the server; once the client has sent any, no invisible retry. */
@@ -414,6 +442,7 @@ export class ClientSession {
   }
 
   #dropServer(): void {
+    this.#leaveNative();
     if (this.#handshakeTimer) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = undefined;
     const s = this.#server;

@@ -37,6 +37,7 @@ function context(waitTimeoutMs: number): {
     connectTimeoutMs: 1000,
     startupTimeoutMs: 1000,
     tuning: { keepaliveIdleMs: 0 },
+    nativeRelay: undefined,
     log: silentLogger(),
     metrics: new ProxyMetrics().forListener('rw'),
     registry: new ConnectionRegistry(),

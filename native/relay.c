@@ -1,0 +1,421 @@
+/*
+ * pgfleet's native relay: once a session is past its startup, the bytes between client and server
+ * are moved by one thread of this addon with epoll + recv/send, instead of by Node's streams
+ * (which cost ~10 µs of JavaScript per chunk). The JavaScript session stays the owner of both
+ * sockets: the addon never closes a descriptor. On end of file, an error, or a request from
+ * JavaScript, a pair is handed back: its descriptors leave this thread's epoll set and JavaScript
+ * resumes reading them, writing first whatever this thread had read but not yet delivered.
+ *
+ *   attach(clientFd, serverFd, track) -> id (>= 0) or -errno
+ *   detach(id) -> { toClient, toServer, atBoundary } or null (unknown id / already detached)
+ *   init(onEnded)   onEnded(id) is called on the main thread when this thread handed a pair back
+ *   stats() -> { pairs, threadRunning, bytesToServer, bytesToClient }
+ *
+ * Server→client bytes are followed message by message when `track` is set, so that JavaScript
+ * knows whether the client stands at a message boundary (where a FATAL ErrorResponse may go).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BUF_SIZE (128 * 1024)
+#define MAX_EVENTS 256
+#define MAX_READS_PER_EVENT 8
+#define SLOT_BITS 24
+#define SLOT_LIMIT (1u << SLOT_BITS)
+
+enum { ACTIVE = 0, ENDED = 1, DETACHED = 2 };
+
+typedef struct side {
+  int fd;
+  uint32_t mask;      /* events registered in epoll */
+  char *pending;      /* read from the peer, not yet written to fd */
+  size_t off, len;
+} side_t;
+
+typedef struct pair {
+  side_t s[2]; /* 0 = client, 1 = server */
+  uint32_t slot, gen;
+  int state;
+  int track;
+  /* server→client message tracker */
+  uint8_t hdr;
+  uint32_t len;
+  uint32_t remaining;
+  int corrupt;
+  struct pair *next_garbage;
+} pair_t;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int epfd = -1;
+static int thread_running = 0;
+static pair_t **slots = NULL;
+static uint32_t *gens = NULL;
+static uint32_t slot_cap = 0;
+static uint32_t *free_slots = NULL;
+static uint32_t free_count = 0;
+static uint32_t pair_count = 0;
+static uint64_t bytes_moved[2] = {0, 0}; /* [0] client→server, [1] server→client */
+static pair_t *garbage = NULL;
+static napi_threadsafe_function on_ended = NULL;
+
+static double pair_id(const pair_t *p) { return (double)p->gen * (double)SLOT_LIMIT + (double)p->slot; }
+
+static void track(pair_t *p, const uint8_t *b, size_t n) {
+  size_t i = 0;
+  while (i < n && !p->corrupt) {
+    if (p->remaining > 0) {
+      size_t take = n - i < p->remaining ? n - i : p->remaining;
+      i += take;
+      p->remaining -= (uint32_t)take;
+    } else if (p->hdr == 0) {
+      p->hdr = 1; /* type byte */
+      p->len = 0;
+      i++;
+    } else {
+      p->len = (p->len << 8) | b[i++];
+      if (++p->hdr == 5) {
+        p->hdr = 0;
+        if (p->len < 4) p->corrupt = 1;
+        else p->remaining = p->len - 4;
+      }
+    }
+  }
+}
+
+static uint32_t wanted(const pair_t *p, int i) {
+  return (p->s[i ^ 1].pending ? 0 : EPOLLIN) | (p->s[i].pending ? EPOLLOUT : 0);
+}
+
+static int update_masks(pair_t *p) {
+  for (int i = 0; i < 2; i++) {
+    uint32_t want = wanted(p, i);
+    if (want == p->s[i].mask) continue;
+    struct epoll_event ev = {.events = want, .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, p->s[i].fd, &ev) != 0) return -1;
+    p->s[i].mask = want;
+  }
+  return 0;
+}
+
+static void unregister(pair_t *p) {
+  for (int i = 0; i < 2; i++) epoll_ctl(epfd, EPOLL_CTL_DEL, p->s[i].fd, NULL);
+}
+
+/* Hands the pair back to JavaScript (called with mu held, on the relay thread). */
+static void end_pair(pair_t *p, double *ended, int *n_ended) {
+  if (p->state != ACTIVE) return;
+  unregister(p);
+  p->state = ENDED;
+  ended[(*n_ended)++] = pair_id(p);
+}
+
+/* Writes what is pending for side `to`; 0 when done or would block, -1 on error. */
+static int flush_pending(side_t *to) {
+  while (to->pending) {
+    ssize_t w = send(to->fd, to->pending + to->off, to->len - to->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    }
+    to->off += (size_t)w;
+    if (to->off == to->len) {
+      free(to->pending);
+      to->pending = NULL;
+      to->off = to->len = 0;
+    }
+  }
+  return 0;
+}
+
+/* Sends n bytes to `to`, keeping what the socket does not take; -1 on error. */
+static int forward(side_t *to, const char *buf, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = send(to->fd, buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return -1;
+    }
+    done += (size_t)w;
+  }
+  if (done < n) {
+    to->pending = malloc(n - done);
+    if (!to->pending) return -1;
+    memcpy(to->pending, buf + done, n - done);
+    to->off = 0;
+    to->len = n - done;
+  }
+  return 0;
+}
+
+static void on_event(pair_t *p, int i, uint32_t events, char *buf, double *ended, int *n_ended) {
+  side_t *me = &p->s[i], *peer = &p->s[i ^ 1];
+  if ((events & EPOLLOUT) && me->pending && flush_pending(me) != 0) {
+    end_pair(p, ended, n_ended);
+    return;
+  }
+  if (!peer->pending && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    for (int k = 0; k < MAX_READS_PER_EVENT && !peer->pending; k++) {
+      ssize_t r = recv(me->fd, buf, BUF_SIZE, MSG_DONTWAIT);
+      if (r > 0) {
+        if (i == 1 && p->track) track(p, (const uint8_t *)buf, (size_t)r);
+        bytes_moved[i] += (uint64_t)r;
+        if (forward(peer, buf, (size_t)r) != 0) {
+          end_pair(p, ended, n_ended);
+          return;
+        }
+        if (r < BUF_SIZE) break;
+      } else if (r == 0) {
+        end_pair(p, ended, n_ended); /* end of file: JavaScript reads it again and closes */
+        return;
+      } else if (errno == EINTR) {
+        k--;
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      } else {
+        end_pair(p, ended, n_ended);
+        return;
+      }
+    }
+  } else if (events & (EPOLLHUP | EPOLLERR)) {
+    end_pair(p, ended, n_ended);
+    return;
+  }
+  if (update_masks(p) != 0) end_pair(p, ended, n_ended);
+}
+
+static void *relay_main(void *arg) {
+  (void)arg;
+  struct epoll_event evs[MAX_EVENTS];
+  double ended[MAX_EVENTS];
+  char *buf = malloc(BUF_SIZE);
+  if (!buf) abort();
+  for (;;) {
+    int n = epoll_wait(epfd, evs, MAX_EVENTS, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      abort();
+    }
+    int n_ended = 0;
+    pthread_mutex_lock(&mu);
+    for (int k = 0; k < n; k++) {
+      pair_t *p = (pair_t *)(uintptr_t)(evs[k].data.u64 & ~(uint64_t)1);
+      if (p->state != ACTIVE) continue;
+      on_event(p, (int)(evs[k].data.u64 & 1), evs[k].events, buf, ended, &n_ended);
+    }
+    /* Detached pairs may have been named by this batch: they are freed only after it. */
+    while (garbage) {
+      pair_t *g = garbage;
+      garbage = g->next_garbage;
+      free(g);
+    }
+    pthread_mutex_unlock(&mu);
+    for (int k = 0; k < n_ended; k++) {
+      double *id = malloc(sizeof(double));
+      if (!id) continue;
+      *id = ended[k];
+      if (napi_call_threadsafe_function(on_ended, id, napi_tsfn_nonblocking) != napi_ok) free(id);
+    }
+  }
+  return NULL;
+}
+
+static void call_on_ended(napi_env env, napi_value cb, void *context, void *data) {
+  (void)context;
+  double id = *(double *)data;
+  free(data);
+  if (env == NULL || cb == NULL) return;
+  napi_value arg, undefined;
+  if (napi_create_double(env, id, &arg) != napi_ok) return;
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, cb, 1, &arg, NULL);
+}
+
+static napi_value throw_error(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+static napi_value js_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_error(env, "init(onEnded) needs a function");
+  if (on_ended != NULL) return throw_error(env, "the native relay is already initialised");
+  napi_value name;
+  napi_create_string_utf8(env, "pgfleet-relay", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_on_ended,
+                                      &on_ended) != napi_ok)
+    return throw_error(env, "cannot create the relay's callback");
+  /* The relay must not keep the process alive. */
+  napi_unref_threadsafe_function(env, on_ended);
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return throw_error(env, "epoll_create1 failed");
+  return NULL;
+}
+
+static int grow_slots(void) {
+  uint32_t cap = slot_cap ? slot_cap * 2 : 1024;
+  if (cap > SLOT_LIMIT) return -1;
+  pair_t **s = realloc(slots, cap * sizeof(*s));
+  if (!s) return -1;
+  slots = s;
+  uint32_t *g = realloc(gens, cap * sizeof(*g));
+  if (!g) return -1;
+  gens = g;
+  uint32_t *f = realloc(free_slots, cap * sizeof(*f));
+  if (!f) return -1;
+  free_slots = f;
+  for (uint32_t i = cap; i > slot_cap; i--) {
+    slots[i - 1] = NULL;
+    gens[i - 1] = 0;
+    free_slots[free_count++] = i - 1;
+  }
+  slot_cap = cap;
+  return 0;
+}
+
+static napi_value js_attach(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t cfd, sfd;
+  bool trk = false;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &cfd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &sfd) != napi_ok || napi_get_value_bool(env, argv[2], &trk) != napi_ok)
+    return throw_error(env, "attach(clientFd, serverFd, track) needs two descriptors and a boolean");
+  if (on_ended == NULL) return throw_error(env, "init() first");
+  int err = 0;
+  pthread_mutex_lock(&mu);
+  if (!thread_running) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, relay_main, NULL) == 0) thread_running = 1;
+    else err = -EAGAIN;
+    pthread_attr_destroy(&attr);
+  }
+  pair_t *p = NULL;
+  if (err == 0 && free_count == 0 && grow_slots() != 0) err = -ENOMEM;
+  if (err == 0 && !(p = calloc(1, sizeof(*p)))) err = -ENOMEM;
+  if (err == 0) {
+    p->s[0].fd = cfd;
+    p->s[1].fd = sfd;
+    p->track = trk;
+    for (int i = 0; i < 2 && err == 0; i++) {
+      struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
+      if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->s[i].fd, &ev) != 0) {
+        err = -errno;
+        if (i == 1) epoll_ctl(epfd, EPOLL_CTL_DEL, p->s[0].fd, NULL);
+      } else {
+        p->s[i].mask = EPOLLIN;
+      }
+    }
+    if (err != 0) {
+      free(p);
+      p = NULL;
+    }
+  }
+  if (p) {
+    uint32_t slot = free_slots[--free_count];
+    p->slot = slot;
+    p->gen = ++gens[slot] & 0x0FFFFFFFu; /* ids stay below 2^52 */
+    slots[slot] = p;
+    pair_count++;
+  }
+  double id = p ? pair_id(p) : (double)err;
+  pthread_mutex_unlock(&mu);
+  napi_create_double(env, id, &result);
+  return result;
+}
+
+static napi_value pending_buffer(napi_env env, side_t *s) {
+  napi_value v;
+  if (!s->pending) {
+    napi_get_null(env, &v);
+    return v;
+  }
+  void *data;
+  if (napi_create_buffer_copy(env, s->len - s->off, s->pending + s->off, &data, &v) != napi_ok) napi_get_null(env, &v);
+  free(s->pending);
+  s->pending = NULL;
+  s->off = s->len = 0;
+  return v;
+}
+
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double id;
+  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || id < 0)
+    return throw_error(env, "detach(id) needs an id from attach()");
+  uint64_t raw = (uint64_t)id;
+  uint32_t slot = (uint32_t)(raw & (SLOT_LIMIT - 1));
+  uint32_t gen = (uint32_t)(raw >> SLOT_BITS);
+  pthread_mutex_lock(&mu);
+  pair_t *p = slot < slot_cap ? slots[slot] : NULL;
+  if (!p || p->gen != gen) {
+    pthread_mutex_unlock(&mu);
+    napi_get_null(env, &result);
+    return result;
+  }
+  if (p->state == ACTIVE) unregister(p);
+  p->state = DETACHED;
+  slots[slot] = NULL;
+  free_slots[free_count++] = slot;
+  pair_count--;
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "toClient", pending_buffer(env, &p->s[0]));
+  napi_set_named_property(env, result, "toServer", pending_buffer(env, &p->s[1]));
+  napi_value at;
+  napi_get_boolean(env, p->track && !p->corrupt && p->hdr == 0 && p->remaining == 0, &at);
+  napi_set_named_property(env, result, "atBoundary", at);
+  p->next_garbage = garbage;
+  garbage = p;
+  pthread_mutex_unlock(&mu);
+  return result;
+}
+
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result, v;
+  napi_create_object(env, &result);
+  pthread_mutex_lock(&mu);
+  uint32_t pairs = pair_count;
+  int running = thread_running;
+  double to_server = (double)bytes_moved[0], to_client = (double)bytes_moved[1];
+  pthread_mutex_unlock(&mu);
+  napi_create_double(env, to_server, &v);
+  napi_set_named_property(env, result, "bytesToServer", v);
+  napi_create_double(env, to_client, &v);
+  napi_set_named_property(env, result, "bytesToClient", v);
+  napi_create_uint32(env, pairs, &v);
+  napi_set_named_property(env, result, "pairs", v);
+  napi_get_boolean(env, running, &v);
+  napi_set_named_property(env, result, "threadRunning", v);
+  return result;
+}
+
+static napi_value module_init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"init", NULL, js_init, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"attach", NULL, js_attach, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, module_init)

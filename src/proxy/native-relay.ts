@@ -1,0 +1,138 @@
+/**
+ * The native relay (native/relay.c): after ReadyForQuery a session's two sockets can be handed to
+ * one thread of a small addon that moves bytes with epoll + recv/send, instead of through Node's
+ * streams. Node keeps owning the sockets: it stops reading them while they are attached, and
+ * starts again when they come back (end of file, error, or a detach asked for by the session),
+ * after first writing whatever the thread had read but not yet delivered.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Socket } from 'node:net';
+import { errorMessage } from '../errors.js';
+
+export const ADDON_PATH = fileURLToPath(new URL('../../build/pgfleet_relay.node', import.meta.url));
+
+/** What the relay thread held for a pair when it was detached. */
+export interface Detached {
+  readonly toClient: Buffer | null;
+  readonly toServer: Buffer | null;
+  /** Server→client bytes end at a message boundary (always false when not tracked). */
+  readonly atBoundary: boolean;
+}
+
+export interface NativeRelayStats {
+  /** Pairs attached (or handed back by the thread and not yet detached). */
+  readonly pairs: number;
+  readonly threadRunning: boolean;
+  /** Bytes the thread has moved since the process started. */
+  readonly bytesToServer: number;
+  readonly bytesToClient: number;
+}
+
+interface Addon {
+  init(onEnded: (id: number) => void): void;
+  attach(clientFd: number, serverFd: number, track: boolean): number;
+  detach(id: number): Detached | null;
+  stats(): NativeRelayStats;
+}
+
+/** The parts of Node's internal TCP handle that the hand-over needs. */
+interface StreamHandle {
+  fd: number;
+  reading: boolean;
+  readStop(): number;
+  readStart(): number;
+}
+
+function handleOf(s: Socket): StreamHandle | undefined {
+  const h = (s as unknown as { _handle?: Partial<StreamHandle> | null })._handle;
+  if (!h || typeof h.fd !== 'number' || h.fd < 0) return undefined;
+  if (typeof h.readStop !== 'function' || typeof h.readStart !== 'function') return undefined;
+  return h as StreamHandle;
+}
+
+/**
+ * Stops libuv reading the socket. `reading` stays true: net.Socket's _read() restarts a handle
+ * whose flag is false (for example on the nextTick after its last 'data'), which would let Node and
+ * the relay thread read the same descriptor.
+ */
+function stopReading(h: StreamHandle): void {
+  h.readStop();
+  h.reading = true;
+}
+
+function startReading(s: Socket): void {
+  const h = handleOf(s);
+  if (!h || s.destroyed) return;
+  h.reading = true;
+  const err = h.readStart();
+  if (err !== 0) s.destroy(new Error(`readStart failed (${err})`));
+}
+
+export class NativeRelay {
+  readonly #addon: Addon;
+  readonly #ended = new Map<number, () => void>();
+
+  private constructor(addon: Addon) {
+    this.#addon = addon;
+    addon.init((id) => {
+      const cb = this.#ended.get(id);
+      this.#ended.delete(id);
+      cb?.();
+    });
+  }
+
+  static #instance: NativeRelay | Error | undefined;
+
+  /** The process's relay (the addon has one thread and one id space), or why it cannot load. */
+  static load(): NativeRelay | Error {
+    if (NativeRelay.#instance === undefined) {
+      try {
+        const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+        NativeRelay.#instance = new NativeRelay(addon);
+      } catch (err) {
+        NativeRelay.#instance = new Error(
+          `native relay ${ADDON_PATH} cannot be loaded (scripts/build-native.sh builds it): ${errorMessage(err)}`,
+        );
+      }
+    }
+    return NativeRelay.#instance;
+  }
+
+  /**
+   * Hands both sockets to the relay thread; undefined when they cannot go (not TCP, closed).
+   * The caller must have no bytes queued on either socket, in either direction.
+   */
+  attach(client: Socket, server: Socket, track: boolean, onEnded: () => void): number | undefined {
+    const ch = handleOf(client);
+    const sh = handleOf(server);
+    if (!ch || !sh) return undefined;
+    stopReading(ch);
+    stopReading(sh);
+    const id = this.#addon.attach(ch.fd, sh.fd, track);
+    if (id < 0) {
+      startReading(client);
+      startReading(server);
+      return undefined;
+    }
+    this.#ended.set(id, onEnded);
+    return id;
+  }
+
+  /**
+   * Takes the sockets back: Node reads them again. Returns what the thread held for them; the
+   * caller writes it before anything else. Undefined if `id` was already detached.
+   */
+  detach(id: number, client: Socket, server: Socket): Detached | undefined {
+    this.#ended.delete(id);
+    const d = this.#addon.detach(id);
+    if (d === null) return undefined;
+    startReading(client);
+    startReading(server);
+    return d;
+  }
+
+  stats(): NativeRelayStats {
+    return this.#addon.stats();
+  }
+}

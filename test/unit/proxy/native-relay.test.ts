@@ -1,0 +1,227 @@
+/**
+ * The native relay thread with real loopback sockets (no Postgres): bytes arrive whole and in
+ * order both ways, backpressure holds bytes instead of dropping them, the message tracker, and the
+ * hand-back to Node on end of file and on detach.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { NativeRelay } from '../../../src/proxy/native-relay.js';
+
+const loaded = NativeRelay.load();
+if (loaded instanceof Error) throw loaded; // the test command builds the addon first
+const relay: NativeRelay = loaded;
+
+/** Four sockets: clientEnd ⇄ [relayClient | relayServer] ⇄ serverEnd, the middle pair attached. */
+interface Chain {
+  clientEnd: Socket;
+  relayClient: Socket;
+  relayServer: Socket;
+  serverEnd: Socket;
+}
+
+let front: Server;
+let back: Server;
+const accepted = { front: [] as Socket[], back: [] as Socket[] };
+
+async function listen(s: Server): Promise<number> {
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const a = s.address();
+  if (a === null || typeof a === 'string') throw new Error('no address');
+  return a.port;
+}
+
+async function acceptOne(s: Server, into: Socket[]): Promise<Socket> {
+  if (into.length > 0) return into.shift()!;
+  const [sock] = (await once(s, 'connection')) as [Socket];
+  into.splice(into.indexOf(sock), 1);
+  return sock;
+}
+
+async function chain(): Promise<Chain> {
+  const fp = (front.address() as { port: number }).port;
+  const bp = (back.address() as { port: number }).port;
+  const clientEnd = connect(fp, '127.0.0.1');
+  const relayClient = await acceptOne(front, accepted.front);
+  const relayServer = connect(bp, '127.0.0.1');
+  const serverEnd = await acceptOne(back, accepted.back);
+  if (relayServer.connecting) await once(relayServer, 'connect');
+  for (const s of [clientEnd, relayClient, relayServer, serverEnd]) s.on('error', () => undefined);
+  return { clientEnd, relayClient, relayServer, serverEnd };
+}
+
+function destroyAll(c: Chain): void {
+  for (const s of [c.clientEnd, c.relayClient, c.relayServer, c.serverEnd]) s.destroy();
+}
+
+async function receive(s: Socket, bytes: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of s) {
+    parts.push(chunk as Buffer);
+    n += (chunk as Buffer).length;
+    if (n >= bytes) break;
+  }
+  return Buffer.concat(parts);
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A Postgres backend message: type, int32 length, body. */
+function message(type: string, body: Buffer): Buffer {
+  const h = Buffer.alloc(5);
+  h.write(type, 0, 'latin1');
+  h.writeUInt32BE(body.length + 4, 1);
+  return Buffer.concat([h, body]);
+}
+
+async function until(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('native relay', { timeout: 60_000 }, () => {
+  before(async () => {
+    front = createServer((s) => accepted.front.push(s));
+    back = createServer((s) => accepted.back.push(s));
+    await listen(front);
+    await listen(back);
+  });
+  after(() => {
+    front.close();
+    back.close();
+  });
+
+  it('moves 8 MiB each way at once, whole and in order, and counts the bytes', async () => {
+    const c = await chain();
+    const before = relay.stats();
+    const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined);
+    assert.ok(id !== undefined && id >= 0);
+    const up = randomBytes(8 << 20);
+    const down = randomBytes(8 << 20);
+    const gotUp = receive(c.serverEnd, up.length);
+    const gotDown = receive(c.clientEnd, down.length);
+    c.clientEnd.write(up);
+    c.serverEnd.write(down);
+    assert.equal(sha(await gotUp), sha(up));
+    assert.equal(sha(await gotDown), sha(down));
+    const st = relay.stats();
+    assert.equal(st.bytesToServer - before.bytesToServer, up.length);
+    assert.equal(st.bytesToClient - before.bytesToClient, down.length);
+    assert.ok(relay.detach(id, c.relayClient, c.relayServer));
+    destroyAll(c);
+  });
+
+  it('holds what a client that does not read cannot take, and delivers it once it reads', async () => {
+    const c = await chain();
+    const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
+    c.clientEnd.pause();
+    const down = randomBytes(32 << 20);
+    const done = new Promise<void>((resolve) => c.serverEnd.write(down, () => resolve()));
+    // The server cannot finish: the relay stopped reading it once the client side was full.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(c.serverEnd.writableLength > 0, 'backpressure reached the server');
+    const got = receive(c.clientEnd, down.length);
+    c.clientEnd.resume();
+    await done;
+    assert.equal(sha(await got), sha(down));
+    relay.detach(id, c.relayClient, c.relayServer);
+    destroyAll(c);
+  });
+
+  it('tracks server messages: at a boundary only between whole messages', async () => {
+    const cases: { name: string; bytes: Buffer; atBoundary: boolean }[] = [
+      { name: 'nothing yet', bytes: Buffer.alloc(0), atBoundary: true },
+      { name: 'one whole message', bytes: message('Z', Buffer.from('I')), atBoundary: true },
+      { name: 'a header cut short', bytes: message('D', Buffer.alloc(10)).subarray(0, 3), atBoundary: false },
+      { name: 'a body cut short', bytes: message('D', Buffer.alloc(100)).subarray(0, 50), atBoundary: false },
+      {
+        name: 'two messages',
+        bytes: Buffer.concat([message('D', Buffer.alloc(70_000)), message('C', Buffer.from('SELECT 1\0'))]),
+        atBoundary: true,
+      },
+      {
+        name: 'a length below 4',
+        bytes: Buffer.from([0x44, 0, 0, 0, 2, 0x5a, 0, 0, 0, 4]),
+        atBoundary: false,
+      },
+    ];
+    for (const k of cases) {
+      const c = await chain();
+      const id = relay.attach(c.relayClient, c.relayServer, true, () => undefined)!;
+      if (k.bytes.length > 0) {
+        const got = receive(c.clientEnd, k.bytes.length);
+        c.serverEnd.write(k.bytes);
+        await got;
+      }
+      const d = relay.detach(id, c.relayClient, c.relayServer);
+      assert.equal(d?.atBoundary, k.atBoundary, k.name);
+      destroyAll(c);
+    }
+  });
+
+  it('is never at a boundary when not tracking (TLS passthrough)', async () => {
+    const c = await chain();
+    const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
+    assert.equal(relay.detach(id, c.relayClient, c.relayServer)?.atBoundary, false);
+    destroyAll(c);
+  });
+
+  it('hands the pair back on end of file, and Node then reads that end itself', async () => {
+    const c = await chain();
+    let ended = 0;
+    const id = relay.attach(c.relayClient, c.relayServer, true, () => ended++)!;
+    const last = message('Z', Buffer.from('I'));
+    const got = receive(c.clientEnd, last.length);
+    c.serverEnd.end(last);
+    assert.deepEqual(await got, last);
+    await until(() => ended === 1, 'the end-of-file hand-back');
+    const d = relay.detach(id, c.relayClient, c.relayServer);
+    assert.deepEqual(d, { toClient: null, toServer: null, atBoundary: true });
+    c.relayServer.resume();
+    await once(c.relayServer, 'end');
+    destroyAll(c);
+  });
+
+  it('after detach Node reads the sockets again and the thread no longer does', async () => {
+    const c = await chain();
+    const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
+    c.clientEnd.write('through the thread');
+    assert.equal((await receive(c.serverEnd, 18)).toString(), 'through the thread');
+    const before = relay.stats().bytesToServer;
+    assert.ok(relay.detach(id, c.relayClient, c.relayServer));
+    const seen = receive(c.relayClient, 8);
+    c.clientEnd.write('via node');
+    assert.equal((await seen).toString(), 'via node');
+    assert.equal(relay.stats().bytesToServer, before);
+    destroyAll(c);
+  });
+
+  it('answers undefined for an id already detached or never given', async () => {
+    const c = await chain();
+    const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
+    assert.ok(relay.detach(id, c.relayClient, c.relayServer));
+    assert.equal(relay.detach(id, c.relayClient, c.relayServer), undefined);
+    assert.equal(relay.detach(123_456_789, c.relayClient, c.relayServer), undefined);
+    destroyAll(c);
+  });
+
+  it('reuses a slot under a new id, so a stale id cannot reach the new pair', async () => {
+    const a = await chain();
+    const first = relay.attach(a.relayClient, a.relayServer, false, () => undefined)!;
+    relay.detach(first, a.relayClient, a.relayServer);
+    destroyAll(a);
+    const b = await chain();
+    const second = relay.attach(b.relayClient, b.relayServer, false, () => undefined)!;
+    assert.notEqual(second, first);
+    assert.equal(relay.detach(first, b.relayClient, b.relayServer), undefined);
+    assert.ok(relay.detach(second, b.relayClient, b.relayServer));
+    destroyAll(b);
+  });
+});
