@@ -14,6 +14,7 @@
  *   npm run bench -- [--rounds 3] [--duration 15] [--scale 10] [--members 2]
  *                    [--workloads select-only,select-c64,tpcb,connect,latency-c1]
  *                    [--targets direct,haproxy,pgbouncer,pgfleet]
+ *                    [--pgfleet-relay auto|native|js]   # the proxy's `proxy.relay`
  *                    [--cpu-prof]   # run the pgfleet proxy under `node --cpu-prof`, print top self time
  *                    [--from-source] # run the proxy via tsx even when dist/ exists
  *                    [--hold]        # set everything up, print ports and pids, wait for Ctrl-C
@@ -125,6 +126,7 @@ function parseOptions() {
       'cpu-prof': { type: 'boolean', default: false },
       'from-source': { type: 'boolean', default: false },
       hold: { type: 'boolean', default: false },
+      'pgfleet-relay': { type: 'string', default: 'auto' },
     },
     strict: true,
   });
@@ -144,7 +146,11 @@ function parseOptions() {
     if (t === undefined) throw new Error(`unknown target ${name}; known: ${TARGETS.join(',')}`);
     return t;
   });
+  const relay = values['pgfleet-relay'];
+  if (relay !== 'auto' && relay !== 'native' && relay !== 'js')
+    throw new Error(`--pgfleet-relay must be auto, native or js (got ${relay})`);
   return {
+    relay,
     rounds: int('rounds', values.rounds, 1),
     durationSec: int('duration', values.duration, 1),
     scale: int('scale', values.scale, 1),
@@ -208,7 +214,10 @@ async function main(): Promise<void> {
   const proxy = await startPgfleetProxy({
     scope: cluster.scope,
     etcdEndpoint: etcd.endpoint,
-    proxy: { health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 } },
+    proxy: {
+      relay: opts.relay,
+      health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 },
+    },
     nodeArgs: [
       ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--import', EXIT_AFTER_SIGTERM] : []),
       ...proxyRunner.nodeArgs,
@@ -218,7 +227,9 @@ async function main(): Promise<void> {
   const pgfleet = proxy.process;
   const pgfleetPort = proxy.port;
   const proxyDir = path.dirname(proxy.configPath);
-  log(`pgfleet proxy (${proxyRunner.label}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`);
+  log(
+    `pgfleet proxy (${proxyRunner.label}, relay: ${opts.relay}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`,
+  );
 
   const ports: Record<Target, number> = {
     direct: leader.pgPort,
