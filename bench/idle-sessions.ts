@@ -60,6 +60,8 @@ function parseOptions() {
       concurrency: { type: 'string', default: '200' },
       // Investigation: e.g. --proxy-node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof
       'proxy-node-args': { type: 'string', default: '' },
+      // The proxy's `proxy.relay` (auto|native|js).
+      'pgfleet-relay': { type: 'string', default: 'auto' },
       // Investigation: write a heap snapshot of the pgfleet proxy while the sessions are open.
       'heap-snapshot': { type: 'boolean', default: false },
     },
@@ -81,6 +83,7 @@ function parseOptions() {
     rounds: int('rounds', values.rounds),
     concurrency: int('concurrency', values.concurrency),
     proxyNodeArgs: values['proxy-node-args'].split(',').filter((a) => a !== ''),
+    relay: knownList('--pgfleet-relay', values['pgfleet-relay'], ['auto', 'native', 'js'])[0]!,
     heapSnapshot: values['heap-snapshot'],
     targets,
   };
@@ -266,7 +269,7 @@ async function main(): Promise<void> {
       const p = await startPgfleetProxy({
         scope,
         etcdEndpoint: etcd.endpoint,
-        proxy: { max_client_connections: opts.sessions + 100 },
+        proxy: { max_client_connections: opts.sessions + 100, relay: opts.relay },
         // info: the proxy logs how long closing the sessions of a node took.
         logLevel: 'info',
         nodeArgs: [

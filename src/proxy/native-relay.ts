@@ -120,15 +120,18 @@ export class NativeRelay {
   }
 
   /**
-   * Takes the sockets back: Node reads them again. Returns what the thread held for them; the
-   * caller writes it before anything else. Undefined if `id` was already detached.
+   * Takes the sockets back; with `resume`, Node reads them again (else the caller is closing them).
+   * Returns what the thread held for them, which the caller writes before anything else.
+   * Undefined if `id` was already detached.
    */
-  detach(id: number, client: Socket, server: Socket): Detached | undefined {
+  detach(id: number, client: Socket, server: Socket, resume: boolean): Detached | undefined {
     this.#ended.delete(id);
     const d = this.#addon.detach(id);
     if (d === null) return undefined;
-    startReading(client);
-    startReading(server);
+    if (resume) {
+      startReading(client);
+      startReading(server);
+    }
     return d;
   }
 

@@ -347,21 +347,25 @@ export class ClientSession {
     if (!relay || this.#phase !== 'relay' || !s) return;
     if (c.readableLength + s.readableLength + c.writableLength + s.writableLength > 0) return;
     if (c.isPaused() || s.isPaused() || (this.#tracker && !this.#tracker.atBoundary)) return;
-    this.#nativeId = relay.attach(c, s, this.#tracker !== undefined, () => this.#leaveNative());
+    this.#nativeId = relay.attach(c, s, this.#tracker !== undefined, () => this.#leaveNative(true));
   }
 
-  /** Takes the sockets back from the native relay; Node's relay above carries on. */
-  #leaveNative(): void {
+  /**
+   * Takes the sockets back from the native relay. `carryOn`: the thread saw an end of file or an
+   * error, and Node's relay above reads the sockets again to see it; otherwise the session is being
+   * closed, and only what the thread held for the client is still written (before any FATAL).
+   */
+  #leaveNative(carryOn: boolean): void {
     const id = this.#nativeId;
     const s = this.#server;
     this.#nativeId = undefined;
     if (id === undefined || !s) return;
-    const d = this.#ctx.nativeRelay?.detach(id, this.#client, s);
+    const d = this.#ctx.nativeRelay?.detach(id, this.#client, s, carryOn);
     if (!d) return;
     if (this.#tracker)
       this.#tracker = d.atBoundary ? new MessageBoundaryTracker() : MessageBoundaryTracker.lost();
     if (d.toClient && !this.#client.write(d.toClient)) s.pause();
-    if (d.toServer && !s.write(d.toServer)) this.#client.pause();
+    if (carryOn && d.toServer && !s.write(d.toServer)) this.#client.pause();
   }
 
   /** Pipelined client bytes go to the server; once the client has sent any, no invisible retry. */
@@ -442,7 +446,7 @@ export class ClientSession {
   }
 
   #dropServer(): void {
-    this.#leaveNative();
+    this.#leaveNative(false);
     if (this.#handshakeTimer) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = undefined;
     const s = this.#server;

@@ -114,7 +114,7 @@ describe('native relay', { timeout: 60_000 }, () => {
     const st = relay.stats();
     assert.equal(st.bytesToServer - before.bytesToServer, up.length);
     assert.equal(st.bytesToClient - before.bytesToClient, down.length);
-    assert.ok(relay.detach(id, c.relayClient, c.relayServer));
+    assert.ok(relay.detach(id, c.relayClient, c.relayServer, true));
     destroyAll(c);
   });
 
@@ -131,7 +131,7 @@ describe('native relay', { timeout: 60_000 }, () => {
     c.clientEnd.resume();
     await done;
     assert.equal(sha(await got), sha(down));
-    relay.detach(id, c.relayClient, c.relayServer);
+    relay.detach(id, c.relayClient, c.relayServer, true);
     destroyAll(c);
   });
 
@@ -160,7 +160,7 @@ describe('native relay', { timeout: 60_000 }, () => {
         c.serverEnd.write(k.bytes);
         await got;
       }
-      const d = relay.detach(id, c.relayClient, c.relayServer);
+      const d = relay.detach(id, c.relayClient, c.relayServer, true);
       assert.equal(d?.atBoundary, k.atBoundary, k.name);
       destroyAll(c);
     }
@@ -169,7 +169,7 @@ describe('native relay', { timeout: 60_000 }, () => {
   it('is never at a boundary when not tracking (TLS passthrough)', async () => {
     const c = await chain();
     const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
-    assert.equal(relay.detach(id, c.relayClient, c.relayServer)?.atBoundary, false);
+    assert.equal(relay.detach(id, c.relayClient, c.relayServer, true)?.atBoundary, false);
     destroyAll(c);
   });
 
@@ -182,7 +182,7 @@ describe('native relay', { timeout: 60_000 }, () => {
     c.serverEnd.end(last);
     assert.deepEqual(await got, last);
     await until(() => ended === 1, 'the end-of-file hand-back');
-    const d = relay.detach(id, c.relayClient, c.relayServer);
+    const d = relay.detach(id, c.relayClient, c.relayServer, true);
     assert.deepEqual(d, { toClient: null, toServer: null, atBoundary: true });
     c.relayServer.resume();
     await once(c.relayServer, 'end');
@@ -195,7 +195,7 @@ describe('native relay', { timeout: 60_000 }, () => {
     c.clientEnd.write('through the thread');
     assert.equal((await receive(c.serverEnd, 18)).toString(), 'through the thread');
     const before = relay.stats().bytesToServer;
-    assert.ok(relay.detach(id, c.relayClient, c.relayServer));
+    assert.ok(relay.detach(id, c.relayClient, c.relayServer, true));
     const seen = receive(c.relayClient, 8);
     c.clientEnd.write('via node');
     assert.equal((await seen).toString(), 'via node');
@@ -206,22 +206,22 @@ describe('native relay', { timeout: 60_000 }, () => {
   it('answers undefined for an id already detached or never given', async () => {
     const c = await chain();
     const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
-    assert.ok(relay.detach(id, c.relayClient, c.relayServer));
-    assert.equal(relay.detach(id, c.relayClient, c.relayServer), undefined);
-    assert.equal(relay.detach(123_456_789, c.relayClient, c.relayServer), undefined);
+    assert.ok(relay.detach(id, c.relayClient, c.relayServer, true));
+    assert.equal(relay.detach(id, c.relayClient, c.relayServer, true), undefined);
+    assert.equal(relay.detach(123_456_789, c.relayClient, c.relayServer, true), undefined);
     destroyAll(c);
   });
 
   it('reuses a slot under a new id, so a stale id cannot reach the new pair', async () => {
     const a = await chain();
     const first = relay.attach(a.relayClient, a.relayServer, false, () => undefined)!;
-    relay.detach(first, a.relayClient, a.relayServer);
+    relay.detach(first, a.relayClient, a.relayServer, true);
     destroyAll(a);
     const b = await chain();
     const second = relay.attach(b.relayClient, b.relayServer, false, () => undefined)!;
     assert.notEqual(second, first);
-    assert.equal(relay.detach(first, b.relayClient, b.relayServer), undefined);
-    assert.ok(relay.detach(second, b.relayClient, b.relayServer));
+    assert.equal(relay.detach(first, b.relayClient, b.relayServer, true), undefined);
+    assert.ok(relay.detach(second, b.relayClient, b.relayServer, true));
     destroyAll(b);
   });
 });
