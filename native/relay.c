@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,7 +33,8 @@
 #define SLOT_BITS 24
 #define SLOT_LIMIT (1u << SLOT_BITS)
 
-enum { ACTIVE = 0, ENDED = 1, DETACHED = 2 };
+/* STARTING: being registered by attach; the thread leaves it alone (its events come back). */
+enum { STARTING = 0, ACTIVE = 1, ENDED = 2, DETACHED = 3 };
 
 typedef struct side {
   int fd;
@@ -42,7 +44,8 @@ typedef struct side {
 } side_t;
 
 typedef struct pair {
-  side_t s[2]; /* 0 = client, 1 = server */
+  pthread_mutex_t mu; /* the relay thread holds it while moving this pair's bytes; detach takes it */
+  side_t s[2];        /* 0 = client, 1 = server */
   uint32_t slot, gen;
   int state;
   int track;
@@ -54,6 +57,14 @@ typedef struct pair {
   struct pair *next_unreg;
 } pair_t;
 
+/*
+ * Locking: `mu` guards the id slots, the counters and the `unreg` list, and orders epoll
+ * registrations (attach) against removals (unreg). Each pair has its own lock for its sockets'
+ * state. The relay thread never holds `mu` while moving bytes, so attach and detach on the main
+ * thread never wait behind a send() that woke another task; lock order is `mu`, then a pair's.
+ * Pairs are freed only by the relay thread, after the batch of events in progress, once their
+ * descriptors are out of its epoll set, so no batch can name freed memory.
+ */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int epfd = -1;
 static int thread_running = 0;
@@ -63,13 +74,14 @@ static uint32_t slot_cap = 0;
 static uint32_t *free_slots = NULL;
 static uint32_t free_count = 0;
 static uint32_t pair_count = 0;
-static uint64_t bytes_moved[2] = {0, 0}; /* [0] client→server, [1] server→client */
+static uint64_t bytes_moved[2] = {0, 0}; /* [0] client→server, [1] server→client; atomic adds */
 /*
  * Pairs detached while still registered: the relay thread removes their descriptors from its epoll
  * set (after the batch in progress, which may name them) and frees them. Detaching therefore costs
  * JavaScript no system call: closing 10,000 sessions at once stays one quick loop.
  */
 static pair_t *unreg = NULL;
+static int wake_fd = -1; /* eventfd in the epoll set (event data 0): wakes the thread for `unreg` */
 static napi_threadsafe_function on_ended = NULL;
 
 static double pair_id(const pair_t *p) { return (double)p->gen * (double)SLOT_LIMIT + (double)p->slot; }
@@ -124,7 +136,23 @@ static void unregister(pair_t *p) {
 static void forget_pending_fd(int fd) {
   for (pair_t *p = unreg; p; p = p->next_unreg)
     for (int i = 0; i < 2; i++)
-      if (p->s[i].fd == fd) p->s[i].fd = -1;
+      if (p->s[i].fd == fd) {
+        /* Still the old socket (attached again): its registration must go now. Else: ENOENT. */
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+        p->s[i].fd = -1;
+      }
+}
+
+/* Queues a pair for the thread to unregister and free (with mu held); wakes it if it sleeps. */
+static void queue_unregister(pair_t *p) {
+  int was_empty = unreg == NULL;
+  p->next_unreg = unreg;
+  unreg = p;
+  if (was_empty) {
+    uint64_t one = 1;
+    ssize_t w = write(wake_fd, &one, sizeof(one));
+    (void)w; /* EAGAIN: the counter is already non-zero, the thread will wake */
+  }
 }
 
 /* Hands the pair back to JavaScript (called with mu held, on the relay thread). */
@@ -186,7 +214,7 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, double *ended
       ssize_t r = recv(me->fd, buf, BUF_SIZE, MSG_DONTWAIT);
       if (r > 0) {
         if (i == 1 && p->track) track(p, (const uint8_t *)buf, (size_t)r);
-        bytes_moved[i] += (uint64_t)r;
+        __atomic_fetch_add(&bytes_moved[i], (uint64_t)r, __ATOMIC_RELAXED);
         if (forward(peer, buf, (size_t)r) != 0) {
           end_pair(p, ended, n_ended);
           return;
@@ -225,29 +253,43 @@ static void *relay_main(void *arg) {
       abort();
     }
     int n_ended = 0;
-    pthread_mutex_lock(&mu);
     for (int k = 0; k < n; k++) {
       pair_t *p = (pair_t *)(uintptr_t)(evs[k].data.u64 & ~(uint64_t)1);
-      if (p->state != ACTIVE) continue;
-      on_event(p, (int)(evs[k].data.u64 & 1), evs[k].events, buf, ended, &n_ended);
+      if (p == NULL) {
+        uint64_t count;
+        ssize_t r = read(wake_fd, &count, sizeof(count));
+        (void)r;
+        continue;
+      }
+      pthread_mutex_lock(&p->mu);
+      if (p->state == ACTIVE) on_event(p, (int)(evs[k].data.u64 & 1), evs[k].events, buf, ended, &n_ended);
+      pthread_mutex_unlock(&p->mu);
     }
     /*
      * Detached pairs may have been named by this batch: they leave epoll and memory only after it,
-     * a few at a time, so that JavaScript detaching thousands at once never waits long for mu.
+     * a few at a time, so that attach never waits long for mu while thousands are detached at once.
      */
+    pthread_mutex_lock(&mu);
     for (int k = 0; k < UNREG_PER_BATCH && unreg; k++) {
       pair_t *g = unreg;
       unreg = g->next_unreg;
       unregister(g);
+      pthread_mutex_destroy(&g->mu);
       free(g);
     }
     more = unreg != NULL;
     pthread_mutex_unlock(&mu);
-    for (int k = 0; k < n_ended; k++) {
-      double *id = malloc(sizeof(double));
-      if (!id) continue;
-      *id = ended[k];
-      if (napi_call_threadsafe_function(on_ended, id, napi_tsfn_nonblocking) != napi_ok) free(id);
+    if (n_ended > 0) {
+      pthread_mutex_lock(&mu);
+      for (int k = 0; k < n_ended && on_ended; k++) {
+        double *id = malloc(sizeof(double));
+        if (!id) abort(); /* a lost notice would leave its session unread for good */
+        *id = ended[k];
+        napi_status st = napi_call_threadsafe_function(on_ended, id, napi_tsfn_nonblocking);
+        if (st != napi_ok) free(id);
+        if (st == napi_closing) on_ended = NULL;
+      }
+      pthread_mutex_unlock(&mu);
     }
   }
   return NULL;
@@ -264,6 +306,16 @@ static void call_on_ended(napi_env env, napi_value cb, void *context, void *data
   napi_call_function(env, undefined, cb, 1, &arg, NULL);
 }
 
+/* The environment is going away: the thread must not call into it any more. */
+static void on_env_cleanup(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&mu);
+  napi_threadsafe_function tsfn = on_ended;
+  on_ended = NULL;
+  pthread_mutex_unlock(&mu);
+  if (tsfn) napi_release_threadsafe_function(tsfn, napi_tsfn_abort);
+}
+
 static napi_value throw_error(napi_env env, const char *msg) {
   napi_throw_error(env, NULL, msg);
   return NULL;
@@ -274,7 +326,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1) return throw_error(env, "init(onEnded) needs a function");
-  if (on_ended != NULL) return throw_error(env, "the native relay is already initialised");
+  if (epfd >= 0) return throw_error(env, "the native relay is already initialised (one per process)");
   napi_value name;
   napi_create_string_utf8(env, "pgfleet-relay", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_on_ended,
@@ -284,6 +336,11 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   napi_unref_threadsafe_function(env, on_ended);
   epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return throw_error(env, "epoll_create1 failed");
+  wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+  if (wake_fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, wake_fd, &ev) != 0)
+    return throw_error(env, "eventfd for the relay thread failed");
+  napi_add_env_cleanup_hook(env, on_env_cleanup, NULL);
   return NULL;
 }
 
@@ -333,11 +390,17 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   if (err == 0 && free_count == 0 && grow_slots() != 0) err = -ENOMEM;
   if (err == 0 && !(p = calloc(1, sizeof(*p)))) err = -ENOMEM;
   if (err == 0) {
+    pthread_mutex_init(&p->mu, NULL);
+    p->state = STARTING;
     forget_pending_fd(cfd);
     forget_pending_fd(sfd);
     p->s[0].fd = cfd;
     p->s[1].fd = sfd;
     p->track = trk;
+    /* Everything the thread may read is set before the first descriptor is registered. */
+    uint32_t slot = free_slots[--free_count];
+    p->slot = slot;
+    p->gen = ++gens[slot] & 0x0FFFFFFFu; /* ids stay below 2^52 */
     for (int i = 0; i < 2 && err == 0; i++) {
       struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
       if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->s[i].fd, &ev) != 0) {
@@ -347,17 +410,22 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
         p->s[i].mask = EPOLLIN;
       }
     }
-    if (err != 0) {
-      free(p);
+    if (err == 0) {
+      slots[slot] = p;
+      pair_count++;
+      pthread_mutex_lock(&p->mu);
+      p->state = ACTIVE;
+      pthread_mutex_unlock(&p->mu);
+    } else {
+      /* The thread may hold an event naming p: it is freed by the thread, after that batch. */
+      free_slots[free_count++] = slot;
+      pthread_mutex_lock(&p->mu);
+      p->state = DETACHED;
+      p->s[0].fd = p->s[1].fd = -1;
+      pthread_mutex_unlock(&p->mu);
+      queue_unregister(p);
       p = NULL;
     }
-  }
-  if (p) {
-    uint32_t slot = free_slots[--free_count];
-    p->slot = slot;
-    p->gen = ++gens[slot] & 0x0FFFFFFFu; /* ids stay below 2^52 */
-    slots[slot] = p;
-    pair_count++;
   }
   double id = p ? pair_id(p) : (double)err;
   pthread_mutex_unlock(&mu);
@@ -384,7 +452,7 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   double id;
-  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || id < 0)
+  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || !(id >= 0 && id < 9007199254740992.0))
     return throw_error(env, "detach(id) needs an id from attach()");
   uint64_t raw = (uint64_t)id;
   uint32_t slot = (uint32_t)(raw & (SLOT_LIMIT - 1));
@@ -396,24 +464,24 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
     napi_get_null(env, &result);
     return result;
   }
-  int registered = p->state == ACTIVE;
-  p->state = DETACHED;
   slots[slot] = NULL;
   free_slots[free_count++] = slot;
   pair_count--;
-  napi_create_object(env, &result);
-  napi_set_named_property(env, result, "toClient", pending_buffer(env, &p->s[0]));
-  napi_set_named_property(env, result, "toServer", pending_buffer(env, &p->s[1]));
-  napi_value at;
-  napi_get_boolean(env, p->track && !p->corrupt && p->hdr == 0 && p->remaining == 0, &at);
-  napi_set_named_property(env, result, "atBoundary", at);
-  if (registered) {
-    p->next_unreg = unreg;
-    unreg = p;
-  } else {
-    free(p); /* handed back by the thread: already out of epoll, and no batch can name it again */
-  }
+  pthread_mutex_lock(&p->mu);
+  if (p->state != ACTIVE) p->s[0].fd = p->s[1].fd = -1; /* the thread already unregistered them */
+  p->state = DETACHED;
+  side_t to_client = p->s[0], to_server = p->s[1];
+  p->s[0].pending = p->s[1].pending = NULL;
+  bool at_boundary = p->track && !p->corrupt && p->hdr == 0 && p->remaining == 0;
+  pthread_mutex_unlock(&p->mu);
+  queue_unregister(p);
   pthread_mutex_unlock(&mu);
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "toClient", pending_buffer(env, &to_client));
+  napi_set_named_property(env, result, "toServer", pending_buffer(env, &to_server));
+  napi_value at;
+  napi_get_boolean(env, at_boundary, &at);
+  napi_set_named_property(env, result, "atBoundary", at);
   return result;
 }
 
@@ -424,8 +492,9 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&mu);
   uint32_t pairs = pair_count;
   int running = thread_running;
-  double to_server = (double)bytes_moved[0], to_client = (double)bytes_moved[1];
   pthread_mutex_unlock(&mu);
+  double to_server = (double)__atomic_load_n(&bytes_moved[0], __ATOMIC_RELAXED);
+  double to_client = (double)__atomic_load_n(&bytes_moved[1], __ATOMIC_RELAXED);
   napi_create_double(env, to_server, &v);
   napi_set_named_property(env, result, "bytesToServer", v);
   napi_create_double(env, to_client, &v);

@@ -124,13 +124,13 @@ export class NativeRelay {
    * Returns what the thread held for them, which the caller writes before anything else.
    * Undefined if `id` was already detached.
    */
-  detach(id: number, client: Socket, server: Socket, resume: boolean): Detached | undefined {
+  detach(id: number, client: Socket, server: Socket | undefined, resume: boolean): Detached | undefined {
     this.#ended.delete(id);
     const d = this.#addon.detach(id);
     if (d === null) return undefined;
     if (resume) {
       startReading(client);
-      startReading(server);
+      if (server) startReading(server);
     }
     return d;
   }

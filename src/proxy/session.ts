@@ -359,13 +359,13 @@ export class ClientSession {
     const id = this.#nativeId;
     const s = this.#server;
     this.#nativeId = undefined;
-    if (id === undefined || !s) return;
+    if (id === undefined) return;
     const d = this.#ctx.nativeRelay?.detach(id, this.#client, s, carryOn);
     if (!d) return;
     if (this.#tracker)
       this.#tracker = d.atBoundary ? new MessageBoundaryTracker() : MessageBoundaryTracker.lost();
-    if (d.toClient && !this.#client.write(d.toClient)) s.pause();
-    if (carryOn && d.toServer && !s.write(d.toServer)) this.#client.pause();
+    if (d.toClient && !this.#client.write(d.toClient)) s?.pause();
+    if (carryOn && s && d.toServer && !s.write(d.toServer)) this.#client.pause();
   }
 
   /** Pipelined client bytes go to the server; once the client has sent any, no invisible retry. */

@@ -23,8 +23,10 @@ interface Chain {
 }
 
 let front: Server;
+/** Accepts without reading: what the client sends stays in the kernel until someone reads it. */
+let frontPaused: Server;
 let back: Server;
-const accepted = { front: [] as Socket[], back: [] as Socket[] };
+const accepted = { front: [] as Socket[], frontPaused: [] as Socket[], back: [] as Socket[] };
 
 async function listen(s: Server): Promise<number> {
   s.listen(0, '127.0.0.1');
@@ -41,11 +43,12 @@ async function acceptOne(s: Server, into: Socket[]): Promise<Socket> {
   return sock;
 }
 
-async function chain(): Promise<Chain> {
-  const fp = (front.address() as { port: number }).port;
+async function chain(paused = false): Promise<Chain> {
+  const f = paused ? frontPaused : front;
+  const fp = (f.address() as { port: number }).port;
   const bp = (back.address() as { port: number }).port;
   const clientEnd = connect(fp, '127.0.0.1');
-  const relayClient = await acceptOne(front, accepted.front);
+  const relayClient = await acceptOne(f, paused ? accepted.frontPaused : accepted.front);
   const relayServer = connect(bp, '127.0.0.1');
   const serverEnd = await acceptOne(back, accepted.back);
   if (relayServer.connecting) await once(relayServer, 'connect');
@@ -57,15 +60,25 @@ function destroyAll(c: Chain): void {
   for (const s of [c.clientEnd, c.relayClient, c.relayServer, c.serverEnd]) s.destroy();
 }
 
-async function receive(s: Socket, bytes: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of s) {
-    parts.push(chunk as Buffer);
-    n += (chunk as Buffer).length;
-    if (n >= bytes) break;
-  }
-  return Buffer.concat(parts);
+/** Collects `bytes` bytes from `s` (leaving the socket open and its later data unread). */
+function receive(s: Socket, bytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    const onData = (chunk: Buffer): void => {
+      parts.push(chunk);
+      n += chunk.length;
+      if (n < bytes) return;
+      s.off('data', onData);
+      s.off('close', onClose);
+      s.pause();
+      resolve(Buffer.concat(parts));
+    };
+    const onClose = (): void => reject(new Error(`closed after ${n} of ${bytes} bytes`));
+    s.on('data', onData);
+    s.on('close', onClose);
+    s.resume();
+  });
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -89,12 +102,15 @@ async function until(cond: () => boolean, what: string, ms = 5_000): Promise<voi
 describe('native relay', { timeout: 60_000 }, () => {
   before(async () => {
     front = createServer((s) => accepted.front.push(s));
+    frontPaused = createServer({ pauseOnConnect: true }, (s) => accepted.frontPaused.push(s));
+    await listen(frontPaused);
     back = createServer((s) => accepted.back.push(s));
     await listen(front);
     await listen(back);
   });
   after(() => {
     front.close();
+    frontPaused.close();
     back.close();
   });
 
@@ -189,6 +205,20 @@ describe('native relay', { timeout: 60_000 }, () => {
     destroyAll(c);
   });
 
+  it('reports pairs that end at once: bytes and end of file already waiting at attach (100 times)', async () => {
+    for (let i = 0; i < 100; i++) {
+      const c = await chain(true);
+      const got = receive(c.serverEnd, 4);
+      await new Promise<void>((resolve) => c.clientEnd.end('last', resolve));
+      let ended = false;
+      const id = relay.attach(c.relayClient, c.relayServer, false, () => (ended = true))!;
+      assert.equal((await got).toString(), 'last');
+      await until(() => ended, `the hand-back of pair ${i}`);
+      assert.ok(relay.detach(id, c.relayClient, c.relayServer, true));
+      destroyAll(c);
+    }
+  });
+
   it('after detach Node reads the sockets again and the thread no longer does', async () => {
     const c = await chain();
     const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
@@ -200,6 +230,21 @@ describe('native relay', { timeout: 60_000 }, () => {
     c.clientEnd.write('via node');
     assert.equal((await seen).toString(), 'via node');
     assert.equal(relay.stats().bytesToServer, before);
+    destroyAll(c);
+  });
+
+  it('takes the same sockets again after a detach, and relays through the new pair only', async () => {
+    const c = await chain();
+    const first = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
+    assert.ok(relay.detach(first, c.relayClient, c.relayServer, false));
+    const second = relay.attach(c.relayClient, c.relayServer, false, () => undefined);
+    assert.ok(second !== undefined && second >= 0, `attach again gave ${second}`);
+    for (let i = 0; i < 3; i++) {
+      const got = receive(c.serverEnd, 5);
+      c.clientEnd.write(`ping${i}`);
+      assert.equal((await got).toString(), `ping${i}`);
+    }
+    assert.ok(relay.detach(second, c.relayClient, c.relayServer, true));
     destroyAll(c);
   });
 
