@@ -7,7 +7,8 @@
  *   routing   | pick a node from the routing table; wait up to wait_timeout when none qualifies
  *   handshake | forward the StartupMessage; forward auth exchanges both ways; hold the server's
  *             | bytes after authentication until ReadyForQuery, then check in_hot_standby
- *   relay     | a byte pipe both ways with backpressure; server→client message boundaries tracked
+ *   relay     | a BytePipe (byte-pipe.ts): both ways with backpressure, server message boundaries
+ *             | followed, moved by the native relay thread or by Node's streams
  *   closed    | both sockets gone; counted once by reason
  *
  * Before the client has taken part in authentication (trust), a failed connect, a server that
@@ -18,7 +19,6 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
 import {
-  MessageBoundaryTracker,
   SQLSTATE,
   StartupFramer,
   errorResponse,
@@ -30,6 +30,7 @@ import { cancelKey } from './cancel-registry.js';
 import type { CloseReason } from './close-reason.js';
 import type { Termination } from './connection-registry.js';
 import type { ListenerContext } from './listener-context.js';
+import { BytePipe } from './byte-pipe.js';
 import { connectServer, destroyAfterClients } from './upstream.js';
 import { forwardCancel } from './cancel-forward.js';
 import { routeLoop, type Attempt } from './route-loop.js';
@@ -62,14 +63,13 @@ export class ClientSession {
   #settle: ((a: Attempt) => void) | undefined;
   #clientInvolved = false;
   #cancelKey: string | undefined;
-  #tracker: MessageBoundaryTracker | undefined;
+  /** The relay phase's byte pipe (kept after it stops: terminate asks it for the boundary). */
+  #pipe: BytePipe | undefined;
   #cancelWait: (() => void) | undefined;
   #lastError: string | undefined;
   /** SQLSTATE to report if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
   #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
   #handshakeTimer: NodeJS.Timeout | undefined;
-  /** Set while the native relay moves this session's bytes. */
-  #nativeId: number | undefined;
 
   constructor(client: Socket, ctx: ListenerContext<ClientSession>, overLimit: boolean) {
     this.#client = client;
@@ -217,7 +217,7 @@ export class ClientSession {
     const gate = new StartupGate(node.role);
     server.on('data', (chunk: Buffer) => this.#onStartupReply(gate, node, chunk, started));
     server.write(this.#startupPacket!);
-    this.#flushPending(server);
+    for (const b of this.#takePending()) server.write(b);
     this.#client.resume();
     return settled;
   }
@@ -318,63 +318,17 @@ export class ClientSession {
     server.on('error', () => undefined);
     server.on('close', () => this.#onServerClose());
     this.#startupPacket = undefined;
-    this.#tracker = this.#passthrough ? undefined : new MessageBoundaryTracker();
-    if (rest.length > 0) {
-      this.#tracker?.feed(rest);
-      client.write(rest);
-    }
-    this.#flushPending(server);
-    client.on('data', (chunk: Buffer) => {
-      if (!server.write(chunk)) client.pause();
-    });
-    server.on('drain', () => client.resume());
-    server.on('data', (chunk: Buffer) => {
-      this.#tracker?.feed(chunk);
-      if (!client.write(chunk)) server.pause();
-    });
-    client.on('drain', () => server.resume());
-    client.resume();
+    this.#pipe = new BytePipe(client, server, !this.#passthrough, ctx.nativeRelay);
+    this.#pipe.start(rest, this.#takePending());
     this.#resolve('ok');
-    // After resume() has delivered whatever the client socket buffered while paused.
-    if (ctx.nativeRelay) process.nextTick(() => this.#enterNative());
   }
 
-  /** Hands the byte pipe to the native relay when nothing is queued in Node for either socket. */
-  #enterNative(): void {
-    const relay = this.#ctx.nativeRelay;
-    const c = this.#client;
-    const s = this.#server;
-    if (!relay || this.#phase !== 'relay' || !s) return;
-    if (c.readableLength + s.readableLength + c.writableLength + s.writableLength > 0) return;
-    if (c.isPaused() || s.isPaused() || (this.#tracker && !this.#tracker.atBoundary)) return;
-    this.#nativeId = relay.attach(c, s, this.#tracker !== undefined, () => this.#leaveNative(true));
-  }
-
-  /**
-   * Takes the sockets back from the native relay. `carryOn`: the thread saw an end of file or an
-   * error, and Node's relay above reads the sockets again to see it; otherwise the session is being
-   * closed, and only what the thread held for the client is still written (before any FATAL).
-   */
-  #leaveNative(carryOn: boolean): void {
-    const id = this.#nativeId;
-    const s = this.#server;
-    this.#nativeId = undefined;
-    if (id === undefined) return;
-    const d = this.#ctx.nativeRelay?.detach(id, this.#client, s, carryOn);
-    if (!d) return;
-    if (this.#tracker)
-      this.#tracker = d.atBoundary ? new MessageBoundaryTracker() : MessageBoundaryTracker.lost();
-    if (d.toClient && !this.#client.write(d.toClient)) s?.pause();
-    if (carryOn && s && d.toServer && !s.write(d.toServer)) this.#client.pause();
-  }
-
-  /** Pipelined client bytes go to the server; once the client has sent any, no invisible retry. */
-  #flushPending(server: Socket): void {
-    const pending = this.#pendingClient;
-    if (pending === undefined) return;
+  /** Pipelined client bytes, for the server; once the client has sent any, no invisible retry. */
+  #takePending(): Buffer[] {
+    const pending = this.#pendingClient ?? [];
     this.#pendingClient = undefined;
-    this.#clientInvolved = true;
-    for (const b of pending) server.write(b);
+    if (pending.length > 0) this.#clientInvolved = true;
+    return pending;
   }
 
   #onServerClose(): void {
@@ -401,7 +355,7 @@ export class ClientSession {
         return;
       case 'relay':
         this.#dropServer();
-        if (this.#tracker?.atBoundary) this.#failWith(t.reason, t.fatal);
+        if (this.#pipe?.atBoundary) this.#failWith(t.reason, t.fatal);
         else this.#destroy(t.reason);
         return;
       case 'routing':
@@ -446,7 +400,7 @@ export class ClientSession {
   }
 
   #dropServer(): void {
-    this.#leaveNative(false);
+    this.#pipe?.stop();
     if (this.#handshakeTimer) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = undefined;
     const s = this.#server;

@@ -1,0 +1,108 @@
+/**
+ * A session's relay phase: bytes both ways between client and server with backpressure, the
+ * server's message boundaries followed (unless the stream is TLS passthrough), moved by the native
+ * relay thread when there is one and nothing is queued in Node, else by Node's streams.
+ *
+ *   state      | who moves the bytes             | leaves it when
+ *   -----------+---------------------------------+----------------------------------------------
+ *   js         | Node: 'data' → write(), pause/  | the pipe is idle (then native), or stop()
+ *              | resume on 'drain'               |
+ *   native     | the relay thread (epoll)        | end of file / error (back to js, Node sees
+ *              |                                 | it), or stop() (what it held for the client
+ *              |                                 | is written, nothing else)
+ *   stopped    | nobody                          | —
+ */
+import type { Socket } from 'node:net';
+import { MessageBoundaryTracker } from '../protocol/index.js';
+import type { NativeRelay } from './native-relay.js';
+
+/** A pipe busy at start is offered to the native relay again every 10 ms, 50 times. */
+const NATIVE_TRIES = 50;
+const NATIVE_RETRY_MS = 10;
+
+export class BytePipe {
+  readonly #client: Socket;
+  readonly #server: Socket;
+  readonly #native: NativeRelay | undefined;
+  #tracker: MessageBoundaryTracker | undefined;
+  #nativeId: number | undefined;
+  #stopped = false;
+
+  constructor(client: Socket, server: Socket, track: boolean, native: NativeRelay | undefined) {
+    this.#client = client;
+    this.#server = server;
+    this.#native = native;
+    this.#tracker = track ? new MessageBoundaryTracker() : undefined;
+  }
+
+  /**
+   * Starts relaying: `rest` (server bytes after ReadyForQuery) goes to the client and `pending`
+   * (client bytes pipelined during startup) to the server. The caller has removed its own 'data'
+   * and 'drain' listeners.
+   */
+  start(rest: Buffer, pending: readonly Buffer[]): void {
+    const client = this.#client;
+    const server = this.#server;
+    if (rest.length > 0) {
+      this.#tracker?.feed(rest);
+      client.write(rest);
+    }
+    for (const b of pending) server.write(b);
+    client.on('data', (chunk: Buffer) => {
+      if (!server.write(chunk)) client.pause();
+    });
+    server.on('drain', () => client.resume());
+    server.on('data', (chunk: Buffer) => {
+      this.#tracker?.feed(chunk);
+      if (!client.write(chunk)) server.pause();
+    });
+    client.on('drain', () => server.resume());
+    client.resume();
+    // After resume() has delivered whatever the client socket buffered while paused.
+    if (this.#native) process.nextTick(() => this.#enterNative(1));
+  }
+
+  /** True when the client stands at a server message boundary (where a FATAL may go). */
+  get atBoundary(): boolean {
+    return this.#tracker?.atBoundary ?? false;
+  }
+
+  /** Ends the relay: takes the sockets back from the native relay, writing what it held for the client. */
+  stop(): void {
+    this.#stopped = true;
+    this.#leaveNative(false);
+  }
+
+  #enterNative(tries: number): void {
+    const native = this.#native;
+    const c = this.#client;
+    const s = this.#server;
+    if (!native || this.#stopped) return;
+    const busy =
+      c.readableLength + s.readableLength + c.writableLength + s.writableLength > 0 ||
+      c.isPaused() ||
+      s.isPaused() ||
+      (this.#tracker !== undefined && !this.#tracker.atBoundary);
+    if (busy) {
+      if (tries < NATIVE_TRIES) setTimeout(() => this.#enterNative(tries + 1), NATIVE_RETRY_MS).unref();
+      return;
+    }
+    this.#nativeId = native.attach(c, s, this.#tracker !== undefined, () => this.#leaveNative(true));
+  }
+
+  /**
+   * Takes the sockets back from the native relay. `carryOn`: the thread saw an end of file or an
+   * error, and Node reads the sockets again to see it; otherwise the pipe is stopping.
+   */
+  #leaveNative(carryOn: boolean): void {
+    const id = this.#nativeId;
+    this.#nativeId = undefined;
+    if (id === undefined) return;
+    const d = this.#native?.detach(id, this.#client, this.#server, carryOn);
+    if (!d) return;
+    if (this.#tracker)
+      this.#tracker = d.atBoundary ? new MessageBoundaryTracker() : MessageBoundaryTracker.lost();
+    if (d.toClient && !this.#client.write(d.toClient)) this.#server.pause();
+    if (carryOn && d.toServer && !this.#server.write(d.toServer)) this.#client.pause();
+  }
+}
