@@ -37,6 +37,8 @@ import {
 import {
   armWatchdog,
   knownList,
+  oneOf,
+  RELAYS,
   positiveInt,
   log,
   median,
@@ -83,7 +85,7 @@ function parseOptions() {
     rounds: int('rounds', values.rounds),
     concurrency: int('concurrency', values.concurrency),
     proxyNodeArgs: values['proxy-node-args'].split(',').filter((a) => a !== ''),
-    relay: knownList('--pgfleet-relay', values['pgfleet-relay'], ['auto', 'native', 'js'])[0]!,
+    relay: oneOf('pgfleet-relay', values['pgfleet-relay'], RELAYS),
     heapSnapshot: values['heap-snapshot'],
     targets,
   };

@@ -92,6 +92,16 @@ export function positiveInt(name: string, value: string): number {
 }
 
 /** A comma-separated `--name` list whose items must be among `known`. */
+/** Values of the proxy's `proxy.relay`, for the benches' --pgfleet-relay. */
+export const RELAYS = ['auto', 'native', 'js'] as const;
+
+/** One value out of `known`, for `--name`. */
+export function oneOf<T extends string>(name: string, value: string, known: readonly T[]): T {
+  const t = known.find((k) => k === value.trim());
+  if (t === undefined) throw new Error(`--${name}: unknown ${value}; known: ${known.join(',')}`);
+  return t;
+}
+
 export function knownList<T extends string>(name: string, value: string, known: readonly T[]): T[] {
   return value.split(',').map((item) => {
     const t = known.find((k) => k === item.trim());

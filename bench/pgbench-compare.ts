@@ -37,7 +37,18 @@ import {
   untrackPid,
   waitFor,
 } from '../test/harness/index.js';
-import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
+import {
+  armWatchdog,
+  foreignProcesses,
+  log,
+  median,
+  oneOf,
+  OUT_DIR,
+  RELAYS,
+  ROOT,
+  runMain,
+  timestamp,
+} from './lib.js';
 import { PGBOUNCER_BIN, startPgbouncer } from './pgbouncer.js';
 import { resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
@@ -146,11 +157,8 @@ function parseOptions() {
     if (t === undefined) throw new Error(`unknown target ${name}; known: ${TARGETS.join(',')}`);
     return t;
   });
-  const relay = values['pgfleet-relay'];
-  if (relay !== 'auto' && relay !== 'native' && relay !== 'js')
-    throw new Error(`--pgfleet-relay must be auto, native or js (got ${relay})`);
   return {
-    relay,
+    relay: oneOf('pgfleet-relay', values['pgfleet-relay'], RELAYS),
     rounds: int('rounds', values.rounds, 1),
     durationSec: int('duration', values.duration, 1),
     scale: int('scale', values.scale, 1),
