@@ -159,6 +159,9 @@ export async function waitForHealthyCluster(
   return await waitFor(
     `${nodes.length} running members with one leader`,
     async () => {
+      // An agent that died is named with its log, not reported as a refused REST port.
+      for (const n of nodes)
+        if (!n.process.isRunning) throw new Error(`agent ${n.name} exited:\n${n.process.logTail()}`);
       const { body } = await getJson<ClusterJson>(first.apiPort, '/cluster');
       const running = body.members.filter((m) => m.state === 'running');
       const leaders = running.filter((m) => m.role === 'leader');
