@@ -154,13 +154,17 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }, delayMs);
   }
 
-  /** loop_wait, or less when a switchover this leader must run is scheduled sooner (cycle at its time). */
+  /**
+   * loop_wait, or less when a switchover this leader must run comes due within two loop_waits: then
+   * the next cycle lands half a loop_wait before the time (it acts, sleeping until the moment), so a
+   * late cycle still has the slack before the request would go stale.
+   */
   private nextCycleDelayMs(): number {
     const loopWaitMs = this.settings.loopWaitMs;
     const at = parseFailover(this.snapshot?.values.get('failover'))?.scheduledAt;
     if (at === undefined || this.snapshot?.view.leader !== this.cfg.name) return loopWaitMs;
     const dueInMs = at.ms - Date.now();
-    return dueInMs > 0 && dueInMs < loopWaitMs ? dueInMs + 5 : loopWaitMs;
+    return dueInMs > loopWaitMs && dueInMs < 2 * loopWaitMs ? dueInMs - loopWaitMs / 2 : loopWaitMs;
   }
 
   get snapshotForApi(): AgentSnapshot {

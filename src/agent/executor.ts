@@ -3,6 +3,7 @@
  * for a reason the decision foresaw (the lock was taken first); throws on failures.
  */
 import { execFile } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -234,6 +235,9 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       return await ctx.dcs.releaseLeader();
     case 'clear_failover':
       await ctx.dcs.deleteFailover();
+      return true;
+    case 'wait_until':
+      await sleep(Math.max(0, action.wallMs - Date.now()));
       return true;
     case 'follow':
       if (ctx.formerPrimary) {

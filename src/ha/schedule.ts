@@ -2,11 +2,16 @@
  * Scheduled switchover times (`scheduled_at` in POST /switchover and in the `failover` key): ISO 8601
  * with a timezone, parsed and written without a clock; and when a leader acts on one. Pure.
  *
- * | wall time vs scheduled_at                    | the leader…                            |
- * |----------------------------------------------|----------------------------------------|
- * | before it                                    | waits (a cycle is timed to the moment) |
- * | at it, up to trunc(1.5 × loop_wait) s after  | hands over                             |
- * | later than that                              | drops the stale request                |
+ * | wall time vs scheduled_at                   | the leader…                                  |
+ * |---------------------------------------------|----------------------------------------------|
+ * | more than loop_wait before it               | waits                                        |
+ * | up to loop_wait before it                   | sleeps until the moment, then hands over     |
+ * | at it, up to trunc(1.5 × loop_wait) s after | hands over                                   |
+ * | later than that                             | drops the stale request                      |
+ *
+ * Acting in the cycle that comes up to loop_wait early (as Patroni does) rather than in one timed
+ * to the moment leaves a whole loop_wait of slack: a cycle delayed by a loaded machine still runs
+ * the switchover instead of finding it stale.
  * @see patroni/api.py parse_schedule, patroni/ha.py should_run_scheduled_action
  */
 
@@ -58,9 +63,9 @@ export function formatScheduledAt(ms: number): string {
 
 export type ScheduleTiming = 'wait' | 'run' | 'stale';
 
-/** Whether a leader acts on a request scheduled at `scheduledMs` now (both wall-clock epoch ms). */
+/** Whether a leader acts on a request scheduled at `scheduledMs` now (both wall-clock epoch ms); 'run' may be up to loop_wait early. */
 export function scheduleTiming(scheduledMs: number, wallNowMs: number, loopWaitMs: number): ScheduleTiming {
   const deltaMs = scheduledMs - wallNowMs;
-  if (deltaMs > 0) return 'wait';
+  if (deltaMs > loopWaitMs) return 'wait';
   return -deltaMs > Math.trunc((loopWaitMs / 1000) * 1.5) * 1000 ? 'stale' : 'run';
 }

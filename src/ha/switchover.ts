@@ -14,7 +14,7 @@ import type { ClusterView, Member } from '../cluster/types.js';
 import { isPaused } from './dynamic-config.js';
 import { failoverTraits } from './peer-status.js';
 import { parseScheduledAt, scheduleTiming } from './schedule.js';
-import type { Decision, FailoverRequest, Observation } from './types.js';
+import type { Action, Decision, FailoverRequest, Observation } from './types.js';
 
 function runningCandidate(m: Member | undefined, leader: string): boolean {
   return (
@@ -66,8 +66,16 @@ export function leaderHandover(
       `manual failover: no running candidate${f.member !== undefined ? ` '${f.member}'` : ''}; cleaning the failover key`,
     );
   }
+  const handover: Action[] = [
+    { type: 'stop', graceful: true },
+    { type: 'release' },
+    { type: 'start', leader: undefined },
+  ];
   return {
-    actions: [{ type: 'stop', graceful: true }, { type: 'release' }, { type: 'start', leader: undefined }],
+    actions:
+      at !== undefined && at.ms > obs.wallNowMs
+        ? [{ type: 'wait_until', wallMs: at.ms }, ...handover]
+        : handover,
     sentence:
       at === undefined
         ? 'manual failover: demoting myself'

@@ -84,6 +84,8 @@ export type Action =
   | { readonly type: 'stop'; readonly graceful?: boolean }
   | { readonly type: 'release' }
   | { readonly type: 'clear_failover' }
+  /** Sleep until this wall-clock time (a scheduled switchover acted on up to loop_wait early). */
+  | { readonly type: 'wait_until'; readonly wallMs: number }
   | { readonly type: 'follow'; readonly leader: string }
   | { readonly type: 'sync_slots'; readonly slots: readonly string[] };
 

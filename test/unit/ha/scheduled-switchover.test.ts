@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { decide } from '../../../src/ha/decide.js';
 import { formatScheduledAt, parseScheduledAt, scheduleTiming } from '../../../src/ha/schedule.js';
 import { parseFailover } from '../../../src/ha/switchover.js';
 import type { FailoverRequest } from '../../../src/ha/types.js';
@@ -27,10 +28,22 @@ void describe('decide(): scheduled switchover (Patroni should_run_scheduled_acti
       sentence: `no action: I am the leader with the lock; awaiting switchover at ${at(30_000).text} (in 30 seconds)`,
     },
     {
-      name: 'leader, scheduled 1 ms from now → still waits (the agent times a cycle to the moment)',
-      obs: leaderWith(scheduled(1)),
+      name: 'leader, scheduled loop_wait + 1 ms from now → still waits',
+      obs: leaderWith(scheduled(1_001)),
       actions: ['renew', 'sync_slots'],
-      sentence: /awaiting switchover at .* \(in 0 seconds\)$/,
+      sentence: /awaiting switchover at .* \(in 1 seconds\)$/,
+    },
+    {
+      name: 'leader, scheduled exactly loop_wait from now → sleeps until the moment, then hands over',
+      obs: leaderWith(scheduled(1_000)),
+      actions: ['wait_until', 'stop', 'release', 'start'],
+      sentence: `scheduled switchover at ${at(1_000).text}: demoting myself`,
+    },
+    {
+      name: 'leader, scheduled 1 ms from now → sleeps 1 ms, then hands over',
+      obs: leaderWith(scheduled(1)),
+      actions: ['wait_until', 'stop', 'release', 'start'],
+      sentence: /demoting myself$/,
     },
     {
       name: 'leader, due now → hands over to the candidate',
@@ -128,8 +141,16 @@ void describe('scheduled_at parsing and writing', () => {
     assert.equal(parseFailover('{"leader":"n1"}')?.scheduledAt, undefined);
   });
 
-  void it('timing: wait before, run until trunc(1.5 × loop_wait) s late, then stale', () => {
-    assert.equal(scheduleTiming(NOW + 1, NOW, 10_000), 'wait');
+  void it('the sleep before the handover ends at scheduled_at, not later', () => {
+    assert.deepEqual(decide(leaderWith(scheduled(500))).actions[0], {
+      type: 'wait_until',
+      wallMs: NOW + 500,
+    });
+  });
+
+  void it('timing: wait until loop_wait before, run until trunc(1.5 × loop_wait) s late, then stale', () => {
+    assert.equal(scheduleTiming(NOW + 10_001, NOW, 10_000), 'wait');
+    assert.equal(scheduleTiming(NOW + 10_000, NOW, 10_000), 'run');
     assert.equal(scheduleTiming(NOW, NOW, 10_000), 'run');
     assert.equal(scheduleTiming(NOW - 15_000, NOW, 10_000), 'run');
     assert.equal(scheduleTiming(NOW - 15_001, NOW, 10_000), 'stale');
