@@ -1,13 +1,27 @@
 /**
  * Free loopback ports for test servers.
  *
- * The port is free when this returns; a small race with other processes remains, which is
- * acceptable for tests (the OS hands out ephemeral ports round-robin, so reuse is unlikely).
+ * The port is free when this returns. Linux picks bind(0) ports at random from the ephemeral
+ * range, so two calls can return the same port before either test server has bound it (ports for
+ * a whole cluster are chosen before anything starts): a port is never handed out twice by one test
+ * process. A race with other processes remains, which is acceptable for tests.
  */
 import net from 'node:net';
 
-/** Binds 127.0.0.1:0, reads the port the OS chose, closes the socket. */
+const issued = new Set<number>();
+
+/** A port from the OS (bind 127.0.0.1:0, close) that this process has not handed out before. */
 export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await osFreePort();
+    if (issued.has(port)) continue;
+    issued.add(port);
+    return port;
+  }
+}
+
+/** Binds 127.0.0.1:0, reads the port the OS chose, closes the socket. */
+async function osFreePort(): Promise<number> {
   return await new Promise<number>((resolve, reject) => {
     const server = net.createServer();
     server.unref();
