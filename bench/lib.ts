@@ -95,6 +95,15 @@ export function positiveInt(name: string, value: string): number {
 /** Values of the proxy's `proxy.relay`, for the benches' --pgfleet-relay. */
 export const RELAYS = ['auto', 'native', 'js'] as const;
 
+/** `--pgfleet-relay-threads`: `auto` or 1..16, as the proxy's `proxy.relay_threads`. */
+export function relayThreadsOption(value: string): number | 'auto' {
+  if (value.trim() === 'auto') return 'auto';
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 16)
+    throw new Error(`--pgfleet-relay-threads: ${value} is not auto or an integer from 1 to 16`);
+  return n;
+}
+
 /** One value out of `known`, for `--name`. */
 export function oneOf<T extends string>(name: string, value: string, known: readonly T[]): T {
   const t = known.find((k) => k === value.trim());

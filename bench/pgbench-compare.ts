@@ -15,6 +15,7 @@
  *                    [--workloads select-only,select-c64,tpcb,connect,latency-c1]
  *                    [--targets direct,haproxy,pgbouncer,pgfleet]
  *                    [--pgfleet-relay auto|native|js]   # the proxy's `proxy.relay`
+ *                    [--pgfleet-relay-threads auto|N]   # the proxy's `proxy.relay_threads`
  *                    [--cpu-prof]   # run the pgfleet proxy under `node --cpu-prof`, print top self time
  *                    [--from-source] # run the proxy via tsx even when dist/ exists
  *                    [--hold]        # set everything up, print ports and pids, wait for Ctrl-C
@@ -45,6 +46,7 @@ import {
   oneOf,
   OUT_DIR,
   RELAYS,
+  relayThreadsOption,
   ROOT,
   runMain,
   timestamp,
@@ -138,6 +140,7 @@ function parseOptions() {
       'from-source': { type: 'boolean', default: false },
       hold: { type: 'boolean', default: false },
       'pgfleet-relay': { type: 'string', default: 'auto' },
+      'pgfleet-relay-threads': { type: 'string', default: 'auto' },
     },
     strict: true,
   });
@@ -159,6 +162,7 @@ function parseOptions() {
   });
   return {
     relay: oneOf('pgfleet-relay', values['pgfleet-relay'], RELAYS),
+    relayThreads: relayThreadsOption(values['pgfleet-relay-threads']),
     rounds: int('rounds', values.rounds, 1),
     durationSec: int('duration', values.duration, 1),
     scale: int('scale', values.scale, 1),
@@ -224,6 +228,7 @@ async function main(): Promise<void> {
     etcdEndpoint: etcd.endpoint,
     proxy: {
       relay: opts.relay,
+      relay_threads: opts.relayThreads,
       health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 },
     },
     nodeArgs: [
@@ -236,7 +241,7 @@ async function main(): Promise<void> {
   const pgfleetPort = proxy.port;
   const proxyDir = path.dirname(proxy.configPath);
   log(
-    `pgfleet proxy (${proxyRunner.label}, relay: ${opts.relay}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`,
+    `pgfleet proxy (${proxyRunner.label}, relay: ${opts.relay}, relay_threads: ${opts.relayThreads}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`,
   );
 
   const ports: Record<Target, number> = {

@@ -1,15 +1,21 @@
 /*
  * pgfleet's native relay: once a session is past its startup, the bytes between client and server
- * are moved by one thread of this addon with epoll + recv/send, instead of by Node's streams
+ * are moved by threads of this addon with epoll + recv/send, instead of by Node's streams
  * (which cost ~10 µs of JavaScript per chunk). The JavaScript session stays the owner of both
  * sockets: the addon never closes a descriptor. On end of file, an error, or a request from
- * JavaScript, a pair is handed back: its descriptors leave this thread's epoll set and JavaScript
- * resumes reading them, writing first whatever this thread had read but not yet delivered.
+ * JavaScript, a pair is handed back: its descriptors leave its thread's epoll set and JavaScript
+ * resumes reading them, writing first whatever the thread had read but not yet delivered.
+ *
+ * Each relay thread has its own epoll set; a new pair goes to the thread with the fewest pairs
+ * (among the first `setThreads(n)`, started on first use). More than one thread matters on a busy
+ * machine: the scheduler shares the CPU per thread, and one thread serving every session gets one
+ * share against dozens of Postgres backends.
  *
  *   attach(clientFd, serverFd, track) -> id (>= 0) or -errno
  *   detach(id) -> { toClient, toServer, atBoundary } or null (unknown id / already detached)
- *   init(onEnded)   onEnded(id) is called on the main thread when this thread handed a pair back
- *   stats() -> { pairs, threadRunning, bytesToServer, bytesToClient }
+ *   init(onEnded)   onEnded(id) is called on the main thread when a thread handed a pair back
+ *   setThreads(n)   relay threads for pairs attached from now on (1..MAX_THREADS; default 1)
+ *   stats() -> { pairs, threads, bytesToServer, bytesToClient }
  *
  * Server→client bytes are followed message by message when `track` is set, so that JavaScript
  * knows whether the client stands at a message boundary (where a FATAL ErrorResponse may go).
@@ -32,6 +38,7 @@
 #define UNREG_PER_BATCH 64
 #define SLOT_BITS 24
 #define SLOT_LIMIT (1u << SLOT_BITS)
+#define MAX_THREADS 16
 
 /* STARTING: being registered by attach; the thread leaves it alone (its events come back). */
 enum { STARTING = 0, ACTIVE = 1, ENDED = 2, DETACHED = 3 };
@@ -43,8 +50,20 @@ typedef struct side {
   size_t off, len;
 } side_t;
 
+struct pair;
+
+/* One relay thread and its epoll set. */
+typedef struct worker {
+  int epfd;
+  int wake_fd;        /* eventfd in the epoll set (event data 0): wakes the thread for `unreg` */
+  int running;
+  uint32_t pairs;     /* attached pairs (mu) */
+  struct pair *unreg; /* detached pairs left for this thread to unregister and free (mu) */
+} worker_t;
+
 typedef struct pair {
-  pthread_mutex_t mu; /* the relay thread holds it while moving this pair's bytes; detach takes it */
+  pthread_mutex_t mu;
+  worker_t *w;        /* the thread whose epoll set holds the descriptors */ /* the relay thread holds it while moving this pair's bytes; detach takes it */
   side_t s[2];        /* 0 = client, 1 = server */
   uint32_t slot, gen;
   int state;
@@ -58,16 +77,17 @@ typedef struct pair {
 } pair_t;
 
 /*
- * Locking: `mu` guards the id slots, the counters and the `unreg` list, and orders epoll
+ * Locking: `mu` guards the id slots, the counters, the workers and their `unreg` lists, and orders epoll
  * registrations (attach) against removals (unreg). Each pair has its own lock for its sockets'
  * state. The relay thread never holds `mu` while moving bytes, so attach and detach on the main
  * thread never wait behind a send() that woke another task; lock order is `mu`, then a pair's.
- * Pairs are freed only by the relay thread, after the batch of events in progress, once their
+ * Pairs are freed only by their relay thread, after the batch of events in progress, once their
  * descriptors are out of its epoll set, so no batch can name freed memory.
  */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static int epfd = -1;
-static int thread_running = 0;
+static worker_t workers[MAX_THREADS];
+static int n_threads = 1;   /* threads new pairs are spread over */
+static int initialised = 0;
 static pair_t **slots = NULL;
 static uint32_t *gens = NULL;
 static uint32_t slot_cap = 0;
@@ -76,12 +96,11 @@ static uint32_t free_count = 0;
 static uint32_t pair_count = 0;
 static uint64_t bytes_moved[2] = {0, 0}; /* [0] client→server, [1] server→client; atomic adds */
 /*
- * Pairs detached while still registered: the relay thread removes their descriptors from its epoll
- * set (after the batch in progress, which may name them) and frees them. Detaching therefore costs
- * JavaScript no system call: closing 10,000 sessions at once stays one quick loop.
+ * Pairs detached while still registered go on their thread's `unreg` list: the thread removes their
+ * descriptors from its epoll set (after the batch in progress, which may name them) and frees them.
+ * Detaching therefore costs JavaScript no system call: closing 10,000 sessions at once stays one
+ * quick loop.
  */
-static pair_t *unreg = NULL;
-static int wake_fd = -1; /* eventfd in the epoll set (event data 0): wakes the thread for `unreg` */
 static napi_threadsafe_function on_ended = NULL;
 
 static double pair_id(const pair_t *p) { return (double)p->gen * (double)SLOT_LIMIT + (double)p->slot; }
@@ -117,7 +136,7 @@ static int update_masks(pair_t *p) {
     uint32_t want = wanted(p, i);
     if (want == p->s[i].mask) continue;
     struct epoll_event ev = {.events = want, .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, p->s[i].fd, &ev) != 0) return -1;
+    if (epoll_ctl(p->w->epfd, EPOLL_CTL_MOD, p->s[i].fd, &ev) != 0) return -1;
     p->s[i].mask = want;
   }
   return 0;
@@ -125,7 +144,7 @@ static int update_masks(pair_t *p) {
 
 static void unregister(pair_t *p) {
   for (int i = 0; i < 2; i++)
-    if (p->s[i].fd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, p->s[i].fd, NULL);
+    if (p->s[i].fd >= 0) epoll_ctl(p->w->epfd, EPOLL_CTL_DEL, p->s[i].fd, NULL);
 }
 
 /*
@@ -134,23 +153,25 @@ static void unregister(pair_t *p) {
  * new registration instead.
  */
 static void forget_pending_fd(int fd) {
-  for (pair_t *p = unreg; p; p = p->next_unreg)
-    for (int i = 0; i < 2; i++)
-      if (p->s[i].fd == fd) {
-        /* Still the old socket (attached again): its registration must go now. Else: ENOENT. */
-        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-        p->s[i].fd = -1;
-      }
+  for (int t = 0; t < MAX_THREADS; t++)
+    for (pair_t *p = workers[t].unreg; p; p = p->next_unreg)
+      for (int i = 0; i < 2; i++)
+        if (p->s[i].fd == fd) {
+          /* Still the old socket (attached again): its registration must go now. Else: ENOENT. */
+          epoll_ctl(workers[t].epfd, EPOLL_CTL_DEL, fd, NULL);
+          p->s[i].fd = -1;
+        }
 }
 
 /* Queues a pair for the thread to unregister and free (with mu held); wakes it if it sleeps. */
 static void queue_unregister(pair_t *p) {
-  int was_empty = unreg == NULL;
-  p->next_unreg = unreg;
-  unreg = p;
+  worker_t *wk = p->w;
+  int was_empty = wk->unreg == NULL;
+  p->next_unreg = wk->unreg;
+  __atomic_store_n(&wk->unreg, p, __ATOMIC_RELEASE);
   if (was_empty) {
     uint64_t one = 1;
-    ssize_t w = write(wake_fd, &one, sizeof(one));
+    ssize_t w = write(wk->wake_fd, &one, sizeof(one));
     (void)w; /* EAGAIN: the counter is already non-zero, the thread will wake */
   }
 }
@@ -240,14 +261,14 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, double *ended
 }
 
 static void *relay_main(void *arg) {
-  (void)arg;
+  worker_t *w = arg;
   struct epoll_event evs[MAX_EVENTS];
   double ended[MAX_EVENTS];
   char *buf = malloc(BUF_SIZE);
   if (!buf) abort();
   int more = 0; /* detached pairs left to remove: poll without sleeping until they are done */
   for (;;) {
-    int n = epoll_wait(epfd, evs, MAX_EVENTS, more ? 0 : -1);
+    int n = epoll_wait(w->epfd, evs, MAX_EVENTS, more ? 0 : -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       abort();
@@ -257,7 +278,7 @@ static void *relay_main(void *arg) {
       pair_t *p = (pair_t *)(uintptr_t)(evs[k].data.u64 & ~(uint64_t)1);
       if (p == NULL) {
         uint64_t count;
-        ssize_t r = read(wake_fd, &count, sizeof(count));
+        ssize_t r = read(w->wake_fd, &count, sizeof(count));
         (void)r;
         continue;
       }
@@ -268,17 +289,21 @@ static void *relay_main(void *arg) {
     /*
      * Detached pairs may have been named by this batch: they leave epoll and memory only after it,
      * a few at a time, so that attach never waits long for mu while thousands are detached at once.
+     * The list is only pushed under mu (waking this thread when it was empty), so a glance without
+     * the lock that sees it empty can wait for the next wake-up.
      */
-    pthread_mutex_lock(&mu);
-    for (int k = 0; k < UNREG_PER_BATCH && unreg; k++) {
-      pair_t *g = unreg;
-      unreg = g->next_unreg;
-      unregister(g);
-      pthread_mutex_destroy(&g->mu);
-      free(g);
+    if (more || __atomic_load_n(&w->unreg, __ATOMIC_ACQUIRE) != NULL) {
+      pthread_mutex_lock(&mu);
+      for (int k = 0; k < UNREG_PER_BATCH && w->unreg; k++) {
+        pair_t *g = w->unreg;
+        w->unreg = g->next_unreg;
+        unregister(g);
+        pthread_mutex_destroy(&g->mu);
+        free(g);
+      }
+      more = w->unreg != NULL;
+      pthread_mutex_unlock(&mu);
     }
-    more = unreg != NULL;
-    pthread_mutex_unlock(&mu);
     if (n_ended > 0) {
       pthread_mutex_lock(&mu);
       for (int k = 0; k < n_ended && on_ended; k++) {
@@ -326,7 +351,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1) return throw_error(env, "init(onEnded) needs a function");
-  if (epfd >= 0) return throw_error(env, "the native relay is already initialised (one per process)");
+  if (initialised) return throw_error(env, "the native relay is already initialised (one per process)");
   napi_value name;
   napi_create_string_utf8(env, "pgfleet-relay", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_on_ended,
@@ -334,14 +359,52 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
     return throw_error(env, "cannot create the relay's callback");
   /* The relay must not keep the process alive. */
   napi_unref_threadsafe_function(env, on_ended);
-  epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (epfd < 0) return throw_error(env, "epoll_create1 failed");
-  wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
-  if (wake_fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, wake_fd, &ev) != 0)
-    return throw_error(env, "eventfd for the relay thread failed");
+  for (int t = 0; t < MAX_THREADS; t++) workers[t].epfd = workers[t].wake_fd = -1;
+  initialised = 1;
   napi_add_env_cleanup_hook(env, on_env_cleanup, NULL);
   return NULL;
+}
+
+static napi_value js_set_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t n;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1 || n > MAX_THREADS)
+    return throw_error(env, "setThreads(n) needs an integer from 1 to 16");
+  pthread_mutex_lock(&mu);
+  n_threads = n;
+  pthread_mutex_unlock(&mu);
+  return NULL;
+}
+
+/* The thread with the fewest pairs among the first n_threads, started if need be (with mu held). */
+static worker_t *pick_worker(int *err) {
+  worker_t *w = &workers[0];
+  for (int t = 1; t < n_threads; t++)
+    if (workers[t].pairs < w->pairs) w = &workers[t];
+  if (w->running) return w;
+  if (w->epfd < 0) {
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int wake = ep < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    if (ep < 0 || wake < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev) != 0) {
+      *err = -(errno ? errno : EMFILE);
+      if (ep >= 0) close(ep);
+      if (wake >= 0) close(wake);
+      return NULL;
+    }
+    w->epfd = ep;
+    w->wake_fd = wake;
+  }
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &attr, relay_main, w) == 0) w->running = 1;
+  else *err = -EAGAIN;
+  pthread_attr_destroy(&attr);
+  return w->running ? w : NULL;
 }
 
 static int grow_slots(void) {
@@ -377,20 +440,13 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   if (on_ended == NULL) return throw_error(env, "init() first");
   int err = 0;
   pthread_mutex_lock(&mu);
-  if (!thread_running) {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, relay_main, NULL) == 0) thread_running = 1;
-    else err = -EAGAIN;
-    pthread_attr_destroy(&attr);
-  }
+  worker_t *w = pick_worker(&err);
   pair_t *p = NULL;
   if (err == 0 && free_count == 0 && grow_slots() != 0) err = -ENOMEM;
   if (err == 0 && !(p = calloc(1, sizeof(*p)))) err = -ENOMEM;
   if (err == 0) {
     pthread_mutex_init(&p->mu, NULL);
+    p->w = w;
     p->state = STARTING;
     forget_pending_fd(cfd);
     forget_pending_fd(sfd);
@@ -403,9 +459,9 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     p->gen = ++gens[slot] & 0x0FFFFFFFu; /* ids stay below 2^52 */
     for (int i = 0; i < 2 && err == 0; i++) {
       struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
-      if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->s[i].fd, &ev) != 0) {
+      if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, p->s[i].fd, &ev) != 0) {
         err = -errno;
-        if (i == 1) epoll_ctl(epfd, EPOLL_CTL_DEL, p->s[0].fd, NULL);
+        if (i == 1) epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->s[0].fd, NULL);
       } else {
         p->s[i].mask = EPOLLIN;
       }
@@ -413,6 +469,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     if (err == 0) {
       slots[slot] = p;
       pair_count++;
+      w->pairs++;
       pthread_mutex_lock(&p->mu);
       p->state = ACTIVE;
       pthread_mutex_unlock(&p->mu);
@@ -467,6 +524,7 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   slots[slot] = NULL;
   free_slots[free_count++] = slot;
   pair_count--;
+  p->w->pairs--;
   pthread_mutex_lock(&p->mu);
   if (p->state != ACTIVE) p->s[0].fd = p->s[1].fd = -1; /* the thread already unregistered them */
   p->state = DETACHED;
@@ -491,7 +549,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_create_object(env, &result);
   pthread_mutex_lock(&mu);
   uint32_t pairs = pair_count;
-  int running = thread_running;
+  uint32_t running = 0;
+  for (int t = 0; t < MAX_THREADS; t++) running += workers[t].running ? 1 : 0;
   pthread_mutex_unlock(&mu);
   double to_server = (double)__atomic_load_n(&bytes_moved[0], __ATOMIC_RELAXED);
   double to_client = (double)__atomic_load_n(&bytes_moved[1], __ATOMIC_RELAXED);
@@ -501,8 +560,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, result, "bytesToClient", v);
   napi_create_uint32(env, pairs, &v);
   napi_set_named_property(env, result, "pairs", v);
-  napi_get_boolean(env, running, &v);
-  napi_set_named_property(env, result, "threadRunning", v);
+  napi_create_uint32(env, running, &v);
+  napi_set_named_property(env, result, "threads", v);
   return result;
 }
 
@@ -511,6 +570,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attach", NULL, js_attach, NULL, NULL, NULL, napi_enumerable, NULL},
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

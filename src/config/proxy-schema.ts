@@ -32,6 +32,8 @@ const healthCheckSchema = z
   })
   .strict();
 
+const RELAY_THREADS = 'must be "auto" or an integer from 1 to 16';
+
 const proxySection = z
   .object({
     admin: z.object({ listen: hostPort }).strict().optional(),
@@ -40,6 +42,15 @@ const proxySection = z
     startup_timeout: durationMs.default('10s'),
     max_client_connections: z.number().int().min(1).default(10_000),
     relay: z.enum(['auto', 'native', 'js']).default('auto'),
+    /** Native relay threads: `auto` = one per CPU (at most 16). */
+    relay_threads: z
+      .union(
+        [z.literal('auto'), z.number().int(RELAY_THREADS).min(1, RELAY_THREADS).max(16, RELAY_THREADS)],
+        {
+          errorMap: () => ({ message: RELAY_THREADS }),
+        },
+      )
+      .default('auto'),
     keepalive: z
       .object({ idle: durationMs.default('30s') })
       .strict()

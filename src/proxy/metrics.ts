@@ -140,16 +140,24 @@ export class ProxyMetrics {
     const native = () => this.#nativeStats();
     new Gauge({
       name: 'pgfleet_proxy_native_relay_sessions',
-      help: 'Sessions whose bytes the native relay thread is moving',
+      help: 'Sessions whose bytes the native relay threads are moving',
       registers,
       collect() {
         this.set(native()?.pairs ?? 0);
       },
     });
+    new Gauge({
+      name: 'pgfleet_proxy_native_relay_threads',
+      help: 'Native relay threads started (each on its first session; at most proxy.relay_threads)',
+      registers,
+      collect() {
+        this.set(native()?.threads ?? 0);
+      },
+    });
     const counted = { to_server: 0, to_client: 0 };
     new Counter({
       name: 'pgfleet_proxy_native_relay_bytes_total',
-      help: 'Bytes moved by the native relay thread, by direction',
+      help: 'Bytes moved by the native relay threads, by direction',
       labelNames: ['direction'],
       registers,
       collect() {

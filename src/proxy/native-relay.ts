@@ -1,6 +1,6 @@
 /**
  * The native relay (native/relay.c): after ReadyForQuery a session's two sockets can be handed to
- * one thread of a small addon that moves bytes with epoll + recv/send, instead of through Node's
+ * a thread of a small addon that moves bytes with epoll + recv/send, instead of through Node's
  * streams. Node keeps owning the sockets: it stops reading them while they are attached, and
  * starts again when they come back (end of file, error, or a detach asked for by the session),
  * after first writing whatever the thread had read but not yet delivered.
@@ -23,7 +23,8 @@ export interface Detached {
 export interface NativeRelayStats {
   /** Pairs attached (or handed back by the thread and not yet detached). */
   readonly pairs: number;
-  readonly threadRunning: boolean;
+  /** Relay threads started (each on first use). */
+  readonly threads: number;
   /** Bytes the thread has moved since the process started. */
   readonly bytesToServer: number;
   readonly bytesToClient: number;
@@ -33,8 +34,12 @@ interface Addon {
   init(onEnded: (id: number) => void): void;
   attach(clientFd: number, serverFd: number, track: boolean): number;
   detach(id: number): Detached | null;
+  setThreads(n: number): void;
   stats(): NativeRelayStats;
 }
+
+/** The most relay threads the addon runs (MAX_THREADS in native/relay.c). */
+export const MAX_RELAY_THREADS = 16;
 
 /** The parts of Node's internal TCP handle that the hand-over needs. */
 interface StreamHandle {
@@ -133,6 +138,11 @@ export class NativeRelay {
       if (server) startReading(server);
     }
     return d;
+  }
+
+  /** How many threads pairs attached from now on are spread over (1..MAX_RELAY_THREADS). */
+  setThreads(n: number): void {
+    this.#addon.setThreads(n);
   }
 
   stats(): NativeRelayStats {

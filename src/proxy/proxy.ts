@@ -3,6 +3,7 @@
  * the listeners. Observe (DCS watch, health checks) → decide (computeRoutes) → act (wake waiting
  * clients, terminate sessions on nodes that left a listener).
  */
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { ProxyConfig } from '../config/proxy-schema.js';
 import type { ClusterView } from '../cluster/types.js';
@@ -23,7 +24,7 @@ import { HealthChecker } from './health-checker.js';
 import type { ListenerContext } from './listener-context.js';
 import { Listener } from './listener.js';
 import { ProxyMetrics } from './metrics.js';
-import { NativeRelay } from './native-relay.js';
+import { MAX_RELAY_THREADS, NativeRelay } from './native-relay.js';
 import type { ClientSession } from './session.js';
 import { WaitQueue } from './wait-queue.js';
 
@@ -59,6 +60,11 @@ function chooseRelay(mode: 'auto' | 'native' | 'js', log: Logger): NativeRelay |
     'proxy.relay: auto: the native relay is not available, relaying in JavaScript',
   );
   return undefined;
+}
+
+/** `proxy.relay_threads`: a number, or `auto` = one per CPU, within what the addon runs. */
+export function relayThreads(setting: number | 'auto', cpus: number): number {
+  return Math.min(MAX_RELAY_THREADS, Math.max(1, setting === 'auto' ? cpus : setting));
 }
 
 export class Proxy {
@@ -122,6 +128,7 @@ export class Proxy {
       });
     }
     this.#nativeRelay = chooseRelay(p.relay, log);
+    this.#nativeRelay?.setThreads(relayThreads(p.relay_threads, os.availableParallelism()));
     const relay = this.#nativeRelay;
     metrics.readNativeRelayWith(() => relay?.stats());
     this.#registry = new ConnectionRegistry();

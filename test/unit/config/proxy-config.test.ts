@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseProxyConfig } from '../../../src/config/proxy-schema.js';
 import { isPgfleetError } from '../../../src/errors.js';
+import { relayThreads } from '../../../src/proxy/proxy.js';
 
 const base = () => ({
   scope: 'batman',
@@ -45,6 +46,23 @@ describe('proxy config', () => {
     assert.equal(c.proxy.health_check.enabled, true);
     assert.deepEqual(c.etcd3.hosts, [{ host: '127.0.0.1', port: 2379 }]);
     assert.ok(Object.isFrozen(c.proxy.listeners[0]));
+  });
+
+  it('relay_threads: auto by default, a count from 1 to 16 otherwise; auto means one per CPU', () => {
+    assert.equal(parseProxyConfig(base()).proxy.relay_threads, 'auto');
+    assert.equal(
+      parseProxyConfig({ ...base(), proxy: { ...base().proxy, relay_threads: 3 } }).proxy.relay_threads,
+      3,
+    );
+    const table: [number | 'auto', number, number][] = [
+      ['auto', 2, 2],
+      ['auto', 1, 1],
+      ['auto', 64, 16],
+      [3, 2, 3],
+      [1, 8, 1],
+    ];
+    for (const [setting, cpus, threads] of table)
+      assert.equal(relayThreads(setting, cpus), threads, `${setting} on ${cpus} CPUs`);
   });
 
   it('leaves health checks off when the section is absent', () => {
@@ -108,6 +126,16 @@ describe('proxy config', () => {
       name: 'unknown key',
       mutate: (d) => ((d.proxy as any).listners = []),
       expect: ['proxy: unknown key(s) "listners"'],
+    },
+    {
+      name: 'relay_threads out of range',
+      mutate: (d) => ((d.proxy as any).relay_threads = 0),
+      expect: ['proxy.relay_threads: must be "auto" or an integer from 1 to 16'],
+    },
+    {
+      name: 'relay_threads not a number',
+      mutate: (d) => ((d.proxy as any).relay_threads = 'many'),
+      expect: ['proxy.relay_threads: must be "auto" or an integer from 1 to 16'],
     },
     {
       name: 'no etcd hosts',

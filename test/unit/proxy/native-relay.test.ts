@@ -13,6 +13,8 @@ import { NativeRelay } from '../../../src/proxy/native-relay.js';
 const loaded = NativeRelay.load();
 if (loaded instanceof Error) throw loaded; // the test command builds the addon first
 const relay: NativeRelay = loaded;
+// Two threads from the start: pairs that overlap in a test land on different threads.
+relay.setThreads(2);
 
 /** Four sockets: clientEnd ⇄ [relayClient | relayServer] ⇄ serverEnd, the middle pair attached. */
 interface Chain {
@@ -268,5 +270,49 @@ describe('native relay', { timeout: 60_000 }, () => {
     assert.equal(relay.detach(first, b.relayClient, b.relayServer, true), undefined);
     assert.ok(relay.detach(second, b.relayClient, b.relayServer, true));
     destroyAll(b);
+  });
+
+  it('spreads pairs over the threads set, each pair whole and in order, and hands every one back', async () => {
+    relay.setThreads(4);
+    try {
+      const chains: Chain[] = [];
+      for (let i = 0; i < 8; i++) chains.push(await chain()); // chain() takes connections in order
+      const ended: number[] = [];
+      const ids = chains.map((c, i) =>
+        relay.attach(c.relayClient, c.relayServer, true, () => ended.push(i))!,
+      );
+      assert.ok(ids.every((id) => id >= 0));
+      assert.equal(relay.stats().threads, 4, 'a thread per pair until 4, then the least loaded');
+      await Promise.all(
+        chains.map(async (c, i) => {
+          const up = randomBytes(256 << 10);
+          const down = Buffer.concat([Buffer.from([0x44, 0, 4, 0, 4]), randomBytes((256 << 10) - 4)]);
+          down.writeUInt32BE(down.length - 1, 1); // one DataRow-like message, so the tracker ends at a boundary
+          const gotUp = receive(c.serverEnd, up.length);
+          const gotDown = receive(c.clientEnd, down.length);
+          c.clientEnd.write(up);
+          c.serverEnd.write(down);
+          assert.equal(sha(await gotUp), sha(up), `pair ${i} up`);
+          assert.equal(sha(await gotDown), sha(down), `pair ${i} down`);
+        }),
+      );
+      for (const c of chains.slice(0, 4)) c.serverEnd.end();
+      await until(() => ended.length === 4, 'the hand-back of the four ended pairs');
+      assert.deepEqual([...ended].sort(), [0, 1, 2, 3], 'the pairs whose server ended came back');
+      for (const [i, c] of chains.entries()) {
+        const d = relay.detach(ids[i]!, c.relayClient, c.relayServer, false);
+        assert.ok(d, `pair ${i} detached once`);
+        if (i >= 4) assert.equal(d.atBoundary, true, `pair ${i} at a message boundary`);
+        destroyAll(c);
+      }
+      assert.equal(relay.stats().pairs, 0);
+    } finally {
+      relay.setThreads(2);
+    }
+  });
+
+  it('refuses a thread count out of range', () => {
+    assert.throws(() => relay.setThreads(0), /from 1 to 16/);
+    assert.throws(() => relay.setThreads(17), /from 1 to 16/);
   });
 });
