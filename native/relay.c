@@ -32,6 +32,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* libuv, which Node exports to addons (declared here: Node-API's headers do not include uv.h). */
+struct uv_loop_s;
+extern int uv_backend_fd(const struct uv_loop_s *loop);
+
 #define BUF_SIZE (128 * 1024)
 #define MAX_EVENTS 256
 #define MAX_READS_PER_EVENT 8
@@ -56,6 +60,7 @@ struct pair;
 typedef struct worker {
   int epfd;
   int wake_fd;        /* eventfd in the epoll set (event data 0): wakes the thread for `unreg` */
+  int wake_sent;      /* wake_fd written and not yet read (atomic) */
   int running;
   uint32_t pairs;     /* attached pairs (mu) */
   struct pair *unreg; /* detached pairs left for this thread to unregister and free (mu) */
@@ -163,13 +168,17 @@ static void forget_pending_fd(int fd) {
         }
 }
 
-/* Queues a pair for the thread to unregister and free (with mu held); wakes it if it sleeps. */
-static void queue_unregister(pair_t *p) {
+/*
+ * Queues a pair for the thread to unregister and free (with mu held). `wake`: the pair's descriptors
+ * are still in the thread's epoll set, so the thread is woken to remove them now. A pair the thread
+ * already handed back (ENDED) has none left there: it just waits, a few hundred bytes, for the
+ * thread's next batch, sparing a wake-up per connection.
+ */
+static void queue_unregister(pair_t *p, int wake) {
   worker_t *wk = p->w;
-  int was_empty = wk->unreg == NULL;
   p->next_unreg = wk->unreg;
   __atomic_store_n(&wk->unreg, p, __ATOMIC_RELEASE);
-  if (was_empty) {
+  if (wake && !__atomic_exchange_n(&wk->wake_sent, 1, __ATOMIC_ACQ_REL)) {
     uint64_t one = 1;
     ssize_t w = write(wk->wake_fd, &one, sizeof(one));
     (void)w; /* EAGAIN: the counter is already non-zero, the thread will wake */
@@ -280,6 +289,8 @@ static void *relay_main(void *arg) {
         uint64_t count;
         ssize_t r = read(w->wake_fd, &count, sizeof(count));
         (void)r;
+        /* After the read: a wake asked for in between is seen in `unreg` after this batch. */
+        __atomic_store_n(&w->wake_sent, 0, __ATOMIC_RELEASE);
         continue;
       }
       pthread_mutex_lock(&p->mu);
@@ -438,6 +449,19 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       napi_get_value_int32(env, argv[1], &sfd) != napi_ok || napi_get_value_bool(env, argv[2], &trk) != napi_ok)
     return throw_error(env, "attach(clientFd, serverFd, track) needs two descriptors and a boolean");
   if (on_ended == NULL) return throw_error(env, "init() first");
+  /*
+   * JavaScript stopped reading both sockets, but libuv leaves a stopped descriptor in its epoll set
+   * until the next event for it, which would wake Node's loop once per socket just to remove it.
+   * Removing it now matches libuv's own state (a stopped watcher; a later readStart adds it again).
+   */
+  struct uv_loop_s *loop = NULL;
+  if (napi_get_uv_event_loop(env, &loop) == napi_ok && loop != NULL) {
+    int uv_ep = uv_backend_fd(loop);
+    if (uv_ep >= 0) {
+      epoll_ctl(uv_ep, EPOLL_CTL_DEL, cfd, NULL);
+      epoll_ctl(uv_ep, EPOLL_CTL_DEL, sfd, NULL);
+    }
+  }
   int err = 0;
   pthread_mutex_lock(&mu);
   worker_t *w = pick_worker(&err);
@@ -480,7 +504,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       p->state = DETACHED;
       p->s[0].fd = p->s[1].fd = -1;
       pthread_mutex_unlock(&p->mu);
-      queue_unregister(p);
+      queue_unregister(p, 1);
       p = NULL;
     }
   }
@@ -526,13 +550,14 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   pair_count--;
   p->w->pairs--;
   pthread_mutex_lock(&p->mu);
-  if (p->state != ACTIVE) p->s[0].fd = p->s[1].fd = -1; /* the thread already unregistered them */
+  int registered = p->state == ACTIVE;
+  if (!registered) p->s[0].fd = p->s[1].fd = -1; /* the thread already unregistered them */
   p->state = DETACHED;
   side_t to_client = p->s[0], to_server = p->s[1];
   p->s[0].pending = p->s[1].pending = NULL;
   bool at_boundary = p->track && !p->corrupt && p->hdr == 0 && p->remaining == 0;
   pthread_mutex_unlock(&p->mu);
-  queue_unregister(p);
+  queue_unregister(p, registered);
   pthread_mutex_unlock(&mu);
   napi_create_object(env, &result);
   napi_set_named_property(env, result, "toClient", pending_buffer(env, &to_client));
