@@ -39,6 +39,7 @@ import {
   knownList,
   oneOf,
   RELAYS,
+  relayThreadsOption,
   positiveInt,
   log,
   median,
@@ -64,6 +65,8 @@ function parseOptions() {
       'proxy-node-args': { type: 'string', default: '' },
       // The proxy's `proxy.relay` (auto|native|js).
       'pgfleet-relay': { type: 'string', default: 'auto' },
+      // The proxy's `proxy.relay_threads` (auto|1..16).
+      'pgfleet-relay-threads': { type: 'string', default: 'auto' },
       // Investigation: write a heap snapshot of the pgfleet proxy while the sessions are open.
       'heap-snapshot': { type: 'boolean', default: false },
     },
@@ -86,6 +89,7 @@ function parseOptions() {
     concurrency: int('concurrency', values.concurrency),
     proxyNodeArgs: values['proxy-node-args'].split(',').filter((a) => a !== ''),
     relay: oneOf('pgfleet-relay', values['pgfleet-relay'], RELAYS),
+    relayThreads: relayThreadsOption(values['pgfleet-relay-threads']),
     heapSnapshot: values['heap-snapshot'],
     targets,
   };
@@ -271,7 +275,11 @@ async function main(): Promise<void> {
       const p = await startPgfleetProxy({
         scope,
         etcdEndpoint: etcd.endpoint,
-        proxy: { max_client_connections: opts.sessions + 100, relay: opts.relay },
+        proxy: {
+          max_client_connections: opts.sessions + 100,
+          relay: opts.relay,
+          relay_threads: opts.relayThreads,
+        },
         // info: the proxy logs how long closing the sessions of a node took.
         logLevel: 'info',
         nodeArgs: [
