@@ -1,14 +1,24 @@
 /**
- * The native relay thread with real loopback sockets (no Postgres): bytes arrive whole and in
+ * The native relay threads with real loopback sockets (no Postgres): bytes arrive whole and in
  * order both ways, backpressure holds bytes instead of dropping them, the message tracker, and the
  * hand-back to Node on end of file and on detach.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { NativeRelay } from '../../../src/proxy/native-relay.js';
+import {
+  chain,
+  destroyAll,
+  message,
+  receive,
+  sha,
+  startChains,
+  stopChains,
+  until,
+  type Chain,
+} from './socket-chain.js';
 
 const loaded = NativeRelay.load();
 if (loaded instanceof Error) throw loaded; // the test command builds the addon first
@@ -16,105 +26,9 @@ const relay: NativeRelay = loaded;
 // Two threads from the start: pairs that overlap in a test land on different threads.
 relay.setThreads(2);
 
-/** Four sockets: clientEnd ⇄ [relayClient | relayServer] ⇄ serverEnd, the middle pair attached. */
-interface Chain {
-  clientEnd: Socket;
-  relayClient: Socket;
-  relayServer: Socket;
-  serverEnd: Socket;
-}
-
-let front: Server;
-/** Accepts without reading: what the client sends stays in the kernel until someone reads it. */
-let frontPaused: Server;
-let back: Server;
-const accepted = { front: [] as Socket[], frontPaused: [] as Socket[], back: [] as Socket[] };
-
-async function listen(s: Server): Promise<number> {
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const a = s.address();
-  if (a === null || typeof a === 'string') throw new Error('no address');
-  return a.port;
-}
-
-async function acceptOne(s: Server, into: Socket[]): Promise<Socket> {
-  if (into.length > 0) return into.shift()!;
-  const [sock] = (await once(s, 'connection')) as [Socket];
-  into.splice(into.indexOf(sock), 1);
-  return sock;
-}
-
-async function chain(paused = false): Promise<Chain> {
-  const f = paused ? frontPaused : front;
-  const fp = (f.address() as { port: number }).port;
-  const bp = (back.address() as { port: number }).port;
-  const clientEnd = connect(fp, '127.0.0.1');
-  const relayClient = await acceptOne(f, paused ? accepted.frontPaused : accepted.front);
-  const relayServer = connect(bp, '127.0.0.1');
-  const serverEnd = await acceptOne(back, accepted.back);
-  if (relayServer.connecting) await once(relayServer, 'connect');
-  for (const s of [clientEnd, relayClient, relayServer, serverEnd]) s.on('error', () => undefined);
-  return { clientEnd, relayClient, relayServer, serverEnd };
-}
-
-function destroyAll(c: Chain): void {
-  for (const s of [c.clientEnd, c.relayClient, c.relayServer, c.serverEnd]) s.destroy();
-}
-
-/** Collects `bytes` bytes from `s` (leaving the socket open and its later data unread). */
-function receive(s: Socket, bytes: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let n = 0;
-    const onData = (chunk: Buffer): void => {
-      parts.push(chunk);
-      n += chunk.length;
-      if (n < bytes) return;
-      s.off('data', onData);
-      s.off('close', onClose);
-      s.pause();
-      resolve(Buffer.concat(parts));
-    };
-    const onClose = (): void => reject(new Error(`closed after ${n} of ${bytes} bytes`));
-    s.on('data', onData);
-    s.on('close', onClose);
-    s.resume();
-  });
-}
-
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** A Postgres backend message: type, int32 length, body. */
-function message(type: string, body: Buffer): Buffer {
-  const h = Buffer.alloc(5);
-  h.write(type, 0, 'latin1');
-  h.writeUInt32BE(body.length + 4, 1);
-  return Buffer.concat([h, body]);
-}
-
-async function until(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 describe('native relay', { timeout: 60_000 }, () => {
-  before(async () => {
-    front = createServer((s) => accepted.front.push(s));
-    frontPaused = createServer({ pauseOnConnect: true }, (s) => accepted.frontPaused.push(s));
-    await listen(frontPaused);
-    back = createServer((s) => accepted.back.push(s));
-    await listen(front);
-    await listen(back);
-  });
-  after(() => {
-    front.close();
-    frontPaused.close();
-    back.close();
-  });
+  before(startChains);
+  after(stopChains);
 
   it('moves 8 MiB each way at once, whole and in order, and counts the bytes', async () => {
     const c = await chain();
