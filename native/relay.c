@@ -11,7 +11,7 @@
  * machine: the scheduler shares the CPU per thread, and one thread serving every session gets one
  * share against dozens of Postgres backends.
  *
- *   attach(clientFd, serverFd, track) -> id (>= 0) or -errno
+ *   attach(clientFd, serverFd, track) -> id (>= 0) or -errno (-EBUSY: a descriptor is already attached)
  *   detach(id) -> { toClient, toServer, atBoundary } or null (unknown id / already detached)
  *   init(onEnded)   onEnded(id) is called on the main thread when a thread handed a pair back
  *   setThreads(n)   relay threads for pairs attached from now on (1..MAX_THREADS; default 1)
@@ -94,6 +94,9 @@ static worker_t workers[MAX_THREADS];
 static int n_threads = 1;   /* threads new pairs are spread over */
 static int initialised = 0;
 static pair_t **slots = NULL;
+/* attached[fd]: the descriptor belongs to a pair not yet detached (one pair per socket at a time). */
+static uint8_t *attached = NULL;
+static size_t attached_cap = 0;
 static uint32_t *gens = NULL;
 static uint32_t slot_cap = 0;
 static uint32_t *free_slots = NULL;
@@ -439,6 +442,26 @@ static int grow_slots(void) {
   return 0;
 }
 
+/* Marks fd as attached (with mu held): 0, or -EBUSY when it already is, -ENOMEM. */
+static int mark_attached(int fd) {
+  if ((size_t)fd >= attached_cap) {
+    size_t cap = attached_cap ? attached_cap : 1024;
+    while (cap <= (size_t)fd) cap *= 2;
+    uint8_t *a = realloc(attached, cap);
+    if (!a) return -ENOMEM;
+    memset(a + attached_cap, 0, cap - attached_cap);
+    attached = a;
+    attached_cap = cap;
+  }
+  if (attached[fd]) return -EBUSY;
+  attached[fd] = 1;
+  return 0;
+}
+
+static void unmark_attached(int fd) {
+  if (fd >= 0 && (size_t)fd < attached_cap) attached[fd] = 0;
+}
+
 static napi_value js_attach(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], result;
@@ -449,6 +472,17 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       napi_get_value_int32(env, argv[1], &sfd) != napi_ok || napi_get_value_bool(env, argv[2], &trk) != napi_ok)
     return throw_error(env, "attach(clientFd, serverFd, track) needs two descriptors and a boolean");
   if (on_ended == NULL) return throw_error(env, "init() first");
+  if (cfd < 0 || sfd < 0 || cfd == sfd) return throw_error(env, "attach() needs two different descriptors");
+  int err = 0;
+  pthread_mutex_lock(&mu);
+  /* A socket already in a pair would be read by two pairs (and two threads): refused. */
+  if ((err = mark_attached(cfd)) == 0 && (err = mark_attached(sfd)) != 0) unmark_attached(cfd);
+  pthread_mutex_unlock(&mu);
+  if (err != 0) {
+    napi_value refused;
+    napi_create_double(env, (double)err, &refused);
+    return refused;
+  }
   /*
    * JavaScript stopped reading both sockets, but libuv leaves a stopped descriptor in its epoll set
    * until the next event for it, which would wake Node's loop once per socket just to remove it.
@@ -462,7 +496,6 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       epoll_ctl(uv_ep, EPOLL_CTL_DEL, sfd, NULL);
     }
   }
-  int err = 0;
   pthread_mutex_lock(&mu);
   worker_t *w = pick_worker(&err);
   pair_t *p = NULL;
@@ -508,6 +541,10 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       p = NULL;
     }
   }
+  if (!p) {
+    unmark_attached(cfd);
+    unmark_attached(sfd);
+  }
   double id = p ? pair_id(p) : (double)err;
   pthread_mutex_unlock(&mu);
   napi_create_double(env, id, &result);
@@ -550,6 +587,8 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   pair_count--;
   p->w->pairs--;
   pthread_mutex_lock(&p->mu);
+  unmark_attached(p->s[0].fd);
+  unmark_attached(p->s[1].fd);
   int registered = p->state == ACTIVE;
   if (!registered) p->s[0].fd = p->s[1].fd = -1; /* the thread already unregistered them */
   p->state = DETACHED;

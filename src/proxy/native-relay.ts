@@ -6,9 +6,12 @@
  * after first writing whatever the thread had read but not yet delivered.
  */
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../errors.js';
+
+const EBUSY = os.constants.errno.EBUSY;
 
 export const ADDON_PATH = fileURLToPath(new URL('../../build/pgfleet_relay.node', import.meta.url));
 
@@ -115,6 +118,8 @@ export class NativeRelay {
     stopReading(ch);
     stopReading(sh);
     const id = this.#addon.attach(ch.fd, sh.fd, track);
+    // A socket already in a pair: a caller bug (two pairs would read it), never a runtime condition.
+    if (id === -EBUSY) throw new Error('native relay: a socket handed over is already attached');
     if (id < 0) {
       startReading(client);
       startReading(server);

@@ -229,4 +229,24 @@ describe('native relay', { timeout: 60_000 }, () => {
     assert.throws(() => relay.setThreads(0), /from 1 to 16/);
     assert.throws(() => relay.setThreads(17), /from 1 to 16/);
   });
+
+  it('refuses a socket that is already attached, and the first pair keeps relaying', async () => {
+    const a = await chain();
+    const b = await chain();
+    const first = relay.attach(a.relayClient, a.relayServer, false, () => undefined)!;
+    assert.throws(
+      () => relay.attach(a.relayClient, b.relayServer, false, () => undefined),
+      /already attached/,
+    );
+    const got = receive(a.serverEnd, 4);
+    a.clientEnd.write('ping');
+    assert.equal((await got).toString(), 'ping');
+    assert.ok(relay.detach(first, a.relayClient, a.relayServer, true));
+    // Detached: the same socket may be attached again.
+    const again = relay.attach(a.relayClient, a.relayServer, false, () => undefined)!;
+    assert.ok(again >= 0);
+    assert.ok(relay.detach(again, a.relayClient, a.relayServer, true));
+    destroyAll(a);
+    destroyAll(b);
+  });
 });
