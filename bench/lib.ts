@@ -91,7 +91,6 @@ export function positiveInt(name: string, value: string): number {
   return n;
 }
 
-/** A comma-separated `--name` list whose items must be among `known`. */
 /** Values of the proxy's `proxy.relay`, for the benches' --pgfleet-relay. */
 export const RELAYS = ['auto', 'native', 'js'] as const;
 
@@ -111,6 +110,7 @@ export function oneOf<T extends string>(name: string, value: string, known: read
   return t;
 }
 
+/** A comma-separated `--name` list whose items must be among `known`. */
 export function knownList<T extends string>(name: string, value: string, known: readonly T[]): T[] {
   return value.split(',').map((item) => {
     const t = known.find((k) => k === item.trim());
