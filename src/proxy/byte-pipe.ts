@@ -57,15 +57,21 @@ export class BytePipe {
       client.write(rest);
     }
     for (const b of pending) server.write(b);
+    // Never removed (a removed event is a `delete` on the emitter): they go quiet once stopped.
     client.on('data', (chunk: Buffer) => {
-      if (!server.write(chunk)) client.pause();
+      if (!this.#stopped && !server.write(chunk)) client.pause();
     });
-    server.on('drain', () => client.resume());
+    server.on('drain', () => {
+      if (!this.#stopped) client.resume();
+    });
     server.on('data', (chunk: Buffer) => {
+      if (this.#stopped) return;
       this.#tracker?.feed(chunk);
       if (!client.write(chunk)) server.pause();
     });
-    client.on('drain', () => server.resume());
+    client.on('drain', () => {
+      if (!this.#stopped) server.resume();
+    });
     client.resume();
     if (this.#native) this.#offerNative(1, NATIVE_AFTER_MS);
   }

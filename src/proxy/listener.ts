@@ -5,7 +5,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { PgfleetError } from '../errors.js';
 import type { ListenerContext } from './listener-context.js';
 import { ClientSession } from './session.js';
-import { tuneSocket } from './upstream.js';
+import { socketOptions } from './upstream.js';
 
 export class Listener {
   readonly #ctx: ListenerContext<ClientSession>;
@@ -18,7 +18,7 @@ export class Listener {
   constructor(ctx: ListenerContext<ClientSession>, admit: () => boolean) {
     this.#ctx = ctx;
     this.#admit = admit;
-    this.#server = createServer((socket) => this.#onConnection(socket));
+    this.#server = createServer(socketOptions(ctx.tuning), (socket) => this.#onConnection(socket));
   }
 
   get name(): string {
@@ -35,7 +35,6 @@ export class Listener {
   #onConnection(socket: Socket): void {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
-    tuneSocket(socket, this.#ctx.tuning);
     const overLimit = !this.#admit();
     new ClientSession(socket, this.#ctx, overLimit).start();
   }

@@ -70,6 +70,9 @@ export class ClientSession {
   /** SQLSTATE to report if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
   #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
   #handshakeTimer: NodeJS.Timeout | undefined;
+  /** The handshake in progress: what the server's replies mean, and when its connect began. */
+  #gate: StartupGate | undefined;
+  #handshakeStarted = 0;
 
   constructor(client: Socket, ctx: ListenerContext<ClientSession>, overLimit: boolean) {
     this.#client = client;
@@ -200,8 +203,17 @@ export class ClientSession {
     }
     this.#server = server;
     const settled = new Promise<Attempt>((resolve) => (this.#settle = resolve));
-    server.on('error', (err) => (this.#lastError = err.message));
-    server.on('close', () => this.#onServerClose());
+    // These listeners stay for the server socket's life (the relay phase adds the pipe's own):
+    // each checks that the socket is still this session's server instead of being removed.
+    server.on('error', (err) => {
+      if (this.#server === server) this.#lastError = err.message;
+    });
+    server.on('close', () => {
+      if (this.#server === server) this.#onServerClose();
+    });
+    server.on('drain', () => {
+      if (this.#server === server) this.#client.resume();
+    });
     if (this.#passthrough) {
       server.write(this.#startupPacket!);
       this.#startRelay(Buffer.alloc(0), started);
@@ -213,16 +225,18 @@ export class ClientSession {
       this.#lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
       this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError);
     }, ctx.startupTimeoutMs);
-    server.on('drain', () => this.#client.resume());
-    const gate = new StartupGate(node.role);
-    server.on('data', (chunk: Buffer) => this.#onStartupReply(gate, node, chunk, started));
+    this.#gate = new StartupGate(node.role);
+    this.#handshakeStarted = started;
+    server.on('data', (chunk: Buffer) => {
+      if (this.#server === server && this.#gate) this.#onStartupReply(this.#gate, node, chunk);
+    });
     server.write(this.#startupPacket!);
     for (const b of this.#takePending()) server.write(b);
     this.#client.resume();
     return settled;
   }
 
-  #onStartupReply(gate: StartupGate, node: RouteNode, chunk: Buffer, started: number): void {
+  #onStartupReply(gate: StartupGate, node: RouteNode, chunk: Buffer): void {
     const v = gate.push(chunk);
     if (gate.backendKey && this.#cancelKey === undefined) {
       this.#cancelKey = cancelKey(gate.backendKey.processId, gate.backendKey.secretKey);
@@ -258,7 +272,7 @@ export class ClientSession {
       }
       case 'ready':
         this.#flush(gate);
-        this.#startRelay(v.rest, started);
+        this.#startRelay(v.rest, this.#handshakeStarted);
         return;
     }
   }
@@ -311,12 +325,10 @@ export class ClientSession {
     this.#handshakeTimer = undefined;
     ctx.metrics.connected(this.#node!.name, (performance.now() - started) / 1000);
     ctx.metrics.opened();
-    // Drop every handshake listener: their closures hold the startup state (gate, reply reader).
-    // (Only these events: net.Socket keeps an internal 'end' listener of its own.)
-    client.removeAllListeners('data');
-    for (const event of ['data', 'drain', 'error', 'close']) server.removeAllListeners(event);
-    server.on('error', () => undefined);
-    server.on('close', () => this.#onServerClose());
+    // The handshake's listeners stay (removing them costs more than they do: a removed event is a
+    // `delete` on the emitter), idle from now on: the client's checks the phase, the server's the
+    // gate, which goes here with the rest of the startup state.
+    this.#gate = undefined;
     this.#startupPacket = undefined;
     this.#pipe = new BytePipe(client, server, !this.#passthrough, ctx.nativeRelay);
     this.#pipe.start(rest, this.#takePending());
@@ -384,9 +396,13 @@ export class ClientSession {
   }
 
   #endClient(reason: CloseReason): void {
-    this.#client.end();
-    // A client that never reads would keep the socket half-open: bound it.
-    setTimeout(() => this.#client.destroy(), 1_000).unref();
+    const c = this.#client;
+    if (!c.destroyed) {
+      // (A socket whose writable side already ended would answer end() with an Error object.)
+      if (!c.writableEnded) c.end();
+      // A client that never reads would keep the socket half-open: bound it.
+      setTimeout(() => c.destroy(), 1_000).unref();
+    }
     this.#close(reason);
   }
 
@@ -403,11 +419,11 @@ export class ClientSession {
     this.#pipe?.stop();
     if (this.#handshakeTimer) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = undefined;
+    this.#gate = undefined;
     const s = this.#server;
     this.#server = undefined;
     if (s) {
-      s.removeAllListeners('close');
-      s.removeAllListeners('data');
+      // Its listeners see it is no longer this session's server; the pipe has stopped.
       s.pause();
       destroyAfterClients(s);
     }

@@ -8,9 +8,17 @@ export interface SocketTuning {
   readonly keepaliveIdleMs: number;
 }
 
-export function tuneSocket(socket: Socket, tuning: SocketTuning): void {
-  socket.setNoDelay(true);
-  socket.setKeepAlive(true, tuning.keepaliveIdleMs);
+/**
+ * The socket options every hop gets (TCP_NODELAY, keepalive), as `net.createServer` /
+ * `net.connect` options: Node then sets them on the handle in C++, not through four JavaScript
+ * socket calls per connection.
+ */
+export function socketOptions(tuning: SocketTuning): {
+  noDelay: true;
+  keepAlive: true;
+  keepAliveInitialDelay: number;
+} {
+  return { noDelay: true, keepAlive: true, keepAliveInitialDelay: tuning.keepaliveIdleMs };
 }
 
 export function connectServer(
@@ -20,26 +28,39 @@ export function connectServer(
   tuning: SocketTuning,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(
-        new PgfleetError('ERR_CONNECT_TIMEOUT', `connect to ${host}:${port} timed out after ${timeoutMs}ms`),
-      );
-    }, timeoutMs);
-    socket.once('connect', () => {
+    const socket = connect({ host, port, ...socketOptions(tuning) });
+    // Settled once; the error listener stays (a no-op after connect) rather than being removed:
+    // removing an event's last listener `delete`s a property of the emitter's event table.
+    let settled = false;
+    const fail = (err: PgfleetError): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      socket.removeAllListeners('error');
-      tuneSocket(socket, tuning);
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () =>
+        fail(
+          new PgfleetError(
+            'ERR_CONNECT_TIMEOUT',
+            `connect to ${host}:${port} timed out after ${timeoutMs}ms`,
+          ),
+        ),
+      timeoutMs,
+    );
+    // `on`, not `once`: each fires at most once here, and a `once` wrapper removes itself (a `delete`).
+    socket.on('connect', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       resolve(socket);
     });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(
+    socket.on('error', (err) =>
+      fail(
         new PgfleetError('ERR_UPSTREAM', `connect to ${host}:${port} failed: ${err.message}`, { cause: err }),
-      );
-    });
+      ),
+    );
   });
 }
 
