@@ -16,6 +16,7 @@
  *   init(onEnded)   onEnded(id) is called on the main thread when a thread handed a pair back
  *   setThreads(n)   relay threads for pairs attached from now on (1..MAX_THREADS; default 1)
  *   stats() -> { pairs, threads, bytesToServer, bytesToClient }
+ *   shutdownWrite(fd) -> 0 or -errno   the FIN now (-EBUSY for a descriptor in a pair)
  *
  * Server→client bytes are followed message by message when `track` is set, so that JavaScript
  * knows whether the client stands at a message boundary (where a FATAL ErrorResponse may go).
@@ -392,6 +393,28 @@ static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * shutdownWrite(fd): sends the FIN now (shutdown(fd, SHUT_WR)) rather than on libuv's next poll,
+ * where net.Socket's end() does it. Closing thousands of sessions in one loop then lets each client
+ * see its end while the loop goes on. A descriptor still in a pair is refused (-EBUSY).
+ */
+static napi_value js_shutdown_write(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
+    return throw_error(env, "shutdownWrite(fd) needs a descriptor");
+  int rc;
+  pthread_mutex_lock(&mu);
+  if ((size_t)fd < attached_cap && attached[fd]) rc = -EBUSY;
+  else rc = shutdown(fd, SHUT_WR) == 0 ? 0 : -errno;
+  pthread_mutex_unlock(&mu);
+  napi_value v;
+  napi_create_int32(env, rc, &v);
+  return v;
+}
+
 /* The thread with the fewest pairs among the first n_threads, started if need be (with mu held). */
 static worker_t *pick_worker(int *err) {
   worker_t *w = &workers[0];
@@ -636,6 +659,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"shutdownWrite", NULL, js_shutdown_write, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

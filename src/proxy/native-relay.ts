@@ -39,6 +39,7 @@ interface Addon {
   detach(id: number): Detached | null;
   setThreads(n: number): void;
   stats(): NativeRelayStats;
+  shutdownWrite(fd: number): number;
 }
 
 /** The most relay threads the addon runs (MAX_THREADS in native/relay.c). */
@@ -152,5 +153,15 @@ export class NativeRelay {
 
   stats(): NativeRelayStats {
     return this.#addon.stats();
+  }
+
+  /**
+   * Sends the socket's FIN now instead of on libuv's next poll (where end() sends it); false when
+   * it could not (closed, not TCP, still in a pair). The caller still calls end(): Node's own
+   * shutdown then finds the write side closed, which it takes quietly.
+   */
+  shutdownWrite(socket: Socket): boolean {
+    const h = handleOf(socket);
+    return h !== undefined && !socket.destroyed && this.#addon.shutdownWrite(h.fd) === 0;
   }
 }

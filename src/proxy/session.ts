@@ -203,17 +203,7 @@ export class ClientSession {
     }
     this.#server = server;
     const settled = new Promise<Attempt>((resolve) => (this.#settle = resolve));
-    // These listeners stay for the server socket's life (the relay phase adds the pipe's own):
-    // each checks that the socket is still this session's server instead of being removed.
-    server.on('error', (err) => {
-      if (this.#server === server) this.#lastError = err.message;
-    });
-    server.on('close', () => {
-      if (this.#server === server) this.#onServerClose();
-    });
-    server.on('drain', () => {
-      if (this.#server === server) this.#client.resume();
-    });
+    this.#listenTo(server);
     if (this.#passthrough) {
       server.write(this.#startupPacket!);
       this.#startRelay(Buffer.alloc(0), started);
@@ -227,13 +217,31 @@ export class ClientSession {
     }, ctx.startupTimeoutMs);
     this.#gate = new StartupGate(node.role);
     this.#handshakeStarted = started;
-    server.on('data', (chunk: Buffer) => {
-      if (this.#server === server && this.#gate) this.#onStartupReply(this.#gate, node, chunk);
-    });
     server.write(this.#startupPacket!);
     for (const b of this.#takePending()) server.write(b);
     this.#client.resume();
     return settled;
+  }
+
+  /**
+   * A server socket's listeners, for its whole life (the relay phase adds the pipe's own): each
+   * checks that the socket is still this session's server instead of being removed (a removed
+   * event is a `delete` on the emitter). Outside the async #attempt, so they keep nothing of it.
+   */
+  #listenTo(server: Socket): void {
+    server.on('error', (err) => {
+      if (this.#server === server) this.#lastError = err.message;
+    });
+    server.on('close', () => {
+      if (this.#server === server) this.#onServerClose();
+    });
+    server.on('drain', () => {
+      if (this.#server === server) this.#client.resume();
+    });
+    server.on('data', (chunk: Buffer) => {
+      if (this.#server === server && this.#gate && this.#node)
+        this.#onStartupReply(this.#gate, this.#node, chunk);
+    });
   }
 
   #onStartupReply(gate: StartupGate, node: RouteNode, chunk: Buffer): void {
@@ -399,7 +407,12 @@ export class ClientSession {
     const c = this.#client;
     if (!c.destroyed) {
       // (A socket whose writable side already ended would answer end() with an Error object.)
-      if (!c.writableEnded) c.end();
+      if (!c.writableEnded) {
+        // With everything written in the kernel, the FIN goes now, not on the next poll: when a
+        // node leaves, each of thousands of clients sees its end while the closing loop goes on.
+        if (c.writableLength === 0 && c.writableCorked === 0) this.#ctx.nativeRelay?.shutdownWrite(c);
+        c.end();
+      }
       // A client that never reads would keep the socket half-open: bound it.
       setTimeout(() => c.destroy(), 1_000).unref();
     }

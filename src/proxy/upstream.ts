@@ -29,19 +29,25 @@ export function connectServer(
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port, ...socketOptions(tuning) });
-    // Settled once; the error listener stays (a no-op after connect) rather than being removed:
-    // removing an event's last listener `delete`s a property of the emitter's event table.
-    let settled = false;
-    const fail = (err: PgfleetError): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
+    // The listeners stay on the socket (a no-op once settled) rather than being removed: removing
+    // an event's last listener `delete`s a property of the emitter's event table. What they hold
+    // is dropped at settling, so a long session keeps no connect-time state.
+    let pending: { timer: NodeJS.Timeout; resolve: typeof resolve; reject: typeof reject } | undefined;
+    const settle = (err: PgfleetError | undefined): void => {
+      const p = pending;
+      if (!p) return;
+      pending = undefined;
+      clearTimeout(p.timer);
+      if (err === undefined) {
+        p.resolve(socket);
+      } else {
+        socket.destroy();
+        p.reject(err);
+      }
     };
     const timer = setTimeout(
       () =>
-        fail(
+        settle(
           new PgfleetError(
             'ERR_CONNECT_TIMEOUT',
             `connect to ${host}:${port} timed out after ${timeoutMs}ms`,
@@ -49,15 +55,10 @@ export function connectServer(
         ),
       timeoutMs,
     );
-    // `on`, not `once`: each fires at most once here, and a `once` wrapper removes itself (a `delete`).
-    socket.on('connect', () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve(socket);
-    });
+    pending = { timer, resolve, reject };
+    socket.on('connect', () => settle(undefined));
     socket.on('error', (err) =>
-      fail(
+      settle(
         new PgfleetError('ERR_UPSTREAM', `connect to ${host}:${port} failed: ${err.message}`, { cause: err }),
       ),
     );

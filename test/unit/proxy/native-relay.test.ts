@@ -249,4 +249,24 @@ describe('native relay', { timeout: 60_000 }, () => {
     destroyAll(a);
     destroyAll(b);
   });
+
+  it('sends a FIN at once with shutdownWrite, and refuses a socket still in a pair', async () => {
+    const c = await chain();
+    const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
+    assert.equal(relay.shutdownWrite(c.relayClient), false, 'a socket in a pair is left alone');
+    assert.ok(relay.detach(id, c.relayClient, c.relayServer, true));
+    const got = receive(c.clientEnd, 5);
+    assert.ok(c.relayClient.write('bye!\n'));
+    assert.equal(c.relayClient.writableLength, 0, 'written to the kernel at once');
+    const ended = once(c.clientEnd, 'end');
+    // No end() from Node: the FIN the client sees is shutdownWrite's.
+    assert.equal(relay.shutdownWrite(c.relayClient), true);
+    assert.equal((await got).toString(), 'bye!\n', 'the bytes before the FIN arrive');
+    await ended;
+    // Node's own end() afterwards finds the write side shut, quietly.
+    c.relayClient.end();
+    await once(c.relayClient, 'finish');
+    destroyAll(c);
+    assert.equal(relay.shutdownWrite(c.relayClient), false, 'a destroyed socket is refused');
+  });
 });
