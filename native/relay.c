@@ -16,7 +16,8 @@
  *   init(onEnded)   onEnded(id) is called on the main thread when a thread handed a pair back
  *   setThreads(n)   relay threads for pairs attached from now on (1..MAX_THREADS; default 1)
  *   stats() -> { pairs, threads, bytesToServer, bytesToClient }
- *   shutdownWrite(fd) -> 0 or -errno   the FIN now (-EBUSY for a descriptor in a pair)
+ *   endNow(fd, last) -> bytes of `last` sent (the FIN follows when all were) or -errno (-EBUSY:
+ *                       a descriptor in a pair): a socket's last bytes and FIN now, in one segment
  *
  * Server→client bytes are followed message by message when `track` is set, so that JavaScript
  * knows whether the client stands at a message boundary (where a FATAL ErrorResponse may go).
@@ -394,24 +395,43 @@ static napi_value js_set_threads(napi_env env, napi_callback_info info) {
 }
 
 /*
- * shutdownWrite(fd): sends the FIN now (shutdown(fd, SHUT_WR)) rather than on libuv's next poll,
- * where net.Socket's end() does it. Closing thousands of sessions in one loop then lets each client
- * see its end while the loop goes on. A descriptor still in a pair is refused (-EBUSY).
+ * endNow(fd, last): sends `last` (may be empty) and the FIN now, in one segment (MSG_MORE, then
+ * shutdown(SHUT_WR), which tacks the FIN onto the unsent data), rather than on libuv's next poll,
+ * where net.Socket's end() sends it. Closing thousands of sessions in one loop then lets each
+ * client see its end while the loop goes on, with one wake-up instead of two. Returns the bytes of
+ * `last` sent; the FIN went only when that is all of them. -errno when nothing was sent (-EBUSY:
+ * the descriptor is in a pair).
  */
-static napi_value js_shutdown_write(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+static napi_value js_end_now(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
-    return throw_error(env, "shutdownWrite(fd) needs a descriptor");
-  int rc;
+  void *data = NULL;
+  size_t len = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
+      napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok)
+    return throw_error(env, "endNow(fd, last) needs a descriptor and a Buffer");
+  ssize_t rc = 0;
   pthread_mutex_lock(&mu);
-  if ((size_t)fd < attached_cap && attached[fd]) rc = -EBUSY;
-  else rc = shutdown(fd, SHUT_WR) == 0 ? 0 : -errno;
+  if ((size_t)fd < attached_cap && attached[fd]) {
+    rc = -EBUSY;
+  } else {
+    while ((size_t)rc < len) {
+      ssize_t w = send(fd, (char *)data + rc, len - (size_t)rc, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+      if (w > 0) rc += w;
+      else if (w < 0 && errno == EINTR) continue;
+      else break;
+    }
+    if ((size_t)rc == len) {
+      if (shutdown(fd, SHUT_WR) != 0 && len == 0) rc = -errno;
+    } else if (rc == 0) {
+      rc = errno ? -errno : -EAGAIN;
+    }
+  }
   pthread_mutex_unlock(&mu);
   napi_value v;
-  napi_create_int32(env, rc, &v);
+  napi_create_int64(env, (int64_t)rc, &v);
   return v;
 }
 
@@ -659,7 +679,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"shutdownWrite", NULL, js_shutdown_write, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"endNow", NULL, js_end_now, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -39,7 +39,7 @@ interface Addon {
   detach(id: number): Detached | null;
   setThreads(n: number): void;
   stats(): NativeRelayStats;
-  shutdownWrite(fd: number): number;
+  endNow(fd: number, last: Buffer): number;
 }
 
 /** The most relay threads the addon runs (MAX_THREADS in native/relay.c). */
@@ -156,12 +156,16 @@ export class NativeRelay {
   }
 
   /**
-   * Sends the socket's FIN now instead of on libuv's next poll (where end() sends it); false when
-   * it could not (closed, not TCP, still in a pair). The caller still calls end(): Node's own
-   * shutdown then finds the write side closed, which it takes quietly.
+   * Sends `last` and the socket's FIN now, in one segment, instead of leaving the FIN to libuv's
+   * next poll (where end() sends it). Returns how many bytes of `last` went (all of them: the FIN
+   * went too), or -1 when nothing could be sent (closed, not TCP, still in a pair, buffer full).
+   * The caller writes the rest, if any, and calls end() as usual: Node's own shutdown then finds
+   * the write side closed, which it takes quietly. Only for a socket with no bytes queued in Node.
    */
-  shutdownWrite(socket: Socket): boolean {
+  endNow(socket: Socket, last: Buffer): number {
     const h = handleOf(socket);
-    return h !== undefined && !socket.destroyed && this.#addon.shutdownWrite(h.fd) === 0;
+    if (h === undefined || socket.destroyed) return -1;
+    const sent = this.#addon.endNow(h.fd, last);
+    return sent < 0 ? -1 : sent;
   }
 }

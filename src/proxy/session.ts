@@ -45,6 +45,7 @@ const RETRYABLE_SQLSTATES = new Set([
   SQLSTATE.TOO_MANY_CONNECTIONS,
   SQLSTATE.ADMIN_SHUTDOWN,
 ]);
+const EMPTY = Buffer.alloc(0);
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
 export class ClientSession {
@@ -399,19 +400,25 @@ export class ClientSession {
   #failWith(reason: CloseReason, fatal: Buffer): void {
     if (this.#phase === 'closed') return;
     this.#dropServer();
-    if (this.#client.writable) this.#client.write(fatal);
-    this.#endClient(reason);
+    this.#endClient(reason, fatal);
   }
 
-  #endClient(reason: CloseReason): void {
+  /** Ends the client's side after `last` (a FATAL ErrorResponse), then closes the session. */
+  #endClient(reason: CloseReason, last: Buffer = EMPTY): void {
     const c = this.#client;
     if (!c.destroyed) {
       // (A socket whose writable side already ended would answer end() with an Error object.)
       if (!c.writableEnded) {
-        // With everything written in the kernel, the FIN goes now, not on the next poll: when a
-        // node leaves, each of thousands of clients sees its end while the closing loop goes on.
-        if (c.writableLength === 0 && c.writableCorked === 0) this.#ctx.nativeRelay?.shutdownWrite(c);
-        c.end();
+        // With nothing queued in Node, the last bytes and the FIN go now in one segment, not on
+        // the next poll: when a node leaves, each of thousands of clients sees its end while the
+        // closing loop goes on. Whatever did not go is written by end().
+        const sent =
+          c.writableLength === 0 && c.writableCorked === 0
+            ? (this.#ctx.nativeRelay?.endNow(c, last) ?? -1)
+            : -1;
+        if (sent < 0) c.end(last);
+        else if (sent < last.length) c.end(last.subarray(sent));
+        else c.end();
       }
       // A client that never reads would keep the socket half-open: bound it.
       setTimeout(() => c.destroy(), 1_000).unref();

@@ -250,23 +250,39 @@ describe('native relay', { timeout: 60_000 }, () => {
     destroyAll(b);
   });
 
-  it('sends a FIN at once with shutdownWrite, and refuses a socket still in a pair', async () => {
+  it('sends the last bytes and the FIN at once with endNow, and refuses a socket still in a pair', async () => {
     const c = await chain();
     const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
-    assert.equal(relay.shutdownWrite(c.relayClient), false, 'a socket in a pair is left alone');
+    assert.equal(relay.endNow(c.relayClient, Buffer.from('x')), -1, 'a socket in a pair is left alone');
     assert.ok(relay.detach(id, c.relayClient, c.relayServer, true));
-    const got = receive(c.clientEnd, 5);
+    const got = receive(c.clientEnd, 9);
     assert.ok(c.relayClient.write('bye!\n'));
     assert.equal(c.relayClient.writableLength, 0, 'written to the kernel at once');
     const ended = once(c.clientEnd, 'end');
-    // No end() from Node: the FIN the client sees is shutdownWrite's.
-    assert.equal(relay.shutdownWrite(c.relayClient), true);
-    assert.equal((await got).toString(), 'bye!\n', 'the bytes before the FIN arrive');
+    // No end() from Node: the FIN the client sees is endNow's.
+    assert.equal(relay.endNow(c.relayClient, Buffer.from('last')), 4);
+    assert.equal((await got).toString(), 'bye!\nlast', 'the bytes before the FIN arrive, in order');
     await ended;
     // Node's own end() afterwards finds the write side shut, quietly.
     c.relayClient.end();
     await once(c.relayClient, 'finish');
     destroyAll(c);
-    assert.equal(relay.shutdownWrite(c.relayClient), false, 'a destroyed socket is refused');
+    assert.equal(relay.endNow(c.relayClient, Buffer.alloc(0)), -1, 'a destroyed socket is refused');
+  });
+
+  it('sends what fits with endNow and no FIN when the peer does not read', async () => {
+    const c = await chain(true); // the client end never reads: the kernel buffers fill
+    const big = Buffer.alloc(64 * 1024 * 1024, 7);
+    const sent = relay.endNow(c.relayClient, big);
+    assert.ok(sent > 0 && sent < big.length, `part of the bytes went (${sent})`);
+    // The rest is the caller's to write: the write side is still open (after a FIN, a write
+    // fails with EPIPE and destroys the socket), and the full kernel buffer makes Node queue it.
+    let failed: Error | undefined;
+    c.relayClient.write(Buffer.from('more'), (err) => (failed = err ?? undefined));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(failed, undefined);
+    assert.equal(c.relayClient.destroyed, false);
+    assert.equal(c.relayClient.writableLength, 4, 'queued behind the full kernel buffer');
+    destroyAll(c);
   });
 });
