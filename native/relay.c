@@ -45,6 +45,7 @@ extern int uv_backend_fd(const struct uv_loop_s *loop);
 #define SLOT_BITS 24
 #define SLOT_LIMIT (1u << SLOT_BITS)
 #define MAX_THREADS 16
+#define FILL_BEFORE_SPREAD 16
 
 /* STARTING: being registered by attach; the thread leaves it alone (its events come back). */
 enum { STARTING = 0, ACTIVE = 1, ENDED = 2, DETACHED = 3 };
@@ -435,11 +436,21 @@ static napi_value js_end_now(napi_env env, napi_callback_info info) {
   return v;
 }
 
-/* The thread with the fewest pairs among the first n_threads, started if need be (with mu held). */
+/*
+ * The first of the first n_threads with fewer than FILL_BEFORE_SPREAD pairs, else the one with the
+ * fewest; started if need be (with mu held). A few sessions share one thread: spread over two,
+ * each message wakes a thread that has little else to do (more epoll_waits and context switches
+ * per message). Many sessions are spread: each thread gets a scheduler share of its own.
+ */
 static worker_t *pick_worker(int *err) {
-  worker_t *w = &workers[0];
-  for (int t = 1; t < n_threads; t++)
-    if (workers[t].pairs < w->pairs) w = &workers[t];
+  worker_t *w = NULL;
+  for (int t = 0; t < n_threads && !w; t++)
+    if (workers[t].pairs < FILL_BEFORE_SPREAD) w = &workers[t];
+  if (!w) {
+    w = &workers[0];
+    for (int t = 1; t < n_threads; t++)
+      if (workers[t].pairs < w->pairs) w = &workers[t];
+  }
   if (w->running) return w;
   if (w->epfd < 0) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
