@@ -6,10 +6,11 @@
  * JavaScript, a pair is handed back: its descriptors leave its thread's epoll set and JavaScript
  * resumes reading them, writing first whatever the thread had read but not yet delivered.
  *
- * Each relay thread has its own epoll set; a new pair goes to the thread with the fewest pairs
- * (among the first `setThreads(n)`, started on first use). More than one thread matters on a busy
- * machine: the scheduler shares the CPU per thread, and one thread serving every session gets one
- * share against dozens of Postgres backends.
+ * Each relay thread has its own epoll set; a new pair goes to the first thread with fewer than
+ * FILL_BEFORE_SPREAD pairs, else to the one with the fewest (among the first `setThreads(n)`,
+ * started on first use). More than one thread matters on a busy machine: the scheduler shares the
+ * CPU per thread, and one thread serving every session gets one share against dozens of Postgres
+ * backends. A few sessions are cheaper on one thread (fewer wake-ups per message).
  *
  *   attach(clientFd, serverFd, track) -> id (>= 0) or -errno (-EBUSY: a descriptor is already attached)
  *   detach(id) -> { toClient, toServer, atBoundary } or null (unknown id / already detached)
