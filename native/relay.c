@@ -6,11 +6,10 @@
  * JavaScript, a pair is handed back: its descriptors leave its thread's epoll set and JavaScript
  * resumes reading them, writing first whatever the thread had read but not yet delivered.
  *
- * Each relay thread has its own epoll set; a new pair goes to the first thread with fewer than
- * FILL_BEFORE_SPREAD pairs, else to the one with the fewest (among the first `setThreads(n)`,
- * started on first use). More than one thread matters on a busy machine: the scheduler shares the
- * CPU per thread, and one thread serving every session gets one share against dozens of Postgres
- * backends. A few sessions are cheaper on one thread (fewer wake-ups per message).
+ * Each relay thread has its own epoll set; a new pair goes to the thread with the fewest pairs
+ * (among the first `setThreads(n)`, started on first use). More than one thread matters on a busy
+ * machine: the scheduler shares the CPU per thread, and one thread serving every session gets one
+ * share against dozens of Postgres backends.
  *
  *   attach(clientFd, serverFd, track) -> id (>= 0) or -errno (-EBUSY: a descriptor is already attached)
  *   detach(id) -> { toClient, toServer, atBoundary } or null (unknown id / already detached)
@@ -46,7 +45,6 @@ extern int uv_backend_fd(const struct uv_loop_s *loop);
 #define SLOT_BITS 24
 #define SLOT_LIMIT (1u << SLOT_BITS)
 #define MAX_THREADS 16
-#define FILL_BEFORE_SPREAD 16
 
 /* STARTING: being registered by attach; the thread leaves it alone (its events come back). */
 enum { STARTING = 0, ACTIVE = 1, ENDED = 2, DETACHED = 3 };
@@ -437,21 +435,11 @@ static napi_value js_end_now(napi_env env, napi_callback_info info) {
   return v;
 }
 
-/*
- * The first of the first n_threads with fewer than FILL_BEFORE_SPREAD pairs, else the one with the
- * fewest; started if need be (with mu held). A few sessions share one thread: spread over two,
- * each message wakes a thread that has little else to do (more epoll_waits and context switches
- * per message). Many sessions are spread: each thread gets a scheduler share of its own.
- */
+/* The thread with the fewest pairs among the first n_threads, started if need be (with mu held). */
 static worker_t *pick_worker(int *err) {
-  worker_t *w = NULL;
-  for (int t = 0; t < n_threads && !w; t++)
-    if (workers[t].pairs < FILL_BEFORE_SPREAD) w = &workers[t];
-  if (!w) {
-    w = &workers[0];
-    for (int t = 1; t < n_threads; t++)
-      if (workers[t].pairs < w->pairs) w = &workers[t];
-  }
+  worker_t *w = &workers[0];
+  for (int t = 1; t < n_threads; t++)
+    if (workers[t].pairs < w->pairs) w = &workers[t];
   if (w->running) return w;
   if (w->epfd < 0) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
