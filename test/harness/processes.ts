@@ -5,7 +5,7 @@
  * States: running → exited. `stop()` and `kill()` are idempotent; `exited` settles once.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { onCleanup, trackPid, untrackPid } from './cleanup.js';
 import { postgresUser } from './os-user.js';
@@ -205,6 +205,27 @@ export function isAlive(pid: number | undefined): boolean {
   try {
     process.kill(pid, 0);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when every thread of the process is stopped (state T or t in /proc/PID/task/TID/stat).
+ * SIGSTOP takes effect per thread as each is next scheduled, so a request sent right after
+ * kill() may still be answered: wait for this before counting on the process being frozen.
+ */
+export function isStopped(pid: number): boolean {
+  try {
+    const tids = readdirSync(`/proc/${pid}/task`);
+    return (
+      tids.length > 0 &&
+      tids.every((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        return state === 'T' || state === 't';
+      })
+    );
   } catch {
     return false;
   }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { EtcdAgentDcs } from '../../src/dcs/agent-store.js';
-import { cleanupAll, onCleanup, startEtcd, waitFor } from '../harness/index.js';
+import { cleanupAll, isStopped, onCleanup, startEtcd, waitFor } from '../harness/index.js';
 
 /** LeaseKeepAlive streams etcd started and finished, from its Prometheus metrics. */
 async function keepaliveStreams(clientUrl: string): Promise<{ started: number; handled: number }> {
@@ -44,6 +44,11 @@ void describe('agent etcd store: lease renewals while etcd does not answer', { t
 
     etcd.kill('SIGSTOP');
     try {
+      // SIGSTOP reaches each thread as it is next scheduled: until all are stopped, etcd may
+      // still answer (seen once in CI: the first renewal after kill() succeeded).
+      const pid = etcd.pid;
+      assert.ok(pid !== undefined, 'etcd is running');
+      await waitFor('every etcd thread to be stopped', () => isStopped(pid), 5_000, 5);
       for (let i = 0; i < 5; i++) {
         await assert.rejects(dcs.refreshLease(), /timed out|deadline/i);
       }
