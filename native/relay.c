@@ -412,9 +412,12 @@ static napi_value js_end_now(napi_env env, napi_callback_info info) {
   if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
       napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok)
     return throw_error(env, "endNow(fd, last) needs a descriptor and a Buffer");
-  ssize_t rc = 0;
+  /* Only the main thread attaches, so the check needs mu but the system calls after it do not. */
   pthread_mutex_lock(&mu);
-  if ((size_t)fd < attached_cap && attached[fd]) {
+  int busy = (size_t)fd < attached_cap && attached[fd];
+  pthread_mutex_unlock(&mu);
+  ssize_t rc = 0;
+  if (busy) {
     rc = -EBUSY;
   } else {
     while ((size_t)rc < len) {
@@ -429,7 +432,6 @@ static napi_value js_end_now(napi_env env, napi_callback_info info) {
       rc = errno ? -errno : -EAGAIN;
     }
   }
-  pthread_mutex_unlock(&mu);
   napi_value v;
   napi_create_int64(env, (int64_t)rc, &v);
   return v;
