@@ -22,66 +22,11 @@
  * Server→client bytes are followed message by message when `track` is set, so that JavaScript
  * knows whether the client stands at a message boundary (where a FATAL ErrorResponse may go).
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <node_api.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "relay.h"
 
 /* libuv, which Node exports to addons (declared here: Node-API's headers do not include uv.h). */
 struct uv_loop_s;
 extern int uv_backend_fd(const struct uv_loop_s *loop);
-
-#define BUF_SIZE (128 * 1024)
-#define MAX_EVENTS 256
-#define MAX_READS_PER_EVENT 8
-#define UNREG_PER_BATCH 64
-#define SLOT_BITS 24
-#define SLOT_LIMIT (1u << SLOT_BITS)
-#define MAX_THREADS 16
-
-/* STARTING: being registered by attach; the thread leaves it alone (its events come back). */
-enum { STARTING = 0, ACTIVE = 1, ENDED = 2, DETACHED = 3 };
-
-typedef struct side {
-  int fd;
-  uint32_t mask;      /* events registered in epoll */
-  char *pending;      /* read from the peer, not yet written to fd */
-  size_t off, len;
-} side_t;
-
-struct pair;
-
-/* One relay thread and its epoll set. */
-typedef struct worker {
-  int epfd;
-  int wake_fd;        /* eventfd in the epoll set (event data 0): wakes the thread for `unreg` */
-  int wake_sent;      /* wake_fd written and not yet read (atomic) */
-  int running;
-  uint32_t pairs;     /* attached pairs (mu) */
-  struct pair *unreg; /* detached pairs left for this thread to unregister and free (mu) */
-} worker_t;
-
-typedef struct pair {
-  pthread_mutex_t mu; /* the relay thread holds it while moving this pair's bytes; detach takes it */
-  worker_t *w;        /* the thread whose epoll set holds the descriptors */
-  side_t s[2];        /* 0 = client, 1 = server */
-  uint32_t slot, gen;
-  int state;
-  int track;
-  /* server→client message tracker */
-  uint8_t hdr;
-  uint32_t len;
-  uint32_t remaining;
-  int corrupt;
-  struct pair *next_unreg;
-} pair_t;
 
 /*
  * Locking: `mu` guards the id slots, the counters, the workers and their `unreg` lists, and orders epoll
@@ -91,20 +36,20 @@ typedef struct pair {
  * Pairs are freed only by their relay thread, after the batch of events in progress, once their
  * descriptors are out of its epoll set, so no batch can name freed memory.
  */
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static worker_t workers[MAX_THREADS];
-static int n_threads = 1;   /* threads new pairs are spread over */
+pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+worker_t workers[MAX_THREADS];
+int n_threads = 1;   /* threads new pairs are spread over */
 static int initialised = 0;
-static pair_t **slots = NULL;
+pair_t **slots = NULL;
 /* attached[fd]: the descriptor belongs to a pair not yet detached (one pair per socket at a time). */
 static uint8_t *attached = NULL;
 static size_t attached_cap = 0;
-static uint32_t *gens = NULL;
-static uint32_t slot_cap = 0;
-static uint32_t *free_slots = NULL;
-static uint32_t free_count = 0;
-static uint32_t pair_count = 0;
-static uint64_t bytes_moved[2] = {0, 0}; /* [0] client→server, [1] server→client; atomic adds */
+uint32_t *gens = NULL;
+uint32_t slot_cap = 0;
+uint32_t *free_slots = NULL;
+uint32_t free_count = 0;
+uint32_t pair_count = 0;
+uint64_t bytes_moved[2] = {0, 0}; /* [0] client→server, [1] server→client; atomic adds */
 /*
  * Pairs detached while still registered go on their thread's `unreg` list: the thread removes their
  * descriptors from its epoll set (after the batch in progress, which may name them) and frees them.
@@ -113,9 +58,18 @@ static uint64_t bytes_moved[2] = {0, 0}; /* [0] client→server, [1] server→cl
  */
 static napi_threadsafe_function on_ended = NULL;
 
-static double pair_id(const pair_t *p) { return (double)p->gen * (double)SLOT_LIMIT + (double)p->slot; }
+double pair_id(const pair_t *p) { return (double)p->gen * (double)SLOT_LIMIT + (double)p->slot; }
 
-static void track(pair_t *p, const uint8_t *b, size_t n) {
+pair_t *pair_by_id(double id) {
+  if (!(id >= 0 && id < 9007199254740992.0)) return NULL;
+  uint64_t raw = (uint64_t)id;
+  uint32_t slot = (uint32_t)(raw & (SLOT_LIMIT - 1));
+  uint32_t gen = (uint32_t)(raw >> SLOT_BITS);
+  pair_t *p = slot < slot_cap ? slots[slot] : NULL;
+  return p && p->gen == gen ? p : NULL;
+}
+
+void track(pair_t *p, const uint8_t *b, size_t n) {
   size_t i = 0;
   while (i < n && !p->corrupt) {
     if (p->remaining > 0) {
@@ -152,7 +106,7 @@ static int update_masks(pair_t *p) {
   return 0;
 }
 
-static void unregister(pair_t *p) {
+void unregister(pair_t *p) {
   for (int i = 0; i < 2; i++)
     if (p->s[i].fd >= 0) epoll_ctl(p->w->epfd, EPOLL_CTL_DEL, p->s[i].fd, NULL);
 }
@@ -162,7 +116,7 @@ static void unregister(pair_t *p) {
  * its old socket was closed (which removed it from epoll), and removing it now would remove the
  * new registration instead.
  */
-static void forget_pending_fd(int fd) {
+void forget_pending_fd(int fd) {
   for (int t = 0; t < MAX_THREADS; t++)
     for (pair_t *p = workers[t].unreg; p; p = p->next_unreg)
       for (int i = 0; i < 2; i++)
@@ -179,7 +133,7 @@ static void forget_pending_fd(int fd) {
  * already handed back (ENDED) has none left there: it just waits, a few hundred bytes, for the
  * thread's next batch, sparing a wake-up per connection.
  */
-static void queue_unregister(pair_t *p, int wake) {
+void queue_unregister(pair_t *p, int wake) {
   worker_t *wk = p->w;
   p->next_unreg = wk->unreg;
   __atomic_store_n(&wk->unreg, p, __ATOMIC_RELEASE);
@@ -199,7 +153,7 @@ static void end_pair(pair_t *p, double *ended, int *n_ended) {
 }
 
 /* Writes what is pending for side `to`; 0 when done or would block, -1 on error. */
-static int flush_pending(side_t *to) {
+int flush_pending(side_t *to) {
   while (to->pending) {
     ssize_t w = send(to->fd, to->pending + to->off, to->len - to->off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
@@ -217,7 +171,7 @@ static int flush_pending(side_t *to) {
 }
 
 /* Sends n bytes to `to`, keeping what the socket does not take; -1 on error. */
-static int forward(side_t *to, const char *buf, size_t n) {
+int forward(side_t *to, const char *buf, size_t n) {
   size_t done = 0;
   while (done < n) {
     ssize_t w = send(to->fd, buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -282,14 +236,19 @@ static void *relay_main(void *arg) {
   if (!buf) abort();
   int more = 0; /* detached pairs left to remove: poll without sleeping until they are done */
   for (;;) {
-    int n = epoll_wait(w->epfd, evs, MAX_EVENTS, more ? 0 : -1);
+    int n = epoll_wait(w->epfd, evs, MAX_EVENTS, more ? 0 : front_timeout_ms(w));
     if (n < 0) {
       if (errno == EINTR) continue;
       abort();
     }
     int n_ended = 0;
     for (int k = 0; k < n; k++) {
-      pair_t *p = (pair_t *)(uintptr_t)(evs[k].data.u64 & ~(uint64_t)1);
+      uint64_t tag = evs[k].data.u64 & TAG_MASK;
+      if (tag == TAG_LISTENER) {
+        front_accept((void *)(uintptr_t)(evs[k].data.u64 & ~(uint64_t)TAG_MASK), w);
+        continue;
+      }
+      pair_t *p = (pair_t *)(uintptr_t)(evs[k].data.u64 & ~(uint64_t)TAG_MASK);
       if (p == NULL) {
         uint64_t count;
         ssize_t r = read(w->wake_fd, &count, sizeof(count));
@@ -299,9 +258,14 @@ static void *relay_main(void *arg) {
         continue;
       }
       pthread_mutex_lock(&p->mu);
-      if (p->state == ACTIVE) on_event(p, (int)(evs[k].data.u64 & 1), evs[k].events, buf, ended, &n_ended);
+      if (p->state == ACTIVE) {
+        if (p->phase != PH_NONE) front_event(p, (int)tag, evs[k].events, buf);
+        else on_event(p, (int)tag, evs[k].events, buf, ended, &n_ended);
+      }
       pthread_mutex_unlock(&p->mu);
     }
+    /* Pairs this batch closed go on `unreg` (freed below), startup and linger deadlines pass, events go out. */
+    front_after_batch(w);
     /*
      * Detached pairs may have been named by this batch: they leave epoll and memory only after it,
      * a few at a time, so that attach never waits long for mu while thousands are detached at once.
@@ -355,9 +319,10 @@ static void on_env_cleanup(void *arg) {
   on_ended = NULL;
   pthread_mutex_unlock(&mu);
   if (tsfn) napi_release_threadsafe_function(tsfn, napi_tsfn_abort);
+  front_cleanup();
 }
 
-static napi_value throw_error(napi_env env, const char *msg) {
+napi_value throw_error(napi_env env, const char *msg) {
   napi_throw_error(env, NULL, msg);
   return NULL;
 }
@@ -376,6 +341,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   /* The relay must not keep the process alive. */
   napi_unref_threadsafe_function(env, on_ended);
   for (int t = 0; t < MAX_THREADS; t++) workers[t].epfd = workers[t].wake_fd = -1;
+  front_init_globals();
   initialised = 1;
   napi_add_env_cleanup_hook(env, on_env_cleanup, NULL);
   return NULL;
@@ -437,21 +403,18 @@ static napi_value js_end_now(napi_env env, napi_callback_info info) {
   return v;
 }
 
-/* The thread with the fewest pairs among the first n_threads, started if need be (with mu held). */
-static worker_t *pick_worker(int *err) {
-  worker_t *w = &workers[0];
-  for (int t = 1; t < n_threads; t++)
-    if (workers[t].pairs < w->pairs) w = &workers[t];
-  if (w->running) return w;
+/* Starts a relay thread (with mu held): 0, or -errno. */
+int start_worker(worker_t *w) {
+  if (w->running) return 0;
   if (w->epfd < 0) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int wake = ep < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     if (ep < 0 || wake < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev) != 0) {
-      *err = -(errno ? errno : EMFILE);
+      int err = -(errno ? errno : EMFILE);
       if (ep >= 0) close(ep);
       if (wake >= 0) close(wake);
-      return NULL;
+      return err;
     }
     w->epfd = ep;
     w->wake_fd = wake;
@@ -461,12 +424,20 @@ static worker_t *pick_worker(int *err) {
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   if (pthread_create(&t, &attr, relay_main, w) == 0) w->running = 1;
-  else *err = -EAGAIN;
   pthread_attr_destroy(&attr);
-  return w->running ? w : NULL;
+  return w->running ? 0 : -EAGAIN;
 }
 
-static int grow_slots(void) {
+/* The thread with the fewest pairs among the first n_threads, started if need be (with mu held). */
+static worker_t *pick_worker(int *err) {
+  worker_t *w = &workers[0];
+  for (int t = 1; t < n_threads; t++)
+    if (workers[t].pairs < w->pairs) w = &workers[t];
+  *err = start_worker(w);
+  return *err == 0 ? w : NULL;
+}
+
+int grow_slots(void) {
   uint32_t cap = slot_cap ? slot_cap * 2 : 1024;
   if (cap > SLOT_LIMIT) return -1;
   pair_t **s = realloc(slots, cap * sizeof(*s));
@@ -617,18 +588,15 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   double id;
   if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || !(id >= 0 && id < 9007199254740992.0))
     return throw_error(env, "detach(id) needs an id from attach()");
-  uint64_t raw = (uint64_t)id;
-  uint32_t slot = (uint32_t)(raw & (SLOT_LIMIT - 1));
-  uint32_t gen = (uint32_t)(raw >> SLOT_BITS);
   pthread_mutex_lock(&mu);
-  pair_t *p = slot < slot_cap ? slots[slot] : NULL;
-  if (!p || p->gen != gen) {
+  pair_t *p = pair_by_id(id);
+  if (!p || p->phase != PH_NONE) {
     pthread_mutex_unlock(&mu);
     napi_get_null(env, &result);
     return result;
   }
-  slots[slot] = NULL;
-  free_slots[free_count++] = slot;
+  slots[p->slot] = NULL;
+  free_slots[free_count++] = p->slot;
   pair_count--;
   p->w->pairs--;
   pthread_mutex_lock(&p->mu);
@@ -682,6 +650,13 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"endNow", NULL, js_end_now, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontInit", NULL, js_front_init, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontListen", NULL, js_front_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontUnlisten", NULL, js_front_unlisten, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontConnect", NULL, js_front_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontEnd", NULL, js_front_end, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontState", NULL, js_front_state, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontStarting", NULL, js_front_starting, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,24 +1,40 @@
 /**
- * One configured listener: a TCP server whose connections become ClientSessions.
+ * One configured listener. With the native front (the addon loaded, `tls: disable`), the addon
+ * listens and accepts, and each client that sends a plain StartupMessage becomes a FrontSession;
+ * whatever else a client sends first (a CancelRequest, a malformed packet) is handed over as a
+ * socket to a ClientSession, as is every client of a Node `net` server (`relay: js`, or
+ * `tls: passthrough`, whose TLS bytes only Node's path forwards).
  */
-import { createServer, type Server, type Socket } from 'node:net';
-import { PgfleetError } from '../errors.js';
+import { lookup } from 'node:dns/promises';
+import { createServer, isIP, Socket, type Server } from 'node:net';
+import { PgfleetError, errorMessage } from '../errors.js';
+import type { Terminable } from './connection-registry.js';
+import { FrontSession } from './front-session.js';
 import type { ListenerContext } from './listener-context.js';
+import type { FrontListenerEvents, NativeFront } from './native-front.js';
 import { ClientSession } from './session.js';
 import { socketOptions } from './upstream.js';
 
-export class Listener {
-  readonly #ctx: ListenerContext<ClientSession>;
+export class Listener implements FrontListenerEvents {
+  readonly #ctx: ListenerContext<Terminable>;
   readonly #admit: () => boolean;
-  readonly #server: Server;
+  readonly #front: NativeFront | undefined;
+  readonly #server: Server | undefined;
+  #frontIndex: number | undefined;
+  #bound: { host: string; port: number } | undefined;
   #listening = false;
   /** Every open client socket, in any phase, so shutdown can end the ones no registry knows. */
   readonly #sockets = new Set<Socket>();
+  /** Every session on the native front. */
+  readonly #frontSessions = new Set<FrontSession>();
+  #onEmpty: (() => void) | undefined;
 
-  constructor(ctx: ListenerContext<ClientSession>, admit: () => boolean) {
+  constructor(ctx: ListenerContext<Terminable>, admit: () => boolean, front: NativeFront | undefined) {
     this.#ctx = ctx;
     this.#admit = admit;
-    this.#server = createServer(socketOptions(ctx.tuning), (socket) => this.#onConnection(socket));
+    this.#front = ctx.listener.tls === 'disable' ? front : undefined;
+    if (!this.#front)
+      this.#server = createServer(socketOptions(ctx.tuning), (socket) => this.#onConnection(socket));
   }
 
   get name(): string {
@@ -26,49 +42,113 @@ export class Listener {
   }
 
   get address(): { host: string; port: number } {
-    const a = this.#server.address();
+    if (this.#bound) return this.#bound;
+    const a = this.#server?.address();
     return a !== null && typeof a === 'object'
       ? { host: a.address, port: a.port }
       : this.#ctx.listener.listen;
   }
 
-  #onConnection(socket: Socket): void {
+  /** True when the addon accepts this listener's clients. */
+  get native(): boolean {
+    return this.#front !== undefined;
+  }
+
+  #onConnection(socket: Socket, initial?: Buffer): void {
     this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
+    socket.once('close', () => {
+      this.#sockets.delete(socket);
+      this.#checkEmpty();
+    });
     const overLimit = !this.#admit();
-    new ClientSession(socket, this.#ctx, overLimit).start();
+    new ClientSession(socket, this.#ctx, overLimit).start(initial);
+  }
+
+  onStartup(id: number): FrontSession | undefined {
+    const front = this.#front;
+    if (!front) return undefined;
+    const onClosed = (s: FrontSession): void => {
+      this.#frontSessions.delete(s);
+      this.#checkEmpty();
+    };
+    const session = new FrontSession(id, this.#ctx, front, onClosed, !this.#admit());
+    this.#frontSessions.add(session);
+    return session;
+  }
+
+  onHandover(fd: number, bytes: Buffer): void {
+    let socket: Socket;
+    try {
+      socket = new Socket({ fd, readable: true, writable: true });
+    } catch (err) {
+      this.#ctx.log.warn(
+        { err: errorMessage(err) },
+        'cannot take over a client socket from the native front',
+      );
+      return;
+    }
+    this.#onConnection(socket, bytes);
+  }
+
+  onEarly(reason: 'startup_timeout' | 'client_closed'): void {
+    this.#ctx.metrics.closed(reason);
   }
 
   async start(): Promise<void> {
     const { host, port } = this.#ctx.listener.listen;
+    const fail = (err: unknown): PgfleetError =>
+      new PgfleetError(
+        'ERR_CONFIG_INVALID',
+        `listener "${this.name}" cannot listen on ${host}:${port}: ${errorMessage(err)}`,
+        { cause: err },
+      );
+    if (this.#front) {
+      try {
+        const ip = isIP(host) !== 0 ? host : (await lookup(host)).address;
+        const bound = this.#front.listen(ip, port, this);
+        this.#frontIndex = bound.index;
+        this.#bound = { host: ip, port: bound.port };
+      } catch (err) {
+        throw fail(err);
+      }
+      this.#listening = true;
+      return;
+    }
+    const server = this.#server!;
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) =>
-        reject(
-          new PgfleetError(
-            'ERR_CONFIG_INVALID',
-            `listener "${this.name}" cannot listen on ${host}:${port}: ${err.message}`,
-            { cause: err },
-          ),
-        );
-      this.#server.once('error', onError);
-      this.#server.listen({ host, port, backlog: 1024 }, () => {
-        this.#server.off('error', onError);
+      const onError = (err: Error) => reject(fail(err));
+      server.once('error', onError);
+      server.listen({ host, port, backlog: 1024 }, () => {
+        server.off('error', onError);
         this.#listening = true;
         resolve();
       });
     });
   }
 
+  #checkEmpty(): void {
+    if (this.#sockets.size === 0 && this.#frontSessions.size === 0) this.#onEmpty?.();
+  }
+
   /** Stops accepting, then waits up to `graceMs` for open sessions to end before destroying them. */
   async close(graceMs: number): Promise<void> {
     if (!this.#listening) return;
     this.#listening = false;
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const serverClosed = this.#server
+      ? new Promise<void>((resolve) => this.#server!.close(() => resolve()))
+      : Promise.resolve();
+    if (this.#frontIndex !== undefined) this.#front?.unlisten(this.#frontIndex);
+    const drained = new Promise<void>((resolve) => {
+      this.#onEmpty = resolve;
+      this.#checkEmpty();
+    });
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([closed, grace]);
+    await Promise.race([Promise.all([serverClosed, drained]), grace]);
     clearTimeout(timer);
     for (const s of this.#sockets) s.destroy();
-    await closed;
+    for (const s of this.#frontSessions) s.destroy();
+    await serverClosed;
+    if (this.#frontIndex !== undefined) this.#front?.forgetListener(this.#frontIndex);
   }
 }

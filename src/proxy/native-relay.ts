@@ -40,7 +40,32 @@ interface Addon {
   setThreads(n: number): void;
   stats(): NativeRelayStats;
   endNow(fd: number, last: Buffer): number;
+  frontInit(onEvent: FrontEventHandler, startupTimeoutMs: number, keepaliveIdleMs: number): void;
+  frontListen(ip: string, port: number, backlog: number, index: number): { fd: number; port: number };
+  frontUnlisten(index: number): void;
+  frontConnect(id: number, ip: string, port: number, role: number): number;
+  frontEnd(id: number, last: Buffer | null, flushHeld: boolean): boolean;
+  frontState(id: number): number;
+  frontStarting(): number;
 }
+
+/** What the addon's front (native/front.c) reports: (kind, id, listener, a, b, bytes, s1, s2). */
+export type FrontEventHandler = (
+  kind: number,
+  id: number,
+  listener: number,
+  a: number,
+  b: number,
+  bytes: Buffer | null,
+  s1: string | null,
+  s2: string | null,
+) => void;
+
+/** The addon's front calls, for NativeFront (native-front.ts). */
+export type FrontAddon = Pick<
+  Addon,
+  'frontInit' | 'frontListen' | 'frontUnlisten' | 'frontConnect' | 'frontEnd' | 'frontState' | 'frontStarting'
+>;
 
 /** The most relay threads the addon runs (MAX_THREADS in native/relay.c). */
 export const MAX_RELAY_THREADS = 16;
@@ -153,6 +178,11 @@ export class NativeRelay {
 
   stats(): NativeRelayStats {
     return this.#addon.stats();
+  }
+
+  /** The addon's front-end calls (accepting clients and running their startup in the addon). */
+  get frontAddon(): FrontAddon {
+    return this.#addon;
   }
 
   /**

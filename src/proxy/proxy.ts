@@ -25,7 +25,8 @@ import type { ListenerContext } from './listener-context.js';
 import { Listener } from './listener.js';
 import { ProxyMetrics } from './metrics.js';
 import { MAX_RELAY_THREADS, NativeRelay } from './native-relay.js';
-import type { ClientSession } from './session.js';
+import type { Terminable } from './connection-registry.js';
+import { NativeFront } from './native-front.js';
 import { WaitQueue } from './wait-queue.js';
 
 /** How long sessions get to finish their goodbye (FATAL 57P01) before their sockets are destroyed. */
@@ -75,7 +76,7 @@ export class Proxy {
   readonly #watcher: ClusterWatcher;
   readonly #health: HealthChecker | undefined;
   readonly #policy: RoutePolicy;
-  readonly #registry: ConnectionRegistry<ClientSession>;
+  readonly #registry: ConnectionRegistry<Terminable>;
   readonly #cancels = new CancelRegistry();
   readonly #waits: WaitQueue;
   readonly #listeners: Listener[] = [];
@@ -88,6 +89,7 @@ export class Proxy {
   #stalenessTimer: NodeJS.Timeout | undefined;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   readonly #nativeRelay: NativeRelay | undefined;
+  readonly #front: NativeFront | undefined;
 
   constructor(config: ProxyConfig, log: Logger, metrics = new ProxyMetrics()) {
     this.#config = config;
@@ -134,12 +136,14 @@ export class Proxy {
     this.#registry = new ConnectionRegistry();
     metrics.countSessionsWith(() => this.#registry.counts());
     this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
+    // The addon's front accepts clients itself and runs their startup (native-front.ts).
+    this.#front = relay ? NativeFront.of(relay.frontAddon, p.startup_timeout, p.keepalive.idle) : undefined;
     for (const l of p.listeners)
-      this.#listeners.push(new Listener(this.#contextFor(l.name), () => this.#admit()));
+      this.#listeners.push(new Listener(this.#contextFor(l.name), () => this.#admit(), this.#front));
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
-  #contextFor(name: string): ListenerContext<ClientSession> {
+  #contextFor(name: string): ListenerContext<Terminable> {
     const p = this.#config.proxy;
     const listener = p.listeners.find((l) => l.name === name)!;
     return {
@@ -159,15 +163,21 @@ export class Proxy {
       nextCursor: () => this.#cursor++,
       released: () => {
         this.#clients--;
-        this.metrics.clientConnections.set(this.#clients);
+        this.metrics.clientConnections.set(this.#clientCount());
       },
     };
   }
 
   #admit(): boolean {
     this.#clients++;
-    this.metrics.clientConnections.set(this.#clients);
-    return this.#clients <= this.#config.proxy.max_client_connections && this.#state === 'running';
+    const n = this.#clientCount();
+    this.metrics.clientConnections.set(n);
+    return n <= this.#config.proxy.max_client_connections && this.#state === 'running';
+  }
+
+  /** Admitted clients, and those the native front has accepted but not yet read a startup from. */
+  #clientCount(): number {
+    return this.#clients + (this.#front?.starting() ?? 0);
   }
 
   get table(): RoutingTable {
@@ -311,7 +321,7 @@ export class Proxy {
       listeners,
       members,
       sessions: this.#registry.counts(),
-      clientConnections: this.#clients,
+      clientConnections: this.#clientCount(),
     };
   }
 

@@ -36,21 +36,16 @@ import { forwardCancel } from './cancel-forward.js';
 import { routeLoop, type Attempt } from './route-loop.js';
 import { startupAction } from './startup-action.js';
 import { StartupGate } from './startup-gate.js';
+import { RETRYABLE_SQLSTATES, noRouteFatal, stillRouted, wrongRoleError } from './session-common.js';
 
 type Phase = 'startup' | 'routing' | 'handshake' | 'relay' | 'closed';
 
-/** Server refusals worth trying another node for, when the client has not yet been involved. */
-const RETRYABLE_SQLSTATES = new Set([
-  SQLSTATE.CANNOT_CONNECT_NOW,
-  SQLSTATE.TOO_MANY_CONNECTIONS,
-  SQLSTATE.ADMIN_SHUTDOWN,
-]);
 const EMPTY = Buffer.alloc(0);
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
 export class ClientSession {
   readonly #client: Socket;
-  readonly #ctx: ListenerContext<ClientSession>;
+  readonly #ctx: ListenerContext;
   readonly #overLimit: boolean;
   #phase: Phase = 'startup';
   #framer: StartupFramer | undefined = new StartupFramer();
@@ -75,18 +70,20 @@ export class ClientSession {
   #gate: StartupGate | undefined;
   #handshakeStarted = 0;
 
-  constructor(client: Socket, ctx: ListenerContext<ClientSession>, overLimit: boolean) {
+  constructor(client: Socket, ctx: ListenerContext, overLimit: boolean) {
     this.#client = client;
     this.#ctx = ctx;
     this.#overLimit = overLimit;
   }
 
-  start(): void {
+  /** `initial`: bytes already read from the client (by the native front, which handed it over). */
+  start(initial?: Buffer): void {
     const c = this.#client;
     c.on('data', (chunk: Buffer) => this.#onClientData(chunk));
     c.on('error', () => undefined);
     c.on('close', () => this.#close('client_closed'));
     this.#startupTimer = setTimeout(() => this.#close('startup_timeout'), this.#ctx.startupTimeoutMs);
+    if (initial !== undefined && initial.length > 0) this.#onClientData(initial);
   }
 
   #onClientData(chunk: Buffer): void {
@@ -158,22 +155,7 @@ export class ClientSession {
       waiting: (cancel) => (this.#cancelWait = cancel),
     });
     if (result.kind === 'settled') return;
-    const where = `listener "${ctx.listener.name}" of cluster "${ctx.cluster}"`;
-    const secs = ctx.waitTimeoutMs / 1000;
-    if (result.sawNodes && this.#lastError !== undefined) {
-      this.#fail(
-        'no_route',
-        this.#lastErrorCode,
-        `pgfleet: could not connect to any server for ${where} within ${secs}s`,
-        this.#lastError,
-      );
-    } else {
-      this.#fail(
-        'no_route',
-        SQLSTATE.CANNOT_CONNECT_NOW,
-        `pgfleet: no server available for ${where} after waiting ${secs}s`,
-      );
-    }
+    this.#failWith('no_route', noRouteFatal(ctx, result, this.#lastError, this.#lastErrorCode));
   }
 
   /** Connects to `node` and runs the handshake; settles when the session is relaying, must retry, or is over. */
@@ -196,7 +178,7 @@ export class ClientSession {
       server.destroy();
       return 'done';
     }
-    if (!this.#stillRouted(node)) {
+    if (!stillRouted(ctx, node)) {
       // The table dropped this node while we were connecting: choose again.
       server.destroy();
       this.#dropNode();
@@ -265,20 +247,14 @@ export class ClientSession {
       case 'refused':
         this.#lastError = `server refused: ${v.code} ${v.message}`;
         this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
-        if (!this.#clientInvolved && RETRYABLE_SQLSTATES.has(v.code as never)) this.#retry();
+        if (!this.#clientInvolved && RETRYABLE_SQLSTATES.has(v.code)) this.#retry();
         else this.#finishWith(gate, 'startup_rejected');
         return;
-      case 'wrong_role': {
-        const expected = node.role === 'primary' ? 'off' : 'on';
-        this.#lastError = `server ${node.name} reports in_hot_standby=${v.inHotStandby ?? '(not reported)'}, expected ${expected} for a ${node.role}`;
+      case 'wrong_role':
+        this.#lastError = wrongRoleError(this.#ctx, node, v.inHotStandby);
         this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
-        this.#ctx.log.warn(
-          { node: node.name, in_hot_standby: v.inHotStandby },
-          'server role does not match the routing table',
-        );
         this.#retryOrFail(SQLSTATE.CANNOT_CONNECT_NOW, this.#lastError);
         return;
-      }
       case 'ready':
         this.#flush(gate);
         this.#startRelay(v.rest, this.#handshakeStarted);
@@ -429,10 +405,6 @@ export class ClientSession {
   #destroy(reason: CloseReason): void {
     this.#client.destroy();
     this.#close(reason);
-  }
-
-  #stillRouted(node: RouteNode): boolean {
-    return this.#ctx.route()?.nodes.some((n) => n.key === node.key && n.role === node.role) ?? false;
   }
 
   #dropServer(): void {

@@ -82,8 +82,11 @@ describe('proxy limits and bad input', () => {
       closed,
       new Promise((_, reject) => setTimeout(() => reject(new Error('not closed within 5 s')), 5_000)),
     ]);
-    const m = await proxy.metrics.sessionsClosed.get();
-    assert.ok(m.values.some((v) => v.labels.reason === 'startup_timeout' && v.value >= 1));
+    // Counted once the proxy hears of it (the native front closes first, then reports).
+    await waitFor('startup_timeout counted', async () => {
+      const m = await proxy.metrics.sessionsClosed.get();
+      return m.values.some((v) => v.labels.reason === 'startup_timeout' && v.value >= 1);
+    });
   });
 
   it('gives up on a server that accepts but never answers the startup (no hung session)', async () => {

@@ -1,0 +1,296 @@
+/**
+ * One client session on the native front (native-front.ts): the addon accepted the client, read
+ * its StartupMessage, and runs every attempt at a server; this object decides and keeps the books.
+ * The same rules as ClientSession (session.ts), which serves everything the front hands over:
+ *
+ *   phase     | the addon …                                   | this session …
+ *   ----------+-----------------------------------------------+-------------------------------------
+ *   routing   | holds the client, reading nothing             | picks a node, waits up to wait_timeout
+ *   handshake | connects, forwards the StartupMessage, holds  | on a refusal (57P03/53300/57P01), a
+ *             | the replies up to ReadyForQuery, forwards     | wrong in_hot_standby, a failure or a
+ *             | auth exchanges                                | timeout: retries elsewhere while the
+ *             |                                               | client took no part, else FATAL
+ *   relay     | relays both ways, following server messages   | terminate(): FATAL at a boundary
+ *   closed    | has closed both sockets                       | counted once by reason
+ */
+import { isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { errorMessage } from '../errors.js';
+import { SQLSTATE, errorResponse } from '../protocol/index.js';
+import type { RouteNode } from '../routing/types.js';
+import { cancelKey } from './cancel-registry.js';
+import type { CloseReason } from './close-reason.js';
+import type { Termination } from './connection-registry.js';
+import type { ListenerContext } from './listener-context.js';
+import { FrontEvent, FrontPhase, type FrontSessionEvents, type NativeFront } from './native-front.js';
+import { routeLoop, type Attempt } from './route-loop.js';
+import { RETRYABLE_SQLSTATES, noRouteFatal, stillRouted, wrongRoleError } from './session-common.js';
+
+type Phase = 'routing' | 'handshake' | 'relay' | 'closed';
+
+const ESRCH = os.constants.errno.ESRCH;
+const TOO_MANY = errorResponse({
+  severity: 'FATAL',
+  code: SQLSTATE.TOO_MANY_CONNECTIONS,
+  message: 'sorry, too many clients already',
+});
+const HOT_STANDBY = ['off', 'on', '(another value)'];
+
+function errnoText(errno: number): string {
+  const name = Object.entries(os.constants.errno).find(([, v]) => v === errno)?.[0];
+  return name ?? `errno ${errno}`;
+}
+
+/** The server's address as an IP (the addon does not resolve names). */
+async function resolveHost(host: string): Promise<string> {
+  return isIP(host) !== 0 ? host : (await lookup(host)).address;
+}
+
+export class FrontSession implements FrontSessionEvents {
+  readonly #id: number;
+  readonly #ctx: ListenerContext;
+  readonly #front: NativeFront;
+  readonly #onClosed: (s: FrontSession) => void;
+  #phase: Phase = 'routing';
+  #node: RouteNode | undefined;
+  #settle: ((a: Attempt) => void) | undefined;
+  #cancelKey: string | undefined;
+  #cancelWait: (() => void) | undefined;
+  #lastError: string | undefined;
+  #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
+  #timer: NodeJS.Timeout | undefined;
+  #started = 0;
+  readonly #overLimit: boolean;
+
+  constructor(
+    id: number,
+    ctx: ListenerContext,
+    front: NativeFront,
+    onClosed: (s: FrontSession) => void,
+    overLimit: boolean,
+  ) {
+    this.#overLimit = overLimit;
+    this.#id = id;
+    this.#ctx = ctx;
+    this.#front = front;
+    this.#onClosed = onClosed;
+  }
+
+  start(): void {
+    if (this.#overLimit) this.#endWith('too_many_clients', TOO_MANY, false);
+    else void this.#route();
+  }
+
+  async #route(): Promise<void> {
+    const ctx = this.#ctx;
+    const result = await routeLoop(ctx, {
+      attempt: (node) => this.#attempt(node),
+      routing: () => this.#phase === 'routing',
+      waiting: (cancel) => (this.#cancelWait = cancel),
+    });
+    if (result.kind === 'settled') return;
+    this.#endWith('no_route', noRouteFatal(ctx, result, this.#lastError, this.#lastErrorCode), false);
+  }
+
+  async #attempt(node: RouteNode): Promise<Attempt> {
+    const ctx = this.#ctx;
+    this.#node = node;
+    ctx.registry.add(ctx.listener.name, node.key, node.name, this);
+    let ip: string;
+    try {
+      ip = await resolveHost(node.host);
+    } catch (err) {
+      return this.#connectFailed(node, `cannot resolve ${node.host}: ${errorMessage(err)}`);
+    }
+    if (this.#phase !== 'routing') return 'done';
+    if (!stillRouted(ctx, node)) {
+      this.#dropNode();
+      return 'retry';
+    }
+    const rc = this.#front.connect(this.#id, ip, node.port, node.role);
+    if (rc === -ESRCH) return 'done'; // the addon closed it: its event is on the way
+    if (rc < 0)
+      return this.#connectFailed(node, `connect to ${node.host}:${node.port} failed: ${errnoText(-rc)}`);
+    this.#phase = 'handshake';
+    this.#started = performance.now();
+    this.#timer = setTimeout(() => this.#onTimer(node, true), ctx.connectTimeoutMs);
+    return new Promise<Attempt>((resolve) => (this.#settle = resolve));
+  }
+
+  #connectFailed(node: RouteNode, error: string): Attempt {
+    this.#lastError = error;
+    this.#lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+    this.#ctx.log.warn({ node: node.name, err: error }, 'server connect failed; trying another');
+    this.#dropNode();
+    return this.#phase === 'routing' ? 'retry' : 'done';
+  }
+
+  /** The connect timeout, then (once connected) the startup timeout, of the attempt at `node`. */
+  #onTimer(node: RouteNode, connecting: boolean): void {
+    this.#timer = undefined;
+    const s = this.#front.state(this.#id);
+    if (s === undefined || this.#phase !== 'handshake') return;
+    const ctx = this.#ctx;
+    if (connecting && s.phase === FrontPhase.CONNECT) {
+      this.#lastError = `connect to ${node.host}:${node.port} timed out after ${ctx.connectTimeoutMs}ms`;
+      ctx.log.warn({ node: node.name, err: this.#lastError }, 'server connect failed; trying another');
+    } else if (connecting) {
+      this.#timer = setTimeout(() => this.#onTimer(node, false), ctx.startupTimeoutMs);
+      return;
+    } else {
+      this.#lastError = `server ${node.name} did not complete startup within ${ctx.startupTimeoutMs / 1000}s`;
+    }
+    this.#lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+    this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError, s.involved);
+  }
+
+  onFrontEvent(
+    kind: number,
+    a: number,
+    b: number,
+    bytes: Buffer | null,
+    s1: string | null,
+    s2: string | null,
+  ): void {
+    const node = this.#node;
+    const involved = b !== 0;
+    if (kind === FrontEvent.CLOSED || kind === FrontEvent.CLIENT_CLOSED) {
+      this.#close(kind === FrontEvent.CLOSED && a === 1 ? 'server_closed' : 'client_closed');
+      return;
+    }
+    if (this.#phase !== 'handshake' || node === undefined) return;
+    switch (kind) {
+      case FrontEvent.READY:
+        this.#ready(node, a, bytes);
+        return;
+      case FrontEvent.CONNECT_FAILED:
+        this.#clearTimer();
+        this.#phase = 'routing';
+        this.#resolve(
+          this.#connectFailed(node, `connect to ${node.host}:${node.port} failed: ${errnoText(a)}`),
+        );
+        return;
+      case FrontEvent.REFUSED:
+        this.#lastError = `server refused: ${s1 ?? ''} ${s2 ?? ''}`;
+        this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+        if (!involved && RETRYABLE_SQLSTATES.has(s1 ?? '')) this.#retry();
+        else this.#endWith('startup_rejected', null, true);
+        return;
+      case FrontEvent.WRONG_ROLE:
+        this.#lastError = wrongRoleError(this.#ctx, node, a < 0 ? undefined : HOT_STANDBY[a]);
+        this.#lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+        this.#retryOrFail(SQLSTATE.CANNOT_CONNECT_NOW, this.#lastError, involved);
+        return;
+      case FrontEvent.INVALID:
+        this.#lastError = `server sent invalid startup replies: ${s1 ?? ''}`;
+        this.#retryOrFail(SQLSTATE.PROTOCOL_VIOLATION, this.#lastError, involved);
+        return;
+      case FrontEvent.SERVER_CLOSED:
+        this.#lastError = 'server closed the connection during startup';
+        this.#lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+        this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError, involved);
+        return;
+      default:
+        return;
+    }
+  }
+
+  #ready(node: RouteNode, processId: number, secret: Buffer | null): void {
+    const ctx = this.#ctx;
+    this.#clearTimer();
+    this.#phase = 'relay';
+    if (secret !== null) {
+      this.#cancelKey = cancelKey(processId >>> 0, secret);
+      ctx.cancels.add(this.#cancelKey, { host: node.host, port: node.port, node: node.name });
+    }
+    ctx.metrics.connected(node.name, (performance.now() - this.#started) / 1000);
+    ctx.metrics.opened();
+    this.#resolve('ok');
+  }
+
+  #retryOrFail(code: string, message: string, involved: boolean): void {
+    if (involved) {
+      this.#endWith(
+        'upstream_error',
+        errorResponse({ severity: 'FATAL', code, message: `pgfleet: ${message}` }),
+        false,
+      );
+    } else {
+      this.#retry();
+    }
+  }
+
+  /** Abandons this node before the client saw anything from it; #route picks another. */
+  #retry(): void {
+    this.#clearTimer();
+    this.#phase = 'routing';
+    this.#dropNode();
+    this.#resolve('retry');
+  }
+
+  /** The routing table dropped this session's node, or the proxy is shutting down. */
+  terminate(t: Termination): void {
+    switch (this.#phase) {
+      case 'handshake':
+        if (t.reason === 'node_unroutable' && this.#front.state(this.#id)?.involved === false) this.#retry();
+        else this.#endWith(t.reason, t.fatal, false);
+        return;
+      case 'relay':
+        this.#endWith(t.reason, t.fatal, false);
+        return;
+      case 'routing':
+        if (t.reason === 'shutdown') this.#endWith(t.reason, t.fatal, false);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Closes now (the proxy's shutdown grace is over). */
+  destroy(): void {
+    this.#endWith('shutdown', null, false);
+  }
+
+  /**
+   * Closes the connection, the client told why: `last` (a FATAL), after the last server's held
+   * replies when `flushHeld` (its own ErrorResponse). In the relay phase the addon sends `last` only
+   * at a message boundary.
+   */
+  #endWith(reason: CloseReason, last: Buffer | null, flushHeld: boolean): void {
+    if (this.#phase === 'closed') return;
+    this.#front.end(this.#id, last, flushHeld);
+    this.#close(reason);
+  }
+
+  #resolve(a: Attempt): void {
+    const s = this.#settle;
+    this.#settle = undefined;
+    s?.(a);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #dropNode(): void {
+    if (this.#node) this.#ctx.registry.remove(this.#ctx.listener.name, this.#node.key, this);
+    this.#node = undefined;
+    if (this.#cancelKey !== undefined) this.#ctx.cancels.remove(this.#cancelKey);
+    this.#cancelKey = undefined;
+  }
+
+  #close(reason: CloseReason): void {
+    if (this.#phase === 'closed') return;
+    this.#phase = 'closed';
+    this.#clearTimer();
+    this.#cancelWait?.();
+    this.#dropNode();
+    this.#resolve('done');
+    this.#ctx.metrics.closed(reason);
+    this.#ctx.released();
+    this.#onClosed(this);
+  }
+}

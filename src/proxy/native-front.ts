@@ -1,0 +1,151 @@
+/**
+ * The native front (native/front.c): the addon accepts a listener's clients and runs their startup
+ * on its relay threads; JavaScript only decides (route, retry, fail) and keeps the books (registry,
+ * cancel keys, metrics). A connection on this path never becomes a net.Socket, which under
+ * connect-per-transaction load is most of a Node proxy's CPU.
+ *
+ *   event          | when                                              | goes to
+ *   ---------------+---------------------------------------------------+---------------------------
+ *   STARTUP        | a plain StartupMessage was read                   | the listener (new session)
+ *   HANDOVER       | any other first packet (CancelRequest, malformed) | the listener: net.Socket
+ *   EARLY          | closed or timed out before its StartupMessage     | the listener (a metric)
+ *   CONNECT_FAILED | the attempt at a server failed (refused, reset,   | the session: retry or fail
+ *   REFUSED …      | ErrorResponse, wrong in_hot_standby, not protocol) |
+ *   CLIENT_CLOSED  | the client left during the startup                | the session: over
+ *   READY          | ReadyForQuery with the right role: relaying       | the session
+ *   CLOSED         | the relay ended (a = 0 client, 1 server)          | the session: over
+ */
+import { closeSync } from 'node:fs';
+import type { FrontAddon, FrontEventHandler } from './native-relay.js';
+
+export const FrontEvent = {
+  STARTUP: 1,
+  HANDOVER: 2,
+  EARLY: 3,
+  CONNECT_FAILED: 4,
+  REFUSED: 5,
+  WRONG_ROLE: 6,
+  INVALID: 7,
+  SERVER_CLOSED: 8,
+  CLIENT_CLOSED: 9,
+  READY: 10,
+  CLOSED: 11,
+} as const;
+
+/** frontState's phase (native/relay.h PH_*). */
+export const FrontPhase = { ROUTE: 2, CONNECT: 3, GATE: 4, RELAY: 5 } as const;
+
+/** What a session hears about its connection. */
+export interface FrontSessionEvents {
+  /** Called once the front knows the session (which may end it at once). */
+  start(): void;
+  onFrontEvent(
+    kind: number,
+    a: number,
+    b: number,
+    bytes: Buffer | null,
+    s1: string | null,
+    s2: string | null,
+  ): void;
+}
+
+/** What a listener hears about connections that have no session yet. */
+export interface FrontListenerEvents {
+  /** A new session, not yet started. */
+  onStartup(id: number): FrontSessionEvents | undefined;
+  onHandover(fd: number, bytes: Buffer): void;
+  onEarly(reason: 'startup_timeout' | 'client_closed'): void;
+}
+
+export class NativeFront {
+  readonly #addon: FrontAddon;
+  readonly #listeners = new Map<number, FrontListenerEvents>();
+  readonly #sessions = new Map<number, FrontSessionEvents>();
+  #nextIndex = 0;
+
+  private constructor(addon: FrontAddon) {
+    this.#addon = addon;
+  }
+
+  static #instance: NativeFront | undefined;
+
+  /** The process's front (the addon has one), with the settings of the proxy starting now. */
+  static of(addon: FrontAddon, startupTimeoutMs: number, keepaliveIdleMs: number): NativeFront {
+    const front = (NativeFront.#instance ??= new NativeFront(addon));
+    addon.frontInit(front.#dispatch, startupTimeoutMs, keepaliveIdleMs);
+    return front;
+  }
+
+  readonly #dispatch: FrontEventHandler = (kind, id, listener, a, b, bytes, s1, s2) => {
+    switch (kind) {
+      case FrontEvent.STARTUP: {
+        const l = this.#listeners.get(listener);
+        const s = l?.onStartup(id);
+        if (!s) {
+          this.#addon.frontEnd(id, null, false);
+          return;
+        }
+        this.#sessions.set(id, s);
+        s.start();
+        return;
+      }
+      case FrontEvent.HANDOVER: {
+        const l = this.#listeners.get(listener);
+        if (l) l.onHandover(a, bytes ?? Buffer.alloc(0));
+        else closeSync(a); // its listener has closed
+        return;
+      }
+      case FrontEvent.EARLY:
+        this.#listeners.get(listener)?.onEarly(a === 0 ? 'startup_timeout' : 'client_closed');
+        return;
+      default: {
+        const s = this.#sessions.get(id);
+        if (kind === FrontEvent.CLIENT_CLOSED || kind === FrontEvent.CLOSED) this.#sessions.delete(id);
+        s?.onFrontEvent(kind, a, b, bytes, s1, s2);
+      }
+    }
+  };
+
+  /** Listens on ip:port; connections are reported to `events`. Returns the index and the bound port. */
+  listen(ip: string, port: number, events: FrontListenerEvents): { index: number; port: number } {
+    const index = this.#nextIndex++;
+    const bound = this.#addon.frontListen(ip, port, 1024, index);
+    this.#listeners.set(index, events);
+    return { index, port: bound.port };
+  }
+
+  /** Stops accepting (connections still in their startup are reported as before). */
+  unlisten(index: number): void {
+    this.#addon.frontUnlisten(index);
+  }
+
+  /** Forgets a listener once its last connection is gone. */
+  forgetListener(index: number): void {
+    this.#listeners.delete(index);
+  }
+
+  /** Starts an attempt at ip:port; 0, or -errno (-ESRCH: the connection is gone). */
+  connect(id: number, ip: string, port: number, role: 'primary' | 'replica'): number {
+    return this.#addon.frontConnect(id, ip, port, role === 'primary' ? 0 : 1);
+  }
+
+  /**
+   * Closes now: the client gets the held server replies (with `flushHeld`), then `last` (in the
+   * relay phase only at a message boundary), then its FIN.
+   */
+  end(id: number, last: Buffer | null, flushHeld: boolean): void {
+    this.#sessions.delete(id);
+    this.#addon.frontEnd(id, last, flushHeld);
+  }
+
+  /** Connections accepted whose StartupMessage has not been read yet (clients all the same). */
+  starting(): number {
+    return this.#addon.frontStarting();
+  }
+
+  /** The connection's phase (FrontPhase) and whether the client took part, or undefined once gone. */
+  state(id: number): { phase: number; involved: boolean } | undefined {
+    const s = this.#addon.frontState(id);
+    return s < 0 ? undefined : { phase: s & 15, involved: (s & 16) !== 0 };
+  }
+}
