@@ -504,11 +504,8 @@ static void decode_replies(pair_t *p) {
         }
         on_ready(p, end);
         return;
-      case 'N':
-      case 'v':
-        break;
       default:
-        bad = "unexpected server message '%s' (%u bytes) during startup";
+        break; /* NoticeResponse, NegotiateProtocolVersion, anything newer: held and passed on */
     }
     if (bad) {
       fail_attempt(p, EV_INVALID, 0, invalid_reason(bad, type, mlen), NULL);
