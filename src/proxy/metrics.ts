@@ -16,7 +16,6 @@ export class ProxyMetrics {
   readonly sessions: Gauge<'listener' | 'node'>;
   readonly sessionsOpened: Counter<'listener'>;
   readonly sessionsClosed: Counter<'listener' | 'reason'>;
-  readonly clientConnections: Gauge;
   readonly routeChanges: Counter;
   readonly routingGeneration: Gauge;
   readonly routeNodes: Gauge<'listener'>;
@@ -29,6 +28,7 @@ export class ProxyMetrics {
   readonly connectSeconds: Histogram<'listener' | 'node'>;
   readonly cancelRequests: Counter<'result'>;
   #nativeStats: () => NativeRelayStats | undefined = () => undefined;
+  #clientCount: () => number = () => 0;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -68,10 +68,14 @@ export class ProxyMetrics {
       labelNames: ['listener', 'reason'],
       registers,
     });
-    this.clientConnections = new Gauge({
+    const clients = () => this.#clientCount();
+    new Gauge({
       name: 'pgfleet_proxy_client_connections',
       help: 'Open client connections, in any phase',
       registers,
+      collect() {
+        this.set(clients());
+      },
     });
     this.routeChanges = new Counter({
       name: 'pgfleet_proxy_route_changes_total',
@@ -140,7 +144,7 @@ export class ProxyMetrics {
     const native = () => this.#nativeStats();
     new Gauge({
       name: 'pgfleet_proxy_native_relay_sessions',
-      help: 'Sessions whose bytes the native relay threads are moving',
+      help: 'Connections the native addon holds: native front sessions in any phase, and sessions relayed after their startup',
       registers,
       collect() {
         this.set(native()?.pairs ?? 0);
@@ -174,6 +178,11 @@ export class ProxyMetrics {
   /** Where the native relay's metrics are read from at scrape time (undefined: `relay: js`). */
   readNativeRelayWith(stats: () => NativeRelayStats | undefined): void {
     this.#nativeStats = stats;
+  }
+
+  /** Where the client connections gauge reads its value from at scrape time. */
+  countClientsWith(count: () => number): void {
+    this.#clientCount = count;
   }
 
   /** Where the sessions gauge reads its values from at scrape time. */

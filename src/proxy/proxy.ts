@@ -135,6 +135,7 @@ export class Proxy {
     metrics.readNativeRelayWith(() => relay?.stats());
     this.#registry = new ConnectionRegistry();
     metrics.countSessionsWith(() => this.#registry.counts());
+    metrics.countClientsWith(() => this.#clientCount());
     this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
     // The addon's front accepts clients itself and runs their startup (native-front.ts).
     this.#front = relay ? NativeFront.of(relay.frontAddon, p.startup_timeout, p.keepalive.idle) : undefined;
@@ -163,16 +164,13 @@ export class Proxy {
       nextCursor: () => this.#cursor++,
       released: () => {
         this.#clients--;
-        this.metrics.clientConnections.set(this.#clientCount());
       },
     };
   }
 
   #admit(): boolean {
     this.#clients++;
-    const n = this.#clientCount();
-    this.metrics.clientConnections.set(n);
-    return n <= this.#config.proxy.max_client_connections && this.#state === 'running';
+    return this.#clientCount() <= this.#config.proxy.max_client_connections && this.#state === 'running';
   }
 
   /** Admitted clients, and those the native front has accepted but not yet read a startup from. */

@@ -364,12 +364,9 @@ export class ClientSession {
     }
   }
 
-  #fail(reason: CloseReason, code: string, message: string, detail?: string): void {
+  #fail(reason: CloseReason, code: string, message: string): void {
     if (this.#phase === 'closed') return;
-    this.#failWith(
-      reason,
-      errorResponse({ severity: 'FATAL', code, message, ...(detail !== undefined ? { detail } : {}) }),
-    );
+    this.#failWith(reason, errorResponse({ severity: 'FATAL', code, message }));
   }
 
   /** Sends a prepared FATAL ErrorResponse, then closes. */

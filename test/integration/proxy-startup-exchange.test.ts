@@ -145,7 +145,9 @@ class ScriptedServer {
 /** A client that speaks raw protocol to the proxy. */
 async function rawClient(port: number, first: Buffer): Promise<{ s: Socket; r: Reader }> {
   const s = connect({ host: '127.0.0.1', port });
-  onCleanup(() => s.destroy());
+  onCleanup(() => {
+    s.destroy();
+  });
   const r = new Reader(s);
   await new Promise<void>((resolve, reject) => {
     s.once('connect', resolve);

@@ -1,0 +1,250 @@
+/**
+ * The addon's front (native/front.c) through NativeFront, with real loopback sockets and no
+ * Postgres: what it answers by itself, what it reports, and what it does on each call.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import os from 'node:os';
+import {
+  FrontEvent,
+  FrontPhase,
+  NativeFront,
+  type FrontSessionEvents,
+} from '../../../src/proxy/native-front.js';
+import { NativeRelay } from '../../../src/proxy/native-relay.js';
+
+const loaded = NativeRelay.load();
+if (loaded instanceof Error) throw loaded; // the test command builds the addon first
+const front = NativeFront.of(loaded.frontAddon, 300, 0);
+
+const int32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n);
+  return b;
+};
+function msg(type: string, body: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(type, 'latin1'), int32(body.length + 4), body]);
+}
+const param = (name: string, value: string): Buffer => msg('S', Buffer.from(`${name}\0${value}\0`));
+const startup = (() => {
+  const body = Buffer.from('user\0app\0database\0postgres\0\0');
+  return Buffer.concat([int32(body.length + 8), int32(196608), body]);
+})();
+const sslRequest = Buffer.concat([int32(8), int32(80877103)]);
+const welcome = (standby: 'on' | 'off'): Buffer =>
+  Buffer.concat([
+    msg('R', int32(0)),
+    param('in_hot_standby', standby),
+    msg('K', Buffer.concat([int32(777), Buffer.from([1, 2, 3, 4])])),
+    msg('Z', Buffer.from('I')),
+  ]);
+
+interface Recorded {
+  kind: number;
+  a: number;
+  b: number;
+  bytes: Buffer | null;
+  s1: string | null;
+}
+
+/** A session that records its events; `next(kind)` waits for one. */
+class Probe implements FrontSessionEvents {
+  readonly events: Recorded[] = [];
+  #waiters: (() => void)[] = [];
+  constructor(readonly id: number) {}
+  start(): void {}
+  onFrontEvent(kind: number, a: number, b: number, bytes: Buffer | null, s1: string | null): void {
+    this.events.push({ kind, a, b, bytes, s1 });
+    for (const w of this.#waiters.splice(0)) w();
+  }
+  async next(kind: number): Promise<Recorded> {
+    for (;;) {
+      const e = this.events.find((x) => x.kind === kind);
+      if (e) return e;
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+  }
+}
+
+/** What the listener side heard. */
+const heard = {
+  probes: [] as Probe[],
+  handovers: [] as { fd: number; bytes: Buffer }[],
+  early: [] as string[],
+  wake: [] as (() => void)[],
+};
+function changed(): void {
+  for (const w of heard.wake.splice(0)) w();
+}
+async function until<T>(f: () => T | undefined): Promise<T> {
+  for (;;) {
+    const v = f();
+    if (v !== undefined) return v;
+    await new Promise<void>((resolve) => heard.wake.push(resolve));
+  }
+}
+
+function collect(s: Socket): { data: () => Buffer; ended: Promise<void> } {
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  s.on('error', () => undefined);
+  const ended = new Promise<void>((resolve) => s.on('end', () => resolve()));
+  return { data: () => Buffer.concat(chunks), ended };
+}
+
+async function waitBytes(get: () => Buffer, n: number): Promise<Buffer> {
+  const deadline = Date.now() + 5_000;
+  while (get().length < n) {
+    if (Date.now() > deadline) throw new Error(`waited for ${n} bytes, have ${get().length}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return get();
+}
+
+describe('native front', { timeout: 60_000 }, () => {
+  let port = 0;
+  let index = -1;
+  let server: Server;
+  let serverPort = 0;
+  const serverConns: { socket: Socket; got: () => Buffer }[] = [];
+  let serverReply: Buffer = welcome('off');
+
+  before(async () => {
+    const bound = front.listen('127.0.0.1', 0, {
+      onStartup: (id) => {
+        const p = new Probe(id);
+        heard.probes.push(p);
+        changed();
+        return p;
+      },
+      onHandover: (fd, bytes) => {
+        heard.handovers.push({ fd, bytes });
+        changed();
+      },
+      onEarly: (reason) => {
+        heard.early.push(reason);
+        changed();
+      },
+    });
+    port = bound.port;
+    index = bound.index;
+    server = createServer((s) => {
+      const c = collect(s);
+      serverConns.push({ socket: s, got: c.data });
+      s.once('data', () => s.write(serverReply));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    serverPort = (server.address() as AddressInfo).port;
+  });
+  after(() => {
+    front.unlisten(index);
+    for (const c of serverConns) c.socket.destroy();
+    server.close();
+  });
+
+  async function client(first: Buffer): Promise<{ s: Socket; data: () => Buffer; ended: Promise<void> }> {
+    const s = connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve) => s.once('connect', resolve));
+    const c = collect(s);
+    s.write(first);
+    return { s, ...c };
+  }
+
+  it("answers SSLRequest with 'N', counts the client while it starts, then reports its StartupMessage", async () => {
+    const n = heard.probes.length;
+    const c = await client(sslRequest);
+    assert.equal((await waitBytes(c.data, 1)).toString(), 'N');
+    assert.equal(front.starting(), 1);
+    c.s.write(startup);
+    const p = await until(() => heard.probes[n]);
+    assert.equal(front.starting(), 0);
+    assert.deepEqual(front.state(p.id), { phase: FrontPhase.ROUTE, involved: false });
+    front.end(p.id, Buffer.from('bye'), false);
+    assert.equal((await waitBytes(c.data, 4)).toString(), 'Nbye');
+    await c.ended;
+    assert.equal(front.state(p.id), undefined);
+    c.s.destroy();
+  });
+
+  it('sends the StartupMessage to the chosen server, reports READY with the key, then relays both ways', async () => {
+    serverReply = welcome('off');
+    const n = heard.probes.length;
+    const c = await client(startup);
+    const p = await until(() => heard.probes[n]);
+    const conns = serverConns.length;
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary'), 0);
+    const ready = await p.next(FrontEvent.READY);
+    assert.equal(ready.a, 777);
+    assert.deepEqual([...ready.bytes!], [1, 2, 3, 4]);
+    const conn = serverConns[conns]!;
+    assert.deepEqual(await waitBytes(conn.got, startup.length), startup);
+    assert.deepEqual(await waitBytes(c.data, welcome('off').length), welcome('off'));
+    c.s.write('ping');
+    assert.equal((await waitBytes(conn.got, startup.length + 4)).subarray(startup.length).toString(), 'ping');
+    conn.socket.write('pong');
+    await waitBytes(c.data, welcome('off').length + 4);
+    c.s.end();
+    const closed = await p.next(FrontEvent.CLOSED);
+    assert.equal(closed.a, 0, 'the client closed first');
+  });
+
+  it('reports a refused connect, and a second attempt on the same connection succeeds', async () => {
+    serverReply = welcome('off');
+    const n = heard.probes.length;
+    const c = await client(startup);
+    const p = await until(() => heard.probes[n]);
+    const closedPort = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const free = (s.address() as AddressInfo).port;
+        s.close(() => resolve(free));
+      });
+    });
+    const rc = front.connect(p.id, '127.0.0.1', closedPort, 'primary');
+    if (rc === 0) {
+      const failed = await p.next(FrontEvent.CONNECT_FAILED);
+      assert.equal(failed.a, os.constants.errno.ECONNREFUSED);
+    } else {
+      assert.equal(rc, -os.constants.errno.ECONNREFUSED);
+    }
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary'), 0);
+    await p.next(FrontEvent.READY);
+    await waitBytes(c.data, welcome('off').length);
+    front.end(p.id, null, false);
+    await c.ended;
+  });
+
+  it('reports the wrong in_hot_standby for the role asked for, and sends the client nothing', async () => {
+    serverReply = welcome('on');
+    const n = heard.probes.length;
+    const c = await client(startup);
+    const p = await until(() => heard.probes[n]);
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary'), 0);
+    const wrong = await p.next(FrontEvent.WRONG_ROLE);
+    assert.equal(wrong.a, 1, 'in_hot_standby=on');
+    assert.equal(wrong.b, 0, 'the client took no part');
+    assert.equal(c.data().length, 0);
+    front.end(p.id, null, false);
+    await c.ended;
+  });
+
+  it('hands a CancelRequest over as a descriptor with the bytes read', async () => {
+    const cancel = Buffer.concat([int32(16), int32(80877102), int32(777), Buffer.from([1, 2, 3, 4])]);
+    const n = heard.handovers.length;
+    const c = await client(cancel);
+    const h = await until(() => heard.handovers[n]);
+    assert.deepEqual(h.bytes, cancel);
+    const s = new Socket({ fd: h.fd, readable: true, writable: true });
+    s.end('taken');
+    assert.equal((await waitBytes(c.data, 5)).toString(), 'taken');
+    await c.ended;
+  });
+
+  it('closes a client that says nothing within the startup timeout, and reports it', async () => {
+    const n = heard.early.length;
+    const c = await client(Buffer.alloc(0));
+    await c.ended;
+    assert.equal(await until(() => heard.early[n]), 'startup_timeout');
+    c.s.destroy();
+  });
+});
