@@ -2,9 +2,11 @@
  * pgfleet's native relay: once a session is past its startup, the bytes between client and server
  * are moved by threads of this addon with epoll + recv/send, instead of by Node's streams
  * (which cost ~10 µs of JavaScript per chunk). The JavaScript session stays the owner of both
- * sockets: the addon never closes a descriptor. On end of file, an error, or a request from
- * JavaScript, a pair is handed back: its descriptors leave its thread's epoll set and JavaScript
- * resumes reading them, writing first whatever the thread had read but not yet delivered.
+ * sockets of an attached pair: the addon never closes them. On end of file, an error, or a request
+ * from JavaScript, a pair is handed back: its descriptors leave its thread's epoll set and
+ * JavaScript resumes reading them, writing first whatever the thread had read but not yet
+ * delivered. (Pairs the addon accepted itself, the native front in front.c, are its own from
+ * accept to close; they share the threads, the ids and the byte moving.)
  *
  * Each relay thread has its own epoll set; a new pair goes to the thread with the fewest pairs
  * (among the first `setThreads(n)`, started on first use). More than one thread matters on a busy
