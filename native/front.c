@@ -21,7 +21,7 @@
  * JavaScript calls (main thread): frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs) (again: new
  * settings, same callback),
  * frontListen(ip, port, backlog, index) -> { fd, port }, frontUnlisten(index),
- * frontConnect(id, ip, port, role, track) -> 0 | -errno, frontEnd(id, last | null, flushHeld) -> bool,
+ * frontConnect(id, ip, port, role, attempt) -> 0 | -errno (its events carry `attempt`), frontEnd(id, last | null, flushHeld) -> bool,
  * frontState(id) -> phase | involved << 4, or -1 once the connection is gone,
  * frontStarting() -> connections accepted whose StartupMessage has not been read yet.
  */
@@ -41,6 +41,8 @@
 #define ACCEPTS_PER_EVENT 64
 #define SSL_REQUEST 80877103u
 #define GSSENC_REQUEST 80877104u
+#define MAX_ENCRYPTION_REQUESTS 2 /* one SSLRequest and one GSSENCRequest, as PostgreSQL allows */
+#define PAUSE_MS 100              /* a listener rests this long after accept ran out of resources */
 
 enum {
   EV_STARTUP = 1,
@@ -60,6 +62,7 @@ enum { EARLY_TIMEOUT = 0, EARLY_CLIENT_CLOSED = 1 };
 
 typedef struct fevent {
   int kind;
+  uint32_t attempt;
   double id;
   int listener;
   int a, b;
@@ -73,7 +76,8 @@ typedef struct lsock {
   int index;
 } lsock_t;
 
-static lsock_t lsocks[MAX_LISTENERS];
+/* Aligned: their addresses carry TAG_LISTENER in the low bits of epoll's event data. */
+static _Alignas(8) lsock_t lsocks[MAX_LISTENERS];
 static napi_threadsafe_function on_front = NULL;
 static int64_t startup_timeout_ms = 10000;
 static int keepalive_idle_s = 0;
@@ -116,17 +120,24 @@ static void emit(worker_t *w, fevent_t ev) {
 }
 
 static void emit_id(worker_t *w, pair_t *p, int kind, int a) {
-  emit(w, (fevent_t){.kind = kind, .id = pair_id(p), .listener = p->listener, .a = a, .b = p->involved});
+  emit(w, (fevent_t){.kind = kind, .attempt = p->attempt, .id = pair_id(p), .listener = p->listener, .a = a,
+                     .b = p->involved});
 }
 
-/* Deadline lists: every entry of one list has the same timeout, so appending keeps them in order. */
+/*
+ * Deadline lists, earliest first. Entries of one list share a timeout, so a new one goes last; only
+ * when the timeout was lowered (frontInit again) does it walk back past later deadlines.
+ */
 static void dl_add(pair_t **head, pair_t **tail, pair_t *p, int64_t deadline) {
   p->deadline = deadline;
-  p->dl_next = NULL;
-  p->dl_prev = *tail;
-  if (*tail) (*tail)->dl_next = p;
+  pair_t *after = *tail;
+  while (after && after->deadline > deadline) after = after->dl_prev;
+  p->dl_prev = after;
+  p->dl_next = after ? after->dl_next : *head;
+  if (p->dl_next) p->dl_next->dl_prev = p;
+  else *tail = p;
+  if (after) after->dl_next = p;
   else *head = p;
-  *tail = p;
 }
 
 static void dl_del(pair_t **head, pair_t **tail, pair_t *p) {
@@ -253,8 +264,8 @@ static void fail_attempt(pair_t *p, int kind, int a, char *s1, char *s2) {
   close_side(p, 1);
   set_mask(p, 0, 0);
   p->phase = PH_ROUTE;
-  emit(p->w, (fevent_t){.kind = kind, .id = pair_id(p), .listener = p->listener, .a = a, .b = p->involved,
-                        .s1 = s1, .s2 = s2});
+  emit(p->w, (fevent_t){.kind = kind, .attempt = p->attempt, .id = pair_id(p), .listener = p->listener, .a = a,
+                        .b = p->involved, .s1 = s1, .s2 = s2});
 }
 
 /* Gives the client's socket to JavaScript with the bytes read so far (a packet this file does not take). */
@@ -306,7 +317,8 @@ static int take_startup(pair_t *p) {
     uint32_t len = be32(p->in), code = be32(p->in + 4);
     if (len < 8 || len > MAX_STARTUP_PACKET) break;
     if (p->in_len < len) return grow_in(p, len) != 0 ? (finish(p, EV_EARLY, EARLY_CLIENT_CLOSED), 1) : 0;
-    if ((code == SSL_REQUEST || code == GSSENC_REQUEST) && len == 8) {
+    if ((code == SSL_REQUEST || code == GSSENC_REQUEST) && len == 8 && p->requests < MAX_ENCRYPTION_REQUESTS) {
+      p->requests++;
       char no = 'N';
       if (send(p->s[0].fd, &no, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
         finish(p, EV_EARLY, EARLY_CLIENT_CLOSED);
@@ -332,7 +344,8 @@ static int take_startup(pair_t *p) {
 }
 
 static void read_startup(pair_t *p) {
-  for (;;) {
+  /* Bounded: the rest waits for the next event (epoll is level-triggered), so one client cannot hold the thread. */
+  for (int k = 0; k < MAX_READS_PER_EVENT; k++) {
     if (grow_in(p, p->in_len + 512) != 0) {
       finish(p, EV_EARLY, EARLY_CLIENT_CLOSED);
       return;
@@ -441,7 +454,8 @@ static void on_ready(pair_t *p, size_t end) {
   free(p->startup);
   p->startup = NULL;
   p->phase = PH_RELAY;
-  emit(p->w, (fevent_t){.kind = EV_READY, .id = pair_id(p), .listener = p->listener, .a = (int)p->key_pid,
+  emit(p->w, (fevent_t){.kind = EV_READY, .attempt = p->attempt, .id = pair_id(p), .listener = p->listener,
+                        .a = (int)p->key_pid,
                         .b = p->involved, .data = p->key ? dup_bytes(p->key, p->key_len) : NULL,
                         .len = p->key ? p->key_len : 0});
 }
@@ -629,6 +643,34 @@ void front_event(pair_t *p, int i, uint32_t events, char *buf) {
   }
 }
 
+/*
+ * Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the connection stays queued and
+ * the level-triggered listener would wake this thread at once, forever. It leaves this thread's
+ * epoll set for PAUSE_MS instead (front_after_batch puts it back).
+ */
+static void pause_listener(lsock_t *l, worker_t *w) {
+  for (int i = 0; i < w->n_paused; i++)
+    if (w->paused[i] == l) return;
+  if (w->n_paused == (int)(sizeof(w->paused) / sizeof(w->paused[0]))) return;
+  pthread_mutex_lock(&mu);
+  int ok = l->fd >= 0 && epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL) == 0;
+  pthread_mutex_unlock(&mu);
+  if (!ok) return;
+  if (w->n_paused == 0) w->resume_at = now_ms() + PAUSE_MS;
+  w->paused[w->n_paused++] = l;
+}
+
+static void resume_listeners(worker_t *w) {
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < w->n_paused; i++) {
+    lsock_t *l = w->paused[i];
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = (uint64_t)(uintptr_t)l | TAG_LISTENER};
+    if (l->fd >= 0) epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev); /* closed meanwhile: nothing to do */
+  }
+  pthread_mutex_unlock(&mu);
+  w->n_paused = 0;
+}
+
 void front_accept(void *listener, worker_t *w) {
   lsock_t *l = listener;
   int64_t deadline = now_ms() + startup_timeout_ms;
@@ -641,7 +683,8 @@ void front_accept(void *listener, worker_t *w) {
     pthread_mutex_unlock(&mu);
     if (fd < 0) {
       if (l->fd >= 0 && (err == EINTR || err == ECONNABORTED)) continue;
-      return; /* EAGAIN; or EMFILE & co.: the next event tries again */
+      if (l->fd >= 0 && err != EAGAIN && err != EWOULDBLOCK) pause_listener(l, w);
+      return;
     }
     tune(fd);
     pair_t *p = calloc(1, sizeof(*p));
@@ -685,7 +728,7 @@ void front_accept(void *listener, worker_t *w) {
 }
 
 int front_timeout_ms(worker_t *w) {
-  int64_t next = -1;
+  int64_t next = w->n_paused > 0 ? w->resume_at : -1;
   if (w->startup_head) next = w->startup_head->deadline;
   if (w->linger_head && (next < 0 || w->linger_head->deadline < next)) next = w->linger_head->deadline;
   if (next < 0) return -1;
@@ -701,8 +744,9 @@ static void drop_event(fevent_t *ev) {
 }
 
 void front_after_batch(worker_t *w) {
-  if (w->startup_head || w->linger_head) {
+  if (w->startup_head || w->linger_head || w->n_paused > 0) {
     int64_t now = now_ms();
+    if (w->n_paused > 0 && w->resume_at <= now) resume_listeners(w);
     while (w->startup_head && w->startup_head->deadline <= now) {
       pair_t *p = w->startup_head;
       pthread_mutex_lock(&p->mu);
@@ -760,12 +804,12 @@ static napi_value string_or_null(napi_env env, const char *s) {
   return v;
 }
 
-/* onEvent(kind, id, listener, a, b, bytes, s1, s2) */
+/* onEvent(kind, id, listener, a, b, bytes, s1, s2, attempt) */
 static void call_on_front(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   fevent_t *ev = data;
   if (env != NULL && cb != NULL) {
-    napi_value argv[8], undefined;
+    napi_value argv[9], undefined;
     napi_create_int32(env, ev->kind, &argv[0]);
     napi_create_double(env, ev->id, &argv[1]);
     napi_create_int32(env, ev->listener, &argv[2]);
@@ -774,8 +818,9 @@ static void call_on_front(napi_env env, napi_value cb, void *context, void *data
     argv[5] = bytes_or_null(env, ev->data, ev->len);
     argv[6] = string_or_null(env, ev->s1);
     argv[7] = string_or_null(env, ev->s2);
+    napi_create_uint32(env, ev->attempt, &argv[8]);
     napi_get_undefined(env, &undefined);
-    napi_call_function(env, undefined, cb, 8, argv, NULL);
+    napi_call_function(env, undefined, cb, 9, argv, NULL);
     if (ev->kind == EV_HANDOVER) ev->a = -1; /* JavaScript owns the descriptor now */
   }
   drop_event(ev);
@@ -875,6 +920,7 @@ napi_value js_front_listen(napi_env env, napi_callback_info info) {
   for (int i = 0; i < MAX_LISTENERS && !l; i++)
     if (lsocks[i].fd < 0) l = &lsocks[i];
   int err = l ? 0 : EMFILE;
+  forget_pending_fd(fd); /* a detached pair's old socket had this number: its removal must not hit ours */
   /* Each relay thread waits on the socket; EPOLLEXCLUSIVE wakes one of them per connection. */
   for (int t = 0; t < n_threads && err == 0; t++) {
     err = -start_worker(&workers[t]);
@@ -940,16 +986,18 @@ static napi_value int_value(napi_env env, int64_t n) {
 }
 
 napi_value js_front_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   double id;
   int32_t port, role;
+  uint32_t attempt;
   struct sockaddr_storage ss;
   socklen_t sl;
-  if (argc < 4 || napi_get_value_double(env, argv[0], &id) != napi_ok || !arg_int(env, argv[2], &port) ||
-      !arg_int(env, argv[3], &role) || !parse_address(env, argv[1], port, &ss, &sl))
-    return throw_error(env, "frontConnect(id, ip, port, role) needs an id, an IP address and two numbers");
+  if (argc < 5 || napi_get_value_double(env, argv[0], &id) != napi_ok || !arg_int(env, argv[2], &port) ||
+      !arg_int(env, argv[3], &role) || napi_get_value_uint32(env, argv[4], &attempt) != napi_ok ||
+      !parse_address(env, argv[1], port, &ss, &sl))
+    return throw_error(env, "frontConnect(id, ip, port, role, attempt) needs an id, an IP address and three numbers");
   pair_t *p = lock_owned(id);
   if (!p) return int_value(env, -ESRCH);
   if (p->phase == PH_RELAY) {
@@ -962,7 +1010,11 @@ napi_value js_front_connect(napi_env env, napi_callback_info info) {
   p->held = NULL;
   p->held_len = p->held_cap = p->held_off = 0;
   p->hot = -1;
+  free(p->key);
+  p->key = NULL;
+  p->key_len = p->key_pid = 0;
   p->role = role;
+  p->attempt = attempt; /* events of an earlier attempt, still on their way, carry its number */
   p->phase = PH_ROUTE;
   int rc = 0;
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

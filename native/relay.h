@@ -67,6 +67,9 @@ typedef struct worker {
   struct pair *dead;                        /* pairs this thread closed in the current batch */
   struct fevent *evq;                       /* events for JavaScript from the current batch */
   size_t evq_len, evq_cap;
+  void *paused[64];                         /* listeners out of this epoll set after EMFILE & co. */
+  int n_paused;
+  int64_t resume_at;                        /* when they go back in (monotonic ms) */
 } worker_t;
 
 typedef struct pair {
@@ -88,6 +91,8 @@ typedef struct pair {
   int role;           /* 0: the server must be a primary, 1: a replica */
   int involved;       /* the client took part in the exchange: no invisible retry on another server */
   int hot;            /* in_hot_standby: -1 not reported, 0 off, 1 on, 2 something else */
+  int requests;       /* SSLRequests and GSSENCRequests answered */
+  uint32_t attempt;   /* JavaScript's number for the current attempt at a server, in its events */
   char *in;           /* STARTUP: bytes read; later: client bytes after the StartupMessage */
   size_t in_len, in_cap;
   char *startup;      /* the StartupMessage, sent to each server tried */

@@ -62,6 +62,8 @@ export class FrontSession implements FrontSessionEvents {
   #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
   #timer: NodeJS.Timeout | undefined;
   #started = 0;
+  /** The number of the attempt in progress: events of an earlier one, still on their way, are dropped. */
+  #attemptNo = 0;
   readonly #overLimit: boolean;
 
   constructor(
@@ -109,7 +111,7 @@ export class FrontSession implements FrontSessionEvents {
       this.#dropNode();
       return 'retry';
     }
-    const rc = this.#front.connect(this.#id, ip, node.port, node.role);
+    const rc = this.#front.connect(this.#id, ip, node.port, node.role, ++this.#attemptNo);
     if (rc === -ESRCH) return 'done'; // the addon closed it: its event is on the way
     if (rc < 0)
       return this.#connectFailed(node, `connect to ${node.host}:${node.port} failed: ${errnoText(-rc)}`);
@@ -131,7 +133,8 @@ export class FrontSession implements FrontSessionEvents {
   #onTimer(node: RouteNode, connecting: boolean): void {
     this.#timer = undefined;
     const s = this.#front.state(this.#id);
-    if (s === undefined || this.#phase !== 'handshake') return;
+    // Relaying already: its READY is on the way.
+    if (s === undefined || this.#phase !== 'handshake' || s.phase === FrontPhase.RELAY) return;
     const ctx = this.#ctx;
     if (connecting && s.phase === FrontPhase.CONNECT) {
       this.#lastError = `connect to ${node.host}:${node.port} timed out after ${ctx.connectTimeoutMs}ms`;
@@ -153,6 +156,7 @@ export class FrontSession implements FrontSessionEvents {
     bytes: Buffer | null,
     s1: string | null,
     s2: string | null,
+    attempt: number,
   ): void {
     const node = this.#node;
     const involved = b !== 0;
@@ -160,7 +164,7 @@ export class FrontSession implements FrontSessionEvents {
       this.#close(kind === FrontEvent.CLOSED && a === 1 ? 'server_closed' : 'client_closed');
       return;
     }
-    if (this.#phase !== 'handshake' || node === undefined) return;
+    if (this.#phase !== 'handshake' || node === undefined || attempt !== this.#attemptNo) return;
     switch (kind) {
       case FrontEvent.READY:
         this.#ready(node, a, bytes);
@@ -233,10 +237,18 @@ export class FrontSession implements FrontSessionEvents {
   /** The routing table dropped this session's node, or the proxy is shutting down. */
   terminate(t: Termination): void {
     switch (this.#phase) {
-      case 'handshake':
-        if (t.reason === 'node_unroutable' && this.#front.state(this.#id)?.involved === false) this.#retry();
-        else this.#endWith(t.reason, t.fatal, false);
+      case 'handshake': {
+        const s = this.#front.state(this.#id);
+        if (s?.phase === FrontPhase.RELAY) {
+          // Relaying already (its READY is on the way): cut as a relaying session is.
+          this.#endWith(t.reason, t.fatal, false);
+        } else if (t.reason === 'node_unroutable' && s?.involved === false) {
+          this.#retry();
+        } else {
+          this.#endWith(t.reason, t.fatal, false);
+        }
         return;
+      }
       case 'relay':
         this.#endWith(t.reason, t.fatal, false);
         return;

@@ -6,6 +6,7 @@
  * `tls: passthrough`, whose TLS bytes only Node's path forwards).
  */
 import { lookup } from 'node:dns/promises';
+import { closeSync } from 'node:fs';
 import { createServer, isIP, Socket, type Server } from 'node:net';
 import { PgfleetError, errorMessage } from '../errors.js';
 import type { Terminable } from './connection-registry.js';
@@ -85,6 +86,7 @@ export class Listener implements FrontListenerEvents {
         { err: errorMessage(err) },
         'cannot take over a client socket from the native front',
       );
+      closeSync(fd);
       return;
     }
     this.#onConnection(socket, bytes);

@@ -46,6 +46,7 @@ export interface FrontSessionEvents {
     bytes: Buffer | null,
     s1: string | null,
     s2: string | null,
+    attempt: number,
   ): void;
 }
 
@@ -76,7 +77,7 @@ export class NativeFront {
     return front;
   }
 
-  readonly #dispatch: FrontEventHandler = (kind, id, listener, a, b, bytes, s1, s2) => {
+  readonly #dispatch: FrontEventHandler = (kind, id, listener, a, b, bytes, s1, s2, attempt) => {
     switch (kind) {
       case FrontEvent.STARTUP: {
         const l = this.#listeners.get(listener);
@@ -101,7 +102,7 @@ export class NativeFront {
       default: {
         const s = this.#sessions.get(id);
         if (kind === FrontEvent.CLIENT_CLOSED || kind === FrontEvent.CLOSED) this.#sessions.delete(id);
-        s?.onFrontEvent(kind, a, b, bytes, s1, s2);
+        s?.onFrontEvent(kind, a, b, bytes, s1, s2, attempt);
       }
     }
   };
@@ -124,9 +125,12 @@ export class NativeFront {
     this.#listeners.delete(index);
   }
 
-  /** Starts an attempt at ip:port; 0, or -errno (-ESRCH: the connection is gone). */
-  connect(id: number, ip: string, port: number, role: 'primary' | 'replica'): number {
-    return this.#addon.frontConnect(id, ip, port, role === 'primary' ? 0 : 1);
+  /**
+   * Starts attempt number `attempt` at ip:port (closing the previous attempt's server connection);
+   * its events carry that number. 0, or -errno (-ESRCH: the connection is gone).
+   */
+  connect(id: number, ip: string, port: number, role: 'primary' | 'replica', attempt: number): number {
+    return this.#addon.frontConnect(id, ip, port, role === 'primary' ? 0 : 1, attempt);
   }
 
   /**

@@ -43,13 +43,13 @@ interface Addon {
   frontInit(onEvent: FrontEventHandler, startupTimeoutMs: number, keepaliveIdleMs: number): void;
   frontListen(ip: string, port: number, backlog: number, index: number): { fd: number; port: number };
   frontUnlisten(index: number): void;
-  frontConnect(id: number, ip: string, port: number, role: number): number;
+  frontConnect(id: number, ip: string, port: number, role: number, attempt: number): number;
   frontEnd(id: number, last: Buffer | null, flushHeld: boolean): boolean;
   frontState(id: number): number;
   frontStarting(): number;
 }
 
-/** What the addon's front (native/front.c) reports: (kind, id, listener, a, b, bytes, s1, s2). */
+/** What the addon's front (native/front.c) reports: (kind, id, listener, a, b, bytes, s1, s2, attempt). */
 export type FrontEventHandler = (
   kind: number,
   id: number,
@@ -59,6 +59,7 @@ export type FrontEventHandler = (
   bytes: Buffer | null,
   s1: string | null,
   s2: string | null,
+  attempt: number,
 ) => void;
 
 /** The addon's front calls, for NativeFront (native-front.ts). */

@@ -46,6 +46,7 @@ interface Recorded {
   b: number;
   bytes: Buffer | null;
   s1: string | null;
+  attempt: number;
 }
 
 /** A session that records its events; `next(kind)` waits for one. */
@@ -54,8 +55,16 @@ class Probe implements FrontSessionEvents {
   #waiters: (() => void)[] = [];
   constructor(readonly id: number) {}
   start(): void {}
-  onFrontEvent(kind: number, a: number, b: number, bytes: Buffer | null, s1: string | null): void {
-    this.events.push({ kind, a, b, bytes, s1 });
+  onFrontEvent(
+    kind: number,
+    a: number,
+    b: number,
+    bytes: Buffer | null,
+    s1: string | null,
+    _s2: string | null,
+    attempt: number,
+  ): void {
+    this.events.push({ kind, a, b, bytes, s1, attempt });
     for (const w of this.#waiters.splice(0)) w();
   }
   async next(kind: number): Promise<Recorded> {
@@ -173,7 +182,7 @@ describe('native front', { timeout: 60_000 }, () => {
     const c = await client(startup);
     const p = await until(() => heard.probes[n]);
     const conns = serverConns.length;
-    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary'), 0);
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary', 1), 0);
     const ready = await p.next(FrontEvent.READY);
     assert.equal(ready.a, 777);
     assert.deepEqual([...ready.bytes!], [1, 2, 3, 4]);
@@ -200,15 +209,16 @@ describe('native front', { timeout: 60_000 }, () => {
         s.close(() => resolve(free));
       });
     });
-    const rc = front.connect(p.id, '127.0.0.1', closedPort, 'primary');
+    const rc = front.connect(p.id, '127.0.0.1', closedPort, 'primary', 1);
     if (rc === 0) {
       const failed = await p.next(FrontEvent.CONNECT_FAILED);
       assert.equal(failed.a, os.constants.errno.ECONNREFUSED);
+      assert.equal(failed.attempt, 1);
     } else {
       assert.equal(rc, -os.constants.errno.ECONNREFUSED);
     }
-    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary'), 0);
-    await p.next(FrontEvent.READY);
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary', 2), 0);
+    assert.equal((await p.next(FrontEvent.READY)).attempt, 2, 'the event names its attempt');
     await waitBytes(c.data, welcome('off').length);
     front.end(p.id, null, false);
     await c.ended;
@@ -219,7 +229,7 @@ describe('native front', { timeout: 60_000 }, () => {
     const n = heard.probes.length;
     const c = await client(startup);
     const p = await until(() => heard.probes[n]);
-    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary'), 0);
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary', 1), 0);
     const wrong = await p.next(FrontEvent.WRONG_ROLE);
     assert.equal(wrong.a, 1, 'in_hot_standby=on');
     assert.equal(wrong.b, 0, 'the client took no part');
@@ -238,6 +248,16 @@ describe('native front', { timeout: 60_000 }, () => {
     s.end('taken');
     assert.equal((await waitBytes(c.data, 5)).toString(), 'taken');
     await c.ended;
+  });
+
+  it('answers two encryption requests itself, and hands a third over', async () => {
+    const n = heard.handovers.length;
+    const c = await client(Buffer.concat([sslRequest, sslRequest, sslRequest]));
+    const h = await until(() => heard.handovers[n]);
+    assert.deepEqual(h.bytes, sslRequest);
+    assert.equal((await waitBytes(c.data, 2)).toString(), 'NN');
+    new Socket({ fd: h.fd }).destroy();
+    c.s.destroy();
   });
 
   it('closes a client that says nothing within the startup timeout, and reports it', async () => {
