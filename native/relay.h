@@ -1,6 +1,7 @@
 /*
- * What relay.c (pairs, relay threads, attach/detach) and front.c (accepting clients and running
- * their startup in the addon) share. Internal to the addon: built with hidden visibility.
+ * What relay.c (pairs, relay threads, attach/detach) and the native front (front.c, front-api.c:
+ * accepting clients and running their startup in the addon) share. Internal to the addon: built
+ * with hidden visibility.
  */
 #ifndef PGFLEET_RELAY_H
 #define PGFLEET_RELAY_H

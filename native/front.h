@@ -1,0 +1,69 @@
+/*
+ * What the native front's two halves share: front.c (the relay threads' side: accept, startup,
+ * gate, relay) and front-api.c (the calls JavaScript makes on the main thread).
+ */
+#ifndef PGFLEET_FRONT_H
+#define PGFLEET_FRONT_H
+
+#include "relay.h"
+
+#define MAX_STARTUP_PACKET 10000
+#define MAX_REPLY_MESSAGE (1024 * 1024)
+#define MAX_KEY 256
+#define MAX_LISTENERS 64
+#define LINGER_MS 1000
+#define ACCEPTS_PER_EVENT 64
+#define SSL_REQUEST 80877103u
+#define GSSENC_REQUEST 80877104u
+#define MAX_ENCRYPTION_REQUESTS 2 /* one SSLRequest and one GSSENCRequest, as PostgreSQL allows */
+#define PAUSE_MS 100              /* a listener rests this long after accept ran out of resources */
+
+enum {
+  EV_STARTUP = 1,
+  EV_HANDOVER,
+  EV_EARLY,
+  EV_CONNECT_FAILED,
+  EV_REFUSED,
+  EV_WRONG_ROLE,
+  EV_INVALID,
+  EV_SERVER_CLOSED,
+  EV_CLIENT_CLOSED,
+  EV_READY,
+  EV_CLOSED,
+};
+/* EV_EARLY's reason */
+enum { EARLY_TIMEOUT = 0, EARLY_CLIENT_CLOSED = 1 };
+
+typedef struct fevent {
+  int kind;
+  uint32_t attempt;
+  double id;
+  int listener;
+  int a, b;
+  char *data; /* bytes, for a Buffer */
+  size_t len;
+  char *s1, *s2; /* strings */
+} fevent_t;
+
+typedef struct lsock {
+  int fd; /* -1 once unlistened (mu) */
+  int index;
+} lsock_t;
+
+extern lsock_t lsocks[MAX_LISTENERS];
+extern napi_threadsafe_function on_front; /* (mu) */
+extern int64_t startup_timeout_ms;
+extern int keepalive_idle_s;
+extern int64_t starting; /* connections in PH_STARTUP, over all threads (atomic) */
+
+/* front.c, for front-api.c */
+void tune(int fd);
+int set_mask(pair_t *p, int i, uint32_t want);
+int apply_masks(pair_t *p);
+int send_more(side_t *to, const char *b, size_t n);
+void close_side(pair_t *p, int i);
+void free_state(pair_t *p);
+void end_client(pair_t *p, const char *last, size_t n);
+void drop_event(fevent_t *ev);
+
+#endif
