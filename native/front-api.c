@@ -317,3 +317,27 @@ napi_value js_front_starting(napi_env env, napi_callback_info info) {
   (void)info;
   return int_value(env, __atomic_load_n(&starting, __ATOMIC_RELAXED));
 }
+
+/*
+ * frontDrop(id): JavaScript gives up the attempt in progress (its timeout, or its node left the
+ * table): the server connection closes and the client is not read until the next frontConnect.
+ * False when the connection is relaying already (its READY is on the way) or gone.
+ */
+napi_value js_front_drop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double id;
+  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok)
+    return throw_error(env, "frontDrop(id) needs an id");
+  pair_t *p = lock_owned(id);
+  bool dropped = p != NULL && p->phase != PH_RELAY;
+  if (dropped) {
+    close_side(p, 1);
+    set_mask(p, 0, 0);
+    p->phase = PH_ROUTE;
+  }
+  if (p) unlock_owned(p);
+  napi_get_boolean(env, dropped, &result);
+  return result;
+}

@@ -23,7 +23,8 @@
  * frontListen(ip, port, backlog, index) -> { fd, port }, frontUnlisten(index),
  * frontConnect(id, ip, port, role, attempt) -> 0 | -errno (its events carry `attempt`), frontEnd(id, last | null, flushHeld) -> bool,
  * frontState(id) -> phase | involved << 4, or -1 once the connection is gone,
- * frontStarting() -> connections accepted whose StartupMessage has not been read yet.
+ * frontStarting() -> connections accepted whose StartupMessage has not been read yet,
+ * frontDrop(id) -> bool: gives up the attempt in progress (false once relaying).
  */
 #include "front.h"
 

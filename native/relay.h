@@ -146,5 +146,6 @@ napi_value js_front_connect(napi_env env, napi_callback_info info);
 napi_value js_front_end(napi_env env, napi_callback_info info);
 napi_value js_front_state(napi_env env, napi_callback_info info);
 napi_value js_front_starting(napi_env env, napi_callback_info info);
+napi_value js_front_drop(napi_env env, napi_callback_info info);
 
 #endif

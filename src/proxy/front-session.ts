@@ -146,7 +146,9 @@ export class FrontSession implements FrontSessionEvents {
       this.#lastError = `server ${node.name} did not complete startup within ${ctx.startupTimeoutMs / 1000}s`;
     }
     this.#lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
-    this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError, s.involved);
+    if (s.involved) this.#retryOrFail(SQLSTATE.CONNECTION_FAILURE, this.#lastError, true);
+    else if (this.#front.drop(this.#id)) this.#retry();
+    // else: it reached ReadyForQuery just now, and its READY is on the way
   }
 
   onFrontEvent(
@@ -238,15 +240,12 @@ export class FrontSession implements FrontSessionEvents {
   terminate(t: Termination): void {
     switch (this.#phase) {
       case 'handshake': {
+        // A client that took no part is moved to another node, unless the addon is relaying already
+        // (its READY is on the way, drop() says so): then it is cut as a relaying session is.
         const s = this.#front.state(this.#id);
-        if (s?.phase === FrontPhase.RELAY) {
-          // Relaying already (its READY is on the way): cut as a relaying session is.
-          this.#endWith(t.reason, t.fatal, false);
-        } else if (t.reason === 'node_unroutable' && s?.involved === false) {
+        if (t.reason === 'node_unroutable' && s?.involved === false && this.#front.drop(this.#id))
           this.#retry();
-        } else {
-          this.#endWith(t.reason, t.fatal, false);
-        }
+        else this.#endWith(t.reason, t.fatal, false);
         return;
       }
       case 'relay':

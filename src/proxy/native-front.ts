@@ -142,6 +142,14 @@ export class NativeFront {
     this.#addon.frontEnd(id, last, flushHeld);
   }
 
+  /**
+   * Gives up the attempt in progress (closing its server connection; the client is not read until
+   * the next connect). False when the connection is relaying already (its READY is on the way).
+   */
+  drop(id: number): boolean {
+    return this.#addon.frontDrop(id);
+  }
+
   /** Connections accepted whose StartupMessage has not been read yet (clients all the same). */
   starting(): number {
     return this.#addon.frontStarting();

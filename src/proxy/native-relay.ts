@@ -47,6 +47,7 @@ interface Addon {
   frontEnd(id: number, last: Buffer | null, flushHeld: boolean): boolean;
   frontState(id: number): number;
   frontStarting(): number;
+  frontDrop(id: number): boolean;
 }
 
 /** What the addon's front (native/front.c) reports: (kind, id, listener, a, b, bytes, s1, s2, attempt). */
@@ -65,7 +66,14 @@ export type FrontEventHandler = (
 /** The addon's front calls, for NativeFront (native-front.ts). */
 export type FrontAddon = Pick<
   Addon,
-  'frontInit' | 'frontListen' | 'frontUnlisten' | 'frontConnect' | 'frontEnd' | 'frontState' | 'frontStarting'
+  | 'frontInit'
+  | 'frontListen'
+  | 'frontUnlisten'
+  | 'frontConnect'
+  | 'frontEnd'
+  | 'frontState'
+  | 'frontStarting'
+  | 'frontDrop'
 >;
 
 /** The most relay threads the addon runs (MAX_THREADS in native/relay.c). */

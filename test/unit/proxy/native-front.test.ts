@@ -102,6 +102,16 @@ function collect(s: Socket): { data: () => Buffer; ended: Promise<void> } {
   return { data: () => Buffer.concat(chunks), ended };
 }
 
+/** For what no listener event announces (the test server's connections). */
+async function poll<T>(f: () => T | undefined): Promise<T> {
+  const deadline = Date.now() + 5_000;
+  for (let v = f(); ; v = f()) {
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 async function waitBytes(get: () => Buffer, n: number): Promise<Buffer> {
   const deadline = Date.now() + 5_000;
   while (get().length < n) {
@@ -220,6 +230,28 @@ describe('native front', { timeout: 60_000 }, () => {
     assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary', 2), 0);
     assert.equal((await p.next(FrontEvent.READY)).attempt, 2, 'the event names its attempt');
     await waitBytes(c.data, welcome('off').length);
+    front.end(p.id, null, false);
+    await c.ended;
+  });
+
+  it('drops an attempt that does not answer (its server connection closes) and starts another', async () => {
+    serverReply = Buffer.alloc(0); // the first server never answers
+    const n = heard.probes.length;
+    const c = await client(startup);
+    const p = await until(() => heard.probes[n]);
+    const conns = serverConns.length;
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary', 1), 0);
+    const silent = await poll(() => serverConns[conns]);
+    await waitBytes(silent.got, startup.length);
+    assert.equal(front.state(p.id)?.phase, FrontPhase.GATE);
+    const silentClosed = new Promise<void>((resolve) => silent.socket.on('close', () => resolve()));
+    assert.equal(front.drop(p.id), true);
+    assert.equal(front.state(p.id)?.phase, FrontPhase.ROUTE);
+    await silentClosed;
+    serverReply = welcome('off');
+    assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary', 2), 0);
+    assert.equal((await p.next(FrontEvent.READY)).attempt, 2);
+    assert.equal(front.drop(p.id), false, 'a relaying connection is not dropped');
     front.end(p.id, null, false);
     await c.ended;
   });
