@@ -310,11 +310,7 @@ static void read_startup(pair_t *p) {
     ssize_t r = recv(p->s[0].fd, p->in + p->in_len, p->in_cap - p->in_len, MSG_DONTWAIT);
     if (r > 0) {
       p->in_len += (size_t)r;
-      if (take_startup(p)) return;
-      if (p->in_len > MAX_STARTUP_PACKET + 8) { /* cannot happen: take_startup framed or handed over */
-        hand_over(p);
-        return;
-      }
+      if (take_startup(p)) return; /* else: waiting for more of a packet of at most 10,000 bytes */
     } else if (r < 0 && errno == EINTR) {
       continue;
     } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

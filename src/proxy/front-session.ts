@@ -24,7 +24,13 @@ import { cancelKey } from './cancel-registry.js';
 import type { CloseReason } from './close-reason.js';
 import type { Termination } from './connection-registry.js';
 import type { ListenerContext } from './listener-context.js';
-import { FrontEvent, FrontPhase, type FrontSessionEvents, type NativeFront } from './native-front.js';
+import {
+  FrontEvent,
+  FrontPhase,
+  type FrontReport,
+  type FrontSessionEvents,
+  type NativeFront,
+} from './native-front.js';
 import { routeLoop, type Attempt } from './route-loop.js';
 import { RETRYABLE_SQLSTATES, noRouteFatal, stillRouted, wrongRoleError } from './session-common.js';
 
@@ -151,22 +157,15 @@ export class FrontSession implements FrontSessionEvents {
     // else: it reached ReadyForQuery just now, and its READY is on the way
   }
 
-  onFrontEvent(
-    kind: number,
-    a: number,
-    b: number,
-    bytes: Buffer | null,
-    s1: string | null,
-    s2: string | null,
-    attempt: number,
-  ): void {
+  onFrontEvent(e: FrontReport): void {
+    const { kind, a, bytes, s1, s2 } = e;
     const node = this.#node;
-    const involved = b !== 0;
+    const involved = e.b !== 0;
     if (kind === FrontEvent.CLOSED || kind === FrontEvent.CLIENT_CLOSED) {
       this.#close(kind === FrontEvent.CLOSED && a === 1 ? 'server_closed' : 'client_closed');
       return;
     }
-    if (this.#phase !== 'handshake' || node === undefined || attempt !== this.#attemptNo) return;
+    if (this.#phase !== 'handshake' || node === undefined || e.attempt !== this.#attemptNo) return;
     switch (kind) {
       case FrontEvent.READY:
         this.#ready(node, a, bytes);

@@ -35,19 +35,28 @@ export const FrontEvent = {
 /** frontState's phase (native/relay.h PH_*). */
 export const FrontPhase = { ROUTE: 2, CONNECT: 3, GATE: 4, RELAY: 5 } as const;
 
+/** One event about a session's connection (the addon's arguments, less the id and listener). */
+export interface FrontReport {
+  readonly kind: number;
+  /** READY: the backend's process id; CONNECT_FAILED: errno; WRONG_ROLE: in_hot_standby (-1 none, 0 off, 1 on, 2 other); CLOSED: 0 client, 1 server. */
+  readonly a: number;
+  /** 1 when the client has taken part in the exchange (no invisible retry). */
+  readonly b: number;
+  /** READY: the cancel key's secret. */
+  readonly bytes: Buffer | null;
+  /** REFUSED: SQLSTATE; INVALID: why. */
+  readonly s1: string | null;
+  /** REFUSED: the server's message. */
+  readonly s2: string | null;
+  /** The attempt (frontConnect's number) the event belongs to. */
+  readonly attempt: number;
+}
+
 /** What a session hears about its connection. */
 export interface FrontSessionEvents {
   /** Called once the front knows the session (which may end it at once). */
   start(): void;
-  onFrontEvent(
-    kind: number,
-    a: number,
-    b: number,
-    bytes: Buffer | null,
-    s1: string | null,
-    s2: string | null,
-    attempt: number,
-  ): void;
+  onFrontEvent(e: FrontReport): void;
 }
 
 /** What a listener hears about connections that have no session yet. */
@@ -102,7 +111,7 @@ export class NativeFront {
       default: {
         const s = this.#sessions.get(id);
         if (kind === FrontEvent.CLIENT_CLOSED || kind === FrontEvent.CLOSED) this.#sessions.delete(id);
-        s?.onFrontEvent(kind, a, b, bytes, s1, s2, attempt);
+        s?.onFrontEvent({ kind, a, b, bytes, s1, s2, attempt });
       }
     }
   };

@@ -10,6 +10,7 @@ import {
   FrontEvent,
   FrontPhase,
   NativeFront,
+  type FrontReport,
   type FrontSessionEvents,
 } from '../../../src/proxy/native-front.js';
 import { NativeRelay } from '../../../src/proxy/native-relay.js';
@@ -40,34 +41,17 @@ const welcome = (standby: 'on' | 'off'): Buffer =>
     msg('Z', Buffer.from('I')),
   ]);
 
-interface Recorded {
-  kind: number;
-  a: number;
-  b: number;
-  bytes: Buffer | null;
-  s1: string | null;
-  attempt: number;
-}
-
 /** A session that records its events; `next(kind)` waits for one. */
 class Probe implements FrontSessionEvents {
-  readonly events: Recorded[] = [];
+  readonly events: FrontReport[] = [];
   #waiters: (() => void)[] = [];
   constructor(readonly id: number) {}
   start(): void {}
-  onFrontEvent(
-    kind: number,
-    a: number,
-    b: number,
-    bytes: Buffer | null,
-    s1: string | null,
-    _s2: string | null,
-    attempt: number,
-  ): void {
-    this.events.push({ kind, a, b, bytes, s1, attempt });
+  onFrontEvent(e: FrontReport): void {
+    this.events.push(e);
     for (const w of this.#waiters.splice(0)) w();
   }
-  async next(kind: number): Promise<Recorded> {
+  async next(kind: number): Promise<FrontReport> {
     for (;;) {
       const e = this.events.find((x) => x.kind === kind);
       if (e) return e;
