@@ -59,14 +59,19 @@ void front_cleanup(void) {
 static int arg_int(napi_env env, napi_value v, int32_t *out) { return napi_get_value_int32(env, v, out) == napi_ok; }
 
 napi_value js_front_init(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t timeout, idle;
-  if (argc < 3 || !arg_int(env, argv[1], &timeout) || !arg_int(env, argv[2], &idle) || timeout < 1 || idle < 0)
-    return throw_error(env, "frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs) needs a function and two numbers");
+  int32_t timeout, idle, cap;
+  if (argc < 4 || !arg_int(env, argv[1], &timeout) || !arg_int(env, argv[2], &idle) || !arg_int(env, argv[3], &cap) ||
+      timeout < 1 || idle < 0 || cap < 0)
+    return throw_error(env,
+                       "frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs, routeCap) needs a function and three numbers");
   startup_timeout_ms = timeout;
   keepalive_idle_s = idle / 1000;
+  pthread_mutex_lock(&mu);
+  route_cap = (uint32_t)cap;
+  pthread_mutex_unlock(&mu);
   if (on_front) return NULL; /* already initialised (one per process): only the settings change */
   napi_value name;
   napi_create_string_utf8(env, "pgfleet-front", NAPI_AUTO_LENGTH, &name);
@@ -147,6 +152,8 @@ napi_value js_front_listen(napi_env env, napi_callback_info info) {
   if (err == 0) {
     l->fd = fd;
     l->index = index;
+    l->n_route = 0; /* until frontRoute */
+    l->route_gen = 0;
   }
   pthread_mutex_unlock(&mu);
   if (err != 0) {
@@ -234,23 +241,17 @@ napi_value js_front_connect(napi_env env, napi_callback_info info) {
   p->attempt = attempt; /* events of an earlier attempt, still on their way, carry its number */
   p->phase = PH_ROUTE;
   int rc = 0;
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = open_server(&ss, sl);
   if (fd < 0) {
-    rc = -errno;
+    rc = fd;
   } else {
-    tune(fd);
-    if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
+    forget_pending_fd(fd);
+    p->s[1].fd = fd;
+    p->phase = PH_CONNECT;
+    if (apply_masks(p) != 0) {
       rc = -errno;
-      close(fd);
-    } else {
-      forget_pending_fd(fd);
-      p->s[1].fd = fd;
-      p->phase = PH_CONNECT;
-      if (apply_masks(p) != 0) {
-        rc = -errno;
-        close_side(p, 1);
-        p->phase = PH_ROUTE;
-      }
+      close_side(p, 1);
+      p->phase = PH_ROUTE;
     }
   }
   unlock_owned(p);
@@ -339,5 +340,49 @@ napi_value js_front_drop(napi_env env, napi_callback_info info) {
   }
   if (p) unlock_owned(p);
   napi_get_boolean(env, dropped, &result);
+  return result;
+}
+
+/*
+ * frontRoute(index, generation, ips, ports, roles): the servers listener `index` may connect a new
+ * client to without asking (see route_new in front.c); empty arrays leave every choice to
+ * JavaScript. False when no such listener is listening, or an address is not an IP.
+ */
+napi_value js_front_route(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t index;
+  uint32_t gen, n = 0, n_ports = 0, n_roles = 0;
+  bool arrays = argc >= 5;
+  for (size_t i = 2; i < 5 && arrays; i++) napi_is_array(env, argv[i], &arrays);
+  if (!arrays || !arg_int(env, argv[0], &index) || napi_get_value_uint32(env, argv[1], &gen) != napi_ok ||
+      napi_get_array_length(env, argv[2], &n) != napi_ok || napi_get_array_length(env, argv[3], &n_ports) != napi_ok ||
+      napi_get_array_length(env, argv[4], &n_roles) != napi_ok || n != n_ports || n != n_roles || n > MAX_ROUTE)
+    return throw_error(env, "frontRoute(index, generation, ips, ports, roles) needs two numbers and three arrays "
+                            "of one length, at most 16");
+  candidate_t route[MAX_ROUTE];
+  bool ok = true;
+  for (uint32_t i = 0; i < n && ok; i++) {
+    napi_value ip, port, role;
+    int32_t pv = 0, rv = 0;
+    ok = napi_get_element(env, argv[2], i, &ip) == napi_ok && napi_get_element(env, argv[3], i, &port) == napi_ok &&
+         napi_get_element(env, argv[4], i, &role) == napi_ok && arg_int(env, port, &pv) && arg_int(env, role, &rv) &&
+         parse_address(env, ip, pv, &route[i].addr, &route[i].len);
+    route[i].role = rv != 0;
+  }
+  if (ok) {
+    pthread_mutex_lock(&mu);
+    ok = false;
+    for (int i = 0; i < MAX_LISTENERS; i++) {
+      if (lsocks[i].fd < 0 || lsocks[i].index != index) continue;
+      memcpy(lsocks[i].route, route, n * sizeof(route[0]));
+      lsocks[i].route_gen = gen;
+      lsocks[i].n_route = (int)n;
+      ok = true;
+    }
+    pthread_mutex_unlock(&mu);
+  }
+  napi_get_boolean(env, ok, &result);
   return result;
 }

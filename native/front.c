@@ -9,7 +9,8 @@
  *   STARTUP  | reads the first packets; answers SSLRequest and       | nothing, unless the packet is
  *            | GSSENCRequest with 'N'; a CancelRequest, a bad packet | something else: HANDOVER (fd and
  *            | or the startup timeout ends it here                   | bytes read), or EARLY (closed)
- *   ROUTE    | keeps the StartupMessage; reads nothing               | STARTUP: routes, then connect()
+ *   ROUTE    | keeps the StartupMessage; reads nothing. With a route | STARTUP: adopts the thread's
+ *            | from frontRoute, picks a server and connects at once  | attempt, or routes, then connect()
  *   CONNECT  | connects without blocking                             | CONNECT_FAILED → connect() / end()
  *   GATE     | sends the StartupMessage (and pipelined bytes); holds | REFUSED, WRONG_ROLE, INVALID,
  *            | the server's replies, decoding them; forwards auth    | SERVER_CLOSED → connect() / end();
@@ -18,8 +19,8 @@
  *            | bytes both ways, server messages followed             | (over); end() with a FATAL
  *   LINGER   | the server closed; the client still has bytes to read | (CLOSED already sent)
  *
- * JavaScript calls (main thread): frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs) (again: new
- * settings, same callback),
+ * JavaScript calls (main thread): frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs, routeCap)
+ * (again: new settings, same callback), frontRoute(index, generation, ips, ports, roles) -> bool,
  * frontListen(ip, port, backlog, index) -> { fd, port }, frontUnlisten(index),
  * frontConnect(id, ip, port, role, attempt) -> 0 | -errno (its events carry `attempt`), frontEnd(id, last | null, flushHeld) -> bool,
  * frontState(id) -> phase | involved << 4, or -1 once the connection is gone,
@@ -40,6 +41,7 @@ napi_threadsafe_function on_front = NULL;
 int64_t startup_timeout_ms = 10000;
 int keepalive_idle_s = 0;
 int64_t starting = 0;
+uint32_t route_cap = 0;
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -292,7 +294,9 @@ static int take_startup(pair_t *p) {
     leave_lists(p);
     p->phase = PH_ROUTE;
     set_mask(p, 0, 0);
-    emit_id(p->w, p, EV_STARTUP, 0);
+    /* After the batch, without this pair's lock: route_new() connects it, and reports STARTUP. */
+    p->next_routed = p->w->routed;
+    p->w->routed = p;
     return 1;
   }
   if (p->in_len < 8 && (p->in_len < 4 || (be32(p->in) >= 8 && be32(p->in) <= MAX_STARTUP_PACKET))) return 0;
@@ -387,6 +391,19 @@ static int error_fields(const char *b, size_t n, char **code, char **message) {
 }
 
 /* ReadyForQuery ended the server's replies at `end` of `held`: relay, or report the wrong role. */
+/* The cancel key's secret for JavaScript: a short string costs it less than a Buffer. */
+static char *hex(const uint8_t *b, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  char *s = malloc(2 * n + 1);
+  if (!s) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    s[2 * i] = digits[b[i] >> 4];
+    s[2 * i + 1] = digits[b[i] & 15];
+  }
+  s[2 * n] = 0;
+  return s;
+}
+
 static void on_ready(pair_t *p, size_t end) {
   int matches = p->role == 0 ? p->hot == 0 : p->hot != 0;
   if (!matches) {
@@ -408,9 +425,7 @@ static void on_ready(pair_t *p, size_t end) {
   p->startup = NULL;
   p->phase = PH_RELAY;
   emit(p->w, (fevent_t){.kind = EV_READY, .attempt = p->attempt, .id = pair_id(p), .listener = p->listener,
-                        .a = (int)p->key_pid,
-                        .b = p->involved, .data = p->key ? dup_bytes(p->key, p->key_len) : NULL,
-                        .len = p->key ? p->key_len : 0});
+                        .a = (int)p->key_pid, .b = p->involved, .s1 = p->key ? hex(p->key, p->key_len) : NULL});
 }
 
 /* GATE: decodes the whole replies held so far. */
@@ -689,6 +704,72 @@ int front_timeout_ms(worker_t *w) {
   return wait <= 0 ? 0 : wait > 60000 ? 60000 : (int)wait + 1;
 }
 
+/* A non-blocking connect to a server: the descriptor, or -errno. */
+int open_server(const struct sockaddr_storage *ss, socklen_t sl) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  tune(fd);
+  if (connect(fd, (const struct sockaddr *)ss, sl) != 0 && errno != EINPROGRESS) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+static lsock_t *listener_of(int index) {
+  for (int i = 0; i < MAX_LISTENERS; i++)
+    if (lsocks[i].fd >= 0 && lsocks[i].index == index) return &lsocks[i];
+  return NULL;
+}
+
+/*
+ * The pairs whose StartupMessage this batch read. When JavaScript gave their listener a route
+ * (frontRoute) and the addon holds no more than route_cap pairs, the thread picks a server from it
+ * and connects at once, as attempt 1, so that the connection's whole way to its server stays on this
+ * thread; JavaScript adopts the attempt when STARTUP reaches it (a = the candidate, attempt = the
+ * route's generation). Otherwise STARTUP has a = -1 and JavaScript routes and connects.
+ * Runs between batches: mu is taken before a pair's lock, as on the main thread.
+ */
+static void route_new(worker_t *w) {
+  while (w->routed) {
+    pair_t *p = w->routed;
+    w->routed = p->next_routed;
+    p->next_routed = NULL;
+    candidate_t c;
+    uint32_t gen = 0;
+    int k = -1;
+    pthread_mutex_lock(&mu);
+    lsock_t *l = listener_of(p->listener);
+    if (l && l->n_route > 0 && pair_count <= route_cap) {
+      k = l->n_route == 1 ? 0 : (int)(l->cursor++ % (uint32_t)l->n_route);
+      c = l->route[k];
+      gen = l->route_gen;
+    }
+    pthread_mutex_unlock(&mu);
+    int fd = k >= 0 ? open_server(&c.addr, c.len) : -1;
+    /* Refused at once (or out of descriptors): JavaScript routes it, and hears why from its own try. */
+    if (fd < 0) k = -1;
+    pthread_mutex_lock(&mu);
+    if (fd >= 0) forget_pending_fd(fd);
+    pthread_mutex_lock(&p->mu);
+    if (fd >= 0) {
+      p->s[1].fd = fd;
+      p->role = c.role;
+      p->attempt = 1;
+      p->phase = PH_CONNECT;
+      if (apply_masks(p) != 0) {
+        close_side(p, 1);
+        p->phase = PH_ROUTE;
+        k = -1;
+      }
+    }
+    emit(w, (fevent_t){.kind = EV_STARTUP, .attempt = gen, .id = pair_id(p), .listener = p->listener, .a = k});
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&mu);
+  }
+}
+
 void drop_event(fevent_t *ev) {
   if (ev->kind == EV_HANDOVER && ev->a >= 0) close(ev->a);
   free(ev->data);
@@ -697,6 +778,7 @@ void drop_event(fevent_t *ev) {
 }
 
 void front_after_batch(worker_t *w) {
+  route_new(w);
   if (w->startup_head || w->linger_head || w->n_paused > 0) {
     int64_t now = now_ms();
     if (w->n_paused > 0 && w->resume_at <= now) resume_listeners(w);

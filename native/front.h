@@ -45,9 +45,23 @@ typedef struct fevent {
   char *s1, *s2; /* strings */
 } fevent_t;
 
+#define MAX_ROUTE 16 /* candidates of a listener's route the addon picks from itself */
+
+/* A server the addon may connect a new client to without asking JavaScript (frontRoute). */
+typedef struct candidate {
+  struct sockaddr_storage addr;
+  socklen_t len;
+  int role; /* 0: it must report in_hot_standby off, 1: on */
+} candidate_t;
+
 typedef struct lsock {
   int fd; /* -1 once unlistened (mu) */
   int index;
+  /* The listener's route as JavaScript last gave it (mu): n = 0 leaves every choice to JavaScript. */
+  uint32_t route_gen;
+  int n_route;
+  uint32_t cursor; /* round robin over the candidates */
+  candidate_t route[MAX_ROUTE];
 } lsock_t;
 
 extern lsock_t lsocks[MAX_LISTENERS];
@@ -55,6 +69,7 @@ extern napi_threadsafe_function on_front; /* (mu) */
 extern int64_t startup_timeout_ms;
 extern int keepalive_idle_s;
 extern int64_t starting; /* connections in PH_STARTUP, over all threads (atomic) */
+extern uint32_t route_cap; /* the addon picks a server itself only while it holds at most this many pairs (mu) */
 
 /* front.c, for front-api.c */
 void tune(int fd);
@@ -65,5 +80,6 @@ void close_side(pair_t *p, int i);
 void free_state(pair_t *p);
 void end_client(pair_t *p, const char *last, size_t n);
 void drop_event(fevent_t *ev);
+int open_server(const struct sockaddr_storage *ss, socklen_t sl);
 
 #endif

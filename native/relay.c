@@ -660,6 +660,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"frontState", NULL, js_front_state, NULL, NULL, NULL, napi_enumerable, NULL},
       {"frontStarting", NULL, js_front_starting, NULL, NULL, NULL, napi_enumerable, NULL},
       {"frontDrop", NULL, js_front_drop, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"frontRoute", NULL, js_front_route, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -66,6 +66,7 @@ typedef struct worker {
   struct pair *startup_head, *startup_tail; /* pairs in PH_STARTUP, oldest first (one timeout) */
   struct pair *linger_head, *linger_tail;   /* pairs in PH_LINGER, oldest first */
   struct pair *dead;                        /* pairs this thread closed in the current batch */
+  struct pair *routed;                      /* pairs whose StartupMessage this batch read */
   struct fevent *evq;                       /* events for JavaScript from the current batch */
   size_t evq_len, evq_cap;
   void *paused[64];                         /* listeners out of this epoll set after EMFILE & co. */
@@ -107,6 +108,7 @@ typedef struct pair {
   int64_t deadline;   /* STARTUP / LINGER: monotonic ms */
   struct pair *dl_prev, *dl_next;
   struct pair *next_dead;
+  struct pair *next_routed;
 } pair_t;
 
 extern pthread_mutex_t mu;
@@ -147,5 +149,6 @@ napi_value js_front_end(napi_env env, napi_callback_info info);
 napi_value js_front_state(napi_env env, napi_callback_info info);
 napi_value js_front_starting(napi_env env, napi_callback_info info);
 napi_value js_front_drop(napi_env env, napi_callback_info info);
+napi_value js_front_route(napi_env env, napi_callback_info info);
 
 #endif

@@ -9,7 +9,12 @@ export interface CancelTarget {
 }
 
 export function cancelKey(processId: number, secretKey: Buffer): string {
-  return `${processId}:${secretKey.toString('hex')}`;
+  return cancelKeyHex(processId, secretKey.toString('hex'));
+}
+
+/** The same key from the secret in lowercase hex (as the native front reports it). */
+export function cancelKeyHex(processId: number, secretHex: string): string {
+  return `${processId}:${secretHex}`;
 }
 
 export class CancelRegistry {

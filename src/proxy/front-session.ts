@@ -5,7 +5,8 @@
  *
  *   phase     | the addon …                                   | this session …
  *   ----------+-----------------------------------------------+-------------------------------------
- *   routing   | holds the client, reading nothing             | picks a node, waits up to wait_timeout
+ *   routing   | holds the client, reading nothing; or, given  | picks a node, waits up to wait_timeout;
+ *             | the listener's route, has connected already   | or adopts the addon's attempt 1
  *   handshake | connects, forwards the StartupMessage, holds  | on a refusal (57P03/53300/57P01), a
  *             | the replies up to ReadyForQuery, forwards     | wrong in_hot_standby, a failure or a
  *             | auth exchanges                                | timeout: retries elsewhere while the
@@ -20,16 +21,16 @@ import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
 import { SQLSTATE, errorResponse } from '../protocol/index.js';
 import type { RouteNode } from '../routing/types.js';
-import { cancelKey } from './cancel-registry.js';
+import { cancelKeyHex } from './cancel-registry.js';
 import type { CloseReason } from './close-reason.js';
-import type { Termination } from './connection-registry.js';
+import { termination, type Termination } from './connection-registry.js';
 import type { ListenerContext } from './listener-context.js';
 import {
   FrontEvent,
   FrontPhase,
   type FrontReport,
+  type FrontCalls,
   type FrontSessionEvents,
-  type NativeFront,
 } from './native-front.js';
 import { routeLoop, type Attempt } from './route-loop.js';
 import { RETRYABLE_SQLSTATES, noRouteFatal, stillRouted, wrongRoleError } from './session-common.js';
@@ -54,10 +55,18 @@ async function resolveHost(host: string): Promise<string> {
   return isIP(host) !== 0 ? host : (await lookup(host)).address;
 }
 
+/**
+ * The attempt the addon started by itself (attempt 1, see route_new in native/front.c): at `node`,
+ * or at a node of a route the listener has forgotten (undefined).
+ */
+export interface AddonAttempt {
+  readonly node: RouteNode | undefined;
+}
+
 export class FrontSession implements FrontSessionEvents {
   readonly #id: number;
   readonly #ctx: ListenerContext;
-  readonly #front: NativeFront;
+  readonly #front: FrontCalls;
   readonly #onClosed: (s: FrontSession) => void;
   #phase: Phase = 'routing';
   #node: RouteNode | undefined;
@@ -68,18 +77,24 @@ export class FrontSession implements FrontSessionEvents {
   #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
   #timer: NodeJS.Timeout | undefined;
   #started = 0;
-  /** The number of the attempt in progress: events of an earlier one, still on their way, are dropped. */
-  #attemptNo = 0;
+  /**
+   * The number of the attempt in progress: events of an earlier one, still on their way, are
+   * dropped. Attempt 1 is the addon's own, if it made one; this session's count from 2.
+   */
+  #attemptNo = 1;
   readonly #overLimit: boolean;
+  #addonAttempt: AddonAttempt | undefined;
 
   constructor(
     id: number,
     ctx: ListenerContext,
-    front: NativeFront,
+    front: FrontCalls,
     onClosed: (s: FrontSession) => void,
     overLimit: boolean,
+    addonAttempt?: AddonAttempt,
   ) {
     this.#overLimit = overLimit;
+    this.#addonAttempt = addonAttempt;
     this.#id = id;
     this.#ctx = ctx;
     this.#front = front;
@@ -93,13 +108,51 @@ export class FrontSession implements FrontSessionEvents {
 
   async #route(): Promise<void> {
     const ctx = this.#ctx;
+    const first = this.#firstNode();
+    if (first === null) return;
     const result = await routeLoop(ctx, {
-      attempt: (node) => this.#attempt(node),
+      first,
+      attempt: (node) => {
+        if (this.#addonAttempt === undefined) return this.#attempt(node);
+        this.#addonAttempt = undefined;
+        return this.#adopt(node);
+      },
       routing: () => this.#phase === 'routing',
       waiting: (cancel) => (this.#cancelWait = cancel),
     });
     if (result.kind === 'settled') return;
     this.#endWith('no_route', noRouteFatal(ctx, result, this.#lastError, this.#lastErrorCode), false);
+  }
+
+  /**
+   * The node of the addon's attempt when it still serves the listener; undefined when there is
+   * none (or the addon gave it up: route as usual); null when the session ended here, because the
+   * addon was relaying already to a node that has left the listener.
+   */
+  #firstNode(): RouteNode | undefined | null {
+    const a = this.#addonAttempt;
+    if (a === undefined) return undefined;
+    if (a.node !== undefined && stillRouted(this.#ctx, a.node)) return a.node;
+    this.#addonAttempt = undefined;
+    if (this.#front.drop(this.#id)) return undefined;
+    const server = a.node?.name ?? 'chosen';
+    const t = termination(
+      'node_unroutable',
+      `terminating connection: server ${server} no longer qualifies for listener "${this.#ctx.listener.name}"`,
+    );
+    this.#endWith(t.reason, t.fatal, false);
+    return null;
+  }
+
+  /** Takes on the addon's attempt 1 at `node` as if this session had started it (see #attempt). */
+  #adopt(node: RouteNode): Promise<Attempt> {
+    const ctx = this.#ctx;
+    this.#node = node;
+    ctx.registry.add(ctx.listener.name, node.key, node.name, this);
+    this.#phase = 'handshake';
+    this.#started = performance.now();
+    this.#timer = setTimeout(() => this.#onTimer(node, true), ctx.connectTimeoutMs);
+    return new Promise<Attempt>((resolve) => (this.#settle = resolve));
   }
 
   async #attempt(node: RouteNode): Promise<Attempt> {
@@ -158,7 +211,7 @@ export class FrontSession implements FrontSessionEvents {
   }
 
   onFrontEvent(e: FrontReport): void {
-    const { kind, a, bytes, s1, s2 } = e;
+    const { kind, a, s1, s2 } = e;
     const node = this.#node;
     const involved = e.b !== 0;
     if (kind === FrontEvent.CLOSED || kind === FrontEvent.CLIENT_CLOSED) {
@@ -168,7 +221,7 @@ export class FrontSession implements FrontSessionEvents {
     if (this.#phase !== 'handshake' || node === undefined || e.attempt !== this.#attemptNo) return;
     switch (kind) {
       case FrontEvent.READY:
-        this.#ready(node, a, bytes);
+        this.#ready(node, a, s1);
         return;
       case FrontEvent.CONNECT_FAILED:
         this.#clearTimer();
@@ -202,12 +255,12 @@ export class FrontSession implements FrontSessionEvents {
     }
   }
 
-  #ready(node: RouteNode, processId: number, secret: Buffer | null): void {
+  #ready(node: RouteNode, processId: number, secretHex: string | null): void {
     const ctx = this.#ctx;
     this.#clearTimer();
     this.#phase = 'relay';
-    if (secret !== null) {
-      this.#cancelKey = cancelKey(processId >>> 0, secret);
+    if (secretHex !== null) {
+      this.#cancelKey = cancelKeyHex(processId >>> 0, secretHex);
       ctx.cancels.add(this.#cancelKey, { host: node.host, port: node.port, node: node.name });
     }
     ctx.metrics.connected(node.name, (performance.now() - this.#started) / 1000);

@@ -14,7 +14,16 @@ import { FrontSession } from './front-session.js';
 import type { ListenerContext } from './listener-context.js';
 import type { FrontListenerEvents, NativeFront } from './native-front.js';
 import { ClientSession } from './session.js';
+import type { RouteNode } from '../routing/types.js';
 import { socketOptions } from './upstream.js';
+
+/** The most nodes a route given to the addon has (MAX_ROUTE in native/front.h). */
+const MAX_ADDON_ROUTE = 16;
+/**
+ * Routes given to the addon that a STARTUP event may still name: one arriving after this many
+ * changes finds its node unknown, and the session starts over (or ends, if already relaying).
+ */
+const ROUTES_REMEMBERED = 4;
 
 export class Listener implements FrontListenerEvents {
   readonly #ctx: ListenerContext<Terminable>;
@@ -29,6 +38,8 @@ export class Listener implements FrontListenerEvents {
   /** Every session on the native front. */
   readonly #frontSessions = new Set<FrontSession>();
   #onEmpty: (() => void) | undefined;
+  /** The last few routes given to the addon (frontRoute), by generation, oldest first. */
+  readonly #routesGiven = new Map<number, readonly RouteNode[]>();
 
   constructor(ctx: ListenerContext<Terminable>, admit: () => boolean, front: NativeFront | undefined) {
     this.#ctx = ctx;
@@ -65,16 +76,44 @@ export class Listener implements FrontListenerEvents {
     new ClientSession(socket, this.#ctx, overLimit).start(initial);
   }
 
-  onStartup(id: number): FrontSession | undefined {
+  onStartup(id: number, candidate: number, generation: number): FrontSession | undefined {
     const front = this.#front;
     if (!front) return undefined;
     const onClosed = (s: FrontSession): void => {
       this.#frontSessions.delete(s);
       this.#checkEmpty();
     };
-    const session = new FrontSession(id, this.#ctx, front, onClosed, !this.#admit());
+    const addonAttempt = candidate < 0 ? undefined : { node: this.#routesGiven.get(generation)?.[candidate] };
+    const session = new FrontSession(id, this.#ctx, front, onClosed, !this.#admit(), addonAttempt);
     this.#frontSessions.add(session);
     return session;
+  }
+
+  /**
+   * Gives the addon this listener's current route (routing table `generation`), so that it connects
+   * new clients to a server by itself: when every node has an IP address, and there is one node or
+   * the listener balances round robin (least_connections needs this process's session counts).
+   * Otherwise the addon leaves every choice to the session.
+   */
+  routeChanged(generation: number): void {
+    const front = this.#front;
+    if (!front || this.#frontIndex === undefined) return;
+    const nodes = this.#ctx.route()?.nodes ?? [];
+    const eligible =
+      nodes.length <= MAX_ADDON_ROUTE &&
+      (nodes.length <= 1 || this.#ctx.listener.balance === 'round_robin') &&
+      nodes.every((n) => isIP(n.host) !== 0);
+    const given = eligible ? nodes : [];
+    this.#routesGiven.set(generation, given);
+    for (const g of this.#routesGiven.keys()) {
+      if (this.#routesGiven.size <= ROUTES_REMEMBERED) break;
+      this.#routesGiven.delete(g);
+    }
+    front.route(
+      this.#frontIndex,
+      generation,
+      given.map((n) => ({ ip: n.host, port: n.port, role: n.role })),
+    );
   }
 
   onHandover(fd: number, bytes: Buffer): void {

@@ -6,7 +6,9 @@
  *
  *   event          | when                                              | goes to
  *   ---------------+---------------------------------------------------+---------------------------
- *   STARTUP        | a plain StartupMessage was read                   | the listener (new session)
+ *   STARTUP        | a plain StartupMessage was read (and, when the    | the listener (new session)
+ *                  | listener has a route, attempt 1 started: a = the  |
+ *                  | candidate, attempt = the route's generation)      |
  *   HANDOVER       | any other first packet (CancelRequest, malformed) | the listener: net.Socket
  *   EARLY          | closed or timed out before its StartupMessage     | the listener (a metric)
  *   CONNECT_FAILED | the attempt at a server failed (refused, reset,   | the session: retry or fail
@@ -42,14 +44,19 @@ export interface FrontReport {
   readonly a: number;
   /** 1 when the client has taken part in the exchange (no invisible retry). */
   readonly b: number;
-  /** READY: the cancel key's secret. */
-  readonly bytes: Buffer | null;
-  /** REFUSED: SQLSTATE; INVALID: why. */
+  /** READY: the cancel key's secret in lowercase hex (null without BackendKeyData); REFUSED: SQLSTATE; INVALID: why. */
   readonly s1: string | null;
   /** REFUSED: the server's message. */
   readonly s2: string | null;
   /** The attempt (frontConnect's number) the event belongs to. */
   readonly attempt: number;
+}
+
+/** A server the addon may pick for a new client (frontRoute). */
+export interface FrontCandidate {
+  readonly ip: string;
+  readonly port: number;
+  readonly role: 'primary' | 'replica';
 }
 
 /** What a session hears about its connection. */
@@ -61,8 +68,11 @@ export interface FrontSessionEvents {
 
 /** What a listener hears about connections that have no session yet. */
 export interface FrontListenerEvents {
-  /** A new session, not yet started. */
-  onStartup(id: number): FrontSessionEvents | undefined;
+  /**
+   * A new session, not yet started. `candidate` ≥ 0: the addon has started attempt 1 at that
+   * candidate of the route of `generation` given to route(); -1: nothing started.
+   */
+  onStartup(id: number, candidate: number, generation: number): FrontSessionEvents | undefined;
   onHandover(fd: number, bytes: Buffer): void;
   onEarly(reason: 'startup_timeout' | 'client_closed'): void;
 }
@@ -79,10 +89,18 @@ export class NativeFront {
 
   static #instance: NativeFront | undefined;
 
-  /** The process's front (the addon has one), with the settings of the proxy starting now. */
-  static of(addon: FrontAddon, startupTimeoutMs: number, keepaliveIdleMs: number): NativeFront {
+  /**
+   * The process's front (the addon has one), with the settings of the proxy starting now. The addon
+   * connects clients to a route's server itself only while it holds at most `routeCap` connections.
+   */
+  static of(
+    addon: FrontAddon,
+    startupTimeoutMs: number,
+    keepaliveIdleMs: number,
+    routeCap: number,
+  ): NativeFront {
     const front = (NativeFront.#instance ??= new NativeFront(addon));
-    addon.frontInit(front.#dispatch, startupTimeoutMs, keepaliveIdleMs);
+    addon.frontInit(front.#dispatch, startupTimeoutMs, keepaliveIdleMs, routeCap);
     return front;
   }
 
@@ -90,7 +108,7 @@ export class NativeFront {
     switch (kind) {
       case FrontEvent.STARTUP: {
         const l = this.#listeners.get(listener);
-        const s = l?.onStartup(id);
+        const s = l?.onStartup(id, a, attempt);
         if (!s) {
           this.#addon.frontEnd(id, null, false);
           return;
@@ -111,7 +129,7 @@ export class NativeFront {
       default: {
         const s = this.#sessions.get(id);
         if (kind === FrontEvent.CLIENT_CLOSED || kind === FrontEvent.CLOSED) this.#sessions.delete(id);
-        s?.onFrontEvent({ kind, a, b, bytes, s1, s2, attempt });
+        s?.onFrontEvent({ kind, a, b, s1, s2, attempt });
       }
     }
   };
@@ -122,6 +140,20 @@ export class NativeFront {
     const bound = this.#addon.frontListen(ip, port, 1024, index);
     this.#listeners.set(index, events);
     return { index, port: bound.port };
+  }
+
+  /**
+   * The servers the addon may connect listener `index`'s new clients to by itself (round robin),
+   * `generation` naming this list in STARTUP events; an empty list: JavaScript routes each client.
+   */
+  route(index: number, generation: number, candidates: readonly FrontCandidate[]): void {
+    this.#addon.frontRoute(
+      index,
+      generation,
+      candidates.map((c) => c.ip),
+      candidates.map((c) => c.port),
+      candidates.map((c) => (c.role === 'primary' ? 0 : 1)),
+    );
   }
 
   /** Stops accepting (connections still in their startup are reported as before). */
@@ -170,3 +202,6 @@ export class NativeFront {
     return s < 0 ? undefined : { phase: s & 15, involved: (s & 16) !== 0 };
   }
 }
+
+/** What a session calls on the front (a fake in unit tests). */
+export type FrontCalls = Pick<NativeFront, 'connect' | 'end' | 'drop' | 'state'>;

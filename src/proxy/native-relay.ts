@@ -40,7 +40,12 @@ interface Addon {
   setThreads(n: number): void;
   stats(): NativeRelayStats;
   endNow(fd: number, last: Buffer): number;
-  frontInit(onEvent: FrontEventHandler, startupTimeoutMs: number, keepaliveIdleMs: number): void;
+  frontInit(
+    onEvent: FrontEventHandler,
+    startupTimeoutMs: number,
+    keepaliveIdleMs: number,
+    routeCap: number,
+  ): void;
   frontListen(ip: string, port: number, backlog: number, index: number): { fd: number; port: number };
   frontUnlisten(index: number): void;
   frontConnect(id: number, ip: string, port: number, role: number, attempt: number): number;
@@ -48,6 +53,13 @@ interface Addon {
   frontState(id: number): number;
   frontStarting(): number;
   frontDrop(id: number): boolean;
+  frontRoute(
+    index: number,
+    generation: number,
+    ips: readonly string[],
+    ports: readonly number[],
+    roles: readonly number[],
+  ): boolean;
 }
 
 /** What the addon's front (native/front.c) reports: (kind, id, listener, a, b, bytes, s1, s2, attempt). */
@@ -74,6 +86,7 @@ export type FrontAddon = Pick<
   | 'frontState'
   | 'frontStarting'
   | 'frontDrop'
+  | 'frontRoute'
 >;
 
 /** The most relay threads the addon runs (MAX_THREADS in native/relay.c). */

@@ -138,7 +138,9 @@ export class Proxy {
     metrics.countClientsWith(() => this.#clientCount());
     this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
     // The addon's front accepts clients itself and runs their startup (native-front.ts).
-    this.#front = relay ? NativeFront.of(relay.frontAddon, p.startup_timeout, p.keepalive.idle) : undefined;
+    this.#front = relay
+      ? NativeFront.of(relay.frontAddon, p.startup_timeout, p.keepalive.idle, p.max_client_connections)
+      : undefined;
     for (const l of p.listeners)
       this.#listeners.push(new Listener(this.#contextFor(l.name), () => this.#admit(), this.#front));
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
@@ -204,7 +206,10 @@ export class Proxy {
       this.#healthSnapshot = snap;
       this.#recompute('health');
     });
-    for (const l of this.#listeners) await l.start();
+    for (const l of this.#listeners) {
+      await l.start();
+      l.routeChanged(this.#table.generation);
+    }
     await this.#admin?.start();
     await this.#watcher.start();
     this.#health?.start();
@@ -245,6 +250,7 @@ export class Proxy {
     this.metrics.routeChanges.inc();
     this.metrics.routingGeneration.set(next.generation);
     for (const [name, r] of next.listeners) this.metrics.routeNodes.set({ listener: name }, r.nodes.length);
+    for (const l of this.#listeners) l.routeChanged(next.generation);
     const summary = Object.fromEntries([...next.listeners].map(([n, r]) => [n, r.nodes.map((x) => x.name)]));
     this.#log.info(
       { generation: next.generation, cause, routes: summary, leader: this.#view.leader },

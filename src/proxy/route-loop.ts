@@ -22,6 +22,8 @@ export type Attempt = 'ok' | 'retry' | 'done';
 export const RETRY_DELAY_MS = 200;
 
 export interface RouteLoopHooks {
+  /** The node of an attempt already under way (the native front's own pick), tried first. */
+  readonly first?: RouteNode;
   /** Connects to `node` and runs the handshake. */
   attempt(node: RouteNode): Promise<Attempt>;
   /** False once the session has left the routing phase (client gone, terminated). */
@@ -42,16 +44,20 @@ export async function routeLoop(
   const tried = new Set<string>();
   let waited = false;
   let sawNodes = false;
+  let first = hooks.first;
   while (hooks.routing()) {
     const nodes = ctx.route()?.nodes ?? [];
     sawNodes ||= nodes.length > 0;
-    const node = pickNode(
-      nodes,
-      tried,
-      ctx.listener.balance,
-      (k) => ctx.registry.count(ctx.listener.name, k),
-      ctx.nextCursor(),
-    );
+    const node =
+      first ??
+      pickNode(
+        nodes,
+        tried,
+        ctx.listener.balance,
+        (k) => ctx.registry.count(ctx.listener.name, k),
+        ctx.nextCursor(),
+      );
+    first = undefined;
     if (node) {
       const outcome = await hooks.attempt(node);
       if (outcome !== 'retry') {

@@ -17,7 +17,7 @@ import { NativeRelay } from '../../../src/proxy/native-relay.js';
 
 const loaded = NativeRelay.load();
 if (loaded instanceof Error) throw loaded; // the test command builds the addon first
-const front = NativeFront.of(loaded.frontAddon, 300, 0);
+const front = NativeFront.of(loaded.frontAddon, 300, 0, 1000);
 
 const int32 = (n: number): Buffer => {
   const b = Buffer.alloc(4);
@@ -45,7 +45,12 @@ const welcome = (standby: 'on' | 'off'): Buffer =>
 class Probe implements FrontSessionEvents {
   readonly events: FrontReport[] = [];
   #waiters: (() => void)[] = [];
-  constructor(readonly id: number) {}
+  constructor(
+    readonly id: number,
+    /** The route candidate the addon connected to by itself (-1: none), and that route's generation. */
+    readonly candidate = -1,
+    readonly generation = 0,
+  ) {}
   start(): void {}
   onFrontEvent(e: FrontReport): void {
     this.events.push(e);
@@ -115,8 +120,8 @@ describe('native front', { timeout: 60_000 }, () => {
 
   before(async () => {
     const bound = front.listen('127.0.0.1', 0, {
-      onStartup: (id) => {
-        const p = new Probe(id);
+      onStartup: (id, candidate, generation) => {
+        const p = new Probe(id, candidate, generation);
         heard.probes.push(p);
         changed();
         return p;
@@ -179,7 +184,7 @@ describe('native front', { timeout: 60_000 }, () => {
     assert.equal(front.connect(p.id, '127.0.0.1', serverPort, 'primary', 1), 0);
     const ready = await p.next(FrontEvent.READY);
     assert.equal(ready.a, 777);
-    assert.deepEqual([...ready.bytes!], [1, 2, 3, 4]);
+    assert.equal(ready.s1, '01020304', 'the secret, in hex');
     const conn = serverConns[conns]!;
     assert.deepEqual(await waitBytes(conn.got, startup.length), startup);
     assert.deepEqual(await waitBytes(c.data, welcome('off').length), welcome('off'));
@@ -252,6 +257,72 @@ describe('native front', { timeout: 60_000 }, () => {
     assert.equal(c.data().length, 0);
     front.end(p.id, null, false);
     await c.ended;
+  });
+
+  it('given a route, connects a new client to its server by itself as attempt 1', async () => {
+    serverReply = welcome('off');
+    front.route(index, 7, [{ ip: '127.0.0.1', port: serverPort, role: 'primary' }]);
+    try {
+      const n = heard.probes.length;
+      const conns = serverConns.length;
+      const c = await client(startup);
+      const p = await until(() => heard.probes[n]);
+      assert.deepEqual([p.candidate, p.generation], [0, 7]);
+      const ready = await p.next(FrontEvent.READY);
+      assert.equal(ready.attempt, 1);
+      assert.deepEqual(await waitBytes(serverConns[conns]!.got, startup.length), startup);
+      assert.deepEqual(await waitBytes(c.data, welcome('off').length), welcome('off'));
+      front.end(p.id, null, false);
+      await c.ended;
+    } finally {
+      front.route(index, 8, []);
+    }
+    const n = heard.probes.length;
+    const c = await client(startup);
+    const p = await until(() => heard.probes[n]);
+    assert.equal(p.candidate, -1, 'an empty route leaves the choice to JavaScript');
+    assert.deepEqual(front.state(p.id), { phase: FrontPhase.ROUTE, involved: false });
+    front.end(p.id, null, false);
+    await c.ended;
+  });
+
+  it("takes a route's candidates in turn, and a wrong role is reported for attempt 1", async () => {
+    serverReply = welcome('on');
+    const candidate = { ip: '127.0.0.1', port: serverPort, role: 'primary' } as const;
+    front.route(index, 9, [candidate, candidate]);
+    try {
+      const picks: number[] = [];
+      for (let k = 0; k < 4; k++) {
+        const n = heard.probes.length;
+        const c = await client(startup);
+        const p = await until(() => heard.probes[n]);
+        picks.push(p.candidate);
+        const wrong = await p.next(FrontEvent.WRONG_ROLE);
+        assert.deepEqual([wrong.attempt, wrong.a], [1, 1]);
+        front.end(p.id, null, false);
+        await c.ended;
+      }
+      assert.ok(picks.join() === '0,1,0,1' || picks.join() === '1,0,1,0', `alternates: ${picks.join()}`);
+    } finally {
+      front.route(index, 10, []);
+    }
+  });
+
+  it('leaves the choice to JavaScript while it holds more connections than its cap', async () => {
+    serverReply = welcome('off');
+    NativeFront.of(loaded.frontAddon, 300, 0, 0);
+    front.route(index, 11, [{ ip: '127.0.0.1', port: serverPort, role: 'primary' }]);
+    try {
+      const n = heard.probes.length;
+      const c = await client(startup);
+      const p = await until(() => heard.probes[n]);
+      assert.equal(p.candidate, -1);
+      front.end(p.id, null, false);
+      await c.ended;
+    } finally {
+      NativeFront.of(loaded.frontAddon, 300, 0, 1000);
+      front.route(index, 12, []);
+    }
   });
 
   it('hands a CancelRequest over as a descriptor with the bytes read', async () => {

@@ -1,13 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseProxyConfig } from '../../../src/config/proxy-schema.js';
-import { silentLogger } from '../../../src/observability/logger.js';
-import { CancelRegistry } from '../../../src/proxy/cancel-registry.js';
-import { ConnectionRegistry, type Terminable } from '../../../src/proxy/connection-registry.js';
+import type { Terminable } from '../../../src/proxy/connection-registry.js';
 import type { ListenerContext } from '../../../src/proxy/listener-context.js';
-import { ProxyMetrics } from '../../../src/proxy/metrics.js';
 import { routeLoop, type Attempt } from '../../../src/proxy/route-loop.js';
-import { WaitQueue } from '../../../src/proxy/wait-queue.js';
+import { fakeListenerContext } from './listener-context-fake.js';
 import type { RouteNode } from '../../../src/routing/types.js';
 
 const node = (name: string): RouteNode => ({
@@ -22,36 +18,17 @@ function context(waitTimeoutMs: number): {
   ctx: ListenerContext<Terminable>;
   setNodes: (n: RouteNode[]) => void;
 } {
-  const config = parseProxyConfig({
-    scope: 's',
-    etcd3: { hosts: ['127.0.0.1:2379'] },
-    proxy: { listeners: [{ name: 'rw', listen: '127.0.0.1:6432', role: 'primary', balance: 'round_robin' }] },
-  });
   let nodes: RouteNode[] = [];
-  let cursor = 0;
-  const waits = new WaitQueue();
-  const ctx: ListenerContext<Terminable> = {
-    listener: config.proxy.listeners[0]!,
-    cluster: 's',
+  const ctx = fakeListenerContext(() => nodes, {
     waitTimeoutMs,
     connectTimeoutMs: 1000,
-    startupTimeoutMs: 1000,
-    tuning: { keepaliveIdleMs: 0 },
-    nativeRelay: undefined,
-    log: silentLogger(),
-    metrics: new ProxyMetrics().forListener('rw'),
-    registry: new ConnectionRegistry(),
-    cancels: new CancelRegistry(),
-    waits,
-    route: () => ({ listener: 'rw', nodes, excluded: {} }),
-    nextCursor: () => cursor++,
-    released: () => undefined,
-  };
+    balance: 'round_robin',
+  });
   return {
     ctx,
     setNodes: (n) => {
       nodes = n;
-      waits.wakeAll();
+      ctx.waits.wakeAll();
     },
   };
 }
@@ -61,9 +38,11 @@ async function run(
   ctx: ListenerContext<Terminable>,
   outcomes: Record<string, Attempt[]>,
   routing: () => boolean = () => true,
+  first?: RouteNode,
 ) {
   const tries: string[] = [];
   const result = await routeLoop(ctx, {
+    first,
     attempt: (n) => {
       tries.push(n.name);
       return Promise.resolve(outcomes[n.name]?.shift() ?? 'retry');
@@ -90,6 +69,17 @@ describe('routeLoop', () => {
     assert.deepEqual(result, { kind: 'settled' });
     assert.equal(tries.length, 4, tries.join(','));
     assert.deepEqual([...tries.slice(0, 3)].sort(), ['a', 'b', 'c']);
+  });
+
+  it('tries the attempt already under way first, then does not pick its node again at once', async () => {
+    const { ctx, setNodes } = context(1000);
+    setNodes([node('a'), node('b'), node('c')]);
+    const b = node('b');
+    const { result, tries } = await run(ctx, { b: ['retry'], a: ['ok'], c: ['ok'] }, () => true, b);
+    assert.deepEqual(result, { kind: 'settled' });
+    assert.equal(tries.length, 2, tries.join(','));
+    assert.equal(tries[0], 'b');
+    assert.notEqual(tries[1], 'b');
   });
 
   it('with no node at all it times out after wait_timeout, reporting it never saw one', async () => {
