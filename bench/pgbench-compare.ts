@@ -12,7 +12,7 @@
  * Results also go to `.bench-out/pgbench-<timestamp>.json`. Loopback only.
  *
  *   npm run bench -- [--rounds 3] [--duration 15] [--scale 10] [--members 2]
- *                    [--workloads select-only,select-c64,tpcb,connect,latency-c1]
+ *                    [--workloads select-only,select-c64,tpcb,connect,connect-c1,latency-c1]
  *                    [--targets direct,haproxy,pgbouncer,pgfleet]
  *                    [--pgfleet-relay auto|native|js]   # the proxy's `proxy.relay`
  *                    [--pgfleet-relay-threads auto|N]   # the proxy's `proxy.relay_threads`
@@ -84,6 +84,12 @@ const WORKLOADS: readonly Workload[] = [
   },
   { name: 'tpcb', description: 'TPC-B -c 8 -j 2', args: [...COMMON] },
   { name: 'connect', description: '-S -C -c 8 -j 2', args: ['-S', '-C', ...COMMON] },
+  // One client: the time a new connection takes through each proxy, on an unsaturated machine.
+  {
+    name: 'connect-c1',
+    description: '-S -C -c 1 -j 1',
+    args: ['-S', '-C', '-n', '-M', 'simple', '-c', '1', '-j', '1'],
+  },
   {
     name: 'latency-c1',
     description: '-S -c 1 -j 1',
@@ -99,6 +105,8 @@ interface RunResult {
   readonly target: Target;
   readonly tps: number;
   readonly latencyMs: number;
+  /** With -C: pgbench's average connection time (connect, startup, authentication), ms. */
+  readonly connectMs: number | undefined;
   readonly transactions: number;
   readonly failed: number;
   /** CPU seconds used by the proxy process (HAProxy or pgfleet) during the run; 0 for direct. */
@@ -121,6 +129,8 @@ interface Summary {
   readonly latencyMedianMs: number;
   /** Median over rounds of (this target's latency − direct's latency in the same round), µs. */
   readonly latencyAddedUs: number | undefined;
+  /** The same for pgbench's average connection time (-C workloads), µs. */
+  readonly connectAddedUs: number | undefined;
   readonly proxyCpuSecPer10kTx: number;
   readonly proxySysSecPer10kTx: number;
   readonly tpsRatioToDirect: number | undefined;
@@ -434,6 +444,7 @@ async function pgbench(port: number, args: readonly string[], durationSec: numbe
 export function parsePgbench(out: string): {
   tps: number;
   latencyMs: number;
+  connectMs: number | undefined;
   transactions: number;
   failed: number;
 } {
@@ -445,6 +456,9 @@ export function parsePgbench(out: string): {
   return {
     tps: num(/^tps = ([\d.]+)/m, 'tps'),
     latencyMs: num(/^latency average = ([\d.]+) ms/m, 'latency average'),
+    connectMs: /^average connection time = ([\d.]+) ms/m.test(out)
+      ? num(/^average connection time = ([\d.]+) ms/m, 'average connection time')
+      : undefined,
     transactions: num(/^number of transactions actually processed: (\d+)/m, 'transactions processed'),
     failed: Number(/^number of failed transactions: (\d+)/m.exec(out)?.[1] ?? 0),
   };
@@ -487,6 +501,7 @@ function summarise(results: readonly RunResult[], opts: Options): Summary[] {
     const directTps = direct.length > 0 ? median(direct.map((r) => r.tps)) : undefined;
     const directLat = direct.length > 0 ? median(direct.map((r) => r.latencyMs)) : undefined;
     const directLatByRound = new Map(direct.map((r) => [r.round, r.latencyMs]));
+    const directConnByRound = new Map(direct.map((r) => [r.round, r.connectMs]));
     for (const target of opts.targets) {
       const rs = results.filter((r) => r.workload === w.name && r.target === target);
       if (rs.length === 0) continue;
@@ -496,6 +511,10 @@ function summarise(results: readonly RunResult[], opts: Options): Summary[] {
       const added = rs.flatMap((r) => {
         const d = directLatByRound.get(r.round);
         return d === undefined ? [] : [(r.latencyMs - d) * 1000];
+      });
+      const connAdded = rs.flatMap((r) => {
+        const d = directConnByRound.get(r.round);
+        return d === undefined || r.connectMs === undefined ? [] : [(r.connectMs - d) * 1000];
       });
       const txs = rs.reduce((a, r) => a + r.transactions, 0);
       const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
@@ -509,6 +528,7 @@ function summarise(results: readonly RunResult[], opts: Options): Summary[] {
         tpsMax: Math.max(...tps),
         latencyMedianMs,
         latencyAddedUs: added.length > 0 ? median(added) : undefined,
+        connectAddedUs: connAdded.length > 0 ? median(connAdded) : undefined,
         proxyCpuSecPer10kTx: txs > 0 ? (cpu * 10_000) / txs : 0,
         proxySysSecPer10kTx: txs > 0 ? (sys * 10_000) / txs : 0,
         tpsRatioToDirect: directTps === undefined ? undefined : tpsMedian / directTps,
@@ -539,6 +559,7 @@ function renderTable(summaries: readonly Summary[], opts: Options, results: read
     'TPS min–max',
     'lat ms',
     'added µs',
+    'conn added µs',
     'TPS/direct',
     'lat/direct',
     'proxy CPU s/10k tx',
@@ -551,6 +572,7 @@ function renderTable(summaries: readonly Summary[], opts: Options, results: read
     `${s.tpsMin.toFixed(0)}–${s.tpsMax.toFixed(0)}`,
     s.latencyMedianMs.toFixed(3),
     s.latencyAddedUs === undefined || s.target === 'direct' ? '' : s.latencyAddedUs.toFixed(0),
+    s.connectAddedUs === undefined || s.target === 'direct' ? '' : s.connectAddedUs.toFixed(0),
     s.tpsRatioToDirect === undefined ? '' : s.tpsRatioToDirect.toFixed(3),
     s.latencyRatioToDirect === undefined ? '' : s.latencyRatioToDirect.toFixed(3),
     s.target === 'direct' ? '' : s.proxyCpuSecPer10kTx.toFixed(3),
@@ -576,6 +598,9 @@ function renderTable(summaries: readonly Summary[], opts: Options, results: read
         `(per round ${median(rr).toFixed(3)}, ${Math.min(...rr).toFixed(3)}–${Math.max(...rr).toFixed(3)}), ` +
         `latency ${(p.latencyMedianMs / h.latencyMedianMs).toFixed(3)}, ` +
         `latency added ${p.latencyAddedUs?.toFixed(0) ?? '?'} vs ${h.latencyAddedUs?.toFixed(0) ?? '?'} µs, ` +
+        (p.connectAddedUs === undefined
+          ? ''
+          : `connection time added ${p.connectAddedUs.toFixed(0)} vs ${h.connectAddedUs?.toFixed(0) ?? '?'} µs, `) +
         `proxy CPU per tx ${(h.proxyCpuSecPer10kTx > 0 ? p.proxyCpuSecPer10kTx / h.proxyCpuSecPer10kTx : NaN).toFixed(2)}`,
     );
   }

@@ -21,12 +21,12 @@ static napi_value string_or_null(napi_env env, const char *s) {
   return v;
 }
 
-/* onEvent(kind, id, listener, a, b, bytes, s1, s2, attempt) */
+/* onEvent(kind, id, listener, a, b, bytes, s1, s2, attempt, t) */
 static void call_on_front(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   fevent_t *ev = data;
   if (env != NULL && cb != NULL) {
-    napi_value argv[9], undefined;
+    napi_value argv[10], undefined;
     napi_create_int32(env, ev->kind, &argv[0]);
     napi_create_double(env, ev->id, &argv[1]);
     napi_create_int32(env, ev->listener, &argv[2]);
@@ -36,8 +36,9 @@ static void call_on_front(napi_env env, napi_value cb, void *context, void *data
     argv[6] = string_or_null(env, ev->s1);
     argv[7] = string_or_null(env, ev->s2);
     napi_create_uint32(env, ev->attempt, &argv[8]);
+    napi_create_double(env, ev->t, &argv[9]);
     napi_get_undefined(env, &undefined);
-    napi_call_function(env, undefined, cb, 9, argv, NULL);
+    napi_call_function(env, undefined, cb, 10, argv, NULL);
     if (ev->kind == EV_HANDOVER) ev->a = -1; /* JavaScript owns the descriptor now */
   }
   drop_event(ev);

@@ -49,6 +49,13 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Fractional, for JavaScript's clocks (process.hrtime reads the same one). */
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static uint32_t be32(const void *b) {
   const uint8_t *p = b;
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -747,6 +754,7 @@ static void route_new(worker_t *w) {
       gen = l->route_gen;
     }
     pthread_mutex_unlock(&mu);
+    double t = k >= 0 ? mono_ms() : 0;
     int fd = k >= 0 ? open_server(&c.addr, c.len) : -1;
     /* Refused at once (or out of descriptors): JavaScript routes it, and hears why from its own try. */
     if (fd < 0) k = -1;
@@ -764,7 +772,7 @@ static void route_new(worker_t *w) {
         k = -1;
       }
     }
-    emit(w, (fevent_t){.kind = EV_STARTUP, .attempt = gen, .id = pair_id(p), .listener = p->listener, .a = k});
+    emit(w, (fevent_t){.kind = EV_STARTUP, .attempt = gen, .id = pair_id(p), .listener = p->listener, .a = k, .t = t});
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&mu);
   }

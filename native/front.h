@@ -38,6 +38,7 @@ typedef struct fevent {
   int kind;
   uint32_t attempt;
   double id;
+  double t; /* STARTUP with a server picked: when the connect started (CLOCK_MONOTONIC, ms) */
   int listener;
   int a, b;
   char *data; /* bytes, for a Buffer */

@@ -61,6 +61,8 @@ async function resolveHost(host: string): Promise<string> {
  */
 export interface AddonAttempt {
   readonly node: RouteNode | undefined;
+  /** performance.now() when the addon started connecting. */
+  readonly startedAt: number;
 }
 
 export class FrontSession implements FrontSessionEvents {
@@ -113,9 +115,10 @@ export class FrontSession implements FrontSessionEvents {
     const result = await routeLoop(ctx, {
       first,
       attempt: (node) => {
-        if (this.#addonAttempt === undefined) return this.#attempt(node);
+        const a = this.#addonAttempt;
+        if (a === undefined) return this.#attempt(node);
         this.#addonAttempt = undefined;
-        return this.#adopt(node);
+        return this.#adopt(node, a.startedAt);
       },
       routing: () => this.#phase === 'routing',
       waiting: (cancel) => (this.#cancelWait = cancel),
@@ -145,13 +148,14 @@ export class FrontSession implements FrontSessionEvents {
   }
 
   /** Takes on the addon's attempt 1 at `node` as if this session had started it (see #attempt). */
-  #adopt(node: RouteNode): Promise<Attempt> {
+  #adopt(node: RouteNode, startedAt: number): Promise<Attempt> {
     const ctx = this.#ctx;
     this.#node = node;
     ctx.registry.add(ctx.listener.name, node.key, node.name, this);
     this.#phase = 'handshake';
-    this.#started = performance.now();
-    this.#timer = setTimeout(() => this.#onTimer(node, true), ctx.connectTimeoutMs);
+    this.#started = startedAt;
+    const left = Math.max(0, startedAt + ctx.connectTimeoutMs - performance.now());
+    this.#timer = setTimeout(() => this.#onTimer(node, true), left);
     return new Promise<Attempt>((resolve) => (this.#settle = resolve));
   }
 

@@ -7,6 +7,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { closeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { createServer, isIP, Socket, type Server } from 'node:net';
 import { PgfleetError, errorMessage } from '../errors.js';
 import type { Terminable } from './connection-registry.js';
@@ -76,14 +77,25 @@ export class Listener implements FrontListenerEvents {
     new ClientSession(socket, this.#ctx, overLimit).start(initial);
   }
 
-  onStartup(id: number, candidate: number, generation: number): FrontSession | undefined {
+  onStartup(
+    id: number,
+    candidate: number,
+    generation: number,
+    connectStartedMs: number,
+  ): FrontSession | undefined {
     const front = this.#front;
     if (!front) return undefined;
     const onClosed = (s: FrontSession): void => {
       this.#frontSessions.delete(s);
       this.#checkEmpty();
     };
-    const addonAttempt = candidate < 0 ? undefined : { node: this.#routesGiven.get(generation)?.[candidate] };
+    // performance.now() when the addon started connecting (its clock is process.hrtime's).
+    const startedAt = (): number =>
+      performance.now() - (Number(process.hrtime.bigint()) / 1e6 - connectStartedMs);
+    const addonAttempt =
+      candidate < 0
+        ? undefined
+        : { node: this.#routesGiven.get(generation)?.[candidate], startedAt: startedAt() };
     const session = new FrontSession(id, this.#ctx, front, onClosed, !this.#admit(), addonAttempt);
     this.#frontSessions.add(session);
     return session;

@@ -18,6 +18,7 @@
  *   CLOSED         | the relay ended (a = 0 client, 1 server)          | the session: over
  */
 import { closeSync } from 'node:fs';
+import { errorMessage } from '../errors.js';
 import type { FrontAddon, FrontEventHandler } from './native-relay.js';
 
 export const FrontEvent = {
@@ -70,9 +71,15 @@ export interface FrontSessionEvents {
 export interface FrontListenerEvents {
   /**
    * A new session, not yet started. `candidate` ≥ 0: the addon has started attempt 1 at that
-   * candidate of the route of `generation` given to route(); -1: nothing started.
+   * candidate of the route of `generation` given to route(), at `connectStartedMs` (CLOCK_MONOTONIC,
+   * as process.hrtime); -1: nothing started.
    */
-  onStartup(id: number, candidate: number, generation: number): FrontSessionEvents | undefined;
+  onStartup(
+    id: number,
+    candidate: number,
+    generation: number,
+    connectStartedMs: number,
+  ): FrontSessionEvents | undefined;
   onHandover(fd: number, bytes: Buffer): void;
   onEarly(reason: 'startup_timeout' | 'client_closed'): void;
 }
@@ -82,6 +89,7 @@ export class NativeFront {
   readonly #listeners = new Map<number, FrontListenerEvents>();
   readonly #sessions = new Map<number, FrontSessionEvents>();
   #nextIndex = 0;
+  #onError: (err: unknown) => void = () => undefined;
 
   private constructor(addon: FrontAddon) {
     this.#addon = addon;
@@ -98,17 +106,33 @@ export class NativeFront {
     startupTimeoutMs: number,
     keepaliveIdleMs: number,
     routeCap: number,
+    onError: (err: unknown) => void = (err) => process.emitWarning(errorMessage(err)),
   ): NativeFront {
     const front = (NativeFront.#instance ??= new NativeFront(addon));
+    front.#onError = onError;
     addon.frontInit(front.#dispatch, startupTimeoutMs, keepaliveIdleMs, routeCap);
     return front;
   }
 
-  readonly #dispatch: FrontEventHandler = (kind, id, listener, a, b, bytes, s1, s2, attempt) => {
+  /**
+   * A handler that throws would otherwise leave its connection waiting for good (and Node only
+   * warns about exceptions in Node-API callbacks): the connection is closed and the error reported.
+   */
+  readonly #dispatch: FrontEventHandler = (kind, id, listener, a, b, bytes, s1, s2, attempt, t) => {
+    try {
+      this.#handle(kind, id, listener, a, b, bytes, s1, s2, attempt, t);
+    } catch (err) {
+      this.#sessions.delete(id);
+      if (kind !== FrontEvent.HANDOVER && kind !== FrontEvent.EARLY) this.#addon.frontEnd(id, null, false);
+      this.#onError(err);
+    }
+  };
+
+  readonly #handle: FrontEventHandler = (kind, id, listener, a, b, bytes, s1, s2, attempt, t) => {
     switch (kind) {
       case FrontEvent.STARTUP: {
         const l = this.#listeners.get(listener);
-        const s = l?.onStartup(id, a, attempt);
+        const s = l?.onStartup(id, a, attempt, t);
         if (!s) {
           this.#addon.frontEnd(id, null, false);
           return;

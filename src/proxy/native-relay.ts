@@ -62,7 +62,10 @@ interface Addon {
   ): boolean;
 }
 
-/** What the addon's front (native/front.c) reports: (kind, id, listener, a, b, bytes, s1, s2, attempt). */
+/**
+ * What the addon's front (native/front.c) reports: (kind, id, listener, a, b, bytes, s1, s2,
+ * attempt, t); `t` is CLOCK_MONOTONIC in ms (process.hrtime's clock).
+ */
 export type FrontEventHandler = (
   kind: number,
   id: number,
@@ -73,6 +76,7 @@ export type FrontEventHandler = (
   s1: string | null,
   s2: string | null,
   attempt: number,
+  t: number,
 ) => void;
 
 /** The addon's front calls, for NativeFront (native-front.ts). */

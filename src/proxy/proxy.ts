@@ -11,7 +11,7 @@ import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { createEtcdClient } from '../dcs/etcd-client.js';
 import { clusterKeys } from '../dcs/keys.js';
-import { PgfleetError } from '../errors.js';
+import { PgfleetError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { requiredCheckPaths } from '../routing/health-paths.js';
@@ -139,7 +139,17 @@ export class Proxy {
     this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
     // The addon's front accepts clients itself and runs their startup (native-front.ts).
     this.#front = relay
-      ? NativeFront.of(relay.frontAddon, p.startup_timeout, p.keepalive.idle, p.max_client_connections)
+      ? NativeFront.of(
+          relay.frontAddon,
+          p.startup_timeout,
+          p.keepalive.idle,
+          p.max_client_connections,
+          (err) =>
+            log.error(
+              { err: errorMessage(err) },
+              'native front event handler failed; its connection was closed',
+            ),
+        )
       : undefined;
     for (const l of p.listeners)
       this.#listeners.push(new Listener(this.#contextFor(l.name), () => this.#admit(), this.#front));

@@ -66,10 +66,21 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
       const [row] = await sql<{ r: boolean }>(r.pgPort, 'SELECT pg_is_in_recovery() AS r');
       assert.equal(row?.r, true, `${r.name} is in recovery`);
     }
-    const senders = await sql<{ application_name: string; state: string }>(
-      primary.pgPort,
-      'SELECT application_name, state FROM pg_stat_replication ORDER BY 1',
-    );
+    // A replica whose receiver streams may still be in 'catchup' on the primary's side for a moment.
+    const want = JSON.stringify(replicas.map((r) => [r.name, 'streaming']).sort());
+    let senders: { application_name: string; state: string }[] = [];
+    await waitFor(
+      'both replicas streaming on the primary',
+      async () => {
+        senders = await sql<{ application_name: string; state: string }>(
+          primary.pgPort,
+          'SELECT application_name, state FROM pg_stat_replication ORDER BY 1',
+        );
+        return JSON.stringify(senders.map((s) => [s.application_name, s.state])) === want;
+      },
+      15_000,
+      100,
+    ).catch(() => undefined);
     assert.deepEqual(
       senders.map((s) => [s.application_name, s.state]),
       replicas.map((r) => [r.name, 'streaming']).sort(),
@@ -133,6 +144,17 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
   void it('answers the REST health endpoints with Patroni status codes per role', async () => {
     const { primary, replicas } = byRole();
     const replica = replicas[0]!;
+    // Right after bootstrap the replica's lag can still be above 1MB for a moment.
+    await waitFor(
+      'the replica within 1MB of the leader',
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${replica.apiPort}/replica?lag=1MB`);
+        await res.arrayBuffer();
+        return res.status === 200;
+      },
+      15_000,
+      100,
+    ).catch(() => undefined);
     // [path, code on the primary, code on a replica]
     const table: [string, number, number][] = [
       ['/', 200, 503],

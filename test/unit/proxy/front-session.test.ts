@@ -4,6 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { cancelKey } from '../../../src/proxy/cancel-registry.js';
 import { FrontSession, type AddonAttempt } from '../../../src/proxy/front-session.js';
 import {
@@ -72,7 +73,7 @@ const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 describe('FrontSession and the addon’s own attempt', () => {
   it('adopts the attempt while its node is routed: no connect, READY makes it relay', async () => {
     const { front, registry, cancels, session, closed } = setup([A, B]);
-    const s = session({ node: A });
+    const s = session({ node: A, startedAt: performance.now() });
     s.start();
     assert.deepEqual(registry.counts(), { rw: { a: 1 } });
     s.onFrontEvent(event(FrontEvent.READY, { a: 777, s1: '01020304' }));
@@ -91,7 +92,7 @@ describe('FrontSession and the addon’s own attempt', () => {
 
   it('retries elsewhere as attempt 2 when the adopted attempt is refused with 57P03', async () => {
     const { front, registry, session } = setup([A, B]);
-    const s = session({ node: A });
+    const s = session({ node: A, startedAt: performance.now() });
     s.start();
     s.onFrontEvent(event(FrontEvent.REFUSED, { s1: '57P03', s2: 'the database system is starting up' }));
     await tick();
@@ -107,7 +108,7 @@ describe('FrontSession and the addon’s own attempt', () => {
 
   it('gives up an attempt whose node has left the route, and routes the client as usual', async () => {
     const { front, registry, session } = setup([B]);
-    const s = session({ node: A });
+    const s = session({ node: A, startedAt: performance.now() });
     s.start();
     await tick();
     assert.equal(front.drops, 1);
@@ -118,7 +119,7 @@ describe('FrontSession and the addon’s own attempt', () => {
 
   it('routes as usual when the listener no longer knows the route the addon used', async () => {
     const { front, session } = setup([A]);
-    const s = session({ node: undefined });
+    const s = session({ node: undefined, startedAt: performance.now() });
     s.start();
     await tick();
     assert.equal(front.drops, 1);
@@ -129,7 +130,7 @@ describe('FrontSession and the addon’s own attempt', () => {
   it('ends with FATAL 57P01 when the addon relays already to a node that has left the route', async () => {
     const { front, registry, session, closed } = setup([B]);
     front.relaying = true;
-    session({ node: A }).start();
+    session({ node: A, startedAt: performance.now() }).start();
     await tick();
     assert.deepEqual(front.connects, []);
     assert.equal(front.ends.length, 1);
@@ -143,7 +144,7 @@ describe('FrontSession and the addon’s own attempt', () => {
   it('moves an adopted session that took no part to another node when its node leaves', async () => {
     const nodes = [A, B];
     const { front, registry, session } = setup(nodes);
-    const s = session({ node: A });
+    const s = session({ node: A, startedAt: performance.now() });
     s.start();
     nodes.splice(0, 1);
     registry.terminateNode('rw', A.key, {

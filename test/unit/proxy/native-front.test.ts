@@ -120,7 +120,11 @@ describe('native front', { timeout: 60_000 }, () => {
 
   before(async () => {
     const bound = front.listen('127.0.0.1', 0, {
-      onStartup: (id, candidate, generation) => {
+      onStartup: (id, candidate, generation, connectStartedMs) => {
+        if (candidate >= 0) {
+          const ago = Number(process.hrtime.bigint()) / 1e6 - connectStartedMs;
+          assert.ok(ago >= 0 && ago < 5_000, `the connect started ${ago} ms ago`);
+        }
         const p = new Probe(id, candidate, generation);
         heard.probes.push(p);
         changed();
@@ -322,6 +326,31 @@ describe('native front', { timeout: 60_000 }, () => {
     } finally {
       NativeFront.of(loaded.frontAddon, 300, 0, 1000);
       front.route(index, 12, []);
+    }
+  });
+
+  it('closes the connection and reports the error when a handler throws', async () => {
+    const errors: unknown[] = [];
+    NativeFront.of(loaded.frontAddon, 300, 0, 1000, (err) => errors.push(err));
+    const broken = front.listen('127.0.0.1', 0, {
+      onStartup: () => {
+        throw new Error('broken listener');
+      },
+      onHandover: () => undefined,
+      onEarly: () => undefined,
+    });
+    try {
+      const s = connect({ host: '127.0.0.1', port: broken.port });
+      const c = collect(s);
+      s.write(startup);
+      await c.ended;
+      assert.equal(c.data().length, 0);
+      assert.match(String(errors[0]), /broken listener/);
+      s.destroy();
+    } finally {
+      front.unlisten(broken.index);
+      front.forgetListener(broken.index);
+      NativeFront.of(loaded.frontAddon, 300, 0, 1000);
     }
   });
 
