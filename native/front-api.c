@@ -314,7 +314,7 @@ napi_value js_front_state(napi_env env, napi_callback_info info) {
   return int_value(env, state);
 }
 
-/* frontStarting(): connections accepted whose StartupMessage has not been read yet. */
+/* frontStarting(): connections JavaScript has not heard of yet (startup not read, or STARTUP held back). */
 napi_value js_front_starting(napi_env env, napi_callback_info info) {
   (void)info;
   return int_value(env, __atomic_load_n(&starting, __ATOMIC_RELAXED));

@@ -17,6 +17,7 @@
 #define GSSENC_REQUEST 80877104u
 #define MAX_ENCRYPTION_REQUESTS 2 /* one SSLRequest and one GSSENCRequest, as PostgreSQL allows */
 #define PAUSE_MS 100              /* a listener rests this long after accept ran out of resources */
+#define TELL_WITHIN_MS 50         /* the longest a STARTUP waits to go out with the session's next event */
 
 enum {
   EV_STARTUP = 1,
@@ -69,7 +70,7 @@ extern lsock_t lsocks[MAX_LISTENERS];
 extern napi_threadsafe_function on_front; /* (mu) */
 extern int64_t startup_timeout_ms;
 extern int keepalive_idle_s;
-extern int64_t starting; /* connections in PH_STARTUP, over all threads (atomic) */
+extern int64_t starting; /* connections JavaScript has not heard of: in PH_STARTUP, or untold (atomic) */
 extern uint32_t route_cap; /* the addon picks a server itself only while it holds at most this many pairs (mu) */
 
 /* front.c, for front-api.c */

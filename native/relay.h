@@ -67,6 +67,7 @@ typedef struct worker {
   struct pair *linger_head, *linger_tail;   /* pairs in PH_LINGER, oldest first */
   struct pair *dead;                        /* pairs this thread closed in the current batch */
   struct pair *routed;                      /* pairs whose StartupMessage this batch read */
+  struct pair *untold_head, *untold_tail;   /* pairs connected by route_new, STARTUP not yet sent */
   struct fevent *evq;                       /* events for JavaScript from the current batch */
   size_t evq_len, evq_cap;
   void *paused[64];                         /* listeners out of this epoll set after EMFILE & co. */
@@ -109,6 +110,11 @@ typedef struct pair {
   struct pair *dl_prev, *dl_next;
   struct pair *next_dead;
   struct pair *next_routed;
+  /* STARTUP of a pair route_new connected, held back to go out with its next event (front.c) */
+  int untold;
+  int tell_k;
+  uint32_t tell_gen;
+  double tell_t;
 } pair_t;
 
 extern pthread_mutex_t mu;

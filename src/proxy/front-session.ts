@@ -138,10 +138,10 @@ export class FrontSession implements FrontSessionEvents {
     if (a.node !== undefined && stillRouted(this.#ctx, a.node)) return a.node;
     this.#addonAttempt = undefined;
     if (this.#front.drop(this.#id)) return undefined;
-    const server = a.node?.name ?? 'chosen';
+    const server = a.node === undefined ? 'the server chosen' : `server ${a.node.name}`;
     const t = termination(
       'node_unroutable',
-      `terminating connection: server ${server} no longer qualifies for listener "${this.#ctx.listener.name}"`,
+      `terminating connection: ${server} no longer qualifies for listener "${this.#ctx.listener.name}"`,
     );
     this.#endWith(t.reason, t.fatal, false);
     return null;

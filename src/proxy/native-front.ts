@@ -122,9 +122,17 @@ export class NativeFront {
     try {
       this.#handle(kind, id, listener, a, b, bytes, s1, s2, attempt, t);
     } catch (err) {
-      this.#sessions.delete(id);
-      if (kind !== FrontEvent.HANDOVER && kind !== FrontEvent.EARLY) this.#addon.frontEnd(id, null, false);
       this.#onError(err);
+      if (kind === FrontEvent.HANDOVER || kind === FrontEvent.EARLY) return;
+      this.#addon.frontEnd(id, null, false);
+      const s = this.#sessions.get(id);
+      this.#sessions.delete(id);
+      try {
+        // Its books closed as for a server gone (registry, cancel key, client count).
+        s?.onFrontEvent({ kind: FrontEvent.CLOSED, a: 1, b: 0, s1: null, s2: null, attempt: 0 });
+      } catch (again) {
+        this.#onError(again);
+      }
     }
   };
 
@@ -215,7 +223,10 @@ export class NativeFront {
     return this.#addon.frontDrop(id);
   }
 
-  /** Connections accepted whose StartupMessage has not been read yet (clients all the same). */
+  /**
+   * Connections JavaScript has not heard of yet (clients all the same): their StartupMessage not
+   * read, or the addon's own attempt under way and its STARTUP held back to go out with READY.
+   */
   starting(): number {
     return this.#addon.frontStarting();
   }

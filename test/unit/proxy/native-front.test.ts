@@ -290,6 +290,23 @@ describe('native front', { timeout: 60_000 }, () => {
     await c.ended;
   });
 
+  it('reports its own attempt within 50 ms even when the server does not answer', async () => {
+    serverReply = Buffer.alloc(0);
+    front.route(index, 13, [{ ip: '127.0.0.1', port: serverPort, role: 'primary' }]);
+    try {
+      const n = heard.probes.length;
+      const c = await client(startup);
+      const p = await until(() => heard.probes[n]);
+      assert.deepEqual([p.candidate, p.generation, p.events.length], [0, 13, 0]);
+      assert.equal(front.starting(), 0, 'JavaScript counts it from here');
+      assert.equal(front.state(p.id)?.phase, FrontPhase.GATE);
+      front.end(p.id, null, false);
+      await c.ended;
+    } finally {
+      front.route(index, 14, []);
+    }
+  });
+
   it("takes a route's candidates in turn, and a wrong role is reported for attempt 1", async () => {
     serverReply = welcome('on');
     const candidate = { ip: '127.0.0.1', port: serverPort, role: 'primary' } as const;
