@@ -177,10 +177,10 @@ napi_value js_front_unlisten(napi_env env, napi_callback_info info) {
   int32_t index;
   if (argc < 1 || !arg_int(env, argv[0], &index)) return throw_error(env, "frontUnlisten(index) needs a number");
   pthread_mutex_lock(&mu);
-  for (int i = 0; i < MAX_LISTENERS; i++) {
-    if (lsocks[i].fd < 0 || lsocks[i].index != index) continue;
-    close(lsocks[i].fd); /* leaves every epoll set; a thread holding its event finds fd -1 */
-    lsocks[i].fd = -1;
+  lsock_t *l = listener_of(index);
+  if (l) {
+    close(l->fd); /* leaves every epoll set; a thread holding its event finds fd -1 */
+    l->fd = -1;
   }
   pthread_mutex_unlock(&mu);
   return NULL;
@@ -374,14 +374,13 @@ napi_value js_front_route(napi_env env, napi_callback_info info) {
   }
   if (ok) {
     pthread_mutex_lock(&mu);
-    ok = false;
-    for (int i = 0; i < MAX_LISTENERS; i++) {
-      if (lsocks[i].fd < 0 || lsocks[i].index != index) continue;
-      memcpy(lsocks[i].route, route, n * sizeof(route[0]));
-      lsocks[i].route_gen = gen;
-      lsocks[i].n_route = (int)n;
-      ok = true;
+    lsock_t *l = listener_of(index);
+    if (l) {
+      memcpy(l->route, route, n * sizeof(route[0]));
+      l->route_gen = gen;
+      l->n_route = (int)n;
     }
+    ok = l != NULL;
     pthread_mutex_unlock(&mu);
   }
   napi_get_boolean(env, ok, &result);

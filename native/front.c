@@ -749,7 +749,8 @@ int open_server(const struct sockaddr_storage *ss, socklen_t sl) {
   return fd;
 }
 
-static lsock_t *listener_of(int index) {
+/* The listening socket JavaScript numbered `index` (mu held), or NULL once unlistened. */
+lsock_t *listener_of(int index) {
   for (int i = 0; i < MAX_LISTENERS; i++)
     if (lsocks[i].fd >= 0 && lsocks[i].index == index) return &lsocks[i];
   return NULL;

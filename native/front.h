@@ -83,5 +83,6 @@ void free_state(pair_t *p);
 void end_client(pair_t *p, const char *last, size_t n);
 void drop_event(fevent_t *ev);
 int open_server(const struct sockaddr_storage *ss, socklen_t sl);
+lsock_t *listener_of(int index);
 
 #endif

@@ -89,13 +89,14 @@ export class Listener implements FrontListenerEvents {
       this.#frontSessions.delete(s);
       this.#checkEmpty();
     };
-    // performance.now() when the addon started connecting (its clock is process.hrtime's).
-    const startedAt = (): number =>
-      performance.now() - (Number(process.hrtime.bigint()) / 1e6 - connectStartedMs);
     const addonAttempt =
       candidate < 0
         ? undefined
-        : { node: this.#routesGiven.get(generation)?.[candidate], startedAt: startedAt() };
+        : {
+            node: this.#routesGiven.get(generation)?.[candidate],
+            // performance.now() when the addon started connecting (its clock is process.hrtime's).
+            startedAt: performance.now() - (Number(process.hrtime.bigint()) / 1e6 - connectStartedMs),
+          };
     const session = new FrontSession(id, this.#ctx, front, onClosed, !this.#admit(), addonAttempt);
     this.#frontSessions.add(session);
     return session;
