@@ -23,6 +23,7 @@ import { SQLSTATE, errorResponse } from '../protocol/index.js';
 import type { RouteNode } from '../routing/types.js';
 import { cancelKeyHex } from './cancel-registry.js';
 import type { CloseReason } from './close-reason.js';
+import type { HasDeadline } from './deadline-wheel.js';
 import { termination, type Termination } from './connection-registry.js';
 import type { ListenerContext } from './listener-context.js';
 import {
@@ -65,7 +66,7 @@ export interface AddonAttempt {
   readonly startedAt: number;
 }
 
-export class FrontSession implements FrontSessionEvents {
+export class FrontSession implements FrontSessionEvents, HasDeadline {
   readonly #id: number;
   readonly #ctx: ListenerContext;
   readonly #front: FrontCalls;
@@ -77,7 +78,8 @@ export class FrontSession implements FrontSessionEvents {
   #cancelWait: (() => void) | undefined;
   #lastError: string | undefined;
   #lastErrorCode: string = SQLSTATE.CONNECTION_FAILURE;
-  #timer: NodeJS.Timeout | undefined;
+  /** What the armed deadline (ctx.deadlines) ends: the connect, or the startup once connected. */
+  #timerConnecting = true;
   #started = 0;
   /**
    * The number of the attempt in progress: events of an earlier one, still on their way, are
@@ -154,8 +156,7 @@ export class FrontSession implements FrontSessionEvents {
     ctx.registry.add(ctx.listener.name, node.key, node.name, this);
     this.#phase = 'handshake';
     this.#started = startedAt;
-    const left = Math.max(0, startedAt + ctx.connectTimeoutMs - performance.now());
-    this.#timer = setTimeout(() => this.#onTimer(node, true), left);
+    this.#arm(true, startedAt + ctx.connectTimeoutMs - performance.now());
     return new Promise<Attempt>((resolve) => (this.#settle = resolve));
   }
 
@@ -180,7 +181,7 @@ export class FrontSession implements FrontSessionEvents {
       return this.#connectFailed(node, `connect to ${node.host}:${node.port} failed: ${errnoText(-rc)}`);
     this.#phase = 'handshake';
     this.#started = performance.now();
-    this.#timer = setTimeout(() => this.#onTimer(node, true), ctx.connectTimeoutMs);
+    this.#arm(true, ctx.connectTimeoutMs);
     return new Promise<Attempt>((resolve) => (this.#settle = resolve));
   }
 
@@ -194,7 +195,6 @@ export class FrontSession implements FrontSessionEvents {
 
   /** The connect timeout, then (once connected) the startup timeout, of the attempt at `node`. */
   #onTimer(node: RouteNode, connecting: boolean): void {
-    this.#timer = undefined;
     const s = this.#front.state(this.#id);
     // Relaying already: its READY is on the way.
     if (s === undefined || this.#phase !== 'handshake' || s.phase === FrontPhase.RELAY) return;
@@ -203,7 +203,7 @@ export class FrontSession implements FrontSessionEvents {
       this.#lastError = `connect to ${node.host}:${node.port} timed out after ${ctx.connectTimeoutMs}ms`;
       ctx.log.warn({ node: node.name, err: this.#lastError }, 'server connect failed; trying another');
     } else if (connecting) {
-      this.#timer = setTimeout(() => this.#onTimer(node, false), ctx.startupTimeoutMs);
+      this.#arm(false, ctx.startupTimeoutMs);
       return;
     } else {
       this.#lastError = `server ${node.name} did not complete startup within ${ctx.startupTimeoutMs / 1000}s`;
@@ -337,9 +337,19 @@ export class FrontSession implements FrontSessionEvents {
     s?.(a);
   }
 
+  #arm(connecting: boolean, inMs: number): void {
+    this.#timerConnecting = connecting;
+    this.#ctx.deadlines.set(this, inMs);
+  }
+
+  /** The deadline armed by #arm passed (DeadlineWheel). */
+  onDeadline(): void {
+    const node = this.#node;
+    if (node !== undefined && this.#phase === 'handshake') this.#onTimer(node, this.#timerConnecting);
+  }
+
   #clearTimer(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#ctx.deadlines.clear(this);
   }
 
   #dropNode(): void {

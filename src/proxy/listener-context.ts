@@ -3,6 +3,7 @@ import type { Logger } from '../observability/logger.js';
 import type { ListenerRoute } from '../routing/types.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import type { ConnectionRegistry, Terminable } from './connection-registry.js';
+import type { DeadlineWheel } from './deadline-wheel.js';
 import type { ListenerMetrics } from './metrics.js';
 import type { NativeRelay } from './native-relay.js';
 import type { SocketTuning } from './upstream.js';
@@ -22,6 +23,8 @@ export interface ListenerContext<S extends Terminable = Terminable> {
   readonly metrics: ListenerMetrics;
   readonly registry: ConnectionRegistry<S>;
   readonly cancels: CancelRegistry;
+  /** The native front's sessions' connect and startup deadlines (one timer for the process). */
+  readonly deadlines: DeadlineWheel;
   /** Woken whenever the routing table changes. */
   readonly waits: WaitQueue;
   /** This listener's entry in the current routing table. */

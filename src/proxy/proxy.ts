@@ -20,6 +20,7 @@ import type { Etcd3 } from 'etcd3';
 import { AdminHttp } from './admin-http.js';
 import { CancelRegistry } from './cancel-registry.js';
 import { ConnectionRegistry, termination } from './connection-registry.js';
+import { DeadlineWheel } from './deadline-wheel.js';
 import { HealthChecker } from './health-checker.js';
 import type { ListenerContext } from './listener-context.js';
 import { Listener } from './listener.js';
@@ -31,6 +32,8 @@ import { WaitQueue } from './wait-queue.js';
 
 /** How long sessions get to finish their goodbye (FATAL 57P01) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
+/** How late a native-front session's connect or startup timeout may fire. */
+const DEADLINE_TICK_MS = 25;
 
 export interface ProxyStatus {
   readonly cluster: string;
@@ -79,6 +82,7 @@ export class Proxy {
   readonly #registry: ConnectionRegistry<Terminable>;
   readonly #cancels = new CancelRegistry();
   readonly #waits: WaitQueue;
+  readonly #deadlines: DeadlineWheel;
   readonly #listeners: Listener[] = [];
   readonly #admin: AdminHttp | undefined;
   #table: RoutingTable;
@@ -137,6 +141,9 @@ export class Proxy {
     metrics.countSessionsWith(() => this.#registry.counts());
     metrics.countClientsWith(() => this.#clientCount());
     this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
+    this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
+      log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
+    );
     // The addon's front accepts clients itself and runs their startup (native-front.ts).
     this.#front = relay
       ? NativeFront.of(
@@ -172,6 +179,7 @@ export class Proxy {
       registry: this.#registry,
       cancels: this.#cancels,
       waits: this.#waits,
+      deadlines: this.#deadlines,
       route: () => this.#table.listeners.get(name),
       nextCursor: () => this.#cursor++,
       released: () => {

@@ -33,6 +33,7 @@ class FakeFront implements FrontCalls {
   readonly ends: { last: Buffer | null }[] = [];
   drops = 0;
   relaying = false;
+  phase: number = FrontPhase.GATE;
   connect(_id: number, _ip: string, port: number, _role: string, attempt: number): number {
     this.connects.push({ port, attempt });
     return 0;
@@ -45,12 +46,12 @@ class FakeFront implements FrontCalls {
     return !this.relaying;
   }
   state(): { phase: number; involved: boolean } {
-    return { phase: this.relaying ? FrontPhase.RELAY : FrontPhase.GATE, involved: false };
+    return { phase: this.relaying ? FrontPhase.RELAY : this.phase, involved: false };
   }
 }
 
-function setup(nodes: RouteNode[]) {
-  const ctx = fakeListenerContext(() => nodes, { waitTimeoutMs: 200, connectTimeoutMs: 5_000 });
+function setup(nodes: RouteNode[], connectTimeoutMs = 5_000) {
+  const ctx = fakeListenerContext(() => nodes, { waitTimeoutMs: 200, connectTimeoutMs });
   const { registry, cancels } = ctx;
   const front = new FakeFront();
   const closed: FrontSession[] = [];
@@ -69,6 +70,14 @@ const event = (kind: number, fields: Partial<FrontReport> = {}): FrontReport => 
   ...fields,
 });
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+async function until(what: string, cond: () => boolean, withinMs = 5_000): Promise<void> {
+  const deadline = performance.now() + withinMs;
+  while (!cond()) {
+    if (performance.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
 
 describe('FrontSession and the addon’s own attempt', () => {
   it('adopts the attempt while its node is routed: no connect, READY makes it relay', async () => {
@@ -155,5 +164,33 @@ describe('FrontSession and the addon’s own attempt', () => {
     assert.equal(front.drops, 1);
     assert.deepEqual(front.connects, [{ port: B.port, attempt: 2 }]);
     s.destroy();
+  });
+
+  it('gives up an adopted attempt still connecting at its connect timeout, and tries elsewhere', async () => {
+    const { ctx, front, registry, session } = setup([A, B], 30);
+    front.phase = FrontPhase.CONNECT;
+    // The addon started connecting 20 ms before the session heard of it: 10 ms are left.
+    const s = session({ node: A, startedAt: performance.now() - 20 });
+    s.start();
+    await tick();
+    assert.equal(ctx.deadlines.size, 1, 'the connect deadline is armed');
+    await until('a second attempt', () => front.connects.length > 0);
+    assert.equal(front.drops, 1);
+    assert.deepEqual(front.connects, [{ port: B.port, attempt: 2 }]);
+    assert.deepEqual(registry.counts(), { rw: { b: 1 } });
+    s.onFrontEvent(event(FrontEvent.READY, { attempt: 2 }));
+    await tick();
+    assert.equal(ctx.deadlines.size, 0, 'READY disarms it');
+    s.destroy();
+  });
+
+  it('after the connect, waits startup_timeout more, then retries elsewhere', async () => {
+    const { ctx, front, session } = setup([A, B], 20);
+    const s = session({ node: A, startedAt: performance.now() });
+    s.start(); // GATE: connected, the server's replies not complete
+    await until('a second attempt', () => front.connects.length > 0);
+    assert.deepEqual(front.connects, [{ port: B.port, attempt: 2 }]);
+    s.onFrontEvent(event(FrontEvent.CLOSED, { attempt: 2 }));
+    assert.equal(ctx.deadlines.size, 0, 'closing disarms it');
   });
 });

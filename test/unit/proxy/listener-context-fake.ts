@@ -6,6 +6,7 @@ import { parseProxyConfig } from '../../../src/config/proxy-schema.js';
 import { silentLogger } from '../../../src/observability/logger.js';
 import { CancelRegistry } from '../../../src/proxy/cancel-registry.js';
 import { ConnectionRegistry, type Terminable } from '../../../src/proxy/connection-registry.js';
+import { DeadlineWheel } from '../../../src/proxy/deadline-wheel.js';
 import type { ListenerContext } from '../../../src/proxy/listener-context.js';
 import { ProxyMetrics } from '../../../src/proxy/metrics.js';
 import { WaitQueue } from '../../../src/proxy/wait-queue.js';
@@ -36,6 +37,9 @@ export function fakeListenerContext(
     registry: new ConnectionRegistry(),
     cancels: new CancelRegistry(),
     waits: new WaitQueue(),
+    deadlines: new DeadlineWheel(5, (err) => {
+      throw err;
+    }),
     route: () => ({ listener: 'rw', nodes: [...nodes()], excluded: {} }),
     nextCursor: () => cursor++,
     released: () => undefined,
