@@ -67,11 +67,11 @@ napi_value js_front_init(napi_env env, napi_callback_info info) {
   if (argc < 4 || !arg_int(env, argv[1], &timeout) || !arg_int(env, argv[2], &idle) || !arg_int(env, argv[3], &cap) ||
       timeout < 1 || idle < 0 || cap < 0)
     return throw_error(env,
-                       "frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs, routeCap) needs a function and three numbers");
+                       "frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs, clientCap) needs a function and three numbers");
   startup_timeout_ms = timeout;
   keepalive_idle_s = idle / 1000;
   pthread_mutex_lock(&mu);
-  route_cap = (uint32_t)cap;
+  client_cap = (uint32_t)cap;
   pthread_mutex_unlock(&mu);
   if (on_front) return NULL; /* already initialised (one per process): only the settings change */
   napi_value name;

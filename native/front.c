@@ -22,7 +22,7 @@
  *            | bytes both ways, server messages followed             | (over); end() with a FATAL
  *   LINGER   | the server closed; the client still has bytes to read | (CLOSED already sent)
  *
- * JavaScript calls (main thread): frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs, routeCap)
+ * JavaScript calls (main thread): frontInit(onEvent, startupTimeoutMs, keepaliveIdleMs, clientCap)
  * (again: new settings, same callback), frontRoute(index, generation, ips, ports, roles) -> bool,
  * frontListen(ip, port, backlog, index) -> { fd, port }, frontUnlisten(index),
  * frontConnect(id, ip, port, role, attempt) -> 0 | -errno (its events carry `attempt`), frontEnd(id, last | null, flushHeld) -> bool,
@@ -44,7 +44,7 @@ napi_threadsafe_function on_front = NULL;
 int64_t startup_timeout_ms = 10000;
 int keepalive_idle_s = 0;
 int64_t starting = 0;
-uint32_t route_cap = 0;
+uint32_t client_cap = 0;
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -709,6 +709,8 @@ void front_accept(void *listener, worker_t *w) {
       p->gen = ++gens[slot] & 0x0FFFFFFFu;
       slots[slot] = p;
       pair_count++;
+      /* Admission at accept, as PostgreSQL counts a backend from its fork: first come, first served. */
+      p->over = pair_count > client_cap;
       w->pairs++;
     }
     pthread_mutex_unlock(&mu);
@@ -758,10 +760,11 @@ lsock_t *listener_of(int index) {
 
 /*
  * The pairs whose StartupMessage this batch read. When JavaScript gave their listener a route
- * (frontRoute) and the addon holds no more than route_cap pairs, the thread picks a server from it
+ * (frontRoute) and the pair came within client_cap (at accept), the thread picks a server from it
  * and connects at once, as attempt 1, so that the connection's whole way to its server stays on this
  * thread; JavaScript adopts the attempt when STARTUP reaches it (a = the candidate, attempt = the
- * route's generation). Otherwise STARTUP has a = -1 and JavaScript routes and connects.
+ * route's generation). Otherwise STARTUP has a = -1 and JavaScript routes and connects, or (b = 1, over
+ * the cap) refuses it.
  * Runs between batches: mu is taken before a pair's lock, as on the main thread.
  */
 static void route_new(worker_t *w) {
@@ -774,7 +777,7 @@ static void route_new(worker_t *w) {
     int k = -1;
     pthread_mutex_lock(&mu);
     lsock_t *l = listener_of(p->listener);
-    if (l && l->n_route > 0 && pair_count <= route_cap) {
+    if (l && l->n_route > 0 && !p->over) {
       k = l->n_route == 1 ? 0 : (int)(l->cursor++ % (uint32_t)l->n_route);
       c = l->route[k];
       gen = l->route_gen;
@@ -807,7 +810,8 @@ static void route_new(worker_t *w) {
       dl_add(&w->untold_head, &w->untold_tail, p, now_ms() + TELL_WITHIN_MS);
       __atomic_fetch_add(&starting, 1, __ATOMIC_RELAXED); /* still a client JavaScript must count */
     } else {
-      emit(w, (fevent_t){.kind = EV_STARTUP, .attempt = gen, .id = pair_id(p), .listener = p->listener, .a = k});
+      emit(w, (fevent_t){.kind = EV_STARTUP, .attempt = gen, .id = pair_id(p), .listener = p->listener, .a = k,
+                         .b = p->over});
     }
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&mu);

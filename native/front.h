@@ -71,7 +71,7 @@ extern napi_threadsafe_function on_front; /* (mu) */
 extern int64_t startup_timeout_ms;
 extern int keepalive_idle_s;
 extern int64_t starting; /* connections JavaScript has not heard of: in PH_STARTUP, or untold (atomic) */
-extern uint32_t route_cap; /* the addon picks a server itself only while it holds at most this many pairs (mu) */
+extern uint32_t client_cap; /* max_client_connections: a pair accepted beyond it is refused (mu) */
 
 /* front.c, for front-api.c */
 void tune(int fd);

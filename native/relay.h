@@ -95,6 +95,7 @@ typedef struct pair {
   int involved;       /* the client took part in the exchange: no invisible retry on another server */
   int hot;            /* in_hot_standby: -1 not reported, 0 off, 1 on, 2 something else */
   int requests;       /* SSLRequests and GSSENCRequests answered */
+  int over;           /* accepted while the addon held more than client_cap pairs: JavaScript refuses it (53300) */
   uint32_t attempt;   /* JavaScript's number for the current attempt at a server, in its events */
   char *in;           /* STARTUP: bytes read; later: client bytes after the StartupMessage */
   size_t in_len, in_cap;

@@ -28,7 +28,8 @@ const ROUTES_REMEMBERED = 4;
 
 export class Listener implements FrontListenerEvents {
   readonly #ctx: ListenerContext<Terminable>;
-  readonly #admit: () => boolean;
+  /** Counts a new client; false when it must be refused (see Proxy#admit). */
+  readonly #admit: (countedByAddon: boolean) => boolean;
   readonly #front: NativeFront | undefined;
   readonly #server: Server | undefined;
   #frontIndex: number | undefined;
@@ -42,7 +43,11 @@ export class Listener implements FrontListenerEvents {
   /** The last few routes given to the addon (frontRoute), by generation, oldest first. */
   readonly #routesGiven = new Map<number, readonly RouteNode[]>();
 
-  constructor(ctx: ListenerContext<Terminable>, admit: () => boolean, front: NativeFront | undefined) {
+  constructor(
+    ctx: ListenerContext<Terminable>,
+    admit: (countedByAddon: boolean) => boolean,
+    front: NativeFront | undefined,
+  ) {
     this.#ctx = ctx;
     this.#admit = admit;
     this.#front = ctx.listener.tls === 'disable' ? front : undefined;
@@ -73,7 +78,7 @@ export class Listener implements FrontListenerEvents {
       this.#sockets.delete(socket);
       this.#checkEmpty();
     });
-    const overLimit = !this.#admit();
+    const overLimit = !this.#admit(false);
     new ClientSession(socket, this.#ctx, overLimit).start(initial);
   }
 
@@ -82,6 +87,7 @@ export class Listener implements FrontListenerEvents {
     candidate: number,
     generation: number,
     connectStartedMs: number,
+    addonOverLimit: boolean,
   ): FrontSession | undefined {
     const front = this.#front;
     if (!front) return undefined;
@@ -97,7 +103,8 @@ export class Listener implements FrontListenerEvents {
             // performance.now() when the addon started connecting (its clock is process.hrtime's).
             startedAt: performance.now() - (Number(process.hrtime.bigint()) / 1e6 - connectStartedMs),
           };
-    const session = new FrontSession(id, this.#ctx, front, onClosed, !this.#admit(), addonAttempt);
+    const overLimit = !this.#admit(true) || addonOverLimit;
+    const session = new FrontSession(id, this.#ctx, front, onClosed, overLimit, addonAttempt);
     this.#frontSessions.add(session);
     return session;
   }

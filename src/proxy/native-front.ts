@@ -8,7 +8,8 @@
  *   ---------------+---------------------------------------------------+---------------------------
  *   STARTUP        | a plain StartupMessage was read (and, when the    | the listener (new session)
  *                  | listener has a route, attempt 1 started: a = the  |
- *                  | candidate, attempt = the route's generation)      |
+ *                  | candidate, attempt = the route's generation; b = 1 |
+ *                  | when accepted beyond max_client_connections)      |
  *   HANDOVER       | any other first packet (CancelRequest, malformed) | the listener: net.Socket
  *   EARLY          | closed or timed out before its StartupMessage     | the listener (a metric)
  *   CONNECT_FAILED | the attempt at a server failed (refused, reset,   | the session: retry or fail
@@ -72,13 +73,15 @@ export interface FrontListenerEvents {
   /**
    * A new session, not yet started. `candidate` ≥ 0: the addon has started attempt 1 at that
    * candidate of the route of `generation` given to route(), at `connectStartedMs` (CLOCK_MONOTONIC,
-   * as process.hrtime); -1: nothing started.
+   * as process.hrtime); -1: nothing started. `overLimit`: accepted beyond max_client_connections (the
+   * addon admits a client when it accepts it: first come, first served).
    */
   onStartup(
     id: number,
     candidate: number,
     generation: number,
     connectStartedMs: number,
+    overLimit: boolean,
   ): FrontSessionEvents | undefined;
   onHandover(fd: number, bytes: Buffer): void;
   onEarly(reason: 'startup_timeout' | 'client_closed'): void;
@@ -98,19 +101,20 @@ export class NativeFront {
   static #instance: NativeFront | undefined;
 
   /**
-   * The process's front (the addon has one), with the settings of the proxy starting now. The addon
-   * connects clients to a route's server itself only while it holds at most `routeCap` connections.
+   * The process's front (the addon has one), with the settings of the proxy starting now. A client
+   * the addon accepts while it holds more than `clientCap` connections (max_client_connections) is
+   * reported over the limit; the others it may connect to a route's server itself.
    */
   static of(
     addon: FrontAddon,
     startupTimeoutMs: number,
     keepaliveIdleMs: number,
-    routeCap: number,
+    clientCap: number,
     onError: (err: unknown) => void = (err) => process.emitWarning(errorMessage(err)),
   ): NativeFront {
     const front = (NativeFront.#instance ??= new NativeFront(addon));
     front.#onError = onError;
-    addon.frontInit(front.#dispatch, startupTimeoutMs, keepaliveIdleMs, routeCap);
+    addon.frontInit(front.#dispatch, startupTimeoutMs, keepaliveIdleMs, clientCap);
     return front;
   }
 
@@ -140,7 +144,7 @@ export class NativeFront {
     switch (kind) {
       case FrontEvent.STARTUP: {
         const l = this.#listeners.get(listener);
-        const s = l?.onStartup(id, a, attempt, t);
+        const s = l?.onStartup(id, a, attempt, t, b !== 0);
         if (!s) {
           this.#addon.frontEnd(id, null, false);
           return;

@@ -44,7 +44,7 @@ interface Addon {
     onEvent: FrontEventHandler,
     startupTimeoutMs: number,
     keepaliveIdleMs: number,
-    routeCap: number,
+    clientCap: number,
   ): void;
   frontListen(ip: string, port: number, backlog: number, index: number): { fd: number; port: number };
   frontUnlisten(index: number): void;

@@ -159,7 +159,9 @@ export class Proxy {
         )
       : undefined;
     for (const l of p.listeners)
-      this.#listeners.push(new Listener(this.#contextFor(l.name), () => this.#admit(), this.#front));
+      this.#listeners.push(
+        new Listener(this.#contextFor(l.name), (byAddon) => this.#admit(byAddon), this.#front),
+      );
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
@@ -188,9 +190,17 @@ export class Proxy {
     };
   }
 
-  #admit(): boolean {
+  /**
+   * Counts a new client and says whether it may stay. `countedByAddon`: the native front has decided
+   * already, when it accepted the client (it counts the connections it holds, and sessions it
+   * relays for the JavaScript path), so that clients accepted since do not turn it away: its
+   * ReadyForQuery may even be relayed by now. Sessions of the JavaScript path still in their startup
+   * (a `tls: passthrough` listener's) are not in the addon's count.
+   */
+  #admit(countedByAddon: boolean): boolean {
     this.#clients++;
-    return this.#clientCount() <= this.#config.proxy.max_client_connections && this.#state === 'running';
+    if (this.#state !== 'running') return false;
+    return countedByAddon || this.#clientCount() <= this.#config.proxy.max_client_connections;
   }
 
   /** Admitted clients, and those the native front has accepted but not yet read a startup from. */

@@ -400,5 +400,48 @@ for (const relay of ['auto', 'js'] as const) {
         await waitFor('route back', () => proxy.table.listeners.get('primary')?.nodes.length === 1);
       }
     });
+
+    void it('keeps a client admitted within max_client_connections while more arrive during its startup', async () => {
+      // A proxy of its own, for its limit: 2 clients; the others' clients stay open until after().
+      const small = await startProxy(etcd, [{ name: 'primary', role: 'primary' }], {
+        relay,
+        max_client_connections: 2,
+      });
+      await waitFor('route', () => small.proxy.table.listeners.get('primary')?.nodes.length === 1);
+      const clients = async (): Promise<number> => {
+        const text = await small.proxy.metrics.registry.getSingleMetricAsString(
+          'pgfleet_proxy_client_connections',
+        );
+        return Number(/ (\d+)$/m.exec(text)?.[1] ?? -1);
+      };
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const seen = a.sessions.length;
+      a.script = async (s, r) => {
+        await released;
+        s.write(welcome('off'));
+        const q = await r.next();
+        if (q?.type === 'Q') s.write(Buffer.concat([msg('C', cstr('SELECT 1')), ready]));
+      };
+      const first = await rawClient(small.ports.primary!, startupPacket());
+      await waitFor('the server has the first client', () => a.sessions.length > seen);
+      // Two more clients connect while the first one's server has not answered: over the limit.
+      const idle = await Promise.all([0, 1].map(() => rawClient(small.ports.primary!, Buffer.alloc(0))));
+      await waitFor(
+        '3 clients counted (or the first one refused)',
+        async () => first.r.closed || (await clients()) === 3,
+      );
+      release();
+      assert.deepEqual(await untilReady(first.r), ['R', 'S', 'S', 'K', 'Z']);
+      first.s.write(msg('Q', cstr('select 1')));
+      assert.deepEqual(
+        await untilReady(first.r),
+        ['C', 'Z'],
+        'relaying, not refused after its ReadyForQuery',
+      );
+      // The limit still holds for the ones that came later.
+      idle[1]!.s.write(startupPacket());
+      assert.deepEqual(await untilReady(idle[1]!.r), ['E:53300']);
+    });
   });
 }

@@ -50,6 +50,8 @@ class Probe implements FrontSessionEvents {
     /** The route candidate the addon connected to by itself (-1: none), and that route's generation. */
     readonly candidate = -1,
     readonly generation = 0,
+    /** Accepted beyond the addon's cap (max_client_connections). */
+    readonly overLimit = false,
   ) {}
   start(): void {}
   onFrontEvent(e: FrontReport): void {
@@ -120,12 +122,12 @@ describe('native front', { timeout: 60_000 }, () => {
 
   before(async () => {
     const bound = front.listen('127.0.0.1', 0, {
-      onStartup: (id, candidate, generation, connectStartedMs) => {
+      onStartup: (id, candidate, generation, connectStartedMs, overLimit) => {
         if (candidate >= 0) {
           const ago = Number(process.hrtime.bigint()) / 1e6 - connectStartedMs;
           assert.ok(ago >= 0 && ago < 5_000, `the connect started ${ago} ms ago`);
         }
-        const p = new Probe(id, candidate, generation);
+        const p = new Probe(id, candidate, generation, overLimit);
         heard.probes.push(p);
         changed();
         return p;
@@ -329,17 +331,29 @@ describe('native front', { timeout: 60_000 }, () => {
     }
   });
 
-  it('leaves the choice to JavaScript while it holds more connections than its cap', async () => {
+  it('admits clients at accept, first come first served: one beyond its cap is reported over the limit', async () => {
     serverReply = welcome('off');
-    NativeFront.of(loaded.frontAddon, 300, 0, 0);
+    NativeFront.of(loaded.frontAddon, 1_000, 0, 1);
     front.route(index, 11, [{ ip: '127.0.0.1', port: serverPort, role: 'primary' }]);
     try {
       const n = heard.probes.length;
-      const c = await client(startup);
-      const p = await until(() => heard.probes[n]);
-      assert.equal(p.candidate, -1);
-      front.end(p.id, null, false);
-      await c.ended;
+      const first = await client(Buffer.alloc(0)); // connects, says nothing yet
+      await poll(() => (front.starting() === 1 ? true : undefined));
+      const second = await client(startup);
+      const late = await until(() => heard.probes[n]);
+      assert.deepEqual([late.candidate, late.overLimit], [-1, true], 'over the cap: left to JavaScript');
+      front.end(late.id, null, false);
+      await second.ended;
+      first.s.write(startup);
+      const early = await until(() => heard.probes[n + 1]);
+      assert.deepEqual(
+        [early.candidate, early.overLimit],
+        [0, false],
+        'the first client, within the cap, is connected by the addon',
+      );
+      await early.next(FrontEvent.READY);
+      front.end(early.id, null, false);
+      await first.ended;
     } finally {
       NativeFront.of(loaded.frontAddon, 300, 0, 1000);
       front.route(index, 12, []);
