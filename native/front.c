@@ -77,15 +77,30 @@ static char *dup_bytes(const void *b, size_t n) {
   return c;
 }
 
-static void emit(worker_t *w, fevent_t ev) {
-  if (w->evq_len == w->evq_cap) {
-    size_t cap = w->evq_cap ? w->evq_cap * 2 : 64;
-    fevent_t *q = realloc(w->evq, cap * sizeof(*q));
-    if (!q) abort(); /* a lost event would leave its session waiting for good */
-    w->evq = q;
-    w->evq_cap = cap;
+static void push_event(fevent_t **q, size_t *len, size_t *cap, fevent_t ev) {
+  if (*len == *cap) {
+    size_t n = *cap ? *cap * 2 : 64;
+    fevent_t *grown = realloc(*q, n * sizeof(**q));
+    if (!grown) abort(); /* a lost event would leave its session waiting for good */
+    *q = grown;
+    *cap = n;
   }
-  w->evq[w->evq_len++] = ev;
+  (*q)[(*len)++] = ev;
+}
+
+/*
+ * Queues an event for JavaScript. CLOSED (a relay's end) and EARLY (a client gone before its
+ * StartupMessage) only close JavaScript's books and are final, so they wait up to QUIET_WITHIN_MS to
+ * go out with other events (front_after_batch): with one client connecting at a time, the CLOSED of
+ * one connection then wakes Node's loop together with the next one's STARTUP and READY.
+ */
+static void emit(worker_t *w, fevent_t ev) {
+  if (ev.kind == EV_CLOSED || ev.kind == EV_EARLY) {
+    if (w->quiet_len == 0) w->quiet_due = now_ms() + QUIET_WITHIN_MS;
+    push_event(&w->quiet, &w->quiet_len, &w->quiet_cap, ev);
+  } else {
+    push_event(&w->evq, &w->evq_len, &w->evq_cap, ev);
+  }
 }
 
 static void tell(pair_t *p, int send);
@@ -733,6 +748,7 @@ int front_timeout_ms(worker_t *w) {
   if (w->startup_head) next = w->startup_head->deadline;
   if (w->untold_head && (next < 0 || w->untold_head->deadline < next)) next = w->untold_head->deadline;
   if (w->linger_head && (next < 0 || w->linger_head->deadline < next)) next = w->linger_head->deadline;
+  if (w->quiet_len > 0 && (next < 0 || w->quiet_due < next)) next = w->quiet_due;
   if (next < 0) return -1;
   int64_t wait = next - now_ms();
   return wait <= 0 ? 0 : wait > 60000 ? 60000 : (int)wait + 1;
@@ -825,6 +841,25 @@ void drop_event(fevent_t *ev) {
   free(ev->s2);
 }
 
+/* Hands queued events to JavaScript's callback, in order (mu held). */
+static void deliver(fevent_t *q, size_t *len) {
+  for (size_t k = 0; k < *len; k++) {
+    fevent_t *ev = on_front ? malloc(sizeof(*ev)) : NULL;
+    if (!ev) {
+      drop_event(&q[k]);
+      continue;
+    }
+    *ev = q[k];
+    napi_status st = napi_call_threadsafe_function(on_front, ev, napi_tsfn_nonblocking);
+    if (st != napi_ok) {
+      drop_event(ev);
+      free(ev);
+    }
+    if (st == napi_closing) on_front = NULL;
+  }
+  *len = 0;
+}
+
 void front_after_batch(worker_t *w) {
   route_new(w);
   if (w->startup_head || w->linger_head || w->untold_head || w->n_paused > 0) {
@@ -849,7 +884,9 @@ void front_after_batch(worker_t *w) {
       pthread_mutex_unlock(&p->mu);
     }
   }
-  if (!w->dead && w->evq_len == 0) return;
+  /* Held CLOSED and EARLY events go out after this batch's others (whose sessions they may end), or alone when due. */
+  int quiet_out = w->quiet_len > 0 && (w->evq_len > 0 || now_ms() >= w->quiet_due);
+  if (!w->dead && w->evq_len == 0 && !quiet_out) return;
   pthread_mutex_lock(&mu);
   while (w->dead) {
     pair_t *p = w->dead;
@@ -862,21 +899,8 @@ void front_after_batch(worker_t *w) {
     p->next_unreg = w->unreg;
     w->unreg = p;
   }
-  for (size_t k = 0; k < w->evq_len; k++) {
-    fevent_t *ev = on_front ? malloc(sizeof(*ev)) : NULL;
-    if (!ev) {
-      drop_event(&w->evq[k]);
-      continue;
-    }
-    *ev = w->evq[k];
-    napi_status st = napi_call_threadsafe_function(on_front, ev, napi_tsfn_nonblocking);
-    if (st != napi_ok) {
-      drop_event(ev);
-      free(ev);
-    }
-    if (st == napi_closing) on_front = NULL;
-  }
-  w->evq_len = 0;
+  deliver(w->evq, &w->evq_len);
+  if (quiet_out) deliver(w->quiet, &w->quiet_len);
   pthread_mutex_unlock(&mu);
 }
 

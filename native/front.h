@@ -18,6 +18,7 @@
 #define MAX_ENCRYPTION_REQUESTS 2 /* one SSLRequest and one GSSENCRequest, as PostgreSQL allows */
 #define PAUSE_MS 100              /* a listener rests this long after accept ran out of resources */
 #define TELL_WITHIN_MS 50         /* the longest a STARTUP waits to go out with the session's next event */
+#define QUIET_WITHIN_MS 50        /* the longest a CLOSED or EARLY waits to go out with other events */
 
 enum {
   EV_STARTUP = 1,

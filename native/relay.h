@@ -70,6 +70,9 @@ typedef struct worker {
   struct pair *untold_head, *untold_tail;   /* pairs connected by route_new, STARTUP not yet sent */
   struct fevent *evq;                       /* events for JavaScript from the current batch */
   size_t evq_len, evq_cap;
+  struct fevent *quiet;                     /* CLOSED and EARLY events held back (front.c: emit) */
+  size_t quiet_len, quiet_cap;
+  int64_t quiet_due;                        /* when the oldest of them must go out (monotonic ms) */
   void *paused[64];                         /* listeners out of this epoll set after EMFILE & co. */
   int n_paused;
   int64_t resume_at;                        /* when they go back in (monotonic ms) */
