@@ -88,6 +88,8 @@ export class FrontSession implements FrontSessionEvents, HasDeadline {
   #attemptNo = 1;
   readonly #overLimit: boolean;
   #addonAttempt: AddonAttempt | undefined;
+  /** The node of the addon's attempt while this session runs it without a routing loop. */
+  #adopted: RouteNode | undefined;
 
   constructor(
     id: number,
@@ -106,22 +108,26 @@ export class FrontSession implements FrontSessionEvents, HasDeadline {
   }
 
   start(): void {
-    if (this.#overLimit) this.#endWith('too_many_clients', TOO_MANY, false);
-    else void this.#route();
-  }
-
-  async #route(): Promise<void> {
-    const ctx = this.#ctx;
+    if (this.#overLimit) {
+      this.#endWith('too_many_clients', TOO_MANY, false);
+      return;
+    }
+    const a = this.#addonAttempt;
     const first = this.#firstNode();
     if (first === null) return;
+    // The addon's attempt, taken on without a routing loop (no promise, no microtask): most
+    // sessions end their startup on it. The loop starts only if it fails (#resolve).
+    if (first !== undefined && a !== undefined) this.#adopt(first, a.startedAt);
+    else void this.#route(undefined, performance.now());
+  }
+
+  /** Picks nodes until one takes the session; `failed`: the addon's attempt that did not. */
+  async #route(failed: RouteNode | undefined, since: number): Promise<void> {
+    const ctx = this.#ctx;
     const result = await routeLoop(ctx, {
-      first,
-      attempt: (node) => {
-        const a = this.#addonAttempt;
-        if (a === undefined) return this.#attempt(node);
-        this.#addonAttempt = undefined;
-        return this.#adopt(node, a.startedAt);
-      },
+      failed,
+      since,
+      attempt: (node) => this.#attempt(node),
       routing: () => this.#phase === 'routing',
       waiting: (cancel) => (this.#cancelWait = cancel),
     });
@@ -150,14 +156,14 @@ export class FrontSession implements FrontSessionEvents, HasDeadline {
   }
 
   /** Takes on the addon's attempt 1 at `node` as if this session had started it (see #attempt). */
-  #adopt(node: RouteNode, startedAt: number): Promise<Attempt> {
+  #adopt(node: RouteNode, startedAt: number): void {
     const ctx = this.#ctx;
     this.#node = node;
     ctx.registry.add(ctx.listener.name, node.key, node.name, this);
     this.#phase = 'handshake';
     this.#started = startedAt;
+    this.#adopted = node;
     this.#arm(true, startedAt + ctx.connectTimeoutMs - performance.now());
-    return new Promise<Attempt>((resolve) => (this.#settle = resolve));
   }
 
   async #attempt(node: RouteNode): Promise<Attempt> {
@@ -331,10 +337,14 @@ export class FrontSession implements FrontSessionEvents, HasDeadline {
     this.#close(reason);
   }
 
+  /** The attempt in progress is over: the routing loop goes on, or (the addon's attempt) starts. */
   #resolve(a: Attempt): void {
     const s = this.#settle;
     this.#settle = undefined;
-    s?.(a);
+    const adopted = this.#adopted;
+    this.#adopted = undefined;
+    if (s !== undefined) s(a);
+    else if (a === 'retry' && adopted !== undefined) void this.#route(adopted, this.#started);
   }
 
   #arm(connecting: boolean, inMs: number): void {

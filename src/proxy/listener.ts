@@ -91,10 +91,6 @@ export class Listener implements FrontListenerEvents {
   ): FrontSession | undefined {
     const front = this.#front;
     if (!front) return undefined;
-    const onClosed = (s: FrontSession): void => {
-      this.#frontSessions.delete(s);
-      this.#checkEmpty();
-    };
     const addonAttempt =
       candidate < 0
         ? undefined
@@ -104,10 +100,15 @@ export class Listener implements FrontListenerEvents {
             startedAt: performance.now() - (Number(process.hrtime.bigint()) / 1e6 - connectStartedMs),
           };
     const overLimit = !this.#admit(true) || addonOverLimit;
-    const session = new FrontSession(id, this.#ctx, front, onClosed, overLimit, addonAttempt);
+    const session = new FrontSession(id, this.#ctx, front, this.#frontSessionClosed, overLimit, addonAttempt);
     this.#frontSessions.add(session);
     return session;
   }
+
+  readonly #frontSessionClosed = (s: FrontSession): void => {
+    this.#frontSessions.delete(s);
+    this.#checkEmpty();
+  };
 
   /**
    * Gives the addon this listener's current route (routing table `generation`), so that it connects

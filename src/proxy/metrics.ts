@@ -29,12 +29,19 @@ export class ProxyMetrics {
   readonly cancelRequests: Counter<'result'>;
   #nativeStats: () => NativeRelayStats | undefined = () => undefined;
   #clientCount: () => number = () => 0;
+  /** Every listener's session metrics, flushed into prom-client when it reads them. */
+  readonly #listeners: ListenerMetrics[] = [];
 
   constructor(registry = new Registry()) {
     this.registry = registry;
     const registers = [registry];
     collectDefaultMetrics({ register: registry, prefix: 'pgfleet_proxy_process_' });
     const seen = this.#seenSessionLabels;
+    const listeners = this.#listeners;
+    // Counted by ListenerMetrics and added when read (one call flushes the three metrics).
+    const flush = (): void => {
+      for (const l of listeners) l.flush();
+    };
     const counts = () => this.#sessionCounts();
     // Read from the connection registry at scrape time: nothing on the per-session path.
     this.sessions = new Gauge({
@@ -61,12 +68,14 @@ export class ProxyMetrics {
       help: 'Client sessions handed to a server (after ReadyForQuery)',
       labelNames: ['listener'],
       registers,
+      collect: flush,
     });
     this.sessionsClosed = new Counter({
       name: 'pgfleet_proxy_sessions_closed_total',
       help: 'Client connections closed, by reason',
       labelNames: ['listener', 'reason'],
       registers,
+      collect: flush,
     });
     const clients = () => this.#clientCount();
     new Gauge({
@@ -134,6 +143,7 @@ export class ProxyMetrics {
       labelNames: ['listener', 'node'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
+      collect: flush,
     });
     this.cancelRequests = new Counter({
       name: 'pgfleet_proxy_cancel_requests_total',
@@ -192,32 +202,39 @@ export class ProxyMetrics {
 
   /** The per-session metrics of one listener, with label children resolved once. */
   forListener(listener: string): ListenerMetrics {
-    return new ListenerMetrics(this, listener);
+    const m = new ListenerMetrics(this, listener);
+    this.#listeners.push(m);
+    return m;
   }
 }
 
+/** Observations of one histogram child held before they go to prom-client (bounded). */
+const MAX_PENDING_OBSERVATIONS = 256;
+
 /**
- * A session's handful of metric calls, through prom-client children resolved once per listener
- * (and per node or reason): the label objects are built and validated once. prom-client still
- * hashes them on every call (about 10 µs per connection in a perf profile of `pgbench -C`).
+ * A session's handful of metric calls. They are counted here and handed to prom-client when the
+ * registry is read (each metric's `collect`), or once 256 connect times are waiting: prom-client
+ * validates and hashes a child's labels on every call, about 10 µs per connection of `pgbench -C`
+ * in a perf profile, spent just when the proxy's new sessions want the CPU.
  */
 export class ListenerMetrics {
   readonly #m: ProxyMetrics;
   readonly #listener: string;
-  readonly #opened: { inc(): void };
   readonly #waited: { observe(v: number): void };
-  readonly #closed = new Map<string, { inc(): void }>();
-  readonly #connected = new Map<string, { observe(v: number): void }>();
+  #opened = 0;
+  /** reason → closes not yet counted in prom-client */
+  readonly #closed = new Map<string, number>();
+  /** node → connect times not yet observed */
+  readonly #connected = new Map<string, number[]>();
 
   constructor(m: ProxyMetrics, listener: string) {
     this.#m = m;
     this.#listener = listener;
-    this.#opened = m.sessionsOpened.labels(listener);
     this.#waited = m.waitSeconds.labels(listener);
   }
 
   opened(): void {
-    this.#opened.inc();
+    this.#opened++;
   }
 
   waited(seconds: number): void {
@@ -225,10 +242,7 @@ export class ListenerMetrics {
   }
 
   closed(reason: string): void {
-    let c = this.#closed.get(reason);
-    if (c === undefined)
-      this.#closed.set(reason, (c = this.#m.sessionsClosed.labels(this.#listener, reason)));
-    c.inc();
+    this.#closed.set(reason, (this.#closed.get(reason) ?? 0) + 1);
   }
 
   cancel(result: 'routed' | 'broadcast' | 'dropped'): void {
@@ -236,8 +250,33 @@ export class ListenerMetrics {
   }
 
   connected(node: string, seconds: number): void {
-    let h = this.#connected.get(node);
-    if (h === undefined) this.#connected.set(node, (h = this.#m.connectSeconds.labels(this.#listener, node)));
-    h.observe(seconds);
+    let pending = this.#connected.get(node);
+    if (pending === undefined) this.#connected.set(node, (pending = []));
+    pending.push(seconds);
+    if (pending.length >= MAX_PENDING_OBSERVATIONS) this.#flushConnected(node, pending);
+  }
+
+  /** Connect times not yet handed to prom-client. */
+  get pendingObservations(): number {
+    let n = 0;
+    for (const pending of this.#connected.values()) n += pending.length;
+    return n;
+  }
+
+  /** Hands what was counted since the last call to prom-client. */
+  flush(): void {
+    const m = this.#m;
+    if (this.#opened > 0) m.sessionsOpened.inc({ listener: this.#listener }, this.#opened);
+    this.#opened = 0;
+    for (const [reason, n] of this.#closed) m.sessionsClosed.inc({ listener: this.#listener, reason }, n);
+    this.#closed.clear();
+    for (const [node, pending] of this.#connected) this.#flushConnected(node, pending);
+  }
+
+  #flushConnected(node: string, pending: number[]): void {
+    if (pending.length === 0) return;
+    const h = this.#m.connectSeconds.labels(this.#listener, node);
+    for (const v of pending) h.observe(v);
+    pending.length = 0;
   }
 }

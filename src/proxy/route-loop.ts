@@ -22,8 +22,13 @@ export type Attempt = 'ok' | 'retry' | 'done';
 export const RETRY_DELAY_MS = 200;
 
 export interface RouteLoopHooks {
-  /** The node of an attempt already under way (the native front's own pick), tried first. */
-  readonly first?: RouteNode;
+  /**
+   * The node of an attempt that has just failed before this loop (the native front's own pick): not
+   * picked again until every other node was tried.
+   */
+  readonly failed?: RouteNode;
+  /** performance.now() when the session began waiting for a server (default: now), for wait_timeout. */
+  readonly since?: number;
   /** Connects to `node` and runs the handshake. */
   attempt(node: RouteNode): Promise<Attempt>;
   /** False once the session has left the routing phase (client gone, terminated). */
@@ -39,25 +44,22 @@ export async function routeLoop(
   ctx: ListenerContext<Terminable>,
   hooks: RouteLoopHooks,
 ): Promise<RouteLoopResult> {
-  const waitStart = performance.now();
+  const waitStart = hooks.since ?? performance.now();
   const deadline = waitStart + ctx.waitTimeoutMs;
   const tried = new Set<string>();
+  if (hooks.failed) tried.add(hooks.failed.key);
   let waited = false;
-  let sawNodes = false;
-  let first = hooks.first;
+  let sawNodes = hooks.failed !== undefined;
   while (hooks.routing()) {
     const nodes = ctx.route()?.nodes ?? [];
     sawNodes ||= nodes.length > 0;
-    const node =
-      first ??
-      pickNode(
-        nodes,
-        tried,
-        ctx.listener.balance,
-        (k) => ctx.registry.count(ctx.listener.name, k),
-        ctx.nextCursor(),
-      );
-    first = undefined;
+    const node = pickNode(
+      nodes,
+      tried,
+      ctx.listener.balance,
+      (k) => ctx.registry.count(ctx.listener.name, k),
+      ctx.nextCursor(),
+    );
     if (node) {
       const outcome = await hooks.attempt(node);
       if (outcome !== 'retry') {

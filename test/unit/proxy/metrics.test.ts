@@ -64,6 +64,30 @@ describe('proxy metrics', () => {
     assert.equal(await sample(m, 'pgfleet_proxy_cancel_requests_total{result="broadcast"}'), 1);
   });
 
+  it('counts between scrapes add up across scrapes; connect times go out at most 256 at a time', async () => {
+    const m = new ProxyMetrics();
+    const l = m.forListener('rw');
+    const count = 'pgfleet_proxy_server_connect_seconds_count{listener="rw",node="n1"}';
+    l.opened();
+    l.closed('server_closed');
+    assert.equal(await sample(m, 'pgfleet_proxy_sessions_opened_total{listener="rw"}'), 1);
+    l.opened();
+    l.closed('server_closed');
+    assert.equal(await sample(m, 'pgfleet_proxy_sessions_opened_total{listener="rw"}'), 2);
+    assert.equal(
+      await sample(m, 'pgfleet_proxy_sessions_closed_total{listener="rw",reason="server_closed"}'),
+      2,
+    );
+    for (let i = 0; i < 300; i++) l.connected('n1', 0.004);
+    assert.equal(l.pendingObservations, 300 - 256, 'the first 256 went out when that many waited');
+    assert.equal(await sample(m, count), 300);
+    assert.equal(l.pendingObservations, 0);
+    assert.equal(
+      await sample(m, 'pgfleet_proxy_server_connect_seconds_bucket{le="0.005",listener="rw",node="n1"}'),
+      300,
+    );
+  });
+
   it('terminateNode hands every session of the node the same prepared FATAL 57P01', () => {
     const registry = new ConnectionRegistry<FakeSession>();
     const sessions = [new FakeSession(), new FakeSession(), new FakeSession()];
