@@ -2,8 +2,8 @@
  * The native front: the addon accepts clients on a listener's socket and runs each one's startup
  * on a relay thread, so that a connection never becomes a net.Socket and JavaScript only decides.
  * Under `pgbench -C` a Node socket pair costs ~300 µs of CPU per connection before any protocol
- * work; this path costs a few system calls and two wake-ups of JavaScript (STARTUP with READY,
- * then CLOSED) when the thread picks the server itself, three otherwise.
+ * work; this path costs a few system calls and, when the thread picks the server itself, one
+ * wake-up of JavaScript for STARTUP with READY, CLOSED going out with a later wake-up (≤ 50 ms).
  *
  *   phase    | the thread …                                          | JavaScript hears / decides
  *   ---------+-------------------------------------------------------+---------------------------------
