@@ -131,6 +131,7 @@ extern uint32_t *free_slots;
 extern uint32_t free_count;
 extern uint32_t pair_count;
 extern uint64_t bytes_moved[2];
+extern napi_threadsafe_function on_ended; /* onEnded (relay-api.c's init), or NULL (mu) */
 
 double pair_id(const pair_t *p);
 pair_t *pair_by_id(double id); /* with mu held; NULL when unknown or released */

@@ -4,7 +4,7 @@
 # Rebuilds only when the source is newer. `proxy.relay: auto` relays in JavaScript without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-srcs=(native/relay.c native/front.c native/front-accept.c native/front-events.c native/front-gate.c native/front-api.c native/relay.h native/front.h)
+srcs=(native/relay.c native/relay-api.c native/front.c native/front-accept.c native/front-events.c native/front-gate.c native/front-api.c native/relay.h native/front.h)
 out=build/pgfleet_relay.node
 fresh=1
 for f in "${srcs[@]}"; do [[ -f $out && $out -nt $f ]] || fresh=0; done
@@ -13,6 +13,6 @@ inc=node_modules/node-api-headers/include
 [[ -f $inc/node_api.h ]] || inc=/usr/include/node
 mkdir -p build
 cc -O2 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -shared -pthread -std=gnu11 \
-  -DNODE_GYP_MODULE_NAME=pgfleet_relay -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/relay.c native/front.c native/front-accept.c native/front-events.c native/front-gate.c native/front-api.c
+  -DNODE_GYP_MODULE_NAME=pgfleet_relay -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/relay.c native/relay-api.c native/front.c native/front-accept.c native/front-events.c native/front-gate.c native/front-api.c
 mv "$out.tmp" "$out"
 echo "pgfleet: built $out"
