@@ -74,12 +74,8 @@ napi_value js_front_init(napi_env env, napi_callback_info info) {
   client_cap = (uint32_t)cap;
   pthread_mutex_unlock(&mu);
   if (on_front) return NULL; /* already initialised (one per process): only the settings change */
-  napi_value name;
-  napi_create_string_utf8(env, "pgfleet-front", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_on_front,
-                                      &on_front) != napi_ok)
+  if (unref_callback(env, argv[0], "pgfleet-front", call_on_front, &on_front) != 0)
     return throw_error(env, "cannot create the front's callback");
-  napi_unref_threadsafe_function(env, on_front);
   return NULL;
 }
 

@@ -40,19 +40,24 @@ napi_value throw_error(napi_env env, const char *msg) {
   return NULL;
 }
 
+/* A callback the threads call JavaScript with, which does not keep the process alive: 0, or -1. */
+int unref_callback(napi_env env, napi_value fn, const char *name, napi_threadsafe_function_call_js call,
+                   napi_threadsafe_function *out) {
+  napi_value n;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &n);
+  if (napi_create_threadsafe_function(env, fn, NULL, n, 0, 1, NULL, NULL, NULL, call, out) != napi_ok) return -1;
+  napi_unref_threadsafe_function(env, *out);
+  return 0;
+}
+
 static napi_value js_init(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1) return throw_error(env, "init(onEnded) needs a function");
   if (initialised) return throw_error(env, "the native relay is already initialised (one per process)");
-  napi_value name;
-  napi_create_string_utf8(env, "pgfleet-relay", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_on_ended,
-                                      &on_ended) != napi_ok)
+  if (unref_callback(env, argv[0], "pgfleet-relay", call_on_ended, &on_ended) != 0)
     return throw_error(env, "cannot create the relay's callback");
-  /* The relay must not keep the process alive. */
-  napi_unref_threadsafe_function(env, on_ended);
   for (int t = 0; t < MAX_THREADS; t++) workers[t].epfd = workers[t].wake_fd = -1;
   front_init_globals();
   initialised = 1;

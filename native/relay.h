@@ -144,6 +144,8 @@ int forward(side_t *to, const char *buf, size_t n);
 int start_worker(worker_t *w);
 int grow_slots(void);
 napi_value throw_error(napi_env env, const char *msg);
+int unref_callback(napi_env env, napi_value fn, const char *name, napi_threadsafe_function_call_js call,
+                   napi_threadsafe_function *out);
 
 /* front.c */
 void front_event(pair_t *p, int side, uint32_t events, char *buf);
