@@ -17,25 +17,32 @@ static void push_event(fevent_t **q, size_t *len, size_t *cap, fevent_t ev) {
   (*q)[(*len)++] = ev;
 }
 
-/*
- * Queues an event for JavaScript. CLOSED (a relay's end) and EARLY (a client gone before its
- * StartupMessage) only close JavaScript's books and are final, so they wait up to QUIET_WITHIN_MS to
- * go out with other events (front_after_batch): with one client connecting at a time, the CLOSED of
- * one connection then wakes Node's loop together with the next one's STARTUP and READY.
- */
+/* Queues an event for JavaScript, to go out after the batch (front_after_batch). */
 void emit(worker_t *w, fevent_t ev) {
-  if (ev.kind == EV_CLOSED || ev.kind == EV_EARLY) {
-    if (w->quiet_len == 0) w->quiet_due = now_ms() + QUIET_WITHIN_MS;
-    push_event(&w->quiet, &w->quiet_len, &w->quiet_cap, ev);
-  } else {
-    push_event(&w->evq, &w->evq_len, &w->evq_cap, ev);
-  }
+  push_event(&w->evq, &w->evq_len, &w->evq_cap, ev);
 }
 
+/*
+ * Queues an event that only closes JavaScript's books and is final, to go out with other events
+ * within QUIET_WITHIN_MS: with one client connecting at a time, the CLOSED of one connection then
+ * wakes Node's loop together with the next one's STARTUP and READY.
+ */
+void emit_quiet(worker_t *w, fevent_t ev) {
+  if (w->quiet_len == 0) w->quiet_due = now_ms() + QUIET_WITHIN_MS;
+  push_event(&w->quiet, &w->quiet_len, &w->quiet_cap, ev);
+}
+
+/*
+ * An event about the pair. A CLOSED waits (emit_quiet) only when the thread picked the pair's server
+ * itself: a listener whose server JavaScript picks balances by its session counts, which must drop
+ * at once.
+ */
 void emit_id(worker_t *w, pair_t *p, int kind, int a) {
   tell(p, 1);
-  emit(w, (fevent_t){.kind = kind, .attempt = p->attempt, .id = pair_id(p), .listener = p->listener, .a = a,
-                     .b = p->involved});
+  fevent_t ev = {.kind = kind, .attempt = p->attempt, .id = pair_id(p), .listener = p->listener, .a = a,
+                 .b = p->involved};
+  if (kind == EV_CLOSED && p->picked_here) emit_quiet(w, ev);
+  else emit(w, ev);
 }
 
 /*
@@ -134,6 +141,7 @@ static void route_new(worker_t *w) {
       p->s[1].fd = fd;
       p->role = c.role;
       p->attempt = 1;
+      p->picked_here = 1;
       p->phase = PH_CONNECT;
       if (apply_masks(p) != 0) {
         close_side(p, 1);

@@ -147,7 +147,7 @@ void finish(pair_t *p, int kind, int a) {
   worker_t *w = p->w;
   leave_lists(p);
   tell(p, kind != 0 && kind != EV_EARLY);
-  if (kind == EV_EARLY) emit(w, (fevent_t){.kind = EV_EARLY, .listener = p->listener, .a = a});
+  if (kind == EV_EARLY) emit_quiet(w, (fevent_t){.kind = EV_EARLY, .listener = p->listener, .a = a});
   else if (kind != 0) emit_id(w, p, kind, a);
   close_side(p, 0);
   close_side(p, 1);

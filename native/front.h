@@ -114,6 +114,7 @@ void resume_listeners(worker_t *w);
 
 /* front-events.c */
 void emit(worker_t *w, fevent_t ev);
+void emit_quiet(worker_t *w, fevent_t ev);
 void emit_id(worker_t *w, pair_t *p, int kind, int a);
 void dl_add(pair_t **head, pair_t **tail, pair_t *p, int64_t deadline);
 void dl_del(pair_t **head, pair_t **tail, pair_t *p);

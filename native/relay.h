@@ -99,6 +99,7 @@ typedef struct pair {
   int hot;            /* in_hot_standby: -1 not reported, 0 off, 1 on, 2 something else */
   int requests;       /* SSLRequests and GSSENCRequests answered */
   int over;           /* accepted while the addon held more than client_cap pairs: JavaScript refuses it (53300) */
+  int picked_here;    /* route_new connected it to a server of the listener's route (round robin, no counts) */
   uint32_t attempt;   /* JavaScript's number for the current attempt at a server, in its events */
   char *in;           /* STARTUP: bytes read; later: client bytes after the StartupMessage */
   size_t in_len, in_cap;

@@ -56,6 +56,7 @@ class Probe implements FrontSessionEvents {
   start(): void {}
   onFrontEvent(e: FrontReport): void {
     this.events.push(e);
+    heard.order.push(`${e.kind}:${this.id}`);
     for (const w of this.#waiters.splice(0)) w();
   }
   async next(kind: number): Promise<FrontReport> {
@@ -72,6 +73,8 @@ const heard = {
   probes: [] as Probe[],
   handovers: [] as { fd: number; bytes: Buffer }[],
   early: [] as string[],
+  /** Every event as it arrived: `${kind}:${id}`. */
+  order: [] as string[],
   wake: [] as (() => void)[],
 };
 function changed(): void {
@@ -119,6 +122,7 @@ describe('native front', { timeout: 60_000 }, () => {
   let serverPort = 0;
   const serverConns: { socket: Socket; got: () => Buffer }[] = [];
   let serverReply: Buffer = welcome('off');
+  let serverClosed = 0;
 
   before(async () => {
     const bound = front.listen('127.0.0.1', 0, {
@@ -128,6 +132,7 @@ describe('native front', { timeout: 60_000 }, () => {
           assert.ok(ago >= 0 && ago < 5_000, `the connect started ${ago} ms ago`);
         }
         const p = new Probe(id, candidate, generation, overLimit);
+        heard.order.push(`${FrontEvent.STARTUP}:${id}`);
         heard.probes.push(p);
         changed();
         return p;
@@ -147,6 +152,11 @@ describe('native front', { timeout: 60_000 }, () => {
       const c = collect(s);
       serverConns.push({ socket: s, got: c.data });
       s.once('data', () => s.write(serverReply));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        serverClosed++;
+        changed();
+      });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     serverPort = (server.address() as AddressInfo).port;
@@ -328,6 +338,35 @@ describe('native front', { timeout: 60_000 }, () => {
       assert.ok(picks.join() === '0,1,0,1' || picks.join() === '1,0,1,0', `alternates: ${picks.join()}`);
     } finally {
       front.route(index, 10, []);
+    }
+  });
+
+  it('reports the end of a session JavaScript routed before anything that happens after it', async () => {
+    // Least-connections balancing counts sessions: their CLOSED must not wait to go out with later
+    // events, as the CLOSED of a session the thread connected by itself may (≤ 50 ms).
+    serverReply = welcome('off');
+    const n = heard.probes.length;
+    const a = await client(startup);
+    const pa = await until(() => heard.probes[n]);
+    assert.equal(pa.candidate, -1, 'no route given: JavaScript routes');
+    assert.equal(front.connect(pa.id, '127.0.0.1', serverPort, 'primary', 1), 0);
+    await pa.next(FrontEvent.READY);
+    const closedBefore = serverClosed;
+    a.s.end();
+    await poll(() => (serverClosed > closedBefore ? true : undefined)); // the thread has closed both
+    const b = await client(startup);
+    const pb = await until(() => heard.probes[n + 1]);
+    try {
+      await pa.next(FrontEvent.CLOSED);
+      const order = heard.order;
+      assert.ok(
+        order.indexOf(`${FrontEvent.CLOSED}:${pa.id}`) < order.indexOf(`${FrontEvent.STARTUP}:${pb.id}`),
+        `CLOSED of the first before STARTUP of the second: ${order.slice(-6).join(' ')}`,
+      );
+    } finally {
+      front.end(pb.id, null, false);
+      await b.ended;
+      b.s.destroy();
     }
   });
 
