@@ -66,14 +66,19 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t n;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1 || n > MAX_THREADS)
-    return throw_error(env, "setThreads(n) needs an integer from 1 to 16");
+  bool batch;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1 || n > MAX_THREADS ||
+      napi_get_value_bool(env, argv[1], &batch) != napi_ok)
+    return throw_error(env, "setThreads(n, batch) needs an integer from 1 to 16 and a boolean");
   pthread_mutex_lock(&mu);
   n_threads = n;
+  __atomic_store_n(&sched_batch, batch ? 1 : 0, __ATOMIC_RELAXED);
+  /* A thread applies the policy when it wakes: wake those asleep, so that it holds from now on. */
+  for (int t = 0; t < MAX_THREADS; t++) wake_worker(&workers[t]);
   pthread_mutex_unlock(&mu);
   return NULL;
 }

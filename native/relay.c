@@ -16,7 +16,8 @@
  *   attach(clientFd, serverFd, track) -> id (>= 0) or -errno (-EBUSY: a descriptor is already attached)
  *   detach(id) -> { toClient, toServer, atBoundary } or null (unknown id / already detached)
  *   init(onEnded)   onEnded(id) is called on the main thread when a thread handed a pair back
- *   setThreads(n)   relay threads for pairs attached from now on (1..MAX_THREADS; default 1)
+ *   setThreads(n, batch)  relay threads for pairs attached from now on (1..MAX_THREADS; default
+ *                   1), and whether they run under SCHED_BATCH (below)
  *   stats() -> { pairs, threads, bytesToServer, bytesToClient }
  *   endNow(fd, last) -> bytes of `last` sent (the FIN follows when all were) or -errno (-EBUSY:
  *                       a descriptor in a pair): a socket's last bytes and FIN now, in one segment
@@ -134,11 +135,15 @@ void queue_unregister(pair_t *p, int wake) {
   worker_t *wk = p->w;
   p->next_unreg = wk->unreg;
   __atomic_store_n(&wk->unreg, p, __ATOMIC_RELEASE);
-  if (wake && !__atomic_exchange_n(&wk->wake_sent, 1, __ATOMIC_ACQ_REL)) {
-    uint64_t one = 1;
-    ssize_t w = write(wk->wake_fd, &one, sizeof(one));
-    (void)w; /* EAGAIN: the counter is already non-zero, the thread will wake */
-  }
+  if (wake) wake_worker(wk);
+}
+
+/* Wakes a started thread from epoll_wait, unless a wake-up is already on its way. */
+void wake_worker(worker_t *wk) {
+  if (wk->wake_fd < 0 || __atomic_exchange_n(&wk->wake_sent, 1, __ATOMIC_ACQ_REL)) return;
+  uint64_t one = 1;
+  ssize_t w = write(wk->wake_fd, &one, sizeof(one));
+  (void)w; /* EAGAIN: the counter is already non-zero, the thread will wake */
 }
 
 /* Hands the pair back to JavaScript (called with mu held, on the relay thread). */
@@ -225,6 +230,26 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, double *ended
   if (update_masks(p) != 0) end_pair(p, ended, n_ended);
 }
 
+int sched_batch = 1;
+
+/*
+ * SCHED_BATCH (`proxy.relay_scheduling: batch`): a relay thread woken by its sockets does not
+ * preempt the task running on that CPU; it runs when that task's slice ends or on an idle CPU.
+ * On a saturated machine each wake-up then finds more events waiting, so the thread wakes and
+ * polls less often per transaction; on an idle CPU nothing changes. It needs no privilege. The
+ * setting is read once per batch, so a change reaches a sleeping thread on its next wake-up; a
+ * policy other than these two (set from outside, e.g. `chrt --idle`) is left alone.
+ */
+static void apply_sched(int *applied) {
+  int want = __atomic_load_n(&sched_batch, __ATOMIC_RELAXED);
+  if (want == *applied) return;
+  *applied = want;
+  int now = sched_getscheduler(0);
+  if (now != SCHED_OTHER && now != SCHED_BATCH) return;
+  struct sched_param sp = {.sched_priority = 0};
+  (void)sched_setscheduler(0, want ? SCHED_BATCH : SCHED_OTHER, &sp);
+}
+
 static void *relay_main(void *arg) {
   worker_t *w = arg;
   struct epoll_event evs[MAX_EVENTS];
@@ -232,7 +257,9 @@ static void *relay_main(void *arg) {
   char *buf = malloc(BUF_SIZE);
   if (!buf) abort();
   int more = 0; /* detached pairs left to remove: poll without sleeping until they are done */
+  int sched_applied = -1;
   for (;;) {
+    apply_sched(&sched_applied);
     int n = epoll_wait(w->epfd, evs, MAX_EVENTS, more ? 0 : front_timeout_ms(w));
     if (n < 0) {
       if (errno == EINTR) continue;

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <node_api.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +127,7 @@ typedef struct pair {
 extern pthread_mutex_t mu;
 extern worker_t workers[MAX_THREADS];
 extern int n_threads;
+extern int sched_batch; /* relay threads under SCHED_BATCH (relay.c); atomic */
 extern pair_t **slots;
 extern uint32_t *gens;
 extern uint32_t slot_cap;
@@ -140,6 +143,7 @@ void track(pair_t *p, const uint8_t *b, size_t n);
 void unregister(pair_t *p);
 void forget_pending_fd(int fd);
 void queue_unregister(pair_t *p, int wake);
+void wake_worker(worker_t *wk);
 int flush_pending(side_t *to);
 int forward(side_t *to, const char *buf, size_t n);
 int start_worker(worker_t *w);

@@ -51,6 +51,12 @@ const proxySection = z
         },
       )
       .default('auto'),
+    /**
+     * How the kernel schedules the native relay threads: `batch` (SCHED_BATCH: a woken thread does
+     * not preempt the task on its CPU, so on a saturated machine it finds more events per wake-up)
+     * or `normal` (SCHED_OTHER).
+     */
+    relay_scheduling: z.enum(['batch', 'normal']).default('batch'),
     keepalive: z
       .object({ idle: durationMs.default('30s') })
       .strict()

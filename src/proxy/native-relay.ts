@@ -37,7 +37,7 @@ interface Addon {
   init(onEnded: (id: number) => void): void;
   attach(clientFd: number, serverFd: number, track: boolean): number;
   detach(id: number): Detached | null;
-  setThreads(n: number): void;
+  setThreads(n: number, batch: boolean): void;
   stats(): NativeRelayStats;
   endNow(fd: number, last: Buffer): number;
   frontInit(
@@ -197,9 +197,12 @@ export class NativeRelay {
     return d;
   }
 
-  /** How many threads pairs attached from now on are spread over (1..MAX_RELAY_THREADS). */
-  setThreads(n: number): void {
-    this.#addon.setThreads(n);
+  /**
+   * How many threads pairs attached from now on are spread over (1..MAX_RELAY_THREADS), and
+   * whether all of them run under SCHED_BATCH (`proxy.relay_scheduling`).
+   */
+  setThreads(n: number, scheduling: 'batch' | 'normal' = 'batch'): void {
+    this.#addon.setThreads(n, scheduling === 'batch');
   }
 
   stats(): NativeRelayStats {

@@ -134,7 +134,10 @@ export class Proxy {
       });
     }
     this.#nativeRelay = chooseRelay(p.relay, log);
-    this.#nativeRelay?.setThreads(relayThreads(p.relay_threads, os.availableParallelism()));
+    this.#nativeRelay?.setThreads(
+      relayThreads(p.relay_threads, os.availableParallelism()),
+      p.relay_scheduling,
+    );
     const relay = this.#nativeRelay;
     metrics.readNativeRelayWith(() => relay?.stats());
     this.#registry = new ConnectionRegistry();

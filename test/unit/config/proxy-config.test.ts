@@ -48,6 +48,12 @@ describe('proxy config', () => {
     assert.ok(Object.isFrozen(c.proxy.listeners[0]));
   });
 
+  it('relay_scheduling: batch by default, or normal', () => {
+    assert.equal(parseProxyConfig(base()).proxy.relay_scheduling, 'batch');
+    const p = { ...base().proxy, relay_scheduling: 'normal' };
+    assert.equal(parseProxyConfig({ ...base(), proxy: p }).proxy.relay_scheduling, 'normal');
+  });
+
   it('relay_threads: auto by default, a count from 1 to 16 otherwise; auto means one per CPU', () => {
     assert.equal(parseProxyConfig(base()).proxy.relay_threads, 'auto');
     assert.equal(
@@ -136,6 +142,11 @@ describe('proxy config', () => {
       name: 'relay_threads not a number',
       mutate: (d) => ((d.proxy as any).relay_threads = 'many'),
       expect: ['proxy.relay_threads: must be "auto" or an integer from 1 to 16'],
+    },
+    {
+      name: 'relay_scheduling unknown',
+      mutate: (d) => ((d.proxy as any).relay_scheduling = 'fifo'),
+      expect: ['proxy.relay_scheduling: must be one of batch, normal (got "fifo")'],
     },
     {
       name: 'no etcd hosts',

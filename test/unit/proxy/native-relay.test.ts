@@ -7,6 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { NativeRelay } from '../../../src/proxy/native-relay.js';
 import {
   chain,
@@ -25,6 +27,18 @@ if (loaded instanceof Error) throw loaded; // the test command builds the addon 
 const relay: NativeRelay = loaded;
 // Two threads from the start: pairs that overlap in a test land on different threads.
 relay.setThreads(2);
+
+const SCHED_BATCH = 3;
+const SCHED_IDLE = 5;
+/** A thread's scheduling policy: field 41 of /proc/self/task/TID/stat. */
+const policyOf = (tid: number): number => {
+  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+};
+const threadsWith = (policy: number): number[] =>
+  readdirSync('/proc/self/task')
+    .map(Number)
+    .filter((tid) => policyOf(tid) === policy);
 
 describe('native relay', { timeout: 60_000 }, () => {
   before(startChains);
@@ -228,6 +242,41 @@ describe('native relay', { timeout: 60_000 }, () => {
   it('refuses a thread count out of range', () => {
     assert.throws(() => relay.setThreads(0), /from 1 to 16/);
     assert.throws(() => relay.setThreads(17), /from 1 to 16/);
+  });
+
+  it('runs its threads under SCHED_BATCH or SCHED_OTHER as set, and leaves a policy set from outside alone', async () => {
+    const c = await chain();
+    const id = relay.attach(c.relayClient, c.relayServer, false, () => undefined)!;
+    const roundTrip = async () => {
+      const got = receive(c.serverEnd, 4);
+      c.clientEnd.write('ping');
+      assert.equal((await got).toString(), 'ping');
+    };
+    try {
+      await roundTrip(); // the pair's thread is running
+      relay.setThreads(2, 'batch');
+      await until(() => threadsWith(SCHED_BATCH).length >= 1, 'a relay thread under SCHED_BATCH');
+      const relayThreads = threadsWith(SCHED_BATCH);
+      relay.setThreads(2, 'normal');
+      await until(() => threadsWith(SCHED_BATCH).length === 0, 'no relay thread under SCHED_BATCH');
+      const [outside] = relayThreads;
+      execFileSync('chrt', ['--idle', '--pid', '0', String(outside)]);
+      try {
+        relay.setThreads(2, 'batch');
+        await until(
+          () => relayThreads.slice(1).every((tid) => policyOf(tid) === SCHED_BATCH),
+          'the other relay threads under SCHED_BATCH again',
+        );
+        await roundTrip();
+        assert.equal(policyOf(outside!), SCHED_IDLE, 'SCHED_IDLE, set from outside, stays');
+      } finally {
+        execFileSync('chrt', ['--other', '--pid', '0', String(outside)]);
+      }
+    } finally {
+      relay.setThreads(2);
+      assert.ok(relay.detach(id, c.relayClient, c.relayServer, true));
+      destroyAll(c);
+    }
   });
 
   it('refuses a socket that is already attached, and the first pair keeps relaying', async () => {
