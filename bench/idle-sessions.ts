@@ -40,6 +40,7 @@ import {
   oneOf,
   RELAYS,
   relayThreadsOption,
+  RELAY_SCHEDULINGS,
   positiveInt,
   log,
   median,
@@ -67,6 +68,8 @@ function parseOptions() {
       'pgfleet-relay': { type: 'string', default: 'auto' },
       // The proxy's `proxy.relay_threads` (auto|1..16).
       'pgfleet-relay-threads': { type: 'string', default: 'auto' },
+      // The proxy's `proxy.relay_scheduling` (batch|normal).
+      'pgfleet-relay-scheduling': { type: 'string', default: 'batch' },
       // Investigation: write a heap snapshot of the pgfleet proxy while the sessions are open.
       'heap-snapshot': { type: 'boolean', default: false },
     },
@@ -90,6 +93,7 @@ function parseOptions() {
     proxyNodeArgs: values['proxy-node-args'].split(',').filter((a) => a !== ''),
     relay: oneOf('pgfleet-relay', values['pgfleet-relay'], RELAYS),
     relayThreads: relayThreadsOption(values['pgfleet-relay-threads']),
+    relayScheduling: oneOf('pgfleet-relay-scheduling', values['pgfleet-relay-scheduling'], RELAY_SCHEDULINGS),
     heapSnapshot: values['heap-snapshot'],
     targets,
   };
@@ -279,6 +283,7 @@ async function main(): Promise<void> {
           max_client_connections: opts.sessions + 100,
           relay: opts.relay,
           relay_threads: opts.relayThreads,
+          relay_scheduling: opts.relayScheduling,
         },
         // info: the proxy logs how long closing the sessions of a node took.
         logLevel: 'info',

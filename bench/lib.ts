@@ -94,6 +94,9 @@ export function positiveInt(name: string, value: string): number {
 /** Values of the proxy's `proxy.relay`, for the benches' --pgfleet-relay. */
 export const RELAYS = ['auto', 'native', 'js'] as const;
 
+/** Values of the proxy's `proxy.relay_scheduling`, for the benches' --pgfleet-relay-scheduling. */
+export const RELAY_SCHEDULINGS = ['batch', 'normal'] as const;
+
 /** `--pgfleet-relay-threads`: `auto` or 1..16, as the proxy's `proxy.relay_threads`. */
 export function relayThreadsOption(value: string): number | 'auto' {
   if (value.trim() === 'auto') return 'auto';

@@ -16,6 +16,7 @@
  *                    [--targets direct,haproxy,pgbouncer,pgfleet]
  *                    [--pgfleet-relay auto|native|js]   # the proxy's `proxy.relay`
  *                    [--pgfleet-relay-threads auto|N]   # the proxy's `proxy.relay_threads`
+ *                    [--pgfleet-relay-scheduling batch|normal]   # `proxy.relay_scheduling`
  *                    [--cpu-prof]   # run the pgfleet proxy under `node --cpu-prof`, print top self time
  *                    [--from-source] # run the proxy via tsx even when dist/ exists
  *                    [--hold]        # set everything up, print ports and pids, wait for Ctrl-C
@@ -47,6 +48,7 @@ import {
   OUT_DIR,
   RELAYS,
   relayThreadsOption,
+  RELAY_SCHEDULINGS,
   ROOT,
   runMain,
   timestamp,
@@ -151,6 +153,7 @@ function parseOptions() {
       hold: { type: 'boolean', default: false },
       'pgfleet-relay': { type: 'string', default: 'auto' },
       'pgfleet-relay-threads': { type: 'string', default: 'auto' },
+      'pgfleet-relay-scheduling': { type: 'string', default: 'batch' },
     },
     strict: true,
   });
@@ -173,6 +176,7 @@ function parseOptions() {
   return {
     relay: oneOf('pgfleet-relay', values['pgfleet-relay'], RELAYS),
     relayThreads: relayThreadsOption(values['pgfleet-relay-threads']),
+    relayScheduling: oneOf('pgfleet-relay-scheduling', values['pgfleet-relay-scheduling'], RELAY_SCHEDULINGS),
     rounds: int('rounds', values.rounds, 1),
     durationSec: int('duration', values.duration, 1),
     scale: int('scale', values.scale, 1),
@@ -239,6 +243,7 @@ async function main(): Promise<void> {
     proxy: {
       relay: opts.relay,
       relay_threads: opts.relayThreads,
+      relay_scheduling: opts.relayScheduling,
       health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 },
     },
     nodeArgs: [
@@ -251,7 +256,7 @@ async function main(): Promise<void> {
   const pgfleetPort = proxy.port;
   const proxyDir = path.dirname(proxy.configPath);
   log(
-    `pgfleet proxy (${proxyRunner.label}, relay: ${opts.relay}, relay_threads: ${opts.relayThreads}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`,
+    `pgfleet proxy (${proxyRunner.label}, relay: ${opts.relay}, relay_threads: ${opts.relayThreads}, relay_scheduling: ${opts.relayScheduling}) pid ${pgfleet.pid} on 127.0.0.1:${pgfleetPort}`,
   );
 
   const ports: Record<Target, number> = {
