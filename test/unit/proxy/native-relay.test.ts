@@ -30,11 +30,20 @@ relay.setThreads(2);
 
 const SCHED_BATCH = 3;
 const SCHED_IDLE = 5;
-/** A thread's scheduling policy: field 41 of /proc/self/task/TID/stat. */
+/** A thread's scheduling policy: field 41 of /proc/self/task/TID/stat (-1: the thread is gone). */
 const policyOf = (tid: number): number => {
-  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+  } catch {
+    return -1;
+  }
 };
+/** How many times a thread has gone to sleep (woken and waited again). */
+const sleepsOf = (tid: number): number =>
+  Number(
+    /^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))![1],
+  );
 const threadsWith = (policy: number): number[] =>
   readdirSync('/proc/self/task')
     .map(Number)
@@ -262,12 +271,14 @@ describe('native relay', { timeout: 60_000 }, () => {
       const [outside] = relayThreads;
       execFileSync('chrt', ['--idle', '--pid', '0', String(outside)]);
       try {
+        const sleeps = sleepsOf(outside!);
         relay.setThreads(2, 'batch');
         await until(
           () => relayThreads.slice(1).every((tid) => policyOf(tid) === SCHED_BATCH),
           'the other relay threads under SCHED_BATCH again',
         );
-        await roundTrip();
+        // Woken by setThreads, it has been through its loop (where the policy is applied) and waits again.
+        await until(() => sleepsOf(outside!) > sleeps, 'the thread set from outside woken and waiting again');
         assert.equal(policyOf(outside!), SCHED_IDLE, 'SCHED_IDLE, set from outside, stays');
       } finally {
         execFileSync('chrt', ['--other', '--pid', '0', String(outside)]);
