@@ -150,34 +150,48 @@ export interface ClusterJson {
   }[];
 }
 
-/** Waits until the cluster has `size` running members: one leader, the rest streaming replicas. */
+/**
+ * Waits until the cluster has `size` running members: one leader, the rest streaming replicas.
+ * On timeout the error names what was last seen and ends with the logs of the members not yet healthy.
+ */
 export async function waitForHealthyCluster(
   nodes: readonly AgentNode[],
   timeoutMs: number,
 ): Promise<ClusterJson> {
   const first = nodes[0]!;
-  return await waitFor(
-    `${nodes.length} running members with one leader`,
-    async () => {
-      // An agent that died is named with its log, not reported as a refused REST port.
-      for (const n of nodes)
-        if (!n.process.isRunning) throw new Error(`agent ${n.name} exited:\n${n.process.logTail()}`);
-      const { body } = await getJson<ClusterJson>(first.apiPort, '/cluster');
-      const running = body.members.filter((m) => m.state === 'running');
-      const leaders = running.filter((m) => m.role === 'leader');
-      if (running.length !== nodes.length || leaders.length !== 1) return false;
-      for (const n of nodes) {
-        const { body: st } = await getJson<{ role: string; replication_state?: string }>(
-          n.apiPort,
-          '/patroni',
-        );
-        if (st.role === 'replica' && st.replication_state !== 'streaming') return false;
-      }
-      return body;
-    },
-    timeoutMs,
-    250,
-  );
+  let unhealthy: readonly AgentNode[] = nodes;
+  try {
+    return await waitFor(
+      `${nodes.length} running members with one leader`,
+      async () => {
+        // An agent that died is named with its log, not reported as a refused REST port.
+        for (const n of nodes)
+          if (!n.process.isRunning) throw new Error(`agent ${n.name} exited:\n${n.process.logTail()}`);
+        const { body } = await getJson<ClusterJson>(first.apiPort, '/cluster');
+        const seen = body.members.map((m) => `${m.name} ${m.role} ${m.state}`).join(', ');
+        const running = body.members.filter((m) => m.state === 'running');
+        const leaders = running.filter((m) => m.role === 'leader');
+        unhealthy = nodes.filter((n) => !running.some((m) => m.name === n.name));
+        if (running.length !== nodes.length || leaders.length !== 1) throw new Error(`/cluster: ${seen}`);
+        for (const n of nodes) {
+          const { body: st } = await getJson<{ role: string; replication_state?: string }>(
+            n.apiPort,
+            '/patroni',
+          );
+          if (st.role === 'replica' && st.replication_state !== 'streaming') {
+            unhealthy = [n];
+            throw new Error(`${n.name} replica, replication ${st.replication_state ?? 'none'}`);
+          }
+        }
+        return body;
+      },
+      timeoutMs,
+      250,
+    );
+  } catch (err) {
+    const logs = unhealthy.map((n) => `--- ${n.name}:\n${n.process.logTail(20)}`).join('\n');
+    throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
+  }
 }
 
 export function pgClient(port: number): pg.Client {
