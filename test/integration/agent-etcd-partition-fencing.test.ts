@@ -99,10 +99,15 @@ void describe('agent: primary cut from etcd by a fault relay', { timeout: 110_00
       `not writable at +${fencedAt - cutAt} ms, leader key gone at +${keyGoneAt! - cutAt} ms`,
     );
     t.diagnostic(`not writable at +${fencedAt - cutAt} ms; leader key gone at +${keyGoneAt! - cutAt} ms`);
-    assert.ok(
-      haSentences(primary).includes('demoting self because DCS is not accessible and I was a leader'),
-      haSentences(primary).join('\n'),
-    );
+    // The cycle logs its sentence once the demotion is done, which can be after writes stopped.
+    const demoted = 'demoting self because DCS is not accessible and I was a leader';
+    await waitFor(
+      'the primary to log its demotion',
+      () => haSentences(primary).includes(demoted),
+      10_000,
+      100,
+    ).catch(() => undefined);
+    assert.ok(haSentences(primary).includes(demoted), haSentences(primary).join('\n'));
 
     await waitFor('the replica to take the leader key', () => newHolder === replica.name, 20_000, 100);
     await waitWritable(replica.pgPort, 'INSERT INTO p VALUES (2)', 15_000);
