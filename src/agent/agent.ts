@@ -157,10 +157,16 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   /**
    * loop_wait, or less when a switchover this leader must run comes due within two loop_waits: then
    * the next cycle lands half a loop_wait before the time (it acts, sleeping until the moment), so a
-   * late cycle still has the slack before the request would go stale.
+   * late cycle still has the slack before the request would go stale. A primary cut from etcd comes
+   * back at its lease deadline when that is sooner.
    */
   private nextCycleDelayMs(): number {
     const loopWaitMs = this.settings.loopWaitMs;
+    // A primary that could not renew comes back no later than its lease deadline, to fence itself
+    // then rather than up to a loop_wait after it.
+    const deadline = this.lease.leaseDeadlineMs;
+    if (this.snapshot === undefined && deadline !== undefined && this.probe?.inRecovery === false)
+      return Math.max(0, Math.min(loopWaitMs, deadline - performance.now()));
     const at = parseFailover(this.snapshot?.values.get('failover'))?.scheduledAt;
     if (at === undefined || this.snapshot?.view.leader !== this.cfg.name) return loopWaitMs;
     const dueInMs = at.ms - Date.now();

@@ -11,6 +11,19 @@ import type { AgentDcs } from '../dcs/agent-store.js';
 import type { HaSettings } from '../ha/dynamic-config.js';
 import { Watchdog } from './watchdog.js';
 
+/** The shortest renewal attempt: shorter ones fail on a loaded but healthy etcd. */
+const MIN_RENEWAL_MS = 500;
+
+/** How long one renewal may take: retry_timeout, cut to the time left before the lease deadline. */
+export function renewalBudgetMs(
+  retryTimeoutMs: number,
+  deadlineMs: number | undefined,
+  nowMs: number,
+): number {
+  if (deadlineMs === undefined) return retryTimeoutMs;
+  return Math.max(MIN_RENEWAL_MS, Math.min(retryTimeoutMs, deadlineMs - nowMs));
+}
+
 export class LeaseKeeper {
   private deadlineMs: number | undefined;
   private lastRefreshMs = 0;
@@ -33,10 +46,18 @@ export class LeaseKeeper {
     this.watchdog?.start();
   }
 
-  /** Keeps the lease alive (or grants one); throws when etcd cannot be reached. */
+  /**
+   * Keeps the lease alive (or grants one); throws when etcd cannot be reached. The attempt may move
+   * across etcd members for up to retry_timeout, but not past the lease deadline: a cycle that
+   * cannot renew in time comes back to decide() while fencing is still its own choice.
+   */
   async refresh(settings: HaSettings): Promise<void> {
     const sentAt = performance.now();
-    await this.dcs.refreshLease(settings.ttlMs);
+    this.dcs.setRetryTimeout(settings.retryTimeoutMs);
+    await this.dcs.refreshLease(
+      settings.ttlMs,
+      renewalBudgetMs(settings.retryTimeoutMs, this.deadlineMs, sentAt),
+    );
     this.deadlineMs = sentAt + settings.ttlMs - settings.retryTimeoutMs;
     this.lastRefreshMs = sentAt;
   }

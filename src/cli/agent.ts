@@ -7,7 +7,7 @@ import { AgentHttp } from '../api/agent-http.js';
 import { Agent } from '../agent/agent.js';
 import { loadAgentConfig, type AgentConfig } from '../config/agent-schema.js';
 import { EtcdAgentDcs } from '../dcs/agent-store.js';
-import { createEtcdClient } from '../dcs/etcd-client.js';
+import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { errorMessage, isPgfleetError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { PostgresNode } from '../postgres/node.js';
@@ -47,14 +47,17 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     timeoutMs: config.agent.postgres_timeout,
     log: log.child({ component: 'postgres' }),
   });
-  const client = createEtcdClient(config.etcd3);
+  const etcd = new EtcdCluster(config.etcd3, {
+    log: log.child({ component: 'etcd' }),
+    budgetMs: config.bootstrap.dcs.retry_timeout,
+  });
   const dcs = new EtcdAgentDcs({
-    client,
+    cluster: etcd,
     namespace: config.namespace,
     scope: config.scope,
     name: config.name,
     ttlMs: config.bootstrap.dcs.ttl,
-    callTimeoutMs: config.etcd3.request_timeout,
+    log: log.child({ component: 'dcs' }),
   });
   const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }) });
   const registry = new Registry();
@@ -63,7 +66,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     await http.start();
   } catch (err) {
     log.error({ err: errorMessage(err) }, 'cannot start the REST API');
-    client.close();
+    etcd.close();
     return 1;
   }
   agent.start();
@@ -81,7 +84,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   forced.unref();
   await http.close();
   await agent.close();
-  client.close();
+  etcd.close();
   clearTimeout(forced);
   return 0;
 }

@@ -15,10 +15,11 @@ import {
 } from '../ctl/manual-failover.js';
 import { EtcdAgentDcs } from '../dcs/agent-store.js';
 import { updateClusterConfig } from '../dcs/cluster-config.js';
-import { createEtcdClient } from '../dcs/etcd-client.js';
+import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { PgfleetError, errorMessage, isPgfleetError } from '../errors.js';
 import { isPaused } from '../ha/dynamic-config.js';
 import { parseFailover } from '../ha/switchover.js';
+import { silentLogger } from '../observability/logger.js';
 
 /** The agent answers /switchover within about 20 s; leave room for that. */
 const MANUAL_FAILOVER_TIMEOUT_MS = 60_000;
@@ -64,15 +65,15 @@ export async function runCtl(cmd: CtlCommand): Promise<number> {
   } catch (err) {
     return fail(errorMessage(err));
   }
-  const client = createEtcdClient(config.etcd3);
+  const etcd = new EtcdCluster(config.etcd3, { log: silentLogger() });
   // The agent's DCS adapter, used only for reads and the `failover` key (never a lease).
   const dcs = new EtcdAgentDcs({
-    client,
+    cluster: etcd,
     namespace: config.namespace,
     scope: config.scope,
     name: 'pgfleet-ctl',
     ttlMs: 30_000,
-    callTimeoutMs: config.etcd3.request_timeout,
+    log: silentLogger(),
   });
   try {
     const { view, values } = await dcs.load();
@@ -85,7 +86,7 @@ export async function runCtl(cmd: CtlCommand): Promise<number> {
     }
     if (cmd.command === 'pause' || cmd.command === 'resume') {
       const pause = cmd.command === 'pause';
-      await updateClusterConfig(client, dcs.keys, (current) => {
+      await updateClusterConfig(etcd, dcs.keys, (current) => {
         if (isPaused(current) === pause) {
           throw new PgfleetError('ERR_CTL_REJECTED', `cluster is ${pause ? 'already' : 'not'} paused`);
         }
@@ -118,6 +119,6 @@ export async function runCtl(cmd: CtlCommand): Promise<number> {
     return fail(errorMessage(err));
   } finally {
     dcs.close();
-    client.close();
+    etcd.close();
   }
 }

@@ -64,13 +64,23 @@ export function formatHostPort(hp: HostPort): string {
   return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
-/** Patroni's `etcd3:` section. `hosts` may be a list or a comma-separated string; `host` one address. */
+/**
+ * Patroni's `etcd3:` section. `hosts` may be a list or a comma-separated string; `host` one
+ * address; `srv` a domain whose SRV records name the members. Every member is used: calls move to
+ * another member when one fails (dcs/etcd-cluster.ts). `request_timeout` bounds one call across
+ * members for the proxy and ctl; the agent uses its `retry_timeout`.
+ */
 export const etcd3Section = z
   .object({
     hosts: z
       .union([z.array(hostPort), z.string().transform((s) => s.split(',').map((h) => h.trim()))])
       .optional(),
     host: hostPort.optional(),
+    /** Patroni's DNS discovery: `_etcd-client._tcp.<srv>` (and -ssl) SRV records. */
+    srv: z.string().min(1).optional(),
+    srv_suffix: z.string().min(1).optional(),
+    /** Patroni's: the hosts are proxies (or relays), so etcd's own member list is not used. */
+    use_proxies: z.boolean().default(false),
     protocol: z.enum(['http', 'https']).default('http'),
     username: z.string().optional(),
     password: z.string().optional(),
@@ -94,17 +104,22 @@ export const etcd3Section = z
           message: `must be "host:port" (got ${JSON.stringify(h)})`,
         });
     });
-    if (hosts.length === 0) {
+    if (hosts.length === 0 && v.srv === undefined) {
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
         path: ['hosts'],
-        message: 'at least one etcd host is required',
+        message: 'at least one etcd host is required (or `srv` for DNS discovery)',
       });
     }
     return { ...v, hosts };
   });
 
 export type Etcd3Config = z.output<typeof etcd3Section>;
+
+/** An `etcd3:` section on its own (tests, tools): validated, every problem at once. */
+export function parseEtcd3(doc: unknown, source = 'etcd3'): Etcd3Config {
+  return validateConfig(etcd3Section, doc, source);
+}
 
 /** `a.b[1].c` from a zod path. */
 export function formatPath(path: readonly (string | number)[]): string {

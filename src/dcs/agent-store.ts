@@ -3,13 +3,18 @@
  * - one lease per agent (TTL = ttl) carries the member key and, when leader, the `leader` key;
  * - acquire the leader key with `create_revision == 0`, update/delete it comparing `value == name`;
  * - `initialize` is created with `create_revision == 0`: whoever creates it bootstraps.
- * Every call has a deadline and fails with ERR_DCS_UNAVAILABLE (see toDcsError).
+ * Every call goes through EtcdCluster: it moves to another etcd member when one fails, within the
+ * call's budget (retry_timeout, or the lease deadline when that is nearer), and fails with
+ * ERR_DCS_UNAVAILABLE when no member answers.
  * @see patroni/dcs/etcd3.py (attempt_to_acquire_leader, _update_leader, initialize)
  */
-import { EtcdLeaseInvalidError, type Etcd3, type Lease, type Watcher } from 'etcd3';
+import { performance } from 'node:perf_hooks';
+import { EtcdLeaseInvalidError, type Etcd3 } from 'etcd3';
 import type { ClusterView } from '../cluster/types.js';
 import { PgfleetError } from '../errors.js';
-import { toDcsError } from './etcd-client.js';
+import type { Logger } from '../observability/logger.js';
+import { ClusterWatcher } from './cluster-watcher.js';
+import type { EtcdCluster } from './etcd-cluster.js';
 import { clusterKeys, type ClusterKeys } from './keys.js';
 import { buildView } from './patroni-json.js';
 
@@ -27,7 +32,7 @@ export interface AgentDcs {
    * Grants the lease when there is none, it expired or `ttlMs` changed (keys move to the new
    * lease as they are rewritten), else keeps it alive once.
    */
-  refreshLease(ttlMs: number): Promise<void>;
+  refreshLease(ttlMs: number, budgetMs?: number): Promise<void>;
   publishMember(json: string): Promise<void>;
   acquireLeader(): Promise<boolean>;
   /** Rewrites the leader key under our lease if it still names us. */
@@ -49,32 +54,45 @@ export interface AgentDcs {
    * leader key to wake its loop). Best effort: the loop still polls every loop_wait.
    */
   watchLeader(onChange: () => void): Promise<void>;
+  /** The total time one DCS call may take, across etcd members (the agent's retry_timeout). */
+  setRetryTimeout(ms: number): void;
   /** Revokes the lease: member key (and leader key if held) disappear at once. */
   revokeLease(): Promise<void>;
   close(): void;
 }
 
 export interface EtcdAgentDcsOptions {
-  readonly client: Etcd3;
+  readonly cluster: EtcdCluster;
   readonly namespace: string;
   readonly scope: string;
   readonly name: string;
   readonly ttlMs: number;
-  /** Deadline on each call, including lease keepalives (which the library leaves unbounded). */
-  readonly callTimeoutMs: number;
+  readonly log: Logger;
 }
 
-async function withDeadline<T>(p: Promise<T>, ms: number, op: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new PgfleetError('ERR_DCS_UNAVAILABLE', `etcd ${op} timed out`)), ms);
-  });
+/** The Lease API's answer to a keepalive for a lease that no longer exists: TTL 0 or less. */
+function keepaliveExpired(ttl: string | number | undefined): boolean {
+  return Number(ttl ?? 0) <= 0;
+}
+
+/**
+ * One LeaseKeepAlive exchange on `client`'s member: open the stream, send the id, read the answer,
+ * end the stream. The deadline cancels the stream with the attempt, so none is left open on an
+ * etcd that stopped answering.
+ */
+async function keepaliveOnce(client: Etcd3, id: string, deadline: Date): Promise<void> {
+  const stream = await client.leaseClient.leaseKeepAlive({ deadline });
   try {
-    return await Promise.race([p, timeout]);
-  } catch (err) {
-    throw toDcsError(err, op);
+    const res = await new Promise<{ TTL?: string }>((resolve, reject) => {
+      stream.on('data', resolve);
+      stream.on('error', reject);
+      stream.on('end', () => reject(new Error('lease keepalive stream ended')));
+      stream.write({ ID: id });
+    });
+    if (keepaliveExpired(res.TTL)) throw new EtcdLeaseInvalidError(id);
   } finally {
-    clearTimeout(timer);
+    stream.end();
+    stream.on('error', () => undefined);
   }
 }
 
@@ -85,34 +103,27 @@ function isLeaseInvalid(err: unknown): boolean {
 
 export class EtcdAgentDcs implements AgentDcs {
   readonly keys: ClusterKeys;
-  private lease: Lease | undefined;
+  private readonly cluster: EtcdCluster;
   private leaseId: string | undefined;
   private leaseTtlSeconds = 0;
-  private watcher: Watcher | undefined;
-  private watchStarting = false;
+  private watcher: ClusterWatcher | undefined;
   private requestedTtlMs: number;
 
   constructor(private readonly opts: EtcdAgentDcsOptions) {
     this.keys = clusterKeys(opts.namespace, opts.scope);
+    this.cluster = opts.cluster;
     this.requestedTtlMs = opts.ttlMs;
   }
 
-  private deadline(): Date {
-    return new Date(Date.now() + this.opts.callTimeoutMs);
-  }
-
-  private call<T>(p: Promise<T>, op: string): Promise<T> {
-    return withDeadline(p, this.opts.callTimeoutMs, op);
+  setRetryTimeout(ms: number): void {
+    this.cluster.setBudget(ms);
   }
 
   async load(): Promise<DcsSnapshot> {
-    const res = await this.call(
-      this.opts.client.getAll().prefix(this.keys.prefix).exec(),
-      `get ${this.keys.prefix}`,
-    );
+    const prefix = this.keys.prefix;
+    const res = await this.cluster.run(`get ${prefix}`, (c) => c.getAll().prefix(prefix).exec());
     const values = new Map<string, string>();
-    for (const kv of res.kvs)
-      values.set(kv.key.toString().slice(this.keys.prefix.length), kv.value.toString());
+    for (const kv of res.kvs) values.set(kv.key.toString().slice(prefix.length), kv.value.toString());
     const { view, problems } = buildView(this.opts.scope, values, Number(res.header.revision));
     return { view, values, problems };
   }
@@ -123,174 +134,167 @@ export class EtcdAgentDcs implements AgentDcs {
     return this.leaseId;
   }
 
-  async refreshLease(ttlMs: number = this.requestedTtlMs): Promise<void> {
+  async refreshLease(ttlMs: number = this.requestedTtlMs, budgetMs?: number): Promise<void> {
     this.requestedTtlMs = ttlMs;
     const ttlSeconds = Math.max(1, Math.round(ttlMs / 1000));
-    if (this.lease && ttlSeconds !== this.leaseTtlSeconds) this.dropLease();
-    if (this.lease && this.leaseId !== undefined) {
+    // A changed ttl takes a new lease; keys move to it as they are rewritten, the old one expires.
+    if (this.leaseId !== undefined && ttlSeconds !== this.leaseTtlSeconds) this.leaseId = undefined;
+    const id = this.leaseId;
+    if (id !== undefined) {
       try {
-        // keepaliveOnce opens a stream per call: a gRPC deadline cancels it with the call, instead
-        // of leaving it open until etcd answers or the connection drops.
-        await this.call(this.lease.keepaliveOnce({ deadline: this.deadline() }), 'lease keepalive');
+        await this.cluster.run('lease keepalive', (c, deadline) => keepaliveOnce(c, id, deadline), budgetMs);
         return;
       } catch (err) {
-        // An expired lease (EtcdLeaseInvalidError) needs a new grant; anything else is an outage.
+        // An expired lease needs a new grant; anything else is an outage.
         if (!isLeaseInvalid(err)) throw err;
-        this.dropLease();
+        this.leaseId = undefined;
       }
     }
-    const lease = this.opts.client.lease(ttlSeconds, {
-      autoKeepAlive: false,
-    });
-    lease.on('lost', () => undefined);
-    try {
-      this.leaseId = await this.call(lease.grant(), 'lease grant');
-      this.lease = lease;
-      this.leaseTtlSeconds = ttlSeconds;
-    } catch (err) {
-      lease.release();
-      throw err;
-    }
-  }
-
-  private dropLease(): void {
-    this.lease?.release();
-    this.lease = undefined;
-    this.leaseId = undefined;
+    const granted = await this.cluster.run(
+      'lease grant',
+      (c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 }),
+      budgetMs,
+    );
+    this.leaseId = granted.ID;
+    this.leaseTtlSeconds = ttlSeconds;
   }
 
   async publishMember(json: string): Promise<void> {
     const id = await this.leaseIdOrThrow();
-    await this.call(
-      this.opts.client.put(this.keys.member(this.opts.name)).value(json).lease(id).exec(),
-      'put member',
-    );
+    const key = this.keys.member(this.opts.name);
+    await this.cluster.run('put member', (c) => c.put(key).value(json).lease(id).exec());
   }
 
+  /**
+   * Takes the leader key if nobody holds it. A retry on another member after a lost answer finds
+   * the key already ours, under our lease: that counts as taken.
+   */
   async acquireLeader(): Promise<boolean> {
     const id = await this.leaseIdOrThrow();
-    const c = this.opts.client;
-    const res = await this.call(
-      c
-        .if(this.keys.leader, 'Create', '==', 0)
-        .then(c.put(this.keys.leader).value(this.opts.name).lease(id))
-        .commit(),
-      'acquire leader',
+    const { leader } = this.keys;
+    const name = this.opts.name;
+    const res = await this.cluster.run('acquire leader', (c) =>
+      c.if(leader, 'Create', '==', 0).then(c.put(leader).value(name).lease(id)).else(c.get(leader)).commit(),
     );
-    return res.succeeded;
+    if (res.succeeded) return true;
+    const kv = res.responses[0]?.response_range?.kvs[0];
+    return kv !== undefined && kv.value.toString() === name && kv.lease === id;
   }
 
   async renewLeader(): Promise<boolean> {
     const id = await this.leaseIdOrThrow();
-    const c = this.opts.client;
-    const res = await this.call(
-      c
-        .if(this.keys.leader, 'Value', '==', this.opts.name)
-        .then(c.put(this.keys.leader).value(this.opts.name).lease(id))
-        .commit(),
-      'update leader',
+    const { leader } = this.keys;
+    const name = this.opts.name;
+    const res = await this.cluster.run('update leader', (c) =>
+      c.if(leader, 'Value', '==', name).then(c.put(leader).value(name).lease(id)).commit(),
     );
     return res.succeeded;
   }
 
   async releaseLeader(): Promise<boolean> {
-    const c = this.opts.client;
-    const res = await this.call(
-      c.if(this.keys.leader, 'Value', '==', this.opts.name).then(c.delete().key(this.keys.leader)).commit(),
-      'delete leader',
+    const { leader } = this.keys;
+    const name = this.opts.name;
+    const res = await this.cluster.run('delete leader', (c) =>
+      c.if(leader, 'Value', '==', name).then(c.delete().key(leader)).commit(),
     );
     return res.succeeded;
   }
 
   async claimInitialize(value: string): Promise<boolean> {
-    const c = this.opts.client;
-    const res = await this.call(
-      c.if(this.keys.initialize, 'Create', '==', 0).then(c.put(this.keys.initialize).value(value)).commit(),
-      'create initialize',
+    const key = this.keys.initialize;
+    const res = await this.cluster.run('create initialize', (c) =>
+      c.if(key, 'Create', '==', 0).then(c.put(key).value(value)).else(c.get(key)).commit(),
     );
-    return res.succeeded;
+    if (res.succeeded) return true;
+    // A retry after a lost answer finds our own value: still ours.
+    return res.responses[0]?.response_range?.kvs[0]?.value.toString() === value;
   }
 
   async setInitialize(value: string): Promise<void> {
-    await this.call(this.opts.client.put(this.keys.initialize).value(value).exec(), 'put initialize');
+    const key = this.keys.initialize;
+    await this.cluster.run('put initialize', (c) => c.put(key).value(value).exec());
   }
 
   async cancelInitialize(): Promise<void> {
-    await this.call(this.opts.client.delete().key(this.keys.initialize).exec(), 'delete initialize');
+    const key = this.keys.initialize;
+    await this.cluster.run('delete initialize', (c) => c.delete().key(key).exec());
   }
 
   async writeConfigIfAbsent(json: string): Promise<void> {
-    const c = this.opts.client;
-    await this.call(
-      c.if(this.keys.config, 'Create', '==', 0).then(c.put(this.keys.config).value(json)).commit(),
-      'create config',
+    const key = this.keys.config;
+    await this.cluster.run('create config', (c) =>
+      c.if(key, 'Create', '==', 0).then(c.put(key).value(json)).commit(),
     );
   }
 
+  private async put(key: string, value: string, op: string): Promise<void> {
+    await this.cluster.run(op, (c) => c.put(key).value(value).exec());
+  }
+
   async writeStatus(json: string): Promise<void> {
-    await this.call(this.opts.client.put(this.keys.status).value(json).exec(), 'put status');
+    await this.put(this.keys.status, json, 'put status');
   }
 
   async writeFailover(json: string): Promise<void> {
-    await this.call(this.opts.client.put(this.keys.failover).value(json).exec(), 'put failover');
+    await this.put(this.keys.failover, json, 'put failover');
   }
 
   async writeHistory(json: string): Promise<void> {
-    await this.call(this.opts.client.put(this.keys.history).value(json).exec(), 'put history');
+    await this.put(this.keys.history, json, 'put history');
   }
 
   async deleteFailover(): Promise<void> {
-    await this.call(this.opts.client.delete().key(this.keys.failover).exec(), 'delete failover');
+    const key = this.keys.failover;
+    await this.cluster.run('delete failover', (c) => c.delete().key(key).exec());
   }
 
   async deleteFailoverIf(value: string): Promise<boolean> {
-    const c = this.opts.client;
-    const res = await this.call(
-      c.if(this.keys.failover, 'Value', '==', value).then(c.delete().key(this.keys.failover)).commit(),
-      'delete failover',
+    const key = this.keys.failover;
+    const res = await this.cluster.run('delete failover', (c) =>
+      c.if(key, 'Value', '==', value).then(c.delete().key(key)).commit(),
     );
     return res.succeeded;
   }
 
-  async watchLeader(onChange: () => void): Promise<void> {
-    if (this.watcher || this.watchStarting) return;
-    this.watchStarting = true;
-    const w = await this.opts.client
-      .watch()
-      .prefix(this.keys.prefix)
-      .create()
-      .catch(() => undefined)
-      .finally(() => {
-        this.watchStarting = false;
-      });
-    if (!w) return;
-    // Wake on a new or released leader and on failover requests; not on the leader's renewals.
+  /**
+   * Follows the cluster prefix with a ClusterWatcher (which moves to another etcd member when
+   * its member fails) and wakes the loop on a new or released leader and on failover requests,
+   * not on the leader's renewals.
+   */
+  watchLeader(onChange: () => void): Promise<void> {
+    if (this.watcher) return Promise.resolve();
+    const watcher = new ClusterWatcher(this.cluster, {
+      scope: this.opts.scope,
+      keys: this.keys,
+      probeIntervalMs: 1_000,
+      log: this.opts.log.child({ component: 'dcs-watch' }),
+      now: () => performance.now(),
+      outageMessage: 'DCS watch interrupted; the loop polls every loop_wait meanwhile',
+    });
     let leader: string | undefined;
-    w.on('put', (kv) => {
-      const k = kv.key.toString();
-      const v = kv.value.toString();
-      if (k === this.keys.failover || (k === this.keys.leader && v !== leader)) onChange();
-      if (k === this.keys.leader) leader = v;
+    let failover: string | undefined;
+    let seen = false;
+    watcher.on('view', (view, values) => {
+      const nextFailover = values.get('failover');
+      if (seen && (view.leader !== leader || nextFailover !== failover)) onChange();
+      seen = true;
+      leader = view.leader;
+      failover = nextFailover;
     });
-    w.on('delete', (kv) => {
-      const k = kv.key.toString();
-      if (k === this.keys.leader) leader = undefined;
-      if (k === this.keys.leader || k === this.keys.failover) onChange();
-    });
-    w.on('error', () => undefined);
-    this.watcher = w;
+    this.watcher = watcher;
+    return watcher.start();
   }
 
   async revokeLease(): Promise<void> {
-    const lease = this.lease;
-    this.lease = undefined;
+    const id = this.leaseId;
     this.leaseId = undefined;
-    if (lease) await this.call(lease.revoke({ deadline: this.deadline() }), 'lease revoke');
+    if (id !== undefined)
+      await this.cluster.run('lease revoke', (c) => c.leaseClient.leaseRevoke({ ID: id }));
   }
 
   close(): void {
-    this.dropLease();
-    void this.watcher?.cancel().catch(() => undefined);
+    this.leaseId = undefined;
+    void this.watcher?.close();
     this.watcher = undefined;
   }
 }

@@ -3,9 +3,8 @@
  * `patronictl pause` / `edit-config` do: the write compares the key's mod revision (or its absence),
  * so a concurrent edit is never overwritten; on a conflict the change is re-applied to the new value.
  */
-import type { Etcd3 } from 'etcd3';
 import { PgfleetError } from '../errors.js';
-import { toDcsError } from './etcd-client.js';
+import type { EtcdCluster } from './etcd-cluster.js';
 import type { ClusterKeys } from './keys.js';
 
 const MAX_ATTEMPTS = 5;
@@ -21,17 +20,12 @@ function parseConfig(text: string | undefined): Record<string, unknown> {
 
 /** Applies `change` to the `config` key; resolves with the value written. */
 export async function updateClusterConfig(
-  client: Etcd3,
+  etcd: EtcdCluster,
   keys: ClusterKeys,
   change: ConfigChange,
 ): Promise<Record<string, unknown>> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    let res;
-    try {
-      res = await client.get(keys.config).exec();
-    } catch (err) {
-      throw toDcsError(err, `get ${keys.config}`);
-    }
+    const res = await etcd.run(`get ${keys.config}`, (c) => c.get(keys.config).exec());
     const kv = res.kvs[0];
     let current: Record<string, unknown>;
     try {
@@ -42,15 +36,13 @@ export async function updateClusterConfig(
       });
     }
     const next = change(current);
-    const put = client.put(keys.config).value(JSON.stringify(next));
-    const txn = kv
-      ? client.if(keys.config, 'Mod', '==', kv.mod_revision)
-      : client.if(keys.config, 'Create', '==', 0);
-    try {
-      if ((await txn.then(put).commit()).succeeded) return next;
-    } catch (err) {
-      throw toDcsError(err, `update ${keys.config}`);
-    }
+    const value = JSON.stringify(next);
+    // A retry on another member after a lost answer fails its compare and reads the value anew.
+    const committed = await etcd.run(`update ${keys.config}`, async (c) => {
+      const txn = kv ? c.if(keys.config, 'Mod', '==', kv.mod_revision) : c.if(keys.config, 'Create', '==', 0);
+      return (await txn.then(c.put(keys.config).value(value)).commit()).succeeded;
+    });
+    if (committed) return next;
   }
   throw new PgfleetError('ERR_DCS_CONFLICT', `${keys.config} kept changing; try again`);
 }

@@ -1,12 +1,16 @@
 /**
  * Follows one Patroni cluster in etcd: a full read of the cluster prefix, then one watch from the
- * next revision, so no event falls in between. Any watch error, disconnect or compaction, and any
- * failed liveness probe, ends the watch and starts over with a fresh read (with backoff).
+ * next revision on one etcd member, so no event falls in between. Any watch error, disconnect or
+ * compaction, and any failed liveness probe (a read on the watch's own member: a member cut from
+ * its quorum keeps a watch open but silent), ends the watch: the member is reported to
+ * EtcdCluster, and the follower starts over at once with a fresh read on another member (with
+ * backoff only when no member answers).
  *
  * States:
- *   connecting → synced (watching) → down (probe or watch failed; last view kept) → synced …
+ *   connecting → synced (watching member M) → down (no member answers; last view kept) → synced …
  *
- * The last good view is kept while etcd is unreachable; `status` tells how stale it is.
+ * The last good view is kept while etcd is unreachable; `status` tells how stale it is and which
+ * member the view comes from.
  */
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, IWatchResponse } from 'etcd3';
@@ -16,12 +20,15 @@ import { errorMessage } from '../errors.js';
 import type { ClusterKeys } from './keys.js';
 import { buildView } from './patroni-json.js';
 import { toDcsError } from './etcd-client.js';
+import type { EtcdCluster } from './etcd-cluster.js';
 
 export interface DcsStatus {
   readonly connected: boolean;
   /** Monotonic ms of the last successful exchange with etcd (0: never). */
   readonly lastContactMs: number;
   readonly lastError: string | undefined;
+  /** The etcd member the view is read from (its client URL), when connected. */
+  readonly member: string | undefined;
 }
 
 export interface ClusterWatcherOptions {
@@ -31,16 +38,18 @@ export interface ClusterWatcherOptions {
   readonly log: Logger;
   /** Monotonic clock in ms. */
   readonly now: () => number;
+  /** Logged when etcd stops answering (the proxy: it keeps its last routing table). */
+  readonly outageMessage?: string;
 }
 
 export interface ClusterWatcherEvents {
-  view: [ClusterView];
+  /** A new view, with the raw values under the cluster prefix it was built from. */
+  view: [ClusterView, ReadonlyMap<string, string>];
   status: [DcsStatus];
 }
 
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 2_000;
-const CANCEL_TIMEOUT_MS = 1_000;
 
 /**
  * Whether the liveness probe (one read of the leader key) should go out now. The watch delivering
@@ -53,27 +62,26 @@ export function probeDue(nowMs: number, lastWatchDataMs: number | undefined, int
   return lastWatchDataMs === undefined || nowMs - lastWatchDataMs >= intervalMs;
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
 export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
-  readonly #client: Etcd3;
+  readonly #cluster: EtcdCluster;
   readonly #opts: ClusterWatcherOptions;
   readonly #values = new Map<string, string>();
   #view: ClusterView | undefined;
-  #status: DcsStatus = { connected: false, lastContactMs: 0, lastError: undefined };
+  #status: DcsStatus = { connected: false, lastContactMs: 0, lastError: undefined, member: undefined };
+  /** The member the current watch runs on. */
+  #member: string | undefined;
   #closed = false;
-  #breakWatch: (() => void) | undefined;
+  #breakWatch: ((err: Error) => void) | undefined;
+  #endWatch: (() => void) | undefined;
   #wake: (() => void) | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
   /** When the watch last delivered events (monotonic ms). */
   #lastWatchDataMs: number | undefined;
   #loop: Promise<void> | undefined;
 
-  constructor(client: Etcd3, opts: ClusterWatcherOptions) {
+  constructor(cluster: EtcdCluster, opts: ClusterWatcherOptions) {
     super();
-    this.#client = client;
+    this.#cluster = cluster;
     this.#opts = opts;
   }
 
@@ -99,53 +107,75 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
   async #run(firstAttempt: () => void): Promise<void> {
     let backoff = MIN_BACKOFF_MS;
     while (!this.#closed) {
+      let revision: number;
       try {
-        const revision = await this.#resync();
-        firstAttempt();
-        backoff = MIN_BACKOFF_MS;
-        await this.#watchUntilBroken(revision);
+        revision = await this.#resync();
       } catch (err) {
+        // No member answered within the budget: etcd is down for us.
         firstAttempt();
         this.#markDown(err);
         await this.#sleep(backoff);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        continue;
+      }
+      firstAttempt();
+      backoff = MIN_BACKOFF_MS;
+      const pinned = this.#cluster.pinned();
+      if (!pinned) continue;
+      try {
+        await this.#watchUntilBroken(pinned.client, pinned.url, revision);
+      } catch (err) {
+        // One member failed; the next read goes to another at once.
+        if (!this.#closed) {
+          this.#opts.log.info(
+            { member: pinned.url, err: errorMessage(err) },
+            `watch on etcd member ${pinned.url} ended; moving to another member`,
+          );
+          this.#cluster.reportFault(pinned.url, err);
+        }
       }
     }
   }
 
   async #resync(): Promise<number> {
-    const res = await this.#client.getAll().prefix(this.#opts.keys.prefix).exec();
+    const prefix = this.#opts.keys.prefix;
+    const res = await this.#cluster.run(`get ${prefix}`, (c) => c.getAll().prefix(prefix).exec());
     this.#values.clear();
     for (const kv of res.kvs) this.#apply('Put', kv);
     const revision = Number(res.header.revision);
+    this.#member = this.#cluster.currentUrl;
     this.#markUp();
     this.#publish(revision);
     return revision;
   }
 
-  async #watchUntilBroken(revision: number): Promise<void> {
+  async #watchUntilBroken(client: Etcd3, member: string, revision: number): Promise<void> {
+    this.#member = member;
     // `watcher()` (what `create()` wraps) attaches at once; our handlers are in place before it
     // connects, so a probe failure or close() can break a watch that never gets created.
-    const watcher = this.#client
+    const watcher = client
       .watch()
       .prefix(this.#opts.keys.prefix)
       .startRevision(String(revision + 1))
       .watcher();
     try {
       await new Promise<void>((resolve, reject) => {
-        this.#breakWatch = () => reject(new Error('liveness probe failed'));
+        this.#breakWatch = reject;
         watcher.on('data', (res: IWatchResponse) => this.#onWatchData(res));
         watcher.on('error', (err) => reject(err));
         watcher.on('disconnected', (err) => reject(err));
-        watcher.on('end', () => resolve());
+        watcher.on('end', () => reject(new Error('watch stream ended')));
+        this.#endWatch = resolve;
         if (this.#closed) resolve();
       });
     } finally {
       this.#breakWatch = undefined;
+      this.#endWatch = undefined;
       watcher.removeAllListeners();
       watcher.on('error', () => undefined);
-      // Cancelling waits for etcd's answer, which never comes while it is unreachable: bound it.
-      await Promise.race([watcher.cancel().catch(() => undefined), delay(CANCEL_TIMEOUT_MS)]);
+      // Cancelling waits for etcd's answer, which never comes from a dead member: not awaited,
+      // so the move to another member is not held up.
+      void watcher.cancel().catch(() => undefined);
     }
   }
 
@@ -169,24 +199,48 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
     const { view, problems } = buildView(this.#opts.scope, this.#values, revision);
     for (const p of problems) this.#opts.log.warn({ revision }, `skipped DCS value: ${p}`);
     this.#view = view;
-    this.emit('view', view);
+    this.emit('view', view, this.#values);
   }
 
+  /** A linearizable read on the watch's own member: it fails on a member without a quorum. */
   async #probe(): Promise<void> {
-    if (this.#closed) return;
+    const breakWatch = this.#breakWatch;
+    const member = this.#member;
+    if (this.#closed || !breakWatch || member === undefined) return;
     if (!probeDue(this.#opts.now(), this.#lastWatchDataMs, this.#opts.probeIntervalMs)) return;
+    const pinned = this.#cluster.pinned();
+    if (pinned?.url !== member) {
+      breakWatch(new Error(`etcd member ${member} is no longer the one in use`));
+      return;
+    }
+    const ms = this.#cluster.attemptMs;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.#client.get(this.#opts.keys.leader).exec();
+      await Promise.race([
+        pinned.client.get(this.#opts.keys.leader).exec(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`liveness probe timed out after ${ms} ms`)), ms);
+        }),
+      ]);
       this.#markUp();
     } catch (err) {
-      this.#markDown(err);
-      this.#breakWatch?.();
+      // With no other member to move to, etcd is down for us now, not after another read.
+      const others = this.#cluster.members().some((m) => m.url !== member && !m.failing);
+      if (!others) this.#markDown(err);
+      breakWatch(new Error(`liveness probe failed: ${errorMessage(err)}`));
+    } finally {
+      clearTimeout(timer);
     }
   }
 
   #markUp(): void {
     const was = this.#status.connected;
-    this.#status = { connected: true, lastContactMs: this.#opts.now(), lastError: undefined };
+    this.#status = {
+      connected: true,
+      lastContactMs: this.#opts.now(),
+      lastError: undefined,
+      member: this.#member,
+    };
     if (!was) {
       this.#opts.log.info('DCS connected');
       this.emit('status', this.#status);
@@ -197,9 +251,9 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
     if (this.#closed) return;
     const message = errorMessage(toDcsError(err, 'watch'));
     const was = this.#status.connected;
-    this.#status = { ...this.#status, connected: false, lastError: message };
+    this.#status = { ...this.#status, connected: false, lastError: message, member: undefined };
     if (was || this.#status.lastContactMs === 0) {
-      this.#opts.log.warn({ err: message }, 'DCS unreachable: keeping the last known routing table');
+      this.#opts.log.warn({ err: message }, this.#opts.outageMessage ?? 'DCS unreachable');
     }
     if (was) this.emit('status', this.#status);
   }
@@ -220,7 +274,7 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
     this.#closed = true;
     if (this.#probeTimer) clearInterval(this.#probeTimer);
     this.#wake?.();
-    this.#breakWatch?.();
+    this.#endWatch?.();
     await this.#loop;
   }
 }

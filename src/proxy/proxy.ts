@@ -9,14 +9,13 @@ import type { ProxyConfig } from '../config/proxy-schema.js';
 import type { ClusterView } from '../cluster/types.js';
 import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
-import { createEtcdClient } from '../dcs/etcd-client.js';
+import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
 import { PgfleetError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { requiredCheckPaths } from '../routing/health-paths.js';
 import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
-import type { Etcd3 } from 'etcd3';
 import { AdminHttp } from './admin-http.js';
 import { CancelRegistry } from './cancel-registry.js';
 import { ConnectionRegistry, termination } from './connection-registry.js';
@@ -75,7 +74,7 @@ export class Proxy {
   readonly #config: ProxyConfig;
   readonly #log: Logger;
   readonly metrics: ProxyMetrics;
-  readonly #etcd: Etcd3;
+  readonly #etcd: EtcdCluster;
   readonly #watcher: ClusterWatcher;
   readonly #health: HealthChecker | undefined;
   readonly #policy: RoutePolicy;
@@ -111,13 +110,14 @@ export class Proxy {
     };
     this.#view = emptyView(config.scope);
     this.#table = computeRoutes(this.#view, EMPTY_HEALTH, this.#policy, undefined, true);
-    this.#etcd = createEtcdClient(config.etcd3);
+    this.#etcd = new EtcdCluster(config.etcd3, { log: log.child({ component: 'etcd' }) });
     this.#watcher = new ClusterWatcher(this.#etcd, {
       scope: config.scope,
       keys: clusterKeys(config.namespace, config.scope),
       probeIntervalMs: 1_000,
       log: log.child({ component: 'dcs' }),
       now: () => performance.now(),
+      outageMessage: 'DCS unreachable: keeping the last known routing table',
     });
     if (p.health_check.enabled) {
       this.#health = new HealthChecker({

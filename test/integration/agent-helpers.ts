@@ -11,6 +11,7 @@ import {
   makeTempDir,
   spawnProcess,
   waitFor,
+  type EtcdCluster,
   type EtcdServer,
   type ManagedProcess,
 } from '../harness/index.js';
@@ -30,7 +31,8 @@ export interface AgentNode {
 }
 
 export interface AgentClusterOptions {
-  readonly etcd: EtcdServer;
+  /** One etcd member, or a cluster (the agent is given every member's endpoint). */
+  readonly etcd: EtcdServer | EtcdCluster;
   readonly scope: string;
   readonly ttlSeconds?: number;
   readonly loopWaitSeconds?: number;
@@ -39,6 +41,10 @@ export interface AgentClusterOptions {
   readonly restAuth?: { readonly username: string; readonly password: string };
   /** Where this agent reaches etcd (e.g. a FaultRelay's endpoint); default `etcd.endpoint`. */
   readonly etcdEndpoint?: string;
+  /** Every etcd endpoint this agent is given (e.g. relays in front of members); overrides the above. */
+  readonly etcdHosts?: readonly string[];
+  /** `etcd3.use_proxies`: default true with `etcdEndpoint` (a relay), else false. */
+  readonly etcdUseProxies?: boolean;
   /** `bootstrap.dcs.maximum_lag_on_failover` in bytes (default Patroni's 1MB). */
   readonly maximumLagOnFailoverBytes?: number;
 }
@@ -46,7 +52,9 @@ export interface AgentClusterOptions {
 export function agentConfigYaml(o: {
   scope: string;
   name: string;
-  etcdEndpoint: string;
+  etcdHosts: readonly string[];
+  /** The hosts are relays: the agent must not bypass them with etcd's member list. */
+  etcdUseProxies?: boolean;
   pgPort: number;
   apiPort: number;
   dataDir: string;
@@ -68,7 +76,7 @@ export function agentConfigYaml(o: {
   return `scope: ${o.scope}
 namespace: /service
 name: ${o.name}
-etcd3: { hosts: [${o.etcdEndpoint}] }
+etcd3: { hosts: [${o.etcdHosts.join(', ')}]${o.etcdUseProxies ? ', use_proxies: true' : ''} }
 restapi: { listen: 127.0.0.1:${o.apiPort}${auth} }
 postgresql:
   listen: 127.0.0.1:${o.pgPort}
@@ -81,6 +89,13 @@ bootstrap:
   dcs: { ttl: ${o.ttlSeconds}, loop_wait: ${o.loopWaitSeconds ?? 1}, retry_timeout: ${o.retryTimeoutSeconds ?? 1}${lag} }
 log: { level: debug }
 ${o.tags ? `tags: ${JSON.stringify(o.tags)}\n` : ''}`;
+}
+
+/** The etcd endpoints an agent is configured with. */
+export function etcdHostsFor(opts: AgentClusterOptions): readonly string[] {
+  if (opts.etcdHosts) return opts.etcdHosts;
+  if (opts.etcdEndpoint !== undefined) return [opts.etcdEndpoint];
+  return 'members' in opts.etcd ? opts.etcd.endpoints : [opts.etcd.endpoint];
 }
 
 /** Writes the config and starts `pgfleet agent` for one member. */
@@ -98,7 +113,8 @@ export async function startAgent(
     agentConfigYaml({
       scope: opts.scope,
       name,
-      etcdEndpoint: opts.etcdEndpoint ?? opts.etcd.endpoint,
+      etcdHosts: etcdHostsFor(opts),
+      etcdUseProxies: opts.etcdUseProxies ?? opts.etcdEndpoint !== undefined,
       pgPort,
       apiPort,
       dataDir: path.join(dir, 'data'),

@@ -7,8 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { Etcd3 } from 'etcd3';
 import { EtcdAgentDcs } from '../../src/dcs/agent-store.js';
+import { parseEtcd3 } from '../../src/config/common.js';
+import { EtcdCluster } from '../../src/dcs/etcd-cluster.js';
+import { silentLogger } from '../../src/observability/logger.js';
 import { cleanupAll, isStopped, onCleanup, startEtcd, waitFor } from '../harness/index.js';
 
 /** LeaseKeepAlive streams etcd started and finished, from its Prometheus metrics. */
@@ -27,15 +29,18 @@ void describe('agent etcd store: lease renewals while etcd does not answer', { t
 
   void it('each renewal fails on its deadline; afterwards no stream is left open and the lease renews', async () => {
     const etcd = await startEtcd();
-    const client = new Etcd3({ hosts: etcd.clientUrl });
-    onCleanup(() => client.close());
+    const cluster = new EtcdCluster(parseEtcd3({ hosts: [etcd.endpoint] }), {
+      log: silentLogger(),
+      budgetMs: 300,
+    });
+    onCleanup(() => cluster.close());
     const dcs = new EtcdAgentDcs({
-      client,
+      cluster,
       namespace: '/service',
       scope: 'outage',
       name: 'n1',
       ttlMs: 30_000,
-      callTimeoutMs: 300,
+      log: silentLogger(),
     });
     onCleanup(() => dcs.close());
     await dcs.refreshLease(); // grant

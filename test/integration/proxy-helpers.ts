@@ -9,7 +9,7 @@ import { parseProxyConfig } from '../../src/config/proxy-schema.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { Proxy } from '../../src/proxy/proxy.js';
-import { freePort, onCleanup, type EtcdServer, type PgNode } from '../harness/index.js';
+import { freePort, onCleanup, type EtcdCluster, type EtcdServer, type PgNode } from '../harness/index.js';
 
 export const SCOPE = 'batman';
 export const KEYS = clusterKeys('/service', SCOPE);
@@ -56,8 +56,14 @@ export interface ListenerSpec {
   tls?: 'disable' | 'passthrough';
 }
 
+function etcdHosts(etcd: EtcdServer | EtcdCluster | readonly string[]): readonly string[] {
+  if ('endpoint' in etcd) return [etcd.endpoint];
+  if ('members' in etcd) return etcd.endpoints;
+  return etcd;
+}
+
 export async function startProxy(
-  etcd: EtcdServer,
+  etcd: EtcdServer | EtcdCluster | readonly string[],
   listeners: ListenerSpec[],
   proxyExtra: Record<string, unknown> = {},
   scope: string = SCOPE,
@@ -68,7 +74,7 @@ export async function startProxy(
   const config = parseProxyConfig({
     scope,
     namespace: '/service',
-    etcd3: { hosts: [etcd.endpoint] },
+    etcd3: { hosts: etcdHosts(etcd) },
     proxy: {
       admin: { listen: `127.0.0.1:${adminPort}` },
       wait_timeout: '2s',

@@ -69,6 +69,9 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     this.leaseId();
   }
+  setRetryTimeout(): void {
+    // calls are instant here
+  }
   async publishMember(json: string): Promise<void> {
     this.etcd.check();
     this.etcd.put(`members/${this.name}`, json, this.leaseId());

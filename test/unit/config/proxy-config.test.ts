@@ -151,7 +151,7 @@ describe('proxy config', () => {
     {
       name: 'no etcd hosts',
       mutate: (d) => (d.etcd3.hosts = []),
-      expect: ['etcd3.hosts: at least one etcd host is required'],
+      expect: ['etcd3.hosts: at least one etcd host is required (or `srv` for DNS discovery)'],
     },
     {
       name: 'no listeners',
