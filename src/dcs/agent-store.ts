@@ -37,6 +37,7 @@ export interface AgentDcs {
   acquireLeader(): Promise<boolean>;
   /** Rewrites the leader key under our lease if it still names us. */
   renewLeader(): Promise<boolean>;
+  /** Deletes the leader key if it names us; true when it is gone afterwards (nobody holds it). */
   releaseLeader(): Promise<boolean>;
   /** Creates `initialize` when absent; true when we created it (we bootstrap). */
   claimInitialize(value: string): Promise<boolean>;
@@ -47,7 +48,7 @@ export interface AgentDcs {
   writeFailover(json: string): Promise<void>;
   writeHistory(json: string): Promise<void>;
   deleteFailover(): Promise<void>;
-  /** Deletes the `failover` key only if it still holds `value`; false when it changed. */
+  /** Deletes the `failover` key only if it still holds `value`; false when it holds another value. */
   deleteFailoverIf(value: string): Promise<boolean>;
   /**
    * Calls `onChange` whenever the leader key or the failover key changes (Patroni watches the
@@ -191,13 +192,14 @@ export class EtcdAgentDcs implements AgentDcs {
     return res.succeeded;
   }
 
+  /** Deletes the leader key if it names us; a retry after a lost answer finds it gone: released. */
   async releaseLeader(): Promise<boolean> {
     const { leader } = this.keys;
     const name = this.opts.name;
     const res = await this.cluster.run('delete leader', (c) =>
-      c.if(leader, 'Value', '==', name).then(c.delete().key(leader)).commit(),
+      c.if(leader, 'Value', '==', name).then(c.delete().key(leader)).else(c.get(leader)).commit(),
     );
-    return res.succeeded;
+    return res.succeeded || res.responses[0]?.response_range?.kvs.length === 0;
   }
 
   async claimInitialize(value: string): Promise<boolean> {
@@ -248,12 +250,13 @@ export class EtcdAgentDcs implements AgentDcs {
     await this.cluster.run('delete failover', (c) => c.delete().key(key).exec());
   }
 
+  /** Deletes the failover key if it holds `value`; gone already (a retried delete) counts as done. */
   async deleteFailoverIf(value: string): Promise<boolean> {
     const key = this.keys.failover;
     const res = await this.cluster.run('delete failover', (c) =>
-      c.if(key, 'Value', '==', value).then(c.delete().key(key)).commit(),
+      c.if(key, 'Value', '==', value).then(c.delete().key(key)).else(c.get(key)).commit(),
     );
-    return res.succeeded;
+    return res.succeeded || res.responses[0]?.response_range?.kvs.length === 0;
   }
 
   /**

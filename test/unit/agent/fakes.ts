@@ -90,7 +90,8 @@ export class MemoryAgentDcs implements AgentDcs {
   }
   async releaseLeader(): Promise<boolean> {
     this.etcd.check();
-    if (this.etcd.values.get('leader') !== this.name) return false;
+    const holder = this.etcd.values.get('leader');
+    if (holder !== this.name) return holder === undefined;
     this.etcd.delete('leader');
     return true;
   }
@@ -130,7 +131,8 @@ export class MemoryAgentDcs implements AgentDcs {
   }
   async deleteFailoverIf(value: string): Promise<boolean> {
     this.etcd.check();
-    if (this.etcd.values.get('failover') !== value) return false;
+    const current = this.etcd.values.get('failover');
+    if (current !== value) return current === undefined;
     this.etcd.delete('failover');
     return true;
   }
