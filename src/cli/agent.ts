@@ -9,6 +9,7 @@ import { loadAgentConfig, type AgentConfig } from '../config/agent-schema.js';
 import { EtcdAgentDcs } from '../dcs/agent-store.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { errorMessage, isPgfleetError } from '../errors.js';
+import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { createLogger } from '../observability/logger.js';
 import { PostgresNode } from '../postgres/node.js';
 import { resolveRunAs } from '../postgres/process.js';
@@ -61,6 +62,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   });
   const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }) });
   const registry = new Registry();
+  registerEtcdMetrics(registry, 'agent', () => etcd.members());
   const http = new AgentHttp({ config, agent, registry, log: log.child({ component: 'api' }) });
   try {
     await http.start();

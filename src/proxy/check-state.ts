@@ -7,22 +7,40 @@
  *   unknown | fail   | down
  *   up      | fail   | down after `fall` consecutive failures, else up
  *   down    | ok     | up after `rise` consecutive successes, else down
+ *
+ * A failure is either an answer (another status than 200: the agent says no) or none (refused,
+ * timed out: no news). A `down` verdict whose last result was no answer is reported `unreachable`.
  */
 import type { CheckVerdict } from '../routing/types.js';
 
 export interface CheckState {
-  readonly verdict: CheckVerdict | undefined;
+  readonly verdict: 'up' | 'down' | undefined;
   /** Consecutive results opposite to the current verdict. */
   readonly streak: number;
+  /** Whether the last check got an HTTP answer. */
+  readonly answered: boolean;
 }
 
-export const UNKNOWN_CHECK: CheckState = { verdict: undefined, streak: 0 };
+export const UNKNOWN_CHECK: CheckState = { verdict: undefined, streak: 0, answered: false };
 
-export function stepCheck(prev: CheckState, ok: boolean, fall: number, rise: number): CheckState {
-  if (prev.verdict === undefined) return { verdict: ok ? 'up' : 'down', streak: 0 };
+export function stepCheck(
+  prev: CheckState,
+  ok: boolean,
+  fall: number,
+  rise: number,
+  answered = true,
+): CheckState {
+  if (prev.verdict === undefined) return { verdict: ok ? 'up' : 'down', streak: 0, answered };
   const agrees = (prev.verdict === 'up') === ok;
-  if (agrees) return { verdict: prev.verdict, streak: 0 };
+  if (agrees) return { verdict: prev.verdict, streak: 0, answered };
   const streak = prev.streak + 1;
   const needed = prev.verdict === 'up' ? fall : rise;
-  return streak >= needed ? { verdict: ok ? 'up' : 'down', streak: 0 } : { verdict: prev.verdict, streak };
+  return streak >= needed
+    ? { verdict: ok ? 'up' : 'down', streak: 0, answered }
+    : { verdict: prev.verdict, streak, answered };
+}
+
+/** The verdict as routing sees it: a `down` without an answer is `unreachable`. */
+export function reportedVerdict(state: CheckState): CheckVerdict | undefined {
+  return state.verdict === 'down' && !state.answered ? 'unreachable' : state.verdict;
 }

@@ -10,7 +10,7 @@ import type { ClusterView } from '../cluster/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { CheckVerdict, HealthSnapshot } from '../routing/types.js';
 import { errorMessage } from '../errors.js';
-import { stepCheck, UNKNOWN_CHECK, type CheckState } from './check-state.js';
+import { reportedVerdict, stepCheck, UNKNOWN_CHECK, type CheckState } from './check-state.js';
 
 export interface HealthCheckerOptions {
   readonly intervalMs: number;
@@ -62,17 +62,34 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
     const out = new Map<string, Map<string, CheckVerdict>>();
     for (const [member, paths] of this.#states) {
       const m = new Map<string, CheckVerdict>();
-      for (const [path, s] of paths) if (s.verdict !== undefined) m.set(path, s.verdict);
+      for (const [path, s] of paths) {
+        const v = reportedVerdict(s);
+        if (v !== undefined) m.set(path, v);
+      }
       out.set(member, m);
     }
     return out;
   }
 
+  /** Checks every interval from now on (again after `pause`). */
   start(): void {
     if (this.#timer || this.#closed) return;
     this.#timer = setInterval(() => void this.#round(), this.#opts.intervalMs);
     this.#timer.unref();
     void this.#round();
+  }
+
+  /** Stops checking and forgets every verdict, until `start` again. */
+  pause(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (this.#states.size === 0) return;
+    this.#states.clear();
+    this.emit('change', this.snapshot());
+  }
+
+  get running(): boolean {
+    return this.#timer !== undefined;
   }
 
   async #round(): Promise<void> {
@@ -93,6 +110,7 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
   /** Runs one check; true when the member's verdict for that path changed. */
   async #checkOne(member: string, base: string, path: string): Promise<boolean> {
     let ok = false;
+    let answered = false;
     let detail = '';
     try {
       const res = await request(base + path, {
@@ -104,22 +122,21 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
       });
       await res.body.dump();
       ok = res.statusCode === 200;
+      answered = true;
       detail = `HTTP ${res.statusCode}`;
     } catch (err) {
       detail = errorMessage(err);
     }
-    if (this.#closed || this.#targets.get(member) !== base) return false;
+    if (this.#closed || !this.#timer || this.#targets.get(member) !== base) return false;
     let paths = this.#states.get(member);
     if (!paths) this.#states.set(member, (paths = new Map()));
     const prev = paths.get(path) ?? UNKNOWN_CHECK;
-    const next = stepCheck(prev, ok, this.#opts.fall, this.#opts.rise);
+    const next = stepCheck(prev, ok, this.#opts.fall, this.#opts.rise, answered);
     paths.set(path, next);
-    this.#opts.onResult?.(member, path, ok, next.verdict!);
-    if (next.verdict !== prev.verdict) {
-      this.#opts.log.info(
-        { member, path, verdict: next.verdict, detail },
-        `health check ${path} on ${member}: ${next.verdict}`,
-      );
+    const verdict = reportedVerdict(next)!;
+    this.#opts.onResult?.(member, path, ok, verdict);
+    if (verdict !== reportedVerdict(prev)) {
+      this.#opts.log.info({ member, path, verdict, detail }, `health check ${path} on ${member}: ${verdict}`);
       return true;
     }
     return false;

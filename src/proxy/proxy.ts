@@ -9,9 +9,10 @@ import type { ProxyConfig } from '../config/proxy-schema.js';
 import type { ClusterView } from '../cluster/types.js';
 import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
-import { EtcdCluster } from '../dcs/etcd-cluster.js';
+import { EtcdCluster, type EtcdMemberStatus } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
 import { PgfleetError, errorMessage } from '../errors.js';
+import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { requiredCheckPaths } from '../routing/health-paths.js';
@@ -43,6 +44,12 @@ export interface ProxyStatus {
     staleSeconds: number | null;
     lastError: string | null;
     revision: number;
+    /** The etcd member the view is read from (client URL), null while none answers. */
+    member: string | null;
+    /** Every etcd member known: configured, from DNS SRV or from etcd's member list. */
+    members: readonly EtcdMemberStatus[];
+    /** The agents' REST checks run because the DCS is unreachable (health_check off). */
+    checkingAgents: boolean;
   };
   readonly leader: string | null;
   readonly listeners: Record<string, unknown>;
@@ -76,7 +83,7 @@ export class Proxy {
   readonly metrics: ProxyMetrics;
   readonly #etcd: EtcdCluster;
   readonly #watcher: ClusterWatcher;
-  readonly #health: HealthChecker | undefined;
+  readonly #health: HealthChecker;
   readonly #policy: RoutePolicy;
   readonly #registry: ConnectionRegistry<Terminable>;
   readonly #cancels = new CancelRegistry();
@@ -111,6 +118,8 @@ export class Proxy {
     this.#view = emptyView(config.scope);
     this.#table = computeRoutes(this.#view, EMPTY_HEALTH, this.#policy, undefined, true);
     this.#etcd = new EtcdCluster(config.etcd3, { log: log.child({ component: 'etcd' }) });
+    const etcd = this.#etcd;
+    registerEtcdMetrics(metrics.registry, 'proxy', () => etcd.members());
     this.#watcher = new ClusterWatcher(this.#etcd, {
       scope: config.scope,
       keys: clusterKeys(config.namespace, config.scope),
@@ -119,20 +128,20 @@ export class Proxy {
       now: () => performance.now(),
       outageMessage: 'DCS unreachable: keeping the last known routing table',
     });
-    if (p.health_check.enabled) {
-      this.#health = new HealthChecker({
-        intervalMs: p.health_check.interval,
-        timeoutMs: p.health_check.timeout,
-        fall: p.health_check.fall,
-        rise: p.health_check.rise,
-        paths: requiredCheckPaths(this.#policy.listeners),
-        log: log.child({ component: 'health' }),
-        onResult: (node, check, ok, verdict) => {
-          metrics.healthChecks.inc({ node, check, result: ok ? 'pass' : 'fail' });
-          metrics.healthCheckUp.set({ node, check }, verdict === 'up' ? 1 : 0);
-        },
-      });
-    }
+    // Checks run all the time with `health_check` on, and only while the DCS is unreachable
+    // otherwise: then the agents' answers are the proxy's news of the cluster (compute-routes.ts).
+    this.#health = new HealthChecker({
+      intervalMs: p.health_check.interval,
+      timeoutMs: p.health_check.timeout,
+      fall: p.health_check.fall,
+      rise: p.health_check.rise,
+      paths: requiredCheckPaths(this.#policy.listeners),
+      log: log.child({ component: 'health' }),
+      onResult: (node, check, ok, verdict) => {
+        metrics.healthChecks.inc({ node, check, result: ok ? 'pass' : 'fail' });
+        metrics.healthCheckUp.set({ node, check }, verdict === 'up' ? 1 : 0);
+      },
+    });
     this.#nativeRelay = chooseRelay(p.relay, log);
     this.#nativeRelay?.setThreads(
       relayThreads(p.relay_threads, os.availableParallelism()),
@@ -229,11 +238,11 @@ export class Proxy {
     this.#state = 'running';
     this.#watcher.on('view', (view) => {
       this.#view = view;
-      this.#health?.setView(view);
+      this.#health.setView(view);
       this.#recompute('dcs');
     });
     this.#watcher.on('status', (s) => this.#onDcsStatus(s));
-    this.#health?.on('change', (snap) => {
+    this.#health.on('change', (snap) => {
       this.#healthSnapshot = snap;
       this.#recompute('health');
     });
@@ -243,7 +252,7 @@ export class Proxy {
     }
     await this.#admin?.start();
     await this.#watcher.start();
-    this.#health?.start();
+    if (this.#config.proxy.health_check.enabled || !this.#watcher.status.connected) this.#health.start();
     this.#stalenessTimer = setInterval(() => this.#updateStaleness(), 1_000);
     this.#stalenessTimer.unref();
     this.#updateStaleness();
@@ -252,6 +261,13 @@ export class Proxy {
 
   #onDcsStatus(s: DcsStatus): void {
     this.#updateStaleness();
+    if (!this.#config.proxy.health_check.enabled) {
+      if (s.connected) this.#health.pause();
+      else if (!this.#health.running) {
+        this.#log.info("checking the agents' REST APIs while the DCS is unreachable");
+        this.#health.start();
+      }
+    }
     this.#recompute('dcs-status');
     if (!s.connected)
       this.#log.warn(
@@ -351,6 +367,9 @@ export class Proxy {
           s.lastContactMs === 0 ? null : Math.round((performance.now() - s.lastContactMs) / 100) / 10,
         lastError: s.lastError ?? null,
         revision: this.#view.revision,
+        member: s.member ?? null,
+        members: this.#etcd.members(),
+        checkingAgents: !this.#config.proxy.health_check.enabled && this.#health.running,
       },
       leader: this.#view.leader ?? null,
       listeners,
@@ -370,7 +389,7 @@ export class Proxy {
     );
     this.#waits.wakeAll();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
-    await this.#health?.close();
+    await this.#health.close();
     await this.#watcher.close();
     this.#etcd.close();
     await this.#admin?.close();

@@ -39,8 +39,9 @@ export function renderStatusPage(s: ProxyStatus): string {
     )
     .join('');
   const dcs = s.dcs.connected
-    ? 'connected'
-    : `<b>unreachable</b> (stale ${esc(s.dcs.staleSeconds ?? '?')} s: ${esc(s.dcs.lastError ?? '')})`;
+    ? `connected (etcd member ${esc(s.dcs.member ?? '?')})`
+    : `<b>unreachable</b> (stale ${esc(s.dcs.staleSeconds ?? '?')} s: ${esc(s.dcs.lastError ?? '')})` +
+      (s.dcs.checkingAgents ? "; routing by the agents' REST checks" : '');
   return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>pgfleet proxy — ${esc(s.cluster)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head>
 <body><h1>pgfleet proxy — cluster ${esc(s.cluster)}</h1>

@@ -2,16 +2,28 @@
  * The proxy's one routing decision, as a pure function of the DCS view, the health checks and the
  * listeners' policy. No I/O, no clock.
  *
+ * With a fresh DCS view:
  * - `primary`: the member named in the `leader` key, running as primary (and passing `/primary`
  *   when checks are on). Other members that claim to be primary never qualify.
  * - `replica`: running replicas that are not the leader, not tagged `noloadbalance`, with
  *   lag = status optime − xlog_location ≤ `max_lag` (when set), passing `/replica?lag=` when checks
  *   are on; the primary instead when none qualifies and `fallback_to_primary` is set.
  * - `any`: the primary and the qualifying replicas.
+ *
+ * With a stale view (etcd unreachable for the proxy, not necessarily for the agents), the
+ * agents' answers to the REST checks are the newer truth, since each agent answers from its own
+ * view of etcd (the proxy checks them while stale even with `health_check` off):
+ * - the primary is the one member whose agent answers `/primary` with 200; with several such
+ *   members, none (clients wait); with none, the leader of the last view, unless its agent answers
+ *   `/primary` with an error status. The `in_hot_standby` check at connect time is the second proof.
+ * - a member qualifies as a replica when its agent answers the listener's `/replica` check with
+ *   200, not when it answers with an error status, and by the last view's rules when its agent
+ *   does not answer (unreachable is no news, so an outage of etcd and of the checks alike keeps
+ *   the last known table and its sessions).
  */
 import type { ClusterView, Member } from '../cluster/types.js';
 import { memberLagBytes } from '../cluster/types.js';
-import { checkPathFor } from './health-paths.js';
+import { checkPathFor, PRIMARY_CHECK } from './health-paths.js';
 import type {
   HealthSnapshot,
   ListenerPolicy,
@@ -27,20 +39,27 @@ function toNode(m: Member, role: 'primary' | 'replica'): RouteNode {
   return { key: `${m.name}@${m.host}:${m.port}`, name: m.name, host: m.host, port: m.port, role };
 }
 
+/** What a member's agent last said on `path`: 'up' (200), 'down' (another status), or nothing. */
+function answer(health: HealthSnapshot, m: Member, path: string): 'up' | 'down' | undefined {
+  const v = health.get(m.name)?.get(path);
+  return v === 'up' || v === 'down' ? v : undefined;
+}
+
 function healthVerdict(
   health: HealthSnapshot,
   policy: RoutePolicy,
-  listener: ListenerPolicy,
+  path: string,
   m: Member,
-  role: 'primary' | 'replica',
 ): string | undefined {
   if (!policy.healthChecks) return undefined;
-  const path = checkPathFor(listener, role);
   // Not checked yet counts as passing (HAProxy starts servers UP); the DCS rule still applies.
-  return health.get(m.name)?.get(path) === 'down' ? `health check ${path} failing` : undefined;
+  const v = health.get(m.name)?.get(path);
+  if (v === 'down') return `health check ${path} failing`;
+  if (v === 'unreachable') return `health check ${path} unreachable`;
+  return undefined;
 }
 
-/** Why `m` cannot serve as the primary, or undefined when it can. */
+/** Why `m` cannot serve as the primary by the DCS view, or undefined when it can. */
 function primaryExclusion(view: ClusterView, m: Member): string | undefined {
   if (view.leader !== m.name)
     return m.role === 'primary' ? 'claims primary but does not hold the leader key' : undefined;
@@ -49,7 +68,7 @@ function primaryExclusion(view: ClusterView, m: Member): string | undefined {
   return undefined;
 }
 
-/** Why `m` cannot serve as a replica for `listener`, or undefined when it can. */
+/** Why `m` cannot serve as a replica for `listener` by the DCS view, or undefined when it can. */
 function replicaExclusion(view: ClusterView, listener: ListenerPolicy, m: Member): string | undefined {
   if (m.name === view.leader || m.role === 'primary') return 'is the primary';
   if (m.role !== 'replica') return `role ${m.role}`;
@@ -63,25 +82,91 @@ function replicaExclusion(view: ClusterView, listener: ListenerPolicy, m: Member
   return undefined;
 }
 
+interface PrimaryChoice {
+  readonly primary: Member | undefined;
+  /** Why members that hold or claim the primary role were passed over. */
+  readonly excluded: Readonly<Record<string, string>>;
+}
+
+function sortedMembers(view: ClusterView): Member[] {
+  return [...view.members.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The primary by the DCS view (fresh). */
+function primaryByView(view: ClusterView, health: HealthSnapshot, policy: RoutePolicy): PrimaryChoice {
+  const excluded: Record<string, string> = {};
+  let primary: Member | undefined;
+  for (const m of sortedMembers(view)) {
+    if (view.leader !== m.name && m.role !== 'primary') continue;
+    const why = primaryExclusion(view, m) ?? healthVerdict(health, policy, PRIMARY_CHECK, m);
+    if (why === undefined) primary = m;
+    else excluded[m.name] = why;
+  }
+  return { primary, excluded };
+}
+
+/** The primary while the view is stale: the agents' `/primary` answers first (see the header). */
+function primaryWhileStale(view: ClusterView, health: HealthSnapshot, policy: RoutePolicy): PrimaryChoice {
+  const members = sortedMembers(view);
+  const claimants = members.filter((m) => answer(health, m, PRIMARY_CHECK) === 'up');
+  const excluded: Record<string, string> = {};
+  if (claimants.length > 1) {
+    for (const m of claimants)
+      excluded[m.name] = `${claimants.length} members answer ${PRIMARY_CHECK} while the DCS is unreachable`;
+    return { primary: undefined, excluded };
+  }
+  const claimant = claimants[0];
+  const last = primaryByView(view, new Map(), { ...policy, healthChecks: false });
+  for (const [name, why] of Object.entries(last.excluded)) if (name !== claimant?.name) excluded[name] = why;
+  if (claimant !== undefined) {
+    if (last.primary && last.primary !== claimant)
+      excluded[last.primary.name] = `${claimant.name} answers ${PRIMARY_CHECK} while the DCS is unreachable`;
+    return { primary: claimant, excluded };
+  }
+  if (last.primary && answer(health, last.primary, PRIMARY_CHECK) === 'down') {
+    excluded[last.primary.name] = `its agent denies being primary while the DCS is unreachable`;
+    return { primary: undefined, excluded };
+  }
+  return { primary: last.primary, excluded };
+}
+
+/**
+ * Why `m` cannot serve as a replica for `listener`, or undefined when it can. `passedOver`: why
+ * it was not taken as the primary although it holds or claims that role.
+ */
+function replicaVerdict(
+  view: ClusterView,
+  health: HealthSnapshot,
+  policy: RoutePolicy,
+  listener: ListenerPolicy,
+  m: Member,
+  stale: boolean,
+  passedOver: string | undefined,
+): string | undefined {
+  const path = checkPathFor(listener, 'replica');
+  if (stale) {
+    const said = answer(health, m, path);
+    if (said === 'up') return m.tags.noloadbalance ? 'tagged noloadbalance' : undefined;
+    if (said === 'down') return `its agent answers ${path} with an error while the DCS is unreachable`;
+  }
+  if (passedOver !== undefined) return passedOver;
+  return replicaExclusion(view, listener, m) ?? (stale ? undefined : healthVerdict(health, policy, path, m));
+}
+
 function routeListener(
   view: ClusterView,
   health: HealthSnapshot,
   policy: RoutePolicy,
   listener: ListenerPolicy,
+  choice: PrimaryChoice,
+  stale: boolean,
 ): ListenerRoute {
   const excluded: Record<string, string> = {};
-  let primary: RouteNode | undefined;
+  const primary = choice.primary && toNode(choice.primary, 'primary');
   const replicas: RouteNode[] = [];
-  const members = [...view.members.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const m of members) {
-    const isLeader = view.leader === m.name;
-    if (isLeader || m.role === 'primary') {
-      const why = primaryExclusion(view, m) ?? healthVerdict(health, policy, listener, m, 'primary');
-      if (why === undefined) primary = toNode(m, 'primary');
-      else excluded[m.name] = why;
-      continue;
-    }
-    const why = replicaExclusion(view, listener, m) ?? healthVerdict(health, policy, listener, m, 'replica');
+  for (const m of sortedMembers(view)) {
+    if (m === choice.primary) continue;
+    const why = replicaVerdict(view, health, policy, listener, m, stale, choice.excluded[m.name]);
     if (why === undefined) replicas.push(toNode(m, 'replica'));
     else excluded[m.name] = why;
   }
@@ -127,8 +212,9 @@ export function computeRoutes(
 ): RoutingTable {
   const listeners = new Map<string, ListenerRoute>();
   let changed = prev === undefined;
+  const choice = stale ? primaryWhileStale(view, health, policy) : primaryByView(view, health, policy);
   for (const l of policy.listeners) {
-    const route = routeListener(view, health, policy, l);
+    const route = routeListener(view, health, policy, l, choice, stale);
     if (!sameNodes(prev?.listeners.get(l.name), route)) changed = true;
     listeners.set(l.name, route);
   }

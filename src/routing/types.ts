@@ -38,8 +38,12 @@ export interface RoutePolicy {
   readonly healthChecks: boolean;
 }
 
-/** Health check outcome per member and check path; absent means not checked yet. */
-export type CheckVerdict = 'up' | 'down';
+/**
+ * Health check outcome per member and check path; absent means not checked yet. `down`: the
+ * agent answered with another status than 200; `unreachable`: it did not answer at all (counts as
+ * down for a fresh view, as no news for a stale one).
+ */
+export type CheckVerdict = 'up' | 'down' | 'unreachable';
 export type HealthSnapshot = ReadonlyMap<string, ReadonlyMap<string, CheckVerdict>>;
 
 export const EMPTY_HEALTH: HealthSnapshot = new Map();

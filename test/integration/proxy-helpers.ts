@@ -56,10 +56,11 @@ export interface ListenerSpec {
   tls?: 'disable' | 'passthrough';
 }
 
-function etcdHosts(etcd: EtcdServer | EtcdCluster | readonly string[]): readonly string[] {
-  if ('endpoint' in etcd) return [etcd.endpoint];
-  if ('members' in etcd) return etcd.endpoints;
-  return etcd;
+/** The `etcd3` section: a list of endpoints is taken for relays (`use_proxies`: never bypassed). */
+function etcd3Section(etcd: EtcdServer | EtcdCluster | readonly string[]): Record<string, unknown> {
+  if ('endpoint' in etcd) return { hosts: [etcd.endpoint] };
+  if ('members' in etcd) return { hosts: etcd.endpoints };
+  return { hosts: etcd, use_proxies: true };
 }
 
 export async function startProxy(
@@ -74,7 +75,7 @@ export async function startProxy(
   const config = parseProxyConfig({
     scope,
     namespace: '/service',
-    etcd3: { hosts: etcdHosts(etcd) },
+    etcd3: etcd3Section(etcd),
     proxy: {
       admin: { listen: `127.0.0.1:${adminPort}` },
       wait_timeout: '2s',

@@ -1,6 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { stepCheck, UNKNOWN_CHECK, type CheckState } from '../../../src/proxy/check-state.js';
+import {
+  reportedVerdict,
+  stepCheck,
+  UNKNOWN_CHECK,
+  type CheckState,
+} from '../../../src/proxy/check-state.js';
 
 function run(results: boolean[], fall: number, rise: number): (string | undefined)[] {
   let s: CheckState = UNKNOWN_CHECK;
@@ -41,5 +46,24 @@ describe('stepCheck (fall/rise hysteresis)', () => {
   ];
   for (const c of cases) {
     it(c.name, () => assert.deepEqual(run(c.results, c.fall, c.rise), c.expect));
+  }
+});
+
+describe('reportedVerdict (answered or not)', () => {
+  /** Each result: 'pass' (200), 'fail' (another status), 'error' (no answer). */
+  function report(results: ('pass' | 'fail' | 'error')[]): (string | undefined)[] {
+    let s: CheckState = UNKNOWN_CHECK;
+    return results.map((r) => reportedVerdict((s = stepCheck(s, r === 'pass', 2, 1, r !== 'error'))));
+  }
+  const cases: [string, ('pass' | 'fail' | 'error')[], (string | undefined)[]][] = [
+    ['an error status is down', ['fail'], ['down']],
+    ['no answer is unreachable', ['error'], ['unreachable']],
+    ['up stays up through one missing answer (fall 2)', ['pass', 'error'], ['up', 'up']],
+    ['down, then silence: unreachable (no news)', ['fail', 'error'], ['down', 'unreachable']],
+    ['unreachable, then an error status: down', ['error', 'fail'], ['unreachable', 'down']],
+    ['two missing answers after up: unreachable', ['pass', 'error', 'error'], ['up', 'up', 'unreachable']],
+  ];
+  for (const [name, results, expected] of cases) {
+    it(name, () => assert.deepEqual(report(results), expected));
   }
 });

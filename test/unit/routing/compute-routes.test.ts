@@ -33,7 +33,7 @@ const pg1: MemberSpec = { name: 'pg1', role: 'master', xlog: 10_000 };
 const pg2: MemberSpec = { name: 'pg2', role: 'replica', xlog: 9_500 };
 const pg3: MemberSpec = { name: 'pg3', role: 'replica', xlog: 9_000 };
 
-function health(entries: Record<string, Record<string, 'up' | 'down'>>): HealthSnapshot {
+function health(entries: Record<string, Record<string, 'up' | 'down' | 'unreachable'>>): HealthSnapshot {
   return new Map(Object.entries(entries).map(([k, v]) => [k, new Map(Object.entries(v))]));
 }
 
@@ -211,6 +211,119 @@ describe('computeRoutes', () => {
       t.listeners.get('primary')!.nodes.map((n) => n.name),
       ['pg1'],
     );
+  });
+});
+
+/** After a switchover the proxy could not see in etcd: its last view still names pg1. */
+const staleCases: Case[] = [
+  {
+    name: 'no answers yet: the last view rules (sessions stay)',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2, pg3],
+    expect: { primary: ['pg1'], replicas: ['pg2', 'pg3'], reads: ['pg2', 'pg3'], any: ['pg1', 'pg2', 'pg3'] },
+  },
+  {
+    name: 'agents unreachable: no news, the last view rules',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2],
+    health: health({
+      pg1: { '/primary': 'unreachable' },
+      pg2: { '/primary': 'unreachable', '/replica?lag=1024': 'unreachable' },
+    }),
+    expect: { primary: ['pg1'], replicas: ['pg2'], reads: ['pg2'], any: ['pg1', 'pg2'] },
+  },
+  {
+    name: 'the new primary answers /primary, the old one denies it: writes go to the new one',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2, pg3],
+    health: health({
+      pg1: { '/primary': 'down', '/replica?lag=1024': 'up', '/replica': 'up' },
+      pg2: { '/primary': 'up', '/replica?lag=1024': 'down' },
+      pg3: { '/primary': 'down', '/replica?lag=1024': 'up' },
+    }),
+    expect: { primary: ['pg2'], replicas: ['pg1', 'pg3'], reads: ['pg1', 'pg3'], any: ['pg2', 'pg1', 'pg3'] },
+  },
+  {
+    name: 'a proof of primary wins over the last view even with the old leader unreachable',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2],
+    health: health({ pg1: { '/primary': 'unreachable' }, pg2: { '/primary': 'up' } }),
+    expect: { primary: ['pg2'], replicas: [], reads: ['pg2'], any: ['pg2'] },
+  },
+  {
+    name: 'two members answer /primary: neither is used',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2, pg3],
+    health: health({ pg1: { '/primary': 'up' }, pg2: { '/primary': 'up' } }),
+    expect: { primary: [], replicas: ['pg3'], reads: ['pg3'], any: ['pg3'] },
+  },
+  {
+    name: 'the old leader denies being primary and nobody claims it: no primary (clients wait)',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2],
+    health: health({ pg1: { '/primary': 'down' } }),
+    expect: { primary: [], replicas: ['pg2'], reads: ['pg2'], any: ['pg2'] },
+  },
+  {
+    name: 'a replica whose agent answers the lag check with an error leaves the read port',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, pg2, pg3],
+    health: health({ pg2: { '/replica?lag=1024': 'down' } }),
+    expect: { primary: ['pg1'], replicas: ['pg3'], reads: ['pg3'], any: ['pg1', 'pg2', 'pg3'] },
+  },
+  {
+    name: 'a replica lagging in the last view but passing its agent check serves reads',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, { ...pg2, xlog: 1 }],
+    health: health({ pg2: { '/replica?lag=1024': 'up' } }),
+    expect: { primary: ['pg1'], replicas: ['pg2'], reads: ['pg2'], any: ['pg1', 'pg2'] },
+  },
+  {
+    name: 'noloadbalance still holds for a replica that passes its check',
+    leader: 'pg1',
+    optime: 10_000,
+    members: [pg1, { ...pg2, tags: { noloadbalance: true } }],
+    health: health({ pg2: { '/replica?lag=1024': 'up', '/replica': 'up' } }),
+    expect: { primary: ['pg1'], replicas: [], reads: ['pg1'], any: ['pg1'] },
+  },
+];
+
+describe('computeRoutes while the DCS view is stale (the agents answer for the cluster)', () => {
+  for (const c of staleCases) {
+    it(c.name, () => {
+      const view = viewOf({
+        ...(c.leader ? { leader: c.leader } : {}),
+        ...(c.optime ? { optime: c.optime } : {}),
+        members: c.members,
+      });
+      // Health checks off in the config: the proxy still checks while stale.
+      const table = computeRoutes(view, c.health ?? EMPTY_HEALTH, policy(false), undefined, true);
+      const got = Object.fromEntries([...table.listeners].map(([k, r]) => [k, r.nodes.map((n) => n.name)]));
+      assert.deepEqual(got, c.expect);
+    });
+  }
+
+  it('says why the old leader is passed over', () => {
+    const view = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, pg2] });
+    const h = health({ pg1: { '/primary': 'down' }, pg2: { '/primary': 'up' } });
+    const route = computeRoutes(view, h, policy(), undefined, true).listeners.get('primary')!;
+    assert.equal(route.excluded.pg1, 'pg2 answers /primary while the DCS is unreachable');
+  });
+
+  it('an unreachable check removes a node when the view is fresh and checks are on', () => {
+    const view = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, pg2] });
+    const h = health({ pg2: { '/replica?lag=1024': 'unreachable' } });
+    const route = computeRoutes(view, h, policy(true), undefined).listeners.get('replicas')!;
+    assert.deepEqual(route.nodes, []);
+    assert.equal(route.excluded.pg2, 'health check /replica?lag=1024 unreachable');
   });
 });
 
