@@ -11,13 +11,18 @@
  *     every 250 ms; it counts as closed on the first socket end/error or failed probe;
  *   - the event: `node-loss` SIGKILLs the leader's agent/Patroni and its postmaster (pid from
  *     data/postmaster.pid); `switchover` runs `pgfleet ctl switchover --candidate X --force` /
- *     `patronictl switchover --candidate X --force` (the event time is when the command starts).
+ *     `patronictl switchover --candidate X --force` (the event time is when the command starts);
+ *     `etcd-member-loss` SIGKILLs the first-listed member of the 3-member etcd cluster both stacks
+ *     use, `etcd-leader-loss` its raft leader (no failover should follow: the table says whether
+ *     the leader was kept; the member is restarted after ttl + 5 s of watching).
  * Write RTO: from the event to the end of the first successful insert after the last failed one;
  * with no failure, the longest gap between successful inserts after the event. The killed member
  * is restarted and the cluster healed before the next event.
  *
  *   npm run bench:failover -- [--rounds 2] [--ttl 10] [--loop-wait 2] [--retry-timeout 3]
- *                             [--scenarios node-loss,switchover] [--stacks pgfleet,patroni]
+ *        [--scenarios node-loss,switchover,etcd-member-loss,etcd-leader-loss] [--stacks pgfleet,patroni]
+ *
+ * Both stacks use one 3-member etcd cluster (every component is given all three endpoints).
  *
  * Loopback only. Results also go to `.bench-out/failover-<timestamp>.json`.
  */
@@ -34,11 +39,13 @@ import {
   isClusterReady,
   patroniHaproxyConfig,
   readPidFile,
-  startEtcd,
+  startEtcdCluster,
   startHaproxy,
   startPatroniCluster,
   trackPidFile,
   waitFor,
+  type EtcdCluster as EtcdTestCluster,
+  type EtcdServer,
   type PatroniCluster,
 } from '../test/harness/index.js';
 import {
@@ -53,7 +60,7 @@ import {
 import { startPgfleetProxy } from './pgfleet-proxy.js';
 import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
 
-const SCENARIOS = ['node-loss', 'switchover'] as const;
+const SCENARIOS = ['node-loss', 'switchover', 'etcd-member-loss', 'etcd-leader-loss'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 const STACKS = ['pgfleet', 'patroni'] as const;
 type Stack = (typeof STACKS)[number];
@@ -79,7 +86,7 @@ function parseOptions() {
       ttl: { type: 'string', default: '10' },
       'loop-wait': { type: 'string', default: '2' },
       'retry-timeout': { type: 'string', default: '3' },
-      scenarios: { type: 'string', default: SCENARIOS.join(',') },
+      scenarios: { type: 'string', default: 'node-loss,switchover' },
       stacks: { type: 'string', default: STACKS.join(',') },
     },
     strict: true,
@@ -143,6 +150,8 @@ interface EventResult {
   readonly stack: Stack;
   readonly oldLeader: string;
   readonly newLeader: string | undefined;
+  /** etcd scenarios: the leader after the watch is the one before. */
+  readonly leaderKept: boolean;
   /** Write RTO in ms (see the file comment). */
   readonly rtoMs: number;
   readonly failedAttempts: number;
@@ -172,13 +181,13 @@ async function main(): Promise<void> {
     log('WARNING: the host is busy before the benchmark starts; numbers will be disturbed');
   }
 
-  const etcd = await startEtcd();
+  const etcd = await startEtcdCluster();
   const stacks: StackUnderTest[] = [];
   for (const s of opts.stacks) {
     log(`starting ${STACK_LABEL[s]}`);
     stacks.push(s === 'pgfleet' ? await startPgfleetStack(etcd, opts) : await startPatroniStack(etcd, opts));
   }
-  const ourDirs = [etcd.dataDir, ...stacks.flatMap((s) => s.dirs)];
+  const ourDirs = [...etcd.members.map((m) => m.dataDir), ...stacks.flatMap((s) => s.dirs)];
   for (const s of stacks) {
     await waitFor(
       `${s.stack} write port to reach only the leader`,
@@ -201,7 +210,7 @@ async function main(): Promise<void> {
     for (const scenario of opts.scenarios) {
       const order = round % 2 === 1 ? stacks : [...stacks].reverse();
       for (const s of order) {
-        const r = await runEvent(s, scenario, round, ourDirs);
+        const r = await runEvent(s, scenario, round, ourDirs, etcd, opts);
         results.push(r);
         log(
           `[${results.length}/${events}] round ${round} ${scenario} ${s.stack}: ${r.oldLeader} → ${r.newLeader ?? '?'} ` +
@@ -251,7 +260,10 @@ async function runEvent(
   scenario: Scenario,
   round: number,
   ourDirs: string[],
+  etcd: EtcdTestCluster,
+  opts: Options,
 ): Promise<EventResult> {
+  await etcd.waitForLeader(30_000);
   const startedAt = new Date().toISOString();
   const foreign = foreignProcesses(ourDirs);
   try {
@@ -307,8 +319,12 @@ async function runEvent(
   const t0 = performance.now();
   let commandMs: number | undefined;
   let commandCode: number | null | undefined;
+  let killedEtcd: EtcdServer | undefined;
   if (scenario === 'node-loss') {
     s.kill(oldLeader);
+  } else if (scenario === 'etcd-member-loss' || scenario === 'etcd-leader-loss') {
+    killedEtcd = scenario === 'etcd-member-loss' ? etcd.members[0]! : await etcd.leader();
+    killedEtcd.kill('SIGKILL');
   } else {
     const res = await s.switchover(candidate!);
     commandMs = performance.now() - t0;
@@ -318,7 +334,13 @@ async function runEvent(
 
   // Observe until writes are stable on a new leader and the old session closed (or its window passed).
   let newLeader: string | undefined;
-  while (performance.now() - t0 < OBSERVE_MAX_MS) {
+  // etcd scenarios: no failover is expected; watch past any lease deadline (ttl + 5 s).
+  while (killedEtcd !== undefined && performance.now() - t0 < (opts.ttl + 5) * 1000) {
+    await sleep(250);
+    const l = await s.leader().catch(() => undefined);
+    if (l !== undefined && l !== oldLeader) newLeader ??= l;
+  }
+  while (killedEtcd === undefined && performance.now() - t0 < OBSERVE_MAX_MS) {
     await sleep(250);
     const now = performance.now();
     const after = attempts.filter((a) => a.startMs >= t0);
@@ -362,12 +384,18 @@ async function runEvent(
   }
 
   if (scenario === 'node-loss') await s.restart(oldLeader);
+  const leaderAfter = killedEtcd === undefined ? undefined : await s.leader().catch(() => undefined);
+  if (killedEtcd !== undefined) {
+    await killedEtcd.start();
+    await etcd.waitForLeader(30_000);
+  }
   return {
     round,
     scenario,
     stack: s.stack,
     oldLeader,
     newLeader,
+    leaderKept: newLeader === undefined && leaderAfter === oldLeader,
     rtoMs,
     failedAttempts: failures.length,
     attempts: after.length,
@@ -438,10 +466,7 @@ async function attempt(s: StackUnderTest, mode: 0 | 1): Promise<Attempt> {
   }
 }
 
-async function startPgfleetStack(
-  etcd: Awaited<ReturnType<typeof startEtcd>>,
-  opts: Options,
-): Promise<StackUnderTest> {
+async function startPgfleetStack(etcd: EtcdTestCluster, opts: Options): Promise<StackUnderTest> {
   const scope = `bench-failover-${process.pid}`;
   const nodes: AgentNode[] = [];
   for (const name of ['a1', 'a2', 'a3']) {
@@ -463,7 +488,8 @@ async function startPgfleetStack(
   // The proxy's defaults (routing on the etcd watch, no REST health checks, wait_timeout 5s).
   const proxy = await startPgfleetProxy({
     scope,
-    etcdEndpoint: etcd.endpoint,
+    etcdEndpoint: etcd.endpoints[0]!,
+    etcdHosts: etcd.endpoints,
     env: { PGFLEET_FROM_SOURCE: '1' },
   });
   const writePort = proxy.port;
@@ -527,10 +553,7 @@ async function startPgfleetStack(
   };
 }
 
-async function startPatroniStack(
-  etcd: Awaited<ReturnType<typeof startEtcd>>,
-  opts: Options,
-): Promise<StackUnderTest> {
+async function startPatroniStack(etcd: EtcdTestCluster, opts: Options): Promise<StackUnderTest> {
   const cluster: PatroniCluster = await startPatroniCluster({
     etcd,
     size: 3,
@@ -631,6 +654,7 @@ interface Summary {
   readonly failedAttemptsMax: number;
   readonly sessionClosedMedianMs: number | undefined;
   readonly sessionStayedOpen: number;
+  readonly leaderKept: number;
 }
 
 function summarise(results: readonly EventResult[], opts: Options): Summary[] {
@@ -650,6 +674,7 @@ function summarise(results: readonly EventResult[], opts: Options): Summary[] {
         failedAttemptsMax: Math.max(...rs.map((r) => r.failedAttempts)),
         sessionClosedMedianMs: closedMs.length > 0 ? median(closedMs) : undefined,
         sessionStayedOpen: rs.length - closedMs.length,
+        leaderKept: rs.filter((r) => r.leaderKept).length,
       });
     }
   }
@@ -668,6 +693,7 @@ function renderTable(results: readonly EventResult[], opts: Options): string {
     'max RTO',
     'failed attempts (median, max)',
     'old session closed after',
+    'leader kept (etcd scenarios)',
   ];
   const rows = summarise(results, opts).map((s) => [
     s.scenario,
@@ -679,6 +705,7 @@ function renderTable(results: readonly EventResult[], opts: Options): string {
       (s.sessionStayedOpen > 0
         ? `${s.sessionClosedMedianMs === undefined ? '' : '; '}stayed open ${s.sessionStayedOpen}/${s.events}`
         : ''),
+    s.scenario.startsWith('etcd-') ? `${s.leaderKept}/${s.events}` : '',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');

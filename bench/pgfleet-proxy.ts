@@ -23,6 +23,8 @@ import { log, ROOT } from './lib.js';
 export interface PgfleetProxyOptions {
   readonly scope: string;
   readonly etcdEndpoint: string;
+  /** Every etcd member (overrides etcdEndpoint). */
+  readonly etcdHosts?: readonly string[];
   /** Extra keys of the `proxy:` section (health_check, max_client_connections, …). */
   readonly proxy?: Readonly<Record<string, unknown>>;
   /** Node flags before bin/pgfleet (--cpu-prof, --heapsnapshot-signal=…). */
@@ -50,7 +52,7 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
     stringify({
       scope: opts.scope,
       namespace: '/service',
-      etcd3: { hosts: [opts.etcdEndpoint] },
+      etcd3: { hosts: opts.etcdHosts ?? [opts.etcdEndpoint] },
       // HAProxy's benchmark config logs only notices (no per-connection lines); likewise here.
       log: { level: opts.logLevel ?? 'warn' },
       proxy: {

@@ -356,6 +356,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private async fenceAlone(how: 'stop' | 'demote'): Promise<void> {
     const node = this.opts.node;
     this.state = 'stopping';
+    this.probe = undefined;
     await node.stop('fast').catch(() => undefined);
     if (how === 'stop') {
       this.state = 'stopped';
@@ -378,6 +379,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       parameters: this.dynamicParameters,
       setState: (s) => {
         this.state = s;
+        // The last probe describes Postgres before this step (a primary being demoted must not
+        // answer /primary 200 from it, even for a moment): the next observation fills it in.
+        this.probe = undefined;
       },
       formerPrimary: this.formerPrimary,
       setFollowing: (leader) => {

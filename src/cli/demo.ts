@@ -1,6 +1,7 @@
 /**
- * `npm run demo`: a local pgfleet cluster in a temp dir on free loopback ports: one etcd, three
- * agents and the proxy, as child processes. Waits until healthy, prints how to connect, and on
+ * `npm run demo`: a local pgfleet cluster in a temp dir on free loopback ports: three etcd members
+ * (as a production etcd runs: one can be lost or restarted), three agents and the proxy, as child
+ * processes. Waits until healthy, prints how to connect, and on
  * Ctrl-C (SIGINT) or SIGTERM stops everything in order: proxy → agents → etcd, then removes the
  * temp dir. Children run under `setpriv --pdeathsig TERM`, so even a SIGKILLed demo leaves
  * nothing behind (agents, in turn, take their Postgres down with them).
@@ -91,11 +92,16 @@ async function getJson(url: string): Promise<{ status: number; body: unknown }> 
   return { status: res.status, body };
 }
 
-function agentYaml(name: string, etcdPort: number, pgPort: number, apiPort: number, dir: string): string {
+/** `[127.0.0.1:a, 127.0.0.1:b, 127.0.0.1:c]`: every etcd member, for every component. */
+function etcdHosts(ports: Ports): string {
+  return `[${ports.etcd.map((m) => `127.0.0.1:${m.client}`).join(', ')}]`;
+}
+
+function agentYaml(name: string, ports: Ports, pgPort: number, apiPort: number, dir: string): string {
   return `scope: ${SCOPE}
 namespace: /service
 name: ${name}
-etcd3: { hosts: [127.0.0.1:${etcdPort}] }
+etcd3: { hosts: ${etcdHosts(ports)} }
 restapi: { listen: 127.0.0.1:${apiPort} }
 postgresql:
   listen: 127.0.0.1:${pgPort}
@@ -110,10 +116,11 @@ bootstrap:
 `;
 }
 
-function proxyYaml(etcdPort: number, adminPort: number, writePort: number, readPort: number): string {
+function proxyYaml(ports: Ports): string {
+  const { admin: adminPort, write: writePort, read: readPort } = ports;
   return `scope: ${SCOPE}
 namespace: /service
-etcd3: { hosts: [127.0.0.1:${etcdPort}] }
+etcd3: { hosts: ${etcdHosts(ports)} }
 proxy:
   admin: { listen: 127.0.0.1:${adminPort} }
   wait_timeout: 5s
@@ -125,8 +132,7 @@ proxy:
 }
 
 interface Ports {
-  etcd: number;
-  etcdPeer: number;
+  etcd: { name: string; client: number; peer: number }[];
   admin: number;
   write: number;
   read: number;
@@ -146,9 +152,11 @@ async function allocatePorts(): Promise<Ports> {
   };
   const nodes = [];
   for (const name of ['pg1', 'pg2', 'pg3']) nodes.push({ name, pg: await next(), api: await next() });
+  const etcd = [];
+  for (const name of ['etcd1', 'etcd2', 'etcd3'])
+    etcd.push({ name, client: await next(), peer: await next() });
   return {
-    etcd: await next(),
-    etcdPeer: await next(),
+    etcd,
     admin: await next(),
     write: await next(),
     read: await next(),
@@ -170,25 +178,32 @@ async function clusterHealthy(ports: Ports): Promise<boolean> {
 }
 
 async function launch(dir: string, ports: Ports): Promise<void> {
-  const etcdUrl = `http://127.0.0.1:${ports.etcd}`;
-  const peerUrl = `http://127.0.0.1:${ports.etcdPeer}`;
-  start('etcd', dir, ETCD_BIN, [
-    '--name=demo',
-    `--data-dir=${path.join(dir, 'etcd')}`,
-    `--listen-client-urls=${etcdUrl}`,
-    `--advertise-client-urls=${etcdUrl}`,
-    `--listen-peer-urls=${peerUrl}`,
-    `--initial-advertise-peer-urls=${peerUrl}`,
-    `--initial-cluster=demo=${peerUrl}`,
-  ]);
-  await waitFor(
-    'etcd',
-    async () => ((await getJson(`${etcdUrl}/health`)).status === 200 ? true : false),
-    20_000,
-  );
+  const peer = (m: Ports['etcd'][number]) => `http://127.0.0.1:${m.peer}`;
+  const initialCluster = ports.etcd.map((m) => `${m.name}=${peer(m)}`).join(',');
+  for (const m of ports.etcd) {
+    const clientUrl = `http://127.0.0.1:${m.client}`;
+    start(m.name, dir, ETCD_BIN, [
+      `--name=${m.name}`,
+      `--data-dir=${path.join(dir, m.name)}`,
+      `--listen-client-urls=${clientUrl}`,
+      `--advertise-client-urls=${clientUrl}`,
+      `--listen-peer-urls=${peer(m)}`,
+      `--initial-advertise-peer-urls=${peer(m)}`,
+      `--initial-cluster=${initialCluster}`,
+      '--initial-cluster-token=pgfleet-demo',
+    ]);
+  }
+  // A member answers healthy once a quorum is up.
+  for (const m of ports.etcd) {
+    await waitFor(
+      `etcd member ${m.name}`,
+      async () => ((await getJson(`http://127.0.0.1:${m.client}/health`)).status === 200 ? true : false),
+      30_000,
+    );
+  }
   for (const n of ports.nodes) {
     const file = path.join(dir, `${n.name}.yaml`);
-    await writeFile(file, agentYaml(n.name, ports.etcd, n.pg, n.api, dir));
+    await writeFile(file, agentYaml(n.name, ports, n.pg, n.api, dir));
     pgfleet(`agent-${n.name}`, dir, ['agent', '-c', file]);
   }
   process.stdout.write('pgfleet demo: bootstrapping three PostgreSQL nodes (about 10-30 s)…\n');
@@ -198,7 +213,7 @@ async function launch(dir: string, ports: Ports): Promise<void> {
     HEALTHY_TIMEOUT_MS,
   );
   const proxyFile = path.join(dir, 'proxy.yaml');
-  await writeFile(proxyFile, proxyYaml(ports.etcd, ports.admin, ports.write, ports.read));
+  await writeFile(proxyFile, proxyYaml(ports));
   pgfleet('proxy', dir, ['proxy', '-c', proxyFile]);
   await waitFor(
     'the proxy',
@@ -214,7 +229,7 @@ function banner(dir: string, ports: Ports): string {
   );
   return [
     '',
-    'pgfleet demo is running: etcd, 3 agents (pg1..pg3) and the proxy.',
+    'pgfleet demo is running: 3 etcd members, 3 agents (pg1..pg3) and the proxy.',
     '',
     `  write (primary):   psql "${url(ports.write)}"`,
     `  read (replicas):   psql "${url(ports.read)}"`,
@@ -223,7 +238,7 @@ function banner(dir: string, ports: Ports): string {
     ...rest,
     `  cluster view:      http://127.0.0.1:${ports.nodes[0]!.api}/cluster`,
     `  proxy admin:       http://127.0.0.1:${ports.admin}/status   (metrics: /metrics)`,
-    `  etcd:              127.0.0.1:${ports.etcd}   (scope "${SCOPE}", namespace /service)`,
+    `  etcd members:      ${ports.etcd.map((m) => `127.0.0.1:${m.client}`).join(', ')}   (scope "${SCOPE}", namespace /service)`,
     `  files and logs:    ${dir}`,
     '',
     '  Stop: press Ctrl-C (or send SIGTERM); everything is stopped and the temp dir removed.',

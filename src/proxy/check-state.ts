@@ -10,6 +10,8 @@
  *
  * A failure is either an answer (another status than 200: the agent says no) or none (refused,
  * timed out: no news). A `down` verdict whose last result was no answer is reported `unreachable`.
+ * With `denyAtOnce` (the proxy's DCS view is stale, the agents are its only news) an answered
+ * failure takes an `up` verdict down at once: an agent saying "not primary" is not a flaky link.
  */
 import type { CheckVerdict } from '../routing/types.js';
 
@@ -29,8 +31,10 @@ export function stepCheck(
   fall: number,
   rise: number,
   answered = true,
+  denyAtOnce = false,
 ): CheckState {
   if (prev.verdict === undefined) return { verdict: ok ? 'up' : 'down', streak: 0, answered };
+  if (denyAtOnce && !ok && answered) return { verdict: 'down', streak: 0, answered };
   const agrees = (prev.verdict === 'up') === ok;
   if (agrees) return { verdict: prev.verdict, streak: 0, answered };
   const streak = prev.streak + 1;

@@ -12,6 +12,9 @@ import type { CheckVerdict, HealthSnapshot } from '../routing/types.js';
 import { errorMessage } from '../errors.js';
 import { reportedVerdict, stepCheck, UNKNOWN_CHECK, type CheckState } from './check-state.js';
 
+/** How often the agents are checked at most while the proxy's DCS view is stale. */
+export const STALE_INTERVAL_MS = 250;
+
 export interface HealthCheckerOptions {
   readonly intervalMs: number;
   readonly timeoutMs: number;
@@ -32,10 +35,15 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #closed = false;
+  #denyAtOnce = false;
+  #intervalMs: number;
+  /** Another round is wanted as soon as the one running ends. */
+  #again = false;
 
   constructor(opts: HealthCheckerOptions) {
     super();
     this.#opts = opts;
+    this.#intervalMs = opts.intervalMs;
     this.#dispatcher = new Agent({
       connections: 2,
       keepAliveTimeout: opts.intervalMs * 4,
@@ -74,7 +82,7 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
   /** Checks every interval from now on (again after `pause`). */
   start(): void {
     if (this.#timer || this.#closed) return;
-    this.#timer = setInterval(() => void this.#round(), this.#opts.intervalMs);
+    this.#timer = setInterval(() => void this.#round(), this.#intervalMs);
     this.#timer.unref();
     void this.#round();
   }
@@ -88,13 +96,41 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
     this.emit('change', this.snapshot());
   }
 
+  /**
+   * While the proxy's DCS view is stale the checks are its only news of a switchover: they run
+   * every STALE_INTERVAL_MS at most, and an agent that answers "no" is believed at once (no `fall`
+   * hysteresis, check-state.ts).
+   */
+  setStale(stale: boolean): void {
+    this.#denyAtOnce = stale;
+    const ms = stale ? Math.min(this.#opts.intervalMs, STALE_INTERVAL_MS) : this.#opts.intervalMs;
+    if (ms === this.#intervalMs) return;
+    this.#intervalMs = ms;
+    if (this.#timer) {
+      clearInterval(this.#timer);
+      this.#timer = setInterval(() => void this.#round(), ms);
+      this.#timer.unref();
+    }
+  }
+
   get running(): boolean {
     return this.#timer !== undefined;
+  }
+
+  /**
+   * Checks again now, not at the next interval: a session just failed on a node (refused, or its
+   * role on the wire contradicted the table), which is how a switchover shows first.
+   */
+  checkSoon(): void {
+    if (!this.#timer || this.#closed) return;
+    if (this.#running) this.#again = true;
+    else void this.#round();
   }
 
   async #round(): Promise<void> {
     if (this.#running || this.#closed) return;
     this.#running = true;
+    this.#again = false;
     try {
       const checks: Promise<boolean>[] = [];
       for (const [member, base] of this.#targets) {
@@ -105,6 +141,7 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
     } finally {
       this.#running = false;
     }
+    if (this.#again) void this.#round();
   }
 
   /** Runs one check; true when the member's verdict for that path changed. */
@@ -131,7 +168,7 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
     let paths = this.#states.get(member);
     if (!paths) this.#states.set(member, (paths = new Map()));
     const prev = paths.get(path) ?? UNKNOWN_CHECK;
-    const next = stepCheck(prev, ok, this.#opts.fall, this.#opts.rise, answered);
+    const next = stepCheck(prev, ok, this.#opts.fall, this.#opts.rise, answered, this.#denyAtOnce);
     paths.set(path, next);
     const verdict = reportedVerdict(next)!;
     this.#opts.onResult?.(member, path, ok, verdict);

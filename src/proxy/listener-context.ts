@@ -1,6 +1,6 @@
 import type { ListenerConfig } from '../config/proxy-schema.js';
 import type { Logger } from '../observability/logger.js';
-import type { ListenerRoute } from '../routing/types.js';
+import type { ListenerRoute, RouteNode } from '../routing/types.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import type { ConnectionRegistry, Terminable } from './connection-registry.js';
 import type { DeadlineWheel } from './deadline-wheel.js';
@@ -33,4 +33,6 @@ export interface ListenerContext<S extends Terminable = Terminable> {
   nextCursor(): number;
   /** A client connection ended (in any phase). */
   released(): void;
+  /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
+  nodeFailed?(node: RouteNode): void;
 }

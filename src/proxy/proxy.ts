@@ -199,6 +199,7 @@ export class Proxy {
       released: () => {
         this.#clients--;
       },
+      nodeFailed: () => this.#health.checkSoon(),
     };
   }
 
@@ -261,6 +262,7 @@ export class Proxy {
 
   #onDcsStatus(s: DcsStatus): void {
     this.#updateStaleness();
+    this.#health.setStale(!s.connected);
     if (!this.#config.proxy.health_check.enabled) {
       if (s.connected) this.#health.pause();
       else if (!this.#health.running) {

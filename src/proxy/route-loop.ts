@@ -47,7 +47,10 @@ export async function routeLoop(
   const waitStart = hooks.since ?? performance.now();
   const deadline = waitStart + ctx.waitTimeoutMs;
   const tried = new Set<string>();
-  if (hooks.failed) tried.add(hooks.failed.key);
+  if (hooks.failed) {
+    tried.add(hooks.failed.key);
+    ctx.nodeFailed?.(hooks.failed);
+  }
   let waited = false;
   let sawNodes = hooks.failed !== undefined;
   while (hooks.routing()) {
@@ -67,6 +70,7 @@ export async function routeLoop(
         return { kind: 'settled' };
       }
       tried.add(node.key);
+      ctx.nodeFailed?.(node);
       continue;
     }
     const remaining = deadline - performance.now();

@@ -38,7 +38,10 @@ export function noRouteFatal(
   });
 }
 
-/** Why a server that reported the wrong in_hot_standby for its role was dropped (and logs it). */
+/**
+ * Why a server that reported the wrong in_hot_standby for its role was dropped (logs it, and has
+ * the agents checked again at once: the table is out of date).
+ */
 export function wrongRoleError(
   ctx: ListenerContext,
   node: RouteNode,
@@ -49,6 +52,7 @@ export function wrongRoleError(
     { node: node.name, in_hot_standby: inHotStandby },
     'server role does not match the routing table',
   );
+  ctx.nodeFailed?.(node);
   return `server ${node.name} reports in_hot_standby=${inHotStandby ?? '(not reported)'}, expected ${expected} for a ${node.role}`;
 }
 

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { onCleanup, readPidFile, trackPidFile } from './cleanup.js';
-import type { EtcdServer } from './etcd.js';
+import type { EtcdCluster, EtcdServer } from './etcd.js';
 import { freePort } from './ports.js';
 import { PG_BIN_DIR } from './postgres.js';
 import { isAlive, runCommand, spawnProcess, type CommandResult, type ManagedProcess } from './processes.js';
@@ -76,7 +76,8 @@ export interface PatroniCluster {
 }
 
 export interface PatroniClusterOptions {
-  readonly etcd: EtcdServer;
+  /** One member, or a cluster (Patroni is given every member's endpoint). */
+  readonly etcd: EtcdServer | EtcdCluster;
   readonly scope?: string;
   readonly size?: number;
   readonly ttl?: number;
@@ -213,7 +214,7 @@ interface DcsTiming {
 
 async function prepareMember(
   name: string,
-  etcd: EtcdServer,
+  etcd: EtcdServer | EtcdCluster,
   scope: string,
   namespace: string,
   dcs: DcsTiming,
@@ -241,7 +242,7 @@ async function prepareMember(
 /** The YAML config of one member, as a plain object. */
 export function patroniConfig(input: {
   member: PatroniMember;
-  etcd: EtcdServer;
+  etcd: EtcdServer | EtcdCluster;
   scope: string;
   namespace: string;
   dcs: DcsTiming;
@@ -253,7 +254,7 @@ export function patroniConfig(input: {
     name: member.name,
     log: { level: 'INFO' },
     restapi: { listen: `127.0.0.1:${member.apiPort}`, connect_address: `127.0.0.1:${member.apiPort}` },
-    etcd3: { hosts: [etcd.endpoint], protocol: 'http' },
+    etcd3: { hosts: 'members' in etcd ? etcd.endpoints : [etcd.endpoint], protocol: 'http' },
     bootstrap: {
       dcs: {
         ttl: dcs.ttl,

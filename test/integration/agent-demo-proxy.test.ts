@@ -1,5 +1,5 @@
 /**
- * The demo (etcd + 3 agents + the proxy): the proxy routes a pgfleet cluster — writes reach the
+ * The demo (3 etcd members + 3 agents + the proxy): the proxy routes a pgfleet cluster — writes reach the
  * leader, reads the replicas — and SIGINT stops everything, leaving no process or temp dir.
  */
 import assert from 'node:assert/strict';
@@ -51,6 +51,11 @@ void describe('demo: proxy in front of pgfleet agents', { timeout: 150_000 }, ()
     const urls = [...out.matchAll(/psql "([^"]+)"/g)].map((m) => m[1]!);
     [writeUrl, readUrl] = [urls[0]!, urls[1]!];
     demoDir = /files and logs:\s+(\S+)/.exec(out)![1]!;
+    assert.match(
+      out,
+      /etcd members:\s+127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ /,
+      'three etcd members',
+    );
   });
   after(cleanupAll);
 

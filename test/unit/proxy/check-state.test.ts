@@ -67,3 +67,22 @@ describe('reportedVerdict (answered or not)', () => {
     it(name, () => assert.deepEqual(report(results), expected));
   }
 });
+
+describe('stepCheck with denyAtOnce (the DCS view is stale)', () => {
+  function run(results: ('pass' | 'fail' | 'error')[]): (string | undefined)[] {
+    let s: CheckState = UNKNOWN_CHECK;
+    return results.map((r) => reportedVerdict((s = stepCheck(s, r === 'pass', 3, 1, r !== 'error', true))));
+  }
+  const cases: [string, ('pass' | 'fail' | 'error')[], (string | undefined)[]][] = [
+    ['an answered failure takes up down at once', ['pass', 'fail'], ['up', 'down']],
+    [
+      'a missing answer still needs `fall` in a row',
+      ['pass', 'error', 'error', 'error'],
+      ['up', 'up', 'up', 'unreachable'],
+    ],
+    ['rise still applies on the way back', ['fail', 'pass'], ['down', 'up']],
+  ];
+  for (const [name, results, expected] of cases) {
+    it(name, () => assert.deepEqual(run(results), expected));
+  }
+});
