@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pgfleet's demo, tests and benchmarks need on Debian 12:
-# Debian packages (etcd, PostgreSQL 15, Patroni, HAProxy, pgbouncer, pgbench) and npm packages.
+# Debian packages (etcd, PostgreSQL 15, Patroni, HAProxy, pgbouncer, pgbench, dnsmasq for the
+# etcd DNS discovery test) and npm packages.
 # Package scripts are kept from starting system services: the project starts its own
 # instances on free loopback ports.
 #   scripts/install-deps.sh            # everything (tests, benchmarks)
@@ -8,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(gcc libc6-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer)
+want=(gcc libc6-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer dnsmasq-base)
 if [[ "${1:-}" == "--demo" ]]; then
   want=(gcc libc6-dev etcd-server postgresql-15 postgresql-client-15)
 fi

@@ -1,5 +1,6 @@
 /** The integration-test harness: real etcd, PostgreSQL, Patroni and HAProxy on loopback ports. */
 export * from './cleanup.js';
+export * from './dns.js';
 export * from './etcd.js';
 export * from './haproxy.js';
 export * from './os-user.js';

@@ -1,8 +1,9 @@
 /**
  * EtcdCluster (every etcd call and watch of pgfleet) against a real 3-member etcd cluster: calls,
  * lease keepalives and the cluster watch move to a live member when the member in use is killed,
- * frozen or cut off by a fault relay; etcd's member list is learnt from one configured host; with
- * no quorum left, calls fail within their budget with ERR_DCS_UNAVAILABLE.
+ * frozen or cut off by a fault relay; etcd's member list is learnt from one configured host, and
+ * the members from DNS SRV records (a real dnsmasq); with no quorum left, calls fail within their
+ * budget with ERR_DCS_UNAVAILABLE.
  */
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
@@ -19,6 +20,7 @@ import {
   cleanupAll,
   isStopped,
   onCleanup,
+  startDnsServer,
   startEtcdCluster,
   waitFor,
   type EtcdCluster as EtcdTestCluster,
@@ -79,6 +81,41 @@ void describe('EtcdCluster against a 3-member etcd cluster', { timeout: 180_000 
     const proxied = client([etcd.endpoints[0]!], { use_proxies: true });
     await proxied.refreshMembers();
     assert.equal(proxied.members().length, 1, 'use_proxies keeps the configured hosts only');
+  });
+
+  void it('finds the members in DNS SRV records (srv, srv_suffix), Patroni order', async () => {
+    const dns = await startDnsServer([
+      ...etcd.members.map((m) => ({
+        name: '_etcd-client-prod._tcp.pgfleet.test',
+        target: m.host,
+        port: m.port,
+      })),
+      // A plain `_etcd` record comes after `_etcd-client` in Patroni's order: never used here.
+      { name: '_etcd-prod._tcp.pgfleet.test', target: '127.0.0.1', port: 1 },
+    ]);
+    const resolver = dns.resolver();
+    const c = new EtcdCluster(parseEtcd3({ srv: 'pgfleet.test', srv_suffix: 'prod' }), {
+      log: silentLogger(),
+      budgetMs: BUDGET_MS,
+      srvLookup: (name) => resolver.resolveSrv(name),
+    });
+    onCleanup(() => c.close());
+    await put(c, 'srv', 'found');
+    assert.deepEqual(
+      c
+        .members()
+        .map((m) => [m.url, m.source])
+        .sort(),
+      etcd.members.map((m) => [m.clientUrl, 'srv']).sort(),
+    );
+    const used = memberOf(etcd, c.currentUrl);
+    used.kill('SIGKILL');
+    try {
+      assert.equal(await get(c, 'srv'), 'found');
+    } finally {
+      await used.start();
+    }
+    await etcd.waitForLeader();
   });
 
   void it('calls and lease keepalives go on when the member in use is killed, each member in turn', async () => {
