@@ -119,9 +119,9 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
         continue;
       }
       firstAttempt();
-      backoff = MIN_BACKOFF_MS;
       const pinned = this.#cluster.pinned();
       if (!pinned) continue;
+      const watchedSince = this.#opts.now();
       try {
         await this.#watchUntilBroken(pinned.client, pinned.url, revision);
       } catch (err) {
@@ -134,6 +134,11 @@ export class ClusterWatcher extends EventEmitter<ClusterWatcherEvents> {
           this.#cluster.reportFault(pinned.url, err);
         }
       }
+      // A watch that breaks as soon as it starts (refused by every member) must not spin.
+      if (this.#opts.now() - watchedSince < MAX_BACKOFF_MS) {
+        await this.#sleep(backoff);
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      } else backoff = MIN_BACKOFF_MS;
     }
   }
 

@@ -253,7 +253,9 @@ export class Proxy {
     }
     await this.#admin?.start();
     await this.#watcher.start();
-    if (this.#config.proxy.health_check.enabled || !this.#watcher.status.connected) this.#health.start();
+    const connected = this.#watcher.status.connected;
+    this.#health.setStale(!connected);
+    if (this.#config.proxy.health_check.enabled || !connected) this.#health.start();
     this.#stalenessTimer = setInterval(() => this.#updateStaleness(), 1_000);
     this.#stalenessTimer.unref();
     this.#updateStaleness();

@@ -18,7 +18,7 @@
  *   `/primary` with an error status. The `in_hot_standby` check at connect time is the second proof.
  * - a member qualifies as a replica when its agent answers the listener's `/replica` check with
  *   200, not when it answers with an error status, and by the last view's rules when its agent
- *   does not answer (unreachable is no news, so an outage of etcd and of the checks alike keeps
+ *   has not answered (unreachable is no news, so an outage of etcd and of the checks alike keeps
  *   the last known table and its sessions).
  */
 import type { ClusterView, Member } from '../cluster/types.js';

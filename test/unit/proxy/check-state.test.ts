@@ -59,7 +59,9 @@ describe('reportedVerdict (answered or not)', () => {
     ['an error status is down', ['fail'], ['down']],
     ['no answer is unreachable', ['error'], ['unreachable']],
     ['up stays up through one missing answer (fall 2)', ['pass', 'error'], ['up', 'up']],
-    ['down, then silence: unreachable (no news)', ['fail', 'error'], ['down', 'unreachable']],
+    ['down, then silence: still down (the last news was no)', ['fail', 'error'], ['down', 'down']],
+    ['an answered no within the failure streak counts', ['pass', 'fail', 'error'], ['up', 'up', 'down']],
+    ['up again clears it', ['fail', 'pass', 'error', 'error'], ['down', 'up', 'up', 'unreachable']],
     ['unreachable, then an error status: down', ['error', 'fail'], ['unreachable', 'down']],
     ['two missing answers after up: unreachable', ['pass', 'error', 'error'], ['up', 'up', 'unreachable']],
   ];
