@@ -359,6 +359,10 @@ async function runEvent(
   await writer;
   await Promise.all([...inflight]);
   await prober;
+  // Our own end of the session is not a close by the stack under test.
+  session.removeAllListeners('end');
+  session.removeAllListeners('error');
+  session.on('error', () => undefined);
   await session.end().catch(() => undefined);
 
   const after = attempts.filter((a) => a.startMs >= t0).sort((a, b) => a.startMs - b.startMs);
