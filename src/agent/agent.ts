@@ -210,7 +210,10 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   private async observeDcs(): Promise<void> {
     try {
-      await this.lease.refresh(this.settings);
+      // Leading by the last view seen (the view of a failed cycle is gone): a leader's renewal
+      // never runs past its lease deadline.
+      const leading = this.probe?.inRecovery === false && this.lastSeenLeader === this.cfg.name;
+      await this.lease.refresh(this.settings, leading);
       this.snapshot = await this.opts.dcs.load();
       this.lastSeenLeader = this.snapshot.view.leader ?? this.lastSeenLeader;
       this.updateSettings(this.snapshot.view);

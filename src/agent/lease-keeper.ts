@@ -9,19 +9,26 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import type { HaSettings } from '../ha/dynamic-config.js';
+import { PgfleetError } from '../errors.js';
 import { Watchdog } from './watchdog.js';
 
-/** The shortest renewal attempt: shorter ones fail on a loaded but healthy etcd. */
-const MIN_RENEWAL_MS = 500;
+/** Below this much time before the lease deadline a leader does not try: it fences instead. */
+const MIN_RENEWAL_MS = 100;
 
-/** How long one renewal may take: retry_timeout, cut to the time left before the lease deadline. */
+/**
+ * How long one renewal may take: retry_timeout; for a leader, cut to the time left before its
+ * lease deadline, and 0 (do not try: fence now) when less than MIN_RENEWAL_MS is left. Any other
+ * member always gets the whole retry_timeout, so it keeps trying through an outage.
+ */
 export function renewalBudgetMs(
   retryTimeoutMs: number,
   deadlineMs: number | undefined,
   nowMs: number,
+  leading: boolean,
 ): number {
-  if (deadlineMs === undefined) return retryTimeoutMs;
-  return Math.max(MIN_RENEWAL_MS, Math.min(retryTimeoutMs, deadlineMs - nowMs));
+  if (!leading || deadlineMs === undefined) return retryTimeoutMs;
+  const left = Math.min(retryTimeoutMs, deadlineMs - nowMs);
+  return left < MIN_RENEWAL_MS ? 0 : left;
 }
 
 export class LeaseKeeper {
@@ -48,16 +55,16 @@ export class LeaseKeeper {
 
   /**
    * Keeps the lease alive (or grants one); throws when etcd cannot be reached. The attempt may move
-   * across etcd members for up to retry_timeout, but not past the lease deadline: a cycle that
-   * cannot renew in time comes back to decide() while fencing is still its own choice.
+   * across etcd members for up to retry_timeout, but a leader's not past its lease deadline: a
+   * cycle that cannot renew in time comes back to decide() while fencing is still its own choice.
    */
-  async refresh(settings: HaSettings): Promise<void> {
+  async refresh(settings: HaSettings, leading: boolean): Promise<void> {
     const sentAt = performance.now();
     this.dcs.setRetryTimeout(settings.retryTimeoutMs);
-    await this.dcs.refreshLease(
-      settings.ttlMs,
-      renewalBudgetMs(settings.retryTimeoutMs, this.deadlineMs, sentAt),
-    );
+    const budgetMs = renewalBudgetMs(settings.retryTimeoutMs, this.deadlineMs, sentAt, leading);
+    if (budgetMs === 0)
+      throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'lease deadline reached without a renewal');
+    await this.dcs.refreshLease(settings.ttlMs, budgetMs);
     this.deadlineMs = sentAt + settings.ttlMs - settings.retryTimeoutMs;
     this.lastRefreshMs = sentAt;
   }
@@ -67,7 +74,7 @@ export class LeaseKeeper {
     if (this.inFlight || performance.now() - this.lastRefreshMs < settings.loopWaitMs) return;
     this.inFlight = true;
     try {
-      await this.refresh(settings);
+      await this.refresh(settings, leadingPid !== undefined);
       this.arm(settings, leadingPid);
     } catch {
       // the next cycle reports the DCS state

@@ -13,7 +13,7 @@ import { errorMessage } from '../errors.js';
 import { reportedVerdict, stepCheck, UNKNOWN_CHECK, type CheckState } from './check-state.js';
 
 /** How often the agents are checked at most while the proxy's DCS view is stale. */
-export const STALE_INTERVAL_MS = 250;
+export const STALE_INTERVAL_MS = 100;
 
 export interface HealthCheckerOptions {
   readonly intervalMs: number;

@@ -263,7 +263,7 @@ void describe(
       assert.ok(!sentences.some((s) => /demot|stopping self/.test(s)), sentences.join('\n'));
     });
 
-    void it('two members of three gone (no quorum): the primary still fences before its lease could expire', async () => {
+    void it('two members of three gone (no quorum): the primary still fences before its lease could expire', async (t) => {
       await writer.stop();
       const [a, b] = etcd.members.filter((m) => m !== etcd.members[2]);
       const writes = pgClient(primary.pgPort);
@@ -289,6 +289,7 @@ void describe(
       // The last renewal was at most a loop_wait (and a cycle) before the kill, so the lease could
       // expire no sooner than killedAt + ttl − loop_wait − 0.1 s.
       const bound = TTL_S * 1000 - LOOP_WAIT_S * 1000 - 100;
+      t.diagnostic(`fenced ${fencedAt - killedAt} ms after the kill (bound ${bound} ms)`);
       assert.ok(
         fencedAt - killedAt < bound,
         `fenced ${fencedAt - killedAt} ms after the kill (bound ${bound} ms)`,

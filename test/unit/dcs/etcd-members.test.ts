@@ -154,13 +154,17 @@ void describe('etcd errors: which ones move a call to another member', () => {
 });
 
 void describe('lease renewal budget', () => {
-  const cases: [string, number, number | undefined, number, number][] = [
-    ['no lease yet: retry_timeout', 4_000, undefined, 0, 4_000],
-    ['deadline far: retry_timeout', 4_000, 10_000, 1_000, 4_000],
-    ['deadline near: the time left', 4_000, 3_000, 1_000, 2_000],
-    ['deadline passed: a last short try', 4_000, 1_000, 2_000, 500],
+  const cases: [string, number, number | undefined, number, boolean, number][] = [
+    ['no lease yet: retry_timeout', 4_000, undefined, 0, true, 4_000],
+    ['leader, deadline far: retry_timeout', 4_000, 10_000, 1_000, true, 4_000],
+    ['leader, deadline near: the time left', 4_000, 3_000, 1_000, true, 2_000],
+    ['leader, deadline 300 ms away: the 300 ms left', 4_000, 1_300, 1_000, true, 300],
+    ['leader, deadline 50 ms away: no try (fence)', 4_000, 1_050, 1_000, true, 0],
+    ['leader, deadline passed: no try (fence)', 4_000, 1_000, 2_000, true, 0],
+    ['replica, deadline passed: keeps trying with retry_timeout', 4_000, 1_000, 2_000, false, 4_000],
+    ['replica, deadline near: retry_timeout', 4_000, 3_000, 1_000, false, 4_000],
   ];
-  for (const [name, retry, deadline, now, expected] of cases) {
-    void it(name, () => assert.equal(renewalBudgetMs(retry, deadline, now), expected));
+  for (const [name, retry, deadline, now, leading, expected] of cases) {
+    void it(name, () => assert.equal(renewalBudgetMs(retry, deadline, now, leading), expected));
   }
 });
