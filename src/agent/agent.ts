@@ -26,6 +26,7 @@ import { execute, type ExecutorContext } from './executor.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
+import { recordLsn, replayLagSeconds, type LsnSample } from './replay-lag.js';
 import {
   effectiveTags,
   leaderStatusValue,
@@ -91,6 +92,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly bootstrapSettings: HaSettings;
   private settings: HaSettings;
   private lastSettingsProblems = '';
+  /** While primary: when each WAL position was first seen (for the standbys' replay lag). */
+  private lsnHistory: LsnSample[] = [];
 
   constructor(private readonly opts: AgentOptions) {
     super();
@@ -239,6 +242,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       this.probe = await node.probe();
       this.highestTimeline = Math.max(this.highestTimeline, this.probe.timeline);
       if (!this.probe.inRecovery) this.formerPrimary = true;
+      this.lsnHistory = this.probe.inRecovery
+        ? []
+        : recordLsn(this.lsnHistory, { lsn: this.probe.walPosition, atMs: performance.now() });
       this.postmasterStartMs ??= Date.now();
     } catch {
       this.probe = undefined;
@@ -414,7 +420,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     await this.observePostgres();
     try {
       await this.publishMember(false);
-      const status = this.snapshot && leaderStatusValue(this.snapshot.view, this.cfg.name, this.probe);
+      const lags = replayLagSeconds(this.probe?.standbys ?? [], this.lsnHistory, performance.now());
+      const status = this.snapshot && leaderStatusValue(this.snapshot.view, this.cfg.name, this.probe, lags);
       if (status !== undefined) await this.opts.dcs.writeStatus(status);
     } catch (err) {
       this.opts.log.debug({ err: errorMessage(err) }, 'could not publish status');

@@ -65,13 +65,20 @@ export function effectiveTags(tags: Readonly<Record<string, unknown>>): Record<s
   );
 }
 
-/** `{"optime":…,"slots":{…},"retain_slots":[…]}`; slots map slot name → confirmed position. */
+/**
+ * `{"optime":…,"slots":{…},"retain_slots":[…],"replay_lag":{…}}`; slots map slot name → confirmed
+ * position; `replay_lag` (pgfleet's, ignored by Patroni) maps a standby's name → seconds its replay
+ * is behind (replay-lag.ts), present when standbys stream from this leader.
+ */
 export function buildStatusValue(
   optime: number,
   slots: Readonly<Record<string, number>>,
   members: readonly string[],
+  replayLag: Readonly<Record<string, number>> = {},
 ) {
-  return { optime, slots, retain_slots: [...members].sort() };
+  const value: Record<string, unknown> = { optime, slots, retain_slots: [...members].sort() };
+  if (Object.keys(replayLag).length > 0) value.replay_lag = replayLag;
+  return value;
 }
 
 export function connUrl(host: string, port: number): string {
@@ -109,11 +116,13 @@ export function leaderStatusValue(
   view: ClusterView,
   me: string,
   probe: PgProbe | undefined,
+  replayLag: Readonly<Record<string, number>> = {},
 ): string | undefined {
   if (view.leader !== me || !probe || probe.inRecovery) return undefined;
   const others = [...view.members.keys()].filter((n) => n !== me);
   const slots = Object.fromEntries(
     others.map((n) => [slotNameFor(n), view.members.get(n)?.xlogLocation ?? 0] as const),
   );
-  return JSON.stringify(buildStatusValue(probe.walPosition, slots, others));
+  const lags = Object.fromEntries(Object.entries(replayLag).filter(([n]) => others.includes(n)));
+  return JSON.stringify(buildStatusValue(probe.walPosition, slots, others, lags));
 }

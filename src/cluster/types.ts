@@ -28,6 +28,9 @@ export interface Member {
   readonly role: MemberRole;
   /** WAL position in bytes: write LSN on a primary, the replayed/received LSN on a replica. */
   readonly xlogLocation: number | undefined;
+  /** A replica's received and replayed positions (Patroni 4's `receive_lsn`, `replay_lsn`). */
+  readonly receiveLsn: number | undefined;
+  readonly replayLsn: number | undefined;
   readonly timeline: number | undefined;
   readonly tags: MemberTags;
   /** Patroni (or pgfleet) version string the member reports. */
@@ -46,6 +49,11 @@ export interface ClusterView {
   readonly members: ReadonlyMap<string, Member>;
   /** The leader's last published WAL position (`status.optime`, or legacy `optime/leader`). */
   readonly optime: number | undefined;
+  /**
+   * Seconds each standby's replay is behind, as the leader measures it (`status.replay_lag`,
+   * pgfleet's); undefined when the leader publishes none (Patroni).
+   */
+  readonly replayLagS: ReadonlyMap<string, number> | undefined;
   /** Dynamic config (`config` key), as parsed JSON. */
   readonly config: Readonly<Record<string, unknown>>;
   readonly sync: SyncState;
@@ -63,6 +71,7 @@ export function emptyView(scope: string): ClusterView {
     leader: undefined,
     members: new Map(),
     optime: undefined,
+    replayLagS: undefined,
     config: Object.freeze({}),
     sync: EMPTY_SYNC,
     initialized: false,
@@ -74,4 +83,15 @@ export function emptyView(scope: string): ClusterView {
 export function memberLagBytes(view: ClusterView, member: Member): number | undefined {
   if (view.optime === undefined || member.xlogLocation === undefined) return undefined;
   return Math.max(0, view.optime - member.xlogLocation);
+}
+
+/**
+ * What a reader on `member` misses, in bytes: the leader's optime against the member's *replayed*
+ * position when it publishes one (pgfleet, Patroni 4), else against `xlog_location` (received or
+ * replayed, whichever is further: Patroni 3).
+ */
+export function memberReplayLagBytes(view: ClusterView, member: Member): number | undefined {
+  const pos = member.replayLsn ?? member.xlogLocation;
+  if (view.optime === undefined || pos === undefined) return undefined;
+  return Math.max(0, view.optime - pos);
 }

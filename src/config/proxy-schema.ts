@@ -14,6 +14,8 @@ const listenerSchema = z
     listen: hostPort,
     role: z.enum(LISTENER_ROLES),
     max_lag: sizeBytes.optional(),
+    /** Replicas only: how far behind (time, as the leader measures replay) a reader may be. */
+    max_lag_time: durationMs.optional(),
     balance: z.enum(['least_connections', 'round_robin']).default('least_connections'),
     fallback_to_primary: z.boolean().default(false),
     on_unroutable: z.enum(['drop', 'drain']).default('drop'),
@@ -95,6 +97,13 @@ const proxySection = z
         ctx.addIssue({
           code: 'custom',
           path: ['listeners', i, 'max_lag'],
+          message: 'only applies to role: replica',
+        });
+      }
+      if (l.role !== 'replica' && l.max_lag_time !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'max_lag_time'],
           message: 'only applies to role: replica',
         });
       }

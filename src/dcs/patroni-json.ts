@@ -106,6 +106,8 @@ export function parseMember(name: string, text: string): Member | string {
     state: typeof obj.state === 'string' ? obj.state : 'unknown',
     role: toRole(obj.role),
     xlogLocation: toWalPosition(obj.xlog_location),
+    receiveLsn: toWalPosition(obj.receive_lsn),
+    replayLsn: toWalPosition(obj.replay_lsn),
     timeline,
     tags: parseTags(obj.tags),
     version: typeof obj.version === 'string' ? obj.version : undefined,
@@ -119,6 +121,17 @@ function parseOptime(text: string | undefined, legacy: string | undefined): numb
     if (v !== undefined) return v;
   }
   return legacy === undefined ? undefined : toWalPosition(legacy.trim());
+}
+
+/** `status.replay_lag` (pgfleet's): member → seconds; undefined when absent or malformed. */
+function parseReplayLag(text: string | undefined): ReadonlyMap<string, number> | undefined {
+  const obj = text === undefined ? undefined : parseJsonObject(text);
+  const lags = obj?.replay_lag;
+  if (lags === null || typeof lags !== 'object' || Array.isArray(lags)) return undefined;
+  const out = new Map<string, number>();
+  for (const [name, v] of Object.entries(lags as Record<string, unknown>))
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) out.set(name, v);
+  return out;
 }
 
 function parseSync(text: string | undefined): SyncState {
@@ -163,6 +176,7 @@ export function buildView(scope: string, values: ReadonlyMap<string, string>, re
     leader: leaderText === undefined || leaderText === '' ? undefined : leaderText,
     members,
     optime: parseOptime(values.get(KEY.status), values.get(KEY.legacyOptime)),
+    replayLagS: parseReplayLag(values.get(KEY.status)),
     config: Object.freeze(config),
     sync: parseSync(values.get(KEY.sync)),
     initialized: values.has(KEY.initialize),

@@ -25,6 +25,9 @@ export const DEFAULT_PARAMETERS: Readonly<Record<string, ParamValue>> = Object.f
   wal_keep_size: '128MB',
   wal_log_hints: 'on',
   max_connections: 100,
+  // A replica tells the primary its replay position at least every second (PostgreSQL's default
+  // is 10 s): the leader's published replay lag, and read routing by it, are that fresh.
+  wal_receiver_status_interval: '1s',
 });
 
 export interface StandbySettings {

@@ -17,6 +17,16 @@ export interface PgProbe {
   readonly upstreamPort: number | undefined;
   readonly serverVersion: number;
   readonly systemIdentifier: string;
+  /** On a primary, its walsenders' standbys as pg_stat_replication shows them; [] elsewhere. */
+  readonly standbys: readonly StandbyProgress[];
+}
+
+/** One row of pg_stat_replication: who (application_name, the member's name), how far replayed. */
+export interface StandbyProgress {
+  readonly name: string;
+  readonly replayLsn: number | undefined;
+  /** `replay_lag` in seconds; undefined when PostgreSQL shows NULL (caught up and idle, or unknown). */
+  readonly replayLagS: number | undefined;
 }
 
 export const probeSql = `SELECT pg_is_in_recovery(),
@@ -30,7 +40,9 @@ export const probeSql = `SELECT pg_is_in_recovery(),
   (SELECT sender_host FROM pg_stat_wal_receiver),
   (SELECT sender_port FROM pg_stat_wal_receiver),
   current_setting('server_version_num'),
-  (SELECT system_identifier FROM pg_control_system())`;
+  (SELECT system_identifier FROM pg_control_system()),
+  (SELECT json_agg(json_build_object('name', application_name, 'replay', replay_lsn - '0/0',
+     'lag', extract(epoch FROM replay_lag))) FROM pg_stat_replication)`;
 
 function num(v: string | null | undefined): number | undefined {
   if (v === null || v === undefined || v === '') return undefined;
@@ -56,5 +68,28 @@ export function parseProbe(row: Row | undefined): PgProbe {
     upstreamPort: num(row[7]),
     serverVersion: num(row[8]) ?? 0,
     systemIdentifier: row[9] ?? '',
+    standbys: parseStandbys(row[10]),
   };
+}
+
+/** The json_agg of pg_stat_replication rows; malformed entries are skipped. */
+export function parseStandbys(text: string | null | undefined): StandbyProgress[] {
+  if (text === null || text === undefined || text === '') return [];
+  let rows: unknown;
+  try {
+    rows = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(rows)) return [];
+  const out: StandbyProgress[] = [];
+  for (const r of rows as unknown[]) {
+    if (r === null || typeof r !== 'object') continue;
+    const o = r as Record<string, unknown>;
+    if (typeof o.name !== 'string' || o.name === '') continue;
+    const replay = typeof o.replay === 'number' ? o.replay : undefined;
+    const lag = typeof o.lag === 'number' ? o.lag : undefined;
+    out.push({ name: o.name, replayLsn: replay, replayLagS: lag });
+  }
+  return out;
 }

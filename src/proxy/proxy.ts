@@ -7,12 +7,13 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { ProxyConfig } from '../config/proxy-schema.js';
 import type { ClusterView } from '../cluster/types.js';
-import { emptyView } from '../cluster/types.js';
+import { emptyView, memberReplayLagBytes } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { EtcdCluster, type EtcdMemberStatus } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
 import { PgfleetError, errorMessage } from '../errors.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
+import { registerRouteMetrics } from '../observability/route-metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { requiredCheckPaths } from '../routing/health-paths.js';
@@ -112,6 +113,7 @@ export class Proxy {
         name: l.name,
         role: l.role,
         maxLagBytes: l.max_lag,
+        maxLagTimeMs: l.max_lag_time,
         fallbackToPrimary: l.fallback_to_primary,
       })),
     };
@@ -120,6 +122,7 @@ export class Proxy {
     this.#etcd = new EtcdCluster(config.etcd3, { log: log.child({ component: 'etcd' }) });
     const etcd = this.#etcd;
     registerEtcdMetrics(metrics.registry, 'proxy', () => etcd.members());
+    registerRouteMetrics(metrics.registry, () => ({ view: this.#view, table: this.#table }));
     this.#watcher = new ClusterWatcher(this.#etcd, {
       scope: config.scope,
       keys: clusterKeys(config.namespace, config.scope),
@@ -346,6 +349,9 @@ export class Proxy {
           this.#view.optime !== undefined && m.xlogLocation !== undefined
             ? Math.max(0, this.#view.optime - m.xlogLocation)
             : null,
+        replay_lsn: m.replayLsn ?? null,
+        replay_lag_bytes: m.name === this.#view.leader ? null : (memberReplayLagBytes(this.#view, m) ?? null),
+        replay_lag_seconds: this.#view.replayLagS?.get(m.name) ?? null,
         tags: m.tags.all,
         health: Object.fromEntries(this.#healthSnapshot.get(m.name) ?? []),
       };
@@ -357,6 +363,7 @@ export class Proxy {
         listen: `${l.listen.host}:${l.listen.port}`,
         role: l.role,
         max_lag: l.max_lag ?? null,
+        max_lag_time: l.max_lag_time === undefined ? null : l.max_lag_time / 1000,
         nodes: r?.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, role: n.role })) ?? [],
         excluded: r?.excluded ?? {},
       };

@@ -6,8 +6,10 @@
  * - `primary`: the member named in the `leader` key, running as primary (and passing `/primary`
  *   when checks are on). Other members that claim to be primary never qualify.
  * - `replica`: running replicas that are not the leader, not tagged `noloadbalance`, with
- *   lag = status optime − xlog_location ≤ `max_lag` (when set), passing `/replica?lag=` when checks
- *   are on; the primary instead when none qualifies and `fallback_to_primary` is set.
+ *   lag = status optime − the replica's replayed position (`replay_lsn`; `xlog_location` when it
+ *   publishes none) ≤ `max_lag` (when set) and the leader-measured replay lag (`status.replay_lag`)
+ *   ≤ `max_lag_time` (when set), passing `/replica?lag=` when checks are on; the primary instead
+ *   when none qualifies and `fallback_to_primary` is set.
  * - `any`: the primary and the qualifying replicas.
  *
  * With a stale view (etcd unreachable for the proxy, not necessarily for the agents), the
@@ -22,9 +24,10 @@
  *   the last known table and its sessions).
  */
 import type { ClusterView, Member } from '../cluster/types.js';
-import { memberLagBytes } from '../cluster/types.js';
+import { memberReplayLagBytes } from '../cluster/types.js';
 import { checkPathFor, PRIMARY_CHECK } from './health-paths.js';
 import type {
+  ExclusionReason,
   HealthSnapshot,
   ListenerPolicy,
   ListenerRoute,
@@ -34,6 +37,14 @@ import type {
 } from './types.js';
 
 const RUNNING_STATES = new Set(['running', 'streaming']);
+
+/** Why a member is left out: a reason from a closed set, and the sentence /status shows. */
+interface Exclusion {
+  readonly reason: ExclusionReason;
+  readonly detail: string;
+}
+
+const out = (reason: ExclusionReason, detail: string): Exclusion => ({ reason, detail });
 
 function toNode(m: Member, role: 'primary' | 'replica'): RouteNode {
   return { key: `${m.name}@${m.host}:${m.port}`, name: m.name, host: m.host, port: m.port, role };
@@ -50,42 +61,63 @@ function healthVerdict(
   policy: RoutePolicy,
   path: string,
   m: Member,
-): string | undefined {
+): Exclusion | undefined {
   if (!policy.healthChecks) return undefined;
   // Not checked yet counts as passing (HAProxy starts servers UP); the DCS rule still applies.
   const v = health.get(m.name)?.get(path);
-  if (v === 'down') return `health check ${path} failing`;
-  if (v === 'unreachable') return `health check ${path} unreachable`;
+  if (v === 'down') return out('health_check', `health check ${path} failing`);
+  if (v === 'unreachable') return out('health_check', `health check ${path} unreachable`);
   return undefined;
 }
 
 /** Why `m` cannot serve as the primary by the DCS view, or undefined when it can. */
-function primaryExclusion(view: ClusterView, m: Member): string | undefined {
+function primaryExclusion(view: ClusterView, m: Member): Exclusion | undefined {
   if (view.leader !== m.name)
-    return m.role === 'primary' ? 'claims primary but does not hold the leader key' : undefined;
-  if (m.role !== 'primary') return `holds the leader key but its role is ${m.role}`;
-  if (!RUNNING_STATES.has(m.state)) return `leader in state ${m.state}`;
+    return m.role === 'primary'
+      ? out('leader_key', 'claims primary but does not hold the leader key')
+      : undefined;
+  if (m.role !== 'primary') return out('role', `holds the leader key but its role is ${m.role}`);
+  if (!RUNNING_STATES.has(m.state)) return out('state', `leader in state ${m.state}`);
+  return undefined;
+}
+
+/** Why a reader on `m` would see too old data for `listener`, or undefined when it would not. */
+function lagExclusion(view: ClusterView, listener: ListenerPolicy, m: Member): Exclusion | undefined {
+  if (listener.maxLagBytes !== undefined) {
+    const lag = memberReplayLagBytes(view, m);
+    if (lag === undefined) return out('lag_unknown', 'lag unknown (no optime or replayed position)');
+    const what = m.replayLsn === undefined ? 'lag' : 'replay lag';
+    if (lag > listener.maxLagBytes)
+      return out('lag_bytes', `${what} ${lag} bytes exceeds max_lag ${listener.maxLagBytes}`);
+  }
+  if (listener.maxLagTimeMs !== undefined) {
+    const s = view.replayLagS?.get(m.name);
+    if (s === undefined)
+      return out(
+        'lag_unknown',
+        view.replayLagS === undefined
+          ? 'replay lag time unknown (the leader publishes none)'
+          : 'replay lag time unknown (not streaming from the leader)',
+      );
+    if (s * 1000 > listener.maxLagTimeMs)
+      return out('lag_time', `replay lag ${s} s exceeds max_lag_time ${listener.maxLagTimeMs / 1000} s`);
+  }
   return undefined;
 }
 
 /** Why `m` cannot serve as a replica for `listener` by the DCS view, or undefined when it can. */
-function replicaExclusion(view: ClusterView, listener: ListenerPolicy, m: Member): string | undefined {
-  if (m.name === view.leader || m.role === 'primary') return 'is the primary';
-  if (m.role !== 'replica') return `role ${m.role}`;
-  if (!RUNNING_STATES.has(m.state)) return `state ${m.state}`;
-  if (m.tags.noloadbalance) return 'tagged noloadbalance';
-  if (listener.maxLagBytes !== undefined) {
-    const lag = memberLagBytes(view, m);
-    if (lag === undefined) return 'lag unknown (no optime or xlog_location)';
-    if (lag > listener.maxLagBytes) return `lag ${lag} bytes exceeds max_lag ${listener.maxLagBytes}`;
-  }
-  return undefined;
+function replicaExclusion(view: ClusterView, listener: ListenerPolicy, m: Member): Exclusion | undefined {
+  if (m.name === view.leader || m.role === 'primary') return out('role', 'is the primary');
+  if (m.role !== 'replica') return out('role', `role ${m.role}`);
+  if (!RUNNING_STATES.has(m.state)) return out('state', `state ${m.state}`);
+  if (m.tags.noloadbalance) return out('noloadbalance', 'tagged noloadbalance');
+  return lagExclusion(view, listener, m);
 }
 
 interface PrimaryChoice {
   readonly primary: Member | undefined;
   /** Why members that hold or claim the primary role were passed over. */
-  readonly excluded: Readonly<Record<string, string>>;
+  readonly excluded: Readonly<Record<string, Exclusion>>;
 }
 
 function sortedMembers(view: ClusterView): Member[] {
@@ -94,7 +126,7 @@ function sortedMembers(view: ClusterView): Member[] {
 
 /** The primary by the DCS view (fresh). */
 function primaryByView(view: ClusterView, health: HealthSnapshot, policy: RoutePolicy): PrimaryChoice {
-  const excluded: Record<string, string> = {};
+  const excluded: Record<string, Exclusion> = {};
   let primary: Member | undefined;
   for (const m of sortedMembers(view)) {
     if (view.leader !== m.name && m.role !== 'primary') continue;
@@ -109,10 +141,13 @@ function primaryByView(view: ClusterView, health: HealthSnapshot, policy: RouteP
 function primaryWhileStale(view: ClusterView, health: HealthSnapshot, policy: RoutePolicy): PrimaryChoice {
   const members = sortedMembers(view);
   const claimants = members.filter((m) => answer(health, m, PRIMARY_CHECK) === 'up');
-  const excluded: Record<string, string> = {};
+  const excluded: Record<string, Exclusion> = {};
   if (claimants.length > 1) {
     for (const m of claimants)
-      excluded[m.name] = `${claimants.length} members answer ${PRIMARY_CHECK} while the DCS is unreachable`;
+      excluded[m.name] = out(
+        'agent_answer',
+        `${claimants.length} members answer ${PRIMARY_CHECK} while the DCS is unreachable`,
+      );
     return { primary: undefined, excluded };
   }
   const claimant = claimants[0];
@@ -120,11 +155,17 @@ function primaryWhileStale(view: ClusterView, health: HealthSnapshot, policy: Ro
   for (const [name, why] of Object.entries(last.excluded)) if (name !== claimant?.name) excluded[name] = why;
   if (claimant !== undefined) {
     if (last.primary && last.primary !== claimant)
-      excluded[last.primary.name] = `${claimant.name} answers ${PRIMARY_CHECK} while the DCS is unreachable`;
+      excluded[last.primary.name] = out(
+        'agent_answer',
+        `${claimant.name} answers ${PRIMARY_CHECK} while the DCS is unreachable`,
+      );
     return { primary: claimant, excluded };
   }
   if (last.primary && answer(health, last.primary, PRIMARY_CHECK) === 'down') {
-    excluded[last.primary.name] = `its agent denies being primary while the DCS is unreachable`;
+    excluded[last.primary.name] = out(
+      'agent_answer',
+      'its agent denies being primary while the DCS is unreachable',
+    );
     return { primary: undefined, excluded };
   }
   return { primary: last.primary, excluded };
@@ -141,13 +182,14 @@ function replicaVerdict(
   listener: ListenerPolicy,
   m: Member,
   stale: boolean,
-  passedOver: string | undefined,
-): string | undefined {
+  passedOver: Exclusion | undefined,
+): Exclusion | undefined {
   const path = checkPathFor(listener, 'replica');
   if (stale) {
     const said = answer(health, m, path);
-    if (said === 'up') return m.tags.noloadbalance ? 'tagged noloadbalance' : undefined;
-    if (said === 'down') return `its agent answers ${path} with an error while the DCS is unreachable`;
+    if (said === 'up') return m.tags.noloadbalance ? out('noloadbalance', 'tagged noloadbalance') : undefined;
+    if (said === 'down')
+      return out('agent_answer', `its agent answers ${path} with an error while the DCS is unreachable`);
   }
   if (passedOver !== undefined) return passedOver;
   return replicaExclusion(view, listener, m) ?? (stale ? undefined : healthVerdict(health, policy, path, m));
@@ -161,7 +203,7 @@ function routeListener(
   choice: PrimaryChoice,
   stale: boolean,
 ): ListenerRoute {
-  const excluded: Record<string, string> = {};
+  const excluded: Record<string, Exclusion> = {};
   const primary = choice.primary && toNode(choice.primary, 'primary');
   const replicas: RouteNode[] = [];
   for (const m of sortedMembers(view)) {
@@ -174,14 +216,14 @@ function routeListener(
   switch (listener.role) {
     case 'primary':
       nodes = primary ? [primary] : [];
-      for (const r of replicas) excluded[r.name] = 'is a replica';
+      for (const r of replicas) excluded[r.name] = out('role', 'is a replica');
       break;
     case 'replica':
       if (replicas.length === 0 && listener.fallbackToPrimary && primary) {
         nodes = [primary];
       } else {
         nodes = replicas;
-        if (primary) excluded[primary.name] = 'is the primary';
+        if (primary) excluded[primary.name] = out('role', 'is the primary');
       }
       break;
     case 'any':
@@ -189,9 +231,15 @@ function routeListener(
       break;
   }
   if (view.leader !== undefined && !view.members.has(view.leader)) {
-    excluded[view.leader] = 'holds the leader key but has no member key';
+    excluded[view.leader] = out('leader_key', 'holds the leader key but has no member key');
   }
-  return { listener: listener.name, nodes, excluded };
+  const entries = Object.entries(excluded);
+  return {
+    listener: listener.name,
+    nodes,
+    excluded: Object.fromEntries(entries.map(([n, e]) => [n, e.detail])),
+    reasons: Object.fromEntries(entries.map(([n, e]) => [n, e.reason])),
+  };
 }
 
 function sameNodes(a: ListenerRoute | undefined, b: ListenerRoute): boolean {

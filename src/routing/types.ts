@@ -9,11 +9,25 @@ export interface RouteNode {
   readonly role: 'primary' | 'replica';
 }
 
+/** Why a member was left out of a listener, as a closed set (a metric label). */
+export type ExclusionReason =
+  | 'role'
+  | 'state'
+  | 'noloadbalance'
+  | 'lag_bytes'
+  | 'lag_time'
+  | 'lag_unknown'
+  | 'health_check'
+  | 'leader_key'
+  | 'agent_answer';
+
 export interface ListenerRoute {
   readonly listener: string;
   readonly nodes: readonly RouteNode[];
   /** Why a member was left out, by member name (for /status and logs). */
   readonly excluded: Readonly<Record<string, string>>;
+  /** The same, as a reason from a closed set (for metrics). */
+  readonly reasons: Readonly<Record<string, ExclusionReason>>;
 }
 
 export interface RoutingTable {
@@ -29,6 +43,8 @@ export interface ListenerPolicy {
   readonly name: string;
   readonly role: ListenerRole;
   readonly maxLagBytes: number | undefined;
+  /** The leader-measured replay lag (`status.replay_lag`) a reader may see at most. */
+  readonly maxLagTimeMs?: number | undefined;
   readonly fallbackToPrimary: boolean;
 }
 

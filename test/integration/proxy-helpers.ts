@@ -52,6 +52,7 @@ export interface ListenerSpec {
   name: string;
   role: 'primary' | 'replica' | 'any';
   max_lag?: string;
+  max_lag_time?: string;
   fallback_to_primary?: boolean;
   tls?: 'disable' | 'passthrough';
 }

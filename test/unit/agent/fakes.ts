@@ -222,6 +222,7 @@ export class FakePostgres implements PostgresControl {
       walReceiverStatus: this.inRecovery && this.lastStart?.standby ? 'streaming' : undefined,
       upstreamHost: undefined,
       upstreamPort: undefined,
+      standbys: [],
       serverVersion: 150004,
       systemIdentifier: '7000000000000000001',
     };

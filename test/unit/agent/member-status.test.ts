@@ -15,6 +15,7 @@ const probe = (over: Partial<PgProbe> = {}): PgProbe => ({
   upstreamPort: 5432,
   serverVersion: 150004,
   systemIdentifier: '7',
+  standbys: [],
   ...over,
 });
 

@@ -13,6 +13,8 @@ function member(tags: Record<string, unknown> = {}): Member {
     state: 'running',
     role: 'replica',
     xlogLocation: 1000,
+    receiveLsn: undefined,
+    replayLsn: undefined,
     timeline: 1,
     tags: { nofailover: false, noloadbalance: false, nosync: false, failoverPriority: undefined, all: tags },
     version: '4.0.0',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildPostgresqlConf, buildPrimaryConninfo, slotNameFor } from '../../../src/postgres/conf.js';
-import { parseProbe } from '../../../src/postgres/probe.js';
+import { parseProbe, parseStandbys } from '../../../src/postgres/probe.js';
 
 void describe('postgres config builders', () => {
   void it("slot names follow Patroni's slot_name_from_member_name", () => {
@@ -52,5 +52,18 @@ void describe('postgres config builders', () => {
     const q = parseProbe(['f', '500', null, null, '1', null, null, null, '150004', '7']);
     assert.equal(q.walPosition, 500);
     assert.equal(q.receiveLsn, undefined);
+    assert.deepEqual(q.standbys, []);
+  });
+
+  void it("parses the primary's pg_stat_replication rows (replay position and lag)", () => {
+    const rows =
+      '[{"name":"pg2","replay":490,"lag":0.012},{"name":"pg3","replay":null,"lag":null},{"name":""},7]';
+    const p = parseProbe(['f', '500', null, null, '1', null, null, null, '150004', '7', rows]);
+    assert.deepEqual(p.standbys, [
+      { name: 'pg2', replayLsn: 490, replayLagS: 0.012 },
+      { name: 'pg3', replayLsn: undefined, replayLagS: undefined },
+    ]);
+    assert.deepEqual(parseStandbys('not json'), []);
+    assert.deepEqual(parseStandbys('{"name":"x"}'), []);
   });
 });

@@ -40,7 +40,7 @@ export function fakeListenerContext(
     deadlines: new DeadlineWheel(5, (err) => {
       throw err;
     }),
-    route: () => ({ listener: 'rw', nodes: [...nodes()], excluded: {} }),
+    route: () => ({ listener: 'rw', nodes: [...nodes()], excluded: {}, reasons: {} }),
     nextCursor: () => cursor++,
     released: () => undefined,
   };

@@ -327,6 +327,89 @@ describe('computeRoutes while the DCS view is stale (the agents answer for the c
   });
 });
 
+describe('computeRoutes: lag as readers see it (replayed position, replay time)', () => {
+  const bytesL: ListenerPolicy = {
+    name: 'bytes',
+    role: 'replica',
+    maxLagBytes: 1024,
+    fallbackToPrimary: false,
+  };
+  const timeL: ListenerPolicy = {
+    name: 'time',
+    role: 'replica',
+    maxLagBytes: undefined,
+    maxLagTimeMs: 500,
+    fallbackToPrimary: false,
+  };
+  const freshness: RoutePolicy = { listeners: [bytesL, timeL], healthChecks: false };
+  const route = (v: ReturnType<typeof viewOf>, name: string) =>
+    computeRoutes(v, EMPTY_HEALTH, freshness, undefined).listeners.get(name)!;
+
+  const cases: {
+    name: string;
+    members: MemberSpec[];
+    replayLag?: Record<string, number>;
+    expect: Record<string, string[]>;
+    reasons?: Record<string, string>;
+  }[] = [
+    {
+      name: 'replay stopped: received up to date, replayed 2000 bytes behind — out of the byte route',
+      members: [pg1, { ...pg2, xlog: 10_000, replay: 8_000 }, { ...pg3, xlog: 10_000, replay: 10_000 }],
+      replayLag: { pg2: 0.1, pg3: 0 },
+      expect: { bytes: ['pg3'], time: ['pg2', 'pg3'] },
+      reasons: { pg2: 'lag_bytes' },
+    },
+    {
+      name: 'Patroni 3 (no replay_lsn): xlog_location decides, as before',
+      members: [pg1, { ...pg2, xlog: 9_500 }, { ...pg3, xlog: 1 }],
+      expect: { bytes: ['pg2'], time: [] },
+    },
+    {
+      name: 'replay lag time over max_lag_time: out of the time route only',
+      members: [pg1, { ...pg2, xlog: 10_000, replay: 10_000 }, { ...pg3, xlog: 10_000, replay: 10_000 }],
+      replayLag: { pg2: 0.501, pg3: 0.5 },
+      expect: { bytes: ['pg2', 'pg3'], time: ['pg3'] },
+      reasons: { pg2: 'lag_time' },
+    },
+    {
+      name: 'a standby missing from replay_lag is not streaming from the leader: out of the time route',
+      members: [pg1, { ...pg2, xlog: 10_000, replay: 10_000 }],
+      replayLag: {},
+      expect: { bytes: ['pg2'], time: [] },
+      reasons: { pg2: 'lag_unknown' },
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const v = viewOf({
+        leader: 'pg1',
+        optime: 10_000,
+        members: c.members,
+        ...(c.replayLag ? { replayLag: c.replayLag } : {}),
+      });
+      const got = Object.fromEntries(['bytes', 'time'].map((l) => [l, route(v, l).nodes.map((n) => n.name)]));
+      assert.deepEqual(got, c.expect);
+      for (const [m, reason] of Object.entries(c.reasons ?? {})) {
+        const all = { ...route(v, 'bytes').reasons, ...route(v, 'time').reasons };
+        assert.equal(all[m], reason, `${m}: ${JSON.stringify(all)}`);
+      }
+    });
+  }
+
+  it('names the limit in /status terms', () => {
+    const v = viewOf({
+      leader: 'pg1',
+      optime: 10_000,
+      members: [pg1, { ...pg2, xlog: 10_000, replay: 8_000 }],
+      replayLag: { pg2: 2.25 },
+    });
+    assert.equal(route(v, 'bytes').excluded.pg2, 'replay lag 2000 bytes exceeds max_lag 1024');
+    assert.equal(route(v, 'time').excluded.pg2, 'replay lag 2.25 s exceeds max_lag_time 0.5 s');
+    const patroni = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, { ...pg2, xlog: 10_000 }] });
+    assert.equal(route(patroni, 'time').excluded.pg2, 'replay lag time unknown (the leader publishes none)');
+  });
+});
+
 describe('diffRoutes', () => {
   it('reports the old primary removed and the new one added on a leader move', () => {
     const before = computeRoutes(
