@@ -271,3 +271,43 @@ export async function waitInRecovery(port: number, timeoutMs: number): Promise<v
     200,
   );
 }
+
+/** One client's try: when it started and ended (ms since the epoch), the rows, or the error. */
+export interface ClientTry<T> {
+  readonly at: number;
+  readonly done: number;
+  readonly rows?: T[];
+  readonly error?: string;
+}
+
+/**
+ * A new connection (as the superuser) to `port` — a proxy listener or a server — one statement,
+ * close: what an application opening a connection per request does. Never throws.
+ */
+export async function connectAndRun<T = Record<string, unknown>>(
+  port: number,
+  text: string,
+  values: unknown[] = [],
+  timeoutMs = 15_000,
+): Promise<ClientTry<T>> {
+  const at = Date.now();
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: SUPERUSER.username,
+    password: SUPERUSER.password,
+    database: 'postgres',
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+  });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    const rows = (await c.query(text, values)).rows as T[];
+    return { at, done: Date.now(), rows };
+  } catch (err) {
+    return { at, done: Date.now(), error: (err as Error).message };
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}

@@ -10,10 +10,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { cleanupAll, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
-  SUPERUSER,
+  connectAndRun,
   getJson,
   haSentences,
   sql,
@@ -63,26 +62,8 @@ interface Attempt {
 
 /** One new connection through the proxy, one insert, close. */
 async function attempt(port: number, id: number): Promise<Attempt> {
-  const started = performance.now();
-  const c = new pg.Client({
-    host: '127.0.0.1',
-    port,
-    user: SUPERUSER.username,
-    password: SUPERUSER.password,
-    database: 'postgres',
-    connectionTimeoutMillis: 15_000,
-    query_timeout: 15_000,
-  });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    await c.query('INSERT INTO sw(id) VALUES ($1)', [id]);
-    return { id, ms: performance.now() - started };
-  } catch (err) {
-    return { id, ms: performance.now() - started, error: (err as Error).message };
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  const t = await connectAndRun(port, 'INSERT INTO sw(id) VALUES ($1)', [id]);
+  return { id, ms: t.done - t.at, ...(t.error === undefined ? {} : { error: t.error }) };
 }
 
 void describe('ctl and proxy: switchover without failed connections', { timeout: 120_000 }, () => {

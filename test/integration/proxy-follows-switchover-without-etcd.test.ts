@@ -14,6 +14,7 @@ import type { Proxy } from '../../src/proxy/proxy.js';
 import { FaultRelay, cleanupAll, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
   SUPERUSER,
+  connectAndRun,
   getJson,
   sql,
   startAgent,
@@ -34,29 +35,17 @@ interface Write {
 }
 
 async function writeOnce(port: number, id: number): Promise<Write> {
-  const at = Date.now();
-  const c = new pg.Client({
-    host: '127.0.0.1',
+  const t = await connectAndRun<{ port: number }>(
     port,
-    user: SUPERUSER.username,
-    password: SUPERUSER.password,
-    database: 'postgres',
-    connectionTimeoutMillis: 15_000,
-    query_timeout: 15_000,
-  });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    const r = await c.query<{ port: number }>(
-      'INSERT INTO s(id) VALUES ($1) RETURNING inet_server_port() AS port',
-      [id],
-    );
-    return { at, done: Date.now(), port: r.rows[0]!.port };
-  } catch (err) {
-    return { at, done: Date.now(), error: (err as Error).message };
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+    'INSERT INTO s(id) VALUES ($1) RETURNING inet_server_port() AS port',
+    [id],
+  );
+  return {
+    at: t.at,
+    done: t.done,
+    ...(t.rows ? { port: t.rows[0]!.port } : {}),
+    ...(t.error ? { error: t.error } : {}),
+  };
 }
 
 void describe(
