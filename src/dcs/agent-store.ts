@@ -204,12 +204,13 @@ export class EtcdAgentDcs implements AgentDcs {
 
   async claimInitialize(value: string): Promise<boolean> {
     const key = this.keys.initialize;
+    // Only a claim etcd acknowledged counts. Every member claims with the same value (Patroni's ''),
+    // so a retry that finds '' cannot tell its own lost claim from another member's: it counts as
+    // lost, as in Patroni (the cluster then waits for a bootstrap rather than risk two).
     const res = await this.cluster.run('create initialize', (c) =>
-      c.if(key, 'Create', '==', 0).then(c.put(key).value(value)).else(c.get(key)).commit(),
+      c.if(key, 'Create', '==', 0).then(c.put(key).value(value)).commit(),
     );
-    if (res.succeeded) return true;
-    // A retry after a lost answer finds our own value: still ours.
-    return res.responses[0]?.response_range?.kvs[0]?.value.toString() === value;
+    return res.succeeded;
   }
 
   async setInitialize(value: string): Promise<void> {
