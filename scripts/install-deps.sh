@@ -6,13 +6,17 @@
 # instances on free loopback ports.
 #   scripts/install-deps.sh            # everything (tests, benchmarks)
 #   scripts/install-deps.sh --demo     # only what `npm run demo` needs
+#   scripts/install-deps.sh --docker   # + Docker engine, docker-compose 1.29, mmdebstrap, Prometheus
+#   scripts/install-deps.sh --browser  # + headless Chromium (status page and dashboard checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(gcc libc6-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer dnsmasq-base)
-if [[ "${1:-}" == "--demo" ]]; then
-  want=(gcc libc6-dev etcd-server postgresql-15 postgresql-client-15)
-fi
+case "${1:-}" in
+  --demo) want=(gcc libc6-dev etcd-server postgresql-15 postgresql-client-15) ;;
+  --docker) want+=(docker.io docker-compose mmdebstrap uidmap prometheus) ;;
+  --browser) want+=(chromium prometheus) ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do
@@ -38,7 +42,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   ((had_policy == 1)) || rm -f "$policy"
   # Stop anything a package still managed to start (we run our own instances).
-  for svc in etcd haproxy patroni postgresql pgbouncer; do
+  for svc in etcd haproxy patroni postgresql pgbouncer prometheus docker containerd; do
     if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
   done
 fi

@@ -2,7 +2,7 @@
  * The agent's REST API (Patroni's endpoints and status codes) on `restapi.listen`.
  * GET, HEAD and OPTIONS answer health and status; POST/PATCH/PUT/DELETE require the configured
  * basic authentication (401 otherwise). POST /switchover and /failover, DELETE /switchover (see
- * switchover.ts), /restart and /reinitialize work; the other unsafe endpoints (reload, config)
+ * switchover.ts), /restart, /reinitialize and /reload work; the other unsafe endpoints (config)
  * answer 501 for now.
  */
 import http from 'node:http';
@@ -22,6 +22,11 @@ export interface AgentHttpOptions {
   readonly agent: Agent;
   readonly registry: Registry;
   readonly log: Logger;
+  /**
+   * POST /reload: reads the configuration file again; the changed sections (200 when none, 202
+   * otherwise, as Patroni), or throws when the file is invalid (503).
+   */
+  readonly reload?: () => string[];
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -115,6 +120,24 @@ export class AgentHttp {
           );
         } catch (err) {
           this.send(res, method, 503, `${kind} failed: ${errorMessage(err)}`, 'text/plain');
+        }
+        return;
+      }
+      if (method === 'POST' && path === '/reload' && this.opts.reload) {
+        await readJsonBody(req);
+        try {
+          const changed = this.opts.reload();
+          if (changed.length === 0) this.send(res, method, 200, 'nothing changed', 'text/plain');
+          else
+            this.send(
+              res,
+              method,
+              202,
+              `reload: ${changed.join(', ')} take effect at the next restart`,
+              'text/plain',
+            );
+        } catch (err) {
+          this.send(res, method, 503, `reload failed: ${errorMessage(err)}`, 'text/plain');
         }
         return;
       }

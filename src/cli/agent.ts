@@ -13,13 +13,14 @@ import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { createLogger } from '../observability/logger.js';
 import { PostgresNode } from '../postgres/node.js';
 import { resolveRunAs } from '../postgres/process.js';
+import { handleReload } from './reload.js';
 
 const SHUTDOWN_TIMEOUT_MS = 60_000;
 
 export async function runAgent(opts: { config: string; check?: boolean }): Promise<number> {
   let config: AgentConfig;
   try {
-    config = loadAgentConfig(opts.config);
+    config = loadAgentConfig(opts.config, process.env);
   } catch (err) {
     process.stderr.write(`${errorMessage(err)}\n`);
     return isPgfleetError(err) ? 2 : 1;
@@ -63,11 +64,19 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }) });
   const registry = new Registry();
   registerEtcdMetrics(registry, 'agent', () => etcd.members());
-  const http = new AgentHttp({ config, agent, registry, log: log.child({ component: 'api' }) });
+  const reloader = handleReload(config, () => loadAgentConfig(opts.config, process.env), log);
+  const http = new AgentHttp({
+    config,
+    agent,
+    registry,
+    log: log.child({ component: 'api' }),
+    reload: () => reloader.reload(),
+  });
   try {
     await http.start();
   } catch (err) {
     log.error({ err: errorMessage(err) }, 'cannot start the REST API');
+    reloader.stop();
     etcd.close();
     return 1;
   }
@@ -78,6 +87,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  reloader.stop();
   log.info({ signal }, 'shutting down');
   const forced = setTimeout(() => {
     log.error('shutdown timed out; stopping now');

@@ -7,13 +7,14 @@ import { loadProxyConfig, type ProxyConfig } from '../config/proxy-schema.js';
 import { createLogger } from '../observability/logger.js';
 import { Proxy } from '../proxy/proxy.js';
 import { formatHostPort } from '../config/common.js';
+import { handleReload } from './reload.js';
 
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 export async function runProxy(opts: { config: string; check?: boolean }): Promise<number> {
   let config: ProxyConfig;
   try {
-    config = loadProxyConfig(opts.config);
+    config = loadProxyConfig(opts.config, process.env);
   } catch (err) {
     process.stderr.write(`pgfleet proxy: ${errorMessage(err)}\n`);
     return 2;
@@ -39,6 +40,7 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     await proxy.close();
     return 1;
   }
+  handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

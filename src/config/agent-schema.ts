@@ -4,6 +4,7 @@
  * Cross-field rule (Patroni's): `loop_wait + 2 × retry_timeout ≤ ttl`, rejected loudly.
  * @see https://patroni.readthedocs.io/en/latest/yaml_configuration.html
  */
+import type { Env } from './env-overrides.js';
 import { z } from 'zod';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
@@ -124,6 +125,6 @@ export function parseAgentConfig(doc: unknown, source = 'agent config'): AgentCo
   return validateConfig(agentConfigSchema, doc, source);
 }
 
-export function loadAgentConfig(path: string): AgentConfig {
-  return loadConfigFile(agentConfigSchema, path);
+export function loadAgentConfig(path: string, env: Env = {}): AgentConfig {
+  return loadConfigFile(agentConfigSchema, path, env);
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { PgfleetError } from '../errors.js';
+import { applyEnvOverrides, type Env } from './env-overrides.js';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
 /** A duration written "5s", "250ms", "1m" (a bare number is seconds), as milliseconds. */
@@ -180,7 +181,8 @@ export function parseYaml(text: string, source: string): unknown {
   return doc.toJS() as unknown;
 }
 
-export function loadConfigFile<S extends z.ZodTypeAny>(schema: S, path: string): z.output<S> {
+/** Reads, parses and validates FILE; `env` overrides keys (`PGFLEET__KEY__SUBKEY`, see env-overrides). */
+export function loadConfigFile<S extends z.ZodTypeAny>(schema: S, path: string, env: Env = {}): z.output<S> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -191,5 +193,5 @@ export function loadConfigFile<S extends z.ZodTypeAny>(schema: S, path: string):
       { cause: err },
     );
   }
-  return validateConfig(schema, parseYaml(text, path), path);
+  return validateConfig(schema, applyEnvOverrides(parseYaml(text, path), env), path);
 }

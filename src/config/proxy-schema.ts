@@ -2,6 +2,7 @@
  * `pgfleet proxy -c FILE`: one schema for the proxy's YAML. Patroni's top-level `scope`,
  * `namespace` and `etcd3` keys are shared with the agent's file, so one file can serve both.
  */
+import type { Env } from './env-overrides.js';
 import { z } from 'zod';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
@@ -135,8 +136,8 @@ export const proxyConfigSchema = z
 export type ProxyConfig = z.output<typeof proxyConfigSchema>;
 export type ListenerConfig = ProxyConfig['proxy']['listeners'][number];
 
-export function loadProxyConfig(path: string): ProxyConfig {
-  return loadConfigFile(proxyConfigSchema, path);
+export function loadProxyConfig(path: string, env: Env = {}): ProxyConfig {
+  return loadConfigFile(proxyConfigSchema, path, env);
 }
 
 export function parseProxyConfig(doc: unknown, source = 'config'): ProxyConfig {
