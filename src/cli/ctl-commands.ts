@@ -28,6 +28,8 @@ export function addCtlCommands(program: Command): void {
   const ctl = program
     .command('ctl')
     .description('inspect and control a cluster, like patronictl')
+    // `ctl -c FILE query -c SQL`: ctl's options go before the command, so query keeps its -c.
+    .enablePositionalOptions()
     .requiredOption(
       '-c, --config <file>',
       'a YAML file with scope, namespace and etcd3 (an agent config works)',

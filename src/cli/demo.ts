@@ -1,6 +1,7 @@
 /**
- * `npm run demo`: a local pgfleet cluster in a temp dir on free loopback ports: three etcd members
- * (as a production etcd runs: one can be lost or restarted), three agents and the proxy, as child
+ * `npm run demo [-- --port-base N]`: a local pgfleet cluster in a temp dir on fixed loopback ports
+ * (write N, default 6432; read N+1; see portsFrom): three etcd members (as a production etcd runs:
+ * one can be lost or restarted), three agents and the proxy, as child
  * processes. Waits until healthy, prints how to connect, and on
  * Ctrl-C (SIGINT) or SIGTERM stops everything in order: proxy → agents → etcd, then removes the
  * temp dir. Children run under `setpriv --pdeathsig TERM`, so even a SIGKILLed demo leaves
@@ -139,7 +140,54 @@ interface Ports {
   nodes: { name: string; pg: number; api: number }[];
 }
 
-async function allocatePorts(): Promise<Ports> {
+/**
+ * Fixed ports from `base` (default 6432), so scripts can rely on them: write = base, read =
+ * base+1, proxy admin = base+2, etcd members = base+10/11, +12/13, +14/15 (client/peer),
+ * PostgreSQL = base+20.., agent APIs = base+30...
+ */
+function portsFrom(base: number): Ports {
+  return {
+    write: base,
+    read: base + 1,
+    admin: base + 2,
+    etcd: ['etcd1', 'etcd2', 'etcd3'].map((name, i) => ({
+      name,
+      client: base + 10 + 2 * i,
+      peer: base + 11 + 2 * i,
+    })),
+    nodes: ['pg1', 'pg2', 'pg3'].map((name, i) => ({ name, pg: base + 20 + i, api: base + 30 + i })),
+  };
+}
+
+function allPorts(p: Ports): number[] {
+  return [
+    p.write,
+    p.read,
+    p.admin,
+    ...p.etcd.flatMap((m) => [m.client, m.peer]),
+    ...p.nodes.flatMap((n) => [n.pg, n.api]),
+  ];
+}
+
+async function isFree(port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen({ host: '127.0.0.1', port }, () => s.close(() => resolve(true)));
+  });
+}
+
+/** `--port-base N`: those ports or fail; without it: from 6432 when all free, else free ports. */
+async function allocatePorts(requestedBase: number | undefined): Promise<Ports> {
+  const fixed = portsFrom(requestedBase ?? 6432);
+  const busy = [];
+  for (const p of allPorts(fixed)) if (!(await isFree(p))) busy.push(p);
+  if (busy.length === 0) return fixed;
+  if (requestedBase !== undefined)
+    throw new Error(`--port-base ${requestedBase}: ports in use: ${busy.join(', ')}`);
+  process.stdout.write(
+    `pgfleet demo: ports from 6432 are in use (${busy.join(', ')}); using free ports instead\n`,
+  );
   const taken = new Set<number>();
   const next = async (): Promise<number> => {
     for (;;) {
@@ -162,6 +210,18 @@ async function allocatePorts(): Promise<Ports> {
     read: await next(),
     nodes,
   };
+}
+
+/** `--port-base N` from the command line (the only argument the demo takes). */
+function parsePortBase(args: readonly string[]): number | undefined {
+  const i = args.findIndex((a) => a === '--port-base' || a.startsWith('--port-base='));
+  if (i < 0) return undefined;
+  const text = args[i]!.includes('=') ? args[i]!.split('=')[1] : args[i + 1];
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1024 || n > 65535 - 40) {
+    throw new Error(`--port-base must be a port number from 1024 to ${65535 - 40}, not ${text}`);
+  }
+  return n;
 }
 
 async function clusterHealthy(ports: Ports): Promise<boolean> {
@@ -239,6 +299,7 @@ function banner(dir: string, ports: Ports): string {
     `  cluster view:      http://127.0.0.1:${ports.nodes[0]!.api}/cluster`,
     `  proxy admin:       http://127.0.0.1:${ports.admin}/status   (metrics: /metrics)`,
     `  etcd members:      ${ports.etcd.map((m) => `127.0.0.1:${m.client}`).join(', ')}   (scope "${SCOPE}", namespace /service)`,
+    `  ctl:               ${path.join(ROOT, 'bin', 'pgfleet')} ctl -c ${path.join(dir, 'pg1.yaml')} list`,
     `  files and logs:    ${dir}`,
     '',
     '  Stop: press Ctrl-C (or send SIGTERM); everything is stopped and the temp dir removed.',
@@ -266,7 +327,14 @@ async function main(): Promise<number> {
   void stopped.then(() => {
     stopping = true;
   });
-  const ports = await allocatePorts();
+  let ports: Ports;
+  try {
+    ports = await allocatePorts(parsePortBase(process.argv.slice(2)));
+  } catch (err) {
+    process.stderr.write(`pgfleet demo: ${err instanceof Error ? err.message : String(err)}\n`);
+    await rm(dir, { recursive: true, force: true });
+    return 2;
+  }
   let code = 0;
   try {
     await Promise.race([launch(dir, ports), stopped]);

@@ -8,6 +8,7 @@ import { VERSION } from './version.js';
 const program = new Command('pgfleet')
   .description('High availability for PostgreSQL: agent, proxy and control CLI over etcd')
   .version(`pgfleet ${VERSION}`, '-V, --version')
+  .enablePositionalOptions()
   .showHelpAfterError();
 
 program

@@ -18,7 +18,11 @@ export function formatYaml(value: unknown): string {
 
 /** PyYAML's flow style (`{a: 1, b: x}`), as patronictl prints tags in tsv. */
 function formatYamlFlow(value: unknown): string {
-  return stringify(value, { sortMapEntries: true, collectionStyle: 'flow' }).trim();
+  return stringify(value, {
+    sortMapEntries: true,
+    collectionStyle: 'flow',
+    flowCollectionPadding: false,
+  }).trim();
 }
 
 function cellText(c: Cell): string {
@@ -89,7 +93,7 @@ export function formatOutput(
   let cols = [...columns];
   let text: string[][] = rows.map((r) =>
     r.map((c, i) =>
-      columns[i] === 'Tags' && typeof c === 'object' && fmt === 'tsv' ? formatYamlFlow(c) : cellText(c),
+      columns[i] === 'Tags' && typeof c === 'object' && fmt !== 'pretty' ? formatYamlFlow(c) : cellText(c),
     ),
   );
   if (listCluster && fmt !== 'tsv') {

@@ -10,7 +10,7 @@ import { loadCluster, scopeOf, type CtlContext } from './context.js';
 import { requestAgent } from './agent-rest.js';
 import { formatHistory, formatMembers } from './members-output.js';
 import { membersWithRole, type RoleChoice } from './member-select.js';
-import { formatOutput, type OutputFormat } from './output.js';
+import { formatOutput, formatYaml, pythonJson, type OutputFormat } from './output.js';
 
 const rejected = (message: string) => new PgfleetError('ERR_CTL_REJECTED', message);
 
@@ -139,6 +139,14 @@ function pythonText(value: string | null | undefined, typeId: number): string {
   return value;
 }
 
+/** The same value as psycopg hands it to json/yaml: numbers, booleans, null, else text. */
+function pythonValue(value: string | null | undefined, typeId: number): unknown {
+  if (value === null || value === undefined) return null;
+  if (typeId === 16) return value === 't';
+  if ([20, 21, 23, 700, 701].includes(typeId)) return Number(value);
+  return value;
+}
+
 export async function queryCommand(
   ctx: CtlContext,
   o: QueryOptions,
@@ -202,9 +210,16 @@ export async function queryCommand(
         const res = await client.query({ text: sql, rowMode: 'array' });
         const last = Array.isArray(res) ? (res[res.length - 1] as pg.QueryArrayResult) : res;
         const columns = last.fields.map((f) => f.name);
-        const rows = last.rows.map((r: (string | null)[]) =>
-          r.map((v, i) => pythonText(v, last.fields[i]!.dataTypeID)),
-        );
+        const raw = last.rows as (string | null)[][];
+        const type = (i: number) => last.fields[i]!.dataTypeID;
+        if (o.fmt === 'json' || o.fmt === 'yaml') {
+          const elements = raw.map((r) =>
+            Object.fromEntries(columns.map((c, i) => [c, pythonValue(r[i], type(i))])),
+          );
+          ctx.print(o.fmt === 'json' ? pythonJson(elements) : formatYaml(elements));
+          return;
+        }
+        const rows = raw.map((r) => r.map((v, i) => pythonText(v, type(i))));
         ctx.print(
           o.fmt === 'tsv'
             ? [columns, ...rows].map((r) => r.join(o.delimiter)).join('\n')

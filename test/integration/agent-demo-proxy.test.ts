@@ -1,6 +1,8 @@
 /**
- * The demo (3 etcd members + 3 agents + the proxy): the proxy routes a pgfleet cluster — writes reach the
- * leader, reads the replicas — and SIGINT stops everything, leaving no process or temp dir.
+ * The demo (3 etcd members + 3 agents + the proxy) on `--port-base N`: the write port is N and
+ * the read port N+1; the proxy routes a pgfleet cluster — writes reach the leader, reads the
+ * replicas; the printed `pgfleet ctl -c …` line works as printed; SIGINT stops everything, leaving
+ * no process or temp dir.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -8,7 +10,26 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { cleanupAll, makeTempDir, spawnProcess, waitFor, type ManagedProcess } from '../harness/index.js';
+import {
+  cleanupAll,
+  isPortOpen,
+  makeTempDir,
+  runCommand,
+  spawnProcess,
+  waitFor,
+  type ManagedProcess,
+} from '../harness/index.js';
+
+/** A base port whose 40 ports are all free (the demo uses base .. base+32). */
+async function freeBase(): Promise<number> {
+  for (let tries = 0; tries < 50; tries++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    let free = true;
+    for (let p = base; p < base + 40 && free; p++) free = !(await isPortOpen(p, '127.0.0.1', 200));
+    if (free) return base;
+  }
+  throw new Error('no free range of 40 ports');
+}
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
@@ -28,13 +49,16 @@ void describe('demo: proxy in front of pgfleet agents', { timeout: 150_000 }, ()
   let writeUrl: string;
   let readUrl: string;
   let demoDir: string;
+  let base: number;
+  let ctlLine: string;
 
   before(async () => {
     const dir = await makeTempDir('demo-test');
+    base = await freeBase();
     demo = await spawnProcess({
       name: 'demo',
       command: process.execPath,
-      args: ['--import', 'tsx', path.join(ROOT, 'src/cli/demo.ts')],
+      args: ['--import', 'tsx', path.join(ROOT, 'src/cli/demo.ts'), '--port-base', String(base)],
       logFile: path.join(dir, 'demo.log'),
       cwd: ROOT,
     });
@@ -53,9 +77,26 @@ void describe('demo: proxy in front of pgfleet agents', { timeout: 150_000 }, ()
     demoDir = /files and logs:\s+(\S+)/.exec(out)![1]!;
     assert.match(
       out,
-      /etcd members:\s+127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ /,
+      new RegExp(
+        `etcd members:\\s+127\\.0\\.0\\.1:${base + 10}, 127\\.0\\.0\\.1:${base + 12}, 127\\.0\\.0\\.1:${base + 14} `,
+      ),
       'three etcd members',
     );
+    ctlLine = /ctl:\s+(.+ ctl -c .+)$/m.exec(out)![1]!;
+  });
+
+  void it('listens on the ports from --port-base', () => {
+    assert.equal(new URL(writeUrl).port, String(base));
+    assert.equal(new URL(readUrl).port, String(base + 1));
+  });
+
+  void it('the printed ctl line lists the three members', async () => {
+    const [command, ...args] = ctlLine.split(' ');
+    const res = await runCommand(command!, args);
+    assert.equal(res.code, 0, res.stderr);
+    for (const name of ['pg1', 'pg2', 'pg3'])
+      assert.match(res.stdout, new RegExp(`\\| ${name} +\\| 127\\.0\\.0\\.1:`));
+    assert.match(res.stdout, /\| Leader /);
   });
   after(cleanupAll);
 

@@ -59,7 +59,8 @@ void describe('package: npm pack + npm install -g', { timeout: 300_000 }, () => 
     assert.equal(existsSync(path.join(installed, 'src')), false);
     assert.equal(existsSync(path.join(installed, 'test')), false);
     const deps = readdirSync(path.join(installed, 'node_modules'));
-    for (const dev of ['tsx', 'typescript', 'eslint', 'pg', 'prettier']) assert.ok(!deps.includes(dev), dev);
+    for (const dev of ['tsx', 'typescript', 'eslint', 'fast-check', 'prettier', '@types'])
+      assert.ok(!deps.includes(dev), dev);
     assert.ok(existsSync(path.join(installed, 'systemd', 'pgfleet-agent.service')));
     assert.ok(existsSync(path.join(installed, 'dashboards', 'pgfleet.json')));
   });
