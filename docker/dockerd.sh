@@ -42,6 +42,10 @@ case $cmd in
     fi
     # containerd-shim processes left by a crashed engine would hold the dir
     for p in $(pgrep -f "$dir/exec" || true); do kill -9 "$p" 2>/dev/null || true; done
-    umount -R "$dir/data" 2>/dev/null || true
+    # Mounts the engine leaves behind (the default network namespace, overlay layers), deepest
+    # first, so that the directory can be removed.
+    awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
     ;;
 esac

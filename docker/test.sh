@@ -12,8 +12,15 @@ started=$(date +%s)
 dir=$(mktemp -d /tmp/pgfleet-docker.XXXXXX)
 export DOCKER_HOST=unix://$dir/docker.sock
 cleanup() {
+  local rc=$?
   docker/dockerd.sh stop "$dir" || true
   rm -rf "$dir"
+  # Nothing of the engine may outlive the test: no process, no mount, no directory.
+  if pgrep -f "$dir" >/dev/null || grep -q "$dir" /proc/mounts || [[ -e $dir ]]; then
+    echo "docker test: the engine left something behind under $dir" >&2
+    rc=1
+  fi
+  exit "$rc"
 }
 trap cleanup EXIT
 docker/dockerd.sh start "$dir" >/dev/null
