@@ -72,6 +72,7 @@ void describe('Grafana dashboard', () => {
       'patroni_postgres_timeline',
       'patroni_xlog_replayed_location',
       'patroni_dcs_last_seen',
+      'etcd_member_in_use',
     ])
       assert.ok(exprs.includes(metric), metric);
     assert.match(exprs, /changes\(patroni_primary/);
