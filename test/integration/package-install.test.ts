@@ -59,8 +59,24 @@ void describe('package: npm pack + npm install -g', { timeout: 300_000 }, () => 
     assert.equal(existsSync(path.join(installed, 'src')), false);
     assert.equal(existsSync(path.join(installed, 'test')), false);
     const deps = readdirSync(path.join(installed, 'node_modules'));
-    for (const dev of ['tsx', 'typescript', 'eslint', 'fast-check', 'prettier', '@types'])
-      assert.ok(!deps.includes(dev), dev);
+    const scoped = (scope: string) =>
+      deps.includes(scope)
+        ? readdirSync(path.join(installed, 'node_modules', scope)).map((n) => `${scope}/${n}`)
+        : [];
+    const all = [...deps, ...scoped('@eslint'), ...scoped('@types')];
+    // The dev dependencies (@types/node comes along with protobufjs, a runtime dependency).
+    for (const dev of [
+      'tsx',
+      'typescript',
+      'eslint',
+      'typescript-eslint',
+      '@eslint/js',
+      'fast-check',
+      'prettier',
+      'node-api-headers',
+      '@types/pg',
+    ])
+      assert.ok(!all.includes(dev), dev);
     assert.ok(existsSync(path.join(installed, 'systemd', 'pgfleet-agent.service')));
     assert.ok(existsSync(path.join(installed, 'dashboards', 'pgfleet.json')));
   });
