@@ -199,12 +199,20 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
       await res.arrayBuffer();
       assert.equal(res.status, 401, `${method} ${p} without auth`);
     }
+    // With auth: /reload reads the unchanged file (200 "nothing changed"); PATCH /config is not built.
     const reload = await fetch(`http://127.0.0.1:${primary.apiPort}/reload`, {
       method: 'POST',
       headers: { authorization: authHeader },
     });
-    await reload.arrayBuffer();
-    assert.equal(reload.status, 501);
+    assert.equal(reload.status, 200);
+    assert.equal(await reload.text(), 'nothing changed');
+    const patch = await fetch(`http://127.0.0.1:${primary.apiPort}/config`, {
+      method: 'PATCH',
+      headers: { authorization: authHeader },
+      body: '{}',
+    });
+    await patch.arrayBuffer();
+    assert.equal(patch.status, 501);
     const metrics = await (await fetch(`http://127.0.0.1:${primary.apiPort}/metrics`)).text();
     assert.match(metrics, new RegExp(`patroni_primary\\{scope="${SCOPE}",name="${primary.name}"\\} 1`));
     assert.match(metrics, /patroni_postgres_running\{[^}]*\} 1/);
