@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { freePorts, waitFor } from '../harness/index.js';
 import { dashboardQueries, expandGrafanaVariables } from './dashboard-queries.js';
 
@@ -218,6 +219,14 @@ void describe('docker compose cluster', { timeout: 900_000 }, () => {
       60_000,
       1_000,
     );
+    // A client holds a session meanwhile, so the sessions panel has a session to show (the gauge
+    // is read from the open sessions at scrape time).
+    const held = new pg.Client({
+      connectionString: `postgres://postgres:${PASSWORD}@127.0.0.1:${ports.PROXY_WRITE_PORT}/postgres`,
+    });
+    held.on('error', () => undefined);
+    await held.connect();
+    await held.query('SELECT 1');
     const dashboard = JSON.parse(
       readFileSync(path.join(ROOT, 'dashboards', 'pgfleet.json'), 'utf8'),
     ) as unknown;
@@ -238,7 +247,9 @@ void describe('docker compose cluster', { timeout: 900_000 }, () => {
       },
       60_000,
       2_000,
-    ).catch(() => assert.fail(`panels without data:\n  ${empty.join('\n  ')}`));
+    )
+      .catch(() => assert.fail(`panels without data:\n  ${empty.join('\n  ')}`))
+      .finally(() => held.end().catch(() => undefined));
   });
 
   void it('down -v leaves no container, volume or process behind', async () => {
