@@ -15,7 +15,7 @@ import { PgfleetError, errorMessage } from '../errors.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
+import { computeRoutes, diffRoutes, keepsSessions } from '../routing/compute-routes.js';
 import { requiredCheckPaths } from '../routing/health-paths.js';
 import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
 import { AdminHttp } from './admin-http.js';
@@ -314,7 +314,15 @@ export class Proxy {
       const listener = this.#config.proxy.listeners.find((l) => l.name === change.listener);
       if (listener?.on_unroutable === 'drain') continue;
       for (const node of change.removed) {
-        const why = next.listeners.get(change.listener)?.excluded[node.name] ?? 'no longer qualifies';
+        const route = next.listeners.get(change.listener);
+        const why = route?.excluded[node.name] ?? 'no longer qualifies';
+        if (keepsSessions(node.role, route?.reasons[node.name], next.stale)) {
+          this.#log.info(
+            { listener: change.listener, node: node.name, why },
+            'a primary failing its check while etcd names it leader: its sessions may finish',
+          );
+          continue;
+        }
         const t0 = performance.now();
         const n = this.#registry.terminateNode(
           change.listener,

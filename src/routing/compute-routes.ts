@@ -270,6 +270,21 @@ export function computeRoutes(
   return { generation, viewRevision: view.revision, stale, listeners };
 }
 
+/**
+ * Whether sessions on a node that left a listener for `reason` are left to end by themselves
+ * instead of being cut. Only one case: a primary whose `/primary` check fails while etcd (fresh)
+ * still names it leader — a switchover's smart shutdown, which lets the sessions in flight finish
+ * before the server closes them; cutting them would fail transactions that were about to commit.
+ * New sessions go elsewhere either way; the leader key moving cuts them as usual.
+ */
+export function keepsSessions(
+  role: 'primary' | 'replica',
+  reason: ExclusionReason | undefined,
+  stale: boolean,
+): boolean {
+  return role === 'primary' && reason === 'health_check' && !stale;
+}
+
 export interface RouteChange {
   readonly listener: string;
   readonly removed: readonly RouteNode[];

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { computeRoutes, diffRoutes } from '../../../src/routing/compute-routes.js';
+import { computeRoutes, diffRoutes, keepsSessions } from '../../../src/routing/compute-routes.js';
 import type { HealthSnapshot, ListenerPolicy, RoutePolicy } from '../../../src/routing/types.js';
 import { EMPTY_HEALTH } from '../../../src/routing/types.js';
 import { viewOf, type MemberSpec } from '../fixtures/cluster.js';
@@ -448,4 +448,30 @@ describe('diffRoutes', () => {
     const t = computeRoutes(view, EMPTY_HEALTH, policy(), undefined);
     assert.deepEqual(diffRoutes(t, computeRoutes(view, EMPTY_HEALTH, policy(), t)), []);
   });
+});
+
+describe('keepsSessions: which nodes that leave a listener keep their sessions', () => {
+  const cases: [string, 'primary' | 'replica', Parameters<typeof keepsSessions>[1], boolean, boolean][] = [
+    [
+      'a primary failing /primary while etcd names it leader (smart shutdown)',
+      'primary',
+      'health_check',
+      false,
+      true,
+    ],
+    [
+      'the same while the DCS view is stale: the agent is the news, cut',
+      'primary',
+      'health_check',
+      true,
+      false,
+    ],
+    ['a primary that lost the leader key: cut', 'primary', 'leader_key', false, false],
+    ['a primary whose agent denies it while stale: cut', 'primary', 'agent_answer', true, false],
+    ['a replica failing its check: cut (stale reads)', 'replica', 'health_check', false, false],
+    ['a replica over max_lag: cut', 'replica', 'lag_bytes', false, false],
+  ];
+  for (const [name, role, reason, stale, expected] of cases) {
+    it(name, () => assert.equal(keepsSessions(role, reason, stale), expected));
+  }
 });
