@@ -30,6 +30,9 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
   }
   const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
   const proxy = new Proxy(config, log);
+  // Before start(): the admin port answers during start-up, and a SIGHUP that arrives before the
+  // handler would end the process (Node's default action).
+  const reloader = handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
   try {
     await proxy.start();
   } catch (err) {
@@ -37,10 +40,10 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
       { err: errorMessage(err), code: isPgfleetError(err) ? err.code : undefined },
       'proxy failed to start',
     );
+    reloader.stop();
     await proxy.close();
     return 1;
   }
-  handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
