@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Builds the native relay addon (native/*.c → build/pgfleet_relay.node) with the C compiler and
-# Node-API headers.
-# Rebuilds only when the source is newer. `proxy.relay: auto` relays in JavaScript without it.
+# Node-API headers. Rebuilds only when a source is newer. `npm run build` runs it; so does the install
+# script.
+#   scripts/build-native.sh            # build/pgfleet_relay.node
+#   scripts/build-native.sh --sanitize # build/pgfleet_relay-asan.node: ASan + UBSan, for CI's checks
+#                                      # (load it with libasan in LD_PRELOAD: see test/harness/sanitizer.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-srcs=(native/relay.c native/relay-api.c native/front.c native/front-accept.c native/front-events.c native/front-gate.c native/front-api.c native/relay.h native/front.h)
+srcs=(native/relay.c native/relay-api.c)
+deps=("${srcs[@]}" native/relay.h scripts/build-native.sh)
 out=build/pgfleet_relay.node
+flags=(-O2)
+if [[ "${1:-}" == "--sanitize" ]]; then
+  out=build/pgfleet_relay-asan.node
+  flags=(-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined)
+fi
 fresh=1
-for f in "${srcs[@]}"; do [[ -f $out && $out -nt $f ]] || fresh=0; done
+for f in "${deps[@]}"; do [[ -f $out && $out -nt $f ]] || fresh=0; done
 [[ $fresh == 1 ]] && exit 0
 # Node-API headers: the node-api-headers package, else those installed beside the node binary, else
 # Debian's.
@@ -17,7 +26,7 @@ for d in node_modules/node-api-headers/include "$(dirname "$(dirname "$(readlink
 done
 [[ -n $inc ]] || { echo "pgfleet: no Node-API headers (node_api.h) found" >&2; exit 1; }
 mkdir -p build
-cc -O2 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -shared -pthread -std=gnu11 \
-  -DNODE_GYP_MODULE_NAME=pgfleet_relay -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" native/relay.c native/relay-api.c native/front.c native/front-accept.c native/front-events.c native/front-gate.c native/front-api.c
+cc "${flags[@]}" -Wall -Wextra -Werror -fPIC -fvisibility=hidden -shared -pthread -std=gnu11 \
+  -DNODE_GYP_MODULE_NAME=pgfleet_relay -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" "${srcs[@]}"
 mv "$out.tmp" "$out"
 echo "pgfleet: built $out"

@@ -44,6 +44,11 @@ const proxySection = z
     connect_timeout: durationMs.default('2s'),
     startup_timeout: durationMs.default('10s'),
     max_client_connections: z.number().int().min(1).default(10_000),
+    /** Clients accepted whose first packets have not been read yet (they never take the room above). */
+    max_startup_connections: z.number().int().min(1).default(1_000),
+    max_startup_connections_per_source: z.number().int().min(1).default(250),
+    /** CancelRequests with an unknown key broadcast per second per client address (burst: twice). */
+    cancel_broadcasts_per_second: z.number().min(0).default(10),
     relay: z.enum(['auto', 'native', 'js']).default('auto'),
     /** Native relay threads: `auto` = one per CPU (at most 16). */
     relay_threads: z

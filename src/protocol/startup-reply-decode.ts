@@ -89,16 +89,21 @@ function decodeNegotiateProtocolVersion(body: Buffer): StartupReplyEvent | strin
   const count = body.readInt32BE(4);
   const reader = new CStringReader(body);
   reader.offset = 8;
+  // Each option takes at least its terminating zero byte: a count beyond that cannot be honest.
+  if (count < 0 || count > body.length - 8) return `NegotiateProtocolVersion lists ${count} options in ${body.length - 8} bytes`;
   const unrecognizedOptions: string[] = [];
   for (let n = 0; n < count; n++) {
     const option = reader.next();
     if (option === undefined) return `NegotiateProtocolVersion lists ${count} options but holds fewer`;
     unrecognizedOptions.push(option);
   }
+  if (reader.offset !== body.length) return 'NegotiateProtocolVersion has bytes after its options';
   return { type: 'negotiateProtocolVersion', protocolVersion, unrecognizedOptions };
 }
 
-/** Fields: a type byte and a string each, ended by a zero byte. */
+const SQLSTATE_PATTERN = /^[0-9A-Z]{5}$/;
+
+/** Fields: a type byte and a string each, ended by a zero byte; the SQLSTATE is required. */
 function decodeErrorResponse(body: Buffer): StartupReplyEvent | string {
   const fields = new Map<string, string>();
   const reader = new CStringReader(body);
@@ -109,10 +114,14 @@ function decodeErrorResponse(body: Buffer): StartupReplyEvent | string {
     fields.set(type, value);
   }
   if (reader.offset >= body.length) return 'ErrorResponse is not terminated';
+  // "C: Code: the SQLSTATE code for the error. Always present." (protocol-error-fields)
+  const code = fields.get('C');
+  if (code === undefined) return 'ErrorResponse has no SQLSTATE (field C)';
+  if (!SQLSTATE_PATTERN.test(code)) return `ErrorResponse SQLSTATE ${JSON.stringify(code.slice(0, 16))} is not 5 characters`;
   return {
     type: 'error',
     severity: fields.get('V') ?? fields.get('S') ?? '',
-    code: fields.get('C') ?? '',
+    code,
     message: fields.get('M') ?? '',
   };
 }

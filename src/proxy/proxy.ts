@@ -18,27 +18,30 @@ import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes, keepsSessions } from '../routing/compute-routes.js';
 import { requiredCheckPaths } from '../routing/health-paths.js';
 import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
-import { AdminHttp } from './admin-http.js';
-import { CancelRegistry } from './cancel-registry.js';
-import { ConnectionRegistry, termination } from './connection-registry.js';
-import { DeadlineWheel } from './deadline-wheel.js';
-import { HealthChecker } from './health-checker.js';
-import type { ListenerContext } from './listener-context.js';
+import { AdminHttp } from '../api/proxy-admin-http.js';
+import { ProxyMetrics } from '../observability/proxy-metrics.js';
+import { Admission } from './admission.js';
+import { HealthChecker } from './health/health-checker.js';
 import { Listener } from './listener.js';
-import { ProxyMetrics } from './metrics.js';
-import { MAX_RELAY_THREADS, NativeRelay } from './native-relay.js';
-import type { Terminable } from './connection-registry.js';
-import { NativeFront } from './native-front.js';
-import { WaitQueue } from './wait-queue.js';
+import { MAX_RELAY_THREADS, NativeRelay } from './relay/native-relay.js';
+import { pickNode } from './routing/balancer.js';
+import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
+import { RouteWaiters } from './routing/route-waiters.js';
+import { CancelForwarder } from './session/cancel-forward.js';
+import { CancelRegistry } from './session/cancel-registry.js';
+import type { SessionContext } from './session/session-context.js';
+import type { SessionWorld } from './session/session-types.js';
 
 /** How long sessions get to finish their goodbye (FATAL 57P01) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
-/** How late a native-front session's connect or startup timeout may fire. */
-const DEADLINE_TICK_MS = 25;
+/** Client addresses whose cancel broadcasts are remembered at most (the rest start afresh). */
+const CANCEL_SOURCES_REMEMBERED = 10_000;
 
 export interface ProxyStatus {
   readonly cluster: string;
   readonly generation: number;
+  /** Which relay moves relaying sessions' bytes: the native addon's threads, or Node's streams. */
+  readonly relay: 'native' | 'js';
   readonly dcs: {
     connected: boolean;
     stale: boolean;
@@ -57,19 +60,28 @@ export interface ProxyStatus {
   readonly members: Record<string, unknown>;
   readonly sessions: Record<string, Record<string, number>>;
   readonly clientConnections: number;
+  /** Of clientConnections, those still in their startup (no StartupMessage read yet). */
+  readonly startingConnections: number;
 }
 
-/** `proxy.relay`: auto uses the native relay when its addon loads, and says so when it does not. */
-function chooseRelay(mode: 'auto' | 'native' | 'js', log: Logger): NativeRelay | undefined {
-  if (mode === 'js') return undefined;
-  const relay = NativeRelay.load();
+export interface ProxyOptions {
+  readonly metrics?: ProxyMetrics;
+  /** The native relay addon to load (default build/pgfleet_relay.node; CI loads a sanitizer build). */
+  readonly nativeAddonPath?: string;
+}
+
+/**
+ * `proxy.relay`: auto uses the native relay when its addon loads, and says so when it does not;
+ * native refuses to start without it, naming the file and how to build it.
+ */
+function chooseRelay(config: ProxyConfig['proxy'], log: Logger, addonPath?: string): NativeRelay | undefined {
+  if (config.relay === 'js') return undefined;
+  const threads = relayThreads(config.relay_threads, os.availableParallelism());
+  const relay = NativeRelay.open(threads, config.relay_scheduling, addonPath);
   if (!(relay instanceof Error)) return relay;
-  if (mode === 'native')
+  if (config.relay === 'native')
     throw new PgfleetError('ERR_CONFIG_INVALID', `proxy.relay: native: ${relay.message}`);
-  log.warn(
-    { err: relay.message },
-    'proxy.relay: auto: the native relay is not available, relaying in JavaScript',
-  );
+  log.warn({ err: relay.message }, 'proxy.relay: auto: the native relay is not available, relaying in JavaScript');
   return undefined;
 }
 
@@ -86,23 +98,22 @@ export class Proxy {
   readonly #watcher: ClusterWatcher;
   readonly #health: HealthChecker;
   readonly #policy: RoutePolicy;
-  readonly #registry: ConnectionRegistry<Terminable>;
+  readonly #registry = new ConnectionRegistry<Terminable>();
   readonly #cancels = new CancelRegistry();
-  readonly #waits: WaitQueue;
-  readonly #deadlines: DeadlineWheel;
+  readonly #cancelForwarder: CancelForwarder;
+  readonly #waiters: RouteWaiters;
+  readonly #admission: Admission;
   readonly #listeners: Listener[] = [];
   readonly #admin: AdminHttp | undefined;
   #table: RoutingTable;
   #view: ClusterView;
   #healthSnapshot: HealthSnapshot = EMPTY_HEALTH;
-  #clients = 0;
-  #cursor = 0;
   #stalenessTimer: NodeJS.Timeout | undefined;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   readonly #nativeRelay: NativeRelay | undefined;
-  readonly #front: NativeFront | undefined;
 
-  constructor(config: ProxyConfig, log: Logger, metrics = new ProxyMetrics()) {
+  constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
+    const metrics = options.metrics ?? new ProxyMetrics();
     this.#config = config;
     this.#log = log;
     this.metrics = metrics;
@@ -145,83 +156,65 @@ export class Proxy {
         metrics.healthCheckUp.set({ node, check }, verdict === 'up' ? 1 : 0);
       },
     });
-    this.#nativeRelay = chooseRelay(p.relay, log);
-    this.#nativeRelay?.setThreads(
-      relayThreads(p.relay_threads, os.availableParallelism()),
-      p.relay_scheduling,
-    );
+    this.#nativeRelay = chooseRelay(p, log, options.nativeAddonPath);
     const relay = this.#nativeRelay;
-    metrics.readNativeRelayWith(() => relay?.stats());
-    this.#registry = new ConnectionRegistry();
+    metrics.readNativeRelayWith(relay === undefined ? undefined : () => relay.stats());
+    this.#admission = new Admission({
+      maxClients: p.max_client_connections,
+      maxStarting: p.max_startup_connections,
+      maxStartingPerSource: p.max_startup_connections_per_source,
+    });
     metrics.countSessionsWith(() => this.#registry.counts());
-    metrics.countClientsWith(() => this.#clientCount());
-    this.#waits = new WaitQueue((n) => metrics.waitQueue.set({ listener: 'all' }, n));
-    this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
-      log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
+    metrics.countClientsWith(() => this.#admission.starting + this.#admission.admitted);
+    this.#waiters = new RouteWaiters((n) => metrics.waitQueue.set({ listener: 'all' }, n));
+    this.#cancelForwarder = new CancelForwarder(
+      this.#cancels,
+      {
+        perSecond: p.cancel_broadcasts_per_second,
+        burst: Math.max(1, 2 * p.cancel_broadcasts_per_second),
+        maxSources: CANCEL_SOURCES_REMEMBERED,
+      },
+      p.connect_timeout,
+      (result) => metrics.cancelRequests.inc({ result }),
     );
-    // The addon's front accepts clients itself and runs their startup (native-front.ts).
-    this.#front = relay
-      ? NativeFront.of(
-          relay.frontAddon,
-          p.startup_timeout,
-          p.keepalive.idle,
-          p.max_client_connections,
-          (err) =>
-            log.error(
-              { err: errorMessage(err) },
-              'native front event handler failed; its connection was closed',
-            ),
-        )
-      : undefined;
-    for (const l of p.listeners)
-      this.#listeners.push(
-        new Listener(this.#contextFor(l.name), (byAddon) => this.#admit(byAddon), this.#front),
-      );
+    for (const l of p.listeners) this.#listeners.push(new Listener(this.#contextFor(l.name), l.listen));
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
-  #contextFor(name: string): ListenerContext<Terminable> {
+  #contextFor(name: string): SessionContext {
     const p = this.#config.proxy;
     const listener = p.listeners.find((l) => l.name === name)!;
+    const registry = this.#registry;
+    const admission = this.#admission;
+    const nodes = () => this.#table.listeners.get(name)?.nodes ?? [];
+    // Round robin and tie-breaking, per listener.
+    let cursor = 0;
+    const pick = (tried: ReadonlySet<string>) =>
+      pickNode(nodes(), tried, listener.balance, (key) => registry.count(name, key), cursor++);
+    const stillRouted = (node: { key: string; role: string }) =>
+      nodes().some((n) => n.key === node.key && n.role === node.role);
+    const hasClientRoom = () => admission.hasClientRoom();
     return {
-      listener,
-      cluster: this.#config.scope,
-      waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
-      connectTimeoutMs: p.connect_timeout,
-      startupTimeoutMs: p.startup_timeout,
+      settings: {
+        listener: name,
+        cluster: this.#config.scope,
+        tls: listener.tls,
+        waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
+        connectTimeoutMs: p.connect_timeout,
+        startupTimeoutMs: p.startup_timeout,
+      },
       tuning: { keepaliveIdleMs: p.keepalive.idle },
       nativeRelay: this.#nativeRelay,
       log: this.#log.child({ component: 'session', listener: name }),
       metrics: this.metrics.forListener(name),
-      registry: this.#registry,
+      registry,
       cancels: this.#cancels,
-      waits: this.#waits,
-      deadlines: this.#deadlines,
-      route: () => this.#table.listeners.get(name),
-      nextCursor: () => this.#cursor++,
-      released: () => {
-        this.#clients--;
-      },
-      nodeFailed: () => this.#health.checkSoon(),
+      cancelForwarder: this.#cancelForwarder,
+      admission,
+      waiters: this.#waiters,
+      world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
+      nodes,
     };
-  }
-
-  /**
-   * Counts a new client and says whether it may stay. `countedByAddon`: the native front has decided
-   * already, when it accepted the client (it counts the connections it holds, and sessions it
-   * relays for the JavaScript path), so that clients accepted since do not turn it away: its
-   * ReadyForQuery may even be relayed by now. Sessions of the JavaScript path still in their startup
-   * (a `tls: passthrough` listener's) are not in the addon's count.
-   */
-  #admit(countedByAddon: boolean): boolean {
-    this.#clients++;
-    if (this.#state !== 'running') return false;
-    return countedByAddon || this.#clientCount() <= this.#config.proxy.max_client_connections;
-  }
-
-  /** Admitted clients, and those the native front has accepted but not yet read a startup from. */
-  #clientCount(): number {
-    return this.#clients + (this.#front?.starting() ?? 0);
   }
 
   get table(): RoutingTable {
@@ -250,10 +243,7 @@ export class Proxy {
       this.#healthSnapshot = snap;
       this.#recompute('health');
     });
-    for (const l of this.#listeners) {
-      await l.start();
-      l.routeChanged(this.#table.generation);
-    }
+    for (const l of this.#listeners) await l.start();
     await this.#admin?.start();
     await this.#watcher.start();
     const connected = this.#watcher.status.connected;
@@ -304,7 +294,6 @@ export class Proxy {
     this.metrics.routeChanges.inc();
     this.metrics.routingGeneration.set(next.generation);
     for (const [name, r] of next.listeners) this.metrics.routeNodes.set({ listener: name }, r.nodes.length);
-    for (const l of this.#listeners) l.routeChanged(next.generation);
     const summary = Object.fromEntries([...next.listeners].map(([n, r]) => [n, r.nodes.map((x) => x.name)]));
     this.#log.info(
       { generation: next.generation, cause, routes: summary, leader: this.#view.leader },
@@ -339,7 +328,7 @@ export class Proxy {
           );
       }
     }
-    this.#waits.wakeAll();
+    this.#waiters.wakeAll();
   }
 
   status(): ProxyStatus {
@@ -379,6 +368,7 @@ export class Proxy {
     return {
       cluster: this.#config.scope,
       generation: this.#table.generation,
+      relay: this.#nativeRelay ? 'native' : 'js',
       dcs: {
         connected: s.connected,
         stale: this.#table.stale,
@@ -394,7 +384,8 @@ export class Proxy {
       listeners,
       members,
       sessions: this.#registry.counts(),
-      clientConnections: this.#clientCount(),
+      clientConnections: this.#admission.starting + this.#admission.admitted,
+      startingConnections: this.#admission.starting,
     };
   }
 
@@ -406,13 +397,14 @@ export class Proxy {
     this.#registry.terminateAll(
       termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down'),
     );
-    this.#waits.wakeAll();
+    this.#waiters.wakeAll();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
     await this.#health.close();
     await this.#watcher.close();
     this.#etcd.close();
     await this.#admin?.close();
     await listenersClosed;
+    this.#nativeRelay?.close();
     this.#state = 'closed';
   }
 }

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { pickNode } from '../../../src/proxy/balancer.js';
+import { pickNode } from '../../../src/proxy/routing/balancer.js';
 import type { RouteNode } from '../../../src/routing/types.js';
 
 const node = (name: string): RouteNode => ({

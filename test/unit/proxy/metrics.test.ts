@@ -5,8 +5,8 @@ import {
   termination,
   type Terminable,
   type Termination,
-} from '../../../src/proxy/connection-registry.js';
-import { ProxyMetrics } from '../../../src/proxy/metrics.js';
+} from '../../../src/proxy/routing/connection-registry.js';
+import { ProxyMetrics } from '../../../src/observability/proxy-metrics.js';
 
 class FakeSession implements Terminable {
   ended: Termination | undefined;

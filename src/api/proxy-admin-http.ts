@@ -1,0 +1,96 @@
+/**
+ * The proxy's admin HTTP: `/metrics` (Prometheus), `/status` (JSON), `/health`, and `/` (a small
+ * HTML status page). Read-only; listen on loopback or a management network.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { HostPort } from '../config/common.js';
+import { PgfleetError, errorMessage } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Proxy } from '../proxy/proxy.js';
+import { renderStatusPage } from './proxy-status-page.js';
+
+export class AdminHttp {
+  readonly #listen: HostPort;
+  readonly #proxy: Proxy;
+  readonly #log: Logger;
+  readonly #server: Server;
+
+  constructor(listen: HostPort, proxy: Proxy, log: Logger) {
+    this.#listen = listen;
+    this.#proxy = proxy;
+    this.#log = log;
+    this.#server = createServer((req, res) => void this.#handle(req, res));
+    this.#server.requestTimeout = 10_000;
+    this.#server.keepAliveTimeout = 5_000;
+  }
+
+  get address(): HostPort {
+    const a = this.#server.address();
+    return a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : this.#listen;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    try {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        send(res, 405, 'text/plain', 'method not allowed\n');
+      } else if (path === '/metrics') {
+        const reg = this.#proxy.metrics.registry;
+        send(res, 200, reg.contentType, await reg.metrics());
+      } else if (path === '/status') {
+        send(res, 200, 'application/json', JSON.stringify(this.#proxy.status(), null, 2) + '\n');
+      } else if (path === '/health') {
+        const s = this.#proxy.status();
+        send(
+          res,
+          200,
+          'application/json',
+          JSON.stringify({ status: 'ok', dcs_connected: s.dcs.connected, generation: s.generation }) + '\n',
+        );
+      } else if (path === '/' || path === '/index.html') {
+        send(res, 200, 'text/html; charset=utf-8', renderStatusPage(this.#proxy.status()));
+      } else {
+        send(res, 404, 'text/plain', 'not found\n');
+      }
+    } catch (err) {
+      this.#log.error({ err: errorMessage(err), path }, 'admin request failed');
+      send(res, 500, 'text/plain', 'internal error\n');
+    }
+  }
+
+  async start(): Promise<void> {
+    const { host, port } = this.#listen;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) =>
+        reject(
+          new PgfleetError(
+            'ERR_CONFIG_INVALID',
+            `proxy.admin.listen: cannot listen on ${host}:${port}: ${err.message}`,
+            { cause: err },
+          ),
+        );
+      this.#server.once('error', onError);
+      this.#server.listen({ host, port }, () => {
+        this.#server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (!this.#server.listening) return;
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

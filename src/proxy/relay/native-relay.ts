@@ -1,0 +1,166 @@
+/**
+ * The native relay (native/relay.c), the proxy's data plane: after ReadyForQuery a session's two
+ * sockets can be handed to a thread of a small addon that moves their bytes with epoll + recv/send
+ * instead of Node's streams. The addon takes duplicates of both descriptors and owns them from
+ * then on (the caller destroys its sockets); it reports a side's end of file or error, and ends a
+ * pair when told, with a FATAL at a server message boundary. It decides nothing.
+ *
+ * Each NativeRelay (one per Proxy) has its own threads, ids and counters: two proxies in one
+ * process do not share settings.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Socket } from 'node:net';
+import { errorMessage } from '../../errors.js';
+
+/** Where `npm run build` (scripts/build-native.sh) puts the addon. */
+export const ADDON_PATH = fileURLToPath(new URL('../../../build/pgfleet_relay.node', import.meta.url));
+/** The most relay threads the addon runs (MAX_THREADS in native/relay.h). */
+export const MAX_RELAY_THREADS = 16;
+
+export interface NativeRelayStats {
+  /** Pairs attached and not yet ended. */
+  readonly pairs: number;
+  /** Relay threads started (each on first use). */
+  readonly threads: number;
+  /** Bytes the threads have moved. */
+  readonly bytesToServer: number;
+  readonly bytesToClient: number;
+}
+
+/** What a relay thread saw end: one side's end of file, or its failure. */
+export interface RelayReport {
+  readonly side: 'client' | 'server';
+  readonly error: boolean;
+}
+
+interface Relay {
+  readonly brand: unique symbol;
+}
+
+interface Addon {
+  open(onReport: (ids: number[], kinds: number[], errnos: number[]) => void, threads: number, batch: boolean): Relay;
+  attach(
+    relay: Relay,
+    clientFd: number,
+    serverFd: number,
+    track: boolean,
+    toClient: Buffer | null,
+    toServer: Buffer | null,
+  ): number;
+  end(relay: Relay, id: number, mode: number, last: Buffer | null): number;
+  stats(relay: Relay): NativeRelayStats;
+  close(relay: Relay): void;
+}
+
+const REPORTS: Record<number, RelayReport> = {
+  1: { side: 'client', error: false },
+  2: { side: 'server', error: false },
+  3: { side: 'client', error: true },
+  4: { side: 'server', error: true },
+};
+const END_MODES = { finish: 0, fatal: 1, cut: 2 } as const;
+
+const loaded = new Map<string, Addon | Error>();
+
+/** Loads the addon at `path` once per process, or says why it cannot be loaded and how to build it. */
+export function loadAddon(path = ADDON_PATH): Addon | Error {
+  let addon = loaded.get(path);
+  if (addon === undefined) {
+    try {
+      if (!existsSync(path)) throw new Error('no such file');
+      addon = createRequire(import.meta.url)(path) as Addon;
+    } catch (err) {
+      addon = new Error(
+        `the native relay ${path} cannot be loaded (${errorMessage(err)}); build it with \`npm run build\` (or scripts/build-native.sh)`,
+      );
+    }
+    loaded.set(path, addon);
+  }
+  return addon;
+}
+
+/** The file descriptor of a connected TCP socket, from Node's handle; undefined when it has none. */
+function fdOf(s: Socket): number | undefined {
+  const fd = (s as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+export class NativeRelay {
+  readonly #addon: Addon;
+  readonly #relay: Relay;
+  readonly #onReport = new Map<number, (r: RelayReport) => void>();
+  #closed = false;
+
+  private constructor(addon: Addon, threads: number, batch: boolean) {
+    this.#addon = addon;
+    this.#relay = addon.open((ids, kinds) => this.#report(ids, kinds), threads, batch);
+  }
+
+  /**
+   * A relay of its own with up to `threads` threads (each started on first use), under
+   * SCHED_BATCH when `scheduling` is batch; or why the addon cannot be loaded.
+   */
+  static open(threads: number, scheduling: 'batch' | 'normal', addonPath?: string): NativeRelay | Error {
+    const addon = loadAddon(addonPath);
+    if (addon instanceof Error) return addon;
+    return new NativeRelay(addon, threads, scheduling === 'batch');
+  }
+
+  #report(ids: number[], kinds: number[]): void {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      const cb = this.#onReport.get(id);
+      this.#onReport.delete(id);
+      const report = REPORTS[kinds[i]!];
+      if (cb !== undefined && report !== undefined) cb(report);
+    }
+  }
+
+  /**
+   * Hands both sockets to a relay thread: the relay owns duplicates of their descriptors, and the
+   * caller destroys the sockets right after (their bytes queued in Node must be none: give what
+   * each side is owed as `toClient`/`toServer`). `onReport` hears the first end or error. Returns
+   * the pair's id, or undefined when the sockets cannot go (not TCP, closed, no descriptors left).
+   */
+  attach(
+    client: Socket,
+    server: Socket,
+    trackMessages: boolean,
+    owed: { toClient: Buffer | null; toServer: Buffer | null },
+    onReport: (r: RelayReport) => void,
+  ): number | undefined {
+    const cfd = fdOf(client);
+    const sfd = fdOf(server);
+    if (this.#closed || cfd === undefined || sfd === undefined) return undefined;
+    const id = this.#addon.attach(this.#relay, cfd, sfd, trackMessages, owed.toClient, owed.toServer);
+    if (id < 0) return undefined;
+    this.#onReport.set(id, onReport);
+    return id;
+  }
+
+  /**
+   * Ends pair `id` (see EndMode): 'told' when `last` will reach the client, 'not told' when it will
+   * not (cut mid-message, or no `last`), 'gone' when the pair had ended already.
+   */
+  end(id: number, mode: 'finish' | 'fatal' | 'cut', last: Buffer | undefined): 'told' | 'not told' | 'gone' {
+    this.#onReport.delete(id);
+    if (this.#closed) return 'gone';
+    const rc = this.#addon.end(this.#relay, id, END_MODES[mode], last ?? null);
+    return rc < 0 ? 'gone' : rc === 1 ? 'told' : 'not told';
+  }
+
+  stats(): NativeRelayStats {
+    if (this.#closed) return { pairs: 0, threads: 0, bytesToServer: 0, bytesToClient: 0 };
+    return this.#addon.stats(this.#relay);
+  }
+
+  /** Stops the threads and closes every pair still attached (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#onReport.clear();
+    this.#addon.close(this.#relay);
+  }
+}

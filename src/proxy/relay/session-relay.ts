@@ -1,0 +1,184 @@
+/**
+ * A session's relay phase: bytes both ways between client and server with backpressure, the
+ * server's message boundaries followed (unless the stream is TLS passed through), moved by Node's
+ * streams first and then, when there is a native relay, by one of its threads.
+ *
+ *   state  | who moves the bytes             | leaves it when
+ *   -------+---------------------------------+----------------------------------------------------
+ *   js     | Node: 'data' → write(), pause/  | NATIVE_AFTER_MS into the relay, with nothing queued
+ *          | resume on 'drain'               | in Node and the client at a boundary: native (the
+ *          |                                 | addon owns both sockets from then on); a side ends:
+ *          |                                 | reported once
+ *   native | a relay thread (epoll)          | a side ends: reported once
+ *   ended  | nobody                          | —
+ *
+ * It decides nothing: a side's end goes to the session engine (`onEnded`), which answers with
+ * end(mode, last).
+ */
+import type { Socket } from 'node:net';
+import { MessageBoundaryTracker } from '../../protocol/index.js';
+import type { EndMode } from '../session/session-types.js';
+import { destroyAfterClients } from '../session/server-connect.js';
+import type { NativeRelay, RelayReport } from './native-relay.js';
+
+/**
+ * A session goes to the native relay only once it has lived this long past ReadyForQuery: handing
+ * a pair over costs more than Node relaying a few messages, so connection-per-query clients stay
+ * in JavaScript and long sessions lose nothing that matters.
+ */
+export const NATIVE_AFTER_MS = 20;
+/** A busy pipe is offered to the native relay again every 10 ms, 50 times. */
+const NATIVE_TRIES = 50;
+const NATIVE_RETRY_MS = 10;
+/** The longest a client that does not read keeps a finished session's socket half-open. */
+const LINGER_MS = 1_000;
+const EMPTY = Buffer.alloc(0);
+
+export class SessionRelay {
+  #client: Socket | undefined;
+  #server: Socket | undefined;
+  #tracker: MessageBoundaryTracker | undefined;
+  readonly #track: boolean;
+  readonly #native: NativeRelay | undefined;
+  readonly #onEnded: (r: RelayReport) => void;
+  #nativeId: number | undefined;
+  #nativeTimer: NodeJS.Timeout | undefined;
+  #state: 'js' | 'native' | 'ended' = 'js';
+  #clientFailed = false;
+
+  constructor(
+    client: Socket,
+    server: Socket,
+    trackMessages: boolean,
+    native: NativeRelay | undefined,
+    onEnded: (r: RelayReport) => void,
+  ) {
+    this.#client = client;
+    this.#server = server;
+    this.#track = trackMessages;
+    this.#tracker = trackMessages ? new MessageBoundaryTracker() : undefined;
+    this.#native = native;
+    this.#onEnded = onEnded;
+  }
+
+  /** True once a relay thread moves this session's bytes. */
+  get native(): boolean {
+    return this.#state === 'native';
+  }
+
+  /**
+   * Starts relaying: `rest` (server bytes after ReadyForQuery) goes to the client and `pending`
+   * (client bytes pipelined during startup) to the server.
+   */
+  start(rest: Buffer, pending: readonly Buffer[]): void {
+    const client = this.#client!;
+    const server = this.#server!;
+    if (rest.length > 0) {
+      this.#tracker?.feed(rest);
+      client.write(rest);
+    }
+    for (const b of pending) server.write(b);
+    // Never removed (a removed event is a `delete` on the emitter): they go quiet once not 'js'.
+    client.on('data', (chunk: Buffer) => {
+      if (this.#state === 'js' && !server.write(chunk)) client.pause();
+    });
+    server.on('drain', () => {
+      if (this.#state === 'js') client.resume();
+    });
+    server.on('data', (chunk: Buffer) => {
+      if (this.#state !== 'js') return;
+      this.#tracker?.feed(chunk);
+      if (!client.write(chunk)) server.pause();
+    });
+    client.on('drain', () => {
+      if (this.#state === 'js') server.resume();
+    });
+    client.on('error', () => (this.#clientFailed = true));
+    client.on('end', () => this.#ended({ side: 'client', error: false }));
+    client.on('close', () => this.#ended({ side: 'client', error: this.#clientFailed }));
+    server.on('close', () => this.#ended({ side: 'server', error: false }));
+    client.resume();
+    server.resume();
+    if (this.#native) this.#offerNative(1, NATIVE_AFTER_MS);
+  }
+
+  #ended(r: RelayReport): void {
+    if (this.#state !== 'js') return;
+    this.#stop();
+    this.#onEnded(r);
+  }
+
+  /** Stops moving bytes: the session engine decides what comes next (end). */
+  #stop(): void {
+    this.#state = 'ended';
+    clearTimeout(this.#nativeTimer);
+  }
+
+  /**
+   * Ends the session: `finish` — the client gets what it is owed, `last`, then the FIN; `fatal` —
+   * the same when the client stands at a server message boundary, else `cut` — both closed now.
+   * Returns true when `last` goes to the client.
+   */
+  end(mode: EndMode, last: Buffer | undefined): boolean {
+    const id = this.#nativeId;
+    this.#nativeId = undefined;
+    this.#stop();
+    if (id !== undefined) return this.#native!.end(id, mode, last) === 'told';
+    const client = this.#client;
+    const server = this.#server;
+    this.#client = this.#server = undefined;
+    if (mode === 'fatal') mode = this.#tracker?.atBoundary ? 'finish' : 'cut';
+    if (server) {
+      if (mode === 'finish' && !server.destroyed) server.end();
+      destroyAfterClients(server);
+    }
+    if (!client || client.destroyed) return false;
+    if (mode === 'cut') {
+      client.destroy();
+      return false;
+    }
+    // (A socket whose writable side already ended would answer end() with an Error object.)
+    if (!client.writableEnded) client.end(last ?? EMPTY);
+    // A client that never reads would keep the socket half-open: bound it.
+    setTimeout(() => client.destroy(), LINGER_MS).unref();
+    return last !== undefined;
+  }
+
+  #offerNative(tries: number, afterMs: number): void {
+    this.#nativeTimer = setTimeout(() => this.#enterNative(tries), afterMs).unref();
+  }
+
+  #enterNative(tries: number): void {
+    this.#nativeTimer = undefined;
+    const native = this.#native;
+    const c = this.#client;
+    const s = this.#server;
+    if (!native || !c || !s || this.#state !== 'js') return;
+    const busy =
+      c.readableLength + s.readableLength + c.writableLength + s.writableLength > 0 ||
+      c.isPaused() ||
+      s.isPaused() ||
+      (this.#tracker !== undefined && !this.#tracker.atBoundary);
+    if (busy) {
+      if (tries < NATIVE_TRIES) this.#offerNative(tries + 1, NATIVE_RETRY_MS);
+      return;
+    }
+    const id = native.attach(c, s, this.#track, { toClient: null, toServer: null }, (r) =>
+      this.#onNativeReport(r),
+    );
+    if (id === undefined) return;
+    // The relay owns duplicates of both descriptors: Node's sockets go, their listeners go quiet.
+    this.#nativeId = id;
+    this.#state = 'native';
+    this.#client = this.#server = undefined;
+    this.#tracker = undefined;
+    c.destroy();
+    s.destroy();
+  }
+
+  #onNativeReport(r: RelayReport): void {
+    if (this.#state !== 'native') return;
+    this.#state = 'ended';
+    this.#onEnded(r);
+  }
+}

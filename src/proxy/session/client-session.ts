@@ -1,0 +1,282 @@
+/**
+ * One client connection, from its TCP accept to its close: the I/O around the session engine
+ * (session-machine.ts). It feeds the engine what happens (bytes, closes, timers, route changes,
+ * terminations) and performs what the engine decides (writes, connects, the relay, the end). It
+ * makes no protocol decision of its own.
+ */
+import type { Socket } from 'node:net';
+import { connect } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { errorMessage } from '../../errors.js';
+import type { RouteNode } from '../../routing/types.js';
+import type { RelayReport } from '../relay/native-relay.js';
+import { SessionRelay } from '../relay/session-relay.js';
+import type { Terminable } from '../routing/connection-registry.js';
+import type { RouteWaiter } from '../routing/route-waiters.js';
+import { cancelKey } from './cancel-registry.js';
+import type { SessionContext } from './session-context.js';
+import { newSession, step, type Phase, type SessionState } from './session-machine.js';
+import type { EndMode, SessionAction, SessionEvent, Termination } from './session-types.js';
+import { destroyAfterClients, socketOptions } from './server-connect.js';
+import type { CloseReason } from './close-reason.js';
+
+/** A client that never reads keeps a refused or failed connection half-open at most this long. */
+const LINGER_MS = 1_000;
+const EMPTY = Buffer.alloc(0);
+
+export class ClientSession implements Terminable, RouteWaiter {
+  readonly #ctx: SessionContext;
+  readonly #source: string;
+  #state: SessionState;
+  #client: Socket | undefined;
+  #server: Socket | undefined;
+  #serverError: string | undefined;
+  #node: RouteNode | undefined;
+  #cancelKey: string | undefined;
+  #relay: SessionRelay | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt: number | undefined;
+  #starting = false;
+  #admitted = false;
+  readonly #onClosed: (s: ClientSession) => void;
+
+  constructor(client: Socket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
+    this.#client = client;
+    this.#ctx = ctx;
+    this.#source = client.remoteAddress ?? '';
+    this.#state = newSession(ctx.settings);
+    this.#onClosed = onClosed;
+  }
+
+  get phase(): Phase {
+    return this.#state.phase;
+  }
+
+  start(): void {
+    const c = this.#client!;
+    c.on('data', (chunk: Buffer) => {
+      if (this.#relay === undefined) this.#step({ type: 'client_data', bytes: chunk });
+    });
+    c.on('error', () => undefined);
+    c.on('close', () => {
+      if (this.#relay === undefined) this.#step({ type: 'client_closed' });
+    });
+    this.#starting = this.#ctx.admission.enterStartup(this.#source);
+    this.#step({ type: 'accepted', startupRoom: this.#starting });
+  }
+
+  /** The routing table dropped this session's node, or the proxy is shutting down. */
+  terminate(t: Termination): void {
+    this.#step({ type: 'terminate', termination: t });
+  }
+
+  onRouteChanged(): void {
+    this.#step({ type: 'route_changed' });
+  }
+
+  /** Closes now (the proxy's shutdown grace is over). */
+  destroy(): void {
+    if (this.#state.phase === 'closed') return;
+    this.#state.phase = 'closed';
+    this.#end('cut', 'shutdown', undefined);
+  }
+
+  #step(e: SessionEvent): void {
+    const s = this.#state;
+    if (s.phase === 'closed') return;
+    const before = s.phase;
+    const actions = step(s, e, this.#ctx.world(performance.now()));
+    for (const a of actions) this.#perform(a);
+    if (s.phase !== before) this.#moved(before, s.phase);
+    if (s.deadline !== this.#timerAt) this.#arm(s.deadline);
+  }
+
+  /** Counts the session's moves between phases (admission, waiting for a route). */
+  #moved(from: Phase, to: Phase): void {
+    const { admission, waiters } = this.#ctx;
+    if (from === 'startup' && this.#starting) {
+      this.#starting = false;
+      admission.leaveStartup(this.#source);
+    }
+    if (from === 'startup' && to !== 'cancel' && to !== 'closed') {
+      this.#admitted = true;
+      admission.admit();
+    }
+    if (to === 'routing') waiters.add(this);
+    else if (from === 'routing') waiters.delete(this);
+  }
+
+  #arm(at: number | undefined): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = at;
+    if (at === undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = undefined;
+      this.#step({ type: 'timer' });
+    }, Math.max(0, at - performance.now()) + 1);
+  }
+
+  #perform(a: SessionAction): void {
+    const c = this.#client;
+    switch (a.kind) {
+      case 'write_client':
+        if (c && !c.destroyed) c.write(a.bytes);
+        return;
+      case 'pause_client':
+        c?.pause();
+        return;
+      case 'resume_client':
+        c?.resume();
+        return;
+      case 'connect':
+        this.#connect(a.node);
+        return;
+      case 'write_server':
+        if (this.#server && !this.#server.write(a.bytes)) c?.pause();
+        return;
+      case 'drop_server':
+        this.#dropServer();
+        return;
+      case 'learn_cancel_key':
+        this.#learnKey(a.processId, a.secretKey);
+        return;
+      case 'start_relay':
+        this.#startRelay(a.rest, a.pending, a.trackMessages);
+        return;
+      case 'forward_cancel':
+        this.#forwardCancel(a.processId, a.secretKey, a.packet);
+        return;
+      case 'end':
+        this.#end(a.mode, a.reason, a.last);
+        return;
+      case 'log':
+        this.#ctx.log.warn(a.fields, a.message);
+        return;
+      case 'connected':
+        this.#ctx.metrics.connected(a.node, a.seconds);
+        this.#ctx.metrics.opened();
+        return;
+      case 'waited':
+        this.#ctx.metrics.waited(a.seconds);
+        return;
+    }
+  }
+
+  #connect(node: RouteNode): void {
+    const ctx = this.#ctx;
+    this.#node = node;
+    ctx.registry.add(ctx.settings.listener, node.key, node.name, this);
+    const server = connect({ host: node.host, port: node.port, ...socketOptions(ctx.tuning) });
+    this.#server = server;
+    this.#serverError = undefined;
+    // Each listener checks that the socket is still this session's server (a retry replaces it).
+    server.on('connect', () => {
+      if (this.#server === server) this.#step({ type: 'server_connected' });
+    });
+    server.on('error', (err) => {
+      if (this.#server === server) this.#serverError = err.message;
+    });
+    server.on('close', () => {
+      if (this.#server !== server || this.#relay !== undefined) return;
+      this.#server = undefined;
+      const error = this.#serverError;
+      if (this.#state.phase === 'connecting')
+        this.#step({
+          type: 'server_connect_failed',
+          error: `connect to ${node.host}:${node.port} failed: ${error ?? 'closed'}`,
+        });
+      else this.#step({ type: 'server_closed', error });
+    });
+    server.on('data', (chunk: Buffer) => {
+      if (this.#server === server && this.#relay === undefined) this.#step({ type: 'server_data', bytes: chunk });
+    });
+    server.on('drain', () => {
+      if (this.#server === server && this.#relay === undefined) this.#client?.resume();
+    });
+  }
+
+  #dropServer(): void {
+    const s = this.#server;
+    this.#server = undefined;
+    if (s) {
+      s.pause();
+      destroyAfterClients(s);
+    }
+    this.#forgetNode();
+  }
+
+  #forgetNode(): void {
+    const ctx = this.#ctx;
+    if (this.#node) ctx.registry.remove(ctx.settings.listener, this.#node.key, this);
+    this.#node = undefined;
+    if (this.#cancelKey !== undefined) ctx.cancels.remove(this.#cancelKey);
+    this.#cancelKey = undefined;
+  }
+
+  #learnKey(processId: number, secretKey: Buffer): void {
+    const node = this.#node;
+    if (!node) return;
+    this.#cancelKey = cancelKey(processId, secretKey);
+    this.#ctx.cancels.add(this.#cancelKey, { host: node.host, port: node.port, node: node.name });
+  }
+
+  #startRelay(rest: Buffer, pending: readonly Buffer[], trackMessages: boolean): void {
+    const client = this.#client!;
+    const server = this.#server!;
+    // From here the relay owns both sockets (and may hand them to the native relay).
+    this.#client = undefined;
+    this.#server = undefined;
+    this.#relay = new SessionRelay(client, server, trackMessages, this.#ctx.nativeRelay, (r: RelayReport) =>
+      this.#step({ type: 'relay_ended', side: r.side, error: r.error }),
+    );
+    this.#relay.start(rest, pending);
+  }
+
+  #forwardCancel(processId: number, secretKey: Buffer, packet: Buffer): void {
+    const ctx = this.#ctx;
+    const nodes = ctx.nodes();
+    ctx.cancelForwarder
+      .forward(this.#source, nodes, performance.now(), { processId, secretKey, packet })
+      .catch((err: unknown) => ctx.log.warn({ err: errorMessage(err) }, 'cancel forwarding failed'))
+      .finally(() => this.#step({ type: 'cancel_done' }));
+  }
+
+  /** The session is over: its sockets go as `mode` says, its books are closed. */
+  #end(mode: EndMode, reason: CloseReason | undefined, last: Buffer | undefined): void {
+    const ctx = this.#ctx;
+    this.#arm(undefined);
+    const relay = this.#relay;
+    if (relay) relay.end(mode, last);
+    else {
+      this.#dropServer();
+      this.#endClient(mode, last);
+    }
+    this.#forgetNode();
+    ctx.waiters.delete(this);
+    if (this.#starting) {
+      this.#starting = false;
+      ctx.admission.leaveStartup(this.#source);
+    }
+    if (this.#admitted) {
+      this.#admitted = false;
+      ctx.admission.release();
+    }
+    if (reason !== undefined) ctx.metrics.closed(reason);
+    this.#onClosed(this);
+  }
+
+  #endClient(mode: EndMode, last: Buffer | undefined): void {
+    const c = this.#client;
+    this.#client = undefined;
+    if (!c || c.destroyed) return;
+    if (mode === 'cut') {
+      c.destroy();
+      return;
+    }
+    // (A socket whose writable side already ended would answer end() with an Error object.)
+    if (!c.writableEnded) c.end(last ?? EMPTY);
+    setTimeout(() => c.destroy(), LINGER_MS).unref();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The session engine's vocabulary: what a client session is told (events), what it decides
+ * (actions), and what it may ask of the proxy while deciding (the world). The engine itself is in
+ * session-machine.ts; client-session.ts performs its actions with sockets and timers.
+ */
+import type { ListenerConfig } from '../../config/proxy-schema.js';
+import type { RouteNode } from '../../routing/types.js';
+import type { CloseReason } from './close-reason.js';
+
+/** What a listener's sessions share, fixed when the proxy starts. */
+export interface SessionSettings {
+  readonly listener: string;
+  readonly cluster: string;
+  readonly tls: ListenerConfig['tls'];
+  readonly waitTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly startupTimeoutMs: number;
+}
+
+/** Why the routing table or the proxy ends a session. */
+export interface Termination {
+  readonly reason: 'node_unroutable' | 'shutdown';
+  /** The FATAL 57P01 ErrorResponse carrying the message: built once for all the sessions it ends. */
+  readonly fatal: Buffer;
+}
+
+export type SessionEvent =
+  /** The client is accepted; `startupRoom` false when the proxy holds too many clients in startup. */
+  | { readonly type: 'accepted'; readonly startupRoom: boolean }
+  | { readonly type: 'client_data'; readonly bytes: Buffer }
+  /** The client's socket ended, failed or closed before the relay. */
+  | { readonly type: 'client_closed' }
+  /** A deadline may have passed (the session's timer fired). */
+  | { readonly type: 'timer' }
+  /** The routing table changed: a waiting session looks again. */
+  | { readonly type: 'route_changed' }
+  | { readonly type: 'server_connected' }
+  | { readonly type: 'server_connect_failed'; readonly error: string }
+  | { readonly type: 'server_data'; readonly bytes: Buffer }
+  | { readonly type: 'server_closed'; readonly error: string | undefined }
+  /** The relay saw one side end (`error`: failed rather than closed). */
+  | { readonly type: 'relay_ended'; readonly side: 'client' | 'server'; readonly error: boolean }
+  | { readonly type: 'terminate'; readonly termination: Termination }
+  /** The CancelRequest was forwarded (or dropped). */
+  | { readonly type: 'cancel_done' };
+
+/**
+ * How a session's last moments go:
+ *   finish — the client gets what it is owed, then `last`, then the FIN; the server is closed
+ *   fatal  — in the relay: as finish when the client stands at a server message boundary, else cut
+ *   cut    — both sockets are closed now
+ */
+export type EndMode = 'finish' | 'fatal' | 'cut';
+
+export type SessionAction =
+  | { readonly kind: 'write_client'; readonly bytes: Buffer }
+  /** Stop reading the client (nothing to give its bytes to yet); `resume_client` undoes it. */
+  | { readonly kind: 'pause_client' }
+  | { readonly kind: 'resume_client' }
+  /** Connect to `node` (the session now counts on it: registry, least connections). */
+  | { readonly kind: 'connect'; readonly node: RouteNode }
+  | { readonly kind: 'write_server'; readonly bytes: Buffer }
+  /** Close the server connection of the attempt and forget its node and cancel key. */
+  | { readonly kind: 'drop_server' }
+  | { readonly kind: 'learn_cancel_key'; readonly processId: number; readonly secretKey: Buffer }
+  /** ReadyForQuery: `rest` (server bytes after it) to the client, `pending` to the server, then relay. */
+  | {
+      readonly kind: 'start_relay';
+      readonly rest: Buffer;
+      readonly pending: readonly Buffer[];
+      readonly trackMessages: boolean;
+    }
+  | {
+      readonly kind: 'forward_cancel';
+      readonly processId: number;
+      readonly secretKey: Buffer;
+      readonly packet: Buffer;
+    }
+  /** The session is over; `reason` undefined for a CancelRequest's connection (not a session). */
+  | {
+      readonly kind: 'end';
+      readonly mode: EndMode;
+      readonly reason: CloseReason | undefined;
+      readonly last: Buffer | undefined;
+    }
+  | { readonly kind: 'log'; readonly message: string; readonly fields: Record<string, unknown> }
+  /** Metrics: a server's ReadyForQuery after `seconds`; a wait for a route of `seconds`. */
+  | { readonly kind: 'connected'; readonly node: string; readonly seconds: number }
+  | { readonly kind: 'waited'; readonly seconds: number };
+
+/** What the engine may read of the proxy while it decides: snapshots, nothing it changes. */
+export interface SessionWorld {
+  /** performance.now() at this event. */
+  readonly now: number;
+  /** The next node to try, by the listener's balance, none of `tried`; undefined: none qualifies. */
+  pick(tried: ReadonlySet<string>): RouteNode | undefined;
+  /** True while `node` still serves the listener in the same role. */
+  stillRouted(node: RouteNode): boolean;
+  /** True while established clients are fewer than max_client_connections. */
+  hasClientRoom(): boolean;
+}
