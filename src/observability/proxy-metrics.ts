@@ -156,7 +156,7 @@ export class ProxyMetrics {
     const nativeRuns = () => this.#nativeStats !== undefined;
     new Gauge({
       name: 'pgfleet_proxy_native_relay',
-      help: '1 when the native relay threads move relaying sessions\' bytes, 0 when Node\'s streams do',
+      help: "1 when the native relay threads move relaying sessions' bytes, 0 when Node's streams do",
       registers,
       collect() {
         this.set(nativeRuns() ? 1 : 0);

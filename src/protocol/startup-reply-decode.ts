@@ -90,7 +90,8 @@ function decodeNegotiateProtocolVersion(body: Buffer): StartupReplyEvent | strin
   const reader = new CStringReader(body);
   reader.offset = 8;
   // Each option takes at least its terminating zero byte: a count beyond that cannot be honest.
-  if (count < 0 || count > body.length - 8) return `NegotiateProtocolVersion lists ${count} options in ${body.length - 8} bytes`;
+  if (count < 0 || count > body.length - 8)
+    return `NegotiateProtocolVersion lists ${count} options in ${body.length - 8} bytes`;
   const unrecognizedOptions: string[] = [];
   for (let n = 0; n < count; n++) {
     const option = reader.next();
@@ -117,7 +118,8 @@ function decodeErrorResponse(body: Buffer): StartupReplyEvent | string {
   // "C: Code: the SQLSTATE code for the error. Always present." (protocol-error-fields)
   const code = fields.get('C');
   if (code === undefined) return 'ErrorResponse has no SQLSTATE (field C)';
-  if (!SQLSTATE_PATTERN.test(code)) return `ErrorResponse SQLSTATE ${JSON.stringify(code.slice(0, 16))} is not 5 characters`;
+  if (!SQLSTATE_PATTERN.test(code))
+    return `ErrorResponse SQLSTATE ${JSON.stringify(code.slice(0, 16))} is not 5 characters`;
   return {
     type: 'error',
     severity: fields.get('V') ?? fields.get('S') ?? '',

@@ -81,7 +81,10 @@ function chooseRelay(config: ProxyConfig['proxy'], log: Logger, addonPath?: stri
   if (!(relay instanceof Error)) return relay;
   if (config.relay === 'native')
     throw new PgfleetError('ERR_CONFIG_INVALID', `proxy.relay: native: ${relay.message}`);
-  log.warn({ err: relay.message }, 'proxy.relay: auto: the native relay is not available, relaying in JavaScript');
+  log.warn(
+    { err: relay.message },
+    'proxy.relay: auto: the native relay is not available, relaying in JavaScript',
+  );
   return undefined;
 }
 

@@ -40,7 +40,11 @@ interface Relay {
 }
 
 interface Addon {
-  open(onReport: (ids: number[], kinds: number[], errnos: number[]) => void, threads: number, batch: boolean): Relay;
+  open(
+    onReport: (ids: number[], kinds: number[], errnos: number[]) => void,
+    threads: number,
+    batch: boolean,
+  ): Relay;
   attach(
     relay: Relay,
     clientFd: number,

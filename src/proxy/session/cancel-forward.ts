@@ -87,7 +87,9 @@ export class CancelForwarder {
     const known = this.#registry.lookup(cancelKey(cancel.processId, cancel.secretKey));
     const plan = planCancel(known, nodes, () => this.#limiter.take(source, nowMs));
     this.#count(plan.result);
-    await Promise.all(plan.targets.map((t) => sendCancel(t.host, t.port, cancel.packet, this.#connectTimeoutMs)));
+    await Promise.all(
+      plan.targets.map((t) => sendCancel(t.host, t.port, cancel.packet, this.#connectTimeoutMs)),
+    );
     return plan.result;
   }
 }

@@ -111,11 +111,14 @@ export class ClientSession implements Terminable, RouteWaiter {
     this.#timer = undefined;
     this.#timerAt = at;
     if (at === undefined) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = undefined;
-      this.#step({ type: 'timer' });
-    }, Math.max(0, at - performance.now()) + 1);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#timerAt = undefined;
+        this.#step({ type: 'timer' });
+      },
+      Math.max(0, at - performance.now()) + 1,
+    );
   }
 
   #perform(a: SessionAction): void {
@@ -190,7 +193,8 @@ export class ClientSession implements Terminable, RouteWaiter {
       else this.#step({ type: 'server_closed', error });
     });
     server.on('data', (chunk: Buffer) => {
-      if (this.#server === server && this.#relay === undefined) this.#step({ type: 'server_data', bytes: chunk });
+      if (this.#server === server && this.#relay === undefined)
+        this.#step({ type: 'server_data', bytes: chunk });
     });
     server.on('drain', () => {
       if (this.#server === server && this.#relay === undefined) this.#client?.resume();

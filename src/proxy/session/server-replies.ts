@@ -62,7 +62,8 @@ export class StartupGate {
       else if (ev.type === 'backendKeyData')
         this.backendKey = { processId: ev.processId, secretKey: ev.secretKey };
       else if (ev.type === 'error') error = ev;
-      else if (ev.type === 'negotiateProtocolVersion') negotiated ??= this.#checkNegotiated(ev.protocolVersion);
+      else if (ev.type === 'negotiateProtocolVersion')
+        negotiated ??= this.#checkNegotiated(ev.protocolVersion);
     }
     const taken = r.done ? chunk.subarray(0, r.consumed) : chunk;
     this.held.push(taken);

@@ -22,12 +22,7 @@
  * its role, and a node that leaves the listener, are retried on another node, invisibly. After
  * that, the client is told why in a FATAL ErrorResponse.
  */
-import {
-  SQLSTATE,
-  StartupFramer,
-  errorResponse,
-  sslRefused,
-} from '../../protocol/index.js';
+import { SQLSTATE, StartupFramer, errorResponse, sslRefused } from '../../protocol/index.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
 import { firstPacketAction } from './first-packet.js';
@@ -170,7 +165,13 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
     const p = r.packet;
     const needsRoom = p.kind === 'startup' || (p.kind === 'ssl' && s.settings.tls === 'passthrough');
     const answered = { ssl: s.sslAnswered, gss: s.gssAnswered };
-    const action = firstPacketAction(p.kind, s.settings.tls, answered, needsRoom && !w.hasClientRoom(), r.rest.length);
+    const action = firstPacketAction(
+      p.kind,
+      s.settings.tls,
+      answered,
+      needsRoom && !w.hasClientRoom(),
+      r.rest.length,
+    );
     switch (action.kind) {
       case 'fail':
         fail(s, out, action.reason, action.code, action.message);
@@ -198,7 +199,13 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
   }
 }
 
-function beginRouting(s: SessionState, packet: Buffer, rest: Buffer, w: SessionWorld, out: SessionAction[]): void {
+function beginRouting(
+  s: SessionState,
+  packet: Buffer,
+  rest: Buffer,
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
   s.framer = undefined;
   s.startupPacket = packet;
   s.phase = 'routing';
@@ -279,7 +286,12 @@ function onAttempt(s: SessionState, e: SessionEvent, w: SessionWorld, out: Sessi
   }
 }
 
-function onTerminateBeforeRelay(s: SessionState, t: Termination, w: SessionWorld, out: SessionAction[]): void {
+function onTerminateBeforeRelay(
+  s: SessionState,
+  t: Termination,
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
   if (s.phase === 'routing') {
     if (t.reason === 'shutdown') endWith(s, out, t);
   } else if (t.reason === 'node_unroutable' && !s.involved) {
@@ -289,7 +301,12 @@ function onTerminateBeforeRelay(s: SessionState, t: Termination, w: SessionWorld
   }
 }
 
-function onWake(s: SessionState, why: 'timer' | 'route_changed', w: SessionWorld, out: SessionAction[]): void {
+function onWake(
+  s: SessionState,
+  why: 'timer' | 'route_changed',
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
   const node = s.node;
   if (s.phase === 'routing') {
     if (w.now >= s.waitDeadline) giveUp(s, w, out);
@@ -313,7 +330,11 @@ function onWake(s: SessionState, why: 'timer' | 'route_changed', w: SessionWorld
 function connectFailed(s: SessionState, error: string, w: SessionWorld, out: SessionAction[]): void {
   s.lastError = error;
   s.lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
-  out.push({ kind: 'log', message: 'server connect failed; trying another', fields: { node: s.node?.name, err: error } });
+  out.push({
+    kind: 'log',
+    message: 'server connect failed; trying another',
+    fields: { node: s.node?.name, err: error },
+  });
   retry(s, w, out);
 }
 
@@ -385,7 +406,8 @@ function onServerReplies(s: SessionState, bytes: Buffer, w: SessionWorld, out: S
 
 function flushHeld(gate: StartupGate, out: SessionAction[]): void {
   const held = gate.drain();
-  if (held.length > 0) out.push({ kind: 'write_client', bytes: held.length === 1 ? held[0]! : Buffer.concat(held) });
+  if (held.length > 0)
+    out.push({ kind: 'write_client', bytes: held.length === 1 ? held[0]! : Buffer.concat(held) });
 }
 
 function startRelay(s: SessionState, rest: Buffer, w: SessionWorld, out: SessionAction[]): void {
@@ -409,7 +431,13 @@ function onRelay(s: SessionState, e: SessionEvent, out: SessionAction[]): void {
   }
 }
 
-function retryOrFail(s: SessionState, code: string, message: string, w: SessionWorld, out: SessionAction[]): void {
+function retryOrFail(
+  s: SessionState,
+  code: string,
+  message: string,
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
   if (s.involved) fail(s, out, 'upstream_error', code, `pgfleet: ${message}`);
   else retry(s, w, out);
 }
@@ -445,7 +473,13 @@ function takePending(s: SessionState): Buffer[] {
   return pending;
 }
 
-function fail(s: SessionState, out: SessionAction[], reason: CloseReason, code: string, message: string): void {
+function fail(
+  s: SessionState,
+  out: SessionAction[],
+  reason: CloseReason,
+  code: string,
+  message: string,
+): void {
   end(s, out, 'finish', reason, errorResponse({ severity: 'FATAL', code, message }));
 }
 

@@ -4,8 +4,8 @@ import {
   ConnectionRegistry,
   termination,
   type Terminable,
-  type Termination,
 } from '../../../src/proxy/routing/connection-registry.js';
+import type { Termination } from '../../../src/proxy/session/session-types.js';
 import { ProxyMetrics } from '../../../src/observability/proxy-metrics.js';
 
 class FakeSession implements Terminable {
@@ -47,7 +47,7 @@ describe('proxy metrics', () => {
     l.closed('client_closed');
     l.closed('node_unroutable');
     l.connected('n2', 0.002);
-    l.cancel('broadcast');
+    m.cancelRequests.inc({ result: 'broadcast' });
     assert.equal(await sample(m, 'pgfleet_proxy_sessions_opened_total{listener="replicas"}'), 2);
     assert.equal(
       await sample(m, 'pgfleet_proxy_sessions_closed_total{listener="replicas",reason="client_closed"}'),
@@ -103,5 +103,13 @@ describe('proxy metrics', () => {
     assert.equal(body[0], 'E');
     assert.ok(body.includes('C57P01\0'));
     assert.ok(body.includes('Mserver n1 no longer qualifies\0'));
+  });
+
+  it('pgfleet_proxy_native_relay says which relay runs: 1 native, 0 JavaScript', async () => {
+    const m = new ProxyMetrics();
+    assert.equal(await sample(m, 'pgfleet_proxy_native_relay'), 0);
+    m.readNativeRelayWith(() => ({ pairs: 3, threads: 2, bytesToServer: 10, bytesToClient: 20 }));
+    assert.equal(await sample(m, 'pgfleet_proxy_native_relay'), 1);
+    assert.equal(await sample(m, 'pgfleet_proxy_native_relay_sessions'), 3);
   });
 });

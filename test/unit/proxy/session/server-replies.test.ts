@@ -1,6 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_HELD_BYTES, StartupGate, roleMatches, type GateVerdict } from '../../../../src/proxy/session/server-replies.js';
+import {
+  MAX_HELD_BYTES,
+  StartupGate,
+  roleMatches,
+  type GateVerdict,
+} from '../../../../src/proxy/session/server-replies.js';
 import { buffers, splits } from '../../protocol/buffers.js';
 
 const V3_0 = 196608;
@@ -90,7 +95,8 @@ describe('StartupGate', () => {
     const gate = new StartupGate('primary', V3_0);
     const notice = buffers.notice('x'.repeat(60_000));
     let v: GateVerdict = { kind: 'wait' };
-    for (let held = 0; held <= MAX_HELD_BYTES && v.kind === 'wait'; held += notice.length) v = gate.push(notice);
+    for (let held = 0; held <= MAX_HELD_BYTES && v.kind === 'wait'; held += notice.length)
+      v = gate.push(notice);
     assert.equal(v.kind, 'invalid');
   });
 

@@ -32,7 +32,7 @@ const SETTINGS: SessionSettings = {
 };
 
 function node(name: string, role: 'primary' | 'replica' = 'primary'): RouteNode {
-  return { key: name, name, host: '10.0.0.1', port: name === 'a' ? 5432 : 5433, role } as RouteNode;
+  return { key: name, name, host: '10.0.0.1', port: name === 'a' ? 5432 : 5433, role };
 }
 
 interface Setup {
@@ -69,8 +69,8 @@ function run(setup: Setup, events: (SessionEvent | { at: number })[]): Transcrip
 let routeAfterChange: RouteNode[] | undefined;
 
 class Transcript {
-  toClient = Buffer.alloc(0);
-  toServer = Buffer.alloc(0);
+  toClient: Buffer = Buffer.alloc(0);
+  toServer: Buffer = Buffer.alloc(0);
   readonly steps: string[] = [];
   phase = '';
   add(actions: SessionAction[]): void {
@@ -92,7 +92,9 @@ class Transcript {
           this.steps.push(`key ${a.processId}`);
           break;
         case 'start_relay':
-          this.steps.push(`relay track=${a.trackMessages} rest=${a.rest.length} pending=${Buffer.concat(a.pending).length}`);
+          this.steps.push(
+            `relay track=${a.trackMessages} rest=${a.rest.length} pending=${Buffer.concat(a.pending).length}`,
+          );
           break;
         case 'forward_cancel':
           this.steps.push(`cancel ${a.processId}`);
@@ -112,7 +114,12 @@ function sqlstate(e: Buffer): string {
   return fields.find((f) => f.startsWith('C'))!.slice(1);
 }
 function fieldOf(e: Buffer, type: string): string | undefined {
-  return e.subarray(5).toString('utf8').split('\0').find((f) => f.startsWith(type))?.slice(1);
+  return e
+    .subarray(5)
+    .toString('utf8')
+    .split('\0')
+    .find((f) => f.startsWith(type))
+    ?.slice(1);
 }
 
 const client = (bytes: Buffer): SessionEvent => ({ type: 'client_data', bytes });
@@ -126,7 +133,7 @@ const SSL = buffers.sslRequest();
 const GSS = buffers.gssencRequest();
 const N = Buffer.from('N');
 const QUERY = message('Q', Buffer.from('select 1\0'));
-const welcome = (standby: 'on' | 'off', tail = Buffer.alloc(0)): Buffer =>
+const welcome = (standby: 'on' | 'off', tail: Buffer = Buffer.alloc(0)): Buffer =>
   Buffer.concat([
     buffers.authenticationOk(),
     buffers.parameterStatus('in_hot_standby', standby),
@@ -134,7 +141,8 @@ const welcome = (standby: 'on' | 'off', tail = Buffer.alloc(0)): Buffer =>
     buffers.readyForQuery('I'),
     tail,
   ]);
-const refusal = (code: string): Buffer => buffers.errorResponse({ S: 'FATAL', C: code, M: `refused ${code}` });
+const refusal = (code: string): Buffer =>
+  buffers.errorResponse({ S: 'FATAL', C: code, M: `refused ${code}` });
 const startupLength = (n: number): Buffer => Buffer.concat([int32(n | 0), int32(version(3, 0))]);
 
 interface ClientCase {
@@ -152,7 +160,12 @@ interface ClientCase {
 /** What a client sends first, split at every offset: the same transcript every time. */
 const FIRST_PACKETS: ClientCase[] = [
   { name: 'a StartupMessage', first: STARTUP, steps: ['connect a'], toClient: Buffer.alloc(0) },
-  { name: 'SSLRequest, then a StartupMessage', first: Buffer.concat([SSL, STARTUP]), steps: ['connect a'], toClient: N },
+  {
+    name: 'SSLRequest, then a StartupMessage',
+    first: Buffer.concat([SSL, STARTUP]),
+    steps: ['connect a'],
+    toClient: N,
+  },
   {
     name: 'GSSENCRequest, SSLRequest, then a StartupMessage',
     first: Buffer.concat([GSS, SSL, STARTUP]),
@@ -172,14 +185,24 @@ const FIRST_PACKETS: ClientCase[] = [
     steps: ['end finish protocol_error 08P01'],
     toClient: N,
   },
-  { name: 'a CancelRequest', first: buffers.cancelRequest(42, int32(7)), steps: ['cancel 42'], toClient: Buffer.alloc(0) },
+  {
+    name: 'a CancelRequest',
+    first: buffers.cancelRequest(42, int32(7)),
+    steps: ['cancel 42'],
+    toClient: Buffer.alloc(0),
+  },
   {
     name: 'a CancelRequest after an SSLRequest',
     first: Buffer.concat([SSL, buffers.cancelRequest(42, int32(7))]),
     steps: ['cancel 42'],
     toClient: N,
   },
-  { name: 'a StartupMessage with pipelined bytes', first: Buffer.concat([STARTUP, QUERY]), steps: ['connect a'], toClient: Buffer.alloc(0) },
+  {
+    name: 'a StartupMessage with pipelined bytes',
+    first: Buffer.concat([STARTUP, QUERY]),
+    steps: ['connect a'],
+    toClient: Buffer.alloc(0),
+  },
   ...(
     [
       ['length 0', startupLength(0), /less than 8/],
@@ -189,22 +212,28 @@ const FIRST_PACKETS: ClientCase[] = [
       ['length 2^31-1', startupLength(2 ** 31 - 1), /exceeds 10000/],
       ['length 2^32-1', Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 3, 0, 0]), /exceeds 10000/],
       ['length 10 MB', startupLength(10_000_000), /exceeds 10000/],
-      ['protocol 2.0', packet(version(2, 0), Buffer.from('user\0app\0\0')), /unsupported frontend protocol 2.0/],
+      [
+        'protocol 2.0',
+        packet(version(2, 0), Buffer.from('user\0app\0\0')),
+        /unsupported frontend protocol 2.0/,
+      ],
       ['an unknown request code', packet(version(1234, 5690)), /unknown startup request code/],
       ['an SSLRequest of 12 bytes', packet(version(1234, 5679), int32(0)), /SSLRequest length 12/],
       ['a CancelRequest of 9 bytes', packet(version(1234, 5678), Buffer.from([1])), /CancelRequest length 9/],
       ['no user', buffers.startup({ database: 'x' }), /no PostgreSQL user name/],
-      ['bytes after the terminator', Buffer.concat([packet(version(3, 0), Buffer.from('user\0a\0\0x'))]), /after the parameter terminator/],
+      [
+        'bytes after the terminator',
+        Buffer.concat([packet(version(3, 0), Buffer.from('user\0a\0\0x'))]),
+        /after the parameter terminator/,
+      ],
     ] as const
-  ).map(
-    ([name, first, message]): ClientCase => ({
-      name: `a startup packet with ${name}`,
-      first,
-      steps: ['end finish protocol_error 08P01'],
-      toClient: Buffer.alloc(0),
-      message,
-    }),
-  ),
+  ).map(([name, first, message]): ClientCase => ({
+    name: `a startup packet with ${name}`,
+    first,
+    steps: ['end finish protocol_error 08P01'],
+    toClient: Buffer.alloc(0),
+    message,
+  })),
   {
     name: 'a StartupMessage beyond max_client_connections',
     first: STARTUP,
@@ -340,7 +369,12 @@ const EXCHANGES: ServerCase[] = [
   },
   {
     name: 'the server closes after the client took part: FATAL 08006',
-    events: [CONNECTED, server(message('R', int32(3))), client(message('p', Buffer.from('x\0'))), { type: 'server_closed', error: undefined }],
+    events: [
+      CONNECTED,
+      server(message('R', int32(3))),
+      client(message('p', Buffer.from('x\0'))),
+      { type: 'server_closed', error: undefined },
+    ],
     steps: ['connect a', 'end finish upstream_error 08006'],
   },
   {
@@ -355,12 +389,22 @@ const EXCHANGES: ServerCase[] = [
   },
   {
     name: 'an ErrorResponse without a SQLSTATE is malformed: retried, never passed on as a refusal',
-    events: [CONNECTED, server(buffers.errorResponse({ S: 'FATAL', M: 'x' })), CONNECTED, server(welcome('off'))],
+    events: [
+      CONNECTED,
+      server(buffers.errorResponse({ S: 'FATAL', M: 'x' })),
+      CONNECTED,
+      server(welcome('off')),
+    ],
     steps: ['connect a', 'drop', 'connect b', 'key 77', 'relay track=true rest=0 pending=0'],
   },
   {
     name: 'malformed replies after the client took part: FATAL 08P01',
-    events: [CONNECTED, server(message('R', int32(3))), client(message('p', Buffer.from('x\0'))), server(message('Z', Buffer.alloc(2)))],
+    events: [
+      CONNECTED,
+      server(message('R', int32(3))),
+      client(message('p', Buffer.from('x\0'))),
+      server(message('Z', Buffer.alloc(2))),
+    ],
     steps: ['connect a', 'end finish upstream_error 08P01'],
   },
   {
@@ -392,7 +436,17 @@ const EXCHANGES: ServerCase[] = [
       { at: 1_000 },
       TIMER,
     ],
-    steps: ['connect a', 'drop', 'connect b', 'drop', 'connect a', 'drop', 'connect b', 'drop', 'end finish no_route 08006'],
+    steps: [
+      'connect a',
+      'drop',
+      'connect b',
+      'drop',
+      'connect a',
+      'drop',
+      'connect b',
+      'drop',
+      'end finish no_route 08006',
+    ],
   },
   {
     name: 'no node: held until wait_timeout, then FATAL 57P03',
@@ -414,22 +468,40 @@ const EXCHANGES: ServerCase[] = [
   },
   {
     name: 'a NegotiateProtocolVersion upward is malformed: retried',
-    events: [CONNECTED, server(buffers.negotiateProtocolVersion(version(3, 2), [])), CONNECTED, server(welcome('off'))],
+    events: [
+      CONNECTED,
+      server(buffers.negotiateProtocolVersion(version(3, 2), [])),
+      CONNECTED,
+      server(welcome('off')),
+    ],
     steps: ['connect a', 'drop', 'connect b', 'key 77', 'relay track=true rest=0 pending=0'],
   },
   {
     name: 'the node leaves while connecting (client not involved): moved to b',
-    events: [{ type: 'terminate', termination: termination('node_unroutable', 'gone') }, CONNECTED, server(welcome('off'))],
+    events: [
+      { type: 'terminate', termination: termination('node_unroutable', 'gone') },
+      CONNECTED,
+      server(welcome('off')),
+    ],
     steps: ['connect a', 'drop', 'connect b', 'key 77', 'relay track=true rest=0 pending=0'],
   },
   {
     name: 'the node leaves after the client took part: its FATAL',
-    events: [CONNECTED, server(message('R', int32(3))), client(message('p', Buffer.from('x\0'))), { type: 'terminate', termination: termination('node_unroutable', 'gone') }],
+    events: [
+      CONNECTED,
+      server(message('R', int32(3))),
+      client(message('p', Buffer.from('x\0'))),
+      { type: 'terminate', termination: termination('node_unroutable', 'gone') },
+    ],
     steps: ['connect a', 'end finish node_unroutable 57P01'],
   },
   {
     name: 'relaying: a termination ends with the FATAL at a boundary',
-    events: [CONNECTED, server(welcome('off')), { type: 'terminate', termination: termination('node_unroutable', 'gone') }],
+    events: [
+      CONNECTED,
+      server(welcome('off')),
+      { type: 'terminate', termination: termination('node_unroutable', 'gone') },
+    ],
     steps: ['connect a', 'key 77', 'relay track=true rest=0 pending=0', 'end fatal node_unroutable 57P01'],
   },
   {
@@ -484,7 +556,13 @@ describe('session engine: the server side, deadlines and terminations', () => {
 
   it('forwards the client’s authentication answers and holds nothing back after a request', () => {
     const answer = message('p', Buffer.from('secret\0'));
-    const t = run({}, [client(STARTUP), CONNECTED, server(message('R', int32(3))), client(answer), server(welcome('off'))]);
+    const t = run({}, [
+      client(STARTUP),
+      CONNECTED,
+      server(message('R', int32(3))),
+      client(answer),
+      server(welcome('off')),
+    ]);
     assert.deepEqual(t.toServer, Buffer.concat([STARTUP, answer]));
     assert.deepEqual(t.toClient, Buffer.concat([message('R', int32(3)), welcome('off')]));
   });
@@ -496,7 +574,12 @@ describe('session engine: the server side, deadlines and terminations', () => {
   });
 
   it('a protocol 3.2 client may be offered 3.0', () => {
-    const t = run({}, [client(STARTUP_3_2), CONNECTED, server(buffers.negotiateProtocolVersion(version(3, 0), ['_pq_.x'])), server(welcome('off'))]);
+    const t = run({}, [
+      client(STARTUP_3_2),
+      CONNECTED,
+      server(buffers.negotiateProtocolVersion(version(3, 0), ['_pq_.x'])),
+      server(welcome('off')),
+    ]);
     assert.deepEqual(t.steps, ['connect a', 'key 77', 'relay track=true rest=0 pending=0']);
   });
 
@@ -526,10 +609,17 @@ describe('session engine: the server side, deadlines and terminations', () => {
     });
     step(s, { type: 'accepted', startupRoom: true }, w(0, [node('a')]));
     step(s, client(STARTUP), w(0, [node('a')]));
-    step(s, { type: 'server_connect_failed', error: 'connect ECONNREFUSED 10.0.0.1:5432' }, w(1, [node('a')]));
+    step(
+      s,
+      { type: 'server_connect_failed', error: 'connect ECONNREFUSED 10.0.0.1:5432' },
+      w(1, [node('a')]),
+    );
     const end = step(s, TIMER, w(1_000, [])).find((a) => a.kind === 'end');
     assert.ok(end?.kind === 'end' && end.last);
-    assert.match(fieldOf(end.last, 'M')!, /could not connect to any server for listener "rw" of cluster "c1" within 1s/);
+    assert.match(
+      fieldOf(end.last, 'M')!,
+      /could not connect to any server for listener "rw" of cluster "c1" within 1s/,
+    );
     assert.equal(fieldOf(end.last, 'D'), 'connect ECONNREFUSED 10.0.0.1:5432');
   });
 });
