@@ -38,8 +38,9 @@ static napi_value number(napi_env env, double n) {
 
 static void call_on_report(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
-  int32_t n = *(int32_t *)data;
-  report_t *reports = (report_t *)((char *)data + sizeof(int32_t));
+  const reports_t *batch = data;
+  int32_t n = batch->n;
+  const report_t *reports = batch->at;
   if (env != NULL && cb != NULL) {
     napi_value undefined, argv[3];
     napi_get_undefined(env, &undefined);

@@ -287,10 +287,10 @@ static int linger_timeout(worker_t *w) {
 
 /* Hands a batch of reports to JavaScript (one call for the batch). */
 static void deliver(relay_t *r, report_t *reports, int n) {
-  report_t *copy = malloc(sizeof(int32_t) + (size_t)n * sizeof(report_t));
+  reports_t *copy = malloc(sizeof(reports_t) + (size_t)n * sizeof(report_t));
   if (!copy) abort(); /* a lost report would leave its session open for good */
-  *(int32_t *)copy = n;
-  memcpy((char *)copy + sizeof(int32_t), reports, (size_t)n * sizeof(report_t));
+  copy->n = n;
+  memcpy(copy->at, reports, (size_t)n * sizeof(report_t));
   pthread_mutex_lock(&r->mu);
   napi_status st = r->on_report ? napi_call_threadsafe_function(r->on_report, copy, napi_tsfn_nonblocking)
                                 : napi_closing;

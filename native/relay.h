@@ -64,6 +64,12 @@ typedef struct report {
   int err;
 } report_t;
 
+/* A batch of reports handed to JavaScript in one call. */
+typedef struct reports {
+  int32_t n;
+  report_t at[];
+} reports_t;
+
 /* One relay thread and its epoll set. */
 typedef struct worker {
   struct relay *r;

@@ -29,7 +29,8 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     return 0;
   }
   const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
-  const proxy = new Proxy(config, log);
+  // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
+  const proxy = new Proxy(config, log, { nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined });
   // Before start(): the admin port answers during start-up, and a SIGHUP that arrives before the
   // handler would end the process (Node's default action).
   const reloader = handleReload(config, () => loadProxyConfig(opts.config, process.env), log);

@@ -11,3 +11,5 @@ export * from './processes.js';
 export * from './relay.js';
 export * from './temp-dir.js';
 export * from './wait-for.js';
+export * from './proxy-process.js';
+export * from './sanitizer.js';

@@ -70,7 +70,7 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
   let etcd: EtcdServer;
   const nodes: AgentNode[] = [];
   let leader: AgentNode;
-  let rwPort: number;
+  const rwPorts: number[] = [];
 
   before(async () => {
     etcd = await startEtcd();
@@ -78,13 +78,16 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
     const cluster = await waitForHealthyCluster(nodes, 60_000);
     leader = nodes.find((n) => n.name === cluster.members.find((m) => m.role === 'leader')!.name)!;
     await sql(leader.pgPort, 'CREATE TABLE sw(id int PRIMARY KEY)');
-    const { ports } = await startProxy(
-      etcd,
-      [{ name: 'rw', role: 'primary' }],
-      { wait_timeout: '10s' },
-      SCOPE,
-    );
-    rwPort = ports.rw!;
+    // One proxy per relay, in one process: the switchover's clients alternate between them.
+    for (const relay of ['native', 'js'] as const) {
+      const { ports } = await startProxy(
+        etcd,
+        [{ name: 'rw', role: 'primary' }],
+        { relay, wait_timeout: '10s' },
+        SCOPE,
+      );
+      rwPorts.push(ports.rw!);
+    }
   });
   after(cleanupAll);
 
@@ -120,7 +123,10 @@ void describe('ctl and proxy: switchover without failed connections', { timeout:
     const candidate = nodes.find((n) => n !== leader)!;
     const attempts: Promise<Attempt>[] = [];
     let nextId = 1;
-    const timer = setInterval(() => attempts.push(attempt(rwPort, nextId++)), 50);
+    const timer = setInterval(() => {
+      const id = nextId++;
+      attempts.push(attempt(rwPorts[id % 2]!, id));
+    }, 50);
     try {
       await waitFor('a few writes before the switchover', () => attempts.length >= 10, 5_000, 50);
       const res = await ctl(nodes[0]!.configFile, 'switchover', '--candidate', candidate.name, '--force');

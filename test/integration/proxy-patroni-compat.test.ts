@@ -120,64 +120,72 @@ async function runWriter(port: number, s: WriterStats, stop: { now: boolean }): 
 
 void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
   let cluster: PatroniCluster;
-  let proxy: Proxy;
-  let ports: Record<string, number>;
+  // Two proxies in one process, one per relay, on the same cluster: each case runs through both.
+  const proxies: { relay: 'native' | 'js'; proxy: Proxy; ports: Record<string, number> }[] = [];
 
   const member = (name: string | undefined): PatroniMember => {
     const m = cluster.members.find((x) => x.name === name);
     assert.ok(m, `no member named ${name}`);
     return m;
   };
-  const routed = (listener: string): string[] =>
+  const routed = (proxy: Proxy, listener: string): string[] =>
     proxy.table.listeners.get(listener)?.nodes.map((n) => n.name) ?? [];
 
   before(async () => {
     const etcd = await startEtcd();
     cluster = await startPatroniCluster({ etcd, size: 3, ttl: 10, loopWait: 2, retryTimeout: 3 });
-    ({ proxy, ports } = await startProxy(
-      etcd,
-      [
-        { name: 'primary', role: 'primary' },
-        { name: 'replicas', role: 'replica', max_lag: '16MB' },
-      ],
-      { health_check: { interval: '500ms', timeout: '1s', fall: 2, rise: 1 } },
-      cluster.scope,
-    ));
+    for (const relay of ['native', 'js'] as const) {
+      const { proxy, ports } = await startProxy(
+        etcd,
+        [
+          { name: 'primary', role: 'primary' },
+          { name: 'replicas', role: 'replica', max_lag: '16MB' },
+        ],
+        { relay, health_check: { interval: '500ms', timeout: '1s', fall: 2, rise: 1 } },
+        cluster.scope,
+      );
+      proxies.push({ relay, proxy, ports });
+    }
     const leader = await cluster.leader();
-    await waitFor(
-      'the proxy to route the leader for writes and both replicas for reads',
-      () => routed('primary').join() === leader && routed('replicas').length === 2,
-      15_000,
-    );
+    for (const { proxy } of proxies)
+      await waitFor(
+        'the proxy to route the leader for writes and both replicas for reads',
+        () => routed(proxy, 'primary').join() === leader && routed(proxy, 'replicas').length === 2,
+        15_000,
+      );
   });
   after(cleanupAll);
 
   void it("sends the write port to Patroni's leader", async () => {
     const leader = member(await cluster.leader());
-    const c = await open(ports.primary!);
-    const r = await c.query<{ rec: boolean }>('select pg_is_in_recovery() as rec');
-    assert.equal(r.rows[0]!.rec, false);
-    assert.equal(await serverPort(c), leader.pgPort);
-    await c.query('create table compat (id serial primary key, v text not null)');
-    const ins = await c.query("insert into compat (v) values ('first')");
-    assert.equal(ins.rowCount, 1);
-    await c.end();
+    for (const { relay, ports } of proxies) {
+      const c = await open(ports.primary!);
+      const r = await c.query<{ rec: boolean }>('select pg_is_in_recovery() as rec');
+      assert.equal(r.rows[0]!.rec, false, relay);
+      assert.equal(await serverPort(c), leader.pgPort, relay);
+      await c.query('create table if not exists compat (id serial primary key, v text not null)');
+      const ins = await c.query("insert into compat (v) values ('first')");
+      assert.equal(ins.rowCount, 1, relay);
+      await c.end();
+    }
   });
 
   void it('sends the read port only to non-leader members, in recovery', async () => {
     const leader = member(await cluster.leader());
     const replicaPorts = new Set(cluster.members.filter((m) => m !== leader).map((m) => m.pgPort));
-    const seen = new Set<number>();
-    for (let i = 0; i < 4; i++) {
-      const c = await open(ports.replicas!);
-      const r = await c.query<{ rec: boolean; port: number }>(
-        'select pg_is_in_recovery() as rec, inet_server_port() as port',
-      );
-      assert.equal(r.rows[0]!.rec, true);
-      assert.ok(replicaPorts.has(r.rows[0]!.port), `read session on port ${r.rows[0]!.port}`);
-      seen.add(r.rows[0]!.port);
+    for (const { relay, ports } of proxies) {
+      const seen = new Set<number>();
+      for (let i = 0; i < 4; i++) {
+        const c = await open(ports.replicas!);
+        const r = await c.query<{ rec: boolean; port: number }>(
+          'select pg_is_in_recovery() as rec, inet_server_port() as port',
+        );
+        assert.equal(r.rows[0]!.rec, true, relay);
+        assert.ok(replicaPorts.has(r.rows[0]!.port), `${relay}: read session on port ${r.rows[0]!.port}`);
+        seen.add(r.rows[0]!.port);
+      }
+      assert.equal(seen.size, 2, `${relay}: open read sessions spread over both replicas`);
     }
-    assert.equal(seen.size, 2, 'open read sessions spread over both replicas');
   });
 
   void it('follows patronictl switchover: old sessions closed, new writes on the new leader', async () => {
@@ -203,17 +211,21 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
       20_000,
       250,
     );
-    const held = await open(ports.primary!);
-    assert.equal(await serverPort(held), oldLeader.pgPort);
-    const heldClosed = closedBy(held);
-
-    const s = newStats();
     const stop = { now: false };
     onCleanup(() => {
       stop.now = true;
     });
-    const writer = runWriter(ports.primary!, s, stop);
-    await waitFor('the writer to insert before the switchover', () => s.inserts >= 3);
+    const runs = await Promise.all(
+      proxies.map(async ({ relay, ports }) => {
+        const held = await open(ports.primary!);
+        assert.equal(await serverPort(held), oldLeader.pgPort);
+        const heldClosed = closedBy(held);
+        const s = newStats();
+        const writer = runWriter(ports.primary!, s, stop);
+        await waitFor(`the writer through ${relay} to insert before the switchover`, () => s.inserts >= 3);
+        return { relay, ports, heldClosed, s, writer };
+      }),
+    );
 
     const result = await cluster.patronictl([
       'switchover',
@@ -232,47 +244,51 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
       30_000,
     );
 
-    const how = await Promise.race([heldClosed, sleep(20_000, 'still open')]);
-    assert.ok(how === '57P01' || how === 'end', `held session on the old leader: ${how}`);
+    for (const { relay, ports, heldClosed, s } of runs) {
+      const how = await Promise.race([heldClosed, sleep(20_000, 'still open')]);
+      assert.ok(how === '57P01' || how === 'end', `${relay}: held session on the old leader: ${how}`);
 
-    await waitFor(
-      'a new write session on the new leader',
-      async () => {
-        const c = newClient(ports.primary!);
-        try {
-          await c.connect();
-          const r = await c.query<{ port: number; rec: boolean }>(
-            "insert into compat (v) values ('after') returning inet_server_port() as port, pg_is_in_recovery() as rec",
-          );
-          return r.rows[0]!.port === candidate.pgPort && !r.rows[0]!.rec;
-        } finally {
-          await endQuickly(c);
-        }
-      },
-      30_000,
-      200,
-    );
-    await waitFor(
-      'the writer to insert on the new leader',
-      () => s.ports.filter((p) => p === candidate.pgPort).length >= 3,
-      15_000,
-    );
+      await waitFor(
+        `a new write session through ${relay} on the new leader`,
+        async () => {
+          const c = newClient(ports.primary!);
+          try {
+            await c.connect();
+            const r = await c.query<{ port: number; rec: boolean }>(
+              "insert into compat (v) values ('after') returning inet_server_port() as port, pg_is_in_recovery() as rec",
+            );
+            return r.rows[0]!.port === candidate.pgPort && !r.rows[0]!.rec;
+          } finally {
+            await endQuickly(c);
+          }
+        },
+        30_000,
+        200,
+      );
+      await waitFor(
+        `the writer through ${relay} to insert on the new leader`,
+        () => s.ports.filter((p) => p === candidate.pgPort).length >= 3,
+        15_000,
+      );
+    }
     stop.now = true;
-    await writer;
-    console.log(
-      `writer across switchover ${oldLeader.name} -> ${candidate.name}: attempts=${s.attempts} inserts=${s.inserts} ` +
-        `connectFailures=${s.connectFailures} readOnlyFailures=${s.readOnlyFailures} ` +
-        `otherFailures=${s.otherFailures.length} longestGapMs=${s.longestGapMs}` +
-        (s.otherFailures.length > 0 ? `\n  ${s.otherFailures.join('\n  ')}` : ''),
-    );
-    assert.equal(s.readOnlyFailures, 0, 'an insert ran on a read-only node');
-    const allowed = new Set([oldLeader.pgPort, candidate.pgPort]);
-    assert.ok(s.ports.every((p) => allowed.has(p)));
-    // Once on the new leader, never back on the old one.
-    const firstNew = s.ports.indexOf(candidate.pgPort);
-    assert.ok(
-      s.ports.slice(firstNew).every((p) => p === candidate.pgPort),
-      `ports: ${s.ports.join(',')}`,
-    );
+    for (const { relay, s, writer } of runs) {
+      await writer;
+      console.log(
+        `${relay}: writer across switchover ${oldLeader.name} -> ${candidate.name}: attempts=${s.attempts} inserts=${s.inserts} ` +
+          `connectFailures=${s.connectFailures} readOnlyFailures=${s.readOnlyFailures} ` +
+          `otherFailures=${s.otherFailures.length} longestGapMs=${s.longestGapMs}` +
+          (s.otherFailures.length > 0 ? `\n  ${s.otherFailures.join('\n  ')}` : ''),
+      );
+      assert.equal(s.readOnlyFailures, 0, `${relay}: an insert ran on a read-only node`);
+      const allowed = new Set([oldLeader.pgPort, candidate.pgPort]);
+      assert.ok(s.ports.every((p) => allowed.has(p)));
+      // Once on the new leader, never back on the old one.
+      const firstNew = s.ports.indexOf(candidate.pgPort);
+      assert.ok(
+        s.ports.slice(firstNew).every((p) => p === candidate.pgPort),
+        `${relay}: ports: ${s.ports.join(',')}`,
+      );
+    }
   });
 });

@@ -2,8 +2,8 @@
  * The startup exchange through the proxy, against scripted servers (in-process TCP servers that
  * speak just enough of the protocol) behind Patroni-layout keys in a real etcd: authentication
  * forwarded both ways, invisible retries, the server's own refusals, replies split at every byte,
- * pipelined bytes, and closes on either side. Every case runs on the native front (`relay: auto`,
- * the addon accepting clients) and on Node's sockets (`relay: js`), which must behave alike.
+ * pipelined bytes, and closes on either side. Every case runs on the one session engine with the
+ * native relay (`relay: native`) and with the JavaScript relay (`relay: js`), which must behave alike.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -179,7 +179,7 @@ function fields(body: Buffer): Record<string, string> {
   return out;
 }
 
-for (const relay of ['auto', 'js'] as const) {
+for (const relay of ['native', 'js'] as const) {
   void describe(`startup exchange through the proxy (relay: ${relay})`, () => {
     let etcd: EtcdServer;
     let kv: Etcd3;

@@ -1,0 +1,84 @@
+/**
+ * A pgfleet proxy as a child process (`bin/pgfleet proxy -c FILE`, from the sources), for tests
+ * that watch the proxy from outside: its descriptors, its resident memory, its exit, and a
+ * sanitizer build of its native relay.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { freePort, isPortOpen } from './ports.js';
+import { spawnProcess, type ManagedProcess } from './processes.js';
+import { makeTempDir } from './temp-dir.js';
+import { waitFor } from './wait-for.js';
+
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface ProxyProcessOptions {
+  readonly scope: string;
+  readonly etcdEndpoint: string;
+  readonly listeners: readonly { name: string; role: 'primary' | 'replica' | 'any' }[];
+  /** Extra keys of the `proxy:` section. */
+  readonly proxy?: Readonly<Record<string, unknown>>;
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface ProxyProcess {
+  readonly process: ManagedProcess;
+  readonly ports: Record<string, number>;
+  readonly adminPort: number;
+  /** Open descriptors of the proxy process now. */
+  fds(): number;
+  /** Resident memory of the proxy process now, bytes. */
+  rssBytes(): number;
+  log(): string;
+}
+
+export async function startProxyProcess(opts: ProxyProcessOptions): Promise<ProxyProcess> {
+  const ports: Record<string, number> = {};
+  for (const l of opts.listeners) ports[l.name] = await freePort();
+  const adminPort = await freePort();
+  const dir = await makeTempDir('proxy-process');
+  const configPath = path.join(dir, 'proxy.yaml');
+  await writeFile(
+    configPath,
+    stringify({
+      scope: opts.scope,
+      namespace: '/service',
+      etcd3: { hosts: [opts.etcdEndpoint] },
+      log: { level: 'warn' },
+      proxy: {
+        admin: { listen: `127.0.0.1:${adminPort}` },
+        ...opts.proxy,
+        listeners: opts.listeners.map((l) => ({ ...l, listen: `127.0.0.1:${ports[l.name]}` })),
+      },
+    }),
+  );
+  const proc = await spawnProcess({
+    name: 'pgfleet proxy',
+    command: process.execPath,
+    args: [path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', configPath],
+    logFile: path.join(dir, 'proxy.log'),
+    cwd: ROOT,
+    env: { PGFLEET_FROM_SOURCE: '1', ...opts.env },
+  });
+  const first = Object.values(ports)[0]!;
+  await waitFor(
+    `the pgfleet proxy to listen on ${first}`,
+    async () => {
+      if (!proc.isRunning) throw new Error(`pgfleet proxy exited:\n${proc.logTail()}`);
+      return await isPortOpen(first);
+    },
+    60_000,
+  );
+  return {
+    process: proc,
+    ports,
+    adminPort,
+    fds: () => readdirSync(`/proc/${proc.pid}/fd`).length,
+    rssBytes: () =>
+      Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) * 1024,
+    log: () => readFileSync(proc.logFile, 'utf8'),
+  };
+}
