@@ -14,6 +14,8 @@
  *   npm run bench -- [--rounds 3] [--duration 15] [--scale 10] [--members 2]
  *                    [--workloads select-only,select-c64,tpcb,connect,connect-c1,latency-c1]
  *                    [--targets direct,haproxy,pgbouncer,pgfleet]
+ *                    [--pgfleet-before DIR]   # also a second pgfleet from the checkout DIR (its dist/
+ *                                             # built), target `pgfleet-before`: before/after in one run
  *                    [--pgfleet-relay auto|native|js]   # the proxy's `proxy.relay`
  *                    [--pgfleet-relay-threads auto|N]   # the proxy's `proxy.relay_threads`
  *                    [--pgfleet-relay-scheduling batch|normal]   # `proxy.relay_scheduling`
@@ -66,7 +68,7 @@ const PSQL = '/usr/bin/psql';
 const EXIT_AFTER_SIGTERM =
   'data:text/javascript,process.once("SIGTERM",()=>setTimeout(()=>process.exit(0),3000).unref())';
 
-const TARGETS = ['direct', 'haproxy', 'pgbouncer', 'pgfleet'] as const;
+const TARGETS = ['direct', 'haproxy', 'pgbouncer', 'pgfleet', 'pgfleet-before'] as const;
 type Target = (typeof TARGETS)[number];
 
 interface Workload {
@@ -147,7 +149,8 @@ function parseOptions() {
       scale: { type: 'string', default: '10' },
       members: { type: 'string', default: '2' },
       workloads: { type: 'string', default: WORKLOADS.map((w) => w.name).join(',') },
-      targets: { type: 'string', default: TARGETS.join(',') },
+      targets: { type: 'string' },
+      'pgfleet-before': { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
       'from-source': { type: 'boolean', default: false },
       hold: { type: 'boolean', default: false },
@@ -168,12 +171,17 @@ function parseOptions() {
       throw new Error(`unknown workload ${name}; known: ${WORKLOADS.map((x) => x.name).join(',')}`);
     return w;
   });
-  const targets = values.targets.split(',').map((name) => {
+  const before = values['pgfleet-before'];
+  const defaultTargets = TARGETS.filter((t) => t !== 'pgfleet-before' || before !== undefined);
+  const targets = (values.targets ?? defaultTargets.join(',')).split(',').map((name) => {
     const t = TARGETS.find((x) => x === name.trim());
     if (t === undefined) throw new Error(`unknown target ${name}; known: ${TARGETS.join(',')}`);
     return t;
   });
+  if (targets.includes('pgfleet-before') && before === undefined)
+    throw new Error('the pgfleet-before target needs --pgfleet-before DIR');
   return {
+    before,
     relay: oneOf('pgfleet-relay', values['pgfleet-relay'], RELAYS),
     relayThreads: relayThreadsOption(values['pgfleet-relay-threads']),
     relayScheduling: oneOf('pgfleet-relay-scheduling', values['pgfleet-relay-scheduling'], RELAY_SCHEDULINGS),
@@ -253,6 +261,25 @@ async function main(): Promise<void> {
     env: proxyRunner.env,
   });
   const pgfleet = proxy.process;
+  // The same settings from another checkout (its own addon and dist/), for before/after in one run.
+  const beforeProxy =
+    opts.before === undefined
+      ? undefined
+      : await startPgfleetProxy({
+          scope: cluster.scope,
+          etcdEndpoint: etcd.endpoint,
+          proxy: {
+            relay: opts.relay,
+            relay_threads: opts.relayThreads,
+            relay_scheduling: opts.relayScheduling,
+            health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 },
+          },
+          root: opts.before,
+        });
+  if (beforeProxy)
+    log(
+      `pgfleet-before proxy (${opts.before}) pid ${beforeProxy.process.pid} on 127.0.0.1:${beforeProxy.port}`,
+    );
   const pgfleetPort = proxy.port;
   const proxyDir = path.dirname(proxy.configPath);
   log(
@@ -264,14 +291,16 @@ async function main(): Promise<void> {
     haproxy: haproxyPort,
     pgbouncer: pgbouncer.port,
     pgfleet: pgfleetPort,
+    'pgfleet-before': beforeProxy?.port ?? 0,
   };
   const proxyPids: Record<Target, number | undefined> = {
     direct: undefined,
     haproxy: haproxy.pid,
     pgbouncer: pgbouncer.pid,
     pgfleet: pgfleet.pid,
+    'pgfleet-before': beforeProxy?.process.pid,
   };
-  for (const target of TARGETS) {
+  for (const target of TARGETS.filter((t) => ports[t] !== 0)) {
     await waitFor(
       `${target} (port ${ports[target]}) to reach the leader`,
       async () => {
@@ -284,7 +313,7 @@ async function main(): Promise<void> {
       250,
     );
   }
-  log(`all ${TARGETS.length} paths reach the leader`);
+  log(`all paths reach the leader`);
 
   log(`pgbench -i -s ${opts.scale} on the leader`);
   const init = await runCommand(
@@ -313,7 +342,7 @@ async function main(): Promise<void> {
   }
 
   if (opts.hold) {
-    for (const t of TARGETS) log(`${t.padEnd(9)} port ${ports[t]} pid ${proxyPids[t] ?? '-'}`);
+    for (const t of TARGETS) log(`${t.padEnd(14)} port ${ports[t]} pid ${proxyPids[t] ?? '-'}`);
     log('holding; Ctrl-C tears everything down');
     await new Promise(() => undefined);
   }
@@ -544,14 +573,19 @@ function summarise(results: readonly RunResult[], opts: Options): Summary[] {
   return out;
 }
 
-/** pgfleet TPS / HAProxy TPS of each round (same round = run back to back). */
-function roundRatios(results: readonly RunResult[], workload: string): number[] {
+/** `of` TPS / `to` TPS of each round (same round = run back to back). */
+function roundRatios(
+  results: readonly RunResult[],
+  workload: string,
+  of: Target = 'pgfleet',
+  to: Target = 'haproxy',
+): number[] {
   const rounds = [...new Set(results.map((r) => r.round))];
   return rounds.flatMap((round) => {
     const at = (t: Target) =>
       results.find((r) => r.workload === workload && r.round === round && r.target === t);
-    const p = at('pgfleet');
-    const h = at('haproxy');
+    const p = at(of);
+    const h = at(to);
     return p === undefined || h === undefined ? [] : [p.tps / h.tps];
   });
 }
@@ -592,12 +626,31 @@ function renderTable(summaries: readonly Summary[], opts: Options, results: read
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
   ];
+  const comparisons: [Target, Target][] = [
+    ['pgfleet', 'haproxy'],
+    ['pgfleet-before', 'haproxy'],
+    ['pgfleet', 'pgfleet-before'],
+  ];
+  for (const [of, to] of comparisons) {
+    const ratios = compare(summaries, opts, results, of, to);
+    if (ratios.length > 0) lines.push('', `${of} / ${to}:`, ...ratios);
+  }
+  return lines.join('\n');
+}
+
+function compare(
+  summaries: readonly Summary[],
+  opts: Options,
+  results: readonly RunResult[],
+  of: Target,
+  to: Target,
+): string[] {
   const ratios: string[] = [];
   for (const w of opts.workloads) {
-    const h = summaries.find((s) => s.workload === w.name && s.target === 'haproxy');
-    const p = summaries.find((s) => s.workload === w.name && s.target === 'pgfleet');
+    const h = summaries.find((s) => s.workload === w.name && s.target === to);
+    const p = summaries.find((s) => s.workload === w.name && s.target === of);
     if (h === undefined || p === undefined) continue;
-    const rr = roundRatios(results, w.name);
+    const rr = roundRatios(results, w.name, of, to);
     ratios.push(
       `  ${w.name.padEnd(11)} (${w.description}): TPS ${(p.tpsMedian / h.tpsMedian).toFixed(3)} ` +
         `(per round ${median(rr).toFixed(3)}, ${Math.min(...rr).toFixed(3)}–${Math.max(...rr).toFixed(3)}), ` +
@@ -609,8 +662,7 @@ function renderTable(summaries: readonly Summary[], opts: Options, results: read
         `proxy CPU per tx ${(h.proxyCpuSecPer10kTx > 0 ? p.proxyCpuSecPer10kTx / h.proxyCpuSecPer10kTx : NaN).toFixed(2)}`,
     );
   }
-  if (ratios.length > 0) lines.push('', 'pgfleet / HAProxy:', ...ratios);
-  return lines.join('\n');
+  return ratios;
 }
 
 interface CpuProfileNode {

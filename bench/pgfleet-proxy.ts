@@ -33,6 +33,8 @@ export interface PgfleetProxyOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Default warn, as HAProxy's benchmark config logs only notices. */
   readonly logLevel?: string;
+  /** The checkout whose bin/pgfleet runs (default this one): another build, to compare in one run. */
+  readonly root?: string;
 }
 
 export interface PgfleetProxy {
@@ -65,9 +67,15 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
   const proc = await spawnProcess({
     name: 'pgfleet proxy',
     command: process.execPath,
-    args: [...(opts.nodeArgs ?? []), path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', configPath],
+    args: [
+      ...(opts.nodeArgs ?? []),
+      path.join(opts.root ?? ROOT, 'bin', 'pgfleet'),
+      'proxy',
+      '-c',
+      configPath,
+    ],
     logFile: path.join(dir, 'proxy.log'),
-    cwd: ROOT,
+    cwd: opts.root ?? ROOT,
     env: { ...opts.env },
   });
   await waitFor(`the pgfleet proxy to listen on ${port}`, async () => {

@@ -57,7 +57,7 @@ export function renderStatusPage(s: ProxyStatus): string {
   return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>pgfleet proxy — ${esc(s.cluster)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head>
 <body><h1>pgfleet proxy — cluster ${esc(s.cluster)}</h1>
-<p>Routing generation ${esc(s.generation)} · DCS ${dcs} · leader ${esc(s.leader ?? 'none')} · ${esc(s.clientConnections)} client connections</p>
+<p>Routing generation ${esc(s.generation)} · relay ${esc(s.relay)} · DCS ${dcs} · leader ${esc(s.leader ?? 'none')} · ${esc(s.clientConnections)} client connections</p>
 <h2>Listeners</h2><table><tr><th>name</th><th>listen</th><th>role</th><th>nodes</th><th>excluded</th><th>sessions</th></tr>${listeners}</table>
 <h2>Members</h2><table><tr><th>name</th><th>address</th><th>role</th><th>state</th><th>timeline</th><th>lag (bytes)</th><th>health checks</th><th>sessions</th></tr>${members}</table>
 <p><a href="/status">/status</a> · <a href="/metrics">/metrics</a></p></body></html>`;
