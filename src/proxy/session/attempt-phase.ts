@@ -1,0 +1,265 @@
+/**
+ * The phases of an attempt at a server: routing (pick a node, or wait for the routing table up to
+ * wait_timeout, retrying every RETRY_DELAY_MS after every node failed), connecting, and the
+ * handshake (the server's replies held and judged by StartupGate until ReadyForQuery). A failure
+ * before the client took part moves the session to another node, invisibly.
+ */
+import { SQLSTATE } from '../../protocol/index.js';
+import { RETRYABLE_SQLSTATES, noRouteFatal, wrongRoleMessage } from './refusals.js';
+import { StartupGate } from './server-replies.js';
+import {
+  RETRY_DELAY_MS,
+  end,
+  endWith,
+  fail,
+  holdClientBytes,
+  takePending,
+  type SessionState,
+} from './session-state.js';
+import type { SessionAction, SessionEvent, SessionWorld, Termination } from './session-types.js';
+
+const NO_NODES: ReadonlySet<string> = new Set();
+
+export function beginRouting(
+  s: SessionState,
+  packet: Buffer,
+  rest: Buffer,
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
+  s.framer = undefined;
+  s.startupPacket = packet;
+  s.phase = 'routing';
+  s.waitStart = w.now;
+  s.waitDeadline = w.now + s.settings.waitTimeoutMs;
+  out.push({ kind: 'pause_client' });
+  if (rest.length > 0 && !holdClientBytes(s, Buffer.from(rest), out)) return;
+  tryNextNode(s, w, out);
+}
+
+/** Picks the next node and connects, or waits for the routing table (until wait_timeout). */
+function tryNextNode(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
+  const node = w.pick(s.tried ?? NO_NODES);
+  if (node !== undefined) {
+    s.node = node;
+    s.phase = 'connecting';
+    s.attemptStart = w.now;
+    s.deadline = w.now + s.settings.connectTimeoutMs;
+    s.retryAt = undefined;
+    out.push({ kind: 'connect', node });
+    return;
+  }
+  s.phase = 'routing';
+  if (w.now >= s.waitDeadline) {
+    giveUp(s, w, out);
+    return;
+  }
+  s.waited = true;
+  s.retryAt = s.tried !== undefined && s.tried.size > 0 ? w.now + RETRY_DELAY_MS : undefined;
+  s.deadline = Math.min(s.waitDeadline, s.retryAt ?? Infinity);
+}
+
+/** wait_timeout has passed: the client is told why, in Postgres terms. */
+function giveUp(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
+  out.push({ kind: 'waited', seconds: (w.now - s.waitStart) / 1000 });
+  const fatal = noRouteFatal(s.settings, s.lastError !== undefined, s.lastError, s.lastErrorCode);
+  endWith(s, out, { reason: 'no_route', fatal });
+}
+
+/** Events of the routing, connecting and handshake phases. */
+export function onAttempt(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
+  switch (e.type) {
+    case 'client_data':
+      if (s.phase !== 'handshake') holdClientBytes(s, e.bytes, out);
+      else {
+        // The client now takes part (auth answers, pipelined queries): no invisible retry after this.
+        s.involved = true;
+        out.push({ kind: 'write_server', bytes: e.bytes });
+      }
+      return;
+    case 'client_closed':
+      end(s, out, 'cut', 'client_closed');
+      return;
+    case 'terminate':
+      onTerminateBeforeRelay(s, e.termination, w, out);
+      return;
+    case 'timer':
+    case 'route_changed':
+      onWake(s, e.type, w, out);
+      return;
+    case 'server_connected':
+      if (s.phase === 'connecting') onConnected(s, w, out);
+      return;
+    case 'server_connect_failed':
+      if (s.phase === 'connecting') connectFailed(s, e.error, w, out);
+      return;
+    case 'server_data':
+      if (s.phase === 'handshake') onServerReplies(s, e.bytes, w, out);
+      return;
+    case 'server_closed':
+      if (s.phase !== 'handshake') return;
+      s.lastError = e.error ?? 'server closed the connection during startup';
+      s.lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+      retryOrFail(s, SQLSTATE.CONNECTION_FAILURE, s.lastError, w, out);
+      return;
+    default:
+      return;
+  }
+}
+
+function onTerminateBeforeRelay(
+  s: SessionState,
+  t: Termination,
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
+  if (s.phase === 'routing') {
+    if (t.reason === 'shutdown') endWith(s, out, t);
+  } else if (t.reason === 'node_unroutable' && !s.involved) {
+    retry(s, w, out);
+  } else {
+    endWith(s, out, t);
+  }
+}
+
+function onWake(
+  s: SessionState,
+  why: 'timer' | 'route_changed',
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
+  const node = s.node;
+  if (s.phase === 'routing') {
+    if (w.now >= s.waitDeadline) giveUp(s, w, out);
+    else if (why === 'route_changed' || w.now >= (s.retryAt ?? Infinity)) {
+      s.tried?.clear();
+      tryNextNode(s, w, out);
+    }
+    return;
+  }
+  if (why !== 'timer' || node === undefined || w.now < (s.deadline ?? Infinity)) return;
+  if (s.phase === 'connecting') {
+    const error = `connect to ${node.host}:${node.port} timed out after ${s.settings.connectTimeoutMs}ms`;
+    connectFailed(s, error, w, out);
+    return;
+  }
+  s.lastError = `server ${node.name} did not complete startup within ${s.settings.startupTimeoutMs / 1000}s`;
+  s.lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+  retryOrFail(s, SQLSTATE.CONNECTION_FAILURE, s.lastError, w, out);
+}
+
+function connectFailed(s: SessionState, error: string, w: SessionWorld, out: SessionAction[]): void {
+  s.lastError = error;
+  s.lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+  out.push({
+    kind: 'log',
+    message: 'server connect failed; trying another',
+    fields: { node: s.node?.name, err: error },
+  });
+  retry(s, w, out);
+}
+
+function onConnected(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
+  const node = s.node!;
+  // The table dropped this node while the connect was under way: choose again.
+  if (!w.stillRouted(node)) {
+    retry(s, w, out);
+    return;
+  }
+  s.phase = 'handshake';
+  s.deadline = w.now + s.settings.startupTimeoutMs;
+  out.push({ kind: 'write_server', bytes: s.startupPacket! });
+  if (s.passthrough) {
+    startRelay(s, Buffer.alloc(0), w, out);
+    return;
+  }
+  s.gate = new StartupGate(node.role, s.protocolVersion);
+  s.keyLearnt = false;
+  for (const bytes of takePending(s)) out.push({ kind: 'write_server', bytes });
+  out.push({ kind: 'resume_client' });
+}
+
+function onServerReplies(s: SessionState, bytes: Buffer, w: SessionWorld, out: SessionAction[]): void {
+  const gate = s.gate!;
+  const node = s.node!;
+  const v = gate.push(bytes);
+  if (gate.backendKey && !s.keyLearnt) {
+    s.keyLearnt = true;
+    out.push({ kind: 'learn_cancel_key', ...gate.backendKey });
+  }
+  switch (v.kind) {
+    case 'wait':
+      return;
+    case 'forward':
+      s.involved = true;
+      flushHeld(gate, out);
+      return;
+    case 'invalid':
+      s.lastError = `server sent invalid startup replies: ${v.reason}`;
+      retryOrFail(s, SQLSTATE.PROTOCOL_VIOLATION, s.lastError, w, out);
+      return;
+    case 'refused':
+      s.lastError = `server refused: ${v.code} ${v.message}`;
+      s.lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+      if (!s.involved && RETRYABLE_SQLSTATES.has(v.code)) retry(s, w, out);
+      else {
+        // The server's own words (and what preceded them) reach the client, then the end.
+        flushHeld(gate, out);
+        end(s, out, 'finish', 'startup_rejected');
+      }
+      return;
+    case 'wrong_role':
+      s.lastError = wrongRoleMessage(node, v.inHotStandby);
+      s.lastErrorCode = SQLSTATE.CANNOT_CONNECT_NOW;
+      out.push({
+        kind: 'log',
+        message: 'server role does not match the routing table',
+        fields: { node: node.name, in_hot_standby: v.inHotStandby },
+      });
+      retryOrFail(s, SQLSTATE.CANNOT_CONNECT_NOW, s.lastError, w, out);
+      return;
+    case 'ready':
+      flushHeld(gate, out);
+      startRelay(s, v.rest, w, out);
+      return;
+  }
+}
+
+function flushHeld(gate: StartupGate, out: SessionAction[]): void {
+  const held = gate.drain();
+  if (held.length > 0)
+    out.push({ kind: 'write_client', bytes: held.length === 1 ? held[0]! : Buffer.concat(held) });
+}
+
+function startRelay(s: SessionState, rest: Buffer, w: SessionWorld, out: SessionAction[]): void {
+  s.phase = 'relay';
+  s.deadline = undefined;
+  out.push({ kind: 'connected', node: s.node!.name, seconds: (w.now - s.attemptStart) / 1000 });
+  if (s.waited) out.push({ kind: 'waited', seconds: (w.now - s.waitStart) / 1000 });
+  out.push({ kind: 'start_relay', rest, pending: takePending(s), trackMessages: !s.passthrough });
+  // Nothing of the startup is needed any more: a relaying session keeps a small record.
+  s.gate = undefined;
+  s.startupPacket = undefined;
+  s.tried = undefined;
+}
+
+function retryOrFail(
+  s: SessionState,
+  code: string,
+  message: string,
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
+  if (s.involved) fail(s, out, 'upstream_error', code, `pgfleet: ${message}`);
+  else retry(s, w, out);
+}
+
+/** Abandons this node before the client saw anything from it, and picks another. */
+function retry(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
+  out.push({ kind: 'drop_server' }, { kind: 'pause_client' });
+  if (s.node) (s.tried ??= new Set()).add(s.node.key);
+  s.node = undefined;
+  s.gate = undefined;
+  s.phase = 'routing';
+  tryNextNode(s, w, out);
+}

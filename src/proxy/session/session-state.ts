@@ -1,0 +1,131 @@
+/**
+ * The session engine's state record, and the helpers every phase uses to end a session. The
+ * phases: startup-phase.ts (the first packets), attempt-phase.ts (routing, connecting, the
+ * server's startup replies); session-machine.ts dispatches.
+ */
+import { SQLSTATE, StartupFramer, errorResponse } from '../../protocol/index.js';
+import type { RouteNode } from '../../routing/types.js';
+import type { CloseReason } from './close-reason.js';
+import type { StartupGate } from './server-replies.js';
+import type { EndMode, SessionAction, SessionSettings } from './session-types.js';
+
+export type Phase = 'startup' | 'routing' | 'connecting' | 'handshake' | 'relay' | 'cancel' | 'closed';
+
+/** After every node failed, try them all again this often while waiting for the table to change. */
+export const RETRY_DELAY_MS = 200;
+/** Client bytes held while no server is attached (the client is paused meanwhile: a chunk or two). */
+export const MAX_PENDING_CLIENT_BYTES = 1024 * 1024;
+
+export interface SessionState {
+  phase: Phase;
+  readonly settings: SessionSettings;
+  /** When a `timer` event matters next (performance.now() ms); undefined: no timer. */
+  deadline: number | undefined;
+  framer: StartupFramer | undefined;
+  sslAnswered: boolean;
+  gssAnswered: boolean;
+  /** The StartupMessage (or, passing TLS through, the SSLRequest) sent to each server tried. */
+  startupPacket: Buffer | undefined;
+  protocolVersion: number;
+  passthrough: boolean;
+  /** Client bytes that arrived while no server was attached (pipelined after the StartupMessage). */
+  pending: Buffer[] | undefined;
+  pendingBytes: number;
+  /** The client took part in the exchange: no invisible retry from now on. */
+  involved: boolean;
+  waitStart: number;
+  waitDeadline: number;
+  waited: boolean;
+  retryAt: number | undefined;
+  /** Nodes tried since the last wait (made on the first failure). */
+  tried: Set<string> | undefined;
+  node: RouteNode | undefined;
+  attemptStart: number;
+  gate: StartupGate | undefined;
+  keyLearnt: boolean;
+  lastError: string | undefined;
+  /** SQLSTATE if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
+  lastErrorCode: string;
+}
+
+export function newSession(settings: SessionSettings): SessionState {
+  return {
+    phase: 'startup',
+    settings,
+    deadline: undefined,
+    framer: new StartupFramer(),
+    sslAnswered: false,
+    gssAnswered: false,
+    startupPacket: undefined,
+    protocolVersion: 0,
+    passthrough: false,
+    pending: undefined,
+    pendingBytes: 0,
+    involved: false,
+    waitStart: 0,
+    waitDeadline: 0,
+    waited: false,
+    retryAt: undefined,
+    tried: undefined,
+    node: undefined,
+    attemptStart: 0,
+    gate: undefined,
+    keyLearnt: false,
+    lastError: undefined,
+    lastErrorCode: SQLSTATE.CONNECTION_FAILURE,
+  };
+}
+
+/** Client bytes with no server to take them yet; false when there are too many (the session ends). */
+export function holdClientBytes(s: SessionState, bytes: Buffer, out: SessionAction[]): boolean {
+  s.pendingBytes += bytes.length;
+  if (s.pendingBytes > MAX_PENDING_CLIENT_BYTES) {
+    const message = `more than ${MAX_PENDING_CLIENT_BYTES} bytes sent before the server answered`;
+    fail(s, out, 'protocol_error', SQLSTATE.PROTOCOL_VIOLATION, message);
+    return false;
+  }
+  (s.pending ??= []).push(bytes);
+  return true;
+}
+
+/** Pipelined client bytes, for the server; once the client has sent any, no invisible retry. */
+export function takePending(s: SessionState): Buffer[] {
+  const pending = s.pending ?? [];
+  s.pending = undefined;
+  s.pendingBytes = 0;
+  if (pending.length > 0) s.involved = true;
+  return pending;
+}
+
+export function fail(
+  s: SessionState,
+  out: SessionAction[],
+  reason: CloseReason,
+  code: string,
+  message: string,
+): void {
+  end(s, out, 'finish', reason, errorResponse({ severity: 'FATAL', code, message }));
+}
+
+export function endWith(
+  s: SessionState,
+  out: SessionAction[],
+  t: { readonly reason: CloseReason; readonly fatal: Buffer },
+): void {
+  end(s, out, 'finish', t.reason, t.fatal);
+}
+
+export function end(
+  s: SessionState,
+  out: SessionAction[],
+  mode: EndMode,
+  reason: CloseReason | undefined,
+  last?: Buffer,
+): void {
+  s.phase = 'closed';
+  s.deadline = undefined;
+  s.framer = undefined;
+  s.gate = undefined;
+  s.pending = undefined;
+  out.push({ kind: 'end', mode, reason, last });
+}
