@@ -6,6 +6,7 @@
  * proxy's CPU seconds per GB (from /proc). A benchmark, not a test: it asserts nothing.
  *
  *   npm run bench:copy -- [--megabytes 512] [--rounds 5] [--targets direct,pgfleet,haproxy,pgbouncer]
+ *                         [--pgfleet-before DIR]   # a second pgfleet from checkout DIR (target pgfleet-before)
  *
  * Results go to `.bench-out/copy-<timestamp>.json`. Loopback only.
  */
@@ -38,7 +39,7 @@ import { startPgbouncer } from './pgbouncer.js';
 import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
 const PSQL = '/usr/bin/psql';
-const TARGETS = ['direct', 'pgfleet', 'haproxy', 'pgbouncer'] as const;
+const TARGETS = ['direct', 'pgfleet', 'haproxy', 'pgbouncer', 'pgfleet-before'] as const;
 type Target = (typeof TARGETS)[number];
 /** Every row is 1,024 characters + newline. */
 const ROW_BYTES = 1025;
@@ -48,13 +49,23 @@ function parseOptions() {
     options: {
       megabytes: { type: 'string', default: '512' },
       rounds: { type: 'string', default: '5' },
-      targets: { type: 'string', default: TARGETS.join(',') },
+      targets: { type: 'string' },
+      'pgfleet-before': { type: 'string' },
     },
     strict: true,
   });
   const int = positiveInt;
-  const targets = knownList('targets', values.targets, TARGETS);
-  return { megabytes: int('megabytes', values.megabytes), rounds: int('rounds', values.rounds), targets };
+  const before = values['pgfleet-before'];
+  const defaults = TARGETS.filter((t) => t !== 'pgfleet-before' || before !== undefined).join(',');
+  const targets = knownList('targets', values.targets ?? defaults, TARGETS);
+  if (targets.includes('pgfleet-before') && before === undefined)
+    throw new Error('the pgfleet-before target needs --pgfleet-before DIR');
+  return {
+    megabytes: int('megabytes', values.megabytes),
+    rounds: int('rounds', values.rounds),
+    targets,
+    before,
+  };
 }
 
 interface Run {
@@ -120,6 +131,10 @@ async function main(): Promise<void> {
     nodeArgs: runner.nodeArgs,
     env: runner.env,
   });
+  const beforeProxy =
+    opts.before === undefined
+      ? undefined
+      : await startPgfleetProxy({ scope, etcdEndpoint: etcd.endpoint, root: opts.before });
   const haproxyPort = await freePort();
   const haproxy = await startHaproxy(
     tcpHaproxyConfig({ bindPort: haproxyPort, serverPort: pg.port, maxconn: 100 }),
@@ -130,12 +145,14 @@ async function main(): Promise<void> {
     pgfleet: proxy.port,
     haproxy: haproxyPort,
     pgbouncer: bouncer.port,
+    'pgfleet-before': beforeProxy?.port ?? 0,
   };
   const pids: Record<Target, number | undefined> = {
     direct: undefined,
     pgfleet: proxy.process.pid,
     haproxy: haproxy.pid,
     pgbouncer: bouncer.pid,
+    'pgfleet-before': beforeProxy?.process.pid,
   };
   log(`${rows} rows of ${ROW_BYTES} bytes = ${((rows * ROW_BYTES) / 2 ** 20).toFixed(0)} MiB per COPY`);
   // Warm-up: a small COPY through each path.

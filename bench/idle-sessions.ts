@@ -11,6 +11,7 @@
  * sessions at a message boundary), and counts the clients that got the FATAL.
  *
  *   npm run bench:idle -- [--sessions 10000] [--targets pgfleet,haproxy,pgbouncer] [--rounds 1]
+ *                         [--pgfleet-before DIR]   # a second pgfleet from checkout DIR (target pgfleet-before)
  *
  * Results go to `.bench-out/idle-sessions-<timestamp>.json`. Loopback only.
  */
@@ -52,14 +53,15 @@ import {
 import { startPgbouncer } from './pgbouncer.js';
 import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
-const TARGETS = ['pgfleet', 'haproxy', 'pgbouncer'] as const;
+const TARGETS = ['pgfleet', 'haproxy', 'pgbouncer', 'pgfleet-before'] as const;
 type Target = (typeof TARGETS)[number];
 
 function parseOptions() {
   const { values } = parseArgs({
     options: {
       sessions: { type: 'string' },
-      targets: { type: 'string', default: TARGETS.join(',') },
+      targets: { type: 'string' },
+      'pgfleet-before': { type: 'string' },
       rounds: { type: 'string', default: '1' },
       concurrency: { type: 'string', default: '200' },
       // Investigation: e.g. --proxy-node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof
@@ -76,7 +78,11 @@ function parseOptions() {
     strict: true,
   });
   const int = positiveInt;
-  const targets = knownList('targets', values.targets, TARGETS);
+  const before = values['pgfleet-before'];
+  const defaults = TARGETS.filter((t) => t !== 'pgfleet-before' || before !== undefined).join(',');
+  const targets = knownList('targets', values.targets ?? defaults, TARGETS);
+  if (targets.includes('pgfleet-before') && before === undefined)
+    throw new Error('the pgfleet-before target needs --pgfleet-before DIR');
   // Two sockets per session in the proxy, plus ~100 for listeners, etcd, logs.
   const fdCap = Math.floor((nofileLimit() - 100) / 2);
   const sessions = values.sessions === undefined ? Math.min(10_000, fdCap) : int('sessions', values.sessions);
@@ -86,6 +92,7 @@ function parseOptions() {
     );
   }
   return {
+    before,
     sessions,
     fdLimit: nofileLimit(),
     rounds: int('rounds', values.rounds),
@@ -275,8 +282,9 @@ async function main(): Promise<void> {
 
   /** A fresh proxy process per measurement: freed memory is not handed back to the OS. */
   const startTarget = async (target: Target): Promise<Proxy> => {
-    if (target === 'pgfleet') {
+    if (target === 'pgfleet' || target === 'pgfleet-before') {
       const p = await startPgfleetProxy({
+        root: target === 'pgfleet-before' ? opts.before : undefined,
         scope,
         etcdEndpoint: etcd.endpoint,
         proxy: {
@@ -330,7 +338,7 @@ async function main(): Promise<void> {
       const openSeconds = (performance.now() - t0) / 1000;
       const rssAfter = await settledRss(proxy.pid);
       const heapAfter = proxy.adminPort === undefined ? undefined : await heapUsed(proxy.adminPort);
-      if (opts.heapSnapshot && target === 'pgfleet') {
+      if (opts.heapSnapshot && target !== 'haproxy' && target !== 'pgbouncer') {
         process.kill(proxy.pid, 'SIGUSR2');
         const snapDir = OUT_DIR;
         await mkdir(snapDir, { recursive: true });
@@ -350,7 +358,7 @@ async function main(): Promise<void> {
       let firstCloseMs: number | undefined;
       let proxyTerminateMs: number | undefined;
       let closedWithFatal: number | undefined;
-      if (target === 'pgfleet') {
+      if (target === 'pgfleet' || target === 'pgfleet-before') {
         const allClosed = Promise.all(
           clients.filter((c) => !c.closed).map(async (c) => void (await once(c.socket, 'close'))),
         );
