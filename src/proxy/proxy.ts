@@ -11,7 +11,7 @@ import { emptyView, memberReplayLagBytes } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { EtcdCluster, type EtcdMemberStatus } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
-import { PgfleetError, errorMessage } from '../errors.js';
+import { PgfleetError } from '../errors.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
 import type { Logger } from '../observability/logger.js';
