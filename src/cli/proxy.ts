@@ -29,22 +29,21 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     return 0;
   }
   const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
-  // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
-  const proxy = new Proxy(config, log, { nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined });
-  // Before start(): the admin port answers during start-up, and a SIGHUP that arrives before the
-  // handler would end the process (Node's default action).
-  const reloader = handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
+  let proxy: Proxy | undefined;
   try {
+    // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
+    proxy = new Proxy(config, log, { nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined });
     await proxy.start();
   } catch (err) {
     log.fatal(
       { err: errorMessage(err), code: isPgfleetError(err) ? err.code : undefined },
       'proxy failed to start',
     );
-    reloader.stop();
-    await proxy.close();
+    await proxy?.close();
     return 1;
   }
+  handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
+  const running = proxy;
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -56,7 +55,7 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
         resolve(1);
       }, SHUTDOWN_TIMEOUT_MS);
       timer.unref();
-      proxy.close().then(
+      running.close().then(
         () => {
           clearTimeout(timer);
           resolve(0);

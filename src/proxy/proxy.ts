@@ -117,6 +117,8 @@ export class Proxy {
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
     const metrics = options.metrics ?? new ProxyMetrics();
+    // First: `relay: native` without its addon stops here, before anything is opened.
+    this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#config = config;
     this.#log = log;
     this.metrics = metrics;
@@ -159,7 +161,6 @@ export class Proxy {
         metrics.healthCheckUp.set({ node, check }, verdict === 'up' ? 1 : 0);
       },
     });
-    this.#nativeRelay = chooseRelay(p, log, options.nativeAddonPath);
     const relay = this.#nativeRelay;
     metrics.readNativeRelayWith(relay === undefined ? undefined : () => relay.stats());
     this.#admission = new Admission({

@@ -291,4 +291,26 @@ describe('pgfleet proxy --check', () => {
     assert.equal(err?.code, 2);
     assert.match(err.stderr, /\/nonexistent\/p.yaml: cannot read configuration/);
   });
+
+  it('refuses to start with relay: native without the addon, naming the file and how to build it', async () => {
+    const dir = await makeTempDir('cli');
+    const file = path.join(dir, 'native.yaml');
+    await writeFile(
+      file,
+      'scope: batman\netcd3: { hosts: [127.0.0.1:2379] }\nproxy:\n  relay: native\n  listeners:\n    - { name: primary, listen: 127.0.0.1:5001, role: primary }\n',
+    );
+    const err = await run(process.execPath, [bin, 'proxy', '-c', file], {
+      env: { ...process.env, PGFLEET_NATIVE_ADDON: '/nonexistent/pgfleet_relay.node' },
+    }).then(
+      () => undefined,
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    assert.equal(err?.code, 1);
+    const out = `${err.stdout}${err.stderr}`;
+    assert.match(
+      out,
+      /proxy.relay: native: the native relay \/nonexistent\/pgfleet_relay.node cannot be loaded/,
+    );
+    assert.match(out, /npm run build/);
+  });
 });

@@ -332,4 +332,11 @@ describe('native relay', { timeout: 60_000 }, () => {
       normal.close();
     }
   });
+
+  it('says which file is missing and how to build it when the addon cannot be loaded', () => {
+    const missing = NativeRelay.open(1, 'batch', '/nonexistent/pgfleet_relay.node');
+    assert.ok(missing instanceof Error);
+    assert.match(missing.message, /\/nonexistent\/pgfleet_relay\.node/);
+    assert.match(missing.message, /npm run build/);
+  });
 });
