@@ -3,7 +3,6 @@
  * the listeners. Observe (DCS watch, health checks) → decide (computeRoutes) → act (wake waiting
  * clients, terminate sessions on nodes that left a listener).
  */
-import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { ProxyConfig } from '../config/proxy-schema.js';
 import type { ClusterView } from '../cluster/types.js';
@@ -11,7 +10,7 @@ import { emptyView, memberReplayLagBytes } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { EtcdCluster, type EtcdMemberStatus } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
-import { PgfleetError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -23,17 +22,21 @@ import { ProxyMetrics } from '../observability/proxy-metrics.js';
 import { Admission } from './admission.js';
 import { HealthChecker } from './health/health-checker.js';
 import { Listener } from './listener.js';
-import { MAX_RELAY_THREADS, NativeRelay } from './relay/native-relay.js';
+import { chooseRelay } from './relay/choose-relay.js';
+import type { NativeRelay } from './relay/native-relay.js';
 import { pickNode } from './routing/balancer.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
 import { RouteWaiters } from './routing/route-waiters.js';
 import { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
+import { DeadlineWheel } from './session/deadline-wheel.js';
 import type { SessionContext } from './session/session-context.js';
 import type { SessionWorld } from './session/session-types.js';
 
 /** How long sessions get to finish their goodbye (FATAL 57P01) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
+/** How late a session's startup deadline may fire (one timer for all of them). */
+const DEADLINE_TICK_MS = 25;
 /** Client addresses whose cancel broadcasts are remembered at most (the rest start afresh). */
 const CANCEL_SOURCES_REMEMBERED = 10_000;
 
@@ -70,29 +73,6 @@ export interface ProxyOptions {
   readonly nativeAddonPath?: string;
 }
 
-/**
- * `proxy.relay`: auto uses the native relay when its addon loads, and says so when it does not;
- * native refuses to start without it, naming the file and how to build it.
- */
-function chooseRelay(config: ProxyConfig['proxy'], log: Logger, addonPath?: string): NativeRelay | undefined {
-  if (config.relay === 'js') return undefined;
-  const threads = relayThreads(config.relay_threads, os.availableParallelism());
-  const relay = NativeRelay.open(threads, config.relay_scheduling, addonPath);
-  if (!(relay instanceof Error)) return relay;
-  if (config.relay === 'native')
-    throw new PgfleetError('ERR_CONFIG_INVALID', `proxy.relay: native: ${relay.message}`);
-  log.warn(
-    { err: relay.message },
-    'proxy.relay: auto: the native relay is not available, relaying in JavaScript',
-  );
-  return undefined;
-}
-
-/** `proxy.relay_threads`: a number, or `auto` = one per CPU, within what the addon runs. */
-export function relayThreads(setting: number | 'auto', cpus: number): number {
-  return Math.min(MAX_RELAY_THREADS, Math.max(1, setting === 'auto' ? cpus : setting));
-}
-
 export class Proxy {
   readonly #config: ProxyConfig;
   readonly #log: Logger;
@@ -105,6 +85,7 @@ export class Proxy {
   readonly #cancels = new CancelRegistry();
   readonly #cancelForwarder: CancelForwarder;
   readonly #waiters: RouteWaiters;
+  readonly #deadlines: DeadlineWheel;
   readonly #admission: Admission;
   readonly #listeners: Listener[] = [];
   readonly #admin: AdminHttp | undefined;
@@ -171,6 +152,9 @@ export class Proxy {
     metrics.countSessionsWith(() => this.#registry.counts());
     metrics.countClientsWith(() => this.#admission.starting + this.#admission.admitted);
     this.#waiters = new RouteWaiters((n) => metrics.waitQueue.set({ listener: 'all' }, n));
+    this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
+      log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
+    );
     this.#cancelForwarder = new CancelForwarder(
       this.#cancels,
       {
@@ -216,6 +200,7 @@ export class Proxy {
       cancelForwarder: this.#cancelForwarder,
       admission,
       waiters: this.#waiters,
+      deadlines: this.#deadlines,
       world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
       nodes,
     };

@@ -19,12 +19,13 @@ import { newSession, step, type Phase, type SessionState } from './session-machi
 import type { EndMode, SessionAction, SessionEvent, Termination } from './session-types.js';
 import { destroyAfterClients, socketOptions } from './server-connect.js';
 import type { CloseReason } from './close-reason.js';
+import type { HasDeadline } from './deadline-wheel.js';
 
 /** A client that never reads keeps a refused or failed connection half-open at most this long. */
 const LINGER_MS = 1_000;
 const EMPTY = Buffer.alloc(0);
 
-export class ClientSession implements Terminable, RouteWaiter {
+export class ClientSession implements Terminable, RouteWaiter, HasDeadline {
   readonly #ctx: SessionContext;
   readonly #source: string;
   #state: SessionState;
@@ -34,7 +35,6 @@ export class ClientSession implements Terminable, RouteWaiter {
   #node: RouteNode | undefined;
   #cancelKey: string | undefined;
   #relay: SessionRelay | undefined;
-  #timer: NodeJS.Timeout | undefined;
   #timerAt: number | undefined;
   #starting = false;
   #admitted = false;
@@ -106,19 +106,17 @@ export class ClientSession implements Terminable, RouteWaiter {
     else if (from === 'routing') waiters.delete(this);
   }
 
+  /** The engine's next deadline, on the proxy's deadline wheel (it may fire a tick late). */
   #arm(at: number | undefined): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
     this.#timerAt = at;
-    if (at === undefined) return;
-    this.#timer = setTimeout(
-      () => {
-        this.#timer = undefined;
-        this.#timerAt = undefined;
-        this.#step({ type: 'timer' });
-      },
-      Math.max(0, at - performance.now()) + 1,
-    );
+    if (at === undefined) this.#ctx.deadlines.clear(this);
+    else this.#ctx.deadlines.set(this, at - performance.now());
+  }
+
+  /** The armed deadline passed (DeadlineWheel). */
+  onDeadline(): void {
+    this.#timerAt = undefined;
+    this.#step({ type: 'timer' });
   }
 
   #perform(a: SessionAction): void {

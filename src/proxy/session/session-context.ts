@@ -7,6 +7,7 @@ import type { ConnectionRegistry, Terminable } from '../routing/connection-regis
 import type { RouteWaiters } from '../routing/route-waiters.js';
 import type { CancelForwarder } from './cancel-forward.js';
 import type { CancelRegistry } from './cancel-registry.js';
+import type { DeadlineWheel } from './deadline-wheel.js';
 import type { SocketTuning } from './server-connect.js';
 import type { SessionSettings, SessionWorld } from './session-types.js';
 
@@ -22,6 +23,8 @@ export interface SessionContext {
   readonly cancels: CancelRegistry;
   readonly cancelForwarder: CancelForwarder;
   readonly admission: Admission;
+  /** Every session's startup deadlines, on one timer. */
+  readonly deadlines: DeadlineWheel;
   /** Sessions waiting for the routing table to change. */
   readonly waiters: RouteWaiters;
   /** The engine's view of the proxy at `now` (see SessionWorld). */

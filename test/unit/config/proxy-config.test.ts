@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseProxyConfig } from '../../../src/config/proxy-schema.js';
 import { isPgfleetError } from '../../../src/errors.js';
-import { relayThreads } from '../../../src/proxy/proxy.js';
+import { relayThreads } from '../../../src/proxy/relay/choose-relay.js';
 
 const base = () => ({
   scope: 'batman',

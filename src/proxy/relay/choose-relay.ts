@@ -1,0 +1,33 @@
+/** Which relay a proxy runs, from its config (`proxy.relay`, `relay_threads`, `relay_scheduling`). */
+import os from 'node:os';
+import type { ProxyConfig } from '../../config/proxy-schema.js';
+import { PgfleetError } from '../../errors.js';
+import type { Logger } from '../../observability/logger.js';
+import { MAX_RELAY_THREADS, NativeRelay } from './native-relay.js';
+
+/**
+ * `proxy.relay`: auto uses the native relay when its addon loads, and says so when it does not;
+ * native refuses to start without it, naming the file and how to build it.
+ */
+export function chooseRelay(
+  config: ProxyConfig['proxy'],
+  log: Logger,
+  addonPath?: string,
+): NativeRelay | undefined {
+  if (config.relay === 'js') return undefined;
+  const threads = relayThreads(config.relay_threads, os.availableParallelism());
+  const relay = NativeRelay.open(threads, config.relay_scheduling, addonPath);
+  if (!(relay instanceof Error)) return relay;
+  if (config.relay === 'native')
+    throw new PgfleetError('ERR_CONFIG_INVALID', `proxy.relay: native: ${relay.message}`);
+  log.warn(
+    { err: relay.message },
+    'proxy.relay: auto: the native relay is not available, relaying in JavaScript',
+  );
+  return undefined;
+}
+
+/** `proxy.relay_threads`: a number, or `auto` = one per CPU, within what the addon runs. */
+export function relayThreads(setting: number | 'auto', cpus: number): number {
+  return Math.min(MAX_RELAY_THREADS, Math.max(1, setting === 'auto' ? cpus : setting));
+}
