@@ -46,6 +46,8 @@ export function foreignProcesses(ourDirs: readonly string[]): number {
   return lines.filter(
     (args) =>
       /(^|\/)(etcd|haproxy|patroni)\s|bin\/postgres\s+-D|node .*--test\b/.test(args + ' ') &&
+      // A command waiting for the host's heavy-work lock is not running yet.
+      !args.startsWith('flock ') &&
       !ourDirs.some((d) => args.includes(d)),
   ).length;
 }
