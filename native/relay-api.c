@@ -57,17 +57,17 @@ static void call_on_report(napi_env env, napi_value cb, void *context, void *dat
   free(data);
 }
 
-static void free_pair(pair_t *p) {
+/* Closes a pair's descriptors and gives it back to the pool (with mu held). */
+static void release_pair(relay_t *r, pair_t *p) {
   close_side(&p->s[0]);
   close_side(&p->s[1]);
-  pthread_mutex_destroy(&p->mu);
-  free(p);
+  give_pair(r, p);
 }
 
-static void free_list(pair_t *p) {
+static void release_list(relay_t *r, pair_t *p) {
   while (p) {
     pair_t *next = p->next;
-    free_pair(p);
+    release_pair(r, p);
     p = next;
   }
 }
@@ -82,22 +82,24 @@ static void close_relay(relay_t *r) {
   pthread_mutex_unlock(&r->mu);
   if (was_closed) return;
   stop_workers(r);
+  pthread_mutex_lock(&r->mu);
   for (uint32_t i = 0; i < r->slot_cap; i++)
     if (r->slots[i]) {
-      free_pair(r->slots[i]);
+      release_pair(r, r->slots[i]);
       r->slots[i] = NULL;
     }
   for (int t = 0; t < MAX_THREADS; t++) {
     worker_t *w = &r->workers[t];
-    free_list(w->to_free);
-    free_list(w->to_linger);
-    free_list(w->linger_head);
+    release_list(r, w->to_free);
+    release_list(r, w->to_linger);
+    release_list(r, w->linger_head);
     w->to_free = w->to_linger = w->linger_head = w->linger_tail = NULL;
     if (w->epfd >= 0) close(w->epfd);
     if (w->wake_fd >= 0) close(w->wake_fd);
     w->epfd = w->wake_fd = -1;
   }
   r->pair_count = 0;
+  pthread_mutex_unlock(&r->mu);
   if (tsfn) napi_release_threadsafe_function(tsfn, napi_tsfn_abort);
 }
 
@@ -112,6 +114,11 @@ static void finalize_relay(napi_env env, void *data, void *hint) {
   free(r->slots);
   free(r->gens);
   free(r->free_slots);
+  while (r->blocks) {
+    pair_block_t *next = r->blocks->next;
+    free(r->blocks);
+    r->blocks = next;
+  }
   pthread_mutex_destroy(&r->mu);
   free(r);
 }
@@ -199,27 +206,32 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       napi_get_value_bool(env, argv[3], &trk) != napi_ok || cfd < 0 || sfd < 0 || cfd == sfd)
     return throw_error(env, "attach(relay, clientFd, serverFd, track, toClient, toServer) needs a relay, two "
                             "different descriptors, a boolean and two Buffers or nulls");
-  pair_t *p = calloc(1, sizeof(*p));
-  if (!p) return number(env, -ENOMEM);
-  p->s[0].fd = p->s[1].fd = -1;
-  if (owed(env, argv[4], &p->s[0]) != 0 || owed(env, argv[5], &p->s[1]) != 0) {
-    free_pair(p);
+  side_t owed_to[2] = {{.fd = -1}, {.fd = -1}};
+  if (owed(env, argv[4], &owed_to[0]) != 0 || owed(env, argv[5], &owed_to[1]) != 0) {
+    free(owed_to[0].pending);
+    free(owed_to[1].pending);
     return throw_error(env, "attach(): toClient and toServer must be Buffers or null");
   }
-  pthread_mutex_init(&p->mu, NULL);
-  p->track = trk;
-  p->state = ACTIVE;
   int err = 0;
-  if ((p->s[0].fd = fcntl(cfd, F_DUPFD_CLOEXEC, 0)) < 0 || (p->s[1].fd = fcntl(sfd, F_DUPFD_CLOEXEC, 0)) < 0)
-    err = -errno;
+  int fds[2] = {fcntl(cfd, F_DUPFD_CLOEXEC, 0), -1};
+  if (fds[0] < 0 || (fds[1] = fcntl(sfd, F_DUPFD_CLOEXEC, 0)) < 0) err = -errno;
   pthread_mutex_lock(&r->mu);
   worker_t *w = NULL;
-  int queued = 0;
+  pair_t *p = NULL;
   if (err == 0 && r->closed) err = -ESHUTDOWN;
   if (err == 0) w = pick_worker(r, &err);
   if (err == 0 && r->free_count == 0 && grow_slots(r) != 0) err = -ENOMEM;
+  if (err == 0 && !(p = take_pair(r))) err = -ENOMEM;
   if (err == 0) {
     p->w = w;
+    p->track = trk;
+    p->state = ACTIVE;
+    for (int i = 0; i < 2; i++) {
+      p->s[i] = owed_to[i];
+      p->s[i].fd = fds[i];
+      owed_to[i].pending = NULL;
+      fds[i] = -1;
+    }
     /* The pair's lock is held until it is registered whole: the thread waits for it. */
     pthread_mutex_lock(&p->mu);
     if (set_mask(p, 0, (p->s[1].pending ? 0 : EPOLLIN) | (p->s[0].pending ? EPOLLOUT : 0)) != 0 ||
@@ -238,14 +250,14 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       p->state = DONE;
     }
     pthread_mutex_unlock(&p->mu);
-    if (err != 0) {
-      queue_free(p); /* the thread may hold an event naming it */
-      queued = 1;
-    }
+    if (err != 0) queue_free(p); /* the thread may hold an event naming it */
   }
   double id = err == 0 ? pair_id(p) : (double)err;
   pthread_mutex_unlock(&r->mu);
-  if (err != 0 && !queued) free_pair(p);
+  for (int i = 0; i < 2; i++) {
+    if (fds[i] >= 0) close(fds[i]);
+    free(owed_to[i].pending);
+  }
   return number(env, id);
 }
 

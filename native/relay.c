@@ -340,8 +340,7 @@ static void *relay_main(void *arg) {
       for (int k = 0; k < FREE_PER_BATCH && w->to_free; k++) {
         pair_t *g = w->to_free;
         w->to_free = g->next;
-        pthread_mutex_destroy(&g->mu);
-        free(g);
+        give_pair(r, g);
       }
       more = w->to_free != NULL;
       pthread_mutex_unlock(&r->mu);
@@ -408,4 +407,29 @@ int grow_slots(relay_t *r) {
   }
   r->slot_cap = cap;
   return 0;
+}
+
+pair_t *take_pair(relay_t *r) {
+  if (!r->spare) {
+    pair_block_t *b = malloc(sizeof(*b));
+    if (!b) return NULL;
+    b->next = r->blocks;
+    r->blocks = b;
+    for (int i = PAIRS_PER_BLOCK; i > 0; i--) {
+      b->pairs[i - 1].next = r->spare;
+      r->spare = &b->pairs[i - 1];
+    }
+  }
+  pair_t *p = r->spare;
+  r->spare = p->next;
+  memset(p, 0, sizeof(*p));
+  pthread_mutex_init(&p->mu, NULL);
+  p->s[0].fd = p->s[1].fd = -1;
+  return p;
+}
+
+void give_pair(relay_t *r, pair_t *p) {
+  pthread_mutex_destroy(&p->mu);
+  p->next = r->spare;
+  r->spare = p;
 }

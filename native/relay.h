@@ -100,8 +100,16 @@ typedef struct pair {
   struct pair *next;  /* on to_free / to_linger / the linger list */
 } pair_t;
 
+/* Pairs are allocated PAIRS_PER_BLOCK at a time: dense, so that thousands of long-lived pairs do not
+ * each pin a page of the allocator among the short-lived allocations around them. */
+#define PAIRS_PER_BLOCK 128
+typedef struct pair_block {
+  struct pair_block *next;
+  pair_t pairs[PAIRS_PER_BLOCK];
+} pair_block_t;
+
 typedef struct relay {
-  pthread_mutex_t mu; /* slots, counters, workers' lists */
+  pthread_mutex_t mu; /* slots, counters, workers' lists, the pair pool */
   worker_t workers[MAX_THREADS];
   int n_threads;      /* fixed at open */
   int sched_batch;    /* fixed at open */
@@ -112,6 +120,8 @@ typedef struct relay {
   uint32_t free_count;
   uint32_t pair_count;
   uint64_t bytes_moved[2]; /* [0] client→server, [1] server→client; atomic adds */
+  pair_t *spare;         /* pooled pairs not in use, linked by `next` (mu) */
+  pair_block_t *blocks;  /* every block of pairs, freed with the relay (mu) */
   napi_threadsafe_function on_report; /* (mu); NULL once closing */
   int closed;
 } relay_t;
@@ -136,5 +146,7 @@ void queue_free(pair_t *p);
 int start_worker(worker_t *w);
 void stop_workers(relay_t *r);
 int grow_slots(relay_t *r);
+pair_t *take_pair(relay_t *r);          /* with mu held: a zeroed pair, its lock made; NULL: no memory */
+void give_pair(relay_t *r, pair_t *p);  /* with mu held: back to the pool (descriptors closed first) */
 
 #endif

@@ -35,6 +35,11 @@ export interface RelayReport {
   readonly error: boolean;
 }
 
+/** Who hears a pair's report (one object per pair, no closure: a relayed session stays small). */
+export interface RelayReportListener {
+  onRelayReport(r: RelayReport): void;
+}
+
 interface Relay {
   readonly brand: unique symbol;
 }
@@ -94,7 +99,7 @@ function fdOf(s: Socket): number | undefined {
 export class NativeRelay {
   readonly #addon: Addon;
   readonly #relay: Relay;
-  readonly #onReport = new Map<number, (r: RelayReport) => void>();
+  readonly #listeners = new Map<number, RelayReportListener>();
   #closed = false;
 
   private constructor(addon: Addon, threads: number, batch: boolean) {
@@ -115,17 +120,17 @@ export class NativeRelay {
   #report(ids: number[], kinds: number[]): void {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      const cb = this.#onReport.get(id);
-      this.#onReport.delete(id);
+      const listener = this.#listeners.get(id);
+      this.#listeners.delete(id);
       const report = REPORTS[kinds[i]!];
-      if (cb !== undefined && report !== undefined) cb(report);
+      if (listener !== undefined && report !== undefined) listener.onRelayReport(report);
     }
   }
 
   /**
    * Hands both sockets to a relay thread: the relay owns duplicates of their descriptors, and the
    * caller destroys the sockets right after (their bytes queued in Node must be none: give what
-   * each side is owed as `toClient`/`toServer`). `onReport` hears the first end or error. Returns
+   * each side is owed as `toClient`/`toServer`). `listener` hears the first end or error. Returns
    * the pair's id, or undefined when the sockets cannot go (not TCP, closed, no descriptors left).
    */
   attach(
@@ -133,14 +138,14 @@ export class NativeRelay {
     server: Socket,
     trackMessages: boolean,
     owed: { toClient: Buffer | null; toServer: Buffer | null },
-    onReport: (r: RelayReport) => void,
+    listener: RelayReportListener,
   ): number | undefined {
     const cfd = fdOf(client);
     const sfd = fdOf(server);
     if (this.#closed || cfd === undefined || sfd === undefined) return undefined;
     const id = this.#addon.attach(this.#relay, cfd, sfd, trackMessages, owed.toClient, owed.toServer);
     if (id < 0) return undefined;
-    this.#onReport.set(id, onReport);
+    this.#listeners.set(id, listener);
     return id;
   }
 
@@ -149,7 +154,7 @@ export class NativeRelay {
    * not (cut mid-message, or no `last`), 'gone' when the pair had ended already.
    */
   end(id: number, mode: 'finish' | 'fatal' | 'cut', last: Buffer | undefined): 'told' | 'not told' | 'gone' {
-    this.#onReport.delete(id);
+    this.#listeners.delete(id);
     if (this.#closed) return 'gone';
     const rc = this.#addon.end(this.#relay, id, END_MODES[mode], last ?? null);
     return rc < 0 ? 'gone' : rc === 1 ? 'told' : 'not told';
@@ -164,7 +169,7 @@ export class NativeRelay {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#onReport.clear();
+    this.#listeners.clear();
     this.#addon.close(this.#relay);
   }
 }

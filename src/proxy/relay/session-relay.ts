@@ -12,14 +12,19 @@
  *   native | a relay thread (epoll)          | a side ends: reported once
  *   ended  | nobody                          | —
  *
- * It decides nothing: a side's end goes to the session engine (`onEnded`), which answers with
+ * It decides nothing: a side's end goes to the session engine (its owner), which answers with
  * end(mode, last).
  */
 import type { Socket } from 'node:net';
 import { MessageBoundaryTracker } from '../../protocol/index.js';
 import type { EndMode } from '../session/session-types.js';
 import { destroyAfterClients } from '../session/server-connect.js';
-import type { NativeRelay, RelayReport } from './native-relay.js';
+import type { NativeRelay, RelayReport, RelayReportListener } from './native-relay.js';
+
+/** Who hears a relay's end: the session, which answers with end(mode, last). */
+export interface RelayOwner {
+  onRelayEnded(r: RelayReport): void;
+}
 
 /**
  * A session goes to the native relay only once it has lived this long past ReadyForQuery: handing
@@ -34,13 +39,13 @@ const NATIVE_RETRY_MS = 10;
 const LINGER_MS = 1_000;
 const EMPTY = Buffer.alloc(0);
 
-export class SessionRelay {
+export class SessionRelay implements RelayReportListener {
   #client: Socket | undefined;
   #server: Socket | undefined;
   #tracker: MessageBoundaryTracker | undefined;
   readonly #track: boolean;
   readonly #native: NativeRelay | undefined;
-  readonly #onEnded: (r: RelayReport) => void;
+  readonly #owner: RelayOwner;
   #nativeId: number | undefined;
   #nativeTimer: NodeJS.Timeout | undefined;
   #state: 'js' | 'native' | 'ended' = 'js';
@@ -51,14 +56,14 @@ export class SessionRelay {
     server: Socket,
     trackMessages: boolean,
     native: NativeRelay | undefined,
-    onEnded: (r: RelayReport) => void,
+    owner: RelayOwner,
   ) {
     this.#client = client;
     this.#server = server;
     this.#track = trackMessages;
     this.#tracker = trackMessages ? new MessageBoundaryTracker() : undefined;
     this.#native = native;
-    this.#onEnded = onEnded;
+    this.#owner = owner;
   }
 
   /** True once a relay thread moves this session's bytes. */
@@ -105,7 +110,7 @@ export class SessionRelay {
   #ended(r: RelayReport): void {
     if (this.#state !== 'js') return;
     this.#stop();
-    this.#onEnded(r);
+    this.#owner.onRelayEnded(r);
   }
 
   /** Stops moving bytes: the session engine decides what comes next (end). */
@@ -163,9 +168,7 @@ export class SessionRelay {
       if (tries < NATIVE_TRIES) this.#offerNative(tries + 1, NATIVE_RETRY_MS);
       return;
     }
-    const id = native.attach(c, s, this.#track, { toClient: null, toServer: null }, (r) =>
-      this.#onNativeReport(r),
-    );
+    const id = native.attach(c, s, this.#track, { toClient: null, toServer: null }, this);
     if (id === undefined) return;
     // The relay owns duplicates of both descriptors: Node's sockets go, their listeners go quiet.
     this.#nativeId = id;
@@ -176,9 +179,10 @@ export class SessionRelay {
     s.destroy();
   }
 
-  #onNativeReport(r: RelayReport): void {
+  /** A relay thread saw one side end (NativeRelay). */
+  onRelayReport(r: RelayReport): void {
     if (this.#state !== 'native') return;
     this.#state = 'ended';
-    this.#onEnded(r);
+    this.#owner.onRelayEnded(r);
   }
 }

@@ -20,7 +20,7 @@ export function planCancel(
   if (known) return { result: 'routed', targets: [known] };
   if (nodes.length === 0) return { result: 'dropped', targets: [] };
   if (!broadcastAllowed()) return { result: 'refused', targets: [] };
-  return { result: 'broadcast', targets: nodes.map((n) => ({ host: n.host, port: n.port, node: n.name })) };
+  return { result: 'broadcast', targets: nodes };
 }
 
 export interface BroadcastLimit {

@@ -2,10 +2,11 @@
  * Backend keys learnt from BackendKeyData → the server that issued them, so a CancelRequest goes
  * to that server only. Keys are removed when their session ends.
  */
+/** Where a cancel goes: the node itself (its routing-table entry, shared by its sessions). */
 export interface CancelTarget {
   readonly host: string;
   readonly port: number;
-  readonly node: string;
+  readonly name: string;
 }
 
 export function cancelKey(processId: number, secretKey: Buffer): string {

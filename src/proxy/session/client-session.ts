@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../errors.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { RelayReport } from '../relay/native-relay.js';
-import { SessionRelay } from '../relay/session-relay.js';
+import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
 import { cancelKey } from './cancel-registry.js';
@@ -25,7 +25,7 @@ import type { HasDeadline } from './deadline-wheel.js';
 const LINGER_MS = 1_000;
 const EMPTY = Buffer.alloc(0);
 
-export class ClientSession implements Terminable, RouteWaiter, HasDeadline {
+export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner {
   readonly #ctx: SessionContext;
   readonly #source: string;
   #state: SessionState;
@@ -72,6 +72,11 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline {
 
   onRouteChanged(): void {
     this.#step({ type: 'route_changed' });
+  }
+
+  /** One side of the relay ended (SessionRelay). */
+  onRelayEnded(r: RelayReport): void {
+    this.#step({ type: 'relay_ended', side: r.side, error: r.error });
   }
 
   /** Closes now (the proxy's shutdown grace is over). */
@@ -221,7 +226,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline {
     const node = this.#node;
     if (!node) return;
     this.#cancelKey = cancelKey(processId, secretKey);
-    this.#ctx.cancels.add(this.#cancelKey, { host: node.host, port: node.port, node: node.name });
+    this.#ctx.cancels.add(this.#cancelKey, node);
   }
 
   #startRelay(rest: Buffer, pending: readonly Buffer[], trackMessages: boolean): void {
@@ -230,9 +235,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline {
     // From here the relay owns both sockets (and may hand them to the native relay).
     this.#client = undefined;
     this.#server = undefined;
-    this.#relay = new SessionRelay(client, server, trackMessages, this.#ctx.nativeRelay, (r: RelayReport) =>
-      this.#step({ type: 'relay_ended', side: r.side, error: r.error }),
-    );
+    this.#relay = new SessionRelay(client, server, trackMessages, this.#ctx.nativeRelay, this);
     this.#relay.start(rest, pending);
   }
 

@@ -31,7 +31,7 @@ function attach(
     c.relayServer,
     track,
     { toClient: null, toServer: null, ...owed },
-    (r) => reports.push(r),
+    { onRelayReport: (r) => reports.push(r) },
   );
   assert.ok(id !== undefined && id >= 0, `attached (${id})`);
   c.relayClient.destroy();

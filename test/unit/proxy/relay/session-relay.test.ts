@@ -28,7 +28,9 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
     const c = await chain();
     const before = pairs();
     const reports: RelayReport[] = [];
-    const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, (r) => reports.push(r));
+    const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, {
+      onRelayEnded: (r) => reports.push(r),
+    });
     const startedAt = Date.now();
     relay.start(Buffer.alloc(0), []);
     assert.equal(pairs(), before, 'not handed over at once');
@@ -55,7 +57,9 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
     const c = await chain();
     const before = pairs();
     const reports: RelayReport[] = [];
-    const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, (r) => reports.push(r));
+    const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, {
+      onRelayEnded: (r) => reports.push(r),
+    });
     relay.start(Buffer.alloc(0), []);
     c.clientEnd.end();
     await until(() => reports.length === 1, 'the client end reported');
@@ -69,7 +73,9 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
   it('offers a session busy at NATIVE_AFTER_MS again, and hands it over once idle', async () => {
     const c = await chain();
     const big = message('D', randomBytes(8 << 20));
-    const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, () => undefined);
+    const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, {
+      onRelayEnded: () => undefined,
+    });
     c.clientEnd.pause();
     c.serverEnd.write(big);
     relay.start(Buffer.alloc(0), []);
@@ -90,7 +96,9 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
   it('without a native relay, relays in JavaScript for good; a FATAL goes at a boundary only', async () => {
     for (const atBoundary of [true, false]) {
       const c = await chain();
-      const relay = new SessionRelay(c.relayClient, c.relayServer, true, undefined, () => undefined);
+      const relay = new SessionRelay(c.relayClient, c.relayServer, true, undefined, {
+        onRelayEnded: () => undefined,
+      });
       relay.start(message('Z', Buffer.from('I')), [Buffer.from('queued')]);
       assert.equal(
         (await receive(c.clientEnd, 6)).toString('latin1', 0, 1),
