@@ -376,6 +376,13 @@ async function main(): Promise<void> {
             .findLast((l) => l.includes('closed sessions on a node'));
           return line === undefined ? undefined : (JSON.parse(line) as { ms: number }).ms;
         });
+        const cleanup = readFileSync(proxy.logFile!, 'utf8')
+          .split('\n')
+          .findLast((l) => l.includes('released the memory'));
+        if (cleanup !== undefined) {
+          const c = JSON.parse(cleanup) as { handovers: number; gcMs: number; trimMs: number };
+          log(`the proxy's clean-up after ${c.handovers} hand-overs: gc ${c.gcMs} ms, trim ${c.trimMs} ms`);
+        }
         await putLeader(); // for the next round's fresh proxy
       } else {
         await closeClients(clients);

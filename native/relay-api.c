@@ -20,10 +20,12 @@
  *                                    (after a try at writing what it is owed, in mode 0)
  *   stats(relay) -> { pairs, threads, bytesToServer, bytesToClient }
  *   close(relay)                     stops the threads and closes every pair (idempotent)
+ *   trim()                           gives the C allocator's free pages back to the system
  */
 #include "relay.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 
 static napi_value throw_error(napi_env env, const char *msg) {
   napi_throw_error(env, NULL, msg);
@@ -288,35 +290,20 @@ static napi_value js_end(napi_env env, napi_callback_info info) {
   p->w->pairs--;
   pthread_mutex_lock(&p->mu);
   if (mode == END_FATAL && !at_boundary(p)) mode = END_CUT; /* mid-message: a FATAL would corrupt the stream */
-  if (mode == END_FINISH) flush_pending(&p->s[1]);
-  close_side(&p->s[1]);
-  side_t *c = &p->s[0];
-  int told = 0;
-  if (mode == END_CUT) {
-    close_side(c);
-  } else {
-    if (flush_pending(c) != 0) close_side(c);
-    else if (mode == END_FATAL && send_all(c, last, last_len) == 0) told = 1;
-  }
-  if (c->fd >= 0 && !c->pending) finish_client(p);
-  if (c->fd < 0) {
-    p->state = DONE;
-    pthread_mutex_unlock(&p->mu);
-    queue_free(p);
-  } else {
-    /* The client still owes to take bytes: its thread writes them, then finishes it (≤ LINGER_MS). */
-    p->state = LINGER;
-    p->deadline = now_ms() + LINGER_MS;
-    if (set_mask(p, 0, EPOLLOUT) != 0) {
-      close_side(c);
-      p->state = DONE;
-    }
-    worker_t *w = p->w;
-    pthread_mutex_unlock(&p->mu);
-    p->next = w->to_linger;
-    __atomic_store_n(&w->to_linger, p, __ATOMIC_RELEASE);
-    wake_worker(w);
-  }
+  /*
+   * The system calls (the FATAL, the FINs, the closes) are the thread's: closing thousands of
+   * sessions at once is then one quick loop here, and the threads end them meanwhile.
+   */
+  int told = mode == END_FATAL && append_pending(&p->s[0], last, last_len) == 0;
+  if (mode == END_FATAL && !told) mode = END_CUT;
+  p->end_mode = mode;
+  p->ending = 1;
+  p->state = LINGER;
+  worker_t *w = p->w;
+  pthread_mutex_unlock(&p->mu);
+  p->next = w->to_linger;
+  __atomic_store_n(&w->to_linger, p, __ATOMIC_RELEASE);
+  wake_worker(w);
   pthread_mutex_unlock(&r->mu);
   return number(env, told);
 }
@@ -352,6 +339,15 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* trim(): gives the C allocator's free pages back to the system (after a burst of sessions ended). */
+static napi_value js_trim(napi_env env, napi_callback_info info) {
+  (void)info;
+  malloc_trim(0);
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  return undefined;
+}
+
 static napi_value module_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -359,6 +355,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"end", NULL, js_end, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"trim", NULL, js_trim, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

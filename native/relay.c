@@ -91,17 +91,22 @@ int flush_pending(side_t *to) {
   return 0;
 }
 
+/* Queues n bytes for `to` behind what it has pending, without sending them yet; -1 without memory. */
+int append_pending(side_t *to, const char *b, size_t n) {
+  if (n == 0) return 0;
+  char *grown = realloc(to->pending, to->len + n);
+  if (!grown) return -1;
+  memcpy(grown + to->len, b, n);
+  if (!to->pending) to->off = 0;
+  to->pending = grown;
+  to->len += n;
+  return 0;
+}
+
 /* Sends n bytes to `to` behind what it has pending, keeping what the socket does not take; -1 on error. */
 int send_all(side_t *to, const char *b, size_t n) {
   if (n == 0) return 0;
-  if (to->pending) {
-    char *grown = realloc(to->pending, to->len + n);
-    if (!grown) return -1;
-    memcpy(grown + to->len, b, n);
-    to->pending = grown;
-    to->len += n;
-    return 0;
-  }
+  if (to->pending) return append_pending(to, b, n);
   size_t done = 0;
   while (done < n) {
     ssize_t w = send(to->fd, b + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -220,12 +225,47 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out
     report(p, err_kind, errno, out, n_out);
 }
 
-/* An event on the client of a LINGER pair: write what it is owed, then finish it. */
+/*
+ * Writes what the client of a LINGER pair is owed, the last of it with MSG_MORE so that the FIN
+ * (finish_client's shutdown) leaves in the same segment; then finishes it. A client that cannot
+ * take it all now waits for EPOLLOUT (until the pair's deadline).
+ */
 static void on_linger(pair_t *p) {
   side_t *c = &p->s[0];
-  if (flush_pending(c) != 0) close_side(c);
-  else if (!c->pending) finish_client(p);
+  while (c->pending) {
+    ssize_t n = send(c->fd, c->pending + c->off, c->len - c->off, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) close_side(c);
+      break;
+    }
+    c->off += (size_t)n;
+    if (c->off == c->len) {
+      free(c->pending);
+      c->pending = NULL;
+      c->off = c->len = 0;
+    }
+  }
+  if (c->fd >= 0 && !c->pending) finish_client(p);
   if (c->fd < 0) p->state = DONE;
+  else if (set_mask(p, 0, EPOLLOUT) != 0) {
+    close_side(c);
+    p->state = DONE;
+  }
+}
+
+/* The thread's part of end(): the server goes now; the client gets what it is owed (mode). */
+static void start_ending(pair_t *p, int64_t now) {
+  p->ending = 0;
+  p->deadline = now + LINGER_MS;
+  if (p->end_mode == END_FINISH) flush_pending(&p->s[1]); /* the client's last words (Terminate) */
+  close_side(&p->s[1]);
+  if (p->end_mode == END_CUT) {
+    close_side(&p->s[0]);
+    p->state = DONE;
+    return;
+  }
+  on_linger(p);
 }
 
 /* SCHED_BATCH (`proxy.relay_scheduling: batch`): a woken thread does not preempt the task on its CPU. */
@@ -250,9 +290,13 @@ static void linger_pass(worker_t *w) {
       rev = in;
       in = next;
     }
+    int64_t now = now_ms();
     for (pair_t *p = rev; p;) {
       pair_t *next = p->next;
       p->next = NULL;
+      pthread_mutex_lock(&p->mu);
+      if (p->ending) start_ending(p, now);
+      pthread_mutex_unlock(&p->mu);
       if (w->linger_tail) w->linger_tail->next = p;
       else w->linger_head = p;
       w->linger_tail = p;
@@ -327,7 +371,7 @@ static void *relay_main(void *arg) {
       }
       pthread_mutex_lock(&p->mu);
       if (p->state == ACTIVE) on_event(p, (int)(data & 1), evs[k].events, buf, reports, &n_reports);
-      else if (p->state == LINGER && (data & 1) == 0) on_linger(p);
+      else if (p->state == LINGER && !p->ending && (data & 1) == 0) on_linger(p);
       pthread_mutex_unlock(&p->mu);
     }
     linger_pass(w);

@@ -37,8 +37,9 @@
 
 /*
  * A pair's states. ACTIVE: relaying. REPORTED: a side reached end of file or failed; nothing moves
- * until JavaScript ends it. LINGER: ended, the client still owed bytes (its thread finishes it).
- * DONE: closed, waiting to be freed by its thread after the batch in progress.
+ * until JavaScript ends it. LINGER: ended by JavaScript; its thread closes the server, writes what
+ * the client is owed (and the FATAL), then the FIN. DONE: closed, waiting to be freed by its thread
+ * after the batch in progress.
  */
 enum { ACTIVE = 1, REPORTED, LINGER, DONE };
 
@@ -96,7 +97,9 @@ typedef struct pair {
   uint8_t corrupt;    /* a length below 4: the stream is lost, never at a boundary again */
   uint32_t len;       /* the length field being read */
   uint32_t remaining; /* body bytes still to come */
-  int64_t deadline;   /* LINGER: monotonic ms */
+  int64_t deadline;   /* LINGER: monotonic ms, set by the thread when it starts ending the pair */
+  int end_mode;       /* LINGER: what end() asked for (END_FINISH, END_FATAL, END_CUT) */
+  int ending;         /* LINGER: end() asked, the thread has not started yet */
   struct pair *next;  /* on to_free / to_linger / the linger list */
 } pair_t;
 
@@ -138,6 +141,7 @@ int at_boundary(const pair_t *p);
 void track(pair_t *p, const uint8_t *b, size_t n);
 int flush_pending(side_t *to);
 int send_all(side_t *to, const char *b, size_t n);
+int append_pending(side_t *to, const char *b, size_t n);
 void close_side(side_t *s);
 int set_mask(pair_t *p, int i, uint32_t want);
 void finish_client(pair_t *p);

@@ -16,7 +16,12 @@ export function chooseRelay(
 ): NativeRelay | undefined {
   if (config.relay === 'js') return undefined;
   const threads = relayThreads(config.relay_threads, os.availableParallelism());
-  const relay = NativeRelay.open(threads, config.relay_scheduling, addonPath);
+  const relay = NativeRelay.open(threads, config.relay_scheduling, addonPath, (handovers, gcMs, trimMs) =>
+    log.info(
+      { handovers, gcMs: Math.round(gcMs), trimMs: Math.round(trimMs) },
+      'released the memory a burst of sessions handed to the native relay left behind',
+    ),
+  );
   if (!(relay instanceof Error)) return relay;
   if (config.relay === 'native')
     throw new PgfleetError('ERR_CONFIG_INVALID', `proxy.relay: native: ${relay.message}`);

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../../errors.js';
+import { BurstCleanup, cleanupHooks } from './burst-cleanup.js';
 
 /** Where `npm run build` (scripts/build-native.sh) puts the addon. */
 export const ADDON_PATH = fileURLToPath(new URL('../../../build/pgfleet_relay.node', import.meta.url));
@@ -34,6 +35,9 @@ export interface RelayReport {
   readonly side: 'client' | 'server';
   readonly error: boolean;
 }
+
+/** What the memory clean-up after a burst of hand-overs took (burst-cleanup.ts). */
+export type CleanupReport = (handovers: number, gcMs: number, trimMs: number) => void;
 
 /** Who hears a pair's report (one object per pair, no closure: a relayed session stays small). */
 export interface RelayReportListener {
@@ -61,6 +65,7 @@ interface Addon {
   end(relay: Relay, id: number, mode: number, last: Buffer | null): number;
   stats(relay: Relay): NativeRelayStats;
   close(relay: Relay): void;
+  trim(): void;
 }
 
 const REPORTS: Record<number, RelayReport> = {
@@ -100,21 +105,28 @@ export class NativeRelay {
   readonly #addon: Addon;
   readonly #relay: Relay;
   readonly #listeners = new Map<number, RelayReportListener>();
+  readonly #cleanup: BurstCleanup;
   #closed = false;
 
-  private constructor(addon: Addon, threads: number, batch: boolean) {
+  private constructor(addon: Addon, threads: number, batch: boolean, onCleanup: CleanupReport) {
     this.#addon = addon;
     this.#relay = addon.open((ids, kinds) => this.#report(ids, kinds), threads, batch);
+    this.#cleanup = new BurstCleanup(cleanupHooks(() => addon.trim(), onCleanup));
   }
 
   /**
    * A relay of its own with up to `threads` threads (each started on first use), under
    * SCHED_BATCH when `scheduling` is batch; or why the addon cannot be loaded.
    */
-  static open(threads: number, scheduling: 'batch' | 'normal', addonPath?: string): NativeRelay | Error {
+  static open(
+    threads: number,
+    scheduling: 'batch' | 'normal',
+    addonPath?: string,
+    onCleanup: CleanupReport = () => undefined,
+  ): NativeRelay | Error {
     const addon = loadAddon(addonPath);
     if (addon instanceof Error) return addon;
-    return new NativeRelay(addon, threads, scheduling === 'batch');
+    return new NativeRelay(addon, threads, scheduling === 'batch', onCleanup);
   }
 
   #report(ids: number[], kinds: number[]): void {
@@ -146,6 +158,7 @@ export class NativeRelay {
     const id = this.#addon.attach(this.#relay, cfd, sfd, trackMessages, owed.toClient, owed.toServer);
     if (id < 0) return undefined;
     this.#listeners.set(id, listener);
+    this.#cleanup.handedOver();
     return id;
   }
 
@@ -169,6 +182,7 @@ export class NativeRelay {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#cleanup.close();
     this.#listeners.clear();
     this.#addon.close(this.#relay);
   }
