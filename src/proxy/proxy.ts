@@ -203,6 +203,7 @@ export class Proxy {
       deadlines: this.#deadlines,
       world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
       nodes,
+      nodeFailed: () => this.#health.checkSoon(),
     };
   }
 

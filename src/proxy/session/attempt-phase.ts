@@ -257,7 +257,10 @@ function retryOrFail(
 /** Abandons this node before the client saw anything from it, and picks another. */
 function retry(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
   out.push({ kind: 'drop_server' }, { kind: 'pause_client' });
-  if (s.node) (s.tried ??= new Set()).add(s.node.key);
+  if (s.node) {
+    (s.tried ??= new Set()).add(s.node.key);
+    out.push({ kind: 'node_failed', node: s.node });
+  }
   s.node = undefined;
   s.gate = undefined;
   s.phase = 'routing';

@@ -145,6 +145,9 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'drop_server':
         this.#dropServer();
         return;
+      case 'node_failed':
+        this.#ctx.nodeFailed(a.node);
+        return;
       case 'learn_cancel_key':
         this.#learnKey(a.processId, a.secretKey);
         return;

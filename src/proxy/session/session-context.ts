@@ -31,4 +31,6 @@ export interface SessionContext {
   world(now: number): SessionWorld;
   /** The listener's nodes in the current routing table. */
   nodes(): readonly RouteNode[];
+  /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
+  nodeFailed(node: RouteNode): void;
 }

@@ -62,6 +62,8 @@ export type SessionAction =
   | { readonly kind: 'write_server'; readonly bytes: Buffer }
   /** Close the server connection of the attempt and forget its node and cancel key. */
   | { readonly kind: 'drop_server' }
+  /** A try at `node` failed (refused, timed out, wrong role, gone): the table may be out of date. */
+  | { readonly kind: 'node_failed'; readonly node: RouteNode }
   | { readonly kind: 'learn_cancel_key'; readonly processId: number; readonly secretKey: Buffer }
   /** ReadyForQuery: `rest` (server bytes after it) to the client, `pending` to the server, then relay. */
   | {

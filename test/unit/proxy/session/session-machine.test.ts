@@ -583,6 +583,24 @@ describe('session engine: the server side, deadlines and terminations', () => {
     assert.deepEqual(t.steps, ['connect a', 'key 77', 'relay track=true rest=0 pending=0']);
   });
 
+  it('tells the proxy of each failed try (it checks the agents again at once)', () => {
+    const s = newSession(SETTINGS);
+    const world: SessionWorld = {
+      now: 0,
+      pick: (tried) => [node('a'), node('b')].find((n) => !tried.has(n.key)),
+      stillRouted: () => true,
+      hasClientRoom: () => true,
+    };
+    const failed = [
+      { type: 'accepted', startupRoom: true } as SessionEvent,
+      client(STARTUP),
+      CONNECTED,
+      server(welcome('on')),
+      { type: 'server_connect_failed', error: 'ECONNREFUSED' } as SessionEvent,
+    ].flatMap((e) => step(s, e, world).flatMap((a) => (a.kind === 'node_failed' ? [a.node.name] : [])));
+    assert.deepEqual(failed, ['a', 'b']);
+  });
+
   it('closes a client that says nothing within startup_timeout, without a word', () => {
     const t = run({}, [{ at: 499 }, TIMER, { at: 500 }, TIMER]);
     assert.deepEqual(t.steps, ['end cut startup_timeout']);
