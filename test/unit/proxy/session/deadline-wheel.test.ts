@@ -151,7 +151,10 @@ describe('DeadlineWheel', () => {
 
   it('fires on real time too', async () => {
     const wheel = new DeadlineWheel<{ onDeadline(): void }>(5, (e) => assert.fail(String(e)));
+    // The wheel's timer does not keep the process alive (unref): this one does, meanwhile.
+    const alive = setTimeout(() => undefined, 10_000);
     await new Promise<void>((resolve) => wheel.set({ onDeadline: resolve }, 1));
+    clearTimeout(alive);
     assert.equal(wheel.size, 0);
   });
 });
