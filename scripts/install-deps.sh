@@ -51,5 +51,5 @@ if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-loc
   npm ci --no-audit --no-fund
 fi
 
-# The native addon (proxy.relay: relay threads and native front); rebuilt only when native/ changes.
+# The native addon (proxy.relay: the relay threads); rebuilt only when native/ changes.
 bash scripts/build-native.sh

@@ -202,7 +202,7 @@ for (const relay of ['native', 'js'] as const) {
         closed,
         new Promise((_, reject) => setTimeout(() => reject(new Error('not closed within 5 s')), 5_000)),
       ]);
-      // Counted once the proxy hears of it (the native front closes first, then reports).
+      // Counted once the session's close reaches the metrics.
       await waitFor('startup_timeout counted', async () => {
         const m = await proxy.metrics.sessionsClosed.get();
         return m.values.some((v) => v.labels.reason === 'startup_timeout' && v.value >= 1);
