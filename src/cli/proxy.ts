@@ -30,6 +30,9 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
   }
   const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
   let proxy: Proxy | undefined;
+  // Before start(): the admin port answers during start-up, and a SIGHUP that arrives before the
+  // handler would end the process (Node's default action).
+  const reloader = handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
   try {
     // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
     proxy = new Proxy(config, log, { nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined });
@@ -39,10 +42,10 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
       { err: errorMessage(err), code: isPgfleetError(err) ? err.code : undefined },
       'proxy failed to start',
     );
+    reloader.stop();
     await proxy?.close();
     return 1;
   }
-  handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
   const running = proxy;
   return new Promise<number>((resolve) => {
     let stopping = false;
