@@ -163,7 +163,7 @@ async function settledRss(pid: number): Promise<number> {
 async function heapUsed(adminPort: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
   const text = await res.text();
-  const m = /^pgfleet_proxy_process_nodejs_heap_size_used_bytes (\d+(?:\.\d+)?)/m.exec(text);
+  const m = /^nodejs_heap_size_used_bytes (\d+(?:\.\d+)?)/m.exec(text);
   if (m?.[1] === undefined) throw new Error('pgfleet /metrics has no nodejs_heap_size_used_bytes');
   return Number(m[1]);
 }

@@ -10,6 +10,7 @@ import { EtcdAgentDcs } from '../dcs/agent-store.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { errorMessage, isPgfleetError } from '../errors.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
+import { registerProcessMetrics } from '../observability/process-metrics.js';
 import { createLogger } from '../observability/logger.js';
 import { PostgresNode } from '../postgres/node.js';
 import { resolveRunAs } from '../postgres/process.js';
@@ -63,6 +64,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   });
   const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }) });
   const registry = new Registry();
+  registerProcessMetrics(registry);
   registerEtcdMetrics(registry, 'agent', () => etcd.members());
   const reloader = handleReload(config, () => loadAgentConfig(opts.config, process.env), log);
   const http = new AgentHttp({

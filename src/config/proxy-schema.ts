@@ -22,6 +22,8 @@ const listenerSchema = z
     on_unroutable: z.enum(['drop', 'drain']).default('drop'),
     tls: z.enum(['disable', 'passthrough']).default('disable'),
     wait_timeout: durationMs.optional(),
+    /** This listener's own cap on sessions, within proxy.max_client_connections. */
+    max_client_connections: z.number().int().min(1).optional(),
   })
   .strict();
 

@@ -2,7 +2,8 @@
  * The proxy's Prometheus metrics, on the process's own Registry (never the global default).
  * Names: pgfleet_proxy_<thing>_<unit>; labels stay low-cardinality (listener, node, reason).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from './process-metrics.js';
 import type { NativeRelayStats } from '../proxy/relay/native-relay.js';
 
 type Counts = Record<string, Record<string, number>>;
@@ -36,7 +37,7 @@ export class ProxyMetrics {
   constructor(registry = new Registry()) {
     this.registry = registry;
     const registers = [registry];
-    collectDefaultMetrics({ register: registry, prefix: 'pgfleet_proxy_process_' });
+    registerProcessMetrics(registry);
     const seen = this.#seenSessionLabels;
     const listeners = this.#listeners;
     // Counted by ListenerMetrics and added when read (one call flushes the three metrics).

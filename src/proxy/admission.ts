@@ -8,24 +8,39 @@
  *   starting  | TCP accept                  | the first packet decided | max_startup_connections, and
  *             |                             | (StartupMessage, cancel, | max_startup_connections_per_source
  *             |                             | refusal, close, timeout) | per client address
- *   admitted  | the StartupMessage accepted | the session's end        | max_client_connections
+ *   admitted  | the StartupMessage accepted | the session's end        | max_client_connections, and the
+ *             |                             |                          | listener's own max_client_connections
  *
- * Plain counters: the session engine asks `hasClientRoom()`, the session reports its moves.
+ * Plain counters: the session engine asks `hasClientRoom(listener)`, the session reports its moves.
+ * The limits may be replaced (reload): counts stay, the new limits apply to the next client.
  */
 export interface AdmissionLimits {
   readonly maxClients: number;
   readonly maxStarting: number;
   readonly maxStartingPerSource: number;
+  /** listener → its own cap on admitted clients (listeners without one share only the total). */
+  readonly maxClientsByListener: ReadonlyMap<string, number>;
 }
 
 export class Admission {
-  readonly #limits: AdmissionLimits;
+  #limits: AdmissionLimits;
   #starting = 0;
   #admitted = 0;
   readonly #startingBySource = new Map<string, number>();
+  readonly #admittedByListener = new Map<string, number>();
 
   constructor(limits: AdmissionLimits) {
     this.#limits = limits;
+  }
+
+  /** New limits (reload): clients already counted stay; the limits apply from the next one. */
+  setLimits(limits: AdmissionLimits): void {
+    this.#limits = limits;
+  }
+
+  /** Admitted clients of one listener. */
+  admittedOn(listener: string): number {
+    return this.#admittedByListener.get(listener) ?? 0;
   }
 
   get starting(): number {
@@ -53,15 +68,21 @@ export class Admission {
     this.#starting--;
   }
 
-  hasClientRoom(): boolean {
+  hasClientRoom(listener: string): boolean {
+    const own = this.#limits.maxClientsByListener.get(listener);
+    if (own !== undefined && this.admittedOn(listener) >= own) return false;
     return this.#admitted < this.#limits.maxClients;
   }
 
-  admit(): void {
+  admit(listener: string): void {
     this.#admitted++;
+    this.#admittedByListener.set(listener, this.admittedOn(listener) + 1);
   }
 
-  release(): void {
+  release(listener: string): void {
     this.#admitted--;
+    const n = this.admittedOn(listener) - 1;
+    if (n <= 0) this.#admittedByListener.delete(listener);
+    else this.#admittedByListener.set(listener, n);
   }
 }

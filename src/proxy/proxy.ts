@@ -19,7 +19,7 @@ import { requiredCheckPaths } from '../routing/health-paths.js';
 import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
 import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
-import { Admission } from './admission.js';
+import { Admission, type AdmissionLimits } from './admission.js';
 import { HealthChecker } from './health/health-checker.js';
 import { Listener } from './listener.js';
 import { chooseRelay } from './relay/choose-relay.js';
@@ -144,11 +144,7 @@ export class Proxy {
     });
     const relay = this.#nativeRelay;
     metrics.readNativeRelayWith(relay === undefined ? undefined : () => relay.stats());
-    this.#admission = new Admission({
-      maxClients: p.max_client_connections,
-      maxStarting: p.max_startup_connections,
-      maxStartingPerSource: p.max_startup_connections_per_source,
-    });
+    this.#admission = new Admission(admissionLimits(p));
     metrics.countSessionsWith(() => this.#registry.counts());
     metrics.countClientsWith(() => this.#admission.starting + this.#admission.admitted);
     this.#waiters = new RouteWaiters((n) => metrics.waitQueue.set({ listener: 'all' }, n));
@@ -181,7 +177,7 @@ export class Proxy {
       pickNode(nodes(), tried, listener.balance, (key) => registry.count(name, key), cursor++);
     const stillRouted = (node: { key: string; role: string }) =>
       nodes().some((n) => n.key === node.key && n.role === node.role);
-    const hasClientRoom = () => admission.hasClientRoom();
+    const hasClientRoom = () => admission.hasClientRoom(name);
     return {
       settings: {
         listener: name,
@@ -397,4 +393,16 @@ export class Proxy {
     this.#nativeRelay?.close();
     this.#state = 'closed';
   }
+}
+
+function admissionLimits(p: ProxyConfig['proxy']): AdmissionLimits {
+  const byListener = new Map<string, number>();
+  for (const l of p.listeners)
+    if (l.max_client_connections !== undefined) byListener.set(l.name, l.max_client_connections);
+  return {
+    maxClients: p.max_client_connections,
+    maxStarting: p.max_startup_connections,
+    maxStartingPerSource: p.max_startup_connections_per_source,
+    maxClientsByListener: byListener,
+  };
 }

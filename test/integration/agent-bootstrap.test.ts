@@ -218,6 +218,9 @@ void describe('agent: three-node bootstrap', { timeout: 110_000 }, () => {
     assert.match(metrics, /patroni_postgres_running\{[^}]*\} 1/);
     assert.match(metrics, /pgfleet_agent_ha_cycles_total\{outcome="ok"\} [1-9]/);
     assert.match(metrics, /pgfleet_agent_actions_total\{action="bootstrap"\} 1/);
+    // prom-client's standard process metric names, no prefix of ours (Node dashboards expect them).
+    assert.match(metrics, /^process_cpu_user_seconds_total /m);
+    assert.match(metrics, /^nodejs_heap_size_used_bytes /m);
   });
 
   void it('patronictl list shows the same leader, roles, states and timelines as /cluster', async () => {

@@ -105,7 +105,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     }
     if (from === 'startup' && to !== 'cancel' && to !== 'closed') {
       this.#admitted = true;
-      admission.admit();
+      admission.admit(this.#ctx.settings.listener);
     }
     if (to === 'routing') waiters.add(this);
     else if (from === 'routing') waiters.delete(this);
@@ -269,7 +269,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     }
     if (this.#admitted) {
       this.#admitted = false;
-      ctx.admission.release();
+      ctx.admission.release(ctx.settings.listener);
     }
     if (reason !== undefined) ctx.metrics.closed(reason);
     this.#onClosed(this);

@@ -23,6 +23,13 @@ async function sample(m: ProxyMetrics, series: string): Promise<number | undefin
 }
 
 describe('proxy metrics', () => {
+  it("process metrics carry prom-client's standard names, with no prefix of ours", async () => {
+    const text = await new ProxyMetrics().registry.metrics();
+    assert.match(text, /^process_cpu_user_seconds_total /m);
+    assert.match(text, /^nodejs_heap_size_used_bytes /m);
+    assert.doesNotMatch(text, /pgfleet_proxy_process_/);
+  });
+
   it('the sessions gauge reads the registry at scrape time; a node whose sessions ended reads 0', async () => {
     const m = new ProxyMetrics();
     const registry = new ConnectionRegistry<FakeSession>();
