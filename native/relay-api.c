@@ -198,16 +198,20 @@ static int owed(napi_env env, napi_value v, side_t *s) {
 }
 
 static napi_value js_attach(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 8;
+  napi_value argv[8];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   relay_t *r = argc >= 6 ? relay_of(env, argv[0]) : NULL;
-  int32_t cfd, sfd;
+  int32_t cfd, sfd, status = 0, awaiting = 0;
   bool trk;
   if (!r || napi_get_value_int32(env, argv[1], &cfd) != napi_ok || napi_get_value_int32(env, argv[2], &sfd) != napi_ok ||
-      napi_get_value_bool(env, argv[3], &trk) != napi_ok || cfd < 0 || sfd < 0 || cfd == sfd)
-    return throw_error(env, "attach(relay, clientFd, serverFd, track, toClient, toServer) needs a relay, two "
-                            "different descriptors, a boolean and two Buffers or nulls");
+      napi_get_value_bool(env, argv[3], &trk) != napi_ok || cfd < 0 || sfd < 0 || cfd == sfd ||
+      (argc >= 8 && (napi_get_value_int32(env, argv[6], &status) != napi_ok ||
+                     napi_get_value_int32(env, argv[7], &awaiting) != napi_ok || status < 0 || status > 255 ||
+                     awaiting < 0)))
+    return throw_error(env, "attach(relay, clientFd, serverFd, track, toClient, toServer[, status, awaiting]) "
+                            "needs a relay, two different descriptors, a boolean, two Buffers or nulls, and the "
+                            "last ReadyForQuery status and requests awaiting one as numbers");
   side_t owed_to[2] = {{.fd = -1}, {.fd = -1}};
   if (owed(env, argv[4], &owed_to[0]) != 0 || owed(env, argv[5], &owed_to[1]) != 0) {
     free(owed_to[0].pending);
@@ -227,6 +231,8 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   if (err == 0) {
     p->w = w;
     p->track = trk;
+    p->status = (uint8_t)status;
+    p->awaiting = (uint32_t)awaiting;
     p->state = ACTIVE;
     for (int i = 0; i < 2; i++) {
       p->s[i] = owed_to[i];
@@ -308,6 +314,38 @@ static napi_value js_end(napi_env env, napi_callback_info info) {
   return number(env, told);
 }
 
+/*
+ * drain(relay, id): end the pair when it stands idle (relay.c: is_idle). 1: idle now, stopped (nothing
+ * moves until end()); 0: the thread reports EV_IDLE when it is (or a side's end comes first); -1: gone.
+ */
+static napi_value js_drain(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  relay_t *r = argc >= 2 ? relay_of(env, argv[0]) : NULL;
+  double id;
+  if (!r || napi_get_value_double(env, argv[1], &id) != napi_ok)
+    return throw_error(env, "drain(relay, id) needs a relay and an id");
+  pthread_mutex_lock(&r->mu);
+  pair_t *p = pair_by_id(r, id);
+  int rc = -1;
+  if (p) {
+    pthread_mutex_lock(&p->mu);
+    rc = 0;
+    if (p->state == ACTIVE && is_idle(p)) {
+      set_mask(p, 0, 0);
+      set_mask(p, 1, 0);
+      p->state = REPORTED;
+      rc = 1;
+    } else {
+      p->drain = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return number(env, rc);
+}
+
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], result;
@@ -353,6 +391,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attach", NULL, js_attach, NULL, NULL, NULL, napi_enumerable, NULL},
       {"end", NULL, js_end, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"drain", NULL, js_drain, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"trim", NULL, js_trim, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -2,14 +2,14 @@
  * pgfleet's native relay: the proxy's data plane. After a session's first ReadyForQuery the
  * TypeScript session engine may hand its two sockets to a relay thread, which moves the bytes both
  * ways with epoll + recv/send instead of Node's streams (~10 µs of JavaScript per chunk). It
- * parses nothing of the stream but the 5-byte message headers server→client, so that the engine
- * can end a session with a FATAL at a message boundary. It decides nothing: a side that reaches end
+ * parses nothing of the stream but the 5-byte message headers (and ReadyForQuery's status byte), so
+ * that the engine can end a session with a FATAL at a message boundary, or when it stands idle. It decides nothing: a side that reaches end
  * of file or fails is reported, and the pair waits for the engine to end it.
  *
  *   state    | the thread …                                  | leaves it when
  *   ---------+-----------------------------------------------+-------------------------------------
- *   ACTIVE   | relays both ways; a side whose peer still has | a side reads end of file or fails:
- *            | bytes pending is not read (backpressure)      | REPORTED (reported to JavaScript)
+ *   ACTIVE   | relays both ways; a side whose peer still has | a side reads end of file or fails, or
+ *            | bytes pending is not read (backpressure)      | a draining pair stands idle: REPORTED
  *   REPORTED | nothing: both sides out of its epoll set      | end() from JavaScript
  *   LINGER   | writes what the client is owed (and the FATAL | it is written: FIN, then closed; or
  *            | end() appended), then the FIN                 | LINGER_MS passed: closed
@@ -39,18 +39,22 @@ pair_t *pair_by_id(relay_t *r, double id) {
 
 int at_boundary(const pair_t *p) { return p->track && !p->corrupt && p->hdr == 0 && p->remaining == 0; }
 
-/* Follows server→client message headers: Byte1 type, Int32 length (itself included), body. */
+/* Follows server→client message headers: Byte1 type, Int32 length (itself included), body; and the
+ * status byte of each ReadyForQuery ('Z', length 5), which answers one of the client's requests. */
 void track(pair_t *p, const uint8_t *b, size_t n) {
   size_t i = 0;
   while (i < n && !p->corrupt) {
     if (p->remaining > 0) {
+      if (p->stype == 'Z' && p->len == 5) p->status = b[i];
       size_t take = n - i < p->remaining ? n - i : p->remaining;
       i += take;
       p->remaining -= (uint32_t)take;
+      if (p->remaining == 0 && p->stype == 'Z' && p->awaiting > 0) p->awaiting--;
     } else if (p->hdr == 0) {
       p->hdr = 1; /* the type byte */
       p->len = 0;
-      i++;
+      p->stype = b[i++];
+      p->status = 0;
     } else {
       p->len = (p->len << 8) | b[i++];
       if (++p->hdr == 5) {
@@ -60,6 +64,37 @@ void track(pair_t *p, const uint8_t *b, size_t n) {
       }
     }
   }
+}
+
+/* Follows client→server headers, counting the requests that each await a ReadyForQuery. */
+void track_client(pair_t *p, const uint8_t *b, size_t n) {
+  size_t i = 0;
+  while (i < n && !p->ccorrupt) {
+    if (p->cremaining > 0) {
+      size_t take = n - i < p->cremaining ? n - i : p->cremaining;
+      i += take;
+      p->cremaining -= (uint32_t)take;
+    } else if (p->chdr == 0) {
+      p->chdr = 1;
+      p->clen = 0;
+      p->ctype = b[i++];
+    } else {
+      p->clen = (p->clen << 8) | b[i++];
+      if (++p->chdr == 5) {
+        p->chdr = 0;
+        if (p->clen < 4) p->ccorrupt = 1;
+        else p->cremaining = p->clen - 4;
+        if (p->ctype == 'Q' || p->ctype == 'S' || p->ctype == 'F') p->awaiting++;
+      }
+    }
+  }
+}
+
+/* Idle: both streams at a message boundary, no request awaiting its answer, the last server message
+ * a ReadyForQuery 'I' (no transaction open), nothing of the client's held back. */
+int is_idle(const pair_t *p) {
+  return at_boundary(p) && !p->ccorrupt && p->chdr == 0 && p->cremaining == 0 && p->awaiting == 0 &&
+         p->status == 'I' && !p->s[1].pending;
 }
 
 /* A side is in its thread's epoll set exactly when its mask is not 0 (a stopped side would report HUP). */
@@ -198,7 +233,10 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out
     for (int k = 0; k < MAX_READS_PER_EVENT && !peer->pending; k++) {
       ssize_t n = recv(me->fd, buf, BUF_SIZE, MSG_DONTWAIT);
       if (n > 0) {
-        if (i == 1 && p->track) track(p, (const uint8_t *)buf, (size_t)n);
+        if (p->track) {
+          if (i == 1) track(p, (const uint8_t *)buf, (size_t)n);
+          else track_client(p, (const uint8_t *)buf, (size_t)n);
+        }
         __atomic_fetch_add(&r->bytes_moved[i], (uint64_t)n, __ATOMIC_RELAXED);
         if (send_all(peer, buf, (size_t)n) != 0) {
           report(p, peer_err_kind, errno, out, n_out);
@@ -219,6 +257,10 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out
     }
   } else if (events & (EPOLLHUP | EPOLLERR)) {
     report(p, err_kind, 0, out, n_out);
+    return;
+  }
+  if (p->drain && is_idle(p)) {
+    report(p, EV_IDLE, 0, out, n_out); /* nothing moves until JavaScript ends it */
     return;
   }
   if (set_mask(p, 0, wanted(p, 0)) != 0 || set_mask(p, 1, wanted(p, 1)) != 0)

@@ -43,8 +43,8 @@
  */
 enum { ACTIVE = 1, REPORTED, LINGER, DONE };
 
-/* What a report tells JavaScript (relay.c: report). */
-enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF, EV_CLIENT_ERROR, EV_SERVER_ERROR };
+/* What a report tells JavaScript (relay.c: report). EV_IDLE: a draining pair stands idle (drain()). */
+enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF, EV_CLIENT_ERROR, EV_SERVER_ERROR, EV_IDLE };
 
 /* end()'s modes (relay-api.c). */
 enum { END_FINISH = 0, END_FATAL = 1, END_CUT = 2 };
@@ -97,6 +97,12 @@ typedef struct pair {
   uint8_t corrupt;    /* a length below 4: the stream is lost, never at a boundary again */
   uint32_t len;       /* the length field being read */
   uint32_t remaining; /* body bytes still to come */
+  uint8_t stype;      /* the server message in progress: its type byte */
+  uint8_t status;     /* the last ReadyForQuery's status ('I', 'T', 'E'); 0 once another message began */
+  uint8_t drain;      /* drain(): report EV_IDLE the moment the pair stands idle (relay.c: is_idle) */
+  uint8_t chdr, ctype, ccorrupt; /* the client→server message headers, followed as the server's */
+  uint32_t clen, cremaining;
+  uint32_t awaiting;  /* ReadyForQuery messages the client's Query, Sync and FunctionCall still await */
   int64_t deadline;   /* LINGER: monotonic ms, set by the thread when it starts ending the pair */
   int end_mode;       /* LINGER: what end() asked for (END_FINISH, END_FATAL, END_CUT) */
   int ending;         /* LINGER: end() asked, the thread has not started yet */
@@ -139,6 +145,8 @@ double pair_id(const pair_t *p);
 pair_t *pair_by_id(relay_t *r, double id); /* with r->mu held; NULL when unknown or ended */
 int at_boundary(const pair_t *p);
 void track(pair_t *p, const uint8_t *b, size_t n);
+void track_client(pair_t *p, const uint8_t *b, size_t n);
+int is_idle(const pair_t *p);
 int flush_pending(side_t *to);
 int send_all(side_t *to, const char *b, size_t n);
 int append_pending(side_t *to, const char *b, size_t n);

@@ -15,6 +15,7 @@ import { createLogger } from '../observability/logger.js';
 import { PostgresNode } from '../postgres/node.js';
 import { resolveRunAs } from '../postgres/process.js';
 import { handleReload } from './reload.js';
+import { ignoreHabitSignals } from './signals.js';
 
 const SHUTDOWN_TIMEOUT_MS = 60_000;
 
@@ -82,6 +83,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     etcd.close();
     return 1;
   }
+  const unignore = ignoreHabitSignals(log);
   agent.start();
   log.info({ api: `http://${config.restapi.listen.host}:${config.restapi.listen.port}` }, 'agent started');
 
@@ -90,6 +92,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
   reloader.stop();
+  unignore();
   log.info({ signal }, 'shutting down');
   const forced = setTimeout(() => {
     log.error('shutdown timed out; stopping now');

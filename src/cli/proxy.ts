@@ -8,8 +8,10 @@ import { createLogger } from '../observability/logger.js';
 import { Proxy } from '../proxy/proxy.js';
 import { formatHostPort } from '../config/common.js';
 import { handleReload } from './reload.js';
+import { ignoreHabitSignals } from './signals.js';
 
-const SHUTDOWN_TIMEOUT_MS = 10_000;
+/** Beyond proxy.shutdown_timeout: how long closing etcd, the admin port and the relay may take. */
+const SHUTDOWN_MARGIN_MS = 10_000;
 
 export async function runProxy(opts: { config: string; check?: boolean }): Promise<number> {
   let config: ProxyConfig;
@@ -33,6 +35,7 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
   // Before start(): the admin port answers during start-up, and a SIGHUP that arrives before the
   // handler would end the process (Node's default action).
   const reloader = handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
+  const unignore = ignoreHabitSignals(log);
   try {
     // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
     proxy = new Proxy(config, log, { nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined });
@@ -43,33 +46,42 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
       'proxy failed to start',
     );
     reloader.stop();
-    await proxy?.close();
+    unignore();
+    await proxy?.destroy();
     return 1;
   }
   const running = proxy;
   return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down');
-      const timer = setTimeout(() => {
-        log.error('shutdown timed out; exiting');
-        resolve(1);
-      }, SHUTDOWN_TIMEOUT_MS);
-      timer.unref();
-      running.close().then(
-        () => {
-          clearTimeout(timer);
-          resolve(0);
-        },
+    let stopping: 'gracefully' | 'now' | undefined;
+    const done = (code: number): void => {
+      clearTimeout(timer);
+      reloader.stop();
+      unignore();
+      resolve(code);
+    };
+    let timer: NodeJS.Timeout | undefined;
+    // SIGTERM: stop accepting, let sessions finish up to shutdown_timeout. SIGINT, or SIGTERM again: now.
+    const stop = (signal: NodeJS.Signals): void => {
+      const now = signal === 'SIGINT' || stopping !== undefined;
+      if (stopping === 'now' || (stopping === 'gracefully' && !now)) return;
+      stopping = now ? 'now' : 'gracefully';
+      log.info({ signal }, now ? 'stopping now' : 'stopping gracefully');
+      if (timer === undefined) {
+        timer = setTimeout(() => {
+          log.error('shutdown timed out; exiting');
+          done(1);
+        }, config.proxy.shutdown_timeout + SHUTDOWN_MARGIN_MS);
+        timer.unref();
+      }
+      (now ? running.destroy() : running.close()).then(
+        () => done(0),
         (err: unknown) => {
           log.error({ err: errorMessage(err) }, 'shutdown failed');
-          resolve(1);
+          done(1);
         },
       );
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
 }

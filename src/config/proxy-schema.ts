@@ -45,6 +45,8 @@ const proxySection = z
     wait_timeout: durationMs.default('5s'),
     connect_timeout: durationMs.default('2s'),
     startup_timeout: durationMs.default('10s'),
+    /** SIGTERM: how long sessions may finish their work before they are ended with 57P01. */
+    shutdown_timeout: durationMs.default('30s'),
     max_client_connections: z.number().int().min(1).default(10_000),
     /** Clients accepted whose first packets have not been read yet (they never take the room above). */
     max_startup_connections: z.number().int().min(1).default(1_000),

@@ -29,6 +29,18 @@ export class MessageBoundaryTracker {
   #statusPending = false;
   #transactionStatus = '';
   #corrupt = false;
+  readonly #countTypes: ReadonlySet<number>;
+  #counted = 0;
+
+  /** `countTypes`: message types whose headers `counted` counts (e.g. "QSF" for a client's requests). */
+  constructor(countTypes = '') {
+    this.#countTypes = new Set([...countTypes].map((c) => c.charCodeAt(0)));
+  }
+
+  /** Headers seen of the types given to the constructor. */
+  get counted(): number {
+    return this.#counted;
+  }
 
   /** A tracker that has lost its place in the stream: never at a boundary again. */
   static lost(): MessageBoundaryTracker {
@@ -97,6 +109,7 @@ export class MessageBoundaryTracker {
       this.#corrupt = true;
       return;
     }
+    if (this.#countTypes.has(this.#type)) this.#counted++;
     this.#remaining = length - 4;
     this.#statusPending = this.#type === READY_FOR_QUERY && this.#remaining > 0;
     if (this.#remaining === 0) this.#complete();

@@ -3,4 +3,5 @@ export * from './startup.js';
 export * from './startup-framer.js';
 export * from './error-response.js';
 export * from './backend-tracker.js';
+export * from './idle-tracker.js';
 export * from './startup-replies.js';

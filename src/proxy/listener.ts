@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:net';
 import { PgfleetError, errorMessage } from '../errors.js';
 import { ClientSession } from './session/client-session.js';
 import type { SessionContext } from './session/session-context.js';
+import type { Termination } from './session/session-types.js';
 import { socketOptions } from './session/server-connect.js';
 
 export class Listener {
@@ -13,15 +14,17 @@ export class Listener {
   readonly #listen: { host: string; port: number };
   readonly #server: Server;
   #listening = false;
+  #closed: Promise<void> = Promise.resolve();
   /** Every open session, in any phase, so that shutdown can end those no registry knows. */
   readonly #sessions = new Set<ClientSession>();
-  #onEmpty: (() => void) | undefined;
+  /** Who waits for the last session to end (sessionsEnded). */
+  readonly #onEmpty = new Set<() => void>();
 
   constructor(ctx: SessionContext, listen: { host: string; port: number }) {
     this.#ctx = ctx;
     this.#listen = listen;
     this.#server = createServer(socketOptions(ctx.tuning), (socket) => {
-      const session = new ClientSession(socket, this.#ctx, this.#closed);
+      const session = new ClientSession(socket, this.#ctx, this.#ended);
       this.#sessions.add(session);
       session.start();
     });
@@ -36,9 +39,11 @@ export class Listener {
     return a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : this.#listen;
   }
 
-  readonly #closed = (s: ClientSession): void => {
+  readonly #ended = (s: ClientSession): void => {
     this.#sessions.delete(s);
-    if (this.#sessions.size === 0) this.#onEmpty?.();
+    if (this.#sessions.size > 0) return;
+    for (const f of this.#onEmpty) f();
+    this.#onEmpty.clear();
   };
 
   async start(): Promise<void> {
@@ -62,20 +67,53 @@ export class Listener {
     });
   }
 
-  /** Stops accepting, then waits up to `graceMs` for open sessions to end before destroying them. */
-  async close(graceMs: number): Promise<void> {
+  /**
+   * Stops accepting new clients (the listening socket closes now; Node reports the server closed
+   * only once its last connection has: `closed`).
+   */
+  stopAccepting(): void {
     if (!this.#listening) return;
     this.#listening = false;
-    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    const drained = new Promise<void>((resolve) => {
-      this.#onEmpty = resolve;
-      if (this.#sessions.size === 0) resolve();
+    this.#closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** Resolves once the server and every connection it accepted are closed. */
+  closed(): Promise<void> {
+    return this.#closed;
+  }
+
+  /** Every open session, in any phase: `drain` ends each at its next idle point (see ClientSession). */
+  drain(t: Termination): void {
+    for (const s of [...this.#sessions]) s.drain(t);
+  }
+
+  /** Ends every open session now: the FATAL where the protocol allows it. */
+  terminateAll(t: Termination): void {
+    for (const s of [...this.#sessions]) s.terminate(t);
+  }
+
+  /** Resolves once no session is open, or after `ms`; true when none is. */
+  async sessionsEnded(ms: number): Promise<boolean> {
+    if (this.#sessions.size === 0) return true;
+    return new Promise<boolean>((resolve) => {
+      const done = (ended: boolean): void => {
+        clearTimeout(timer);
+        this.#onEmpty.delete(onEmpty);
+        resolve(ended);
+      };
+      const onEmpty = (): void => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      timer.unref();
+      this.#onEmpty.add(onEmpty);
     });
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([drained, grace]);
-    clearTimeout(timer);
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** Destroys every session's sockets now. */
+  destroySessions(): void {
     for (const s of [...this.#sessions]) s.destroy();
-    await serverClosed;
   }
 }

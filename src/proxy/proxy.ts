@@ -33,7 +33,7 @@ import { DeadlineWheel } from './session/deadline-wheel.js';
 import type { SessionContext } from './session/session-context.js';
 import type { SessionWorld } from './session/session-types.js';
 
-/** How long sessions get to finish their goodbye (FATAL 57P01) before their sockets are destroyed. */
+/** How long sessions get to say goodbye (FATAL 57P01, then the FIN) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
 /** How late a session's startup deadline may fire (one timer for all of them). */
 const DEADLINE_TICK_MS = 25;
@@ -42,6 +42,8 @@ const CANCEL_SOURCES_REMEMBERED = 10_000;
 
 export interface ProxyStatus {
   readonly cluster: string;
+  /** `running`, or `draining` during a graceful stop (no new clients; sessions end when idle). */
+  readonly state: 'running' | 'draining' | 'stopping';
   readonly generation: number;
   /** Which relay moves relaying sessions' bytes: the native addon's threads, or Node's streams. */
   readonly relay: 'native' | 'js';
@@ -94,6 +96,11 @@ export class Proxy {
   #healthSnapshot: HealthSnapshot = EMPTY_HEALTH;
   #stalenessTimer: NodeJS.Timeout | undefined;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  /** Set while a graceful stop waits for sessions to end. */
+  #draining = false;
+  #closing: Promise<void> | undefined;
+  /** Ends a graceful stop's wait early (destroy()). */
+  #drainCut: (() => void) | undefined;
   readonly #nativeRelay: NativeRelay | undefined;
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
@@ -353,6 +360,12 @@ export class Proxy {
     }
     return {
       cluster: this.#config.scope,
+      state:
+        this.#state === 'closing' || this.#state === 'closed'
+          ? this.#draining
+            ? 'draining'
+            : 'stopping'
+          : 'running',
       generation: this.#table.generation,
       relay: this.#nativeRelay ? 'native' : 'js',
       dcs: {
@@ -375,21 +388,57 @@ export class Proxy {
     };
   }
 
-  /** Stops accepting, tells every session the proxy is shutting down, and releases etcd. */
-  async close(): Promise<void> {
-    if (this.#state === 'closing' || this.#state === 'closed') return;
+  /**
+   * Stops gracefully: stops accepting, lets each session finish its work up to `shutdown_timeout`
+   * (a relaying session ends with FATAL 57P01 at its next idle point: every request answered, no
+   * transaction open; one not relaying yet ends now), then ends the rest with 57P01, and releases
+   * etcd. Idempotent; destroy() during a close cuts the wait short.
+   */
+  close(): Promise<void> {
+    return this.#shutdown(this.#config.proxy.shutdown_timeout);
+  }
+
+  /** Stops now: every session ends with FATAL 57P01 (where at a message boundary), then etcd is released. */
+  destroy(): Promise<void> {
+    this.#drainCut?.();
+    return this.#shutdown(0);
+  }
+
+  #shutdown(drainMs: number): Promise<void> {
+    this.#closing ??= this.#stop(drainMs);
+    return this.#closing;
+  }
+
+  async #stop(drainMs: number): Promise<void> {
     this.#state = 'closing';
-    const listenersClosed = Promise.all(this.#listeners.map((l) => l.close(SHUTDOWN_GRACE_MS)));
-    this.#registry.terminateAll(
-      termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down'),
-    );
+    const listeners = this.#listeners;
+    for (const l of listeners) l.stopAccepting();
+    const bye = termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down');
+    if (drainMs > 0) {
+      this.#draining = true;
+      const open = listeners.reduce((n, l) => n + l.sessionCount, 0);
+      this.#log.info(
+        { sessions: open, timeoutMs: drainMs },
+        'draining: sessions end at their next idle point',
+      );
+      for (const l of listeners) l.drain(bye);
+      const cut = new Promise<void>((resolve) => (this.#drainCut = resolve));
+      await Promise.race([Promise.all(listeners.map((l) => l.sessionsEnded(drainMs))), cut]);
+      this.#drainCut = undefined;
+      this.#draining = false;
+      const left = listeners.reduce((n, l) => n + l.sessionCount, 0);
+      if (left > 0) this.#log.info({ sessions: left }, 'drain over: ending the sessions left with 57P01');
+    }
+    for (const l of listeners) l.terminateAll(bye);
     this.#waiters.wakeAll();
+    await Promise.all(listeners.map((l) => l.sessionsEnded(SHUTDOWN_GRACE_MS)));
+    for (const l of listeners) l.destroySessions();
+    await Promise.all(listeners.map((l) => l.closed()));
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
     await this.#health.close();
     await this.#watcher.close();
     this.#etcd.close();
     await this.#admin?.close();
-    await listenersClosed;
     this.#nativeRelay?.close();
     this.#state = 'closed';
   }

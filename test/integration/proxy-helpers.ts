@@ -5,6 +5,7 @@
 import { connect } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import pg from 'pg';
+import { request } from 'undici';
 import { parseProxyConfig } from '../../src/config/proxy-schema.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
@@ -88,7 +89,7 @@ export async function startProxy(
   // PGFLEET_TEST_LOG=debug shows the proxy's log while debugging a test.
   const level = process.env.PGFLEET_TEST_LOG;
   const proxy = new Proxy(config, level ? createLogger({ level, pretty: false }) : silentLogger());
-  onCleanup(() => proxy.close());
+  onCleanup(() => proxy.destroy());
   await proxy.start();
   return { proxy, ports, adminPort };
 }
@@ -158,4 +159,24 @@ export function sendCancel(port: number, c: pg.Client): Promise<void> {
   packet.writeInt32BE(processID, 8);
   packet.writeInt32BE(secretKey, 12);
   return rawExchange(port, packet).then(() => undefined);
+}
+
+/** One sample from the proxy's /metrics, summed over label sets that contain `labels`. */
+export async function metric(adminPort: number, name: string, labels = ''): Promise<number> {
+  const body = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
+  let sum = 0;
+  for (const line of body.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== ' ' && line[name.length] !== '{')) continue;
+    if (labels !== '' && !line.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Resolves with the SQLSTATE (or 'end') the session was closed with. */
+export function closedWith(c: pg.Client): Promise<string> {
+  return new Promise((resolve) => {
+    c.once('error', (err: { code?: string }) => resolve(err.code ?? 'error'));
+    c.once('end', () => resolve('end'));
+  });
 }

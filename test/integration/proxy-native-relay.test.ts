@@ -7,9 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { request } from 'undici';
 import type { Etcd3 } from 'etcd3';
-import type pg from 'pg';
 import {
   cleanupAll,
   startEtcd,
@@ -19,29 +17,18 @@ import {
   type PgCluster,
 } from '../harness/index.js';
 import type { Proxy } from '../../src/proxy/proxy.js';
-import { KEYS, connected, etcdClient, putMember, putStatus, startProxy } from './proxy-helpers.js';
+import {
+  KEYS,
+  closedWith,
+  connected,
+  etcdClient,
+  metric,
+  putMember,
+  putStatus,
+  startProxy,
+} from './proxy-helpers.js';
 
 const OPTIME = 100_000_000;
-
-/** One sample from the proxy's /metrics, summed over label sets that contain `labels`. */
-async function metric(adminPort: number, name: string, labels = ''): Promise<number> {
-  const body = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
-  let sum = 0;
-  for (const line of body.split('\n')) {
-    if (!line.startsWith(name) || (line[name.length] !== ' ' && line[name.length] !== '{')) continue;
-    if (labels !== '' && !line.includes(labels)) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
-
-/** Resolves with the SQLSTATE (or 'end') the session was closed with. */
-function closedWith(c: pg.Client): Promise<string> {
-  return new Promise((resolve) => {
-    c.once('error', (err: { code?: string }) => resolve(err.code ?? 'error'));
-    c.once('end', () => resolve('end'));
-  });
-}
 
 /** A frontend message: type byte, int32 length, body. */
 function frontend(type: string, body: Buffer): Buffer {

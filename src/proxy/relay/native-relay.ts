@@ -42,6 +42,15 @@ export type CleanupReport = (handovers: number, gcMs: number, trimMs: number) =>
 /** Who hears a pair's report (one object per pair, no closure: a relayed session stays small). */
 export interface RelayReportListener {
   onRelayReport(r: RelayReport): void;
+  /** A pair told to drain stands idle (see drain): nothing moves until end(). */
+  onRelayIdle(): void;
+}
+
+/** Where a session stands when handed over: the last ReadyForQuery's status, requests unanswered. */
+export interface IdleState {
+  /** 'I', 'T' or 'E' when the server's last message is a ReadyForQuery, else ''. */
+  readonly status: string;
+  readonly awaiting: number;
 }
 
 interface Relay {
@@ -61,8 +70,11 @@ interface Addon {
     track: boolean,
     toClient: Buffer | null,
     toServer: Buffer | null,
+    status: number,
+    awaiting: number,
   ): number;
   end(relay: Relay, id: number, mode: number, last: Buffer | null): number;
+  drain(relay: Relay, id: number): number;
   stats(relay: Relay): NativeRelayStats;
   close(relay: Relay): void;
   trim(): void;
@@ -75,6 +87,8 @@ const REPORTS: Record<number, RelayReport> = {
   4: { side: 'server', error: true },
 };
 const END_MODES = { finish: 0, fatal: 1, cut: 2 } as const;
+/** The report of a draining pair that stands idle (EV_IDLE in native/relay.h). */
+const IDLE = 5;
 
 const loaded = new Map<string, Addon | Error>();
 
@@ -134,6 +148,11 @@ export class NativeRelay {
       const id = ids[i]!;
       const listener = this.#listeners.get(id);
       this.#listeners.delete(id);
+      if (kinds[i] === IDLE) {
+        // The pair is stopped, at a boundary: the session's end() follows.
+        listener?.onRelayIdle();
+        continue;
+      }
       const report = REPORTS[kinds[i]!];
       if (listener !== undefined && report !== undefined) listener.onRelayReport(report);
     }
@@ -151,11 +170,22 @@ export class NativeRelay {
     trackMessages: boolean,
     owed: { toClient: Buffer | null; toServer: Buffer | null },
     listener: RelayReportListener,
+    idle: IdleState = { status: '', awaiting: 0 },
   ): number | undefined {
     const cfd = fdOf(client);
     const sfd = fdOf(server);
     if (this.#closed || cfd === undefined || sfd === undefined) return undefined;
-    const id = this.#addon.attach(this.#relay, cfd, sfd, trackMessages, owed.toClient, owed.toServer);
+    const status = idle.status === '' ? 0 : idle.status.charCodeAt(0);
+    const id = this.#addon.attach(
+      this.#relay,
+      cfd,
+      sfd,
+      trackMessages,
+      owed.toClient,
+      owed.toServer,
+      status,
+      idle.awaiting,
+    );
     if (id < 0) return undefined;
     this.#listeners.set(id, listener);
     this.#cleanup.handedOver();
@@ -171,6 +201,17 @@ export class NativeRelay {
     if (this.#closed) return 'gone';
     const rc = this.#addon.end(this.#relay, id, END_MODES[mode], last ?? null);
     return rc < 0 ? 'gone' : rc === 1 ? 'told' : 'not told';
+  }
+
+  /**
+   * Asks pair `id` to stop when it stands idle (both streams at a message boundary, every request
+   * answered, the last ReadyForQuery 'I'). 'idle': it does now, and is stopped until end(); 'later':
+   * its listener hears onRelayIdle() when it does (or its end first); 'gone': already ended.
+   */
+  drain(id: number): 'idle' | 'later' | 'gone' {
+    if (this.#closed) return 'gone';
+    const rc = this.#addon.drain(this.#relay, id);
+    return rc === 1 ? 'idle' : rc === 0 ? 'later' : 'gone';
   }
 
   stats(): NativeRelayStats {

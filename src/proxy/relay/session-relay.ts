@@ -16,7 +16,7 @@
  * end(mode, last).
  */
 import type { Socket } from 'node:net';
-import { MessageBoundaryTracker } from '../../protocol/index.js';
+import { IdleTracker } from '../../protocol/index.js';
 import type { EndMode } from '../session/session-types.js';
 import { destroyAfterClients } from '../session/server-connect.js';
 import type { NativeRelay, RelayReport, RelayReportListener } from './native-relay.js';
@@ -24,6 +24,8 @@ import type { NativeRelay, RelayReport, RelayReportListener } from './native-rel
 /** Who hears a relay's end: the session, which answers with end(mode, last). */
 export interface RelayOwner {
   onRelayEnded(r: RelayReport): void;
+  /** After drain(): the session stands idle, and nothing moves until end(). */
+  onRelayIdle(): void;
 }
 
 /**
@@ -42,7 +44,7 @@ const EMPTY = Buffer.alloc(0);
 export class SessionRelay implements RelayReportListener {
   #client: Socket | undefined;
   #server: Socket | undefined;
-  #tracker: MessageBoundaryTracker | undefined;
+  #tracker: IdleTracker | undefined;
   readonly #track: boolean;
   readonly #native: NativeRelay | undefined;
   readonly #owner: RelayOwner;
@@ -50,6 +52,8 @@ export class SessionRelay implements RelayReportListener {
   #nativeTimer: NodeJS.Timeout | undefined;
   #state: 'js' | 'native' | 'ended' = 'js';
   #clientFailed = false;
+  /** drain() was called: tell the owner the moment the session stands idle. */
+  #draining = false;
 
   constructor(
     client: Socket,
@@ -61,7 +65,7 @@ export class SessionRelay implements RelayReportListener {
     this.#client = client;
     this.#server = server;
     this.#track = trackMessages;
-    this.#tracker = trackMessages ? new MessageBoundaryTracker() : undefined;
+    this.#tracker = trackMessages ? new IdleTracker() : undefined;
     this.#native = native;
     this.#owner = owner;
   }
@@ -79,21 +83,27 @@ export class SessionRelay implements RelayReportListener {
     const client = this.#client!;
     const server = this.#server!;
     if (rest.length > 0) {
-      this.#tracker?.feed(rest);
+      this.#tracker?.server.feed(rest);
       client.write(rest);
     }
-    for (const b of pending) server.write(b);
+    for (const b of pending) {
+      this.#tracker?.client.feed(b);
+      server.write(b);
+    }
     // Never removed (a removed event is a `delete` on the emitter): they go quiet once not 'js'.
     client.on('data', (chunk: Buffer) => {
-      if (this.#state === 'js' && !server.write(chunk)) client.pause();
+      if (this.#state !== 'js') return;
+      this.#tracker?.client.feed(chunk);
+      if (!server.write(chunk)) client.pause();
     });
     server.on('drain', () => {
       if (this.#state === 'js') client.resume();
     });
     server.on('data', (chunk: Buffer) => {
       if (this.#state !== 'js') return;
-      this.#tracker?.feed(chunk);
+      this.#tracker?.server.feed(chunk);
       if (!client.write(chunk)) server.pause();
+      if (this.#draining) this.#idleNow();
     });
     client.on('drain', () => {
       if (this.#state === 'js') server.resume();
@@ -105,6 +115,34 @@ export class SessionRelay implements RelayReportListener {
     client.resume();
     server.resume();
     if (this.#native) this.#offerNative(1, NATIVE_AFTER_MS);
+  }
+
+  /**
+   * Asks to hear (onRelayIdle) when the session stands idle: every request answered, no transaction
+   * open, both streams at a message boundary; at once if it does now. Nothing moves after that until
+   * end(). A session whose messages are not followed (TLS passed through) is never idle.
+   */
+  drain(): void {
+    if (this.#state === 'ended' || this.#draining) return;
+    this.#draining = true;
+    if (this.#state === 'js') {
+      this.#idleNow();
+      return;
+    }
+    if (this.#nativeId !== undefined && this.#native!.drain(this.#nativeId) === 'idle') this.onRelayIdle();
+  }
+
+  #idleNow(): void {
+    if (this.#state !== 'js' || !this.#tracker?.idle) return;
+    this.#stop();
+    this.#owner.onRelayIdle();
+  }
+
+  /** A draining pair of the native relay stands idle (NativeRelay). */
+  onRelayIdle(): void {
+    if (this.#state !== 'native') return;
+    this.#state = 'ended';
+    this.#owner.onRelayIdle();
   }
 
   #ended(r: RelayReport): void {
@@ -132,7 +170,7 @@ export class SessionRelay implements RelayReportListener {
     const client = this.#client;
     const server = this.#server;
     this.#client = this.#server = undefined;
-    if (mode === 'fatal') mode = this.#tracker?.atBoundary ? 'finish' : 'cut';
+    if (mode === 'fatal') mode = this.#tracker?.server.atBoundary ? 'finish' : 'cut';
     if (server) {
       if (mode === 'finish' && !server.destroyed) server.end();
       destroyAfterClients(server);
@@ -158,17 +196,19 @@ export class SessionRelay implements RelayReportListener {
     const native = this.#native;
     const c = this.#client;
     const s = this.#server;
-    if (!native || !c || !s || this.#state !== 'js') return;
+    const tracker = this.#tracker;
+    if (!native || !c || !s || this.#state !== 'js' || this.#draining) return;
     const busy =
       c.readableLength + s.readableLength + c.writableLength + s.writableLength > 0 ||
       c.isPaused() ||
       s.isPaused() ||
-      (this.#tracker !== undefined && !this.#tracker.atBoundary);
+      (tracker !== undefined && !(tracker.server.atBoundary && tracker.client.atBoundary));
     if (busy) {
       if (tries < NATIVE_TRIES) this.#offerNative(tries + 1, NATIVE_RETRY_MS);
       return;
     }
-    const id = native.attach(c, s, this.#track, { toClient: null, toServer: null }, this);
+    const idle = { status: tracker?.status ?? '', awaiting: tracker?.awaiting ?? 0 };
+    const id = native.attach(c, s, this.#track, { toClient: null, toServer: null }, this, idle);
     if (id === undefined) return;
     // The relay owns duplicates of both descriptors: Node's sockets go, their listeners go quiet.
     this.#nativeId = id;

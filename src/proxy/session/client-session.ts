@@ -74,6 +74,16 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#step({ type: 'route_changed' });
   }
 
+  /** The proxy stops gracefully: the session ends when it next stands idle (or now, before relaying). */
+  drain(t: Termination): void {
+    this.#step({ type: 'drain', termination: t });
+  }
+
+  /** After drain: the relay stands idle (SessionRelay). */
+  onRelayIdle(): void {
+    this.#step({ type: 'relay_idle' });
+  }
+
   /** One side of the relay ended (SessionRelay). */
   onRelayEnded(r: RelayReport): void {
     this.#step({ type: 'relay_ended', side: r.side, error: r.error });
@@ -156,6 +166,9 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         return;
       case 'forward_cancel':
         this.#forwardCancel(a.processId, a.secretKey, a.packet);
+        return;
+      case 'drain_relay':
+        this.#relay?.drain();
         return;
       case 'end':
         this.#end(a.mode, a.reason, a.last);

@@ -13,7 +13,8 @@
  *   connecting | the TCP connect to the node picked          | connect_timeout
  *   handshake  | the server's replies up to ReadyForQuery,   | startup_timeout from the connect
  *              | held (auth requests forwarded both ways)    |
- *   relay      | one side's end, or a termination            | none
+ *   relay      | one side's end, or a termination; draining: | none
+ *              | the relay standing idle                     |
  *   cancel     | the CancelRequest's forwarding              | none
  *   closed     | nothing                                     | none
  *
@@ -38,6 +39,8 @@ export {
 /** Decides what `event` means for the session; returns what to do, in order. */
 export function step(s: SessionState, e: SessionEvent, w: SessionWorld): SessionAction[] {
   const out: SessionAction[] = [];
+  // Draining ends a session that is not relaying yet at once, as a shutdown does.
+  if (e.type === 'drain' && s.phase !== 'relay') e = { type: 'terminate', termination: e.termination };
   switch (s.phase) {
     case 'startup':
       onStartup(s, e, w, out);
@@ -65,5 +68,12 @@ function onRelay(s: SessionState, e: SessionEvent, out: SessionAction[]): void {
     else end(s, out, 'finish', 'server_closed');
   } else if (e.type === 'terminate') {
     end(s, out, 'fatal', e.termination.reason, e.termination.fatal);
+  } else if (e.type === 'drain') {
+    if (s.drain !== undefined) return;
+    s.drain = e.termination;
+    out.push({ kind: 'drain_relay' });
+  } else if (e.type === 'relay_idle' && s.drain !== undefined) {
+    // Idle: at a message boundary, every request answered, no transaction open. Nothing is lost.
+    end(s, out, 'fatal', s.drain.reason, s.drain.fatal);
   }
 }

@@ -7,7 +7,7 @@ import { SQLSTATE, StartupFramer, errorResponse } from '../../protocol/index.js'
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
 import type { StartupGate } from './server-replies.js';
-import type { EndMode, SessionAction, SessionSettings } from './session-types.js';
+import type { EndMode, SessionAction, SessionSettings, Termination } from './session-types.js';
 
 export type Phase = 'startup' | 'routing' | 'connecting' | 'handshake' | 'relay' | 'cancel' | 'closed';
 
@@ -46,6 +46,8 @@ export interface SessionState {
   lastError: string | undefined;
   /** SQLSTATE if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
   lastErrorCode: string;
+  /** The proxy is draining: how the session ends once its relay stands idle. */
+  drain: Termination | undefined;
 }
 
 export function newSession(settings: SessionSettings): SessionState {
@@ -73,6 +75,7 @@ export function newSession(settings: SessionSettings): SessionState {
     keyLearnt: false,
     lastError: undefined,
     lastErrorCode: SQLSTATE.CONNECTION_FAILURE,
+    drain: undefined,
   };
 }
 

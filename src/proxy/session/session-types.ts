@@ -41,6 +41,13 @@ export type SessionEvent =
   /** The relay saw one side end (`error`: failed rather than closed). */
   | { readonly type: 'relay_ended'; readonly side: 'client' | 'server'; readonly error: boolean }
   | { readonly type: 'terminate'; readonly termination: Termination }
+  /**
+   * The proxy stops gracefully: a relaying session ends with `termination` when it next stands idle
+   * (every request answered, no transaction open); any other ends with it now.
+   */
+  | { readonly type: 'drain'; readonly termination: Termination }
+  /** After drain_relay: the relay stands idle, and moves nothing until the session ends. */
+  | { readonly type: 'relay_idle' }
   /** The CancelRequest was forwarded (or dropped). */
   | { readonly type: 'cancel_done' };
 
@@ -72,6 +79,8 @@ export type SessionAction =
       readonly pending: readonly Buffer[];
       readonly trackMessages: boolean;
     }
+  /** Tell the relay to report (relay_idle) when the session stands idle. */
+  | { readonly kind: 'drain_relay' }
   | {
       readonly kind: 'forward_cancel';
       readonly processId: number;

@@ -25,13 +25,15 @@ function attach(
   track: boolean,
   reports: RelayReport[] = [],
   owed = {},
+  idle = { status: 'I', awaiting: 0, seen: [] as string[] },
 ): number {
   const id = relay.attach(
     c.relayClient,
     c.relayServer,
     track,
     { toClient: null, toServer: null, ...owed },
-    { onRelayReport: (r) => reports.push(r) },
+    { onRelayReport: (r) => reports.push(r), onRelayIdle: () => idle.seen.push('idle') },
+    idle,
   );
   assert.ok(id !== undefined && id >= 0, `attached (${id})`);
   c.relayClient.destroy();
@@ -152,6 +154,56 @@ describe('native relay', { timeout: 60_000 }, () => {
       assert.deepEqual(await all, k.told ? Buffer.concat([k.bytes, FATAL]) : k.bytes, k.name);
       ends(c);
     }
+  });
+
+  it('drain: idle at once, or reported idle when every request is answered and no transaction is open', async () => {
+    const Z = (status: string) => message('Z', Buffer.from(status));
+    const query = message('Q', Buffer.from('select 1\0'));
+    // Idle now: stopped, and the FATAL goes at once.
+    let c = await chain();
+    let id = attach(relay, c, true);
+    let all = drain(c.clientEnd);
+    assert.equal(relay.drain(id), 'idle');
+    assert.equal(relay.end(id, 'fatal', FATAL), 'told');
+    assert.deepEqual(await all, FATAL);
+    ends(c);
+    // A query in flight, then a transaction: idle only at the ReadyForQuery 'I' after the COMMIT.
+    c = await chain();
+    const idle = { status: 'I', awaiting: 0, seen: [] as string[] };
+    id = attach(relay, c, true, [], {}, idle);
+    all = drain(c.clientEnd);
+    const atServer = receive(c.serverEnd, query.length);
+    c.clientEnd.write(query);
+    await atServer;
+    assert.equal(relay.drain(id), 'later', 'a request awaits its answer');
+    const toClient = relay.stats().bytesToClient;
+    c.serverEnd.write(Buffer.concat([message('C', Buffer.from('BEGIN\0')), Z('T')]));
+    await until(() => relay.stats().bytesToClient > toClient, 'the BEGIN answered');
+    const commit = receive(c.serverEnd, query.length);
+    c.clientEnd.write(query);
+    await commit;
+    assert.deepEqual(idle.seen, [], 'not idle in a transaction');
+    c.serverEnd.write(Buffer.concat([message('C', Buffer.from('COMMIT\0')), Z('I')]));
+    await until(() => idle.seen.length === 1, 'the idle report');
+    assert.equal(relay.end(id, 'fatal', FATAL), 'told');
+    const got = await all;
+    assert.deepEqual(got.subarray(got.length - FATAL.length), FATAL);
+    assert.equal(
+      got.subarray(got.length - FATAL.length - 6, got.length - FATAL.length).toString('latin1', 5),
+      'I',
+    );
+    ends(c);
+  });
+
+  it("drain: a session handed over mid-transaction waits for its ReadyForQuery 'I'", async () => {
+    const c = await chain();
+    const idle = { status: 'T', awaiting: 0, seen: [] as string[] };
+    const id = attach(relay, c, true, [], {}, idle);
+    assert.equal(relay.drain(id), 'later');
+    c.serverEnd.write(message('Z', Buffer.from('I')));
+    await until(() => idle.seen.length === 1, 'the idle report');
+    relay.end(id, 'cut', undefined);
+    ends(c);
   });
 
   it('is never at a boundary when not tracking (TLS passthrough): a FATAL becomes a cut', async () => {

@@ -30,13 +30,15 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
     const reports: RelayReport[] = [];
     const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, {
       onRelayEnded: (r) => reports.push(r),
+      onRelayIdle: () => undefined,
     });
     const startedAt = Date.now();
     relay.start(Buffer.alloc(0), []);
     assert.equal(pairs(), before, 'not handed over at once');
-    const early = receive(c.serverEnd, 5);
-    c.clientEnd.write('early');
-    assert.equal((await early).toString(), 'early');
+    const query = message('Q', Buffer.from('early\0'));
+    const early = receive(c.serverEnd, query.length);
+    c.clientEnd.write(query);
+    assert.deepEqual(await early, query);
     await until(() => relay.native, 'the hand-over');
     assert.ok(Date.now() - startedAt >= NATIVE_AFTER_MS, 'not before NATIVE_AFTER_MS');
     assert.equal(pairs(), before + 1);
@@ -59,6 +61,7 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
     const reports: RelayReport[] = [];
     const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, {
       onRelayEnded: (r) => reports.push(r),
+      onRelayIdle: () => undefined,
     });
     relay.start(Buffer.alloc(0), []);
     c.clientEnd.end();
@@ -75,6 +78,7 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
     const big = message('D', randomBytes(8 << 20));
     const relay = new SessionRelay(c.relayClient, c.relayServer, true, native, {
       onRelayEnded: () => undefined,
+      onRelayIdle: () => undefined,
     });
     c.clientEnd.pause();
     c.serverEnd.write(big);
@@ -93,11 +97,52 @@ describe('SessionRelay: JavaScript first, then the native relay', { timeout: 60_
     c.serverEnd.destroy();
   });
 
+  for (const withNative of [false, true]) {
+    it(`drain (${withNative ? 'handed to the native relay' : 'JavaScript'}): the owner hears idle at the first ReadyForQuery 'I' with nothing awaiting`, async () => {
+      const c = await chain();
+      let idle = 0;
+      const relay = new SessionRelay(c.relayClient, c.relayServer, true, withNative ? native : undefined, {
+        onRelayEnded: () => undefined,
+        onRelayIdle: () => idle++,
+      });
+      relay.start(Buffer.alloc(0), []);
+      const query = message('Q', Buffer.from('begin\0'));
+      const sent = receive(c.serverEnd, query.length);
+      c.clientEnd.write(query);
+      await sent;
+      const inTx = Buffer.concat([message('C', Buffer.from('BEGIN\0')), message('Z', Buffer.from('T'))]);
+      const got = receive(c.clientEnd, inTx.length);
+      c.serverEnd.write(inTx);
+      await got;
+      if (withNative) await until(() => relay.native, 'the hand-over');
+      relay.drain();
+      const commit = message('Q', Buffer.from('commit\0'));
+      const sent2 = receive(c.serverEnd, commit.length);
+      c.clientEnd.write(commit);
+      await sent2;
+      assert.equal(idle, 0, 'in a transaction: not idle');
+      c.serverEnd.write(
+        Buffer.concat([message('C', Buffer.from('COMMIT\0')), message('Z', Buffer.from('I'))]),
+      );
+      await until(() => idle === 1, 'idle after the COMMIT');
+      const rest: Buffer[] = [];
+      c.clientEnd.on('data', (b: Buffer) => rest.push(b));
+      const closed = new Promise((resolve) => c.clientEnd.once('close', resolve));
+      c.clientEnd.resume();
+      assert.equal(relay.end('fatal', FATAL), true);
+      await closed;
+      const all = Buffer.concat(rest);
+      assert.deepEqual(all.subarray(all.length - FATAL.length), FATAL);
+      c.serverEnd.destroy();
+    });
+  }
+
   it('without a native relay, relays in JavaScript for good; a FATAL goes at a boundary only', async () => {
     for (const atBoundary of [true, false]) {
       const c = await chain();
       const relay = new SessionRelay(c.relayClient, c.relayServer, true, undefined, {
         onRelayEnded: () => undefined,
+        onRelayIdle: () => undefined,
       });
       relay.start(message('Z', Buffer.from('I')), [Buffer.from('queued')]);
       assert.equal(

@@ -99,6 +99,9 @@ class Transcript {
         case 'forward_cancel':
           this.steps.push(`cancel ${a.processId}`);
           break;
+        case 'drain_relay':
+          this.steps.push('drain');
+          break;
         case 'end':
           this.steps.push(`end ${a.mode} ${a.reason ?? '-'}${a.last ? ` ${sqlstate(a.last)}` : ''}`);
           break;
@@ -528,6 +531,54 @@ const EXCHANGES: ServerCase[] = [
     name: 'shutdown while waiting for a route: its FATAL',
     setup: { nodes: [] },
     events: [{ type: 'terminate', termination: termination('shutdown', 'bye') }],
+    steps: ['end finish shutdown 57P01'],
+  },
+  {
+    name: 'draining while relaying: the relay is asked, and its idle report ends the session with the FATAL',
+    events: [
+      CONNECTED,
+      server(welcome('off')),
+      { type: 'drain', termination: termination('shutdown', 'bye') },
+      { type: 'drain', termination: termination('shutdown', 'bye') },
+      { type: 'relay_idle' },
+    ],
+    steps: ['connect a', 'key 77', 'relay track=true rest=0 pending=0', 'drain', 'end fatal shutdown 57P01'],
+  },
+  {
+    name: 'draining while relaying: the client leaving first ends it as usual',
+    events: [
+      CONNECTED,
+      server(welcome('off')),
+      { type: 'drain', termination: termination('shutdown', 'bye') },
+      { type: 'relay_ended', side: 'client', error: false },
+    ],
+    steps: ['connect a', 'key 77', 'relay track=true rest=0 pending=0', 'drain', 'end finish client_closed'],
+  },
+  {
+    name: 'draining while relaying: the shutdown timeout (terminate) ends it with the FATAL',
+    events: [
+      CONNECTED,
+      server(welcome('off')),
+      { type: 'drain', termination: termination('shutdown', 'bye') },
+      { type: 'terminate', termination: termination('shutdown', 'bye') },
+    ],
+    steps: ['connect a', 'key 77', 'relay track=true rest=0 pending=0', 'drain', 'end fatal shutdown 57P01'],
+  },
+  {
+    name: 'an idle report without a drain changes nothing',
+    events: [CONNECTED, server(welcome('off')), { type: 'relay_idle' }],
+    steps: ['connect a', 'key 77', 'relay track=true rest=0 pending=0'],
+    phase: 'relay',
+  },
+  {
+    name: 'draining during the handshake: its FATAL now',
+    events: [CONNECTED, { type: 'drain', termination: termination('shutdown', 'bye') }],
+    steps: ['connect a', 'end finish shutdown 57P01'],
+  },
+  {
+    name: 'draining while waiting for a route: its FATAL now',
+    setup: { nodes: [] },
+    events: [{ type: 'drain', termination: termination('shutdown', 'bye') }],
     steps: ['end finish shutdown 57P01'],
   },
   {
