@@ -9,6 +9,12 @@ function esc(v: unknown): string {
   return String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** A listener's TLS: its mode; terminated TLS is relayed in JavaScript, until its certificate's expiry. */
+function tlsCell(l: { tls: string; tls_certificate?: { not_after: string } }): string {
+  if (l.tls_certificate === undefined) return l.tls;
+  return `${l.tls} (TLS sessions relayed in JavaScript; certificate valid until ${l.tls_certificate.not_after})`;
+}
+
 export function renderStatusPage(s: ProxyStatus): string {
   const sessionsOf = (byNode: Record<string, number> | undefined) =>
     Object.values(byNode ?? {}).reduce((a, b) => a + b, 0);
@@ -17,12 +23,19 @@ export function renderStatusPage(s: ProxyStatus): string {
   const listeners = Object.entries(
     s.listeners as Record<
       string,
-      { listen: string; role: string; nodes: { name: string }[]; excluded: Record<string, string> }
+      {
+        listen: string;
+        role: string;
+        tls: string;
+        tls_certificate?: { not_after: string };
+        nodes: { name: string }[];
+        excluded: Record<string, string>;
+      }
     >,
   )
     .map(
       ([name, l]) =>
-        `<tr><td>${esc(name)}</td><td>${esc(l.listen)}</td><td>${esc(l.role)}</td><td>${esc(l.nodes.map((n) => n.name).join(', ') || '— none —')}</td>` +
+        `<tr><td>${esc(name)}</td><td>${esc(l.listen)}</td><td>${esc(l.role)}</td><td>${esc(tlsCell(l))}</td><td>${esc(l.nodes.map((n) => n.name).join(', ') || '— none —')}</td>` +
         `<td>${Object.entries(l.excluded)
           .map(([m, why]) => `${esc(m)}: ${esc(why)}`)
           .join('<br>')}</td><td>${sessionsOf(s.sessions[name])}</td></tr>`,
@@ -58,7 +71,7 @@ export function renderStatusPage(s: ProxyStatus): string {
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head>
 <body><h1>pgfleet proxy — cluster ${esc(s.cluster)}</h1>
 <p>Routing generation ${esc(s.generation)} · relay ${esc(s.relay)} · DCS ${dcs} · leader ${esc(s.leader ?? 'none')} · ${esc(s.clientConnections)} client connections</p>
-<h2>Listeners</h2><table><tr><th>name</th><th>listen</th><th>role</th><th>nodes</th><th>excluded</th><th>sessions</th></tr>${listeners}</table>
+<h2>Listeners</h2><table><tr><th>name</th><th>listen</th><th>role</th><th>TLS</th><th>nodes</th><th>excluded</th><th>sessions</th></tr>${listeners}</table>
 <h2>Members</h2><table><tr><th>name</th><th>address</th><th>role</th><th>state</th><th>timeline</th><th>lag (bytes)</th><th>health checks</th><th>sessions</th></tr>${members}</table>
 <p><a href="/status">/status</a> · <a href="/metrics">/metrics</a></p></body></html>`;
 }

@@ -6,6 +6,7 @@ import { isPgfleetError, errorMessage } from '../errors.js';
 import { loadProxyConfig, type ProxyConfig } from '../config/proxy-schema.js';
 import { createLogger } from '../observability/logger.js';
 import { Proxy } from '../proxy/proxy.js';
+import { loadTlsContexts } from '../proxy/tls/tls-contexts.js';
 import { formatHostPort } from '../config/common.js';
 import { handleReload } from './reload.js';
 import { ignoreHabitSignals } from './signals.js';
@@ -22,6 +23,12 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     return 2;
   }
   if (opts.check) {
+    try {
+      loadTlsContexts(config.proxy); // the certificate files too: a start would fail on them
+    } catch (err) {
+      process.stderr.write(`pgfleet proxy: ${errorMessage(err)}\n`);
+      return 2;
+    }
     const listeners = config.proxy.listeners
       .map((l) => `${l.name} (${l.role}) on ${formatHostPort(l.listen)}`)
       .join(', ');

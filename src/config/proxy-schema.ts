@@ -8,6 +8,19 @@ import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validate
 
 export const LISTENER_ROLES = ['primary', 'replica', 'any'] as const;
 export type ListenerRole = (typeof LISTENER_ROLES)[number];
+export const LISTENER_TLS_MODES = ['disable', 'terminate', 'require', 'passthrough'] as const;
+export type ListenerTls = (typeof LISTENER_TLS_MODES)[number];
+
+/** The proxy's certificate for TLS-terminating listeners (PEM files). */
+const tlsSection = z
+  .object({
+    cert_file: z.string().min(1),
+    key_file: z.string().min(1),
+    /** CA certificates: when set, clients must present a certificate it signed. */
+    ca_file: z.string().min(1).optional(),
+    min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  })
+  .strict();
 
 const listenerSchema = z
   .object({
@@ -20,7 +33,15 @@ const listenerSchema = z
     balance: z.enum(['least_connections', 'round_robin']).default('least_connections'),
     fallback_to_primary: z.boolean().default(false),
     on_unroutable: z.enum(['drop', 'drain']).default('drop'),
-    tls: z.enum(['disable', 'passthrough']).default('disable'),
+    /**
+     * disable: SSLRequest answered 'N'. terminate: TLS with the proxy's certificate for clients that
+     * ask, plain for the others (PostgreSQL's `host`). require: TLS clients only (`hostssl`).
+     * passthrough: the SSLRequest goes to the server, the TLS stream is relayed as bytes.
+     */
+    tls: z.enum(LISTENER_TLS_MODES).default('disable'),
+    /** This listener's own certificate and key, instead of proxy.tls's. */
+    tls_cert_file: z.string().min(1).optional(),
+    tls_key_file: z.string().min(1).optional(),
     wait_timeout: durationMs.optional(),
     /** This listener's own cap on sessions, within proxy.max_client_connections. */
     max_client_connections: z.number().int().min(1).optional(),
@@ -42,6 +63,7 @@ const RELAY_THREADS = 'must be "auto" or an integer from 1 to 16';
 const proxySection = z
   .object({
     admin: z.object({ listen: hostPort }).strict().optional(),
+    tls: tlsSection.optional(),
     wait_timeout: durationMs.default('5s'),
     connect_timeout: durationMs.default('2s'),
     startup_timeout: durationMs.default('10s'),
@@ -117,6 +139,9 @@ const proxySection = z
           message: 'only applies to role: replica',
         });
       }
+      checkListenerTls(l, p.tls !== undefined, (path, message) =>
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, path], message }),
+      );
       if (l.role !== 'replica' && l.fallback_to_primary) {
         ctx.addIssue({
           code: 'custom',
@@ -126,6 +151,28 @@ const proxySection = z
       }
     });
   });
+
+/** A TLS-terminating listener needs a certificate and key: its own, or proxy.tls's. */
+function checkListenerTls(
+  l: { tls: ListenerTls; tls_cert_file?: string | undefined; tls_key_file?: string | undefined },
+  proxyTls: boolean,
+  issue: (key: string, message: string) => void,
+): void {
+  const terminates = l.tls === 'terminate' || l.tls === 'require';
+  const own = l.tls_cert_file !== undefined || l.tls_key_file !== undefined;
+  if (!terminates) {
+    if (l.tls_cert_file !== undefined) issue('tls_cert_file', 'only applies to tls: terminate or require');
+    if (l.tls_key_file !== undefined) issue('tls_key_file', 'only applies to tls: terminate or require');
+    return;
+  }
+  if (own && l.tls_cert_file === undefined) issue('tls_cert_file', 'is required with tls_key_file');
+  else if (own && l.tls_key_file === undefined) issue('tls_key_file', 'is required with tls_cert_file');
+  else if (!own && !proxyTls)
+    issue(
+      'tls',
+      `"${l.tls}" needs a certificate: proxy.tls.cert_file and key_file, or this listener's tls_cert_file and tls_key_file`,
+    );
+}
 
 export const proxyConfigSchema = z
   .object({

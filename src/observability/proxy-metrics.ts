@@ -28,6 +28,7 @@ export class ProxyMetrics {
   readonly waitSeconds: Histogram<'listener'>;
   readonly connectSeconds: Histogram<'listener' | 'node'>;
   readonly cancelRequests: Counter<'result'>;
+  readonly tlsHandshakes: Counter<'listener' | 'result'>;
   /** Undefined while the proxy relays in JavaScript (`relay: js`, or no addon). */
   #nativeStats: (() => NativeRelayStats) | undefined;
   #clientCount: () => number = () => 0;
@@ -153,6 +154,12 @@ export class ProxyMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.tlsHandshakes = new Counter({
+      name: 'pgfleet_proxy_tls_handshakes_total',
+      help: 'Client TLS handshakes on listeners that terminate TLS, by result (ok, failed)',
+      labelNames: ['listener', 'result'],
+      registers,
+    });
     const native = () => this.#nativeStats?.();
     const nativeRuns = () => this.#nativeStats !== undefined;
     new Gauge({
@@ -246,6 +253,10 @@ export class ListenerMetrics {
 
   opened(): void {
     this.#opened++;
+  }
+
+  tlsHandshake(ok: boolean): void {
+    this.#m.tlsHandshakes.inc({ listener: this.#listener, result: ok ? 'ok' : 'failed' });
   }
 
   waited(seconds: number): void {

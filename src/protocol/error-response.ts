@@ -17,6 +17,7 @@ export const SQLSTATE = {
   PROTOCOL_VIOLATION: '08P01',
   TOO_MANY_CONNECTIONS: '53300',
   QUERY_CANCELED: '57014',
+  INVALID_AUTHORIZATION_SPECIFICATION: '28000',
 } as const;
 
 export interface ErrorFields {
@@ -66,6 +67,11 @@ export function errorResponse(fields: ErrorFields): Buffer {
 }
 
 /** The server's answer to an SSLRequest (or GSSENCRequest) it will not honour: the single byte 'N'. */
+/** 'S': the server accepts the SSLRequest; the TLS handshake follows. */
+export function sslAccepted(): Buffer {
+  return Buffer.from('S');
+}
+
 export function sslRefused(): Buffer {
   return Buffer.from('N', 'latin1');
 }

@@ -32,6 +32,7 @@ import { CancelRegistry } from './session/cancel-registry.js';
 import { DeadlineWheel } from './session/deadline-wheel.js';
 import type { SessionContext } from './session/session-context.js';
 import type { SessionWorld } from './session/session-types.js';
+import { loadTlsContexts, type ListenerTls } from './tls/tls-contexts.js';
 
 /** How long sessions get to say goodbye (FATAL 57P01, then the FIN) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
@@ -102,10 +103,14 @@ export class Proxy {
   /** Ends a graceful stop's wait early (destroy()). */
   #drainCut: (() => void) | undefined;
   readonly #nativeRelay: NativeRelay | undefined;
+  /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
+  #tls: Map<string, ListenerTls>;
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
     const metrics = options.metrics ?? new ProxyMetrics();
-    // First: `relay: native` without its addon stops here, before anything is opened.
+    // First: certificates that cannot be read, and `relay: native` without its addon, stop here,
+    // naming the key or the file, before anything is opened.
+    this.#tls = loadTlsContexts(config.proxy);
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#config = config;
     this.#log = log;
@@ -205,6 +210,7 @@ export class Proxy {
       waiters: this.#waiters,
       deadlines: this.#deadlines,
       world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
+      tls: () => this.#tls.get(name),
       nodes,
       nodeFailed: () => this.#health.checkSoon(),
     };
@@ -356,6 +362,7 @@ export class Proxy {
         max_lag_time: l.max_lag_time === undefined ? null : l.max_lag_time / 1000,
         nodes: r?.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, role: n.role })) ?? [],
         excluded: r?.excluded ?? {},
+        ...this.#tlsStatus(l.name, l.tls),
       };
     }
     return {
@@ -385,6 +392,24 @@ export class Proxy {
       sessions: this.#registry.counts(),
       clientConnections: this.#admission.starting + this.#admission.admitted,
       startingConnections: this.#admission.starting,
+    };
+  }
+
+  /** A listener's TLS in /status: its mode, and for one that terminates TLS its certificate. */
+  #tlsStatus(name: string, mode: string): Record<string, unknown> {
+    const t = this.#tls.get(name);
+    if (t === undefined) return { tls: mode };
+    return {
+      tls: mode,
+      // TLS-terminated sessions are relayed by Node (the native relay moves bytes, not TLS records).
+      tls_relay: 'js',
+      tls_certificate: {
+        file: t.certFile,
+        subject: t.subject,
+        not_after: t.notAfter,
+        fingerprint256: t.fingerprint256,
+        verify_clients: t.verifyClients,
+      },
     };
   }
 

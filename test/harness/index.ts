@@ -13,3 +13,4 @@ export * from './temp-dir.js';
 export * from './wait-for.js';
 export * from './proxy-process.js';
 export * from './sanitizer.js';
+export * from './certificates.js';

@@ -55,7 +55,9 @@ export interface ListenerSpec {
   max_lag?: string;
   max_lag_time?: string;
   fallback_to_primary?: boolean;
-  tls?: 'disable' | 'passthrough';
+  tls?: 'disable' | 'terminate' | 'require' | 'passthrough';
+  tls_cert_file?: string;
+  tls_key_file?: string;
 }
 
 /** The `etcd3` section: a list of endpoints is taken for relays (`use_proxies`: never bypassed). */
@@ -94,13 +96,15 @@ export async function startProxy(
   return { proxy, ports, adminPort };
 }
 
-export function client(port: number): pg.Client {
+/** A node-postgres client of the proxy (`ssl`: over TLS, as node-postgres takes it). */
+export function client(port: number, ssl?: pg.ClientConfig['ssl']): pg.Client {
   const c = new pg.Client({
     host: '127.0.0.1',
     port,
     user: 'postgres',
     database: 'postgres',
     connectionTimeoutMillis: 10_000,
+    ssl,
   });
   c.on('error', () => undefined);
   onCleanup(() => c.end().catch(() => undefined));

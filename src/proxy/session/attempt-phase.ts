@@ -236,7 +236,13 @@ function startRelay(s: SessionState, rest: Buffer, w: SessionWorld, out: Session
   s.deadline = undefined;
   out.push({ kind: 'connected', node: s.node!.name, seconds: (w.now - s.attemptStart) / 1000 });
   if (s.waited) out.push({ kind: 'waited', seconds: (w.now - s.waitStart) / 1000 });
-  out.push({ kind: 'start_relay', rest, pending: takePending(s), trackMessages: !s.passthrough });
+  out.push({
+    kind: 'start_relay',
+    rest,
+    pending: takePending(s),
+    trackMessages: !s.passthrough,
+    nativeAllowed: s.tls === 'off',
+  });
   // Nothing of the startup is needed any more: a relaying session keeps a small record.
   s.gate = undefined;
   s.startupPacket = undefined;

@@ -6,6 +6,8 @@
  */
 import type { Socket } from 'node:net';
 import { connect } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { ALPN_POSTGRESQL } from './startup-phase.js';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../errors.js';
 import type { RouteNode } from '../../routing/types.js';
@@ -53,16 +55,61 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   }
 
   start(): void {
-    const c = this.#client!;
+    this.#watchClient(this.#client!);
+    this.#starting = this.#ctx.admission.enterStartup(this.#source);
+    this.#step({ type: 'accepted', startupRoom: this.#starting });
+  }
+
+  /** The client's bytes and end go to the engine until the relay takes the socket. */
+  #watchClient(c: Socket): void {
     c.on('data', (chunk: Buffer) => {
-      if (this.#relay === undefined) this.#step({ type: 'client_data', bytes: chunk });
+      if (this.#relay === undefined && this.#client === c) this.#step({ type: 'client_data', bytes: chunk });
     });
     c.on('error', () => undefined);
     c.on('close', () => {
-      if (this.#relay === undefined) this.#step({ type: 'client_closed' });
+      if (this.#relay === undefined && this.#client === c) this.#step({ type: 'client_closed' });
     });
-    this.#starting = this.#ctx.admission.enterStartup(this.#source);
-    this.#step({ type: 'accepted', startupRoom: this.#starting });
+  }
+
+  /**
+   * Wraps the client's socket in TLS, server side, with the listener's certificate as it is now
+   * (a reload's rotation reaches the next handshake). `replay`: a direct-TLS ClientHello already read.
+   */
+  #startTls(replay: Buffer): void {
+    const raw = this.#client!;
+    const tls = this.#ctx.tls();
+    if (tls === undefined) {
+      this.#step({ type: 'tls_failed', error: 'no certificate for this listener' });
+      return;
+    }
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('close');
+    raw.pause();
+    if (replay.length > 0) raw.unshift(replay);
+    const secure = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: tls.context,
+      requestCert: tls.verifyClients,
+      rejectUnauthorized: tls.verifyClients,
+      ALPNProtocols: [ALPN_POSTGRESQL],
+    });
+    this.#client = secure;
+    let tlsError: string | undefined;
+    let ready = false;
+    secure.on('error', (err: Error) => {
+      tlsError ??= err.message;
+    });
+    secure.once('secure', () => {
+      ready = true;
+      this.#ctx.metrics.tlsHandshake(true);
+      this.#step({ type: 'tls_ready', alpn: secure.alpnProtocol ?? false });
+    });
+    secure.on('close', () => {
+      if (ready || this.#client !== secure) return;
+      this.#ctx.metrics.tlsHandshake(false);
+      this.#step({ type: 'tls_failed', error: tlsError ?? 'closed during the TLS handshake' });
+    });
+    this.#watchClient(secure);
   }
 
   /** The routing table dropped this session's node, or the proxy is shutting down. */
@@ -140,6 +187,9 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'write_client':
         if (c && !c.destroyed) c.write(a.bytes);
         return;
+      case 'start_tls':
+        this.#startTls(a.replay);
+        return;
       case 'pause_client':
         c?.pause();
         return;
@@ -162,7 +212,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#learnKey(a.processId, a.secretKey);
         return;
       case 'start_relay':
-        this.#startRelay(a.rest, a.pending, a.trackMessages);
+        this.#startRelay(a.rest, a.pending, a.trackMessages, a.nativeAllowed);
         return;
       case 'forward_cancel':
         this.#forwardCancel(a.processId, a.secretKey, a.packet);
@@ -245,13 +295,20 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#ctx.cancels.add(this.#cancelKey, node);
   }
 
-  #startRelay(rest: Buffer, pending: readonly Buffer[], trackMessages: boolean): void {
+  #startRelay(
+    rest: Buffer,
+    pending: readonly Buffer[],
+    trackMessages: boolean,
+    nativeAllowed: boolean,
+  ): void {
     const client = this.#client!;
     const server = this.#server!;
     // From here the relay owns both sockets (and may hand them to the native relay).
     this.#client = undefined;
     this.#server = undefined;
-    this.#relay = new SessionRelay(client, server, trackMessages, this.#ctx.nativeRelay, this);
+    // A TLS-terminated client's socket carries TLS records: only Node (which decrypts) can relay it.
+    const native = nativeAllowed ? this.#ctx.nativeRelay : undefined;
+    this.#relay = new SessionRelay(client, server, trackMessages, native, this);
     this.#relay.start(rest, pending);
   }
 

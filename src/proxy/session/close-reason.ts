@@ -9,4 +9,6 @@ export type CloseReason =
   | 'protocol_error'
   | 'too_many_clients'
   | 'startup_rejected'
+  | 'tls_required'
+  | 'tls_failed'
   | 'shutdown';

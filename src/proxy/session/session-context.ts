@@ -10,6 +10,7 @@ import type { CancelRegistry } from './cancel-registry.js';
 import type { DeadlineWheel } from './deadline-wheel.js';
 import type { SocketTuning } from './server-connect.js';
 import type { SessionSettings, SessionWorld } from './session-types.js';
+import type { ListenerTls } from '../tls/tls-contexts.js';
 
 /** What a client session needs from its listener and the proxy; built once per listener. */
 export interface SessionContext {
@@ -29,6 +30,8 @@ export interface SessionContext {
   readonly waiters: RouteWaiters;
   /** The engine's view of the proxy at `now` (see SessionWorld). */
   world(now: number): SessionWorld;
+  /** The listener's certificate now (`tls: terminate | require`), else undefined. */
+  tls(): ListenerTls | undefined;
   /** The listener's nodes in the current routing table. */
   nodes(): readonly RouteNode[];
   /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */

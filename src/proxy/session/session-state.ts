@@ -24,6 +24,12 @@ export interface SessionState {
   framer: StartupFramer | undefined;
   sslAnswered: boolean;
   gssAnswered: boolean;
+  /** The client's TLS: none, handshaking, or on (the proxy terminates it). */
+  tls: 'off' | 'handshake' | 'on';
+  /** The TLS began without an SSLRequest (PostgreSQL 17's direct negotiation): ALPN is required. */
+  directTls: boolean;
+  /** Nothing has been read from the client yet (a direct TLS ClientHello is recognised by its first byte). */
+  fresh: boolean;
   /** The StartupMessage (or, passing TLS through, the SSLRequest) sent to each server tried. */
   startupPacket: Buffer | undefined;
   protocolVersion: number;
@@ -58,6 +64,9 @@ export function newSession(settings: SessionSettings): SessionState {
     framer: new StartupFramer(),
     sslAnswered: false,
     gssAnswered: false,
+    tls: 'off',
+    directTls: false,
+    fresh: true,
     startupPacket: undefined,
     protocolVersion: 0,
     passthrough: false,

@@ -49,7 +49,11 @@ export type SessionEvent =
   /** After drain_relay: the relay stands idle, and moves nothing until the session ends. */
   | { readonly type: 'relay_idle' }
   /** The CancelRequest was forwarded (or dropped). */
-  | { readonly type: 'cancel_done' };
+  | { readonly type: 'cancel_done' }
+  /** The client's TLS handshake completed; `alpn`: the protocol it negotiated, or false. */
+  | { readonly type: 'tls_ready'; readonly alpn: string | false }
+  /** The client's TLS handshake failed (its socket is closed). */
+  | { readonly type: 'tls_failed'; readonly error: string };
 
 /**
  * How a session's last moments go:
@@ -61,6 +65,11 @@ export type EndMode = 'finish' | 'fatal' | 'cut';
 
 export type SessionAction =
   | { readonly kind: 'write_client'; readonly bytes: Buffer }
+  /**
+   * Wrap the client's socket in TLS (server side, the listener's certificate); `replay`: bytes
+   * already read that belong to the TLS stream (a direct TLS ClientHello).
+   */
+  | { readonly kind: 'start_tls'; readonly replay: Buffer }
   /** Stop reading the client (nothing to give its bytes to yet); `resume_client` undoes it. */
   | { readonly kind: 'pause_client' }
   | { readonly kind: 'resume_client' }
@@ -78,6 +87,8 @@ export type SessionAction =
       readonly rest: Buffer;
       readonly pending: readonly Buffer[];
       readonly trackMessages: boolean;
+      /** The native relay may take the session (false for TLS-terminated clients: it moves bytes, not records). */
+      readonly nativeAllowed: boolean;
     }
   /** Tell the relay to report (relay_idle) when the session stands idle. */
   | { readonly kind: 'drain_relay' }

@@ -1,9 +1,15 @@
 /**
  * The startup phase: the client's first packets, each decided by firstPacketAction (first-packet.ts):
- * SSLRequest and GSSENCRequest answered 'N' (once each), a CancelRequest forwarded, a StartupMessage
- * admitted and routed (attempt-phase.ts), anything else refused with its SQLSTATE.
+ * SSLRequest and GSSENCRequest answered 'N' (once each), or the SSLRequest answered 'S' and TLS
+ * begun on a listener that terminates it; a CancelRequest forwarded; a StartupMessage admitted and
+ * routed (attempt-phase.ts); anything else refused with its SQLSTATE.
+ *
+ * Direct TLS (PostgreSQL 17's `sslnegotiation=direct`): a connection whose first byte is a TLS
+ * handshake record (0x16) rather than a packet length, on a listener that terminates TLS, begins
+ * TLS at once; the client must then have negotiated ALPN `postgresql`, as PostgreSQL 17 requires.
+ * @see https://www.postgresql.org/docs/17/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
-import { SQLSTATE, sslRefused } from '../../protocol/index.js';
+import { SQLSTATE, sslAccepted, sslRefused } from '../../protocol/index.js';
 import { beginRouting } from './attempt-phase.js';
 import { firstPacketAction } from './first-packet.js';
 import { TOO_MANY_CLIENTS } from './refusals.js';
@@ -11,6 +17,10 @@ import { end, endWith, fail, type SessionState } from './session-state.js';
 import type { SessionAction, SessionEvent, SessionWorld } from './session-types.js';
 
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+/** The first byte of a TLS handshake record (a ClientHello). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** PostgreSQL 17's ALPN protocol name. */
+export const ALPN_POSTGRESQL = 'postgresql';
 
 export function onStartup(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
   switch (e.type) {
@@ -19,7 +29,29 @@ export function onStartup(s: SessionState, e: SessionEvent, w: SessionWorld, out
       else s.deadline = w.now + s.settings.startupTimeoutMs;
       return;
     case 'client_data':
+      if (s.tls === 'handshake') return; // (a TLS socket gives no data before its handshake)
+      if (s.fresh && directTls(s, e.bytes)) {
+        s.fresh = false;
+        beginTls(s, e.bytes, true, out);
+        return;
+      }
+      s.fresh = false;
       readFirstPackets(s, e.bytes, w, out);
+      return;
+    case 'tls_ready':
+      s.tls = 'on';
+      if (s.directTls && e.alpn !== ALPN_POSTGRESQL)
+        fail(
+          s,
+          out,
+          'protocol_error',
+          SQLSTATE.PROTOCOL_VIOLATION,
+          'received direct SSL connection request without ALPN protocol negotiation extension',
+        );
+      return;
+    case 'tls_failed':
+      out.push({ kind: 'log', message: 'client TLS handshake failed', fields: { err: e.error } });
+      end(s, out, 'cut', 'tls_failed');
       return;
     case 'timer':
       if (w.now >= (s.deadline ?? Infinity)) end(s, out, 'cut', 'startup_timeout');
@@ -45,7 +77,7 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
     }
     const p = r.packet;
     const needsRoom = p.kind === 'startup' || (p.kind === 'ssl' && s.settings.tls === 'passthrough');
-    const answered = { ssl: s.sslAnswered, gss: s.gssAnswered };
+    const answered = { ssl: s.sslAnswered, gss: s.gssAnswered, encrypted: s.tls === 'on' };
     const action = firstPacketAction(
       p.kind,
       s.settings.tls,
@@ -64,6 +96,10 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
         if (r.rest.length === 0) return;
         r = s.framer!.push(r.rest);
         continue;
+      case 'start_tls':
+        out.push({ kind: 'write_client', bytes: sslAccepted() });
+        beginTls(s, Buffer.alloc(0), false, out);
+        return;
       case 'cancel':
         if (p.kind !== 'cancel') return;
         s.phase = 'cancel';
@@ -78,4 +114,19 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
         return;
     }
   }
+}
+
+/** A listener that terminates TLS, and a ClientHello where a packet length would be. */
+function directTls(s: SessionState, bytes: Buffer): boolean {
+  const tls = s.settings.tls;
+  return (tls === 'terminate' || tls === 'require') && bytes[0] === TLS_HANDSHAKE_RECORD;
+}
+
+/** From here the client speaks TLS: no second SSLRequest or GSSENCRequest (PostgreSQL's rule). */
+function beginTls(s: SessionState, replay: Buffer, direct: boolean, out: SessionAction[]): void {
+  s.tls = 'handshake';
+  s.directTls = direct;
+  s.sslAnswered = true;
+  s.gssAnswered = true;
+  out.push({ kind: 'start_tls', replay });
 }

@@ -71,6 +71,23 @@ describe('proxy config', () => {
       assert.equal(relayThreads(setting, cpus), threads, `${setting} on ${cpus} CPUs`);
   });
 
+  it("tls: one certificate for every terminating listener, or a listener's own", () => {
+    const d = base() as any;
+    d.proxy.tls = { cert_file: 'p.crt', key_file: 'p.key' };
+    d.proxy.listeners[0].tls = 'terminate';
+    Object.assign(d.proxy.listeners[1], { tls: 'require', tls_cert_file: 'r.crt', tls_key_file: 'r.key' });
+    const c = parseProxyConfig(d);
+    assert.equal(c.proxy.tls?.min_version, 'TLSv1.2');
+    assert.deepEqual(
+      c.proxy.listeners.map((l) => [l.tls, l.tls_cert_file ?? null]),
+      [
+        ['terminate', null],
+        ['require', 'r.crt'],
+      ],
+    );
+    assert.equal(parseProxyConfig(base()).proxy.listeners[0]!.tls, 'disable');
+  });
+
   it('leaves health checks off when the section is absent', () => {
     assert.equal(parseProxyConfig(base()).proxy.health_check.enabled, false);
   });
@@ -152,6 +169,37 @@ describe('proxy config', () => {
       name: 'no etcd hosts',
       mutate: (d) => (d.etcd3.hosts = []),
       expect: ['etcd3.hosts: at least one etcd host is required (or `srv` for DNS discovery)'],
+    },
+    {
+      name: 'tls: terminate without a certificate',
+      mutate: (d) => ((d.proxy.listeners[0] as any).tls = 'terminate'),
+      expect: [
+        'proxy.listeners[0].tls: "terminate" needs a certificate: proxy.tls.cert_file and key_file, or this listener\'s tls_cert_file and tls_key_file',
+      ],
+    },
+    {
+      name: "a listener's certificate without its key, and one on a listener that does not terminate TLS",
+      mutate: (d) => {
+        Object.assign(d.proxy.listeners[0] as any, { tls: 'require', tls_cert_file: 'a.crt' });
+        Object.assign(d.proxy.listeners[1] as any, { tls: 'passthrough', tls_key_file: 'b.key' });
+      },
+      expect: [
+        'proxy.listeners[0].tls_key_file: is required with tls_cert_file',
+        'proxy.listeners[1].tls_key_file: only applies to tls: terminate or require',
+      ],
+    },
+    {
+      name: 'proxy.tls without a key, and an unknown minimum version',
+      mutate: (d) => ((d.proxy as any).tls = { cert_file: 'a.crt', min_version: 'TLSv1.1' }),
+      expect: [
+        'proxy.tls.key_file: is required',
+        'proxy.tls.min_version: must be one of TLSv1.2, TLSv1.3 (got "TLSv1.1")',
+      ],
+    },
+    {
+      name: 'an unknown tls mode',
+      mutate: (d) => ((d.proxy.listeners[0] as any).tls = 'on'),
+      expect: ['proxy.listeners[0].tls: must be one of disable, terminate, require, passthrough (got "on")'],
     },
     {
       name: 'no listeners',

@@ -66,6 +66,7 @@ void describe('errorResponse', () => {
       PROTOCOL_VIOLATION: '08P01',
       TOO_MANY_CONNECTIONS: '53300',
       QUERY_CANCELED: '57014',
+      INVALID_AUTHORIZATION_SPECIFICATION: '28000',
     });
   });
 });

@@ -39,7 +39,7 @@ interface Setup {
   nodes?: RouteNode[];
   clientRoom?: boolean;
   startupRoom?: boolean;
-  tls?: 'disable' | 'passthrough';
+  tls?: 'disable' | 'terminate' | 'require' | 'passthrough';
 }
 
 /** Feeds the events, in order, to one session; returns its transcript. */
@@ -93,7 +93,7 @@ class Transcript {
           break;
         case 'start_relay':
           this.steps.push(
-            `relay track=${a.trackMessages} rest=${a.rest.length} pending=${Buffer.concat(a.pending).length}`,
+            `relay track=${a.trackMessages} rest=${a.rest.length} pending=${Buffer.concat(a.pending).length}${a.nativeAllowed ? '' : ' js-only'}`,
           );
           break;
         case 'forward_cancel':
@@ -101,6 +101,9 @@ class Transcript {
           break;
         case 'drain_relay':
           this.steps.push('drain');
+          break;
+        case 'start_tls':
+          this.steps.push(`tls replay=${a.replay.length}`);
           break;
         case 'end':
           this.steps.push(`end ${a.mode} ${a.reason ?? '-'}${a.last ? ` ${sqlstate(a.last)}` : ''}`);
@@ -690,5 +693,170 @@ describe('session engine: the server side, deadlines and terminations', () => {
       /could not connect to any server for listener "rw" of cluster "c1" within 1s/,
     );
     assert.equal(fieldOf(end.last, 'D'), 'connect ECONNREFUSED 10.0.0.1:5432');
+  });
+});
+
+/** A TLS ClientHello's first bytes: a handshake record (0x16), TLS 1.0 record version, a length. */
+const CLIENT_HELLO = Buffer.from([0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03, 0x03]);
+const TLS_READY: SessionEvent = { type: 'tls_ready', alpn: 'postgresql' };
+const S = Buffer.from('S');
+
+/** A case from the accept on (no StartupMessage sent for it), on a listener with `tls`. */
+interface TlsCase extends Omit<ServerCase, 'setup' | 'phase'> {
+  tls: NonNullable<Setup['tls']>;
+  /** Checked on the FATAL, when there is one. */
+  message?: RegExp;
+}
+
+/** TLS termination: what each listener mode does with SSLRequests, plain clients and direct TLS. */
+const TLS_CASES: TlsCase[] = [
+  {
+    name: 'terminate: SSLRequest answered S, TLS, then a StartupMessage; relayed in JavaScript',
+    tls: 'terminate',
+    events: [client(SSL), TLS_READY, client(STARTUP), CONNECTED, server(welcome('off'))],
+    steps: ['tls replay=0', 'connect a', 'key 77', 'relay track=true rest=0 pending=0 js-only'],
+    toClient: Buffer.concat([S, welcome('off')]),
+  },
+  {
+    name: 'terminate: a plain client is served (as pg_hba `host`), on the native relay',
+    tls: 'terminate',
+    events: [client(STARTUP), CONNECTED, server(welcome('off'))],
+    steps: ['connect a', 'key 77', 'relay track=true rest=0 pending=0'],
+  },
+  {
+    name: 'require: a plain client is refused with 28000 (as pg_hba `hostssl`)',
+    tls: 'require',
+    events: [client(STARTUP)],
+    steps: ['end finish tls_required 28000'],
+    message: /accepts only TLS connections/,
+  },
+  {
+    name: 'require: GSSENCRequest answered N, then plain: still refused',
+    tls: 'require',
+    events: [client(Buffer.concat([GSS, STARTUP]))],
+    steps: ['end finish tls_required 28000'],
+    toClient: N,
+  },
+  {
+    name: 'require: a plain CancelRequest is forwarded (libpq sends it unencrypted)',
+    tls: 'require',
+    events: [client(buffers.cancelRequest(42, int32(7)))],
+    steps: ['cancel 42'],
+  },
+  {
+    name: 'require: bytes after the SSLRequest in the same read (CVE-2021-23214)',
+    tls: 'require',
+    events: [client(Buffer.concat([SSL, STARTUP]))],
+    steps: ['end finish protocol_error 08P01'],
+    message: /unencrypted data after SSL request/,
+  },
+  {
+    name: 'require: a second SSLRequest inside TLS',
+    tls: 'require',
+    events: [client(SSL), TLS_READY, client(SSL)],
+    steps: ['tls replay=0', 'end finish protocol_error 08P01'],
+  },
+  {
+    name: 'require: a GSSENCRequest inside TLS',
+    tls: 'require',
+    events: [client(SSL), TLS_READY, client(GSS)],
+    steps: ['tls replay=0', 'end finish protocol_error 08P01'],
+  },
+  {
+    name: 'require: under TLS, a primary that reports in_hot_standby=on is skipped for b',
+    tls: 'require',
+    events: [
+      client(SSL),
+      TLS_READY,
+      client(STARTUP),
+      CONNECTED,
+      server(welcome('on')),
+      CONNECTED,
+      server(welcome('off')),
+    ],
+    steps: [
+      'tls replay=0',
+      'connect a',
+      'key 77',
+      'drop',
+      'connect b',
+      'key 77',
+      'relay track=true rest=0 pending=0 js-only',
+    ],
+  },
+  {
+    name: 'require: under TLS, a node leaving ends the session with the FATAL at a boundary',
+    tls: 'require',
+    events: [
+      client(SSL),
+      TLS_READY,
+      client(STARTUP),
+      CONNECTED,
+      server(welcome('off')),
+      { type: 'terminate', termination: termination('node_unroutable', 'gone') },
+    ],
+    steps: [
+      'tls replay=0',
+      'connect a',
+      'key 77',
+      'relay track=true rest=0 pending=0 js-only',
+      'end fatal node_unroutable 57P01',
+    ],
+  },
+  {
+    name: 'direct TLS (no SSLRequest) with ALPN postgresql',
+    tls: 'require',
+    events: [client(CLIENT_HELLO), TLS_READY, client(STARTUP)],
+    steps: [`tls replay=${CLIENT_HELLO.length}`, 'connect a'],
+  },
+  {
+    name: 'direct TLS without ALPN: refused as PostgreSQL 17 refuses it',
+    tls: 'terminate',
+    events: [client(CLIENT_HELLO), { type: 'tls_ready', alpn: false }],
+    steps: [`tls replay=${CLIENT_HELLO.length}`, 'end finish protocol_error 08P01'],
+    message: /without ALPN/,
+  },
+  {
+    name: 'a ClientHello on a listener that does not terminate TLS: an invalid startup packet',
+    tls: 'disable',
+    events: [client(CLIENT_HELLO)],
+    steps: ['end finish protocol_error 08P01'],
+  },
+  {
+    name: 'a failed handshake closes the connection',
+    tls: 'terminate',
+    events: [client(SSL), { type: 'tls_failed', error: 'wrong version number' }],
+    steps: ['tls replay=0', 'end cut tls_failed'],
+  },
+  {
+    name: 'silence during the handshake: startup_timeout',
+    tls: 'terminate',
+    events: [client(SSL), { at: 500 }, TIMER],
+    steps: ['tls replay=0', 'end cut startup_timeout'],
+  },
+];
+
+describe('session engine: TLS termination', () => {
+  for (const c of TLS_CASES) {
+    it(c.name, () => {
+      const t = run({ tls: c.tls }, c.events);
+      assert.deepEqual(t.steps, c.steps);
+      if (c.toClient) assert.deepEqual(t.toClient.subarray(0, c.toClient.length), c.toClient);
+      if (c.message) {
+        const fatal = lastOf(
+          { tls: c.tls },
+          c.events.filter((e): e is SessionEvent => !('at' in e)),
+        );
+        assert.match(fieldOf(fatal, 'M')!, c.message);
+      }
+    });
+  }
+
+  it('the SSLRequest split at every offset gives the same answer and handshake', () => {
+    for (const [, head, tail] of splits(SSL)) {
+      const t = run({ tls: 'terminate' }, [head, tail].filter((b) => b.length > 0).map(client));
+      assert.deepEqual(t.steps, ['tls replay=0']);
+      assert.deepEqual(t.toClient, S);
+    }
   });
 });

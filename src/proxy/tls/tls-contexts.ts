@@ -1,0 +1,101 @@
+/**
+ * The certificates of TLS-terminating listeners (`tls: terminate | require`), read from their PEM
+ * files into one secure context per listener. Loaded when the proxy starts and again on reload: a
+ * file that cannot be read or a key that does not match its certificate is an error naming the key
+ * (`proxy.listeners[1].tls_key_file: …`), and the running contexts stay. Sessions take the context
+ * of their listener when their handshake begins, so a rotation reaches new sessions and leaves
+ * established ones alone.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { ProxyConfig } from '../../config/proxy-schema.js';
+import { PgfleetError, errorMessage } from '../../errors.js';
+
+/** What a listener's TLS sessions use, and what /status shows of it. */
+export interface ListenerTls {
+  readonly context: SecureContext;
+  /** Client certificates are required and verified (proxy.tls.ca_file is set). */
+  readonly verifyClients: boolean;
+  readonly certFile: string;
+  readonly subject: string;
+  /** The certificate's notAfter, ISO 8601. */
+  readonly notAfter: string;
+  readonly fingerprint256: string;
+}
+
+interface Pem {
+  readonly key: string;
+  readonly file: string;
+  readonly text: string;
+}
+
+function readPem(key: string, file: string): Pem {
+  try {
+    return { key, file, text: readFileSync(file, 'utf8') };
+  } catch (err) {
+    throw new PgfleetError('ERR_CONFIG_INVALID', `${key}: cannot read ${file}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+function invalid(key: string, file: string, what: string, err: unknown): PgfleetError {
+  return new PgfleetError('ERR_CONFIG_INVALID', `${key}: ${file} ${what}: ${errorMessage(err)}`, {
+    cause: err,
+  });
+}
+
+/** One listener's context from its certificate and key (and the proxy's CA and minimum version). */
+function loadListenerTls(
+  cert: Pem,
+  key: Pem,
+  ca: Pem | undefined,
+  minVersion: 'TLSv1.2' | 'TLSv1.3',
+): ListenerTls {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert.text);
+  } catch (err) {
+    throw invalid(cert.key, cert.file, 'is not a PEM certificate', err);
+  }
+  try {
+    if (!x509.checkPrivateKey(createPrivateKey(key.text)))
+      throw new Error(`the key does not match the certificate ${cert.file}`);
+  } catch (err) {
+    throw invalid(key.key, key.file, 'is not the private key of the certificate', err);
+  }
+  let context: SecureContext;
+  try {
+    context = createSecureContext({ cert: cert.text, key: key.text, ca: ca?.text, minVersion });
+  } catch (err) {
+    throw invalid((ca ?? cert).key, (ca ?? cert).file, 'cannot be used', err);
+  }
+  return {
+    context,
+    verifyClients: ca !== undefined,
+    certFile: cert.file,
+    subject: x509.subject.replaceAll('\n', ', '),
+    notAfter: new Date(x509.validTo).toISOString(),
+    fingerprint256: x509.fingerprint256,
+  };
+}
+
+/** Every TLS-terminating listener's context, by listener name; throws on the first bad file. */
+export function loadTlsContexts(p: ProxyConfig['proxy']): Map<string, ListenerTls> {
+  const out = new Map<string, ListenerTls>();
+  const ca = p.tls?.ca_file === undefined ? undefined : readPem('proxy.tls.ca_file', p.tls.ca_file);
+  const minVersion = p.tls?.min_version ?? 'TLSv1.2';
+  p.listeners.forEach((l, i) => {
+    if (l.tls !== 'terminate' && l.tls !== 'require') return;
+    const own = l.tls_cert_file !== undefined && l.tls_key_file !== undefined;
+    const cert = own
+      ? readPem(`proxy.listeners[${i}].tls_cert_file`, l.tls_cert_file!)
+      : readPem('proxy.tls.cert_file', p.tls!.cert_file);
+    const key = own
+      ? readPem(`proxy.listeners[${i}].tls_key_file`, l.tls_key_file!)
+      : readPem('proxy.tls.key_file', p.tls!.key_file);
+    out.set(l.name, loadListenerTls(cert, key, ca, minVersion));
+  });
+  return out;
+}
