@@ -32,7 +32,11 @@ export class AdminHttp {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     try {
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
+      if (req.method === 'POST' && path === '/reload') {
+        // As SIGHUP: read the file again and apply it; 200 with what changed, or 400 with every problem.
+        const outcome = await this.#proxy.reload();
+        send(res, outcome.ok ? 200 : 400, 'application/json', JSON.stringify(outcome, null, 2) + '\n');
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         send(res, 405, 'text/plain', 'method not allowed\n');
       } else if (path === '/metrics') {
         const reg = this.#proxy.metrics.registry;

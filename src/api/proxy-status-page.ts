@@ -3,7 +3,7 @@
  * timeline, lag, health checks, sessions) and the DCS state, as plain HTML that reloads itself
  * every 2 s. Pure.
  */
-import type { ProxyStatus } from '../proxy/proxy.js';
+import type { ProxyStatus } from '../proxy/proxy-status.js';
 
 function esc(v: unknown): string {
   return String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -8,7 +8,6 @@ import { createLogger } from '../observability/logger.js';
 import { Proxy } from '../proxy/proxy.js';
 import { loadTlsContexts } from '../proxy/tls/tls-contexts.js';
 import { formatHostPort } from '../config/common.js';
-import { handleReload } from './reload.js';
 import { ignoreHabitSignals } from './signals.js';
 
 /** Beyond proxy.shutdown_timeout: how long closing etcd, the admin port and the relay may take. */
@@ -39,20 +38,29 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
   }
   const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
   let proxy: Proxy | undefined;
-  // Before start(): the admin port answers during start-up, and a SIGHUP that arrives before the
-  // handler would end the process (Node's default action).
-  const reloader = handleReload(config, () => loadProxyConfig(opts.config, process.env), log);
+  let started = false;
+  // Before start(): a SIGHUP that arrives before the handler would end the process (Node's default
+  // action). SIGHUP reloads the file and applies it live (Proxy.reload; so does POST /reload).
+  const onHup = (): void => {
+    if (started) void proxy?.reload();
+    else log.warn('SIGHUP while starting: ignored (send it again once the proxy has started)');
+  };
+  process.on('SIGHUP', onHup);
   const unignore = ignoreHabitSignals(log);
   try {
-    // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
-    proxy = new Proxy(config, log, { nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined });
+    proxy = new Proxy(config, log, {
+      // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
+      nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined,
+      loadConfig: () => loadProxyConfig(opts.config, process.env),
+    });
     await proxy.start();
+    started = true;
   } catch (err) {
     log.fatal(
       { err: errorMessage(err), code: isPgfleetError(err) ? err.code : undefined },
       'proxy failed to start',
     );
-    reloader.stop();
+    process.off('SIGHUP', onHup);
     unignore();
     await proxy?.destroy();
     return 1;
@@ -62,7 +70,7 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     let stopping: 'gracefully' | 'now' | undefined;
     const done = (code: number): void => {
       clearTimeout(timer);
-      reloader.stop();
+      process.off('SIGHUP', onHup);
       unignore();
       resolve(code);
     };

@@ -1,9 +1,10 @@
 /**
- * SIGHUP for the daemons (systemd's ExecReload, `kill -HUP`) and the agent's POST /reload: read
- * the configuration file again and report. Invalid: every problem is logged and the daemon keeps
+ * SIGHUP for the agent (systemd's ExecReload, `kill -HUP`) and its POST /reload: read the
+ * configuration file again and report. Invalid: every problem is logged and the agent keeps
  * running on its current configuration. Valid: the sections that changed are named; they take
- * effect at the next restart (no setting is applied live yet). Without a handler Node's default
- * action for SIGHUP would end the process, so a habitual `systemctl reload` would stop an agent.
+ * effect at the next restart (no agent setting is applied live yet; the proxy applies its file
+ * live: Proxy.reload). Without a handler Node's default action for SIGHUP would end the process,
+ * so a habitual `systemctl reload` would stop an agent.
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';

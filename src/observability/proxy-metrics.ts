@@ -29,6 +29,11 @@ export class ProxyMetrics {
   readonly connectSeconds: Histogram<'listener' | 'node'>;
   readonly cancelRequests: Counter<'result'>;
   readonly tlsHandshakes: Counter<'listener' | 'result'>;
+  readonly configReloads: Counter<'result'>;
+  #reloads: () => { success: boolean; lastGoodSeconds: number } = () => ({
+    success: true,
+    lastGoodSeconds: 0,
+  });
   /** Undefined while the proxy relays in JavaScript (`relay: js`, or no addon). */
   #nativeStats: (() => NativeRelayStats) | undefined;
   #clientCount: () => number = () => 0;
@@ -160,6 +165,29 @@ export class ProxyMetrics {
       labelNames: ['listener', 'result'],
       registers,
     });
+    this.configReloads = new Counter({
+      name: 'pgfleet_proxy_config_reloads_total',
+      help: 'Configuration reloads (SIGHUP, POST /reload), by result: applied, or invalid (the running configuration kept)',
+      labelNames: ['result'],
+      registers,
+    });
+    const reloads = () => this.#reloads();
+    new Gauge({
+      name: 'pgfleet_proxy_config_reload_success',
+      help: '1 when the last configuration reload succeeded (or none was tried), 0 when it was invalid',
+      registers,
+      collect() {
+        this.set(reloads().success ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'pgfleet_proxy_config_last_reload_success_timestamp_seconds',
+      help: 'When the running configuration was last loaded whole (the start, or the last good reload), epoch seconds',
+      registers,
+      collect() {
+        this.set(reloads().lastGoodSeconds);
+      },
+    });
     const native = () => this.#nativeStats?.();
     const nativeRuns = () => this.#nativeStats !== undefined;
     new Gauge({
@@ -208,6 +236,11 @@ export class ProxyMetrics {
     this.#nativeStats = stats;
   }
 
+  /** Where the reload gauges read their values from at scrape time. */
+  readReloadsWith(read: () => { success: boolean; lastGoodSeconds: number }): void {
+    this.#reloads = read;
+  }
+
   /** Where the client connections gauge reads its value from at scrape time. */
   countClientsWith(count: () => number): void {
     this.#clientCount = count;
@@ -219,9 +252,10 @@ export class ProxyMetrics {
   }
 
   /** The per-session metrics of one listener, with label children resolved once. */
+  /** One listener's session metrics (the same object each time: a reload builds contexts again). */
   forListener(listener: string): ListenerMetrics {
-    const m = new ListenerMetrics(this, listener);
-    this.#listeners.push(m);
+    let m = this.#listeners.find((l) => l.listener === listener);
+    if (m === undefined) this.#listeners.push((m = new ListenerMetrics(this, listener)));
     return m;
   }
 }
@@ -237,7 +271,7 @@ const MAX_PENDING_OBSERVATIONS = 256;
  */
 export class ListenerMetrics {
   readonly #m: ProxyMetrics;
-  readonly #listener: string;
+  readonly listener: string;
   readonly #waited: { observe(v: number): void };
   #opened = 0;
   /** reason → closes not yet counted in prom-client */
@@ -247,7 +281,7 @@ export class ListenerMetrics {
 
   constructor(m: ProxyMetrics, listener: string) {
     this.#m = m;
-    this.#listener = listener;
+    this.listener = listener;
     this.#waited = m.waitSeconds.labels(listener);
   }
 
@@ -256,7 +290,7 @@ export class ListenerMetrics {
   }
 
   tlsHandshake(ok: boolean): void {
-    this.#m.tlsHandshakes.inc({ listener: this.#listener, result: ok ? 'ok' : 'failed' });
+    this.#m.tlsHandshakes.inc({ listener: this.listener, result: ok ? 'ok' : 'failed' });
   }
 
   waited(seconds: number): void {
@@ -284,16 +318,16 @@ export class ListenerMetrics {
   /** Hands what was counted since the last call to prom-client. */
   flush(): void {
     const m = this.#m;
-    if (this.#opened > 0) m.sessionsOpened.inc({ listener: this.#listener }, this.#opened);
+    if (this.#opened > 0) m.sessionsOpened.inc({ listener: this.listener }, this.#opened);
     this.#opened = 0;
-    for (const [reason, n] of this.#closed) m.sessionsClosed.inc({ listener: this.#listener, reason }, n);
+    for (const [reason, n] of this.#closed) m.sessionsClosed.inc({ listener: this.listener, reason }, n);
     this.#closed.clear();
     for (const [node, pending] of this.#connected) this.#flushConnected(node, pending);
   }
 
   #flushConnected(node: string, pending: number[]): void {
     if (pending.length === 0) return;
-    const h = this.#m.connectSeconds.labels(this.#listener, node);
+    const h = this.#m.connectSeconds.labels(this.listener, node);
     for (const v of pending) h.observe(v);
     pending.length = 0;
   }

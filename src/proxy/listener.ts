@@ -1,6 +1,7 @@
 /**
  * One configured listener: a Node `net` server whose every client becomes a ClientSession (the one
- * session engine), and the context those sessions share.
+ * session engine), and the context those sessions share. A reload may give it a new context: the
+ * next clients take it, sessions already open keep the one they started with.
  */
 import { createServer, type Server } from 'node:net';
 import { PgfleetError, errorMessage } from '../errors.js';
@@ -10,7 +11,7 @@ import type { Termination } from './session/session-types.js';
 import { socketOptions } from './session/server-connect.js';
 
 export class Listener {
-  readonly #ctx: SessionContext;
+  #ctx: SessionContext;
   readonly #listen: { host: string; port: number };
   readonly #server: Server;
   #listening = false;
@@ -28,6 +29,16 @@ export class Listener {
       this.#sessions.add(session);
       session.start();
     });
+  }
+
+  /** New clients take `ctx` (reload); open sessions keep theirs. */
+  setContext(ctx: SessionContext): void {
+    this.#ctx = ctx;
+  }
+
+  /** The address it was configured with. */
+  get listen(): { host: string; port: number } {
+    return this.#listen;
   }
 
   get name(): string {

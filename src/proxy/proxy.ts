@@ -4,34 +4,37 @@
  * clients, terminate sessions on nodes that left a listener).
  */
 import { performance } from 'node:perf_hooks';
-import type { ProxyConfig } from '../config/proxy-schema.js';
+import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
+import { reloadPlan } from '../config/proxy-reload.js';
 import type { ClusterView } from '../cluster/types.js';
-import { emptyView, memberReplayLagBytes } from '../cluster/types.js';
+import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
-import { EtcdCluster, type EtcdMemberStatus } from '../dcs/etcd-cluster.js';
+import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, isPgfleetError } from '../errors.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { computeRoutes, diffRoutes, keepsSessions } from '../routing/compute-routes.js';
-import { requiredCheckPaths } from '../routing/health-paths.js';
+import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
 import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
-import { Admission, type AdmissionLimits } from './admission.js';
+import { Admission } from './admission.js';
 import { HealthChecker } from './health/health-checker.js';
-import { Listener } from './listener.js';
+import { ListenerSet } from './listener-set.js';
+import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
+import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
+import type { Listener } from './listener.js';
+import { proxyStatus, type ProxyStatus } from './proxy-status.js';
+import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
 import { chooseRelay } from './relay/choose-relay.js';
 import type { NativeRelay } from './relay/native-relay.js';
-import { pickNode } from './routing/balancer.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
 import { RouteWaiters } from './routing/route-waiters.js';
 import { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { DeadlineWheel } from './session/deadline-wheel.js';
-import type { SessionContext } from './session/session-context.js';
-import type { SessionWorld } from './session/session-types.js';
+import { sessionContext, type SessionContext } from './session/session-context.js';
 import { loadTlsContexts, type ListenerTls } from './tls/tls-contexts.js';
 
 /** How long sessions get to say goodbye (FATAL 57P01, then the FIN) before their sockets are destroyed. */
@@ -41,56 +44,40 @@ const DEADLINE_TICK_MS = 25;
 /** Client addresses whose cancel broadcasts are remembered at most (the rest start afresh). */
 const CANCEL_SOURCES_REMEMBERED = 10_000;
 
-export interface ProxyStatus {
-  readonly cluster: string;
-  /** `running`, or `draining` during a graceful stop (no new clients; sessions end when idle). */
-  readonly state: 'running' | 'draining' | 'stopping';
-  readonly generation: number;
-  /** Which relay moves relaying sessions' bytes: the native addon's threads, or Node's streams. */
-  readonly relay: 'native' | 'js';
-  readonly dcs: {
-    connected: boolean;
-    stale: boolean;
-    staleSeconds: number | null;
-    lastError: string | null;
-    revision: number;
-    /** The etcd member the view is read from (client URL), null while none answers. */
-    member: string | null;
-    /** Every etcd member known: configured, from DNS SRV or from etcd's member list. */
-    members: readonly EtcdMemberStatus[];
-    /** The agents' REST checks run because the DCS is unreachable (health_check off). */
-    checkingAgents: boolean;
-  };
-  readonly leader: string | null;
-  readonly listeners: Record<string, unknown>;
-  readonly members: Record<string, unknown>;
-  readonly sessions: Record<string, Record<string, number>>;
-  readonly clientConnections: number;
-  /** Of clientConnections, those still in their startup (no StartupMessage read yet). */
-  readonly startingConnections: number;
-}
+export type { ProxyStatus } from './proxy-status.js';
 
 export interface ProxyOptions {
   readonly metrics?: ProxyMetrics;
+  /** Reads the configuration file again (reload: SIGHUP, POST /reload); throws when it is invalid. */
+  readonly loadConfig?: () => ProxyConfig;
   /** The native relay addon to load (default build/pgfleet_relay.node; CI loads a sanitizer build). */
   readonly nativeAddonPath?: string;
 }
 
 export class Proxy {
-  readonly #config: ProxyConfig;
+  #config: ProxyConfig;
+  readonly #loadConfig: (() => ProxyConfig) | undefined;
+  readonly #reloads = new ReloadRecord(new Date());
+  /** A reload in progress: the next waits for it. */
+  #reloading: Promise<ReloadOutcome> = Promise.resolve({
+    ok: true,
+    applied: [],
+    restartNeeded: [],
+    errors: [],
+  });
   readonly #log: Logger;
   readonly metrics: ProxyMetrics;
   readonly #etcd: EtcdCluster;
   readonly #watcher: ClusterWatcher;
   readonly #health: HealthChecker;
-  readonly #policy: RoutePolicy;
+  #policy: RoutePolicy;
   readonly #registry = new ConnectionRegistry<Terminable>();
   readonly #cancels = new CancelRegistry();
   readonly #cancelForwarder: CancelForwarder;
   readonly #waiters: RouteWaiters;
   readonly #deadlines: DeadlineWheel;
   readonly #admission: Admission;
-  readonly #listeners: Listener[] = [];
+  readonly #listeners = new ListenerSet();
   readonly #admin: AdminHttp | undefined;
   #table: RoutingTable;
   #view: ClusterView;
@@ -113,19 +100,11 @@ export class Proxy {
     this.#tls = loadTlsContexts(config.proxy);
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#config = config;
+    this.#loadConfig = options.loadConfig;
     this.#log = log;
     this.metrics = metrics;
     const p = config.proxy;
-    this.#policy = {
-      healthChecks: p.health_check.enabled,
-      listeners: p.listeners.map((l) => ({
-        name: l.name,
-        role: l.role,
-        maxLagBytes: l.max_lag,
-        maxLagTimeMs: l.max_lag_time,
-        fallbackToPrimary: l.fallback_to_primary,
-      })),
-    };
+    this.#policy = policyFor(p);
     this.#view = emptyView(config.scope);
     this.#table = computeRoutes(this.#view, EMPTY_HEALTH, this.#policy, undefined, true);
     this.#etcd = new EtcdCluster(config.etcd3, { log: log.child({ component: 'etcd' }) });
@@ -143,11 +122,7 @@ export class Proxy {
     // Checks run all the time with `health_check` on, and only while the DCS is unreachable
     // otherwise: then the agents' answers are the proxy's news of the cluster (compute-routes.ts).
     this.#health = new HealthChecker({
-      intervalMs: p.health_check.interval,
-      timeoutMs: p.health_check.timeout,
-      fall: p.health_check.fall,
-      rise: p.health_check.rise,
-      paths: requiredCheckPaths(this.#policy.listeners),
+      ...healthSettings(p, this.#policy),
       log: log.child({ component: 'health' }),
       onResult: (node, check, ok, verdict) => {
         metrics.healthChecks.inc({ node, check, result: ok ? 'pass' : 'fail' });
@@ -159,6 +134,10 @@ export class Proxy {
     this.#admission = new Admission(admissionLimits(p));
     metrics.countSessionsWith(() => this.#registry.counts());
     metrics.countClientsWith(() => this.#admission.starting + this.#admission.admitted);
+    metrics.readReloadsWith(() => ({
+      success: this.#reloads.success,
+      lastGoodSeconds: this.#reloads.lastGoodSeconds,
+    }));
     this.#waiters = new RouteWaiters((n) => metrics.waitQueue.set({ listener: 'all' }, n));
     this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
       log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
@@ -173,47 +152,25 @@ export class Proxy {
       p.connect_timeout,
       (result) => metrics.cancelRequests.inc({ result }),
     );
-    for (const l of p.listeners) this.#listeners.push(new Listener(this.#contextFor(l.name), l.listen));
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
-  #contextFor(name: string): SessionContext {
-    const p = this.#config.proxy;
-    const listener = p.listeners.find((l) => l.name === name)!;
-    const registry = this.#registry;
-    const admission = this.#admission;
-    const nodes = () => this.#table.listeners.get(name)?.nodes ?? [];
-    // Round robin and tie-breaking, per listener.
-    let cursor = 0;
-    const pick = (tried: ReadonlySet<string>) =>
-      pickNode(nodes(), tried, listener.balance, (key) => registry.count(name, key), cursor++);
-    const stillRouted = (node: { key: string; role: string }) =>
-      nodes().some((n) => n.key === node.key && n.role === node.role);
-    const hasClientRoom = () => admission.hasClientRoom(name);
-    return {
-      settings: {
-        listener: name,
-        cluster: this.#config.scope,
-        tls: listener.tls,
-        waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
-        connectTimeoutMs: p.connect_timeout,
-        startupTimeoutMs: p.startup_timeout,
-      },
-      tuning: { keepaliveIdleMs: p.keepalive.idle },
+  /** What `listener`'s new sessions share, under the running configuration. */
+  #contextFor(listener: ListenerConfig): SessionContext {
+    return sessionContext(listener, this.#config, {
       nativeRelay: this.#nativeRelay,
-      log: this.#log.child({ component: 'session', listener: name }),
-      metrics: this.metrics.forListener(name),
-      registry,
+      log: this.#log,
+      metrics: this.metrics,
+      registry: this.#registry,
       cancels: this.#cancels,
       cancelForwarder: this.#cancelForwarder,
-      admission,
+      admission: this.#admission,
       waiters: this.#waiters,
       deadlines: this.#deadlines,
-      world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
-      tls: () => this.#tls.get(name),
-      nodes,
+      nodes: (name) => this.#table.listeners.get(name)?.nodes ?? [],
+      tls: (name) => this.#tls.get(name),
       nodeFailed: () => this.#health.checkSoon(),
-    };
+    });
   }
 
   get table(): RoutingTable {
@@ -222,7 +179,7 @@ export class Proxy {
 
   /** Bound listener addresses (useful with port 0). */
   get addresses(): Record<string, { host: string; port: number }> {
-    return Object.fromEntries(this.#listeners.map((l) => [l.name, l.address]));
+    return Object.fromEntries(this.#listeners.active.map((l) => [l.name, l.address]));
   }
 
   get adminAddress(): { host: string; port: number } | undefined {
@@ -242,7 +199,8 @@ export class Proxy {
       this.#healthSnapshot = snap;
       this.#recompute('health');
     });
-    for (const l of this.#listeners) await l.start();
+    const commit = await this.#listeners.prepare(this.#config.proxy.listeners, (l) => this.#contextFor(l));
+    commit();
     await this.#admin?.start();
     await this.#watcher.start();
     const connected = this.#watcher.status.connected;
@@ -257,19 +215,26 @@ export class Proxy {
   #onDcsStatus(s: DcsStatus): void {
     this.#updateStaleness();
     this.#health.setStale(!s.connected);
-    if (!this.#config.proxy.health_check.enabled) {
-      if (s.connected) this.#health.pause();
-      else if (!this.#health.running) {
-        this.#log.info("checking the agents' REST APIs while the DCS is unreachable");
-        this.#health.start();
-      }
-    }
+    this.#scheduleChecks(s.connected);
     this.#recompute('dcs-status');
     if (!s.connected)
       this.#log.warn(
         { lastError: s.lastError },
         'routing from the last known table while etcd is unreachable',
       );
+  }
+
+  /** Health checks run with `health_check` on, and otherwise only while the DCS is unreachable. */
+  #scheduleChecks(connected: boolean): void {
+    if (this.#config.proxy.health_check.enabled) {
+      this.#health.start();
+      return;
+    }
+    if (connected) this.#health.pause();
+    else if (!this.#health.running) {
+      this.#log.info("checking the agents' REST APIs while the DCS is unreachable");
+      this.#health.start();
+    }
   }
 
   #updateStaleness(): void {
@@ -300,117 +265,32 @@ export class Proxy {
     );
     for (const change of diffRoutes(prev, next)) {
       const listener = this.#config.proxy.listeners.find((l) => l.name === change.listener);
-      if (listener?.on_unroutable === 'drain') continue;
-      for (const node of change.removed) {
-        const route = next.listeners.get(change.listener);
-        const why = route?.excluded[node.name] ?? 'no longer qualifies';
-        if (keepsSessions(node.role, route?.reasons[node.name], next.stale)) {
-          this.#log.info(
-            { listener: change.listener, node: node.name, why },
-            'a primary failing its check while etcd names it leader: its sessions may finish',
-          );
-          continue;
-        }
-        const t0 = performance.now();
-        const n = this.#registry.terminateNode(
-          change.listener,
-          node.key,
-          termination(
-            'node_unroutable',
-            `terminating connection: server ${node.name} no longer qualifies for listener "${change.listener}" (${why})`,
-          ),
-        );
-        if (n > 0)
-          this.#log.info(
-            { listener: change.listener, node: node.name, sessions: n, why, ms: performance.now() - t0 },
-            'closed sessions on a node that left the listener',
-          );
-      }
+      if (listener?.on_unroutable !== 'drain') closeUnroutedSessions(change, next, this.#registry, this.#log);
     }
     this.#waiters.wakeAll();
   }
 
   status(): ProxyStatus {
-    const s = this.#watcher.status;
-    const members: Record<string, unknown> = {};
-    for (const m of this.#view.members.values()) {
-      members[m.name] = {
-        host: m.host,
-        port: m.port,
-        role: m.role,
-        state: m.state,
-        timeline: m.timeline ?? null,
-        xlog_location: m.xlogLocation ?? null,
-        lag_bytes:
-          this.#view.optime !== undefined && m.xlogLocation !== undefined
-            ? Math.max(0, this.#view.optime - m.xlogLocation)
-            : null,
-        replay_lsn: m.replayLsn ?? null,
-        replay_lag_bytes: m.name === this.#view.leader ? null : (memberReplayLagBytes(this.#view, m) ?? null),
-        replay_lag_seconds: this.#view.replayLagS?.get(m.name) ?? null,
-        tags: m.tags.all,
-        health: Object.fromEntries(this.#healthSnapshot.get(m.name) ?? []),
-      };
-    }
-    const listeners: Record<string, unknown> = {};
-    for (const l of this.#config.proxy.listeners) {
-      const r = this.#table.listeners.get(l.name);
-      listeners[l.name] = {
-        listen: `${l.listen.host}:${l.listen.port}`,
-        role: l.role,
-        max_lag: l.max_lag ?? null,
-        max_lag_time: l.max_lag_time === undefined ? null : l.max_lag_time / 1000,
-        nodes: r?.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, role: n.role })) ?? [],
-        excluded: r?.excluded ?? {},
-        ...this.#tlsStatus(l.name, l.tls),
-      };
-    }
-    return {
-      cluster: this.#config.scope,
+    return proxyStatus({
+      config: this.#config,
       state:
-        this.#state === 'closing' || this.#state === 'closed'
-          ? this.#draining
+        this.#state === 'running' || this.#state === 'new'
+          ? 'running'
+          : this.#draining
             ? 'draining'
-            : 'stopping'
-          : 'running',
-      generation: this.#table.generation,
-      relay: this.#nativeRelay ? 'native' : 'js',
-      dcs: {
-        connected: s.connected,
-        stale: this.#table.stale,
-        staleSeconds:
-          s.lastContactMs === 0 ? null : Math.round((performance.now() - s.lastContactMs) / 100) / 10,
-        lastError: s.lastError ?? null,
-        revision: this.#view.revision,
-        member: s.member ?? null,
-        members: this.#etcd.members(),
-        checkingAgents: !this.#config.proxy.health_check.enabled && this.#health.running,
-      },
-      leader: this.#view.leader ?? null,
-      listeners,
-      members,
+            : 'stopping',
+      dcs: this.#watcher.status,
+      view: this.#view,
+      table: this.#table,
+      health: this.#healthSnapshot,
+      checkingAgents: !this.#config.proxy.health_check.enabled && this.#health.running,
+      etcdMembers: this.#etcd.members(),
+      nativeRelay: this.#nativeRelay !== undefined,
       sessions: this.#registry.counts(),
-      clientConnections: this.#admission.starting + this.#admission.admitted,
-      startingConnections: this.#admission.starting,
-    };
-  }
-
-  /** A listener's TLS in /status: its mode, and for one that terminates TLS its certificate. */
-  #tlsStatus(name: string, mode: string): Record<string, unknown> {
-    const t = this.#tls.get(name);
-    if (t === undefined) return { tls: mode };
-    return {
-      tls: mode,
-      // TLS-terminated sessions are relayed by Node (the native relay moves bytes, not TLS records).
-      tls_relay: 'js',
-      tls_certificate: {
-        file: t.certFile,
-        subject: t.subject,
-        not_after: t.notAfter,
-        fingerprint256: t.fingerprint256,
-        verify_clients: t.verifyClients,
-      },
-    };
+      admission: this.#admission,
+      tls: this.#tls,
+      reload: this.#reloads.status(),
+    });
   }
 
   /**
@@ -437,28 +317,27 @@ export class Proxy {
   async #stop(drainMs: number): Promise<void> {
     this.#state = 'closing';
     const listeners = this.#listeners;
-    for (const l of listeners) l.stopAccepting();
+    listeners.stopAccepting();
     const bye = termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down');
     if (drainMs > 0) {
       this.#draining = true;
-      const open = listeners.reduce((n, l) => n + l.sessionCount, 0);
       this.#log.info(
-        { sessions: open, timeoutMs: drainMs },
+        { sessions: listeners.sessionCount, timeoutMs: drainMs },
         'draining: sessions end at their next idle point',
       );
-      for (const l of listeners) l.drain(bye);
+      listeners.drain(bye);
       const cut = new Promise<void>((resolve) => (this.#drainCut = resolve));
-      await Promise.race([Promise.all(listeners.map((l) => l.sessionsEnded(drainMs))), cut]);
+      await Promise.race([listeners.sessionsEnded(drainMs), cut]);
       this.#drainCut = undefined;
       this.#draining = false;
-      const left = listeners.reduce((n, l) => n + l.sessionCount, 0);
+      const left = listeners.sessionCount;
       if (left > 0) this.#log.info({ sessions: left }, 'drain over: ending the sessions left with 57P01');
     }
-    for (const l of listeners) l.terminateAll(bye);
+    listeners.terminateAll(bye);
     this.#waiters.wakeAll();
-    await Promise.all(listeners.map((l) => l.sessionsEnded(SHUTDOWN_GRACE_MS)));
-    for (const l of listeners) l.destroySessions();
-    await Promise.all(listeners.map((l) => l.closed()));
+    await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
+    listeners.destroySessions();
+    await listeners.closed();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
     await this.#health.close();
     await this.#watcher.close();
@@ -467,16 +346,77 @@ export class Proxy {
     this.#nativeRelay?.close();
     this.#state = 'closed';
   }
-}
 
-function admissionLimits(p: ProxyConfig['proxy']): AdmissionLimits {
-  const byListener = new Map<string, number>();
-  for (const l of p.listeners)
-    if (l.max_client_connections !== undefined) byListener.set(l.name, l.max_client_connections);
-  return {
-    maxClients: p.max_client_connections,
-    maxStarting: p.max_startup_connections,
-    maxStartingPerSource: p.max_startup_connections_per_source,
-    maxClientsByListener: byListener,
-  };
+  /**
+   * Reads the configuration file again and applies what changed without closing a session that
+   * still qualifies (see config/proxy-reload.ts for what waits for a restart). An invalid file, a
+   * certificate that cannot be used or an address that cannot be bound changes nothing: the
+   * running configuration stays, and every problem is logged, reported here and in /status.
+   * Reloads run one at a time.
+   */
+  reload(): Promise<ReloadOutcome> {
+    this.#reloading = this.#reloading.then(() => this.#reload());
+    return this.#reloading;
+  }
+
+  async #reload(): Promise<ReloadOutcome> {
+    let outcome: ReloadOutcome;
+    try {
+      if (this.#state !== 'running') throw new Error(`the proxy is ${this.#state}`);
+      if (!this.#loadConfig) throw new Error('no configuration file to read');
+      outcome = await this.#apply(this.#loadConfig());
+    } catch (err) {
+      const problems = isPgfleetError(err) ? (err.details?.problems as string[] | undefined) : undefined;
+      outcome = { ok: false, applied: [], restartNeeded: [], errors: problems ?? [errorMessage(err)] };
+    }
+    this.#reloads.record(outcome, new Date());
+    this.metrics.configReloads.inc({ result: outcome.ok ? 'applied' : 'invalid' });
+    if (outcome.ok)
+      this.#log.info(
+        { applied: outcome.applied, restartNeeded: outcome.restartNeeded },
+        outcome.applied.length + outcome.restartNeeded.length === 0
+          ? 'reload: configuration unchanged'
+          : 'reload: configuration applied',
+      );
+    else
+      this.#log.error({ errors: outcome.errors }, 'reload: configuration invalid; keeping the running one');
+    return outcome;
+  }
+
+  async #apply(next: ProxyConfig): Promise<ReloadOutcome> {
+    const running = { config: this.#config, tls: this.#tls };
+    const plan = reloadPlan(running.config, next);
+    const p = plan.effective.proxy;
+    this.#tls = loadTlsContexts(p);
+    this.#config = plan.effective;
+    let commit: () => Listener[];
+    try {
+      commit = await this.#listeners.prepare(p.listeners, (l) => this.#contextFor(l));
+    } catch (err) {
+      this.#config = running.config;
+      this.#tls = running.tls;
+      throw err;
+    }
+    const removed = commit();
+    const wasChecking = running.config.proxy.health_check.enabled;
+    this.#admission.setLimits(admissionLimits(p));
+    this.#policy = policyFor(p);
+    this.#health.configure(healthSettings(p, this.#policy));
+    if (wasChecking !== p.health_check.enabled) this.#scheduleChecks(this.#watcher.status.connected);
+    for (const l of removed) {
+      const was = running.config.proxy.listeners.find((c) => c.name === l.name);
+      if (was?.on_unroutable === 'drain') continue;
+      const n = l.sessionCount;
+      l.terminateAll(
+        termination(
+          'listener_removed',
+          `terminating connection: listener "${l.name}" was removed from the configuration`,
+        ),
+      );
+      if (n > 0)
+        this.#log.info({ listener: l.name, sessions: n }, 'closed the sessions of a removed listener');
+    }
+    this.#recompute('reload');
+    return { ok: true, applied: plan.applied, restartNeeded: plan.restartNeeded, errors: [] };
+  }
 }

@@ -18,7 +18,11 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export interface ProxyProcessOptions {
   readonly scope: string;
   readonly etcdEndpoint: string;
-  readonly listeners: readonly { name: string; role: 'primary' | 'replica' | 'any' }[];
+  /** Each listener's keys but `listen` (a free port is given). */
+  readonly listeners: readonly (Readonly<Record<string, unknown>> & {
+    name: string;
+    role: 'primary' | 'replica' | 'any';
+  })[];
   /** Extra keys of the `proxy:` section. */
   readonly proxy?: Readonly<Record<string, unknown>>;
   readonly env?: Readonly<Record<string, string>>;
@@ -33,6 +37,19 @@ export interface ProxyProcess {
   /** Resident memory of the proxy process now, bytes. */
   rssBytes(): number;
   log(): string;
+  /** The YAML file it runs with. */
+  readonly configPath: string;
+  /** Rewrites that file: `change` edits the document it was written from (reload tests). */
+  rewriteConfig(change: (doc: ProxyConfigDocument) => void): Promise<void>;
+}
+
+/** The YAML document of a proxy process's file, as startProxyProcess writes it. */
+export interface ProxyConfigDocument {
+  scope: string;
+  namespace: string;
+  etcd3: { hosts: string[] };
+  log: { level: string };
+  proxy: Record<string, unknown> & { listeners: Record<string, unknown>[] };
 }
 
 export async function startProxyProcess(opts: ProxyProcessOptions): Promise<ProxyProcess> {
@@ -41,20 +58,18 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
   const adminPort = await freePort();
   const dir = await makeTempDir('proxy-process');
   const configPath = path.join(dir, 'proxy.yaml');
-  await writeFile(
-    configPath,
-    stringify({
-      scope: opts.scope,
-      namespace: '/service',
-      etcd3: { hosts: [opts.etcdEndpoint] },
-      log: { level: 'warn' },
-      proxy: {
-        admin: { listen: `127.0.0.1:${adminPort}` },
-        ...opts.proxy,
-        listeners: opts.listeners.map((l) => ({ ...l, listen: `127.0.0.1:${ports[l.name]}` })),
-      },
-    }),
-  );
+  const doc: ProxyConfigDocument = {
+    scope: opts.scope,
+    namespace: '/service',
+    etcd3: { hosts: [opts.etcdEndpoint] },
+    log: { level: 'warn' },
+    proxy: {
+      admin: { listen: `127.0.0.1:${adminPort}` },
+      ...opts.proxy,
+      listeners: opts.listeners.map((l) => ({ ...l, listen: `127.0.0.1:${ports[l.name]}` })),
+    },
+  };
+  await writeFile(configPath, stringify(doc));
   const proc = await spawnProcess({
     name: 'pgfleet proxy',
     command: process.execPath,
@@ -80,5 +95,10 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
     rssBytes: () =>
       Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) * 1024,
     log: () => readFileSync(proc.logFile, 'utf8'),
+    configPath,
+    rewriteConfig: async (change) => {
+      change(doc);
+      await writeFile(configPath, stringify(doc));
+    },
   };
 }

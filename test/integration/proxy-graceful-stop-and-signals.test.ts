@@ -12,10 +12,8 @@ import type { Etcd3 } from 'etcd3';
 import {
   cleanupAll,
   isPortOpen,
-  onCleanup,
   startEtcd,
   startPgCluster,
-  startProxyProcess,
   waitFor,
   type EtcdServer,
   type PgCluster,
@@ -30,6 +28,7 @@ import {
   metric,
   putMember,
   putStatus,
+  servingProxyProcess,
 } from './proxy-helpers.js';
 
 const OPTIME = 100_000_000;
@@ -51,21 +50,15 @@ describe('proxy process: graceful stop and signals', { timeout: 180_000 }, () =>
   after(cleanupAll);
 
   async function proxyProcess(relay: 'native' | 'js', shutdownTimeout: string): Promise<ProxyProcess> {
-    const p = await startProxyProcess({
-      scope: SCOPE,
-      etcdEndpoint: etcd.endpoint,
-      listeners: [{ name: 'primary', role: 'primary' }],
-      proxy: { relay, shutdown_timeout: shutdownTimeout, wait_timeout: '5s' },
-      env: { PGFLEET__LOG__LEVEL: 'info' },
-    });
-    onCleanup(async () => {
-      await p.process.stop(5_000, 'SIGKILL');
-    });
-    await waitFor('a session through the proxy', async () => {
-      const c = await connected(p.ports.primary!);
-      await c.end();
-      return true;
-    });
+    const p = await servingProxyProcess(
+      {
+        scope: SCOPE,
+        etcdEndpoint: etcd.endpoint,
+        listeners: [{ name: 'primary', role: 'primary' }],
+        proxy: { relay, shutdown_timeout: shutdownTimeout, wait_timeout: '5s' },
+      },
+      'primary',
+    );
     return p;
   }
 

@@ -5,12 +5,25 @@
 import { connect } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import pg from 'pg';
+import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { request } from 'undici';
 import { parseProxyConfig } from '../../src/config/proxy-schema.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { Proxy } from '../../src/proxy/proxy.js';
-import { freePort, onCleanup, type EtcdCluster, type EtcdServer, type PgNode } from '../harness/index.js';
+import {
+  freePort,
+  onCleanup,
+  runCommand,
+  startProxyProcess,
+  waitFor,
+  type ProxyProcess,
+  type ProxyProcessOptions,
+  type EtcdCluster,
+  type EtcdServer,
+  type PgNode,
+} from '../harness/index.js';
 
 export const SCOPE = 'batman';
 export const KEYS = clusterKeys('/service', SCOPE);
@@ -183,4 +196,47 @@ export function closedWith(c: pg.Client): Promise<string> {
     c.once('error', (err: { code?: string }) => resolve(err.code ?? 'error'));
     c.once('end', () => resolve('end'));
   });
+}
+
+/** psql with a libpq connection string; its output, or its error. */
+export async function psql(conninfo: string, ...commands: string[]): Promise<{ ok: boolean; out: string }> {
+  const args = ['-XAtq', conninfo, ...commands.flatMap((c) => ['-c', c])];
+  const r = await runCommand('/usr/bin/psql', args, { timeoutMs: 20_000, env: { PGCONNECT_TIMEOUT: '10' } });
+  return { ok: r.code === 0, out: (r.code === 0 ? r.stdout : r.stderr).trim() };
+}
+
+export function conninfo(port: number, extra: string): string {
+  return `host=127.0.0.1 port=${port} user=postgres dbname=postgres ${extra}`;
+}
+
+/** The common name of the certificate a TLS listener serves (verified against `ca`). */
+export function peerCommonName(port: number, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(ca, 'utf8') });
+    s.on('error', reject);
+    s.on('secureConnect', () => {
+      resolve(String(s.getPeerCertificate().subject.CN));
+      s.destroy();
+    });
+  });
+}
+
+/**
+ * A proxy process (info log), killed at cleanup, returned once a session gets through the
+ * listener `probe`.
+ */
+export async function servingProxyProcess(
+  opts: Omit<ProxyProcessOptions, 'env'>,
+  probe: string,
+): Promise<ProxyProcess> {
+  const p = await startProxyProcess({ ...opts, env: { PGFLEET__LOG__LEVEL: 'info' } });
+  onCleanup(async () => {
+    await p.process.stop(5_000, 'SIGKILL');
+  });
+  await waitFor(`a session through the proxy's listener ${probe}`, async () => {
+    const c = await connected(p.ports[probe]!);
+    await c.end();
+    return true;
+  });
+  return p;
 }

@@ -17,7 +17,6 @@ import { request } from 'undici';
 import {
   cleanupAll,
   makeCertificates,
-  runCommand,
   startEtcd,
   startPgCluster,
   waitFor,
@@ -32,6 +31,9 @@ import {
   KEYS,
   client,
   closedWith,
+  conninfo,
+  peerCommonName,
+  psql,
   connectError,
   etcdClient,
   metric,
@@ -42,17 +44,6 @@ import {
 } from './proxy-helpers.js';
 
 const OPTIME = 100_000_000;
-
-/** psql with a libpq connection string; its output, or its error. */
-async function psql(conninfo: string, ...commands: string[]): Promise<{ ok: boolean; out: string }> {
-  const args = ['-XAtq', conninfo, ...commands.flatMap((c) => ['-c', c])];
-  const r = await runCommand('/usr/bin/psql', args, { timeoutMs: 20_000, env: { PGCONNECT_TIMEOUT: '10' } });
-  return { ok: r.code === 0, out: (r.code === 0 ? r.stdout : r.stderr).trim() };
-}
-
-function conninfo(port: number, extra: string): string {
-  return `host=127.0.0.1 port=${port} user=postgres dbname=postgres ${extra}`;
-}
 
 /** A node-postgres client over TLS, trusting `ca`. */
 function tlsClient(port: number, ca: string): pg.Client {
@@ -165,15 +156,7 @@ describe('proxy: TLS termination', { timeout: 120_000 }, () => {
   });
 
   it("a listener's own certificate (tls_cert_file) is the one it serves", async () => {
-    const subject = await new Promise<string>((resolve, reject) => {
-      const s = tlsConnect({ host: '127.0.0.1', port: ports.own!, ca: readFileSync(certs.caCert, 'utf8') });
-      s.on('error', reject);
-      s.on('secureConnect', () => {
-        resolve(String(s.getPeerCertificate().subject.CN));
-        s.destroy();
-      });
-    });
-    assert.equal(subject, 'own-listener');
+    assert.equal(await peerCommonName(ports.own!, certs.caCert), 'own-listener');
     const status = (await (await request(`http://127.0.0.1:${adminPort}/status`)).body.json()) as {
       listeners: Record<string, { tls: string; tls_relay?: string; tls_certificate?: { subject: string } }>;
     };

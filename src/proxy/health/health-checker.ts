@@ -15,19 +15,23 @@ import { reportedVerdict, stepCheck, UNKNOWN_CHECK, type CheckState } from './ch
 /** How often the agents are checked at most while the proxy's DCS view is stale. */
 export const STALE_INTERVAL_MS = 100;
 
-export interface HealthCheckerOptions {
+/** What a reload may change. */
+export interface HealthCheckSettings {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly fall: number;
   readonly rise: number;
   readonly paths: readonly string[];
+}
+
+export interface HealthCheckerOptions extends HealthCheckSettings {
   readonly log: Logger;
   /** Called after every check with its result, for metrics. */
   readonly onResult?: (member: string, path: string, ok: boolean, verdict: CheckVerdict) => void;
 }
 
 export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
-  readonly #opts: HealthCheckerOptions;
+  #opts: HealthCheckerOptions;
   readonly #dispatcher: Agent;
   /** member → path → state */
   readonly #states = new Map<string, Map<string, CheckState>>();
@@ -49,6 +53,20 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
       keepAliveTimeout: opts.intervalMs * 4,
       connectTimeout: opts.timeoutMs,
     });
+  }
+
+  /**
+   * New settings (reload): the next round uses them; verdicts of paths no longer checked are
+   * dropped, the others keep their fall/rise history.
+   */
+  configure(settings: HealthCheckSettings): void {
+    this.#opts = { ...this.#opts, ...settings };
+    const wanted = new Set(settings.paths);
+    for (const paths of this.#states.values())
+      for (const path of [...paths.keys()]) if (!wanted.has(path)) paths.delete(path);
+    const stale = this.#denyAtOnce;
+    this.#intervalMs = -1; // re-arms the timer at the new interval
+    this.setStale(stale);
   }
 
   /** Tracks the members of a new view: checks start for new members and stop for gone ones. */

@@ -3,6 +3,7 @@ export type CloseReason =
   | 'client_closed'
   | 'server_closed'
   | 'node_unroutable'
+  | 'listener_removed'
   | 'startup_timeout'
   | 'upstream_error'
   | 'no_route'

@@ -1,4 +1,7 @@
+import type { ListenerConfig, ProxyConfig } from '../../config/proxy-schema.js';
 import type { RouteNode } from '../../routing/types.js';
+import type { ProxyMetrics } from '../../observability/proxy-metrics.js';
+import { pickNode } from '../routing/balancer.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ListenerMetrics } from '../../observability/proxy-metrics.js';
 import type { Admission } from '../admission.js';
@@ -36,4 +39,60 @@ export interface SessionContext {
   nodes(): readonly RouteNode[];
   /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
   nodeFailed(node: RouteNode): void;
+}
+
+/** The proxy's parts every listener's sessions share, and how to read its live state. */
+export interface SharedParts extends Pick<
+  SessionContext,
+  | 'nativeRelay'
+  | 'registry'
+  | 'cancels'
+  | 'cancelForwarder'
+  | 'admission'
+  | 'waiters'
+  | 'deadlines'
+  | 'nodeFailed'
+> {
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  /** A listener's nodes in the routing table now. */
+  nodes(listener: string): readonly RouteNode[];
+  /** A listener's certificate now. */
+  tls(listener: string): ListenerTls | undefined;
+}
+
+/** What `listener`'s new sessions share under `config` (built again by a reload). */
+export function sessionContext(
+  listener: ListenerConfig,
+  config: ProxyConfig,
+  parts: SharedParts,
+): SessionContext {
+  const p = config.proxy;
+  const name = listener.name;
+  const { registry, admission } = parts;
+  const nodes = () => parts.nodes(name);
+  // Round robin and tie-breaking, per listener.
+  let cursor = 0;
+  const pick = (tried: ReadonlySet<string>) =>
+    pickNode(nodes(), tried, listener.balance, (key) => registry.count(name, key), cursor++);
+  const stillRouted = (node: { key: string; role: string }) =>
+    nodes().some((n) => n.key === node.key && n.role === node.role);
+  const hasClientRoom = () => admission.hasClientRoom(name);
+  return {
+    ...parts,
+    settings: {
+      listener: name,
+      cluster: config.scope,
+      tls: listener.tls,
+      waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
+      connectTimeoutMs: p.connect_timeout,
+      startupTimeoutMs: p.startup_timeout,
+    },
+    tuning: { keepaliveIdleMs: p.keepalive.idle },
+    log: parts.log.child({ component: 'session', listener: name }),
+    metrics: parts.metrics.forListener(name),
+    world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
+    tls: () => parts.tls(name),
+    nodes,
+  };
 }

@@ -19,7 +19,7 @@ export interface SessionSettings {
 
 /** Why the routing table or the proxy ends a session. */
 export interface Termination {
-  readonly reason: 'node_unroutable' | 'shutdown';
+  readonly reason: 'node_unroutable' | 'listener_removed' | 'shutdown';
   /** The FATAL 57P01 ErrorResponse carrying the message: built once for all the sessions it ends. */
   readonly fatal: Buffer;
 }
