@@ -94,10 +94,10 @@ void describe(
       const other = nodes.find((n) => n.name !== leader)!;
       const me = nodes.find((n) => n.name === leader)!;
       const lagCheck = '/replica\\?lag=16777216';
-      // Listeners: name, address, role, nodes, why the others are excluded, sessions.
-      const rw = `rw 127\\.0\\.0\\.1:\\d+ primary ${leader} ${other.name}: is a replica 1 ro `;
+      // Listeners: name, address, role, TLS, nodes, why the others are excluded, sessions.
+      const rw = `rw 127\\.0\\.0\\.1:\\d+ primary disable ${leader} ${other.name}: is a replica 1 ro `;
       assert.match(text, new RegExp(rw), 'rw: the leader, one session');
-      const ro = `ro 127\\.0\\.0\\.1:\\d+ replica ${other.name} ${leader}: is the primary 0 Members`;
+      const ro = `ro 127\\.0\\.0\\.1:\\d+ replica disable ${other.name} ${leader}: is the primary 0 Members`;
       assert.match(text, new RegExp(ro));
       // Members: name (★ the leader), address, role, state, timeline, lag, health checks, sessions.
       const leaderRow = `${leader} ★ 127\\.0\\.0\\.1:${me.pgPort} primary running 1 0 /primary: up ${lagCheck}: down 1 `;
