@@ -489,7 +489,8 @@ async function startPgfleetStack(etcd: EtcdTestCluster, opts: Options): Promise<
   }
   await waitForHealthyCluster(nodes, 120_000);
 
-  // The proxy's defaults (routing on the etcd watch, no REST health checks, wait_timeout 5s).
+  // The proxy's defaults (routing on the etcd watch, no REST health checks, wait_timeout derived
+  // from ttl + loop_wait; the figures in docs/benchmarks.md were taken when the default was 5s).
   const proxy = await startPgfleetProxy({
     scope,
     etcdEndpoint: etcd.endpoints[0]!,

@@ -64,7 +64,8 @@ const proxySection = z
   .object({
     admin: z.object({ listen: hostPort }).strict().optional(),
     tls: tlsSection.optional(),
-    wait_timeout: durationMs.default('5s'),
+    /** Omitted: derived from the cluster's config key (ttl + loop_wait + 5 s), followed as it changes. */
+    wait_timeout: durationMs.optional(),
     connect_timeout: durationMs.default('2s'),
     startup_timeout: durationMs.default('10s'),
     /** SIGTERM: how long sessions may finish their work before they are ended with 57P01. */

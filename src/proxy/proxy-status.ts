@@ -56,6 +56,7 @@ export interface StatusSources {
   readonly sessions: Record<string, Record<string, number>>;
   readonly admission: { readonly starting: number; readonly admitted: number };
   readonly tls: ReadonlyMap<string, ListenerTls>;
+  readonly derivedWaitTimeoutMs: number;
   readonly reload: ReloadStatus;
 }
 
@@ -121,7 +122,8 @@ function listenersStatus(src: StatusSources): Record<string, unknown> {
       role: l.role,
       max_lag: l.max_lag ?? null,
       max_lag_time: l.max_lag_time === undefined ? null : l.max_lag_time / 1000,
-      wait_timeout: (l.wait_timeout ?? p.wait_timeout) / 1000,
+      wait_timeout: (l.wait_timeout ?? p.wait_timeout ?? src.derivedWaitTimeoutMs) / 1000,
+      wait_timeout_derived: (l.wait_timeout ?? p.wait_timeout) === undefined,
       max_client_connections: l.max_client_connections ?? null,
       nodes: r?.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, role: n.role })) ?? [],
       excluded: r?.excluded ?? {},

@@ -24,6 +24,7 @@ import { HealthChecker } from './health/health-checker.js';
 import { ListenerSet } from './listener-set.js';
 import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
 import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
+import { derivedWaitTimeoutMs } from './wait-timeout.js';
 import type { Listener } from './listener.js';
 import { proxyStatus, type ProxyStatus } from './proxy-status.js';
 import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
@@ -90,6 +91,8 @@ export class Proxy {
   /** Ends a graceful stop's wait early (destroy()). */
   #drainCut: (() => void) | undefined;
   readonly #nativeRelay: NativeRelay | undefined;
+  /** The default wait_timeout, from the cluster's config key (followed on every view). */
+  #derivedWaitMs = derivedWaitTimeoutMs({});
   /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
   #tls: Map<string, ListenerTls>;
 
@@ -169,6 +172,7 @@ export class Proxy {
       deadlines: this.#deadlines,
       nodes: (name) => this.#table.listeners.get(name)?.nodes ?? [],
       tls: (name) => this.#tls.get(name),
+      derivedWaitTimeoutMs: () => this.#derivedWaitMs,
       nodeFailed: () => this.#health.checkSoon(),
     });
   }
@@ -191,6 +195,7 @@ export class Proxy {
     this.#state = 'running';
     this.#watcher.on('view', (view) => {
       this.#view = view;
+      this.#followWaitTimeout(view.config);
       this.#health.setView(view);
       this.#recompute('dcs');
     });
@@ -221,6 +226,20 @@ export class Proxy {
       this.#log.warn(
         { lastError: s.lastError },
         'routing from the last known table while etcd is unreachable',
+      );
+  }
+
+  #followWaitTimeout(dcsConfig: Readonly<Record<string, unknown>>): void {
+    const ms = derivedWaitTimeoutMs(dcsConfig);
+    if (ms === this.#derivedWaitMs) return;
+    this.#derivedWaitMs = ms;
+    const derived = this.#config.proxy.listeners.filter(
+      (l) => (l.wait_timeout ?? this.#config.proxy.wait_timeout) === undefined,
+    );
+    if (derived.length > 0)
+      this.#log.info(
+        { waitTimeoutMs: ms, listeners: derived.map((l) => l.name) },
+        "wait_timeout follows the cluster's ttl + loop_wait + 5s",
       );
   }
 
@@ -289,6 +308,7 @@ export class Proxy {
       sessions: this.#registry.counts(),
       admission: this.#admission,
       tls: this.#tls,
+      derivedWaitTimeoutMs: this.#derivedWaitMs,
       reload: this.#reloads.status(),
     });
   }

@@ -71,6 +71,7 @@ export interface ListenerSpec {
   tls?: 'disable' | 'terminate' | 'require' | 'passthrough';
   tls_cert_file?: string;
   tls_key_file?: string;
+  wait_timeout?: string;
 }
 
 /** The `etcd3` section: a list of endpoints is taken for relays (`use_proxies`: never bypassed). */

@@ -31,7 +31,8 @@ export function beginRouting(
   s.startupPacket = packet;
   s.phase = 'routing';
   s.waitStart = w.now;
-  s.waitDeadline = w.now + s.settings.waitTimeoutMs;
+  s.waitTimeoutMs = s.settings.waitTimeoutMs ?? w.derivedWaitTimeoutMs;
+  s.waitDeadline = w.now + s.waitTimeoutMs;
   out.push({ kind: 'pause_client' });
   if (rest.length > 0 && !holdClientBytes(s, Buffer.from(rest), out)) return;
   tryNextNode(s, w, out);
@@ -62,7 +63,7 @@ function tryNextNode(s: SessionState, w: SessionWorld, out: SessionAction[]): vo
 /** wait_timeout has passed: the client is told why, in Postgres terms. */
 function giveUp(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
   out.push({ kind: 'waited', seconds: (w.now - s.waitStart) / 1000 });
-  const fatal = noRouteFatal(s.settings, s.lastError !== undefined, s.lastError, s.lastErrorCode);
+  const fatal = noRouteFatal(s.settings, s.waitTimeoutMs, s.lastError, s.lastErrorCode);
   endWith(s, out, { reason: 'no_route', fatal });
 }
 

@@ -19,13 +19,13 @@ export const TOO_MANY_CLIENTS = 'sorry, too many clients already';
 /** The FATAL for a session whose routing timed out: no node, or every node failed (`lastError`). */
 export function noRouteFatal(
   settings: SessionSettings,
-  triedSome: boolean,
+  waitTimeoutMs: number,
   lastError: string | undefined,
   lastErrorCode: string,
 ): Buffer {
   const where = `listener "${settings.listener}" of cluster "${settings.cluster}"`;
-  const secs = settings.waitTimeoutMs / 1000;
-  if (triedSome && lastError !== undefined) {
+  const secs = waitTimeoutMs / 1000;
+  if (lastError !== undefined) {
     return errorResponse({
       severity: 'FATAL',
       code: lastErrorCode,

@@ -59,6 +59,8 @@ export interface SharedParts extends Pick<
   nodes(listener: string): readonly RouteNode[];
   /** A listener's certificate now. */
   tls(listener: string): ListenerTls | undefined;
+  /** The default wait_timeout now (proxy/wait-timeout.ts). */
+  derivedWaitTimeoutMs(): number;
 }
 
 /** What `listener`'s new sessions share under `config` (built again by a reload). */
@@ -91,7 +93,13 @@ export function sessionContext(
     tuning: { keepaliveIdleMs: p.keepalive.idle },
     log: parts.log.child({ component: 'session', listener: name }),
     metrics: parts.metrics.forListener(name),
-    world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
+    world: (now): SessionWorld => ({
+      now,
+      pick,
+      stillRouted,
+      hasClientRoom,
+      derivedWaitTimeoutMs: parts.derivedWaitTimeoutMs(),
+    }),
     tls: () => parts.tls(name),
     nodes,
   };

@@ -40,6 +40,8 @@ export interface SessionState {
   /** The client took part in the exchange: no invisible retry from now on. */
   involved: boolean;
   waitStart: number;
+  /** The wait_timeout this session waits under (the settings', or the one derived when it began). */
+  waitTimeoutMs: number;
   waitDeadline: number;
   waited: boolean;
   retryAt: number | undefined;
@@ -74,6 +76,7 @@ export function newSession(settings: SessionSettings): SessionState {
     pendingBytes: 0,
     involved: false,
     waitStart: 0,
+    waitTimeoutMs: 0,
     waitDeadline: 0,
     waited: false,
     retryAt: undefined,

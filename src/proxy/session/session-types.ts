@@ -12,7 +12,8 @@ export interface SessionSettings {
   readonly listener: string;
   readonly cluster: string;
   readonly tls: ListenerConfig['tls'];
-  readonly waitTimeoutMs: number;
+  /** The listener's or the proxy's wait_timeout; undefined: derived from the cluster (the world's). */
+  readonly waitTimeoutMs: number | undefined;
   readonly connectTimeoutMs: number;
   readonly startupTimeoutMs: number;
 }
@@ -120,4 +121,6 @@ export interface SessionWorld {
   stillRouted(node: RouteNode): boolean;
   /** True while established clients are fewer than max_client_connections. */
   hasClientRoom(): boolean;
+  /** The default wait_timeout now: ttl + loop_wait + a margin, from the cluster's config key. */
+  readonly derivedWaitTimeoutMs: number;
 }

@@ -51,6 +51,7 @@ function run(setup: Setup, events: (SessionEvent | { at: number })[]): Transcrip
     pick: (tried) => nodes.find((n) => !tried.has(n.key)),
     stillRouted: (n) => nodes.some((x) => x.key === n.key),
     hasClientRoom: () => setup.clientRoom ?? true,
+    derivedWaitTimeoutMs: 3_000,
   });
   const s = newSession({ ...SETTINGS, tls: setup.tls ?? 'disable' });
   const t = new Transcript();
@@ -318,6 +319,7 @@ function lastOf(setup: Setup, events: SessionEvent[]): Buffer {
     pick: () => node('a'),
     stillRouted: () => true,
     hasClientRoom: () => setup.clientRoom ?? true,
+    derivedWaitTimeoutMs: 3_000,
   };
   const all = [{ type: 'accepted', startupRoom: true } as SessionEvent, ...events];
   for (const e of all) for (const a of step(s, e, world)) if (a.kind === 'end') last = a.last;
@@ -644,6 +646,7 @@ describe('session engine: the server side, deadlines and terminations', () => {
       pick: (tried) => [node('a'), node('b')].find((n) => !tried.has(n.key)),
       stillRouted: () => true,
       hasClientRoom: () => true,
+      derivedWaitTimeoutMs: 3_000,
     };
     const failed = [
       { type: 'accepted', startupRoom: true } as SessionEvent,
@@ -671,6 +674,30 @@ describe('session engine: the server side, deadlines and terminations', () => {
     }
   });
 
+  it("without a wait_timeout of its own, a session waits the derived one (the world's when it began)", () => {
+    const s = newSession({ ...SETTINGS, waitTimeoutMs: undefined });
+    const w = (now: number, derived: number): SessionWorld => ({
+      now,
+      pick: () => undefined,
+      stillRouted: () => true,
+      hasClientRoom: () => true,
+      derivedWaitTimeoutMs: derived,
+    });
+    step(s, { type: 'accepted', startupRoom: true }, w(0, 3_000));
+    step(s, client(STARTUP), w(0, 3_000));
+    assert.deepEqual(
+      step(s, TIMER, w(2_999, 1_000)),
+      [],
+      'still waiting: a later change does not cut it short',
+    );
+    const end = step(s, TIMER, w(3_000, 1_000)).find((a) => a.kind === 'end');
+    assert.ok(end?.kind === 'end' && end.last);
+    assert.match(
+      fieldOf(end.last, 'M')!,
+      /no server available for listener "rw" of cluster "c1" after waiting 3s/,
+    );
+  });
+
   it('the no-route FATAL names listener and cluster, and the last error in its detail', () => {
     const s = newSession(SETTINGS);
     const w = (now: number, nodes: RouteNode[]): SessionWorld => ({
@@ -678,6 +705,7 @@ describe('session engine: the server side, deadlines and terminations', () => {
       pick: (tried) => nodes.find((n) => !tried.has(n.key)),
       stillRouted: () => true,
       hasClientRoom: () => true,
+      derivedWaitTimeoutMs: 3_000,
     });
     step(s, { type: 'accepted', startupRoom: true }, w(0, [node('a')]));
     step(s, client(STARTUP), w(0, [node('a')]));
