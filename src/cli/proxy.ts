@@ -6,7 +6,7 @@ import { isPgfleetError, errorMessage } from '../errors.js';
 import { loadProxyConfig, type ProxyConfig } from '../config/proxy-schema.js';
 import { createLogger } from '../observability/logger.js';
 import { Proxy } from '../proxy/proxy.js';
-import { loadTlsContexts } from '../proxy/tls/tls-contexts.js';
+import { loadServerTls, loadTlsContexts } from '../proxy/tls/tls-contexts.js';
 import { formatHostPort } from '../config/common.js';
 import { ignoreHabitSignals } from './signals.js';
 
@@ -23,7 +23,9 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
   }
   if (opts.check) {
     try {
-      loadTlsContexts(config.proxy); // the certificate files too: a start would fail on them
+      // The certificate files too: a start would fail on them.
+      loadTlsContexts(config.proxy);
+      loadServerTls(config.proxy);
     } catch (err) {
       process.stderr.write(`pgfleet proxy: ${errorMessage(err)}\n`);
       return 2;

@@ -22,6 +22,19 @@ const tlsSection = z
   })
   .strict();
 
+/** TLS from the proxy to the servers (libpq's sslmode names). */
+const serverTlsSection = z
+  .object({
+    mode: z.enum(['disable', 'require', 'verify-ca', 'verify-full']).default('disable'),
+    /** CA certificates the servers' certificates must chain to (verify-ca, verify-full). */
+    ca_file: z.string().min(1).optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if ((t.mode === 'verify-ca' || t.mode === 'verify-full') && t.ca_file === undefined)
+      ctx.addIssue({ code: 'custom', path: ['ca_file'], message: `is required with mode: ${t.mode}` });
+  });
+
 const listenerSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must be letters, digits, "_", "." or "-"'),
@@ -64,6 +77,7 @@ const proxySection = z
   .object({
     admin: z.object({ listen: hostPort }).strict().optional(),
     tls: tlsSection.optional(),
+    server_tls: serverTlsSection.default({}),
     /** Omitted: derived from the cluster's config key (ttl + loop_wait + 5 s), followed as it changes. */
     wait_timeout: durationMs.optional(),
     connect_timeout: durationMs.default('2s'),

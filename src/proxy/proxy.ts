@@ -36,7 +36,7 @@ import { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { DeadlineWheel } from './session/deadline-wheel.js';
 import { sessionContext, type SessionContext } from './session/session-context.js';
-import { loadTlsContexts, type ListenerTls } from './tls/tls-contexts.js';
+import { loadServerTls, loadTlsContexts, type ListenerTls, type ServerTls } from './tls/tls-contexts.js';
 
 /** How long sessions get to say goodbye (FATAL 57P01, then the FIN) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
@@ -95,12 +95,14 @@ export class Proxy {
   #derivedWaitMs = derivedWaitTimeoutMs({});
   /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
   #tls: Map<string, ListenerTls>;
+  #serverTls: ServerTls;
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
     const metrics = options.metrics ?? new ProxyMetrics();
     // First: certificates that cannot be read, and `relay: native` without its addon, stop here,
     // naming the key or the file, before anything is opened.
     this.#tls = loadTlsContexts(config.proxy);
+    this.#serverTls = loadServerTls(config.proxy);
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#config = config;
     this.#loadConfig = options.loadConfig;
@@ -172,6 +174,7 @@ export class Proxy {
       deadlines: this.#deadlines,
       nodes: (name) => this.#table.listeners.get(name)?.nodes ?? [],
       tls: (name) => this.#tls.get(name),
+      serverTls: () => this.#serverTls,
       derivedWaitTimeoutMs: () => this.#derivedWaitMs,
       nodeFailed: () => this.#health.checkSoon(),
     });
@@ -404,10 +407,12 @@ export class Proxy {
   }
 
   async #apply(next: ProxyConfig): Promise<ReloadOutcome> {
-    const running = { config: this.#config, tls: this.#tls };
+    const running = { config: this.#config, tls: this.#tls, serverTls: this.#serverTls };
     const plan = reloadPlan(running.config, next);
     const p = plan.effective.proxy;
+    const serverTls = loadServerTls(p);
     this.#tls = loadTlsContexts(p);
+    this.#serverTls = serverTls;
     this.#config = plan.effective;
     let commit: () => Listener[];
     try {
@@ -415,6 +420,7 @@ export class Proxy {
     } catch (err) {
       this.#config = running.config;
       this.#tls = running.tls;
+      this.#serverTls = running.serverTls;
       throw err;
     }
     const removed = commit();

@@ -19,6 +19,7 @@ import {
 import type { SessionAction, SessionEvent, SessionWorld, Termination } from './session-types.js';
 
 const NO_NODES: ReadonlySet<string> = new Set();
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
 export function beginRouting(
   s: SessionState,
@@ -97,6 +98,12 @@ export function onAttempt(s: SessionState, e: SessionEvent, w: SessionWorld, out
     case 'server_data':
       if (s.phase === 'handshake') onServerReplies(s, e.bytes, w, out);
       return;
+    case 'server_tls_ready':
+      onServerTls(s, undefined, w, out);
+      return;
+    case 'server_tls_failed':
+      onServerTls(s, e.error, w, out);
+      return;
     case 'server_closed':
       if (s.phase !== 'handshake') return;
       s.lastError = e.error ?? 'server closed the connection during startup';
@@ -169,6 +176,18 @@ function onConnected(s: SessionState, w: SessionWorld, out: SessionAction[]): vo
   }
   s.phase = 'handshake';
   s.deadline = w.now + s.settings.startupTimeoutMs;
+  // server_tls: an SSLRequest first; the startup follows over TLS (sendStartup).
+  if (s.settings.serverTls !== 'disable' && !s.passthrough) {
+    s.serverTls = 'asked';
+    out.push({ kind: 'write_server', bytes: SSL_REQUEST });
+    return;
+  }
+  sendStartup(s, w, out);
+}
+
+/** The StartupMessage (and what the client pipelined) to the server; its replies go to the gate. */
+function sendStartup(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
+  const node = s.node!;
   out.push({ kind: 'write_server', bytes: s.startupPacket! });
   if (s.passthrough) {
     startRelay(s, Buffer.alloc(0), w, out);
@@ -180,7 +199,49 @@ function onConnected(s: SessionState, w: SessionWorld, out: SessionAction[]): vo
   out.push({ kind: 'resume_client' });
 }
 
+/**
+ * The server's answer to the proxy's SSLRequest: one byte, 'S' (TLS follows) or 'N'. Bytes after
+ * the 'S' before the handshake would be unencrypted data injected into the session (CVE-2021-23222).
+ */
+function onServerTlsAnswer(s: SessionState, bytes: Buffer, w: SessionWorld, out: SessionAction[]): void {
+  const answer = bytes[0];
+  if (answer === 0x53 /* S */ && bytes.length === 1) {
+    s.serverTls = 'handshake';
+    out.push({ kind: 'start_server_tls' });
+    return;
+  }
+  s.lastError =
+    answer === 0x4e /* N */
+      ? `server ${s.node!.name} does not accept TLS (server_tls: ${s.settings.serverTls})`
+      : `server ${s.node!.name} answered the SSLRequest with invalid bytes`;
+  s.lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+  retryOrFail(s, SQLSTATE.CONNECTION_FAILURE, s.lastError, w, out);
+}
+
+/** The proxy's TLS to the server is up (server_tls_ready) or failed (server_tls_failed). */
+export function onServerTls(
+  s: SessionState,
+  error: string | undefined,
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
+  if (s.phase !== 'handshake' || s.serverTls !== 'handshake') return;
+  if (error === undefined) {
+    s.serverTls = 'on';
+    sendStartup(s, w, out);
+    return;
+  }
+  s.lastError = `TLS to server ${s.node!.name} failed: ${error}`;
+  s.lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
+  retryOrFail(s, SQLSTATE.CONNECTION_FAILURE, s.lastError, w, out);
+}
+
 function onServerReplies(s: SessionState, bytes: Buffer, w: SessionWorld, out: SessionAction[]): void {
+  if (s.serverTls === 'asked') {
+    onServerTlsAnswer(s, bytes, w, out);
+    return;
+  }
+  if (s.serverTls === 'handshake') return; // (a TLS socket gives no data before its handshake)
   const gate = s.gate!;
   const node = s.node!;
   const v = gate.push(bytes);
@@ -242,7 +303,7 @@ function startRelay(s: SessionState, rest: Buffer, w: SessionWorld, out: Session
     rest,
     pending: takePending(s),
     trackMessages: !s.passthrough,
-    nativeAllowed: s.tls === 'off',
+    nativeAllowed: s.tls === 'off' && s.serverTls !== 'on',
   });
   // Nothing of the startup is needed any more: a relaying session keeps a small record.
   s.gate = undefined;
@@ -270,6 +331,7 @@ function retry(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
   }
   s.node = undefined;
   s.gate = undefined;
+  s.serverTls = 'off';
   s.phase = 'routing';
   tryNextNode(s, w, out);
 }

@@ -6,8 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { connect } from 'node:net';
-import { TLSSocket } from 'node:tls';
-import { ALPN_POSTGRESQL } from './startup-phase.js';
+import { acceptTls, connectTls } from '../tls/tls-sockets.js';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../errors.js';
 import type { RouteNode } from '../../routing/types.js';
@@ -84,31 +83,12 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     }
     raw.removeAllListeners('data');
     raw.removeAllListeners('close');
-    raw.pause();
-    if (replay.length > 0) raw.unshift(replay);
-    const secure = new TLSSocket(raw, {
-      isServer: true,
-      secureContext: tls.context,
-      requestCert: tls.verifyClients,
-      rejectUnauthorized: tls.verifyClients,
-      ALPNProtocols: [ALPN_POSTGRESQL],
+    const secure = acceptTls(raw, tls, replay, (error, alpn) => {
+      if (this.#client !== secure) return;
+      this.#ctx.metrics.tlsHandshake(error === undefined);
+      this.#step(error === undefined ? { type: 'tls_ready', alpn } : { type: 'tls_failed', error });
     });
     this.#client = secure;
-    let tlsError: string | undefined;
-    let ready = false;
-    secure.on('error', (err: Error) => {
-      tlsError ??= err.message;
-    });
-    secure.once('secure', () => {
-      ready = true;
-      this.#ctx.metrics.tlsHandshake(true);
-      this.#step({ type: 'tls_ready', alpn: secure.alpnProtocol ?? false });
-    });
-    secure.on('close', () => {
-      if (ready || this.#client !== secure) return;
-      this.#ctx.metrics.tlsHandshake(false);
-      this.#step({ type: 'tls_failed', error: tlsError ?? 'closed during the TLS handshake' });
-    });
     this.#watchClient(secure);
   }
 
@@ -190,6 +170,9 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'start_tls':
         this.#startTls(a.replay);
         return;
+      case 'start_server_tls':
+        this.#startServerTls();
+        return;
       case 'pause_client':
         c?.pause();
         return;
@@ -243,10 +226,15 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     const server = connect({ host: node.host, port: node.port, ...socketOptions(ctx.tuning) });
     this.#server = server;
     this.#serverError = undefined;
-    // Each listener checks that the socket is still this session's server (a retry replaces it).
     server.on('connect', () => {
       if (this.#server === server) this.#step({ type: 'server_connected' });
     });
+    this.#watchServer(server, node);
+  }
+
+  /** The server's bytes and end go to the engine until the relay takes the socket. */
+  #watchServer(server: Socket, node: RouteNode): void {
+    // Each listener checks that the socket is still this session's server (a retry or TLS replaces it).
     server.on('error', (err) => {
       if (this.#server === server) this.#serverError = err.message;
     });
@@ -268,6 +256,19 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     server.on('drain', () => {
       if (this.#server === server && this.#relay === undefined) this.#client?.resume();
     });
+  }
+
+  /** server_tls: the server said 'S'; the proxy's TLS handshake with it, reported to the engine. */
+  #startServerTls(): void {
+    const raw = this.#server;
+    const node = this.#node;
+    if (raw === undefined || node === undefined) return;
+    const secure = connectTls(raw, this.#ctx.serverTls(), node.host, (error) => {
+      if (this.#server === secure)
+        this.#step(error === undefined ? { type: 'server_tls_ready' } : { type: 'server_tls_failed', error });
+    });
+    this.#server = secure;
+    this.#watchServer(secure, node);
   }
 
   #dropServer(): void {

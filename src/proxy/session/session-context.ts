@@ -13,7 +13,7 @@ import type { CancelRegistry } from './cancel-registry.js';
 import type { DeadlineWheel } from './deadline-wheel.js';
 import type { SocketTuning } from './server-connect.js';
 import type { SessionSettings, SessionWorld } from './session-types.js';
-import type { ListenerTls } from '../tls/tls-contexts.js';
+import type { ListenerTls, ServerTls } from '../tls/tls-contexts.js';
 
 /** What a client session needs from its listener and the proxy; built once per listener. */
 export interface SessionContext {
@@ -35,6 +35,8 @@ export interface SessionContext {
   world(now: number): SessionWorld;
   /** The listener's certificate now (`tls: terminate | require`), else undefined. */
   tls(): ListenerTls | undefined;
+  /** The proxy's TLS to the servers now (proxy.server_tls). */
+  serverTls(): ServerTls;
   /** The listener's nodes in the current routing table. */
   nodes(): readonly RouteNode[];
   /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
@@ -52,6 +54,7 @@ export interface SharedParts extends Pick<
   | 'waiters'
   | 'deadlines'
   | 'nodeFailed'
+  | 'serverTls'
 > {
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
@@ -86,6 +89,7 @@ export function sessionContext(
       listener: name,
       cluster: config.scope,
       tls: listener.tls,
+      serverTls: p.server_tls.mode,
       waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
       connectTimeoutMs: p.connect_timeout,
       startupTimeoutMs: p.startup_timeout,

@@ -24,6 +24,8 @@ export interface SessionState {
   framer: StartupFramer | undefined;
   sslAnswered: boolean;
   gssAnswered: boolean;
+  /** The proxy's TLS to the server (server_tls): none, SSLRequest sent, handshaking, or on. */
+  serverTls: 'off' | 'asked' | 'handshake' | 'on';
   /** The client's TLS: none, handshaking, or on (the proxy terminates it). */
   tls: 'off' | 'handshake' | 'on';
   /** The TLS began without an SSLRequest (PostgreSQL 17's direct negotiation): ALPN is required. */
@@ -67,6 +69,7 @@ export function newSession(settings: SessionSettings): SessionState {
     sslAnswered: false,
     gssAnswered: false,
     tls: 'off',
+    serverTls: 'off',
     directTls: false,
     fresh: true,
     startupPacket: undefined,

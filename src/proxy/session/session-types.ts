@@ -12,6 +12,8 @@ export interface SessionSettings {
   readonly listener: string;
   readonly cluster: string;
   readonly tls: ListenerConfig['tls'];
+  /** TLS from the proxy to the servers (proxy.server_tls.mode). */
+  readonly serverTls: 'disable' | 'require' | 'verify-ca' | 'verify-full';
   /** The listener's or the proxy's wait_timeout; undefined: derived from the cluster (the world's). */
   readonly waitTimeoutMs: number | undefined;
   readonly connectTimeoutMs: number;
@@ -54,7 +56,11 @@ export type SessionEvent =
   /** The client's TLS handshake completed; `alpn`: the protocol it negotiated, or false. */
   | { readonly type: 'tls_ready'; readonly alpn: string | false }
   /** The client's TLS handshake failed (its socket is closed). */
-  | { readonly type: 'tls_failed'; readonly error: string };
+  | { readonly type: 'tls_failed'; readonly error: string }
+  /** The proxy's TLS to the server is up. */
+  | { readonly type: 'server_tls_ready' }
+  /** The proxy's TLS to the server failed (handshake, certificate). */
+  | { readonly type: 'server_tls_failed'; readonly error: string };
 
 /**
  * How a session's last moments go:
@@ -71,6 +77,8 @@ export type SessionAction =
    * already read that belong to the TLS stream (a direct TLS ClientHello).
    */
   | { readonly kind: 'start_tls'; readonly replay: Buffer }
+  /** Wrap the server connection in TLS (client side, proxy.server_tls), after its 'S'. */
+  | { readonly kind: 'start_server_tls' }
   /** Stop reading the client (nothing to give its bytes to yet); `resume_client` undoes it. */
   | { readonly kind: 'pause_client' }
   | { readonly kind: 'resume_client' }

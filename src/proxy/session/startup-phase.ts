@@ -10,6 +10,7 @@
  * @see https://www.postgresql.org/docs/17/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
 import { SQLSTATE, sslAccepted, sslRefused } from '../../protocol/index.js';
+import { ALPN_POSTGRESQL } from '../tls/tls-sockets.js';
 import { beginRouting } from './attempt-phase.js';
 import { firstPacketAction } from './first-packet.js';
 import { TOO_MANY_CLIENTS } from './refusals.js';
@@ -19,8 +20,6 @@ import type { SessionAction, SessionEvent, SessionWorld } from './session-types.
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 /** The first byte of a TLS handshake record (a ClientHello). */
 const TLS_HANDSHAKE_RECORD = 0x16;
-/** PostgreSQL 17's ALPN protocol name. */
-export const ALPN_POSTGRESQL = 'postgresql';
 
 export function onStartup(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
   switch (e.type) {

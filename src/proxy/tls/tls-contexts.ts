@@ -81,6 +81,26 @@ function loadListenerTls(
   };
 }
 
+/** The proxy's TLS to the servers: the mode, and the CA's PEM text for the verify modes. */
+export interface ServerTls {
+  readonly mode: ProxyConfig['proxy']['server_tls']['mode'];
+  readonly ca: string | undefined;
+}
+
+/** proxy.server_tls, its CA file read (an error naming the key when it cannot be). */
+export function loadServerTls(p: ProxyConfig['proxy']): ServerTls {
+  const t = p.server_tls;
+  const ca = t.ca_file === undefined ? undefined : readPem('proxy.server_tls.ca_file', t.ca_file);
+  if (ca !== undefined) {
+    try {
+      new X509Certificate(ca.text);
+    } catch (err) {
+      throw invalid(ca.key, ca.file, 'is not a PEM certificate', err);
+    }
+  }
+  return { mode: t.mode, ca: ca?.text };
+}
+
 /** Every TLS-terminating listener's context, by listener name; throws on the first bad file. */
 export function loadTlsContexts(p: ProxyConfig['proxy']): Map<string, ListenerTls> {
   const out = new Map<string, ListenerTls>();

@@ -26,6 +26,7 @@ const SETTINGS: SessionSettings = {
   listener: 'rw',
   cluster: 'c1',
   tls: 'disable',
+  serverTls: 'disable',
   waitTimeoutMs: 1_000,
   connectTimeoutMs: 100,
   startupTimeoutMs: 500,
@@ -36,6 +37,7 @@ function node(name: string, role: 'primary' | 'replica' = 'primary'): RouteNode 
 }
 
 interface Setup {
+  serverTls?: SessionSettings['serverTls'];
   nodes?: RouteNode[];
   clientRoom?: boolean;
   startupRoom?: boolean;
@@ -53,7 +55,7 @@ function run(setup: Setup, events: (SessionEvent | { at: number })[]): Transcrip
     hasClientRoom: () => setup.clientRoom ?? true,
     derivedWaitTimeoutMs: 3_000,
   });
-  const s = newSession({ ...SETTINGS, tls: setup.tls ?? 'disable' });
+  const s = newSession({ ...SETTINGS, tls: setup.tls ?? 'disable', serverTls: setup.serverTls ?? 'disable' });
   const t = new Transcript();
   t.add(step(s, { type: 'accepted', startupRoom: setup.startupRoom ?? true }, world()));
   for (const e of events) {
@@ -105,6 +107,9 @@ class Transcript {
           break;
         case 'start_tls':
           this.steps.push(`tls replay=${a.replay.length}`);
+          break;
+        case 'start_server_tls':
+          this.steps.push('server tls');
           break;
         case 'end':
           this.steps.push(`end ${a.mode} ${a.reason ?? '-'}${a.last ? ` ${sqlstate(a.last)}` : ''}`);
@@ -585,6 +590,34 @@ const EXCHANGES: ServerCase[] = [
     setup: { nodes: [] },
     events: [{ type: 'drain', termination: termination('shutdown', 'bye') }],
     steps: ['end finish shutdown 57P01'],
+  },
+  {
+    name: 'server_tls: SSLRequest to the server, its S, TLS, then the startup; relayed in JavaScript',
+    setup: { serverTls: 'verify-full' },
+    events: [CONNECTED, server(Buffer.from('S')), { type: 'server_tls_ready' }, server(welcome('off'))],
+    steps: ['connect a', 'server tls', 'key 77', 'relay track=true rest=0 pending=0 js-only'],
+  },
+  {
+    name: 'server_tls: a server that answers N is not used; the next one is tried',
+    setup: { serverTls: 'require' },
+    events: [CONNECTED, server(Buffer.from('N')), CONNECTED, server(Buffer.from('S'))],
+    steps: ['connect a', 'drop', 'connect b', 'server tls'],
+  },
+  {
+    name: 'server_tls: bytes after the S (CVE-2021-23222) are refused, the next server tried',
+    setup: { serverTls: 'require' },
+    events: [CONNECTED, server(Buffer.concat([Buffer.from('S'), welcome('off')]))],
+    steps: ['connect a', 'drop', 'connect b'],
+  },
+  {
+    name: 'server_tls: a failed handshake (certificate) moves to the next server',
+    setup: { serverTls: 'verify-full' },
+    events: [
+      CONNECTED,
+      server(Buffer.from('S')),
+      { type: 'server_tls_failed', error: 'unable to verify the first certificate' },
+    ],
+    steps: ['connect a', 'server tls', 'drop', 'connect b'],
   },
   {
     name: 'a node leaving does not concern a waiting session',
