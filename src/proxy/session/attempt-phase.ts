@@ -11,6 +11,7 @@ import {
   RETRY_DELAY_MS,
   end,
   endWith,
+  endsEveryPhase,
   fail,
   holdClientBytes,
   takePending,
@@ -122,7 +123,7 @@ function onTerminateBeforeRelay(
   out: SessionAction[],
 ): void {
   if (s.phase === 'routing') {
-    if (t.reason === 'shutdown') endWith(s, out, t);
+    if (endsEveryPhase(t)) endWith(s, out, t);
   } else if (t.reason === 'node_unroutable' && !s.involved) {
     retry(s, w, out);
   } else {

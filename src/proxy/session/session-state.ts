@@ -125,6 +125,14 @@ export function fail(
   end(s, out, 'finish', reason, errorResponse({ severity: 'FATAL', code, message }));
 }
 
+/**
+ * A termination that concerns a session whatever its phase: the proxy stopping, or its listener
+ * removed. (A node leaving concerns only the sessions on that node.)
+ */
+export function endsEveryPhase(t: Termination): boolean {
+  return t.reason === 'shutdown' || t.reason === 'listener_removed';
+}
+
 export function endWith(
   s: SessionState,
   out: SessionAction[],

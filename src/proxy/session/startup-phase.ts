@@ -14,7 +14,7 @@ import { ALPN_POSTGRESQL } from '../tls/tls-sockets.js';
 import { beginRouting } from './attempt-phase.js';
 import { firstPacketAction } from './first-packet.js';
 import { TOO_MANY_CLIENTS } from './refusals.js';
-import { end, endWith, fail, type SessionState } from './session-state.js';
+import { end, endWith, endsEveryPhase, fail, type SessionState } from './session-state.js';
 import type { SessionAction, SessionEvent, SessionWorld } from './session-types.js';
 
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
@@ -59,7 +59,7 @@ export function onStartup(s: SessionState, e: SessionEvent, w: SessionWorld, out
       end(s, out, 'cut', 'client_closed');
       return;
     case 'terminate':
-      if (e.termination.reason === 'shutdown') endWith(s, out, e.termination);
+      if (endsEveryPhase(e.termination)) endWith(s, out, e.termination);
       return;
     default:
       return;

@@ -620,6 +620,12 @@ const EXCHANGES: ServerCase[] = [
     steps: ['connect a', 'server tls', 'drop', 'connect b'],
   },
   {
+    name: 'its listener removed (reload) while waiting for a route: its FATAL',
+    setup: { nodes: [] },
+    events: [{ type: 'terminate', termination: termination('listener_removed', 'gone') }],
+    steps: ['end finish listener_removed 57P01'],
+  },
+  {
     name: 'a node leaving does not concern a waiting session',
     setup: { nodes: [] },
     events: [{ type: 'terminate', termination: termination('node_unroutable', 'x') }],
@@ -689,6 +695,13 @@ describe('session engine: the server side, deadlines and terminations', () => {
       { type: 'server_connect_failed', error: 'ECONNREFUSED' } as SessionEvent,
     ].flatMap((e) => step(s, e, world).flatMap((a) => (a.kind === 'node_failed' ? [a.node.name] : [])));
     assert.deepEqual(failed, ['a', 'b']);
+  });
+
+  it('a client still in its startup gets the FATAL when its listener is removed, not when a node leaves', () => {
+    const removed = run({}, [{ type: 'terminate', termination: termination('listener_removed', 'gone') }]);
+    assert.deepEqual(removed.steps, ['end finish listener_removed 57P01']);
+    const node = run({}, [{ type: 'terminate', termination: termination('node_unroutable', 'gone') }]);
+    assert.deepEqual(node.steps, []);
   });
 
   it('closes a client that says nothing within startup_timeout, without a word', () => {
