@@ -22,6 +22,9 @@
  *                    [--cpu-prof]   # run the pgfleet proxy under `node --cpu-prof`, print top self time
  *                    [--from-source] # run the proxy via tsx even when dist/ exists
  *                    [--hold]        # set everything up, print ports and pids, wait for Ctrl-C
+ *                    [--tls]         # pgfleet (tls: require) and pgbouncer (client_tls_sslmode =
+ *                                    # require) terminate TLS; pgbench connects with sslmode=require
+ *                                    # to them (HAProxy cannot terminate PostgreSQL's TLS)
  *                                    # (for strace -c / perf against one proxy by hand)
  */
 import { spawn } from 'node:child_process';
@@ -32,6 +35,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   freePort,
+  makeCertificates,
   patroniHaproxyConfig,
   runCommand,
   startEtcd,
@@ -154,6 +158,7 @@ function parseOptions() {
       'cpu-prof': { type: 'boolean', default: false },
       'from-source': { type: 'boolean', default: false },
       hold: { type: 'boolean', default: false },
+      tls: { type: 'boolean', default: false },
       'pgfleet-relay': { type: 'string', default: 'auto' },
       'pgfleet-relay-threads': { type: 'string', default: 'auto' },
       'pgfleet-relay-scheduling': { type: 'string', default: 'batch' },
@@ -194,6 +199,7 @@ function parseOptions() {
     cpuProf: values['cpu-prof'],
     fromSource: values['from-source'],
     hold: values.hold,
+    tls: values.tls,
   };
 }
 
@@ -237,10 +243,13 @@ async function main(): Promise<void> {
     patroniHaproxyConfig({ members: cluster.members, writePort: haproxyPort, inter: '3s', fall: 3, rise: 2 }),
   );
 
+  // --tls: one certificate for both poolers' client side.
+  const tlsCert = opts.tls ? await (await makeCertificates()).server('bench-proxy') : undefined;
   const pgbouncer = await startPgbouncer({
     serverPort: leader.pgPort,
     poolSize: MAX_CLIENTS + 8,
     maxClients: MAX_CLIENTS * 4,
+    clientTls: tlsCert,
   });
 
   const profDir = path.join(OUT_DIR, `cpuprof-${timestamp()}`);
@@ -253,7 +262,9 @@ async function main(): Promise<void> {
       relay_threads: opts.relayThreads,
       relay_scheduling: opts.relayScheduling,
       health_check: { enabled: true, interval: '3s', timeout: '2s', fall: 3, rise: 2 },
+      ...(tlsCert ? { tls: { cert_file: tlsCert.cert, key_file: tlsCert.key } } : {}),
     },
+    listener: tlsCert ? { tls: 'require' } : {},
     nodeArgs: [
       ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--import', EXIT_AFTER_SIGTERM] : []),
       ...proxyRunner.nodeArgs,
@@ -338,7 +349,7 @@ async function main(): Promise<void> {
 
   // A short warm-up through every target (connections, caches, JIT of the proxy).
   for (const target of opts.targets) {
-    await pgbench(ports[target], WORKLOADS[0]!.args, 3);
+    await pgbench(ports[target], WORKLOADS[0]!.args, 3, sslmode(opts, target));
   }
 
   if (opts.hold) {
@@ -363,7 +374,7 @@ async function main(): Promise<void> {
         const startedAt = new Date().toISOString();
         const foreign = foreignProcesses(ourDirsList);
         const cpuBefore = cpuSeconds(proxyPids[target]);
-        const out = await pgbench(ports[target], workload.args, opts.durationSec);
+        const out = await pgbench(ports[target], workload.args, opts.durationSec, sslmode(opts, target));
         const cpuAfter = cpuSeconds(proxyPids[target]);
         const parsed = parsePgbench(out);
         const r: RunResult = {
@@ -438,8 +449,18 @@ async function main(): Promise<void> {
   }
 }
 
+/** libpq's sslmode for a target: require for those that terminate TLS under --tls. */
+function sslmode(opts: Options, target: Target): string {
+  return opts.tls && (target === 'pgfleet' || target === 'pgbouncer') ? 'require' : 'disable';
+}
+
 /** Runs pgbench for `durationSec` and returns its stdout; throws on a non-zero exit. */
-async function pgbench(port: number, args: readonly string[], durationSec: number): Promise<string> {
+async function pgbench(
+  port: number,
+  args: readonly string[],
+  durationSec: number,
+  sslmode = 'disable',
+): Promise<string> {
   const fullArgs = [
     ...args,
     '-T',
@@ -454,7 +475,7 @@ async function pgbench(port: number, args: readonly string[], durationSec: numbe
   ];
   const child = spawn(PGBENCH, fullArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10', PGSSLMODE: sslmode },
   });
   if (child.pid !== undefined) trackPid(child.pid);
   let stdout = '';

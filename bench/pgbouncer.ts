@@ -3,7 +3,7 @@
  * comparison column. It refuses to run as root, so it runs as the `postgres` user from a temp dir
  * owned by that user. Trust auth, no logging of connections (HAProxy and pgfleet log none either).
  */
-import { writeFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   chownToPostgres,
@@ -27,6 +27,8 @@ export interface PgbouncerOptions {
   /** Server connections per database/user pair; at least the largest client count used. */
   readonly poolSize: number;
   readonly maxClients: number;
+  /** Clients must use TLS (`client_tls_sslmode = require`) with this certificate and key. */
+  readonly clientTls?: { readonly cert: string; readonly key: string };
 }
 
 export async function startPgbouncer(opts: PgbouncerOptions): Promise<Pgbouncer> {
@@ -49,8 +51,20 @@ export async function startPgbouncer(opts: PgbouncerOptions): Promise<Pgbouncer>
     'log_pooler_errors = 1',
     'server_reset_query = DISCARD ALL',
     `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,
+    ...(opts.clientTls
+      ? [
+          'client_tls_sslmode = require',
+          `client_tls_cert_file = ${path.join(dir, 'client-tls.crt')}`,
+          `client_tls_key_file = ${path.join(dir, 'client-tls.key')}`,
+        ]
+      : []),
     '',
   ].join('\n');
+  if (opts.clientTls) {
+    // Read as the postgres user: copies in its own directory.
+    await copyFile(opts.clientTls.cert, path.join(dir, 'client-tls.crt'));
+    await copyFile(opts.clientTls.key, path.join(dir, 'client-tls.key'));
+  }
   const iniPath = path.join(dir, 'pgbouncer.ini');
   await writeFile(iniPath, ini);
   await writeFile(path.join(dir, 'userlist.txt'), '"postgres" ""\n');

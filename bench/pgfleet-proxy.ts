@@ -35,6 +35,8 @@ export interface PgfleetProxyOptions {
   readonly logLevel?: string;
   /** The checkout whose bin/pgfleet runs (default this one): another build, to compare in one run. */
   readonly root?: string;
+  /** Extra keys of the listener (`tls: require`, …). */
+  readonly listener?: Readonly<Record<string, unknown>>;
 }
 
 export interface PgfleetProxy {
@@ -60,7 +62,7 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
       proxy: {
         admin: { listen: `127.0.0.1:${adminPort}` },
         ...opts.proxy,
-        listeners: [{ name: 'primary', listen: `127.0.0.1:${port}`, role: 'primary' }],
+        listeners: [{ name: 'primary', listen: `127.0.0.1:${port}`, role: 'primary', ...opts.listener }],
       },
     }),
   );
