@@ -350,4 +350,13 @@ export class PostgresNode implements PostgresControl {
     const [rows] = await this.query([probeSql]);
     return parseProbe(rows?.[0]);
   }
+
+  /** A primary's current WAL position in bytes, read now; undefined on a replica. */
+  async currentWalPosition(): Promise<number | undefined> {
+    const [rows] = await this.query([
+      "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::bigint END",
+    ]);
+    const v = rows?.[0]?.[0];
+    return v === null || v === undefined ? undefined : Number(v);
+  }
 }

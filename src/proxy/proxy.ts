@@ -21,6 +21,7 @@ import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
 import { Admission } from './admission.js';
 import { HealthChecker } from './health/health-checker.js';
+import { WritePositionSource, type LeaderApi } from './health/write-position.js';
 import { Listener } from './listener.js';
 import { chooseRelay } from './relay/choose-relay.js';
 import type { NativeRelay } from './relay/native-relay.js';
@@ -30,13 +31,16 @@ import { RouteWaiters } from './routing/route-waiters.js';
 import { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { DeadlineWheel } from './session/deadline-wheel.js';
+import { WriteTracker, parseIdentitySpec, type IdentitySpec } from './session/read-your-writes.js';
 import type { SessionContext } from './session/session-context.js';
-import type { SessionWorld } from './session/session-types.js';
+import type { ReadYourWritesSettings, SessionWorld } from './session/session-types.js';
 
 /** How long sessions get to finish their goodbye (FATAL 57P01) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
 /** How late a session's startup deadline may fire (one timer for all of them). */
 const DEADLINE_TICK_MS = 25;
+/** How often identities whose read-your-writes window passed are forgotten. */
+const WRITE_TRACKER_SWEEP_MS = 10_000;
 /** Client addresses whose cancel broadcasts are remembered at most (the rest start afresh). */
 const CANCEL_SOURCES_REMEMBERED = 10_000;
 
@@ -95,6 +99,12 @@ export class Proxy {
   #stalenessTimer: NodeJS.Timeout | undefined;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   readonly #nativeRelay: NativeRelay | undefined;
+  /** Read-your-writes: identities with recent sessions on primary listeners. */
+  readonly #writes: WriteTracker;
+  readonly #writePosition: WritePositionSource | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  /** Per listener: its nodes, pick and stillRouted (the primary's are also read-your-writes' fallback). */
+  readonly #routeAccess = new Map<string, ReturnType<Proxy['routeAccessFor']>>();
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
     const metrics = options.metrics ?? new ProxyMetrics();
@@ -155,6 +165,12 @@ export class Proxy {
     this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
       log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
     );
+    this.#writes = new WriteTracker(p.read_your_writes_window);
+    const rywTimeouts = p.listeners.flatMap((l) => (l.read_your_writes ? [l.read_your_writes.timeout] : []));
+    this.#writePosition =
+      rywTimeouts.length > 0
+        ? new WritePositionSource(() => this.#leaderApi(), Math.max(...rywTimeouts))
+        : undefined;
     this.#cancelForwarder = new CancelForwarder(
       this.#cancels,
       {
@@ -169,19 +185,55 @@ export class Proxy {
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
-  #contextFor(name: string): SessionContext {
-    const p = this.#config.proxy;
-    const listener = p.listeners.find((l) => l.name === name)!;
+  /** A listener's nodes in the current table, its pick (round robin and tie-breaking per listener). */
+  private routeAccessFor(name: string) {
+    const listener = this.#config.proxy.listeners.find((l) => l.name === name)!;
     const registry = this.#registry;
-    const admission = this.#admission;
     const nodes = () => this.#table.listeners.get(name)?.nodes ?? [];
-    // Round robin and tie-breaking, per listener.
     let cursor = 0;
     const pick = (tried: ReadonlySet<string>) =>
       pickNode(nodes(), tried, listener.balance, (key) => registry.count(name, key), cursor++);
     const stillRouted = (node: { key: string; role: string }) =>
       nodes().some((n) => n.key === node.key && n.role === node.role);
+    return { listener: name, nodes, pick, stillRouted };
+  }
+
+  #access(name: string): ReturnType<Proxy['routeAccessFor']> {
+    let a = this.#routeAccess.get(name);
+    if (a === undefined) this.#routeAccess.set(name, (a = this.routeAccessFor(name)));
+    return a;
+  }
+
+  /** Where the node of the (first) primary listener answers REST: read-your-writes asks it. */
+  #leaderApi(): LeaderApi {
+    const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
+    const node = primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
+    if (node === undefined) return { error: 'no primary is routed' };
+    const url = this.#view.members.get(node.name)?.apiUrl;
+    return url === undefined ? { error: `member ${node.name} publishes no api_url` } : { url };
+  }
+
+  #contextFor(name: string): SessionContext {
+    const p = this.#config.proxy;
+    const listener = p.listeners.find((l) => l.name === name)!;
+    const admission = this.#admission;
+    const registry = this.#registry;
+    const { nodes, pick, stillRouted } = this.#access(name);
     const hasClientRoom = () => admission.hasClientRoom();
+    const writes = this.#writes;
+    const primaryListener = p.listeners.find((l) => l.role === 'primary');
+    const primary = primaryListener ? this.#access(primaryListener.name) : undefined;
+    const ryw = listener.read_your_writes;
+    const readYourWrites: ReadYourWritesSettings | undefined = ryw
+      ? { identity: parseIdentitySpec(ryw.identity)!, timeoutMs: ryw.timeout, fallback: ryw.fallback }
+      : undefined;
+    // A primary listener tracks its clients under every identity kind a read listener asks for.
+    const writeIdentities: IdentitySpec[] =
+      listener.role === 'primary'
+        ? [
+            ...new Set(p.listeners.flatMap((l) => (l.read_your_writes ? [l.read_your_writes.identity] : []))),
+          ].map((k) => parseIdentitySpec(k)!)
+        : [];
     return {
       settings: {
         listener: name,
@@ -190,6 +242,8 @@ export class Proxy {
         waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
         connectTimeoutMs: p.connect_timeout,
         startupTimeoutMs: p.startup_timeout,
+        readYourWrites,
+        writeIdentities,
       },
       tuning: { keepaliveIdleMs: p.keepalive.idle },
       nativeRelay: this.#nativeRelay,
@@ -201,7 +255,16 @@ export class Proxy {
       admission,
       waiters: this.#waiters,
       deadlines: this.#deadlines,
-      world: (now): SessionWorld => ({ now, pick, stillRouted, hasClientRoom }),
+      world: (now): SessionWorld => ({
+        now,
+        pick,
+        stillRouted,
+        hasClientRoom,
+        recentlyWrote: (identity) => writes.recentlyWrote(identity, now),
+        primary,
+      }),
+      writes,
+      writePosition: this.#writePosition,
       nodes,
       nodeFailed: () => this.#health.checkSoon(),
     };
@@ -240,6 +303,11 @@ export class Proxy {
     this.#health.setStale(!connected);
     if (this.#config.proxy.health_check.enabled || !connected) this.#health.start();
     this.#stalenessTimer = setInterval(() => this.#updateStaleness(), 1_000);
+    if (this.#writePosition !== undefined) {
+      const writes = this.#writes;
+      this.#sweepTimer = setInterval(() => writes.sweep(performance.now()), WRITE_TRACKER_SWEEP_MS);
+      this.#sweepTimer.unref();
+    }
     this.#stalenessTimer.unref();
     this.#updateStaleness();
     this.#log.info({ listeners: this.addresses, admin: this.adminAddress }, 'proxy started');
@@ -392,6 +460,8 @@ export class Proxy {
     await this.#health.close();
     await this.#watcher.close();
     this.#etcd.close();
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    await this.#writePosition?.close();
     await this.#admin?.close();
     await listenersClosed;
     this.#nativeRelay?.close();

@@ -9,4 +9,5 @@ export type CloseReason =
   | 'protocol_error'
   | 'too_many_clients'
   | 'startup_rejected'
+  | 'not_fresh'
   | 'shutdown';

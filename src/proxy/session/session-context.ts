@@ -7,7 +7,9 @@ import type { ConnectionRegistry, Terminable } from '../routing/connection-regis
 import type { RouteWaiters } from '../routing/route-waiters.js';
 import type { CancelForwarder } from './cancel-forward.js';
 import type { CancelRegistry } from './cancel-registry.js';
+import type { WritePositionSource } from '../health/write-position.js';
 import type { DeadlineWheel } from './deadline-wheel.js';
+import type { WriteTracker } from './read-your-writes.js';
 import type { SocketTuning } from './server-connect.js';
 import type { SessionSettings, SessionWorld } from './session-types.js';
 
@@ -31,6 +33,10 @@ export interface SessionContext {
   world(now: number): SessionWorld;
   /** The listener's nodes in the current routing table. */
   nodes(): readonly RouteNode[];
+  /** Read-your-writes: identities with recent sessions on primary listeners (shared by all). */
+  readonly writes: WriteTracker;
+  /** Read-your-writes: the leader's WAL position; undefined when no listener uses it. */
+  readonly writePosition: WritePositionSource | undefined;
   /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
   nodeFailed(node: RouteNode): void;
 }

@@ -6,10 +6,35 @@
 import { SQLSTATE, StartupFramer, errorResponse } from '../../protocol/index.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
+import type { ReplayCheckReader } from './read-your-writes.js';
 import type { StartupGate } from './server-replies.js';
 import type { EndMode, SessionAction, SessionSettings } from './session-types.js';
 
-export type Phase = 'startup' | 'routing' | 'connecting' | 'handshake' | 'relay' | 'cancel' | 'closed';
+export type Phase =
+  'startup' | 'routing' | 'connecting' | 'handshake' | 'fresh' | 'relay' | 'cancel' | 'closed';
+
+/**
+ * A read session under read-your-writes (its identity wrote recently): the primary's WAL position
+ * it must find replayed, and the replay check on its replica (phase `fresh`).
+ */
+export interface FreshRead {
+  /** The position to reach; `pending` until the leader answered; `failed` when it could not. */
+  target: bigint | 'pending' | 'failed';
+  /** Why the position could not be had. */
+  error: string | undefined;
+  /** The check's start and its end (timeout), once the replica was ready. */
+  checkStart: number;
+  checkDeadline: number;
+  /** A check is on the wire (its reply is awaited). */
+  checking: boolean;
+  /** The next check, after the replica answered with a position short of the target. */
+  recheckAt: number | undefined;
+  reader: ReplayCheckReader | undefined;
+  /** Waited at least once (the metric tells `immediate` from `waited`). */
+  waited: boolean;
+  /** Moved to the primary (the fallback): no check there. */
+  onPrimary: boolean;
+}
 
 /** After every node failed, try them all again this often while waiting for the table to change. */
 export const RETRY_DELAY_MS = 200;
@@ -46,6 +71,10 @@ export interface SessionState {
   lastError: string | undefined;
   /** SQLSTATE if every attempt fails: 08006 for unreachable servers, 57P03 for refusals. */
   lastErrorCode: string;
+  /** Read-your-writes, for a read session whose identity wrote recently. */
+  fresh: FreshRead | undefined;
+  /** A primary listener's session: its identities under each read-your-writes identity kind. */
+  writeIdentities: string[] | undefined;
 }
 
 export function newSession(settings: SessionSettings): SessionState {
@@ -73,6 +102,8 @@ export function newSession(settings: SessionSettings): SessionState {
     keyLearnt: false,
     lastError: undefined,
     lastErrorCode: SQLSTATE.CONNECTION_FAILURE,
+    fresh: undefined,
+    writeIdentities: undefined,
   };
 }
 

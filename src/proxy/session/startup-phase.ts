@@ -74,7 +74,14 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
       case 'route':
         s.passthrough = action.passthrough;
         s.protocolVersion = p.kind === 'startup' ? p.protocolVersion : 0;
-        beginRouting(s, p.kind === 'startup' ? p.raw : SSL_REQUEST, r.rest, w, out);
+        beginRouting(
+          s,
+          p.kind === 'startup' ? p.raw : SSL_REQUEST,
+          r.rest,
+          p.kind === 'startup' ? p.parameters : undefined,
+          w,
+          out,
+        );
         return;
     }
   }

@@ -29,6 +29,8 @@ const SETTINGS: SessionSettings = {
   waitTimeoutMs: 1_000,
   connectTimeoutMs: 100,
   startupTimeoutMs: 500,
+  readYourWrites: undefined,
+  writeIdentities: [],
 };
 
 function node(name: string, role: 'primary' | 'replica' = 'primary'): RouteNode {
@@ -51,6 +53,8 @@ function run(setup: Setup, events: (SessionEvent | { at: number })[]): Transcrip
     pick: (tried) => nodes.find((n) => !tried.has(n.key)),
     stillRouted: (n) => nodes.some((x) => x.key === n.key),
     hasClientRoom: () => setup.clientRoom ?? true,
+    recentlyWrote: () => false,
+    primary: undefined,
   });
   const s = newSession({ ...SETTINGS, tls: setup.tls ?? 'disable' });
   const t = new Transcript();
@@ -312,6 +316,8 @@ function lastOf(setup: Setup, events: SessionEvent[]): Buffer {
     pick: () => node('a'),
     stillRouted: () => true,
     hasClientRoom: () => setup.clientRoom ?? true,
+    recentlyWrote: () => false,
+    primary: undefined,
   };
   const all = [{ type: 'accepted', startupRoom: true } as SessionEvent, ...events];
   for (const e of all) for (const a of step(s, e, world)) if (a.kind === 'end') last = a.last;
@@ -590,6 +596,8 @@ describe('session engine: the server side, deadlines and terminations', () => {
       pick: (tried) => [node('a'), node('b')].find((n) => !tried.has(n.key)),
       stillRouted: () => true,
       hasClientRoom: () => true,
+      recentlyWrote: () => false,
+      primary: undefined,
     };
     const failed = [
       { type: 'accepted', startupRoom: true } as SessionEvent,
@@ -624,6 +632,8 @@ describe('session engine: the server side, deadlines and terminations', () => {
       pick: (tried) => nodes.find((n) => !tried.has(n.key)),
       stillRouted: () => true,
       hasClientRoom: () => true,
+      recentlyWrote: () => false,
+      primary: undefined,
     });
     step(s, { type: 'accepted', startupRoom: true }, w(0, [node('a')]));
     step(s, client(STARTUP), w(0, [node('a')]));
