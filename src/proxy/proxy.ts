@@ -25,7 +25,7 @@ import { WritePositionSource, type LeaderApi } from './health/write-position.js'
 import { Listener } from './listener.js';
 import { chooseRelay } from './relay/choose-relay.js';
 import type { NativeRelay } from './relay/native-relay.js';
-import { pickNode } from './routing/balancer.js';
+import { freshestNodes, pickNode } from './routing/balancer.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
 import { RouteWaiters } from './routing/route-waiters.js';
 import { CancelForwarder } from './session/cancel-forward.js';
@@ -195,7 +195,17 @@ export class Proxy {
       pickNode(nodes(), tried, listener.balance, (key) => registry.count(name, key), cursor++);
     const stillRouted = (node: { key: string; role: string }) =>
       nodes().some((n) => n.key === node.key && n.role === node.role);
-    return { listener: name, nodes, pick, stillRouted };
+    const lagOf = (member: string) => this.#view.replayLagS?.get(member);
+    const pickFreshest = (tried: ReadonlySet<string>) => {
+      const count = (key: string) => registry.count(name, key);
+      const turn = cursor++;
+      const fresh = freshestNodes(nodes(), lagOf);
+      return (
+        pickNode(fresh, tried, listener.balance, count, turn) ??
+        pickNode(nodes(), tried, listener.balance, count, turn)
+      );
+    };
+    return { listener: name, nodes, pick, pickFreshest, stillRouted };
   }
 
   #access(name: string): ReturnType<Proxy['routeAccessFor']> {
@@ -218,7 +228,7 @@ export class Proxy {
     const listener = p.listeners.find((l) => l.name === name)!;
     const admission = this.#admission;
     const registry = this.#registry;
-    const { nodes, pick, stillRouted } = this.#access(name);
+    const { nodes, pick, pickFreshest, stillRouted } = this.#access(name);
     const hasClientRoom = () => admission.hasClientRoom();
     const writes = this.#writes;
     const primaryListener = p.listeners.find((l) => l.role === 'primary');
@@ -260,6 +270,7 @@ export class Proxy {
         pick,
         stillRouted,
         hasClientRoom,
+        pickFreshest,
         recentlyWrote: (identity) => writes.recentlyWrote(identity, now),
         primary,
       }),

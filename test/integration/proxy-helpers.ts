@@ -55,6 +55,7 @@ export interface ListenerSpec {
   max_lag_time?: string;
   fallback_to_primary?: boolean;
   tls?: 'disable' | 'passthrough';
+  read_your_writes?: boolean | { identity?: string; timeout?: string; fallback?: 'primary' | 'refuse' };
 }
 
 /** The `etcd3` section: a list of endpoints is taken for relays (`use_proxies`: never bypassed). */

@@ -44,7 +44,9 @@ export function beginRouting(
 function tryNextNode(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
   // Read-your-writes' fallback picks from the primary listener (and counts the session there).
   const primary = s.fresh?.onPrimary === true ? w.primary : undefined;
-  const node = primary ? primary.pick(s.tried ?? NO_NODES) : w.pick(s.tried ?? NO_NODES);
+  // A checked read goes first to the replicas least behind (after authentication it cannot move).
+  const tried = s.tried ?? NO_NODES;
+  const node = primary ? primary.pick(tried) : s.fresh !== undefined ? w.pickFreshest(tried) : w.pick(tried);
   if (node !== undefined) {
     s.node = node;
     s.phase = 'connecting';

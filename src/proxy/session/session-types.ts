@@ -128,6 +128,8 @@ export interface SessionWorld {
   stillRouted(node: RouteNode): boolean;
   /** True while established clients are fewer than max_client_connections. */
   hasClientRoom(): boolean;
+  /** As pick, preferring the replicas least behind in replay (read-your-writes' sessions). */
+  pickFreshest(tried: ReadonlySet<string>): RouteNode | undefined;
   /** Read-your-writes: `identity` has a session on a primary listener, or had one recently. */
   recentlyWrote(identity: string): boolean;
   /** Read-your-writes' fallback: the proxy's (first) primary listener; undefined if it has none. */

@@ -194,6 +194,7 @@ function run(setup: RywSetup, events: (SessionEvent | { at: number })[]): Run {
     pick: (tried) => replicas.find((n) => !tried.has(n.key)),
     stillRouted: (n) => replicas.some((x) => x.key === n.key),
     hasClientRoom: () => true,
+    pickFreshest: (tried) => replicas.find((n) => !tried.has(n.key)),
     recentlyWrote: (id) => (setup.wrote ?? true) && id === 'user\0app',
     primary: {
       listener: 'rw',

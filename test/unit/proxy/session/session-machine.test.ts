@@ -53,6 +53,7 @@ function run(setup: Setup, events: (SessionEvent | { at: number })[]): Transcrip
     pick: (tried) => nodes.find((n) => !tried.has(n.key)),
     stillRouted: (n) => nodes.some((x) => x.key === n.key),
     hasClientRoom: () => setup.clientRoom ?? true,
+    pickFreshest: () => undefined,
     recentlyWrote: () => false,
     primary: undefined,
   });
@@ -316,6 +317,7 @@ function lastOf(setup: Setup, events: SessionEvent[]): Buffer {
     pick: () => node('a'),
     stillRouted: () => true,
     hasClientRoom: () => setup.clientRoom ?? true,
+    pickFreshest: () => undefined,
     recentlyWrote: () => false,
     primary: undefined,
   };
@@ -596,6 +598,7 @@ describe('session engine: the server side, deadlines and terminations', () => {
       pick: (tried) => [node('a'), node('b')].find((n) => !tried.has(n.key)),
       stillRouted: () => true,
       hasClientRoom: () => true,
+      pickFreshest: () => undefined,
       recentlyWrote: () => false,
       primary: undefined,
     };
@@ -632,6 +635,7 @@ describe('session engine: the server side, deadlines and terminations', () => {
       pick: (tried) => nodes.find((n) => !tried.has(n.key)),
       stillRouted: () => true,
       hasClientRoom: () => true,
+      pickFreshest: () => undefined,
       recentlyWrote: () => false,
       primary: undefined,
     });
