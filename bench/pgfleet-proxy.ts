@@ -35,6 +35,8 @@ export interface PgfleetProxyOptions {
   readonly logLevel?: string;
   /** The checkout whose bin/pgfleet runs (default this one): another build, to compare in one run. */
   readonly root?: string;
+  /** More listeners after `primary` (name, role, …; each gets a free port, in `ports`). */
+  readonly listeners?: readonly Readonly<Record<string, unknown> & { name: string }>[];
 }
 
 export interface PgfleetProxy {
@@ -42,11 +44,15 @@ export interface PgfleetProxy {
   readonly port: number;
   readonly adminPort: number;
   readonly configPath: string;
+  /** Every listener's port by name (`primary` included). */
+  readonly ports: Readonly<Record<string, number>>;
 }
 
 export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<PgfleetProxy> {
   const port = await freePort();
   const adminPort = await freePort();
+  const ports: Record<string, number> = { primary: port };
+  for (const l of opts.listeners ?? []) ports[l.name] = await freePort();
   const dir = await makeTempDir('bench-proxy');
   const configPath = path.join(dir, 'proxy.yaml');
   await writeFile(
@@ -60,7 +66,10 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
       proxy: {
         admin: { listen: `127.0.0.1:${adminPort}` },
         ...opts.proxy,
-        listeners: [{ name: 'primary', listen: `127.0.0.1:${port}`, role: 'primary' }],
+        listeners: [
+          { name: 'primary', listen: `127.0.0.1:${port}`, role: 'primary' },
+          ...(opts.listeners ?? []).map((l) => ({ ...l, listen: `127.0.0.1:${ports[l.name]}` })),
+        ],
       },
     }),
   );
@@ -82,7 +91,7 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
     if (!proc.isRunning) throw new Error(`pgfleet proxy exited:\n${proc.logTail()}`);
     return await isPortOpen(port);
   });
-  return { process: proc, port, adminPort, configPath };
+  return { process: proc, port, adminPort, configPath, ports };
 }
 
 /**

@@ -152,6 +152,7 @@ void describe('read-your-writes across connections', { timeout: 300_000 }, () =>
       .reduce((n, [, v]) => n + v, 0);
     assert.equal(checked, ITERATIONS, 'every read of the writer was checked');
     assert.equal(delta['ryw/refused'] ?? 0, 0, 'none refused');
+    assert.equal(delta['ryw/fallback'] ?? 0, 0, 'none sent to the primary (the position was had)');
   });
 
   void it('a user that never wrote is not checked', async () => {
