@@ -14,6 +14,7 @@
  * Loopback only. Results also go to `.bench-out/read-your-writes-<timestamp>.json`.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
     password: PASSWORD,
     database: 'postgres',
   });
-  writer.on('error', () => undefined);
+  writer.on('error', (err) => log(`writer session failed: ${err.message}\n${agentTrouble()}`));
   await writer.connect();
   let writing = true;
   let writes = 0;
@@ -125,12 +126,26 @@ async function main(): Promise<void> {
   })();
   await waitFor('the writer to have written', () => writes > 10, 10_000);
 
+  // A failed run says what the agents logged (warnings and errors) before it is torn down.
+  const agentTrouble = (): string =>
+    agents
+      .map((a) => {
+        const lines = readFileSync(a.logFile, 'utf8')
+          .split('\n')
+          .filter((l) => /"level":(40|50|60)|probe/.test(l));
+        return `${a.name}:\n${lines.slice(-10).join('\n')}`;
+      })
+      .join('\n');
   const results: Record<string, number[]> = {};
   for (let round = 1; round <= rounds; round++) {
     for (const workload of Object.keys(WORKLOADS) as Workload[]) {
       const order = round % 2 === 1 ? LISTENERS : [...LISTENERS].reverse();
       for (const listener of order) {
-        const tps = await pgbench(proxy.ports[listener]!, WORKLOADS[workload], clients, duration);
+        const tps = await pgbench(proxy.ports[listener]!, WORKLOADS[workload], clients, duration).catch(
+          (err: unknown) => {
+            throw new Error(`${String(err)}\nagents' warnings:\n${agentTrouble()}`);
+          },
+        );
         (results[`${workload}/${listener}`] ??= []).push(tps);
         log(`[${round}/${rounds}] ${workload.padEnd(7)} ${listener.padEnd(3)} tps=${tps.toFixed(0)}`);
       }
