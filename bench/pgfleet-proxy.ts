@@ -37,6 +37,8 @@ export interface PgfleetProxyOptions {
   readonly root?: string;
   /** Extra keys of the listener (`tls: require`, …). */
   readonly listener?: Readonly<Record<string, unknown>>;
+  /** More listeners after `primary` (name, role, …; each gets a free port, in `ports`). */
+  readonly listeners?: readonly Readonly<Record<string, unknown> & { name: string }>[];
 }
 
 export interface PgfleetProxy {
@@ -44,11 +46,15 @@ export interface PgfleetProxy {
   readonly port: number;
   readonly adminPort: number;
   readonly configPath: string;
+  /** Every listener's port by name (`primary` included). */
+  readonly ports: Readonly<Record<string, number>>;
 }
 
 export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<PgfleetProxy> {
   const port = await freePort();
   const adminPort = await freePort();
+  const ports: Record<string, number> = { primary: port };
+  for (const l of opts.listeners ?? []) ports[l.name] = await freePort();
   const dir = await makeTempDir('bench-proxy');
   const configPath = path.join(dir, 'proxy.yaml');
   await writeFile(
@@ -62,7 +68,10 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
       proxy: {
         admin: { listen: `127.0.0.1:${adminPort}` },
         ...opts.proxy,
-        listeners: [{ name: 'primary', listen: `127.0.0.1:${port}`, role: 'primary', ...opts.listener }],
+        listeners: [
+          { name: 'primary', listen: `127.0.0.1:${port}`, role: 'primary', ...opts.listener },
+          ...(opts.listeners ?? []).map((l) => ({ ...l, listen: `127.0.0.1:${ports[l.name]}` })),
+        ],
       },
     }),
   );
@@ -84,7 +93,7 @@ export async function startPgfleetProxy(opts: PgfleetProxyOptions): Promise<Pgfl
     if (!proc.isRunning) throw new Error(`pgfleet proxy exited:\n${proc.logTail()}`);
     return await isPortOpen(port);
   });
-  return { process: proc, port, adminPort, configPath };
+  return { process: proc, port, adminPort, configPath, ports };
 }
 
 /**

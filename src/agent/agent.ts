@@ -67,6 +67,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   /** Set whenever Postgres is seen running as primary; cleared once it follows a leader. */
   private formerPrimary = false;
   private probe: PgProbe | undefined;
+  /** When `probe` was read (performance.now()). */
+  private probeAtMs = 0;
   /**
    * Highest timeline our Postgres reported since the agent started: a replica's received_tli
    * vanishes with its WAL receiver (the leader died), and the checkpoint timeline can lag behind.
@@ -240,13 +242,27 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }
     try {
       this.probe = await node.probe();
+      this.probeAtMs = performance.now();
       this.highestTimeline = Math.max(this.highestTimeline, this.probe.timeline);
       if (!this.probe.inRecovery) this.formerPrimary = true;
       this.lsnHistory = this.probe.inRecovery
         ? []
         : recordLsn(this.lsnHistory, { lsn: this.probe.walPosition, atMs: performance.now() });
       this.postmasterStartMs ??= Date.now();
-    } catch {
+    } catch (err) {
+      // A running postmaster that answered before keeps its last known role and state for up to
+      // ttl (as Patroni publishes its in-memory state when a query fails): one probe timing out on
+      // a saturated host must not read as "starting" (or a primary as a replica) and make the
+      // proxies cut every session of a healthy node. Silent for a ttl: then it is not answering.
+      if (this.probe !== undefined && performance.now() - this.probeAtMs < this.haSettings.ttlMs) {
+        this.opts.log.warn(
+          { err: errorMessage(err) },
+          'PostgreSQL did not answer the probe; keeping its last known state',
+        );
+        return;
+      }
+      if (this.probe !== undefined)
+        this.opts.log.warn({ err: errorMessage(err) }, 'PostgreSQL does not answer the probe');
       this.probe = undefined;
     }
   }

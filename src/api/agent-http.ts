@@ -27,6 +27,11 @@ export interface AgentHttpOptions {
    * otherwise, as Patroni), or throws when the file is invalid (503).
    */
   readonly reload?: () => string[];
+  /**
+   * The primary's WAL position read from PostgreSQL now (GET /patroni's `xlog.location` on a
+   * primary, as Patroni reads it per request): the proxy's read-your-writes asks for it.
+   */
+  readonly walPosition?: () => Promise<number | undefined>;
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -154,9 +159,17 @@ export class AgentHttp {
       return;
     }
     switch (path) {
-      case '/patroni':
-        json(200, patroniStatus(snap, scope));
+      case '/patroni': {
+        const status = patroniStatus(snap, scope);
+        if (status.role === 'primary' && this.opts.walPosition) {
+          // Live, not the last probe's: a reader must find every commit acknowledged before it asked.
+          const lsn = await this.opts.walPosition().catch(() => undefined);
+          if (lsn !== undefined) status.xlog = { location: lsn };
+          else delete status.xlog;
+        }
+        json(200, status);
         return;
+      }
       case '/cluster':
         json(200, clusterStatus(snap, scope));
         return;

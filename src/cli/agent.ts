@@ -74,6 +74,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     registry,
     log: log.child({ component: 'api' }),
     reload: () => reloader.reload(),
+    walPosition: () => node.currentWalPosition(),
   });
   try {
     await http.start();

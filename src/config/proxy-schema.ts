@@ -4,6 +4,7 @@
  */
 import type { Env } from './env-overrides.js';
 import { z } from 'zod';
+import { parseIdentitySpec } from '../proxy/session/read-your-writes.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
 export const LISTENER_ROLES = ['primary', 'replica', 'any'] as const;
@@ -35,6 +36,34 @@ const serverTlsSection = z
       ctx.addIssue({ code: 'custom', path: ['ca_file'], message: `is required with mode: ${t.mode}` });
   });
 
+const IDENTITY_KINDS = 'must be "user", "user+application_name" or "parameter:<name>"';
+
+/** A replica listener's read-your-writes: `true` (the defaults) or a mapping. */
+const readYourWritesSchema = z
+  .union([
+    z.boolean(),
+    z
+      .object({
+        /** Whose writes a reader must see: clients with the same user (default), user and application_name, or a startup parameter. */
+        identity: z
+          .string()
+          .default('user')
+          .refine((v) => parseIdentitySpec(v) !== undefined, { message: IDENTITY_KINDS }),
+        /** How long a read session's replica may take to replay the primary's position. */
+        timeout: durationMs.default('1s'),
+        /** Then: `primary` (only before the client authenticated with the replica) or `refuse`. */
+        fallback: z.enum(['primary', 'refuse']).default('primary'),
+      })
+      .strict(),
+  ])
+  .transform((v) =>
+    v === false
+      ? undefined
+      : v === true
+        ? { identity: 'user', timeout: 1000, fallback: 'primary' as const }
+        : v,
+  );
+
 const listenerSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must be letters, digits, "_", "." or "-"'),
@@ -58,6 +87,7 @@ const listenerSchema = z
     wait_timeout: durationMs.optional(),
     /** This listener's own cap on sessions, within proxy.max_client_connections. */
     max_client_connections: z.number().int().min(1).optional(),
+    read_your_writes: readYourWritesSchema.optional(),
   })
   .strict();
 
@@ -111,6 +141,8 @@ const proxySection = z
       .strict()
       .default({}),
     health_check: healthCheckSchema.default({ enabled: false }),
+    /** Read-your-writes: how long after its last session on a primary listener a client's reads are checked. */
+    read_your_writes_window: durationMs.default('60s'),
     listeners: z.array(listenerSchema).min(1, 'at least one listener is required'),
   })
   .strict()
@@ -157,6 +189,20 @@ const proxySection = z
       checkListenerTls(l, p.tls !== undefined, (path, message) =>
         ctx.addIssue({ code: 'custom', path: ['listeners', i, path], message }),
       );
+      if (l.read_your_writes !== undefined && l.role !== 'replica') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'read_your_writes'],
+          message: 'only applies to role: replica',
+        });
+      }
+      if (l.read_your_writes !== undefined && !p.listeners.some((o) => o.role === 'primary')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'read_your_writes'],
+          message: 'needs a listener with role: primary in this proxy (the writes are tracked there)',
+        });
+      }
       if (l.role !== 'replica' && l.fallback_to_primary) {
         ctx.addIssue({
           code: 'custom',

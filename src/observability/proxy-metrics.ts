@@ -34,6 +34,8 @@ export class ProxyMetrics {
     success: true,
     lastGoodSeconds: 0,
   });
+  readonly freshReads: Counter<'listener' | 'result'>;
+  readonly freshWaitSeconds: Histogram<'listener'>;
   /** Undefined while the proxy relays in JavaScript (`relay: js`, or no addon). */
   #nativeStats: (() => NativeRelayStats) | undefined;
   #clientCount: () => number = () => 0;
@@ -152,6 +154,19 @@ export class ProxyMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
       collect: flush,
+    });
+    this.freshReads = new Counter({
+      name: 'pgfleet_proxy_read_your_writes_total',
+      help: 'Read sessions checked for read-your-writes, by how the check ended (immediate, waited, fallback, refused)',
+      labelNames: ['listener', 'result'],
+      registers,
+    });
+    this.freshWaitSeconds = new Histogram({
+      name: 'pgfleet_proxy_read_your_writes_wait_seconds',
+      help: "Time a read session waited for its replica to replay the primary's position (checks that passed)",
+      labelNames: ['listener'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
     });
     this.cancelRequests = new Counter({
       name: 'pgfleet_proxy_cancel_requests_total',
@@ -295,6 +310,13 @@ export class ListenerMetrics {
 
   waited(seconds: number): void {
     this.#waited.observe(seconds);
+  }
+
+  /** A read-your-writes check ended (rare enough for prom-client's own calls). */
+  freshRead(result: string, seconds: number): void {
+    this.#m.freshReads.inc({ listener: this.listener, result });
+    if (result === 'immediate' || result === 'waited')
+      this.#m.freshWaitSeconds.observe({ listener: this.listener }, seconds);
   }
 
   closed(reason: string): void {

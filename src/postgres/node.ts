@@ -21,13 +21,15 @@ import {
   type StandbySettings,
 } from './conf.js';
 import { runProgram, type RunAs } from './process.js';
-import { runSql, type Row } from './sql-client.js';
+import { SqlSession, runSql, type Row } from './sql-client.js';
 import { probeSql, parseProbe, type PgProbe } from './probe.js';
 
 /** smart: sessions finish (bounded), then fast; fast: abort sessions, checkpoint; immediate: no checkpoint. */
 export type StopMode = 'smart' | 'fast' | 'immediate';
 /** How long a smart shutdown waits for sessions before going fast: well under a proxy's wait_timeout. */
 const SMART_DRAIN_MS = 2_000;
+/** The live WAL position's connection closes after this long unused. */
+const LIVE_SQL_IDLE_MS = 30_000;
 
 export interface PostgresNodeOptions {
   readonly dataDir: string;
@@ -81,6 +83,7 @@ export interface PostgresControl {
 }
 
 export class PostgresNode implements PostgresControl {
+  #liveSql: SqlSession | undefined;
   private child: ChildProcess | undefined;
   private lastStart: StartOptions | undefined;
   private exited: Promise<void> = Promise.resolve();
@@ -278,6 +281,7 @@ export class PostgresNode implements PostgresControl {
    * @see https://www.postgresql.org/docs/15/server-shutdown.html
    */
   async stop(mode: StopMode = 'fast'): Promise<void> {
+    this.#liveSql?.close();
     const child = this.child;
     if (!child || !this.isRunning()) return;
     const wait = (ms: number) =>
@@ -349,5 +353,27 @@ export class PostgresNode implements PostgresControl {
   async probe(): Promise<PgProbe> {
     const [rows] = await this.query([probeSql]);
     return parseProbe(rows?.[0]);
+  }
+
+  /**
+   * A primary's current WAL position in bytes, read now; undefined on a replica. Asked for by the
+   * proxies' read-your-writes (GET /patroni), so it runs on a connection kept open while asked
+   * (closed after LIVE_SQL_IDLE_MS idle, and before a stop: a smart shutdown waits for sessions).
+   */
+  async currentWalPosition(): Promise<number | undefined> {
+    this.#liveSql ??= new SqlSession(
+      {
+        host: this.dataDir,
+        port: this.opts.listen.port,
+        user: this.opts.superuser.username,
+        timeoutMs: 2000,
+      },
+      LIVE_SQL_IDLE_MS,
+    );
+    const rows = await this.#liveSql.query(
+      "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::bigint END",
+    );
+    const v = rows[0]?.[0];
+    return v === null || v === undefined ? undefined : Number(v);
   }
 }

@@ -34,11 +34,143 @@ function md5(data: string | Buffer): string {
   return createHash('md5').update(data).digest('hex');
 }
 
-/** Runs each statement in order; returns the rows of each. Fails with ERR_POSTGRES. */
-export async function runSql(target: SqlTarget, statements: readonly string[]): Promise<Row[][]> {
-  const socket = target.host.startsWith('/')
+/** The answer to an authentication request (trust, cleartext and md5 only), or why there is none. */
+function authAnswer(msg: Msg, target: SqlTarget): Buffer | Error {
+  if (msg.name === 'authenticationCleartextPassword') return serialize.password(target.password ?? '');
+  if (msg.name === 'authenticationMD5Password') {
+    const inner = md5((target.password ?? '') + target.user);
+    return serialize.password('md5' + md5(Buffer.concat([Buffer.from(inner), msg.salt!])));
+  }
+  return new PgfleetError('ERR_POSTGRES', 'SCRAM authentication is not supported for agent probes');
+}
+
+function connectTo(target: SqlTarget): net.Socket {
+  return target.host.startsWith('/')
     ? net.connect({ path: `${target.host}/.s.PGSQL.${target.port}` })
     : net.connect({ host: target.host, port: target.port });
+}
+
+/**
+ * One connection kept open for a query asked often (the REST API's live WAL position): queries run
+ * one at a time, each within `timeoutMs`; a failure closes the connection and the next query opens
+ * a new one.
+ */
+export class SqlSession {
+  readonly #target: SqlTarget;
+  readonly #idleMs: number;
+  #socket: net.Socket | undefined;
+  #ready: Promise<void> | undefined;
+  /** Rejects the connection being opened (set until its first ReadyForQuery). */
+  #onOpenFailed: ((err: Error) => void) | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  /** The query on the wire: its rows so far and how it ends. */
+  #pending: { rows: Row[]; resolve(rows: Row[]): void; reject(err: Error): void; error?: Error } | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** `idleMs`: the connection is closed after this long without a query (it holds a backend). */
+  constructor(target: SqlTarget, idleMs: number) {
+    this.#target = target;
+    this.#idleMs = idleMs;
+  }
+
+  /** The rows of `sql` (one statement). */
+  query(sql: string): Promise<Row[]> {
+    const run = this.#queue.then(() => this.#run(sql));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  close(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    this.#socket?.destroy();
+    this.#socket = undefined;
+    this.#ready = undefined;
+  }
+
+  async #run(sql: string): Promise<Row[]> {
+    const timeoutMs = this.#target.timeoutMs;
+    const timer = setTimeout(
+      () => this.#fail(new PgfleetError('ERR_TIMEOUT', `SQL on ${this.#target.host} timed out`)),
+      timeoutMs,
+    );
+    try {
+      await (this.#ready ??= this.#open());
+      return await new Promise<Row[]>((resolve, reject) => {
+        this.#pending = { rows: [], resolve, reject };
+        this.#socket!.write(serialize.query(sql));
+      });
+    } finally {
+      clearTimeout(timer);
+      if (this.#idleTimer) clearTimeout(this.#idleTimer);
+      this.#idleTimer = setTimeout(() => this.close(), this.#idleMs).unref();
+    }
+  }
+
+  #fail(err: Error): void {
+    const p = this.#pending;
+    this.#pending = undefined;
+    this.close();
+    p?.reject(err);
+    this.#onOpenFailed?.(err);
+  }
+
+  #open(): Promise<void> {
+    const socket = connectTo(this.#target);
+    this.#socket = socket;
+    return new Promise<void>((resolve, reject) => {
+      this.#onOpenFailed = reject;
+      socket.on('error', (err) => this.#fail(err));
+      socket.on('close', () => {
+        if (this.#socket === socket) this.#fail(new PgfleetError('ERR_POSTGRES', 'connection closed'));
+      });
+      socket.on('connect', () =>
+        socket.write(
+          serialize.startup({ user: this.#target.user, database: this.#target.database ?? 'postgres' }),
+        ),
+      );
+      void parse(socket, (m) => {
+        const msg = m as unknown as Msg;
+        const p = this.#pending;
+        switch (msg.name) {
+          case 'authenticationCleartextPassword':
+          case 'authenticationMD5Password':
+          case 'authenticationSASL': {
+            const answer = authAnswer(msg, this.#target);
+            if (answer instanceof Error) this.#fail(answer);
+            else socket.write(answer);
+            break;
+          }
+          case 'dataRow':
+            p?.rows.push(msg.fields ?? []);
+            break;
+          case 'error': {
+            const err = new PgfleetError('ERR_POSTGRES', `${msg.code ?? ''} ${msg.message ?? ''}`.trim());
+            if (p) p.error ??= err;
+            else this.#fail(err);
+            break;
+          }
+          case 'readyForQuery':
+            if (this.#onOpenFailed) {
+              this.#onOpenFailed = undefined;
+              resolve();
+            } else if (p) {
+              this.#pending = undefined;
+              if (p.error) p.reject(p.error);
+              else p.resolve(p.rows);
+            }
+            break;
+          default:
+            break;
+        }
+      });
+    });
+  }
+}
+
+/** Runs each statement in order; returns the rows of each. Fails with ERR_POSTGRES. */
+export async function runSql(target: SqlTarget, statements: readonly string[]): Promise<Row[][]> {
+  const socket = connectTo(target);
   const results: Row[][] = [];
   let current: Row[] = [];
   let next = 0;
@@ -70,20 +202,15 @@ export async function runSql(target: SqlTarget, statements: readonly string[]): 
     const msg = m as unknown as Msg;
     switch (msg.name) {
       case 'authenticationCleartextPassword':
-        socket.write(serialize.password(target.password ?? ''));
-        break;
-      case 'authenticationMD5Password': {
-        const inner = md5((target.password ?? '') + target.user);
-        socket.write(serialize.password('md5' + md5(Buffer.concat([Buffer.from(inner), msg.salt!]))));
+      case 'authenticationMD5Password':
+      case 'authenticationSASL': {
+        const answer = authAnswer(msg, target);
+        if (answer instanceof Error) {
+          failure ??= answer;
+          socket.destroy();
+        } else socket.write(answer);
         break;
       }
-      case 'authenticationSASL':
-        failure ??= new PgfleetError(
-          'ERR_POSTGRES',
-          'SCRAM authentication is not supported for agent probes',
-        );
-        socket.destroy();
-        break;
       case 'dataRow':
         current.push(msg.fields ?? []);
         break;

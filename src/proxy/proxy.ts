@@ -21,6 +21,7 @@ import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
 import { Admission } from './admission.js';
 import { HealthChecker } from './health/health-checker.js';
+import { WritePositionSource, type LeaderApi } from './health/write-position.js';
 import { ListenerSet } from './listener-set.js';
 import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
 import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
@@ -35,6 +36,7 @@ import { RouteWaiters } from './routing/route-waiters.js';
 import { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { DeadlineWheel } from './session/deadline-wheel.js';
+import { WriteTracker } from './session/read-your-writes.js';
 import { sessionContext, type SessionContext } from './session/session-context.js';
 import { loadServerTls, loadTlsContexts, type ListenerTls, type ServerTls } from './tls/tls-contexts.js';
 
@@ -42,6 +44,13 @@ import { loadServerTls, loadTlsContexts, type ListenerTls, type ServerTls } from
 const SHUTDOWN_GRACE_MS = 2_000;
 /** How late a session's startup deadline may fire (one timer for all of them). */
 const DEADLINE_TICK_MS = 25;
+/** How often identities whose read-your-writes window passed are forgotten. */
+const WRITE_TRACKER_SWEEP_MS = 10_000;
+
+/** How long the leader's WAL position may take: the longest read_your_writes timeout (1 s if none). */
+function rywTimeoutMs(p: ProxyConfig['proxy']): number {
+  return Math.max(1_000, ...p.listeners.map((l) => l.read_your_writes?.timeout ?? 0));
+}
 /** Client addresses whose cancel broadcasts are remembered at most (the rest start afresh). */
 const CANCEL_SOURCES_REMEMBERED = 10_000;
 
@@ -96,6 +105,11 @@ export class Proxy {
   /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
   #tls: Map<string, ListenerTls>;
   #serverTls: ServerTls;
+  /** Read-your-writes: identities with recent sessions on primary listeners. */
+  readonly #writes: WriteTracker;
+  /** Read-your-writes: the leader's WAL position, asked for by checked read sessions. */
+  readonly #writePosition: WritePositionSource;
+  #sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
     const metrics = options.metrics ?? new ProxyMetrics();
@@ -147,6 +161,11 @@ export class Proxy {
     this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
       log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
     );
+    this.#writes = new WriteTracker(p.read_your_writes_window);
+    this.#writePosition = new WritePositionSource(
+      () => this.#leaderApi(),
+      () => rywTimeoutMs(this.#config.proxy),
+    );
     this.#cancelForwarder = new CancelForwarder(
       this.#cancels,
       {
@@ -177,7 +196,19 @@ export class Proxy {
       serverTls: () => this.#serverTls,
       derivedWaitTimeoutMs: () => this.#derivedWaitMs,
       nodeFailed: () => this.#health.checkSoon(),
+      writes: this.#writes,
+      writePosition: this.#writePosition,
+      replayLagS: (member) => this.#view.replayLagS?.get(member),
     });
+  }
+
+  /** Where the node of the (first) primary listener answers REST: read-your-writes asks it. */
+  #leaderApi(): LeaderApi {
+    const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
+    const node = primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
+    if (node === undefined) return { error: 'no primary is routed' };
+    const url = this.#view.members.get(node.name)?.apiUrl;
+    return url === undefined ? { error: `member ${node.name} publishes no api_url` } : { url };
   }
 
   get table(): RoutingTable {
@@ -215,6 +246,9 @@ export class Proxy {
     this.#health.setStale(!connected);
     if (this.#config.proxy.health_check.enabled || !connected) this.#health.start();
     this.#stalenessTimer = setInterval(() => this.#updateStaleness(), 1_000);
+    const writes = this.#writes;
+    this.#sweepTimer = setInterval(() => writes.sweep(performance.now()), WRITE_TRACKER_SWEEP_MS);
+    this.#sweepTimer.unref();
     this.#stalenessTimer.unref();
     this.#updateStaleness();
     this.#log.info({ listeners: this.addresses, admin: this.adminAddress }, 'proxy started');
@@ -365,6 +399,8 @@ export class Proxy {
     await this.#health.close();
     await this.#watcher.close();
     this.#etcd.close();
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    await this.#writePosition?.close();
     await this.#admin?.close();
     this.#nativeRelay?.close();
     this.#state = 'closed';
@@ -426,6 +462,7 @@ export class Proxy {
     const removed = commit();
     const wasChecking = running.config.proxy.health_check.enabled;
     this.#admission.setLimits(admissionLimits(p));
+    this.#writes.setWindow(p.read_your_writes_window);
     this.#policy = policyFor(p);
     this.#health.configure(healthSettings(p, this.#policy));
     if (wasChecking !== p.health_check.enabled) this.#scheduleChecks(this.#watcher.status.connected);

@@ -72,6 +72,7 @@ export interface ListenerSpec {
   tls_cert_file?: string;
   tls_key_file?: string;
   wait_timeout?: string;
+  read_your_writes?: boolean | { identity?: string; timeout?: string; fallback?: 'primary' | 'refuse' };
 }
 
 /** The `etcd3` section: a list of endpoints is taken for relays (`use_proxies`: never bypassed). */

@@ -27,3 +27,22 @@ export function pickNode(
   }
   return best[cursor % best.length];
 }
+
+/** Replicas within this much replay lag of the least-lagging one count as equally fresh. */
+export const FRESH_TOLERANCE_S = 0.1;
+
+/**
+ * Read-your-writes: the nodes most likely to have replayed a recent commit — those whose replay lag
+ * as the leader last published it is within FRESH_TOLERANCE_S of the smallest. A node with no
+ * published lag (in front of Patroni, or not streaming from the leader) is not preferred over one
+ * known to be close, and is kept when nothing is known.
+ */
+export function freshestNodes(
+  nodes: readonly RouteNode[],
+  replayLagS: (name: string) => number | undefined,
+): readonly RouteNode[] {
+  let min = Infinity;
+  for (const n of nodes) min = Math.min(min, replayLagS(n.name) ?? Infinity);
+  if (min === Infinity) return nodes;
+  return nodes.filter((n) => (replayLagS(n.name) ?? Infinity) <= min + FRESH_TOLERANCE_S);
+}

@@ -6,6 +6,7 @@
  */
 import { SQLSTATE } from '../../protocol/index.js';
 import { RETRYABLE_SQLSTATES, noRouteFatal, wrongRoleMessage } from './refusals.js';
+import { beginCheck, noteIdentity, onFreshEvent, onWritePosition, type FreshStep } from './fresh-phase.js';
 import { StartupGate } from './server-replies.js';
 import {
   RETRY_DELAY_MS,
@@ -26,11 +27,13 @@ export function beginRouting(
   s: SessionState,
   packet: Buffer,
   rest: Buffer,
+  parameters: ReadonlyMap<string, string> | undefined,
   w: SessionWorld,
   out: SessionAction[],
 ): void {
   s.framer = undefined;
   s.startupPacket = packet;
+  noteIdentity(s, parameters, w, out);
   s.phase = 'routing';
   s.waitStart = w.now;
   s.waitTimeoutMs = s.settings.waitTimeoutMs ?? w.derivedWaitTimeoutMs;
@@ -42,14 +45,18 @@ export function beginRouting(
 
 /** Picks the next node and connects, or waits for the routing table (until wait_timeout). */
 function tryNextNode(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
-  const node = w.pick(s.tried ?? NO_NODES);
+  // Read-your-writes' fallback picks from the primary listener (and counts the session there).
+  const primary = s.fresh?.onPrimary === true ? w.primary : undefined;
+  // A checked read goes first to the replicas least behind (after authentication it cannot move).
+  const tried = s.tried ?? NO_NODES;
+  const node = primary ? primary.pick(tried) : s.fresh !== undefined ? w.pickFreshest(tried) : w.pick(tried);
   if (node !== undefined) {
     s.node = node;
     s.phase = 'connecting';
     s.attemptStart = w.now;
     s.deadline = w.now + s.settings.connectTimeoutMs;
     s.retryAt = undefined;
-    out.push({ kind: 'connect', node });
+    out.push(primary ? { kind: 'connect', node, listener: primary.listener } : { kind: 'connect', node });
     return;
   }
   s.phase = 'routing';
@@ -71,7 +78,17 @@ function giveUp(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
 
 /** Events of the routing, connecting and handshake phases. */
 export function onAttempt(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
+  if (
+    s.phase === 'fresh' &&
+    (e.type === 'server_data' || e.type === 'timer' || e.type === 'write_position')
+  ) {
+    act(s, onFreshEvent(s, e, w, out), w, out);
+    return;
+  }
   switch (e.type) {
+    case 'write_position':
+      if (s.fresh) onWritePosition(s.fresh, e);
+      return;
     case 'client_data':
       if (s.phase !== 'handshake') holdClientBytes(s, e.bytes, out);
       else {
@@ -106,7 +123,7 @@ export function onAttempt(s: SessionState, e: SessionEvent, w: SessionWorld, out
       onServerTls(s, e.error, w, out);
       return;
     case 'server_closed':
-      if (s.phase !== 'handshake') return;
+      if (s.phase !== 'handshake' && s.phase !== 'fresh') return;
       s.lastError = e.error ?? 'server closed the connection during startup';
       s.lastErrorCode = SQLSTATE.CONNECTION_FAILURE;
       retryOrFail(s, SQLSTATE.CONNECTION_FAILURE, s.lastError, w, out);
@@ -171,7 +188,8 @@ function connectFailed(s: SessionState, error: string, w: SessionWorld, out: Ses
 function onConnected(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
   const node = s.node!;
   // The table dropped this node while the connect was under way: choose again.
-  if (!w.stillRouted(node)) {
+  const routed = s.fresh?.onPrimary === true ? w.primary?.stillRouted(node) === true : w.stillRouted(node);
+  if (!routed) {
     retry(s, w, out);
     return;
   }
@@ -282,8 +300,46 @@ function onServerReplies(s: SessionState, bytes: Buffer, w: SessionWorld, out: S
       retryOrFail(s, SQLSTATE.CANNOT_CONNECT_NOW, s.lastError, w, out);
       return;
     case 'ready':
+      if (s.fresh !== undefined && !s.fresh.onPrimary && node.role === 'replica') {
+        act(s, beginCheck(s, v.rest, w, out), w, out);
+        return;
+      }
       flushHeld(gate, out);
       startRelay(s, v.rest, w, out);
+      return;
+  }
+}
+
+/** Acts on a read-your-writes decision (fresh-phase.ts). */
+function act(s: SessionState, step: FreshStep, w: SessionWorld, out: SessionAction[]): void {
+  switch (step.kind) {
+    case 'wait':
+      return;
+    case 'pass':
+      flushHeld(s.gate!, out);
+      startRelay(s, step.rest, w, out);
+      return;
+    case 'move_on':
+      leaveNode(s, w, out, false);
+      return;
+    case 'fallback':
+      out.push({ kind: 'fresh_read', result: 'fallback', seconds: (w.now - s.fresh!.checkStart) / 1000 });
+      out.push({ kind: 'drop_server' }, { kind: 'pause_client' });
+      s.fresh!.onPrimary = true;
+      s.node = undefined;
+      s.gate = undefined;
+      s.serverTls = 'off';
+      s.tried = undefined;
+      s.phase = 'routing';
+      tryNextNode(s, w, out);
+      return;
+    case 'refuse':
+      out.push({ kind: 'fresh_read', result: 'refused', seconds: (w.now - s.fresh!.checkStart) / 1000 });
+      fail(s, out, 'not_fresh', SQLSTATE.CANNOT_CONNECT_NOW, step.message);
+      return;
+    case 'broken':
+      s.lastError = step.message;
+      retryOrFail(s, SQLSTATE.CONNECTION_FAILURE, step.message, w, out);
       return;
   }
 }
@@ -306,6 +362,7 @@ function startRelay(s: SessionState, rest: Buffer, w: SessionWorld, out: Session
     trackMessages: !s.passthrough,
     nativeAllowed: s.tls === 'off' && s.serverTls !== 'on',
   });
+  if (s.writeIdentities !== undefined) out.push({ kind: 'track_writes', identities: s.writeIdentities });
   // Nothing of the startup is needed any more: a relaying session keeps a small record.
   s.gate = undefined;
   s.startupPacket = undefined;
@@ -325,10 +382,15 @@ function retryOrFail(
 
 /** Abandons this node before the client saw anything from it, and picks another. */
 function retry(s: SessionState, w: SessionWorld, out: SessionAction[]): void {
+  leaveNode(s, w, out, true);
+}
+
+/** Leaves the node tried (`failed`: the proxy is told, so the agents are checked again). */
+function leaveNode(s: SessionState, w: SessionWorld, out: SessionAction[], failed: boolean): void {
   out.push({ kind: 'drop_server' }, { kind: 'pause_client' });
   if (s.node) {
     (s.tried ??= new Set()).add(s.node.key);
-    out.push({ kind: 'node_failed', node: s.node });
+    if (failed) out.push({ kind: 'node_failed', node: s.node });
   }
   s.node = undefined;
   s.gate = undefined;

@@ -39,6 +39,10 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   #timerAt: number | undefined;
   #starting = false;
   #admitted = false;
+  /** The listener the session's node is counted under (its own, or the primary's on fallback). */
+  #countedUnder: string | undefined;
+  /** Read-your-writes: the identities this primary-listener session counts as writing. */
+  #writing: readonly string[] | undefined;
   readonly #onClosed: (s: ClientSession) => void;
 
   constructor(client: Socket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
@@ -180,7 +184,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         c?.resume();
         return;
       case 'connect':
-        this.#connect(a.node);
+        this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
         return;
       case 'write_server':
         if (this.#server && !this.#server.write(a.bytes)) c?.pause();
@@ -216,13 +220,38 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'waited':
         this.#ctx.metrics.waited(a.seconds);
         return;
+      case 'fetch_write_position':
+        this.#fetchWritePosition();
+        return;
+      case 'track_writes':
+        this.#writing = a.identities;
+        for (const id of a.identities) this.#ctx.writes.opened(id);
+        return;
+      case 'fresh_read':
+        this.#ctx.metrics.freshRead(a.result, a.seconds);
+        return;
     }
   }
 
-  #connect(node: RouteNode): void {
+  #fetchWritePosition(): void {
+    const source = this.#ctx.writePosition;
+    if (source === undefined) {
+      queueMicrotask(() =>
+        this.#step({ type: 'write_position', lsn: undefined, error: 'read-your-writes is not configured' }),
+      );
+      return;
+    }
+    source.get().then(
+      (lsn) => this.#step({ type: 'write_position', lsn, error: undefined }),
+      (err: unknown) => this.#step({ type: 'write_position', lsn: undefined, error: errorMessage(err) }),
+    );
+  }
+
+  #connect(node: RouteNode, listener: string): void {
     const ctx = this.#ctx;
     this.#node = node;
-    ctx.registry.add(ctx.settings.listener, node.key, node.name, this);
+    this.#countedUnder = listener;
+    ctx.registry.add(listener, node.key, node.name, this);
     const server = connect({ host: node.host, port: node.port, ...socketOptions(ctx.tuning) });
     this.#server = server;
     this.#serverError = undefined;
@@ -283,7 +312,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
 
   #forgetNode(): void {
     const ctx = this.#ctx;
-    if (this.#node) ctx.registry.remove(ctx.settings.listener, this.#node.key, this);
+    if (this.#node) ctx.registry.remove(this.#countedUnder ?? ctx.settings.listener, this.#node.key, this);
     this.#node = undefined;
     if (this.#cancelKey !== undefined) ctx.cancels.remove(this.#cancelKey);
     this.#cancelKey = undefined;
@@ -343,6 +372,11 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       ctx.admission.release(ctx.settings.listener);
     }
     if (reason !== undefined) ctx.metrics.closed(reason);
+    if (this.#writing !== undefined) {
+      const now = performance.now();
+      for (const id of this.#writing) ctx.writes.closed(id, now);
+      this.#writing = undefined;
+    }
     this.#onClosed(this);
   }
 

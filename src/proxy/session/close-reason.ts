@@ -12,4 +12,5 @@ export type CloseReason =
   | 'startup_rejected'
   | 'tls_required'
   | 'tls_failed'
+  | 'not_fresh'
   | 'shutdown';

@@ -1,7 +1,8 @@
 import type { ListenerConfig, ProxyConfig } from '../../config/proxy-schema.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { ProxyMetrics } from '../../observability/proxy-metrics.js';
-import { pickNode } from '../routing/balancer.js';
+import { freshestNodes, pickNode } from '../routing/balancer.js';
+import { parseIdentitySpec, type IdentitySpec } from './read-your-writes.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ListenerMetrics } from '../../observability/proxy-metrics.js';
 import type { Admission } from '../admission.js';
@@ -10,9 +11,11 @@ import type { ConnectionRegistry, Terminable } from '../routing/connection-regis
 import type { RouteWaiters } from '../routing/route-waiters.js';
 import type { CancelForwarder } from './cancel-forward.js';
 import type { CancelRegistry } from './cancel-registry.js';
+import type { WritePositionSource } from '../health/write-position.js';
 import type { DeadlineWheel } from './deadline-wheel.js';
+import type { WriteTracker } from './read-your-writes.js';
 import type { SocketTuning } from './server-connect.js';
-import type { SessionSettings, SessionWorld } from './session-types.js';
+import type { ReadYourWritesSettings, SessionSettings, SessionWorld } from './session-types.js';
 import type { ListenerTls, ServerTls } from '../tls/tls-contexts.js';
 
 /** What a client session needs from its listener and the proxy; built once per listener. */
@@ -39,6 +42,10 @@ export interface SessionContext {
   serverTls(): ServerTls;
   /** The listener's nodes in the current routing table. */
   nodes(): readonly RouteNode[];
+  /** Read-your-writes: identities with recent sessions on primary listeners (shared by all). */
+  readonly writes: WriteTracker;
+  /** Read-your-writes: the leader's WAL position; undefined when no listener uses it. */
+  readonly writePosition: WritePositionSource | undefined;
   /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
   nodeFailed(node: RouteNode): void;
 }
@@ -55,7 +62,11 @@ export interface SharedParts extends Pick<
   | 'deadlines'
   | 'nodeFailed'
   | 'serverTls'
+  | 'writes'
+  | 'writePosition'
 > {
+  /** Seconds a member's replay is behind, as the leader last published it (read-your-writes). */
+  replayLagS(member: string): number | undefined;
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   /** A listener's nodes in the routing table now. */
@@ -83,6 +94,21 @@ export function sessionContext(
   const stillRouted = (node: { key: string; role: string }) =>
     nodes().some((n) => n.key === node.key && n.role === node.role);
   const hasClientRoom = () => admission.hasClientRoom(name);
+  const count = (key: string) => registry.count(name, key);
+  // Read-your-writes' sessions go first to the replicas least behind in replay.
+  const pickFreshest = (tried: ReadonlySet<string>) => {
+    const turn = cursor++;
+    return (
+      pickNode(
+        freshestNodes(nodes(), (m) => parts.replayLagS(m)),
+        tried,
+        listener.balance,
+        count,
+        turn,
+      ) ?? pickNode(nodes(), tried, listener.balance, count, turn)
+    );
+  };
+  const writes = parts.writes;
   return {
     ...parts,
     settings: {
@@ -93,6 +119,7 @@ export function sessionContext(
       waitTimeoutMs: listener.wait_timeout ?? p.wait_timeout,
       connectTimeoutMs: p.connect_timeout,
       startupTimeoutMs: p.startup_timeout,
+      ...readYourWritesSettings(listener, p),
     },
     tuning: { keepaliveIdleMs: p.keepalive.idle },
     log: parts.log.child({ component: 'session', listener: name }),
@@ -103,8 +130,40 @@ export function sessionContext(
       stillRouted,
       hasClientRoom,
       derivedWaitTimeoutMs: parts.derivedWaitTimeoutMs(),
+      pickFreshest,
+      recentlyWrote: (identity) => writes.recentlyWrote(identity, now),
+      primary: fallbackTo(config, parts),
     }),
     tls: () => parts.tls(name),
     nodes,
+  };
+}
+
+/** A replica listener's read-your-writes; a primary listener's identity kinds to track writes by. */
+function readYourWritesSettings(
+  listener: ListenerConfig,
+  p: ProxyConfig['proxy'],
+): { readYourWrites: ReadYourWritesSettings | undefined; writeIdentities: IdentitySpec[] } {
+  const ryw = listener.read_your_writes;
+  const kinds = new Set(
+    p.listeners.flatMap((l) => (l.read_your_writes ? [l.read_your_writes.identity] : [])),
+  );
+  return {
+    readYourWrites: ryw
+      ? { identity: parseIdentitySpec(ryw.identity)!, timeoutMs: ryw.timeout, fallback: ryw.fallback }
+      : undefined,
+    writeIdentities: listener.role === 'primary' ? [...kinds].map((k) => parseIdentitySpec(k)!) : [],
+  };
+}
+
+/** Read-your-writes' fallback: the first primary listener, picked by its balance, counted under it. */
+function fallbackTo(config: ProxyConfig, parts: SharedParts): SessionWorld['primary'] {
+  const l = config.proxy.listeners.find((x) => x.role === 'primary');
+  if (l === undefined) return undefined;
+  const nodes = () => parts.nodes(l.name);
+  return {
+    listener: l.name,
+    pick: (tried) => pickNode(nodes(), tried, l.balance, (key) => parts.registry.count(l.name, key), 0),
+    stillRouted: (node) => nodes().some((n) => n.key === node.key && n.role === node.role),
   };
 }

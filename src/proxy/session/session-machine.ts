@@ -13,6 +13,8 @@
  *   connecting | the TCP connect to the node picked          | connect_timeout
  *   handshake  | the server's replies up to ReadyForQuery,   | startup_timeout from the connect
  *              | held (auth requests forwarded both ways)    |
+ *   fresh      | read-your-writes: the replica to replay the | the check's timeout (fresh-phase.ts)
+ *              | primary's position (its ReadyForQuery held) |
  *   relay      | one side's end, or a termination; draining: | none
  *              | the relay standing idle                     |
  *   cancel     | the CancelRequest's forwarding              | none
@@ -48,6 +50,7 @@ export function step(s: SessionState, e: SessionEvent, w: SessionWorld): Session
     case 'routing':
     case 'connecting':
     case 'handshake':
+    case 'fresh':
       onAttempt(s, e, w, out);
       break;
     case 'relay':

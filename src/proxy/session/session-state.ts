@@ -6,10 +6,35 @@
 import { SQLSTATE, StartupFramer, errorResponse } from '../../protocol/index.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
+import type { ReplayCheckReader } from './read-your-writes.js';
 import type { StartupGate } from './server-replies.js';
 import type { EndMode, SessionAction, SessionSettings, Termination } from './session-types.js';
 
-export type Phase = 'startup' | 'routing' | 'connecting' | 'handshake' | 'relay' | 'cancel' | 'closed';
+export type Phase =
+  'startup' | 'routing' | 'connecting' | 'handshake' | 'fresh' | 'relay' | 'cancel' | 'closed';
+
+/**
+ * A read session under read-your-writes (its identity wrote recently): the primary's WAL position
+ * it must find replayed, and the replay check on its replica (phase `fresh`).
+ */
+export interface FreshRead {
+  /** The position to reach; `pending` until the leader answered; `failed` when it could not. */
+  target: bigint | 'pending' | 'failed';
+  /** Why the position could not be had. */
+  error: string | undefined;
+  /** The check's start and its end (timeout), once the replica was ready. */
+  checkStart: number;
+  checkDeadline: number;
+  /** A check is on the wire (its reply is awaited). */
+  checking: boolean;
+  /** The next check, after the replica answered with a position short of the target. */
+  recheckAt: number | undefined;
+  reader: ReplayCheckReader | undefined;
+  /** Waited at least once (the metric tells `immediate` from `waited`). */
+  waited: boolean;
+  /** Moved to the primary (the fallback): no check there. */
+  onPrimary: boolean;
+}
 
 /** After every node failed, try them all again this often while waiting for the table to change. */
 export const RETRY_DELAY_MS = 200;
@@ -31,7 +56,7 @@ export interface SessionState {
   /** The TLS began without an SSLRequest (PostgreSQL 17's direct negotiation): ALPN is required. */
   directTls: boolean;
   /** Nothing has been read from the client yet (a direct TLS ClientHello is recognised by its first byte). */
-  fresh: boolean;
+  firstBytes: boolean;
   /** The StartupMessage (or, passing TLS through, the SSLRequest) sent to each server tried. */
   startupPacket: Buffer | undefined;
   protocolVersion: number;
@@ -58,6 +83,10 @@ export interface SessionState {
   lastErrorCode: string;
   /** The proxy is draining: how the session ends once its relay stands idle. */
   drain: Termination | undefined;
+  /** Read-your-writes, for a read session whose identity wrote recently. */
+  fresh: FreshRead | undefined;
+  /** A primary listener's session: its identities under each read-your-writes identity kind. */
+  writeIdentities: string[] | undefined;
 }
 
 export function newSession(settings: SessionSettings): SessionState {
@@ -71,7 +100,7 @@ export function newSession(settings: SessionSettings): SessionState {
     tls: 'off',
     serverTls: 'off',
     directTls: false,
-    fresh: true,
+    firstBytes: true,
     startupPacket: undefined,
     protocolVersion: 0,
     passthrough: false,
@@ -91,6 +120,8 @@ export function newSession(settings: SessionSettings): SessionState {
     lastError: undefined,
     lastErrorCode: SQLSTATE.CONNECTION_FAILURE,
     drain: undefined,
+    fresh: undefined,
+    writeIdentities: undefined,
   };
 }
 

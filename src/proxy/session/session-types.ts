@@ -6,6 +6,16 @@
 import type { ListenerConfig } from '../../config/proxy-schema.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
+import type { IdentitySpec } from './read-your-writes.js';
+
+/** A replica listener's read-your-writes (docs/read-freshness.md). */
+export interface ReadYourWritesSettings {
+  readonly identity: IdentitySpec;
+  /** How long a read session's replica may take to replay the write position. */
+  readonly timeoutMs: number;
+  /** Then: to the primary (only before the client authenticated), or a refusal. */
+  readonly fallback: 'primary' | 'refuse';
+}
 
 /** What a listener's sessions share, fixed when the proxy starts. */
 export interface SessionSettings {
@@ -18,6 +28,10 @@ export interface SessionSettings {
   readonly waitTimeoutMs: number | undefined;
   readonly connectTimeoutMs: number;
   readonly startupTimeoutMs: number;
+  /** Replica listeners with read-your-writes on. */
+  readonly readYourWrites: ReadYourWritesSettings | undefined;
+  /** Primary listeners: the identity kinds read-your-writes listeners track writes by. */
+  readonly writeIdentities: readonly IdentitySpec[];
 }
 
 /** Why the routing table or the proxy ends a session. */
@@ -60,7 +74,9 @@ export type SessionEvent =
   /** The proxy's TLS to the server is up. */
   | { readonly type: 'server_tls_ready' }
   /** The proxy's TLS to the server failed (handshake, certificate). */
-  | { readonly type: 'server_tls_failed'; readonly error: string };
+  | { readonly type: 'server_tls_failed'; readonly error: string }
+  /** The primary's WAL position asked for by `fetch_write_position`, or why there is none. */
+  | { readonly type: 'write_position'; readonly lsn: bigint | undefined; readonly error: string | undefined };
 
 /**
  * How a session's last moments go:
@@ -82,8 +98,11 @@ export type SessionAction =
   /** Stop reading the client (nothing to give its bytes to yet); `resume_client` undoes it. */
   | { readonly kind: 'pause_client' }
   | { readonly kind: 'resume_client' }
-  /** Connect to `node` (the session now counts on it: registry, least connections). */
-  | { readonly kind: 'connect'; readonly node: RouteNode }
+  /**
+   * Connect to `node` (the session now counts on it: registry, least connections), counted under
+   * `listener` when it is another listener's node (read-your-writes' fallback to the primary).
+   */
+  | { readonly kind: 'connect'; readonly node: RouteNode; readonly listener?: string }
   | { readonly kind: 'write_server'; readonly bytes: Buffer }
   /** Close the server connection of the attempt and forget its node and cancel key. */
   | { readonly kind: 'drop_server' }
@@ -115,9 +134,18 @@ export type SessionAction =
       readonly last: Buffer | undefined;
     }
   | { readonly kind: 'log'; readonly message: string; readonly fields: Record<string, unknown> }
+  /** Read-your-writes: ask the leader for its current WAL position (answered by `write_position`). */
+  | { readonly kind: 'fetch_write_position' }
+  /** A session on a primary listener reached ReadyForQuery: its identities count as writing. */
+  | { readonly kind: 'track_writes'; readonly identities: readonly string[] }
+  /** Read-your-writes: how a checked read session started, after `seconds` of checking. */
+  | { readonly kind: 'fresh_read'; readonly result: FreshReadResult; readonly seconds: number }
   /** Metrics: a server's ReadyForQuery after `seconds`; a wait for a route of `seconds`. */
   | { readonly kind: 'connected'; readonly node: string; readonly seconds: number }
   | { readonly kind: 'waited'; readonly seconds: number };
+
+/** How a read-your-writes check ended: passed at once, after waiting, moved to the primary, refused. */
+export type FreshReadResult = 'immediate' | 'waited' | 'fallback' | 'refused';
 
 /** What the engine may read of the proxy while it decides: snapshots, nothing it changes. */
 export interface SessionWorld {
@@ -131,4 +159,16 @@ export interface SessionWorld {
   hasClientRoom(): boolean;
   /** The default wait_timeout now: ttl + loop_wait + a margin, from the cluster's config key. */
   readonly derivedWaitTimeoutMs: number;
+  /** As pick, preferring the replicas least behind in replay (read-your-writes' sessions). */
+  pickFreshest(tried: ReadonlySet<string>): RouteNode | undefined;
+  /** Read-your-writes: `identity` has a session on a primary listener, or had one recently. */
+  recentlyWrote(identity: string): boolean;
+  /** Read-your-writes' fallback: the proxy's (first) primary listener; undefined if it has none. */
+  readonly primary:
+    | {
+        readonly listener: string;
+        pick(tried: ReadonlySet<string>): RouteNode | undefined;
+        stillRouted(node: RouteNode): boolean;
+      }
+    | undefined;
 }

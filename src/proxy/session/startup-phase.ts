@@ -29,12 +29,12 @@ export function onStartup(s: SessionState, e: SessionEvent, w: SessionWorld, out
       return;
     case 'client_data':
       if (s.tls === 'handshake') return; // (a TLS socket gives no data before its handshake)
-      if (s.fresh && directTls(s, e.bytes)) {
-        s.fresh = false;
+      if (s.firstBytes && directTls(s, e.bytes)) {
+        s.firstBytes = false;
         beginTls(s, e.bytes, true, out);
         return;
       }
-      s.fresh = false;
+      s.firstBytes = false;
       readFirstPackets(s, e.bytes, w, out);
       return;
     case 'tls_ready':
@@ -109,7 +109,14 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
       case 'route':
         s.passthrough = action.passthrough;
         s.protocolVersion = p.kind === 'startup' ? p.protocolVersion : 0;
-        beginRouting(s, p.kind === 'startup' ? p.raw : SSL_REQUEST, r.rest, w, out);
+        beginRouting(
+          s,
+          p.kind === 'startup' ? p.raw : SSL_REQUEST,
+          r.rest,
+          p.kind === 'startup' ? p.parameters : undefined,
+          w,
+          out,
+        );
         return;
     }
   }

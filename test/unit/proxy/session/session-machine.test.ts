@@ -30,6 +30,8 @@ const SETTINGS: SessionSettings = {
   waitTimeoutMs: 1_000,
   connectTimeoutMs: 100,
   startupTimeoutMs: 500,
+  readYourWrites: undefined,
+  writeIdentities: [],
 };
 
 function node(name: string, role: 'primary' | 'replica' = 'primary'): RouteNode {
@@ -54,6 +56,9 @@ function run(setup: Setup, events: (SessionEvent | { at: number })[]): Transcrip
     stillRouted: (n) => nodes.some((x) => x.key === n.key),
     hasClientRoom: () => setup.clientRoom ?? true,
     derivedWaitTimeoutMs: 3_000,
+    pickFreshest: () => undefined,
+    recentlyWrote: () => false,
+    primary: undefined,
   });
   const s = newSession({ ...SETTINGS, tls: setup.tls ?? 'disable', serverTls: setup.serverTls ?? 'disable' });
   const t = new Transcript();
@@ -325,6 +330,9 @@ function lastOf(setup: Setup, events: SessionEvent[]): Buffer {
     stillRouted: () => true,
     hasClientRoom: () => setup.clientRoom ?? true,
     derivedWaitTimeoutMs: 3_000,
+    pickFreshest: () => undefined,
+    recentlyWrote: () => false,
+    primary: undefined,
   };
   const all = [{ type: 'accepted', startupRoom: true } as SessionEvent, ...events];
   for (const e of all) for (const a of step(s, e, world)) if (a.kind === 'end') last = a.last;
@@ -686,6 +694,9 @@ describe('session engine: the server side, deadlines and terminations', () => {
       stillRouted: () => true,
       hasClientRoom: () => true,
       derivedWaitTimeoutMs: 3_000,
+      pickFreshest: () => undefined,
+      recentlyWrote: () => false,
+      primary: undefined,
     };
     const failed = [
       { type: 'accepted', startupRoom: true } as SessionEvent,
@@ -728,6 +739,9 @@ describe('session engine: the server side, deadlines and terminations', () => {
       stillRouted: () => true,
       hasClientRoom: () => true,
       derivedWaitTimeoutMs: derived,
+      pickFreshest: () => undefined,
+      recentlyWrote: () => false,
+      primary: undefined,
     });
     step(s, { type: 'accepted', startupRoom: true }, w(0, 3_000));
     step(s, client(STARTUP), w(0, 3_000));
@@ -752,6 +766,9 @@ describe('session engine: the server side, deadlines and terminations', () => {
       stillRouted: () => true,
       hasClientRoom: () => true,
       derivedWaitTimeoutMs: 3_000,
+      pickFreshest: () => undefined,
+      recentlyWrote: () => false,
+      primary: undefined,
     });
     step(s, { type: 'accepted', startupRoom: true }, w(0, [node('a')]));
     step(s, client(STARTUP), w(0, [node('a')]));
