@@ -18,7 +18,8 @@ export async function actOn(decision: Decision, ctx: ExecutorContext): Promise<A
   for (const action of decision.actions) {
     try {
       if (!(await execute(ctx, action))) {
-        return { outcome: decision.failureSentence ?? `${decision.sentence}: not done`, failed: true };
+        const sentence = decision.failureSentences?.[action.type] ?? decision.failureSentence;
+        return { outcome: sentence ?? `${decision.sentence}: not done`, failed: true };
       }
     } catch (err) {
       return { outcome: `${decision.sentence}: failed: ${errorMessage(err)}`, failed: true };

@@ -13,7 +13,7 @@ import type { AgentConfig } from '../config/agent-schema.js';
 import { formatHostPort } from '../config/common.js';
 import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
-import { decide } from '../ha/decide.js';
+import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
 import type { HaSettings } from '../ha/dynamic-config.js';
 import type { PeerStatus } from '../ha/peer-status.js';
 import { parseFailover } from '../ha/switchover.js';
@@ -31,6 +31,7 @@ import { buildObservation } from './observation.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
 import { SettingsTracker } from './settings-tracker.js';
 import { StatusPublisher } from './status-publisher.js';
+import { SyncReplication } from './sync-replication.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -64,6 +65,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly lease: LeaseKeeper;
   private readonly cluster: ClusterKnowledge;
   private readonly publisher: StatusPublisher;
+  private readonly sync: SyncReplication;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
   private cycleTimer: NodeJS.Timeout | undefined;
@@ -83,6 +85,13 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.lease = new LeaseKeeper(opts.dcs, opts.log.child({ component: 'watchdog' }), opts.watchdog ?? true);
     this.cluster = new ClusterKnowledge(opts.dcs, this.lease, this.settings, opts.log);
     this.publisher = new StatusPublisher(opts.config, opts.dcs, this.local, opts.log);
+    this.sync = new SyncReplication({
+      name: opts.config.name,
+      node: opts.node,
+      dcs: opts.dcs,
+      settings: this.settings,
+      log: opts.log.child({ component: 'sync' }),
+    });
   }
 
   start(): void {
@@ -204,10 +213,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     const decision = decide(obs);
     const { outcome, failed } = await this.act(decision, view);
     this.lastCycleAtMs = Date.now();
-    if (
-      outcome !== this.lastSentence ||
-      decision.actions.some((a) => a.type !== 'renew' && a.type !== 'sync_slots')
-    ) {
+    if (outcome !== this.lastSentence || decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type))) {
       this.opts.log.info({ actions: decision.actions.map((a) => a.type) }, outcome);
     } else {
       this.opts.log.debug(outcome);
@@ -218,7 +224,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     await this.applyParameterChanges();
     this.lease.arm(this.settings.current, this.leadingPid());
     await this.publishStatus();
-    return !failed && decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
+    return !failed && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type));
   }
 
   /** A changed `postgresql.parameters` (e.g. `patronictl edit-config`) is written and reloaded. */
@@ -263,6 +269,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       formerPrimary: this.local.formerPrimary,
       setFollowing: (leader) => this.local.setFollowing(leader),
       publish: () => this.publisher.publishMember(true),
+      sync: this.sync,
+      syncKeyRevision: this.cluster.snapshot?.modRevisions.get('sync'),
     };
   }
 

@@ -22,6 +22,7 @@ import {
 import type { PostgresControl } from '../postgres/node.js';
 import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
+import type { SyncReplication } from './sync-replication.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -38,6 +39,10 @@ export interface ExecutorContext {
   /** This node ran as a primary since it last followed a leader: its WAL may have diverged. */
   readonly formerPrimary: boolean;
   publish(): Promise<void>;
+  /** Synchronous replication (the leader's steps, and the `sync` key before a promotion). */
+  readonly sync: SyncReplication;
+  /** Mod revision of the `sync` key as read this cycle (undefined: absent). */
+  readonly syncKeyRevision: number | undefined;
 }
 
 function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
@@ -73,6 +78,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
         loop_wait: dyn.loop_wait / 1000,
         retry_timeout: dyn.retry_timeout / 1000,
         maximum_lag_on_failover: dyn.maximum_lag_on_failover,
+        ...syncConfigValues(dyn),
         postgresql: { parameters: dyn.postgresql.parameters, use_pg_rewind: dyn.postgresql.use_pg_rewind },
       }),
     );
@@ -87,6 +93,19 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
     await dcs.releaseLeader().catch(() => undefined);
     throw err;
   }
+}
+
+/** The synchronous and failsafe settings bootstrap.dcs sets, as Patroni writes them to `config`. */
+function syncConfigValues(dyn: AgentConfig['bootstrap']['dcs']): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (dyn.synchronous_mode !== 'off') {
+    out.synchronous_mode = dyn.synchronous_mode === 'quorum' ? 'quorum' : true;
+    out.synchronous_mode_strict = dyn.synchronous_mode_strict;
+    out.synchronous_node_count = dyn.synchronous_node_count;
+  }
+  if (dyn.maximum_lag_on_syncnode > 0) out.maximum_lag_on_syncnode = dyn.maximum_lag_on_syncnode;
+  if (dyn.failsafe_mode) out.failsafe_mode = true;
+  return out;
 }
 
 async function createRoles(ctx: ExecutorContext): Promise<void> {
@@ -257,5 +276,10 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
     case 'sync_slots':
       await syncSlots(ctx, action.slots);
       return true;
+    case 'sync_replication':
+      await ctx.sync.manage(ctx.view, ctx.syncKeyRevision);
+      return true;
+    case 'sync_before_promote':
+      return await ctx.sync.beforePromote(ctx.view, ctx.syncKeyRevision);
   }
 }

@@ -47,6 +47,7 @@ export function buildObservation(
       nofailover: src.cfg.tags.nofailover,
       failoverPriority: src.cfg.tags.failover_priority ?? 1,
       fencing: src.cfg.agent.fencing,
+      sync: src.settings.sync,
     },
   };
 }

@@ -16,6 +16,13 @@ export function bootstrapSettings(cfg: AgentConfig): HaSettings {
     retryTimeoutMs: b.retry_timeout,
     maximumLagOnFailoverBytes: b.maximum_lag_on_failover,
     parameters: b.postgresql.parameters,
+    sync: {
+      mode: b.synchronous_mode,
+      strict: b.synchronous_mode_strict,
+      nodeCount: b.synchronous_node_count,
+      maximumLagOnSyncnodeBytes: b.maximum_lag_on_syncnode,
+    },
+    failsafeMode: b.failsafe_mode,
   };
 }
 
@@ -23,6 +30,11 @@ export class SettingsTracker {
   private readonly fallback: HaSettings;
   private settings: HaSettings;
   private lastProblems = '';
+  /**
+   * `synchronous_standby_names` as the leader manages it (synchronous mode); undefined: the
+   * node's own value (or none) applies.
+   */
+  managedSyncNames: string | undefined;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -45,8 +57,14 @@ export class SettingsTracker {
     this.lastProblems = text;
   }
 
-  /** Postgres parameters in force: dynamic (DCS `config`) under the node's own. */
+  /**
+   * Postgres parameters in force: dynamic (DCS `config`) under the node's own, and the managed
+   * `synchronous_standby_names` over both.
+   */
   get parameters(): Readonly<Record<string, ParamValue>> {
-    return { ...this.settings.parameters, ...this.cfg.postgresql.parameters };
+    const own = { ...this.settings.parameters, ...this.cfg.postgresql.parameters };
+    return this.managedSyncNames === undefined
+      ? own
+      : { ...own, synchronous_standby_names: this.managedSyncNames };
   }
 }

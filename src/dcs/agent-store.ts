@@ -22,6 +22,8 @@ export interface DcsSnapshot {
   readonly view: ClusterView;
   /** Raw values under the cluster prefix, keyed relative to it (`members/pg1`, `initialize`). */
   readonly values: ReadonlyMap<string, string>;
+  /** Each key's mod revision, keyed as `values` (for compare-and-set writes such as `sync`). */
+  readonly modRevisions: ReadonlyMap<string, number>;
   readonly problems: readonly string[];
 }
 
@@ -48,6 +50,13 @@ export interface AgentDcs {
   writeFailover(json: string): Promise<void>;
   writeHistory(json: string): Promise<void>;
   deleteFailover(): Promise<void>;
+  /**
+   * Writes the `sync` key if its mod revision is still `expected` (undefined: if it is absent);
+   * resolves with the new mod revision, or undefined when the compare failed.
+   */
+  writeSync(json: string, expected: number | undefined): Promise<number | undefined>;
+  /** Deletes the `sync` key if its mod revision is still `expected`; true when it is gone. */
+  deleteSync(expected: number | undefined): Promise<boolean>;
   /** Deletes the `failover` key only if it still holds `value`; false when it holds another value. */
   deleteFailoverIf(value: string): Promise<boolean>;
   /**
@@ -124,9 +133,14 @@ export class EtcdAgentDcs implements AgentDcs {
     const prefix = this.keys.prefix;
     const res = await this.cluster.run(`get ${prefix}`, (c) => c.getAll().prefix(prefix).exec());
     const values = new Map<string, string>();
-    for (const kv of res.kvs) values.set(kv.key.toString().slice(prefix.length), kv.value.toString());
+    const modRevisions = new Map<string, number>();
+    for (const kv of res.kvs) {
+      const key = kv.key.toString().slice(prefix.length);
+      values.set(key, kv.value.toString());
+      modRevisions.set(key, Number(kv.mod_revision));
+    }
     const { view, problems } = buildView(this.opts.scope, values, Number(res.header.revision));
-    return { view, values, problems };
+    return { view, values, modRevisions, problems };
   }
 
   private async leaseIdOrThrow(): Promise<string> {
@@ -256,6 +270,36 @@ export class EtcdAgentDcs implements AgentDcs {
     const key = this.keys.failover;
     const res = await this.cluster.run('delete failover', (c) =>
       c.if(key, 'Value', '==', value).then(c.delete().key(key)).else(c.get(key)).commit(),
+    );
+    return res.succeeded || res.responses[0]?.response_range?.kvs.length === 0;
+  }
+
+  /**
+   * Patroni's set_sync_state_value with a version: compare-and-set on the mod revision. A retry on
+   * another member after a lost answer finds our own value there: that counts as written.
+   */
+  async writeSync(json: string, expected: number | undefined): Promise<number | undefined> {
+    const key = this.keys.sync;
+    const res = await this.cluster.run('put sync', (c) =>
+      (expected === undefined ? c.if(key, 'Create', '==', 0) : c.if(key, 'Mod', '==', expected))
+        .then(c.put(key).value(json))
+        .else(c.get(key))
+        .commit(),
+    );
+    if (res.succeeded) return Number(res.header.revision);
+    const kv = res.responses[0]?.response_range?.kvs[0];
+    return kv !== undefined && kv.value.toString() === json ? Number(kv.mod_revision) : undefined;
+  }
+
+  /** Deletes the `sync` key if unchanged since `expected`; gone already counts as done. */
+  async deleteSync(expected: number | undefined): Promise<boolean> {
+    const key = this.keys.sync;
+    if (expected === undefined) {
+      await this.cluster.run('delete sync', (c) => c.delete().key(key).exec());
+      return true;
+    }
+    const res = await this.cluster.run('delete sync', (c) =>
+      c.if(key, 'Mod', '==', expected).then(c.delete().key(key)).else(c.get(key)).commit(),
     );
     return res.succeeded || res.responses[0]?.response_range?.kvs.length === 0;
   }

@@ -14,6 +14,8 @@ export class MemoryEtcd {
   readonly values = new Map<string, string>();
   /** key → lease id (keys without a lease are absent). */
   readonly leaseOf = new Map<string, number>();
+  /** key → mod revision. */
+  readonly modRevision = new Map<string, number>();
   available = true;
   revision = 1;
   private nextLease = 1;
@@ -31,11 +33,13 @@ export class MemoryEtcd {
     if (lease === undefined) this.leaseOf.delete(key);
     else this.leaseOf.set(key, lease);
     this.revision++;
+    this.modRevision.set(key, this.revision);
   }
 
   delete(key: string): void {
     this.values.delete(key);
     this.leaseOf.delete(key);
+    this.modRevision.delete(key);
     this.revision++;
   }
 
@@ -63,7 +67,7 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     const values = new Map(this.etcd.values);
     const { view, problems } = buildView(this.scope, values, this.etcd.revision);
-    return { view, values, problems };
+    return { view, values, modRevisions: new Map(this.etcd.modRevision), problems };
   }
   async refreshLease(): Promise<void> {
     this.etcd.check();
@@ -134,6 +138,20 @@ export class MemoryAgentDcs implements AgentDcs {
     const current = this.etcd.values.get('failover');
     if (current !== value) return current === undefined;
     this.etcd.delete('failover');
+    return true;
+  }
+  async writeSync(json: string, expected: number | undefined): Promise<number | undefined> {
+    this.etcd.check();
+    if (this.etcd.modRevision.get('sync') !== expected) return undefined;
+    this.etcd.put('sync', json);
+    return this.etcd.revision;
+  }
+  async deleteSync(expected: number | undefined): Promise<boolean> {
+    this.etcd.check();
+    const current = this.etcd.modRevision.get('sync');
+    if (current === undefined) return true;
+    if (expected !== undefined && current !== expected) return false;
+    this.etcd.delete('sync');
     return true;
   }
   async watchLeader(): Promise<void> {}
