@@ -102,3 +102,11 @@ export function effectiveFailsafeMode(
   }
   return b;
 }
+
+/**
+ * The synchronous settings a `config` key value asks for (no fallback: what Patroni's
+ * global_config reads), for displaying roles the way Patroni does.
+ */
+export function syncSettingsOf(config: Readonly<Record<string, unknown>>): SyncSettings {
+  return effectiveSyncSettings(config, SYNC_OFF, []);
+}
