@@ -47,6 +47,12 @@ export interface AgentClusterOptions {
   readonly etcdUseProxies?: boolean;
   /** `bootstrap.dcs.maximum_lag_on_failover` in bytes (default Patroni's 1MB). */
   readonly maximumLagOnFailoverBytes?: number;
+  /** More `bootstrap.dcs` settings, e.g. `{ synchronous_mode: true }`. */
+  readonly bootstrapDcs?: Readonly<Record<string, unknown>>;
+  /** More `agent` settings (pgfleet's section), e.g. `{ restart_grace: '4s' }`. */
+  readonly agentSection?: Readonly<Record<string, unknown>>;
+  /** Where this agent's PostgreSQL is published (conn_url), e.g. a FaultRelay in front of it. */
+  readonly pgConnectAddress?: (node: { name: string; pgPort: number }) => Promise<string>;
 }
 
 export function agentConfigYaml(o: {
@@ -65,21 +71,27 @@ export function agentConfigYaml(o: {
   restAuth?: { username: string; password: string } | undefined;
   /** Patroni tags, e.g. `{ nofailover: true }`. */
   tags?: Readonly<Record<string, unknown>> | undefined;
+  bootstrapDcs?: Readonly<Record<string, unknown>> | undefined;
+  agentSection?: Readonly<Record<string, unknown>> | undefined;
+  pgConnectAddress?: string | undefined;
 }): string {
   const auth = o.restAuth
     ? `, authentication: { username: ${o.restAuth.username}, password: ${o.restAuth.password} }`
     : '';
   const lag =
-    o.maximumLagOnFailoverBytes === undefined
+    (o.maximumLagOnFailoverBytes === undefined
       ? ''
-      : `, maximum_lag_on_failover: ${o.maximumLagOnFailoverBytes}`;
+      : `, maximum_lag_on_failover: ${o.maximumLagOnFailoverBytes}`) +
+    Object.entries(o.bootstrapDcs ?? {})
+      .map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`)
+      .join('');
   return `scope: ${o.scope}
 namespace: /service
 name: ${o.name}
 etcd3: { hosts: [${o.etcdHosts.join(', ')}]${o.etcdUseProxies ? ', use_proxies: true' : ''} }
 restapi: { listen: 127.0.0.1:${o.apiPort}${auth} }
 postgresql:
-  listen: 127.0.0.1:${o.pgPort}
+  listen: 127.0.0.1:${o.pgPort}${o.pgConnectAddress ? `\n  connect_address: ${o.pgConnectAddress}` : ''}
   data_dir: ${o.dataDir}
   parameters: { shared_buffers: 16MB, max_wal_size: 64MB, min_wal_size: 32MB }
   authentication:
@@ -88,7 +100,7 @@ postgresql:
 bootstrap:
   dcs: { ttl: ${o.ttlSeconds}, loop_wait: ${o.loopWaitSeconds ?? 1}, retry_timeout: ${o.retryTimeoutSeconds ?? 1}${lag} }
 log: { level: debug }
-${o.tags ? `tags: ${JSON.stringify(o.tags)}\n` : ''}`;
+${o.tags ? `tags: ${JSON.stringify(o.tags)}\n` : ''}${o.agentSection ? `agent: ${JSON.stringify(o.agentSection)}\n` : ''}`;
 }
 
 /** The etcd endpoints an agent is configured with. */
@@ -124,6 +136,9 @@ export async function startAgent(
       maximumLagOnFailoverBytes: opts.maximumLagOnFailoverBytes,
       restAuth: opts.restAuth,
       tags,
+      bootstrapDcs: opts.bootstrapDcs,
+      agentSection: opts.agentSection,
+      pgConnectAddress: opts.pgConnectAddress && (await opts.pgConnectAddress({ name, pgPort })),
     }),
   );
   const node: AgentNode = {
