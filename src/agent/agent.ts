@@ -19,44 +19,37 @@ import type { PeerStatus } from '../ha/peer-status.js';
 import { parseFailover } from '../ha/switchover.js';
 import type { Decision } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
-import type { PgProbe } from '../postgres/probe.js';
+import type { AgentSnapshot } from './agent-snapshot.js';
 import { ClusterKnowledge } from './cluster-knowledge.js';
+import { nextCycleDelayMs } from './cycle-timing.js';
 import { actOn, fenceAlone, type ActOutcome } from './act.js';
+import { adoptRunning, completeAdoption } from './adoption.js';
 import type { ExecutorContext } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { LocalPostgres } from './local-postgres.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
-import { effectiveTags, type MemberState } from './member-status.js';
+import { effectiveTags } from './member-status.js';
 import { buildObservation } from './observation.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
 import { SettingsTracker } from './settings-tracker.js';
 import { StatusPublisher } from './status-publisher.js';
 import { SyncReplication } from './sync-replication.js';
+import { agentWatchdogClient } from './watchdog/watchdog-client.js';
+import { Failsafe } from './failsafe.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
   readonly dcs: AgentDcs;
   readonly node: PostgresControl;
   readonly log: Logger;
-  /** The out-of-loop watchdog process (default on; loop tests with fakes turn it off). */
-  readonly watchdog?: boolean;
+  /**
+   * How to run the watchdog process (`[program, ...args]`, the CLI's `pgfleet watchdog`);
+   * undefined runs without one (loop tests with fakes).
+   */
+  readonly watchdogCommand?: readonly string[];
 }
 
-/** What the REST API and metrics read: the agent's latest knowledge, immutable. */
-export interface AgentSnapshot {
-  readonly name: string;
-  /** This member's tags as Patroni shows them (`effectiveTags`). */
-  readonly tags: Readonly<Record<string, unknown>>;
-  readonly state: MemberState;
-  readonly probe: PgProbe | undefined;
-  readonly view: ClusterView | undefined;
-  readonly values: ReadonlyMap<string, string>;
-  readonly pgRunning: boolean;
-  readonly postmasterStartMs: number | undefined;
-  readonly lastCycleAtMs: number | undefined;
-  readonly lastDcsOkAtMs: number | undefined;
-  readonly lastSentence: string | undefined;
-}
+export type { AgentSnapshot } from './agent-snapshot.js';
 
 export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }] }> {
   private readonly cfg: AgentConfig;
@@ -66,6 +59,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly cluster: ClusterKnowledge;
   private readonly publisher: StatusPublisher;
   private readonly sync: SyncReplication;
+  readonly failsafe: Failsafe;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
   private cycleTimer: NodeJS.Timeout | undefined;
@@ -74,6 +68,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private running = false;
   private closed = false;
   private wakePending = false;
+  /** A postmaster was adopted at start; its role and upstream are recorded at the first cycle. */
+  private adoptionPending = false;
   /** Tasks queued or running on the exclusive chain. */
   private pending = 0;
 
@@ -82,9 +78,21 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.cfg = opts.config;
     this.local = new LocalPostgres(opts.node);
     this.settings = new SettingsTracker(opts.config, opts.log);
-    this.lease = new LeaseKeeper(opts.dcs, opts.log.child({ component: 'watchdog' }), opts.watchdog ?? true);
+    const watchdog =
+      opts.watchdogCommand &&
+      agentWatchdogClient(
+        opts.config,
+        opts.watchdogCommand,
+        opts.log.child({ component: 'watchdog' }),
+        () => this.settings.current.retryTimeoutMs,
+      );
+    this.lease = new LeaseKeeper(opts.dcs, watchdog, {
+      graceMs: opts.config.agent.restart_grace,
+      stopOnAgentDeath: opts.config.agent.stop_postgres_on_agent_death,
+    });
     this.cluster = new ClusterKnowledge(opts.dcs, this.lease, this.settings, opts.log);
     this.publisher = new StatusPublisher(opts.config, opts.dcs, this.local, opts.log);
+    this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
     this.sync = new SyncReplication({
       name: opts.config.name,
       node: opts.node,
@@ -97,14 +105,28 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
-    this.lease.start();
+    this.exclusive(() => this.init());
     this.scheduleCycle(0);
 
     this.statusTimer = setInterval(() => {
       // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
-      if (this.pending > 0) void this.lease.refreshIfDue(this.settings.current, this.leadingPid());
+      if (this.pending > 0) void this.lease.refreshIfDue(this.settings.current);
       else this.exclusive(() => this.publishStatus());
     }, this.cfg.agent.status_interval);
+  }
+
+  /**
+   * Before the first cycle: the watchdog (a previous agent's, if one is still running: its lease
+   * and deadline carry over), and a postmaster left running by that agent.
+   */
+  private async init(): Promise<void> {
+    try {
+      const welcome = await this.lease.start(this.settings.current);
+      if (welcome?.fired) this.opts.log.warn('the watchdog stopped PostgreSQL while no agent ran');
+    } catch (err) {
+      this.opts.log.error({ err: errorMessage(err) }, 'no watchdog: a frozen agent would not be fenced');
+    }
+    this.adoptionPending = await adoptRunning(this.local, this.settings, this.opts.log);
   }
 
   /** Runs a cycle soon (debounced), unless one is about to run. */
@@ -141,24 +163,16 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }, delayMs);
   }
 
-  /**
-   * loop_wait, or less when a switchover this leader must run comes due within two loop_waits: then
-   * the next cycle lands half a loop_wait before the time (it acts, sleeping until the moment), so a
-   * late cycle still has the slack before the request would go stale. A primary cut from etcd comes
-   * back at its lease deadline when that is sooner.
-   */
   private nextCycleDelayMs(): number {
-    const loopWaitMs = this.settings.current.loopWaitMs;
-    const snapshot = this.cluster.snapshot;
-    // A primary that could not renew comes back no later than its lease deadline, to fence itself
-    // then rather than up to a loop_wait after it.
-    const deadline = this.lease.leaseDeadlineMs;
-    if (snapshot === undefined && deadline !== undefined && this.local.probe?.inRecovery === false)
-      return Math.max(0, Math.min(loopWaitMs, deadline - performance.now()));
-    const at = parseFailover(snapshot?.values.get('failover'))?.scheduledAt;
-    if (at === undefined || snapshot?.view.leader !== this.cfg.name) return loopWaitMs;
-    const dueInMs = at.ms - Date.now();
-    return dueInMs > loopWaitMs && dueInMs < 2 * loopWaitMs ? dueInMs - loopWaitMs / 2 : loopWaitMs;
+    return nextCycleDelayMs({
+      loopWaitMs: this.settings.current.loopWaitMs,
+      snapshot: this.cluster.snapshot,
+      leaseDeadlineMs: this.lease.leaseDeadlineMs,
+      runningAsPrimary: this.local.probe?.inRecovery === false,
+      me: this.cfg.name,
+      nowMs: performance.now(),
+      wallNowMs: Date.now(),
+    });
   }
 
   get snapshotForApi(): AgentSnapshot {
@@ -175,6 +189,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       lastCycleAtMs: this.lastCycleAtMs,
       lastDcsOkAtMs: this.cluster.lastDcsOkAtMs,
       lastSentence: this.lastSentence,
+      failsafeActive: this.failsafe.isActive(this.settings.current.ttlMs),
     };
   }
 
@@ -198,7 +213,12 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     const leading = this.local.probe?.inRecovery === false && this.cluster.lastSeenLeader === this.cfg.name;
     await this.cluster.observe(() => this.wake(), leading);
     await this.local.observe();
-    const view = this.cluster.snapshot?.view;
+    const snapshot = this.cluster.snapshot;
+    if (snapshot) this.failsafe.observe(snapshot.values);
+    const view = snapshot && this.failsafe.viewFor(snapshot.view, this.settings.current);
+    if (this.adoptionPending && view)
+      this.adoptionPending = !completeAdoption(this.local, this.settings, this.cfg, view);
+    const failsafeActive = view ? false : await this.failsafeCheck();
     const obs = buildObservation(
       {
         cfg: this.cfg,
@@ -206,6 +226,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
         cluster: this.cluster,
         local: this.local,
         leaseDeadlineMs: this.lease.leaseDeadlineMs,
+        failsafeActive,
       },
       view,
       await this.observePeers(view),
@@ -221,10 +242,27 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.lastSentence = outcome;
     this.emit('cycle', { ...decision, outcome });
     await this.local.observe();
+    if (view && this.leadingPid() !== undefined && this.settings.current.failsafeMode)
+      await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
     await this.applyParameterChanges();
-    this.lease.arm(this.settings.current, this.leadingPid());
+    this.lease.arm(this.settings.current, {
+      pid: this.opts.node.pid,
+      leading: this.leadingPid() !== undefined,
+    });
     await this.publishStatus();
     return !failed && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type));
+  }
+
+  /**
+   * failsafe_mode, a primary without etcd: when every member accepts us (`POST /failsafe`) the
+   * lease deadline moves as for a renewal, and the watchdog with it.
+   */
+  private async failsafeCheck(): Promise<boolean> {
+    if (this.local.probe?.inRecovery !== false) return false;
+    const askedAt = performance.now();
+    if (!(await this.failsafe.checkAsPrimary(this.settings.current))) return false;
+    this.lease.extendForFailsafe(this.settings.current, askedAt);
+    return true;
   }
 
   /** A changed `postgresql.parameters` (e.g. `patronictl edit-config`) is written and reloaded. */
@@ -243,7 +281,10 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   /** The postmaster pid while we lead as a running primary (the watchdog's target). */
   private leadingPid(): number | undefined {
-    return this.local.primaryPid(this.cluster.snapshot?.view.leader === this.cfg.name);
+    // Without etcd, the last leader seen: a primary cut off stays guarded until it fences.
+    const snapshot = this.cluster.snapshot;
+    const leader = snapshot ? snapshot.view.leader : this.cluster.lastSeenLeader;
+    return this.local.primaryPid(leader === this.cfg.name);
   }
 
   private async act(decision: Decision, view: ClusterView | undefined): Promise<ActOutcome> {
@@ -329,6 +370,13 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     if (outcome !== undefined) throw outcome;
   }
 
+  /** POST /failsafe: a primary without etcd asks whether we accept it as the leader. */
+  acceptFailsafe(body: Record<string, unknown> | undefined): { status: number; body: string; lsn?: number } {
+    const probe = this.local.probe;
+    const reply = this.failsafe.accept(this.settings.current, probe?.inRecovery === false, body);
+    return reply.status === 200 ? { ...reply, lsn: probe?.walPosition } : reply;
+  }
+
   /** A fresh read of the cluster, for REST handlers that wait on an outcome. */
   async loadCluster(): Promise<DcsSnapshot> {
     return await this.opts.dcs.load();
@@ -342,11 +390,11 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
     await this.busy;
-    this.lease.close();
     const wasLeader = this.cluster.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
     if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
     await this.opts.dcs.revokeLease().catch(() => undefined);
+    this.lease.close();
     this.opts.dcs.close();
     this.opts.log.info({ endpoint: formatHostPort(this.cfg.postgresql.listen) }, 'agent stopped');
   }
@@ -357,8 +405,28 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.running = false;
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
-    this.lease.close();
     await this.opts.node.stop('immediate').catch(() => undefined);
+    this.lease.close();
     this.opts.dcs.close();
+  }
+
+  /**
+   * Leaves PostgreSQL and the leader key to the next agent (an upgrade, SIGUSR2): the loop stops
+   * after its cycle, nothing is stopped or released; the watchdog keeps PostgreSQL for
+   * restart_grace, and fences it then unless a new agent has adopted it.
+   */
+  async handover(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.running = false;
+    clearTimeout(this.cycleTimer);
+    clearInterval(this.statusTimer);
+    await this.busy;
+    this.lease.handover();
+    this.opts.dcs.close();
+    this.opts.log.info(
+      { graceMs: this.cfg.agent.restart_grace },
+      'handing over: PostgreSQL and the leader key stay for the next agent',
+    );
   }
 }

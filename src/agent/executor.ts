@@ -45,18 +45,23 @@ export interface ExecutorContext {
   readonly syncKeyRevision: number | undefined;
 }
 
-function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
-  const m = ctx.view.members.get(leader);
+/** How this node streams from `leader` (primary_conninfo, slot). */
+export function standbySettings(config: AgentConfig, view: ClusterView, leader: string): StandbySettings {
+  const m = view.members.get(leader);
   if (!m) throw new PgfleetError('ERR_POSTGRES', `leader '${leader}' has no member key to follow`);
-  const repl = ctx.config.postgresql.authentication.replication;
+  const repl = config.postgresql.authentication.replication;
   return {
     host: m.host,
     port: m.port,
     user: repl.username,
     password: repl.password,
-    applicationName: ctx.config.name,
-    slotName: slotNameFor(ctx.config.name),
+    applicationName: config.name,
+    slotName: slotNameFor(config.name),
   };
+}
+
+function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
+  return standbySettings(ctx.config, ctx.view, leader);
 }
 
 async function bootstrap(ctx: ExecutorContext): Promise<boolean> {

@@ -44,7 +44,7 @@ export class LocalPostgres {
       this.lsnHistory = this.probe.inRecovery
         ? []
         : recordLsn(this.lsnHistory, { lsn: this.probe.walPosition, atMs: performance.now() });
-      this.postmasterStartMs ??= Date.now();
+      this.postmasterStartMs ??= this.probe.postmasterStartMs ?? Date.now();
     } catch {
       this.probe = undefined;
     }

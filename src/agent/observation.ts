@@ -19,6 +19,7 @@ export interface ObservationSources {
   readonly cluster: ClusterKnowledge;
   readonly local: LocalPostgres;
   readonly leaseDeadlineMs: number | undefined;
+  readonly failsafeActive: boolean;
 }
 
 export function buildObservation(
@@ -40,6 +41,7 @@ export function buildObservation(
     following: src.local.following,
     peers,
     formerLeader: src.cluster.lastSeenLeader,
+    failsafeActive: src.failsafeActive,
     clusterTimeline: lastSwitch === undefined ? undefined : lastSwitch[0] + 1,
     settings: {
       loopWaitMs: src.settings.loopWaitMs,

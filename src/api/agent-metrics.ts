@@ -97,7 +97,9 @@ export function registerAgentMetrics(registry: Registry, scope: string, read: ()
   gauge('patroni_cluster_unlocked', 'Value is 1 if the cluster is unlocked, 0 if locked.', (s) =>
     s.view && s.view.leader === undefined ? 1 : 0,
   );
-  gauge('patroni_failsafe_mode_is_active', 'Value is 1 if failsafe mode is active, 0 if inactive.', () => 0);
+  gauge('patroni_failsafe_mode_is_active', 'Value is 1 if failsafe mode is active, 0 if inactive.', (s) =>
+    s.failsafeActive ? 1 : 0,
+  );
   gauge(
     'patroni_postgres_timeline',
     'Postgres timeline of this node (if running), 0 otherwise.',

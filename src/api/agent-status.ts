@@ -61,6 +61,7 @@ export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, u
   if (Object.keys(s.tags).length > 0) out.tags = s.tags;
   if (s.view) out.cluster_unlocked = s.view.leader === undefined;
   if (s.view && isPaused(s.view.config)) out.pause = true;
+  if (s.failsafeActive) out.failsafe_mode_is_active = true;
   if (s.lastDcsOkAtMs !== undefined) out.dcs_last_seen = Math.floor(s.lastDcsOkAtMs / 1000);
   return out;
 }

@@ -45,7 +45,8 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     initdbArgs: config.bootstrap.initdb.flatMap((o) =>
       typeof o === 'string' ? [`--${o}`] : Object.entries(o).map(([k, v]) => `--${k}=${v}`),
     ),
-    parentDeathSignal: config.agent.stop_postgres_on_agent_death ? 'INT' : undefined,
+    // PostgreSQL outlives the agent: the watchdog keeps it for restart_grace, then fences it.
+    parentDeathSignal: undefined,
     timeoutMs: config.agent.postgres_timeout,
     log: log.child({ component: 'postgres' }),
   });
@@ -61,7 +62,9 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     ttlMs: config.bootstrap.dcs.ttl,
     log: log.child({ component: 'dcs' }),
   });
-  const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }) });
+  // The watchdog runs as this same program: `pgfleet watchdog` (under tsx too, in a checkout).
+  const watchdogCommand = [process.execPath, ...process.execArgv, process.argv[1]!, 'watchdog'];
+  const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }), watchdogCommand });
   const registry = new Registry();
   registerEtcdMetrics(registry, 'agent', () => etcd.members());
   const reloader = handleReload(config, () => loadAgentConfig(opts.config, process.env), log);
@@ -86,8 +89,17 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGUSR2', () => resolve('SIGUSR2'));
   });
   reloader.stop();
+  if (signal === 'SIGUSR2') {
+    // An upgrade or restart: PostgreSQL and the leader key stay; the next agent adopts them.
+    log.info({ signal }, 'handing over to the next agent');
+    await http.close();
+    await agent.handover();
+    etcd.close();
+    return 0;
+  }
   log.info({ signal }, 'shutting down');
   const forced = setTimeout(() => {
     log.error('shutdown timed out; stopping now');

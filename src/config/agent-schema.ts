@@ -104,8 +104,13 @@ export const agentConfigSchema = z
       .object({
         /** How often replicas (and the leader) publish their WAL position, for read routing by lag. */
         status_interval: durationMs.default('1s'),
-        /** Shut Postgres down when the agent process dies (parent-death signal). */
+        /**
+         * When the agent process dies: PostgreSQL keeps running for restart_grace (a restarted
+         * agent adopts it), then the watchdog stops it and releases the leader key. false: it
+         * keeps running (a primary is still stopped at its lease deadline).
+         */
         stop_postgres_on_agent_death: z.boolean().default(true),
+        restart_grace: durationMs.default('3s'),
         /** What a primary does when it cannot renew its lease in time: Patroni's demote, or stop. */
         fencing: z.enum(['demote', 'stop']).default('demote'),
         /** Bound on starting/stopping Postgres, pg_basebackup and friends. */

@@ -49,6 +49,8 @@ export interface AgentDcs {
   writeStatus(json: string): Promise<void>;
   writeFailover(json: string): Promise<void>;
   writeHistory(json: string): Promise<void>;
+  /** The `failsafe` key (failsafe_mode): `{member: api_url}`. */
+  writeFailsafe(json: string): Promise<void>;
   deleteFailover(): Promise<void>;
   /**
    * Writes the `sync` key if its mod revision is still `expected` (undefined: if it is absent);
@@ -68,6 +70,13 @@ export interface AgentDcs {
   setRetryTimeout(ms: number): void;
   /** Revokes the lease: member key (and leader key if held) disappear at once. */
   revokeLease(): Promise<void>;
+  /** The lease in use (etcd's int64 id as text), if any. */
+  readonly leaseId: string | undefined;
+  /**
+   * Takes over a lease a previous agent of this node granted (it carries our leader and member
+   * keys): the next refresh keeps it alive instead of granting a new one.
+   */
+  adoptLease(id: string, ttlMs: number): void;
   close(): void;
 }
 
@@ -114,7 +123,7 @@ function isLeaseInvalid(err: unknown): boolean {
 export class EtcdAgentDcs implements AgentDcs {
   readonly keys: ClusterKeys;
   private readonly cluster: EtcdCluster;
-  private leaseId: string | undefined;
+  private currentLease: string | undefined;
   private leaseTtlSeconds = 0;
   private watcher: ClusterWatcher | undefined;
   private requestedTtlMs: number;
@@ -127,6 +136,15 @@ export class EtcdAgentDcs implements AgentDcs {
 
   setRetryTimeout(ms: number): void {
     this.cluster.setBudget(ms);
+  }
+
+  get leaseId(): string | undefined {
+    return this.currentLease;
+  }
+
+  adoptLease(id: string, ttlMs: number): void {
+    this.currentLease = id;
+    this.leaseTtlSeconds = Math.max(1, Math.round(ttlMs / 1000));
   }
 
   async load(): Promise<DcsSnapshot> {
@@ -144,17 +162,17 @@ export class EtcdAgentDcs implements AgentDcs {
   }
 
   private async leaseIdOrThrow(): Promise<string> {
-    if (this.leaseId === undefined) await this.refreshLease();
-    if (this.leaseId === undefined) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'no etcd lease');
-    return this.leaseId;
+    if (this.currentLease === undefined) await this.refreshLease();
+    if (this.currentLease === undefined) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'no etcd lease');
+    return this.currentLease;
   }
 
   async refreshLease(ttlMs: number = this.requestedTtlMs, budgetMs?: number): Promise<void> {
     this.requestedTtlMs = ttlMs;
     const ttlSeconds = Math.max(1, Math.round(ttlMs / 1000));
     // A changed ttl takes a new lease; keys move to it as they are rewritten, the old one expires.
-    if (this.leaseId !== undefined && ttlSeconds !== this.leaseTtlSeconds) this.leaseId = undefined;
-    const id = this.leaseId;
+    if (this.currentLease !== undefined && ttlSeconds !== this.leaseTtlSeconds) this.currentLease = undefined;
+    const id = this.currentLease;
     if (id !== undefined) {
       try {
         await this.cluster.run('lease keepalive', (c, deadline) => keepaliveOnce(c, id, deadline), budgetMs);
@@ -162,7 +180,7 @@ export class EtcdAgentDcs implements AgentDcs {
       } catch (err) {
         // An expired lease needs a new grant; anything else is an outage.
         if (!isLeaseInvalid(err)) throw err;
-        this.leaseId = undefined;
+        this.currentLease = undefined;
       }
     }
     const granted = await this.cluster.run(
@@ -170,7 +188,7 @@ export class EtcdAgentDcs implements AgentDcs {
       (c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 }),
       budgetMs,
     );
-    this.leaseId = granted.ID;
+    this.currentLease = granted.ID;
     this.leaseTtlSeconds = ttlSeconds;
   }
 
@@ -260,6 +278,10 @@ export class EtcdAgentDcs implements AgentDcs {
     await this.put(this.keys.history, json, 'put history');
   }
 
+  async writeFailsafe(json: string): Promise<void> {
+    await this.put(this.keys.failsafe, json, 'put failsafe');
+  }
+
   async deleteFailover(): Promise<void> {
     const key = this.keys.failover;
     await this.cluster.run('delete failover', (c) => c.delete().key(key).exec());
@@ -334,14 +356,14 @@ export class EtcdAgentDcs implements AgentDcs {
   }
 
   async revokeLease(): Promise<void> {
-    const id = this.leaseId;
-    this.leaseId = undefined;
+    const id = this.currentLease;
+    this.currentLease = undefined;
     if (id !== undefined)
       await this.cluster.run('lease revoke', (c) => c.leaseClient.leaseRevoke({ ID: id }));
   }
 
   close(): void {
-    this.leaseId = undefined;
+    this.currentLease = undefined;
     void this.watcher?.close();
     this.watcher = undefined;
   }

@@ -4,6 +4,7 @@
  *
  * | DCS     | local Postgres          | leader key   | decision                                   |
  * |---------|-------------------------|--------------|--------------------------------------------|
+ * | down    | primary, failsafe ok    | —            | keep running (failsafe_mode, failsafe.ts)  |
  * | down    | primary, lease expiring | —            | fence (demote or stop)                     |
  * | down    | anything else           | —            | nothing                                    |
  * | up      | no data                 | no initialize| bootstrap                                  |
@@ -50,6 +51,10 @@ export const PROMOTE: readonly Action[] = [{ type: 'sync_before_promote' }, { ty
 function decideWithoutDcs(obs: Observation): Decision {
   const status = obs.pg.status;
   if (!obs.pg.running || !status || status.inRecovery) return none('DCS is not accessible');
+  if (obs.failsafeActive)
+    return none(
+      'continue to run as a leader because failsafe mode is enabled and all members are accessible',
+    );
   if (obs.leaseDeadlineMs !== undefined && obs.nowMs < obs.leaseDeadlineMs) {
     const s = Math.ceil((obs.leaseDeadlineMs - obs.nowMs) / 1000);
     return none(`DCS is not accessible; I keep the primary for at most ${s}s more`);

@@ -47,6 +47,11 @@ export interface Observation {
    * `failover_priority` does not count in the race that replaces it.
    */
   readonly formerLeader: string | undefined;
+  /**
+   * failsafe_mode: this cycle, without etcd, every member of the failsafe topology accepted us as
+   * the leader (`POST /failsafe`); the lease deadline was moved as by a renewal.
+   */
+  readonly failsafeActive: boolean;
   /** The cluster's timeline per the `history` key (last switch + 1); undefined before any switch. */
   readonly clusterTimeline: number | undefined;
   readonly settings: {

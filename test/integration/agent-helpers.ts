@@ -9,6 +9,7 @@ import pg from 'pg';
 import {
   freePort,
   makeTempDir,
+  trackPidFile,
   spawnProcess,
   waitFor,
   type EtcdCluster,
@@ -53,6 +54,8 @@ export interface AgentClusterOptions {
   readonly agentSection?: Readonly<Record<string, unknown>>;
   /** Where this agent's PostgreSQL is published (conn_url), e.g. a FaultRelay in front of it. */
   readonly pgConnectAddress?: (node: { name: string; pgPort: number }) => Promise<string>;
+  /** Where this agent's REST API is published (api_url), e.g. a FaultRelay in front of it. */
+  readonly apiConnectAddress?: (node: { name: string; apiPort: number }) => Promise<string>;
 }
 
 export function agentConfigYaml(o: {
@@ -74,6 +77,7 @@ export function agentConfigYaml(o: {
   bootstrapDcs?: Readonly<Record<string, unknown>> | undefined;
   agentSection?: Readonly<Record<string, unknown>> | undefined;
   pgConnectAddress?: string | undefined;
+  apiConnectAddress?: string | undefined;
 }): string {
   const auth = o.restAuth
     ? `, authentication: { username: ${o.restAuth.username}, password: ${o.restAuth.password} }`
@@ -89,7 +93,7 @@ export function agentConfigYaml(o: {
 namespace: /service
 name: ${o.name}
 etcd3: { hosts: [${o.etcdHosts.join(', ')}]${o.etcdUseProxies ? ', use_proxies: true' : ''} }
-restapi: { listen: 127.0.0.1:${o.apiPort}${auth} }
+restapi: { listen: 127.0.0.1:${o.apiPort}${o.apiConnectAddress ? `, connect_address: ${o.apiConnectAddress}` : ''}${auth} }
 postgresql:
   listen: 127.0.0.1:${o.pgPort}${o.pgConnectAddress ? `\n  connect_address: ${o.pgConnectAddress}` : ''}
   data_dir: ${o.dataDir}
@@ -139,6 +143,7 @@ export async function startAgent(
       bootstrapDcs: opts.bootstrapDcs,
       agentSection: opts.agentSection,
       pgConnectAddress: opts.pgConnectAddress && (await opts.pgConnectAddress({ name, pgPort })),
+      apiConnectAddress: opts.apiConnectAddress && (await opts.apiConnectAddress({ name, apiPort })),
     }),
   );
   const node: AgentNode = {
@@ -150,6 +155,9 @@ export async function startAgent(
     logFile: path.join(dir, 'agent.log'),
     process: undefined!,
   };
+  // PostgreSQL and the watchdog outlive a killed agent (by design): the safety net kills them too.
+  trackPidFile(path.join(dir, 'data', 'postmaster.pid'));
+  trackPidFile(path.join(dir, 'data.watchdog.sock.pid'));
   node.process = await spawnAgentProcess(node);
   return node;
 }

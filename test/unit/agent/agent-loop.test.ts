@@ -30,7 +30,7 @@ function makeAgent(etcd: MemoryEtcd, name: string, port: number): Harnessed {
   });
   const pg = new FakePostgres();
   const dcs = new MemoryAgentDcs(etcd, 'loop', name);
-  const agent = new Agent({ config, dcs, node: pg, log: silentLogger(), watchdog: false });
+  const agent = new Agent({ config, dcs, node: pg, log: silentLogger() });
   const sentences: string[] = [];
   agent.on('cycle', (c) => sentences.push(c.outcome));
   running.push(agent);

@@ -58,7 +58,7 @@ export class MemoryAgentDcs implements AgentDcs {
     private readonly name: string,
   ) {}
 
-  private leaseId(): number {
+  private ensureLease(): number {
     this.lease ??= this.etcd.newLease();
     return this.lease;
   }
@@ -71,25 +71,25 @@ export class MemoryAgentDcs implements AgentDcs {
   }
   async refreshLease(): Promise<void> {
     this.etcd.check();
-    this.leaseId();
+    this.ensureLease();
   }
   setRetryTimeout(): void {
     // calls are instant here
   }
   async publishMember(json: string): Promise<void> {
     this.etcd.check();
-    this.etcd.put(`members/${this.name}`, json, this.leaseId());
+    this.etcd.put(`members/${this.name}`, json, this.ensureLease());
   }
   async acquireLeader(): Promise<boolean> {
     this.etcd.check();
     if (this.etcd.values.has('leader')) return false;
-    this.etcd.put('leader', this.name, this.leaseId());
+    this.etcd.put('leader', this.name, this.ensureLease());
     return true;
   }
   async renewLeader(): Promise<boolean> {
     this.etcd.check();
     if (this.etcd.values.get('leader') !== this.name) return false;
-    this.etcd.put('leader', this.name, this.leaseId());
+    this.etcd.put('leader', this.name, this.ensureLease());
     return true;
   }
   async releaseLeader(): Promise<boolean> {
@@ -129,6 +129,10 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     this.etcd.put('history', json);
   }
+  async writeFailsafe(json: string): Promise<void> {
+    this.etcd.check();
+    this.etcd.put('failsafe', json);
+  }
   async deleteFailover(): Promise<void> {
     this.etcd.check();
     this.etcd.delete('failover');
@@ -153,6 +157,12 @@ export class MemoryAgentDcs implements AgentDcs {
     if (expected !== undefined && current !== expected) return false;
     this.etcd.delete('sync');
     return true;
+  }
+  get leaseId(): string | undefined {
+    return this.lease === undefined ? undefined : String(this.lease);
+  }
+  adoptLease(id: string): void {
+    this.lease = Number(id);
   }
   async watchLeader(): Promise<void> {}
   async revokeLease(): Promise<void> {
@@ -181,6 +191,15 @@ export class FakePostgres implements PostgresControl {
   }
   hasData(): boolean {
     return this.data;
+  }
+  /** A postmaster left running by a previous agent (set by a test before start()). */
+  leftRunning = false;
+  async adopt(): Promise<boolean> {
+    if (this.leftRunning) this.running = true;
+    return this.running;
+  }
+  assumeStarted(start: StartOptions): void {
+    this.lastStart = start;
   }
   isRunning(): boolean {
     return this.running;

@@ -19,6 +19,7 @@ function snapshot(over: Partial<AgentSnapshot> = {}): AgentSnapshot {
     lastCycleAtMs: undefined,
     lastDcsOkAtMs: undefined,
     lastSentence: undefined,
+    failsafeActive: false,
     ...over,
   };
 }

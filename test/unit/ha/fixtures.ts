@@ -101,6 +101,7 @@ export function obs(over: Partial<Observation>): Observation {
     following: undefined,
     peers: [],
     formerLeader: undefined,
+    failsafeActive: false,
     clusterTimeline: undefined,
     settings: settings(),
     ...over,
