@@ -52,6 +52,8 @@ export interface AgentClusterOptions {
   readonly bootstrapDcs?: Readonly<Record<string, unknown>>;
   /** More `agent` settings (pgfleet's section), e.g. `{ restart_grace: '4s' }`. */
   readonly agentSection?: Readonly<Record<string, unknown>>;
+  /** `postgresql.parameters` of the node, over the harness's (small buffers and WAL). */
+  readonly pgParameters?: Readonly<Record<string, string | number | boolean>>;
   /** Where this agent's PostgreSQL is published (conn_url), e.g. a FaultRelay in front of it. */
   readonly pgConnectAddress?: (node: { name: string; pgPort: number }) => Promise<string>;
   /** Where this agent's REST API is published (api_url), e.g. a FaultRelay in front of it. */
@@ -76,6 +78,7 @@ export function agentConfigYaml(o: {
   tags?: Readonly<Record<string, unknown>> | undefined;
   bootstrapDcs?: Readonly<Record<string, unknown>> | undefined;
   agentSection?: Readonly<Record<string, unknown>> | undefined;
+  pgParameters?: Readonly<Record<string, string | number | boolean>> | undefined;
   pgConnectAddress?: string | undefined;
   apiConnectAddress?: string | undefined;
 }): string {
@@ -97,7 +100,7 @@ restapi: { listen: 127.0.0.1:${o.apiPort}${o.apiConnectAddress ? `, connect_addr
 postgresql:
   listen: 127.0.0.1:${o.pgPort}${o.pgConnectAddress ? `\n  connect_address: ${o.pgConnectAddress}` : ''}
   data_dir: ${o.dataDir}
-  parameters: { shared_buffers: 16MB, max_wal_size: 64MB, min_wal_size: 32MB }
+  parameters: ${JSON.stringify({ shared_buffers: '16MB', max_wal_size: '64MB', min_wal_size: '32MB', ...o.pgParameters })}
   authentication:
     superuser: { username: ${SUPERUSER.username}, password: ${SUPERUSER.password} }
     replication: { username: ${REPLICATION.username}, password: ${REPLICATION.password} }
@@ -142,6 +145,7 @@ export async function startAgent(
       tags,
       bootstrapDcs: opts.bootstrapDcs,
       agentSection: opts.agentSection,
+      pgParameters: opts.pgParameters,
       pgConnectAddress: opts.pgConnectAddress && (await opts.pgConnectAddress({ name, pgPort })),
       apiConnectAddress: opts.apiConnectAddress && (await opts.apiConnectAddress({ name, apiPort })),
     }),

@@ -15,6 +15,7 @@
  * 3. its agent frozen (SIGSTOP) past the lease, then resumed;
  * 4. its replication link slowed (250 ms each way), then its node lost.
  * After each: every acknowledged id is on the new primary. Throughout: never two writable nodes.
+ * Then quorum mode (`synchronous_mode: quorum`, ANY 1 of both standbys): the primary's node lost.
  * Control, synchronous_mode off: faults 2 and 4 lose acknowledged ids.
  */
 import assert from 'node:assert/strict';
@@ -179,7 +180,10 @@ void describe(
      * One cycle: the fault on the primary, a new primary writing, the heal, the old primary back
      * as a streaming replica. Returns the new primary.
      */
-    async function cycle(fault: Fault, syncMode: boolean): Promise<{ old: string; now: string; ms: number }> {
+    async function cycle(
+      fault: Fault,
+      syncMode: 'on' | 'quorum' | 'off',
+    ): Promise<{ old: string; now: string; ms: number }> {
       const old = (await leaderName())!;
       const n = byName(old);
       const acksBefore = writer.acked.length;
@@ -208,7 +212,9 @@ void describe(
         nodes.map((x) => x.agent),
         60_000,
       );
-      if (syncMode) await waitForSyncRoles(byName(now).agent.apiPort, 1, 30_000);
+      if (syncMode === 'on') await waitForSyncRoles(byName(now).agent.apiPort, 1, 30_000);
+      if (syncMode === 'quorum')
+        await waitForSyncRoles(byName(now).agent.apiPort, 2, 30_000, 'quorum_standby');
       return { old, now, ms };
     }
 
@@ -220,7 +226,7 @@ void describe(
     ];
     for (const fault of faults) {
       void it(`synchronous_mode on, ${fault}: every acknowledged insert is on the new primary`, async (t) => {
-        const { old, now, ms } = await cycle(fault, true);
+        const { old, now, ms } = await cycle(fault, 'on');
         const lost = await lostAcks(byName(now).agent.pgPort, writer.acked);
         t.diagnostic(
           `${old} → ${now}; writes resumed ${ms} ms after the fault; ${writer.acked.length} acknowledged so far`,
@@ -234,6 +240,21 @@ void describe(
       assert.ok(checker.ticks.length > 100);
     });
 
+    void it('quorum mode (edit-config), node lost: every acknowledged insert is on the new primary', async (t) => {
+      assert.equal((await ctl(['edit-config', '--force', '-s', 'synchronous_mode=quorum'])).code, 0);
+      await waitForSyncRoles(nodes[0]!.agent.apiPort, 2, 30_000, 'quorum_standby');
+      await waitFor(
+        'the quorum sync key',
+        async () => (await readSyncKey(etcd, SCOPE))?.quorum === 1,
+        15_000,
+        200,
+      );
+      const { old, now, ms } = await cycle('node lost', 'quorum');
+      t.diagnostic(`quorum: ${old} → ${now}; writes resumed ${ms} ms after the fault`);
+      assert.deepEqual(await lostAcks(byName(now).agent.pgPort, writer.acked), []);
+      assert.deepEqual(checker.doubleWritable, [], 'a checker tick saw two writable nodes');
+    });
+
     void it('control: synchronous_mode off (edit-config), the same faults lose acknowledged inserts', async (t) => {
       assert.equal((await ctl(['edit-config', '--force', '-s', 'synchronous_mode=false'])).code, 0);
       await waitFor(
@@ -245,7 +266,7 @@ void describe(
       const lostEach: number[] = [];
       for (const fault of ['cut from replicas and etcd', 'slow link, then node lost'] as const) {
         const before = (await lostAcks(byName((await leaderName())!).agent.pgPort, writer.acked)).length;
-        const { now } = await cycle(fault, false);
+        const { now } = await cycle(fault, 'off');
         const lost = (await lostAcks(byName(now).agent.pgPort, writer.acked)).length - before;
         lostEach.push(lost);
         t.diagnostic(`synchronous_mode off, ${fault}: ${lost} acknowledged inserts lost`);

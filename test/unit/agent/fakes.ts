@@ -218,10 +218,13 @@ export class FakePostgres implements PostgresControl {
     this.rewinds++;
     if (this.rewindError) throw this.rewindError;
   }
+  /** Where its WAL receiver streams from (as pg_stat_wal_receiver would say). */
+  upstream: { host: string; port: number } | undefined;
   async start(start: StartOptions): Promise<void> {
     this.running = true;
     this.inRecovery = start.recovery;
     this.lastStart = start;
+    this.upstream = start.standby && { host: start.standby.host, port: start.standby.port };
   }
   async stop(): Promise<void> {
     this.running = false;
@@ -231,6 +234,7 @@ export class FakePostgres implements PostgresControl {
   }
   async reconfigure(start: StartOptions): Promise<void> {
     this.lastStart = start;
+    this.upstream = start.standby && { host: start.standby.host, port: start.standby.port };
   }
   async applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void> {
     if (this.lastStart) this.lastStart = { ...this.lastStart, parameters };
@@ -256,9 +260,9 @@ export class FakePostgres implements PostgresControl {
       receiveLsn: this.inRecovery ? this.wal : undefined,
       replayLsn: this.inRecovery ? this.wal : undefined,
       timeline: this.timeline,
-      walReceiverStatus: this.inRecovery && this.lastStart?.standby ? 'streaming' : undefined,
-      upstreamHost: undefined,
-      upstreamPort: undefined,
+      walReceiverStatus: this.inRecovery && this.upstream ? 'streaming' : undefined,
+      upstreamHost: this.inRecovery ? this.upstream?.host : undefined,
+      upstreamPort: this.inRecovery ? this.upstream?.port : undefined,
       standbys: [],
       serverVersion: 150004,
       systemIdentifier: '7000000000000000001',
