@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
-import { errorMessage, PgfleetError } from '../errors.js';
+import { errorMessage, isPgfleetError, PgfleetError } from '../errors.js';
 import type { Action } from '../ha/types.js';
 import {
   slotNameFor,
@@ -65,7 +65,9 @@ function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
 }
 
 async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
-  if (!(await ctx.dcs.claimInitialize(''))) return false;
+  // Claimed with our name (replaced by the system identifier once bootstrapped): a value of our
+  // own, so that a claim that lost the race never reads as ours (claimInitialize compares it).
+  if (!(await ctx.dcs.claimInitialize(ctx.config.name))) return false;
   const { config, node, dcs } = ctx;
   try {
     ctx.setState('initializing new cluster');
@@ -183,6 +185,7 @@ async function rewindOrClone(ctx: ExecutorContext, standby: StandbySettings): Pr
       password: who.password,
     });
   } catch (err) {
+    if (isPgfleetError(err) && err.details?.rewindDeferred === true) throw err;
     ctx.log.warn({ err: errorMessage(err) }, 'pg_rewind failed; rebuilding with pg_basebackup');
     ctx.setState('creating replica');
     await ctx.node.cloneFrom(standby);
@@ -244,6 +247,13 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       await writeHistory(ctx).catch((err: unknown) =>
         ctx.log.warn({ err: errorMessage(err) }, 'could not write the history key'),
       );
+      // pg_control then names the new timeline, which pg_rewind on a former primary relies on
+      // (Patroni: ensure_checkpoint_after_promote).
+      await ctx.node
+        .query(['CHECKPOINT'])
+        .catch((err: unknown) =>
+          ctx.log.warn({ err: errorMessage(err) }, 'could not checkpoint after the promotion'),
+        );
       return true;
     case 'demote':
       ctx.setState('stopping');

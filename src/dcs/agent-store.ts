@@ -41,7 +41,10 @@ export interface AgentDcs {
   renewLeader(): Promise<boolean>;
   /** Deletes the leader key if it names us; true when it is gone afterwards (nobody holds it). */
   releaseLeader(): Promise<boolean>;
-  /** Creates `initialize` when absent; true when we created it (we bootstrap). */
+  /**
+   * Creates `initialize` with `value` when absent; true when we created it (we bootstrap). A value
+   * only this member writes (its name): a retry after a lost answer recognises it.
+   */
   claimInitialize(value: string): Promise<boolean>;
   setInitialize(value: string): Promise<void>;
   cancelInitialize(): Promise<void>;

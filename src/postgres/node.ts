@@ -242,9 +242,19 @@ export class PostgresNode implements PostgresControl {
     password?: string | undefined;
   }): Promise<void> {
     const conn = `host=${source.host} port=${source.port} user=${source.user} dbname=postgres`;
-    await this.run('pg_rewind', ['-D', this.dataDir, `--source-server=${conn}`, '--no-sync'], {
+    const out = await this.run('pg_rewind', ['-D', this.dataDir, `--source-server=${conn}`, '--no-sync'], {
       ...(source.password !== undefined ? { PGPASSWORD: source.password } : {}),
     });
+    // pg_rewind compares the timelines of the two pg_control checkpoints: a leader promoted a
+    // moment ago has not checkpointed on its new timeline, and this node's divergent WAL would be
+    // kept. Not now, then: the caller retries once the leader has (it checkpoints after promoting).
+    if (/same timeline/.test(out)) {
+      throw new PgfleetError(
+        'ERR_POSTGRES',
+        'pg_rewind: the leader has not checkpointed on its new timeline yet; rewind deferred',
+        { details: { rewindDeferred: true } },
+      );
+    }
   }
 
   private async writeConfigFiles(start: StartOptions): Promise<void> {

@@ -232,8 +232,37 @@ export async function waitForHealthyCluster(
       250,
     );
   } catch (err) {
-    const logs = unhealthy.map((n) => `--- ${n.name}:\n${n.process.logTail(20)}`).join('\n');
+    const logs = unhealthy
+      .map(
+        (n) =>
+          `--- ${n.name}:\n${n.process.logTail(20)}\n--- ${n.name} info and above:\n${infoLogTail(n, 25)}\n` +
+          `--- ${n.name} HA decisions:\n` +
+          `${haSentences(n).slice(-15).join('\n')}\n--- ${n.name} PostgreSQL:\n${pgLogTail(n, 25)}`,
+      )
+      .join('\n');
     throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
+  }
+}
+
+/** The last `lines` records of an agent's log at level info or above (no debug chatter). */
+export function infoLogTail(node: AgentNode, lines: number): string {
+  try {
+    return readFileSync(node.logFile, 'utf8')
+      .split('\n')
+      .filter((l) => !l.includes('"level":20'))
+      .slice(-lines)
+      .join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** The last lines of a node's PostgreSQL log (`<data_dir>.log`). */
+export function pgLogTail(node: AgentNode, lines: number): string {
+  try {
+    return readFileSync(path.join(node.dir, 'data.log'), 'utf8').trim().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
   }
 }
 

@@ -1,6 +1,7 @@
 /**
- * Killing the primary's agent with SIGKILL stops its Postgres within a few seconds (parent-death
- * signal), so nothing keeps accepting writes there; a replica takes over — never the one tagged
+ * Killing the primary's agent with SIGKILL (and not restarting it) stops its Postgres within a few
+ * seconds — the watchdog fences it at the end of restart_grace (3 s) and releases the leader key —
+ * so nothing keeps accepting writes there; a replica takes over — never the one tagged
  * `nofailover`; the killed member, restarted, rejoins the new leader as a replica (pg_rewind).
  * Through the pgfleet proxy's write listener, the new primary serves writes within ttl + 2 s of
  * the kill (issue 4's bound: the lease runs out after at most ttl, the promotion must follow).

@@ -69,6 +69,8 @@ void describe(
     let writer: Writer;
     let checker: Checker;
     let ctl: Awaited<ReturnType<typeof patronictlFor>>;
+    /** A cycle that did not end healthy leaves the cluster unfit for the next: those are skipped. */
+    let broken = false;
 
     const byName = (name: string) => nodes.find((n) => n.agent.name === name)!;
     const anyRunning = () => nodes.find((n) => n.agent.process.isRunning && !isStopped(n.agent.process.pid))!;
@@ -226,7 +228,10 @@ void describe(
     ];
     for (const fault of faults) {
       void it(`synchronous_mode on, ${fault}: every acknowledged insert is on the new primary`, async (t) => {
+        if (broken) return t.skip('an earlier cycle did not heal');
+        broken = true;
         const { old, now, ms } = await cycle(fault, 'on');
+        broken = false;
         const lost = await lostAcks(byName(now).agent.pgPort, writer.acked);
         t.diagnostic(
           `${old} → ${now}; writes resumed ${ms} ms after the fault; ${writer.acked.length} acknowledged so far`,
@@ -241,6 +246,8 @@ void describe(
     });
 
     void it('quorum mode (edit-config), node lost: every acknowledged insert is on the new primary', async (t) => {
+      if (broken) return t.skip('an earlier cycle did not heal');
+      broken = true;
       assert.equal((await ctl(['edit-config', '--force', '-s', 'synchronous_mode=quorum'])).code, 0);
       await waitForSyncRoles(nodes[0]!.agent.apiPort, 2, 30_000, 'quorum_standby');
       await waitFor(
@@ -250,12 +257,14 @@ void describe(
         200,
       );
       const { old, now, ms } = await cycle('node lost', 'quorum');
+      broken = false;
       t.diagnostic(`quorum: ${old} → ${now}; writes resumed ${ms} ms after the fault`);
       assert.deepEqual(await lostAcks(byName(now).agent.pgPort, writer.acked), []);
       assert.deepEqual(checker.doubleWritable, [], 'a checker tick saw two writable nodes');
     });
 
     void it('control: synchronous_mode off (edit-config), the same faults lose acknowledged inserts', async (t) => {
+      if (broken) return t.skip('an earlier cycle did not heal');
       assert.equal((await ctl(['edit-config', '--force', '-s', 'synchronous_mode=false'])).code, 0);
       await waitFor(
         'the sync key gone',
