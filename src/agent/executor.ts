@@ -65,9 +65,7 @@ function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
 }
 
 async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
-  // Claimed with our name (replaced by the system identifier once bootstrapped): a value of our
-  // own, so that a claim that lost the race never reads as ours (claimInitialize compares it).
-  if (!(await ctx.dcs.claimInitialize(ctx.config.name))) return false;
+  if (!(await ctx.dcs.claimInitialize(''))) return false;
   const { config, node, dcs } = ctx;
   try {
     ctx.setState('initializing new cluster');

@@ -42,8 +42,8 @@ export interface AgentDcs {
   /** Deletes the leader key if it names us; true when it is gone afterwards (nobody holds it). */
   releaseLeader(): Promise<boolean>;
   /**
-   * Creates `initialize` with `value` when absent; true when we created it (we bootstrap). A value
-   * only this member writes (its name): a retry after a lost answer recognises it.
+   * Creates `initialize` with `value` (Patroni's '') when absent; true only when etcd acknowledged
+   * our create (we bootstrap).
    */
   claimInitialize(value: string): Promise<boolean>;
   setInitialize(value: string): Promise<void>;
