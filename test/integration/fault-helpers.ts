@@ -12,6 +12,8 @@ export const CHECK_EVERY_MS = 100;
 export interface Ack {
   readonly id: number;
   readonly at: number;
+  /** The PostgreSQL port of the server that acknowledged it (`inet_server_port()`). */
+  readonly port?: number | undefined;
 }
 
 /**
@@ -42,6 +44,8 @@ export class Writer {
 
   async #run(firstId: number): Promise<void> {
     let c: pg.Client | undefined;
+    /** The server the session is on (the proxy picks it at connect time). */
+    let port: number | undefined;
     for (let id = firstId; !this.#stopped; id++) {
       try {
         if (!c) {
@@ -56,9 +60,11 @@ export class Writer {
           });
           c.on('error', () => undefined);
           await c.connect();
+          const res = await c.query<{ port: number }>('SELECT inet_server_port() AS port');
+          port = res.rows[0]?.port;
         }
         await c.query(`INSERT INTO ${this.table}(id) VALUES ($1)`, [id]);
-        this.acked.push({ id, at: Date.now() });
+        this.acked.push({ id, at: Date.now(), port });
         await sleep(this.pauseMs); // pacing between inserts, not a wait for a condition
       } catch {
         this.failedAt.push(Date.now());
@@ -152,11 +158,17 @@ export class Checker {
   }
 }
 
-/** The acknowledged ids missing on the server at `port` (table `table`). */
+/**
+ * The ids acknowledged before this call that are missing on the server at `port` (table
+ * `table`). `acked` may be a writer's live list: what it acknowledges while the query runs is
+ * left out, as the query's snapshot may predate it (counting those reported an insert the server
+ * had acknowledged a moment after the snapshot as lost).
+ */
 export async function lostAcks(port: number, acked: readonly Ack[], table = 'acked'): Promise<number[]> {
+  const before = [...acked];
   const rows = await sql<{ id: number }>(port, `SELECT id FROM ${table}`);
   const present = new Set(rows.map((r) => r.id));
-  return acked.filter((a) => !present.has(a.id)).map((a) => a.id);
+  return before.filter((a) => !present.has(a.id)).map((a) => a.id);
 }
 
 /** pg_postmaster_start_time() of a node, as text. */

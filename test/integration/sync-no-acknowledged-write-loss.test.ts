@@ -185,7 +185,7 @@ void describe(
     async function cycle(
       fault: Fault,
       syncMode: 'on' | 'quorum' | 'off',
-    ): Promise<{ old: string; now: string; ms: number }> {
+    ): Promise<{ old: string; now: string; ms: number; onNewMs: number | undefined; at: number }> {
       const old = (await leaderName())!;
       const n = byName(old);
       const acksBefore = writer.acked.length;
@@ -208,6 +208,9 @@ void describe(
         50,
       );
       const ms = (writer.acked.find((a, i) => i >= acksBefore && a.at > at)?.at ?? at) - at;
+      const newPort = byName(now).agent.pgPort;
+      const firstOnNew = writer.acked.find((a, i) => i >= acksBefore && a.at > at && a.port === newPort);
+      const onNewMs = firstOnNew && firstOnNew.at - at;
       if (fault === 'agent frozen') await sleep(2_000); // frozen a little past the failover
       await heal();
       await waitForHealthyCluster(
@@ -217,7 +220,18 @@ void describe(
       if (syncMode === 'on') await waitForSyncRoles(byName(now).agent.apiPort, 1, 30_000);
       if (syncMode === 'quorum')
         await waitForSyncRoles(byName(now).agent.apiPort, 2, 30_000, 'quorum_standby');
-      return { old, now, ms };
+      return { old, now, ms, onNewMs, at };
+    }
+
+    /** Each lost id: when it was acknowledged (relative to the fault) and by which node. */
+    function describeLost(lost: readonly number[], faultAt: number): string {
+      return lost
+        .map((id) => {
+          const a = writer.acked.find((x) => x.id === id);
+          const by = nodes.find((n) => n.agent.pgPort === a?.port)?.agent.name ?? `port ${a?.port}`;
+          return `${id} acknowledged by ${by} at ${a === undefined ? '?' : a.at - faultAt} ms`;
+        })
+        .join(', ');
     }
 
     const faults: Fault[] = [
@@ -230,12 +244,14 @@ void describe(
       void it(`synchronous_mode on, ${fault}: every acknowledged insert is on the new primary`, async (t) => {
         if (broken) return t.skip('an earlier cycle did not heal');
         broken = true;
-        const { old, now, ms } = await cycle(fault, 'on');
+        const { old, now, ms, onNewMs, at } = await cycle(fault, 'on');
         broken = false;
         const lost = await lostAcks(byName(now).agent.pgPort, writer.acked);
         t.diagnostic(
-          `${old} → ${now}; writes resumed ${ms} ms after the fault; ${writer.acked.length} acknowledged so far`,
+          `${old} → ${now}; first acknowledgement after the fault at ${ms} ms, by the new primary at ` +
+            `${onNewMs ?? '?'} ms; ${writer.acked.length} acknowledged so far`,
         );
+        if (lost.length > 0) t.diagnostic(`lost: ${describeLost(lost, at)}`);
         assert.deepEqual(lost, [], `acknowledged inserts missing on ${now}`);
       });
     }
@@ -256,10 +272,12 @@ void describe(
         15_000,
         200,
       );
-      const { old, now, ms } = await cycle('node lost', 'quorum');
+      const { old, now, onNewMs, at } = await cycle('node lost', 'quorum');
       broken = false;
-      t.diagnostic(`quorum: ${old} → ${now}; writes resumed ${ms} ms after the fault`);
-      assert.deepEqual(await lostAcks(byName(now).agent.pgPort, writer.acked), []);
+      t.diagnostic(`quorum: ${old} → ${now}; writes on the new primary ${onNewMs ?? '?'} ms after the fault`);
+      const lost = await lostAcks(byName(now).agent.pgPort, writer.acked);
+      if (lost.length > 0) t.diagnostic(`lost: ${describeLost(lost, at)}`);
+      assert.deepEqual(lost, [], `acknowledged inserts missing on ${now}`);
       assert.deepEqual(checker.doubleWritable, [], 'a checker tick saw two writable nodes');
     });
 
