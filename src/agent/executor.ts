@@ -166,6 +166,9 @@ async function startFollowing(
   if (state === 'in production' || state === 'shut down' || (ctx.formerPrimary && !fresh)) {
     await rewindOrClone(ctx, standby);
   }
+  // Our member key first: the leader keeps a replication slot only for members it sees, and a
+  // rewound node streams through its slot before it accepts connections (the start waits for that).
+  await ctx.publish().catch(() => undefined);
   await ctx.node.start({ parameters: ctx.parameters, recovery: true, standby });
   ctx.setFollowing(leader);
   ctx.setState('running');

@@ -242,6 +242,10 @@ export class PostgresNode implements PostgresControl {
     password?: string | undefined;
   }): Promise<void> {
     const conn = `host=${source.host} port=${source.port} user=${source.user} dbname=postgres`;
+    // A target that was not shut down cleanly is first recovered by pg_rewind in single-user mode,
+    // which refuses to run with a recovery signal file; the next start writes the one it needs.
+    for (const signal of ['standby.signal', 'recovery.signal'])
+      await rm(path.join(this.dataDir, signal), { force: true });
     const out = await this.run('pg_rewind', ['-D', this.dataDir, `--source-server=${conn}`, '--no-sync'], {
       ...(source.password !== undefined ? { PGPASSWORD: source.password } : {}),
     });
@@ -257,11 +261,26 @@ export class PostgresNode implements PostgresControl {
     }
   }
 
+  /**
+   * The directory of PostgreSQL's Unix socket, beside the data directory rather than in it: a
+   * socket file in the data directory is among the files pg_rewind copies from a source, and it
+   * fails on it ("could not open file .s.PGSQL.5432: No such device or address").
+   */
+  private get socketDir(): string {
+    return `${this.dataDir}.sock`;
+  }
+
+  private async prepareSocketDir(): Promise<void> {
+    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
+    if (this.opts.runAs) await chown(this.socketDir, this.opts.runAs.uid, this.opts.runAs.gid);
+  }
+
   private async writeConfigFiles(start: StartOptions): Promise<void> {
+    await this.prepareSocketDir();
     const params: Record<string, ParamValue> = {
       ...DEFAULT_PARAMETERS,
       ...start.parameters,
-      ...fixedParameters(this.opts.listen, this.dataDir),
+      ...fixedParameters(this.opts.listen, this.socketDir),
     };
     await this.writeOwned(
       path.join(this.dataDir, 'postgresql.conf'),
@@ -414,7 +433,7 @@ export class PostgresNode implements PostgresControl {
   async query(statements: readonly string[]): Promise<Row[][]> {
     return await runSql(
       {
-        host: this.dataDir,
+        host: this.socketDir,
         port: this.opts.listen.port,
         user: this.opts.superuser.username,
         timeoutMs: 5000,

@@ -166,5 +166,9 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
       rows.map((r) => r.x),
       [0, 1, 3, 4],
     );
+    // By pg_rewind, not by a new base backup (the fallback when pg_rewind fails).
+    const log = readFileSync(oldPrimary.logFile, 'utf8');
+    assert.match(log, /rewinding former primary with pg_rewind/);
+    assert.doesNotMatch(log, /pg_rewind failed/);
   });
 });
