@@ -73,9 +73,11 @@ void describe(
     let broken = false;
 
     const byName = (name: string) => nodes.find((n) => n.agent.name === name)!;
-    const anyRunning = () => nodes.find((n) => n.agent.process.isRunning && !isStopped(n.agent.process.pid))!;
-    async function leaderName(): Promise<string | undefined> {
-      const { body } = await getJson<ClusterJson>(anyRunning().agent.apiPort, '/cluster');
+    /** A node to ask about the cluster: running, not frozen, and not the one under a fault (its view may be stale). */
+    const anyRunning = (besides?: Node) =>
+      nodes.find((n) => n !== besides && n.agent.process.isRunning && !isStopped(n.agent.process.pid))!;
+    async function leaderName(besides?: Node): Promise<string | undefined> {
+      const { body } = await getJson<ClusterJson>(anyRunning(besides).agent.apiPort, '/cluster');
       return body.members.find((m) => m.role === 'leader' && m.state === 'running')?.name;
     }
 
@@ -194,21 +196,20 @@ void describe(
       const now = await waitFor(
         `a new primary after "${fault}"`,
         async () => {
-          const l = await leaderName();
+          const l = await leaderName(n);
           return l !== undefined && l !== old ? l : false;
         },
         30_000,
         100,
       );
+      const newPort = byName(now).agent.pgPort;
       await waitFor(
         'writes acknowledged by the new primary',
-        () =>
-          writer.acked.some((a, i) => i >= acksBefore && a.at > at) && writer.acked.length > acksBefore + 5,
+        () => writer.acked.filter((a, i) => i >= acksBefore && a.port === newPort).length > 5,
         30_000,
         50,
       );
       const ms = (writer.acked.find((a, i) => i >= acksBefore && a.at > at)?.at ?? at) - at;
-      const newPort = byName(now).agent.pgPort;
       const firstOnNew = writer.acked.find((a, i) => i >= acksBefore && a.at > at && a.port === newPort);
       const onNewMs = firstOnNew && firstOnNew.at - at;
       if (fault === 'agent frozen') await sleep(2_000); // frozen a little past the failover
