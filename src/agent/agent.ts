@@ -317,7 +317,12 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   private async publishStatus(): Promise<void> {
     if (!this.running) return;
-    await this.publisher.publishStatus(this.cluster.snapshot);
+    const snapshot = this.cluster.snapshot;
+    // The last cycle could not read etcd: the writes would only wait out their timeout on the
+    // exclusive chain, holding back the next cycle — the one that fences a primary at its lease
+    // deadline, which then came after the watchdog's fire time. Postgres is still probed.
+    if (snapshot === undefined) await this.local.observe();
+    else await this.publisher.publishStatus(snapshot);
   }
 
   /**
