@@ -14,13 +14,19 @@
  *     `patronictl switchover --candidate X --force` (the event time is when the command starts);
  *     `etcd-member-loss` SIGKILLs the first-listed member of the 3-member etcd cluster both stacks
  *     use, `etcd-leader-loss` its raft leader (no failover should follow: the table says whether
- *     the leader was kept; the member is restarted after ttl + 5 s of watching).
+ *     the leader was kept; the member is restarted after ttl + 5 s of watching); `agent-restart`
+ *     SIGKILLs the leader's agent/Patroni alone and starts it again 0.5 s later (systemd's
+ *     Restart=always), `agent-upgrade` sends the pgfleet agent SIGUSR2 (hand over) and starts it
+ *     again (pgfleet only) — no failover should follow; `agent-kill` SIGKILLs the leader's agent
+ *     alone for good (pgfleet only: Patroni 3.0.2 leaves its PostgreSQL writable), started again
+ *     after the observation.
  * Write RTO: from the event to the end of the first successful insert after the last failed one;
  * with no failure, the longest gap between successful inserts after the event. The killed member
  * is restarted and the cluster healed before the next event.
  *
  *   npm run bench:failover -- [--rounds 2] [--ttl 10] [--loop-wait 2] [--retry-timeout 3]
- *        [--scenarios node-loss,switchover,etcd-member-loss,etcd-leader-loss] [--stacks pgfleet,patroni]
+ *        [--scenarios node-loss,switchover,etcd-member-loss,etcd-leader-loss,agent-restart,agent-upgrade,agent-kill]
+ *        [--stacks pgfleet,patroni]
  *
  * Both stacks use one 3-member etcd cluster (every component is given all three endpoints).
  *
@@ -60,7 +66,24 @@ import {
 import { startPgfleetProxy } from './pgfleet-proxy.js';
 import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
 
-const SCENARIOS = ['node-loss', 'switchover', 'etcd-member-loss', 'etcd-leader-loss'] as const;
+const SCENARIOS = [
+  'node-loss',
+  'switchover',
+  'etcd-member-loss',
+  'etcd-leader-loss',
+  'agent-restart',
+  'agent-upgrade',
+  'agent-kill',
+] as const;
+/** Scenarios after which the leader should stay where it was (watched for ttl + 5 s). */
+const LEADER_STAYS: readonly Scenario[] = [
+  'etcd-member-loss',
+  'etcd-leader-loss',
+  'agent-restart',
+  'agent-upgrade',
+];
+/** How long after an agent's death its restart is modelled to come (systemd Restart=always). */
+const AGENT_RESTART_DELAY_MS = 500;
 type Scenario = (typeof SCENARIOS)[number];
 const STACKS = ['pgfleet', 'patroni'] as const;
 type Stack = (typeof STACKS)[number];
@@ -126,8 +149,14 @@ interface StackUnderTest {
   leader(): Promise<string | undefined>;
   /** A running replica's name. */
   replica(): Promise<string>;
-  /** SIGKILL the member's agent/Patroni and its postmaster. */
+  /** SIGKILL the member's agent/Patroni and its postmaster (and pgfleet's watchdog): node loss. */
   kill(name: string): void;
+  /** SIGKILL the member's agent/Patroni alone. */
+  killAgent(name: string): void;
+  /** pgfleet: SIGUSR2 (hand over to the next agent), resolved once it exited; undefined for Patroni. */
+  readonly handOver: ((name: string) => Promise<void>) | undefined;
+  /** Starts the agent/Patroni of a member whose PostgreSQL may still run. */
+  restartAgent(name: string): Promise<void>;
   switchover(candidate: string): Promise<{ code: number | null; output: string }>;
   /** Starts a killed member's agent/Patroni again. */
   restart(name: string): Promise<void>;
@@ -210,6 +239,10 @@ async function main(): Promise<void> {
     for (const scenario of opts.scenarios) {
       const order = round % 2 === 1 ? stacks : [...stacks].reverse();
       for (const s of order) {
+        if (!supports(s.stack, scenario)) {
+          if (round === 1) log(`${scenario} is not run on ${s.stack} (pgfleet only)`);
+          continue;
+        }
         const r = await runEvent(s, scenario, round, ourDirs, etcd, opts);
         results.push(r);
         log(
@@ -253,6 +286,11 @@ async function main(): Promise<void> {
     ) + '\n',
   );
   log(`results written to ${path.relative(ROOT, outFile)}`);
+}
+
+/** agent-upgrade needs pgfleet's hand-over; agent-kill would leave Patroni 3.0.2's primary writable. */
+function supports(stack: Stack, scenario: Scenario): boolean {
+  return stack === 'pgfleet' || (scenario !== 'agent-upgrade' && scenario !== 'agent-kill');
 }
 
 async function runEvent(
@@ -325,6 +363,15 @@ async function runEvent(
   } else if (scenario === 'etcd-member-loss' || scenario === 'etcd-leader-loss') {
     killedEtcd = scenario === 'etcd-member-loss' ? etcd.members[0]! : await etcd.leader();
     killedEtcd.kill('SIGKILL');
+  } else if (scenario === 'agent-restart' || scenario === 'agent-kill') {
+    s.killAgent(oldLeader);
+    if (scenario === 'agent-restart') {
+      await sleep(AGENT_RESTART_DELAY_MS); // the restart delay being modelled
+      await s.restartAgent(oldLeader);
+    }
+  } else if (scenario === 'agent-upgrade') {
+    await s.handOver!(oldLeader);
+    await s.restartAgent(oldLeader);
   } else {
     const res = await s.switchover(candidate!);
     commandMs = performance.now() - t0;
@@ -334,13 +381,14 @@ async function runEvent(
 
   // Observe until writes are stable on a new leader and the old session closed (or its window passed).
   let newLeader: string | undefined;
-  // etcd scenarios: no failover is expected; watch past any lease deadline (ttl + 5 s).
-  while (killedEtcd !== undefined && performance.now() - t0 < (opts.ttl + 5) * 1000) {
+  // etcd and agent-restart scenarios: no failover is expected; watch past any lease deadline.
+  const watchOnly = LEADER_STAYS.includes(scenario);
+  while (watchOnly && performance.now() - t0 < (opts.ttl + 5) * 1000) {
     await sleep(250);
     const l = await s.leader().catch(() => undefined);
     if (l !== undefined && l !== oldLeader) newLeader ??= l;
   }
-  while (killedEtcd === undefined && performance.now() - t0 < OBSERVE_MAX_MS) {
+  while (!watchOnly && performance.now() - t0 < OBSERVE_MAX_MS) {
     await sleep(250);
     const now = performance.now();
     const after = attempts.filter((a) => a.startMs >= t0);
@@ -388,7 +436,8 @@ async function runEvent(
   }
 
   if (scenario === 'node-loss') await s.restart(oldLeader);
-  const leaderAfter = killedEtcd === undefined ? undefined : await s.leader().catch(() => undefined);
+  if (scenario === 'agent-kill') await s.restartAgent(oldLeader);
+  const leaderAfter = watchOnly ? await s.leader().catch(() => undefined) : undefined;
   if (killedEtcd !== undefined) {
     await killedEtcd.start();
     await etcd.waitForLeader(30_000);
@@ -532,8 +581,21 @@ async function startPgfleetStack(etcd: EtcdTestCluster, opts: Options): Promise<
     kill: (name) => {
       const n = named(name);
       const pmPid = readPidFile(path.join(n.dir, 'data', 'postmaster.pid'));
+      const watchdogPid = readPidFile(path.join(n.dir, 'data.watchdog.sock.pid'));
       n.process.kill('SIGKILL');
+      if (watchdogPid !== undefined) killQuietly(watchdogPid);
       if (pmPid !== undefined) killQuietly(pmPid);
+    },
+    killAgent: (name) => named(name).process.kill('SIGKILL'),
+    handOver: async (name) => {
+      const n = named(name);
+      n.process.kill('SIGUSR2');
+      await n.process.exited;
+    },
+    restartAgent: async (name) => {
+      const n = named(name);
+      await n.process.exited;
+      n.process = await spawnAgentProcess(n);
     },
     switchover: async (candidate) => {
       const leaderNode = nodes.find((n) => n.process.isRunning) ?? nodes[0]!;
@@ -591,6 +653,18 @@ async function startPatroniStack(etcd: EtcdTestCluster, opts: Options): Promise<
       );
       cluster.killMember(name, 'SIGKILL');
       if (pmPid !== undefined) killQuietly(pmPid);
+    },
+    killAgent: (name) => cluster.killMember(name, 'SIGKILL'),
+    handOver: undefined,
+    restartAgent: async (name) => {
+      await waitFor(`patroni ${name} to exit`, async () => {
+        try {
+          await cluster.restartMember(name);
+          return true;
+        } catch {
+          return false;
+        }
+      });
     },
     switchover: async (candidate) => {
       const r = await cluster.patronictl(['switchover', '--candidate', candidate, '--force']);
@@ -698,7 +772,7 @@ function renderTable(results: readonly EventResult[], opts: Options): string {
     'max RTO',
     'failed attempts (median, max)',
     'old session closed after',
-    'leader kept (etcd scenarios)',
+    'leader kept (etcd, agent-restart/upgrade)',
   ];
   const rows = summarise(results, opts).map((s) => [
     s.scenario,
@@ -710,7 +784,7 @@ function renderTable(results: readonly EventResult[], opts: Options): string {
       (s.sessionStayedOpen > 0
         ? `${s.sessionClosedMedianMs === undefined ? '' : '; '}stayed open ${s.sessionStayedOpen}/${s.events}`
         : ''),
-    s.scenario.startsWith('etcd-') ? `${s.leaderKept}/${s.events}` : '',
+    LEADER_STAYS.includes(s.scenario) ? `${s.leaderKept}/${s.events}` : '',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');

@@ -17,6 +17,7 @@ export const ErrorCodes = {
   ERR_TIMEOUT: 'an operation timed out',
   ERR_CTL_REJECTED: 'the control command is not possible on this cluster',
   ERR_CTL_FAILED: 'the cluster did not carry out the control command',
+  ERR_WATCHDOG: 'the watchdog process cannot be reached',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -13,116 +13,120 @@ import type { AgentConfig } from '../config/agent-schema.js';
 import { formatHostPort } from '../config/common.js';
 import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
-import { decide } from '../ha/decide.js';
-import { effectiveSettings, type HaSettings } from '../ha/dynamic-config.js';
+import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
+import type { HaSettings } from '../ha/dynamic-config.js';
 import type { PeerStatus } from '../ha/peer-status.js';
 import { parseFailover } from '../ha/switchover.js';
-import type { Decision, Observation } from '../ha/types.js';
-import type { ParamValue } from '../postgres/conf.js';
+import type { Decision } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
-import type { PgProbe } from '../postgres/probe.js';
-import { parseHistoryKey } from '../postgres/timeline-history.js';
-import { execute, type ExecutorContext } from './executor.js';
-import { runMaintenance, type MaintenanceKind } from './maintenance.js';
+import type { AgentSnapshot } from './agent-snapshot.js';
+import { ClusterKnowledge } from './cluster-knowledge.js';
+import { nextCycleDelayMs } from './cycle-timing.js';
+import { actOn, fenceAlone, type ActOutcome } from './act.js';
+import { adoptRunning, completeAdoption } from './adoption.js';
+import type { ExecutorContext } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import { LocalPostgres } from './local-postgres.js';
+import { runMaintenance, type MaintenanceKind } from './maintenance.js';
+import { effectiveTags } from './member-status.js';
+import { buildObservation } from './observation.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
-import { recordLsn, replayLagSeconds, type LsnSample } from './replay-lag.js';
-import {
-  effectiveTags,
-  leaderStatusValue,
-  memberValueFor,
-  publishedState,
-  type MemberState,
-} from './member-status.js';
+import { SettingsTracker } from './settings-tracker.js';
+import { StatusPublisher } from './status-publisher.js';
+import { SyncReplication } from './sync-replication.js';
+import { agentWatchdogClient } from './watchdog/watchdog-client.js';
+import { Failsafe } from './failsafe.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
   readonly dcs: AgentDcs;
   readonly node: PostgresControl;
   readonly log: Logger;
-  /** The out-of-loop watchdog process (default on; loop tests with fakes turn it off). */
-  readonly watchdog?: boolean;
+  /**
+   * How to run the watchdog process (`[program, ...args]`, the CLI's `pgfleet watchdog`);
+   * undefined runs without one (loop tests with fakes).
+   */
+  readonly watchdogCommand?: readonly string[];
 }
 
-/** What the REST API and metrics read: the agent's latest knowledge, immutable. */
-export interface AgentSnapshot {
-  readonly name: string;
-  /** This member's tags as Patroni shows them (`effectiveTags`). */
-  readonly tags: Readonly<Record<string, unknown>>;
-  readonly state: MemberState;
-  readonly probe: PgProbe | undefined;
-  readonly view: ClusterView | undefined;
-  readonly values: ReadonlyMap<string, string>;
-  readonly pgRunning: boolean;
-  readonly postmasterStartMs: number | undefined;
-  readonly lastCycleAtMs: number | undefined;
-  readonly lastDcsOkAtMs: number | undefined;
-  readonly lastSentence: string | undefined;
-}
+export type { AgentSnapshot } from './agent-snapshot.js';
 
 export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }] }> {
   private readonly cfg: AgentConfig;
-  private state: MemberState = 'stopped';
-  private following: string | undefined;
-  /** Set whenever Postgres is seen running as primary; cleared once it follows a leader. */
-  private formerPrimary = false;
-  private probe: PgProbe | undefined;
-  /** When `probe` was read (performance.now()). */
-  private probeAtMs = 0;
-  /**
-   * Highest timeline our Postgres reported since the agent started: a replica's received_tli
-   * vanishes with its WAL receiver (the leader died), and the checkpoint timeline can lag behind.
-   */
-  private highestTimeline = 0;
-  private snapshot: DcsSnapshot | undefined;
-  /** The last member seen holding the leader key (Patroni's old_cluster.leader). */
-  private lastSeenLeader: string | undefined;
+  private readonly local: LocalPostgres;
+  private readonly settings: SettingsTracker;
+  private readonly lease: LeaseKeeper;
+  private readonly cluster: ClusterKnowledge;
+  private readonly publisher: StatusPublisher;
+  private readonly sync: SyncReplication;
+  readonly failsafe: Failsafe;
   private lastCycleAtMs: number | undefined;
-  private lastDcsOkAtMs: number | undefined;
   private lastSentence: string | undefined;
-  private postmasterStartMs: number | undefined;
-  private lastPublished = '';
   private cycleTimer: NodeJS.Timeout | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private busy: Promise<void> = Promise.resolve();
   private running = false;
   private closed = false;
   private wakePending = false;
+  /** A postmaster was adopted at start; its role and upstream are recorded at the first cycle. */
+  private adoptionPending = false;
   /** Tasks queued or running on the exclusive chain. */
   private pending = 0;
-  private readonly lease: LeaseKeeper;
-  private readonly bootstrapSettings: HaSettings;
-  private settings: HaSettings;
-  private lastSettingsProblems = '';
-  /** While primary: when each WAL position was first seen (for the standbys' replay lag). */
-  private lsnHistory: LsnSample[] = [];
 
   constructor(private readonly opts: AgentOptions) {
     super();
     this.cfg = opts.config;
-    const b = opts.config.bootstrap.dcs;
-    this.bootstrapSettings = {
-      ttlMs: b.ttl,
-      loopWaitMs: b.loop_wait,
-      retryTimeoutMs: b.retry_timeout,
-      maximumLagOnFailoverBytes: b.maximum_lag_on_failover,
-      parameters: b.postgresql.parameters,
-    };
-    this.settings = this.bootstrapSettings;
-    this.lease = new LeaseKeeper(opts.dcs, opts.log.child({ component: 'watchdog' }), opts.watchdog ?? true);
+    this.local = new LocalPostgres(opts.node, () => this.settings.current.ttlMs, opts.log);
+    this.settings = new SettingsTracker(opts.config, opts.log);
+    const watchdog =
+      opts.watchdogCommand &&
+      agentWatchdogClient(
+        opts.config,
+        opts.watchdogCommand,
+        opts.log.child({ component: 'watchdog' }),
+        () => this.settings.current.retryTimeoutMs,
+      );
+    this.lease = new LeaseKeeper(opts.dcs, watchdog, {
+      graceMs: opts.config.agent.restart_grace,
+      stopOnAgentDeath: opts.config.agent.stop_postgres_on_agent_death,
+    });
+    this.cluster = new ClusterKnowledge(opts.dcs, this.lease, this.settings, opts.log);
+    this.publisher = new StatusPublisher(opts.config, opts.dcs, this.local, opts.log);
+    this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
+    this.sync = new SyncReplication({
+      name: opts.config.name,
+      node: opts.node,
+      dcs: opts.dcs,
+      settings: this.settings,
+      log: opts.log.child({ component: 'sync' }),
+    });
   }
 
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
-    this.lease.start();
+    this.exclusive(() => this.init());
     this.scheduleCycle(0);
 
     this.statusTimer = setInterval(() => {
       // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
-      if (this.pending > 0) void this.lease.refreshIfDue(this.settings, this.leadingPid());
+      if (this.pending > 0) void this.lease.refreshIfDue(this.settings.current);
       else this.exclusive(() => this.publishStatus());
     }, this.cfg.agent.status_interval);
+  }
+
+  /**
+   * Before the first cycle: the watchdog (a previous agent's, if one is still running: its lease
+   * and deadline carry over), and a postmaster left running by that agent.
+   */
+  private async init(): Promise<void> {
+    try {
+      const welcome = await this.lease.start(this.settings.current);
+      if (welcome?.fired) this.opts.log.warn('the watchdog stopped PostgreSQL while no agent ran');
+    } catch (err) {
+      this.opts.log.error({ err: errorMessage(err) }, 'no watchdog: a frozen agent would not be fenced');
+    }
+    this.adoptionPending = await adoptRunning(this.local, this.settings, this.opts.log);
   }
 
   /** Runs a cycle soon (debounced), unless one is about to run. */
@@ -159,112 +163,38 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }, delayMs);
   }
 
-  /**
-   * loop_wait, or less when a switchover this leader must run comes due within two loop_waits: then
-   * the next cycle lands half a loop_wait before the time (it acts, sleeping until the moment), so a
-   * late cycle still has the slack before the request would go stale. A primary cut from etcd comes
-   * back at its lease deadline when that is sooner.
-   */
   private nextCycleDelayMs(): number {
-    const loopWaitMs = this.settings.loopWaitMs;
-    // A primary that could not renew comes back no later than its lease deadline, to fence itself
-    // then rather than up to a loop_wait after it.
-    const deadline = this.lease.leaseDeadlineMs;
-    if (this.snapshot === undefined && deadline !== undefined && this.probe?.inRecovery === false)
-      return Math.max(0, Math.min(loopWaitMs, deadline - performance.now()));
-    const at = parseFailover(this.snapshot?.values.get('failover'))?.scheduledAt;
-    if (at === undefined || this.snapshot?.view.leader !== this.cfg.name) return loopWaitMs;
-    const dueInMs = at.ms - Date.now();
-    return dueInMs > loopWaitMs && dueInMs < 2 * loopWaitMs ? dueInMs - loopWaitMs / 2 : loopWaitMs;
+    return nextCycleDelayMs({
+      loopWaitMs: this.settings.current.loopWaitMs,
+      snapshot: this.cluster.snapshot,
+      leaseDeadlineMs: this.lease.leaseDeadlineMs,
+      runningAsPrimary: this.local.probe?.inRecovery === false,
+      me: this.cfg.name,
+      nowMs: performance.now(),
+      wallNowMs: Date.now(),
+    });
   }
 
   get snapshotForApi(): AgentSnapshot {
+    const snapshot = this.cluster.snapshot;
     return {
       name: this.cfg.name,
       tags: effectiveTags(this.cfg.tags),
-      state: this.state,
-      probe: this.probe,
-      view: this.snapshot?.view,
-      values: this.snapshot?.values ?? new Map(),
+      state: this.local.state,
+      probe: this.local.probe,
+      view: snapshot?.view,
+      values: snapshot?.values ?? new Map(),
       pgRunning: this.opts.node.isRunning(),
-      postmasterStartMs: this.postmasterStartMs,
+      postmasterStartMs: this.local.postmasterStartMs,
       lastCycleAtMs: this.lastCycleAtMs,
-      lastDcsOkAtMs: this.lastDcsOkAtMs,
+      lastDcsOkAtMs: this.cluster.lastDcsOkAtMs,
       lastSentence: this.lastSentence,
+      failsafeActive: this.failsafe.isActive(this.settings.current.ttlMs),
     };
   }
 
-  /** Postgres parameters in force: dynamic (DCS `config`) under the node's own. */
-  private get dynamicParameters(): Readonly<Record<string, ParamValue>> {
-    return { ...this.settings.parameters, ...this.cfg.postgresql.parameters };
-  }
-
-  /** Settings from the DCS `config` key over bootstrap.dcs; problems logged when they change. */
-  private updateSettings(view: ClusterView): void {
-    const { settings, problems } = effectiveSettings(view.config, this.bootstrapSettings);
-    this.settings = settings;
-    const text = problems.join('; ');
-    if (text !== this.lastSettingsProblems && text !== '')
-      this.opts.log.warn({ problems }, 'ignored DCS config values');
-    this.lastSettingsProblems = text;
-  }
-
   get haSettings(): HaSettings {
-    return this.settings;
-  }
-
-  private async observeDcs(): Promise<void> {
-    try {
-      // Leading by the last view seen (the view of a failed cycle is gone): a leader's renewal
-      // never runs past its lease deadline.
-      const leading = this.probe?.inRecovery === false && this.lastSeenLeader === this.cfg.name;
-      await this.lease.refresh(this.settings, leading);
-      this.snapshot = await this.opts.dcs.load();
-      this.lastSeenLeader = this.snapshot.view.leader ?? this.lastSeenLeader;
-      this.updateSettings(this.snapshot.view);
-      // Wake the loop when the leader or failover key changes (idempotent; retried until it holds).
-      void this.opts.dcs.watchLeader(() => this.wake());
-      this.lastDcsOkAtMs = Date.now();
-      for (const p of this.snapshot.problems) this.opts.log.warn({ problem: p }, 'skipped a DCS value');
-    } catch (err) {
-      this.opts.log.warn({ err: errorMessage(err) }, 'DCS is not accessible');
-      this.snapshot = undefined;
-    }
-  }
-
-  private async observePostgres(): Promise<void> {
-    const node = this.opts.node;
-    if (!node.isRunning()) {
-      this.probe = undefined;
-      if (this.state === 'running') this.state = 'crashed';
-      this.postmasterStartMs = undefined;
-      return;
-    }
-    try {
-      this.probe = await node.probe();
-      this.probeAtMs = performance.now();
-      this.highestTimeline = Math.max(this.highestTimeline, this.probe.timeline);
-      if (!this.probe.inRecovery) this.formerPrimary = true;
-      this.lsnHistory = this.probe.inRecovery
-        ? []
-        : recordLsn(this.lsnHistory, { lsn: this.probe.walPosition, atMs: performance.now() });
-      this.postmasterStartMs ??= Date.now();
-    } catch (err) {
-      // A running postmaster that answered before keeps its last known role and state for up to
-      // ttl (as Patroni publishes its in-memory state when a query fails): one probe timing out on
-      // a saturated host must not read as "starting" (or a primary as a replica) and make the
-      // proxies cut every session of a healthy node. Silent for a ttl: then it is not answering.
-      if (this.probe !== undefined && performance.now() - this.probeAtMs < this.haSettings.ttlMs) {
-        this.opts.log.warn(
-          { err: errorMessage(err) },
-          'PostgreSQL did not answer the probe; keeping its last known state',
-        );
-        return;
-      }
-      if (this.probe !== undefined)
-        this.opts.log.warn({ err: errorMessage(err) }, 'PostgreSQL does not answer the probe');
-      this.probe = undefined;
-    }
+    return this.settings.current;
   }
 
   /**
@@ -272,71 +202,74 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
    * answers (the only cycles where decide() may race for the key).
    */
   private async observePeers(view: ClusterView | undefined): Promise<PeerStatus[]> {
-    if (!view || view.leader !== undefined || !this.probe) return [];
-    return await askPeers(view, this.cfg.name, peerTimeoutMs(this.settings.retryTimeoutMs));
-  }
-
-  private observation(view: ClusterView | undefined, peers: readonly PeerStatus[]): Observation {
-    const history = parseHistoryKey(this.snapshot?.values.get('history'));
-    const lastSwitch = history[history.length - 1];
-    const probe = this.probe;
-    return {
-      nowMs: performance.now(),
-      wallNowMs: Date.now(),
-      name: this.cfg.name,
-      view,
-      leaseDeadlineMs: this.lease.leaseDeadlineMs,
-      pg: {
-        hasData: this.opts.node.hasData(),
-        running: this.opts.node.isRunning(),
-        status: probe && { ...probe, timeline: Math.max(probe.timeline, this.highestTimeline) },
-      },
-      failover: parseFailover(this.snapshot?.values.get('failover')),
-      following: this.following,
-      peers,
-      formerLeader: this.lastSeenLeader,
-      clusterTimeline: lastSwitch === undefined ? undefined : lastSwitch[0] + 1,
-      settings: {
-        loopWaitMs: this.settings.loopWaitMs,
-        maximumLagOnFailoverBytes: this.settings.maximumLagOnFailoverBytes,
-        nofailover: this.cfg.tags.nofailover,
-        failoverPriority: this.cfg.tags.failover_priority ?? 1,
-        fencing: this.cfg.agent.fencing,
-      },
-    };
+    if (!view || view.leader !== undefined || !this.local.probe) return [];
+    return await askPeers(view, this.cfg.name, peerTimeoutMs(this.settings.current.retryTimeoutMs));
   }
 
   /** One HA cycle. Returns whether it acted (then the next cycle follows at once). */
   private async cycle(): Promise<boolean> {
-    await this.observeDcs();
-    await this.observePostgres();
-    const view = this.snapshot?.view;
-    const obs = this.observation(view, await this.observePeers(view));
+    // Leading by the last view seen (the view of a failed cycle is gone): a leader's renewal never
+    // runs past its lease deadline.
+    const leading = this.local.probe?.inRecovery === false && this.cluster.lastSeenLeader === this.cfg.name;
+    await this.cluster.observe(() => this.wake(), leading);
+    await this.local.observe();
+    const snapshot = this.cluster.snapshot;
+    if (snapshot) this.failsafe.observe(snapshot.values);
+    const view = snapshot && this.failsafe.viewFor(snapshot.view, this.settings.current);
+    if (this.adoptionPending && view)
+      this.adoptionPending = !completeAdoption(this.local, this.settings, this.cfg, view);
+    const failsafeActive = view ? false : await this.failsafeCheck();
+    const obs = buildObservation(
+      {
+        cfg: this.cfg,
+        settings: this.settings.current,
+        cluster: this.cluster,
+        local: this.local,
+        leaseDeadlineMs: this.lease.leaseDeadlineMs,
+        failsafeActive,
+      },
+      view,
+      await this.observePeers(view),
+    );
     const decision = decide(obs);
     const { outcome, failed } = await this.act(decision, view);
     this.lastCycleAtMs = Date.now();
-    if (
-      outcome !== this.lastSentence ||
-      decision.actions.some((a) => a.type !== 'renew' && a.type !== 'sync_slots')
-    ) {
+    if (outcome !== this.lastSentence || decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type))) {
       this.opts.log.info({ actions: decision.actions.map((a) => a.type) }, outcome);
     } else {
       this.opts.log.debug(outcome);
     }
     this.lastSentence = outcome;
     this.emit('cycle', { ...decision, outcome });
-    await this.observePostgres();
+    await this.local.observe();
+    if (view && this.leadingPid() !== undefined && this.settings.current.failsafeMode)
+      await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
     await this.applyParameterChanges();
-    this.lease.arm(this.settings, this.leadingPid());
+    this.lease.arm(this.settings.current, {
+      pid: this.opts.node.pid,
+      leading: this.leadingPid() !== undefined,
+    });
     await this.publishStatus();
-    return !failed && decision.actions.some((a) => !['renew', 'sync_slots'].includes(a.type));
+    return !failed && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type));
+  }
+
+  /**
+   * failsafe_mode, a primary without etcd: when every member accepts us (`POST /failsafe`) the
+   * lease deadline moves as for a renewal, and the watchdog with it.
+   */
+  private async failsafeCheck(): Promise<boolean> {
+    if (this.local.probe?.inRecovery !== false) return false;
+    const askedAt = performance.now();
+    if (!(await this.failsafe.checkAsPrimary(this.settings.current))) return false;
+    this.lease.extendForFailsafe(this.settings.current, askedAt);
+    return true;
   }
 
   /** A changed `postgresql.parameters` (e.g. `patronictl edit-config`) is written and reloaded. */
   private async applyParameterChanges(): Promise<void> {
     const node = this.opts.node;
-    if (!node.isRunning() || !this.probe) return;
-    const wanted = this.dynamicParameters;
+    if (!node.isRunning() || !this.local.probe) return;
+    const wanted = this.settings.parameters;
     if (JSON.stringify(wanted) === JSON.stringify(node.appliedParameters)) return;
     try {
       await node.applyParameters(wanted);
@@ -348,50 +281,21 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   /** The postmaster pid while we lead as a running primary (the watchdog's target). */
   private leadingPid(): number | undefined {
-    const leading =
-      this.probe !== undefined && !this.probe.inRecovery && this.snapshot?.view.leader === this.cfg.name;
-    return leading ? this.opts.node.pid : undefined;
+    // Without etcd, the last leader seen: a primary cut off stays guarded until it fences.
+    const snapshot = this.cluster.snapshot;
+    const leader = snapshot ? snapshot.view.leader : this.cluster.lastSeenLeader;
+    return this.local.primaryPid(leader === this.cfg.name);
   }
 
-  /** Runs the actions in order, stopping at the first that fails; the outcome is the cycle's sentence. */
-  private async act(
-    decision: Decision,
-    view: ClusterView | undefined,
-  ): Promise<{ outcome: string; failed: boolean }> {
+  private async act(decision: Decision, view: ClusterView | undefined): Promise<ActOutcome> {
     if (decision.actions.length === 0 || !view) {
       for (const a of decision.actions) {
-        if (a.type === 'stop' || a.type === 'demote') await this.fenceAlone(a.type);
+        if (a.type === 'stop' || a.type === 'demote')
+          await fenceAlone(this.local, a.type, this.settings.parameters);
       }
       return { outcome: decision.sentence, failed: false };
     }
-    const ctx = this.executorContext(view);
-    for (const action of decision.actions) {
-      try {
-        if (!(await execute(ctx, action))) {
-          return { outcome: decision.failureSentence ?? `${decision.sentence}: not done`, failed: true };
-        }
-      } catch (err) {
-        return { outcome: `${decision.sentence}: failed: ${errorMessage(err)}`, failed: true };
-      }
-    }
-    return { outcome: decision.sentence, failed: false };
-  }
-
-  /** Fencing without the DCS: demote to read-only with no upstream, or stop. */
-  private async fenceAlone(how: 'stop' | 'demote'): Promise<void> {
-    const node = this.opts.node;
-    this.state = 'stopping';
-    this.probe = undefined;
-    await node.stop('fast').catch(() => undefined);
-    if (how === 'stop') {
-      this.state = 'stopped';
-      return;
-    }
-    await node
-      .start({ parameters: this.dynamicParameters, recovery: true, standby: undefined })
-      .catch(() => undefined);
-    this.following = undefined;
-    this.state = node.isRunning() ? 'running' : 'stopped';
+    return await actOn(decision, this.executorContext(view));
   }
 
   private executorContext(view: ClusterView): ExecutorContext {
@@ -401,47 +305,24 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       node: this.opts.node,
       log: this.opts.log,
       view,
-      parameters: this.dynamicParameters,
-      setState: (s) => {
-        this.state = s;
-        // The last probe describes Postgres before this step (a primary being demoted must not
-        // answer /primary 200 from it, even for a moment): the next observation fills it in.
-        this.probe = undefined;
-      },
-      formerPrimary: this.formerPrimary,
-      setFollowing: (leader) => {
-        this.following = leader;
-        if (leader !== undefined) this.formerPrimary = false;
-      },
-      publish: () => this.publishMember(true),
+      parameters: this.settings.parameters,
+      setState: (s) => this.local.setState(s),
+      formerPrimary: this.local.formerPrimary,
+      setFollowing: (leader) => this.local.setFollowing(leader),
+      publish: () => this.publisher.publishMember(true),
+      sync: this.sync,
+      syncKeyRevision: this.cluster.snapshot?.modRevisions.get('sync'),
     };
   }
 
-  private memberValue(): string {
-    const running = this.opts.node.isRunning();
-    const state = publishedState(running, this.probe !== undefined, this.state);
-    return memberValueFor(this.cfg, state, running ? this.probe : undefined);
-  }
-
-  private async publishMember(force: boolean): Promise<void> {
-    const value = this.memberValue();
-    if (!force && value === this.lastPublished) return;
-    await this.opts.dcs.publishMember(value);
-    this.lastPublished = value;
-  }
-
-  /** Member key (when changed), and the leader's `status` with its optime and slots. */
   private async publishStatus(): Promise<void> {
     if (!this.running) return;
-    await this.observePostgres();
-    try {
-      await this.publishMember(false);
-      const lags = replayLagSeconds(this.probe?.standbys ?? [], this.lsnHistory, performance.now());
-      const status = this.snapshot && leaderStatusValue(this.snapshot.view, this.cfg.name, this.probe, lags);
-      if (status !== undefined) await this.opts.dcs.writeStatus(status);
-    } catch (err) {
-      this.opts.log.debug({ err: errorMessage(err) }, 'could not publish status');
-    }
+    const snapshot = this.cluster.snapshot;
+    // The last cycle could not read etcd: the writes would only wait out their timeout on the
+    // exclusive chain, holding back the next cycle — the one that fences a primary at its lease
+    // deadline, which then came after the watchdog's fire time. Postgres is still probed.
+    if (snapshot === undefined) await this.local.observe();
+    else await this.publisher.publishStatus(snapshot);
   }
 
   /**
@@ -479,7 +360,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     const done = new Promise<void>((resolve) => {
       this.exclusive(async () => {
         try {
-          const view = this.snapshot?.view;
+          const view = this.cluster.snapshot?.view;
           if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
           await runMaintenance(this.executorContext(view), kind);
           this.opts.log.info(`${kind} done on operator request`);
@@ -492,6 +373,13 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     });
     await done;
     if (outcome !== undefined) throw outcome;
+  }
+
+  /** POST /failsafe: a primary without etcd asks whether we accept it as the leader. */
+  acceptFailsafe(body: Record<string, unknown> | undefined): { status: number; body: string; lsn?: number } {
+    const probe = this.local.probe;
+    const reply = this.failsafe.accept(this.settings.current, probe?.inRecovery === false, body);
+    return reply.status === 200 ? { ...reply, lsn: probe?.walPosition } : reply;
   }
 
   /** A fresh read of the cluster, for REST handlers that wait on an outcome. */
@@ -507,11 +395,11 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
     await this.busy;
-    this.lease.close();
-    const wasLeader = this.snapshot?.view.leader === this.cfg.name;
+    const wasLeader = this.cluster.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
     if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
     await this.opts.dcs.revokeLease().catch(() => undefined);
+    this.lease.close();
     this.opts.dcs.close();
     this.opts.log.info({ endpoint: formatHostPort(this.cfg.postgresql.listen) }, 'agent stopped');
   }
@@ -522,8 +410,28 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.running = false;
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
-    this.lease.close();
     await this.opts.node.stop('immediate').catch(() => undefined);
+    this.lease.close();
     this.opts.dcs.close();
+  }
+
+  /**
+   * Leaves PostgreSQL and the leader key to the next agent (an upgrade, SIGUSR2): the loop stops
+   * after its cycle, nothing is stopped or released; the watchdog keeps PostgreSQL for
+   * restart_grace, and fences it then unless a new agent has adopted it.
+   */
+  async handover(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.running = false;
+    clearTimeout(this.cycleTimer);
+    clearInterval(this.statusTimer);
+    await this.busy;
+    this.lease.handover();
+    this.opts.dcs.close();
+    this.opts.log.info(
+      { graceMs: this.cfg.agent.restart_grace },
+      'handing over: PostgreSQL and the leader key stay for the next agent',
+    );
   }
 }

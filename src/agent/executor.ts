@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
-import { errorMessage, PgfleetError } from '../errors.js';
+import { errorMessage, isPgfleetError, PgfleetError } from '../errors.js';
 import type { Action } from '../ha/types.js';
 import {
   slotNameFor,
@@ -22,6 +22,7 @@ import {
 import type { PostgresControl } from '../postgres/node.js';
 import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
+import type { SyncReplication } from './sync-replication.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -38,20 +39,29 @@ export interface ExecutorContext {
   /** This node ran as a primary since it last followed a leader: its WAL may have diverged. */
   readonly formerPrimary: boolean;
   publish(): Promise<void>;
+  /** Synchronous replication (the leader's steps, and the `sync` key before a promotion). */
+  readonly sync: SyncReplication;
+  /** Mod revision of the `sync` key as read this cycle (undefined: absent). */
+  readonly syncKeyRevision: number | undefined;
 }
 
-function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
-  const m = ctx.view.members.get(leader);
+/** How this node streams from `leader` (primary_conninfo, slot). */
+export function standbySettings(config: AgentConfig, view: ClusterView, leader: string): StandbySettings {
+  const m = view.members.get(leader);
   if (!m) throw new PgfleetError('ERR_POSTGRES', `leader '${leader}' has no member key to follow`);
-  const repl = ctx.config.postgresql.authentication.replication;
+  const repl = config.postgresql.authentication.replication;
   return {
     host: m.host,
     port: m.port,
     user: repl.username,
     password: repl.password,
-    applicationName: ctx.config.name,
-    slotName: slotNameFor(ctx.config.name),
+    applicationName: config.name,
+    slotName: slotNameFor(config.name),
   };
+}
+
+function standbyFor(ctx: ExecutorContext, leader: string): StandbySettings {
+  return standbySettings(ctx.config, ctx.view, leader);
 }
 
 async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
@@ -73,6 +83,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
         loop_wait: dyn.loop_wait / 1000,
         retry_timeout: dyn.retry_timeout / 1000,
         maximum_lag_on_failover: dyn.maximum_lag_on_failover,
+        ...syncConfigValues(dyn),
         postgresql: { parameters: dyn.postgresql.parameters, use_pg_rewind: dyn.postgresql.use_pg_rewind },
       }),
     );
@@ -87,6 +98,19 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
     await dcs.releaseLeader().catch(() => undefined);
     throw err;
   }
+}
+
+/** The synchronous and failsafe settings bootstrap.dcs sets, as Patroni writes them to `config`. */
+function syncConfigValues(dyn: AgentConfig['bootstrap']['dcs']): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (dyn.synchronous_mode !== 'off') {
+    out.synchronous_mode = dyn.synchronous_mode === 'quorum' ? 'quorum' : true;
+    out.synchronous_mode_strict = dyn.synchronous_mode_strict;
+    out.synchronous_node_count = dyn.synchronous_node_count;
+  }
+  if (dyn.maximum_lag_on_syncnode > 0) out.maximum_lag_on_syncnode = dyn.maximum_lag_on_syncnode;
+  if (dyn.failsafe_mode) out.failsafe_mode = true;
+  return out;
 }
 
 async function createRoles(ctx: ExecutorContext): Promise<void> {
@@ -142,6 +166,9 @@ async function startFollowing(
   if (state === 'in production' || state === 'shut down' || (ctx.formerPrimary && !fresh)) {
     await rewindOrClone(ctx, standby);
   }
+  // Our member key first: the leader keeps a replication slot only for members it sees, and a
+  // rewound node streams through its slot before it accepts connections (the start waits for that).
+  await ctx.publish().catch(() => undefined);
   await ctx.node.start({ parameters: ctx.parameters, recovery: true, standby });
   ctx.setFollowing(leader);
   ctx.setState('running');
@@ -159,6 +186,7 @@ async function rewindOrClone(ctx: ExecutorContext, standby: StandbySettings): Pr
       password: who.password,
     });
   } catch (err) {
+    if (isPgfleetError(err) && err.details?.rewindDeferred === true) throw err;
     ctx.log.warn({ err: errorMessage(err) }, 'pg_rewind failed; rebuilding with pg_basebackup');
     ctx.setState('creating replica');
     await ctx.node.cloneFrom(standby);
@@ -220,6 +248,13 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       await writeHistory(ctx).catch((err: unknown) =>
         ctx.log.warn({ err: errorMessage(err) }, 'could not write the history key'),
       );
+      // pg_control then names the new timeline, which pg_rewind on a former primary relies on
+      // (Patroni: ensure_checkpoint_after_promote).
+      await ctx.node
+        .query(['CHECKPOINT'])
+        .catch((err: unknown) =>
+          ctx.log.warn({ err: errorMessage(err) }, 'could not checkpoint after the promotion'),
+        );
       return true;
     case 'demote':
       ctx.setState('stopping');
@@ -257,5 +292,10 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
     case 'sync_slots':
       await syncSlots(ctx, action.slots);
       return true;
+    case 'sync_replication':
+      await ctx.sync.manage(ctx.view, ctx.syncKeyRevision);
+      return true;
+    case 'sync_before_promote':
+      return await ctx.sync.beforePromote(ctx.view, ctx.syncKeyRevision);
   }
 }

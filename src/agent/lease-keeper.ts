@@ -1,16 +1,17 @@
 /**
  * Our etcd lease, its deadline and the watchdog that enforces it.
  * The deadline (monotonic) is `renewal sent + ttl − retry_timeout`: until then the leader key we
- * hold is certainly alive. decide() fences the primary at the deadline; the watchdog (outside the
- * event loop) stops Postgres at deadline + retry_timeout/2 if the agent could not act — both
- * before the key can expire (renewal + ttl).
+ * hold is certainly alive. decide() fences the primary at the deadline; the watchdog (a process of
+ * its own, watchdog/) stops Postgres at deadline + retry_timeout/2 if the agent could not act, and
+ * after restart_grace when the agent is gone — both before the key can expire (renewal + ttl).
  */
 import { performance } from 'node:perf_hooks';
-import type { Logger } from 'pino';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import type { HaSettings } from '../ha/dynamic-config.js';
 import { PgfleetError } from '../errors.js';
-import { Watchdog } from './watchdog.js';
+import type { Welcome } from './watchdog/protocol.js';
+import type { WatchdogClient } from './watchdog/watchdog-client.js';
+import type { WatchdogSettings } from './watchdog/watchdog-state.js';
 
 /** Below this much time before the lease deadline a leader does not try: it fences instead. */
 const MIN_RENEWAL_MS = 100;
@@ -31,26 +32,40 @@ export function renewalBudgetMs(
   return left < MIN_RENEWAL_MS ? 0 : left;
 }
 
+/** What the watchdog guards now: the postmaster (any role) and whether we lead as primary. */
+export interface Guarded {
+  readonly pid: number | undefined;
+  readonly leading: boolean;
+}
+
 export class LeaseKeeper {
   private deadlineMs: number | undefined;
   private lastRefreshMs = 0;
   private inFlight = false;
-  private readonly watchdog: Watchdog | undefined;
+  private lastGuarded: Guarded = { pid: undefined, leading: false };
 
   constructor(
     private readonly dcs: AgentDcs,
-    log: Logger,
-    withWatchdog: boolean,
-  ) {
-    this.watchdog = withWatchdog ? new Watchdog(log) : undefined;
-  }
+    private readonly watchdog: WatchdogClient | undefined,
+    private readonly watchdogSettings: WatchdogSettings,
+  ) {}
 
   get leaseDeadlineMs(): number | undefined {
     return this.deadlineMs;
   }
 
-  start(): void {
-    this.watchdog?.start();
+  /**
+   * Connects to the watchdog (starting it when none runs). When a previous agent left one, its
+   * lease and deadline are taken over: a restart within the grace period keeps the leader key.
+   */
+  async start(settings: HaSettings): Promise<Welcome | undefined> {
+    const welcome = await this.watchdog?.connect();
+    if (welcome?.adopting && welcome.leaseId !== undefined) {
+      this.dcs.adoptLease(welcome.leaseId, settings.ttlMs);
+      if (welcome.fireInMs !== undefined)
+        this.deadlineMs = performance.now() + welcome.fireInMs - settings.retryTimeoutMs / 2;
+    }
+    return welcome;
   }
 
   /**
@@ -69,13 +84,22 @@ export class LeaseKeeper {
     this.lastRefreshMs = sentAt;
   }
 
+  /**
+   * failsafe_mode: every member accepted us as the leader just now, and will not race for the key
+   * for ttl from their side: the deadline moves as for a renewal.
+   */
+  extendForFailsafe(settings: HaSettings, askedAtMs: number): void {
+    this.deadlineMs = askedAtMs + settings.ttlMs - settings.retryTimeoutMs;
+  }
+
   /** From a timer while a long action holds the loop: refresh at most once per loop_wait. */
-  async refreshIfDue(settings: HaSettings, leadingPid: number | undefined): Promise<void> {
+  async refreshIfDue(settings: HaSettings): Promise<void> {
     if (this.inFlight || performance.now() - this.lastRefreshMs < settings.loopWaitMs) return;
     this.inFlight = true;
     try {
-      await this.refresh(settings, leadingPid !== undefined);
-      this.arm(settings, leadingPid);
+      const { pid, leading } = this.lastGuarded;
+      await this.refresh(settings, leading && pid !== undefined);
+      this.arm(settings, this.lastGuarded);
     } catch {
       // the next cycle reports the DCS state
     } finally {
@@ -84,18 +108,31 @@ export class LeaseKeeper {
   }
 
   /**
-   * Arms the watchdog while we lead as primary (`leadingPid` = the postmaster), else disarms it.
-   * No renewal re-arming it by deadline + retry_timeout/2 means the agent is frozen: it fires.
+   * Tells the watchdog what to guard: the postmaster (fenced if this agent is gone for longer than
+   * restart_grace) and, while leading as primary, the fire time: deadline + retry_timeout/2. No
+   * renewal moving it by then means the agent is frozen: it fires.
    */
-  arm(settings: HaSettings, leadingPid: number | undefined): void {
-    if (leadingPid === undefined || this.deadlineMs === undefined) {
-      this.watchdog?.disarm();
-      return;
-    }
-    this.watchdog?.arm(this.deadlineMs - performance.now() + settings.retryTimeoutMs / 2, leadingPid);
+  arm(settings: HaSettings, guarded: Guarded): void {
+    this.lastGuarded = guarded;
+    const fire =
+      guarded.leading && guarded.pid !== undefined && this.deadlineMs !== undefined
+        ? this.deadlineMs - performance.now() + settings.retryTimeoutMs / 2
+        : undefined;
+    this.watchdog?.report({
+      pid: guarded.pid,
+      leaseId: this.dcs.leaseId,
+      fireInMs: fire === undefined ? undefined : Math.max(0, fire),
+      settings: this.watchdogSettings,
+    });
   }
 
+  /** Clean shutdown (PostgreSQL stopped, key released): the watchdog exits. */
   close(): void {
-    this.watchdog?.close();
+    this.watchdog?.exit();
+  }
+
+  /** Leaving PostgreSQL to the next agent: the watchdog keeps it for restart_grace. */
+  handover(): void {
+    this.watchdog?.handover();
   }
 }

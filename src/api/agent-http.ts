@@ -111,6 +111,12 @@ export class AgentHttp {
         this.send(res, method, reply.status, reply.body, 'text/plain');
         return;
       }
+      if (method === 'POST' && path === '/failsafe') {
+        const reply = this.opts.agent.acceptFailsafe(await readJsonBody(req));
+        if (reply.lsn !== undefined) res.setHeader('lsn', String(reply.lsn));
+        this.send(res, method, reply.status, reply.body, 'text/plain');
+        return;
+      }
       if (method === 'POST' && (path === '/restart' || path === '/reinitialize')) {
         const kind = path === '/restart' ? 'restart' : 'reinitialize';
         await readJsonBody(req);
@@ -179,6 +185,13 @@ export class AgentHttp {
       case '/history':
         json(200, historyStatus(snap));
         return;
+      case '/failsafe': {
+        // Patroni: the topology when failsafe_mode is on, 502 otherwise.
+        const key = this.opts.agent.haSettings.failsafeMode ? this.opts.agent.failsafe.key : undefined;
+        if (key) json(200, key);
+        else this.send(res, method, 502, 'failsafe_mode is not enabled\n', 'text/plain');
+        return;
+      }
       case '/metrics':
         this.send(res, method, 200, await this.opts.registry.metrics(), this.opts.registry.contentType);
         return;

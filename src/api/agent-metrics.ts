@@ -6,6 +6,8 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Agent, AgentSnapshot } from '../agent/agent.js';
 import { isPaused } from '../ha/dynamic-config.js';
+import { syncRole } from '../ha/sync-failover.js';
+import { syncSettingsOf } from '../ha/sync-settings.js';
 
 /** pgfleet_agent_* counters, fed by the agent's `cycle` events. */
 export function registerCycleMetrics(registry: Registry, agent: Agent): void {
@@ -65,7 +67,14 @@ export function registerAgentMetrics(registry: Registry, scope: string, read: ()
   );
   gauge('patroni_standby_leader', 'Value is 1 if this node is the standby_leader, 0 otherwise.', () => 0);
   gauge('patroni_replica', 'Value is 1 if this node is a replica, 0 otherwise.', (s) => (replica(s) ? 1 : 0));
-  gauge('patroni_sync_standby', 'Value is 1 if this node is a sync standby replica, 0 otherwise.', () => 0);
+  const sync = (s: AgentSnapshot) =>
+    replica(s) && s.view ? syncRole(s.view, syncSettingsOf(s.view.config), s.name) : undefined;
+  gauge('patroni_sync_standby', 'Value is 1 if this node is a sync standby, 0 otherwise.', (s) =>
+    sync(s) === 'sync' ? 1 : 0,
+  );
+  gauge('patroni_quorum_standby', 'Value is 1 if this node is a quorum standby, 0 otherwise.', (s) =>
+    sync(s) === 'quorum' ? 1 : 0,
+  );
   gauge(
     'patroni_xlog_received_location',
     'Current location of the received Postgres transaction log, 0 if this node is not a replica.',
@@ -88,7 +97,9 @@ export function registerAgentMetrics(registry: Registry, scope: string, read: ()
   gauge('patroni_cluster_unlocked', 'Value is 1 if the cluster is unlocked, 0 if locked.', (s) =>
     s.view && s.view.leader === undefined ? 1 : 0,
   );
-  gauge('patroni_failsafe_mode_is_active', 'Value is 1 if failsafe mode is active, 0 if inactive.', () => 0);
+  gauge('patroni_failsafe_mode_is_active', 'Value is 1 if failsafe mode is active, 0 if inactive.', (s) =>
+    s.failsafeActive ? 1 : 0,
+  );
   gauge(
     'patroni_postgres_timeline',
     'Postgres timeline of this node (if running), 0 otherwise.',

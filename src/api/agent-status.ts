@@ -2,11 +2,13 @@
  * JSON bodies of the agent's REST API, shaped as Patroni's (`/patroni`, `/cluster`, `/history`).
  * Pure: built from an AgentSnapshot.
  */
-import { memberLagBytes } from '../cluster/types.js';
+import { memberLagBytes, type ClusterView } from '../cluster/types.js';
 import type { AgentSnapshot } from '../agent/agent.js';
 import { PATRONI_COMPAT_VERSION } from '../agent/member-status.js';
 import { isPaused } from '../ha/dynamic-config.js';
 import { parseFailover } from '../ha/switchover.js';
+import { syncRole } from '../ha/sync-failover.js';
+import { syncSettingsOf } from '../ha/sync-settings.js';
 import type { HealthFacts } from './health-rules.js';
 
 export function healthFacts(s: AgentSnapshot, nowMs: number, ttlMs: number): HealthFacts {
@@ -24,6 +26,8 @@ export function healthFacts(s: AgentSnapshot, nowMs: number, ttlMs: number): Hea
     lagBytes,
     tags: me?.tags.all ?? {},
     loopAlive: s.lastCycleAtMs !== undefined && nowMs - s.lastCycleAtMs <= ttlMs,
+    syncRole: role === 'replica' && view ? syncRole(view, syncSettingsOf(view.config), s.name) : undefined,
+    dcsKnown: view !== undefined,
   };
 }
 
@@ -36,6 +40,9 @@ export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, u
   };
   if (s.postmasterStartMs !== undefined)
     out.postmaster_start_time = new Date(s.postmasterStartMs).toISOString();
+  const sync = s.view && p?.inRecovery ? syncRole(s.view, syncSettingsOf(s.view.config), s.name) : undefined;
+  if (sync === 'sync') out.sync_standby = true;
+  if (sync === 'quorum') out.quorum_standby = true;
   if (p) {
     out.server_version = p.serverVersion;
     out.timeline = p.timeline;
@@ -54,6 +61,7 @@ export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, u
   if (Object.keys(s.tags).length > 0) out.tags = s.tags;
   if (s.view) out.cluster_unlocked = s.view.leader === undefined;
   if (s.view && isPaused(s.view.config)) out.pause = true;
+  if (s.failsafeActive) out.failsafe_mode_is_active = true;
   if (s.lastDcsOkAtMs !== undefined) out.dcs_last_seen = Math.floor(s.lastDcsOkAtMs / 1000);
   return out;
 }
@@ -68,7 +76,7 @@ export function clusterStatus(s: AgentSnapshot, scope: string): Record<string, u
       const isLeader = m.name === view.leader;
       const entry: Record<string, unknown> = {
         name: m.name,
-        role: isLeader ? 'leader' : view.sync.syncStandbys.includes(m.name) ? 'sync_standby' : 'replica',
+        role: isLeader ? 'leader' : clusterRole(view, m.name),
         state: m.state,
         api_url: m.apiUrl === undefined ? undefined : `${m.apiUrl}/patroni`,
         host: m.host,
@@ -89,6 +97,12 @@ export function clusterStatus(s: AgentSnapshot, scope: string): Record<string, u
     };
   }
   return out;
+}
+
+/** `sync_standby` / `quorum_standby` as Patroni 4's cluster_as_json, else `replica`. */
+function clusterRole(view: ClusterView, name: string): string {
+  const role = syncRole(view, syncSettingsOf(view.config), name);
+  return role === 'sync' ? 'sync_standby' : role === 'quorum' ? 'quorum_standby' : 'replica';
 }
 
 export function historyStatus(s: AgentSnapshot): unknown {

@@ -10,6 +10,14 @@
  * | /health                                    | PostgreSQL is running                                 |
  * | /liveness                                  | the HA loop ran within the last ttl                   |
  * | /readiness                                 | leader running as primary, or a running replica       |
+ * | /sync /synchronous                         | /replica would say 200 and it is a sync standby       |
+ * | /quorum                                    | /replica would say 200 and it is a quorum standby     |
+ * | /async /asynchronous                       | /replica would say 200, neither sync nor quorum       |
+ * | /read-only-sync /read-only-synchronous     | primary (as /primary), or as /sync                    |
+ * | /read-only-quorum                          | primary (as /primary), or as /quorum                  |
+ * | /standby-leader /standby_leader            | never: pgfleet runs no standby clusters               |
+ *
+ * The sync endpoints answer 503 while the DCS is unreachable (the role comes from the `sync` key).
  * | /patroni /cluster /history /metrics        | always (they report, they do not judge)               |
  */
 import { parseSizeBytes } from '../config/units.js';
@@ -21,6 +29,10 @@ export interface HealthFacts {
   readonly lagBytes: number | undefined;
   readonly tags: Readonly<Record<string, unknown>>;
   readonly loopAlive: boolean;
+  /** Synchronous mode on and this member among the `sync` key's standbys (sync-failover.ts syncRole). */
+  readonly syncRole: 'sync' | 'quorum' | undefined;
+  /** The DCS answered this member's last cycle (Patroni's sync endpoints need the cluster). */
+  readonly dcsKnown: boolean;
 }
 
 export const HEALTH_PATHS = [
@@ -34,6 +46,16 @@ export const HEALTH_PATHS = [
   '/health',
   '/liveness',
   '/readiness',
+  '/sync',
+  '/synchronous',
+  '/quorum',
+  '/async',
+  '/asynchronous',
+  '/read-only-sync',
+  '/read-only-synchronous',
+  '/read-only-quorum',
+  '/standby-leader',
+  '/standby_leader',
 ] as const;
 
 export type HealthPath = (typeof HEALTH_PATHS)[number];
@@ -63,6 +85,27 @@ function lagOk(query: URLSearchParams, lagBytes: number | undefined): boolean {
   const max = parseSizeBytes(raw);
   if (max === undefined) return true;
   return lagBytes !== undefined && lagBytes <= max;
+}
+
+function syncPathStatus(path: HealthPath, f: HealthFacts, primary: boolean, replica: boolean): boolean {
+  if (!f.dcsKnown) return false;
+  switch (path) {
+    case '/sync':
+    case '/synchronous':
+      return f.syncRole === 'sync' && replica;
+    case '/quorum':
+      return f.syncRole === 'quorum' && replica;
+    case '/async':
+    case '/asynchronous':
+      return f.syncRole === undefined && replica;
+    case '/read-only-sync':
+    case '/read-only-synchronous':
+      return primary || (f.syncRole === 'sync' && replica);
+    case '/read-only-quorum':
+      return primary || (f.syncRole === 'quorum' && replica);
+    default:
+      return false;
+  }
 }
 
 export function healthStatus(path: HealthPath, query: URLSearchParams, f: HealthFacts): 200 | 503 {
@@ -97,6 +140,13 @@ export function healthStatus(path: HealthPath, query: URLSearchParams, f: Health
     case '/readiness':
       ok = primary || (f.running && f.role === 'replica');
       break;
+    case '/standby-leader':
+    case '/standby_leader':
+      ok = false;
+      break;
+    default:
+      // The sync endpoints: tags are matched for the primary too (Patroni checks them on any 200).
+      ok = syncPathStatus(path, f, primary && tagsMatch(query, f.tags), replica);
   }
   return ok ? 200 : 503;
 }

@@ -13,6 +13,8 @@ import type { Agent } from '../agent/agent.js';
 import type { ClusterView } from '../cluster/types.js';
 import { isPaused } from '../ha/dynamic-config.js';
 import { formatScheduledAt, parseScheduledAt } from '../ha/schedule.js';
+import { syncFacts } from '../ha/sync-failover.js';
+import { syncSettingsOf } from '../ha/sync-settings.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -65,11 +67,19 @@ function failoverProblem(
   action: string,
 ): string | undefined {
   if (leader && view.leader !== leader) return 'leader name does not match';
+  // Synchronous mode `on`: a switchover goes to a sync standby (a failover may go anywhere).
+  const sync =
+    syncSettingsOf(view.config).mode === 'on' ? syncFacts(view, syncSettingsOf(view.config)) : undefined;
+  if (candidate && action === 'switchover' && sync && !sync.standbys.has(candidate))
+    return 'candidate name does not match with sync_standby';
   if (candidate && !view.members.has(candidate)) return 'candidate does not exists';
+  if (!candidate && sync && ![...view.members.keys()].some((n) => sync.standbys.has(n)))
+    return `${action} is not possible: can not find sync_standby`;
   const eligible = [...view.members.values()].filter(
     (m) =>
       m.name !== view.leader &&
       (candidate === undefined || m.name === candidate) &&
+      (candidate !== undefined || sync === undefined || sync.standbys.has(m.name)) &&
       m.state === 'running' &&
       !m.tags.nofailover,
   );

@@ -47,7 +47,8 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     initdbArgs: config.bootstrap.initdb.flatMap((o) =>
       typeof o === 'string' ? [`--${o}`] : Object.entries(o).map(([k, v]) => `--${k}=${v}`),
     ),
-    parentDeathSignal: config.agent.stop_postgres_on_agent_death ? 'INT' : undefined,
+    // PostgreSQL outlives the agent: the watchdog keeps it for restart_grace, then fences it.
+    parentDeathSignal: undefined,
     timeoutMs: config.agent.postgres_timeout,
     log: log.child({ component: 'postgres' }),
   });
@@ -63,7 +64,9 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     ttlMs: config.bootstrap.dcs.ttl,
     log: log.child({ component: 'dcs' }),
   });
-  const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }) });
+  // The watchdog runs as this same program: `pgfleet watchdog` (under tsx too, in a checkout).
+  const watchdogCommand = [process.execPath, ...process.execArgv, process.argv[1]!, 'watchdog'];
+  const agent = new Agent({ config, dcs, node, log: log.child({ component: 'ha' }), watchdogCommand });
   const registry = new Registry();
   registerProcessMetrics(registry);
   registerEtcdMetrics(registry, 'agent', () => etcd.members());
@@ -84,16 +87,26 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     etcd.close();
     return 1;
   }
-  const unignore = ignoreHabitSignals(log);
+  // SIGUSR2 is the agent's hand-over to its next process (an upgrade), not a habit.
+  const unignore = ignoreHabitSignals(log, ['SIGUSR2']);
   agent.start();
   log.info({ api: `http://${config.restapi.listen.host}:${config.restapi.listen.port}` }, 'agent started');
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGUSR2', () => resolve('SIGUSR2'));
   });
   reloader.stop();
   unignore();
+  if (signal === 'SIGUSR2') {
+    // An upgrade or restart: PostgreSQL and the leader key stay; the next agent adopts them.
+    log.info({ signal }, 'handing over to the next agent');
+    await http.close();
+    await agent.handover();
+    etcd.close();
+    return 0;
+  }
   log.info({ signal }, 'shutting down');
   const forced = setTimeout(() => {
     log.error('shutdown timed out; stopping now');

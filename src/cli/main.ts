@@ -31,6 +31,15 @@ program
     process.exitCode = await runAgent(opts);
   });
 
+program
+  .command('watchdog', { hidden: true })
+  .description("the agent's watchdog process (started by `pgfleet agent`)")
+  .requiredOption('--socket <path>', 'Unix socket the agent connects to')
+  .action(async (opts: { socket: string }) => {
+    const { runWatchdog } = await import('./watchdog.js');
+    process.exitCode = await runWatchdog(opts);
+  });
+
 addCtlCommands(program);
 
 await program.parseAsync(process.argv);

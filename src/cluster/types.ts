@@ -37,9 +37,12 @@ export interface Member {
   readonly version: string | undefined;
 }
 
+/** The `sync` key: Patroni's SyncState (empty when it has no leader). */
 export interface SyncState {
   readonly leader: string | undefined;
   readonly syncStandbys: readonly string[];
+  /** Quorum mode: how many of leader + standbys a leader race must hear from (0 otherwise). */
+  readonly quorum: number;
 }
 
 export interface ClusterView {
@@ -63,7 +66,11 @@ export interface ClusterView {
   readonly revision: number;
 }
 
-export const EMPTY_SYNC: SyncState = Object.freeze({ leader: undefined, syncStandbys: Object.freeze([]) });
+export const EMPTY_SYNC: SyncState = Object.freeze({
+  leader: undefined,
+  syncStandbys: Object.freeze([]),
+  quorum: 0,
+});
 
 export function emptyView(scope: string): ClusterView {
   return Object.freeze({

@@ -6,9 +6,24 @@
  */
 import type { Env } from './env-overrides.js';
 import { z } from 'zod';
+import { parseSyncMode, type SyncMode } from '../ha/sync-settings.js';
+import { SYNC_STRICT_PLACEHOLDER } from '../ha/sync-names.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
 const credentials = z.object({ username: z.string().min(1), password: z.string().optional() }).strict();
+
+/** Patroni's `synchronous_mode`: true/false (on/off, yes/no, 1/0) or `quorum`. */
+const syncMode = z.union([z.boolean(), z.string(), z.number()]).transform((v, ctx): SyncMode => {
+  const mode = parseSyncMode(v);
+  if (mode === undefined) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: `must be true, false or quorum (got ${JSON.stringify(v)})`,
+    });
+    return z.NEVER;
+  }
+  return mode;
+});
 
 const pgParameters = z.record(z.union([z.string(), z.number(), z.boolean()])).default({});
 
@@ -18,6 +33,12 @@ const dcsSection = z
     loop_wait: durationMs.default(10),
     retry_timeout: durationMs.default(10),
     maximum_lag_on_failover: sizeBytes.default(1048576),
+    synchronous_mode: syncMode.default(false),
+    synchronous_mode_strict: z.boolean().default(false),
+    synchronous_node_count: z.number().int().min(1).default(1),
+    /** ≤ 0 (Patroni's -1): a lagging sync standby is never swapped for another. */
+    maximum_lag_on_syncnode: z.union([z.number().int().max(0), sizeBytes]).default(-1),
+    failsafe_mode: z.boolean().default(false),
     postgresql: z
       .object({ parameters: pgParameters, use_pg_rewind: z.boolean().default(true) })
       .strict()
@@ -83,8 +104,13 @@ export const agentConfigSchema = z
       .object({
         /** How often replicas (and the leader) publish their WAL position, for read routing by lag. */
         status_interval: durationMs.default('1s'),
-        /** Shut Postgres down when the agent process dies (parent-death signal). */
+        /**
+         * When the agent process dies: PostgreSQL keeps running for restart_grace (a restarted
+         * agent adopts it), then the watchdog stops it and releases the leader key. false: it
+         * keeps running (a primary is still stopped at its lease deadline).
+         */
         stop_postgres_on_agent_death: z.boolean().default(true),
+        restart_grace: durationMs.default('3s'),
         /** What a primary does when it cannot renew its lease in time: Patroni's demote, or stop. */
         fencing: z.enum(['demote', 'stop']).default('demote'),
         /** Bound on starting/stopping Postgres, pg_basebackup and friends. */
@@ -108,6 +134,22 @@ export const agentConfigSchema = z
           `loop_wait + 2 × retry_timeout must be ≤ ttl ` +
           `(${loop_wait / 1000}s + 2 × ${retry_timeout / 1000}s > ${ttl / 1000}s); ` +
           `raise ttl or lower loop_wait/retry_timeout`,
+      });
+    }
+    const dcs = cfg.bootstrap.dcs;
+    if (dcs.synchronous_mode_strict && dcs.synchronous_mode === 'off') {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['bootstrap', 'dcs', 'synchronous_mode_strict'],
+        message:
+          'needs synchronous_mode true or quorum (strict mode only applies to synchronous replication)',
+      });
+    }
+    if (cfg.name.toLowerCase() === SYNC_STRICT_PLACEHOLDER) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['name'],
+        message: `${SYNC_STRICT_PLACEHOLDER} is reserved (Patroni's strict-mode placeholder)`,
       });
     }
     if (ttl < 2000) {

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { parseIdentitySpec } from '../proxy/session/read-your-writes.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
-export const LISTENER_ROLES = ['primary', 'replica', 'any'] as const;
+/** `sync`: reads on synchronous standbys only (Patroni's `/sync`: listed in the `sync` key). */
+export const LISTENER_ROLES = ['primary', 'replica', 'any', 'sync'] as const;
 export type ListenerRole = (typeof LISTENER_ROLES)[number];
 export const LISTENER_TLS_MODES = ['disable', 'terminate', 'require', 'passthrough'] as const;
 export type ListenerTls = (typeof LISTENER_TLS_MODES)[number];
@@ -172,18 +173,19 @@ const proxySection = z
           message: `address ${addr} is used by another listener`,
         });
       addrs.add(addr);
-      if (l.role !== 'replica' && l.max_lag !== undefined) {
+      const readRole = l.role === 'replica' || l.role === 'sync';
+      if (!readRole && l.max_lag !== undefined) {
         ctx.addIssue({
           code: 'custom',
           path: ['listeners', i, 'max_lag'],
-          message: 'only applies to role: replica',
+          message: 'only applies to role: replica or sync',
         });
       }
-      if (l.role !== 'replica' && l.max_lag_time !== undefined) {
+      if (!readRole && l.max_lag_time !== undefined) {
         ctx.addIssue({
           code: 'custom',
           path: ['listeners', i, 'max_lag_time'],
-          message: 'only applies to role: replica',
+          message: 'only applies to role: replica or sync',
         });
       }
       checkListenerTls(l, p.tls !== undefined, (path, message) =>
@@ -203,11 +205,11 @@ const proxySection = z
           message: 'needs a listener with role: primary in this proxy (the writes are tracked there)',
         });
       }
-      if (l.role !== 'replica' && l.fallback_to_primary) {
+      if (!readRole && l.fallback_to_primary) {
         ctx.addIssue({
           code: 'custom',
           path: ['listeners', i, 'fallback_to_primary'],
-          message: 'only applies to role: replica',
+          message: 'only applies to role: replica or sync',
         });
       }
     });

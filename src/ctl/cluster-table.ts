@@ -7,6 +7,8 @@
 import type { ClusterView, Member } from '../cluster/types.js';
 import { formatHostPort } from '../config/common.js';
 import { isPaused } from '../ha/dynamic-config.js';
+import { syncRole } from '../ha/sync-failover.js';
+import { syncSettingsOf } from '../ha/sync-settings.js';
 import type { FailoverRequest } from '../ha/types.js';
 
 const HEADER = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB'] as const;
@@ -20,13 +22,20 @@ function lagMb(view: ClusterView, m: Member): string {
   return String(Math.round(Math.max(0, leaderWal - m.xlogLocation) / (1024 * 1024)));
 }
 
+/** patronictl's Role column: Leader, Sync Standby, Quorum Standby or Replica. */
+function roleTitle(view: ClusterView, name: string): string {
+  if (name === view.leader) return 'Leader';
+  const sync = syncRole(view, syncSettingsOf(view.config), name);
+  return sync === 'sync' ? 'Sync Standby' : sync === 'quorum' ? 'Quorum Standby' : 'Replica';
+}
+
 export function memberRows(view: ClusterView): string[][] {
   return [...view.members.values()]
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((m) => [
       m.name,
       formatHostPort(m),
-      m.name === view.leader ? 'Leader' : 'Replica',
+      roleTitle(view, m.name),
       m.state,
       m.timeline === undefined ? '' : String(m.timeline),
       lagMb(view, m),

@@ -22,6 +22,8 @@ export interface DcsSnapshot {
   readonly view: ClusterView;
   /** Raw values under the cluster prefix, keyed relative to it (`members/pg1`, `initialize`). */
   readonly values: ReadonlyMap<string, string>;
+  /** Each key's mod revision, keyed as `values` (for compare-and-set writes such as `sync`). */
+  readonly modRevisions: ReadonlyMap<string, number>;
   readonly problems: readonly string[];
 }
 
@@ -39,7 +41,10 @@ export interface AgentDcs {
   renewLeader(): Promise<boolean>;
   /** Deletes the leader key if it names us; true when it is gone afterwards (nobody holds it). */
   releaseLeader(): Promise<boolean>;
-  /** Creates `initialize` when absent; true when we created it (we bootstrap). */
+  /**
+   * Creates `initialize` with `value` (Patroni's '') when absent; true only when etcd acknowledged
+   * our create (we bootstrap).
+   */
   claimInitialize(value: string): Promise<boolean>;
   setInitialize(value: string): Promise<void>;
   cancelInitialize(): Promise<void>;
@@ -47,7 +52,16 @@ export interface AgentDcs {
   writeStatus(json: string): Promise<void>;
   writeFailover(json: string): Promise<void>;
   writeHistory(json: string): Promise<void>;
+  /** The `failsafe` key (failsafe_mode): `{member: api_url}`. */
+  writeFailsafe(json: string): Promise<void>;
   deleteFailover(): Promise<void>;
+  /**
+   * Writes the `sync` key if its mod revision is still `expected` (undefined: if it is absent);
+   * resolves with the new mod revision, or undefined when the compare failed.
+   */
+  writeSync(json: string, expected: number | undefined): Promise<number | undefined>;
+  /** Deletes the `sync` key if its mod revision is still `expected`; true when it is gone. */
+  deleteSync(expected: number | undefined): Promise<boolean>;
   /** Deletes the `failover` key only if it still holds `value`; false when it holds another value. */
   deleteFailoverIf(value: string): Promise<boolean>;
   /**
@@ -59,6 +73,13 @@ export interface AgentDcs {
   setRetryTimeout(ms: number): void;
   /** Revokes the lease: member key (and leader key if held) disappear at once. */
   revokeLease(): Promise<void>;
+  /** The lease in use (etcd's int64 id as text), if any. */
+  readonly leaseId: string | undefined;
+  /**
+   * Takes over a lease a previous agent of this node granted (it carries our leader and member
+   * keys): the next refresh keeps it alive instead of granting a new one.
+   */
+  adoptLease(id: string, ttlMs: number): void;
   close(): void;
 }
 
@@ -105,7 +126,7 @@ function isLeaseInvalid(err: unknown): boolean {
 export class EtcdAgentDcs implements AgentDcs {
   readonly keys: ClusterKeys;
   private readonly cluster: EtcdCluster;
-  private leaseId: string | undefined;
+  private currentLease: string | undefined;
   private leaseTtlSeconds = 0;
   private watcher: ClusterWatcher | undefined;
   private requestedTtlMs: number;
@@ -120,27 +141,41 @@ export class EtcdAgentDcs implements AgentDcs {
     this.cluster.setBudget(ms);
   }
 
+  get leaseId(): string | undefined {
+    return this.currentLease;
+  }
+
+  adoptLease(id: string, ttlMs: number): void {
+    this.currentLease = id;
+    this.leaseTtlSeconds = Math.max(1, Math.round(ttlMs / 1000));
+  }
+
   async load(): Promise<DcsSnapshot> {
     const prefix = this.keys.prefix;
     const res = await this.cluster.run(`get ${prefix}`, (c) => c.getAll().prefix(prefix).exec());
     const values = new Map<string, string>();
-    for (const kv of res.kvs) values.set(kv.key.toString().slice(prefix.length), kv.value.toString());
+    const modRevisions = new Map<string, number>();
+    for (const kv of res.kvs) {
+      const key = kv.key.toString().slice(prefix.length);
+      values.set(key, kv.value.toString());
+      modRevisions.set(key, Number(kv.mod_revision));
+    }
     const { view, problems } = buildView(this.opts.scope, values, Number(res.header.revision));
-    return { view, values, problems };
+    return { view, values, modRevisions, problems };
   }
 
   private async leaseIdOrThrow(): Promise<string> {
-    if (this.leaseId === undefined) await this.refreshLease();
-    if (this.leaseId === undefined) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'no etcd lease');
-    return this.leaseId;
+    if (this.currentLease === undefined) await this.refreshLease();
+    if (this.currentLease === undefined) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'no etcd lease');
+    return this.currentLease;
   }
 
   async refreshLease(ttlMs: number = this.requestedTtlMs, budgetMs?: number): Promise<void> {
     this.requestedTtlMs = ttlMs;
     const ttlSeconds = Math.max(1, Math.round(ttlMs / 1000));
     // A changed ttl takes a new lease; keys move to it as they are rewritten, the old one expires.
-    if (this.leaseId !== undefined && ttlSeconds !== this.leaseTtlSeconds) this.leaseId = undefined;
-    const id = this.leaseId;
+    if (this.currentLease !== undefined && ttlSeconds !== this.leaseTtlSeconds) this.currentLease = undefined;
+    const id = this.currentLease;
     if (id !== undefined) {
       try {
         await this.cluster.run('lease keepalive', (c, deadline) => keepaliveOnce(c, id, deadline), budgetMs);
@@ -148,7 +183,7 @@ export class EtcdAgentDcs implements AgentDcs {
       } catch (err) {
         // An expired lease needs a new grant; anything else is an outage.
         if (!isLeaseInvalid(err)) throw err;
-        this.leaseId = undefined;
+        this.currentLease = undefined;
       }
     }
     const granted = await this.cluster.run(
@@ -156,7 +191,7 @@ export class EtcdAgentDcs implements AgentDcs {
       (c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 }),
       budgetMs,
     );
-    this.leaseId = granted.ID;
+    this.currentLease = granted.ID;
     this.leaseTtlSeconds = ttlSeconds;
   }
 
@@ -246,6 +281,10 @@ export class EtcdAgentDcs implements AgentDcs {
     await this.put(this.keys.history, json, 'put history');
   }
 
+  async writeFailsafe(json: string): Promise<void> {
+    await this.put(this.keys.failsafe, json, 'put failsafe');
+  }
+
   async deleteFailover(): Promise<void> {
     const key = this.keys.failover;
     await this.cluster.run('delete failover', (c) => c.delete().key(key).exec());
@@ -256,6 +295,36 @@ export class EtcdAgentDcs implements AgentDcs {
     const key = this.keys.failover;
     const res = await this.cluster.run('delete failover', (c) =>
       c.if(key, 'Value', '==', value).then(c.delete().key(key)).else(c.get(key)).commit(),
+    );
+    return res.succeeded || res.responses[0]?.response_range?.kvs.length === 0;
+  }
+
+  /**
+   * Patroni's set_sync_state_value with a version: compare-and-set on the mod revision. A retry on
+   * another member after a lost answer finds our own value there: that counts as written.
+   */
+  async writeSync(json: string, expected: number | undefined): Promise<number | undefined> {
+    const key = this.keys.sync;
+    const res = await this.cluster.run('put sync', (c) =>
+      (expected === undefined ? c.if(key, 'Create', '==', 0) : c.if(key, 'Mod', '==', expected))
+        .then(c.put(key).value(json))
+        .else(c.get(key))
+        .commit(),
+    );
+    if (res.succeeded) return Number(res.header.revision);
+    const kv = res.responses[0]?.response_range?.kvs[0];
+    return kv !== undefined && kv.value.toString() === json ? Number(kv.mod_revision) : undefined;
+  }
+
+  /** Deletes the `sync` key if unchanged since `expected`; gone already counts as done. */
+  async deleteSync(expected: number | undefined): Promise<boolean> {
+    const key = this.keys.sync;
+    if (expected === undefined) {
+      await this.cluster.run('delete sync', (c) => c.delete().key(key).exec());
+      return true;
+    }
+    const res = await this.cluster.run('delete sync', (c) =>
+      c.if(key, 'Mod', '==', expected).then(c.delete().key(key)).else(c.get(key)).commit(),
     );
     return res.succeeded || res.responses[0]?.response_range?.kvs.length === 0;
   }
@@ -290,14 +359,14 @@ export class EtcdAgentDcs implements AgentDcs {
   }
 
   async revokeLease(): Promise<void> {
-    const id = this.leaseId;
-    this.leaseId = undefined;
+    const id = this.currentLease;
+    this.currentLease = undefined;
     if (id !== undefined)
       await this.cluster.run('lease revoke', (c) => c.leaseClient.leaseRevoke({ ID: id }));
   }
 
   close(): void {
-    this.leaseId = undefined;
+    this.currentLease = undefined;
     void this.watcher?.close();
     this.watcher = undefined;
   }

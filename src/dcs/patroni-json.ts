@@ -148,9 +148,17 @@ function parseSync(text: string | undefined): SyncState {
       : Array.isArray(standby)
         ? standby.map(String)
         : [];
+  const leader = typeof obj.leader === 'string' && obj.leader !== '' ? obj.leader : undefined;
+  // Patroni: int(quorum) if leader and quorum else 0.
+  const q = obj.quorum;
+  const quorum =
+    leader !== undefined && (typeof q === 'number' || typeof q === 'string')
+      ? Number.parseInt(String(q), 10)
+      : 0;
   return Object.freeze({
-    leader: typeof obj.leader === 'string' ? obj.leader : undefined,
-    syncStandbys: Object.freeze(list),
+    leader,
+    syncStandbys: Object.freeze(leader === undefined ? [] : list),
+    quorum: Number.isFinite(quorum) && quorum > 0 ? quorum : 0,
   });
 }
 

@@ -4,16 +4,17 @@
  *
  * | DCS     | local Postgres          | leader key   | decision                                   |
  * |---------|-------------------------|--------------|--------------------------------------------|
+ * | down    | primary, failsafe ok    | —            | keep running (failsafe_mode, failsafe.ts)  |
  * | down    | primary, lease expiring | —            | fence (demote or stop)                     |
  * | down    | anything else           | —            | nothing                                    |
  * | up      | no data                 | no initialize| bootstrap                                  |
  * | up      | no data                 | other, up    | clone from the leader                      |
  * | up      | stopped                 | any          | start as a replica (of the leader, if any) |
- * | up      | primary                 | mine         | renew, keep slots                          |
+ * | up      | primary                 | mine         | renew, sync replication, keep slots        |
  * | up      | primary                 | none         | acquire if healthiest, else demote         |
  * | up      | primary                 | other        | demote, follow the leader                  |
- * | up      | replica                 | mine         | renew, promote                             |
- * | up      | replica                 | none         | acquire + promote if healthiest            |
+ * | up      | replica                 | mine         | renew, sync key, promote                   |
+ * | up      | replica                 | none         | acquire + sync key + promote if healthiest |
  * | up      | replica                 | other        | follow it (restart if following another)   |
  *
  * Maintenance mode (`pause: true` in the `config` key, Patroni's pause) turns off the automatic
@@ -21,19 +22,39 @@
  * free leader key by a replica — and prefixes sentences with "PAUSE: ". Manual switchover and
  * failover still work, a primary still takes or keeps a free key, replicas still follow. Fencing on
  * DCS loss still happens: without the DCS the agent cannot know whether the cluster is paused.
+ *
+ * Synchronous replication: a leader running as primary manages `synchronous_standby_names` and the
+ * `sync` key every cycle (`sync_replication`, sync-plan.ts); a replica about to promote names itself
+ * in the `sync` key first (`sync_before_promote`, sync-failover.ts) and postpones the promotion
+ * when that compare fails; healthiest.ts keeps non-synchronous standbys out of the race.
  */
 import type { ClusterView } from '../cluster/types.js';
 import { slotNameFor } from '../postgres/conf.js';
 import { isPaused } from './dynamic-config.js';
 import { healthiestBlocker } from './healthiest.js';
+import { POSTPONED_PROMOTION } from './sync-failover.js';
 import { candidateTurn, leaderHandover, pendingSchedule } from './switchover.js';
-import type { Decision, Observation } from './types.js';
+import type { Action, Decision, Observation } from './types.js';
 
 const none = (sentence: string): Decision => ({ actions: [], sentence });
+
+/** Actions a leader runs every cycle: they do not make the next cycle come sooner. */
+export const ROUTINE_ACTIONS: ReadonlySet<Action['type']> = new Set([
+  'renew',
+  'sync_slots',
+  'sync_replication',
+]);
+
+/** What a promotion needs after the key is ours: the `sync` key first, then `pg_ctl promote`. */
+export const PROMOTE: readonly Action[] = [{ type: 'sync_before_promote' }, { type: 'promote' }];
 
 function decideWithoutDcs(obs: Observation): Decision {
   const status = obs.pg.status;
   if (!obs.pg.running || !status || status.inRecovery) return none('DCS is not accessible');
+  if (obs.failsafeActive)
+    return none(
+      'continue to run as a leader because failsafe mode is enabled and all members are accessible',
+    );
   if (obs.leaseDeadlineMs !== undefined && obs.nowMs < obs.leaseDeadlineMs) {
     const s = Math.ceil((obs.leaseDeadlineMs - obs.nowMs) / 1000);
     return none(`DCS is not accessible; I keep the primary for at most ${s}s more`);
@@ -90,7 +111,7 @@ function decideAsPrimary(obs: Observation, view: ClusterView, wal: number, timel
     const handover = obs.failover && !pending && leaderHandover(obs, view, obs.failover);
     if (handover) return handover;
     return {
-      actions: [{ type: 'renew' }, slots],
+      actions: [{ type: 'renew' }, { type: 'sync_replication' }, slots],
       sentence: `no action: I am the leader with the lock${pending ? `; ${pending}` : ''}`,
       failureSentence: 'failed to update leader lock',
     };
@@ -99,7 +120,7 @@ function decideAsPrimary(obs: Observation, view: ClusterView, wal: number, timel
     const blocker = healthiestBlocker(obs, view, wal, timeline);
     if (blocker === undefined) {
       return {
-        actions: [{ type: 'acquire' }, slots],
+        actions: [{ type: 'acquire' }, { type: 'sync_replication' }, slots],
         sentence: 'acquired session lock as a leader',
         failureSentence: 'failed to acquire the lock: another member was faster',
       };
@@ -120,9 +141,10 @@ function decideAsPrimary(obs: Observation, view: ClusterView, wal: number, timel
 function decideAsReplica(obs: Observation, view: ClusterView, wal: number, timeline: number): Decision {
   if (view.leader === obs.name) {
     return {
-      actions: [{ type: 'renew' }, { type: 'promote' }],
+      actions: [{ type: 'renew' }, ...PROMOTE],
       sentence: 'promoted self to leader because I had the session lock',
       failureSentence: 'failed to update leader lock',
+      failureSentences: { sync_before_promote: POSTPONED_PROMOTION },
     };
   }
   if (view.leader === undefined) {
@@ -132,9 +154,10 @@ function decideAsReplica(obs: Observation, view: ClusterView, wal: number, timel
     const blocker = healthiestBlocker(obs, view, wal, timeline);
     if (blocker !== undefined) return none(`following a different leader because ${blocker}`);
     return {
-      actions: [{ type: 'acquire' }, { type: 'promote' }],
+      actions: [{ type: 'acquire' }, ...PROMOTE],
       sentence: 'promoted self to leader by acquiring session lock',
       failureSentence: 'failed to acquire the lock: another member was faster',
+      failureSentences: { sync_before_promote: POSTPONED_PROMOTION },
     };
   }
   if (obs.following === view.leader) return none('no action: I am a secondary and I am following a leader');

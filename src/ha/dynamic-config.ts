@@ -6,6 +6,7 @@
  */
 import { parseDurationMs, parseSizeBytes } from '../config/units.js';
 import type { ParamValue } from '../postgres/conf.js';
+import { effectiveFailsafeMode, effectiveSyncSettings, type SyncSettings } from './sync-settings.js';
 
 export interface HaSettings {
   readonly ttlMs: number;
@@ -13,6 +14,10 @@ export interface HaSettings {
   readonly retryTimeoutMs: number;
   readonly maximumLagOnFailoverBytes: number;
   readonly parameters: Readonly<Record<string, ParamValue>>;
+  /** `synchronous_mode` and friends (sync-settings.ts). */
+  readonly sync: SyncSettings;
+  /** Patroni's `failsafe_mode`: a primary that reaches every member keeps running without etcd. */
+  readonly failsafeMode: boolean;
 }
 
 export interface EffectiveSettings {
@@ -72,7 +77,12 @@ export function effectiveSettings(
       problems.push('config.postgresql.parameters: ignored, not an object');
     }
   }
-  return { settings: { ...timing, maximumLagOnFailoverBytes: maxLag, parameters }, problems };
+  const sync = effectiveSyncSettings(dcs, fallback.sync, problems);
+  const failsafeMode = effectiveFailsafeMode(dcs, fallback.failsafeMode, problems);
+  return {
+    settings: { ...timing, maximumLagOnFailoverBytes: maxLag, parameters, sync, failsafeMode },
+    problems,
+  };
 }
 
 /** Patroni's maintenance mode: `pause: true` in the `config` key (`patronictl pause`). */

@@ -25,17 +25,29 @@ export interface FailoverTraits {
 }
 
 /**
- * Patroni 4's tag rules: an explicit `nofailover` wins; otherwise `failover_priority` ≤ 0 means
- * never. The priority defaults to 1 and is 0 for a `nofailover` member.
+ * Patroni 4's rule for a boolean tag paired with a priority tag (`nofailover`/`failover_priority`,
+ * `nosync`/`sync_priority`): an explicit flag wins; otherwise a priority ≤ 0 means never. The
+ * priority defaults to 1 and is 0 for a flagged member.
+ * @see patroni/tags.py Tags._bool_tag, _priority_tag
  */
-export function failoverTraits(tags: Readonly<Record<string, unknown>>): FailoverTraits {
-  const flag = tags.nofailover;
-  const raw = tags.failover_priority;
+export function flagAndPriority(
+  tags: Readonly<Record<string, unknown>>,
+  flagKey: string,
+  priorityKey: string,
+): { readonly flagged: boolean; readonly priority: number } {
+  const flag = tags[flagKey];
+  const raw = tags[priorityKey];
   const parsed = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number.parseInt(raw, 10) : NaN;
   const priority = Number.isFinite(parsed) ? parsed : 1;
   const explicit = flag === true || flag === 'true' || flag === 'True' || flag === 1;
-  const nofailover = flag !== undefined && flag !== null ? explicit : priority <= 0;
-  return { nofailover, failoverPriority: explicit ? 0 : priority };
+  const flagged = flag !== undefined && flag !== null ? explicit : priority <= 0;
+  return { flagged, priority: explicit ? 0 : priority };
+}
+
+/** `nofailover` and `failover_priority` (see flagAndPriority). */
+export function failoverTraits(tags: Readonly<Record<string, unknown>>): FailoverTraits {
+  const t = flagAndPriority(tags, 'nofailover', 'failover_priority');
+  return { nofailover: t.flagged, failoverPriority: t.priority };
 }
 
 export function unreachablePeer(member: Member): PeerStatus {

@@ -13,6 +13,7 @@
 import type { ClusterView, Member } from '../cluster/types.js';
 import { isPaused } from './dynamic-config.js';
 import { failoverTraits } from './peer-status.js';
+import { POSTPONED_PROMOTION, syncFacts } from './sync-failover.js';
 import { parseScheduledAt, scheduleTiming } from './schedule.js';
 import type { Action, Decision, FailoverRequest, Observation } from './types.js';
 
@@ -57,10 +58,14 @@ export function leaderHandover(
   if (f.member === me || (f.leader !== undefined && f.leader !== me)) {
     return cleanup('no action: I am the leader with the lock; cleaning up the finished failover request');
   }
+  // A switchover in synchronous mode goes to a synchronous standby only (a failover may go anywhere).
+  const sync = syncFacts(view, obs.settings.sync);
+  const eligible = (m: Member | undefined) =>
+    runningCandidate(m, me) && !(sync.active && f.leader !== undefined && !sync.standbys.has(m?.name));
   const candidates =
     f.member !== undefined
-      ? [view.members.get(f.member)].filter((m) => runningCandidate(m, me))
-      : [...view.members.values()].filter((m) => runningCandidate(m, me));
+      ? [view.members.get(f.member)].filter(eligible)
+      : [...view.members.values()].filter(eligible);
   if (candidates.length === 0) {
     return cleanup(
       `manual failover: no running candidate${f.member !== undefined ? ` '${f.member}'` : ''}; cleaning the failover key`,
@@ -88,9 +93,15 @@ export function candidateTurn(obs: Observation, view: ClusterView, f: FailoverRe
   const me = obs.name;
   if (f.member === me) {
     return {
-      actions: [{ type: 'acquire' }, { type: 'promote' }, { type: 'clear_failover' }],
+      actions: [
+        { type: 'acquire' },
+        { type: 'sync_before_promote' },
+        { type: 'promote' },
+        { type: 'clear_failover' },
+      ],
       sentence: 'promoted self to leader by acquiring session lock (manual failover)',
       failureSentence: 'failed to acquire the lock: another member was faster',
+      failureSentences: { sync_before_promote: POSTPONED_PROMOTION },
     };
   }
   if (f.member !== undefined && runningCandidate(view.members.get(f.member), f.leader ?? '')) {

@@ -4,6 +4,7 @@
  */
 import type { ClusterView } from '../cluster/types.js';
 import type { PeerStatus } from './peer-status.js';
+import type { SyncSettings } from './sync-settings.js';
 
 export interface PgObservation {
   /** The data directory holds a cluster (PG_VERSION exists). */
@@ -46,6 +47,11 @@ export interface Observation {
    * `failover_priority` does not count in the race that replaces it.
    */
   readonly formerLeader: string | undefined;
+  /**
+   * failsafe_mode: this cycle, without etcd, every member of the failsafe topology accepted us as
+   * the leader (`POST /failsafe`); the lease deadline was moved as by a renewal.
+   */
+  readonly failsafeActive: boolean;
   /** The cluster's timeline per the `history` key (last switch + 1); undefined before any switch. */
   readonly clusterTimeline: number | undefined;
   readonly settings: {
@@ -55,6 +61,8 @@ export interface Observation {
     /** Patroni's `failover_priority` tag (default 1; 0 never promotes). */
     readonly failoverPriority: number;
     readonly fencing: 'demote' | 'stop';
+    /** `synchronous_mode` and friends, as in force (DCS `config`). */
+    readonly sync: SyncSettings;
   };
 }
 
@@ -87,7 +95,11 @@ export type Action =
   /** Sleep until this wall-clock time (a scheduled switchover acted on up to loop_wait early). */
   | { readonly type: 'wait_until'; readonly wallMs: number }
   | { readonly type: 'follow'; readonly leader: string }
-  | { readonly type: 'sync_slots'; readonly slots: readonly string[] };
+  | { readonly type: 'sync_slots'; readonly slots: readonly string[] }
+  /** The leader's synchronous replication: `synchronous_standby_names` and the `sync` key. */
+  | { readonly type: 'sync_replication' }
+  /** Before promoting: the `sync` key names this node (compare-and-set); false postpones it. */
+  | { readonly type: 'sync_before_promote' };
 
 export type ActionType = Action['type'];
 
@@ -97,4 +109,6 @@ export interface Decision {
   readonly sentence: string;
   /** The sentence when an action reports it could not be done (e.g. the lock was taken first). */
   readonly failureSentence?: string;
+  /** Per action type, a more precise sentence than failureSentence. */
+  readonly failureSentences?: Partial<Record<Action['type'], string>>;
 }

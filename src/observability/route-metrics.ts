@@ -14,6 +14,7 @@ const REASONS: readonly ExclusionReason[] = [
   'role',
   'state',
   'noloadbalance',
+  'not_sync_standby',
   'lag_bytes',
   'lag_time',
   'lag_unknown',

@@ -1,7 +1,9 @@
 /**
  * One PostgreSQL instance under the agent: initdb, clone (pg_basebackup), rewind, start, stop,
- * promote, and SQL probes. The postmaster is the agent's direct child, started through
- * `setpriv --pdeathsig` so that it gets a fast-shutdown signal when the agent dies (even SIGKILL).
+ * promote, and SQL probes. The postmaster is started as the agent's child in a session of its
+ * own, so that it outlives the agent: what happens to it when the agent dies is the watchdog's
+ * call (agent/watchdog/). A restarted agent adopts the running postmaster (`adopt`), known by
+ * pid and start time from then on.
  *
  * States of the postmaster: stopped → starting → running → stopping → stopped.
  */
@@ -21,6 +23,14 @@ import {
   type StandbySettings,
 } from './conf.js';
 import { runProgram, type RunAs } from './process.js';
+import {
+  isAliveRef,
+  processCmdline,
+  refOf,
+  signalRef,
+  waitGone,
+  type ProcessRef,
+} from './process-identity.js';
 import { SqlSession, runSql, type Row } from './sql-client.js';
 import { probeSql, parseProbe, type PgProbe } from './probe.js';
 
@@ -40,7 +50,10 @@ export interface PostgresNodeOptions {
   readonly pgHba: readonly string[] | undefined;
   readonly replicationUser: string;
   readonly initdbArgs: readonly string[];
-  /** Signal for the postmaster when the agent dies; undefined turns the parent-death link off. */
+  /**
+   * A parent-death signal for the postmaster (setpriv --pdeathsig); undefined (the agent's choice:
+   * the watchdog decides instead) lets it outlive the agent.
+   */
   readonly parentDeathSignal: 'INT' | 'TERM' | 'QUIT' | undefined;
   readonly timeoutMs: number;
   readonly log: Logger;
@@ -68,6 +81,13 @@ export interface PostgresControl {
   readonly appliedParameters: Readonly<Record<string, ParamValue>> | undefined;
   hasData(): boolean;
   isRunning(): boolean;
+  /**
+   * Takes over a postmaster running on the data directory (an agent restarted while it ran);
+   * false when none runs. Its configuration is recorded by `assumeStarted`.
+   */
+  adopt(): Promise<boolean>;
+  /** Records how the adopted postmaster runs, without writing anything or reloading. */
+  assumeStarted(start: StartOptions): void;
   initdb(): Promise<void>;
   cloneFrom(source: StandbySettings): Promise<void>;
   rewindFrom(source: RewindSource): Promise<void>;
@@ -85,6 +105,8 @@ export interface PostgresControl {
 export class PostgresNode implements PostgresControl {
   #liveSql: SqlSession | undefined;
   private child: ChildProcess | undefined;
+  /** A postmaster this agent did not start (adopted after a restart). */
+  private adopted: ProcessRef | undefined;
   private lastStart: StartOptions | undefined;
   private exited: Promise<void> = Promise.resolve();
   readonly dataDir: string;
@@ -112,13 +134,40 @@ export class PostgresNode implements PostgresControl {
   }
 
   isRunning(): boolean {
+    if (this.adopted) return isAliveRef(this.adopted);
     const c = this.child;
     // No pid: the spawn itself failed (e.g. setpriv missing).
     return c !== undefined && c.pid !== undefined && c.exitCode === null && c.signalCode === null;
   }
 
   get pid(): number | undefined {
-    return this.isRunning() ? this.child?.pid : undefined;
+    if (!this.isRunning()) return undefined;
+    return this.adopted ? this.adopted.pid : this.child?.pid;
+  }
+
+  async adopt(): Promise<boolean> {
+    if (this.isRunning()) return true;
+    let pid: number;
+    try {
+      pid = Number.parseInt(
+        readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!,
+        10,
+      );
+    } catch {
+      return false;
+    }
+    const ref = Number.isInteger(pid) && pid > 0 ? refOf(pid) : undefined;
+    // The pid file may be stale and its pid reused: the process must be a postgres on this directory.
+    const cmd = ref ? processCmdline(ref.pid) : '';
+    if (!ref || !/postgres/.test(cmd) || !cmd.includes(this.dataDir)) return false;
+    this.adopted = ref;
+    this.child = undefined;
+    this.opts.log.info({ pid: ref.pid }, 'adopted the running postmaster');
+    return true;
+  }
+
+  assumeStarted(start: StartOptions): void {
+    this.lastStart = start;
   }
 
   /** An empty data directory owned by the postgres user, mode 0700. */
@@ -196,16 +245,45 @@ export class PostgresNode implements PostgresControl {
     password?: string | undefined;
   }): Promise<void> {
     const conn = `host=${source.host} port=${source.port} user=${source.user} dbname=postgres`;
-    await this.run('pg_rewind', ['-D', this.dataDir, `--source-server=${conn}`, '--no-sync'], {
+    // A target that was not shut down cleanly is first recovered by pg_rewind in single-user mode,
+    // which refuses to run with a recovery signal file; the next start writes the one it needs.
+    for (const signal of ['standby.signal', 'recovery.signal'])
+      await rm(path.join(this.dataDir, signal), { force: true });
+    const out = await this.run('pg_rewind', ['-D', this.dataDir, `--source-server=${conn}`, '--no-sync'], {
       ...(source.password !== undefined ? { PGPASSWORD: source.password } : {}),
     });
+    // pg_rewind compares the timelines of the two pg_control checkpoints: a leader promoted a
+    // moment ago has not checkpointed on its new timeline, and this node's divergent WAL would be
+    // kept. Not now, then: the caller retries once the leader has (it checkpoints after promoting).
+    if (/same timeline/.test(out)) {
+      throw new PgfleetError(
+        'ERR_POSTGRES',
+        'pg_rewind: the leader has not checkpointed on its new timeline yet; rewind deferred',
+        { details: { rewindDeferred: true } },
+      );
+    }
+  }
+
+  /**
+   * The directory of PostgreSQL's Unix socket, beside the data directory rather than in it: a
+   * socket file in the data directory is among the files pg_rewind copies from a source, and it
+   * fails on it ("could not open file .s.PGSQL.5432: No such device or address").
+   */
+  private get socketDir(): string {
+    return `${this.dataDir}.sock`;
+  }
+
+  private async prepareSocketDir(): Promise<void> {
+    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
+    if (this.opts.runAs) await chown(this.socketDir, this.opts.runAs.uid, this.opts.runAs.gid);
   }
 
   private async writeConfigFiles(start: StartOptions): Promise<void> {
+    await this.prepareSocketDir();
     const params: Record<string, ParamValue> = {
       ...DEFAULT_PARAMETERS,
       ...start.parameters,
-      ...fixedParameters(this.opts.listen, this.dataDir),
+      ...fixedParameters(this.opts.listen, this.socketDir),
     };
     await this.writeOwned(
       path.join(this.dataDir, 'postgresql.conf'),
@@ -226,6 +304,7 @@ export class PostgresNode implements PostgresControl {
     await this.writeConfigFiles(start);
     this.lastStart = start;
     await rm(path.join(this.dataDir, 'postmaster.pid'), { force: true }).catch(() => undefined);
+    this.adopted = undefined;
     const logFd = openSync(this.logFile, 'a', 0o640);
     const postgres = this.bin('postgres');
     const [cmd, args] =
@@ -234,6 +313,8 @@ export class PostgresNode implements PostgresControl {
         : [postgres, ['-D', this.dataDir]];
     const child = spawn(cmd, args, {
       stdio: ['ignore', logFd, logFd],
+      // A session of its own: a terminal's Ctrl-C to the agent's group does not reach it.
+      detached: true,
       cwd: this.dataDir,
       env: { ...process.env, LC_ALL: 'C' },
       ...(this.opts.runAs ? { uid: this.opts.runAs.uid, gid: this.opts.runAs.gid } : {}),
@@ -282,6 +363,10 @@ export class PostgresNode implements PostgresControl {
    */
   async stop(mode: StopMode = 'fast'): Promise<void> {
     this.#liveSql?.close();
+    if (this.adopted) {
+      await this.stopAdopted(this.adopted, mode);
+      return;
+    }
     const child = this.child;
     if (!child || !this.isRunning()) return;
     const wait = (ms: number) =>
@@ -299,6 +384,17 @@ export class PostgresNode implements PostgresControl {
     if (await wait(5000)) return;
     child.kill('SIGKILL');
     await this.exited;
+  }
+
+  /** The same ladder for a postmaster that is not our child: signals, and polling for its exit. */
+  private async stopAdopted(ref: ProcessRef, mode: StopMode): Promise<void> {
+    if (mode === 'smart' && signalRef(ref, 'SIGTERM') && (await waitGone(ref, SMART_DRAIN_MS))) return;
+    if (!signalRef(ref, mode === 'immediate' ? 'SIGQUIT' : 'SIGINT')) return;
+    if (await waitGone(ref, this.opts.timeoutMs)) return;
+    signalRef(ref, 'SIGQUIT');
+    if (await waitGone(ref, 5000)) return;
+    signalRef(ref, 'SIGKILL');
+    await waitGone(ref, 5000);
   }
 
   /** Rewrites the config files and reloads (primary_conninfo is reloadable since PostgreSQL 13). */
@@ -341,7 +437,7 @@ export class PostgresNode implements PostgresControl {
   async query(statements: readonly string[]): Promise<Row[][]> {
     return await runSql(
       {
-        host: this.dataDir,
+        host: this.socketDir,
         port: this.opts.listen.port,
         user: this.opts.superuser.username,
         timeoutMs: 5000,
@@ -363,7 +459,7 @@ export class PostgresNode implements PostgresControl {
   async currentWalPosition(): Promise<number | undefined> {
     this.#liveSql ??= new SqlSession(
       {
-        host: this.dataDir,
+        host: this.socketDir,
         port: this.opts.listen.port,
         user: this.opts.superuser.username,
         timeoutMs: 2000,

@@ -17,6 +17,8 @@ export interface PgProbe {
   readonly upstreamPort: number | undefined;
   readonly serverVersion: number;
   readonly systemIdentifier: string;
+  /** pg_postmaster_start_time() in epoch ms (survives an agent restart, unlike a local clock). */
+  readonly postmasterStartMs?: number | undefined;
   /** On a primary, its walsenders' standbys as pg_stat_replication shows them; [] elsewhere. */
   readonly standbys: readonly StandbyProgress[];
 }
@@ -42,7 +44,8 @@ export const probeSql = `SELECT pg_is_in_recovery(),
   current_setting('server_version_num'),
   (SELECT system_identifier FROM pg_control_system()),
   (SELECT json_agg(json_build_object('name', application_name, 'replay', replay_lsn - '0/0',
-     'lag', extract(epoch FROM replay_lag))) FROM pg_stat_replication)`;
+     'lag', extract(epoch FROM replay_lag))) FROM pg_stat_replication),
+  (extract(epoch FROM pg_postmaster_start_time()) * 1000)::bigint`;
 
 function num(v: string | null | undefined): number | undefined {
   if (v === null || v === undefined || v === '') return undefined;
@@ -69,6 +72,7 @@ export function parseProbe(row: Row | undefined): PgProbe {
     serverVersion: num(row[8]) ?? 0,
     systemIdentifier: row[9] ?? '',
     standbys: parseStandbys(row[10]),
+    postmasterStartMs: num(row[11]),
   };
 }
 

@@ -6,6 +6,7 @@
  * defaults (ttl 30 s, loop_wait 10 s) while the key says nothing. Pure.
  */
 import { effectiveSettings } from '../ha/dynamic-config.js';
+import { SYNC_OFF } from '../ha/sync-settings.js';
 
 /** Promotion, and the proxy seeing the new leader, after the key is taken. */
 export const FAILOVER_MARGIN_MS = 5_000;
@@ -16,6 +17,8 @@ const PATRONI_DEFAULTS = {
   retryTimeoutMs: 10_000,
   maximumLagOnFailoverBytes: 1024 * 1024,
   parameters: {},
+  sync: SYNC_OFF,
+  failsafeMode: false,
 };
 
 /** ttl + loop_wait + FAILOVER_MARGIN_MS, from the DCS `config` key (malformed values ignored). */

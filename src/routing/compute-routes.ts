@@ -11,6 +11,9 @@
  *   ≤ `max_lag_time` (when set), passing `/replica?lag=` when checks are on; the primary instead
  *   when none qualifies and `fallback_to_primary` is set.
  * - `any`: the primary and the qualifying replicas.
+ * - `sync`: as `replica`, limited to synchronous standbys: synchronous_mode `on` in the `config`
+ *   key and the member among the standbys of the `sync` key written by the current leader
+ *   (Patroni's `/sync`, passing it when checks are on); the primary as a fallback when set.
  *
  * With a stale view (etcd unreachable for the proxy, not necessarily for the agents), the
  * agents' answers to the REST checks are the newer truth, since each agent answers from its own
@@ -25,6 +28,8 @@
  */
 import type { ClusterView, Member } from '../cluster/types.js';
 import { memberReplayLagBytes } from '../cluster/types.js';
+import { syncRole } from '../ha/sync-failover.js';
+import { syncSettingsOf } from '../ha/sync-settings.js';
 import { checkPathFor, PRIMARY_CHECK } from './health-paths.js';
 import type {
   ExclusionReason,
@@ -111,7 +116,15 @@ function replicaExclusion(view: ClusterView, listener: ListenerPolicy, m: Member
   if (m.role !== 'replica') return out('role', `role ${m.role}`);
   if (!RUNNING_STATES.has(m.state)) return out('state', `state ${m.state}`);
   if (m.tags.noloadbalance) return out('noloadbalance', 'tagged noloadbalance');
+  if (listener.role === 'sync' && !isSyncStandby(view, m.name))
+    return out('not_sync_standby', 'not a synchronous standby');
   return lagExclusion(view, listener, m);
+}
+
+/** Synchronous mode `on` and `name` among the standbys of the `sync` key of the current leader. */
+function isSyncStandby(view: ClusterView, name: string): boolean {
+  if (view.sync.leader === undefined || view.sync.leader !== view.leader) return false;
+  return syncRole(view, syncSettingsOf(view.config), name) === 'sync';
 }
 
 interface PrimaryChoice {
@@ -219,6 +232,7 @@ function routeListener(
       for (const r of replicas) excluded[r.name] = out('role', 'is a replica');
       break;
     case 'replica':
+    case 'sync':
       if (replicas.length === 0 && listener.fallbackToPrimary && primary) {
         nodes = [primary];
       } else {

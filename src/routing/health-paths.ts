@@ -6,13 +6,16 @@ import type { ListenerPolicy } from './types.js';
 
 export const PRIMARY_CHECK = '/primary';
 
-export function replicaCheckPath(maxLagBytes: number | undefined): string {
-  return maxLagBytes === undefined ? '/replica' : `/replica?lag=${maxLagBytes}`;
+export function replicaCheckPath(maxLagBytes: number | undefined, sync = false): string {
+  const path = sync ? '/sync' : '/replica';
+  return maxLagBytes === undefined ? path : `${path}?lag=${maxLagBytes}`;
 }
 
-/** The check path for a node serving `listener` in `role`. */
+/** The check path for a node serving `listener` in `role` (`/sync` for a sync listener's standbys). */
 export function checkPathFor(listener: ListenerPolicy, role: 'primary' | 'replica'): string {
-  return role === 'primary' ? PRIMARY_CHECK : replicaCheckPath(listener.maxLagBytes);
+  return role === 'primary'
+    ? PRIMARY_CHECK
+    : replicaCheckPath(listener.maxLagBytes, listener.role === 'sync');
 }
 
 /** Every distinct check path the listeners need (what the health checker polls). */
@@ -20,7 +23,7 @@ export function requiredCheckPaths(listeners: readonly ListenerPolicy[]): string
   const paths = new Set<string>();
   for (const l of listeners) {
     if (l.role === 'primary' || l.role === 'any' || l.fallbackToPrimary) paths.add(PRIMARY_CHECK);
-    if (l.role === 'replica' || l.role === 'any') paths.add(checkPathFor(l, 'replica'));
+    if (l.role !== 'primary') paths.add(checkPathFor(l, 'replica'));
   }
   return [...paths];
 }

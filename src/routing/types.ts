@@ -14,6 +14,7 @@ export type ExclusionReason =
   | 'role'
   | 'state'
   | 'noloadbalance'
+  | 'not_sync_standby'
   | 'lag_bytes'
   | 'lag_time'
   | 'lag_unknown'

@@ -87,6 +87,8 @@ export interface PatroniClusterOptions {
   readonly maxConnections?: number;
   /** How long to wait for one leader and all members running (default 60 s). */
   readonly startTimeoutMs?: number;
+  /** More `bootstrap.dcs` settings, e.g. `{ synchronous_mode: true }`. */
+  readonly bootstrapDcs?: Readonly<Record<string, unknown>>;
 }
 
 let clusterCounter = 0;
@@ -101,6 +103,7 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     loopWait: opts.loopWait ?? 2,
     retryTimeout: opts.retryTimeout ?? 3,
     maxConnections: opts.maxConnections ?? 40,
+    extra: opts.bootstrapDcs ?? {},
   };
   const members: PatroniMember[] = [];
   for (let i = 1; i <= size; i++) {
@@ -210,6 +213,7 @@ interface DcsTiming {
   readonly loopWait: number;
   readonly retryTimeout: number;
   readonly maxConnections: number;
+  readonly extra: Readonly<Record<string, unknown>>;
 }
 
 async function prepareMember(
@@ -261,6 +265,7 @@ export function patroniConfig(input: {
         loop_wait: dcs.loopWait,
         retry_timeout: dcs.retryTimeout,
         maximum_lag_on_failover: 1048576,
+        ...dcs.extra,
         postgresql: {
           use_pg_rewind: true,
           use_slots: true,

@@ -199,12 +199,21 @@ async function postgresIdentity(): Promise<Identity> {
   };
 }
 
-/** True while a process with this pid exists (signal 0 probes without sending anything). */
+/**
+ * True while a process with this pid runs (signal 0 probes without sending anything). A zombie
+ * (exited, not yet reaped) counts as gone: a postmaster whose agent died is reaped by PID 1, which
+ * on some machines does so only every second or two, long after it exited.
+ */
 export function isAlive(pid: number | undefined): boolean {
   if (pid === undefined) return false;
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }

@@ -10,6 +10,11 @@
  * | blackhole | kept; bytes (and FIN) dropped | accepted, connected, nothing forwarded |
  *
  * One `Link` per direction; a registry of live connections so all can be closed at once.
+ *
+ * In front of PostgreSQL (`{ postgres: true }`), each connection is classified by its
+ * StartupMessage: a `replication` parameter makes it a replication connection (a standby's WAL
+ * receiver). `cutReplication()` and `delayReplication(ms)` then apply to those alone, so a
+ * primary can be cut from its standbys while clients still reach it.
  */
 import net from 'node:net';
 import { onCleanup } from './cleanup.js';
@@ -25,6 +30,41 @@ interface RelayPolicy {
 interface LinkContext {
   policy(): RelayPolicy;
   countDropped(bytes: number): void;
+  /** Sees the bytes before they are relayed (the client → server direction, for classifying). */
+  sniff?(chunk: Buffer): void;
+}
+
+type ConnectionKind = 'unknown' | 'replication' | 'client';
+
+const SSL_REQUEST = 80877103;
+const GSSENC_REQUEST = 80877104;
+const CANCEL_REQUEST = 80877102;
+
+/**
+ * The kind of a PostgreSQL connection from its first bytes: 'unknown' until the StartupMessage is
+ * complete (SSLRequest and GSSENCRequest, answered by the server, come first).
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
+ */
+export function classifyStartup(bytes: Buffer): ConnectionKind {
+  let off = 0;
+  while (bytes.length - off >= 8) {
+    const len = bytes.readInt32BE(off);
+    const code = bytes.readInt32BE(off + 4);
+    if (len < 8 || len > 10_000) return 'client';
+    if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
+      off += len;
+      continue;
+    }
+    if (code === CANCEL_REQUEST) return 'client';
+    if (bytes.length - off < len) return 'unknown';
+    const fields = bytes
+      .subarray(off + 8, off + len)
+      .toString('utf8')
+      .split('\0');
+    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'replication') return 'replication';
+    return 'client';
+  }
+  return 'unknown';
 }
 
 /** Queued bytes per direction above which the source is paused (delayed links only). */
@@ -41,7 +81,10 @@ class Link {
     private readonly dst: net.Socket,
     private readonly context: LinkContext,
   ) {
-    src.on('data', (chunk: Buffer) => this.#accept(chunk));
+    src.on('data', (chunk: Buffer) => {
+      this.context.sniff?.(chunk);
+      this.#accept(chunk);
+    });
     src.on('end', () => this.#accept(null));
   }
 
@@ -115,17 +158,32 @@ class Link {
 class RelayConnection {
   readonly #links: Link[];
   #closed = false;
+  kind: ConnectionKind;
+  #head = Buffer.alloc(0);
 
   constructor(
     readonly client: net.Socket,
     readonly upstream: net.Socket,
     context: LinkContext,
     private readonly onClose: (conn: RelayConnection) => void,
+    private readonly onClassified: ((conn: RelayConnection) => void) | undefined,
   ) {
-    this.#links = [new Link(client, upstream, context), new Link(upstream, client, context)];
+    this.kind = onClassified ? 'unknown' : 'client';
+    const toServer: LinkContext = { ...context, sniff: (chunk) => this.#sniff(chunk) };
+    this.#links = [new Link(client, upstream, toServer), new Link(upstream, client, context)];
     for (const socket of [client, upstream]) {
       socket.on('error', () => this.destroy());
       socket.on('close', () => this.destroy());
+    }
+  }
+
+  #sniff(chunk: Buffer): void {
+    if (this.kind !== 'unknown') return;
+    this.#head = Buffer.concat([this.#head, chunk]);
+    this.kind = classifyStartup(this.#head);
+    if (this.kind !== 'unknown') {
+      this.#head = Buffer.alloc(0);
+      this.onClassified?.(this);
     }
   }
 
@@ -146,18 +204,33 @@ export class FaultRelay {
   readonly #server: net.Server;
   readonly #connections = new Set<RelayConnection>();
   #policy: RelayPolicy = { mode: 'open', delayMs: 0 };
+  /** Overrides `#policy` for replication connections (`postgres` relays only). */
+  #replicationPolicy: RelayPolicy | undefined;
   #droppedBytes = 0;
   #closing: Promise<void> | undefined;
+  readonly #postgres: boolean;
 
-  private constructor(server: net.Server, port: number, target: { host: string; port: number }) {
+  private constructor(
+    server: net.Server,
+    port: number,
+    target: { host: string; port: number },
+    postgres: boolean,
+  ) {
     this.#server = server;
     this.port = port;
     this.target = { ...target };
+    this.#postgres = postgres;
     server.on('connection', (client) => this.#onConnection(client));
   }
 
-  /** Listens on a free 127.0.0.1 port and relays to `target`. Closed at cleanup. */
-  static async start(target: { host: string; port: number }): Promise<FaultRelay> {
+  /**
+   * Listens on a free 127.0.0.1 port and relays to `target`. Closed at cleanup. With `postgres`,
+   * connections are classified (replication or not) for the replication-only faults.
+   */
+  static async start(
+    target: { host: string; port: number },
+    opts: { postgres?: boolean } = {},
+  ): Promise<FaultRelay> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
     const port = await new Promise<number>((resolve, reject) => {
       server.once('error', reject);
@@ -167,7 +240,7 @@ export class FaultRelay {
         else resolve(address.port);
       });
     });
-    const relay = new FaultRelay(server, port, target);
+    const relay = new FaultRelay(server, port, target, opts.postgres ?? false);
     onCleanup(() => relay.close());
     return relay;
   }
@@ -207,9 +280,37 @@ export class FaultRelay {
     this.#policy = { ...this.#policy, delayMs: Math.max(0, ms) };
   }
 
-  /** Back to a transparent relay: mode open, no delay. */
+  /** Back to a transparent relay: mode open, no delay (replication connections too). */
   heal(): void {
     this.#policy = { mode: 'open', delayMs: 0 };
+    this.#replicationPolicy = undefined;
+  }
+
+  /** `postgres` relays: destroys replication connections and refuses new ones; clients pass. */
+  cutReplication(): void {
+    this.#requirePostgres();
+    this.#replicationPolicy = { mode: 'cut', delayMs: 0 };
+    for (const conn of [...this.#connections]) if (conn.kind === 'replication') conn.destroy();
+  }
+
+  /** `postgres` relays: adds `ms` of latency each way on replication connections only. */
+  delayReplication(ms: number): void {
+    this.#requirePostgres();
+    this.#replicationPolicy = { mode: 'open', delayMs: Math.max(0, ms) };
+  }
+
+  /** Live replication connections (`postgres` relays). */
+  get replicationConnections(): number {
+    return [...this.#connections].filter((c) => c.kind === 'replication').length;
+  }
+
+  #requirePostgres(): void {
+    if (!this.#postgres)
+      throw new Error('replication faults need FaultRelay.start(target, { postgres: true })');
+  }
+
+  #policyFor(kind: ConnectionKind): RelayPolicy {
+    return kind === 'replication' && this.#replicationPolicy ? this.#replicationPolicy : this.#policy;
   }
 
   /** Stops listening and destroys every connection. Idempotent. */
@@ -235,14 +336,19 @@ export class FaultRelay {
     client.setNoDelay(true);
     const upstream = net.connect({ host: this.target.host, port: this.target.port, allowHalfOpen: true });
     upstream.setNoDelay(true);
-    const conn = new RelayConnection(
+    const conn: RelayConnection = new RelayConnection(
       client,
       upstream,
       {
-        policy: () => this.#policy,
+        policy: () => this.#policyFor(conn.kind),
         countDropped: (bytes) => void (this.#droppedBytes += bytes),
       },
       (closed) => this.#connections.delete(closed),
+      this.#postgres
+        ? (classified) => {
+            if (this.#policyFor(classified.kind).mode === 'cut') classified.destroy();
+          }
+        : undefined,
     );
     this.#connections.add(conn);
   }

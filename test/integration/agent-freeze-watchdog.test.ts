@@ -10,12 +10,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { cleanupAll, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import { Checker, Writer } from './fault-helpers.js';
 import {
-  SUPERUSER,
   getJson,
-  pgClient,
   sql,
   startAgent,
   waitForHealthyCluster,
@@ -27,105 +25,6 @@ import { startProxy } from './proxy-helpers.js';
 
 const TTL_S = 5;
 const SCOPE = 'freeze';
-const CHECK_EVERY_MS = 100;
-
-/** Inserts ids 1, 2, … through `port` on one session (reopened after errors); keeps the acknowledged ones. */
-class Writer {
-  readonly acked: { id: number; at: number }[] = [];
-  failures = 0;
-  #stopped = false;
-  readonly #done: Promise<void>;
-
-  constructor(private readonly port: number) {
-    this.#done = this.#run();
-  }
-
-  async #run(): Promise<void> {
-    let c: pg.Client | undefined;
-    for (let id = 1; !this.#stopped; id++) {
-      try {
-        if (!c) {
-          c = new pg.Client({
-            host: '127.0.0.1',
-            port: this.port,
-            user: SUPERUSER.username,
-            password: SUPERUSER.password,
-            database: 'postgres',
-            connectionTimeoutMillis: 10_000,
-            query_timeout: 5_000,
-          });
-          c.on('error', () => undefined);
-          await c.connect();
-        }
-        await c.query('INSERT INTO acked(id) VALUES ($1)', [id]);
-        this.acked.push({ id, at: Date.now() });
-        await sleep(20); // pacing between inserts, not a wait for a condition
-      } catch {
-        this.failures++;
-        await c?.end().catch(() => undefined);
-        c = undefined;
-      }
-    }
-    await c?.end().catch(() => undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    await this.#done;
-  }
-}
-
-/** Every CHECK_EVERY_MS, asks each node directly whether it is writable; records the writable ones. */
-class Checker {
-  readonly ticks: { at: number; writable: string[] }[] = [];
-  #stopped = false;
-  readonly #done: Promise<void>;
-  readonly #clients = new Map<string, pg.Client | undefined>();
-
-  constructor(private readonly nodes: readonly AgentNode[]) {
-    this.#done = this.#run();
-  }
-
-  async #writable(node: AgentNode): Promise<boolean> {
-    try {
-      let c = this.#clients.get(node.name);
-      if (!c) {
-        c = pgClient(node.pgPort);
-        this.#clients.set(node.name, c);
-        await c.connect();
-      }
-      const { rows } = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
-      if (rows[0]?.r !== false) return false;
-      await c.query('INSERT INTO chk VALUES (1)');
-      return true;
-    } catch {
-      await this.#clients
-        .get(node.name)
-        ?.end()
-        .catch(() => undefined);
-      this.#clients.set(node.name, undefined);
-      return false;
-    }
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopped) {
-      const at = Date.now();
-      const answers = await Promise.all(
-        this.nodes.map(async (n) => [n.name, await this.#writable(n)] as const),
-      );
-      this.ticks.push({ at, writable: answers.filter(([, w]) => w).map(([name]) => name) });
-      await sleep(Math.max(0, CHECK_EVERY_MS - (Date.now() - at))); // the polling period
-    }
-    for (const c of this.#clients.values()) await c?.end().catch(() => undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    await this.#done;
-  }
-}
-
 void describe('agent: frozen primary agent (SIGSTOP for ttl + 5 s)', { timeout: 120_000 }, () => {
   let etcd: EtcdServer;
   const nodes: AgentNode[] = [];
@@ -166,7 +65,8 @@ void describe('agent: frozen primary agent (SIGSTOP for ttl + 5 s)', { timeout: 
   void it('stops writes on the frozen primary before the other member is promoted', async (t) => {
     frozen.process.kill('SIGSTOP');
     stoppedAt = Date.now();
-    const isWritable = (n: AgentNode) => (tick: { writable: string[] }) => tick.writable.includes(n.name);
+    const isWritable = (n: AgentNode) => (tick: { writable: readonly string[] }) =>
+      tick.writable.includes(n.name);
     await waitFor(
       'the survivor writable',
       () => checker.ticks.some((k) => k.at > stoppedAt && isWritable(survivor)(k)),

@@ -9,6 +9,7 @@ import pg from 'pg';
 import {
   freePort,
   makeTempDir,
+  trackPidFile,
   spawnProcess,
   waitFor,
   type EtcdCluster,
@@ -47,6 +48,16 @@ export interface AgentClusterOptions {
   readonly etcdUseProxies?: boolean;
   /** `bootstrap.dcs.maximum_lag_on_failover` in bytes (default Patroni's 1MB). */
   readonly maximumLagOnFailoverBytes?: number;
+  /** More `bootstrap.dcs` settings, e.g. `{ synchronous_mode: true }`. */
+  readonly bootstrapDcs?: Readonly<Record<string, unknown>>;
+  /** More `agent` settings (pgfleet's section), e.g. `{ restart_grace: '4s' }`. */
+  readonly agentSection?: Readonly<Record<string, unknown>>;
+  /** `postgresql.parameters` of the node, over the harness's (small buffers and WAL). */
+  readonly pgParameters?: Readonly<Record<string, string | number | boolean>>;
+  /** Where this agent's PostgreSQL is published (conn_url), e.g. a FaultRelay in front of it. */
+  readonly pgConnectAddress?: (node: { name: string; pgPort: number }) => Promise<string>;
+  /** Where this agent's REST API is published (api_url), e.g. a FaultRelay in front of it. */
+  readonly apiConnectAddress?: (node: { name: string; apiPort: number }) => Promise<string>;
 }
 
 export function agentConfigYaml(o: {
@@ -65,30 +76,38 @@ export function agentConfigYaml(o: {
   restAuth?: { username: string; password: string } | undefined;
   /** Patroni tags, e.g. `{ nofailover: true }`. */
   tags?: Readonly<Record<string, unknown>> | undefined;
+  bootstrapDcs?: Readonly<Record<string, unknown>> | undefined;
+  agentSection?: Readonly<Record<string, unknown>> | undefined;
+  pgParameters?: Readonly<Record<string, string | number | boolean>> | undefined;
+  pgConnectAddress?: string | undefined;
+  apiConnectAddress?: string | undefined;
 }): string {
   const auth = o.restAuth
     ? `, authentication: { username: ${o.restAuth.username}, password: ${o.restAuth.password} }`
     : '';
   const lag =
-    o.maximumLagOnFailoverBytes === undefined
+    (o.maximumLagOnFailoverBytes === undefined
       ? ''
-      : `, maximum_lag_on_failover: ${o.maximumLagOnFailoverBytes}`;
+      : `, maximum_lag_on_failover: ${o.maximumLagOnFailoverBytes}`) +
+    Object.entries(o.bootstrapDcs ?? {})
+      .map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`)
+      .join('');
   return `scope: ${o.scope}
 namespace: /service
 name: ${o.name}
 etcd3: { hosts: [${o.etcdHosts.join(', ')}]${o.etcdUseProxies ? ', use_proxies: true' : ''} }
-restapi: { listen: 127.0.0.1:${o.apiPort}${auth} }
+restapi: { listen: 127.0.0.1:${o.apiPort}${o.apiConnectAddress ? `, connect_address: ${o.apiConnectAddress}` : ''}${auth} }
 postgresql:
-  listen: 127.0.0.1:${o.pgPort}
+  listen: 127.0.0.1:${o.pgPort}${o.pgConnectAddress ? `\n  connect_address: ${o.pgConnectAddress}` : ''}
   data_dir: ${o.dataDir}
-  parameters: { shared_buffers: 16MB, max_wal_size: 64MB, min_wal_size: 32MB }
+  parameters: ${JSON.stringify({ shared_buffers: '16MB', max_wal_size: '64MB', min_wal_size: '32MB', ...o.pgParameters })}
   authentication:
     superuser: { username: ${SUPERUSER.username}, password: ${SUPERUSER.password} }
     replication: { username: ${REPLICATION.username}, password: ${REPLICATION.password} }
 bootstrap:
   dcs: { ttl: ${o.ttlSeconds}, loop_wait: ${o.loopWaitSeconds ?? 1}, retry_timeout: ${o.retryTimeoutSeconds ?? 1}${lag} }
 log: { level: debug }
-${o.tags ? `tags: ${JSON.stringify(o.tags)}\n` : ''}`;
+${o.tags ? `tags: ${JSON.stringify(o.tags)}\n` : ''}${o.agentSection ? `agent: ${JSON.stringify(o.agentSection)}\n` : ''}`;
 }
 
 /** The etcd endpoints an agent is configured with. */
@@ -124,6 +143,11 @@ export async function startAgent(
       maximumLagOnFailoverBytes: opts.maximumLagOnFailoverBytes,
       restAuth: opts.restAuth,
       tags,
+      bootstrapDcs: opts.bootstrapDcs,
+      agentSection: opts.agentSection,
+      pgParameters: opts.pgParameters,
+      pgConnectAddress: opts.pgConnectAddress && (await opts.pgConnectAddress({ name, pgPort })),
+      apiConnectAddress: opts.apiConnectAddress && (await opts.apiConnectAddress({ name, apiPort })),
     }),
   );
   const node: AgentNode = {
@@ -135,6 +159,9 @@ export async function startAgent(
     logFile: path.join(dir, 'agent.log'),
     process: undefined!,
   };
+  // PostgreSQL and the watchdog outlive a killed agent (by design): the safety net kills them too.
+  trackPidFile(path.join(dir, 'data', 'postmaster.pid'));
+  trackPidFile(path.join(dir, 'data.watchdog.sock.pid'));
   node.process = await spawnAgentProcess(node);
   return node;
 }
@@ -205,8 +232,37 @@ export async function waitForHealthyCluster(
       250,
     );
   } catch (err) {
-    const logs = unhealthy.map((n) => `--- ${n.name}:\n${n.process.logTail(20)}`).join('\n');
+    const logs = unhealthy
+      .map(
+        (n) =>
+          `--- ${n.name}:\n${n.process.logTail(20)}\n--- ${n.name} info and above:\n${infoLogTail(n, 25)}\n` +
+          `--- ${n.name} HA decisions:\n` +
+          `${haSentences(n).slice(-15).join('\n')}\n--- ${n.name} PostgreSQL:\n${pgLogTail(n, 25)}`,
+      )
+      .join('\n');
     throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
+  }
+}
+
+/** The last `lines` records of an agent's log at level info or above (no debug chatter). */
+export function infoLogTail(node: AgentNode, lines: number): string {
+  try {
+    return readFileSync(node.logFile, 'utf8')
+      .split('\n')
+      .filter((l) => !l.includes('"level":20'))
+      .slice(-lines)
+      .join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** The last lines of a node's PostgreSQL log (`<data_dir>.log`). */
+export function pgLogTail(node: AgentNode, lines: number): string {
+  try {
+    return readFileSync(path.join(node.dir, 'data.log'), 'utf8').trim().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
   }
 }
 

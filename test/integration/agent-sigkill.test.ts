@@ -1,6 +1,7 @@
 /**
- * Killing the primary's agent with SIGKILL stops its Postgres within a few seconds (parent-death
- * signal), so nothing keeps accepting writes there; a replica takes over — never the one tagged
+ * Killing the primary's agent with SIGKILL (and not restarting it) stops its Postgres within a few
+ * seconds — the watchdog fences it at the end of restart_grace (3 s) and releases the leader key —
+ * so nothing keeps accepting writes there; a replica takes over — never the one tagged
  * `nofailover`; the killed member, restarted, rejoins the new leader as a replica (pg_rewind).
  * Through the pgfleet proxy's write listener, the new primary serves writes within ttl + 2 s of
  * the kill (issue 4's bound: the lease runs out after at most ttl, the promotion must follow).
@@ -62,7 +63,7 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
   });
   after(cleanupAll);
 
-  void it('stops the old primary postgres within 5 s, and it accepts no more writes', async () => {
+  void it('stops the old primary postgres within 5 s, and it accepts no more writes', async (t) => {
     const postmasterPid = Number(
       readFileSync(path.join(oldPrimary.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0],
     );
@@ -71,6 +72,7 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
     oldPrimary.process.kill('SIGKILL');
     await waitFor('old primary postmaster to exit', () => !isAlive(postmasterPid), 5_000, 50);
     const stoppedAfterMs = Date.now() - killedAt;
+    t.diagnostic(`old primary's postmaster exited ${stoppedAfterMs} ms after its agent was killed`);
     assert.ok(stoppedAfterMs < 5_000, `stopped after ${stoppedAfterMs} ms`);
     await assert.rejects(sql(oldPrimary.pgPort, 'INSERT INTO w VALUES (2)'));
   });
@@ -164,5 +166,9 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
       rows.map((r) => r.x),
       [0, 1, 3, 4],
     );
+    // By pg_rewind, not by a new base backup (the fallback when pg_rewind fails).
+    const log = readFileSync(oldPrimary.logFile, 'utf8');
+    assert.match(log, /rewinding former primary with pg_rewind/);
+    assert.doesNotMatch(log, /pg_rewind failed/);
   });
 });

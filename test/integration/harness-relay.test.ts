@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { FaultRelay, cleanupAll, onCleanup, waitFor } from '../harness/index.js';
+import { FaultRelay, classifyStartup, cleanupAll, onCleanup, waitFor } from '../harness/index.js';
 
 /** An echo server on a free loopback port, closed at cleanup. */
 async function startEchoServer(): Promise<{ port: number }> {
@@ -143,5 +143,34 @@ void describe('harness: FaultRelay', () => {
     const probe = await connect(relay);
     await waitFor('client closed after upstream refused', () => probe.closed());
     assert.equal(relay.connectionCount, 0);
+  });
+});
+
+void describe('harness: FaultRelay in front of PostgreSQL tells replication connections apart', () => {
+  const startup = (params: Record<string, string>) => {
+    const body = Buffer.from(
+      Object.entries(params)
+        .flatMap(([k, v]) => [k, v])
+        .join('\0') + '\0\0',
+    );
+    const head = Buffer.alloc(8);
+    head.writeInt32BE(8 + body.length, 0);
+    head.writeInt32BE(196608, 4);
+    return Buffer.concat([head, body]);
+  };
+  const ssl = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
+  void it('classifies by the StartupMessage, after an SSLRequest, split anywhere', () => {
+    const repl = Buffer.concat([
+      ssl,
+      startup({ user: 'replicator', replication: 'true', application_name: 'pg2' }),
+    ]);
+    const client = startup({ user: 'postgres', database: 'postgres' });
+    for (let cut = 0; cut < repl.length; cut++) {
+      assert.equal(classifyStartup(repl.subarray(0, cut)), 'unknown', `cut at ${cut}`);
+    }
+    assert.equal(classifyStartup(repl), 'replication');
+    assert.equal(classifyStartup(client), 'client');
+    assert.equal(classifyStartup(ssl), 'unknown');
   });
 });

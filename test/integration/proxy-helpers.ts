@@ -64,7 +64,7 @@ export function etcdClient(etcd: EtcdServer): Etcd3 {
 
 export interface ListenerSpec {
   name: string;
-  role: 'primary' | 'replica' | 'any';
+  role: 'primary' | 'replica' | 'any' | 'sync';
   max_lag?: string;
   max_lag_time?: string;
   fallback_to_primary?: boolean;

@@ -18,7 +18,7 @@ interface Harnessed {
 
 const running: Agent[] = [];
 
-function makeAgent(etcd: MemoryEtcd, name: string, port: number): Harnessed {
+function makeAgent(etcd: MemoryEtcd, name: string, port: number, pg = new FakePostgres()): Harnessed {
   const config = parseAgentConfig({
     scope: 'loop',
     name,
@@ -28,9 +28,8 @@ function makeAgent(etcd: MemoryEtcd, name: string, port: number): Harnessed {
     bootstrap: { dcs: { ttl: '2s', loop_wait: '50ms', retry_timeout: '500ms' } },
     agent: { status_interval: '50ms' },
   });
-  const pg = new FakePostgres();
   const dcs = new MemoryAgentDcs(etcd, 'loop', name);
-  const agent = new Agent({ config, dcs, node: pg, log: silentLogger(), watchdog: false });
+  const agent = new Agent({ config, dcs, node: pg, log: silentLogger() });
   const sentences: string[] = [];
   agent.on('cycle', (c) => sentences.push(c.outcome));
   running.push(agent);
@@ -99,6 +98,47 @@ void describe('agent loop (fakes)', () => {
     assert.equal(b.pg.inRecovery, false);
     const history = JSON.parse(etcd.values.get('history')!) as unknown[][];
     assert.deepEqual(history[0]?.slice(0, 3), [1, 50331648, 'no recovery target specified']);
+  });
+
+  void it('an agent restarted while its PostgreSQL runs adopts it: no start, no promotion, same key', async () => {
+    const etcd = new MemoryEtcd();
+    const a = makeAgent(etcd, 'a', 5432);
+    a.agent.start();
+    await until('a leads', () => a.sentences.includes('no action: I am the leader with the lock'));
+    const b = makeAgent(etcd, 'b', 5433);
+    b.agent.start();
+    await until('b follows', () =>
+      b.sentences.includes('no action: I am a secondary and I am following a leader'),
+    );
+    // Both agents die; their PostgreSQL keeps running (the fakes stand for the live postmasters).
+    const [pgA, pgB] = [a.pg, b.pg];
+    await a.agent.handover();
+    await b.agent.handover();
+    for (const pg of [pgA, pgB]) {
+      pg.leftRunning = true;
+      pg.lastStart = undefined; // the new agent has to learn how it runs
+    }
+    const a2 = makeAgent(etcd, 'a', 5432, pgA);
+    const b2 = makeAgent(etcd, 'b', 5433, pgB);
+    a2.agent.start();
+    b2.agent.start();
+    await until('a2 leads', () => a2.sentences.includes('no action: I am the leader with the lock'));
+    await until('b2 follows', () =>
+      b2.sentences.includes('no action: I am a secondary and I am following a leader'),
+    );
+    assert.equal(etcd.values.get('leader'), 'a');
+    assert.equal(
+      a2.sentences.some((x) => /promot|starting/.test(x)),
+      false,
+      a2.sentences.join('\n'),
+    );
+    assert.equal(
+      b2.sentences.some((x) => /following new leader|starting/.test(x)),
+      false,
+      b2.sentences.join('\n'),
+    );
+    assert.equal(pgA.lastStart?.recovery, false, 'the primary recorded as running out of recovery');
+    assert.equal(pgB.lastStart?.standby?.port, 5432, 'the replica recorded as streaming from a');
   });
 
   void it('demotes the primary at its lease deadline when etcd is unreachable', async () => {

@@ -14,6 +14,8 @@ export class MemoryEtcd {
   readonly values = new Map<string, string>();
   /** key → lease id (keys without a lease are absent). */
   readonly leaseOf = new Map<string, number>();
+  /** key → mod revision. */
+  readonly modRevision = new Map<string, number>();
   available = true;
   revision = 1;
   private nextLease = 1;
@@ -31,11 +33,13 @@ export class MemoryEtcd {
     if (lease === undefined) this.leaseOf.delete(key);
     else this.leaseOf.set(key, lease);
     this.revision++;
+    this.modRevision.set(key, this.revision);
   }
 
   delete(key: string): void {
     this.values.delete(key);
     this.leaseOf.delete(key);
+    this.modRevision.delete(key);
     this.revision++;
   }
 
@@ -54,7 +58,7 @@ export class MemoryAgentDcs implements AgentDcs {
     private readonly name: string,
   ) {}
 
-  private leaseId(): number {
+  private ensureLease(): number {
     this.lease ??= this.etcd.newLease();
     return this.lease;
   }
@@ -63,29 +67,29 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     const values = new Map(this.etcd.values);
     const { view, problems } = buildView(this.scope, values, this.etcd.revision);
-    return { view, values, problems };
+    return { view, values, modRevisions: new Map(this.etcd.modRevision), problems };
   }
   async refreshLease(): Promise<void> {
     this.etcd.check();
-    this.leaseId();
+    this.ensureLease();
   }
   setRetryTimeout(): void {
     // calls are instant here
   }
   async publishMember(json: string): Promise<void> {
     this.etcd.check();
-    this.etcd.put(`members/${this.name}`, json, this.leaseId());
+    this.etcd.put(`members/${this.name}`, json, this.ensureLease());
   }
   async acquireLeader(): Promise<boolean> {
     this.etcd.check();
     if (this.etcd.values.has('leader')) return false;
-    this.etcd.put('leader', this.name, this.leaseId());
+    this.etcd.put('leader', this.name, this.ensureLease());
     return true;
   }
   async renewLeader(): Promise<boolean> {
     this.etcd.check();
     if (this.etcd.values.get('leader') !== this.name) return false;
-    this.etcd.put('leader', this.name, this.leaseId());
+    this.etcd.put('leader', this.name, this.ensureLease());
     return true;
   }
   async releaseLeader(): Promise<boolean> {
@@ -125,6 +129,10 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     this.etcd.put('history', json);
   }
+  async writeFailsafe(json: string): Promise<void> {
+    this.etcd.check();
+    this.etcd.put('failsafe', json);
+  }
   async deleteFailover(): Promise<void> {
     this.etcd.check();
     this.etcd.delete('failover');
@@ -135,6 +143,26 @@ export class MemoryAgentDcs implements AgentDcs {
     if (current !== value) return current === undefined;
     this.etcd.delete('failover');
     return true;
+  }
+  async writeSync(json: string, expected: number | undefined): Promise<number | undefined> {
+    this.etcd.check();
+    if (this.etcd.modRevision.get('sync') !== expected) return undefined;
+    this.etcd.put('sync', json);
+    return this.etcd.revision;
+  }
+  async deleteSync(expected: number | undefined): Promise<boolean> {
+    this.etcd.check();
+    const current = this.etcd.modRevision.get('sync');
+    if (current === undefined) return true;
+    if (expected !== undefined && current !== expected) return false;
+    this.etcd.delete('sync');
+    return true;
+  }
+  get leaseId(): string | undefined {
+    return this.lease === undefined ? undefined : String(this.lease);
+  }
+  adoptLease(id: string): void {
+    this.lease = Number(id);
   }
   async watchLeader(): Promise<void> {}
   async revokeLease(): Promise<void> {
@@ -164,6 +192,15 @@ export class FakePostgres implements PostgresControl {
   hasData(): boolean {
     return this.data;
   }
+  /** A postmaster left running by a previous agent (set by a test before start()). */
+  leftRunning = false;
+  async adopt(): Promise<boolean> {
+    if (this.leftRunning) this.running = true;
+    return this.running;
+  }
+  assumeStarted(start: StartOptions): void {
+    this.lastStart = start;
+  }
   isRunning(): boolean {
     return this.running;
   }
@@ -181,10 +218,13 @@ export class FakePostgres implements PostgresControl {
     this.rewinds++;
     if (this.rewindError) throw this.rewindError;
   }
+  /** Where its WAL receiver streams from (as pg_stat_wal_receiver would say). */
+  upstream: { host: string; port: number } | undefined;
   async start(start: StartOptions): Promise<void> {
     this.running = true;
     this.inRecovery = start.recovery;
     this.lastStart = start;
+    this.upstream = start.standby && { host: start.standby.host, port: start.standby.port };
   }
   async stop(): Promise<void> {
     this.running = false;
@@ -194,6 +234,7 @@ export class FakePostgres implements PostgresControl {
   }
   async reconfigure(start: StartOptions): Promise<void> {
     this.lastStart = start;
+    this.upstream = start.standby && { host: start.standby.host, port: start.standby.port };
   }
   async applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void> {
     if (this.lastStart) this.lastStart = { ...this.lastStart, parameters };
@@ -219,9 +260,9 @@ export class FakePostgres implements PostgresControl {
       receiveLsn: this.inRecovery ? this.wal : undefined,
       replayLsn: this.inRecovery ? this.wal : undefined,
       timeline: this.timeline,
-      walReceiverStatus: this.inRecovery && this.lastStart?.standby ? 'streaming' : undefined,
-      upstreamHost: undefined,
-      upstreamPort: undefined,
+      walReceiverStatus: this.inRecovery && this.upstream ? 'streaming' : undefined,
+      upstreamHost: this.inRecovery ? this.upstream?.host : undefined,
+      upstreamPort: this.inRecovery ? this.upstream?.port : undefined,
       standbys: [],
       serverVersion: 150004,
       systemIdentifier: '7000000000000000001',

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AgentSnapshot } from '../../../src/agent/agent.js';
 import { effectiveTags } from '../../../src/agent/member-status.js';
-import { clusterStatus, patroniStatus } from '../../../src/api/agent-status.js';
+import { clusterStatus, healthFacts, patroniStatus } from '../../../src/api/agent-status.js';
+import type { PgProbe } from '../../../src/postgres/probe.js';
 import { viewOf } from '../fixtures/cluster.js';
 
 function snapshot(over: Partial<AgentSnapshot> = {}): AgentSnapshot {
@@ -18,6 +19,7 @@ function snapshot(over: Partial<AgentSnapshot> = {}): AgentSnapshot {
     lastCycleAtMs: undefined,
     lastDcsOkAtMs: undefined,
     lastSentence: undefined,
+    failsafeActive: false,
     ...over,
   };
 }
@@ -68,5 +70,51 @@ void describe('/cluster scheduled_switchover (Patroni cluster_as_json)', () => {
     );
     assert.equal('scheduled_switchover' in now, false);
     assert.equal('scheduled_switchover' in clusterStatus(snapshot({ view }), 'batman'), false);
+  });
+});
+
+void describe('synchronous roles as Patroni shows them (/patroni, /cluster, health facts)', () => {
+  const probe = (inRecovery: boolean): PgProbe => ({
+    inRecovery,
+    walPosition: 100,
+    receiveLsn: inRecovery ? 100 : undefined,
+    replayLsn: inRecovery ? 100 : undefined,
+    timeline: 1,
+    walReceiverStatus: inRecovery ? 'streaming' : undefined,
+    upstreamHost: undefined,
+    upstreamPort: undefined,
+    serverVersion: 150000,
+    systemIdentifier: '1',
+    standbys: [],
+  });
+  const members = [{ name: 'pg1', role: 'master' as const }, { name: 'pg2' }, { name: 'pg3' }];
+  const sync = { leader: 'pg1', quorum: 0, sync_standby: 'pg2' };
+  const roles = (config: Record<string, unknown>) =>
+    (
+      clusterStatus(snapshot({ view: viewOf({ leader: 'pg1', members, config, sync }) }), 's').members as {
+        name: string;
+        role: string;
+      }[]
+    ).map((m) => `${m.name}:${m.role}`);
+
+  void it('sync_standby in mode on, quorum_standby in mode quorum, replica when off', () => {
+    assert.deepEqual(roles({ synchronous_mode: true }), ['pg1:leader', 'pg2:sync_standby', 'pg3:replica']);
+    assert.deepEqual(roles({ synchronous_mode: 'quorum' }), [
+      'pg1:leader',
+      'pg2:quorum_standby',
+      'pg3:replica',
+    ]);
+    assert.deepEqual(roles({}), ['pg1:leader', 'pg2:replica', 'pg3:replica']);
+  });
+
+  void it('/patroni says sync_standby: true on the sync standby only, and health facts follow', () => {
+    const view = viewOf({ leader: 'pg1', members, config: { synchronous_mode: 'on' }, sync });
+    const at = (name: string, inRecovery: boolean) =>
+      snapshot({ name, view, probe: probe(inRecovery), pgRunning: true, lastCycleAtMs: 0 });
+    assert.equal(patroniStatus(at('pg2', true), 's').sync_standby, true);
+    assert.equal('sync_standby' in patroniStatus(at('pg3', true), 's'), false);
+    assert.equal('sync_standby' in patroniStatus(at('pg1', false), 's'), false);
+    assert.equal(healthFacts(at('pg2', true), 0, 10_000).syncRole, 'sync');
+    assert.equal(healthFacts(at('pg3', true), 0, 10_000).syncRole, undefined);
   });
 });

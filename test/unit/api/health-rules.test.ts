@@ -14,6 +14,8 @@ const leader: HealthFacts = {
   lagBytes: undefined,
   tags: {},
   loopAlive: true,
+  syncRole: undefined,
+  dcsKnown: true,
 };
 const replica: HealthFacts = {
   running: true,
@@ -22,6 +24,8 @@ const replica: HealthFacts = {
   lagBytes: 100,
   tags: { zone: 'a' },
   loopAlive: true,
+  syncRole: undefined,
+  dcsKnown: true,
 };
 const primaryNoKey: HealthFacts = { ...leader, holdsLeaderKey: false };
 const noLb: HealthFacts = { ...replica, tags: { noloadbalance: true } };
@@ -32,6 +36,8 @@ const down: HealthFacts = {
   lagBytes: undefined,
   tags: {},
   loopAlive: true,
+  syncRole: undefined,
+  dcsKnown: true,
 };
 const hung: HealthFacts = { ...replica, loopAlive: false };
 
@@ -70,6 +76,41 @@ void describe('REST health rules (Patroni status codes)', () => {
       assert.ok(HEALTH_PATHS.includes(p));
       columns.forEach((facts, i) => {
         assert.equal(healthStatus(p, url.searchParams, facts), codes[i], `${target} for ${names[i]}`);
+      });
+    });
+  }
+});
+
+const syncStandby: HealthFacts = { ...replica, syncRole: 'sync' };
+const quorumStandby: HealthFacts = { ...replica, syncRole: 'quorum' };
+const syncNoDcs: HealthFacts = { ...syncStandby, dcsKnown: false };
+const syncLagging: HealthFacts = { ...syncStandby, lagBytes: 5_000_000 };
+
+// Patroni 4's do_GET: [path, leader, async replica, sync standby, quorum standby, sync without DCS, sync lagging]
+const syncTable: [string, ...number[]][] = [
+  ['/sync', 503, 503, 200, 503, 503, 200],
+  ['/synchronous', 503, 503, 200, 503, 503, 200],
+  ['/sync?lag=1MB', 503, 503, 200, 503, 503, 503],
+  ['/sync?tag_zone=b', 503, 503, 503, 503, 503, 503],
+  ['/quorum', 503, 503, 503, 200, 503, 503],
+  ['/async', 503, 200, 503, 503, 503, 503],
+  ['/asynchronous', 503, 200, 503, 503, 503, 503],
+  ['/read-only-sync', 200, 503, 200, 503, 503, 200],
+  ['/read-only-synchronous', 200, 503, 200, 503, 503, 200],
+  ['/read-only-quorum', 200, 503, 503, 200, 503, 503],
+  ['/standby-leader', 503, 503, 503, 503, 503, 503],
+  ['/standby_leader', 503, 503, 503, 503, 503, 503],
+];
+const syncColumns = [leader, replica, syncStandby, quorumStandby, syncNoDcs, syncLagging];
+
+void describe('REST sync endpoints (Patroni status codes)', () => {
+  for (const [target, ...codes] of syncTable) {
+    void it(target, () => {
+      const url = new URL(target, 'http://x');
+      const p = url.pathname as HealthPath;
+      assert.ok(HEALTH_PATHS.includes(p));
+      syncColumns.forEach((facts, i) => {
+        assert.equal(healthStatus(p, url.searchParams, facts), codes[i], `${target} column ${i}`);
       });
     });
   }

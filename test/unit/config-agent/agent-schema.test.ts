@@ -45,7 +45,48 @@ void describe('agent config schema', () => {
     assert.equal(c.bootstrap.dcs.maximum_lag_on_failover, 2 * 1024 * 1024);
   });
 
+  void it("accepts Patroni's synchronous settings: quorum, 'on', strict, node count, failsafe", () => {
+    const dcs = (d: Record<string, unknown>) =>
+      parseAgentConfig({ ...base(), bootstrap: { dcs: d } }).bootstrap.dcs;
+    assert.equal(dcs({}).synchronous_mode, 'off');
+    assert.equal(dcs({ synchronous_mode: true }).synchronous_mode, 'on');
+    assert.equal(dcs({ synchronous_mode: 'on' }).synchronous_mode, 'on');
+    const q = dcs({
+      synchronous_mode: 'quorum',
+      synchronous_mode_strict: true,
+      synchronous_node_count: 2,
+      maximum_lag_on_syncnode: '16MB',
+      failsafe_mode: true,
+    });
+    assert.equal(q.synchronous_mode, 'quorum');
+    assert.equal(q.synchronous_mode_strict, true);
+    assert.equal(q.synchronous_node_count, 2);
+    assert.equal(q.maximum_lag_on_syncnode, 16 * 1024 * 1024);
+    assert.equal(q.failsafe_mode, true);
+    assert.equal(dcs({}).maximum_lag_on_syncnode, -1);
+  });
+
   const rejected: { name: string; doc: unknown; want: RegExp }[] = [
+    {
+      name: 'synchronous_mode_strict without synchronous_mode',
+      doc: { ...base(), bootstrap: { dcs: { synchronous_mode_strict: true } } },
+      want: /^bootstrap\.dcs\.synchronous_mode_strict: needs synchronous_mode true or quorum/,
+    },
+    {
+      name: 'an unknown synchronous_mode',
+      doc: { ...base(), bootstrap: { dcs: { synchronous_mode: 'always' } } },
+      want: /^bootstrap\.dcs\.synchronous_mode: must be true, false or quorum/,
+    },
+    {
+      name: 'synchronous_node_count 0',
+      doc: { ...base(), bootstrap: { dcs: { synchronous_mode: true, synchronous_node_count: 0 } } },
+      want: /^bootstrap\.dcs\.synchronous_node_count: /,
+    },
+    {
+      name: 'the strict-mode placeholder as a member name (Patroni refuses it too)',
+      doc: { ...base(), name: '__patroni_strict_sync_replica_placeholder__' },
+      want: /^name: __patroni_strict_sync_replica_placeholder__ is reserved/,
+    },
     {
       name: 'loop_wait + 2 × retry_timeout > ttl',
       doc: { ...base(), bootstrap: { dcs: { ttl: 10, loop_wait: 5, retry_timeout: 5 } } },

@@ -129,7 +129,7 @@ describe('proxy config', () => {
       },
       expect: [
         'proxy.listeners[0].listen: must be "host:port" with a port from 1 to 65535 (got "127.0.0.1:99999")',
-        'proxy.listeners[0].role: must be one of primary, replica, any (got "boss")',
+        'proxy.listeners[0].role: must be one of primary, replica, any, sync (got "boss")',
       ],
     },
     {
@@ -143,7 +143,7 @@ describe('proxy config', () => {
     {
       name: 'max_lag on a primary listener',
       mutate: (d) => ((d.proxy.listeners[0] as any).max_lag = '1MB'),
-      expect: ['proxy.listeners[0].max_lag: only applies to role: replica'],
+      expect: ['proxy.listeners[0].max_lag: only applies to role: replica or sync'],
     },
     {
       name: 'unknown key',

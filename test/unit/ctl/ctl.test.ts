@@ -28,6 +28,16 @@ void describe('ctl list table', () => {
     ]);
   });
 
+  void it('synchronous mode: Sync Standby / Quorum Standby from the sync key, as patronictl list', () => {
+    const members = [{ name: 'pg1', role: 'master' as const }, { name: 'pg2' }, { name: 'pg3' }];
+    const sync = { leader: 'pg1', quorum: 0, sync_standby: 'pg2,pg3' };
+    const role = (config: Record<string, unknown>) =>
+      memberRows(viewOf({ leader: 'pg1', members, config, sync })).map((r) => r[2]);
+    assert.deepEqual(role({ synchronous_mode: true }), ['Leader', 'Sync Standby', 'Sync Standby']);
+    assert.deepEqual(role({ synchronous_mode: 'quorum' }), ['Leader', 'Quorum Standby', 'Quorum Standby']);
+    assert.deepEqual(role({ synchronous_mode: false }), ['Leader', 'Replica', 'Replica']);
+  });
+
   void it('prints aligned columns under a cluster title', () => {
     const lines = formatClusterTable(cluster).split('\n');
     assert.match(lines[0]!, /^\+ Cluster: batman -+\+/);

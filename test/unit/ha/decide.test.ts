@@ -56,7 +56,7 @@ const cases: DecideCase[] = [
   {
     name: 'renew: primary holding the lock',
     obs: obs({ pg: primary, view: view({ leader: 'n1' }) }),
-    actions: ['renew', 'sync_slots'],
+    actions: ['renew', 'sync_replication', 'sync_slots'],
     sentence: 'no action: I am the leader with the lock',
   },
   {
@@ -74,7 +74,7 @@ const cases: DecideCase[] = [
   {
     name: 'failover: no leader, I am the healthiest replica → acquire and promote',
     obs: obs({ peers: [peer('n2', { walPosition: 900 }), peer('n3', { walPosition: 1000 })] }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
@@ -101,13 +101,13 @@ const cases: DecideCase[] = [
       view: view({ memberList: [member('n1'), member('n2', { xlogLocation: 9000 }), member('n3')] }),
       peers: [peer('n2', { reachable: false }), peer('n3', { reachable: false })],
     }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
     name: 'failover: a member ahead but tagged nofailover does not block',
     obs: obs({ peers: [peer('n2', { walPosition: 2000, nofailover: true, failoverPriority: 0 })] }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
@@ -120,13 +120,13 @@ const cases: DecideCase[] = [
   {
     name: 'failover: equal positions, I have the higher failover_priority → race',
     obs: obs({ settings: settings({ failoverPriority: 3 }), peers: [peer('n2', { failoverPriority: 2 })] }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
     name: 'failover: equal positions, the former leader has a higher failover_priority → ignored, race',
     obs: obs({ formerLeader: 'n2', peers: [peer('n2', { failoverPriority: 5 })] }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
@@ -148,13 +148,13 @@ const cases: DecideCase[] = [
   {
     name: 'failover: position beats priority — I am ahead of a higher-priority member → race',
     obs: obs({ pg: replica(1500), peers: [peer('n2', { walPosition: 1400, failoverPriority: 9 })] }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
     name: 'failover: equal positions and priorities → all race (the etcd compare decides)',
     obs: obs({ peers: [peer('n2'), peer('n3')] }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
@@ -178,7 +178,7 @@ const cases: DecideCase[] = [
   {
     name: 'failover: on the cluster timeline, ahead of members → race',
     obs: obs({ pg: replicaOnTimeline(2, 5000), clusterTimeline: 2, peers: [peer('n2', { timeline: 2 })] }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
@@ -208,13 +208,13 @@ const cases: DecideCase[] = [
   {
     name: 'lost lock: primary, key expired, still the healthiest → take it back',
     obs: obs({ pg: primary }),
-    actions: ['acquire', 'sync_slots'],
+    actions: ['acquire', 'sync_replication', 'sync_slots'],
     sentence: 'acquired session lock as a leader',
   },
   {
     name: 'lost lock: replica holds the key (after restart) → promote',
     obs: obs({ view: view({ leader: 'n1' }) }),
-    actions: ['renew', 'promote'],
+    actions: ['renew', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader because I had the session lock',
   },
   {
@@ -280,19 +280,19 @@ const cases: DecideCase[] = [
   {
     name: 'pause: primary, key free, healthiest → still takes the key',
     obs: obs({ pg: primary, view: view({ config: { pause: true } }) }),
-    actions: ['acquire', 'sync_slots'],
+    actions: ['acquire', 'sync_replication', 'sync_slots'],
     sentence: 'acquired session lock as a leader',
   },
   {
     name: 'pause: leader keeps renewing',
     obs: obs({ pg: primary, view: view({ leader: 'n1', config: { pause: true } }) }),
-    actions: ['renew', 'sync_slots'],
+    actions: ['renew', 'sync_replication', 'sync_slots'],
     sentence: 'no action: I am the leader with the lock',
   },
   {
     name: 'pause: manual failover to me still promotes',
     obs: obs({ view: view({ config: { pause: true } }), failover: { leader: undefined, member: 'n1' } }),
-    actions: ['acquire', 'promote', 'clear_failover'],
+    actions: ['acquire', 'sync_before_promote', 'promote', 'clear_failover'],
     sentence: 'promoted self to leader by acquiring session lock (manual failover)',
   },
   {
@@ -339,7 +339,7 @@ const switchoverCases: DecideCase[] = [
       }),
       failover: { leader: 'n1', member: 'n2' },
     }),
-    actions: ['acquire', 'promote', 'clear_failover'],
+    actions: ['acquire', 'sync_before_promote', 'promote', 'clear_failover'],
     sentence: 'promoted self to leader by acquiring session lock (manual failover)',
   },
   {
@@ -364,7 +364,7 @@ const switchoverCases: DecideCase[] = [
       peers: [peer('n1', { walPosition: 5000 })],
       failover: { leader: 'n1', member: undefined },
     }),
-    actions: ['acquire', 'promote'],
+    actions: ['acquire', 'sync_before_promote', 'promote'],
     sentence: 'promoted self to leader by acquiring session lock',
   },
   {
@@ -387,7 +387,7 @@ void describe('decide()', () => {
 
   void it('a leader keeps one slot per other member', () => {
     const d = decide(obs({ pg: primary, view: view({ leader: 'n1' }) }));
-    assert.deepEqual(d.actions[1], { type: 'sync_slots', slots: ['n2', 'n3'] });
+    assert.deepEqual(d.actions[2], { type: 'sync_slots', slots: ['n2', 'n3'] });
   });
 
   void it('a switchover stops gracefully (smart, then fast); fencing stops at once', () => {

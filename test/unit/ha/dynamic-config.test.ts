@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { effectiveSettings, type HaSettings } from '../../../src/ha/dynamic-config.js';
+import { SYNC_OFF } from '../../../src/ha/sync-settings.js';
 
 const fallback: HaSettings = {
   ttlMs: 30_000,
@@ -8,6 +9,8 @@ const fallback: HaSettings = {
   retryTimeoutMs: 10_000,
   maximumLagOnFailoverBytes: 1_048_576,
   parameters: { max_connections: 100 },
+  sync: SYNC_OFF,
+  failsafeMode: false,
 };
 
 void describe('effective settings (DCS config over bootstrap.dcs)', () => {
@@ -41,6 +44,42 @@ void describe('effective settings (DCS config over bootstrap.dcs)', () => {
         dcs: { postgresql: { parameters: { a: 1, b: { x: 1 } } } },
         want: { parameters: { a: 1 } },
         problem: /ignored b/,
+      },
+      {
+        name: 'synchronous_mode true, strict, two sync standbys (patronictl edit-config)',
+        dcs: { synchronous_mode: true, synchronous_mode_strict: true, synchronous_node_count: 2 },
+        want: { sync: { mode: 'on', strict: true, nodeCount: 2, maximumLagOnSyncnodeBytes: -1 } },
+      },
+      {
+        name: "Patroni's boolean spellings and quorum",
+        dcs: { synchronous_mode: 'QUORUM', maximum_lag_on_syncnode: '1MB', failsafe_mode: 'on' },
+        want: {
+          sync: { mode: 'quorum', strict: false, nodeCount: 1, maximumLagOnSyncnodeBytes: 1_048_576 },
+          failsafeMode: true,
+        },
+      },
+      {
+        name: "'off' turns it off",
+        dcs: { synchronous_mode: 'off' },
+        want: { sync: SYNC_OFF },
+      },
+      {
+        name: 'an unreadable synchronous_mode is ignored',
+        dcs: { synchronous_mode: 'sometimes' },
+        want: { sync: SYNC_OFF },
+        problem: /config\.synchronous_mode: ignored/,
+      },
+      {
+        name: 'synchronous_node_count 0 is ignored',
+        dcs: { synchronous_mode: true, synchronous_node_count: 0 },
+        want: { sync: { ...SYNC_OFF, mode: 'on' } },
+        problem: /synchronous_node_count: ignored/,
+      },
+      {
+        name: 'strict without synchronous mode is accepted as Patroni does (no effect), and said',
+        dcs: { synchronous_mode_strict: true },
+        want: { sync: { ...SYNC_OFF, strict: true } },
+        problem: /synchronous_mode_strict: has no effect while synchronous_mode is off/,
       },
     ];
   for (const c of cases) {

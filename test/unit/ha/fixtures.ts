@@ -4,6 +4,7 @@ import { it } from 'node:test';
 import type { ClusterView, Member } from '../../../src/cluster/types.js';
 import { decide } from '../../../src/ha/decide.js';
 import type { PeerStatus } from '../../../src/ha/peer-status.js';
+import { SYNC_OFF } from '../../../src/ha/sync-settings.js';
 import type { Observation, PgObservation } from '../../../src/ha/types.js';
 
 export function member(name: string, over: Partial<Member> = {}): Member {
@@ -34,7 +35,7 @@ export function view(over: Partial<ClusterView> & { memberList?: Member[] } = {}
     optime: 1000,
     replayLagS: undefined,
     config: {},
-    sync: { leader: undefined, syncStandbys: [] },
+    sync: { leader: undefined, syncStandbys: [], quorum: 0 },
     initialized: true,
     revision: 1,
     ...rest,
@@ -70,6 +71,7 @@ export const settings = (over: Partial<Observation['settings']> = {}): Observati
   nofailover: false,
   failoverPriority: 1,
   fencing: 'demote',
+  sync: SYNC_OFF,
   ...over,
 });
 export const replicaOnTimeline = (timeline: number, wal = 1000): PgObservation => ({
@@ -99,6 +101,7 @@ export function obs(over: Partial<Observation>): Observation {
     following: undefined,
     peers: [],
     formerLeader: undefined,
+    failsafeActive: false,
     clusterTimeline: undefined,
     settings: settings(),
     ...over,

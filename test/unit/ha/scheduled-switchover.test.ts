@@ -24,13 +24,13 @@ void describe('decide(): scheduled switchover (Patroni should_run_scheduled_acti
     {
       name: 'leader, scheduled in 30 s → keep leading, say when',
       obs: leaderWith(scheduled(30_000)),
-      actions: ['renew', 'sync_slots'],
+      actions: ['renew', 'sync_replication', 'sync_slots'],
       sentence: `no action: I am the leader with the lock; awaiting switchover at ${at(30_000).text} (in 30 seconds)`,
     },
     {
       name: 'leader, scheduled loop_wait + 1 ms from now → still waits',
       obs: leaderWith(scheduled(1_001)),
-      actions: ['renew', 'sync_slots'],
+      actions: ['renew', 'sync_replication', 'sync_slots'],
       sentence: /awaiting switchover at .* \(in 1 seconds\)$/,
     },
     {
@@ -78,7 +78,7 @@ void describe('decide(): scheduled switchover (Patroni should_run_scheduled_acti
     {
       name: 'leader, due but the cluster is paused → waits',
       obs: leaderWith(scheduled(0), { paused: true }),
-      actions: ['renew', 'sync_slots'],
+      actions: ['renew', 'sync_replication', 'sync_slots'],
       sentence: `no action: I am the leader with the lock; scheduled switchover at ${at(0).text} is on hold while paused`,
     },
     {
@@ -90,7 +90,7 @@ void describe('decide(): scheduled switchover (Patroni should_run_scheduled_acti
     {
       name: 'replica, leader key free before the time, I am the candidate → take over (Patroni does too)',
       obs: obs({ failover: scheduled(60_000), name: 'n2' }),
-      actions: ['acquire', 'promote', 'clear_failover'],
+      actions: ['acquire', 'sync_before_promote', 'promote', 'clear_failover'],
       sentence: 'promoted self to leader by acquiring session lock (manual failover)',
     },
     {

@@ -475,3 +475,76 @@ describe('keepsSessions: which nodes that leave a listener keep their sessions',
     it(name, () => assert.equal(keepsSessions(role, reason, stale), expected));
   }
 });
+
+void describe('computeRoutes: sync listener (reads on synchronous standbys only)', () => {
+  const syncL: ListenerPolicy = {
+    name: 'sync',
+    role: 'sync',
+    maxLagBytes: undefined,
+    fallbackToPrimary: false,
+  };
+  const syncFallbackL: ListenerPolicy = { ...syncL, name: 'sync-or-primary', fallbackToPrimary: true };
+  const routes = (
+    spec: { config?: Record<string, unknown>; sync?: Record<string, unknown>; leader?: string },
+    h: HealthSnapshot = EMPTY_HEALTH,
+    checks = false,
+  ) => {
+    const view = viewOf({ leader: 'pg1', optime: 10_000, members: [pg1, pg2, pg3], ...spec });
+    const table = computeRoutes(
+      view,
+      h,
+      { listeners: [syncL, syncFallbackL], healthChecks: checks },
+      undefined,
+    );
+    return {
+      sync: table.listeners.get('sync')!.nodes.map((n) => n.name),
+      fallback: table.listeners.get('sync-or-primary')!.nodes.map((n) => n.name),
+      why: table.listeners.get('sync')!.excluded,
+    };
+  };
+  const on = { synchronous_mode: true };
+
+  void it('routes to the standby named in the sync key, not the async one', () => {
+    const r = routes({ config: on, sync: { leader: 'pg1', quorum: 0, sync_standby: 'pg2' } });
+    assert.deepEqual(r.sync, ['pg2']);
+    assert.equal(r.why.pg3, 'not a synchronous standby');
+  });
+
+  void it('nothing (or the primary with fallback) when synchronous mode is off or the key has no standby', () => {
+    for (const spec of [
+      { config: {}, sync: { leader: 'pg1', sync_standby: 'pg2' } },
+      { config: on, sync: { leader: 'pg1', quorum: 0, sync_standby: null } },
+      { config: on },
+    ]) {
+      const r = routes(spec);
+      assert.deepEqual(r.sync, []);
+      assert.deepEqual(r.fallback, ['pg1']);
+    }
+  });
+
+  void it('a sync key written by a former leader does not count', () => {
+    assert.deepEqual(
+      routes({ config: on, sync: { leader: 'pg3', quorum: 0, sync_standby: 'pg2' } }).sync,
+      [],
+    );
+  });
+
+  void it('quorum standbys are not synchronous standbys (Patroni answers /sync 503 for them)', () => {
+    const r = routes({
+      config: { synchronous_mode: 'quorum' },
+      sync: { leader: 'pg1', quorum: 1, sync_standby: 'pg2,pg3' },
+    });
+    assert.deepEqual(r.sync, []);
+  });
+
+  void it('with health checks on, the standby must pass /sync', () => {
+    const sync = { leader: 'pg1', quorum: 0, sync_standby: 'pg2,pg3' };
+    const r = routes(
+      { config: on, sync },
+      health({ pg2: { '/sync': 'down' }, pg3: { '/sync': 'up' } }),
+      true,
+    );
+    assert.deepEqual(r.sync, ['pg3']);
+    assert.match(r.why.pg2 ?? '', /health check \/sync failing/);
+  });
+});

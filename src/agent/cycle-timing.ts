@@ -1,0 +1,34 @@
+/**
+ * When the agent's next HA cycle runs. Pure.
+ *
+ * loop_wait, or less when a switchover this leader must run comes due within two loop_waits: then
+ * the next cycle lands half a loop_wait before the time (it acts, sleeping until the moment), so a
+ * late cycle still has the slack before the request would go stale. A primary cut from etcd comes
+ * back at its lease deadline when that is sooner, to fence itself then rather than up to a
+ * loop_wait after it.
+ */
+import type { DcsSnapshot } from '../dcs/agent-store.js';
+import { parseFailover } from '../ha/switchover.js';
+
+export interface CycleTimingInput {
+  readonly loopWaitMs: number;
+  /** The cluster as last read; undefined when etcd could not be read. */
+  readonly snapshot: DcsSnapshot | undefined;
+  readonly leaseDeadlineMs: number | undefined;
+  readonly runningAsPrimary: boolean;
+  readonly me: string;
+  /** Monotonic. */
+  readonly nowMs: number;
+  /** Wall clock (scheduled switchovers). */
+  readonly wallNowMs: number;
+}
+
+export function nextCycleDelayMs(i: CycleTimingInput): number {
+  const { loopWaitMs, snapshot } = i;
+  if (snapshot === undefined && i.leaseDeadlineMs !== undefined && i.runningAsPrimary)
+    return Math.max(0, Math.min(loopWaitMs, i.leaseDeadlineMs - i.nowMs));
+  const at = parseFailover(snapshot?.values.get('failover'))?.scheduledAt;
+  if (at === undefined || snapshot?.view.leader !== i.me) return loopWaitMs;
+  const dueInMs = at.ms - i.wallNowMs;
+  return dueInMs > loopWaitMs && dueInMs < 2 * loopWaitMs ? dueInMs - loopWaitMs / 2 : loopWaitMs;
+}
