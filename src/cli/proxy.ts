@@ -41,11 +41,16 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
   const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
   let proxy: Proxy | undefined;
   let started = false;
+  let hupWhileStarting = false;
   // Before start(): a SIGHUP that arrives before the handler would end the process (Node's default
-  // action). SIGHUP reloads the file and applies it live (Proxy.reload; so does POST /reload).
+  // action). SIGHUP reloads the file and applies it live (Proxy.reload; so does POST /reload); one
+  // that arrives while the proxy starts (its admin port already answers) is applied once started.
   const onHup = (): void => {
     if (started) void proxy?.reload();
-    else log.warn('SIGHUP while starting: ignored (send it again once the proxy has started)');
+    else {
+      hupWhileStarting = true;
+      log.info('SIGHUP while starting: the reload follows the start');
+    }
   };
   process.on('SIGHUP', onHup);
   const unignore = ignoreHabitSignals(log);
@@ -57,6 +62,7 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     });
     await proxy.start();
     started = true;
+    if (hupWhileStarting) void proxy.reload();
   } catch (err) {
     log.fatal(
       { err: errorMessage(err), code: isPgfleetError(err) ? err.code : undefined },
