@@ -1,8 +1,10 @@
 /**
- * Stopping the leader's agent (SIGTERM) stops its Postgres and releases the leader key; the
- * replica, woken by its watch on the leader key, takes over well before loop_wait (10 s here).
+ * Signals an operator sends by habit (SIGUSR1, SIGPIPE) leave the leader's agent running and
+ * leading (SIGUSR2 is the agent's hand-over to its next process: agent-restart-keeps-postgres). Stopping it (SIGTERM) stops its Postgres and releases the leader key; the replica,
+ * woken by its watch on the leader key, takes over well before loop_wait (10 s here).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { cleanupAll, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import { sql, startAgent, waitForHealthyCluster, type AgentNode } from './agent-helpers.js';
@@ -23,6 +25,16 @@ void describe('agent: graceful shutdown of the leader', { timeout: 110_000 }, ()
     replica = nodes.find((n) => n.name !== name)!;
   });
   after(cleanupAll);
+
+  void it('SIGUSR1 and SIGPIPE are logged and ignored: the leader stays', async () => {
+    for (const signal of ['SIGUSR1', 'SIGPIPE'] as const) leader.process.kill(signal);
+    await waitFor('the signals logged', () =>
+      ['SIGUSR1 ignored', 'SIGPIPE ignored'].every((m) => readFileSync(leader.logFile, 'utf8').includes(m)),
+    );
+    assert.ok(leader.process.isRunning);
+    const rows = await sql<{ r: boolean }>(leader.pgPort, 'SELECT pg_is_in_recovery() AS r');
+    assert.deepEqual(rows, [{ r: false }], 'still the primary');
+  });
 
   void it('the replica is promoted within 5 s of the leader agent exiting (loop_wait is 10 s)', async () => {
     const status = await leader.process.stop(30_000, 'SIGTERM');
