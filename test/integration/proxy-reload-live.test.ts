@@ -172,7 +172,7 @@ describe('proxy process: reload applied live', { timeout: 120_000 }, () => {
     const bad = await hup();
     assert.equal(bad.config.reload_success, false);
     assert.deepEqual([...bad.config.last_reload!.errors].sort(), [
-      'proxy.listeners[0].role: must be one of primary, replica, any (got "boss")',
+      'proxy.listeners[0].role: must be one of primary, replica, any, sync (got "boss")',
       'proxy.wait_timeout: must be a duration like "5s" or "250ms" (got "soon")',
     ]);
     assert.equal(bad.config.last_good_load, before.config.last_good_load);
