@@ -16,6 +16,7 @@ import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
+import { PRIMARY_CHECK } from '../routing/health-paths.js';
 import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
 import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
@@ -321,7 +322,14 @@ export class Proxy {
     );
     for (const change of diffRoutes(prev, next)) {
       const listener = this.#config.proxy.listeners.find((l) => l.name === change.listener);
-      if (listener?.on_unroutable !== 'drain') closeUnroutedSessions(change, next, this.#registry, this.#log);
+      if (listener?.on_unroutable !== 'drain')
+        closeUnroutedSessions(
+          change,
+          next,
+          this.#registry,
+          this.#log,
+          (member) => this.#healthSnapshot.get(member)?.get(PRIMARY_CHECK) === 'down',
+        );
     }
     this.#waiters.wakeAll();
   }

@@ -286,17 +286,24 @@ export function computeRoutes(
 
 /**
  * Whether sessions on a node that left a listener for `reason` are left to end by themselves
- * instead of being cut. Only one case: a primary whose `/primary` check fails while etcd (fresh)
- * still names it leader — a switchover's smart shutdown, which lets the sessions in flight finish
- * before the server closes them; cutting them would fail transactions that were about to commit.
+ * instead of being cut: a primary whose `/primary` check fails while etcd (fresh) still names it
+ * leader — a switchover's smart shutdown, which lets the sessions in flight finish before the
+ * server closes them; cutting them would fail transactions that were about to commit. The same
+ * while the DCS is unreachable when the primary's own agent denies the role (`deniesPrimary`).
  * New sessions go elsewhere either way; the leader key moving cuts them as usual.
  */
 export function keepsSessions(
   role: 'primary' | 'replica',
   reason: ExclusionReason | undefined,
   stale: boolean,
+  deniesPrimary = false,
 ): boolean {
-  return role === 'primary' && reason === 'health_check' && !stale;
+  if (role !== 'primary') return false;
+  if (!stale) return reason === 'health_check';
+  // Cut from etcd, the agents are the news: a primary whose own agent now denies the role is
+  // being demoted (a switchover's shutdown ends its sessions); one whose agent still claims it
+  // while another does too is cut.
+  return reason === 'agent_answer' && deniesPrimary;
 }
 
 export interface RouteChange {

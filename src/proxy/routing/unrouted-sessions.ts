@@ -1,7 +1,7 @@
 /**
  * A node left a listener's route: its sessions on that listener end with FATAL 57P01 (at a message
- * boundary), unless the node is a primary failing only its check while etcd still names it leader
- * (compute-routes.ts: keepsSessions).
+ * boundary), unless the node is a primary being demoted: failing only its check while etcd still
+ * names it leader, or, cut from etcd, denied by its own agent (compute-routes.ts: keepsSessions).
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../observability/logger.js';
@@ -14,14 +14,15 @@ export function closeUnroutedSessions(
   next: RoutingTable,
   registry: ConnectionRegistry<Terminable>,
   log: Logger,
+  deniesPrimary: (member: string) => boolean = () => false,
 ): void {
   const route = next.listeners.get(change.listener);
   for (const node of change.removed) {
     const why = route?.excluded[node.name] ?? 'no longer qualifies';
-    if (keepsSessions(node.role, route?.reasons[node.name], next.stale)) {
+    if (keepsSessions(node.role, route?.reasons[node.name], next.stale, deniesPrimary(node.name))) {
       log.info(
         { listener: change.listener, node: node.name, why },
-        'a primary failing its check while etcd names it leader: its sessions may finish',
+        'a primary being demoted: its sessions may finish',
       );
       continue;
     }

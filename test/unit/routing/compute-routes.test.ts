@@ -467,13 +467,24 @@ describe('keepsSessions: which nodes that leave a listener keep their sessions',
       false,
     ],
     ['a primary that lost the leader key: cut', 'primary', 'leader_key', false, false],
-    ['a primary whose agent denies it while stale: cut', 'primary', 'agent_answer', true, false],
+    [
+      'a primary passed over while stale, its agent still claiming: cut',
+      'primary',
+      'agent_answer',
+      true,
+      false,
+    ],
     ['a replica failing its check: cut (stale reads)', 'replica', 'health_check', false, false],
     ['a replica over max_lag: cut', 'replica', 'lag_bytes', false, false],
   ];
   for (const [name, role, reason, stale, expected] of cases) {
     it(name, () => assert.equal(keepsSessions(role, reason, stale), expected));
   }
+  it('a primary whose own agent denies it while stale (being demoted): its sessions may finish', () => {
+    assert.equal(keepsSessions('primary', 'agent_answer', true, true), true);
+    assert.equal(keepsSessions('replica', 'agent_answer', true, true), false, 'a replica: cut');
+    assert.equal(keepsSessions('primary', 'leader_key', true, true), false);
+  });
 });
 
 void describe('computeRoutes: sync listener (reads on synchronous standbys only)', () => {
