@@ -23,10 +23,6 @@ export function parseIdentitySpec(text: string): IdentitySpec | undefined {
   return m ? { kind: 'parameter', name: m[1]! } : undefined;
 }
 
-export function formatIdentitySpec(spec: IdentitySpec): string {
-  return spec.kind === 'parameter' ? `parameter:${spec.name}` : spec.kind;
-}
-
 /**
  * The identity of a client under `spec`, prefixed by the spec (identities of two specs never
  * collide); undefined when the client does not carry what the spec names (then it is not tracked,
