@@ -32,6 +32,7 @@ import { effectiveTags } from './member-status.js';
 import { buildObservation } from './observation.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
 import { SettingsTracker } from './settings-tracker.js';
+import { SlotKeeper } from './slots.js';
 import { StatusPublisher } from './status-publisher.js';
 import { SyncReplication } from './sync-replication.js';
 import { agentWatchdogClient } from './watchdog/watchdog-client.js';
@@ -59,6 +60,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly cluster: ClusterKnowledge;
   private readonly publisher: StatusPublisher;
   private readonly sync: SyncReplication;
+  private readonly slots: SlotKeeper;
   readonly failsafe: Failsafe;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
@@ -93,6 +95,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.cluster = new ClusterKnowledge(opts.dcs, this.lease, this.settings, opts.log);
     this.publisher = new StatusPublisher(opts.config, opts.dcs, this.local, opts.log);
     this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
+    this.slots = new SlotKeeper(opts.log.child({ component: 'slots' }));
     this.sync = new SyncReplication({
       name: opts.config.name,
       node: opts.node,
@@ -312,6 +315,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       publish: () => this.publisher.publishMember(true),
       sync: this.sync,
       syncKeyRevision: this.cluster.snapshot?.modRevisions.get('sync'),
+      slots: this.slots,
     };
   }
 

@@ -22,6 +22,7 @@ import {
 import type { PostgresControl } from '../postgres/node.js';
 import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
+import type { SlotKeeper } from './slots.js';
 import type { SyncReplication } from './sync-replication.js';
 
 const execFileAsync = promisify(execFile);
@@ -43,6 +44,8 @@ export interface ExecutorContext {
   readonly sync: SyncReplication;
   /** Mod revision of the `sync` key as read this cycle (undefined: absent). */
   readonly syncKeyRevision: number | undefined;
+  /** The leader's replication slots (members', permanent, ignored). */
+  readonly slots: SlotKeeper;
 }
 
 /** How this node streams from `leader` (primary_conninfo, slot). */
@@ -84,7 +87,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
         retry_timeout: dyn.retry_timeout / 1000,
         maximum_lag_on_failover: dyn.maximum_lag_on_failover,
         ...syncConfigValues(dyn),
-        postgresql: { parameters: dyn.postgresql.parameters, use_pg_rewind: dyn.postgresql.use_pg_rewind },
+        postgresql: dyn.postgresql,
       }),
     );
     await dcs.setInitialize(probe.systemIdentifier);
@@ -110,6 +113,8 @@ function syncConfigValues(dyn: AgentConfig['bootstrap']['dcs']): Record<string, 
   }
   if (dyn.maximum_lag_on_syncnode > 0) out.maximum_lag_on_syncnode = dyn.maximum_lag_on_syncnode;
   if (dyn.failsafe_mode) out.failsafe_mode = true;
+  if (dyn.slots !== undefined) out.slots = dyn.slots;
+  if (dyn.ignore_slots !== undefined) out.ignore_slots = dyn.ignore_slots;
   return out;
 }
 
@@ -193,23 +198,6 @@ async function rewindOrClone(ctx: ExecutorContext, standby: StandbySettings): Pr
   }
 }
 
-async function syncSlots(ctx: ExecutorContext, wanted: readonly string[]): Promise<void> {
-  const [rows] = await ctx.node.query([
-    `SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'`,
-  ]);
-  const have = new Map((rows ?? []).map((r) => [r[0] ?? '', r[1] === 't']));
-  const statements: string[] = [];
-  for (const s of wanted)
-    if (!have.has(s)) statements.push(`SELECT pg_create_physical_replication_slot(${sqlLiteral(s)})`);
-  for (const [s, active] of have) {
-    if (!wanted.includes(s) && !active) statements.push(`SELECT pg_drop_replication_slot(${sqlLiteral(s)})`);
-  }
-  if (statements.length > 0) {
-    ctx.log.info({ wanted, had: [...have.keys()] }, 'syncing replication slots');
-    await ctx.node.query(statements);
-  }
-}
-
 /** After a promotion: the new timeline's history into Patroni's `history` key. */
 async function writeHistory(ctx: ExecutorContext): Promise<void> {
   const probe = await ctx.node.probe();
@@ -290,7 +278,7 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       ctx.setFollowing(action.leader);
       return true;
     case 'sync_slots':
-      await syncSlots(ctx, action.slots);
+      await ctx.slots.sync(ctx.node, action.slots, slotNameFor(ctx.config.name), ctx.view.config);
       return true;
     case 'sync_replication':
       await ctx.sync.manage(ctx.view, ctx.syncKeyRevision);

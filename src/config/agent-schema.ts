@@ -27,6 +27,16 @@ const syncMode = z.union([z.boolean(), z.string(), z.number()]).transform((v, ct
 
 const pgParameters = z.record(z.union([z.string(), z.number(), z.boolean()])).default({});
 
+const permanentSlot = z
+  .object({
+    type: z.enum(['physical', 'logical']).optional(),
+    database: z.string().min(1).optional(),
+    plugin: z.string().min(1).optional(),
+  })
+  .strict();
+
+const ignoreSlot = permanentSlot.extend({ name: z.string().min(1).optional() }).strict();
+
 const dcsSection = z
   .object({
     ttl: durationMs.default(30),
@@ -40,9 +50,16 @@ const dcsSection = z
     maximum_lag_on_syncnode: z.union([z.number().int().max(0), sizeBytes]).default(-1),
     failsafe_mode: z.boolean().default(false),
     postgresql: z
-      .object({ parameters: pgParameters, use_pg_rewind: z.boolean().default(true) })
+      .object({
+        parameters: pgParameters,
+        use_pg_rewind: z.boolean().default(true),
+        use_slots: z.boolean().default(true),
+      })
       .strict()
       .default({}),
+    /** Permanent slots and slots never dropped (ha/slot-plan.ts); copied into `config` at bootstrap. */
+    slots: z.record(permanentSlot.nullable()).optional(),
+    ignore_slots: z.array(ignoreSlot).optional(),
   })
   .strict();
 

@@ -98,7 +98,8 @@ export interface PostgresControl {
   applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void>;
   promote(): Promise<void>;
   removeData(): Promise<void>;
-  query(statements: readonly string[]): Promise<Row[][]>;
+  /** Statements on one connection, to `database` (default: the superuser's default database). */
+  query(statements: readonly string[], database?: string): Promise<Row[][]>;
   probe(): Promise<PgProbe>;
 }
 
@@ -434,13 +435,14 @@ export class PostgresNode implements PostgresControl {
     ]);
   }
 
-  async query(statements: readonly string[]): Promise<Row[][]> {
+  async query(statements: readonly string[], database?: string): Promise<Row[][]> {
     return await runSql(
       {
         host: this.socketDir,
         port: this.opts.listen.port,
         user: this.opts.superuser.username,
         timeoutMs: 5000,
+        ...(database !== undefined ? { database } : {}),
       },
       statements,
     );

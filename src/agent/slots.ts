@@ -1,0 +1,106 @@
+/**
+ * The leader's replication slots (thin I/O around ha/slot-plan.ts): reads pg_replication_slots,
+ * creates what is wanted, drops what the plan names — every drop logged with its reason — and
+ * names unknown slots it keeps, once per change. Remembers which slots were members' so that a
+ * member's slot is dropped once that member left, and only then.
+ *
+ * Not done (Patroni does): logical slots are kept on the leader only; replicas do not copy them
+ * (Patroni copies pg_replslot files and restarts the replica, then advances them with
+ * pg_replication_slot_advance), so a logical consumer must recreate its slot after a failover.
+ */
+import type { Logger } from 'pino';
+import { errorMessage } from '../errors.js';
+import { isPaused } from '../ha/dynamic-config.js';
+import { planSlots, slotConfig, wantedSlots, type ExistingSlot, type WantedSlot } from '../ha/slot-plan.js';
+import { sqlLiteral } from '../postgres/conf.js';
+import type { Row } from '../postgres/sql-client.js';
+
+export interface SlotSql {
+  query(statements: readonly string[], database?: string): Promise<Row[][]>;
+}
+
+const LIST_SLOTS =
+  'SELECT slot_name, slot_type, database, plugin, active FROM pg_catalog.pg_replication_slots WHERE NOT temporary';
+
+export function parseSlotRows(rows: readonly Row[]): ExistingSlot[] {
+  return rows.map((r) => ({
+    name: r[0] ?? '',
+    type: r[1] ?? '',
+    database: r[2] ?? undefined,
+    plugin: r[3] ?? undefined,
+    active: r[4] === 't',
+  }));
+}
+
+export function createSlotSql(slot: WantedSlot): string {
+  return slot.type === 'physical'
+    ? `SELECT pg_catalog.pg_create_physical_replication_slot(${sqlLiteral(slot.name)}, true)`
+    : `SELECT pg_catalog.pg_create_logical_replication_slot(${sqlLiteral(slot.name)}, ${sqlLiteral(slot.plugin)})`;
+}
+
+export class SlotKeeper {
+  private readonly memberSlots = new Set<string>();
+  private lastNotes = '';
+
+  constructor(private readonly log: Logger) {}
+
+  /** One pass on the leader: `members` are the other members' slot names, `config` the DCS config. */
+  async sync(
+    sql: SlotSql,
+    members: readonly string[],
+    ownSlot: string,
+    config: Readonly<Record<string, unknown>>,
+  ): Promise<void> {
+    const cfg = slotConfig(config);
+    const problems = [...cfg.problems];
+    const wanted = wantedSlots(members, ownSlot, cfg, problems);
+    if (cfg.useSlots) for (const m of members) this.memberSlots.add(m);
+    const [rows] = await sql.query([LIST_SLOTS]);
+    const plan = planSlots({
+      existing: parseSlotRows(rows ?? []),
+      wanted,
+      ignore: cfg.ignore,
+      formerMemberSlots: new Set([...this.memberSlots].filter((s) => !members.includes(s))),
+      paused: isPaused(config),
+    });
+    this.noteOnce(problems, plan.unknown);
+    for (const d of plan.drop) {
+      try {
+        await sql.query([`SELECT pg_catalog.pg_drop_replication_slot(${sqlLiteral(d.name)})`]);
+        this.memberSlots.delete(d.name);
+        this.log.info(
+          { slot: d.name, reason: d.reason },
+          `dropped replication slot '${d.name}': ${d.reason}`,
+        );
+      } catch (err) {
+        this.log.error(
+          { slot: d.name, err: errorMessage(err) },
+          `failed to drop replication slot '${d.name}'`,
+        );
+      }
+    }
+    for (const c of plan.create) {
+      try {
+        await sql.query([createSlotSql(c)], c.type === 'logical' ? c.database : undefined);
+        this.log.info({ slot: c.name, type: c.type }, `created ${c.type} replication slot '${c.name}'`);
+      } catch (err) {
+        this.log.error(
+          { slot: c.name, err: errorMessage(err) },
+          `failed to create ${c.type} replication slot '${c.name}'`,
+        );
+      }
+    }
+  }
+
+  private noteOnce(problems: readonly string[], unknown: readonly string[]): void {
+    const text = JSON.stringify([problems, unknown]);
+    if (text === this.lastNotes) return;
+    this.lastNotes = text;
+    if (problems.length > 0) this.log.warn({ problems }, 'ignored slot settings in the DCS config');
+    if (unknown.length > 0)
+      this.log.info(
+        { slots: unknown },
+        `keeping replication slots no rule names (not a member's, not in slots or ignore_slots): ${unknown.join(', ')}`,
+      );
+  }
+}
