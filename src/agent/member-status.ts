@@ -5,7 +5,7 @@
  */
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
-import { slotNameFor } from '../postgres/conf.js';
+import { slotNameFor } from '../cluster/slot-name.js';
 import type { PgProbe } from '../postgres/probe.js';
 
 /** Patroni-4-compatible version string (tools gate role names on the major version). */
