@@ -12,16 +12,12 @@ import type { AgentConfig } from '../config/agent-schema.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import { errorMessage, isPgfleetError, PgfleetError } from '../errors.js';
 import type { Action } from '../ha/types.js';
-import {
-  slotNameFor,
-  sqlIdent,
-  sqlLiteral,
-  type ParamValue,
-  type StandbySettings,
-} from '../postgres/conf.js';
+import { slotNameFor, sqlLiteral, type ParamValue, type StandbySettings } from '../postgres/conf.js';
 import type { PostgresControl } from '../postgres/node.js';
 import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
+import { cloneSource } from '../ha/clone-source.js';
+import { makeNewCluster } from './bootstrap-data.js';
 import type { SlotKeeper } from './slots.js';
 import type { SyncReplication } from './sync-replication.js';
 
@@ -73,9 +69,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
   try {
     ctx.setState('initializing new cluster');
     await ctx.publish();
-    await node.initdb();
-    await node.start({ parameters: ctx.parameters, recovery: false, standby: undefined });
-    await createRoles(ctx);
+    await makeNewCluster(ctx);
     if (!(await dcs.acquireLeader()))
       throw new PgfleetError('ERR_DCS_CONFLICT', 'leader key taken during bootstrap');
     const probe = await node.probe();
@@ -116,33 +110,6 @@ function syncConfigValues(dyn: AgentConfig['bootstrap']['dcs']): Record<string, 
   if (dyn.slots !== undefined) out.slots = dyn.slots;
   if (dyn.ignore_slots !== undefined) out.ignore_slots = dyn.ignore_slots;
   return out;
-}
-
-async function createRoles(ctx: ExecutorContext): Promise<void> {
-  const auth = ctx.config.postgresql.authentication;
-  const statements: string[] = [];
-  const su = auth.superuser;
-  if (su.password !== undefined) {
-    statements.push(`ALTER ROLE ${sqlIdent(su.username)} WITH PASSWORD ${sqlLiteral(su.password)}`);
-  }
-  const repl = auth.replication;
-  statements.push(
-    `CREATE ROLE ${sqlIdent(repl.username)} WITH REPLICATION LOGIN` +
-      (repl.password !== undefined ? ` PASSWORD ${sqlLiteral(repl.password)}` : ''),
-  );
-  const rw = auth.rewind;
-  if (rw && rw.username !== su.username) {
-    const r = sqlIdent(rw.username);
-    statements.push(
-      `CREATE ROLE ${r} WITH LOGIN` +
-        (rw.password !== undefined ? ` PASSWORD ${sqlLiteral(rw.password)}` : ''),
-      `GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO ${r}`,
-      `GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO ${r}`,
-      `GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO ${r}`,
-      `GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ${r}`,
-    );
-  }
-  await ctx.node.query(statements);
 }
 
 /** `Database cluster state` from pg_controldata: "in production" means it last ran as a primary. */
@@ -219,7 +186,11 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
     case 'clone': {
       ctx.setState('creating replica');
       await ctx.publish().catch(() => undefined);
-      await ctx.node.cloneFrom(standbyFor(ctx, action.from));
+      const source = cloneSource(ctx.view, ctx.config.name, action.from, (n) =>
+        Math.floor(Math.random() * n),
+      );
+      if (source !== action.from) ctx.log.info(`cloning from replica '${source}' (tagged clonefrom)`);
+      await ctx.node.cloneFrom(standbyFor(ctx, source));
       await startFollowing(ctx, action.from, true);
       return true;
     }

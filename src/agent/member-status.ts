@@ -19,7 +19,8 @@ export type MemberState =
   | 'stopped'
   | 'crashed'
   | 'initializing new cluster'
-  | 'creating replica';
+  | 'creating replica'
+  | 'running custom bootstrap script';
 
 export interface MemberFacts {
   readonly connUrl: string;

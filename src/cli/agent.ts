@@ -5,6 +5,7 @@
 import { Registry } from 'prom-client';
 import { AgentHttp } from '../api/agent-http.js';
 import { Agent } from '../agent/agent.js';
+import { replicaMethodSections } from '../config/method-sections.js';
 import { loadAgentConfig, type AgentConfig } from '../config/agent-schema.js';
 import { EtcdAgentDcs } from '../dcs/agent-store.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
@@ -51,6 +52,13 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     parentDeathSignal: undefined,
     timeoutMs: config.agent.postgres_timeout,
     log: log.child({ component: 'postgres' }),
+    replica: {
+      scope: config.scope,
+      methods: pg.create_replica_methods ?? ['basebackup'],
+      sections: replicaMethodSections(pg),
+      basebackup: pg.basebackup,
+      pgpassFile: pg.pgpass ?? `${pg.data_dir}.pgpass`,
+    },
   });
   const etcd = new EtcdCluster(config.etcd3, {
     log: log.child({ component: 'etcd' }),

@@ -8,6 +8,7 @@ import type { Env } from './env-overrides.js';
 import { z } from 'zod';
 import { parseSyncMode, type SyncMode } from '../ha/sync-settings.js';
 import { SYNC_STRICT_PLACEHOLDER } from '../ha/sync-names.js';
+import { basebackupOptions, checkBootSections, checkPgSections } from './method-sections.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
 const credentials = z.object({ username: z.string().min(1), password: z.string().optional() }).strict();
@@ -67,6 +68,57 @@ export type DcsSettings = z.output<typeof dcsSection>;
 
 const NAME = /^[A-Za-z0-9_.-]+$/;
 
+const pgFields = {
+  listen: hostPort,
+  connect_address: hostPort.optional(),
+  data_dir: z.string().min(1),
+  bin_dir: z.string().default('/usr/lib/postgresql/15/bin'),
+  parameters: pgParameters,
+  pg_hba: z.array(z.string()).optional(),
+  authentication: z
+    .object({
+      superuser: credentials.default({ username: 'postgres' }),
+      replication: credentials.default({ username: 'replicator', password: 'replicator' }),
+      rewind: credentials.optional(),
+    })
+    .strict()
+    .default({}),
+  /** OS user that runs PostgreSQL when the agent runs as root. */
+  os_user: z.string().default('postgres'),
+  /** Replica creation, in order (postgres/replica-methods.ts); each may have a `postgresql.<method>` section. */
+  create_replica_methods: z.array(z.string().min(1)).optional(),
+  basebackup: basebackupOptions.optional(),
+  /** Passfile for the replica methods' connection (PGPASSFILE); default `<data_dir>.pgpass`. */
+  pgpass: z.string().min(1).optional(),
+};
+/** User-named method sections are checked in the superRefine (config/method-sections.ts). */
+const pgSection = z
+  .object(pgFields)
+  .catchall(z.unknown())
+  .superRefine((pg, ctx) =>
+    checkPgSections(pg, new Set(Object.keys(pgFields)), (path, message) =>
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path, message }),
+    ),
+  );
+
+const bootFields = {
+  dcs: dcsSection.default({}),
+  initdb: z.array(z.union([z.string(), z.record(z.string())])).default([]),
+  /** `initdb` (default) or the name of a `bootstrap.<name>` section with a command. */
+  method: z.string().min(1).optional(),
+  /** Run after the cluster is made, with its connection string (Patroni's post_bootstrap). */
+  post_bootstrap: z.string().min(1).optional(),
+  post_init: z.string().min(1).optional(),
+};
+const bootSection = z
+  .object(bootFields)
+  .catchall(z.unknown())
+  .superRefine((boot, ctx) =>
+    checkBootSections(boot, new Set(Object.keys(bootFields)), (path, message) =>
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path, message }),
+    ),
+  );
+
 export const agentConfigSchema = z
   .object({
     scope: z.string().regex(NAME, 'must be letters, digits, "_", "." or "-"'),
@@ -80,33 +132,8 @@ export const agentConfigSchema = z
         authentication: credentials.optional(),
       })
       .strict(),
-    postgresql: z
-      .object({
-        listen: hostPort,
-        connect_address: hostPort.optional(),
-        data_dir: z.string().min(1),
-        bin_dir: z.string().default('/usr/lib/postgresql/15/bin'),
-        parameters: pgParameters,
-        pg_hba: z.array(z.string()).optional(),
-        authentication: z
-          .object({
-            superuser: credentials.default({ username: 'postgres' }),
-            replication: credentials.default({ username: 'replicator', password: 'replicator' }),
-            rewind: credentials.optional(),
-          })
-          .strict()
-          .default({}),
-        /** OS user that runs PostgreSQL when the agent runs as root. */
-        os_user: z.string().default('postgres'),
-      })
-      .strict(),
-    bootstrap: z
-      .object({
-        dcs: dcsSection.default({}),
-        initdb: z.array(z.union([z.string(), z.record(z.string())])).default([]),
-      })
-      .strict()
-      .default({}),
+    postgresql: pgSection,
+    bootstrap: bootSection.default({}),
     tags: z
       .object({
         nofailover: z.boolean().default(false),

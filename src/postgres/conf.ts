@@ -43,7 +43,7 @@ export interface StandbySettings {
 }
 
 /** `'it''s'`-style quoting for postgresql.conf values. */
-function confValue(v: ParamValue): string {
+export function confValue(v: ParamValue): string {
   if (typeof v === 'number') return String(v);
   if (typeof v === 'boolean') return v ? 'on' : 'off';
   return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;

@@ -22,7 +22,17 @@ import {
   type ParamValue,
   type StandbySettings,
 } from './conf.js';
+import { runCustomBootstrap, runPostBootstrap, type BootstrapMethod } from './bootstrap-method.js';
+import { createReplica, type DataDirHost } from './create-replica.js';
 import { runProgram, type RunAs } from './process.js';
+import {
+  pgpassLine,
+  replicaSteps,
+  replicationConnstring,
+  type CommandMethod,
+  type OptionList,
+  type OptionMap,
+} from './replica-methods.js';
 import {
   isAliveRef,
   processCmdline,
@@ -57,6 +67,17 @@ export interface PostgresNodeOptions {
   readonly parentDeathSignal: 'INT' | 'TERM' | 'QUIT' | undefined;
   readonly timeoutMs: number;
   readonly log: Logger;
+  /** create_replica_methods and friends; undefined: pg_basebackup only. */
+  readonly replica?: ReplicaOptions | undefined;
+}
+
+export interface ReplicaOptions {
+  readonly scope: string;
+  readonly methods: readonly string[];
+  readonly sections: ReadonlyMap<string, CommandMethod>;
+  readonly basebackup: OptionList | OptionMap | undefined;
+  /** Where the clone source's password is written for the methods (PGPASSFILE). */
+  readonly pgpassFile: string;
 }
 
 export interface StartOptions {
@@ -89,7 +110,12 @@ export interface PostgresControl {
   /** Records how the adopted postmaster runs, without writing anything or reloading. */
   assumeStarted(start: StartOptions): void;
   initdb(): Promise<void>;
-  cloneFrom(source: StandbySettings): Promise<void>;
+  /** Creates the data directory with the create_replica_methods, in order; names the one used. */
+  cloneFrom(source: StandbySettings): Promise<string>;
+  /** A custom bootstrap method's restore; resolves with the recovery settings it wrote. */
+  customBootstrap(method: BootstrapMethod, scope: string): Promise<readonly string[]>;
+  /** bootstrap.post_bootstrap: the command with the local connection string. */
+  postBootstrap(command: string): Promise<void>;
   rewindFrom(source: RewindSource): Promise<void>;
   start(start: StartOptions): Promise<void>;
   stop(mode?: StopMode): Promise<void>;
@@ -171,6 +197,19 @@ export class PostgresNode implements PostgresControl {
     this.lastStart = start;
   }
 
+  /** What the replica and bootstrap method runners need. */
+  private host(): DataDirHost {
+    return {
+      dataDir: this.dataDir,
+      binDir: this.opts.binDir,
+      runAs: this.opts.runAs,
+      timeoutMs: this.opts.timeoutMs,
+      log: this.opts.log,
+      prepareEmptyDataDir: () => this.prepareEmptyDataDir(),
+      writeOwned: (file, text, mode) => this.writeOwned(file, text, mode),
+    };
+  }
+
   /** An empty data directory owned by the postgres user, mode 0700. */
   private async prepareEmptyDataDir(): Promise<void> {
     await rm(this.dataDir, { recursive: true, force: true });
@@ -218,24 +257,27 @@ export class PostgresNode implements PostgresControl {
     await rename(path.join(this.dataDir, 'postgresql.conf'), path.join(this.dataDir, 'postgresql.base.conf'));
   }
 
-  /** pg_basebackup from `source` (WAL streamed, fast checkpoint). */
-  async cloneFrom(source: StandbySettings): Promise<void> {
-    await this.prepareEmptyDataDir();
-    const args = [
-      '-D',
-      this.dataDir,
-      '-X',
-      'stream',
-      '-c',
-      'fast',
-      '-h',
-      source.host,
-      '-p',
-      String(source.port),
-    ];
-    await this.run('pg_basebackup', [...args, '-U', source.user, '--no-password'], {
-      ...(source.password !== undefined ? { PGPASSWORD: source.password } : {}),
-    });
+  /** The create_replica_methods from `source` (default: pg_basebackup, WAL streamed, fast checkpoint). */
+  async cloneFrom(source: StandbySettings): Promise<string> {
+    const r = this.opts.replica;
+    const pgpassFile = r?.pgpassFile ?? `${this.dataDir}.pgpass`;
+    await this.writeOwned(
+      pgpassFile,
+      source.password !== undefined ? pgpassLine({ ...source, password: source.password }) : '',
+    );
+    const ctx = { scope: r?.scope ?? '', dataDir: this.dataDir, connstring: replicationConnstring(source) };
+    const steps = replicaSteps(ctx, r?.methods ?? [], r?.sections ?? new Map(), r?.basebackup);
+    return await createReplica(this.host(), steps, { PGPASSFILE: pgpassFile });
+  }
+
+  async customBootstrap(method: BootstrapMethod, scope: string): Promise<readonly string[]> {
+    return await runCustomBootstrap(this.host(), method, scope);
+  }
+
+  async postBootstrap(command: string): Promise<void> {
+    const su = this.opts.superuser.username;
+    const conn = `dbname=postgres user=${su} host=${this.socketDir} port=${this.opts.listen.port}`;
+    await runPostBootstrap(this.host(), command, conn);
   }
 
   /** pg_rewind against the new primary (a superuser connection). */

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
+import { parse, stringify } from 'yaml';
 import {
   freePort,
   makeTempDir,
@@ -58,6 +59,22 @@ export interface AgentClusterOptions {
   readonly pgConnectAddress?: (node: { name: string; pgPort: number }) => Promise<string>;
   /** Where this agent's REST API is published (api_url), e.g. a FaultRelay in front of it. */
   readonly apiConnectAddress?: (node: { name: string; apiPort: number }) => Promise<string>;
+  /** Deep-merged over the YAML built from the options above (maps merge, anything else replaces). */
+  readonly configOverlay?: Readonly<Record<string, unknown>>;
+}
+
+function deepMerge(
+  a: Record<string, unknown>,
+  b: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const isMap = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === 'object' && !Array.isArray(v);
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] = isMap(v) && isMap(cur) ? deepMerge(cur, v) : v;
+  }
+  return out;
 }
 
 export function agentConfigYaml(o: {
@@ -127,28 +144,31 @@ export async function startAgent(
   const dir = await makeTempDir(`agent-${name}`, 'postgres');
   const [pgPort, apiPort] = [await freePort(), await freePort()];
   const configFile = path.join(dir, `${name}.yaml`);
+  const yaml = agentConfigYaml({
+    scope: opts.scope,
+    name,
+    etcdHosts: etcdHostsFor(opts),
+    etcdUseProxies: opts.etcdUseProxies ?? opts.etcdEndpoint !== undefined,
+    pgPort,
+    apiPort,
+    dataDir: path.join(dir, 'data'),
+    ttlSeconds: opts.ttlSeconds ?? 5,
+    loopWaitSeconds: opts.loopWaitSeconds,
+    retryTimeoutSeconds: opts.retryTimeoutSeconds,
+    maximumLagOnFailoverBytes: opts.maximumLagOnFailoverBytes,
+    restAuth: opts.restAuth,
+    tags,
+    bootstrapDcs: opts.bootstrapDcs,
+    agentSection: opts.agentSection,
+    pgParameters: opts.pgParameters,
+    pgConnectAddress: opts.pgConnectAddress && (await opts.pgConnectAddress({ name, pgPort })),
+    apiConnectAddress: opts.apiConnectAddress && (await opts.apiConnectAddress({ name, apiPort })),
+  });
   await writeFile(
     configFile,
-    agentConfigYaml({
-      scope: opts.scope,
-      name,
-      etcdHosts: etcdHostsFor(opts),
-      etcdUseProxies: opts.etcdUseProxies ?? opts.etcdEndpoint !== undefined,
-      pgPort,
-      apiPort,
-      dataDir: path.join(dir, 'data'),
-      ttlSeconds: opts.ttlSeconds ?? 5,
-      loopWaitSeconds: opts.loopWaitSeconds,
-      retryTimeoutSeconds: opts.retryTimeoutSeconds,
-      maximumLagOnFailoverBytes: opts.maximumLagOnFailoverBytes,
-      restAuth: opts.restAuth,
-      tags,
-      bootstrapDcs: opts.bootstrapDcs,
-      agentSection: opts.agentSection,
-      pgParameters: opts.pgParameters,
-      pgConnectAddress: opts.pgConnectAddress && (await opts.pgConnectAddress({ name, pgPort })),
-      apiConnectAddress: opts.apiConnectAddress && (await opts.apiConnectAddress({ name, apiPort })),
-    }),
+    opts.configOverlay
+      ? stringify(deepMerge(parse(yaml) as Record<string, unknown>, opts.configOverlay))
+      : yaml,
   );
   const node: AgentNode = {
     name,

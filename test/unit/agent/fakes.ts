@@ -207,10 +207,16 @@ export class FakePostgres implements PostgresControl {
   async initdb(): Promise<void> {
     this.data = true;
   }
-  async cloneFrom(source: StandbySettings): Promise<void> {
+  async cloneFrom(source: StandbySettings): Promise<string> {
     this.data = true;
     this.clonedFrom = `${source.host}:${source.port}`;
+    return 'basebackup';
   }
+  async customBootstrap(): Promise<readonly string[]> {
+    this.data = true;
+    return [];
+  }
+  async postBootstrap(): Promise<void> {}
   /** pg_rewind fails with this, when set (a source it cannot use, a missing WAL segment …). */
   rewindError: Error | undefined;
   rewinds = 0;

@@ -1,0 +1,200 @@
+/**
+ * Items 4 and 5 of issue 19 on one cluster start, with WAL archived to a directory:
+ * - a replica made by `create_replica_methods: [broken, restore, basebackup]`: `broken` fails,
+ *   `restore` (test/fixtures/restore-from-dir.sh) copies a pg_basebackup taken earlier, with
+ *   Patroni's parameters; the replica then streams what was written after the backup;
+ * - the leader keeps permanent slots (physical and logical) from `slots:`, leaves a slot named in
+ *   `ignore_slots` and an unknown one alone (naming the unknown one in its log), and after a
+ *   switchover the new leader has the permanent slots;
+ * - a second cluster made by a custom `bootstrap.method` from that backup, with `recovery_conf`
+ *   (restore_command from the archive): it has every row archived, its recovery settings are
+ *   reset once it promoted, and its `post_bootstrap` script ran with the connection string.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  cleanupAll,
+  makeTempDir,
+  runChecked,
+  startEtcd,
+  waitFor,
+  type EtcdServer,
+} from '../harness/index.js';
+import {
+  infoLogTail,
+  REPLICATION,
+  sql,
+  startAgent,
+  waitForHealthyCluster,
+  type AgentNode,
+} from './agent-helpers.js';
+
+const FIXTURES = path.resolve(import.meta.dirname, '..', 'fixtures');
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+
+/** An agent whose YAML is the helpers' with `overlay` merged in. */
+const startNode = (etcd: EtcdServer, scope: string, name: string, overlay: Record<string, unknown>) =>
+  startAgent({ etcd, scope, configOverlay: overlay }, name);
+
+const slotNames = async (port: number) =>
+  (await sql<{ slot_name: string }>(port, 'SELECT slot_name FROM pg_replication_slots ORDER BY 1')).map(
+    (r) => r.slot_name,
+  );
+
+void describe('agent: permanent slots, replica creation and bootstrap methods', { timeout: 120_000 }, () => {
+  let etcd: EtcdServer;
+  let archive: string;
+  let backup: string;
+  let r1: AgentNode;
+  let r2: AgentNode;
+  const started = Date.now();
+
+  before(async () => {
+    etcd = await startEtcd();
+    const work = await makeTempDir('methods', 'postgres');
+    archive = path.join(work, 'archive');
+    backup = path.join(work, 'backup');
+    await runChecked('mkdir', [archive], { asPostgres: true });
+    const pgParameters = {
+      wal_level: 'logical',
+      archive_mode: 'on',
+      archive_command: `test ! -f ${archive}/%f && cp %p ${archive}/%f`,
+    };
+    r1 = await startNode(etcd, 'meth', 'r1', {
+      postgresql: { parameters: pgParameters },
+      bootstrap: {
+        dcs: {
+          slots: {
+            perm_phys: { type: 'physical' },
+            perm_logical: { type: 'logical', database: 'postgres', plugin: 'test_decoding' },
+          },
+          ignore_slots: [{ name: 'receivewal', type: 'physical' }],
+        },
+      },
+    });
+    await waitForHealthyCluster([r1], 30_000);
+    await sql(r1.pgPort, 'CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 100) g');
+    await runChecked(
+      `${PG_BIN}/pg_basebackup`,
+      [
+        '-D',
+        backup,
+        '-X',
+        'stream',
+        '-c',
+        'fast',
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(r1.pgPort),
+        '-U',
+        REPLICATION.username,
+      ],
+      { asPostgres: true, env: { PGPASSWORD: REPLICATION.password } },
+    );
+    await sql(r1.pgPort, 'INSERT INTO t SELECT g FROM generate_series(101, 200) g');
+    const [sw] = await sql<{ f: string }>(r1.pgPort, 'SELECT pg_walfile_name(pg_switch_wal()) AS f');
+    await waitFor(
+      `${sw!.f} archived`,
+      async () =>
+        (await sql<{ w: string | null }>(r1.pgPort, 'SELECT last_archived_wal AS w FROM pg_stat_archiver'))[0]
+          ?.w === sw!.f,
+      15_000,
+      200,
+    );
+    r2 = await startNode(etcd, 'meth', 'r2', {
+      postgresql: {
+        parameters: pgParameters,
+        create_replica_methods: ['broken', 'restore', 'basebackup'],
+        broken: { command: 'false' },
+        restore: { command: `sh ${FIXTURES}/restore-from-dir.sh`, backup_dir: backup, keep_data: false },
+      },
+    });
+    await waitForHealthyCluster([r1, r2], 40_000);
+  });
+  after(async () => {
+    process.stdout.write(`# integration wall time: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    await cleanupAll();
+  });
+
+  void it('made the replica with the restore method after the broken one failed, with Patroni parameters', async () => {
+    const log = infoLogTail(r2, 400);
+    assert.match(log, /error creating replica using method broken/);
+    assert.match(log, /replica has been created using restore/);
+    assert.doesNotMatch(log, /replica has been created using basebackup/);
+    const calls = readFileSync(`${backup}.calls`, 'utf8');
+    assert.match(
+      calls,
+      new RegExp(
+        `--backup_dir=${backup} --scope=meth --role=replica --datadir=${r2.dir}/data --connstring=dbname=postgres user=replicator host=127.0.0.1 port=${r1.pgPort}`,
+      ),
+    );
+    assert.doesNotMatch(calls, /password|agent-test-repl/);
+    await waitFor(
+      'rows written after the backup streamed to r2',
+      async () => (await sql<{ n: string }>(r2.pgPort, 'SELECT count(*) AS n FROM t'))[0]?.n === '200',
+      15_000,
+      200,
+    );
+  });
+
+  void it('keeps permanent slots, an ignored slot and an unknown one on the leader', async () => {
+    await sql(r1.pgPort, "SELECT pg_create_physical_replication_slot('receivewal', true)");
+    await sql(r1.pgPort, "SELECT pg_create_physical_replication_slot('stray', true)");
+    await waitFor(
+      'the unknown slot named in the log',
+      async () => /keeping replication slots no rule names[^\n]*: stray/.test(infoLogTail(r1, 200)),
+      10_000,
+      200,
+    );
+    assert.deepEqual(await slotNames(r1.pgPort), ['perm_logical', 'perm_phys', 'r2', 'receivewal', 'stray']);
+    const logical = await sql<{ plugin: string; database: string }>(
+      r1.pgPort,
+      "SELECT plugin, database FROM pg_replication_slots WHERE slot_name = 'perm_logical'",
+    );
+    assert.deepEqual(logical, [{ plugin: 'test_decoding', database: 'postgres' }]);
+  });
+
+  void it('has the permanent slots on the new leader after a switchover', async () => {
+    const res = await fetch(`http://127.0.0.1:${r1.apiPort}/switchover`, {
+      method: 'POST',
+      body: JSON.stringify({ leader: 'r1', candidate: 'r2' }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    assert.equal(res.status, 200, await res.text());
+    await waitFor(
+      'permanent and member slots on r2',
+      async () => {
+        const names = await slotNames(r2.pgPort);
+        return ['perm_logical', 'perm_phys', 'r1'].every((n) => names.includes(n)) ? names : undefined;
+      },
+      20_000,
+      250,
+    );
+  });
+
+  void it('bootstraps a new cluster from the backup and the archive, then runs post_bootstrap', async () => {
+    const c1 = await startNode(etcd, 'restored', 'c1', {
+      postgresql: { parameters: { archive_mode: 'off' } },
+      bootstrap: {
+        method: 'restore',
+        restore: {
+          command: `sh ${FIXTURES}/restore-from-dir.sh --backup_dir=${backup}`,
+          recovery_conf: { restore_command: `cp ${archive}/%f %p`, recovery_target_timeline: 'current' },
+        },
+        post_bootstrap: `sh ${FIXTURES}/post-bootstrap.sh`,
+      },
+    });
+    await waitForHealthyCluster([c1], 40_000);
+    assert.deepEqual(await sql(c1.pgPort, 'SELECT count(*)::int AS n FROM t'), [{ n: 200 }]);
+    const [post] = await sql<{ connstring: string }>(
+      c1.pgPort,
+      'SELECT connstring FROM made_by_post_bootstrap',
+    );
+    assert.match(post!.connstring, new RegExp(`^dbname=postgres user=postgres host=\\S+ port=${c1.pgPort}$`));
+    assert.deepEqual(await sql(c1.pgPort, 'SHOW restore_command'), [{ restore_command: '' }]);
+    assert.match(infoLogTail(c1, 200), /running custom bootstrap script/);
+  });
+});
