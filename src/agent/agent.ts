@@ -33,6 +33,8 @@ import { buildObservation } from './observation.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
 import { SettingsTracker } from './settings-tracker.js';
 import { SlotKeeper } from './slots.js';
+import type { Agent as UndiciAgent } from 'undici';
+import { restDispatcher, restTlsSettings } from '../api/rest-tls.js';
 import { StatusPublisher } from './status-publisher.js';
 import { SyncReplication } from './sync-replication.js';
 import { agentWatchdogClient } from './watchdog/watchdog-client.js';
@@ -61,6 +63,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly publisher: StatusPublisher;
   private readonly sync: SyncReplication;
   private readonly slots: SlotKeeper;
+  /** TLS to other agents' REST APIs (ctl/restapi settings); undefined: plain defaults. */
+  private readonly restAgent: UndiciAgent | undefined;
   readonly failsafe: Failsafe;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
@@ -95,6 +99,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.cluster = new ClusterKnowledge(opts.dcs, this.lease, this.settings, opts.log);
     this.publisher = new StatusPublisher(opts.config, opts.dcs, this.local, opts.log);
     this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
+    this.restAgent = restDispatcher(restTlsSettings(opts.config.ctl, opts.config.restapi));
     this.slots = new SlotKeeper(opts.log.child({ component: 'slots' }));
     this.sync = new SyncReplication({
       name: opts.config.name,
@@ -206,7 +211,12 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
    */
   private async observePeers(view: ClusterView | undefined): Promise<PeerStatus[]> {
     if (!view || view.leader !== undefined || !this.local.probe) return [];
-    return await askPeers(view, this.cfg.name, peerTimeoutMs(this.settings.current.retryTimeoutMs));
+    return await askPeers(
+      view,
+      this.cfg.name,
+      peerTimeoutMs(this.settings.current.retryTimeoutMs),
+      this.restAgent,
+    );
   }
 
   /** One HA cycle. Returns whether it acted (then the next cycle follows at once). */

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { bootstrapMethod } from '../config/method-sections.js';
 import { PgfleetError } from '../errors.js';
 import { sqlIdent } from '../postgres/conf.js';
-import { bootstrapRoleStatements } from '../postgres/roles.js';
+import { bootstrapRoleStatements, createOrUpdateRoleSql } from '../postgres/roles.js';
 import type { ExecutorContext } from './executor.js';
 
 /** Makes and starts the new cluster's primary; resolves once it accepts writes. */
@@ -31,7 +31,10 @@ export async function makeNewCluster(ctx: ExecutorContext): Promise<void> {
       ]);
     }
   }
-  await node.query(bootstrapRoleStatements(config.postgresql.authentication));
+  const users = Object.entries(config.bootstrap.users ?? {}).map(([name, u]) =>
+    createOrUpdateRoleSql(name, u.password, u.options),
+  );
+  await node.query([...bootstrapRoleStatements(config.postgresql.authentication), ...users]);
   const post = config.bootstrap.post_bootstrap ?? config.bootstrap.post_init;
   if (post !== undefined) await node.postBootstrap(post);
 }

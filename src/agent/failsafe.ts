@@ -5,6 +5,8 @@
  * treats the sender as the leader for `ttl`.
  * @see patroni/ha.py check_failsafe_topology, update_failsafe
  */
+import type { Agent } from 'undici';
+import { restDispatcher, restFetch, restTlsSettings } from '../api/rest-tls.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ClusterView } from '../cluster/types.js';
@@ -39,9 +41,18 @@ export class Failsafe {
     private readonly log: Logger,
   ) {}
 
+  private restAgent: Agent | undefined | null = null;
+
+  /** For https api_urls: ctl/restapi TLS settings (made on first use). */
+  private dispatcher(): Agent | undefined {
+    if (this.restAgent === null)
+      this.restAgent = restDispatcher(restTlsSettings(this.cfg.ctl, this.cfg.restapi));
+    return this.restAgent;
+  }
+
   private get myApiUrl(): string {
     const a = this.cfg.restapi.connect_address ?? this.cfg.restapi.listen;
-    return apiUrl(a.host, a.port);
+    return apiUrl(a.host, a.port, this.cfg.restapi.certfile !== undefined);
   }
 
   /** Remembers the topology of each successful read. */
@@ -80,7 +91,8 @@ export class Failsafe {
     const answers = await Promise.all(
       others.map(async ([name, url]) => {
         try {
-          const res = await fetch(url.replace(/\/patroni$/, '') + '/failsafe', {
+          const res = await restFetch(url.replace(/\/patroni$/, '') + '/failsafe', {
+            dispatcher: this.dispatcher(),
             method: 'POST',
             body,
             headers,

@@ -86,8 +86,9 @@ export function connUrl(host: string, port: number): string {
   return `postgres://${host.includes(':') ? `[${host}]` : host}:${port}/postgres`;
 }
 
-export function apiUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}/patroni`;
+/** `http(s)://host:port/patroni`: https when the REST API has a certificate (`restapi.certfile`). */
+export function apiUrl(host: string, port: number, https = false): string {
+  return `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/patroni`;
 }
 
 /** The `state` to publish: what the agent is doing, corrected by what Postgres shows. */
@@ -104,7 +105,7 @@ export function memberValueFor(cfg: AgentConfig, state: MemberState, probe: PgPr
   return JSON.stringify(
     buildMemberValue({
       connUrl: connUrl(pgAddr.host, pgAddr.port),
-      apiUrl: apiUrl(apiAddr.host, apiAddr.port),
+      apiUrl: apiUrl(apiAddr.host, apiAddr.port, cfg.restapi.certfile !== undefined),
       state,
       probe,
       tags: cfg.tags,

@@ -4,6 +4,8 @@
  * does not answer in time, answers non-2xx or with bad JSON counts as unreachable.
  * @see patroni/ha.py fetch_node_status (2 s, no retries)
  */
+import type { Agent } from 'undici';
+import { restFetch } from '../api/rest-tls.js';
 import type { ClusterView, Member } from '../cluster/types.js';
 import { peerStatusFromJson, unreachablePeer, type PeerStatus } from '../ha/peer-status.js';
 
@@ -12,10 +14,17 @@ export function peerTimeoutMs(retryTimeoutMs: number): number {
   return Math.min(2000, retryTimeoutMs);
 }
 
-async function askPeer(member: Member, timeoutMs: number): Promise<PeerStatus> {
+async function askPeer(
+  member: Member,
+  timeoutMs: number,
+  dispatcher: Agent | undefined,
+): Promise<PeerStatus> {
   if (member.apiUrl === undefined) return unreachablePeer(member);
   try {
-    const res = await fetch(`${member.apiUrl}/patroni`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await restFetch(`${member.apiUrl}/patroni`, {
+      dispatcher,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     // Patroni answers /patroni with 200; a 503 body is still a valid status report.
     const body: unknown = await res.json();
     return peerStatusFromJson(member, body);
@@ -24,7 +33,13 @@ async function askPeer(member: Member, timeoutMs: number): Promise<PeerStatus> {
   }
 }
 
-export async function askPeers(view: ClusterView, me: string, timeoutMs: number): Promise<PeerStatus[]> {
+/** `dispatcher`: TLS for https api_urls (api/rest-tls.ts). */
+export async function askPeers(
+  view: ClusterView,
+  me: string,
+  timeoutMs: number,
+  dispatcher?: Agent,
+): Promise<PeerStatus[]> {
   const others = [...view.members.values()].filter((m) => m.name !== me);
-  return await Promise.all(others.map((m) => askPeer(m, timeoutMs)));
+  return await Promise.all(others.map((m) => askPeer(m, timeoutMs, dispatcher)));
 }

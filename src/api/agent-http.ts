@@ -6,6 +6,7 @@
  * answer 501 for now.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -15,6 +16,7 @@ import { errorMessage } from '../errors.js';
 import { registerAgentMetrics, registerCycleMetrics } from './agent-metrics.js';
 import { clusterStatus, healthFacts, historyStatus, patroniStatus } from './agent-status.js';
 import { healthStatus, isHealthPath } from './health-rules.js';
+import { clientCertificateOk, restServerTls } from './rest-server-tls.js';
 import { handleDeleteSwitchover, handleFailover, readJsonBody } from './switchover.js';
 
 export interface AgentHttpOptions {
@@ -47,19 +49,21 @@ function authorized(
 }
 
 export class AgentHttp {
-  private readonly server: http.Server;
+  private readonly server: http.Server | https.Server;
   private started = false;
 
   constructor(private readonly opts: AgentHttpOptions) {
     registerAgentMetrics(opts.registry, opts.config.scope, () => opts.agent.snapshotForApi);
     registerCycleMetrics(opts.registry, opts.agent);
-    this.server = http.createServer((req, res) => {
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       this.handle(req, res).catch((err: unknown) => {
         opts.log.warn({ err: String(err) }, 'REST request failed');
         if (!res.headersSent) res.writeHead(500);
         res.end();
       });
-    });
+    };
+    const tls = restServerTls(opts.config.restapi);
+    this.server = tls ? https.createServer(tls, onRequest) : http.createServer(onRequest);
     this.server.requestTimeout = REQUEST_TIMEOUT_MS;
     this.server.headersTimeout = REQUEST_TIMEOUT_MS;
     this.server.keepAliveTimeout = 5_000;
@@ -93,6 +97,10 @@ export class AgentHttp {
     const url = new URL(req.url ?? '/', 'http://agent');
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
     if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) {
+      if (!clientCertificateOk(req, this.opts.config.restapi.verify_client)) {
+        this.send(res, method, 403, 'client certificate required', 'text/plain');
+        return;
+      }
       const auth = this.opts.config.restapi.authentication;
       if (auth && !authorized(req.headers.authorization, auth)) {
         res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="pgfleet"' });

@@ -6,6 +6,7 @@ import { Registry } from 'prom-client';
 import { AgentHttp } from '../api/agent-http.js';
 import { Agent } from '../agent/agent.js';
 import { replicaMethodSections } from '../config/method-sections.js';
+import { bootstrapHba, logFileSettings } from '../config/patroni-keys.js';
 import { loadAgentConfig, type AgentConfig } from '../config/agent-schema.js';
 import { EtcdAgentDcs } from '../dcs/agent-store.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
@@ -35,6 +36,7 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   const log = createLogger({
     level: process.env.PGFLEET_LOG_LEVEL ?? config.log.level,
     name: `agent ${config.name}`,
+    file: logFileSettings(config.log, 'pgfleet-agent'),
   });
   const pg = config.postgresql;
   const node = new PostgresNode({
@@ -43,7 +45,8 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
     listen: pg.listen,
     runAs: await resolveRunAs(pg.os_user),
     superuser: pg.authentication.superuser,
-    pgHba: pg.pg_hba,
+    pgHba: pg.pg_hba ?? bootstrapHba(config.bootstrap.pg_hba),
+    socketDirectory: pg.parameters.unix_socket_directories,
     replicationUser: pg.authentication.replication.username,
     initdbArgs: config.bootstrap.initdb.flatMap((o) =>
       typeof o === 'string' ? [`--${o}`] : Object.entries(o).map(([k, v]) => `--${k}=${v}`),

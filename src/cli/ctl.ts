@@ -3,6 +3,7 @@
  * connect to etcd, run one command from src/ctl, print its outcome. Exit codes: 0 done, 1 refused
  * or failed (etcd unreachable, unknown member, the agent said no), 2 FILE is unreadable or invalid.
  */
+import { restDispatcher, restTlsSettings } from '../api/rest-tls.js';
 import { createInterface } from 'node:readline/promises';
 import { loadCtlConfig, type CtlConfig } from '../ctl/ctl-config.js';
 import { formatClusterTable } from '../ctl/cluster-table.js';
@@ -61,6 +62,7 @@ export async function withCtl(
     prompter,
     print,
     restAuth: config.restapi?.authentication,
+    restDispatcher: restDispatcher(restTlsSettings(config.ctl, config.restapi)),
     restTimeoutMs: REST_TIMEOUT_MS,
     stdoutIsTty: process.stdout.isTTY === true,
     env: process.env,
@@ -138,6 +140,7 @@ export async function manualFailoverCommand(
     const sentence = await runManualFailover(plan, {
       dcs,
       auth: ctx.restAuth,
+      dispatcher: ctx.restDispatcher,
       timeoutMs: MANUAL_FAILOVER_TIMEOUT_MS,
       say: print,
     });

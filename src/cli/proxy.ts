@@ -4,6 +4,7 @@
  */
 import { isPgfleetError, errorMessage } from '../errors.js';
 import { loadProxyConfig, type ProxyConfig } from '../config/proxy-schema.js';
+import { logFileSettings } from '../config/patroni-keys.js';
 import { createLogger } from '../observability/logger.js';
 import { Proxy } from '../proxy/proxy.js';
 import { loadServerTls, loadTlsContexts } from '../proxy/tls/tls-contexts.js';
@@ -38,7 +39,11 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     );
     return 0;
   }
-  const log = createLogger({ level: config.log.level, name: 'pgfleet-proxy' });
+  const log = createLogger({
+    level: config.log.level,
+    name: 'pgfleet-proxy',
+    file: logFileSettings(config.log, 'pgfleet-proxy'),
+  });
   let proxy: Proxy | undefined;
   let started = false;
   let hupWhileStarting = false;

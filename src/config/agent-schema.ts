@@ -8,6 +8,7 @@ import type { Env } from './env-overrides.js';
 import { z } from 'zod';
 import { parseSyncMode, type SyncMode } from '../ha/sync-settings.js';
 import { SYNC_STRICT_PLACEHOLDER } from '../ha/sync-names.js';
+import { logSection } from './patroni-keys.js';
 import { basebackupOptions, checkBootSections, checkPgSections } from './method-sections.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
@@ -26,7 +27,11 @@ const syncMode = z.union([z.boolean(), z.string(), z.number()]).transform((v, ct
   return mode;
 });
 
-const pgParameters = z.record(z.union([z.string(), z.number(), z.boolean()])).default({});
+/** `parameters:` left empty in YAML (null, as in Patroni's postgres0.yml) is none. */
+const pgParameters = z
+  .record(z.union([z.string(), z.number(), z.boolean()]))
+  .nullish()
+  .transform((v) => v ?? {});
 
 const permanentSlot = z
   .object({
@@ -106,6 +111,12 @@ const bootFields = {
   initdb: z.array(z.union([z.string(), z.record(z.string())])).default([]),
   /** `initdb` (default) or the name of a `bootstrap.<name>` section with a command. */
   method: z.string().min(1).optional(),
+  /** Patroni's deprecated pg_hba lines (config/patroni-keys.ts bootstrapHba). */
+  pg_hba: z.array(z.string()).optional(),
+  /** Patroni's deprecated bootstrap users: created or altered at bootstrap. */
+  users: z
+    .record(z.object({ password: z.string().optional(), options: z.array(z.string()).default([]) }).strict())
+    .optional(),
   /** Run after the cluster is made, with its connection string (Patroni's post_bootstrap). */
   post_bootstrap: z.string().min(1).optional(),
   post_init: z.string().min(1).optional(),
@@ -130,8 +141,39 @@ export const agentConfigSchema = z
         listen: hostPort,
         connect_address: hostPort.optional(),
         authentication: credentials.optional(),
+        /** HTTPS with this certificate (PEM); the key in `keyfile`, else in the same file. */
+        certfile: z.string().min(1).optional(),
+        keyfile: z.string().min(1).optional(),
+        keyfile_password: z.string().optional(),
+        /** CA for client certificates (and, for this agent's own requests, for servers). */
+        cafile: z.string().min(1).optional(),
+        /** none; optional: a client certificate for unsafe endpoints; required: for every request. */
+        verify_client: z.enum(['none', 'optional', 'required']).default('none'),
       })
-      .strict(),
+      .strict()
+      .superRefine((r, ctx) => {
+        const issue = (path: string, message: string) =>
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message });
+        if (r.certfile === undefined) {
+          for (const k of ['keyfile', 'keyfile_password', 'cafile'] as const)
+            if (r[k] !== undefined)
+              issue(k, 'needs restapi.certfile (the REST API serves HTTPS only with it)');
+          if (r.verify_client !== 'none') issue('verify_client', 'needs restapi.certfile');
+        } else if (r.verify_client !== 'none' && r.cafile === undefined) {
+          issue('verify_client', 'needs restapi.cafile (the CA client certificates must chain to)');
+        }
+      }),
+    /** Patroni's: how this agent (and ctl) reach agents' REST APIs over HTTPS (api/rest-tls.ts). */
+    ctl: z
+      .object({
+        insecure: z.boolean().default(false),
+        cacert: z.string().min(1).optional(),
+        certfile: z.string().min(1).optional(),
+        keyfile: z.string().min(1).optional(),
+        keyfile_password: z.string().optional(),
+      })
+      .strict()
+      .optional(),
     postgresql: pgSection,
     bootstrap: bootSection.default({}),
     tags: z
@@ -162,10 +204,7 @@ export const agentConfigSchema = z
       })
       .strict()
       .default({}),
-    log: z
-      .object({ level: z.string().default('info') })
-      .passthrough()
-      .default({}),
+    log: logSection(z.string().default('info')),
   })
   .strict()
   .superRefine((cfg, ctx) => {

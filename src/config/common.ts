@@ -7,6 +7,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { PgfleetError } from '../errors.js';
 import { applyEnvOverrides, type Env } from './env-overrides.js';
+import { patroniKeyHint } from './patroni-hints.js';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
 /** A duration written "5s", "250ms", "1m" (a bare number is seconds), as milliseconds. */
@@ -130,8 +131,14 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 function issueMessage(issue: z.ZodIssue): string {
-  if (issue.code === z.ZodIssueCode.unrecognized_keys)
-    return `unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+  if (issue.code === z.ZodIssueCode.unrecognized_keys) {
+    const at = issue.path.filter((p) => typeof p === 'string').join('.');
+    const hints = issue.keys.map((k) => {
+      const hint = patroniKeyHint(at === '' ? k : `${at}.${k}`);
+      return hint === undefined ? '' : ` (${JSON.stringify(k)}: ${hint})`;
+    });
+    return `unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}${hints.join('')}`;
+  }
   if (issue.code === z.ZodIssueCode.invalid_type && issue.received === 'undefined') return 'is required';
   if (issue.code === z.ZodIssueCode.invalid_type) return `must be ${issue.expected} (got ${issue.received})`;
   if (issue.code === z.ZodIssueCode.invalid_enum_value) {

@@ -7,7 +7,7 @@
  *   listeners (added, removed, changed), tls,     | scope, namespace, name, etcd3, log,
  *   wait/connect/startup/shutdown timeouts,       | proxy.admin, proxy.relay, relay_threads,
  *   limits, health_check                          | relay_scheduling, cancel_broadcasts_per_second,
- *                                                 | keepalive
+ *                                                 | keepalive, agent_tls
  */
 import type { ProxyConfig } from './proxy-schema.js';
 
@@ -19,6 +19,7 @@ const RESTART_PROXY = [
   'relay_scheduling',
   'cancel_broadcasts_per_second',
   'keepalive',
+  'agent_tls',
 ] as const;
 
 export interface ReloadPlan {
@@ -41,7 +42,7 @@ export function reloadPlan(running: ProxyConfig, next: ProxyConfig): ReloadPlan 
     ...next,
     ...Object.fromEntries(RESTART_TOP.map((k) => [k, running[k]])),
     proxy: { ...next.proxy, ...keep },
-  } as ProxyConfig;
+  };
   return { effective, applied: appliedKeys(running, effective), restartNeeded };
 }
 

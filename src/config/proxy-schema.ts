@@ -5,6 +5,7 @@
 import type { Env } from './env-overrides.js';
 import { z } from 'zod';
 import { parseIdentitySpec } from '../proxy/session/read-your-writes.js';
+import { logSection } from './patroni-keys.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
 
 /** `sync`: reads on synchronous standbys only (Patroni's `/sync`: listed in the `sync` key). */
@@ -36,6 +37,32 @@ const serverTlsSection = z
     if ((t.mode === 'verify-ca' || t.mode === 'verify-full') && t.ca_file === undefined)
       ctx.addIssue({ code: 'custom', path: ['ca_file'], message: `is required with mode: ${t.mode}` });
   });
+
+/** Patroni's `ctl` settings under pgfleet's file naming. */
+const agentTlsSection = z
+  .object({
+    ca_file: z.string().min(1).optional(),
+    cert_file: z.string().min(1).optional(),
+    key_file: z.string().min(1).optional(),
+    key_password: z.string().optional(),
+    /** Do not verify the agents' certificates (with cert_file: their host names only). */
+    insecure: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.key_file !== undefined && t.cert_file === undefined)
+      ctx.addIssue({ code: 'custom', path: ['key_file'], message: 'needs cert_file' });
+  });
+
+export function agentTlsAsCtl(t: z.output<typeof agentTlsSection>) {
+  return {
+    insecure: t.insecure,
+    cacert: t.ca_file,
+    certfile: t.cert_file,
+    keyfile: t.key_file,
+    keyfile_password: t.key_password,
+  };
+}
 
 const IDENTITY_KINDS = 'must be "user", "user+application_name" or "parameter:<name>"';
 
@@ -109,6 +136,8 @@ const proxySection = z
     admin: z.object({ listen: hostPort }).strict().optional(),
     tls: tlsSection.optional(),
     server_tls: serverTlsSection.default({}),
+    /** TLS to the agents' REST APIs (health checks, /patroni) when their api_url is https. */
+    agent_tls: agentTlsSection.optional(),
     /** Omitted: derived from the cluster's config key (ttl + loop_wait + 5 s), followed as it changes. */
     wait_timeout: durationMs.optional(),
     connect_timeout: durationMs.default('2s'),
@@ -243,14 +272,18 @@ export const proxyConfigSchema = z
     namespace: z.string().default('/service'),
     name: z.string().optional(),
     etcd3: etcd3Section,
-    log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') })
-      .strict()
-      .default({}),
+    log: logSection(z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info')),
     proxy: proxySection,
+    // The sections of an agent's file, so one file can serve both; the proxy does not read them.
+    restapi: z.unknown(),
+    postgresql: z.unknown(),
+    bootstrap: z.unknown(),
+    tags: z.unknown(),
+    agent: z.unknown(),
+    ctl: z.unknown(),
   })
-  // Keys of an agent's file (restapi, postgresql, bootstrap, tags, …) are allowed and ignored.
-  .passthrough();
+  // Any other key (a typo) is an error naming it.
+  .strict();
 
 export type ProxyConfig = z.output<typeof proxyConfigSchema>;
 export type ListenerConfig = ProxyConfig['proxy']['listeners'][number];

@@ -3,6 +3,8 @@
  * `api_url` with its path replaced by the endpoint, JSON bodies, basic authentication from
  * `restapi.authentication` of the ctl config, a bounded wait.
  */
+import type { Agent } from 'undici';
+import { restFetch } from '../api/rest-tls.js';
 import { PgfleetError, errorMessage } from '../errors.js';
 
 export interface AgentReply {
@@ -26,7 +28,7 @@ export async function requestAgent(
   apiUrl: string | undefined,
   method: string,
   endpoint: string,
-  opts: { body?: unknown; auth?: RestAuth | undefined; timeoutMs: number },
+  opts: { body?: unknown; auth?: RestAuth | undefined; timeoutMs: number; dispatcher?: Agent | undefined },
 ): Promise<AgentReply> {
   if (apiUrl === undefined) throw new PgfleetError('ERR_CTL_REJECTED', 'the member publishes no api_url');
   const headers: Record<string, string> = {};
@@ -37,7 +39,8 @@ export async function requestAgent(
   }
   const url = endpointUrl(apiUrl, endpoint);
   try {
-    const res = await fetch(url, {
+    const res = await restFetch(url, {
+      dispatcher: opts.dispatcher,
       method: method.toUpperCase(),
       headers,
       body: opts.body === undefined ? undefined : JSON.stringify(opts.body),

@@ -3,6 +3,7 @@
  * cluster's keys (any scope: patronictl takes the cluster name as an argument), prompts and
  * output. Built by src/cli/ctl.ts; commands take it as their only dependency.
  */
+import type { Agent } from 'undici';
 import type { ClusterView } from '../cluster/types.js';
 import { EtcdAgentDcs } from '../dcs/agent-store.js';
 import type { EtcdCluster } from '../dcs/etcd-cluster.js';
@@ -31,6 +32,8 @@ export interface CtlContext {
   /** Writes one line (a newline is added). */
   readonly print: (text: string) => void;
   readonly restAuth: RestAuth | undefined;
+  /** TLS for agents' https api_urls: `ctl` over `restapi` settings, as patronictl. */
+  readonly restDispatcher?: Agent | undefined;
   readonly restTimeoutMs: number;
   readonly stdoutIsTty: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;

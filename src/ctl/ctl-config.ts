@@ -14,6 +14,20 @@ export const ctlConfigSchema = z.object({
   restapi: z
     .object({
       authentication: z.object({ username: z.string().min(1), password: z.string().optional() }).optional(),
+      cafile: z.string().min(1).optional(),
+      certfile: z.string().min(1).optional(),
+      keyfile: z.string().min(1).optional(),
+      keyfile_password: z.string().optional(),
+    })
+    .optional(),
+  /** Patroni's `ctl` section: TLS to the agents' REST APIs (api/rest-tls.ts). */
+  ctl: z
+    .object({
+      insecure: z.boolean().optional(),
+      cacert: z.string().min(1).optional(),
+      certfile: z.string().min(1).optional(),
+      keyfile: z.string().min(1).optional(),
+      keyfile_password: z.string().optional(),
     })
     .optional(),
   /** `ctl query` connects as this user (default postgres; PGPASSWORD and ~/.pgpass work too). */

@@ -6,6 +6,8 @@
  * polling the leader key, as patronictl does.
  * @see patroni/ctl.py _do_failover_or_switchover
  */
+import type { Agent, Response } from 'undici';
+import { restFetch } from '../api/rest-tls.js';
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import { PgfleetError, errorMessage } from '../errors.js';
@@ -76,6 +78,8 @@ export function planManualFailover(
 export interface RunOptions {
   readonly dcs: Pick<AgentDcs, 'load' | 'writeFailover'>;
   readonly auth: { readonly username: string; readonly password?: string | undefined } | undefined;
+  /** TLS for an https api_url (api/rest-tls.ts). */
+  readonly dispatcher?: Agent | undefined;
   /** Deadline for the REST call (the agent polls up to about 20 s) and for the DCS fallback. */
   readonly timeoutMs: number;
   /** Where progress lines go (stdout in the CLI). */
@@ -100,7 +104,8 @@ export async function runManualFailover(plan: ManualFailoverPlan, opts: RunOptio
     }
     let res: Response | undefined;
     try {
-      res = await fetch(`${plan.apiUrl}/${plan.action}`, {
+      res = await restFetch(`${plan.apiUrl}/${plan.action}`, {
+        dispatcher: opts.dispatcher,
         method: 'POST',
         headers,
         body,

@@ -253,6 +253,7 @@ export async function versionCommand(
       const reply = await requestAgent(m.api_url, 'GET', 'patroni', {
         auth: ctx.restAuth,
         timeoutMs: ctx.restTimeoutMs,
+        dispatcher: ctx.restDispatcher,
       });
       const data = JSON.parse(reply.body) as { patroni?: { version?: string }; server_version?: number };
       const pgVersion = data.server_version ? ` PostgreSQL ${formatPgVersion(data.server_version)}` : '';

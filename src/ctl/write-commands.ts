@@ -36,6 +36,7 @@ function rest(
     body,
     auth: ctx.restAuth,
     timeoutMs: ctx.restTimeoutMs,
+    dispatcher: ctx.restDispatcher,
   });
 }
 

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger } from 'pino';
@@ -7,6 +8,12 @@ export interface LoggerSettings {
   /** Human-readable output (pino-pretty) instead of JSON lines. Default: when stdout is a terminal. */
   pretty?: boolean;
   name?: string;
+  /**
+   * Patroni's `log.dir`, `log.file_size`, `log.file_num`: JSON lines to `<dir>/<name>.N.log`
+   * instead of stdout, a new file once one reaches `sizeBytes`, `count` older files kept
+   * (pino-roll, in pino's transport thread).
+   */
+  file?: { dir: string; name: string; sizeBytes: number; count: number } | undefined;
 }
 
 /** Never log secrets: passwords, auth headers, full connection strings. */
@@ -29,7 +36,18 @@ export function createLogger(settings: LoggerSettings = {}): Logger {
     level: settings.level ?? 'info',
     redact: { paths: REDACT, censor: '[redacted]' },
   };
-  if (pretty) {
+  if (settings.file) {
+    const f = settings.file;
+    options.transport = {
+      target: 'pino-roll',
+      options: {
+        file: path.join(f.dir, f.name),
+        size: `${Math.max(1, Math.ceil(f.sizeBytes / 1024))}k`,
+        limit: { count: f.count },
+        mkdir: true,
+      },
+    };
+  } else if (pretty) {
     options.transport = {
       target: 'pino-pretty',
       options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' },

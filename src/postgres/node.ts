@@ -67,6 +67,11 @@ export interface PostgresNodeOptions {
   readonly parentDeathSignal: 'INT' | 'TERM' | 'QUIT' | undefined;
   readonly timeoutMs: number;
   readonly log: Logger;
+  /**
+   * The user's `unix_socket_directories` (Patroni's postgres0.yml sets `..`): its first directory,
+   * relative to the data directory, is where the agent connects; default `<data_dir>.sock`.
+   */
+  readonly socketDirectory?: ParamValue | undefined;
   /** create_replica_methods and friends; undefined: pg_basebackup only. */
   readonly replica?: ReplicaOptions | undefined;
 }
@@ -313,12 +318,16 @@ export class PostgresNode implements PostgresControl {
    * fails on it ("could not open file .s.PGSQL.5432: No such device or address").
    */
   private get socketDir(): string {
-    return `${this.dataDir}.sock`;
+    const own = this.opts.socketDirectory;
+    const first = own === undefined ? '' : String(own).split(',')[0]!.trim();
+    return first === '' ? `${this.dataDir}.sock` : path.resolve(this.dataDir, first);
   }
 
   private async prepareSocketDir(): Promise<void> {
-    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
-    if (this.opts.runAs) await chown(this.socketDir, this.opts.runAs.uid, this.opts.runAs.gid);
+    // A directory the user named (`..`) keeps its owner; one we make belongs to postgres.
+    const created = await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
+    if (created !== undefined && this.opts.runAs)
+      await chown(this.socketDir, this.opts.runAs.uid, this.opts.runAs.gid);
   }
 
   private async writeConfigFiles(start: StartOptions): Promise<void> {

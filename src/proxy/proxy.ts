@@ -3,6 +3,8 @@
  * the listeners. Observe (DCS watch, health checks) → decide (computeRoutes) → act (wake waiting
  * clients, terminate sessions on nodes that left a listener).
  */
+import { restTlsSettings, tlsConnectOptions } from '../api/rest-tls.js';
+import { agentTlsAsCtl } from '../config/proxy-schema.js';
 import { performance } from 'node:perf_hooks';
 import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
 import { reloadPlan } from '../config/proxy-reload.js';
@@ -141,8 +143,10 @@ export class Proxy {
     });
     // Checks run all the time with `health_check` on, and only while the DCS is unreachable
     // otherwise: then the agents' answers are the proxy's news of the cluster (compute-routes.ts).
+    const agentTls = p.agent_tls && tlsConnectOptions(restTlsSettings(agentTlsAsCtl(p.agent_tls), undefined));
     this.#health = new HealthChecker({
       ...healthSettings(p, this.#policy),
+      tls: agentTls,
       log: log.child({ component: 'health' }),
       onResult: (node, check, ok, verdict) => {
         metrics.healthChecks.inc({ node, check, result: ok ? 'pass' : 'fail' });
@@ -166,6 +170,7 @@ export class Proxy {
     this.#writePosition = new WritePositionSource(
       () => this.#leaderApi(),
       () => rywTimeoutMs(this.#config.proxy),
+      agentTls,
     );
     this.#cancelForwarder = new CancelForwarder(
       this.#cancels,

@@ -5,6 +5,7 @@
  * a timeout or a refused connection fails.
  */
 import { EventEmitter } from 'node:events';
+import type { ConnectionOptions } from 'node:tls';
 import { Agent, request } from 'undici';
 import type { ClusterView } from '../../cluster/types.js';
 import type { Logger } from '../../observability/logger.js';
@@ -26,6 +27,8 @@ export interface HealthCheckSettings {
 
 export interface HealthCheckerOptions extends HealthCheckSettings {
   readonly log: Logger;
+  /** TLS for agents whose api_url is https (`proxy.agent_tls`); read at start. */
+  readonly tls?: ConnectionOptions | undefined;
   /** Called after every check with its result, for metrics. */
   readonly onResult?: (member: string, path: string, ok: boolean, verdict: CheckVerdict) => void;
 }
@@ -52,6 +55,7 @@ export class HealthChecker extends EventEmitter<{ change: [HealthSnapshot] }> {
       connections: 2,
       keepAliveTimeout: opts.intervalMs * 4,
       connectTimeout: opts.timeoutMs,
+      ...(opts.tls ? { connect: { ...opts.tls } } : {}),
     });
   }
 

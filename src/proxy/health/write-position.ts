@@ -5,6 +5,7 @@
  * acknowledged before then is at or below it. So callers that arrive while a request is out wait
  * for the next one, and every caller waiting shares it: at most one request is out at a time.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { Agent, request } from 'undici';
 import { errorMessage } from '../../errors.js';
 
@@ -30,13 +31,15 @@ export function writePositionOf(body: unknown): bigint {
 export class WritePositionSource {
   readonly #leader: () => LeaderApi;
   readonly #timeoutMs: () => number;
-  readonly #dispatcher = new Agent({ connections: 2, pipelining: 1 });
+  readonly #dispatcher: Agent;
   /** Callers for the request out now; callers for the next one. */
   #current: Waiter[] | undefined;
   #next: Waiter[] = [];
   #closed = false;
 
-  constructor(leader: () => LeaderApi, timeoutMs: () => number) {
+  /** `tls`: for a leader whose api_url is https (`proxy.agent_tls`). */
+  constructor(leader: () => LeaderApi, timeoutMs: () => number, tls?: ConnectionOptions) {
+    this.#dispatcher = new Agent({ connections: 2, pipelining: 1, ...(tls ? { connect: { ...tls } } : {}) });
     this.#leader = leader;
     this.#timeoutMs = timeoutMs;
   }
