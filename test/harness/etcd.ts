@@ -3,6 +3,8 @@
  * on free loopback ports, in temp dirs, stopped at cleanup. Members can be killed, stopped and
  * restarted with their data, as an operator's rolling restart does.
  */
+import { readFileSync } from 'node:fs';
+import { Agent, fetch as undiciFetch } from 'undici';
 import path from 'node:path';
 import { onCleanup } from './cleanup.js';
 import { freePort } from './ports.js';
@@ -21,6 +23,8 @@ export interface EtcdServer {
   readonly endpoint: string;
   /** `http://127.0.0.1:port`, the form the `etcd3` npm client takes. */
   readonly clientUrl: string;
+  /** With `tls.plainPort`: `127.0.0.1:port` of a plain-HTTP client listener (no certificate asked). */
+  readonly plainEndpoint?: string;
   readonly dataDir: string;
   readonly logFile: string;
   readonly pid: number | undefined;
@@ -55,14 +59,28 @@ async function memberSpec(name: string): Promise<MemberSpec> {
 
 const peerUrl = (m: MemberSpec): string => `http://127.0.0.1:${m.peerPort}`;
 
-function member(spec: MemberSpec, initialCluster: string, startTimeoutMs: number): EtcdServer {
-  const clientUrl = `http://127.0.0.1:${spec.port}`;
+/** Client TLS for an etcd: its server certificate, the CA clients' certificates must chain to, and a client certificate the harness uses. */
+export interface EtcdTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string;
+  readonly client: { readonly cert: string; readonly key: string };
+  /**
+   * Also listen for plain HTTP on this port: etcd's gRPC gateway (Patroni's etcd3 client) refuses
+   * a client certificate when authentication is on ("CommonName of client sending a request
+   * against gateway will be ignored"), so patronictl needs a listener that asks for none.
+   */
+  readonly plainPort?: number;
+}
+
+function member(spec: MemberSpec, initialCluster: string, startTimeoutMs: number, tls?: EtcdTls): EtcdServer {
+  const clientUrl = `${tls ? 'https' : 'http'}://127.0.0.1:${spec.port}`;
   const dataDir = path.join(spec.dir, 'data');
   const logFile = path.join(spec.dir, 'etcd.log');
   const args = [
     `--name=${spec.name}`,
     `--data-dir=${dataDir}`,
-    `--listen-client-urls=${clientUrl}`,
+    `--listen-client-urls=${clientUrl}${tls?.plainPort ? `,http://127.0.0.1:${tls.plainPort}` : ''}`,
     `--advertise-client-urls=${clientUrl}`,
     `--listen-peer-urls=${peerUrl(spec)}`,
     `--initial-advertise-peer-urls=${peerUrl(spec)}`,
@@ -72,6 +90,14 @@ function member(spec: MemberSpec, initialCluster: string, startTimeoutMs: number
     '--unsafe-no-fsync',
     '--logger=zap',
     '--log-level=warn',
+    ...(tls
+      ? [
+          `--cert-file=${tls.cert}`,
+          `--key-file=${tls.key}`,
+          `--trusted-ca-file=${tls.ca}`,
+          '--client-cert-auth',
+        ]
+      : []),
   ];
   let proc: ManagedProcess | undefined;
   const start = async (): Promise<void> => {
@@ -89,7 +115,7 @@ function member(spec: MemberSpec, initialCluster: string, startTimeoutMs: number
       `etcd ${spec.name} on ${clientUrl} to be healthy`,
       async () => {
         if (!started.isRunning) throw new Error(`etcd exited: ${started.logTail()}`);
-        return await isHealthy(clientUrl);
+        return await isHealthy(clientUrl, tls);
       },
       startTimeoutMs,
     );
@@ -101,6 +127,7 @@ function member(spec: MemberSpec, initialCluster: string, startTimeoutMs: number
     peerPort: spec.peerPort,
     endpoint: `127.0.0.1:${spec.port}`,
     clientUrl,
+    ...(tls?.plainPort ? { plainEndpoint: `127.0.0.1:${tls.plainPort}` } : {}),
     dataDir,
     logFile,
     get pid() {
@@ -115,9 +142,11 @@ function member(spec: MemberSpec, initialCluster: string, startTimeoutMs: number
 }
 
 /** Starts a single-member etcd and waits until `GET /health` answers `{"health":"true"}`. */
-export async function startEtcd(opts: { name?: string; startTimeoutMs?: number } = {}): Promise<EtcdServer> {
+export async function startEtcd(
+  opts: { name?: string; startTimeoutMs?: number; tls?: EtcdTls } = {},
+): Promise<EtcdServer> {
   const spec = await memberSpec(opts.name ?? 'etcd1');
-  const server = member(spec, `${spec.name}=${peerUrl(spec)}`, opts.startTimeoutMs ?? 15_000);
+  const server = member(spec, `${spec.name}=${peerUrl(spec)}`, opts.startTimeoutMs ?? 15_000, opts.tls);
   await server.start();
   return server;
 }
@@ -194,8 +223,24 @@ async function memberById(
   return members.find((m) => urls.includes(m.clientUrl));
 }
 
-async function isHealthy(clientUrl: string): Promise<boolean> {
-  const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1_000) });
-  const body = (await res.json()) as { health?: unknown };
-  return res.ok && body.health === 'true';
+async function isHealthy(clientUrl: string, tls?: EtcdTls): Promise<boolean> {
+  const dispatcher = tls
+    ? new Agent({
+        connect: {
+          ca: readFileSync(tls.ca),
+          cert: readFileSync(tls.client.cert),
+          key: readFileSync(tls.client.key),
+        },
+      })
+    : undefined;
+  try {
+    const res = await undiciFetch(`${clientUrl}/health`, {
+      signal: AbortSignal.timeout(1_000),
+      ...(dispatcher ? { dispatcher } : {}),
+    });
+    const body = (await res.json()) as { health?: unknown };
+    return res.ok && body.health === 'true';
+  } finally {
+    await dispatcher?.close();
+  }
 }

@@ -25,6 +25,8 @@ export interface ProxyProcessOptions {
   })[];
   /** Extra keys of the `proxy:` section. */
   readonly proxy?: Readonly<Record<string, unknown>>;
+  /** Extra keys of the `etcd3:` section (TLS, credentials). */
+  readonly etcd3?: Readonly<Record<string, unknown>>;
   readonly env?: Readonly<Record<string, string>>;
 }
 
@@ -47,7 +49,7 @@ export interface ProxyProcess {
 export interface ProxyConfigDocument {
   scope: string;
   namespace: string;
-  etcd3: { hosts: string[] };
+  etcd3: Record<string, unknown> & { hosts: string[] };
   log: { level: string };
   proxy: Record<string, unknown> & { listeners: Record<string, unknown>[] };
 }
@@ -61,7 +63,7 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
   const doc: ProxyConfigDocument = {
     scope: opts.scope,
     namespace: '/service',
-    etcd3: { hosts: [opts.etcdEndpoint] },
+    etcd3: { ...opts.etcd3, hosts: [opts.etcdEndpoint] },
     log: { level: 'warn' },
     proxy: {
       admin: { listen: `127.0.0.1:${adminPort}` },
