@@ -31,6 +31,14 @@ export const DEFAULT_PARAMETERS: Readonly<Record<string, ParamValue>> = Object.f
   // A replica tells the primary its replay position at least every second (PostgreSQL's default
   // is 10 s): the leader's published replay lag, and read routing by it, are that fresh.
   wal_receiver_status_interval: '1s',
+  // PostgreSQL's own log rotation (the logging collector), as Patroni deployments (Spilo) set it:
+  // one file per weekday, truncated when reused, so a week is kept. The directory is beside the
+  // data directory unless `log_directory` is set (PostgresNode).
+  logging_collector: 'on',
+  log_filename: 'postgresql-%a.log',
+  log_rotation_age: '1d',
+  log_rotation_size: 0,
+  log_truncate_on_rotation: 'on',
 });
 
 export interface StandbySettings {

@@ -8,7 +8,7 @@
  * States of the postmaster: stopped → starting → running → stopping → stopped.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -334,6 +334,7 @@ export class PostgresNode implements PostgresControl {
     await this.prepareSocketDir();
     const params: Record<string, ParamValue> = {
       ...DEFAULT_PARAMETERS,
+      log_directory: this.pgLogDir,
       ...start.parameters,
       ...fixedParameters(this.opts.listen, this.socketDir),
     };
@@ -399,9 +400,21 @@ export class PostgresNode implements PostgresControl {
     }
   }
 
+  /** The logging collector's directory when `log_directory` is not set: `<data_dir>.pglog`. */
+  get pgLogDir(): string {
+    return `${this.dataDir}.pglog`;
+  }
+
+  /** The last lines PostgreSQL wrote: its stderr (startup failures), else the collector's newest file. */
   logTail(): string {
+    const tail = (file: string) => readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
     try {
-      return readFileSync(this.logFile, 'utf8').trim().split('\n').slice(-3).join(' | ');
+      const stderr = tail(this.logFile);
+      if (!/redirecting log output to logging collector/.test(stderr)) return stderr;
+      const newest = readdirSync(this.pgLogDir)
+        .map((f) => path.join(this.pgLogDir, f))
+        .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+      return newest === undefined ? stderr : tail(newest);
     } catch {
       return '';
     }

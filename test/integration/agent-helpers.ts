@@ -2,7 +2,7 @@
  * Agent-specific helpers for integration tests: write a node config, run `pgfleet agent` as a
  * child process (via the harness, so cleanup kills it), read the cluster from the REST API.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
@@ -280,7 +280,20 @@ export function infoLogTail(node: AgentNode, lines: number): string {
 /** The last lines of a node's PostgreSQL log (`<data_dir>.log`). */
 export function pgLogTail(node: AgentNode, lines: number): string {
   try {
-    return readFileSync(path.join(node.dir, 'data.log'), 'utf8').trim().split('\n').slice(-lines).join('\n');
+    // stderr (startup), then the logging collector's files (data.pglog/, newest last).
+    const collector = path.join(node.dir, 'data.pglog');
+    const files = existsSync(collector)
+      ? readdirSync(collector)
+          .map((f) => path.join(collector, f))
+          .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
+      : [];
+    return [path.join(node.dir, 'data.log'), ...files]
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('')
+      .trim()
+      .split('\n')
+      .slice(-lines)
+      .join('\n');
   } catch {
     return '(no log)';
   }

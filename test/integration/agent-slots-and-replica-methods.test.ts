@@ -11,7 +11,7 @@
  *   reset once it promoted, and its `post_bootstrap` script ran with the connection string.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -24,6 +24,7 @@ import {
 } from '../harness/index.js';
 import {
   infoLogTail,
+  pgLogTail,
   REPLICATION,
   sql,
   startAgent,
@@ -138,6 +139,16 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
       15_000,
       200,
     );
+  });
+
+  void it("rotates PostgreSQL's log with its logging collector, beside the data directory", async () => {
+    assert.deepEqual(await sql(r1.pgPort, 'SHOW logging_collector'), [{ logging_collector: 'on' }]);
+    const files = readdirSync(path.join(r1.dir, 'data.pglog'));
+    assert.ok(
+      files.length >= 1 && files.every((f) => /^postgresql-(Sun|Mon|Tue|Wed|Thu|Fri|Sat)\.log$/.test(f)),
+      files.join(),
+    );
+    assert.match(pgLogTail(r1, 200), /database system is ready to accept connections/);
   });
 
   void it('keeps permanent slots, an ignored slot and an unknown one on the leader', async () => {
