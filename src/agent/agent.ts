@@ -36,6 +36,10 @@ import { StatusPublisher } from './status-publisher.js';
 import { SyncReplication } from './sync-replication.js';
 import { agentWatchdogClient } from './watchdog/watchdog-client.js';
 import { Failsafe } from './failsafe.js';
+import { CallbackRunner, type PgFacts } from './callbacks.js';
+import { Restarts } from './restarts.js';
+import type { Reply, RestartFacts, RestartRequest } from './restart-rules.js';
+import { isPaused } from '../ha/dynamic-config.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -52,7 +56,7 @@ export interface AgentOptions {
 export type { AgentSnapshot } from './agent-snapshot.js';
 
 export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }] }> {
-  private readonly cfg: AgentConfig;
+  private cfg: AgentConfig;
   private readonly local: LocalPostgres;
   private readonly settings: SettingsTracker;
   private readonly lease: LeaseKeeper;
@@ -60,6 +64,10 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly publisher: StatusPublisher;
   private readonly sync: SyncReplication;
   readonly failsafe: Failsafe;
+  private readonly restarts: Restarts;
+  private readonly callbacks: CallbackRunner;
+  /** A reload changed postgresql.parameters or pg_hba: rewrite the files and reload at the next cycle. */
+  private filesChanged = false;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
   private cycleTimer: NodeJS.Timeout | undefined;
@@ -91,7 +99,22 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       stopOnAgentDeath: opts.config.agent.stop_postgres_on_agent_death,
     });
     this.cluster = new ClusterKnowledge(opts.dcs, this.lease, this.settings, opts.log);
-    this.publisher = new StatusPublisher(opts.config, opts.dcs, this.local, opts.log);
+    this.publisher = new StatusPublisher(
+      () => this.cfg,
+      opts.dcs,
+      this.local,
+      opts.log,
+      () => this.operatorFields(),
+    );
+    this.restarts = new Restarts(() => this.restartFacts(), opts.log.child({ component: 'restart' }));
+    this.callbacks = new CallbackRunner(
+      () => ({
+        commands: this.cfg.postgresql.callbacks,
+        scope: this.cfg.scope,
+        timeoutMs: this.cfg.agent.callback_timeout,
+      }),
+      opts.log.child({ component: 'callbacks' }),
+    );
     this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
     this.sync = new SyncReplication({
       name: opts.config.name,
@@ -190,6 +213,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       lastDcsOkAtMs: this.cluster.lastDcsOkAtMs,
       lastSentence: this.lastSentence,
       failsafeActive: this.failsafe.isActive(this.settings.current.ttlMs),
+      scheduledRestart: this.restarts.memberJson(),
     };
   }
 
@@ -245,11 +269,14 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     if (view && this.leadingPid() !== undefined && this.settings.current.failsafeMode)
       await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
     await this.applyParameterChanges();
+    const restarted = view?.leader !== undefined ? await this.evaluateScheduledRestart(view) : undefined;
+    if (restarted) this.opts.log.info(restarted);
     this.lease.arm(this.settings.current, {
       pid: this.opts.node.pid,
       leading: this.leadingPid() !== undefined,
     });
     await this.publishStatus();
+    this.callbacks.observe(this.pgFacts());
     return !failed && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type));
   }
 
@@ -270,10 +297,13 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     const node = this.opts.node;
     if (!node.isRunning() || !this.local.probe) return;
     const wanted = this.settings.parameters;
-    if (JSON.stringify(wanted) === JSON.stringify(node.appliedParameters)) return;
+    if (!this.filesChanged && JSON.stringify(wanted) === JSON.stringify(node.appliedParameters)) return;
+    this.filesChanged = false;
     try {
       await node.applyParameters(wanted);
       this.opts.log.info({ parameters: Object.keys(wanted) }, 'postgres parameters changed; reloaded');
+      const role = this.pgFacts().role;
+      if (role) this.callbacks.run('on_reload', role);
     } catch (err) {
       this.opts.log.warn({ err: errorMessage(err) }, 'could not apply changed postgres parameters');
     }
@@ -382,6 +412,82 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     return reply.status === 200 ? { ...reply, lsn: probe?.walPosition } : reply;
   }
 
+  /** The member key's operator fields: Patroni's `pending_restart` and `scheduled_restart`. */
+  private operatorFields(): Record<string, unknown> {
+    const scheduled = this.restarts.memberJson();
+    return {
+      ...(this.local.probe?.pendingRestart ? { pending_restart: true } : {}),
+      ...(scheduled ? { scheduled_restart: scheduled } : {}),
+    };
+  }
+
+  private pgFacts(): PgFacts {
+    const probe = this.local.probe;
+    return {
+      running: this.opts.node.isRunning(),
+      role: probe ? (probe.inRecovery ? 'replica' : 'primary') : undefined,
+      startMs: probe?.postmasterStartMs,
+    };
+  }
+
+  private restartFacts(): RestartFacts {
+    const probe = this.local.probe;
+    return {
+      role: this.pgFacts().role,
+      serverVersion: probe?.serverVersion ?? 0,
+      pendingRestart: probe?.pendingRestart === true,
+    };
+  }
+
+  /** In a cycle (on the exclusive chain): a scheduled restart that is due runs now. */
+  private async evaluateScheduledRestart(view: ClusterView): Promise<string | undefined> {
+    const facts = {
+      wallNowMs: Date.now(),
+      loopWaitMs: this.settings.current.loopWaitMs,
+      paused: isPaused(view.config),
+      postmasterStartMs: this.local.postmasterStartMs,
+    };
+    return await this.restarts.evaluate(facts, async () => {
+      await runMaintenance(this.executorContext(view), 'restart');
+      await this.local.observe();
+    });
+  }
+
+  /** POST /restart, its body admitted by restart-rules.ts: now, or scheduled (then published at once). */
+  async restart(request: RestartRequest): Promise<Reply> {
+    if (request.scheduleMs === undefined)
+      return await this.restarts.now(request, () => this.maintain('restart'));
+    const reply = this.restarts.schedule(request, this.local.postmasterStartMs);
+    this.exclusive(() => this.publisher.publishMember(false));
+    return reply;
+  }
+
+  /** DELETE /restart. */
+  cancelScheduledRestart(): Reply {
+    const reply = this.restarts.cancel();
+    this.exclusive(() => this.publisher.publishMember(false));
+    return reply;
+  }
+
+  /**
+   * A reloaded configuration (config-reload.ts: the running one with its live keys replaced):
+   * tags, callbacks and auth apply now; changed parameters or pg_hba are written and reloaded
+   * by a cycle run at once.
+   */
+  reconfigure(config: AgentConfig, filesChanged: boolean): void {
+    this.cfg = config;
+    this.settings.reconfigure(config);
+    this.filesChanged ||= filesChanged;
+    this.wake();
+  }
+
+  /** PATCH/PUT /config: writes the `config` key (see AgentDcs.writeConfig) and runs a cycle soon. */
+  async writeClusterConfig(json: string, expectedRevision: number | undefined): Promise<boolean> {
+    const written = await this.opts.dcs.writeConfig(json, expectedRevision);
+    if (written) this.wake();
+    return written;
+  }
+
   /** A fresh read of the cluster, for REST handlers that wait on an outcome. */
   async loadCluster(): Promise<DcsSnapshot> {
     return await this.opts.dcs.load();
@@ -397,6 +503,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     await this.busy;
     const wasLeader = this.cluster.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
+    this.callbacks.observe(this.pgFacts());
     if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
     await this.opts.dcs.revokeLease().catch(() => undefined);
     this.lease.close();
@@ -411,6 +518,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     clearTimeout(this.cycleTimer);
     clearInterval(this.statusTimer);
     await this.opts.node.stop('immediate').catch(() => undefined);
+    this.callbacks.close();
     this.lease.close();
     this.opts.dcs.close();
   }

@@ -63,7 +63,8 @@ export class LocalPostgres {
       this.lsnHistory = this.probe.inRecovery
         ? []
         : recordLsn(this.lsnHistory, { lsn: this.probe.walPosition, atMs: performance.now() });
-      this.postmasterStartMs ??= this.probe.postmasterStartMs ?? Date.now();
+      // A restart between two looks (an operator's, a demotion) shows as a new start time.
+      this.postmasterStartMs = this.probe.postmasterStartMs ?? this.postmasterStartMs ?? Date.now();
     } catch (err) {
       if (this.probe !== undefined && performance.now() - this.probeAtMs < this.graceMs()) {
         this.log?.warn(

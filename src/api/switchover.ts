@@ -12,7 +12,8 @@ import type http from 'node:http';
 import type { Agent } from '../agent/agent.js';
 import type { ClusterView } from '../cluster/types.js';
 import { isPaused } from '../ha/dynamic-config.js';
-import { formatScheduledAt, parseScheduledAt } from '../ha/schedule.js';
+import { formatScheduledAt } from '../ha/schedule.js';
+import { checkSchedule } from '../agent/restart-rules.js';
 import { syncFacts } from '../ha/sync-failover.js';
 import { syncSettingsOf } from '../ha/sync-settings.js';
 
@@ -44,19 +45,9 @@ export async function readJsonBody(req: http.IncomingMessage): Promise<Record<st
 const str = (x: unknown): string | undefined => (typeof x === 'string' && x !== '' ? x : undefined);
 
 /** A scheduled switchover's `scheduled_at`, checked as Patroni's parse_schedule: 400 no timezone, 422 past or unparsable. */
-function checkSchedule(text: string, nowMs: number): Reply | { text: string } {
-  const parsed = parseScheduledAt(text);
-  if (parsed.ms === undefined && parsed.error === 'no_timezone') {
-    return { status: 400, body: 'Timezone information is mandatory for the scheduled switchover' };
-  }
-  if (parsed.ms === undefined) {
-    return {
-      status: 422,
-      body: 'Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601',
-    };
-  }
-  if (parsed.ms < nowMs) return { status: 422, body: 'Cannot schedule switchover in the past' };
-  return { text: formatScheduledAt(parsed.ms) };
+function checkSwitchoverSchedule(text: string, nowMs: number): Reply | { text: string } {
+  const at = checkSchedule(text, 'switchover', nowMs);
+  return 'status' in at ? at : { text: formatScheduledAt(at.ms) };
 }
 
 /** Patroni's is_failover_possible, over member keys: the 412 reason, if any. */
@@ -108,7 +99,7 @@ export async function handleFailover(
   if (scheduledAt) {
     if (action === 'failover') return { status: 400, body: "Failover can't be scheduled" };
     if (paused) return { status: 400, body: "Can't schedule switchover in the paused state" };
-    const checked = checkSchedule(scheduledAt, Date.now());
+    const checked = checkSwitchoverSchedule(scheduledAt, Date.now());
     if ('status' in checked) return checked;
     scheduled = checked.text;
   }
