@@ -11,12 +11,11 @@ import type { Logger } from 'pino';
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
 import { formatHostPort } from '../config/common.js';
-import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
+import type { AgentDcs } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
 import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
 import type { HaSettings } from '../ha/dynamic-config.js';
 import type { PeerStatus } from '../ha/peer-status.js';
-import { parseFailover } from '../ha/switchover.js';
 import type { Decision } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
 import type { AgentSnapshot } from './agent-snapshot.js';
@@ -36,9 +35,10 @@ import { StatusPublisher } from './status-publisher.js';
 import { SyncReplication } from './sync-replication.js';
 import { agentWatchdogClient } from './watchdog/watchdog-client.js';
 import { Failsafe } from './failsafe.js';
-import { CallbackRunner, type PgFacts } from './callbacks.js';
+import { CallbackRunner } from './callbacks.js';
+import { OperatorRequests } from './operator-requests.js';
+import { ParameterSync } from './parameter-sync.js';
 import { Restarts } from './restarts.js';
-import type { Reply, RestartFacts, RestartRequest } from './restart-rules.js';
 import { isPaused } from '../ha/dynamic-config.js';
 
 export interface AgentOptions {
@@ -66,8 +66,8 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   readonly failsafe: Failsafe;
   private readonly restarts: Restarts;
   private readonly callbacks: CallbackRunner;
-  /** A reload changed postgresql.parameters or pg_hba: rewrite the files and reload at the next cycle. */
-  private filesChanged = false;
+  private readonly parameters: ParameterSync;
+  readonly requests: OperatorRequests;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
   private cycleTimer: NodeJS.Timeout | undefined;
@@ -104,9 +104,16 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       opts.dcs,
       this.local,
       opts.log,
-      () => this.operatorFields(),
+      () => this.restarts.memberFields(this.local.probe?.pendingRestart === true),
     );
-    this.restarts = new Restarts(() => this.restartFacts(), opts.log.child({ component: 'restart' }));
+    this.restarts = new Restarts(() => this.local.restartFacts(), opts.log.child({ component: 'restart' }));
+    this.requests = new OperatorRequests(opts.dcs, this.restarts, {
+      cycleNow: () => this.scheduleCycle(0),
+      wake: () => this.wake(),
+      publishMember: () => this.exclusive(() => this.publisher.publishMember(false)),
+      restart: () => this.maintain('restart'),
+      postmasterStartMs: () => this.local.postmasterStartMs,
+    });
     this.callbacks = new CallbackRunner(
       () => ({
         commands: this.cfg.postgresql.callbacks,
@@ -115,6 +122,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       }),
       opts.log.child({ component: 'callbacks' }),
     );
+    this.parameters = new ParameterSync(opts.node, opts.log, (role) => this.callbacks.run('on_reload', role));
     this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
     this.sync = new SyncReplication({
       name: opts.config.name,
@@ -268,7 +276,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     await this.local.observe();
     if (view && this.leadingPid() !== undefined && this.settings.current.failsafeMode)
       await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
-    await this.applyParameterChanges();
+    await this.parameters.apply(this.settings.parameters, this.local.facts().role);
     const restarted = view?.leader !== undefined ? await this.evaluateScheduledRestart(view) : undefined;
     if (restarted) this.opts.log.info(restarted);
     this.lease.arm(this.settings.current, {
@@ -276,7 +284,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       leading: this.leadingPid() !== undefined,
     });
     await this.publishStatus();
-    this.callbacks.observe(this.pgFacts());
+    this.callbacks.observe(this.local.facts());
     return !failed && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type));
   }
 
@@ -290,23 +298,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     if (!(await this.failsafe.checkAsPrimary(this.settings.current))) return false;
     this.lease.extendForFailsafe(this.settings.current, askedAt);
     return true;
-  }
-
-  /** A changed `postgresql.parameters` (e.g. `patronictl edit-config`) is written and reloaded. */
-  private async applyParameterChanges(): Promise<void> {
-    const node = this.opts.node;
-    if (!node.isRunning() || !this.local.probe) return;
-    const wanted = this.settings.parameters;
-    if (!this.filesChanged && JSON.stringify(wanted) === JSON.stringify(node.appliedParameters)) return;
-    this.filesChanged = false;
-    try {
-      await node.applyParameters(wanted);
-      this.opts.log.info({ parameters: Object.keys(wanted) }, 'postgres parameters changed; reloaded');
-      const role = this.pgFacts().role;
-      if (role) this.callbacks.run('on_reload', role);
-    } catch (err) {
-      this.opts.log.warn({ err: errorMessage(err) }, 'could not apply changed postgres parameters');
-    }
   }
 
   /** The postmaster pid while we lead as a running primary (the watchdog's target). */
@@ -356,53 +347,21 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   }
 
   /**
-   * Writes a switchover/failover request (Patroni's `failover` key, `scheduled_at` as Patroni
-   * writes it) and runs a cycle now.
-   */
-  async requestFailover(
-    leader: string | undefined,
-    member: string | undefined,
-    scheduledAt?: string,
-  ): Promise<void> {
-    await this.opts.dcs.writeFailover(
-      JSON.stringify({
-        ...(leader ? { leader } : {}),
-        ...(member ? { member } : {}),
-        ...(scheduledAt ? { scheduled_at: scheduledAt } : {}),
-      }),
-    );
-    this.scheduleCycle(0);
-  }
-
-  /** Removes a scheduled switchover (DELETE /switchover); `conflict` when the key changed meanwhile. */
-  async deleteScheduledSwitchover(): Promise<'deleted' | 'none' | 'conflict'> {
-    const text = (await this.opts.dcs.load()).values.get('failover');
-    if (parseFailover(text)?.scheduledAt === undefined || text === undefined) return 'none';
-    return (await this.opts.dcs.deleteFailoverIf(text)) ? 'deleted' : 'conflict';
-  }
-
-  /**
    * Runs a restart or reinitialize between cycles; resolves when done. Throws (ERR_POSTGRES)
    * when it cannot be done, e.g. reinitializing the leader.
    */
   async maintain(kind: MaintenanceKind): Promise<void> {
-    let outcome: Error | undefined;
-    const done = new Promise<void>((resolve) => {
-      this.exclusive(async () => {
-        try {
-          const view = this.cluster.snapshot?.view;
-          if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
-          await runMaintenance(this.executorContext(view), kind);
-          this.opts.log.info(`${kind} done on operator request`);
-        } catch (err) {
-          outcome = err instanceof Error ? err : new Error(String(err));
-        } finally {
-          resolve();
-        }
-      });
+    await this.onChain(async () => {
+      const view = this.cluster.snapshot?.view;
+      if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
+      await runMaintenance(this.executorContext(view), kind);
+      this.opts.log.info(`${kind} done on operator request`);
     });
-    await done;
-    if (outcome !== undefined) throw outcome;
+  }
+
+  /** Runs `fn` on the exclusive chain; settles with its outcome. */
+  private onChain(fn: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.exclusive(() => fn().then(resolve, reject)));
   }
 
   /** POST /failsafe: a primary without etcd asks whether we accept it as the leader. */
@@ -410,33 +369,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     const probe = this.local.probe;
     const reply = this.failsafe.accept(this.settings.current, probe?.inRecovery === false, body);
     return reply.status === 200 ? { ...reply, lsn: probe?.walPosition } : reply;
-  }
-
-  /** The member key's operator fields: Patroni's `pending_restart` and `scheduled_restart`. */
-  private operatorFields(): Record<string, unknown> {
-    const scheduled = this.restarts.memberJson();
-    return {
-      ...(this.local.probe?.pendingRestart ? { pending_restart: true } : {}),
-      ...(scheduled ? { scheduled_restart: scheduled } : {}),
-    };
-  }
-
-  private pgFacts(): PgFacts {
-    const probe = this.local.probe;
-    return {
-      running: this.opts.node.isRunning(),
-      role: probe ? (probe.inRecovery ? 'replica' : 'primary') : undefined,
-      startMs: probe?.postmasterStartMs,
-    };
-  }
-
-  private restartFacts(): RestartFacts {
-    const probe = this.local.probe;
-    return {
-      role: this.pgFacts().role,
-      serverVersion: probe?.serverVersion ?? 0,
-      pendingRestart: probe?.pendingRestart === true,
-    };
   }
 
   /** In a cycle (on the exclusive chain): a scheduled restart that is due runs now. */
@@ -453,22 +385,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     });
   }
 
-  /** POST /restart, its body admitted by restart-rules.ts: now, or scheduled (then published at once). */
-  async restart(request: RestartRequest): Promise<Reply> {
-    if (request.scheduleMs === undefined)
-      return await this.restarts.now(request, () => this.maintain('restart'));
-    const reply = this.restarts.schedule(request, this.local.postmasterStartMs);
-    this.exclusive(() => this.publisher.publishMember(false));
-    return reply;
-  }
-
-  /** DELETE /restart. */
-  cancelScheduledRestart(): Reply {
-    const reply = this.restarts.cancel();
-    this.exclusive(() => this.publisher.publishMember(false));
-    return reply;
-  }
-
   /**
    * A reloaded configuration (config-reload.ts: the running one with its live keys replaced):
    * tags, callbacks and auth apply now; changed parameters or pg_hba are written and reloaded
@@ -477,33 +393,26 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   reconfigure(config: AgentConfig, filesChanged: boolean): void {
     this.cfg = config;
     this.settings.reconfigure(config);
-    this.filesChanged ||= filesChanged;
+    if (filesChanged) this.parameters.markFilesChanged();
     this.wake();
   }
 
-  /** PATCH/PUT /config: writes the `config` key (see AgentDcs.writeConfig) and runs a cycle soon. */
-  async writeClusterConfig(json: string, expectedRevision: number | undefined): Promise<boolean> {
-    const written = await this.opts.dcs.writeConfig(json, expectedRevision);
-    if (written) this.wake();
-    return written;
-  }
-
-  /** A fresh read of the cluster, for REST handlers that wait on an outcome. */
-  async loadCluster(): Promise<DcsSnapshot> {
-    return await this.opts.dcs.load();
+  /** No more cycles or status publishing; the one running (if any) finishes on `busy`. */
+  private stopLoop(): void {
+    this.closed = true;
+    this.running = false;
+    clearTimeout(this.cycleTimer);
+    clearInterval(this.statusTimer);
   }
 
   /** Stops the loop; a leader stops Postgres first, then gives up the key; the lease is revoked. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.stopLoop();
     await this.busy;
     const wasLeader = this.cluster.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
-    this.callbacks.observe(this.pgFacts());
+    this.callbacks.observe(this.local.facts());
     if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
     await this.opts.dcs.revokeLease().catch(() => undefined);
     this.lease.close();
@@ -513,10 +422,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   /** Stops now: Postgres immediate shutdown, no DCS cleanup (the lease expires by itself). */
   async destroy(): Promise<void> {
-    this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.stopLoop();
     await this.opts.node.stop('immediate').catch(() => undefined);
     this.callbacks.close();
     this.lease.close();
@@ -530,10 +436,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
    */
   async handover(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.stopLoop();
     await this.busy;
     this.lease.handover();
     this.opts.dcs.close();

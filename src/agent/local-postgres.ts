@@ -9,7 +9,9 @@ import { errorMessage } from '../errors.js';
 import type { PgObservation } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
 import type { PgProbe } from '../postgres/probe.js';
+import type { PgFacts } from './callbacks.js';
 import type { MemberState } from './member-status.js';
+import type { RestartFacts } from './restart-rules.js';
 import { recordLsn, type LsnSample } from './replay-lag.js';
 
 export class LocalPostgres {
@@ -100,6 +102,26 @@ export class LocalPostgres {
       hasData: this.node.hasData(),
       running: this.node.isRunning(),
       status: probe && { ...probe, timeline: Math.max(probe.timeline, this.highestTimeline) },
+    };
+  }
+
+  /** What callbacks are decided on (callbacks.ts). */
+  facts(): PgFacts {
+    const probe = this.probe;
+    return {
+      running: this.node.isRunning(),
+      role: probe ? (probe.inRecovery ? 'replica' : 'primary') : undefined,
+      startMs: probe?.postmasterStartMs,
+    };
+  }
+
+  /** What restart filters are checked against (restart-rules.ts). */
+  restartFacts(): RestartFacts {
+    const probe = this.probe;
+    return {
+      role: this.facts().role,
+      serverVersion: probe?.serverVersion ?? 0,
+      pendingRestart: probe?.pendingRestart === true,
     };
   }
 

@@ -71,6 +71,15 @@ export class Restarts {
     return { status: 200, body: 'scheduled restart deleted' };
   }
 
+  /** The member key's operator fields: Patroni's `pending_restart` and `scheduled_restart`. */
+  memberFields(pendingRestart: boolean): Record<string, unknown> {
+    const scheduled = this.memberJson();
+    return {
+      ...(pendingRestart ? { pending_restart: true } : {}),
+      ...(scheduled ? { scheduled_restart: scheduled } : {}),
+    };
+  }
+
   /** The member key's `scheduled_restart` (with `postmaster_start_time`), or undefined. */
   memberJson(): Record<string, unknown> | undefined {
     const s = this.scheduled;

@@ -93,11 +93,11 @@ export async function postRestart(
   const config = agent.snapshotForApi.view?.config ?? {};
   const admission = admitRestart(checked, Date.now(), isPaused(config));
   if ('refused' in admission) return text(admission.refused);
-  return text(await agent.restart(admission.request));
+  return text(await agent.requests.restart(admission.request));
 }
 
 export function deleteRestart(agent: Agent): HttpReply {
-  return text(agent.cancelScheduledRestart());
+  return text(agent.requests.cancelScheduledRestart());
 }
 
 /** PATCH /config: Patroni's patch_config over the `config` key, written with its version check. */
@@ -108,12 +108,12 @@ export async function patchConfig(
 ): Promise<HttpReply> {
   const checked = checkJsonBody(req, body, false);
   if (isReply(checked)) return checked;
-  const snapshot = await agent.loadCluster();
+  const snapshot = await agent.requests.loadCluster();
   const revision = snapshot.modRevisions.get('config');
   const current = snapshot.view.config;
   if (revision === undefined) return sendErrorReply(503);
   const { config, changed } = mergePatch(current, checked);
-  if (changed && !(await agent.writeClusterConfig(JSON.stringify(config), revision)))
+  if (changed && !(await agent.requests.writeClusterConfig(JSON.stringify(config), revision)))
     return sendErrorReply(409);
   return json(200, config);
 }
@@ -122,10 +122,12 @@ export async function patchConfig(
 export async function putConfig(agent: Agent, req: http.IncomingMessage, body: JsonBody): Promise<HttpReply> {
   const checked = checkJsonBody(req, body, false);
   if (isReply(checked)) return checked;
-  const snapshot = await agent.loadCluster();
+  const snapshot = await agent.requests.loadCluster();
   const current = snapshot.view.config;
   if (JSON.stringify(sortKeys(current)) !== JSON.stringify(sortKeys(checked))) {
-    const written = await agent.writeClusterConfig(JSON.stringify(checked), undefined).catch(() => false);
+    const written = await agent.requests
+      .writeClusterConfig(JSON.stringify(checked), undefined)
+      .catch(() => false);
     if (!written) return sendErrorReply(502);
   }
   return json(200, checked);

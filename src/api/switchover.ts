@@ -93,7 +93,7 @@ export async function handleFailover(
   if (action === 'switchover' && !leader) {
     return { status: 400, body: 'Switchover could be performed only from a specific leader' };
   }
-  const { view } = await agent.loadCluster();
+  const { view } = await agent.requests.loadCluster();
   const paused = isPaused(view.config);
   let scheduled: string | undefined;
   if (scheduledAt) {
@@ -111,14 +111,14 @@ export async function handleFailover(
   // Patroni checks a scheduled request only when its time comes (the leader then drops a bad one).
   const problem = scheduled === undefined ? failoverProblem(view, leader, candidate, action) : undefined;
   if (problem) return { status: 412, body: problem };
-  await agent.requestFailover(leader ?? view.leader, candidate, scheduled);
+  await agent.requests.requestFailover(leader ?? view.leader, candidate, scheduled);
   if (scheduled !== undefined) return { status: 202, body: 'Switchover scheduled' };
   return await pollResult(agent, view.leader, candidate, action, pollTimeoutMs);
 }
 
 /** DELETE /switchover: 200 deleted, 404 none scheduled, 409 the key changed meanwhile. */
 export async function handleDeleteSwitchover(agent: Agent): Promise<Reply> {
-  const outcome = await agent.deleteScheduledSwitchover();
+  const outcome = await agent.requests.deleteScheduledSwitchover();
   if (outcome === 'deleted') return { status: 200, body: 'scheduled switchover deleted' };
   if (outcome === 'none') return { status: 404, body: 'no switchover is scheduled' };
   return { status: 409, body: 'Conflict' };
@@ -136,7 +136,7 @@ async function pollResult(
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 500));
     try {
-      const { view, values } = await agent.loadCluster();
+      const { view, values } = await agent.requests.loadCluster();
       if (view.leader !== undefined && view.leader !== oldLeader) {
         if (!candidate || candidate === view.leader) {
           return { status: 200, body: `Successfully ${verb} over to "${view.leader}"` };
