@@ -8,7 +8,8 @@
  *   --scheduled` and `patronictl flush … restart`, `patronictl restart --pending` restarting only
  *   the pending member, a scheduled restart run by the agent when due; the callbacks they call;
  * - PATCH/PUT /config with Patroni's answers, and `patronictl edit-config -s/-p`, applied by the agents;
- * - a newer callback in the same lane kills the one still running.
+ * - a newer callback in the same lane kills the one still running;
+ * - the same restart and config requests answered by a real Patroni 3.0.2: the same status and body.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -24,6 +25,7 @@ import {
   PATRONICTL_BIN,
   runCommand,
   startEtcd,
+  startPatroniCluster,
   waitFor,
   type EtcdServer,
 } from '../harness/index.js';
@@ -324,6 +326,60 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       (await getJson<Record<string, unknown>>(r1.apiPort, '/config')).body.maximum_lag_on_failover,
       3145728,
     );
+  });
+
+  void it('POST/DELETE /restart and PATCH/PUT /config: the same answers as a real Patroni 3.0.2', async (t) => {
+    const patroni = await startPatroniCluster({ etcd, size: 1, ttl: 10, loopWait: 2, retryTimeout: 3 });
+    const theirs = patroni.members[0]!;
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    const requests: [string, string, unknown][] = [
+      ['POST', '/restart', { role: 'bogus' }],
+      ['POST', '/restart', { when: 1 }],
+      ['POST', '/restart', { schedule: '2020-01-01T00:00:00Z' }],
+      ['POST', '/restart', { schedule: '2030-01-01T00:00:00' }],
+      ['POST', '/restart', { schedule: 'garbage' }],
+      ['POST', '/restart', { postgres_version: '15' }],
+      ['POST', '/restart', { postgres_version: '9.0' }],
+      ['POST', '/restart', { postgres_version: 'a.b' }],
+      ['POST', '/restart', { postgres_version: '14.0' }],
+      ['POST', '/restart', { role: 'replica' }],
+      ['POST', '/restart', { timeout: 0 }],
+      ['POST', '/restart', 'not an object'],
+      ['DELETE', '/restart', undefined],
+      ['POST', '/restart', { schedule: future }],
+      ['POST', '/restart', { schedule: future }],
+      ['DELETE', '/restart', undefined],
+      ['DELETE', '/restart', undefined],
+      ['PATCH', '/config', {}],
+      ['PATCH', '/config', 'not an object'],
+      ['PUT', '/config', {}],
+    ];
+    const differences: string[] = [];
+    for (const [method, p, body] of requests) {
+      const ask = async (port: number) => {
+        const res = await fetch(`http://127.0.0.1:${port}${p}`, {
+          method,
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          signal: AbortSignal.timeout(10_000),
+        });
+        return `${res.status} ${await res.text()}`;
+      };
+      const [ours, want] = [await ask(r1.apiPort), await ask(theirs.apiPort)];
+      if (ours !== want)
+        differences.push(`${method} ${p} ${JSON.stringify(body)}: ours ${ours} / Patroni ${want}`);
+    }
+    // A config patch that changes something: the same status, and the merged value in both.
+    const patch = { maximum_lag_on_failover: 4194304 };
+    for (const port of [r1.apiPort, theirs.apiPort]) {
+      const res = await fetch(`http://127.0.0.1:${port}/config`, {
+        method: 'PATCH',
+        body: JSON.stringify(patch),
+      });
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as Record<string, unknown>).maximum_lag_on_failover, 4194304);
+    }
+    t.diagnostic(`${requests.length} requests compared`);
+    assert.deepEqual(differences, []);
   });
 
   void it('a newer callback in the same lane kills the one still running; on_reload has its own lane', async () => {
