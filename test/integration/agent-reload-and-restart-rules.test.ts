@@ -181,8 +181,16 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
     const [status, body] = await answer(r1, 'POST', '/reload');
     assert.equal(status, 503);
     assert.match(body, /^reload failed: [^]*scope: must be letters/);
+    assert.match(
+      await readFile(r1.logFile, 'utf8'),
+      /reload: configuration invalid; keeping the running one/,
+    );
     await writeFile(r1.configFile, good);
     assert.deepEqual(await answer(r1, 'POST', '/reload'), [200, 'nothing changed']);
+    assert.match(
+      await readFile(r1.logFile, 'utf8'),
+      /"applied":\["log.level","postgresql.parameters","tags"\]/,
+    );
     assert.equal((await patroni(r1)).role, 'primary');
   });
 
@@ -307,6 +315,28 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
     assert.equal(putStatus, 200);
     assert.equal((JSON.parse(put) as Record<string, unknown>).maximum_lag_on_failover, 2097152);
 
+    // A restart-only parameter through the DCS: pending_restart, cleared by a restart --pending.
+    const files = { postgresql: { parameters: { max_files_per_process: 1500 } } };
+    assert.equal((await answer(r2, 'PATCH', '/config', files))[0], 200);
+    await waitFor(
+      'pending_restart on r2 (DCS change)',
+      async () => (await patroni(r2)).pending_restart === true,
+      10_000,
+      100,
+    );
+    assert.deepEqual(await answer(r2, 'POST', '/restart', { restart_pending: true }), [
+      200,
+      'restarted successfully',
+    ]);
+    const [mfpp] = await sql<{ max_files_per_process: string }>(r2.pgPort, 'SHOW max_files_per_process');
+    assert.equal(mfpp?.max_files_per_process, '1500');
+    await waitFor(
+      'pending_restart cleared on r2',
+      async () => (await patroni(r2)).pending_restart === undefined,
+      10_000,
+      100,
+    );
+
     const s = await ctl(
       'edit-config',
       '--force',
@@ -322,9 +352,14 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       10_000,
       100,
     );
-    assert.equal(
-      (await getJson<Record<string, unknown>>(r1.apiPort, '/config')).body.maximum_lag_on_failover,
-      3145728,
+    // GET /config answers from the agent's last view of the cluster (as Patroni's): wait for it.
+    await waitFor(
+      'r1 sees maximum_lag_on_failover 3145728',
+      async () =>
+        (await getJson<Record<string, unknown>>(r1.apiPort, '/config')).body.maximum_lag_on_failover ===
+        3145728,
+      5_000,
+      100,
     );
   });
 
