@@ -8,7 +8,8 @@
  *   --scheduled` and `patronictl flush … restart`, `patronictl restart --pending` restarting only
  *   the pending member, a scheduled restart run by the agent when due; the callbacks they call;
  * - PATCH/PUT /config with Patroni's answers, and `patronictl edit-config -s/-p`, applied by the agents;
- * - a newer callback in the same lane kills the one still running;
+ * - a switchover's on_role_change on both members; a newer callback in the same lane kills the
+ *   one still running;
  * - the same restart and config requests answered by a real Patroni 3.0.2: the same status and body.
  */
 import assert from 'node:assert/strict';
@@ -415,6 +416,23 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
     }
     t.diagnostic(`${requests.length} requests compared`);
     assert.deepEqual(differences, []);
+  });
+
+  void it('a switchover calls on_role_change on both members, with the new roles', async () => {
+    const [status, body] = await answer(r1, 'POST', '/switchover', { leader: 'r1', candidate: 'r2' });
+    assert.equal(status, 200, body);
+    await waitFor(
+      'on_role_change on both',
+      async () => {
+        const lines = await callbacks();
+        return (
+          lines.includes(`on_role_change primary ${SCOPE}`) &&
+          lines.includes(`on_role_change replica ${SCOPE}`)
+        );
+      },
+      15_000,
+      100,
+    );
   });
 
   void it('a newer callback in the same lane kills the one still running; on_reload has its own lane', async () => {
