@@ -355,6 +355,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       const view = this.cluster.snapshot?.view;
       if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
       await runMaintenance(this.executorContext(view), kind);
+      // The new postmaster's start time before the next request (a restart scheduled right after
+      // must not be dropped as "already restarted").
+      await this.local.observe();
       this.opts.log.info(`${kind} done on operator request`);
     });
   }

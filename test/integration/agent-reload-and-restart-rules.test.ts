@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { parse, stringify } from 'yaml';
 import { CallbackRunner } from '../../src/agent/callbacks.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -48,6 +49,8 @@ const SCOPE = 'weekly';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Doc = Record<string, any>;
 const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
+/** A role the reloaded pg_hba rejects by name (it need not exist: the rule comes first). */
+const REJECTED_USER = 'turned_away';
 
 interface PatroniJson {
   role: string;
@@ -138,6 +141,12 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       d.tags = { zone: 'a' };
       d.postgresql.parameters.work_mem = '7MB';
       d.postgresql.parameters.shared_buffers = '24MB'; // postmaster context: needs a restart
+      d.postgresql.pg_hba = [
+        'local all all trust',
+        `host all ${REJECTED_USER} 127.0.0.1/32 reject`,
+        'host replication replicator 127.0.0.1/32 scram-sha-256',
+        'host all all 127.0.0.1/32 scram-sha-256',
+      ];
     });
     r1.process.kill('SIGHUP');
     await waitFor(
@@ -152,6 +161,13 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       10_000,
       100,
     );
+    const refused = new pg.Client({
+      host: '127.0.0.1',
+      port: r1.pgPort,
+      user: REJECTED_USER,
+      database: 'postgres',
+    });
+    await assert.rejects(refused.connect(), /pg_hba\.conf rejects connection/, 'the new pg_hba is loaded');
     const { code, out } = await bench;
     t.diagnostic(out.match(/number of failed transactions: .*|tps = .*/g)?.join('; ') ?? out.slice(-300));
     assert.equal(code, 0, out);
@@ -190,7 +206,7 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
     assert.deepEqual(await answer(r1, 'POST', '/reload'), [200, 'nothing changed']);
     assert.match(
       await readFile(r1.logFile, 'utf8'),
-      /"applied":\["log.level","postgresql.parameters","tags"\]/,
+      /"applied":\["log.level","postgresql.parameters","postgresql.pg_hba","tags"\]/,
     );
     assert.equal((await patroni(r1)).role, 'primary');
   });
@@ -249,6 +265,13 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       (await sql<{ shared_buffers: string }>(r1.pgPort, 'SHOW shared_buffers'))[0]?.shared_buffers,
       '24MB',
     );
+    // --role picks the members (patronictl's selection): only the replica restarts.
+    const r2Start = await postmasterStart(r2);
+    const byRole = await ctl('restart', SCOPE, '--role', 'replica', '--force');
+    assert.equal(byRole.code, 0, byRole.stderr);
+    assert.match(byRole.stdout, /Success: restart on member r2\n/);
+    assert.doesNotMatch(byRole.stdout, /member r1/);
+    assert.notEqual(await postmasterStart(r2), r2Start, 'r2 restarted');
     await waitFor(
       'pending_restart cleared',
       async () => (await member(r1)).pending_restart === undefined,
@@ -462,5 +485,29 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
     );
     assert.ok(!(await readFile(marks, 'utf8')).includes('end on_start'), 'on_start was killed');
     runner.close();
+    // One still running at its timeout is killed with its process group.
+    const pidFile = path.join(dir, 'slow.pid');
+    const slow = new CallbackRunner(
+      () => ({
+        commands: { on_start: `sh -c 'echo $$ > ${pidFile}; sleep 30' x` },
+        scope: SCOPE,
+        timeoutMs: 300,
+      }),
+      silentLogger(),
+    );
+    slow.run('on_start', 'primary');
+    await waitFor(
+      'the slow callback started',
+      async () => (await readFile(pidFile, 'utf8').catch(() => '')) !== '',
+      5_000,
+      20,
+    );
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    // Gone, or a zombie nobody reaped yet (a container's init may never do it).
+    const alive = async () => {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      return stat !== '' && !/^\d+ \(.*\) Z/.test(stat);
+    };
+    await waitFor('the slow callback killed at its timeout', async () => !(await alive()), 3_000, 20);
   });
 });
