@@ -98,19 +98,28 @@ export function publishedState(running: boolean, answering: boolean, state: Memb
   return state === 'running' ? 'stopped' : state;
 }
 
-/** The member key value for this node. */
-export function memberValueFor(cfg: AgentConfig, state: MemberState, probe: PgProbe | undefined): string {
+/**
+ * The member key value for this node; `extra` adds Patroni's operator fields (`pending_restart`,
+ * `scheduled_restart`).
+ */
+export function memberValueFor(
+  cfg: AgentConfig,
+  state: MemberState,
+  probe: PgProbe | undefined,
+  extra: Readonly<Record<string, unknown>> = {},
+): string {
   const pgAddr = cfg.postgresql.connect_address ?? cfg.postgresql.listen;
   const apiAddr = cfg.restapi.connect_address ?? cfg.restapi.listen;
-  return JSON.stringify(
-    buildMemberValue({
+  return JSON.stringify({
+    ...buildMemberValue({
       connUrl: connUrl(pgAddr.host, pgAddr.port),
       apiUrl: apiUrl(apiAddr.host, apiAddr.port, cfg.restapi.certfile !== undefined),
       state,
       probe,
       tags: cfg.tags,
     }),
-  );
+    ...extra,
+  });
 }
 
 /** The `status` value while we lead as a running primary; undefined otherwise. */

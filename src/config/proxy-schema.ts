@@ -281,6 +281,7 @@ export const proxyConfigSchema = z
     tags: z.unknown(),
     agent: z.unknown(),
     ctl: z.unknown(),
+    watchdog: z.unknown(),
   })
   // Any other key (a typo) is an error naming it.
   .strict();

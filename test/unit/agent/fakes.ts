@@ -117,6 +117,12 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     if (!this.etcd.values.has('config')) this.etcd.put('config', json);
   }
+  async writeConfig(json: string, expected: number | undefined): Promise<boolean> {
+    this.etcd.check();
+    if (expected !== undefined && this.etcd.modRevision.get('config') !== expected) return false;
+    this.etcd.put('config', json);
+    return true;
+  }
   async writeStatus(json: string): Promise<void> {
     this.etcd.check();
     this.etcd.put('status', json);
