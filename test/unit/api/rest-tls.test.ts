@@ -20,22 +20,24 @@ const file = (name: string) => {
 };
 const [ca, cert, key] = [file('ca'), file('cert'), file('key')];
 const none: RestTlsSettings = { insecure: false };
+/** A PEM option as text (the options hold the file's bytes). */
+const text = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString() : JSON.stringify(v));
 
 void describe('tlsConnectOptions (Patroni request.py)', () => {
   const cases: [string, RestTlsSettings, (o: ReturnType<typeof tlsConnectOptions>) => unknown, unknown][] = [
     ['nothing: defaults (verified against the system CAs)', none, (o) => Object.keys(o), []],
-    ['cacert read', { ...none, cacert: ca }, (o) => String(o.ca), '-----ca-----\n'],
+    ['cacert read', { ...none, cacert: ca }, (o) => text(o.ca), '-----ca-----\n'],
     ['insecure without a certificate: not verified', { insecure: true }, (o) => o.rejectUnauthorized, false],
     [
       'insecure with a certificate: verified, host name not checked',
       { insecure: true, certfile: cert, keyfile: key },
-      (o) => [o.rejectUnauthorized, typeof o.checkServerIdentity, String(o.key)],
+      (o) => [o.rejectUnauthorized, typeof o.checkServerIdentity, text(o.key)],
       [undefined, 'function', '-----key-----\n'],
     ],
     [
       'the key defaults to the certificate file',
       { ...none, certfile: cert },
-      (o) => String(o.key),
+      (o) => text(o.key),
       '-----cert-----\n',
     ],
     ['a passphrase', { ...none, certfile: cert, keyfilePassword: 'pw' }, (o) => o.passphrase, 'pw'],
