@@ -3,7 +3,8 @@
  * the library's errors into PgfleetError codes (used by every etcd caller), with the one rule of
  * which errors are a member's fault (try another member) and which are etcd's answer.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import {
   Etcd3,
   EtcdAuthenticationFailedError,
@@ -30,6 +31,23 @@ export function etcdHostUrls(config: Etcd3Config): string[] {
   );
 }
 
+/** Debian's (and most distributions') system CA bundle, as Python's ssl (Patroni) uses it. */
+const OS_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * The CAs an etcd server certificate is checked against without `cacert`: Node's bundled roots,
+ * the system bundle and NODE_EXTRA_CA_CERTS. grpc-js alone would use only Node's bundled roots,
+ * so a certificate signed by a CA installed on the host (as Patroni trusts it) would fail.
+ */
+export function systemRoots(env: Readonly<Record<string, string | undefined>> = process.env): Buffer {
+  const pems = [...tls.rootCertificates];
+  for (const file of [OS_CA_BUNDLE, env.NODE_EXTRA_CA_CERTS]) {
+    if (file === undefined || !existsSync(file)) continue;
+    pems.push(readFileSync(file, 'utf8'));
+  }
+  return Buffer.from(pems.join('\n'));
+}
+
 /**
  * A library client bound to one member. Fault handling is ours (EtcdCluster), not the library's:
  * no retries, no circuit breaker, a deadline on every unary call (`attemptMs()` read per call),
@@ -51,9 +69,7 @@ export function createMemberClient(url: string, config: Etcd3Config, attemptMs: 
   // A client certificate works with the system's roots too: `cacert` is not required for it.
   if (config.cacert !== undefined || config.cert !== undefined || config.key !== undefined) {
     options.credentials = {
-      // grpc-js uses the system's roots when none are given; the library's type insists on a Buffer.
-      rootCertificate:
-        config.cacert !== undefined ? readFileSync(config.cacert) : (undefined as unknown as Buffer),
+      rootCertificate: config.cacert !== undefined ? readFileSync(config.cacert) : systemRoots(),
       ...(config.key !== undefined ? { privateKey: readFileSync(config.key) } : {}),
       ...(config.cert !== undefined ? { certChain: readFileSync(config.cert) } : {}),
     };

@@ -189,6 +189,21 @@ void describe('agent: TLS and authentication everywhere, Patroni config keys', {
     assert.notEqual(await postmasterStart(t2), before);
   });
 
+  void it('pgfleet ctl reaches etcd with a client certificate and no cacert (the system CAs)', async () => {
+    const file = path.join(path.dirname(ctlFile), 'no-cacert.yaml');
+    const { cacert: _omitted, ...withoutCa } = etcd3;
+    await writeFile(file, stringify({ scope: SCOPE, etcd3: { hosts: [etcd.endpoint], ...withoutCa } }));
+    const run = (env: Record<string, string>) =>
+      runCommand(process.execPath, [path.join(ROOT, 'bin', 'pgfleet'), 'ctl', '-c', file, 'list'], {
+        env: { PGFLEET_FROM_SOURCE: '1', ...env },
+        timeoutMs: 20_000,
+      });
+    // The test CA is a system CA for this process only.
+    const trusted = await run({ NODE_EXTRA_CA_CERTS: ca });
+    assert.equal(trusted.code, 0, `${trusted.stdout}\n${trusted.stderr}`);
+    assert.match(trusted.stdout, /t1/);
+  });
+
   void it('the proxy polls the agents over HTTPS (proxy.agent_tls) and routes to the primary', async () => {
     proxy = await startProxyProcess({
       scope: SCOPE,
