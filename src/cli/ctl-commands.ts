@@ -33,11 +33,13 @@ export function addCtlCommands(program: Command): void {
     .requiredOption(
       '-c, --config <file>',
       'a YAML file with scope, namespace and etcd3 (an agent config works)',
-    );
+    )
+    .option('-k, --insecure', "do not verify the agents' HTTPS certificates (as ctl.insecure)");
 
   const run = (fn: (ctx: CtlContext, stop: Promise<void>) => Promise<number>) => async () => {
     const { withCtl } = await import('./ctl.js');
-    process.exitCode = await withCtl(ctl.opts<{ config: string }>().config, fn);
+    const o = ctl.opts<{ config: string; insecure?: boolean }>();
+    process.exitCode = await withCtl(o.config, fn, o.insecure === true);
   };
 
   ctl

@@ -47,6 +47,7 @@ function stopSignal(): Promise<void> {
 export async function withCtl(
   file: string,
   fn: (ctx: CtlContext, stop: Promise<void>) => Promise<number>,
+  insecure = false,
 ): Promise<number> {
   let config: CtlConfig;
   try {
@@ -62,7 +63,9 @@ export async function withCtl(
     prompter,
     print,
     restAuth: config.restapi?.authentication,
-    restDispatcher: restDispatcher(restTlsSettings(config.ctl, config.restapi)),
+    restDispatcher: restDispatcher(
+      restTlsSettings(insecure ? { ...config.ctl, insecure } : config.ctl, config.restapi),
+    ),
     restTimeoutMs: REST_TIMEOUT_MS,
     stdoutIsTty: process.stdout.isTTY === true,
     env: process.env,
