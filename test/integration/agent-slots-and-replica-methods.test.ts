@@ -50,6 +50,7 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
   let backup: string;
   let r1: AgentNode;
   let r2: AgentNode;
+  let r3: AgentNode;
   const started = Date.now();
 
   before(async () => {
@@ -112,8 +113,12 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
         broken: { command: 'false' },
         restore: { command: `sh ${FIXTURES}/restore-from-dir.sh`, backup_dir: backup, keep_data: false },
       },
+      tags: { clonefrom: true },
     });
     await waitForHealthyCluster([r1, r2], 40_000);
+    // A third member clones (pg_basebackup) from r2, tagged clonefrom, and streams from the leader.
+    r3 = await startNode(etcd, 'meth', 'r3', { postgresql: { parameters: pgParameters } });
+    await waitForHealthyCluster([r1, r2, r3], 40_000);
   });
   after(async () => {
     process.stdout.write(`# integration wall time: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
@@ -141,6 +146,15 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
     );
   });
 
+  void it('clones a new member from the replica tagged clonefrom, then follows the leader', async () => {
+    assert.match(infoLogTail(r3, 300), /cloning from replica 'r2' \(tagged clonefrom\)/);
+    const [recv] = await sql<{ host: string; port: number }>(
+      r3.pgPort,
+      'SELECT sender_host AS host, sender_port AS port FROM pg_stat_wal_receiver',
+    );
+    assert.equal(recv?.port, r1.pgPort);
+  });
+
   void it("rotates PostgreSQL's log with its logging collector, beside the data directory", async () => {
     assert.deepEqual(await sql(r1.pgPort, 'SHOW logging_collector'), [{ logging_collector: 'on' }]);
     const files = readdirSync(path.join(r1.dir, 'data.pglog'));
@@ -160,7 +174,14 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
       10_000,
       200,
     );
-    assert.deepEqual(await slotNames(r1.pgPort), ['perm_logical', 'perm_phys', 'r2', 'receivewal', 'stray']);
+    assert.deepEqual(await slotNames(r1.pgPort), [
+      'perm_logical',
+      'perm_phys',
+      'r2',
+      'r3',
+      'receivewal',
+      'stray',
+    ]);
     const logical = await sql<{ plugin: string; database: string }>(
       r1.pgPort,
       "SELECT plugin, database FROM pg_replication_slots WHERE slot_name = 'perm_logical'",
@@ -179,7 +200,7 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
       'permanent and member slots on r2',
       async () => {
         const names = await slotNames(r2.pgPort);
-        return ['perm_logical', 'perm_phys', 'r1'].every((n) => names.includes(n)) ? names : undefined;
+        return ['perm_logical', 'perm_phys', 'r1', 'r3'].every((n) => names.includes(n)) ? names : undefined;
       },
       20_000,
       250,
