@@ -70,11 +70,16 @@ export async function withCtl(
     stdoutIsTty: process.stdout.isTTY === true,
     env: process.env,
   };
+  // grpc-js's call deadlines do not keep the process alive: with etcd's TLS handshake failing
+  // (a wrong CA) the event loop emptied and Node exited 13 in silence. This timer holds it open
+  // until the command settles, so the deadline fires and the error is printed.
+  const keepAlive = setInterval(() => undefined, 60_000);
   try {
     return await fn(ctx, stopSignal());
   } catch (err) {
     return fail(errorMessage(err));
   } finally {
+    clearInterval(keepAlive);
     prompter.close();
     etcd.close();
   }

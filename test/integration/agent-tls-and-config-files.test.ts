@@ -37,6 +37,7 @@ const ETCD_USER = { username: 'root', password: 'etcd-root-pw' } as const;
 void describe('agent: TLS and authentication everywhere, Patroni config keys', { timeout: 120_000 }, () => {
   let etcd: EtcdServer;
   let ca: string;
+  let otherCa: string;
   let server: { cert: string; key: string };
   let client: { cert: string; key: string };
   let https: Agent;
@@ -60,6 +61,7 @@ void describe('agent: TLS and authentication everywhere, Patroni config keys', {
   before(async () => {
     const certs = await makeCertificates();
     ca = certs.caCert;
+    otherCa = certs.otherCaCert;
     server = await certs.server('pgfleet-server');
     client = await certs.client('pgfleet-client');
     https = new Agent({
@@ -202,6 +204,14 @@ void describe('agent: TLS and authentication everywhere, Patroni config keys', {
     const trusted = await run({ NODE_EXTRA_CA_CERTS: ca });
     assert.equal(trusted.code, 0, `${trusted.stdout}\n${trusted.stderr}`);
     assert.match(trusted.stdout, /t1/);
+    // A CA that did not sign etcd's certificate: an error that says so, not a silent exit.
+    await writeFile(
+      file,
+      stringify({ scope: SCOPE, etcd3: { hosts: [etcd.endpoint], ...etcd3, cacert: otherCa } }),
+    );
+    const wrong = await run({});
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /pgfleet ctl: etcd get \S+ failed on every member/);
   });
 
   void it('the proxy polls the agents over HTTPS (proxy.agent_tls) and routes to the primary', async () => {
