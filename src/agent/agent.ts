@@ -194,7 +194,12 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }, delayMs);
   }
 
+  /** The loop's own timing, or sooner when a scheduled restart falls due. */
   private nextCycleDelayMs(): number {
+    return Math.min(this.restarts.dueInMs(Date.now()) ?? Infinity, this.loopDelayMs());
+  }
+
+  private loopDelayMs(): number {
     return nextCycleDelayMs({
       loopWaitMs: this.settings.current.loopWaitMs,
       snapshot: this.cluster.snapshot,
