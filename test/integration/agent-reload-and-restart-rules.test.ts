@@ -308,6 +308,11 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       100,
     );
     assert.equal((await patroni(r2)).scheduled_restart, undefined);
+    const [onTime] = await sql<{ ok: boolean }>(
+      r2.pgPort,
+      `SELECT pg_postmaster_start_time() >= '${at}'::timestamptz - interval '20 milliseconds' AS ok`,
+    );
+    assert.equal(onTime?.ok, true, 'not restarted before its time');
   });
 
   void it('PATCH/PUT /config with Patroni answers; patronictl edit-config -s/-p; the agents apply them', async () => {
