@@ -14,7 +14,7 @@ import { formatHostPort } from '../config/common.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
 import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
-import type { HaSettings } from '../ha/dynamic-config.js';
+import { isPaused, type HaSettings } from '../ha/dynamic-config.js';
 import type { PeerStatus } from '../ha/peer-status.js';
 import type { Decision } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
@@ -39,7 +39,6 @@ import { CallbackRunner } from './callbacks.js';
 import { OperatorRequests } from './operator-requests.js';
 import { ParameterSync } from './parameter-sync.js';
 import { Restarts } from './restarts.js';
-import { isPaused } from '../ha/dynamic-config.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
