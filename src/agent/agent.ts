@@ -14,7 +14,7 @@ import { formatHostPort } from '../config/common.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
 import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
-import type { HaSettings } from '../ha/dynamic-config.js';
+import { isPaused, type HaSettings } from '../ha/dynamic-config.js';
 import type { PeerStatus } from '../ha/peer-status.js';
 import type { Decision } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
@@ -42,7 +42,6 @@ import { CallbackRunner } from './callbacks.js';
 import { OperatorRequests } from './operator-requests.js';
 import { ParameterSync } from './parameter-sync.js';
 import { Restarts } from './restarts.js';
-import { isPaused } from '../ha/dynamic-config.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -202,7 +201,12 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }, delayMs);
   }
 
+  /** The loop's own timing, or sooner when a scheduled restart falls due. */
   private nextCycleDelayMs(): number {
+    return Math.min(this.restarts.dueInMs(Date.now()) ?? Infinity, this.loopDelayMs());
+  }
+
+  private loopDelayMs(): number {
     return nextCycleDelayMs({
       loopWaitMs: this.settings.current.loopWaitMs,
       snapshot: this.cluster.snapshot,

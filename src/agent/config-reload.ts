@@ -8,7 +8,7 @@
  * | `log.level`                                              | every logger's level                  |
  * | `tags`                                                   | the member key, /patroni              |
  * | `postgresql.parameters`, `postgresql.pg_hba`             | files rewritten, `pg_reload_conf()`; a postmaster-context change sets pending_restart |
- * | `postgresql.callbacks`, `postgresql.authentication`      | used from the next call on            |
+ * | `postgresql.callbacks`                                   | used from the next call on            |
  * | `restapi.authentication`                                 | checked on the next request           |
  *
  * Every other key (identity, addresses, data directory, etcd, bootstrap, agent timing) takes
@@ -27,7 +27,6 @@ export const LIVE_KEYS: readonly string[] = Object.freeze([
   'postgresql.parameters',
   'postgresql.pg_hba',
   'postgresql.callbacks',
-  'postgresql.authentication',
   'restapi.authentication',
 ]);
 

@@ -7,7 +7,6 @@
  * States: none → scheduled → (due: run | stale / already restarted: dropped | DELETE: none).
  * @see patroni/ha.py schedule_future_restart, delete_future_restart, evaluate_scheduled_restart
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import {
@@ -18,6 +17,9 @@ import {
   type RestartFacts,
   type RestartRequest,
 } from './restart-rules.js';
+
+/** A timer that fires this early still counts as on time. */
+const EARLY_MS = 20;
 
 interface Scheduled {
   readonly request: RestartRequest;
@@ -71,6 +73,12 @@ export class Restarts {
     return { status: 200, body: 'scheduled restart deleted' };
   }
 
+  /** Milliseconds until the scheduled restart is due; undefined: none, or due already (the next cycle runs it). */
+  dueInMs(wallNowMs: number): number | undefined {
+    const at = this.scheduled?.request.scheduleMs;
+    return at === undefined || at <= wallNowMs ? undefined : at - wallNowMs;
+  }
+
   /** The member key's operator fields: Patroni's `pending_restart` and `scheduled_restart`. */
   memberFields(pendingRestart: boolean): Record<string, unknown> {
     const scheduled = this.memberJson();
@@ -87,8 +95,8 @@ export class Restarts {
   }
 
   /**
-   * In an HA cycle: runs the scheduled restart when due (sleeping up to loop_wait until its
-   * moment, as Patroni), or drops it. Returns the cycle's sentence when it acted.
+   * In an HA cycle: runs the scheduled restart when due, or drops it (stale, or PostgreSQL
+   * restarted meanwhile). Returns the cycle's sentence when it acted.
    */
   async evaluate(f: CycleFacts, restart: () => Promise<void>): Promise<string | undefined> {
     const s = this.scheduled;
@@ -104,8 +112,9 @@ export class Restarts {
       this.scheduled = undefined;
       return undefined;
     }
-    await sleep(step.sleepMs);
-    if (this.scheduled !== s) return undefined; // deleted meanwhile
+    // Due within loop_wait: the agent times its next cycle to the moment (dueInMs) instead of
+    // sleeping on the loop's chain as Patroni does (a timer may fire a little early).
+    if (step.sleepMs > EARLY_MS) return undefined;
     this.scheduled = undefined;
     const reply = await this.now(s.request, restart);
     if (reply.status !== 200) {

@@ -72,16 +72,13 @@ export function checkJsonBody(
   req: http.IncomingMessage,
   body: JsonBody,
   optional: boolean,
-): Record<string, unknown> | HttpReply {
+): { readonly value: Record<string, unknown> } | { readonly reply: HttpReply } {
   const length = req.headers['content-length'];
-  if (length === undefined) return optional ? {} : sendErrorReply(411);
-  if (length === '0' && optional) return {};
-  if (body.kind === 'ok' && (optional || Object.keys(body.value).length > 0)) return body.value;
-  return sendErrorReply(400);
+  if (length === undefined) return optional ? { value: {} } : { reply: sendErrorReply(411) };
+  if (length === '0' && optional) return { value: {} };
+  if (body.kind === 'ok' && (optional || Object.keys(body.value).length > 0)) return { value: body.value };
+  return { reply: sendErrorReply(400) };
 }
-
-const isReply = (v: Record<string, unknown> | HttpReply): v is HttpReply =>
-  typeof v.status === 'number' && typeof v.type === 'string' && typeof v.body === 'string';
 
 export async function postRestart(
   agent: Agent,
@@ -89,9 +86,9 @@ export async function postRestart(
   body: JsonBody,
 ): Promise<HttpReply> {
   const checked = checkJsonBody(req, body, true);
-  if (isReply(checked)) return checked;
+  if ('reply' in checked) return checked.reply;
   const config = agent.snapshotForApi.view?.config ?? {};
-  const admission = admitRestart(checked, Date.now(), isPaused(config));
+  const admission = admitRestart(checked.value, Date.now(), isPaused(config));
   if ('refused' in admission) return text(admission.refused);
   return text(await agent.requests.restart(admission.request));
 }
@@ -107,12 +104,12 @@ export async function patchConfig(
   body: JsonBody,
 ): Promise<HttpReply> {
   const checked = checkJsonBody(req, body, false);
-  if (isReply(checked)) return checked;
+  if ('reply' in checked) return checked.reply;
   const snapshot = await agent.requests.loadCluster();
   const revision = snapshot.modRevisions.get('config');
   const current = snapshot.view.config;
   if (revision === undefined) return sendErrorReply(503);
-  const { config, changed } = mergePatch(current, checked);
+  const { config, changed } = mergePatch(current, checked.value);
   if (changed && !(await agent.requests.writeClusterConfig(JSON.stringify(config), revision)))
     return sendErrorReply(409);
   return json(200, config);
@@ -121,16 +118,16 @@ export async function patchConfig(
 /** PUT /config: the whole `config` key replaced (written only when it differs). */
 export async function putConfig(agent: Agent, req: http.IncomingMessage, body: JsonBody): Promise<HttpReply> {
   const checked = checkJsonBody(req, body, false);
-  if (isReply(checked)) return checked;
+  if ('reply' in checked) return checked.reply;
   const snapshot = await agent.requests.loadCluster();
   const current = snapshot.view.config;
-  if (JSON.stringify(sortKeys(current)) !== JSON.stringify(sortKeys(checked))) {
+  if (JSON.stringify(sortKeys(current)) !== JSON.stringify(sortKeys(checked.value))) {
     const written = await agent.requests
-      .writeClusterConfig(JSON.stringify(checked), undefined)
+      .writeClusterConfig(JSON.stringify(checked.value), undefined)
       .catch(() => false);
     if (!written) return sendErrorReply(502);
   }
-  return json(200, checked);
+  return json(200, checked.value);
 }
 
 /**

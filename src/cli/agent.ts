@@ -86,12 +86,17 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   const apply = (next: AgentConfig): ReloadPlan => {
     const plan = planReload(running, next);
     running = plan.config;
-    if (plan.applied.includes('log.level') && process.env.PGFLEET_LOG_LEVEL === undefined)
-      log.level = running.log.level;
     node.setPgHba(running.postgresql.pg_hba);
     const files = plan.applied.some((k) => k === 'postgresql.parameters' || k === 'postgresql.pg_hba');
     agent.reconfigure(running, files);
     http.reconfigure(running);
+    if (plan.applied.includes('log.level') && process.env.PGFLEET_LOG_LEVEL === undefined) {
+      try {
+        log.level = running.log.level;
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'reload: log.level not applied');
+      }
+    }
     return plan;
   };
   const reloader = handleReload(() => loadAgentConfig(opts.config, process.env), apply, log);

@@ -148,6 +148,7 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
         'host all all 127.0.0.1/32 scram-sha-256',
       ];
     });
+    const hupAt = Date.now();
     r1.process.kill('SIGHUP');
     await waitFor(
       'work_mem applied on r1',
@@ -155,6 +156,7 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       10_000,
       100,
     );
+    t.diagnostic(`SIGHUP to work_mem in force on r1: ${Date.now() - hupAt} ms`);
     await waitFor(
       'pending_restart on r1',
       async () => (await patroni(r1)).pending_restart === true,
@@ -306,6 +308,11 @@ void describe('agent reload, restart rules, dynamic config and callbacks', { tim
       100,
     );
     assert.equal((await patroni(r2)).scheduled_restart, undefined);
+    const [onTime] = await sql<{ ok: boolean }>(
+      r2.pgPort,
+      `SELECT pg_postmaster_start_time() >= '${at}'::timestamptz - interval '20 milliseconds' AS ok`,
+    );
+    assert.equal(onTime?.ok, true, 'not restarted before its time');
   });
 
   void it('PATCH/PUT /config with Patroni answers; patronictl edit-config -s/-p; the agents apply them', async () => {

@@ -248,7 +248,12 @@ export class FakePostgres implements PostgresControl {
     this.lastStart = start;
     this.upstream = start.standby && { host: start.standby.host, port: start.standby.port };
   }
+  /** How many times the files were rewritten and reloaded. */
+  reloads = 0;
+  /** What pg_settings.pending_restart would say (a test sets it). */
+  pendingRestart = false;
   async applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void> {
+    this.reloads++;
     if (this.lastStart) this.lastStart = { ...this.lastStart, parameters };
   }
   async promote(): Promise<void> {
@@ -273,6 +278,7 @@ export class FakePostgres implements PostgresControl {
       replayLsn: this.inRecovery ? this.wal : undefined,
       timeline: this.timeline,
       walReceiverStatus: this.inRecovery && this.upstream ? 'streaming' : undefined,
+      pendingRestart: this.pendingRestart,
       upstreamHost: this.inRecovery ? this.upstream?.host : undefined,
       upstreamPort: this.inRecovery ? this.upstream?.port : undefined,
       standbys: [],

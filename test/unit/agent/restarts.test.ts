@@ -66,16 +66,26 @@ void describe('Restarts: one scheduled restart, Patroni answers', () => {
     });
   });
 
-  void it('in a cycle: waits until due, then runs once and is gone', async () => {
+  void it('in a cycle: waits until due (a timer 10 ms early counts), then runs once and is gone', async () => {
     const { restarts, restart, runs } = setup();
     restarts.schedule(at(NOW + 60_000), 1000);
     assert.equal(await restarts.evaluate(cycle(), restart), undefined);
+    // Within loop_wait but ahead: not yet; the agent times a cycle to the moment.
+    assert.equal(await restarts.evaluate(cycle({ wallNowMs: NOW + 55_000 }), restart), undefined);
+    assert.equal(restarts.dueInMs(NOW + 55_000), 5_000);
+    assert.equal(restarts.dueInMs(NOW + 60_000), undefined, 'due: the next cycle runs it');
     assert.equal(runs(), 0);
+    assert.equal(
+      await restarts.evaluate(cycle({ wallNowMs: NOW + 59_990 }), restart),
+      'scheduled restart done',
+    );
+    assert.equal(runs(), 1, 'a timer 10 ms early is on time');
+    restarts.schedule(at(NOW + 60_000), 1000);
     assert.equal(
       await restarts.evaluate(cycle({ wallNowMs: NOW + 61_000 }), restart),
       'scheduled restart done',
     );
-    assert.equal(runs(), 1);
+    assert.equal(runs(), 2);
     assert.deepEqual(restarts.memberFields(false), {});
   });
 
