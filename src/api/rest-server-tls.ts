@@ -31,12 +31,18 @@ export function restServerTls(c: RestServerTlsConfig): ServerOptions | undefined
   };
 }
 
-/** Whether an unsafe request may go on: with verify_client set, only with a verified client certificate. */
+/**
+ * Whether an unsafe request may go on: with verify_client set, only with a verified client
+ * certificate. `authorized` alone is not enough: on a resumed TLS session without a client
+ * certificate Node reports it true (seen: the second request of a keep-alive client), so a
+ * certificate must be there too, as Patroni checks getpeercert().
+ */
 export function clientCertificateOk(
   req: IncomingMessage,
   verify: RestServerTlsConfig['verify_client'],
 ): boolean {
   if (verify === 'none') return true;
   const socket = req.socket as Partial<TLSSocket>;
-  return socket.authorized === true;
+  if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return false;
+  return Object.keys(socket.getPeerCertificate()).length > 0;
 }

@@ -96,7 +96,13 @@ void describe('agent: TLS and authentication everywhere, Patroni config keys', {
           scope: SCOPE,
           configOverlay: {
             etcd3,
-            restapi: { certfile: server.cert, keyfile: server.key, cafile: ca, verify_client: 'required' },
+            // t1 requires a client certificate for everything, t2 only for unsafe requests.
+            restapi: {
+              certfile: server.cert,
+              keyfile: server.key,
+              cafile: ca,
+              verify_client: name === 't1' ? 'required' : 'optional',
+            },
             ctl: { certfile: client.cert, keyfile: client.key },
             log: { level: 'debug', dir: path.join(logs, name), file_size: 1024, file_num: 2 },
           },
@@ -141,12 +147,18 @@ void describe('agent: TLS and authentication everywhere, Patroni config keys', {
       fetch(`http://127.0.0.1:${t1!.apiPort}/patroni`, { signal: AbortSignal.timeout(3_000) }),
     );
     const noCert = new Agent({ connect: { ca: readFileSync(ca) } });
-    await assert.rejects(
-      fetch(`https://127.0.0.1:${t1!.apiPort}/patroni`, {
+    const bare = (node: AgentNode, p: string, method = 'GET') =>
+      fetch(`https://127.0.0.1:${node.apiPort}${p}`, {
+        method,
         dispatcher: noCert,
         signal: AbortSignal.timeout(3_000),
-      }),
-    );
+      });
+    await assert.rejects(bare(t1!, '/patroni'));
+    // verify_client: optional — reads without a certificate, no unsafe request (Patroni's 403).
+    const t2 = nodes[1]!;
+    assert.equal((await bare(t2, '/patroni')).status, 200);
+    const refused = await bare(t2, '/restart', 'POST');
+    assert.deepEqual([refused.status, await refused.text()], [403, 'client certificate required']);
     await noCert.close();
     const cluster = JSON.parse((await api(t1!, '/cluster')).text) as {
       members: { name: string; api_url: string }[];

@@ -53,7 +53,10 @@ void describe('tlsConnectOptions (Patroni request.py)', () => {
 });
 
 void describe('verify_client', () => {
-  const req = (authorized: boolean | undefined) => ({ socket: { authorized } }) as unknown as IncomingMessage;
+  const req = (authorized: boolean | undefined, cert: object = { subject: { CN: 'c' } }) =>
+    ({ socket: { authorized, getPeerCertificate: () => cert } }) as unknown as IncomingMessage;
+  void it('optional: "authorized" without a certificate (a resumed session) is refused', () =>
+    assert.equal(clientCertificateOk(req(true, {}), 'optional'), false));
   const cases: [string, 'none' | 'optional' | 'required', boolean | undefined, boolean][] = [
     ['none: anything', 'none', undefined, true],
     ['optional: a verified certificate', 'optional', true, true],
