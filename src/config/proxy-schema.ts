@@ -89,6 +89,19 @@ const listenerSchema = z
     /** This listener's own cap on sessions, within proxy.max_client_connections. */
     max_client_connections: z.number().int().min(1).optional(),
     read_your_writes: readYourWritesSchema.optional(),
+    /** none: one server connection per client (the relay); session or transaction: pooled (docs/pooling.md). */
+    pool_mode: z.enum(['none', 'session', 'transaction']).default('none'),
+    /** Server connections per (database, user) per node. */
+    pool_size: z.number().int().min(1).default(20),
+    /** Server connections kept open per (database, user) per routed node, once the pool was used. */
+    min_pool_size: z.number().int().min(0).default(0),
+    /** Extra server connections for a pool whose clients waited reserve_pool_timeout. */
+    reserve_pool: z.number().int().min(0).default(0),
+    reserve_pool_timeout: durationMs.default('5s'),
+    /** An idle pooled server connection is closed after this long unused. */
+    server_idle_timeout: durationMs.default('600s'),
+    /** A pooled server connection is closed once this old, when it is next idle. */
+    server_lifetime: durationMs.default('3600s'),
   })
   .strict();
 
@@ -198,6 +211,9 @@ const proxySection = z
           message: 'only applies to role: replica',
         });
       }
+      checkPooling(l, (path, message) =>
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, path], message }),
+      );
       if (l.read_your_writes !== undefined && !p.listeners.some((o) => o.role === 'primary')) {
         ctx.addIssue({
           code: 'custom',
@@ -214,6 +230,31 @@ const proxySection = z
       }
     });
   });
+
+/** A pooled listener's keys that must agree with each other and with its other keys. */
+function checkPooling(
+  l: {
+    pool_mode: 'none' | 'session' | 'transaction';
+    pool_size: number;
+    min_pool_size: number;
+    tls: ListenerTls;
+    read_your_writes?: unknown;
+  },
+  issue: (path: string, message: string) => void,
+): void {
+  if (l.pool_mode === 'none') return;
+  if (l.min_pool_size > l.pool_size) issue('min_pool_size', `must not exceed pool_size (${l.pool_size})`);
+  if (l.tls === 'passthrough')
+    issue(
+      'tls',
+      `"passthrough" cannot be pooled (pool_mode: ${l.pool_mode}): the proxy must read the session`,
+    );
+  if (l.read_your_writes !== undefined)
+    issue(
+      'read_your_writes',
+      `is not available with pool_mode: ${l.pool_mode} (a server may serve several clients)`,
+    );
+}
 
 /** A TLS-terminating listener needs a certificate and key: its own, or proxy.tls's. */
 function checkListenerTls(

@@ -14,6 +14,7 @@ import { clusterKeys } from '../dcs/keys.js';
 import { errorMessage, isPgfleetError } from '../errors.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
+import { registerPoolMetrics } from '../observability/pool-metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { PRIMARY_CHECK } from '../routing/health-paths.js';
@@ -24,6 +25,7 @@ import { Admission } from './admission.js';
 import { HealthChecker } from './health/health-checker.js';
 import { WritePositionSource, type LeaderApi } from './health/write-position.js';
 import { ListenerSet } from './listener-set.js';
+import { PoolSet } from './pool/pool-set.js';
 import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
 import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
 import { derivedWaitTimeoutMs } from './wait-timeout.js';
@@ -89,6 +91,8 @@ export class Proxy {
   readonly #deadlines: DeadlineWheel;
   readonly #admission: Admission;
   readonly #listeners = new ListenerSet();
+  /** The pooled listeners' pools (kept across reloads). */
+  readonly #pools: PoolSet;
   readonly #admin: AdminHttp | undefined;
   #table: RoutingTable;
   #view: ClusterView;
@@ -177,11 +181,17 @@ export class Proxy {
       p.connect_timeout,
       (result) => metrics.cancelRequests.inc({ result }),
     );
+    this.#pools = new PoolSet(log.child({ component: 'pool' }));
+    registerPoolMetrics(metrics.registry, () => this.#pools.status());
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
   /** What `listener`'s new sessions share, under the running configuration. */
   #contextFor(listener: ListenerConfig): SessionContext {
+    return this.#pools.contextWithPool(listener, this.#sessionContext(listener));
+  }
+
+  #sessionContext(listener: ListenerConfig): SessionContext {
     return sessionContext(listener, this.#config, {
       nativeRelay: this.#nativeRelay,
       log: this.#log,
@@ -334,8 +344,14 @@ export class Proxy {
     this.#waiters.wakeAll();
   }
 
+  /** The pooled listeners' pools (admin HTTP: /pools, /servers, /clients, /stats; PAUSE/RESUME). */
+  get pools(): PoolSet {
+    return this.#pools;
+  }
+
   status(): ProxyStatus {
     return proxyStatus({
+      pools: this.#pools.status(),
       config: this.#config,
       state:
         this.#state === 'running' || this.#state === 'new'
@@ -402,6 +418,7 @@ export class Proxy {
     this.#waiters.wakeAll();
     await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
     listeners.destroySessions();
+    this.#pools.close();
     await listeners.closed();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
     await this.#health.close();
@@ -468,6 +485,7 @@ export class Proxy {
       throw err;
     }
     const removed = commit();
+    this.#pools.keepOnly(p.listeners);
     const wasChecking = running.config.proxy.health_check.enabled;
     this.#admission.setLimits(admissionLimits(p));
     this.#writes.setWindow(p.read_your_writes_window);

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { connect } from 'node:net';
-import { acceptTls, connectTls } from '../tls/tls-sockets.js';
+import { acceptTls } from '../tls/tls-sockets.js';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../errors.js';
 import type { RouteNode } from '../../routing/types.js';
@@ -14,11 +14,21 @@ import type { RelayReport } from '../relay/native-relay.js';
 import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
-import { cancelKey } from './cancel-registry.js';
+import { randomBytes } from 'node:crypto';
+import { cancelRequest } from '../../protocol/index.js';
+import type { PoolClient } from '../pool/pool-manager.js';
+import type { PooledServer } from '../pool/pooled-server.js';
+import { cancelKey, type CancelTarget } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
 import { newSession, step, type Phase, type SessionState } from './session-machine.js';
 import type { EndMode, SessionAction, SessionEvent, Termination } from './session-types.js';
-import { destroyAfterClients, socketOptions } from './server-connect.js';
+import {
+  destroyAfterClients,
+  socketOptions,
+  startServerTls,
+  watchServerSocket,
+  type ServerSocketOwner,
+} from './server-connect.js';
 import type { CloseReason } from './close-reason.js';
 import type { HasDeadline } from './deadline-wheel.js';
 
@@ -26,13 +36,12 @@ import type { HasDeadline } from './deadline-wheel.js';
 const LINGER_MS = 1_000;
 const EMPTY = Buffer.alloc(0);
 
-export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner {
+export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner, PoolClient {
   readonly #ctx: SessionContext;
   readonly #source: string;
   #state: SessionState;
   #client: Socket | undefined;
   #server: Socket | undefined;
-  #serverError: string | undefined;
   #node: RouteNode | undefined;
   #cancelKey: string | undefined;
   #relay: SessionRelay | undefined;
@@ -44,6 +53,11 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   /** Read-your-writes: the identities this primary-listener session counts as writing. */
   #writing: readonly string[] | undefined;
   readonly #onClosed: (s: ClientSession) => void;
+  /** Pooled listeners: the server connection lent to this session, and what it logged in as. */
+  #pooled: PooledServer | undefined;
+  #poolKey: { database: string; user: string } | undefined;
+  /** The pooled server's write buffer was full: the client is paused until it drains. */
+  #pooledFull = false;
 
   constructor(client: Socket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
@@ -187,7 +201,12 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
         return;
       case 'write_server':
-        if (this.#server && !this.#server.write(a.bytes)) c?.pause();
+        if (this.#pooled) {
+          if (!this.#pooled.write(a.bytes)) {
+            this.#pooledFull = true;
+            c?.pause();
+          }
+        } else if (this.#server && !this.#server.write(a.bytes)) c?.pause();
         return;
       case 'drop_server':
         this.#dropServer();
@@ -230,7 +249,68 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'fresh_read':
         this.#ctx.metrics.freshRead(a.result, a.seconds);
         return;
+      case 'pool_acquire':
+        this.#poolKey ??= { database: a.database, user: a.user };
+        this.#ctx.pool?.acquire(a.database, a.user, this);
+        return;
+      case 'pool_release':
+        this.#poolRelease(a.reusable);
+        return;
     }
+  }
+
+  /** The pool lends a server (PoolClient). At login, the client's cancel key is issued. */
+  onPoolServer(server: PooledServer): void {
+    const pool = this.#ctx.pool!;
+    if (this.#state.phase === 'closed') {
+      pool.release(server, true);
+      return;
+    }
+    this.#pooled = server;
+    let key: { processId: number; secretKey: Buffer } | undefined;
+    if (this.#state.phase === 'pool_login') {
+      key = { processId: randomBytes(4).readInt32BE(0) & 0x7fffffff, secretKey: randomBytes(4) };
+      this.#cancelKey = cancelKey(key.processId, key.secretKey);
+      this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
+      pool.join(this.#poolKey!.database, this.#poolKey!.user, this);
+      this.#ctx.metrics.opened();
+    }
+    this.#step(key === undefined ? { type: 'pool_server', server } : { type: 'pool_server', server, key });
+  }
+
+  onPoolFailed(fatal: Buffer): void {
+    this.#step({ type: 'pool_failed', fatal });
+  }
+
+  onServerData(bytes: Buffer): void {
+    this.#step({ type: 'server_data', bytes });
+  }
+
+  onServerClosed(error: string | undefined): void {
+    this.#pooled = undefined;
+    this.#step({ type: 'server_closed', error });
+  }
+
+  onServerDrain(): void {
+    if (!this.#pooledFull) return;
+    this.#pooledFull = false;
+    this.#client?.resume();
+  }
+
+  /** Where this pooled client's CancelRequest goes now: the server serving it, with that server's key. */
+  #cancelTarget(): CancelTarget | 'idle' {
+    const s = this.#pooled;
+    if (s === undefined || s.backendKey === undefined) return 'idle';
+    const { host, port, name } = s.node;
+    return { host, port, name, packet: cancelRequest(s.backendKey.processId, s.backendKey.secretKey) };
+  }
+
+  #poolRelease(reusable: boolean): void {
+    const s = this.#pooled;
+    this.#pooled = undefined;
+    if (s !== undefined) this.#ctx.pool?.release(s, reusable);
+    // Paused for a full server buffer: that server is gone, its drain will not come here.
+    this.onServerDrain();
   }
 
   #fetchWritePosition(): void {
@@ -254,50 +334,26 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     ctx.registry.add(listener, node.key, node.name, this);
     const server = connect({ host: node.host, port: node.port, ...socketOptions(ctx.tuning) });
     this.#server = server;
-    this.#serverError = undefined;
     server.on('connect', () => {
       if (this.#server === server) this.#step({ type: 'server_connected' });
     });
-    this.#watchServer(server, node);
+    watchServerSocket(server, node, this.#serverOwner);
   }
 
-  /** The server's bytes and end go to the engine until the relay takes the socket. */
-  #watchServer(server: Socket, node: RouteNode): void {
-    // Each listener checks that the socket is still this session's server (a retry or TLS replaces it).
-    server.on('error', (err) => {
-      if (this.#server === server) this.#serverError = err.message;
-    });
-    server.on('close', () => {
-      if (this.#server !== server || this.#relay !== undefined) return;
-      this.#server = undefined;
-      const error = this.#serverError;
-      if (this.#state.phase === 'connecting')
-        this.#step({
-          type: 'server_connect_failed',
-          error: `connect to ${node.host}:${node.port} failed: ${error ?? 'closed'}`,
-        });
-      else this.#step({ type: 'server_closed', error });
-    });
-    server.on('data', (chunk: Buffer) => {
-      if (this.#server === server && this.#relay === undefined)
-        this.#step({ type: 'server_data', bytes: chunk });
-    });
-    server.on('drain', () => {
-      if (this.#server === server && this.#relay === undefined) this.#client?.resume();
-    });
-  }
+  /** The server socket's events go to the engine until the relay takes the socket. */
+  readonly #serverOwner: ServerSocketOwner = {
+    reads: (s) => this.#server === s && this.#relay === undefined,
+    lost: () => (this.#server = undefined),
+    connecting: () => this.#state.phase === 'connecting',
+    step: (e) => this.#step(e),
+    drained: () => this.#client?.resume(),
+  };
 
-  /** server_tls: the server said 'S'; the proxy's TLS handshake with it, reported to the engine. */
   #startServerTls(): void {
     const raw = this.#server;
     const node = this.#node;
     if (raw === undefined || node === undefined) return;
-    const secure = connectTls(raw, this.#ctx.serverTls(), node.host, (error) => {
-      if (this.#server === secure)
-        this.#step(error === undefined ? { type: 'server_tls_ready' } : { type: 'server_tls_failed', error });
-    });
-    this.#server = secure;
-    this.#watchServer(secure, node);
+    this.#server = startServerTls(raw, this.#ctx.serverTls(), node, this.#serverOwner);
   }
 
   #dropServer(): void {
@@ -362,6 +418,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       this.#endClient(mode, last);
     }
     this.#forgetNode();
+    this.#poolRelease(false);
+    if (this.#poolKey !== undefined) ctx.pool?.leave(this.#poolKey.database, this.#poolKey.user, this);
     ctx.waiters.delete(this);
     if (this.#starting) {
       this.#starting = false;

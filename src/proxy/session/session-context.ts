@@ -15,6 +15,7 @@ import type { WritePositionSource } from '../health/write-position.js';
 import type { DeadlineWheel } from './deadline-wheel.js';
 import type { WriteTracker } from './read-your-writes.js';
 import type { SocketTuning } from './server-connect.js';
+import type { PoolManager } from '../pool/pool-manager.js';
 import type { ReadYourWritesSettings, SessionSettings, SessionWorld } from './session-types.js';
 import type { ListenerTls, ServerTls } from '../tls/tls-contexts.js';
 
@@ -48,6 +49,8 @@ export interface SessionContext {
   readonly writePosition: WritePositionSource | undefined;
   /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
   nodeFailed(node: RouteNode): void;
+  /** Pooled listeners (pool_mode session or transaction): the listener's pools. */
+  readonly pool?: PoolManager | undefined;
 }
 
 /** The proxy's parts every listener's sessions share, and how to read its live state. */
@@ -120,6 +123,7 @@ export function sessionContext(
       connectTimeoutMs: p.connect_timeout,
       startupTimeoutMs: p.startup_timeout,
       ...readYourWritesSettings(listener, p),
+      pool: listener.pool_mode === 'none' ? undefined : { mode: listener.pool_mode },
     },
     tuning: { keepaliveIdleMs: p.keepalive.idle },
     log: parts.log.child({ component: 'session', listener: name }),
