@@ -45,7 +45,8 @@ export class PoolSet {
       this.#pools.set(listener.name, pool);
     } else pool.configure(ctx, listener.pool_mode, limits);
     const names = pool.names;
-    return { ...ctx, pool, world: (now) => ({ ...ctx.world(now), statementNames: names }) };
+    // (The world is made afresh on every step: added to, not copied.)
+    return { ...ctx, pool, world: (now) => Object.assign(ctx.world(now), { statementNames: names }) };
   }
 
   /** Closes the pools of listeners no longer configured. */

@@ -14,7 +14,7 @@ import type { RelayReport } from '../relay/native-relay.js';
 import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { cancelRequest } from '../../protocol/index.js';
 import type { PoolClient } from '../pool/pool-manager.js';
 import type { PooledServer } from '../pool/pooled-server.js';
@@ -31,6 +31,18 @@ import {
 } from './server-connect.js';
 import type { CloseReason } from './close-reason.js';
 import type { HasDeadline } from './deadline-wheel.js';
+
+/** Random bytes for the backend keys pooled listeners issue, drawn 4 KiB at a time (one syscall per 512 logins). */
+const keyBytes = Buffer.alloc(4096);
+let keyBytesAt = keyBytes.length;
+function issuedKeyBytes(): Buffer {
+  if (keyBytesAt + 8 > keyBytes.length) {
+    randomFillSync(keyBytes);
+    keyBytesAt = 0;
+  }
+  keyBytesAt += 8;
+  return keyBytes.subarray(keyBytesAt - 8, keyBytesAt);
+}
 
 /** A client that never reads keeps a refused or failed connection half-open at most this long. */
 const LINGER_MS = 1_000;
@@ -269,7 +281,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#pooled = server;
     let key: { processId: number; secretKey: Buffer } | undefined;
     if (this.#state.phase === 'pool_login') {
-      key = { processId: randomBytes(4).readInt32BE(0) & 0x7fffffff, secretKey: randomBytes(4) };
+      const r = issuedKeyBytes();
+      key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
       this.#cancelKey = cancelKey(key.processId, key.secretKey);
       this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
       pool.join(this.#poolKey!.database, this.#poolKey!.user, this);

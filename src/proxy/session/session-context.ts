@@ -112,6 +112,8 @@ export function sessionContext(
     );
   };
   const writes = parts.writes;
+  // Built once: its picks read the routing table when called.
+  const primary = fallbackTo(config, parts);
   return {
     ...parts,
     settings: {
@@ -136,7 +138,7 @@ export function sessionContext(
       derivedWaitTimeoutMs: parts.derivedWaitTimeoutMs(),
       pickFreshest,
       recentlyWrote: (identity) => writes.recentlyWrote(identity, now),
-      primary: fallbackTo(config, parts),
+      primary,
     }),
     tls: () => parts.tls(name),
     nodes,
