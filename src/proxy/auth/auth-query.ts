@@ -71,7 +71,7 @@ export class AuthQuery {
   /** Forget cached secrets (after a reload, or when a client's login failed upstream). */
   invalidate(user?: string): void {
     if (user === undefined) this.#cache.clear();
-    else this.#cache.set(user, undefined, -Infinity);
+    else this.#cache.delete(user);
   }
 
   close(): void {

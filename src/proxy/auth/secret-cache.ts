@@ -38,6 +38,10 @@ export class SecretCache {
     this.#entries.set(user, { secret, expiresAtMs: nowMs + this.ttlMs });
   }
 
+  delete(user: string): void {
+    this.#entries.delete(user);
+  }
+
   clear(): void {
     this.#entries.clear();
   }
