@@ -10,6 +10,10 @@
  *   new AuthQuery({ target, user, password, query?, database?, cacheTtlMs? }).lookup(user)
  *                                 → Promise<StoredSecret | undefined>; ERR_UPSTREAM when the primary
  *                                   is unknown/unreachable, ERR_POSTGRES when the query fails
+ *   createSecretSource(config.proxy.auth, authFile, () => primaryAddress)
+ *                                 → SecretSource: lookup(user) tries auth.file, then auth.query;
+ *                                   replaceFile(users) after a reload; close(). Throws
+ *                                   ERR_CONFIG_INVALID (auth.user's password not plaintext in the file)
  *
  * Towards a client (after its StartupMessage; the caller frames its 'p' messages)
  *   const auth = createServerAuth({ method, user, secret });   // method: scram-sha-256|md5|password|trust
@@ -57,3 +61,4 @@ export { formatScramSecret, md5Secret, parseSecret, type StoredSecret } from './
 export { createServerAuth, SERVER_AUTH_METHODS } from './server-auth.js';
 export type { ServerAuthExchange, ServerAuthMethod, ServerAuthOptions } from './server-auth.js';
 export { AUTH_SQLSTATE } from './server-replies.js';
+export { createSecretSource, SecretSource, type SecretLookup } from './secret-source.js';
