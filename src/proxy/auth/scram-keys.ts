@@ -63,7 +63,7 @@ export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
-/** PBKDF2 of the SASLprepped password: about 1–3 ms at 4096 iterations, synchronous. */
+/** PBKDF2 of the SASLprepped password: 0.7 ms of CPU at 4096 iterations here (bench/auth-exchange.ts), synchronous. */
 export function saltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
   return pbkdf2Sync(Buffer.from(saslPrep(password), 'utf8'), salt, iterations, 32, 'sha256');
 }
