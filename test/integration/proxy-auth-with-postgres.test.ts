@@ -18,7 +18,15 @@ import {
   type LoginCredentials,
   type StoredSecret,
 } from '../../src/proxy/auth/index.js';
-import { cleanupAll, freePort, PG_BIN_DIR, runCommand, startPrimary, type PgNode } from '../harness/index.js';
+import {
+  cleanupAll,
+  freePort,
+  PG_BIN_DIR,
+  runCommand,
+  startPrimary,
+  waitFor,
+  type PgNode,
+} from '../harness/index.js';
 import { loginUpstream, startAuthFrontServer, type FrontServer } from './proxy-auth-helpers.js';
 
 const PASSWORDS = { alice: 'alice sécret', bob: 'bob-md5-pw', carol: 'carol-clear', pgfleet_auth: 'auth-pw' };
@@ -267,6 +275,33 @@ void describe('AuthQuery against the primary', () => {
     } finally {
       q.close();
       await node.query(`ALTER ROLE carol PASSWORD '${PASSWORDS.carol}'`);
+    }
+  });
+
+  void it('a terminated auth connection is replaced at the next lookup (at most one lookup fails, with ERR_UPSTREAM)', async () => {
+    const q = query({ cacheTtlMs: 0 });
+    try {
+      assert.equal((await q.lookup('alice'))?.kind, 'scram');
+      await node.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgfleet-auth-query'",
+      );
+      const failures: unknown[] = [];
+      const secret = await waitFor('a lookup on a new connection', async () => {
+        try {
+          return await q.lookup('alice');
+        } catch (err) {
+          failures.push(err);
+          return undefined;
+        }
+      });
+      assert.equal(secret.kind, 'scram');
+      assert.ok(failures.length <= 1, `${failures.length} lookups failed`);
+      assert.ok(
+        failures.every((e) => isPgfleetError(e, 'ERR_UPSTREAM')),
+        String(failures[0]),
+      );
+    } finally {
+      q.close();
     }
   });
 

@@ -92,9 +92,7 @@ export class AuthQuery {
       rows = result.rows as unknown[][];
     } catch (err) {
       this.#drop();
-      throw new PgfleetError('ERR_POSTGRES', `auth.query for user "${user}" failed: ${errorMessage(err)}`, {
-        cause: err,
-      });
+      throw queryError(err, user);
     }
     const passwd = rows[0]?.[1];
     if (typeof passwd !== 'string') return undefined;
@@ -119,7 +117,9 @@ export class AuthQuery {
         query_timeout: this.#options.timeoutMs ?? 5_000,
         application_name: 'pgfleet-auth-query',
       });
-      client.on('error', () => this.#drop());
+      client.on('error', () => {
+        if (this.#client?.client === client) this.#drop();
+      });
       this.#client = { target: address, client, ready: client.connect().then(() => undefined) };
     }
     const current = this.#client;
@@ -142,4 +142,15 @@ export class AuthQuery {
     this.#client = undefined;
     if (current !== undefined) current.client.end().catch(() => undefined);
   }
+}
+
+/**
+ * pg's errors at this boundary: a server's ErrorResponse (a DatabaseError: SQLSTATE and severity)
+ * is ERR_POSTGRES; anything else (connection lost, query_timeout) is ERR_UPSTREAM.
+ */
+function queryError(err: unknown, user: string): PgfleetError {
+  const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
+  const fromServer = typeof severity === 'string' && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+  const message = `auth.query for user "${user}" failed: ${errorMessage(err)}`;
+  return new PgfleetError(fromServer ? 'ERR_POSTGRES' : 'ERR_UPSTREAM', message, { cause: err });
 }
