@@ -6,6 +6,7 @@ import type { Env } from './env-overrides.js';
 import { z } from 'zod';
 import { parseIdentitySpec } from '../proxy/session/read-your-writes.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
+import { proxyAuthSchema } from './proxy-auth-schema.js';
 
 /** `sync`: reads on synchronous standbys only (Patroni's `/sync`: listed in the `sync` key). */
 export const LISTENER_ROLES = ['primary', 'replica', 'any', 'sync'] as const;
@@ -157,6 +158,8 @@ const proxySection = z
     health_check: healthCheckSchema.default({ enabled: false }),
     /** Read-your-writes: how long after its last session on a primary listener a client's reads are checked. */
     read_your_writes_window: durationMs.default('60s'),
+    /** Authentication by the proxy for pooled listeners (proxy-auth-schema.ts); default passthrough. */
+    auth: proxyAuthSchema.default({}),
     listeners: z.array(listenerSchema).min(1, 'at least one listener is required'),
   })
   .strict()
