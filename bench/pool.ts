@@ -16,7 +16,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import { onCleanup, runCommand, startEtcd, startPrimary, waitFor } from '../test/harness/index.js';
+import {
+  makeTempDir,
+  onCleanup,
+  runCommand,
+  startEtcd,
+  startPrimary,
+  waitFor,
+} from '../test/harness/index.js';
 import {
   armWatchdog,
   knownList,
@@ -100,12 +107,15 @@ async function main(): Promise<void> {
   onCleanup(() => kv.close());
   const scope = 'pool-bench';
   const profDir = path.join(OUT_DIR, `pool-cpuprof-${timestamp()}`);
+  const userlist = path.join(await makeTempDir('pool-bench-auth'), 'userlist.txt');
+  await writeFile(userlist, '"postgres" ""\n');
   await publishLeader(kv, scope, 'pg1', pg.port);
   const proxy = await startPgfleetProxy({
     scope,
     etcdEndpoint: etcd.endpoint,
     listener: { pool_mode: 'transaction', pool_size: POOL_SIZE },
-    proxy: { max_client_connections: 1_000 },
+    // As pgbouncer's auth_type = trust: the users listed are let in without a password.
+    proxy: { max_client_connections: 1_000, auth: { type: 'trust', file: userlist } },
     nodeArgs: [
       ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--import', EXIT_AFTER_SIGTERM] : []),
       ...runner.nodeArgs,

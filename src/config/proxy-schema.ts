@@ -217,6 +217,12 @@ const proxySection = z
       checkPooling(l, (path, message) =>
         ctx.addIssue({ code: 'custom', path: ['listeners', i, path], message }),
       );
+      if (l.pool_mode !== 'none' && p.auth.type === 'passthrough')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'pool_mode'],
+          message: `${l.pool_mode} needs proxy.auth (type scram-sha-256, md5 or trust): the proxy authenticates pooled clients, not the servers`,
+        });
       if (l.read_your_writes !== undefined && !p.listeners.some((o) => o.role === 'primary')) {
         ctx.addIssue({
           code: 'custom',

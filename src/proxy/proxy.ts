@@ -11,7 +11,8 @@ import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
-import { errorMessage, isPgfleetError } from '../errors.js';
+import { PgfleetError, errorMessage, isPgfleetError } from '../errors.js';
+import { createSecretSource, formatAuthFileError, loadAuthFile, type SecretSource } from './auth/index.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
 import { registerPoolMetrics } from '../observability/pool-metrics.js';
@@ -93,6 +94,8 @@ export class Proxy {
   readonly #listeners = new ListenerSet();
   /** The pooled listeners' pools (kept across reloads). */
   readonly #pools: PoolSet;
+  /** proxy.auth's secrets (auth.file, auth.query), read at start. */
+  #secrets: SecretSource | undefined;
   readonly #admin: AdminHttp | undefined;
   #table: RoutingTable;
   #view: ClusterView;
@@ -210,6 +213,24 @@ export class Proxy {
       writes: this.#writes,
       writePosition: this.#writePosition,
       replayLagS: (member) => this.#view.replayLagS?.get(member),
+      secrets: this.#secrets,
+    });
+  }
+
+  /** proxy.auth (not passthrough): auth.file read and checked, auth.query aimed at the primary. */
+  async #loadSecrets(): Promise<SecretSource | undefined> {
+    const auth = this.#config.proxy.auth;
+    if (auth.type === 'passthrough') return undefined;
+    const file = auth.file === undefined ? undefined : await loadAuthFile(auth.file);
+    if (file !== undefined && file.errors.length > 0)
+      throw new PgfleetError(
+        'ERR_CONFIG_INVALID',
+        `proxy.auth.file: ${file.errors.map(formatAuthFileError).join('; ')}`,
+      );
+    return createSecretSource(auth, file, () => {
+      const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
+      const node = primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
+      return node === undefined ? undefined : { host: node.host, port: node.port };
     });
   }
 
@@ -249,6 +270,7 @@ export class Proxy {
       this.#healthSnapshot = snap;
       this.#recompute('health');
     });
+    this.#secrets = await this.#loadSecrets();
     const commit = await this.#listeners.prepare(this.#config.proxy.listeners, (l) => this.#contextFor(l));
     commit();
     await this.#admin?.start();
@@ -419,6 +441,7 @@ export class Proxy {
     await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
     listeners.destroySessions();
     this.#pools.close();
+    this.#secrets?.close();
     await listeners.closed();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
     await this.#health.close();

@@ -1,5 +1,6 @@
 /**
- * Pooled listeners on a real two-node cluster (pgfleet agents, pg_hba trust on loopback): a
+ * Pooled listeners on a real two-node cluster (pgfleet agents, pg_hba trust on loopback; the proxy
+ * authenticates clients with SCRAM against proxy.auth.file, and a wrong password is refused): a
  * transaction-mode listener shares a few server connections among many node-postgres clients,
  * with named statements prepared again wherever a transaction runs, cancel mapped to the server
  * serving the client, and session state it cannot keep refused; a session-mode listener resets a
@@ -11,7 +12,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { request } from 'undici';
-import { cleanupAll, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cleanupAll, makeTempDir, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
   getJson,
   sql,
@@ -29,10 +32,14 @@ const HBA = [
   'host all all 127.0.0.1/32 trust',
 ];
 
-function pooledClient(port: number): pg.Client {
+/** The password of proxy.auth's file (SCRAM with the client; the servers trust the proxy). */
+const PASSWORD = 'pooled-secret';
+
+function pooledClient(port: number, password = PASSWORD): pg.Client {
   const c = new pg.Client({
     host: '127.0.0.1',
     port,
+    password,
     user: 'postgres',
     database: 'postgres',
     connectionTimeoutMillis: 15_000,
@@ -74,13 +81,15 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     const cluster = await waitForHealthyCluster(nodes, 60_000);
     const leader = nodes.find((n) => n.name === cluster.members.find((m) => m.role === 'leader')!.name)!;
     await sql(leader.pgPort, 'CREATE TABLE pooled(id serial PRIMARY KEY, v int)');
+    const userlist = path.join(await makeTempDir('pool-auth'), 'userlist.txt');
+    await writeFile(userlist, `"postgres" "${PASSWORD}"\n`);
     ({ ports, adminPort } = await startProxy(
       etcd,
       [
         { name: 'tx', role: 'primary', pool_mode: 'transaction', pool_size: 3 },
         { name: 'sess', role: 'primary', pool_mode: 'session', pool_size: 2 },
       ],
-      { wait_timeout: '20s' },
+      { wait_timeout: '20s', auth: { type: 'scram-sha-256', file: userlist } },
       SCOPE,
     ));
   });
@@ -130,6 +139,15 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     const stats = await admin<Record<string, { transactions: number }[]>>(adminPort, '/stats');
     assert.ok(stats.tx![0]!.transactions >= 12 * 5 * 2);
     await Promise.all(clients.map((c) => c.end()));
+  });
+
+  void it('the proxy authenticates pooled clients (SCRAM against auth.file): a wrong password gets 28P01', async () => {
+    const c = pooledClient(ports.tx!, 'wrong');
+    await assert.rejects(c.connect(), { code: '28P01' });
+    const ok = pooledClient(ports.tx!);
+    await ok.connect();
+    assert.equal((await ok.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+    await ok.end();
   });
 
   void it('transaction mode: cancel reaches the server running the query; session state is refused', async () => {

@@ -16,7 +16,9 @@ import type { Termination } from '../session/session-types.js';
 import { idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
 import { PooledServer, type ServerBorrower } from './pooled-server.js';
 import { ServerLogin, describeFatal, type LoginResult } from './server-login.js';
-import { TRUST, type ServerCredentials } from './server-credentials.js';
+import type { LoginCredentials } from '../auth/index.js';
+
+const NO_CREDENTIALS: LoginCredentials = { kind: 'none' };
 
 const HOUSEKEEPING_MS = 1_000;
 
@@ -61,6 +63,8 @@ class Pool {
   };
   /** Nodes with logins under way. */
   readonly loginsOn = new Map<string, number>();
+  /** How its servers are logged in to (proxy.auth); undefined: the servers must ask nothing. */
+  credentials: LoginCredentials | undefined;
   constructor(
     readonly database: string,
     readonly user: string,
@@ -91,24 +95,16 @@ export class PoolManager {
   readonly #logins = new Set<ServerLogin>();
   readonly #log: Logger;
   readonly names = new StatementNames();
-  readonly #credentials: ServerCredentials;
   #timer: NodeJS.Timeout | undefined;
   #paused = false;
   #closed = false;
 
-  constructor(
-    ctx: SessionContext,
-    mode: 'session' | 'transaction',
-    limits: PoolLimits,
-    log: Logger,
-    credentials: ServerCredentials = TRUST,
-  ) {
+  constructor(ctx: SessionContext, mode: 'session' | 'transaction', limits: PoolLimits, log: Logger) {
     this.listener = ctx.settings.listener;
     this.#ctx = ctx;
     this.#mode = mode;
     this.#limits = limits;
     this.#log = log;
-    this.#credentials = credentials;
     this.#timer = setInterval(() => this.#housekeeping(), HOUSEKEEPING_MS);
     this.#timer.unref();
   }
@@ -150,8 +146,10 @@ export class PoolManager {
   }
 
   /** A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick. */
-  acquire(database: string, user: string, client: PoolClient): void {
+  acquire(database: string, user: string, client: PoolClient, credentials?: LoginCredentials): void {
     const p = this.#pool(database, user);
+    // The pool logs in to servers as its latest authenticated client (pgbouncer's way).
+    if (credentials !== undefined) p.credentials = credentials;
     p.waiters.push({ client, since: performance.now() });
     queueMicrotask(() => this.#pump(p));
   }
@@ -255,7 +253,7 @@ export class PoolManager {
     let nodeName = '';
     const login = new ServerLogin(
       this.#ctx,
-      { database: p.database, user: p.user, credentials: this.#credentials },
+      { database: p.database, user: p.user, credentials: p.credentials ?? NO_CREDENTIALS },
       (w, tried) => {
         const pref =
           preferred === undefined ? undefined : routed.find((n) => n.name === preferred && !tried.has(n.key));

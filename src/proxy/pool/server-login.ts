@@ -31,7 +31,7 @@ import {
 import type { SessionContext } from '../session/session-context.js';
 import { newSession, step, type SessionState } from '../session/session-machine.js';
 import type { SessionAction, SessionEvent, SessionWorld, Termination } from '../session/session-types.js';
-import type { ServerCredentials } from './server-credentials.js';
+import { ClientLogin, type LoginCredentials } from '../auth/index.js';
 
 export interface LoggedIn {
   readonly socket: Socket;
@@ -49,7 +49,7 @@ export class ServerLogin implements Terminable, RouteWaiter, HasDeadline {
   readonly #ctx: SessionContext;
   readonly #state: SessionState;
   readonly #user: string;
-  readonly #credentials: ServerCredentials;
+  readonly #login: ClientLogin;
   readonly #pick: (w: SessionWorld, tried: ReadonlySet<string>) => RouteNode | undefined;
   readonly #done: (r: LoginResult) => void;
   #server: Socket | undefined;
@@ -62,13 +62,13 @@ export class ServerLogin implements Terminable, RouteWaiter, HasDeadline {
 
   constructor(
     ctx: SessionContext,
-    login: { database: string; user: string; credentials: ServerCredentials },
+    login: { database: string; user: string; credentials: LoginCredentials },
     pick: (w: SessionWorld, tried: ReadonlySet<string>) => RouteNode | undefined,
     done: (r: LoginResult) => void,
   ) {
     this.#ctx = ctx;
     this.#user = login.user;
-    this.#credentials = login.credentials;
+    this.#login = new ClientLogin({ user: login.user, credentials: login.credentials });
     this.#pick = pick;
     this.#done = done;
     this.#state = newSession({
@@ -197,23 +197,21 @@ export class ServerLogin implements Terminable, RouteWaiter, HasDeadline {
     if (!r.ok) return;
     for (const m of r.messages) {
       if (m[0] === 0x53 /* S */) this.#parameters.push(Buffer.from(m));
-      else if (m[0] === 0x52 /* R */ && m.readUInt32BE(5) !== 0) this.#answerAuth(m);
+      else if (m[0] === 0x52 /* R */) this.#answerAuth(m);
     }
   }
 
+  /** The server's authentication request, answered by the auth library's client side. */
   #answerAuth(request: Buffer): void {
-    const answer = this.#credentials.answer(this.#user, request);
-    if (typeof answer === 'string') {
+    const step = this.#login.receive(request.subarray(5));
+    if (step.type === 'failed') {
+      const message = `pgfleet: cannot log in to the server as "${this.#user}": ${step.reason}`;
       this.#fail(
-        errorResponse({
-          severity: 'FATAL',
-          code: SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
-          message: `pgfleet: ${answer}`,
-        }),
+        errorResponse({ severity: 'FATAL', code: SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, message }),
       );
       return;
     }
-    queueMicrotask(() => this.#step({ type: 'client_data', bytes: answer }));
+    if (step.type === 'send') queueMicrotask(() => this.#step({ type: 'client_data', bytes: step.send }));
   }
 
   #connect(node: RouteNode): void {

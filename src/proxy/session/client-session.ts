@@ -263,12 +263,30 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         return;
       case 'pool_acquire':
         this.#poolKey ??= { database: a.database, user: a.user };
-        this.#ctx.pool?.acquire(a.database, a.user, this);
+        this.#ctx.pool?.acquire(a.database, a.user, this, a.credentials);
+        return;
+      case 'auth_lookup':
+        this.#lookupSecret(a.user);
         return;
       case 'pool_release':
         this.#poolRelease(a.reusable);
         return;
     }
+  }
+
+  /** proxy.auth: the user's secret from auth.file or auth.query, for the engine's exchange. */
+  #lookupSecret(user: string): void {
+    const source = this.#ctx.secrets;
+    if (source === undefined) {
+      queueMicrotask(() =>
+        this.#step({ type: 'auth_secret', secret: undefined, error: 'proxy.auth is not configured' }),
+      );
+      return;
+    }
+    source.lookup(user).then(
+      (secret) => this.#step({ type: 'auth_secret', secret, error: undefined }),
+      (err: unknown) => this.#step({ type: 'auth_secret', secret: undefined, error: errorMessage(err) }),
+    );
   }
 
   /** The pool lends a server (PoolClient). At login, the client's cancel key is issued. */

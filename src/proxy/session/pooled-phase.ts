@@ -36,7 +36,20 @@ import {
 } from './prepared-statements.js';
 import { sessionOnlyStatement } from './session-only.js';
 import { MAX_PENDING_CLIENT_BYTES, end, endWith, fail, type SessionState } from './session-state.js';
-import type { PooledServerRef, SessionAction, SessionEvent, Termination } from './session-types.js';
+import type {
+  PooledServerRef,
+  SessionAction,
+  SessionEvent,
+  SessionWorld,
+  Termination,
+} from './session-types.js';
+import {
+  createServerAuth,
+  type LoginCredentials,
+  type ServerAuthExchange,
+  type ServerAuthStep,
+  type StoredSecret,
+} from '../auth/index.js';
 
 const TERMINATE = 0x58; // 'X'
 const READY_FOR_QUERY = 0x5a; // 'Z'
@@ -68,6 +81,10 @@ export interface PooledSession {
   readonly names: StatementNames;
   /** The node left the listener (session mode) or the proxy drains: end at the next idle point. */
   retire: Termination | undefined;
+  /** proxy.auth: the exchange with the client (before it, the secret's lookup); then done. */
+  auth: 'lookup' | ServerAuthExchange | 'done';
+  /** What the client's authentication left to log in to servers as it. */
+  credentials: LoginCredentials | undefined;
 }
 
 export function beginPooled(
@@ -102,6 +119,7 @@ export function beginPooled(
     return;
   }
   s.phase = 'pool_login';
+  const method = s.settings.pool?.auth;
   s.pool = {
     mode,
     database: parameters.get('database') ?? user,
@@ -120,13 +138,108 @@ export function beginPooled(
     statements: new Map(),
     names,
     retire: undefined,
+    auth: method === undefined ? 'done' : 'lookup',
+    credentials: undefined,
   };
-  out.push({ kind: 'pause_client' }, { kind: 'pool_acquire', database: s.pool.database, user });
+  out.push({ kind: 'pause_client' });
+  if (method === undefined) acquire(s.pool, out);
+  else out.push({ kind: 'auth_lookup', user });
 }
 
-export function onPooled(s: SessionState, e: SessionEvent, out: SessionAction[]): void {
+function acquire(p: PooledSession, out: SessionAction[]): void {
+  p.acquiring = true;
+  out.push({ kind: 'pool_acquire', database: p.database, user: p.user, credentials: p.credentials });
+}
+
+/** The user's secret is known (or not): the exchange with the client begins. */
+function onSecret(
+  s: SessionState,
+  p: PooledSession,
+  e: { secret: StoredSecret | undefined; error: string | undefined },
+  w: SessionWorld,
+  out: SessionAction[],
+): void {
+  if (p.auth !== 'lookup') return;
+  if (e.error !== undefined) {
+    fail(
+      s,
+      out,
+      'upstream_error',
+      SQLSTATE.CONNECTION_FAILURE,
+      `pgfleet: cannot look up user "${p.user}": ${e.error}`,
+    );
+    return;
+  }
+  const exchange = createServerAuth({
+    method: s.settings.pool!.auth!,
+    user: p.user,
+    secret: e.secret,
+    ...(w.randomBytes === undefined ? {} : { randomBytes: w.randomBytes }),
+  });
+  p.auth = exchange;
+  out.push({ kind: 'resume_client' });
+  onAuthStep(s, p, exchange.start(), out);
+}
+
+function onAuthStep(s: SessionState, p: PooledSession, step: ServerAuthStep, out: SessionAction[]): void {
+  out.push({ kind: 'write_client', bytes: step.send });
+  if (step.type === 'continue') return;
+  if (step.type === 'failed') {
+    out.push({
+      kind: 'log',
+      message: 'pooled client failed authentication',
+      fields: { user: p.user, why: step.reason },
+    });
+    end(s, out, 'finish', 'auth_failed');
+    return;
+  }
+  p.auth = 'done';
+  p.credentials = step.credentials;
+  out.push({ kind: 'pause_client' });
+  acquire(p, out);
+}
+
+/** The client's answers ('p' messages) during the exchange; anything else breaks the protocol. */
+function onAuthBytes(
+  s: SessionState,
+  p: PooledSession,
+  exchange: ServerAuthExchange,
+  bytes: Buffer,
+  out: SessionAction[],
+): void {
+  const r = p.client.push(bytes);
+  if (!r.ok) {
+    fail(
+      s,
+      out,
+      'protocol_error',
+      SQLSTATE.PROTOCOL_VIOLATION,
+      `invalid message from the client: ${r.error}`,
+    );
+    return;
+  }
+  for (const msg of r.messages) {
+    if (s.phase !== 'pool_login' || p.auth !== exchange) return;
+    if (msg[0] !== 0x70 /* p */) {
+      fail(
+        s,
+        out,
+        'protocol_error',
+        SQLSTATE.PROTOCOL_VIOLATION,
+        `expected a password message, got message type "${String.fromCharCode(msg[0]!)}"`,
+      );
+      return;
+    }
+    onAuthStep(s, p, exchange.receive(msg.subarray(5)), out);
+  }
+}
+
+export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
   const p = s.pool!;
   switch (e.type) {
+    case 'auth_secret':
+      onSecret(s, p, e, w, out);
+      return;
     case 'pool_server':
       if (s.phase === 'pool_login') loggedIn(s, p, e.server, e.key, out);
       else assign(s, p, e.server, out);
@@ -136,6 +249,10 @@ export function onPooled(s: SessionState, e: SessionEvent, out: SessionAction[])
       end(s, out, 'finish', 'no_route', e.fatal);
       return;
     case 'client_data':
+      if (typeof p.auth === 'object') {
+        onAuthBytes(s, p, p.auth, e.bytes, out);
+        return;
+      }
       if (s.phase === 'pool_login') {
         p.queued.push(e.bytes);
         p.queuedBytes += e.bytes.length;
@@ -174,7 +291,9 @@ function loggedIn(
 ): void {
   p.acquiring = false;
   s.phase = 'pooled';
-  const hello = [authenticationOk(), ...server.parameters];
+  // (After the proxy's authentication exchange, its last reply was the AuthenticationOk.)
+  const hello =
+    s.settings.pool?.auth === undefined ? [authenticationOk(), ...server.parameters] : [...server.parameters];
   if (key !== undefined) hello.push(backendKeyData(key.processId, key.secretKey));
   hello.push(readyForQuery('I'));
   out.push({ kind: 'write_client', bytes: Buffer.concat(hello) });
@@ -257,8 +376,8 @@ function queue(s: SessionState, p: PooledSession, msg: Buffer, out: SessionActio
   p.queuedBytes += msg.length;
   if (p.queuedBytes > MAX_PENDING_CLIENT_BYTES) out.push({ kind: 'pause_client' });
   if (!p.acquiring) {
-    p.acquiring = true;
-    out.push({ kind: 'pause_client' }, { kind: 'pool_acquire', database: p.database, user: p.user });
+    out.push({ kind: 'pause_client' });
+    acquire(p, out);
   }
   void s;
 }
@@ -346,8 +465,8 @@ function retryElsewhere(p: PooledSession, out: SessionAction[]): void {
   p.unsynced = false;
   p.queued = replay;
   p.queuedBytes = p.queued.reduce((n, b) => n + b.length, 0);
-  p.acquiring = true;
-  out.push({ kind: 'pause_client' }, { kind: 'pool_acquire', database: p.database, user: p.user });
+  out.push({ kind: 'pause_client' });
+  acquire(p, out);
 }
 
 function serverLost(

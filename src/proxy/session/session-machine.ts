@@ -62,7 +62,7 @@ export function step(s: SessionState, e: SessionEvent, w: SessionWorld): Session
       break;
     case 'pool_login':
     case 'pooled':
-      onPooled(s, e, out);
+      onPooled(s, e, w, out);
       break;
     case 'cancel':
       if (e.type === 'cancel_done') end(s, out, 'finish', undefined);

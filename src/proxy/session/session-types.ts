@@ -8,6 +8,7 @@ import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
 import type { IdentitySpec } from './read-your-writes.js';
 import type { ServerStatements, StatementNames } from './prepared-statements.js';
+import type { LoginCredentials, ServerAuthMethod, StoredSecret } from '../auth/index.js';
 
 /** A replica listener's read-your-writes (docs/read-freshness.md). */
 export interface ReadYourWritesSettings {
@@ -40,6 +41,8 @@ export interface SessionSettings {
 /** A pooled listener's session rules (docs/pooling.md). */
 export interface PoolSettings {
   readonly mode: 'session' | 'transaction';
+  /** How the proxy authenticates the client (proxy.auth.type); undefined: it asks nothing. */
+  readonly auth: ServerAuthMethod | undefined;
 }
 
 /** A pooled server connection as a client session sees it while it holds it. */
@@ -103,7 +106,13 @@ export type SessionEvent =
       readonly key?: { readonly processId: number; readonly secretKey: Buffer };
     }
   /** Pooling: no server connection could be had (the FATAL to give the client). */
-  | { readonly type: 'pool_failed'; readonly fatal: Buffer };
+  | { readonly type: 'pool_failed'; readonly fatal: Buffer }
+  /** Pooling with proxy.auth: the user's secret (undefined: unknown user), or why none could be had. */
+  | {
+      readonly type: 'auth_secret';
+      readonly secret: StoredSecret | undefined;
+      readonly error: string | undefined;
+    };
 
 /**
  * How a session's last moments go:
@@ -171,7 +180,15 @@ export type SessionAction =
   | { readonly kind: 'connected'; readonly node: string; readonly seconds: number }
   | { readonly kind: 'waited'; readonly seconds: number }
   /** Pooling: a server connection for (database, user), answered by pool_server or pool_failed. */
-  | { readonly kind: 'pool_acquire'; readonly database: string; readonly user: string }
+  | {
+      readonly kind: 'pool_acquire';
+      readonly database: string;
+      readonly user: string;
+      /** What the proxy holds to log in to servers as this client (proxy.auth). */
+      readonly credentials: LoginCredentials | undefined;
+    }
+  /** Pooling with proxy.auth: look up the user's secret (auth.file, auth.query); answered by auth_secret. */
+  | { readonly kind: 'auth_lookup'; readonly user: string }
   /** Pooling: the server connection goes back (`reusable`: in a clean state; else it is closed). */
   | { readonly kind: 'pool_release'; readonly reusable: boolean };
 
@@ -196,6 +213,8 @@ export interface SessionWorld {
   recentlyWrote(identity: string): boolean;
   /** Pooled listeners: the proxy-wide names of protocol-level prepared statements. */
   readonly statementNames?: StatementNames;
+  /** Nonces and salts of the proxy's authentication exchanges (default node:crypto's). */
+  readonly randomBytes?: (size: number) => Buffer;
   /** Read-your-writes' fallback: the proxy's (first) primary listener; undefined if it has none. */
   readonly primary:
     | {

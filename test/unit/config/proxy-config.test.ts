@@ -211,11 +211,21 @@ describe('proxy config', () => {
           tls: 'passthrough',
         });
         Object.assign(d.proxy.listeners[1] as any, { pool_mode: 'session', read_your_writes: true });
+        (d.proxy as any).auth = { type: 'trust', file: 'userlist.txt' };
       },
       expect: [
         'proxy.listeners[0].min_pool_size: must not exceed pool_size (2)',
         'proxy.listeners[0].tls: "passthrough" cannot be pooled (pool_mode: transaction): the proxy must read the session',
         'proxy.listeners[1].read_your_writes: is not available with pool_mode: session (a server may serve several clients)',
+      ],
+    },
+    {
+      name: 'pooling without proxy.auth (the servers cannot authenticate pooled clients)',
+      mutate: (d) => {
+        Object.assign(d.proxy.listeners[0] as any, { pool_mode: 'transaction' });
+      },
+      expect: [
+        'proxy.listeners[0].pool_mode: transaction needs proxy.auth (type scram-sha-256, md5 or trust): the proxy authenticates pooled clients, not the servers',
       ],
     },
     {

@@ -4,6 +4,7 @@
  * move of a transaction whose server went away before answering, a node leaving in session mode,
  * and refusals. Each case runs the engine alone and compares a transcript of its actions.
  */
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { newSession, step } from '../../../../src/proxy/session/session-machine.js';
@@ -18,7 +19,7 @@ import type {
 import { termination } from '../../../../src/proxy/routing/connection-registry.js';
 import { buffers, cstring, message } from '../../protocol/buffers.js';
 
-const settings = (mode: 'session' | 'transaction'): SessionSettings => ({
+const settings = (mode: 'session' | 'transaction', auth?: 'trust' | 'md5'): SessionSettings => ({
   listener: 'pooled',
   cluster: 'c1',
   tls: 'disable',
@@ -28,7 +29,7 @@ const settings = (mode: 'session' | 'transaction'): SessionSettings => ({
   startupTimeoutMs: 500,
   readYourWrites: undefined,
   writeIdentities: [],
-  pool: { mode },
+  pool: { mode, auth },
 });
 
 const world: SessionWorld = {
@@ -58,13 +59,19 @@ const fatal57P01 = buffers.errorResponse({
 });
 
 /** What the engine did, in short: `acquire`, `release:true`, `client:RZ`, `server:Q`, `end:finish`. */
-function run(mode: 'session' | 'transaction', events: SessionEvent[]): { log: string[]; phase: string } {
-  const s = newSession(settings(mode));
+function run(
+  mode: 'session' | 'transaction',
+  events: SessionEvent[],
+  auth?: 'trust' | 'md5',
+): { log: string[]; phase: string } {
+  const s = newSession(settings(mode, auth));
   const log: string[] = [];
   const show = (a: SessionAction): string | undefined => {
     switch (a.kind) {
       case 'pool_acquire':
-        return `acquire ${a.database}/${a.user}`;
+        return `acquire ${a.database}/${a.user}${a.credentials ? ` as ${a.credentials.kind}` : ''}`;
+      case 'auth_lookup':
+        return `lookup ${a.user}`;
       case 'pool_release':
         return `release:${a.reusable}`;
       case 'write_client':
@@ -105,13 +112,66 @@ const done = (status: 'I' | 'T' = 'I'): Buffer =>
 
 interface Case {
   name: string;
+  auth?: 'trust' | 'md5';
   mode: 'session' | 'transaction';
   events: SessionEvent[];
   expect: string[];
   phase?: string;
 }
 
+const PASSWORD_SECRET = { kind: 'password', password: 'pw' } as const;
+const md5Answer = (salt: Buffer): Buffer => {
+  const inner = createHash('md5').update('pwapp').digest('hex');
+  const outer = createHash('md5').update(inner).update(salt).digest('hex');
+  return message('p', cstring(`md5${outer}`));
+};
+
 const cases: Case[] = [
+  {
+    name: 'proxy.auth trust: a user the file lists is let in by the proxy, then the pool logs in as it',
+    auth: 'trust',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
+      { type: 'pool_server', server: server(), key: KEY },
+    ],
+    expect: ['lookup app', 'client:R', 'acquire db/app as password', 'client:SKZ', 'release:true'],
+  },
+  {
+    name: 'proxy.auth trust: a user the file does not list is refused (28000)',
+    auth: 'trust',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: undefined, error: undefined },
+    ],
+    expect: ['lookup app', 'client:E', 'end:finish:auth_failed'],
+    phase: 'closed',
+  },
+  {
+    name: 'proxy.auth md5: a wrong password is refused (28P01)',
+    auth: 'md5',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
+      { type: 'client_data', bytes: message('p', cstring('md5' + '0'.repeat(32))) },
+    ],
+    expect: ['lookup app', 'client:R', 'client:E', 'end:finish:auth_failed'],
+    phase: 'closed',
+  },
+  {
+    name: 'proxy.auth: auth.query cannot answer: 08006, no exchange',
+    auth: 'md5',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: undefined, error: 'no primary' },
+    ],
+    expect: ['lookup app', 'end:finish:upstream_error:08006'],
+    phase: 'closed',
+  },
   {
     name: 'login: the proxy answers AuthenticationOk, the server parameters, its own key, ReadyForQuery; transaction mode gives the server back',
     mode: 'transaction',
@@ -292,10 +352,29 @@ const cases: Case[] = [
 describe('session engine: pooled listeners', () => {
   for (const c of cases)
     it(c.name, () => {
-      const r = run(c.mode, c.events);
+      const r = run(c.mode, c.events, c.auth);
       assert.deepEqual(r.log, c.expect);
       assert.equal(r.phase, c.phase ?? 'pooled');
     });
+
+  it('proxy.auth md5: the right password lets the client in', () => {
+    const s = newSession(settings('transaction', 'md5'));
+    const sent: Buffer[] = [];
+    const feed = (e: SessionEvent): string[] =>
+      step(s, e, world).flatMap((a) => {
+        if (a.kind === 'write_client') sent.push(a.bytes);
+        return a.kind === 'pool_acquire' ? [`acquire as ${a.credentials?.kind}`] : [];
+      });
+    feed({ type: 'accepted', startupRoom: true });
+    feed({ type: 'client_data', bytes: startup });
+    feed({ type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined });
+    const request = sent.at(-1)!;
+    assert.equal(request.readUInt32BE(5), 5, 'AuthenticationMD5Password');
+    assert.deepEqual(feed({ type: 'client_data', bytes: md5Answer(request.subarray(9, 13)) }), [
+      'acquire as password',
+    ]);
+    assert.equal(sent.at(-1)!.readUInt32BE(5), 0, 'AuthenticationOk');
+  });
 
   it('client messages split at every offset are sent whole', () => {
     const q = Buffer.concat([query('select 1'), query('select 2')]);
