@@ -207,18 +207,8 @@ function onAuthBytes(
   bytes: Buffer,
   out: SessionAction[],
 ): void {
-  const r = p.client.push(bytes);
-  if (!r.ok) {
-    fail(
-      s,
-      out,
-      'protocol_error',
-      SQLSTATE.PROTOCOL_VIOLATION,
-      `invalid message from the client: ${r.error}`,
-    );
-    return;
-  }
-  for (const msg of r.messages) {
+  const messages = clientMessages(s, p, bytes, out);
+  for (const msg of messages) {
     if (s.phase !== 'pool_login' || p.auth !== exchange) return;
     if (msg[0] !== 0x70 /* p */) {
       fail(
@@ -324,20 +314,23 @@ function assign(s: SessionState, p: PooledSession, server: PooledServerRef, out:
   for (const msg of queued) send(s, p, msg, out);
 }
 
-function onClientBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
+/** The client's whole messages in `bytes`; none, and the session ends (08P01), when they are not messages. */
+function clientMessages(
+  s: SessionState,
+  p: PooledSession,
+  bytes: Buffer,
+  out: SessionAction[],
+): readonly Buffer[] {
   const r = p.client.push(bytes);
-  if (!r.ok) {
-    release(p, out, false);
-    fail(
-      s,
-      out,
-      'protocol_error',
-      SQLSTATE.PROTOCOL_VIOLATION,
-      `invalid message from the client: ${r.error}`,
-    );
-    return;
-  }
-  for (const msg of r.messages) {
+  if (r.ok) return r.messages;
+  release(p, out, false);
+  fail(s, out, 'protocol_error', SQLSTATE.PROTOCOL_VIOLATION, `invalid message from the client: ${r.error}`);
+  return [];
+}
+
+function onClientBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
+  const messages = clientMessages(s, p, bytes, out);
+  for (const msg of messages) {
     if (s.phase !== 'pooled') return;
     if (msg[0] === TERMINATE) {
       release(p, out, idle(p));
