@@ -108,7 +108,7 @@ async function main(): Promise<void> {
   const scope = 'pool-bench';
   const profDir = path.join(OUT_DIR, `pool-cpuprof-${timestamp()}`);
   const userlist = path.join(await makeTempDir('pool-bench-auth'), 'userlist.txt');
-  await writeFile(userlist, '"postgres" ""\n');
+  await writeFile(userlist, '"postgres" "bench"\n');
   await publishLeader(kv, scope, 'pg1', pg.port);
   const proxy = await startPgfleetProxy({
     scope,
