@@ -414,7 +414,9 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
     return;
   }
   const toClient: Buffer[] = [];
-  for (const msg of r.messages) {
+  const messages = r.messages;
+  for (let i = 0; i < messages.length; i++) {
+    const msg = messages[i]!;
     const type = msg[0]!;
     if (p.replay !== undefined && p.replay.length > 0 && type === ERROR_RESPONSE && fatalShutdown(msg)) {
       // The server is going away before it answered anything of this transaction: another one.
@@ -424,19 +426,29 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
     p.replay = undefined;
     if (p.replies?.onServerMessage(type) === true) continue;
     toClient.push(msg);
-    if (type === READY_FOR_QUERY) {
-      p.awaiting = Math.max(0, p.awaiting - 1);
-      p.status = String.fromCharCode(msg[5] ?? 0x49);
+    if (type !== READY_FOR_QUERY) continue;
+    p.awaiting = Math.max(0, p.awaiting - 1);
+    p.status = String.fromCharCode(msg[5] ?? 0x49);
+    if (p.mode === 'transaction' && p.retire === undefined && idle(p)) {
+      // The transaction is over: what the server says after it is not this client's (a FATAL of a
+      // server shutting down between transactions would end a client that lost nothing).
+      writeClient(toClient, out);
+      release(p, out, !messages.slice(i + 1).some((m) => m[0] === ERROR_RESPONSE));
+      return;
     }
   }
-  if (toClient.length > 0)
-    out.push({ kind: 'write_client', bytes: toClient.length === 1 ? toClient[0]! : Buffer.concat(toClient) });
+  writeClient(toClient, out);
   if (!idle(p)) return;
   if (p.retire !== undefined) {
     finishRetired(s, p, out);
     return;
   }
   if (p.mode === 'transaction') release(p, out, true);
+}
+
+function writeClient(messages: readonly Buffer[], out: SessionAction[]): void {
+  if (messages.length > 0)
+    out.push({ kind: 'write_client', bytes: messages.length === 1 ? messages[0]! : Buffer.concat(messages) });
 }
 
 /** A FATAL 57P01/57P03 (the server shutting down or starting) as a first reply. */

@@ -264,6 +264,25 @@ const cases: Case[] = [
     ],
   },
   {
+    name: "a FATAL right after the ReadyForQuery I that ended the transaction is not the client's",
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('insert') },
+      { type: 'pool_server', server: server() },
+      reply(done(), fatal57P01),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'release:false',
+    ],
+  },
+  {
     name: 'a server lost after answering part of a transaction: 08006 to the client',
     mode: 'transaction',
     events: [
