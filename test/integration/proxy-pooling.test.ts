@@ -15,6 +15,7 @@ import { request } from 'undici';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cleanupAll, makeTempDir, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import { compilePgjdbcProbe, pgjdbcProbe, psycopgProbe } from '../harness/drivers.js';
 import {
   getJson,
   sql,
@@ -43,6 +44,7 @@ function pooledClient(port: number, password = PASSWORD): pg.Client {
     user: 'postgres',
     database: 'postgres',
     connectionTimeoutMillis: 15_000,
+    query_timeout: 30_000,
   });
   c.on('error', () => undefined);
   onCleanup(() => c.end().catch(() => undefined));
@@ -74,8 +76,11 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   const nodes: AgentNode[] = [];
   let ports: Record<string, number>;
   let adminPort: number;
+  let pgjdbcClasspath: Promise<string>;
 
   before(async () => {
+    pgjdbcClasspath = compilePgjdbcProbe();
+    pgjdbcClasspath.catch(() => undefined);
     etcd = await startEtcd();
     for (const name of ['p1', 'p2']) nodes.push(await startAgent({ etcd, scope: SCOPE, pgHba: HBA }, name));
     const cluster = await waitForHealthyCluster(nodes, 60_000);
@@ -237,7 +242,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await c.end();
   });
 
-  void it('switchover: clients idle between transactions see no error; one inside a transaction gets the error', async () => {
+  void it('switchover: clients idle between transactions see no error; one inside a transaction gets the error', async (t) => {
     const leader = (await leaderName(nodes[0]!))!;
     const from = nodes.find((n) => n.name === leader)!;
     const to = nodes.find((n) => n !== from)!;
@@ -262,6 +267,8 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await inTx.query('INSERT INTO pooled(v) VALUES (-1)');
     // Writers through the switchover: their failed statements are counted and reported.
     let writing = true;
+    // A failed assertion must not leave the writers looping (the test process would never exit).
+    t.after(() => (writing = false));
     const writerErrors: string[] = [];
     let writes = 0;
     const writers = Array.from({ length: 4 }, async () => {
@@ -289,6 +296,32 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       await w?.end();
     });
 
+    // Real drivers with protocol-level prepared statements, idle between statements through it.
+    const drivers = Promise.all([
+      psycopgProbe(
+        'psycopg',
+        `host=127.0.0.1 port=${ports.tx} user=postgres password=${PASSWORD} dbname=postgres sslmode=disable`,
+        { repeat: 24, pauseMs: 250 },
+      ),
+      pgjdbcProbe(
+        await pgjdbcClasspath,
+        `jdbc:postgresql://127.0.0.1:${ports.tx}/postgres?user=postgres&password=${PASSWORD}&prepareThreshold=1&sslmode=disable`,
+        { repeat: 24, pauseMs: 250 },
+      ),
+    ]);
+    let driversDone = false;
+    void drivers.finally(() => (driversDone = true));
+    await waitFor(
+      'the drivers connected',
+      async () => {
+        if (driversDone) throw new Error(`the drivers ended early: ${JSON.stringify(await drivers)}`);
+        const clients = await admin<Record<string, unknown[]>>(adminPort, '/clients');
+        return clients.tx!.length >= 8 + 1 + 4 + 2;
+      },
+      40_000,
+      50,
+    );
+
     const t0 = Date.now();
     const res = await request(`http://127.0.0.1:${from.apiPort}/switchover`, {
       method: 'POST',
@@ -314,6 +347,17 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     );
     writing = false;
     await Promise.all(writers);
+    for (const d of await drivers) {
+      assert.ok(d.connected, `${d.driver} connected`);
+      assert.deepEqual(d.errors, [], `${d.driver}: no error through the switchover`);
+      assert.deepEqual(
+        d.results.map((r) => r.sum),
+        Array.from({ length: 24 }, (_, i) => i + 1),
+      );
+      assert.equal(d.results.at(-1)!.port, to.pgPort, `${d.driver} ends on the new primary`);
+      if (d.driver === 'pgjdbc')
+        assert.equal(d.server_prepared, true, 'pgjdbc used a server-prepared statement');
+    }
     console.log(
       `pooled switchover: moved in ${moved} ms; 8 idle clients 0 errors; in-transaction client: ${inTxError}; writers ${writes} writes, ${writerErrors.length} failed${writerErrors.length ? ` (${[...new Set(writerErrors)].join('; ')})` : ''}`,
     );

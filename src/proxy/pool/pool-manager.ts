@@ -65,6 +65,8 @@ class Pool {
   readonly loginsOn = new Map<string, number>();
   /** How its servers are logged in to (proxy.auth); undefined: the servers must ask nothing. */
   credentials: LoginCredentials | undefined;
+  /** The ParameterStatus of its last logged-in server (what new clients are told). */
+  parameters: readonly Buffer[] | undefined;
   constructor(
     readonly database: string,
     readonly user: string,
@@ -143,6 +145,16 @@ export class PoolManager {
     p.clients.delete(client);
     const i = p.waiters.findIndex((w) => w.client === client);
     if (i >= 0) p.waiters.splice(i, 1);
+  }
+
+  /**
+   * Transaction mode: the ParameterStatus a new client of (database, user) is told, from the pool's
+   * last logged-in server; undefined until one logged in (the first client's login proves the
+   * database and user on a server) or in session mode (the client gets a server at login anyway).
+   */
+  loginParameters(database: string, user: string): readonly Buffer[] | undefined {
+    if (this.#mode !== 'transaction') return undefined;
+    return this.#pools.get(`${database}\0${user}`)?.parameters;
   }
 
   /** A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick. */
@@ -315,6 +327,7 @@ export class PoolManager {
       },
     );
     p.servers.add(server);
+    p.parameters = parameters;
     this.#ctx.registry.add(this.listener, node.key, node.name, server);
     p.idle.push(server);
     this.#pump(p);

@@ -261,10 +261,15 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'fresh_read':
         this.#ctx.metrics.freshRead(a.result, a.seconds);
         return;
-      case 'pool_acquire':
+      case 'pool_acquire': {
         this.#poolKey ??= { database: a.database, user: a.user };
-        this.#ctx.pool?.acquire(a.database, a.user, this, a.credentials);
+        const pool = this.#ctx.pool!;
+        const cached =
+          this.#state.phase === 'pool_login' ? pool.loginParameters(a.database, a.user) : undefined;
+        if (cached !== undefined) queueMicrotask(() => this.#loginFromCache(cached));
+        else pool.acquire(a.database, a.user, this, a.credentials);
         return;
+      }
       case 'auth_lookup':
         this.#lookupSecret(a.user);
         return;
@@ -297,16 +302,29 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       return;
     }
     this.#pooled = server;
-    let key: { processId: number; secretKey: Buffer } | undefined;
-    if (this.#state.phase === 'pool_login') {
-      const r = issuedKeyBytes();
-      key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
-      this.#cancelKey = cancelKey(key.processId, key.secretKey);
-      this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
-      pool.join(this.#poolKey!.database, this.#poolKey!.user, this);
-      this.#ctx.metrics.opened();
-    }
+    const key = this.#state.phase === 'pool_login' ? this.#issueKey() : undefined;
     this.#step(key === undefined ? { type: 'pool_server', server } : { type: 'pool_server', server, key });
+  }
+
+  /**
+   * Transaction mode: a login answered from the ParameterStatus of the pool's servers, without
+   * lending one (a new client does not wait behind busy transactions to be told hello).
+   */
+  #loginFromCache(parameters: readonly Buffer[]): void {
+    if (this.#state.phase !== 'pool_login') return;
+    const key = this.#issueKey();
+    this.#step({ type: 'pool_server', server: { statements: new Map(), parameters }, key });
+  }
+
+  /** The backend key the proxy gives a pooled client, registered for its cancels. */
+  #issueKey(): { processId: number; secretKey: Buffer } {
+    const r = issuedKeyBytes();
+    const key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
+    this.#cancelKey = cancelKey(key.processId, key.secretKey);
+    this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
+    this.#ctx.pool!.join(this.#poolKey!.database, this.#poolKey!.user, this);
+    this.#ctx.metrics.opened();
+    return key;
   }
 
   onPoolFailed(fatal: Buffer): void {
