@@ -348,7 +348,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     writing = false;
     await Promise.all(writers);
     for (const d of await drivers) {
-      assert.ok(d.connected, `${d.driver} connected`);
+      assert.ok(d.connected, `${d.driver} connected: ${JSON.stringify(d.errors)}`);
       assert.deepEqual(d.errors, [], `${d.driver}: no error through the switchover`);
       assert.deepEqual(
         d.results.map((r) => r.sum),

@@ -5,8 +5,20 @@
  * listed in docs/pooling.md.
  */
 
+/**
+ * Settings drivers set at connect whose loss is harmless (pgjdbc runs `SET extra_float_digits = 3`
+ * by default; PostgreSQL 12+ prints floats exactly without it): let through, not kept.
+ */
+const HARMLESS_SETTINGS = '(extra_float_digits|application_name)';
+
 const RULES: readonly (readonly [RegExp, string])[] = [
-  [/^set\s+(?!local\b|transaction\b|constraints\b)/i, 'SET outside a transaction (use SET LOCAL inside one)'],
+  [
+    new RegExp(
+      `^set\\s+(?!local\\b|transaction\\b|constraints\\b)(?!(session\\s+)?${HARMLESS_SETTINGS}\\b)`,
+      'i',
+    ),
+    'SET outside a transaction (use SET LOCAL inside one)',
+  ],
   [/^(listen|unlisten)\b/i, 'LISTEN and UNLISTEN'],
   [/^create\s+(global\s+|local\s+)?temp(orary)?\s+table\b/i, 'temporary tables'],
   [/^declare\s+[^;]*\bwith\s+hold\b/i, 'cursors WITH HOLD'],
