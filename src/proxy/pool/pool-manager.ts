@@ -45,6 +45,16 @@ export interface PoolTotals {
   loginFailures: number;
 }
 
+/** What one pool serves: a database, a user, and the client_encoding its servers log in with. */
+export interface PoolIdentity {
+  readonly database: string;
+  readonly user: string;
+  /** '' for the server's default. */
+  readonly encoding: string;
+}
+
+const poolKey = (id: PoolIdentity): string => `${id.database}\0${id.user}\0${id.encoding}`;
+
 class Pool {
   readonly servers = new Set<PooledServer>();
   /** Idle servers, the most recently used last (lent first: the others may time out). */
@@ -67,10 +77,14 @@ class Pool {
   credentials: LoginCredentials | undefined;
   /** The ParameterStatus of its last logged-in server (what new clients are told). */
   parameters: readonly Buffer[] | undefined;
-  constructor(
-    readonly database: string,
-    readonly user: string,
-  ) {}
+  readonly database: string;
+  readonly user: string;
+  readonly encoding: string;
+  constructor(id: PoolIdentity) {
+    this.database = id.database;
+    this.user = id.user;
+    this.encoding = id.encoding;
+  }
 }
 
 export interface PoolStatus {
@@ -127,20 +141,20 @@ export class PoolManager {
     for (const p of this.#pools.values()) this.#pump(p);
   }
 
-  #pool(database: string, user: string): Pool {
-    const key = `${database}\0${user}`;
+  #pool(id: PoolIdentity): Pool {
+    const key = poolKey(id);
     let p = this.#pools.get(key);
-    if (p === undefined) this.#pools.set(key, (p = new Pool(database, user)));
+    if (p === undefined) this.#pools.set(key, (p = new Pool(id)));
     return p;
   }
 
   /** A client logged in (it counts in the pool's clients until leave). */
-  join(database: string, user: string, client: PoolClient): void {
-    this.#pool(database, user).clients.add(client);
+  join(id: PoolIdentity, client: PoolClient): void {
+    this.#pool(id).clients.add(client);
   }
 
-  leave(database: string, user: string, client: PoolClient): void {
-    const p = this.#pools.get(`${database}\0${user}`);
+  leave(id: PoolIdentity, client: PoolClient): void {
+    const p = this.#pools.get(poolKey(id));
     if (p === undefined) return;
     p.clients.delete(client);
     const i = p.waiters.findIndex((w) => w.client === client);
@@ -152,14 +166,14 @@ export class PoolManager {
    * last logged-in server; undefined until one logged in (the first client's login proves the
    * database and user on a server) or in session mode (the client gets a server at login anyway).
    */
-  loginParameters(database: string, user: string): readonly Buffer[] | undefined {
+  loginParameters(id: PoolIdentity): readonly Buffer[] | undefined {
     if (this.#mode !== 'transaction') return undefined;
-    return this.#pools.get(`${database}\0${user}`)?.parameters;
+    return this.#pools.get(poolKey(id))?.parameters;
   }
 
   /** A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick. */
-  acquire(database: string, user: string, client: PoolClient, credentials?: LoginCredentials): void {
-    const p = this.#pool(database, user);
+  acquire(id: PoolIdentity, client: PoolClient, credentials?: LoginCredentials): void {
+    const p = this.#pool(id);
     // The pool logs in to servers as its latest authenticated client (pgbouncer's way).
     if (credentials !== undefined) p.credentials = credentials;
     p.waiters.push({ client, since: performance.now() });
@@ -168,7 +182,7 @@ export class PoolManager {
 
   /** `server` comes back from its client (`reusable`: in a clean state). */
   release(server: PooledServer, reusable: boolean): void {
-    const p = this.#pool(server.database, server.user);
+    const p = this.#pool(server);
     const now = performance.now();
     server.giveBack(now);
     p.totals.transactions++;
@@ -265,7 +279,12 @@ export class PoolManager {
     let nodeName = '';
     const login = new ServerLogin(
       this.#ctx,
-      { database: p.database, user: p.user, credentials: p.credentials ?? NO_CREDENTIALS },
+      {
+        database: p.database,
+        user: p.user,
+        encoding: p.encoding,
+        credentials: p.credentials ?? NO_CREDENTIALS,
+      },
       (w, tried) => {
         const pref =
           preferred === undefined ? undefined : routed.find((n) => n.name === preferred && !tried.has(n.key));
@@ -317,7 +336,15 @@ export class PoolManager {
     }
     const server = new PooledServer(
       socket,
-      { node, database: p.database, user: p.user, parameters, backendKey, now: performance.now() },
+      {
+        node,
+        database: p.database,
+        user: p.user,
+        encoding: p.encoding,
+        parameters,
+        backendKey,
+        now: performance.now(),
+      },
       {
         closed: (s) => {
           this.#forget(p, s);

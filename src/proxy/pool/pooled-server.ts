@@ -43,6 +43,7 @@ export class PooledServer implements Terminable, PooledServerRef {
   readonly node: RouteNode;
   readonly database: string;
   readonly user: string;
+  readonly encoding: string;
   readonly parameters: readonly Buffer[];
   readonly statements: ServerStatements = new Map();
   readonly backendKey: { readonly processId: number; readonly secretKey: Buffer } | undefined;
@@ -64,6 +65,7 @@ export class PooledServer implements Terminable, PooledServerRef {
       node: RouteNode;
       database: string;
       user: string;
+      encoding: string;
       parameters: readonly Buffer[];
       backendKey: { processId: number; secretKey: Buffer } | undefined;
       now: number;
@@ -74,6 +76,7 @@ export class PooledServer implements Terminable, PooledServerRef {
     this.node = init.node;
     this.database = init.database;
     this.user = init.user;
+    this.encoding = init.encoding;
     this.parameters = init.parameters;
     this.backendKey = init.backendKey;
     this.createdAt = init.now;

@@ -62,7 +62,7 @@ export class ServerLogin implements Terminable, RouteWaiter, HasDeadline {
 
   constructor(
     ctx: SessionContext,
-    login: { database: string; user: string; credentials: LoginCredentials },
+    login: { database: string; user: string; encoding: string; credentials: LoginCredentials },
     pick: (w: SessionWorld, tried: ReadonlySet<string>) => RouteNode | undefined,
     done: (r: LoginResult) => void,
   ) {
@@ -82,6 +82,7 @@ export class ServerLogin implements Terminable, RouteWaiter, HasDeadline {
       ['user', login.user],
       ['database', login.database],
       ['application_name', 'pgfleet-pool'],
+      ...(login.encoding === '' ? [] : [['client_encoding', login.encoding] as const]),
     ]);
   }
 

@@ -16,7 +16,7 @@ import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
 import { randomFillSync } from 'node:crypto';
 import { cancelRequest } from '../../protocol/index.js';
-import type { PoolClient } from '../pool/pool-manager.js';
+import type { PoolClient, PoolIdentity } from '../pool/pool-manager.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { cancelKey, type CancelTarget } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
@@ -67,7 +67,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   readonly #onClosed: (s: ClientSession) => void;
   /** Pooled listeners: the server connection lent to this session, and what it logged in as. */
   #pooled: PooledServer | undefined;
-  #poolKey: { database: string; user: string } | undefined;
+  #poolKey: PoolIdentity | undefined;
   /** The pooled server's write buffer was full: the client is paused until it drains. */
   #pooledFull = false;
 
@@ -262,12 +262,11 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#ctx.metrics.freshRead(a.result, a.seconds);
         return;
       case 'pool_acquire': {
-        this.#poolKey ??= { database: a.database, user: a.user };
+        this.#poolKey ??= { database: a.database, user: a.user, encoding: a.encoding };
         const pool = this.#ctx.pool!;
-        const cached =
-          this.#state.phase === 'pool_login' ? pool.loginParameters(a.database, a.user) : undefined;
+        const cached = this.#state.phase === 'pool_login' ? pool.loginParameters(this.#poolKey) : undefined;
         if (cached !== undefined) queueMicrotask(() => this.#loginFromCache(cached));
-        else pool.acquire(a.database, a.user, this, a.credentials);
+        else pool.acquire(this.#poolKey, this, a.credentials);
         return;
       }
       case 'auth_lookup':
@@ -322,7 +321,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     const key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
     this.#cancelKey = cancelKey(key.processId, key.secretKey);
     this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
-    this.#ctx.pool!.join(this.#poolKey!.database, this.#poolKey!.user, this);
+    this.#ctx.pool!.join(this.#poolKey!, this);
     this.#ctx.metrics.opened();
     return key;
   }
@@ -468,7 +467,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     }
     this.#forgetNode();
     this.#poolRelease(false);
-    if (this.#poolKey !== undefined) ctx.pool?.leave(this.#poolKey.database, this.#poolKey.user, this);
+    if (this.#poolKey !== undefined) ctx.pool?.leave(this.#poolKey, this);
     ctx.waiters.delete(this);
     if (this.#starting) {
       this.#starting = false;

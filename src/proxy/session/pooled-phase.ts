@@ -62,6 +62,8 @@ export interface PooledSession {
   readonly mode: 'session' | 'transaction';
   readonly database: string;
   readonly user: string;
+  /** The client_encoding the client asked for ('' for the server's default). */
+  readonly encoding: string;
   readonly client: MessageFramer;
   server: PooledServerRef | undefined;
   serverFramer: MessageFramer | undefined;
@@ -124,6 +126,7 @@ export function beginPooled(
     mode,
     database: parameters.get('database') ?? user,
     user,
+    encoding: parameters.get('client_encoding') ?? '',
     client: new MessageFramer(),
     server: undefined,
     serverFramer: undefined,
@@ -148,7 +151,13 @@ export function beginPooled(
 
 function acquire(p: PooledSession, out: SessionAction[]): void {
   p.acquiring = true;
-  out.push({ kind: 'pool_acquire', database: p.database, user: p.user, credentials: p.credentials });
+  out.push({
+    kind: 'pool_acquire',
+    database: p.database,
+    user: p.user,
+    encoding: p.encoding,
+    credentials: p.credentials,
+  });
 }
 
 /** The user's secret is known (or not): the exchange with the client begins. */

@@ -184,6 +184,8 @@ export type SessionAction =
       readonly kind: 'pool_acquire';
       readonly database: string;
       readonly user: string;
+      /** The client's startup client_encoding: its servers log in with it (one pool per encoding). */
+      readonly encoding: string;
       /** What the proxy holds to log in to servers as this client (proxy.auth). */
       readonly credentials: LoginCredentials | undefined;
     }
