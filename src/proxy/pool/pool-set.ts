@@ -3,6 +3,7 @@
  * its listener's new context and limits; open server connections stay), closed when its listener
  * goes or stops pooling.
  */
+import { randomBytes } from 'node:crypto';
 import type { ListenerConfig } from '../../config/proxy-schema.js';
 import type { Logger } from '../../observability/logger.js';
 import type { SessionContext } from '../session/session-context.js';
@@ -46,7 +47,7 @@ export class PoolSet {
     } else pool.configure(ctx, listener.pool_mode, limits);
     const names = pool.names;
     // (The world is made afresh on every step: added to, not copied.)
-    return { ...ctx, pool, world: (now) => Object.assign(ctx.world(now), { statementNames: names }) };
+    return { ...ctx, pool, world: (now) => Object.assign(ctx.world(now), { statementNames: names, randomBytes }) };
   }
 
   /** Closes the pools of listeners no longer configured. */
