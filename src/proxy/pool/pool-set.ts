@@ -47,7 +47,11 @@ export class PoolSet {
     } else pool.configure(ctx, listener.pool_mode, limits);
     const names = pool.names;
     // (The world is made afresh on every step: added to, not copied.)
-    return { ...ctx, pool, world: (now) => Object.assign(ctx.world(now), { statementNames: names, randomBytes }) };
+    return {
+      ...ctx,
+      pool,
+      world: (now) => Object.assign(ctx.world(now), { statementNames: names, randomBytes }),
+    };
   }
 
   /** Closes the pools of listeners no longer configured. */
