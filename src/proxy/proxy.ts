@@ -491,7 +491,12 @@ export class Proxy {
   }
 
   async #apply(next: ProxyConfig): Promise<ReloadOutcome> {
-    const running = { config: this.#config, tls: this.#tls, serverTls: this.#serverTls };
+    const running = {
+      config: this.#config,
+      tls: this.#tls,
+      serverTls: this.#serverTls,
+      secrets: this.#secrets,
+    };
     const plan = reloadPlan(running.config, next);
     const p = plan.effective.proxy;
     const serverTls = loadServerTls(p);
@@ -500,14 +505,20 @@ export class Proxy {
     this.#config = plan.effective;
     let commit: () => Listener[];
     try {
+      // proxy.auth and its file are read again (pgbouncer's RELOAD re-reads auth_file too).
+      this.#secrets = await this.#loadSecrets();
       commit = await this.#listeners.prepare(p.listeners, (l) => this.#contextFor(l));
     } catch (err) {
+      if (this.#secrets !== running.secrets) this.#secrets?.close();
       this.#config = running.config;
       this.#tls = running.tls;
       this.#serverTls = running.serverTls;
+      this.#secrets = running.secrets;
       throw err;
     }
     const removed = commit();
+    // Logins already looking a user up keep the old source a little longer.
+    if (running.secrets !== undefined) setTimeout(() => running.secrets?.close(), 30_000).unref();
     this.#pools.keepOnly(p.listeners);
     const wasChecking = running.config.proxy.health_check.enabled;
     this.#admission.setLimits(admissionLimits(p));
