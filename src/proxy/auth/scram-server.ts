@@ -23,6 +23,7 @@ import {
   authenticationSASL,
   authenticationSASLContinue,
   authenticationSASLFinal,
+  MAX_SASL_MESSAGE_BYTES,
   readSaslInitialResponse,
   SCRAM_SHA_256,
 } from './messages.js';
@@ -81,6 +82,8 @@ export class ScramServerExchange {
   /** `body`: the client's 'p' message after its type byte and length. */
   receive(body: Buffer): ServerAuthStep {
     const state = this.#state;
+    if (body.length > MAX_SASL_MESSAGE_BYTES)
+      return this.#fail(protocolViolation('SASL message too long'), `SASL message of ${body.length} bytes`);
     switch (state.name) {
       case 'client-first':
         return this.#onClientFirst(body);

@@ -306,6 +306,12 @@ void describe('createServerAuth scram-sha-256 (client → proxy)', () => {
       'SASLInitialResponse data length does not match its message',
     ],
     [
+      'more than 1024 bytes (PostgreSQL: PG_MAX_SASL_MESSAGE_LENGTH)',
+      saslInitialBody('SCRAM-SHA-256', `n,,n=,r=${'a'.repeat(1024)}`),
+      '08P01',
+      'SASL message too long',
+    ],
+    [
       'no data (-1)',
       Buffer.concat([cstring('SCRAM-SHA-256'), int32(-1)]),
       '08P01',
