@@ -365,12 +365,12 @@ function flip(b64: string): string {
 }
 
 void describe('property: the server built from a password accepts exactly that password', () => {
-  void it('any password (and any other) through SCRAM and md5', () => {
+  void it('any password (and any other) through SCRAM, md5 and cleartext', () => {
     fc.assert(
       fc.property(
         fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }),
         fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }),
-        fc.constantFrom('scram-sha-256' as const, 'md5' as const),
+        fc.constantFrom('scram-sha-256' as const, 'md5' as const, 'password' as const),
         (password, other, method) => {
           fc.pre(!password.includes('\0') && !other.includes('\0'));
           const secret = { kind: 'password' as const, password };
