@@ -75,7 +75,9 @@ export function parseAuthFile(text: string, file: string): AuthFile {
   const users = new Map<string, StoredSecret>();
   const firstLine = new Map<string, number>();
   const errors: AuthFileError[] = [];
-  text.split('\n').forEach((raw, index) => {
+  // A byte-order mark some editors write is not part of the first line.
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  body.split('\n').forEach((raw, index) => {
     const line = index + 1;
     const parsed = parseAuthFileLine(raw.endsWith('\r') ? raw.slice(0, -1) : raw);
     if (parsed === undefined) return;

@@ -17,6 +17,8 @@
  *
  * Towards a client (after its StartupMessage; the caller frames its 'p' messages)
  *   const auth = createServerAuth({ method, user, secret });   // method: scram-sha-256|md5|password|trust
+ *   (the exchanges refuse 'p' bodies beyond PostgreSQL's limits, MAX_SASL_MESSAGE_BYTES and
+ *   MAX_AUTH_MESSAGE_BYTES, with 08P01; bound the framer's buffer accordingly)
  *   let step = auth.start();
  *   while (step.type === 'continue') { write(step.send); step = auth.receive(await nextPBody()); }
  *   write(step.send);   // ok: ends with AuthenticationOk — go on with ParameterStatus… ReadyForQuery
@@ -54,7 +56,13 @@ export type { AuthQueryOptions, AuthQueryTarget } from './auth-query.js';
 export type { LoginCredentials, RandomBytes, ServerAuthStep } from './auth-types.js';
 export { ClientLogin } from './client-login.js';
 export type { ClientLoginFailure, ClientLoginOptions, ClientLoginStep } from './client-login.js';
-export { AuthCode, readAuthentication, SCRAM_SHA_256 } from './messages.js';
+export {
+  AuthCode,
+  MAX_AUTH_MESSAGE_BYTES,
+  MAX_SASL_MESSAGE_BYTES,
+  readAuthentication,
+  SCRAM_SHA_256,
+} from './messages.js';
 export {
   clientKeysFromPassword,
   DEFAULT_SCRAM_ITERATIONS,

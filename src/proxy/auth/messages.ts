@@ -19,6 +19,14 @@ export const AuthCode = {
 
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
 
+/**
+ * The largest 'p' message bodies PostgreSQL accepts during authentication: a PasswordMessage
+ * (PG_MAX_AUTH_TOKEN_LENGTH) and a SASL message (PG_MAX_SASL_MESSAGE_LENGTH). The exchanges refuse
+ * longer ones with 08P01; the caller's framer should bound them before buffering.
+ */
+export const MAX_AUTH_MESSAGE_BYTES = 65535;
+export const MAX_SASL_MESSAGE_BYTES = 1024;
+
 function typed(type: string, body: Buffer): Buffer {
   const out = Buffer.alloc(5 + body.length);
   out.write(type, 0, 'latin1');

@@ -14,6 +14,7 @@
 import type { LoginCredentials, RandomBytes, ServerAuthStep } from './auth-types.js';
 import {
   authenticationCleartextPassword,
+  MAX_AUTH_MESSAGE_BYTES,
   authenticationMD5Password,
   authenticationOk,
   readPasswordMessage,
@@ -56,6 +57,11 @@ export class PasswordServerExchange {
     const state = this.#state;
     if (state.name !== 'password')
       return this.#fail(protocolViolation('unexpected password message'), `message in state ${state.name}`);
+    if (body.length > MAX_AUTH_MESSAGE_BYTES)
+      return this.#fail(
+        protocolViolation('password packet too long'),
+        `password message of ${body.length} bytes`,
+      );
     const answer = readPasswordMessage(body);
     if (typeof answer !== 'string') return this.#fail(protocolViolation(answer.error), answer.error);
     const { user, secret, method } = this.#options;

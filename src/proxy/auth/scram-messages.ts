@@ -34,8 +34,18 @@ export interface ClientFinal {
 
 export type ServerFinal = { readonly signature: Buffer } | { readonly serverError: string };
 
-/** featureNotSupported: refused as SQLSTATE 0A000 rather than as a malformed message (08P01). */
-export type Malformed = { readonly error: string; readonly featureNotSupported?: true };
+/**
+ * Why a message is refused, in PostgreSQL's words. Default: 08P01 "malformed SCRAM message" with
+ * `error` as the detail; `as` 'feature-not-supported' (0A000) or 'protocol-violation' (08P01):
+ * `error` is the message itself.
+ */
+export type Malformed = {
+  readonly error: string;
+  readonly as?: 'feature-not-supported' | 'protocol-violation';
+};
+
+/** SHA-256's output: the length of keys, proofs and signatures. */
+export const SCRAM_KEY_BYTES = 32;
 
 export const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 /** printable = %x21-2B / %x2D-7E (RFC 5802): no comma. */
@@ -59,17 +69,18 @@ export function readClientFirst(text: string): ClientFirst | Malformed {
   if (authzidEnd !== 2)
     return {
       error: 'client uses authorization identity, but it is not supported',
-      featureNotSupported: true,
+      as: 'feature-not-supported',
     };
   const gs2Header = text.slice(0, 3);
   const bare = text.slice(3);
   const parts = bare.split(',');
   if (parts[0]?.startsWith('m='))
-    return { error: 'client requires an unsupported SCRAM extension', featureNotSupported: true };
+    return { error: 'client requires an unsupported SCRAM extension', as: 'feature-not-supported' };
   if (attribute(parts[0], 'n') === undefined) return { error: 'Expected attribute "n".' };
   const nonce = attribute(parts[1], 'r');
   if (nonce === undefined) return { error: 'Expected attribute "r".' };
-  if (!PRINTABLE.test(nonce)) return { error: 'client nonce contains invalid characters' };
+  if (!PRINTABLE.test(nonce))
+    return { error: 'non-printable characters in SCRAM nonce', as: 'protocol-violation' };
   return { gs2Header, bare, nonce };
 }
 
@@ -105,9 +116,10 @@ export function readClientFinal(text: string): ClientFinal | Malformed {
   if (channelBinding === undefined) return { error: 'Expected attribute "c".' };
   const nonce = attribute(parts[1], 'r');
   if (nonce === undefined) return { error: 'Expected attribute "r".' };
-  if (!BASE64.test(proofText) || proofText === '')
+  const proof = Buffer.from(proofText, 'base64');
+  if (!BASE64.test(proofText) || proof.length !== SCRAM_KEY_BYTES)
     return { error: 'Malformed proof in client-final-message.' };
-  return { channelBinding, nonce, withoutProof, proof: Buffer.from(proofText, 'base64') };
+  return { channelBinding, nonce, withoutProof, proof };
 }
 
 export function readServerFinal(text: string): ServerFinal | Malformed {

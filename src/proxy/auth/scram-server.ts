@@ -23,6 +23,7 @@ import {
   authenticationSASL,
   authenticationSASLContinue,
   authenticationSASLFinal,
+  MAX_SASL_MESSAGE_BYTES,
   readSaslInitialResponse,
   SCRAM_SHA_256,
 } from './messages.js';
@@ -33,7 +34,13 @@ import {
   serverSignature,
   type ScramVerifier,
 } from './scram-keys.js';
-import { readClientFinal, readClientFirst, writeServerFirst, type ClientFirst } from './scram-messages.js';
+import {
+  readClientFinal,
+  readClientFirst,
+  writeServerFirst,
+  type ClientFirst,
+  type Malformed,
+} from './scram-messages.js';
 import { featureNotSupported, malformedScram, passwordFailed, protocolViolation } from './server-replies.js';
 
 /** PostgreSQL's server nonce: 18 random bytes, base64 (SCRAM_RAW_NONCE_LEN). */
@@ -81,6 +88,8 @@ export class ScramServerExchange {
   /** `body`: the client's 'p' message after its type byte and length. */
   receive(body: Buffer): ServerAuthStep {
     const state = this.#state;
+    if (body.length > MAX_SASL_MESSAGE_BYTES)
+      return this.#fail(protocolViolation('SASL message too long'), `SASL message of ${body.length} bytes`);
     switch (state.name) {
       case 'client-first':
         return this.#onClientFirst(body);
@@ -102,12 +111,7 @@ export class ScramServerExchange {
       );
     }
     const clientFirst = readClientFirst(initial.data);
-    if ('error' in clientFirst) {
-      const send = clientFirst.featureNotSupported
-        ? featureNotSupported(clientFirst.error)
-        : malformedScram(clientFirst.error);
-      return this.#fail(send, clientFirst.error);
-    }
+    if ('error' in clientFirst) return this.#fail(refusal(clientFirst), clientFirst.error);
     const verifier = this.#options.verifier ?? this.#mockVerifier();
     const nonce = clientFirst.nonce + this.#options.randomBytes(SERVER_NONCE_BYTES).toString('base64');
     const serverFirst = writeServerFirst({ nonce, salt: verifier.salt, iterations: verifier.iterations });
@@ -117,14 +121,17 @@ export class ScramServerExchange {
 
   #onClientFinal(state: Extract<State, { name: 'client-final' }>, body: Buffer): ServerAuthStep {
     const final = readClientFinal(body.toString('utf8'));
-    if ('error' in final) return this.#fail(malformedScram(final.error), final.error);
+    if ('error' in final) return this.#fail(refusal(final), final.error);
     const expectedBinding = Buffer.from(state.clientFirst.gs2Header, 'utf8').toString('base64');
     if (final.channelBinding !== expectedBinding) {
-      const message = 'SCRAM channel binding check failed';
+      const message = 'unexpected SCRAM channel-binding attribute in client-final-message';
       return this.#fail(protocolViolation(message), message);
     }
     if (final.nonce !== state.nonce)
-      return this.#fail(malformedScram('Nonce does not match.'), 'nonce does not match');
+      return this.#fail(
+        protocolViolation('invalid SCRAM response', 'Nonce does not match.'),
+        'nonce does not match',
+      );
     const authMessage = `${state.clientFirst.bare},${state.serverFirst},${final.withoutProof}`;
     const clientKey = recoverClientKey(state.verifier, authMessage, final.proof);
     const { user, verifier, password } = this.#options;
@@ -164,4 +171,10 @@ export class ScramServerExchange {
     this.#state = { name: 'done' };
     return { type: 'failed', send, reason };
   }
+}
+
+function refusal(m: Malformed): Buffer {
+  if (m.as === 'feature-not-supported') return featureNotSupported(m.error);
+  if (m.as === 'protocol-violation') return protocolViolation(m.error);
+  return malformedScram(m.error);
 }

@@ -19,18 +19,17 @@ export function passwordFailed(user: string): Buffer {
   });
 }
 
-export function malformedScram(detail: string): Buffer {
+export function protocolViolation(message: string, detail?: string): Buffer {
   return errorResponse({
     severity: 'FATAL',
     code: AUTH_SQLSTATE.PROTOCOL_VIOLATION,
-    message: 'malformed SCRAM message',
-    detail,
+    message,
+    ...(detail === undefined ? {} : { detail }),
   });
 }
 
-export function protocolViolation(message: string): Buffer {
-  return errorResponse({ severity: 'FATAL', code: AUTH_SQLSTATE.PROTOCOL_VIOLATION, message });
-}
+export const malformedScram = (detail: string): Buffer =>
+  protocolViolation('malformed SCRAM message', detail);
 
 export function featureNotSupported(message: string): Buffer {
   return errorResponse({ severity: 'FATAL', code: AUTH_SQLSTATE.FEATURE_NOT_SUPPORTED, message });

@@ -110,6 +110,11 @@ void describe('parseAuthFile', () => {
     ]);
   });
 
+  void it('a leading byte-order mark is not part of the first line', () => {
+    const { users, errors } = parseAuthFile('\uFEFF"alice" "pw"\n', 'f');
+    assert.deepEqual([[...users.keys()], errors], [['alice'], []]);
+  });
+
   void it('an empty file is an empty map without errors', () => {
     assert.deepEqual(parseAuthFile('', 'f'), { users: new Map(), errors: [] });
   });

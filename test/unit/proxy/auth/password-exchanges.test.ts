@@ -120,6 +120,14 @@ void describe('server-side md5, cleartext and trust', () => {
     assert.equal(s.receive(cstring(md5Answer('pw', 'bob', salt))).type, 'failed');
   });
 
+  void it('a PasswordMessage beyond 65,535 bytes is 08P01 before it is read', () => {
+    const step = answer('password', { kind: 'password', password: 'pw' }, 'x'.repeat(65535));
+    assert.deepEqual(
+      [step.type, errorFields(step.send).C, errorFields(step.send).M],
+      ['failed', '08P01', 'password packet too long'],
+    );
+  });
+
   void it('trust lets listed users in at once and hands on what their secret can answer with', () => {
     const cases: [StoredSecret, LoginCredentials][] = [
       [

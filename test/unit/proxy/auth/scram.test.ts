@@ -241,27 +241,47 @@ void describe('createServerAuth scram-sha-256 (client → proxy)', () => {
     assert.equal(withFinal((n, p) => `c=biws,r=${n},p=${p}`).type, 'ok');
   });
 
-  const tampered: [string, (nonce: string, proof: string) => string, string, string][] = [
-    ['a nonce cut short', (n, p) => `c=biws,r=${n.slice(0, -1)},p=${p}`, '08P01', 'Nonce does not match.'],
-    ['the channel-binding header changed', (n, p) => `c=eSws,r=${n},p=${p}`, '08P01', ''],
-    ['a proof with a flipped bit', (n, p) => `c=biws,r=${n},p=${flip(p)}`, '28P01', ''],
-    ['a proof of the wrong length', (n) => `c=biws,r=${n},p=AAAA`, '28P01', ''],
-    ['no proof', (n) => `c=biws,r=${n}`, '08P01', 'Could not find proof in client-final-message.'],
+  const malformed = 'malformed SCRAM message';
+  const wrongPassword = 'password authentication failed for user "user"';
+  /** name, client-final, then SQLSTATE, message and detail (PostgreSQL 15's words). */
+  const tampered: [string, (nonce: string, proof: string) => string, string, string, string?][] = [
+    [
+      'a nonce cut short',
+      (n, p) => `c=biws,r=${n.slice(0, -1)},p=${p}`,
+      '08P01',
+      'invalid SCRAM response',
+      'Nonce does not match.',
+    ],
+    [
+      'the channel-binding header changed',
+      (n, p) => `c=eSws,r=${n},p=${p}`,
+      '08P01',
+      'unexpected SCRAM channel-binding attribute in client-final-message',
+    ],
+    ['a proof with a flipped bit', (n, p) => `c=biws,r=${n},p=${flip(p)}`, '28P01', wrongPassword],
+    [
+      'a proof of the wrong length',
+      (n) => `c=biws,r=${n},p=AAAA`,
+      '08P01',
+      malformed,
+      'Malformed proof in client-final-message.',
+    ],
+    ['no proof', (n) => `c=biws,r=${n}`, '08P01', malformed, 'Could not find proof in client-final-message.'],
     [
       'a proof that is not base64',
       (n) => `c=biws,r=${n},p=***`,
       '08P01',
+      malformed,
       'Malformed proof in client-final-message.',
     ],
-    ['no c=', (n, p) => `r=${n},p=${p}`, '08P01', 'Expected attribute "c".'],
+    ['no c=', (n, p) => `r=${n},p=${p}`, '08P01', malformed, 'Expected attribute "c".'],
   ];
-  for (const [name, final, code, detail] of tampered) {
-    void it(`refuses a client-final with ${name}: ${code}`, () => {
+  for (const [name, final, code, message, detail] of tampered) {
+    void it(`refuses a client-final with ${name}: ${code} "${message}"`, () => {
       const step = withFinal(final);
       assert.equal(step.type, 'failed');
       const fields = errorFields(step.send);
-      assert.equal(fields.C, code);
-      if (detail !== '') assert.equal(fields.D, detail);
+      assert.deepEqual([fields.C, fields.M, fields.D], [code, message, detail]);
     });
   }
 
@@ -295,7 +315,7 @@ void describe('createServerAuth scram-sha-256 (client → proxy)', () => {
       'a nonce with a comma-free but non-printable byte',
       saslInitialBody('SCRAM-SHA-256', 'n,,n=,r=a\u0001'),
       '08P01',
-      'malformed SCRAM message',
+      'non-printable characters in SCRAM nonce',
     ],
     ['a bad flag', saslInitialBody('SCRAM-SHA-256', 'x,,n=,r=abc'), '08P01', 'malformed SCRAM message'],
     ['a truncated message', Buffer.from('SCRAM-SHA-256'), '08P01', 'SASLInitialResponse is truncated'],
@@ -304,6 +324,12 @@ void describe('createServerAuth scram-sha-256 (client → proxy)', () => {
       Buffer.concat([cstring('SCRAM-SHA-256'), int32(99), Buffer.from('n,,n=,r=a')]),
       '08P01',
       'SASLInitialResponse data length does not match its message',
+    ],
+    [
+      'more than 1024 bytes (PostgreSQL: PG_MAX_SASL_MESSAGE_LENGTH)',
+      saslInitialBody('SCRAM-SHA-256', `n,,n=,r=${'a'.repeat(1024)}`),
+      '08P01',
+      'SASL message too long',
     ],
     [
       'no data (-1)',
@@ -339,12 +365,12 @@ function flip(b64: string): string {
 }
 
 void describe('property: the server built from a password accepts exactly that password', () => {
-  void it('any password (and any other) through SCRAM and md5', () => {
+  void it('any password (and any other) through SCRAM, md5 and cleartext', () => {
     fc.assert(
       fc.property(
         fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }),
         fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }),
-        fc.constantFrom('scram-sha-256' as const, 'md5' as const),
+        fc.constantFrom('scram-sha-256' as const, 'md5' as const, 'password' as const),
         (password, other, method) => {
           fc.pre(!password.includes('\0') && !other.includes('\0'));
           const secret = { kind: 'password' as const, password };
