@@ -12,9 +12,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { request } from 'undici';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cleanupAll, makeTempDir, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
+import {
+  cleanupAll,
+  makeCertificates,
+  makeTempDir,
+  onCleanup,
+  startEtcd,
+  waitFor,
+  type EtcdServer,
+} from '../harness/index.js';
 import { compilePgjdbcProbe, pgjdbcProbe, psycopgProbe } from '../harness/drivers.js';
 import {
   getJson,
@@ -77,6 +86,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   let ports: Record<string, number>;
   let adminPort: number;
   let pgjdbcClasspath: Promise<string>;
+  let caCert: string;
 
   before(async () => {
     pgjdbcClasspath = compilePgjdbcProbe();
@@ -88,13 +98,21 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await sql(leader.pgPort, 'CREATE TABLE pooled(id serial PRIMARY KEY, v int)');
     const userlist = path.join(await makeTempDir('pool-auth'), 'userlist.txt');
     await writeFile(userlist, `"postgres" "${PASSWORD}"\n`);
+    const certs = await makeCertificates();
+    const server = await certs.server('pool-proxy');
+    caCert = certs.caCert;
     ({ ports, adminPort } = await startProxy(
       etcd,
       [
         { name: 'tx', role: 'primary', pool_mode: 'transaction', pool_size: 3 },
+        { name: 'txtls', role: 'primary', pool_mode: 'transaction', pool_size: 1, tls: 'require' },
         { name: 'sess', role: 'primary', pool_mode: 'session', pool_size: 2 },
       ],
-      { wait_timeout: '20s', auth: { type: 'scram-sha-256', file: userlist } },
+      {
+        wait_timeout: '20s',
+        auth: { type: 'scram-sha-256', file: userlist },
+        tls: { cert_file: server.cert, key_file: server.key },
+      },
       SCOPE,
     ));
   });
@@ -153,6 +171,29 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await ok.connect();
     assert.equal((await ok.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
     await ok.end();
+  });
+
+  void it('a pooled listener that terminates TLS: SCRAM and named statements inside TLS', async () => {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: ports.txtls,
+      user: 'postgres',
+      password: PASSWORD,
+      database: 'postgres',
+      ssl: { ca: readFileSync(caCert, 'utf8'), rejectUnauthorized: true },
+    });
+    c.on('error', () => undefined);
+    onCleanup(() => c.end().catch(() => undefined));
+    await c.connect();
+    for (let i = 0; i < 3; i++) {
+      const r = await c.query<{ v: number }>({
+        name: 'tls_add',
+        text: 'SELECT $1::int + 1 AS v',
+        values: [i],
+      });
+      assert.equal(r.rows[0]!.v, i + 1);
+    }
+    await c.end();
   });
 
   void it('transaction mode: cancel reaches the server running the query; session state is refused', async () => {
