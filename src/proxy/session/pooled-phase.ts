@@ -28,13 +28,10 @@ import {
   readErrorFields,
   readyForQuery,
 } from '../../protocol/index.js';
-import {
-  ReplyFilter,
-  rewriteClientMessage,
-  type ClientStatements,
-  type StatementNames,
-} from './prepared-statements.js';
+import { ReplyFilter, rewriteClientMessage, type StatementNames } from './prepared-statements.js';
 import { sessionOnlyStatement } from './session-only.js';
+import { onAuthBytes, onSecret } from './pooled-auth.js';
+import { acquire, clientMessages, release, type PooledSession } from './pooled-session.js';
 import { MAX_PENDING_CLIENT_BYTES, end, endWith, fail, type SessionState } from './session-state.js';
 import type {
   PooledServerRef,
@@ -43,13 +40,8 @@ import type {
   SessionWorld,
   Termination,
 } from './session-types.js';
-import {
-  createServerAuth,
-  type LoginCredentials,
-  type ServerAuthExchange,
-  type ServerAuthStep,
-  type StoredSecret,
-} from '../auth/index.js';
+
+export type { PooledSession } from './pooled-session.js';
 
 const TERMINATE = 0x58; // 'X'
 const READY_FOR_QUERY = 0x5a; // 'Z'
@@ -57,37 +49,6 @@ const ERROR_RESPONSE = 0x45; // 'E'
 const REQUESTS = new Set([0x51, 0x53, 0x46]); // Query, Sync, FunctionCall
 /** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
 const SCANNED_SQL_BYTES = 4096;
-
-export interface PooledSession {
-  readonly mode: 'session' | 'transaction';
-  readonly database: string;
-  readonly user: string;
-  /** The client_encoding the client asked for ('' for the server's default). */
-  readonly encoding: string;
-  readonly client: MessageFramer;
-  server: PooledServerRef | undefined;
-  serverFramer: MessageFramer | undefined;
-  replies: ReplyFilter | undefined;
-  acquiring: boolean;
-  /** Client messages waiting for a server. */
-  queued: Buffer[];
-  queuedBytes: number;
-  /** Requests (Query, Sync, FunctionCall) sent and not yet answered by ReadyForQuery. */
-  awaiting: number;
-  /** Extended-protocol messages sent since the last Sync: the server is held until it comes. */
-  unsynced: boolean;
-  status: string;
-  /** What was sent to this server since it was acquired, while it has answered nothing. */
-  replay: Buffer[] | undefined;
-  readonly statements: ClientStatements;
-  readonly names: StatementNames;
-  /** The node left the listener (session mode) or the proxy drains: end at the next idle point. */
-  retire: Termination | undefined;
-  /** proxy.auth: the exchange with the client (before it, the secret's lookup); then done. */
-  auth: 'lookup' | ServerAuthExchange | 'done';
-  /** What the client's authentication left to log in to servers as it. */
-  credentials: LoginCredentials | undefined;
-}
 
 export function beginPooled(
   s: SessionState,
@@ -147,90 +108,6 @@ export function beginPooled(
   out.push({ kind: 'pause_client' });
   if (method === undefined) acquire(s.pool, out);
   else out.push({ kind: 'auth_lookup', user });
-}
-
-function acquire(p: PooledSession, out: SessionAction[]): void {
-  p.acquiring = true;
-  out.push({
-    kind: 'pool_acquire',
-    database: p.database,
-    user: p.user,
-    encoding: p.encoding,
-    credentials: p.credentials,
-  });
-}
-
-/** The user's secret is known (or not): the exchange with the client begins. */
-function onSecret(
-  s: SessionState,
-  p: PooledSession,
-  e: { secret: StoredSecret | undefined; error: string | undefined },
-  w: SessionWorld,
-  out: SessionAction[],
-): void {
-  if (p.auth !== 'lookup') return;
-  if (e.error !== undefined) {
-    fail(
-      s,
-      out,
-      'upstream_error',
-      SQLSTATE.CONNECTION_FAILURE,
-      `pgfleet: cannot look up user "${p.user}": ${e.error}`,
-    );
-    return;
-  }
-  const exchange = createServerAuth({
-    method: s.settings.pool!.auth!,
-    user: p.user,
-    secret: e.secret,
-    ...(w.randomBytes === undefined ? {} : { randomBytes: w.randomBytes }),
-  });
-  p.auth = exchange;
-  out.push({ kind: 'resume_client' });
-  onAuthStep(s, p, exchange.start(), out);
-}
-
-function onAuthStep(s: SessionState, p: PooledSession, step: ServerAuthStep, out: SessionAction[]): void {
-  out.push({ kind: 'write_client', bytes: step.send });
-  if (step.type === 'continue') return;
-  if (step.type === 'failed') {
-    out.push({
-      kind: 'log',
-      message: 'pooled client failed authentication',
-      fields: { user: p.user, why: step.reason },
-    });
-    end(s, out, 'finish', 'auth_failed');
-    return;
-  }
-  p.auth = 'done';
-  p.credentials = step.credentials;
-  out.push({ kind: 'pause_client' });
-  acquire(p, out);
-}
-
-/** The client's answers ('p' messages) during the exchange; anything else breaks the protocol. */
-function onAuthBytes(
-  s: SessionState,
-  p: PooledSession,
-  exchange: ServerAuthExchange,
-  bytes: Buffer,
-  out: SessionAction[],
-): void {
-  const messages = clientMessages(s, p, bytes, out);
-  for (const msg of messages) {
-    if (s.phase !== 'pool_login' || p.auth !== exchange) return;
-    if (msg[0] !== 0x70 /* p */) {
-      fail(
-        s,
-        out,
-        'protocol_error',
-        SQLSTATE.PROTOCOL_VIOLATION,
-        `expected a password message, got message type "${String.fromCharCode(msg[0]!)}"`,
-      );
-      return;
-    }
-    onAuthStep(s, p, exchange.receive(msg.subarray(5)), out);
-  }
 }
 
 export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
@@ -321,20 +198,6 @@ function assign(s: SessionState, p: PooledSession, server: PooledServerRef, out:
   p.queuedBytes = 0;
   out.push({ kind: 'resume_client' });
   for (const msg of queued) send(s, p, msg, out);
-}
-
-/** The client's whole messages in `bytes`; none, and the session ends (08P01), when they are not messages. */
-function clientMessages(
-  s: SessionState,
-  p: PooledSession,
-  bytes: Buffer,
-  out: SessionAction[],
-): readonly Buffer[] {
-  const r = p.client.push(bytes);
-  if (r.ok) return r.messages;
-  release(p, out, false);
-  fail(s, out, 'protocol_error', SQLSTATE.PROTOCOL_VIOLATION, `invalid message from the client: ${r.error}`);
-  return [];
 }
 
 function onClientBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
@@ -532,13 +395,4 @@ function idle(p: PooledSession): boolean {
     (p.serverFramer?.atBoundary ?? true) &&
     (p.replies?.settled ?? true)
   );
-}
-
-function release(p: PooledSession, out: SessionAction[], reusable: boolean): void {
-  if (p.server === undefined) return;
-  p.server = undefined;
-  p.serverFramer = undefined;
-  p.replies = undefined;
-  p.replay = undefined;
-  out.push({ kind: 'pool_release', reusable });
 }
