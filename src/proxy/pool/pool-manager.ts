@@ -14,93 +14,25 @@ import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
 import { idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
-import { PooledServer, type ServerBorrower } from './pooled-server.js';
+import { PooledServer } from './pooled-server.js';
+import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
+import {
+  clientRows,
+  poolStatus,
+  serverRows,
+  type ClientRow,
+  type PoolStatus,
+  type ServerRow,
+} from './pool-views.js';
+
+export type { PoolClient, PoolIdentity } from './pool.js';
+export type { PoolStatus } from './pool-views.js';
 import { ServerLogin, describeFatal, type LoginResult } from './server-login.js';
 import type { LoginCredentials } from '../auth/index.js';
 
 const NO_CREDENTIALS: LoginCredentials = { kind: 'none' };
 
 const HOUSEKEEPING_MS = 1_000;
-
-/** A client session of a pooled listener, as its pool sees it. */
-export interface PoolClient extends ServerBorrower {
-  /** The pool lends `server` (delivered on a later tick than the acquire). */
-  onPoolServer(server: PooledServer): void;
-  onPoolFailed(fatal: Buffer): void;
-  /** Resumes the client's socket once the server's write buffer drained. */
-  onServerDrain(): void;
-}
-
-interface Waiter {
-  readonly client: PoolClient;
-  readonly since: number;
-}
-
-export interface PoolTotals {
-  transactions: number;
-  waits: number;
-  waitMs: number;
-  maxWaitMs: number;
-  logins: number;
-  loginFailures: number;
-}
-
-/** What one pool serves: a database, a user, and the client_encoding its servers log in with. */
-export interface PoolIdentity {
-  readonly database: string;
-  readonly user: string;
-  /** '' for the server's default. */
-  readonly encoding: string;
-}
-
-const poolKey = (id: PoolIdentity): string => `${id.database}\0${id.user}\0${id.encoding}`;
-
-class Pool {
-  readonly servers = new Set<PooledServer>();
-  /** Idle servers, the most recently used last (lent first: the others may time out). */
-  readonly idle: PooledServer[] = [];
-  readonly waiters: Waiter[] = [];
-  /** Logins under way, by node name ('' before a node is known). */
-  logins = 0;
-  readonly clients = new Set<PoolClient>();
-  readonly totals: PoolTotals = {
-    transactions: 0,
-    waits: 0,
-    waitMs: 0,
-    maxWaitMs: 0,
-    logins: 0,
-    loginFailures: 0,
-  };
-  /** Nodes with logins under way. */
-  readonly loginsOn = new Map<string, number>();
-  /** How its servers are logged in to (proxy.auth); undefined: the servers must ask nothing. */
-  credentials: LoginCredentials | undefined;
-  /** The ParameterStatus of its last logged-in server (what new clients are told). */
-  parameters: readonly Buffer[] | undefined;
-  readonly database: string;
-  readonly user: string;
-  readonly encoding: string;
-  constructor(id: PoolIdentity) {
-    this.database = id.database;
-    this.user = id.user;
-    this.encoding = id.encoding;
-  }
-}
-
-export interface PoolStatus {
-  readonly database: string;
-  readonly user: string;
-  readonly mode: string;
-  readonly clientsActive: number;
-  readonly clientsWaiting: number;
-  readonly clients: number;
-  readonly serversActive: number;
-  readonly serversIdle: number;
-  readonly serversLogin: number;
-  readonly maxWaitMs: number;
-  readonly nodes: Record<string, { active: number; idle: number }>;
-  readonly totals: PoolTotals;
-}
 
 export class PoolManager {
   readonly listener: string;
@@ -423,81 +355,17 @@ export class PoolManager {
 
   status(): PoolStatus[] {
     const now = performance.now();
-    return [...this.#pools.values()].map((p) => {
-      const nodes: Record<string, { active: number; idle: number }> = {};
-      let active = 0;
-      for (const s of p.servers) {
-        const row = (nodes[s.node.name] ??= { active: 0, idle: 0 });
-        if (s.state === 'idle') row.idle++;
-        else {
-          row.active++;
-          active++;
-        }
-      }
-      return {
-        database: p.database,
-        user: p.user,
-        mode: this.#mode,
-        clients: p.clients.size,
-        clientsActive: active,
-        clientsWaiting: p.waiters.length,
-        serversActive: active,
-        serversIdle: p.idle.length,
-        serversLogin: p.logins,
-        maxWaitMs: p.waiters.length > 0 ? now - p.waiters[0]!.since : 0,
-        nodes,
-        totals: { ...p.totals },
-      };
-    });
+    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now));
   }
 
-  servers(): {
-    id: number;
-    database: string;
-    user: string;
-    node: string;
-    state: string;
-    pid: number | undefined;
-    ageS: number;
-    statements: number;
-  }[] {
+  servers(): ServerRow[] {
     const now = performance.now();
-    return [...this.#pools.values()].flatMap((p) =>
-      [...p.servers].map((s) => ({
-        id: s.id,
-        database: s.database,
-        user: s.user,
-        node: s.node.name,
-        state: s.state,
-        pid: s.backendKey?.processId,
-        ageS: Math.round((now - s.createdAt) / 1000),
-        statements: s.statements.size,
-      })),
-    );
+    return [...this.#pools.values()].flatMap((p) => serverRows(p, now));
   }
 
   /** Each logged-in client: waiting for a server, holding one (which), or between transactions. */
-  clients(): {
-    database: string;
-    user: string;
-    state: 'waiting' | 'active' | 'idle';
-    server: number | undefined;
-  }[] {
-    return [...this.#pools.values()].flatMap((p) => {
-      const holding = new Map<PoolClient, number>();
-      for (const s of p.servers) if (s.borrower !== undefined) holding.set(s.borrower as PoolClient, s.id);
-      const waiting = new Set(p.waiters.map((w) => w.client));
-      return [...p.clients].map((c) => ({
-        database: p.database,
-        user: p.user,
-        state: waiting.has(c)
-          ? ('waiting' as const)
-          : holding.has(c)
-            ? ('active' as const)
-            : ('idle' as const),
-        server: holding.get(c),
-      }));
-    });
+  clients(): ClientRow[] {
+    return [...this.#pools.values()].flatMap((p) => clientRows(p));
   }
 
   /** Closes every server and ends every login (the listener is gone or the proxy stops). */
