@@ -11,15 +11,22 @@ import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
-import { PgfleetError, errorMessage, isPgfleetError } from '../errors.js';
-import { createSecretSource, formatAuthFileError, loadAuthFile, type SecretSource } from './auth/index.js';
+import { errorMessage, isPgfleetError } from '../errors.js';
+import type { SecretSource } from './auth/index.js';
+import { loadSecretSource } from './pool/secret-loader.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
 import { registerPoolMetrics } from '../observability/pool-metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { PRIMARY_CHECK } from '../routing/health-paths.js';
-import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
+import {
+  EMPTY_HEALTH,
+  type HealthSnapshot,
+  type RouteNode,
+  type RoutePolicy,
+  type RoutingTable,
+} from '../routing/types.js';
 import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
 import { Admission } from './admission.js';
@@ -218,26 +225,19 @@ export class Proxy {
   }
 
   /** proxy.auth (not passthrough): auth.file read and checked, auth.query aimed at the primary. */
-  async #loadSecrets(): Promise<SecretSource | undefined> {
-    const auth = this.#config.proxy.auth;
-    if (auth.type === 'passthrough') return undefined;
-    const file = auth.file === undefined ? undefined : await loadAuthFile(auth.file);
-    if (file !== undefined && file.errors.length > 0)
-      throw new PgfleetError(
-        'ERR_CONFIG_INVALID',
-        `proxy.auth.file: ${file.errors.map(formatAuthFileError).join('; ')}`,
-      );
-    return createSecretSource(auth, file, () => {
-      const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
-      const node = primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
-      return node === undefined ? undefined : { host: node.host, port: node.port };
-    });
+  #loadSecrets(): Promise<SecretSource | undefined> {
+    return loadSecretSource(this.#config.proxy.auth, () => this.#primaryNode());
+  }
+
+  /** The node of the (first) primary listener in the routing table now. */
+  #primaryNode(): RouteNode | undefined {
+    const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
+    return primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
   }
 
   /** Where the node of the (first) primary listener answers REST: read-your-writes asks it. */
   #leaderApi(): LeaderApi {
-    const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
-    const node = primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
+    const node = this.#primaryNode();
     if (node === undefined) return { error: 'no primary is routed' };
     const url = this.#view.members.get(node.name)?.apiUrl;
     return url === undefined ? { error: `member ${node.name} publishes no api_url` } : { url };
