@@ -14,11 +14,8 @@ import type { RelayReport } from '../relay/native-relay.js';
 import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
-import { randomFillSync } from 'node:crypto';
-import { cancelRequest } from '../../protocol/index.js';
-import type { PoolClient, PoolIdentity } from '../pool/pool-manager.js';
-import type { PooledServer } from '../pool/pooled-server.js';
-import { cancelKey, type CancelTarget } from './cancel-registry.js';
+import { PooledLink } from './pooled-link.js';
+import { cancelKey } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
 import { newSession, step, type Phase, type SessionState } from './session-machine.js';
 import type { EndMode, SessionAction, SessionEvent, Termination } from './session-types.js';
@@ -32,23 +29,11 @@ import {
 import type { CloseReason } from './close-reason.js';
 import type { HasDeadline } from './deadline-wheel.js';
 
-/** Random bytes for the backend keys pooled listeners issue, drawn 4 KiB at a time (one syscall per 512 logins). */
-const keyBytes = Buffer.alloc(4096);
-let keyBytesAt = keyBytes.length;
-function issuedKeyBytes(): Buffer {
-  if (keyBytesAt + 8 > keyBytes.length) {
-    randomFillSync(keyBytes);
-    keyBytesAt = 0;
-  }
-  keyBytesAt += 8;
-  return keyBytes.subarray(keyBytesAt - 8, keyBytesAt);
-}
-
 /** A client that never reads keeps a refused or failed connection half-open at most this long. */
 const LINGER_MS = 1_000;
 const EMPTY = Buffer.alloc(0);
 
-export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner, PoolClient {
+export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner {
   readonly #ctx: SessionContext;
   readonly #source: string;
   #state: SessionState;
@@ -66,10 +51,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   #writing: readonly string[] | undefined;
   readonly #onClosed: (s: ClientSession) => void;
   /** Pooled listeners: the server connection lent to this session, and what it logged in as. */
-  #pooled: PooledServer | undefined;
-  #poolKey: PoolIdentity | undefined;
-  /** The pooled server's write buffer was full: the client is paused until it drains. */
-  #pooledFull = false;
+  readonly #pooled: PooledLink | undefined;
 
   constructor(client: Socket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
@@ -77,6 +59,16 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#source = client.remoteAddress ?? '';
     this.#state = newSession(ctx.settings);
     this.#onClosed = onClosed;
+    this.#pooled =
+      ctx.pool === undefined
+        ? undefined
+        : new PooledLink(ctx, {
+            step: (e) => this.#step(e),
+            phase: () => this.#state.phase,
+            terminate: (t) => this.terminate(t),
+            pauseClient: () => this.#client?.pause(),
+            resumeClient: () => this.#client?.resume(),
+          });
   }
 
   get phase(): Phase {
@@ -213,12 +205,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
         return;
       case 'write_server':
-        if (this.#pooled) {
-          if (!this.#pooled.write(a.bytes)) {
-            this.#pooledFull = true;
-            c?.pause();
-          }
-        } else if (this.#server && !this.#server.write(a.bytes)) c?.pause();
+        if (this.#pooled?.holdsServer === true) this.#pooled.write(a.bytes);
+        else if (this.#server && !this.#server.write(a.bytes)) c?.pause();
         return;
       case 'drop_server':
         this.#dropServer();
@@ -261,104 +249,16 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'fresh_read':
         this.#ctx.metrics.freshRead(a.result, a.seconds);
         return;
-      case 'pool_acquire': {
-        this.#poolKey ??= { database: a.database, user: a.user, encoding: a.encoding };
-        const pool = this.#ctx.pool!;
-        const cached = this.#state.phase === 'pool_login' ? pool.loginParameters(this.#poolKey) : undefined;
-        if (cached !== undefined) queueMicrotask(() => this.#loginFromCache(cached));
-        else pool.acquire(this.#poolKey, this, a.credentials);
+      case 'pool_acquire':
+        this.#pooled?.acquire(a);
         return;
-      }
       case 'auth_lookup':
-        this.#lookupSecret(a.user);
+        this.#pooled?.lookupSecret(a.user);
         return;
       case 'pool_release':
-        this.#poolRelease(a.reusable);
+        this.#pooled?.release(a.reusable);
         return;
     }
-  }
-
-  /** proxy.auth: the user's secret from auth.file or auth.query, for the engine's exchange. */
-  #lookupSecret(user: string): void {
-    const source = this.#ctx.secrets;
-    if (source === undefined) {
-      queueMicrotask(() =>
-        this.#step({ type: 'auth_secret', secret: undefined, error: 'proxy.auth is not configured' }),
-      );
-      return;
-    }
-    source.lookup(user).then(
-      (secret) => this.#step({ type: 'auth_secret', secret, error: undefined }),
-      (err: unknown) => this.#step({ type: 'auth_secret', secret: undefined, error: errorMessage(err) }),
-    );
-  }
-
-  /** The pool lends a server (PoolClient). At login, the client's cancel key is issued. */
-  onPoolServer(server: PooledServer): void {
-    const pool = this.#ctx.pool!;
-    if (this.#state.phase === 'closed') {
-      pool.release(server, true);
-      return;
-    }
-    this.#pooled = server;
-    const key = this.#state.phase === 'pool_login' ? this.#issueKey() : undefined;
-    this.#step(key === undefined ? { type: 'pool_server', server } : { type: 'pool_server', server, key });
-  }
-
-  /**
-   * Transaction mode: a login answered from the ParameterStatus of the pool's servers, without
-   * lending one (a new client does not wait behind busy transactions to be told hello).
-   */
-  #loginFromCache(parameters: readonly Buffer[]): void {
-    if (this.#state.phase !== 'pool_login') return;
-    const key = this.#issueKey();
-    this.#step({ type: 'pool_server', server: { statements: new Map(), parameters }, key });
-  }
-
-  /** The backend key the proxy gives a pooled client, registered for its cancels. */
-  #issueKey(): { processId: number; secretKey: Buffer } {
-    const r = issuedKeyBytes();
-    const key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
-    this.#cancelKey = cancelKey(key.processId, key.secretKey);
-    this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
-    this.#ctx.pool!.join(this.#poolKey!, this);
-    this.#ctx.metrics.opened();
-    return key;
-  }
-
-  onPoolFailed(fatal: Buffer): void {
-    this.#step({ type: 'pool_failed', fatal });
-  }
-
-  onServerData(bytes: Buffer): void {
-    this.#step({ type: 'server_data', bytes });
-  }
-
-  onServerClosed(error: string | undefined): void {
-    this.#pooled = undefined;
-    this.#step({ type: 'server_closed', error });
-  }
-
-  onServerDrain(): void {
-    if (!this.#pooledFull) return;
-    this.#pooledFull = false;
-    this.#client?.resume();
-  }
-
-  /** Where this pooled client's CancelRequest goes now: the server serving it, with that server's key. */
-  #cancelTarget(): CancelTarget | 'idle' {
-    const s = this.#pooled;
-    if (s === undefined || s.backendKey === undefined) return 'idle';
-    const { host, port, name } = s.node;
-    return { host, port, name, packet: cancelRequest(s.backendKey.processId, s.backendKey.secretKey) };
-  }
-
-  #poolRelease(reusable: boolean): void {
-    const s = this.#pooled;
-    this.#pooled = undefined;
-    if (s !== undefined) this.#ctx.pool?.release(s, reusable);
-    // Paused for a full server buffer: that server is gone, its drain will not come here.
-    this.onServerDrain();
   }
 
   #fetchWritePosition(): void {
@@ -466,8 +366,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       this.#endClient(mode, last);
     }
     this.#forgetNode();
-    this.#poolRelease(false);
-    if (this.#poolKey !== undefined) ctx.pool?.leave(this.#poolKey, this);
+    this.#pooled?.close();
     ctx.waiters.delete(this);
     if (this.#starting) {
       this.#starting = false;
