@@ -15,9 +15,10 @@
  *
  * Transaction mode between transactions holds no server: a node that leaves the listener costs
  * such a client nothing, its next transaction runs where the pool finds a server then. A server
- * that fails before it answered anything of a transaction (a switchover's old primary shutting
- * down) is replaced and the transaction's messages sent again, invisibly. Otherwise the client gets
- * what PostgreSQL said (57P01 on a shutdown) or 08006, and the end.
+ * whose first reply to a transaction is a FATAL shutdown (a switchover's old primary shutting down:
+ * the command did not run) is replaced and the transaction's messages sent again, invisibly; one
+ * that closes without a word is not (it may have committed). Otherwise the client gets what
+ * PostgreSQL said (57P01 on a shutdown) or 08006, and the end.
  */
 import {
   MessageFramer,
@@ -352,10 +353,10 @@ function serverLost(
   error: string | undefined,
   out: SessionAction[],
 ): void {
-  if (p.mode === 'transaction' && p.replay !== undefined && p.replay.length > 0) {
-    retryElsewhere(p, out);
-    return;
-  }
+  // No retry here, even when nothing was answered: a server that closed without a word may have
+  // committed the transaction before it went (a crash after the commit record), and sending it
+  // again could run it twice. Only a FATAL shutdown as the first reply proves it did not run
+  // (PostgreSQL answers the command before it acts on the signal that ends it).
   release(p, out, false);
   fail(
     s,

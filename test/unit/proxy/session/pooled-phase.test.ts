@@ -283,6 +283,26 @@ const cases: Case[] = [
     ],
   },
   {
+    name: 'a server that closes before answering: 08006, the transaction not sent again (it may have run)',
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('insert') },
+      { type: 'pool_server', server: server() },
+      { type: 'server_closed', error: 'reset' },
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'release:false',
+      'end:finish:server_closed:08006',
+    ],
+    phase: 'closed',
+  },
+  {
     name: 'a server lost after answering part of a transaction: 08006 to the client',
     mode: 'transaction',
     events: [
