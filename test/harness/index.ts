@@ -14,3 +14,4 @@ export * from './wait-for.js';
 export * from './proxy-process.js';
 export * from './sanitizer.js';
 export * from './certificates.js';
+export * from './pgbench.js';

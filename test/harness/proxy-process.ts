@@ -39,6 +39,8 @@ export interface ProxyProcess {
   log(): string;
   /** The YAML file it runs with. */
   readonly configPath: string;
+  /** The document that file was last written from. */
+  readonly document: ProxyConfigDocument;
   /** Rewrites that file: `change` edits the document it was written from (reload tests). */
   rewriteConfig(change: (doc: ProxyConfigDocument) => void): Promise<void>;
 }
@@ -87,6 +89,45 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
     },
     60_000,
   );
+  return proxyProcess(proc, ports, adminPort, configPath, doc);
+}
+
+/**
+ * `pgfleet proxy -c FILE --takeover` on `prev`'s file (as `prev.rewriteConfig` left it, with
+ * `proxy.handover_socket` set): returned once it has taken the listening sockets over from the
+ * proxy serving that path and told it to drain.
+ */
+export async function takeOverProxyProcess(
+  prev: ProxyProcess,
+  env: Readonly<Record<string, string>> = {},
+): Promise<ProxyProcess> {
+  const dir = await makeTempDir('proxy-takeover');
+  const proc = await spawnProcess({
+    name: 'pgfleet proxy --takeover',
+    command: process.execPath,
+    args: [path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', prev.configPath, '--takeover'],
+    logFile: path.join(dir, 'proxy.log'),
+    cwd: ROOT,
+    env: { PGFLEET_FROM_SOURCE: '1', PGFLEET__LOG__LEVEL: 'info', ...env },
+  });
+  await waitFor(
+    'the new pgfleet proxy to take over',
+    () => {
+      if (!proc.isRunning) throw new Error(`pgfleet proxy --takeover exited:\n${proc.logTail()}`);
+      return readFileSync(proc.logFile, 'utf8').includes('takeover done');
+    },
+    60_000,
+  );
+  return proxyProcess(proc, prev.ports, prev.adminPort, prev.configPath, prev.document);
+}
+
+function proxyProcess(
+  proc: ManagedProcess,
+  ports: Record<string, number>,
+  adminPort: number,
+  configPath: string,
+  doc: ProxyConfigDocument,
+): ProxyProcess {
   return {
     process: proc,
     ports,
@@ -96,6 +137,7 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
       Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) * 1024,
     log: () => readFileSync(proc.logFile, 'utf8'),
     configPath,
+    document: doc,
     rewriteConfig: async (change) => {
       change(doc);
       await writeFile(configPath, stringify(doc));
