@@ -92,17 +92,13 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
   return proxyProcess(proc, ports, adminPort, configPath, doc);
 }
 
-/**
- * `pgfleet proxy -c FILE --takeover` on `prev`'s file (as `prev.rewriteConfig` left it, with
- * `proxy.handover_socket` set): returned once it has taken the listening sockets over from the
- * proxy serving that path and told it to drain.
- */
-export async function takeOverProxyProcess(
+/** Starts `pgfleet proxy -c FILE --takeover` on `prev`'s file (as `prev.rewriteConfig` left it). */
+export async function spawnTakeover(
   prev: ProxyProcess,
   env: Readonly<Record<string, string>> = {},
-): Promise<ProxyProcess> {
+): Promise<ManagedProcess> {
   const dir = await makeTempDir('proxy-takeover');
-  const proc = await spawnProcess({
+  return await spawnProcess({
     name: 'pgfleet proxy --takeover',
     command: process.execPath,
     args: [path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', prev.configPath, '--takeover'],
@@ -110,6 +106,17 @@ export async function takeOverProxyProcess(
     cwd: ROOT,
     env: { PGFLEET_FROM_SOURCE: '1', PGFLEET__LOG__LEVEL: 'info', ...env },
   });
+}
+
+/**
+ * A proxy that took the listening sockets over from the one serving `prev`'s
+ * `proxy.handover_socket` (spawnTakeover), returned once it has told that one to drain.
+ */
+export async function takeOverProxyProcess(
+  prev: ProxyProcess,
+  env: Readonly<Record<string, string>> = {},
+): Promise<ProxyProcess> {
+  const proc = await spawnTakeover(prev, env);
   await waitFor(
     'the new pgfleet proxy to take over',
     () => {

@@ -5,11 +5,14 @@
  * B → C), with a real PostgreSQL behind. Asserted: both pgbench runs exit 0 with 0 failed
  * transactions; each old process stops accepting, keeps its sessions until they end, then exits 0;
  * a listener the new file removed stops listening, one it added listens; a `tls: terminate`
- * listener serves TLS on the inherited socket; the admin port answers from the new process.
+ * listener serves TLS on the inherited socket; the admin port answers from the new process. A
+ * new process that fails to start (a port it cannot bind) leaves the old one serving.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import {
   cleanupAll,
@@ -19,6 +22,7 @@ import {
   makeTempDir,
   pgbenchScript,
   runPgbench,
+  spawnTakeover,
   takeOverProxyProcess,
   waitFor,
   type EtcdServer,
@@ -27,7 +31,7 @@ import { SCOPE, conninfo, metric, psql, servingProxyProcess, startOnePrimary } f
 
 const OPTIME = 100_000_000;
 /** How long each pgbench runs: long enough for two take-overs on a loaded machine. */
-const BENCH_SECONDS = 12;
+const BENCH_SECONDS = 14;
 
 describe('proxy upgrade: --takeover under pgbench', { timeout: 120_000 }, () => {
   let etcd: EtcdServer;
@@ -63,15 +67,31 @@ describe('proxy upgrade: --takeover under pgbench', { timeout: 120_000 }, () => 
     // -C: a new connection (and startup through the proxy) per transaction; the other keeps one.
     const churn = runPgbench(port, ['-C', '-c', '4', '-f', script], BENCH_SECONDS, { PGSSLMODE: 'disable' });
     const steady = runPgbench(port, ['-c', '1', '-f', script], BENCH_SECONDS, { PGSSLMODE: 'require' });
+    let benchOver = false;
+    void Promise.all([churn, steady]).then(() => (benchOver = true));
     await waitFor(
       'pgbench sessions through A',
       async () => (await metric(a.adminPort, 'pgfleet_proxy_sessions')) >= 1,
     );
 
+    // A new process that cannot start (its new listener's port is taken): A serves on.
+    const taken = createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const takenPort = (taken.address() as { port: number }).port;
+    await a.rewriteConfig((doc) => {
+      doc.proxy.listeners.push({ name: 'fresh', role: 'primary', listen: `127.0.0.1:${takenPort}` });
+    });
+    const failed = await spawnTakeover(a);
+    assert.equal((await failed.exited).code, 1, failed.logTail());
+    assert.match(failed.logTail(), /proxy failed to start/);
+    await waitFor('A to note it', () => a.log().includes('went away before listening; still serving'));
+    taken.close();
+
     // B: the file loses listener "gone" and gains "fresh".
     const fresh = await freePort();
     await a.rewriteConfig((doc) => {
-      doc.proxy.listeners = doc.proxy.listeners.filter((l) => l.name !== 'gone');
+      doc.proxy.listeners = doc.proxy.listeners.filter((l) => l.name !== 'gone' && l.name !== 'fresh');
       doc.proxy.listeners.push({ name: 'fresh', role: 'primary', listen: `127.0.0.1:${fresh}` });
     });
     const b = await takeOverProxyProcess(a);
@@ -82,6 +102,7 @@ describe('proxy upgrade: --takeover under pgbench', { timeout: 120_000 }, () => 
 
     const c = await takeOverProxyProcess(b);
     await waitFor('B to stop accepting', () => b.log().includes('handed over: no longer accepting'));
+    assert.equal(benchOver, false, 'both take-overs happened while pgbench ran');
 
     const [churned, steadied] = await Promise.all([churn, steady]);
     for (const [name, r] of [
