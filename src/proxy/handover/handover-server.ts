@@ -14,6 +14,8 @@ import { RELEASED, offerMessage, parseListening } from './handover-protocol.js';
 
 /** How long a new process may take between receiving the sockets and listening on them. */
 const LISTEN_TIMEOUT_MS = 60_000;
+/** The new process's one line is short; more without a newline is something else. */
+const MAX_LINE = 1_024;
 
 export interface HandoverServerOptions {
   readonly path: string;
@@ -128,7 +130,11 @@ export class HandoverServer {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       text += chunk;
-      if (listening || !text.includes('\n')) return;
+      if (listening) return;
+      if (!text.includes('\n')) {
+        if (text.length > MAX_LINE) socket.destroy(); // not a new proxy
+        return;
+      }
       const pid = parseListening(text.slice(0, text.indexOf('\n')));
       if (pid === null) {
         socket.destroy();
