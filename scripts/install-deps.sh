@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pgfleet's demo, tests and benchmarks need on Debian 12:
 # Debian packages (etcd, PostgreSQL 15, Patroni, HAProxy, pgbouncer, pgbench, dnsmasq for the
-# etcd DNS discovery test) and npm packages.
+# etcd DNS discovery test; psycopg, psycopg2, pgjdbc and a JDK for the real-driver tests) and npm
+# packages.
 # Package scripts are kept from starting system services: the project starts its own
 # instances on free loopback ports.
 #   scripts/install-deps.sh            # everything (tests, benchmarks)
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(gcc libc6-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer dnsmasq-base)
+want=(gcc libc6-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer dnsmasq-base python3-psycopg python3-psycopg2 libpostgresql-jdbc-java openjdk-17-jdk-headless)
 case "${1:-}" in
   --demo) want=(gcc libc6-dev etcd-server postgresql-15 postgresql-client-15) ;;
   --docker) want+=(docker.io docker-compose mmdebstrap uidmap prometheus) ;;

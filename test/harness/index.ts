@@ -15,3 +15,4 @@ export * from './proxy-process.js';
 export * from './sanitizer.js';
 export * from './certificates.js';
 export * from './pgbench.js';
+export * from './drivers.js';

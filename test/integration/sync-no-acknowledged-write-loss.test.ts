@@ -19,7 +19,7 @@
  * with the default wait_timeout (derived: ttl + loop_wait + 5 s) and a longer connect timeout has
  * no connection attempt fail.
  * Then quorum mode (`synchronous_mode: quorum`, ANY 1 of both standbys): the primary's node lost.
- * Control, synchronous_mode off: faults 2 and 4 lose acknowledged ids.
+ * Control, synchronous_mode off: fault 2 loses acknowledged ids (the last cycle; not healed).
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -196,6 +196,7 @@ void describe(
     async function cycle(
       fault: Fault,
       syncMode: 'on' | 'quorum' | 'off',
+      rejoin = true,
     ): Promise<{ old: string; now: string; ms: number; onNewMs: number | undefined; at: number }> {
       const old = (await leaderName())!;
       const n = byName(old);
@@ -222,6 +223,7 @@ void describe(
       const firstOnNew = writer.acked.find((a, i) => i >= acksBefore && a.at > at && a.port === newPort);
       const onNewMs = firstOnNew && firstOnNew.at - at;
       if (fault === 'agent frozen') await sleep(2_000); // frozen a little past the failover
+      if (!rejoin) return { old, now, ms, onNewMs, at };
       await heal();
       await waitForHealthyCluster(
         nodes.map((x) => x.agent),
@@ -320,7 +322,7 @@ void describe(
       assert.deepEqual(checker.doubleWritable, [], 'a checker tick saw two writable nodes');
     });
 
-    void it('control: synchronous_mode off (edit-config), the same faults lose acknowledged inserts', async (t) => {
+    void it('control: synchronous_mode off (edit-config), the cut loses acknowledged inserts', async (t) => {
       if (broken) return t.skip('an earlier cycle did not heal');
       assert.equal((await ctl(['edit-config', '--force', '-s', 'synchronous_mode=false'])).code, 0);
       await waitFor(
@@ -329,15 +331,13 @@ void describe(
         15_000,
         200,
       );
-      const lostEach: number[] = [];
-      for (const fault of ['cut from replicas and etcd', 'slow link, then node lost'] as const) {
-        const before = (await lostAcks(byName((await leaderName())!).agent.pgPort, writer.acked)).length;
-        const { now } = await cycle(fault, 'off');
-        const lost = (await lostAcks(byName(now).agent.pgPort, writer.acked)).length - before;
-        lostEach.push(lost);
-        t.diagnostic(`synchronous_mode off, ${fault}: ${lost} acknowledged inserts lost`);
-      }
-      assert.ok(lostEach[0]! > 0, 'the control lost nothing: the fault did not reach replication');
+      // One fault is enough to show the faults reach replication (a second cost CI ~15 s).
+      const fault = 'cut from replicas and etcd';
+      const before = (await lostAcks(byName((await leaderName())!).agent.pgPort, writer.acked)).length;
+      const { now } = await cycle(fault, 'off', false);
+      const lost = (await lostAcks(byName(now).agent.pgPort, writer.acked)).length - before;
+      t.diagnostic(`synchronous_mode off, ${fault}: ${lost} acknowledged inserts lost`);
+      assert.ok(lost > 0, 'the control lost nothing: the fault did not reach replication');
       assert.deepEqual(checker.doubleWritable, [], 'a checker tick saw two writable nodes');
     });
   },

@@ -94,10 +94,12 @@ export function beginCheck(s: SessionState, rest: Buffer, w: SessionWorld, out: 
   f.recheckAt = undefined;
   f.reader = new ReplayCheckReader();
   s.deadline = f.checkDeadline;
-  const step = next(s, w, out);
-  // Bytes after ReadyForQuery (an asynchronous ParameterStatus or notice) come before the reply.
-  if (rest.length > 0 && step.kind === 'wait' && f.checking) return onReply(s, rest, w, out);
-  return step;
+  // Bytes after ReadyForQuery (an asynchronous ParameterStatus or notice) are held for the client.
+  if (rest.length > 0) {
+    const r = f.reader.push(rest);
+    if (r.kind === 'error') return { kind: 'broken', message: r.message };
+  }
+  return next(s, w, out);
 }
 
 /** Events of phase `fresh` that concern the check (the rest are attempt-phase's). */
@@ -113,9 +115,7 @@ export function onFreshEvent(
       onWritePosition(f, e);
       return f.checking ? { kind: 'wait' } : next(s, w, out);
     case 'server_data':
-      return f.checking
-        ? onReply(s, e.bytes, w, out)
-        : { kind: 'broken', message: 'the replica spoke unasked' };
+      return onReply(s, e.bytes, w, out);
     case 'timer':
       if (w.now >= f.checkDeadline) return timedOut(s);
       if (!f.checking && w.now >= (f.recheckAt ?? Infinity)) return next(s, w, out);
@@ -136,7 +136,7 @@ function next(s: SessionState, w: SessionWorld, out: SessionAction[]): FreshStep
   }
   f.checking = true;
   f.recheckAt = undefined;
-  f.reader!.reset();
+  f.reader!.expectReply();
   s.deadline = f.checkDeadline;
   out.push({ kind: 'write_server', bytes: REPLAY_CHECK });
   return { kind: 'wait' };
@@ -155,9 +155,14 @@ function onReply(s: SessionState, bytes: Buffer, w: SessionWorld, out: SessionAc
       result: f.waited ? 'waited' : 'immediate',
       seconds: (w.now - f.checkStart) / 1000,
     });
-    return { kind: 'pass', rest: r.rest };
+    // The asynchronous messages held meanwhile reach the client first, in the server's order.
+    return { kind: 'pass', rest: Buffer.concat([f.reader!.takeHeld(), r.rest]) };
   }
   if (r.lsn === undefined) return { kind: 'broken', message: 'the replica reports no replayed position' };
+  if (r.rest.length > 0) {
+    const after = f.reader!.push(r.rest);
+    if (after.kind === 'error') return { kind: 'broken', message: after.message };
+  }
   f.waited = true;
   if (!s.involved && w.pick(triedWith(s)) !== undefined) return { kind: 'move_on' };
   if (w.now >= f.checkDeadline) return timedOut(s);

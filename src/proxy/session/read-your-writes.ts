@@ -124,22 +124,27 @@ export type ReplayCheckResult =
   | { readonly kind: 'done'; readonly lsn: bigint | undefined; readonly rest: Buffer }
   | { readonly kind: 'error'; readonly message: string };
 
-/** Most bytes an answer to REPLAY_CHECK may take (it is a few dozen). */
+/** Most bytes an answer to REPLAY_CHECK, with the asynchronous messages held for the client, may take. */
 const MAX_REPLY_BYTES = 64 * 1024;
 
 /**
- * Reads the server's answer to REPLAY_CHECK: RowDescription, DataRow, CommandComplete,
- * ReadyForQuery; NoticeResponse and ParameterStatus may come between and are skipped. An
- * ErrorResponse or any other message is an error.
+ * Reads the server's answers to REPLAY_CHECK: RowDescription, DataRow, CommandComplete,
+ * ReadyForQuery. The asynchronous messages a server may send at any time (NoticeResponse,
+ * ParameterStatus, NotificationResponse) are held, in order, for the client (`takeHeld`), whether
+ * they come during a check or between checks; any reply message while no check is on the wire, an
+ * ErrorResponse, or any other message is an error.
  */
 export class ReplayCheckReader {
   #buf: Buffer = Buffer.alloc(0);
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  #expecting = false;
   #value: bigint | undefined;
   #error: string | undefined;
 
   push(chunk: Buffer): ReplayCheckResult {
     this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
-    if (this.#buf.length > MAX_REPLY_BYTES)
+    if (this.#buf.length + this.#heldBytes > MAX_REPLY_BYTES)
       return { kind: 'error', message: `more than ${MAX_REPLY_BYTES} bytes in reply to the replay check` };
     let off = 0;
     while (this.#buf.length - off >= 5) {
@@ -147,13 +152,19 @@ export class ReplayCheckReader {
       const len = this.#buf.readUInt32BE(off + 1);
       if (len < 4) return { kind: 'error', message: `message length ${len} in reply to the replay check` };
       if (this.#buf.length - off < 1 + len) break;
-      const body = this.#buf.subarray(off + 5, off + 1 + len);
+      const whole = this.#buf.subarray(off, off + 1 + len);
+      const body = whole.subarray(5);
       off += 1 + len;
+      if (type === 'N' || type === 'S' || type === 'A') {
+        this.#held.push(Buffer.from(whole));
+        this.#heldBytes += whole.length;
+        continue;
+      }
+      if (!this.#expecting)
+        return { kind: 'error', message: `the replica sent '${type}' while no replay check was asked` };
       switch (type) {
         case 'T':
         case 'C':
-        case 'N':
-        case 'S':
           break;
         case 'D':
           this.#value = readFirstColumn(body);
@@ -164,6 +175,7 @@ export class ReplayCheckReader {
         case 'Z': {
           const rest = this.#buf.subarray(off);
           this.#buf = Buffer.alloc(0);
+          this.#expecting = false;
           if (this.#error !== undefined) return { kind: 'error', message: this.#error };
           return { kind: 'done', lsn: this.#value, rest };
         }
@@ -175,11 +187,19 @@ export class ReplayCheckReader {
     return { kind: 'incomplete' };
   }
 
-  /** Ready for the next check on the same connection. */
-  reset(): void {
-    this.#buf = Buffer.alloc(0);
+  /** A check was sent: its reply is expected next (bytes still buffered are kept). */
+  expectReply(): void {
+    this.#expecting = true;
     this.#value = undefined;
     this.#error = undefined;
+  }
+
+  /** The asynchronous messages held so far, in the order they came; the hold is emptied. */
+  takeHeld(): Buffer {
+    const out = Buffer.concat(this.#held);
+    this.#held = [];
+    this.#heldBytes = 0;
+    return out;
   }
 }
 

@@ -89,10 +89,16 @@ describe('read-your-writes: LSNs and the replay check reply', () => {
       buffers.readyForQuery('I'),
     ]);
 
+  const checking = (): ReplayCheckReader => {
+    const r = new ReplayCheckReader();
+    r.expectReply();
+    return r;
+  };
+
   it('reads the position at every split of the reply', () => {
     const whole = reply('0/3000060');
     for (const [at, a, b] of splits(whole)) {
-      const r = new ReplayCheckReader();
+      const r = checking();
       const first = r.push(a);
       const result = first.kind === 'done' ? first : r.push(b);
       assert.equal(result.kind, 'done', `split at ${at}`);
@@ -100,17 +106,27 @@ describe('read-your-writes: LSNs and the replay check reply', () => {
     }
   });
   it('NULL (not in recovery) reads as no position; bytes after ReadyForQuery are returned', () => {
-    const r = new ReplayCheckReader().push(Buffer.concat([reply(null), Buffer.from('xyz')]));
+    const r = checking().push(Buffer.concat([reply(null), Buffer.from('xyz')]));
     assert.deepEqual(r, { kind: 'done', lsn: undefined, rest: Buffer.from('xyz') });
   });
-  it('skips notices and parameter changes before the row', () => {
-    const r = new ReplayCheckReader().push(
-      Buffer.concat([buffers.notice('hello'), buffers.parameterStatus('x', 'y'), reply('1/0')]),
-    );
-    assert.equal(r.kind === 'done' && r.lsn, 0x100000000n);
+  it('holds notices, parameter changes and notifications for the client, in order', () => {
+    const early = buffers.parameterStatus('a', 'b');
+    const during = Buffer.concat([buffers.notice('hello'), buffers.parameterStatus('x', 'y')]);
+    const notify = message('A', int32(7), Buffer.from('chan\0payload\0'));
+    const r = new ReplayCheckReader();
+    assert.equal(r.push(early).kind, 'incomplete', 'between checks');
+    r.expectReply();
+    const done = r.push(Buffer.concat([during, notify, reply('1/0')]));
+    assert.equal(done.kind === 'done' && done.lsn, 0x100000000n);
+    assert.deepEqual(r.takeHeld(), Buffer.concat([early, during, notify]));
+    assert.equal(r.takeHeld().length, 0, 'taken once');
+  });
+  it('a reply message while no check was asked is an error', () => {
+    for (const m of [buffers.dataRow('0/1'), buffers.readyForQuery('I'), buffers.commandComplete('SELECT 1')])
+      assert.equal(new ReplayCheckReader().push(m).kind, 'error');
   });
   it('an ErrorResponse is an error, reported at ReadyForQuery', () => {
-    const r = new ReplayCheckReader().push(
+    const r = checking().push(
       Buffer.concat([
         buffers.errorResponse({ S: 'ERROR', C: '42501', M: 'permission denied' }),
         buffers.readyForQuery('I'),
@@ -119,8 +135,8 @@ describe('read-your-writes: LSNs and the replay check reply', () => {
     assert.deepEqual(r, { kind: 'error', message: 'the replay check failed: 42501 permission denied' });
   });
   it('an unexpected message or a bad length is an error', () => {
-    assert.equal(new ReplayCheckReader().push(message('A', Buffer.alloc(8))).kind, 'error');
-    assert.equal(new ReplayCheckReader().push(Buffer.from([0x44, 0, 0, 0, 2])).kind, 'error');
+    assert.equal(checking().push(message('G', Buffer.alloc(8))).kind, 'error');
+    assert.equal(checking().push(Buffer.from([0x44, 0, 0, 0, 2])).kind, 'error');
   });
 });
 
@@ -281,6 +297,72 @@ const ENGINE_CASES: EngineCase[] = [
       server(replayed('0/65')),
     ],
     steps: ['fetch', 'connect r1', 'check', 'fresh immediate', 'relay rest=0'],
+    toClient: WELCOME_REPLICA,
+  },
+  {
+    name: 'a parameter change after the held ReadyForQuery, the position pending: the client gets it after its welcome',
+    events: [
+      client(STARTUP),
+      CONNECTED,
+      server(WELCOME_REPLICA),
+      server(buffers.parameterStatus('application_name', 'x')),
+      position(100n),
+      server(replayed('0/64')),
+    ],
+    steps: [
+      'fetch',
+      'connect r1',
+      'check',
+      'fresh immediate',
+      `relay rest=${buffers.parameterStatus('application_name', 'x').length}`,
+    ],
+    toClient: WELCOME_REPLICA,
+  },
+  {
+    name: 'notices inside a short reply and after it are kept across the recheck',
+    setup: { replicas: [replica('r1')] },
+    events: [
+      client(STARTUP),
+      position(100n),
+      CONNECTED,
+      server(WELCOME_REPLICA),
+      server(Buffer.concat([buffers.notice('one'), replayed('0/10'), buffers.notice('two')])),
+      { at: 25 },
+      TIMER,
+      server(replayed('0/64')),
+    ],
+    steps: [
+      'fetch',
+      'connect r1',
+      'check',
+      'check',
+      'fresh waited',
+      `relay rest=${Buffer.concat([buffers.notice('one'), buffers.notice('two')]).length}`,
+    ],
+    toClient: WELCOME_REPLICA,
+  },
+  {
+    name: 'a reply while no check was asked: the replica is broken, the next one is tried',
+    events: [
+      client(STARTUP),
+      CONNECTED,
+      server(WELCOME_REPLICA),
+      server(buffers.dataRow('0/64')),
+      position(100n),
+      CONNECTED,
+      server(WELCOME_REPLICA),
+      server(replayed('0/64')),
+    ],
+    steps: [
+      'fetch',
+      'connect r1',
+      'drop',
+      'failed r1',
+      'connect r2',
+      'check',
+      'fresh immediate',
+      'relay rest=0',
+    ],
     toClient: WELCOME_REPLICA,
   },
   {
