@@ -53,7 +53,16 @@ import {
 import { startPgbouncer } from './pgbouncer.js';
 import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
-const TARGETS = ['pgfleet', 'haproxy', 'pgbouncer', 'pgfleet-before'] as const;
+const TARGETS = [
+  'pgfleet',
+  'haproxy',
+  'pgbouncer',
+  'pgfleet-before',
+  'pgfleet-pooled',
+  'pgbouncer-tx',
+] as const;
+/** The pooled targets (transaction mode, 8 server connections): not in the default list. */
+const POOLED: readonly Target[] = ['pgfleet-pooled', 'pgbouncer-tx'];
 type Target = (typeof TARGETS)[number];
 
 function parseOptions() {
@@ -79,7 +88,9 @@ function parseOptions() {
   });
   const int = positiveInt;
   const before = values['pgfleet-before'];
-  const defaults = TARGETS.filter((t) => t !== 'pgfleet-before' || before !== undefined).join(',');
+  const defaults = TARGETS.filter(
+    (t) => (t !== 'pgfleet-before' || before !== undefined) && !POOLED.includes(t),
+  ).join(',');
   const targets = knownList('targets', values.targets ?? defaults, TARGETS);
   if (targets.includes('pgfleet-before') && before === undefined)
     throw new Error('the pgfleet-before target needs --pgfleet-before DIR');
@@ -274,6 +285,8 @@ async function main(): Promise<void> {
   await waitFor('pg-stub to listen', () => isPortOpen(stubPort));
 
   const scope = 'idle-bench';
+  const userlist = path.join(dir, 'userlist.txt');
+  await writeFile(userlist, '"postgres" "bench"\n');
   const keys = clusterKeys('/service', scope);
   const kv = new Etcd3({ hosts: etcd.clientUrl });
   onCleanup(() => kv.close());
@@ -310,6 +323,23 @@ async function main(): Promise<void> {
         stop: () => p.process.stop(5_000).then(() => undefined),
       };
     }
+    if (target === 'pgfleet-pooled') {
+      // Transaction pooling: idle clients hold no server (issue 21's 10,000 idle pooled clients).
+      const p = await startPgfleetProxy({
+        scope,
+        etcdEndpoint: etcd.endpoint,
+        proxy: { max_client_connections: opts.sessions + 100, auth: { type: 'trust', file: userlist } },
+        listener: { pool_mode: 'transaction', pool_size: 8 },
+        nodeArgs: [...opts.proxyNodeArgs, ...runner.nodeArgs],
+        env: runner.env,
+      });
+      return {
+        pid: p.process.pid,
+        port: p.port,
+        adminPort: p.adminPort,
+        stop: () => p.process.stop(5_000).then(() => undefined),
+      };
+    }
     if (target === 'haproxy') {
       const port = await freePort();
       const h = await startHaproxy(
@@ -319,8 +349,9 @@ async function main(): Promise<void> {
     }
     const b = await startPgbouncer({
       serverPort: stubPort,
-      poolSize: opts.sessions + 10,
+      poolSize: target === 'pgbouncer-tx' ? 8 : opts.sessions + 10,
       maxClients: opts.sessions + 100,
+      poolMode: target === 'pgbouncer-tx' ? 'transaction' : 'session',
     });
     return { pid: b.pid, port: b.port, stop: () => b.stop() };
   };

@@ -27,7 +27,6 @@
  *                                    # to them (HAProxy cannot terminate PostgreSQL's TLS)
  *                                    # (for strace -c / perf against one proxy by hand)
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -41,8 +40,6 @@ import {
   startEtcd,
   startHaproxy,
   startPatroniCluster,
-  trackPid,
-  untrackPid,
   waitFor,
 } from '../test/harness/index.js';
 import {
@@ -60,17 +57,16 @@ import {
   timestamp,
 } from './lib.js';
 import { PGBOUNCER_BIN, startPgbouncer } from './pgbouncer.js';
+import {
+  EXIT_AFTER_SIGTERM,
+  PGBENCH,
+  cpuSeconds,
+  parsePgbench,
+  pgbench,
+  psql,
+  rotate,
+} from './pgbench-run.js';
 import { resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
-
-const PGBENCH = '/usr/bin/pgbench';
-const PSQL = '/usr/bin/psql';
-
-/**
- * The profile is written only when the process exits; `pgfleet proxy` may linger after SIGTERM on
- * open handles, so under --cpu-prof it is made to exit 3 s after SIGTERM.
- */
-const EXIT_AFTER_SIGTERM =
-  'data:text/javascript,process.once("SIGTERM",()=>setTimeout(()=>process.exit(0),3000).unref())';
 
 const TARGETS = ['direct', 'haproxy', 'pgbouncer', 'pgfleet', 'pgfleet-before'] as const;
 type Target = (typeof TARGETS)[number];
@@ -452,101 +448,6 @@ async function main(): Promise<void> {
 /** libpq's sslmode for a target: require for those that terminate TLS under --tls. */
 function sslmode(opts: Options, target: Target): string {
   return opts.tls && (target === 'pgfleet' || target === 'pgbouncer') ? 'require' : 'disable';
-}
-
-/** Runs pgbench for `durationSec` and returns its stdout; throws on a non-zero exit. */
-async function pgbench(
-  port: number,
-  args: readonly string[],
-  durationSec: number,
-  sslmode = 'disable',
-): Promise<string> {
-  const fullArgs = [
-    ...args,
-    '-T',
-    String(durationSec),
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(port),
-    '-U',
-    'postgres',
-    'postgres',
-  ];
-  const child = spawn(PGBENCH, fullArgs, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PGCONNECT_TIMEOUT: '10', PGSSLMODE: sslmode },
-  });
-  if (child.pid !== undefined) trackPid(child.pid);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const killer = setTimeout(() => child.kill('SIGKILL'), (durationSec + 60) * 1_000);
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (c) => resolve(c));
-  });
-  clearTimeout(killer);
-  if (child.pid !== undefined) untrackPid(child.pid);
-  if (code !== 0) {
-    throw new Error(`pgbench ${fullArgs.join(' ')} exited with ${code}:\n${stdout}\n${stderr}`);
-  }
-  return stdout;
-}
-
-/** TPS, average latency, processed and failed transactions from pgbench 15's summary. */
-export function parsePgbench(out: string): {
-  tps: number;
-  latencyMs: number;
-  connectMs: number | undefined;
-  transactions: number;
-  failed: number;
-} {
-  const num = (re: RegExp, what: string): number => {
-    const m = re.exec(out);
-    if (m?.[1] === undefined) throw new Error(`cannot find ${what} in pgbench output:\n${out}`);
-    return Number(m[1]);
-  };
-  return {
-    tps: num(/^tps = ([\d.]+)/m, 'tps'),
-    latencyMs: num(/^latency average = ([\d.]+) ms/m, 'latency average'),
-    connectMs: /^average connection time = ([\d.]+) ms/m.test(out)
-      ? num(/^average connection time = ([\d.]+) ms/m, 'average connection time')
-      : undefined,
-    transactions: num(/^number of transactions actually processed: (\d+)/m, 'transactions processed'),
-    failed: Number(/^number of failed transactions: (\d+)/m.exec(out)?.[1] ?? 0),
-  };
-}
-
-async function psql(port: number, sql: string): Promise<string> {
-  const r = await runCommand(
-    PSQL,
-    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-XAtqc', sql],
-    { timeoutMs: 120_000, env: { PGCONNECT_TIMEOUT: '5' } },
-  );
-  if (r.code !== 0) throw new Error(`psql on port ${port}: ${r.stderr.trim()}`);
-  return r.stdout.trim();
-}
-
-/** utime + stime (total) and stime (sys) of a process in seconds, from /proc (0 when unknown). */
-function cpuSeconds(pid: number | undefined): { total: number; sys: number } {
-  if (pid === undefined) return { total: 0, sys: 0 };
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields after "(comm) ": state is index 0, utime is field 14 → index 11, stime index 12.
-    const user = Number(fields[11]) / 100;
-    const sys = Number(fields[12]) / 100;
-    return { total: user + sys, sys };
-  } catch {
-    return { total: 0, sys: 0 };
-  }
-}
-
-function rotate<T>(items: readonly T[], by: number): T[] {
-  const n = items.length;
-  return items.map((_, i) => items[(i + by) % n]!);
 }
 
 function summarise(results: readonly RunResult[], opts: Options): Summary[] {

@@ -1,5 +1,5 @@
 /**
- * pgbouncer 1.18 (Debian) in session mode in front of one PostgreSQL server, for the benchmarks'
+ * pgbouncer 1.18 (Debian) in session (or transaction) mode in front of one PostgreSQL server, for the benchmarks'
  * comparison column. It refuses to run as root, so it runs as the `postgres` user from a temp dir
  * owned by that user. Trust auth, no logging of connections (HAProxy and pgfleet log none either).
  */
@@ -27,6 +27,8 @@ export interface PgbouncerOptions {
   /** Server connections per database/user pair; at least the largest client count used. */
   readonly poolSize: number;
   readonly maxClients: number;
+  /** `session` (default) or `transaction`. */
+  readonly poolMode?: 'session' | 'transaction';
   /** Clients must use TLS (`client_tls_sslmode = require`) with this certificate and key. */
   readonly clientTls?: { readonly cert: string; readonly key: string };
 }
@@ -43,7 +45,7 @@ export async function startPgbouncer(opts: PgbouncerOptions): Promise<Pgbouncer>
     "unix_socket_dir = ''",
     'auth_type = trust',
     `auth_file = ${path.join(dir, 'userlist.txt')}`,
-    'pool_mode = session',
+    `pool_mode = ${opts.poolMode ?? 'session'}`,
     `default_pool_size = ${opts.poolSize}`,
     `max_client_conn = ${opts.maxClients}`,
     'log_connections = 0',

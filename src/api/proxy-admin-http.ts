@@ -10,6 +10,25 @@ import type { Proxy } from '../proxy/proxy.js';
 import { renderStatusPage } from './proxy-status-page.js';
 import { fdOf } from '../proxy/relay/native-relay.js';
 
+/** pgbouncer's SHOW POOLS, SERVERS, CLIENTS and STATS, as JSON by listener. */
+const POOL_VIEWS: Record<string, (p: Proxy) => unknown> = {
+  '/pools': (p) => p.pools.status(),
+  '/servers': (p) => p.pools.servers(),
+  '/clients': (p) => p.pools.clients(),
+  '/stats': (p) =>
+    Object.fromEntries(
+      Object.entries(p.pools.status()).map(([l, pools]) => [
+        l,
+        pools.map((x) => ({
+          database: x.database,
+          user: x.user,
+          ...x.totals,
+          avgWaitMs: x.totals.waits === 0 ? 0 : x.totals.waitMs / x.totals.waits,
+        })),
+      ]),
+    ),
+};
+
 export class AdminHttp {
   readonly #listen: HostPort;
   readonly #proxy: Proxy;
@@ -37,6 +56,10 @@ export class AdminHttp {
         // As SIGHUP: read the file again and apply it; 200 with what changed, or 400 with every problem.
         const outcome = await this.#proxy.reload();
         send(res, outcome.ok ? 200 : 400, 'application/json', JSON.stringify(outcome, null, 2) + '\n');
+      } else if (req.method === 'POST' && (path === '/pause' || path === '/resume')) {
+        this.#pause(req, res, path === '/pause');
+      } else if (req.method === 'GET' && path !== undefined && path in POOL_VIEWS) {
+        send(res, 200, 'application/json', JSON.stringify(POOL_VIEWS[path]!(this.#proxy), null, 2) + '\n');
       } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         send(res, 405, 'text/plain', 'method not allowed\n');
       } else if (path === '/metrics') {
@@ -61,6 +84,21 @@ export class AdminHttp {
       this.#log.error({ err: errorMessage(err), path }, 'admin request failed');
       send(res, 500, 'text/plain', 'internal error\n');
     }
+  }
+
+  /** POST /pause?listener=NAME, /resume?listener=NAME (pgbouncer's PAUSE and RESUME, per listener). */
+  #pause(req: IncomingMessage, res: ServerResponse, paused: boolean): void {
+    const listener = new URL(req.url ?? '/', 'http://admin').searchParams.get('listener') ?? '';
+    if (!this.#proxy.pools.setPaused(listener, paused)) {
+      send(
+        res,
+        404,
+        'application/json',
+        JSON.stringify({ error: `no pooled listener "${listener}"` }) + '\n',
+      );
+      return;
+    }
+    send(res, 200, 'application/json', JSON.stringify({ listener, paused }) + '\n');
   }
 
   /** Listens on proxy.admin.listen, or on `fd`: that address's socket, handed over by a running proxy. */

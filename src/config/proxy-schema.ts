@@ -6,6 +6,7 @@ import type { Env } from './env-overrides.js';
 import { z } from 'zod';
 import { parseIdentitySpec } from '../proxy/session/read-your-writes.js';
 import { durationMs, etcd3Section, hostPort, loadConfigFile, sizeBytes, validateConfig } from './common.js';
+import { proxyAuthSchema } from './proxy-auth-schema.js';
 
 /** `sync`: reads on synchronous standbys only (Patroni's `/sync`: listed in the `sync` key). */
 export const LISTENER_ROLES = ['primary', 'replica', 'any', 'sync'] as const;
@@ -89,6 +90,19 @@ const listenerSchema = z
     /** This listener's own cap on sessions, within proxy.max_client_connections. */
     max_client_connections: z.number().int().min(1).optional(),
     read_your_writes: readYourWritesSchema.optional(),
+    /** none: one server connection per client (the relay); session or transaction: pooled (docs/pooling.md). */
+    pool_mode: z.enum(['none', 'session', 'transaction']).default('none'),
+    /** Server connections per (database, user) per node. */
+    pool_size: z.number().int().min(1).default(20),
+    /** Server connections kept open per (database, user) per routed node, once the pool was used. */
+    min_pool_size: z.number().int().min(0).default(0),
+    /** Extra server connections for a pool whose clients waited reserve_pool_timeout. */
+    reserve_pool: z.number().int().min(0).default(0),
+    reserve_pool_timeout: durationMs.default('5s'),
+    /** An idle pooled server connection is closed after this long unused. */
+    server_idle_timeout: durationMs.default('600s'),
+    /** A pooled server connection is closed once this old, when it is next idle. */
+    server_lifetime: durationMs.default('3600s'),
   })
   .strict();
 
@@ -154,6 +168,8 @@ const proxySection = z
     health_check: healthCheckSchema.default({ enabled: false }),
     /** Read-your-writes: how long after its last session on a primary listener a client's reads are checked. */
     read_your_writes_window: durationMs.default('60s'),
+    /** Authentication by the proxy for pooled listeners (proxy-auth-schema.ts); default passthrough. */
+    auth: proxyAuthSchema.default({}),
     listeners: z.array(listenerSchema).min(1, 'at least one listener is required'),
   })
   .strict()
@@ -208,6 +224,15 @@ const proxySection = z
           message: 'only applies to role: replica',
         });
       }
+      checkPooling(l, (path, message) =>
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, path], message }),
+      );
+      if (l.pool_mode !== 'none' && p.auth.type === 'passthrough')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'pool_mode'],
+          message: `${l.pool_mode} needs proxy.auth (type scram-sha-256, md5 or trust): the proxy authenticates pooled clients, not the servers`,
+        });
       if (l.read_your_writes !== undefined && !p.listeners.some((o) => o.role === 'primary')) {
         ctx.addIssue({
           code: 'custom',
@@ -224,6 +249,31 @@ const proxySection = z
       }
     });
   });
+
+/** A pooled listener's keys that must agree with each other and with its other keys. */
+function checkPooling(
+  l: {
+    pool_mode: 'none' | 'session' | 'transaction';
+    pool_size: number;
+    min_pool_size: number;
+    tls: ListenerTls;
+    read_your_writes?: unknown;
+  },
+  issue: (path: string, message: string) => void,
+): void {
+  if (l.pool_mode === 'none') return;
+  if (l.min_pool_size > l.pool_size) issue('min_pool_size', `must not exceed pool_size (${l.pool_size})`);
+  if (l.tls === 'passthrough')
+    issue(
+      'tls',
+      `"passthrough" cannot be pooled (pool_mode: ${l.pool_mode}): the proxy must read the session`,
+    );
+  if (l.read_your_writes !== undefined)
+    issue(
+      'read_your_writes',
+      `is not available with pool_mode: ${l.pool_mode} (a server may serve several clients)`,
+    );
+}
 
 /** A TLS-terminating listener needs a certificate and key: its own, or proxy.tls's. */
 function checkListenerTls(

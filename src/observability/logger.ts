@@ -9,8 +9,11 @@ export interface LoggerSettings {
   name?: string;
 }
 
-/** Never log secrets: passwords, auth headers, full connection strings. */
-const REDACT = [
+/**
+ * Never log secrets: passwords, auth headers, full connection strings, and the proxy's
+ * authentication state (src/proxy/auth: a StoredSecret, LoginCredentials with a ClientKey).
+ */
+export const REDACT = [
   'password',
   '*.password',
   '*.*.password',
@@ -19,6 +22,10 @@ const REDACT = [
   'conn_url',
   '*.conn_url',
   'connectionString',
+  'secret',
+  '*.secret',
+  'credentials',
+  '*.credentials',
 ];
 
 /** The one root logger of a process; made by the CLI, passed down as `log.child({ component })`. */

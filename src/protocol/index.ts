@@ -5,3 +5,5 @@ export * from './error-response.js';
 export * from './backend-tracker.js';
 export * from './idle-tracker.js';
 export * from './startup-replies.js';
+export * from './message-framer.js';
+export * from './pool-messages.js';

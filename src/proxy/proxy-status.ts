@@ -11,6 +11,7 @@ import type { EtcdMemberStatus } from '../dcs/etcd-cluster.js';
 import type { HealthSnapshot, RoutingTable } from '../routing/types.js';
 import type { ListenerTls } from './tls/tls-contexts.js';
 import type { ReloadStatus } from './reload-status.js';
+import type { PoolStatus } from './pool/pool-manager.js';
 
 export interface ProxyStatus {
   readonly cluster: string;
@@ -41,6 +42,8 @@ export interface ProxyStatus {
   readonly startingConnections: number;
   /** The configuration's loads: the last good one, the last reload and its problems. */
   readonly config: ReloadStatus;
+  /** Pooled listeners: their pools (clients active and waiting, servers per node, wait time). */
+  readonly pools: Record<string, readonly PoolStatus[]>;
 }
 
 export interface StatusSources {
@@ -58,6 +61,7 @@ export interface StatusSources {
   readonly tls: ReadonlyMap<string, ListenerTls>;
   readonly derivedWaitTimeoutMs: number;
   readonly reload: ReloadStatus;
+  readonly pools: Record<string, readonly PoolStatus[]>;
 }
 
 export function proxyStatus(src: StatusSources): ProxyStatus {
@@ -85,6 +89,7 @@ export function proxyStatus(src: StatusSources): ProxyStatus {
     clientConnections: src.admission.starting + src.admission.admitted,
     startingConnections: src.admission.starting,
     config: src.reload,
+    pools: src.pools,
   };
 }
 

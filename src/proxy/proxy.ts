@@ -13,18 +13,28 @@ import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import { clusterKeys } from '../dcs/keys.js';
 import { errorMessage, isPgfleetError } from '../errors.js';
+import type { SecretSource } from './auth/index.js';
+import { loadSecretSource } from './pool/secret-loader.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
 import { registerRouteMetrics } from '../observability/route-metrics.js';
+import { registerPoolMetrics } from '../observability/pool-metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
 import { PRIMARY_CHECK } from '../routing/health-paths.js';
-import { EMPTY_HEALTH, type HealthSnapshot, type RoutePolicy, type RoutingTable } from '../routing/types.js';
+import {
+  EMPTY_HEALTH,
+  type HealthSnapshot,
+  type RouteNode,
+  type RoutePolicy,
+  type RoutingTable,
+} from '../routing/types.js';
 import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
 import { Admission } from './admission.js';
 import { HealthChecker } from './health/health-checker.js';
 import { WritePositionSource, type LeaderApi } from './health/write-position.js';
 import { ListenerSet } from './listener-set.js';
+import { PoolSet } from './pool/pool-set.js';
 import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
 import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
 import { derivedWaitTimeoutMs } from './wait-timeout.js';
@@ -95,6 +105,10 @@ export class Proxy {
   readonly #deadlines: DeadlineWheel;
   readonly #admission: Admission;
   readonly #listeners = new ListenerSet();
+  /** The pooled listeners' pools (kept across reloads). */
+  readonly #pools: PoolSet;
+  /** proxy.auth's secrets (auth.file, auth.query), read at start. */
+  #secrets: SecretSource | undefined;
   readonly #admin: AdminHttp | undefined;
   #table: RoutingTable;
   #view: ClusterView;
@@ -187,11 +201,17 @@ export class Proxy {
       p.connect_timeout,
       (result) => metrics.cancelRequests.inc({ result }),
     );
+    this.#pools = new PoolSet(log.child({ component: 'pool' }));
+    registerPoolMetrics(metrics.registry, () => this.#pools.status());
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
   /** What `listener`'s new sessions share, under the running configuration. */
   #contextFor(listener: ListenerConfig): SessionContext {
+    return this.#pools.contextWithPool(listener, this.#sessionContext(listener));
+  }
+
+  #sessionContext(listener: ListenerConfig): SessionContext {
     return sessionContext(listener, this.#config, {
       nativeRelay: this.#nativeRelay,
       log: this.#log,
@@ -210,13 +230,24 @@ export class Proxy {
       writes: this.#writes,
       writePosition: this.#writePosition,
       replayLagS: (member) => this.#view.replayLagS?.get(member),
+      secrets: this.#secrets,
     });
+  }
+
+  /** proxy.auth (not passthrough): auth.file read and checked, auth.query aimed at the primary. */
+  #loadSecrets(): Promise<SecretSource | undefined> {
+    return loadSecretSource(this.#config.proxy.auth, () => this.#primaryNode());
+  }
+
+  /** The node of the (first) primary listener in the routing table now. */
+  #primaryNode(): RouteNode | undefined {
+    const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
+    return primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
   }
 
   /** Where the node of the (first) primary listener answers REST: read-your-writes asks it. */
   #leaderApi(): LeaderApi {
-    const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
-    const node = primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
+    const node = this.#primaryNode();
     if (node === undefined) return { error: 'no primary is routed' };
     const url = this.#view.members.get(node.name)?.apiUrl;
     return url === undefined ? { error: `member ${node.name} publishes no api_url` } : { url };
@@ -257,6 +288,7 @@ export class Proxy {
       this.#healthSnapshot = snap;
       this.#recompute('health');
     });
+    this.#secrets = await this.#loadSecrets();
     const inherited = (hp: HostPort): number | undefined => this.#inherited.get(formatHostPort(hp));
     const commit = await this.#listeners.prepare(
       this.#config.proxy.listeners,
@@ -358,8 +390,14 @@ export class Proxy {
     this.#waiters.wakeAll();
   }
 
+  /** The pooled listeners' pools (admin HTTP: /pools, /servers, /clients, /stats; PAUSE/RESUME). */
+  get pools(): PoolSet {
+    return this.#pools;
+  }
+
   status(): ProxyStatus {
     return proxyStatus({
+      pools: this.#pools.status(),
       config: this.#config,
       state:
         this.#state === 'running' || this.#state === 'new'
@@ -453,6 +491,8 @@ export class Proxy {
     this.#waiters.wakeAll();
     await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
     listeners.destroySessions();
+    this.#pools.close();
+    this.#secrets?.close();
     await listeners.closed();
     if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
     await this.#health.close();
@@ -502,7 +542,12 @@ export class Proxy {
   }
 
   async #apply(next: ProxyConfig): Promise<ReloadOutcome> {
-    const running = { config: this.#config, tls: this.#tls, serverTls: this.#serverTls };
+    const running = {
+      config: this.#config,
+      tls: this.#tls,
+      serverTls: this.#serverTls,
+      secrets: this.#secrets,
+    };
     const plan = reloadPlan(running.config, next);
     const p = plan.effective.proxy;
     const serverTls = loadServerTls(p);
@@ -511,14 +556,21 @@ export class Proxy {
     this.#config = plan.effective;
     let commit: () => Listener[];
     try {
+      // proxy.auth and its file are read again (pgbouncer's RELOAD re-reads auth_file too).
+      this.#secrets = await this.#loadSecrets();
       commit = await this.#listeners.prepare(p.listeners, (l) => this.#contextFor(l));
     } catch (err) {
+      if (this.#secrets !== running.secrets) this.#secrets?.close();
       this.#config = running.config;
       this.#tls = running.tls;
       this.#serverTls = running.serverTls;
+      this.#secrets = running.secrets;
       throw err;
     }
     const removed = commit();
+    // Logins already looking a user up keep the old source a little longer.
+    if (running.secrets !== undefined) setTimeout(() => running.secrets?.close(), 30_000).unref();
+    this.#pools.keepOnly(p.listeners);
     const wasChecking = running.config.proxy.health_check.enabled;
     this.#admission.setLimits(admissionLimits(p));
     this.#writes.setWindow(p.read_your_writes_window);

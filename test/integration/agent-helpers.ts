@@ -54,6 +54,8 @@ export interface AgentClusterOptions {
   readonly agentSection?: Readonly<Record<string, unknown>>;
   /** `postgresql.parameters` of the node, over the harness's (small buffers and WAL). */
   readonly pgParameters?: Readonly<Record<string, string | number | boolean>>;
+  /** `postgresql.pg_hba` lines of the node (default: the agent's, SCRAM over TCP). */
+  readonly pgHba?: readonly string[];
   /** Where this agent's PostgreSQL is published (conn_url), e.g. a FaultRelay in front of it. */
   readonly pgConnectAddress?: (node: { name: string; pgPort: number }) => Promise<string>;
   /** Where this agent's REST API is published (api_url), e.g. a FaultRelay in front of it. */
@@ -79,6 +81,7 @@ export function agentConfigYaml(o: {
   bootstrapDcs?: Readonly<Record<string, unknown>> | undefined;
   agentSection?: Readonly<Record<string, unknown>> | undefined;
   pgParameters?: Readonly<Record<string, string | number | boolean>> | undefined;
+  pgHba?: readonly string[] | undefined;
   pgConnectAddress?: string | undefined;
   apiConnectAddress?: string | undefined;
 }): string {
@@ -101,7 +104,7 @@ postgresql:
   listen: 127.0.0.1:${o.pgPort}${o.pgConnectAddress ? `\n  connect_address: ${o.pgConnectAddress}` : ''}
   data_dir: ${o.dataDir}
   parameters: ${JSON.stringify({ shared_buffers: '16MB', max_wal_size: '64MB', min_wal_size: '32MB', ...o.pgParameters })}
-  authentication:
+${o.pgHba ? `  pg_hba: ${JSON.stringify(o.pgHba)}\n` : ''}  authentication:
     superuser: { username: ${SUPERUSER.username}, password: ${SUPERUSER.password} }
     replication: { username: ${REPLICATION.username}, password: ${REPLICATION.password} }
 bootstrap:
@@ -146,6 +149,7 @@ export async function startAgent(
       bootstrapDcs: opts.bootstrapDcs,
       agentSection: opts.agentSection,
       pgParameters: opts.pgParameters,
+      pgHba: opts.pgHba,
       pgConnectAddress: opts.pgConnectAddress && (await opts.pgConnectAddress({ name, pgPort })),
       apiConnectAddress: opts.apiConnectAddress && (await opts.apiConnectAddress({ name, apiPort })),
     }),

@@ -92,6 +92,10 @@ export interface ListenerSpec {
   tls_key_file?: string;
   wait_timeout?: string;
   read_your_writes?: boolean | { identity?: string; timeout?: string; fallback?: 'primary' | 'refuse' };
+  pool_mode?: 'none' | 'session' | 'transaction';
+  pool_size?: number;
+  min_pool_size?: number;
+  reserve_pool?: number;
 }
 
 /** The `etcd3` section: a list of endpoints is taken for relays (`use_proxies`: never bypassed). */

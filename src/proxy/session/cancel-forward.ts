@@ -13,10 +13,12 @@ export type CancelResult = 'routed' | 'broadcast' | 'dropped' | 'refused';
 
 /** Where a CancelRequest goes. Pure. */
 export function planCancel(
-  known: CancelTarget | undefined,
+  known: CancelTarget | 'idle' | undefined,
   nodes: readonly RouteNode[],
   broadcastAllowed: () => boolean,
 ): { readonly result: CancelResult; readonly targets: readonly CancelTarget[] } {
+  // A pooled client between transactions: no server runs anything for it.
+  if (known === 'idle') return { result: 'dropped', targets: [] };
   if (known) return { result: 'routed', targets: [known] };
   if (nodes.length === 0) return { result: 'dropped', targets: [] };
   if (!broadcastAllowed()) return { result: 'refused', targets: [] };
@@ -88,7 +90,7 @@ export class CancelForwarder {
     const plan = planCancel(known, nodes, () => this.#limiter.take(source, nowMs));
     this.#count(plan.result);
     await Promise.all(
-      plan.targets.map((t) => sendCancel(t.host, t.port, cancel.packet, this.#connectTimeoutMs)),
+      plan.targets.map((t) => sendCancel(t.host, t.port, t.packet ?? cancel.packet, this.#connectTimeoutMs)),
     );
     return plan.result;
   }

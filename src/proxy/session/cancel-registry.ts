@@ -7,16 +7,24 @@ export interface CancelTarget {
   readonly host: string;
   readonly port: number;
   readonly name: string;
+  /** The CancelRequest to send instead of the client's (a pooled client's key is the proxy's). */
+  readonly packet?: Buffer;
 }
+
+/**
+ * A pooled client's key (issued by the proxy): where its cancel goes now, the server connection
+ * serving it at this moment; 'idle' when none does (nothing to cancel).
+ */
+export type CancelResolver = () => CancelTarget | 'idle';
 
 export function cancelKey(processId: number, secretKey: Buffer): string {
   return `${processId}:${secretKey.toString('hex')}`;
 }
 
 export class CancelRegistry {
-  readonly #targets = new Map<string, CancelTarget>();
+  readonly #targets = new Map<string, CancelTarget | CancelResolver>();
 
-  add(key: string, target: CancelTarget): void {
+  add(key: string, target: CancelTarget | CancelResolver): void {
     this.#targets.set(key, target);
   }
 
@@ -24,8 +32,13 @@ export class CancelRegistry {
     this.#targets.delete(key);
   }
 
-  lookup(key: string): CancelTarget | undefined {
-    return this.#targets.get(key);
+  has(key: string): boolean {
+    return this.#targets.has(key);
+  }
+
+  lookup(key: string): CancelTarget | 'idle' | undefined {
+    const t = this.#targets.get(key);
+    return typeof t === 'function' ? t() : t;
   }
 
   get size(): number {

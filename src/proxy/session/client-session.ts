@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { connect } from 'node:net';
-import { acceptTls, connectTls } from '../tls/tls-sockets.js';
+import { acceptTls } from '../tls/tls-sockets.js';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../errors.js';
 import type { RouteNode } from '../../routing/types.js';
@@ -14,11 +14,18 @@ import type { RelayReport } from '../relay/native-relay.js';
 import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
+import { PooledLink } from './pooled-link.js';
 import { cancelKey } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
 import { newSession, step, type Phase, type SessionState } from './session-machine.js';
 import type { EndMode, SessionAction, SessionEvent, Termination } from './session-types.js';
-import { destroyAfterClients, socketOptions } from './server-connect.js';
+import {
+  destroyAfterClients,
+  socketOptions,
+  startServerTls,
+  watchServerSocket,
+  type ServerSocketOwner,
+} from './server-connect.js';
 import type { CloseReason } from './close-reason.js';
 import type { HasDeadline } from './deadline-wheel.js';
 
@@ -32,7 +39,6 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   #state: SessionState;
   #client: Socket | undefined;
   #server: Socket | undefined;
-  #serverError: string | undefined;
   #node: RouteNode | undefined;
   #cancelKey: string | undefined;
   #relay: SessionRelay | undefined;
@@ -44,6 +50,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   /** Read-your-writes: the identities this primary-listener session counts as writing. */
   #writing: readonly string[] | undefined;
   readonly #onClosed: (s: ClientSession) => void;
+  /** Pooled listeners: the server connection lent to this session, and what it logged in as. */
+  readonly #pooled: PooledLink | undefined;
 
   constructor(client: Socket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
@@ -51,6 +59,16 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#source = client.remoteAddress ?? '';
     this.#state = newSession(ctx.settings);
     this.#onClosed = onClosed;
+    this.#pooled =
+      ctx.pool === undefined
+        ? undefined
+        : new PooledLink(ctx, {
+            step: (e) => this.#step(e),
+            phase: () => this.#state.phase,
+            terminate: (t) => this.terminate(t),
+            pauseClient: () => this.#client?.pause(),
+            resumeClient: () => this.#client?.resume(),
+          });
   }
 
   get phase(): Phase {
@@ -187,7 +205,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
         return;
       case 'write_server':
-        if (this.#server && !this.#server.write(a.bytes)) c?.pause();
+        if (this.#pooled?.holdsServer === true) this.#pooled.write(a.bytes);
+        else if (this.#server && !this.#server.write(a.bytes)) c?.pause();
         return;
       case 'drop_server':
         this.#dropServer();
@@ -230,6 +249,15 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'fresh_read':
         this.#ctx.metrics.freshRead(a.result, a.seconds);
         return;
+      case 'pool_acquire':
+        this.#pooled?.acquire(a);
+        return;
+      case 'auth_lookup':
+        this.#pooled?.lookupSecret(a.user);
+        return;
+      case 'pool_release':
+        this.#pooled?.release(a.reusable);
+        return;
     }
   }
 
@@ -254,50 +282,26 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     ctx.registry.add(listener, node.key, node.name, this);
     const server = connect({ host: node.host, port: node.port, ...socketOptions(ctx.tuning) });
     this.#server = server;
-    this.#serverError = undefined;
     server.on('connect', () => {
       if (this.#server === server) this.#step({ type: 'server_connected' });
     });
-    this.#watchServer(server, node);
+    watchServerSocket(server, node, this.#serverOwner);
   }
 
-  /** The server's bytes and end go to the engine until the relay takes the socket. */
-  #watchServer(server: Socket, node: RouteNode): void {
-    // Each listener checks that the socket is still this session's server (a retry or TLS replaces it).
-    server.on('error', (err) => {
-      if (this.#server === server) this.#serverError = err.message;
-    });
-    server.on('close', () => {
-      if (this.#server !== server || this.#relay !== undefined) return;
-      this.#server = undefined;
-      const error = this.#serverError;
-      if (this.#state.phase === 'connecting')
-        this.#step({
-          type: 'server_connect_failed',
-          error: `connect to ${node.host}:${node.port} failed: ${error ?? 'closed'}`,
-        });
-      else this.#step({ type: 'server_closed', error });
-    });
-    server.on('data', (chunk: Buffer) => {
-      if (this.#server === server && this.#relay === undefined)
-        this.#step({ type: 'server_data', bytes: chunk });
-    });
-    server.on('drain', () => {
-      if (this.#server === server && this.#relay === undefined) this.#client?.resume();
-    });
-  }
+  /** The server socket's events go to the engine until the relay takes the socket. */
+  readonly #serverOwner: ServerSocketOwner = {
+    reads: (s) => this.#server === s && this.#relay === undefined,
+    lost: () => (this.#server = undefined),
+    connecting: () => this.#state.phase === 'connecting',
+    step: (e) => this.#step(e),
+    drained: () => this.#client?.resume(),
+  };
 
-  /** server_tls: the server said 'S'; the proxy's TLS handshake with it, reported to the engine. */
   #startServerTls(): void {
     const raw = this.#server;
     const node = this.#node;
     if (raw === undefined || node === undefined) return;
-    const secure = connectTls(raw, this.#ctx.serverTls(), node.host, (error) => {
-      if (this.#server === secure)
-        this.#step(error === undefined ? { type: 'server_tls_ready' } : { type: 'server_tls_failed', error });
-    });
-    this.#server = secure;
-    this.#watchServer(secure, node);
+    this.#server = startServerTls(raw, this.#ctx.serverTls(), node, this.#serverOwner);
   }
 
   #dropServer(): void {
@@ -362,6 +366,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       this.#endClient(mode, last);
     }
     this.#forgetNode();
+    this.#pooled?.close();
     ctx.waiters.delete(this);
     if (this.#starting) {
       this.#starting = false;

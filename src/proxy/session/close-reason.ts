@@ -13,4 +13,5 @@ export type CloseReason =
   | 'tls_required'
   | 'tls_failed'
   | 'not_fresh'
+  | 'auth_failed'
   | 'shutdown';

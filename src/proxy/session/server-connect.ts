@@ -3,6 +3,10 @@
  */
 import { connect, type Socket } from 'node:net';
 import { PgfleetError } from '../../errors.js';
+import type { RouteNode } from '../../routing/types.js';
+import { connectTls } from '../tls/tls-sockets.js';
+import type { ServerTls } from '../tls/tls-contexts.js';
+import type { SessionEvent } from './session-types.js';
 
 export interface SocketTuning {
   readonly keepaliveIdleMs: number;
@@ -98,4 +102,56 @@ export function destroyAfterClients(s: Socket): void {
       for (const x of batch) x.destroy();
     }),
   );
+}
+
+/** Who reads a server socket during an attempt: a client session, or a pool's server login. */
+export interface ServerSocketOwner {
+  /** Whether `s` is still the owner's server and the owner still reads it (a retry, TLS or the relay replace it). */
+  reads(s: Socket): boolean;
+  /** The owner's server socket is gone: it forgets it. */
+  lost(s: Socket): void;
+  /** The engine's phase now (a close while connecting is a failed connect). */
+  connecting(): boolean;
+  step(e: SessionEvent): void;
+  /** The socket's write buffer drained. */
+  drained?(): void;
+}
+
+/** The server's bytes, errors and end, as engine events, while its owner reads it. */
+export function watchServerSocket(server: Socket, node: RouteNode, owner: ServerSocketOwner): void {
+  let error: string | undefined;
+  server.on('error', (err) => {
+    if (owner.reads(server)) error = err.message;
+  });
+  server.on('close', () => {
+    if (!owner.reads(server)) return;
+    owner.lost(server);
+    if (owner.connecting())
+      owner.step({
+        type: 'server_connect_failed',
+        error: `connect to ${node.host}:${node.port} failed: ${error ?? 'closed'}`,
+      });
+    else owner.step({ type: 'server_closed', error });
+  });
+  server.on('data', (chunk: Buffer) => {
+    if (owner.reads(server)) owner.step({ type: 'server_data', bytes: chunk });
+  });
+  server.on('drain', () => {
+    if (owner.reads(server)) owner.drained?.();
+  });
+}
+
+/** server_tls: the server said 'S'; the proxy's TLS handshake with it, reported to the engine. */
+export function startServerTls(
+  raw: Socket,
+  tls: ServerTls,
+  node: RouteNode,
+  owner: ServerSocketOwner,
+): Socket {
+  const secure = connectTls(raw, tls, node.host, (error) => {
+    if (owner.reads(secure))
+      owner.step(error === undefined ? { type: 'server_tls_ready' } : { type: 'server_tls_failed', error });
+  });
+  watchServerSocket(secure, node, owner);
+  return secure;
 }

@@ -15,6 +15,8 @@ import type { WritePositionSource } from '../health/write-position.js';
 import type { DeadlineWheel } from './deadline-wheel.js';
 import type { WriteTracker } from './read-your-writes.js';
 import type { SocketTuning } from './server-connect.js';
+import type { PoolManager } from '../pool/pool-manager.js';
+import type { SecretSource } from '../auth/index.js';
 import type { ReadYourWritesSettings, SessionSettings, SessionWorld } from './session-types.js';
 import type { ListenerTls, ServerTls } from '../tls/tls-contexts.js';
 
@@ -48,6 +50,10 @@ export interface SessionContext {
   readonly writePosition: WritePositionSource | undefined;
   /** A try at `node` failed (refused, timed out, wrong role on the wire): check the agents again now. */
   nodeFailed(node: RouteNode): void;
+  /** Pooled listeners (pool_mode session or transaction): the listener's pools. */
+  readonly pool?: PoolManager | undefined;
+  /** proxy.auth (not passthrough): where pooled clients' secrets come from. */
+  readonly secrets?: SecretSource | undefined;
 }
 
 /** The proxy's parts every listener's sessions share, and how to read its live state. */
@@ -64,6 +70,7 @@ export interface SharedParts extends Pick<
   | 'serverTls'
   | 'writes'
   | 'writePosition'
+  | 'secrets'
 > {
   /** Seconds a member's replay is behind, as the leader last published it (read-your-writes). */
   replayLagS(member: string): number | undefined;
@@ -109,6 +116,8 @@ export function sessionContext(
     );
   };
   const writes = parts.writes;
+  // Built once: its picks read the routing table when called.
+  const primary = fallbackTo(config, parts);
   return {
     ...parts,
     settings: {
@@ -120,6 +129,10 @@ export function sessionContext(
       connectTimeoutMs: p.connect_timeout,
       startupTimeoutMs: p.startup_timeout,
       ...readYourWritesSettings(listener, p),
+      pool:
+        listener.pool_mode === 'none'
+          ? undefined
+          : { mode: listener.pool_mode, auth: p.auth.type === 'passthrough' ? undefined : p.auth.type },
     },
     tuning: { keepaliveIdleMs: p.keepalive.idle },
     log: parts.log.child({ component: 'session', listener: name }),
@@ -132,7 +145,7 @@ export function sessionContext(
       derivedWaitTimeoutMs: parts.derivedWaitTimeoutMs(),
       pickFreshest,
       recentlyWrote: (identity) => writes.recentlyWrote(identity, now),
-      primary: fallbackTo(config, parts),
+      primary,
     }),
     tls: () => parts.tls(name),
     nodes,

@@ -17,6 +17,8 @@
  *              | primary's position (its ReadyForQuery held) |
  *   relay      | one side's end, or a termination; draining: | none
  *              | the relay standing idle                     |
+ *   pool_login | pooled listeners: a pooled server (pooled-  | the pool's (wait_timeout)
+ *   pooled     | phase.ts), then the client's messages       | none
  *   cancel     | the CancelRequest's forwarding              | none
  *   closed     | nothing                                     | none
  *
@@ -27,6 +29,7 @@
  */
 import { onAttempt } from './attempt-phase.js';
 import { end, type SessionState } from './session-state.js';
+import { onPooled } from './pooled-phase.js';
 import { onStartup } from './startup-phase.js';
 import type { SessionAction, SessionEvent, SessionWorld } from './session-types.js';
 
@@ -42,7 +45,8 @@ export {
 export function step(s: SessionState, e: SessionEvent, w: SessionWorld): SessionAction[] {
   const out: SessionAction[] = [];
   // Draining ends a session that is not relaying yet at once, as a shutdown does.
-  if (e.type === 'drain' && s.phase !== 'relay') e = { type: 'terminate', termination: e.termination };
+  if (e.type === 'drain' && s.phase !== 'relay' && s.phase !== 'pooled')
+    e = { type: 'terminate', termination: e.termination };
   switch (s.phase) {
     case 'startup':
       onStartup(s, e, w, out);
@@ -55,6 +59,10 @@ export function step(s: SessionState, e: SessionEvent, w: SessionWorld): Session
       break;
     case 'relay':
       onRelay(s, e, out);
+      break;
+    case 'pool_login':
+    case 'pooled':
+      onPooled(s, e, w, out);
       break;
     case 'cancel':
       if (e.type === 'cancel_done') end(s, out, 'finish', undefined);

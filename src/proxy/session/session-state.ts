@@ -6,12 +6,22 @@
 import { SQLSTATE, StartupFramer, errorResponse } from '../../protocol/index.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
+import type { PooledSession } from './pooled-phase.js';
 import type { ReplayCheckReader } from './read-your-writes.js';
 import type { StartupGate } from './server-replies.js';
 import type { EndMode, SessionAction, SessionSettings, Termination } from './session-types.js';
 
 export type Phase =
-  'startup' | 'routing' | 'connecting' | 'handshake' | 'fresh' | 'relay' | 'cancel' | 'closed';
+  | 'startup'
+  | 'routing'
+  | 'connecting'
+  | 'handshake'
+  | 'fresh'
+  | 'relay'
+  | 'pool_login'
+  | 'pooled'
+  | 'cancel'
+  | 'closed';
 
 /**
  * A read session under read-your-writes (its identity wrote recently): the primary's WAL position
@@ -87,6 +97,8 @@ export interface SessionState {
   fresh: FreshRead | undefined;
   /** A primary listener's session: its identities under each read-your-writes identity kind. */
   writeIdentities: string[] | undefined;
+  /** Pooled listeners, from the StartupMessage on (pooled-phase.ts). */
+  pool: PooledSession | undefined;
 }
 
 export function newSession(settings: SessionSettings): SessionState {
@@ -122,6 +134,7 @@ export function newSession(settings: SessionSettings): SessionState {
     drain: undefined,
     fresh: undefined,
     writeIdentities: undefined,
+    pool: undefined,
   };
 }
 

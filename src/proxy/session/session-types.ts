@@ -7,6 +7,8 @@ import type { ListenerConfig } from '../../config/proxy-schema.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
 import type { IdentitySpec } from './read-your-writes.js';
+import type { ServerStatements, StatementNames } from './prepared-statements.js';
+import type { LoginCredentials, ServerAuthMethod, StoredSecret } from '../auth/index.js';
 
 /** A replica listener's read-your-writes (docs/read-freshness.md). */
 export interface ReadYourWritesSettings {
@@ -32,6 +34,23 @@ export interface SessionSettings {
   readonly readYourWrites: ReadYourWritesSettings | undefined;
   /** Primary listeners: the identity kinds read-your-writes listeners track writes by. */
   readonly writeIdentities: readonly IdentitySpec[];
+  /** Pooled listeners (pool_mode session or transaction); undefined: one server per client. */
+  readonly pool?: PoolSettings | undefined;
+}
+
+/** A pooled listener's session rules (docs/pooling.md). */
+export interface PoolSettings {
+  readonly mode: 'session' | 'transaction';
+  /** How the proxy authenticates the client (proxy.auth.type); undefined: it asks nothing. */
+  readonly auth: ServerAuthMethod | undefined;
+}
+
+/** A pooled server connection as a client session sees it while it holds it. */
+export interface PooledServerRef {
+  /** The statements prepared on it (transaction pooling re-prepares a client's there). */
+  readonly statements: ServerStatements;
+  /** The ParameterStatus messages of its startup (what a new client is told). */
+  readonly parameters: readonly Buffer[];
 }
 
 /** Why the routing table or the proxy ends a session. */
@@ -76,7 +95,24 @@ export type SessionEvent =
   /** The proxy's TLS to the server failed (handshake, certificate). */
   | { readonly type: 'server_tls_failed'; readonly error: string }
   /** The primary's WAL position asked for by `fetch_write_position`, or why there is none. */
-  | { readonly type: 'write_position'; readonly lsn: bigint | undefined; readonly error: string | undefined };
+  | { readonly type: 'write_position'; readonly lsn: bigint | undefined; readonly error: string | undefined }
+  /**
+   * Pooling: the pool gave the session a server connection (`key`: at login, the backend key the
+   * proxy issues the client).
+   */
+  | {
+      readonly type: 'pool_server';
+      readonly server: PooledServerRef;
+      readonly key?: { readonly processId: number; readonly secretKey: Buffer };
+    }
+  /** Pooling: no server connection could be had (the FATAL to give the client). */
+  | { readonly type: 'pool_failed'; readonly fatal: Buffer }
+  /** Pooling with proxy.auth: the user's secret (undefined: unknown user), or why none could be had. */
+  | {
+      readonly type: 'auth_secret';
+      readonly secret: StoredSecret | undefined;
+      readonly error: string | undefined;
+    };
 
 /**
  * How a session's last moments go:
@@ -142,7 +178,21 @@ export type SessionAction =
   | { readonly kind: 'fresh_read'; readonly result: FreshReadResult; readonly seconds: number }
   /** Metrics: a server's ReadyForQuery after `seconds`; a wait for a route of `seconds`. */
   | { readonly kind: 'connected'; readonly node: string; readonly seconds: number }
-  | { readonly kind: 'waited'; readonly seconds: number };
+  | { readonly kind: 'waited'; readonly seconds: number }
+  /** Pooling: a server connection for (database, user), answered by pool_server or pool_failed. */
+  | {
+      readonly kind: 'pool_acquire';
+      readonly database: string;
+      readonly user: string;
+      /** The client's startup client_encoding: its servers log in with it (one pool per encoding). */
+      readonly encoding: string;
+      /** What the proxy holds to log in to servers as this client (proxy.auth). */
+      readonly credentials: LoginCredentials | undefined;
+    }
+  /** Pooling with proxy.auth: look up the user's secret (auth.file, auth.query); answered by auth_secret. */
+  | { readonly kind: 'auth_lookup'; readonly user: string }
+  /** Pooling: the server connection goes back (`reusable`: in a clean state; else it is closed). */
+  | { readonly kind: 'pool_release'; readonly reusable: boolean };
 
 /** How a read-your-writes check ended: passed at once, after waiting, moved to the primary, refused. */
 export type FreshReadResult = 'immediate' | 'waited' | 'fallback' | 'refused';
@@ -163,6 +213,10 @@ export interface SessionWorld {
   pickFreshest(tried: ReadonlySet<string>): RouteNode | undefined;
   /** Read-your-writes: `identity` has a session on a primary listener, or had one recently. */
   recentlyWrote(identity: string): boolean;
+  /** Pooled listeners: the proxy-wide names of protocol-level prepared statements. */
+  readonly statementNames?: StatementNames;
+  /** Nonces and salts of the proxy's authentication exchanges (default node:crypto's). */
+  readonly randomBytes?: (size: number) => Buffer;
   /** Read-your-writes' fallback: the proxy's (first) primary listener; undefined if it has none. */
   readonly primary:
     | {

@@ -13,6 +13,7 @@ import { SQLSTATE, sslAccepted, sslRefused } from '../../protocol/index.js';
 import { ALPN_POSTGRESQL } from '../tls/tls-sockets.js';
 import { beginRouting } from './attempt-phase.js';
 import { firstPacketAction } from './first-packet.js';
+import { beginPooled } from './pooled-phase.js';
 import { TOO_MANY_CLIENTS } from './refusals.js';
 import { end, endWith, endsEveryPhase, fail, type SessionState } from './session-state.js';
 import type { SessionAction, SessionEvent, SessionWorld } from './session-types.js';
@@ -107,6 +108,10 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
         out.push({ kind: 'forward_cancel', processId: p.processId, secretKey: p.secretKey, packet: p.raw });
         return;
       case 'route':
+        if (p.kind === 'startup' && s.settings.pool !== undefined && w.statementNames !== undefined) {
+          beginPooled(s, s.settings.pool.mode, p.parameters, r.rest, w.statementNames, out);
+          return;
+        }
         s.passthrough = action.passthrough;
         s.protocolVersion = p.kind === 'startup' ? p.protocolVersion : 0;
         beginRouting(

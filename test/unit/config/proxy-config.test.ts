@@ -212,6 +212,43 @@ describe('proxy config', () => {
       expect: ['proxy.handover_socket: must be a path of at most 100 characters (a Unix socket address)'],
     },
     {
+      name: 'pooling: min_pool_size above pool_size, TLS passthrough, read-your-writes',
+      mutate: (d) => {
+        Object.assign(d.proxy.listeners[0] as any, {
+          pool_mode: 'transaction',
+          pool_size: 2,
+          min_pool_size: 3,
+          tls: 'passthrough',
+        });
+        Object.assign(d.proxy.listeners[1] as any, { pool_mode: 'session', read_your_writes: true });
+        (d.proxy as any).auth = { type: 'trust', file: 'userlist.txt' };
+      },
+      expect: [
+        'proxy.listeners[0].min_pool_size: must not exceed pool_size (2)',
+        'proxy.listeners[0].tls: "passthrough" cannot be pooled (pool_mode: transaction): the proxy must read the session',
+        'proxy.listeners[1].read_your_writes: is not available with pool_mode: session (a server may serve several clients)',
+      ],
+    },
+    {
+      name: 'pooling without proxy.auth (the servers cannot authenticate pooled clients)',
+      mutate: (d) => {
+        Object.assign(d.proxy.listeners[0] as any, { pool_mode: 'transaction' });
+      },
+      expect: [
+        'proxy.listeners[0].pool_mode: transaction needs proxy.auth (type scram-sha-256, md5 or trust): the proxy authenticates pooled clients, not the servers',
+      ],
+    },
+    {
+      name: 'pooling: an unknown pool_mode and a pool_size of 0',
+      mutate: (d) => {
+        Object.assign(d.proxy.listeners[0] as any, { pool_mode: 'statement', pool_size: 0 });
+      },
+      expect: [
+        'proxy.listeners[0].pool_mode: must be one of none, session, transaction (got "statement")',
+        'proxy.listeners[0].pool_size: Number must be greater than or equal to 1',
+      ],
+    },
+    {
       name: 'no listeners',
       mutate: (d) => (d.proxy.listeners = []),
       expect: ['proxy.listeners: at least one listener is required'],

@@ -67,6 +67,7 @@ void describe('errorResponse', () => {
       TOO_MANY_CONNECTIONS: '53300',
       QUERY_CANCELED: '57014',
       INVALID_AUTHORIZATION_SPECIFICATION: '28000',
+      FEATURE_NOT_SUPPORTED: '0A000',
     });
   });
 });

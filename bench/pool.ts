@@ -1,0 +1,217 @@
+/**
+ * Transaction pooling: pgfleet's pooled listener (`pool_mode: transaction`, `pool_size: 8`) against
+ * pgbouncer 1.18 in transaction mode (`default_pool_size = 8`), both in front of one PostgreSQL 15,
+ * in one run with the targets' order rotating each round. Workloads: `pgbench -C -S -c 8` (a new
+ * connection per transaction: what pooling is for), `-S -c 64` and TPC-B `-c 64` (64 clients on 8
+ * server connections). Prints median TPS (min–max), the ratio pgfleet/pgbouncer, and each proxy's
+ * CPU per connection (-C) or per 10,000 transactions, from /proc. A benchmark, not a test: it
+ * asserts nothing. Results also go to `.bench-out/pool-<timestamp>.json`. Loopback only.
+ *
+ *   npm run bench:pool -- [--rounds 3] [--duration 10] [--scale 10]
+ *                         [--workloads connect-c8,select-c64,tpcb-c64] [--from-source]
+ *                         [--cpu-prof]   # the proxy under node --cpu-prof (.bench-out/pool-cpuprof-*)
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import {
+  makeTempDir,
+  onCleanup,
+  runCommand,
+  startEtcd,
+  startPrimary,
+  waitFor,
+} from '../test/harness/index.js';
+import {
+  armWatchdog,
+  knownList,
+  log,
+  median,
+  OUT_DIR,
+  positiveInt,
+  ROOT,
+  runMain,
+  timestamp,
+} from './lib.js';
+import { startPgbouncer } from './pgbouncer.js';
+import {
+  EXIT_AFTER_SIGTERM,
+  PGBENCH,
+  cpuSeconds,
+  parsePgbench,
+  pgbench,
+  psql,
+  rotate,
+} from './pgbench-run.js';
+import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
+
+const POOL_SIZE = 8;
+const TARGETS = ['pgfleet', 'pgbouncer'] as const;
+type Target = (typeof TARGETS)[number];
+
+const WORKLOADS = {
+  'connect-c8': {
+    description: '-C -S -c 8 -j 2',
+    args: ['-C', '-S', '-n', '-M', 'simple', '-c', '8', '-j', '2'],
+  },
+  'select-c64': { description: '-S -c 64 -j 2', args: ['-S', '-n', '-M', 'simple', '-c', '64', '-j', '2'] },
+  'tpcb-c64': { description: 'TPC-B -c 64 -j 2', args: ['-n', '-M', 'simple', '-c', '64', '-j', '2'] },
+} as const;
+type WorkloadName = keyof typeof WORKLOADS;
+
+interface Run {
+  readonly round: number;
+  readonly workload: WorkloadName;
+  readonly target: Target;
+  readonly tps: number;
+  readonly transactions: number;
+  readonly failed: number;
+  readonly connectMs: number | undefined;
+  readonly proxyCpuSec: number;
+}
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '10' },
+      scale: { type: 'string', default: '10' },
+      workloads: { type: 'string', default: Object.keys(WORKLOADS).join(',') },
+      'from-source': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  return {
+    rounds: positiveInt('rounds', values.rounds),
+    durationSec: positiveInt('duration', values.duration),
+    scale: positiveInt('scale', values.scale),
+    workloads: knownList('workloads', values.workloads, Object.keys(WORKLOADS) as WorkloadName[]),
+    fromSource: values['from-source'],
+    cpuProf: values['cpu-prof'],
+  };
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions();
+  armWatchdog(
+    240_000 + opts.rounds * opts.workloads.length * TARGETS.length * (opts.durationSec + 20) * 1_000,
+  );
+  log(`rounds=${opts.rounds} duration=${opts.durationSec}s scale=${opts.scale} cpus=${os.cpus().length}`);
+  const runner = await resolveProxyRunner(opts.fromSource);
+  const etcd = await startEtcd();
+  const pg = await startPrimary('pool-bench', { parameters: { max_connections: '100' } });
+  const kv = new Etcd3({ hosts: etcd.clientUrl });
+  onCleanup(() => kv.close());
+  const scope = 'pool-bench';
+  const profDir = path.join(OUT_DIR, `pool-cpuprof-${timestamp()}`);
+  const userlist = path.join(await makeTempDir('pool-bench-auth'), 'userlist.txt');
+  await writeFile(userlist, '"postgres" "bench"\n');
+  await publishLeader(kv, scope, 'pg1', pg.port);
+  const proxy = await startPgfleetProxy({
+    scope,
+    etcdEndpoint: etcd.endpoint,
+    listener: { pool_mode: 'transaction', pool_size: POOL_SIZE },
+    // As pgbouncer's auth_type = trust: the users listed are let in without a password.
+    proxy: { max_client_connections: 1_000, auth: { type: 'trust', file: userlist } },
+    nodeArgs: [
+      ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--import', EXIT_AFTER_SIGTERM] : []),
+      ...runner.nodeArgs,
+    ],
+    env: runner.env,
+  });
+  if (opts.cpuProf) log(`the proxy's CPU profile goes to ${path.relative(ROOT, profDir)} when it stops`);
+  const bouncer = await startPgbouncer({
+    serverPort: pg.port,
+    poolSize: POOL_SIZE,
+    maxClients: 1_000,
+    poolMode: 'transaction',
+  });
+  const ports: Record<Target, number> = { pgfleet: proxy.port, pgbouncer: bouncer.port };
+  const pids: Record<Target, number> = { pgfleet: proxy.process.pid, pgbouncer: bouncer.pid };
+  log(
+    `pgfleet proxy (${runner.label}) pid ${proxy.process.pid}; pgbouncer pid ${bouncer.pid}; postgres :${pg.port}`,
+  );
+  for (const t of TARGETS)
+    await waitFor(
+      `${t} to reach the server`,
+      async () => (await psql(ports[t], 'select 1')) === '1',
+      30_000,
+      250,
+    );
+
+  log(`pgbench -i -s ${opts.scale}`);
+  const init = await runCommand(
+    PGBENCH,
+    [
+      '-i',
+      '-s',
+      String(opts.scale),
+      '-q',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(pg.port),
+      '-U',
+      'postgres',
+      'postgres',
+    ],
+    { timeoutMs: 300_000 },
+  );
+  if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
+  await psql(pg.port, 'vacuum analyze');
+  for (const t of TARGETS) await pgbench(ports[t], WORKLOADS['select-c64'].args, 3);
+
+  const runs: Run[] = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const [wi, workload] of opts.workloads.entries()) {
+      for (const target of rotate(TARGETS, round + wi)) {
+        const cpu0 = cpuSeconds(pids[target]);
+        const out = parsePgbench(await pgbench(ports[target], WORKLOADS[workload].args, opts.durationSec));
+        const cpu1 = cpuSeconds(pids[target]);
+        const r: Run = { round, workload, target, ...out, proxyCpuSec: cpu1.total - cpu0.total };
+        runs.push(r);
+        log(
+          `round ${round} ${workload.padEnd(10)} ${target.padEnd(9)} tps=${r.tps.toFixed(0)} failed=${r.failed} ` +
+            `proxy-cpu=${r.proxyCpuSec.toFixed(2)}s`,
+        );
+      }
+    }
+  }
+  process.stdout.write('\n' + render(runs, opts) + '\n');
+  await mkdir(OUT_DIR, { recursive: true });
+  const out = path.join(OUT_DIR, `pool-${timestamp()}.json`);
+  await writeFile(out, JSON.stringify({ options: opts, poolSize: POOL_SIZE, runs }, null, 2) + '\n');
+  log(`results written to ${path.relative(ROOT, out)}`);
+}
+
+function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): string {
+  const lines = [
+    `transaction pooling, pool_size ${POOL_SIZE}, ${opts.rounds} interleaved rounds of ${opts.durationSec}s`,
+    'workload    target     TPS median  min–max          pgfleet/pgbouncer  proxy CPU',
+  ];
+  for (const w of opts.workloads) {
+    const tps = (t: Target) => runs.filter((r) => r.workload === w && r.target === t).map((r) => r.tps);
+    const ratio = median(tps('pgfleet')) / median(tps('pgbouncer'));
+    for (const t of TARGETS) {
+      const rs = runs.filter((r) => r.workload === w && r.target === t);
+      const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
+      const tx = rs.reduce((a, r) => a + r.transactions, 0);
+      // -C: one connection per transaction, so CPU per transaction is CPU per connection.
+      const perUnit =
+        w === 'connect-c8'
+          ? `${((cpu / tx) * 1e6).toFixed(0)} µs/connection`
+          : `${((cpu / tx) * 1e4).toFixed(2)} s/10k tx`;
+      const xs = tps(t);
+      lines.push(
+        `${w.padEnd(11)} ${t.padEnd(9)} ${median(xs).toFixed(0).padStart(10)}  ${`${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`.padEnd(15)}  ` +
+          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+runMain(main);

@@ -1,0 +1,384 @@
+/**
+ * A pooled listener's pools: one per (database, user), holding server connections on the nodes
+ * that serve the listener, at most pool_size per node (plus reserve_pool for clients that waited
+ * reserve_pool_timeout). Client sessions ask for a server (acquire), the pool lends an idle one on
+ * a node still routed, opens one (server-login.ts) or queues the client; a server given back goes
+ * to the next waiting client. Housekeeping once a second closes servers past server_idle_timeout
+ * or server_lifetime, keeps min_pool_size, and ends waits past the listener's wait_timeout.
+ */
+import { performance } from 'node:perf_hooks';
+import { SQLSTATE, errorResponse } from '../../protocol/index.js';
+import type { RouteNode } from '../../routing/types.js';
+import type { Logger } from '../../observability/logger.js';
+import { StatementNames } from '../session/prepared-statements.js';
+import type { SessionContext } from '../session/session-context.js';
+import type { Termination } from '../session/session-types.js';
+import { idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
+import { PooledServer } from './pooled-server.js';
+import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
+import {
+  clientRows,
+  poolStatus,
+  serverRows,
+  type ClientRow,
+  type PoolStatus,
+  type ServerRow,
+} from './pool-views.js';
+
+export type { PoolClient, PoolIdentity } from './pool.js';
+export type { PoolStatus } from './pool-views.js';
+import { ServerLogin, describeFatal, type LoginResult } from './server-login.js';
+import type { LoginCredentials } from '../auth/index.js';
+
+const NO_CREDENTIALS: LoginCredentials = { kind: 'none' };
+
+const HOUSEKEEPING_MS = 1_000;
+
+export class PoolManager {
+  readonly listener: string;
+  #ctx: SessionContext;
+  #limits: PoolLimits;
+  #mode: 'session' | 'transaction';
+  readonly #pools = new Map<string, Pool>();
+  readonly #logins = new Set<ServerLogin>();
+  readonly #log: Logger;
+  readonly names = new StatementNames();
+  #timer: NodeJS.Timeout | undefined;
+  #paused = false;
+  #closed = false;
+
+  constructor(ctx: SessionContext, mode: 'session' | 'transaction', limits: PoolLimits, log: Logger) {
+    this.listener = ctx.settings.listener;
+    this.#ctx = ctx;
+    this.#mode = mode;
+    this.#limits = limits;
+    this.#log = log;
+    this.#timer = setInterval(() => this.#housekeeping(), HOUSEKEEPING_MS);
+    this.#timer.unref();
+  }
+
+  get mode(): 'session' | 'transaction' {
+    return this.#mode;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** A reload: the listener's new context and limits (open servers stay). */
+  configure(ctx: SessionContext, mode: 'session' | 'transaction', limits: PoolLimits): void {
+    this.#ctx = ctx;
+    this.#mode = mode;
+    this.#limits = limits;
+    for (const p of this.#pools.values()) this.#pump(p);
+  }
+
+  #pool(id: PoolIdentity): Pool {
+    const key = poolKey(id);
+    let p = this.#pools.get(key);
+    if (p === undefined) this.#pools.set(key, (p = new Pool(id)));
+    return p;
+  }
+
+  /** A client logged in (it counts in the pool's clients until leave). */
+  join(id: PoolIdentity, client: PoolClient): void {
+    this.#pool(id).clients.add(client);
+  }
+
+  leave(id: PoolIdentity, client: PoolClient): void {
+    const p = this.#pools.get(poolKey(id));
+    if (p === undefined) return;
+    p.clients.delete(client);
+    const i = p.waiters.findIndex((w) => w.client === client);
+    if (i >= 0) p.waiters.splice(i, 1);
+  }
+
+  /**
+   * Transaction mode: the ParameterStatus a new client of (database, user) is told, from the pool's
+   * last logged-in server; undefined until one logged in (the first client's login proves the
+   * database and user on a server) or in session mode (the client gets a server at login anyway).
+   */
+  loginParameters(id: PoolIdentity): readonly Buffer[] | undefined {
+    if (this.#mode !== 'transaction') return undefined;
+    return this.#pools.get(poolKey(id))?.parameters;
+  }
+
+  /** A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick. */
+  acquire(id: PoolIdentity, client: PoolClient, credentials?: LoginCredentials): void {
+    const p = this.#pool(id);
+    // The pool logs in to servers as its latest authenticated client (pgbouncer's way).
+    if (credentials !== undefined) p.credentials = credentials;
+    p.waiters.push({ client, since: performance.now() });
+    queueMicrotask(() => this.#pump(p));
+  }
+
+  /** `server` comes back from its client (`reusable`: in a clean state). */
+  release(server: PooledServer, reusable: boolean): void {
+    const p = this.#pool(server);
+    const now = performance.now();
+    server.giveBack(now);
+    p.totals.transactions++;
+    if (!reusable || server.retiring || server.state === 'closed' || !this.#routed(server.node)) {
+      server.close();
+      this.#forget(p, server);
+      this.#pump(p);
+      return;
+    }
+    if (this.#mode === 'session') {
+      server.reset((ok) => {
+        if (!ok || server.retiring) {
+          server.close();
+          this.#forget(p, server);
+        } else p.idle.push(server);
+        this.#pump(p);
+      });
+      return;
+    }
+    p.idle.push(server);
+    this.#pump(p);
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    for (const p of this.#pools.values()) this.#pump(p);
+  }
+
+  #routed(node: RouteNode): boolean {
+    return this.#ctx.nodes().some((n) => n.key === node.key && n.role === node.role);
+  }
+
+  #pump(p: Pool): void {
+    if (this.#closed || this.#paused) return;
+    while (p.waiters.length > 0) {
+      const server = this.#takeIdle(p);
+      if (server !== undefined) {
+        this.#lend(p, server, p.waiters.shift()!);
+        continue;
+      }
+      if (p.logins >= p.waiters.length) return;
+      if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since)) return;
+    }
+  }
+
+  /** The most recently used idle server on a node still routed (the others close). */
+  #takeIdle(p: Pool): PooledServer | undefined {
+    for (;;) {
+      const s = p.idle.pop();
+      if (s === undefined) return undefined;
+      if (s.state === 'idle' && !s.retiring && this.#routed(s.node)) return s;
+      s.close();
+      this.#forget(p, s);
+    }
+  }
+
+  #lend(p: Pool, server: PooledServer, w: Waiter): void {
+    const waited = performance.now() - w.since;
+    p.totals.waits++;
+    p.totals.waitMs += waited;
+    p.totals.maxWaitMs = Math.max(p.totals.maxWaitMs, waited);
+    server.lend(w.client, () => w.client.onServerDrain());
+    queueMicrotask(() => w.client.onPoolServer(server));
+  }
+
+  /** Opens one more server for `p` on a node with room; false when there is none. */
+  #startLogin(p: Pool, oldestWaitMs: number, forMinimumOn?: string): boolean {
+    const routed = this.#ctx.nodes();
+    const count = (name: string): number => {
+      let n = p.loginsOn.get(name) ?? 0;
+      for (const s of p.servers) if (s.node.name === name) n++;
+      return n;
+    };
+    let preferred: string | undefined;
+    if (forMinimumOn !== undefined) preferred = forMinimumOn;
+    else if (routed.length > 0) {
+      preferred = nodeWithRoom(
+        routed.map((n) => n.name),
+        count,
+        this.#limits,
+        oldestWaitMs,
+      );
+      if (preferred === undefined) return false;
+    } else if (p.logins > 0) return false; // (no route: one login waits for the table)
+    const full = new Set(
+      routed
+        .filter((n) => count(n.name) >= this.#limits.poolSize + this.#limits.reservePool)
+        .map((n) => n.key),
+    );
+    let nodeName = '';
+    const login = new ServerLogin(
+      this.#ctx,
+      {
+        database: p.database,
+        user: p.user,
+        encoding: p.encoding,
+        credentials: p.credentials ?? NO_CREDENTIALS,
+      },
+      (w, tried) => {
+        const pref =
+          preferred === undefined ? undefined : routed.find((n) => n.name === preferred && !tried.has(n.key));
+        const node = pref ?? w.pick(new Set([...tried, ...full]));
+        if (node !== undefined) {
+          this.#countLogin(p, nodeName, -1);
+          nodeName = node.name;
+          this.#countLogin(p, nodeName, +1);
+        }
+        return node;
+      },
+      (r) => {
+        this.#logins.delete(login);
+        p.logins--;
+        this.#countLogin(p, nodeName, -1);
+        this.#loggedIn(p, r);
+      },
+    );
+    p.logins++;
+    p.totals.logins++;
+    this.#logins.add(login);
+    login.start();
+    return true;
+  }
+
+  #countLogin(p: Pool, node: string, by: number): void {
+    if (node === '') return;
+    const n = (p.loginsOn.get(node) ?? 0) + by;
+    if (n <= 0) p.loginsOn.delete(node);
+    else p.loginsOn.set(node, n);
+  }
+
+  #loggedIn(p: Pool, r: LoginResult): void {
+    if (!r.ok) {
+      p.totals.loginFailures++;
+      this.#log.warn(
+        { database: p.database, user: p.user, err: describeFatal(r.fatal) },
+        'pool: server login failed',
+      );
+      const w = p.waiters.shift();
+      if (w !== undefined) queueMicrotask(() => w.client.onPoolFailed(r.fatal));
+      this.#pump(p);
+      return;
+    }
+    const { socket, node, parameters, backendKey } = r.server;
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    const server = new PooledServer(
+      socket,
+      {
+        node,
+        database: p.database,
+        user: p.user,
+        encoding: p.encoding,
+        parameters,
+        backendKey,
+        now: performance.now(),
+      },
+      {
+        closed: (s) => {
+          this.#forget(p, s);
+          this.#pump(p);
+        },
+        retired: (s, t) => this.#retired(p, s, t),
+      },
+    );
+    p.servers.add(server);
+    p.parameters = parameters;
+    this.#ctx.registry.add(this.listener, node.key, node.name, server);
+    p.idle.push(server);
+    this.#pump(p);
+  }
+
+  /** The node left the listener: an idle server closes now; a lent one when it comes back. */
+  #retired(p: Pool, s: PooledServer, t: Termination): void {
+    if (s.state !== 'idle') return;
+    void t;
+    s.close();
+    this.#forget(p, s);
+  }
+
+  #forget(p: Pool, s: PooledServer): void {
+    if (!p.servers.delete(s)) return;
+    const i = p.idle.indexOf(s);
+    if (i >= 0) p.idle.splice(i, 1);
+    this.#ctx.registry.remove(this.listener, s.node.key, s);
+  }
+
+  #housekeeping(): void {
+    const now = performance.now();
+    const waitMs = this.#ctx.settings.waitTimeoutMs ?? this.#ctx.world(now).derivedWaitTimeoutMs;
+    for (const p of this.#pools.values()) {
+      this.#closeExpired(p, now);
+      this.#endLongWaits(p, now, waitMs);
+      if (!this.#paused) this.#keepMinimum(p);
+      this.#pump(p);
+    }
+  }
+
+  #closeExpired(p: Pool, now: number): void {
+    const perNode = new Map<string, number>();
+    for (const s of p.servers) perNode.set(s.node.name, (perNode.get(s.node.name) ?? 0) + 1);
+    for (const s of [...p.idle]) {
+      const onNode = perNode.get(s.node.name) ?? 0;
+      const verdict = idleServerVerdict(s, this.#limits, now, onNode <= this.#limits.minPoolSize);
+      if (verdict === undefined) continue;
+      perNode.set(s.node.name, onNode - 1);
+      s.close();
+      this.#forget(p, s);
+    }
+  }
+
+  #endLongWaits(p: Pool, now: number, waitMs: number): void {
+    while (p.waiters.length > 0 && now - p.waiters[0]!.since >= waitMs) {
+      const w = p.waiters.shift()!;
+      const fatal = errorResponse({
+        severity: 'FATAL',
+        code: SQLSTATE.CANNOT_CONNECT_NOW,
+        message: `pgfleet: no server connection for database "${p.database}" user "${p.user}" on listener "${this.listener}" within ${waitMs / 1000}s`,
+      });
+      queueMicrotask(() => w.client.onPoolFailed(fatal));
+    }
+  }
+
+  /** min_pool_size servers on every routed node, for pools that have clients. */
+  #keepMinimum(p: Pool): void {
+    if (this.#limits.minPoolSize === 0 || p.clients.size === 0) return;
+    for (const n of this.#ctx.nodes()) {
+      let have = p.loginsOn.get(n.name) ?? 0;
+      for (const s of p.servers) if (s.node.name === n.name) have++;
+      for (; have < this.#limits.minPoolSize; have++) this.#startLogin(p, 0, n.name);
+    }
+  }
+
+  status(): PoolStatus[] {
+    const now = performance.now();
+    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now));
+  }
+
+  servers(): ServerRow[] {
+    const now = performance.now();
+    return [...this.#pools.values()].flatMap((p) => serverRows(p, now));
+  }
+
+  /** Each logged-in client: waiting for a server, holding one (which), or between transactions. */
+  clients(): ClientRow[] {
+    return [...this.#pools.values()].flatMap((p) => clientRows(p));
+  }
+
+  /** Closes every server and ends every login (the listener is gone or the proxy stops). */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const l of [...this.#logins]) l.destroy();
+    for (const p of this.#pools.values()) {
+      for (const s of [...p.servers]) {
+        s.close();
+        this.#forget(p, s);
+      }
+    }
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * The pools' decisions, pure: which node may get one more server connection for a pool, and what
+ * an idle server's age and idleness mean. Counts and times are passed in.
+ */
+
+export interface PoolLimits {
+  readonly poolSize: number;
+  readonly minPoolSize: number;
+  readonly reservePool: number;
+  readonly reservePoolTimeoutMs: number;
+  readonly serverIdleTimeoutMs: number;
+  readonly serverLifetimeMs: number;
+}
+
+/**
+ * The node to open one more server on, among `nodes` (in the listener's order of preference):
+ * the first with room under pool_size (plus reserve_pool once the oldest client has waited
+ * reserve_pool_timeout); undefined when every node is full.
+ */
+export function nodeWithRoom(
+  nodes: readonly string[],
+  serversOn: (node: string) => number,
+  limits: PoolLimits,
+  oldestWaitMs: number,
+): string | undefined {
+  const cap = limits.poolSize + (oldestWaitMs >= limits.reservePoolTimeoutMs ? limits.reservePool : 0);
+  return nodes.find((n) => serversOn(n) < cap);
+}
+
+/** Why an idle server should close now, or undefined to keep it. */
+export function idleServerVerdict(
+  server: { readonly createdAt: number; readonly lastUsedAt: number },
+  limits: PoolLimits,
+  now: number,
+  keptForMinimum: boolean,
+): 'lifetime' | 'idle_timeout' | undefined {
+  if (now - server.createdAt >= limits.serverLifetimeMs) return 'lifetime';
+  if (!keptForMinimum && now - server.lastUsedAt >= limits.serverIdleTimeoutMs) return 'idle_timeout';
+  return undefined;
+}

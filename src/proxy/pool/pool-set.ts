@@ -1,0 +1,97 @@
+/**
+ * Every pooled listener's PoolManager, by listener name, kept across reloads (a reload gives a pool
+ * its listener's new context and limits; open server connections stay), closed when its listener
+ * goes or stops pooling.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ListenerConfig } from '../../config/proxy-schema.js';
+import type { Logger } from '../../observability/logger.js';
+import type { SessionContext } from '../session/session-context.js';
+import { PoolManager, type PoolStatus } from './pool-manager.js';
+import type { PoolLimits } from './pool-rules.js';
+
+export function poolLimits(l: ListenerConfig): PoolLimits {
+  return {
+    poolSize: l.pool_size,
+    minPoolSize: l.min_pool_size,
+    reservePool: l.reserve_pool,
+    reservePoolTimeoutMs: l.reserve_pool_timeout,
+    serverIdleTimeoutMs: l.server_idle_timeout,
+    serverLifetimeMs: l.server_lifetime,
+  };
+}
+
+export class PoolSet {
+  readonly #pools = new Map<string, PoolManager>();
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** `ctx`, with the listener's pool when it pools (made, or given the new context and limits). */
+  contextWithPool(listener: ListenerConfig, ctx: SessionContext): SessionContext {
+    const existing = this.#pools.get(listener.name);
+    if (listener.pool_mode === 'none') {
+      if (existing !== undefined) {
+        existing.close();
+        this.#pools.delete(listener.name);
+      }
+      return ctx;
+    }
+    const limits = poolLimits(listener);
+    let pool = existing;
+    if (pool === undefined) {
+      pool = new PoolManager(ctx, listener.pool_mode, limits, this.#log.child({ listener: listener.name }));
+      this.#pools.set(listener.name, pool);
+    } else pool.configure(ctx, listener.pool_mode, limits);
+    const names = pool.names;
+    // (The world is made afresh on every step: added to, not copied.)
+    return {
+      ...ctx,
+      pool,
+      world: (now) => Object.assign(ctx.world(now), { statementNames: names, randomBytes }),
+    };
+  }
+
+  /** Closes the pools of listeners no longer configured. */
+  keepOnly(listeners: readonly ListenerConfig[]): void {
+    for (const [name, pool] of this.#pools) {
+      if (listeners.some((l) => l.name === name && l.pool_mode !== 'none')) continue;
+      pool.close();
+      this.#pools.delete(name);
+    }
+  }
+
+  get(listener: string): PoolManager | undefined {
+    return this.#pools.get(listener);
+  }
+
+  /** listener → its pools. */
+  status(): Record<string, PoolStatus[]> {
+    return Object.fromEntries([...this.#pools].map(([name, p]) => [name, p.status()]));
+  }
+
+  servers(): Record<string, ReturnType<PoolManager['servers']>> {
+    return Object.fromEntries([...this.#pools].map(([name, p]) => [name, p.servers()]));
+  }
+
+  clients(): Record<string, ReturnType<PoolManager['clients']>> {
+    return Object.fromEntries([...this.#pools].map(([name, p]) => [name, p.clients()]));
+  }
+
+  /** PAUSE / RESUME (pgbouncer's): a paused listener lends no server; its clients wait. */
+  setPaused(listener: string, paused: boolean): boolean {
+    const p = this.#pools.get(listener);
+    if (p === undefined) return false;
+    if (paused) p.pause();
+    else p.resume();
+    this.#log.info({ listener }, paused ? 'pool paused' : 'pool resumed');
+    return true;
+  }
+
+  close(): void {
+    for (const p of this.#pools.values()) p.close();
+    this.#pools.clear();
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * One server connection in a pool: logged in (server-login.ts), then lent to one client session at
+ * a time. While lent, its bytes and its end go to that session's engine; while idle, it waits in
+ * its pool. It is a Terminable in the connection registry under its listener and node, so a node
+ * that leaves the listener reaches it like any session: idle, it closes at once; lent, it closes
+ * when it comes back (transaction mode: at the transaction's end), or its session ends at its next
+ * idle point (session mode: the client's session state lives on it).
+ *
+ *   state  | meaning
+ *   -------+------------------------------------------------------------------
+ *   idle   | in its pool, free
+ *   active | lent to a client session
+ *   reset  | session mode: DISCARD ALL sent on its return, waiting for ReadyForQuery
+ *   closed | gone
+ */
+import type { Socket } from 'node:net';
+import { MessageFramer, simpleQuery } from '../../protocol/index.js';
+import type { RouteNode } from '../../routing/types.js';
+import type { Terminable } from '../routing/connection-registry.js';
+import type { ServerStatements } from '../session/prepared-statements.js';
+import type { PooledServerRef, Termination } from '../session/session-types.js';
+import { destroyAfterClients } from '../session/server-connect.js';
+
+/** The client session a server is lent to. */
+export interface ServerBorrower {
+  onServerData(bytes: Buffer): void;
+  onServerClosed(error: string | undefined): void;
+  /** Session mode: the node left the listener; the session ends at its next idle point. */
+  terminate(t: Termination): void;
+}
+
+export interface ServerEvents {
+  /** The socket closed (any state). */
+  closed(s: PooledServer): void;
+  /** The node left the listener. */
+  retired(s: PooledServer, t: Termination): void;
+}
+
+let nextId = 1;
+
+export class PooledServer implements Terminable, PooledServerRef {
+  readonly id = nextId++;
+  readonly node: RouteNode;
+  readonly database: string;
+  readonly user: string;
+  readonly encoding: string;
+  readonly parameters: readonly Buffer[];
+  readonly statements: ServerStatements = new Map();
+  readonly backendKey: { readonly processId: number; readonly secretKey: Buffer } | undefined;
+  readonly createdAt: number;
+  state: 'idle' | 'active' | 'reset' | 'closed' = 'idle';
+  lastUsedAt: number;
+  /** The node left the listener: closed when it is next free. */
+  retiring = false;
+  #socket: Socket;
+  #borrower: ServerBorrower | undefined;
+  #error: string | undefined;
+  #resetDone: ((ok: boolean) => void) | undefined;
+  #resetFramer: MessageFramer | undefined;
+  readonly #events: ServerEvents;
+
+  constructor(
+    socket: Socket,
+    init: {
+      node: RouteNode;
+      database: string;
+      user: string;
+      encoding: string;
+      parameters: readonly Buffer[];
+      backendKey: { processId: number; secretKey: Buffer } | undefined;
+      now: number;
+    },
+    events: ServerEvents,
+  ) {
+    this.#socket = socket;
+    this.node = init.node;
+    this.database = init.database;
+    this.user = init.user;
+    this.encoding = init.encoding;
+    this.parameters = init.parameters;
+    this.backendKey = init.backendKey;
+    this.createdAt = init.now;
+    this.lastUsedAt = init.now;
+    this.#events = events;
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err) => (this.#error = err.message));
+    socket.on('close', () => this.#onClose());
+    socket.on('drain', () => this.#onDrain?.());
+    socket.resume();
+  }
+
+  /** Called when the server socket drains after a write returned false. */
+  #onDrain: (() => void) | undefined;
+
+  get borrower(): ServerBorrower | undefined {
+    return this.#borrower;
+  }
+
+  lend(b: ServerBorrower, onDrain: () => void): void {
+    this.state = 'active';
+    this.#borrower = b;
+    this.#onDrain = onDrain;
+  }
+
+  /** Back from its borrower. */
+  giveBack(now: number): void {
+    this.#borrower = undefined;
+    this.#onDrain = undefined;
+    this.lastUsedAt = now;
+    if (this.state === 'active') this.state = 'idle';
+  }
+
+  /** false: the socket's buffer is full (the borrower pauses its client until drain). */
+  write(bytes: Buffer): boolean {
+    return this.#socket.write(bytes);
+  }
+
+  /** Session mode: DISCARD ALL, then `done(ok)` at its ReadyForQuery 'I'. */
+  reset(done: (ok: boolean) => void): void {
+    this.state = 'reset';
+    this.#resetDone = done;
+    this.#resetFramer = new MessageFramer();
+    this.write(simpleQuery('DISCARD ALL'));
+  }
+
+  terminate(t: Termination): void {
+    if (this.state === 'closed') return;
+    this.retiring = true;
+    this.#events.retired(this, t);
+    this.#borrower?.terminate(t);
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.#socket.pause();
+    destroyAfterClients(this.#socket);
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#borrower !== undefined) {
+      this.#borrower.onServerData(chunk);
+      return;
+    }
+    if (this.state !== 'reset') return; // (an idle server's notices: nobody to tell)
+    const r = this.#resetFramer!.push(chunk);
+    if (!r.ok) return this.#finishReset(false);
+    for (const m of r.messages) {
+      if (m[0] === 0x45 /* E */) return this.#finishReset(false);
+      if (m[0] === 0x5a /* Z */) return this.#finishReset(m[5] === 0x49 /* I */);
+    }
+  }
+
+  #finishReset(ok: boolean): void {
+    const done = this.#resetDone;
+    this.#resetDone = undefined;
+    this.#resetFramer = undefined;
+    if (this.state === 'reset') this.state = 'idle';
+    done?.(ok);
+  }
+
+  #onClose(): void {
+    const b = this.#borrower;
+    this.#borrower = undefined;
+    const was = this.state;
+    this.state = 'closed';
+    if (was === 'reset') this.#finishReset(false);
+    this.#events.closed(this);
+    b?.onServerClosed(this.#error);
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * A pooled listener's client session as its pool sees it (PoolClient): the I/O between the
+ * session engine's pooled phases and the listener's pools. It asks for servers and gives them
+ * back as the engine decides, passes a lent server's bytes and end to the engine, looks up
+ * proxy.auth secrets, and issues the client's backend key, whose CancelRequest goes to the server
+ * serving the client at that moment. It decides nothing about the protocol.
+ */
+import { randomFillSync } from 'node:crypto';
+import { errorMessage } from '../../errors.js';
+import { cancelRequest } from '../../protocol/index.js';
+import type { LoginCredentials } from '../auth/index.js';
+import type { PoolClient, PoolIdentity } from '../pool/pool-manager.js';
+import type { PooledServer } from '../pool/pooled-server.js';
+import { cancelKey, type CancelTarget } from './cancel-registry.js';
+import type { SessionContext } from './session-context.js';
+import type { Phase } from './session-machine.js';
+import type { SessionEvent, Termination } from './session-types.js';
+
+/** Random bytes for the backend keys pooled listeners issue, drawn 4 KiB at a time (one syscall per 512 logins). */
+const keyBytes = Buffer.alloc(4096);
+let keyBytesAt = keyBytes.length;
+function issuedKeyBytes(): Buffer {
+  if (keyBytesAt + 8 > keyBytes.length) {
+    randomFillSync(keyBytes);
+    keyBytesAt = 0;
+  }
+  keyBytesAt += 8;
+  return keyBytes.subarray(keyBytesAt - 8, keyBytesAt);
+}
+
+/** The client session around the link (client-session.ts). */
+export interface PooledLinkOwner {
+  step(e: SessionEvent): void;
+  phase(): Phase;
+  terminate(t: Termination): void;
+  pauseClient(): void;
+  resumeClient(): void;
+}
+
+export class PooledLink implements PoolClient {
+  readonly #ctx: SessionContext;
+  readonly #owner: PooledLinkOwner;
+  /** The server lent to the session now. */
+  #server: PooledServer | undefined;
+  #id: PoolIdentity | undefined;
+  /** The server's write buffer was full: the client is paused until it drains. */
+  #full = false;
+  #cancelKey: string | undefined;
+
+  constructor(ctx: SessionContext, owner: PooledLinkOwner) {
+    this.#ctx = ctx;
+    this.#owner = owner;
+  }
+
+  get holdsServer(): boolean {
+    return this.#server !== undefined;
+  }
+
+  /** pool_acquire: a server, or at a transaction-mode login the pool's cached ParameterStatus. */
+  acquire(a: {
+    database: string;
+    user: string;
+    encoding: string;
+    credentials: LoginCredentials | undefined;
+  }): void {
+    this.#id ??= { database: a.database, user: a.user, encoding: a.encoding };
+    const pool = this.#ctx.pool!;
+    const cached = this.#owner.phase() === 'pool_login' ? pool.loginParameters(this.#id) : undefined;
+    if (cached !== undefined) queueMicrotask(() => this.#loginFromCache(cached));
+    else pool.acquire(this.#id, this, a.credentials);
+  }
+
+  /** pool_release (`reusable`: in a clean state). */
+  release(reusable: boolean): void {
+    const s = this.#server;
+    this.#server = undefined;
+    if (s !== undefined) this.#ctx.pool?.release(s, reusable);
+    // Paused for a full server buffer: that server is gone, its drain will not come here.
+    this.onServerDrain();
+  }
+
+  write(bytes: Buffer): void {
+    if (this.#server?.write(bytes) === false) {
+      this.#full = true;
+      this.#owner.pauseClient();
+    }
+  }
+
+  /** proxy.auth: the user's secret from auth.file or auth.query, for the engine's exchange. */
+  lookupSecret(user: string): void {
+    const source = this.#ctx.secrets;
+    if (source === undefined) {
+      queueMicrotask(() =>
+        this.#owner.step({ type: 'auth_secret', secret: undefined, error: 'proxy.auth is not configured' }),
+      );
+      return;
+    }
+    source.lookup(user).then(
+      (secret) => this.#owner.step({ type: 'auth_secret', secret, error: undefined }),
+      (err: unknown) =>
+        this.#owner.step({ type: 'auth_secret', secret: undefined, error: errorMessage(err) }),
+    );
+  }
+
+  /** The session ended: its server goes back dirty, it leaves its pool, its key is forgotten. */
+  close(): void {
+    this.release(false);
+    if (this.#id !== undefined) this.#ctx.pool?.leave(this.#id, this);
+    if (this.#cancelKey !== undefined) this.#ctx.cancels.remove(this.#cancelKey);
+    this.#cancelKey = undefined;
+  }
+
+  /** The pool lends a server. At login, the client's key is issued. */
+  onPoolServer(server: PooledServer): void {
+    if (this.#owner.phase() === 'closed') {
+      this.#ctx.pool!.release(server, true);
+      return;
+    }
+    this.#server = server;
+    const key = this.#owner.phase() === 'pool_login' ? this.#issueKey() : undefined;
+    this.#owner.step(
+      key === undefined ? { type: 'pool_server', server } : { type: 'pool_server', server, key },
+    );
+  }
+
+  /**
+   * Transaction mode: a login answered from the ParameterStatus of the pool's servers, without
+   * lending one (a new client does not wait behind busy transactions to be told hello).
+   */
+  #loginFromCache(parameters: readonly Buffer[]): void {
+    if (this.#owner.phase() !== 'pool_login') return;
+    const key = this.#issueKey();
+    this.#owner.step({ type: 'pool_server', server: { statements: new Map(), parameters }, key });
+  }
+
+  /** The backend key the proxy gives a pooled client, registered for its cancels. */
+  #issueKey(): { processId: number; secretKey: Buffer } {
+    const r = issuedKeyBytes();
+    const key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
+    this.#cancelKey = cancelKey(key.processId, key.secretKey);
+    this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
+    this.#ctx.pool!.join(this.#id!, this);
+    this.#ctx.metrics.opened();
+    return key;
+  }
+
+  /** Where this client's CancelRequest goes now: the server serving it, with that server's key. */
+  #cancelTarget(): CancelTarget | 'idle' {
+    const s = this.#server;
+    if (s === undefined || s.backendKey === undefined) return 'idle';
+    const { host, port, name } = s.node;
+    return { host, port, name, packet: cancelRequest(s.backendKey.processId, s.backendKey.secretKey) };
+  }
+
+  onPoolFailed(fatal: Buffer): void {
+    this.#owner.step({ type: 'pool_failed', fatal });
+  }
+
+  onServerData(bytes: Buffer): void {
+    this.#owner.step({ type: 'server_data', bytes });
+  }
+
+  onServerClosed(error: string | undefined): void {
+    this.#server = undefined;
+    this.#owner.step({ type: 'server_closed', error });
+  }
+
+  onServerDrain(): void {
+    if (!this.#full) return;
+    this.#full = false;
+    this.#owner.resumeClient();
+  }
+
+  /** Session mode: the lent server's node left the listener. */
+  terminate(t: Termination): void {
+    this.#owner.terminate(t);
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * The pooled phases of the session engine (listeners with pool_mode session or transaction). The
+ * first packets are the startup phase's, as on every listener; from the StartupMessage on, the
+ * proxy answers the client itself and the client's server connection comes from a pool.
+ *
+ *   phase      | waits for                                   | the client …
+ *   -----------+---------------------------------------------+-------------------------------------
+ *   pool_login | a pooled server for (database, user): its   | is paused; then gets AuthenticationOk,
+ *              | ParameterStatus are the client's            | the server's ParameterStatus, the
+ *              |                                             | proxy's BackendKeyData, ReadyForQuery
+ *   pooled     | client messages (whole, at their boundary); | holds a server: session mode from
+ *              | a server for the next transaction; the      | login to the end; transaction mode
+ *              | server's replies                            | from a transaction's first message to
+ *              |                                             | its ReadyForQuery 'I'
+ *
+ * Transaction mode between transactions holds no server: a node that leaves the listener costs
+ * such a client nothing, its next transaction runs where the pool finds a server then. A server
+ * whose first reply to a transaction is a FATAL shutdown (a switchover's old primary shutting down:
+ * the command did not run) is replaced and the transaction's messages sent again, invisibly; one
+ * that closes without a word is not (it may have committed). Otherwise the client gets what
+ * PostgreSQL said (57P01 on a shutdown) or 08006, and the end.
+ */
+import {
+  MessageFramer,
+  SQLSTATE,
+  authenticationOk,
+  backendKeyData,
+  errorResponse,
+  readErrorFields,
+  readyForQuery,
+} from '../../protocol/index.js';
+import { ReplyFilter, rewriteClientMessage, type StatementNames } from './prepared-statements.js';
+import { sessionOnlyStatement } from './session-only.js';
+import { onAuthBytes, onSecret } from './pooled-auth.js';
+import { acquire, clientMessages, release, type PooledSession } from './pooled-session.js';
+import { MAX_PENDING_CLIENT_BYTES, end, endWith, fail, type SessionState } from './session-state.js';
+import type {
+  PooledServerRef,
+  SessionAction,
+  SessionEvent,
+  SessionWorld,
+  Termination,
+} from './session-types.js';
+
+export type { PooledSession } from './pooled-session.js';
+
+const TERMINATE = 0x58; // 'X'
+const READY_FOR_QUERY = 0x5a; // 'Z'
+const ERROR_RESPONSE = 0x45; // 'E'
+const REQUESTS = new Set([0x51, 0x53, 0x46]); // Query, Sync, FunctionCall
+/** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
+const SCANNED_SQL_BYTES = 4096;
+
+export function beginPooled(
+  s: SessionState,
+  mode: 'session' | 'transaction',
+  parameters: ReadonlyMap<string, string>,
+  rest: Buffer,
+  names: StatementNames,
+  out: SessionAction[],
+): void {
+  s.framer = undefined;
+  s.deadline = undefined;
+  if (parameters.has('replication')) {
+    fail(
+      s,
+      out,
+      'protocol_error',
+      SQLSTATE.FEATURE_NOT_SUPPORTED,
+      'pgfleet: replication connections cannot be pooled',
+    );
+    return;
+  }
+  const user = parameters.get('user') ?? '';
+  if (user === '') {
+    fail(
+      s,
+      out,
+      'protocol_error',
+      SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
+      'no PostgreSQL user name specified in startup packet',
+    );
+    return;
+  }
+  s.phase = 'pool_login';
+  const method = s.settings.pool?.auth;
+  s.pool = {
+    mode,
+    database: parameters.get('database') ?? user,
+    user,
+    encoding: parameters.get('client_encoding') ?? '',
+    client: new MessageFramer(),
+    server: undefined,
+    serverFramer: undefined,
+    replies: undefined,
+    acquiring: true,
+    queued: rest.length > 0 ? [Buffer.from(rest)] : [],
+    queuedBytes: rest.length,
+    awaiting: 0,
+    unsynced: false,
+    status: 'I',
+    replay: undefined,
+    statements: new Map(),
+    names,
+    retire: undefined,
+    auth: method === undefined ? 'done' : 'lookup',
+    credentials: undefined,
+  };
+  out.push({ kind: 'pause_client' });
+  if (method === undefined) acquire(s.pool, out);
+  else out.push({ kind: 'auth_lookup', user });
+}
+
+export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
+  const p = s.pool!;
+  switch (e.type) {
+    case 'auth_secret':
+      onSecret(s, p, e, w, out);
+      return;
+    case 'pool_server':
+      if (s.phase === 'pool_login') loggedIn(s, p, e.server, e.key, out);
+      else assign(s, p, e.server, out);
+      return;
+    case 'pool_failed':
+      p.acquiring = false;
+      end(s, out, 'finish', 'no_route', e.fatal);
+      return;
+    case 'client_data':
+      if (typeof p.auth === 'object') {
+        onAuthBytes(s, p, p.auth, e.bytes, out);
+        return;
+      }
+      if (s.phase === 'pool_login') {
+        p.queued.push(e.bytes);
+        p.queuedBytes += e.bytes.length;
+        return;
+      }
+      onClientBytes(s, p, e.bytes, out);
+      return;
+    case 'server_data':
+      if (p.server !== undefined) onServerBytes(s, p, e.bytes, out);
+      return;
+    case 'server_closed':
+      if (p.server !== undefined) serverLost(s, p, e.error, out);
+      return;
+    case 'client_closed':
+      release(p, out, false);
+      end(s, out, 'cut', 'client_closed');
+      return;
+    case 'terminate':
+      onTerminate(s, p, e.termination, out);
+      return;
+    case 'drain':
+      p.retire ??= e.termination;
+      if (idle(p)) finishRetired(s, p, out);
+      return;
+    default:
+      return;
+  }
+}
+
+function loggedIn(
+  s: SessionState,
+  p: PooledSession,
+  server: PooledServerRef,
+  key: { processId: number; secretKey: Buffer } | undefined,
+  out: SessionAction[],
+): void {
+  p.acquiring = false;
+  s.phase = 'pooled';
+  // (After the proxy's authentication exchange, its last reply was the AuthenticationOk.)
+  const hello =
+    s.settings.pool?.auth === undefined ? [authenticationOk(), ...server.parameters] : [...server.parameters];
+  if (key !== undefined) hello.push(backendKeyData(key.processId, key.secretKey));
+  hello.push(readyForQuery('I'));
+  out.push({ kind: 'write_client', bytes: Buffer.concat(hello) });
+  if (p.mode === 'session') attach(p, server);
+  else out.push({ kind: 'pool_release', reusable: true });
+  const queued = p.queued;
+  p.queued = [];
+  p.queuedBytes = 0;
+  out.push({ kind: 'resume_client' });
+  for (const bytes of queued) if (s.phase === 'pooled') onClientBytes(s, p, bytes, out);
+}
+
+function attach(p: PooledSession, server: PooledServerRef): void {
+  p.server = server;
+  p.serverFramer = new MessageFramer();
+  p.replies = p.mode === 'transaction' ? new ReplyFilter(() => p.server?.statements) : undefined;
+  p.replay = p.mode === 'transaction' ? [] : undefined;
+}
+
+/** A server for the transaction the queued messages begin. */
+function assign(s: SessionState, p: PooledSession, server: PooledServerRef, out: SessionAction[]): void {
+  p.acquiring = false;
+  attach(p, server);
+  const queued = p.queued;
+  p.queued = [];
+  p.queuedBytes = 0;
+  out.push({ kind: 'resume_client' });
+  for (const msg of queued) send(s, p, msg, out);
+}
+
+function onClientBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
+  const messages = clientMessages(s, p, bytes, out);
+  for (const msg of messages) {
+    if (s.phase !== 'pooled') return;
+    if (msg[0] === TERMINATE) {
+      release(p, out, idle(p));
+      end(s, out, 'finish', 'client_closed');
+      return;
+    }
+    // Outside a transaction (no server held), a statement whose effect would be lost is refused.
+    const refusal =
+      p.mode === 'transaction' && p.server === undefined && p.queued.length === 0
+        ? sessionOnly(msg)
+        : undefined;
+    if (refusal !== undefined) {
+      out.push({ kind: 'write_client', bytes: Buffer.concat([refusal, readyForQuery('I')]) });
+      continue;
+    }
+    if (p.server !== undefined) send(s, p, msg, out);
+    else queue(s, p, msg, out);
+  }
+}
+
+/** A message the server may not see in transaction mode: the ErrorResponse to answer instead. */
+function sessionOnly(msg: Buffer): Buffer | undefined {
+  if (msg[0] !== 0x51) return undefined;
+  const what = sessionOnlyStatement(msg.toString('utf8', 5, Math.min(msg.length - 1, SCANNED_SQL_BYTES)));
+  if (what === undefined) return undefined;
+  return errorResponse({
+    severity: 'ERROR',
+    code: SQLSTATE.FEATURE_NOT_SUPPORTED,
+    message: `pgfleet: ${what} cannot be kept on a listener that pools by transaction`,
+    hint: 'run it inside a transaction where it is transaction-scoped, or use a listener with pool_mode: session or none',
+  });
+}
+
+function queue(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction[]): void {
+  p.queued.push(msg);
+  p.queuedBytes += msg.length;
+  if (p.queuedBytes > MAX_PENDING_CLIENT_BYTES) out.push({ kind: 'pause_client' });
+  if (!p.acquiring) {
+    out.push({ kind: 'pause_client' });
+    acquire(p, out);
+  }
+  void s;
+}
+
+function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction[]): void {
+  const type = msg[0]!;
+  if (REQUESTS.has(type)) {
+    p.awaiting++;
+    p.unsynced = false;
+  } else if (type !== 0x64 && type !== 0x63 && type !== 0x66) {
+    // (CopyData, CopyDone, CopyFail belong to the Query that began the COPY.)
+    p.unsynced = true;
+  }
+  const toServer =
+    p.mode === 'transaction'
+      ? rewriteClientMessage(msg, {
+          names: p.names,
+          client: p.statements,
+          server: p.server!.statements,
+          replies: p.replies!,
+        })
+      : [msg];
+  // Kept as the client sent it: on another server the rewrite runs again against its statements.
+  p.replay?.push(msg);
+  const bytes = toServer.length === 1 ? toServer[0]! : Buffer.concat(toServer);
+  out.push({ kind: 'write_server', bytes });
+  void s;
+}
+
+function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
+  const r = p.serverFramer!.push(bytes);
+  if (!r.ok) {
+    release(p, out, false);
+    fail(
+      s,
+      out,
+      'upstream_error',
+      SQLSTATE.PROTOCOL_VIOLATION,
+      `pgfleet: invalid message from the server: ${r.error}`,
+    );
+    return;
+  }
+  const toClient: Buffer[] = [];
+  const messages = r.messages;
+  for (let i = 0; i < messages.length; i++) {
+    const msg = messages[i]!;
+    const type = msg[0]!;
+    if (p.replay !== undefined && p.replay.length > 0 && type === ERROR_RESPONSE && fatalShutdown(msg)) {
+      // The server is going away before it answered anything of this transaction: another one.
+      retryElsewhere(p, out);
+      return;
+    }
+    p.replay = undefined;
+    if (p.replies?.onServerMessage(type) === true) continue;
+    toClient.push(msg);
+    if (type !== READY_FOR_QUERY) continue;
+    p.awaiting = Math.max(0, p.awaiting - 1);
+    p.status = String.fromCharCode(msg[5] ?? 0x49);
+    if (p.mode === 'transaction' && p.retire === undefined && idle(p)) {
+      // The transaction is over: what the server says after it is not this client's (a FATAL of a
+      // server shutting down between transactions would end a client that lost nothing).
+      writeClient(toClient, out);
+      release(p, out, !messages.slice(i + 1).some((m) => m[0] === ERROR_RESPONSE));
+      return;
+    }
+  }
+  writeClient(toClient, out);
+  if (!idle(p)) return;
+  if (p.retire !== undefined) {
+    finishRetired(s, p, out);
+    return;
+  }
+  if (p.mode === 'transaction') release(p, out, true);
+}
+
+function writeClient(messages: readonly Buffer[], out: SessionAction[]): void {
+  if (messages.length > 0)
+    out.push({ kind: 'write_client', bytes: messages.length === 1 ? messages[0]! : Buffer.concat(messages) });
+}
+
+/** A FATAL 57P01/57P03 (the server shutting down or starting) as a first reply. */
+function fatalShutdown(msg: Buffer): boolean {
+  const f = readErrorFields(msg);
+  const code = f.get('C');
+  return f.get('V') === 'FATAL' && (code === SQLSTATE.ADMIN_SHUTDOWN || code === SQLSTATE.CANNOT_CONNECT_NOW);
+}
+
+/** Drops the server that failed and sends the transaction's messages on the next one. */
+function retryElsewhere(p: PooledSession, out: SessionAction[]): void {
+  const replay = p.replay!;
+  out.push({ kind: 'pool_release', reusable: false });
+  p.server = undefined;
+  p.serverFramer = undefined;
+  p.replies = undefined;
+  p.replay = undefined;
+  p.awaiting = 0;
+  p.unsynced = false;
+  p.queued = replay;
+  p.queuedBytes = p.queued.reduce((n, b) => n + b.length, 0);
+  out.push({ kind: 'pause_client' });
+  acquire(p, out);
+}
+
+function serverLost(
+  s: SessionState,
+  p: PooledSession,
+  error: string | undefined,
+  out: SessionAction[],
+): void {
+  // No retry here, even when nothing was answered: a server that closed without a word may have
+  // committed the transaction before it went (a crash after the commit record), and sending it
+  // again could run it twice. Only a FATAL shutdown as the first reply proves it did not run
+  // (PostgreSQL answers the command before it acts on the signal that ends it).
+  release(p, out, false);
+  fail(
+    s,
+    out,
+    'server_closed',
+    SQLSTATE.CONNECTION_FAILURE,
+    `pgfleet: server connection lost${error ? `: ${error}` : ''}`,
+  );
+}
+
+function onTerminate(s: SessionState, p: PooledSession, t: Termination, out: SessionAction[]): void {
+  if (t.reason !== 'node_unroutable') {
+    release(p, out, false);
+    endWith(s, out, t);
+    return;
+  }
+  // Before login the pool finds another server; in transaction mode the pool closes the server when
+  // it comes back at the transaction's end, and the client's next transaction runs elsewhere.
+  if (s.phase === 'pool_login' || p.mode === 'transaction') return;
+  // Session mode: the client's session state lives on that server; it ends, at its next idle point.
+  p.retire = t;
+  if (idle(p)) finishRetired(s, p, out);
+}
+
+function finishRetired(s: SessionState, p: PooledSession, out: SessionAction[]): void {
+  release(p, out, p.retire?.reason !== 'node_unroutable');
+  endWith(s, out, p.retire!);
+}
+
+/** Every request answered, no transaction open, no message half sent: nothing is lost here. */
+function idle(p: PooledSession): boolean {
+  return (
+    p.awaiting === 0 &&
+    !p.unsynced &&
+    p.status === 'I' &&
+    p.client.atBoundary &&
+    (p.serverFramer?.atBoundary ?? true) &&
+    (p.replies?.settled ?? true)
+  );
+}

@@ -1,0 +1,75 @@
+/**
+ * A pooled session's record (pooled-phase.ts holds the state machine, pooled-auth.ts the proxy's
+ * authentication of the client) and the moves both make: asking the pool for a server, giving it
+ * back, reading the client's whole messages.
+ */
+import { MessageFramer, SQLSTATE } from '../../protocol/index.js';
+import type { LoginCredentials, ServerAuthExchange } from '../auth/index.js';
+import type { ClientStatements, ReplyFilter, StatementNames } from './prepared-statements.js';
+import { fail, type SessionState } from './session-state.js';
+import type { PooledServerRef, SessionAction, Termination } from './session-types.js';
+
+export interface PooledSession {
+  readonly mode: 'session' | 'transaction';
+  readonly database: string;
+  readonly user: string;
+  /** The client_encoding the client asked for ('' for the server's default). */
+  readonly encoding: string;
+  readonly client: MessageFramer;
+  server: PooledServerRef | undefined;
+  serverFramer: MessageFramer | undefined;
+  replies: ReplyFilter | undefined;
+  acquiring: boolean;
+  /** Client messages waiting for a server. */
+  queued: Buffer[];
+  queuedBytes: number;
+  /** Requests (Query, Sync, FunctionCall) sent and not yet answered by ReadyForQuery. */
+  awaiting: number;
+  /** Extended-protocol messages sent since the last Sync: the server is held until it comes. */
+  unsynced: boolean;
+  status: string;
+  /** What was sent to this server since it was acquired, while it has answered nothing. */
+  replay: Buffer[] | undefined;
+  readonly statements: ClientStatements;
+  readonly names: StatementNames;
+  /** The node left the listener (session mode) or the proxy drains: end at the next idle point. */
+  retire: Termination | undefined;
+  /** proxy.auth: the exchange with the client (before it, the secret's lookup); then done. */
+  auth: 'lookup' | ServerAuthExchange | 'done';
+  /** What the client's authentication left to log in to servers as it. */
+  credentials: LoginCredentials | undefined;
+}
+
+export function acquire(p: PooledSession, out: SessionAction[]): void {
+  p.acquiring = true;
+  out.push({
+    kind: 'pool_acquire',
+    database: p.database,
+    user: p.user,
+    encoding: p.encoding,
+    credentials: p.credentials,
+  });
+}
+
+export /** The client's whole messages in `bytes`; none, and the session ends (08P01), when they are not messages. */
+function clientMessages(
+  s: SessionState,
+  p: PooledSession,
+  bytes: Buffer,
+  out: SessionAction[],
+): readonly Buffer[] {
+  const r = p.client.push(bytes);
+  if (r.ok) return r.messages;
+  release(p, out, false);
+  fail(s, out, 'protocol_error', SQLSTATE.PROTOCOL_VIOLATION, `invalid message from the client: ${r.error}`);
+  return [];
+}
+
+export function release(p: PooledSession, out: SessionAction[], reusable: boolean): void {
+  if (p.server === undefined) return;
+  p.server = undefined;
+  p.serverFramer = undefined;
+  p.replies = undefined;
+  p.replay = undefined;
+  out.push({ kind: 'pool_release', reusable });
+}

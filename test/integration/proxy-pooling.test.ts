@@ -1,0 +1,415 @@
+/**
+ * Pooled listeners on a real two-node cluster (pgfleet agents, pg_hba trust on loopback; the proxy
+ * authenticates clients with SCRAM against proxy.auth.file, and a wrong password is refused): a
+ * transaction-mode listener shares a few server connections among many node-postgres clients,
+ * with named statements prepared again wherever a transaction runs, cancel mapped to the server
+ * serving the client, and session state it cannot keep refused; a session-mode listener resets a
+ * server (DISCARD ALL) before the next client; PAUSE/RESUME and the admin views; and a REST
+ * switchover that clients idle between transactions do not notice at all, while a client inside a
+ * transaction on the old primary gets PostgreSQL's error.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { request } from 'undici';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  cleanupAll,
+  makeCertificates,
+  makeTempDir,
+  onCleanup,
+  startEtcd,
+  waitFor,
+  type EtcdServer,
+} from '../harness/index.js';
+import { compilePgjdbcProbe, pgjdbcProbe, psycopgProbe } from '../harness/drivers.js';
+import {
+  getJson,
+  sql,
+  startAgent,
+  waitForHealthyCluster,
+  type AgentNode,
+  type ClusterJson,
+} from './agent-helpers.js';
+import { metric, sendCancel, startProxy } from './proxy-helpers.js';
+
+const SCOPE = 'pooled';
+const HBA = [
+  'local all all trust',
+  'host replication replicator 127.0.0.1/32 scram-sha-256',
+  'host all all 127.0.0.1/32 trust',
+];
+
+/** The password of proxy.auth's file (SCRAM with the client; the servers trust the proxy). */
+const PASSWORD = 'pooled-secret';
+
+function pooledClient(port: number, password = PASSWORD): pg.Client {
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    password,
+    user: 'postgres',
+    database: 'postgres',
+    connectionTimeoutMillis: 15_000,
+    query_timeout: 30_000,
+  });
+  c.on('error', () => undefined);
+  onCleanup(() => c.end().catch(() => undefined));
+  return c;
+}
+
+async function admin<T>(port: number, path: string, method: 'GET' | 'POST' = 'GET'): Promise<T> {
+  const res = await request(`http://127.0.0.1:${port}${path}`, { method });
+  return (await res.body.json()) as T;
+}
+
+interface PoolRow {
+  database: string;
+  user: string;
+  clients: number;
+  clientsWaiting: number;
+  serversIdle: number;
+  serversActive: number;
+  nodes: Record<string, { active: number; idle: number }>;
+}
+
+async function leaderName(node: AgentNode): Promise<string | undefined> {
+  const { body } = await getJson<ClusterJson>(node.apiPort, '/cluster');
+  return body.members.find((m) => m.role === 'leader' && m.state === 'running')?.name;
+}
+
+void describe('pooled listeners', { timeout: 150_000 }, () => {
+  let etcd: EtcdServer;
+  const nodes: AgentNode[] = [];
+  let ports: Record<string, number>;
+  let adminPort: number;
+  let pgjdbcClasspath: Promise<string>;
+  let caCert: string;
+
+  before(async () => {
+    pgjdbcClasspath = compilePgjdbcProbe();
+    pgjdbcClasspath.catch(() => undefined);
+    etcd = await startEtcd();
+    for (const name of ['p1', 'p2']) nodes.push(await startAgent({ etcd, scope: SCOPE, pgHba: HBA }, name));
+    const cluster = await waitForHealthyCluster(nodes, 60_000);
+    const leader = nodes.find((n) => n.name === cluster.members.find((m) => m.role === 'leader')!.name)!;
+    await sql(leader.pgPort, 'CREATE TABLE pooled(id serial PRIMARY KEY, v int)');
+    const userlist = path.join(await makeTempDir('pool-auth'), 'userlist.txt');
+    await writeFile(userlist, `"postgres" "${PASSWORD}"\n`);
+    const certs = await makeCertificates();
+    const server = await certs.server('pool-proxy');
+    caCert = certs.caCert;
+    ({ ports, adminPort } = await startProxy(
+      etcd,
+      [
+        { name: 'tx', role: 'primary', pool_mode: 'transaction', pool_size: 3 },
+        { name: 'txtls', role: 'primary', pool_mode: 'transaction', pool_size: 1, tls: 'require' },
+        { name: 'sess', role: 'primary', pool_mode: 'session', pool_size: 2 },
+      ],
+      {
+        wait_timeout: '20s',
+        auth: { type: 'scram-sha-256', file: userlist },
+        tls: { cert_file: server.cert, key_file: server.key },
+      },
+      SCOPE,
+    ));
+  });
+  after(cleanupAll);
+
+  void it('transaction mode: 12 clients on 3 server connections, named statements wherever they run', async () => {
+    const clients = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const c = pooledClient(ports.tx!);
+        await c.connect();
+        return c;
+      }),
+    );
+    const pids = new Set<number>();
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let round = 0; round < 5; round++) {
+          const r = await c.query<{ v: number; pid: number }>({
+            name: 'add_one',
+            text: 'SELECT $1::int + 1 AS v, pg_backend_pid() AS pid',
+            values: [i * 10 + round],
+          });
+          assert.equal(r.rows[0]!.v, i * 10 + round + 1);
+          pids.add(r.rows[0]!.pid);
+          // A transaction keeps its server from BEGIN to COMMIT.
+          await c.query('BEGIN');
+          const a = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+          await c.query('INSERT INTO pooled(v) VALUES ($1)', [i]);
+          const b = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+          await c.query('COMMIT');
+          assert.equal(a.rows[0]!.pid, b.rows[0]!.pid, 'one server for the whole transaction');
+        }
+      }),
+    );
+    assert.ok(pids.size <= 3, `at most pool_size server backends, saw ${pids.size}`);
+    const pools = await admin<Record<string, PoolRow[]>>(adminPort, '/pools');
+    const row = pools.tx!.find((p) => p.user === 'postgres')!;
+    assert.equal(row.clients, 12);
+    assert.ok(row.serversIdle + row.serversActive <= 3);
+    const servers = await admin<Record<string, { statements: number }[]>>(adminPort, '/servers');
+    assert.ok(servers.tx!.length <= 3);
+    assert.ok(
+      servers.tx!.some((s) => s.statements > 0),
+      'statements prepared on the servers',
+    );
+    assert.ok((await metric(adminPort, 'pgfleet_proxy_pool_servers', 'listener="tx"')) > 0);
+    const stats = await admin<Record<string, { transactions: number }[]>>(adminPort, '/stats');
+    assert.ok(stats.tx![0]!.transactions >= 12 * 5 * 2);
+    await Promise.all(clients.map((c) => c.end()));
+  });
+
+  void it('the proxy authenticates pooled clients (SCRAM against auth.file): a wrong password gets 28P01', async () => {
+    const c = pooledClient(ports.tx!, 'wrong');
+    await assert.rejects(c.connect(), { code: '28P01' });
+    const ok = pooledClient(ports.tx!);
+    await ok.connect();
+    assert.equal((await ok.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+    await ok.end();
+  });
+
+  void it('a pooled listener that terminates TLS: SCRAM and named statements inside TLS', async () => {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: ports.txtls,
+      user: 'postgres',
+      password: PASSWORD,
+      database: 'postgres',
+      ssl: { ca: readFileSync(caCert, 'utf8'), rejectUnauthorized: true },
+    });
+    c.on('error', () => undefined);
+    onCleanup(() => c.end().catch(() => undefined));
+    await c.connect();
+    for (let i = 0; i < 3; i++) {
+      const r = await c.query<{ v: number }>({
+        name: 'tls_add',
+        text: 'SELECT $1::int + 1 AS v',
+        values: [i],
+      });
+      assert.equal(r.rows[0]!.v, i + 1);
+    }
+    await c.end();
+  });
+
+  void it('transaction mode: cancel reaches the server running the query; session state is refused', async () => {
+    const c = pooledClient(ports.tx!);
+    await c.connect();
+    const sleeping = c.query('SELECT pg_sleep(20)').then(
+      () => 'finished',
+      (err: { code?: string }) => err.code ?? 'error',
+    );
+    await waitFor(
+      'the sleep to hold a server',
+      async () => {
+        const clients = await admin<Record<string, { state: string }[]>>(adminPort, '/clients');
+        return clients.tx!.some((x) => x.state === 'active');
+      },
+      5_000,
+      50,
+    );
+    console.log(
+      JSON.stringify(await admin(adminPort, '/clients')),
+      JSON.stringify(await admin(adminPort, '/servers')),
+    );
+    await sendCancel(ports.tx!, c);
+    assert.equal(await sleeping, '57014', 'canceled by the server');
+    await assert.rejects(c.query('SET search_path = public'), (err: { code?: string; message: string }) => {
+      assert.equal(err.code, '0A000');
+      assert.match(err.message, /SET outside a transaction/);
+      return true;
+    });
+    await assert.rejects(c.query('LISTEN somewhere'), { code: '0A000' });
+    // Inside a transaction SET LOCAL is the transaction's: kept.
+    await c.query('BEGIN');
+    await c.query("SET LOCAL application_name = 'inside'");
+    const r = await c.query<{ a: string }>("SELECT current_setting('application_name') AS a");
+    await c.query('COMMIT');
+    assert.equal(r.rows[0]!.a, 'inside');
+    await c.end();
+  });
+
+  void it('session mode: a server is reset (DISCARD ALL) before the next client gets it', async () => {
+    const a = pooledClient(ports.sess!);
+    await a.connect();
+    await a.query("SET application_name = 'left-behind'");
+    const pidA = (await a.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await a.end();
+    await waitFor(
+      'the server back in the pool',
+      async () => {
+        const pools = await admin<Record<string, PoolRow[]>>(adminPort, '/pools');
+        return (pools.sess?.[0]?.serversIdle ?? 0) >= 1;
+      },
+      5_000,
+      50,
+    );
+    const b = pooledClient(ports.sess!);
+    await b.connect();
+    const r = await b.query<{ pid: number; a: string }>(
+      'SELECT pg_backend_pid() AS pid, current_setting($1) AS a',
+      ['application_name'],
+    );
+    assert.equal(r.rows[0]!.pid, pidA, 'the same server connection');
+    assert.notEqual(r.rows[0]!.a, 'left-behind');
+    await b.end();
+  });
+
+  void it('PAUSE holds new transactions until RESUME', async () => {
+    const c = pooledClient(ports.tx!);
+    await c.connect();
+    assert.deepEqual(await admin(adminPort, '/pause?listener=tx', 'POST'), { listener: 'tx', paused: true });
+    let done = false;
+    const q = c.query<{ one: number }>('SELECT 1 AS one').then((r) => {
+      done = true;
+      return r.rows[0];
+    });
+    await waitFor(
+      'a waiting client',
+      async () => {
+        const pools = await admin<Record<string, PoolRow[]>>(adminPort, '/pools');
+        return (pools.tx?.[0]?.clientsWaiting ?? 0) >= 1;
+      },
+      5_000,
+      50,
+    );
+    assert.equal(done, false);
+    await admin(adminPort, '/resume?listener=tx', 'POST');
+    assert.deepEqual(await q, { one: 1 });
+    await c.end();
+  });
+
+  void it('switchover: clients idle between transactions see no error; one inside a transaction gets the error', async (t) => {
+    const leader = (await leaderName(nodes[0]!))!;
+    const from = nodes.find((n) => n.name === leader)!;
+    const to = nodes.find((n) => n !== from)!;
+    const idle = await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const c = pooledClient(ports.tx!);
+        await c.connect();
+        await c.query({
+          name: 'where',
+          text: 'SELECT inet_server_port() AS port, $1::int AS n',
+          values: [1],
+        });
+        return c;
+      }),
+    );
+    const inTx = pooledClient(ports.tx!);
+    // What PostgreSQL says to a session it terminates arrives as the connection's error event.
+    let inTxEvent = '';
+    inTx.on('error', (err: Error & { code?: string }) => (inTxEvent ||= err.code ?? err.message));
+    await inTx.connect();
+    await inTx.query('BEGIN');
+    await inTx.query('INSERT INTO pooled(v) VALUES (-1)');
+    // Writers through the switchover: their failed statements are counted and reported.
+    let writing = true;
+    // A failed assertion must not leave the writers looping (the test process would never exit).
+    t.after(() => (writing = false));
+    const writerErrors: string[] = [];
+    let writes = 0;
+    const writers = Array.from({ length: 4 }, async () => {
+      let w: pg.Client | undefined;
+      while (writing) {
+        try {
+          if (w === undefined) {
+            const fresh = pooledClient(ports.tx!);
+            fresh.on('error', (err: Error & { code?: string }) =>
+              writerErrors.push(`${err.code ?? ''} ${err.message}`),
+            );
+            await fresh.connect();
+            w = fresh;
+          }
+          await w.query('INSERT INTO pooled(v) VALUES (2)');
+          writes++;
+        } catch (err) {
+          writerErrors.push((err as Error).message);
+          // A failed connection is replaced (as an application's pool would), after a breath.
+          await w?.end().catch(() => undefined);
+          w = undefined;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      await w?.end();
+    });
+
+    // Real drivers with protocol-level prepared statements, idle between statements through it.
+    const drivers = Promise.all([
+      psycopgProbe(
+        'psycopg',
+        `host=127.0.0.1 port=${ports.tx} user=postgres password=${PASSWORD} dbname=postgres sslmode=disable`,
+        { repeat: 24, pauseMs: 250 },
+      ),
+      pgjdbcProbe(
+        await pgjdbcClasspath,
+        `jdbc:postgresql://127.0.0.1:${ports.tx}/postgres?user=postgres&password=${PASSWORD}&prepareThreshold=1&sslmode=disable`,
+        { repeat: 24, pauseMs: 250 },
+      ),
+    ]);
+    let driversDone = false;
+    void drivers.finally(() => (driversDone = true));
+    await waitFor(
+      'the drivers connected',
+      async () => {
+        if (driversDone) throw new Error(`the drivers ended early: ${JSON.stringify(await drivers)}`);
+        const clients = await admin<Record<string, unknown[]>>(adminPort, '/clients');
+        return clients.tx!.length >= 8 + 1 + 4 + 2;
+      },
+      40_000,
+      50,
+    );
+
+    const t0 = Date.now();
+    const res = await request(`http://127.0.0.1:${from.apiPort}/switchover`, {
+      method: 'POST',
+      body: JSON.stringify({ leader: from.name, candidate: to.name }),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(res.statusCode, 200, await res.body.text());
+    await waitFor('the new leader', async () => (await leaderName(to)) === to.name, 30_000, 200);
+    const moved = Date.now() - t0;
+
+    for (const c of idle) {
+      const r = await c.query<{ port: number; n: number }>({
+        name: 'where',
+        text: 'SELECT inet_server_port() AS port, $1::int AS n',
+        values: [2],
+      });
+      assert.equal(r.rows[0]!.port, to.pgPort, 'on the new primary');
+      await c.query('INSERT INTO pooled(v) VALUES (3)');
+    }
+    const inTxError = await inTx.query('COMMIT').then(
+      () => 'committed',
+      (err: { code?: string; message: string }) => inTxEvent || err.code || err.message,
+    );
+    writing = false;
+    await Promise.all(writers);
+    for (const d of await drivers) {
+      assert.ok(d.connected, `${d.driver} connected: ${JSON.stringify(d.errors)}`);
+      assert.deepEqual(d.errors, [], `${d.driver}: no error through the switchover`);
+      assert.deepEqual(
+        d.results.map((r) => r.sum),
+        Array.from({ length: 24 }, (_, i) => i + 1),
+      );
+      assert.equal(d.results.at(-1)!.port, to.pgPort, `${d.driver} ends on the new primary`);
+      if (d.driver === 'pgjdbc')
+        assert.equal(d.server_prepared, true, 'pgjdbc used a server-prepared statement');
+    }
+    console.log(
+      `pooled switchover: moved in ${moved} ms; 8 idle clients 0 errors; in-transaction client: ${inTxError}; writers ${writes} writes, ${writerErrors.length} failed${writerErrors.length ? ` (${[...new Set(writerErrors)].join('; ')})` : ''}`,
+    );
+    assert.ok(
+      ['57P01', '08006', '57P03', 'error'].includes(inTxError),
+      `in-transaction client got ${inTxError}`,
+    );
+    const servers = await admin<Record<string, { node: string }[]>>(adminPort, '/servers');
+    assert.ok(
+      servers.tx!.every((s) => s.node === to.name),
+      'no pooled server left on the old primary',
+    );
+  });
+});

@@ -1,0 +1,436 @@
+/**
+ * The session engine on a pooled listener, one table of cases: the proxy's own startup answer,
+ * when a server is held and given back (transaction mode: to ReadyForQuery 'I'), the invisible
+ * move of a transaction whose server went away before answering, a node leaving in session mode,
+ * and refusals. Each case runs the engine alone and compares a transcript of its actions.
+ */
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { newSession, step } from '../../../../src/proxy/session/session-machine.js';
+import { StatementNames } from '../../../../src/proxy/session/prepared-statements.js';
+import type {
+  PooledServerRef,
+  SessionAction,
+  SessionEvent,
+  SessionSettings,
+  SessionWorld,
+} from '../../../../src/proxy/session/session-types.js';
+import { termination } from '../../../../src/proxy/routing/connection-registry.js';
+import { buffers, cstring, message } from '../../protocol/buffers.js';
+
+const settings = (mode: 'session' | 'transaction', auth?: 'trust' | 'md5'): SessionSettings => ({
+  listener: 'pooled',
+  cluster: 'c1',
+  tls: 'disable',
+  serverTls: 'disable',
+  waitTimeoutMs: 1_000,
+  connectTimeoutMs: 100,
+  startupTimeoutMs: 500,
+  readYourWrites: undefined,
+  writeIdentities: [],
+  pool: { mode, auth },
+});
+
+const world: SessionWorld = {
+  now: 0,
+  pick: () => undefined,
+  stillRouted: () => true,
+  hasClientRoom: () => true,
+  derivedWaitTimeoutMs: 3_000,
+  pickFreshest: () => undefined,
+  recentlyWrote: () => false,
+  primary: undefined,
+  statementNames: new StatementNames(),
+};
+
+const server = (): PooledServerRef => ({
+  statements: new Map(),
+  parameters: [buffers.parameterStatus('server_version', '15.0')],
+});
+const KEY = { processId: 7, secretKey: Buffer.from([1, 2, 3, 4]) };
+const query = (sql: string): Buffer => message('Q', cstring(sql));
+const startup = buffers.startup({ user: 'app', database: 'db' });
+const fatal57P01 = buffers.errorResponse({
+  S: 'FATAL',
+  V: 'FATAL',
+  C: '57P01',
+  M: 'terminating connection due to administrator command',
+});
+
+/** What the engine did, in short: `acquire`, `release:true`, `client:RZ`, `server:Q`, `end:finish`. */
+function run(
+  mode: 'session' | 'transaction',
+  events: SessionEvent[],
+  auth?: 'trust' | 'md5',
+): { log: string[]; phase: string } {
+  const s = newSession(settings(mode, auth));
+  const log: string[] = [];
+  const show = (a: SessionAction): string | undefined => {
+    switch (a.kind) {
+      case 'pool_acquire':
+        return `acquire ${a.database}/${a.user}${a.credentials ? ` as ${a.credentials.kind}` : ''}`;
+      case 'auth_lookup':
+        return `lookup ${a.user}`;
+      case 'pool_release':
+        return `release:${a.reusable}`;
+      case 'write_client':
+      case 'write_server':
+        return `${a.kind === 'write_client' ? 'client' : 'server'}:${types(a.bytes)}`;
+      case 'end':
+        return `end:${a.mode}:${a.reason}${a.last ? `:${code(a.last)}` : ''}`;
+      default:
+        return undefined;
+    }
+  };
+  for (const e of [{ type: 'accepted', startupRoom: true } as const, ...events])
+    for (const a of step(s, e, world)) {
+      const x = show(a);
+      if (x !== undefined) log.push(x);
+    }
+  return { log, phase: s.phase };
+}
+
+function types(b: Buffer): string {
+  let out = '';
+  for (let at = 0; at < b.length; at += 1 + b.readUInt32BE(at + 1)) out += String.fromCharCode(b[at]!);
+  return out;
+}
+
+function code(b: Buffer): string {
+  const i = b.indexOf('C', 5, 'latin1');
+  return b.toString('latin1', i + 1, b.indexOf(0, i));
+}
+
+const login: SessionEvent[] = [
+  { type: 'client_data', bytes: startup },
+  { type: 'pool_server', server: server(), key: KEY },
+];
+const reply = (...m: Buffer[]): SessionEvent => ({ type: 'server_data', bytes: Buffer.concat(m) });
+const done = (status: 'I' | 'T' = 'I'): Buffer =>
+  Buffer.concat([buffers.commandComplete('SELECT 1'), buffers.readyForQuery(status)]);
+
+interface Case {
+  name: string;
+  auth?: 'trust' | 'md5';
+  mode: 'session' | 'transaction';
+  events: SessionEvent[];
+  expect: string[];
+  phase?: string;
+}
+
+const PASSWORD_SECRET = { kind: 'password', password: 'pw' } as const;
+const md5Answer = (salt: Buffer): Buffer => {
+  const inner = createHash('md5').update('pwapp').digest('hex');
+  const outer = createHash('md5').update(inner).update(salt).digest('hex');
+  return message('p', cstring(`md5${outer}`));
+};
+
+const cases: Case[] = [
+  {
+    name: 'proxy.auth trust: a user the file lists is let in by the proxy, then the pool logs in as it',
+    auth: 'trust',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
+      { type: 'pool_server', server: server(), key: KEY },
+    ],
+    expect: ['lookup app', 'client:R', 'acquire db/app as password', 'client:SKZ', 'release:true'],
+  },
+  {
+    name: 'proxy.auth trust: a user the file does not list is refused (28000)',
+    auth: 'trust',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: undefined, error: undefined },
+    ],
+    expect: ['lookup app', 'client:E', 'end:finish:auth_failed'],
+    phase: 'closed',
+  },
+  {
+    name: 'proxy.auth md5: a wrong password is refused (28P01)',
+    auth: 'md5',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
+      { type: 'client_data', bytes: message('p', cstring('md5' + '0'.repeat(32))) },
+    ],
+    expect: ['lookup app', 'client:R', 'client:E', 'end:finish:auth_failed'],
+    phase: 'closed',
+  },
+  {
+    name: 'proxy.auth: auth.query cannot answer: 08006, no exchange',
+    auth: 'md5',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'auth_secret', secret: undefined, error: 'no primary' },
+    ],
+    expect: ['lookup app', 'end:finish:upstream_error:08006'],
+    phase: 'closed',
+  },
+  {
+    name: 'login: the proxy answers AuthenticationOk, the server parameters, its own key, ReadyForQuery; transaction mode gives the server back',
+    mode: 'transaction',
+    events: login,
+    expect: ['acquire db/app', 'client:RSKZ', 'release:true'],
+  },
+  {
+    name: 'session mode keeps the server from login to the end',
+    mode: 'session',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('select 1') },
+      reply(done()),
+      { type: 'client_data', bytes: message('X') },
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'server:Q',
+      'client:CZ',
+      'release:true',
+      'end:finish:client_closed',
+    ],
+    phase: 'closed',
+  },
+  {
+    name: 'transaction mode: a query takes a server and gives it back at ReadyForQuery I',
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('select 1') },
+      { type: 'pool_server', server: server() },
+      reply(done()),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'release:true',
+    ],
+  },
+  {
+    name: 'transaction mode: BEGIN holds the server until ReadyForQuery I',
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('begin') },
+      { type: 'pool_server', server: server() },
+      reply(done('T')),
+      { type: 'client_data', bytes: query('commit') },
+      reply(done('I')),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'server:Q',
+      'client:CZ',
+      'release:true',
+    ],
+  },
+  {
+    name: 'a server that says FATAL 57P01 before answering is replaced and the transaction sent again',
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('insert') },
+      { type: 'pool_server', server: server() },
+      reply(fatal57P01),
+      { type: 'pool_server', server: server() },
+      reply(done()),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'release:false',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'release:true',
+    ],
+  },
+  {
+    name: "a FATAL right after the ReadyForQuery I that ended the transaction is not the client's",
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('insert') },
+      { type: 'pool_server', server: server() },
+      reply(done(), fatal57P01),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'release:false',
+    ],
+  },
+  {
+    name: 'a server that closes before answering: 08006, the transaction not sent again (it may have run)',
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('insert') },
+      { type: 'pool_server', server: server() },
+      { type: 'server_closed', error: 'reset' },
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'release:false',
+      'end:finish:server_closed:08006',
+    ],
+    phase: 'closed',
+  },
+  {
+    name: 'a server lost after answering part of a transaction: 08006 to the client',
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('begin') },
+      { type: 'pool_server', server: server() },
+      reply(done('T')),
+      { type: 'client_data', bytes: query('insert') },
+      { type: 'server_closed', error: 'reset' },
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'server:Q',
+      'release:false',
+      'end:finish:server_closed:08006',
+    ],
+    phase: 'closed',
+  },
+  {
+    name: 'transaction mode refuses SET outside a transaction, with 0A000, and takes no server',
+    mode: 'transaction',
+    events: [...login, { type: 'client_data', bytes: query('SET search_path = x') }],
+    expect: ['acquire db/app', 'client:RSKZ', 'release:true', 'client:EZ'],
+  },
+  {
+    name: 'session mode: a node that leaves ends an idle session with 57P01',
+    mode: 'session',
+    events: [...login, { type: 'terminate', termination: termination('node_unroutable', 'gone') }],
+    expect: ['acquire db/app', 'client:RSKZ', 'release:false', 'end:finish:node_unroutable:57P01'],
+    phase: 'closed',
+  },
+  {
+    name: 'session mode: a node that leaves mid-transaction ends the session at its end',
+    mode: 'session',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query('begin') },
+      reply(done('T')),
+      { type: 'terminate', termination: termination('node_unroutable', 'gone') },
+      { type: 'client_data', bytes: query('commit') },
+      reply(done('I')),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'server:Q',
+      'client:CZ',
+      'server:Q',
+      'client:CZ',
+      'release:false',
+      'end:finish:node_unroutable:57P01',
+    ],
+    phase: 'closed',
+  },
+  {
+    name: 'no server within the wait: the FATAL the pool gives',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: startup },
+      { type: 'pool_failed', fatal: fatal57P01 },
+    ],
+    expect: ['acquire db/app', 'end:finish:no_route:57P01'],
+    phase: 'closed',
+  },
+  {
+    name: 'replication connections are refused (0A000)',
+    mode: 'transaction',
+    events: [{ type: 'client_data', bytes: buffers.startup({ user: 'app', replication: 'true' }) }],
+    expect: ['end:finish:protocol_error:0A000'],
+    phase: 'closed',
+  },
+  {
+    name: 'a graceful stop ends a client between transactions at once',
+    mode: 'transaction',
+    events: [...login, { type: 'drain', termination: termination('shutdown', 'bye') }],
+    expect: ['acquire db/app', 'client:RSKZ', 'release:true', 'end:finish:shutdown:57P01'],
+    phase: 'closed',
+  },
+];
+
+describe('session engine: pooled listeners', () => {
+  for (const c of cases)
+    it(c.name, () => {
+      const r = run(c.mode, c.events, c.auth);
+      assert.deepEqual(r.log, c.expect);
+      assert.equal(r.phase, c.phase ?? 'pooled');
+    });
+
+  it('proxy.auth md5: the right password lets the client in', () => {
+    const s = newSession(settings('transaction', 'md5'));
+    const sent: Buffer[] = [];
+    const feed = (e: SessionEvent): string[] =>
+      step(s, e, world).flatMap((a) => {
+        if (a.kind === 'write_client') sent.push(a.bytes);
+        return a.kind === 'pool_acquire' ? [`acquire as ${a.credentials?.kind}`] : [];
+      });
+    feed({ type: 'accepted', startupRoom: true });
+    feed({ type: 'client_data', bytes: startup });
+    feed({ type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined });
+    const request = sent.at(-1)!;
+    assert.equal(request.readUInt32BE(5), 5, 'AuthenticationMD5Password');
+    assert.deepEqual(feed({ type: 'client_data', bytes: md5Answer(request.subarray(9, 13)) }), [
+      'acquire as password',
+    ]);
+    assert.equal(sent.at(-1)!.readUInt32BE(5), 0, 'AuthenticationOk');
+  });
+
+  it('client messages split at every offset are sent whole', () => {
+    const q = Buffer.concat([query('select 1'), query('select 2')]);
+    for (let at = 1; at < q.length; at++) {
+      const r = run('session', [
+        ...login,
+        { type: 'client_data', bytes: q.subarray(0, at) },
+        { type: 'client_data', bytes: q.subarray(at) },
+      ]);
+      assert.equal(
+        r.log
+          .filter((x) => x.startsWith('server:'))
+          .join('')
+          .replaceAll('server:', ''),
+        'QQ',
+        `split at ${at}`,
+      );
+    }
+  });
+});
