@@ -33,6 +33,24 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
     },
   },
+  // ha/ is pure: it depends only on cluster/ (shared types and pure helpers) and config/units.
+  {
+    files: ['src/ha/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^\\.\\./(?!cluster/|config/units\\.js$)',
+              message: 'src/ha/ depends only on src/cluster/ (and config/units): move the pure helper there',
+            },
+            { group: ['node:*'], message: 'src/ha/ is pure: no I/O modules' },
+          ],
+        },
+      ],
+    },
+  },
   // The npm install hook is plain CommonJS run by node before anything is compiled.
   {
     files: ['**/*.cjs'],

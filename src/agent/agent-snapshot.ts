@@ -21,4 +21,6 @@ export interface AgentSnapshot {
   readonly lastSentence: string | undefined;
   /** failsafe_mode is keeping this primary running, or a primary without etcd pinged this member. */
   readonly failsafeActive: boolean;
+  /** A scheduled restart as the member key shows it (`scheduled_restart`), if any. */
+  readonly scheduledRestart?: Readonly<Record<string, unknown>> | undefined;
 }

@@ -11,12 +11,11 @@ import type { Logger } from 'pino';
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
 import { formatHostPort } from '../config/common.js';
-import type { AgentDcs, DcsSnapshot } from '../dcs/agent-store.js';
+import type { AgentDcs } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
 import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
-import type { HaSettings } from '../ha/dynamic-config.js';
+import { isPaused, type HaSettings } from '../ha/dynamic-config.js';
 import type { PeerStatus } from '../ha/peer-status.js';
-import { parseFailover } from '../ha/switchover.js';
 import type { Decision } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
 import type { AgentSnapshot } from './agent-snapshot.js';
@@ -36,6 +35,10 @@ import { StatusPublisher } from './status-publisher.js';
 import { SyncReplication } from './sync-replication.js';
 import { agentWatchdogClient } from './watchdog/watchdog-client.js';
 import { Failsafe } from './failsafe.js';
+import { CallbackRunner } from './callbacks.js';
+import { OperatorRequests } from './operator-requests.js';
+import { ParameterSync } from './parameter-sync.js';
+import { Restarts } from './restarts.js';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -52,7 +55,7 @@ export interface AgentOptions {
 export type { AgentSnapshot } from './agent-snapshot.js';
 
 export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }] }> {
-  private readonly cfg: AgentConfig;
+  private cfg: AgentConfig;
   private readonly local: LocalPostgres;
   private readonly settings: SettingsTracker;
   private readonly lease: LeaseKeeper;
@@ -60,6 +63,10 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly publisher: StatusPublisher;
   private readonly sync: SyncReplication;
   readonly failsafe: Failsafe;
+  private readonly restarts: Restarts;
+  private readonly callbacks: CallbackRunner;
+  private readonly parameters: ParameterSync;
+  readonly requests: OperatorRequests;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
   private cycleTimer: NodeJS.Timeout | undefined;
@@ -91,7 +98,30 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       stopOnAgentDeath: opts.config.agent.stop_postgres_on_agent_death,
     });
     this.cluster = new ClusterKnowledge(opts.dcs, this.lease, this.settings, opts.log);
-    this.publisher = new StatusPublisher(opts.config, opts.dcs, this.local, opts.log);
+    this.publisher = new StatusPublisher(
+      () => this.cfg,
+      opts.dcs,
+      this.local,
+      opts.log,
+      () => this.restarts.memberFields(this.local.probe?.pendingRestart === true),
+    );
+    this.restarts = new Restarts(() => this.local.restartFacts(), opts.log.child({ component: 'restart' }));
+    this.requests = new OperatorRequests(opts.dcs, this.restarts, {
+      cycleNow: () => this.scheduleCycle(0),
+      wake: () => this.wake(),
+      publishMember: () => this.exclusive(() => this.publisher.publishMember(false)),
+      restart: () => this.maintain('restart'),
+      postmasterStartMs: () => this.local.postmasterStartMs,
+    });
+    this.callbacks = new CallbackRunner(
+      () => ({
+        commands: this.cfg.postgresql.callbacks,
+        scope: this.cfg.scope,
+        timeoutMs: this.cfg.agent.callback_timeout,
+      }),
+      opts.log.child({ component: 'callbacks' }),
+    );
+    this.parameters = new ParameterSync(opts.node, opts.log, (role) => this.callbacks.run('on_reload', role));
     this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
     this.sync = new SyncReplication({
       name: opts.config.name,
@@ -163,7 +193,12 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     }, delayMs);
   }
 
+  /** The loop's own timing, or sooner when a scheduled restart falls due. */
   private nextCycleDelayMs(): number {
+    return Math.min(this.restarts.dueInMs(Date.now()) ?? Infinity, this.loopDelayMs());
+  }
+
+  private loopDelayMs(): number {
     return nextCycleDelayMs({
       loopWaitMs: this.settings.current.loopWaitMs,
       snapshot: this.cluster.snapshot,
@@ -190,6 +225,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       lastDcsOkAtMs: this.cluster.lastDcsOkAtMs,
       lastSentence: this.lastSentence,
       failsafeActive: this.failsafe.isActive(this.settings.current.ttlMs),
+      scheduledRestart: this.restarts.memberJson(),
     };
   }
 
@@ -244,12 +280,15 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     await this.local.observe();
     if (view && this.leadingPid() !== undefined && this.settings.current.failsafeMode)
       await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
-    await this.applyParameterChanges();
+    await this.parameters.apply(this.settings.parameters, this.local.facts().role);
+    const restarted = view?.leader !== undefined ? await this.evaluateScheduledRestart(view) : undefined;
+    if (restarted) this.opts.log.info(restarted);
     this.lease.arm(this.settings.current, {
       pid: this.opts.node.pid,
       leading: this.leadingPid() !== undefined,
     });
     await this.publishStatus();
+    this.callbacks.observe(this.local.facts());
     return !failed && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type));
   }
 
@@ -263,20 +302,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     if (!(await this.failsafe.checkAsPrimary(this.settings.current))) return false;
     this.lease.extendForFailsafe(this.settings.current, askedAt);
     return true;
-  }
-
-  /** A changed `postgresql.parameters` (e.g. `patronictl edit-config`) is written and reloaded. */
-  private async applyParameterChanges(): Promise<void> {
-    const node = this.opts.node;
-    if (!node.isRunning() || !this.local.probe) return;
-    const wanted = this.settings.parameters;
-    if (JSON.stringify(wanted) === JSON.stringify(node.appliedParameters)) return;
-    try {
-      await node.applyParameters(wanted);
-      this.opts.log.info({ parameters: Object.keys(wanted) }, 'postgres parameters changed; reloaded');
-    } catch (err) {
-      this.opts.log.warn({ err: errorMessage(err) }, 'could not apply changed postgres parameters');
-    }
   }
 
   /** The postmaster pid while we lead as a running primary (the watchdog's target). */
@@ -326,53 +351,24 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   }
 
   /**
-   * Writes a switchover/failover request (Patroni's `failover` key, `scheduled_at` as Patroni
-   * writes it) and runs a cycle now.
-   */
-  async requestFailover(
-    leader: string | undefined,
-    member: string | undefined,
-    scheduledAt?: string,
-  ): Promise<void> {
-    await this.opts.dcs.writeFailover(
-      JSON.stringify({
-        ...(leader ? { leader } : {}),
-        ...(member ? { member } : {}),
-        ...(scheduledAt ? { scheduled_at: scheduledAt } : {}),
-      }),
-    );
-    this.scheduleCycle(0);
-  }
-
-  /** Removes a scheduled switchover (DELETE /switchover); `conflict` when the key changed meanwhile. */
-  async deleteScheduledSwitchover(): Promise<'deleted' | 'none' | 'conflict'> {
-    const text = (await this.opts.dcs.load()).values.get('failover');
-    if (parseFailover(text)?.scheduledAt === undefined || text === undefined) return 'none';
-    return (await this.opts.dcs.deleteFailoverIf(text)) ? 'deleted' : 'conflict';
-  }
-
-  /**
    * Runs a restart or reinitialize between cycles; resolves when done. Throws (ERR_POSTGRES)
    * when it cannot be done, e.g. reinitializing the leader.
    */
   async maintain(kind: MaintenanceKind): Promise<void> {
-    let outcome: Error | undefined;
-    const done = new Promise<void>((resolve) => {
-      this.exclusive(async () => {
-        try {
-          const view = this.cluster.snapshot?.view;
-          if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
-          await runMaintenance(this.executorContext(view), kind);
-          this.opts.log.info(`${kind} done on operator request`);
-        } catch (err) {
-          outcome = err instanceof Error ? err : new Error(String(err));
-        } finally {
-          resolve();
-        }
-      });
+    await this.onChain(async () => {
+      const view = this.cluster.snapshot?.view;
+      if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
+      await runMaintenance(this.executorContext(view), kind);
+      // The new postmaster's start time before the next request (a restart scheduled right after
+      // must not be dropped as "already restarted").
+      await this.local.observe();
+      this.opts.log.info(`${kind} done on operator request`);
     });
-    await done;
-    if (outcome !== undefined) throw outcome;
+  }
+
+  /** Runs `fn` on the exclusive chain; settles with its outcome. */
+  private onChain(fn: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.exclusive(() => fn().then(resolve, reject)));
   }
 
   /** POST /failsafe: a primary without etcd asks whether we accept it as the leader. */
@@ -382,21 +378,48 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     return reply.status === 200 ? { ...reply, lsn: probe?.walPosition } : reply;
   }
 
-  /** A fresh read of the cluster, for REST handlers that wait on an outcome. */
-  async loadCluster(): Promise<DcsSnapshot> {
-    return await this.opts.dcs.load();
+  /** In a cycle (on the exclusive chain): a scheduled restart that is due runs now. */
+  private async evaluateScheduledRestart(view: ClusterView): Promise<string | undefined> {
+    const facts = {
+      wallNowMs: Date.now(),
+      loopWaitMs: this.settings.current.loopWaitMs,
+      paused: isPaused(view.config),
+      postmasterStartMs: this.local.postmasterStartMs,
+    };
+    return await this.restarts.evaluate(facts, async () => {
+      await runMaintenance(this.executorContext(view), 'restart');
+      await this.local.observe();
+    });
+  }
+
+  /**
+   * A reloaded configuration (config-reload.ts: the running one with its live keys replaced):
+   * tags, callbacks and auth apply now; changed parameters or pg_hba are written and reloaded
+   * by a cycle run at once.
+   */
+  reconfigure(config: AgentConfig, filesChanged: boolean): void {
+    this.cfg = config;
+    this.settings.reconfigure(config);
+    if (filesChanged) this.parameters.markFilesChanged();
+    this.wake();
+  }
+
+  /** No more cycles or status publishing; the one running (if any) finishes on `busy`. */
+  private stopLoop(): void {
+    this.closed = true;
+    this.running = false;
+    clearTimeout(this.cycleTimer);
+    clearInterval(this.statusTimer);
   }
 
   /** Stops the loop; a leader stops Postgres first, then gives up the key; the lease is revoked. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.stopLoop();
     await this.busy;
     const wasLeader = this.cluster.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
+    this.callbacks.observe(this.local.facts());
     if (wasLeader) await this.opts.dcs.releaseLeader().catch(() => false);
     await this.opts.dcs.revokeLease().catch(() => undefined);
     this.lease.close();
@@ -406,11 +429,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   /** Stops now: Postgres immediate shutdown, no DCS cleanup (the lease expires by itself). */
   async destroy(): Promise<void> {
-    this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.stopLoop();
     await this.opts.node.stop('immediate').catch(() => undefined);
+    this.callbacks.close();
     this.lease.close();
     this.opts.dcs.close();
   }
@@ -422,10 +443,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
    */
   async handover(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.stopLoop();
     await this.busy;
     this.lease.handover();
     this.opts.dcs.close();

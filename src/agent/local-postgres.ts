@@ -9,7 +9,9 @@ import { errorMessage } from '../errors.js';
 import type { PgObservation } from '../ha/types.js';
 import type { PostgresControl } from '../postgres/node.js';
 import type { PgProbe } from '../postgres/probe.js';
+import type { PgFacts } from './callbacks.js';
 import type { MemberState } from './member-status.js';
+import type { RestartFacts } from './restart-rules.js';
 import { recordLsn, type LsnSample } from './replay-lag.js';
 
 export class LocalPostgres {
@@ -63,7 +65,8 @@ export class LocalPostgres {
       this.lsnHistory = this.probe.inRecovery
         ? []
         : recordLsn(this.lsnHistory, { lsn: this.probe.walPosition, atMs: performance.now() });
-      this.postmasterStartMs ??= this.probe.postmasterStartMs ?? Date.now();
+      // A restart between two looks (an operator's, a demotion) shows as a new start time.
+      this.postmasterStartMs = this.probe.postmasterStartMs ?? this.postmasterStartMs ?? Date.now();
     } catch (err) {
       if (this.probe !== undefined && performance.now() - this.probeAtMs < this.graceMs()) {
         this.log?.warn(
@@ -99,6 +102,26 @@ export class LocalPostgres {
       hasData: this.node.hasData(),
       running: this.node.isRunning(),
       status: probe && { ...probe, timeline: Math.max(probe.timeline, this.highestTimeline) },
+    };
+  }
+
+  /** What callbacks are decided on (callbacks.ts). */
+  facts(): PgFacts {
+    const probe = this.probe;
+    return {
+      running: this.node.isRunning(),
+      role: probe ? (probe.inRecovery ? 'replica' : 'primary') : undefined,
+      startMs: probe?.postmasterStartMs,
+    };
+  }
+
+  /** What restart filters are checked against (restart-rules.ts). */
+  restartFacts(): RestartFacts {
+    const probe = this.probe;
+    return {
+      role: this.facts().role,
+      serverVersion: probe?.serverVersion ?? 0,
+      pendingRestart: probe?.pendingRestart === true,
     };
   }
 

@@ -5,7 +5,7 @@
  */
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
-import { slotNameFor } from '../postgres/conf.js';
+import { slotNameFor } from '../cluster/slot-name.js';
 import type { PgProbe } from '../postgres/probe.js';
 
 /** Patroni-4-compatible version string (tools gate role names on the major version). */
@@ -96,19 +96,28 @@ export function publishedState(running: boolean, answering: boolean, state: Memb
   return state === 'running' ? 'stopped' : state;
 }
 
-/** The member key value for this node. */
-export function memberValueFor(cfg: AgentConfig, state: MemberState, probe: PgProbe | undefined): string {
+/**
+ * The member key value for this node; `extra` adds Patroni's operator fields (`pending_restart`,
+ * `scheduled_restart`).
+ */
+export function memberValueFor(
+  cfg: AgentConfig,
+  state: MemberState,
+  probe: PgProbe | undefined,
+  extra: Readonly<Record<string, unknown>> = {},
+): string {
   const pgAddr = cfg.postgresql.connect_address ?? cfg.postgresql.listen;
   const apiAddr = cfg.restapi.connect_address ?? cfg.restapi.listen;
-  return JSON.stringify(
-    buildMemberValue({
+  return JSON.stringify({
+    ...buildMemberValue({
       connUrl: connUrl(pgAddr.host, pgAddr.port),
       apiUrl: apiUrl(apiAddr.host, apiAddr.port),
       state,
       probe,
       tags: cfg.tags,
     }),
-  );
+    ...extra,
+  });
 }
 
 /** The `status` value while we lead as a running primary; undefined otherwise. */

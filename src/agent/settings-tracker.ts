@@ -37,11 +37,16 @@ export class SettingsTracker {
   managedSyncNames: string | undefined;
 
   constructor(
-    private readonly cfg: AgentConfig,
+    private cfg: AgentConfig,
     private readonly log: Logger,
   ) {
     this.fallback = bootstrapSettings(cfg);
     this.settings = this.fallback;
+  }
+
+  /** A reloaded configuration: its `postgresql.parameters` apply from now on (bootstrap.dcs does not). */
+  reconfigure(cfg: AgentConfig): void {
+    this.cfg = cfg;
   }
 
   get current(): HaSettings {

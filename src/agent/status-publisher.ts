@@ -14,17 +14,22 @@ import { replayLagSeconds } from './replay-lag.js';
 export class StatusPublisher {
   private lastPublished = '';
 
+  /**
+   * `config()`: the configuration in force (a reload changes tags); `extra()`: operator fields
+   * for the member key (pending_restart, scheduled_restart).
+   */
   constructor(
-    private readonly cfg: AgentConfig,
+    private readonly config: () => AgentConfig,
     private readonly dcs: AgentDcs,
     private readonly local: LocalPostgres,
     private readonly log: Logger,
+    private readonly extra: () => Readonly<Record<string, unknown>> = () => ({}),
   ) {}
 
   private memberValue(): string {
     const running = this.local.node.isRunning();
     const state = publishedState(running, this.local.probe !== undefined, this.local.state);
-    return memberValueFor(this.cfg, state, running ? this.local.probe : undefined);
+    return memberValueFor(this.config(), state, running ? this.local.probe : undefined, this.extra());
   }
 
   async publishMember(force: boolean): Promise<void> {
@@ -41,7 +46,7 @@ export class StatusPublisher {
       await this.publishMember(false);
       const probe = this.local.probe;
       const lags = replayLagSeconds(probe?.standbys ?? [], this.local.lsnHistory, performance.now());
-      const status = snapshot && leaderStatusValue(snapshot.view, this.cfg.name, probe, lags);
+      const status = snapshot && leaderStatusValue(snapshot.view, this.config().name, probe, lags);
       if (status !== undefined) await this.dcs.writeStatus(status);
     } catch (err) {
       this.log.debug({ err: errorMessage(err) }, 'could not publish status');

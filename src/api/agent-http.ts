@@ -2,8 +2,8 @@
  * The agent's REST API (Patroni's endpoints and status codes) on `restapi.listen`.
  * GET, HEAD and OPTIONS answer health and status; POST/PATCH/PUT/DELETE require the configured
  * basic authentication (401 otherwise). POST /switchover and /failover, DELETE /switchover (see
- * switchover.ts), /restart, /reinitialize and /reload work; the other unsafe endpoints (config)
- * answer 501 for now.
+ * switchover.ts), POST/DELETE /restart, PATCH/PUT /config, POST /reload (agent-operations.ts) and
+ * POST /reinitialize work; other unsafe requests answer 501.
  */
 import http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
@@ -16,17 +16,24 @@ import { registerAgentMetrics, registerCycleMetrics } from './agent-metrics.js';
 import { clusterStatus, healthFacts, historyStatus, patroniStatus } from './agent-status.js';
 import { healthStatus, isHealthPath } from './health-rules.js';
 import { handleDeleteSwitchover, handleFailover, readJsonBody } from './switchover.js';
+import type { ReloadPlan } from '../agent/config-reload.js';
+import {
+  deleteRestart,
+  patchConfig,
+  postReload,
+  postRestart,
+  putConfig,
+  readBody,
+  type HttpReply,
+} from './agent-operations.js';
 
 export interface AgentHttpOptions {
   readonly config: AgentConfig;
   readonly agent: Agent;
   readonly registry: Registry;
   readonly log: Logger;
-  /**
-   * POST /reload: reads the configuration file again; the changed sections (200 when none, 202
-   * otherwise, as Patroni), or throws when the file is invalid (503).
-   */
-  readonly reload?: () => string[];
+  /** POST /reload: reads the configuration file again and applies it; throws when it is invalid (503). */
+  readonly reload?: () => ReloadPlan;
   /**
    * The primary's WAL position read from PostgreSQL now (GET /patroni's `xlog.location` on a
    * primary, as Patroni reads it per request): the proxy's read-your-writes asks for it.
@@ -49,8 +56,11 @@ function authorized(
 export class AgentHttp {
   private readonly server: http.Server;
   private started = false;
+  /** restapi.authentication in force (a reload may change it). */
+  private auth: AgentConfig['restapi']['authentication'];
 
   constructor(private readonly opts: AgentHttpOptions) {
+    this.auth = opts.config.restapi.authentication;
     registerAgentMetrics(opts.registry, opts.config.scope, () => opts.agent.snapshotForApi);
     registerCycleMetrics(opts.registry, opts.agent);
     this.server = http.createServer((req, res) => {
@@ -63,6 +73,11 @@ export class AgentHttp {
     this.server.requestTimeout = REQUEST_TIMEOUT_MS;
     this.server.headersTimeout = REQUEST_TIMEOUT_MS;
     this.server.keepAliveTimeout = 5_000;
+  }
+
+  /** A reloaded configuration: its restapi.authentication applies from the next request. */
+  reconfigure(config: AgentConfig): void {
+    this.auth = config.restapi.authentication;
   }
 
   get port(): number {
@@ -93,7 +108,7 @@ export class AgentHttp {
     const url = new URL(req.url ?? '/', 'http://agent');
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
     if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) {
-      const auth = this.opts.config.restapi.authentication;
+      const auth = this.auth;
       if (auth && !authorized(req.headers.authorization, auth)) {
         res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="pgfleet"' });
         res.end('no auth header received\n');
@@ -117,39 +132,9 @@ export class AgentHttp {
         this.send(res, method, reply.status, reply.body, 'text/plain');
         return;
       }
-      if (method === 'POST' && (path === '/restart' || path === '/reinitialize')) {
-        const kind = path === '/restart' ? 'restart' : 'reinitialize';
-        await readJsonBody(req);
-        try {
-          await this.opts.agent.maintain(kind);
-          this.send(
-            res,
-            method,
-            200,
-            kind === 'restart' ? 'restarted successfully' : 'reinitialize finished',
-            'text/plain',
-          );
-        } catch (err) {
-          this.send(res, method, 503, `${kind} failed: ${errorMessage(err)}`, 'text/plain');
-        }
-        return;
-      }
-      if (method === 'POST' && path === '/reload' && this.opts.reload) {
-        await readJsonBody(req);
-        try {
-          const changed = this.opts.reload();
-          if (changed.length === 0) this.send(res, method, 200, 'nothing changed', 'text/plain');
-          else
-            this.send(
-              res,
-              method,
-              202,
-              `reload: ${changed.join(', ')} take effect at the next restart`,
-              'text/plain',
-            );
-        } catch (err) {
-          this.send(res, method, 503, `reload failed: ${errorMessage(err)}`, 'text/plain');
-        }
+      const operation = await this.operation(method, path, req);
+      if (operation) {
+        this.send(res, method, operation.status, operation.body, operation.type);
         return;
       }
       this.send(res, method, 501, `${method} ${path} is not implemented by pgfleet yet\n`, 'text/plain');
@@ -198,6 +183,34 @@ export class AgentHttp {
       default:
         this.send(res, method, 404, 'not found\n', 'text/plain');
     }
+  }
+
+  /** The operator endpoints of agent-operations.ts (and /reinitialize); undefined: not one of them. */
+  private async operation(
+    method: string,
+    path: string,
+    req: http.IncomingMessage,
+  ): Promise<HttpReply | undefined> {
+    const agent = this.opts.agent;
+    const route = `${method} ${path}`;
+    if (route === 'POST /restart') return await postRestart(agent, req, await readBody(req));
+    if (route === 'DELETE /restart') return deleteRestart(agent);
+    if (route === 'PATCH /config') return await patchConfig(agent, req, await readBody(req));
+    if (route === 'PUT /config') return await putConfig(agent, req, await readBody(req));
+    if (route === 'POST /reload' && this.opts.reload) {
+      await readJsonBody(req);
+      return postReload(this.opts.reload);
+    }
+    if (route === 'POST /reinitialize') {
+      await readJsonBody(req);
+      try {
+        await agent.maintain('reinitialize');
+        return { status: 200, body: 'reinitialize finished', type: 'text/plain' };
+      } catch (err) {
+        return { status: 503, body: `reinitialize failed: ${errorMessage(err)}`, type: 'text/plain' };
+      }
+    }
+    return undefined;
   }
 
   async close(): Promise<void> {

@@ -110,7 +110,9 @@ export function registerAgentMetrics(registry: Registry, scope: string, read: ()
     'Epoch timestamp when DCS was last contacted successfully by Patroni.',
     (s) => (s.lastDcsOkAtMs === undefined ? 0 : Math.floor(s.lastDcsOkAtMs / 1000)),
   );
-  gauge('patroni_pending_restart', 'Value is 1 if the node needs a restart, 0 otherwise.', () => 0);
+  gauge('patroni_pending_restart', 'Value is 1 if the node needs a restart, 0 otherwise.', (s) =>
+    s.probe?.pendingRestart ? 1 : 0,
+  );
   gauge('patroni_is_paused', 'Value is 1 if auto failover is disabled, 0 otherwise.', (s) =>
     s.view && isPaused(s.view.config) ? 1 : 0,
   );

@@ -59,6 +59,12 @@ export function patroniStatus(s: AgentSnapshot, scope: string): Record<string, u
       out.replication_state = p.walReceiverStatus === 'streaming' ? 'streaming' : 'in archive recovery';
   }
   if (Object.keys(s.tags).length > 0) out.tags = s.tags;
+  if (p?.pendingRestart) out.pending_restart = true;
+  if (s.scheduledRestart) {
+    // Patroni's /patroni shows it without postmaster_start_time.
+    const { postmaster_start_time: _, ...shown } = s.scheduledRestart;
+    out.scheduled_restart = shown;
+  }
   if (s.view) out.cluster_unlocked = s.view.leader === undefined;
   if (s.view && isPaused(s.view.config)) out.pause = true;
   if (s.failsafeActive) out.failsafe_mode_is_active = true;

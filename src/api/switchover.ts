@@ -12,7 +12,8 @@ import type http from 'node:http';
 import type { Agent } from '../agent/agent.js';
 import type { ClusterView } from '../cluster/types.js';
 import { isPaused } from '../ha/dynamic-config.js';
-import { formatScheduledAt, parseScheduledAt } from '../ha/schedule.js';
+import { formatScheduledAt } from '../ha/schedule.js';
+import { checkSchedule } from '../agent/restart-rules.js';
 import { syncFacts } from '../ha/sync-failover.js';
 import { syncSettingsOf } from '../ha/sync-settings.js';
 
@@ -44,19 +45,9 @@ export async function readJsonBody(req: http.IncomingMessage): Promise<Record<st
 const str = (x: unknown): string | undefined => (typeof x === 'string' && x !== '' ? x : undefined);
 
 /** A scheduled switchover's `scheduled_at`, checked as Patroni's parse_schedule: 400 no timezone, 422 past or unparsable. */
-function checkSchedule(text: string, nowMs: number): Reply | { text: string } {
-  const parsed = parseScheduledAt(text);
-  if (parsed.ms === undefined && parsed.error === 'no_timezone') {
-    return { status: 400, body: 'Timezone information is mandatory for the scheduled switchover' };
-  }
-  if (parsed.ms === undefined) {
-    return {
-      status: 422,
-      body: 'Unable to parse scheduled timestamp. It should be in an unambiguous format, e.g. ISO 8601',
-    };
-  }
-  if (parsed.ms < nowMs) return { status: 422, body: 'Cannot schedule switchover in the past' };
-  return { text: formatScheduledAt(parsed.ms) };
+function checkSwitchoverSchedule(text: string, nowMs: number): Reply | { text: string } {
+  const at = checkSchedule(text, 'switchover', nowMs);
+  return 'status' in at ? at : { text: formatScheduledAt(at.ms) };
 }
 
 /** Patroni's is_failover_possible, over member keys: the 412 reason, if any. */
@@ -102,13 +93,13 @@ export async function handleFailover(
   if (action === 'switchover' && !leader) {
     return { status: 400, body: 'Switchover could be performed only from a specific leader' };
   }
-  const { view } = await agent.loadCluster();
+  const { view } = await agent.requests.loadCluster();
   const paused = isPaused(view.config);
   let scheduled: string | undefined;
   if (scheduledAt) {
     if (action === 'failover') return { status: 400, body: "Failover can't be scheduled" };
     if (paused) return { status: 400, body: "Can't schedule switchover in the paused state" };
-    const checked = checkSchedule(scheduledAt, Date.now());
+    const checked = checkSwitchoverSchedule(scheduledAt, Date.now());
     if ('status' in checked) return checked;
     scheduled = checked.text;
   }
@@ -120,14 +111,14 @@ export async function handleFailover(
   // Patroni checks a scheduled request only when its time comes (the leader then drops a bad one).
   const problem = scheduled === undefined ? failoverProblem(view, leader, candidate, action) : undefined;
   if (problem) return { status: 412, body: problem };
-  await agent.requestFailover(leader ?? view.leader, candidate, scheduled);
+  await agent.requests.requestFailover(leader ?? view.leader, candidate, scheduled);
   if (scheduled !== undefined) return { status: 202, body: 'Switchover scheduled' };
   return await pollResult(agent, view.leader, candidate, action, pollTimeoutMs);
 }
 
 /** DELETE /switchover: 200 deleted, 404 none scheduled, 409 the key changed meanwhile. */
 export async function handleDeleteSwitchover(agent: Agent): Promise<Reply> {
-  const outcome = await agent.deleteScheduledSwitchover();
+  const outcome = await agent.requests.deleteScheduledSwitchover();
   if (outcome === 'deleted') return { status: 200, body: 'scheduled switchover deleted' };
   if (outcome === 'none') return { status: 404, body: 'no switchover is scheduled' };
   return { status: 409, body: 'Conflict' };
@@ -145,7 +136,7 @@ async function pollResult(
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 500));
     try {
-      const { view, values } = await agent.loadCluster();
+      const { view, values } = await agent.requests.loadCluster();
       if (view.leader !== undefined && view.leader !== oldLeader) {
         if (!candidate || candidate === view.leader) {
           return { status: 200, body: `Successfully ${verb} over to "${view.leader}"` };

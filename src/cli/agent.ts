@@ -15,6 +15,7 @@ import { createLogger } from '../observability/logger.js';
 import { PostgresNode } from '../postgres/node.js';
 import { resolveRunAs } from '../postgres/process.js';
 import { handleReload } from './reload.js';
+import { planReload, type ReloadPlan } from '../agent/config-reload.js';
 import { ignoreHabitSignals } from './signals.js';
 
 const SHUTDOWN_TIMEOUT_MS = 60_000;
@@ -70,7 +71,24 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
   const registry = new Registry();
   registerProcessMetrics(registry);
   registerEtcdMetrics(registry, 'agent', () => etcd.members());
-  const reloader = handleReload(config, () => loadAgentConfig(opts.config, process.env), log);
+  let running = config;
+  const apply = (next: AgentConfig): ReloadPlan => {
+    const plan = planReload(running, next);
+    running = plan.config;
+    node.setPgHba(running.postgresql.pg_hba);
+    const files = plan.applied.some((k) => k === 'postgresql.parameters' || k === 'postgresql.pg_hba');
+    agent.reconfigure(running, files);
+    http.reconfigure(running);
+    if (plan.applied.includes('log.level') && process.env.PGFLEET_LOG_LEVEL === undefined) {
+      try {
+        log.level = running.log.level;
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'reload: log.level not applied');
+      }
+    }
+    return plan;
+  };
+  const reloader = handleReload(() => loadAgentConfig(opts.config, process.env), apply, log);
   const http = new AgentHttp({
     config,
     agent,

@@ -1,31 +1,24 @@
 /**
  * SIGHUP for the agent (systemd's ExecReload, `kill -HUP`) and its POST /reload: read the
- * configuration file again and report. Invalid: every problem is logged and the agent keeps
- * running on its current configuration. Valid: the sections that changed are named; they take
- * effect at the next restart (no agent setting is applied live yet; the proxy applies its file
- * live: Proxy.reload). Without a handler Node's default action for SIGHUP would end the process,
- * so a habitual `systemctl reload` would stop an agent.
+ * configuration file again and apply it. Invalid: every problem is logged, the error is thrown
+ * to POST /reload (503), and the agent keeps running on its current configuration. Valid: `apply`
+ * puts the live keys in force (agent/config-reload.ts) and the log names what was applied and what
+ * waits for the agent's restart. Without a handler Node's default action for SIGHUP would end the
+ * process, so a habitual `systemctl reload` would stop an agent.
  */
 import type { Logger } from 'pino';
+import type { ReloadPlan } from '../agent/config-reload.js';
 import { errorMessage } from '../errors.js';
 
-/** Top-level sections whose content differs between two configurations. */
-export function changedSections(prev: object, next: object): string[] {
-  const a = prev as Record<string, unknown>;
-  const b = next as Record<string, unknown>;
-  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-  return [...keys].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).sort();
-}
-
 export interface Reloader {
-  /** Reads the file again; the changed sections, or throws (logged) when it is invalid. */
-  reload(): string[];
+  /** Reads the file again and applies it; throws (logged) when it is invalid. */
+  reload(): ReloadPlan;
   /** Removes the SIGHUP handler. */
   stop(): void;
 }
 
-export function handleReload<C extends object>(initial: C, load: () => C, log: Logger): Reloader {
-  const reload = (): string[] => {
+export function handleReload<C>(load: () => C, apply: (next: C) => ReloadPlan, log: Logger): Reloader {
+  const reload = (): ReloadPlan => {
     let next: C;
     try {
       next = load();
@@ -33,14 +26,12 @@ export function handleReload<C extends object>(initial: C, load: () => C, log: L
       log.error({ err: errorMessage(err) }, 'reload: configuration invalid; keeping the running one');
       throw err;
     }
-    const changed = changedSections(initial, next);
-    log.info(
-      { changed },
-      changed.length === 0
-        ? 'reload: configuration valid and unchanged'
-        : `reload: configuration valid; ${changed.join(', ')} changed and take effect at the next restart`,
-    );
-    return changed;
+    const plan = apply(next);
+    const { applied, restartNeeded } = plan;
+    if (applied.length === 0 && restartNeeded.length === 0)
+      log.info('reload: configuration valid and unchanged');
+    else log.info({ applied, restartNeeded }, 'reload: configuration applied');
+    return plan;
   };
   const onHup = (): void => {
     try {

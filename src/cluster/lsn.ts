@@ -13,3 +13,13 @@ export function formatLsn(bytes: number): string {
   const lo = bytes % 0x1_0000_0000;
   return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
 }
+
+/** An integer WAL position, accepting Patroni's integer or an "0/3000060" text LSN. */
+export function toWalPosition(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.floor(value) : undefined;
+  if (typeof value === 'string') {
+    if (/^\d+$/.test(value)) return Number(value);
+    return parseLsn(value);
+  }
+  return undefined;
+}

@@ -102,3 +102,6 @@ export function memberReplayLagBytes(view: ClusterView, member: Member): number 
   if (view.optime === undefined || pos === undefined) return undefined;
   return Math.max(0, view.optime - pos);
 }
+
+/** A postgresql.conf parameter value as configs and the DCS carry it. */
+export type ParamValue = string | number | boolean;

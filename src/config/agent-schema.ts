@@ -81,6 +81,17 @@ export const agentConfigSchema = z
           .default({}),
         /** OS user that runs PostgreSQL when the agent runs as root. */
         os_user: z.string().default('postgres'),
+        /** Patroni's callbacks: a command run as `<cmd> <action> <role> <scope>` (callbacks.ts). */
+        callbacks: z
+          .object({
+            on_start: z.string().min(1).optional(),
+            on_stop: z.string().min(1).optional(),
+            on_restart: z.string().min(1).optional(),
+            on_reload: z.string().min(1).optional(),
+            on_role_change: z.string().min(1).optional(),
+          })
+          .strict()
+          .default({}),
       })
       .strict(),
     bootstrap: z
@@ -115,6 +126,8 @@ export const agentConfigSchema = z
         fencing: z.enum(['demote', 'stop']).default('demote'),
         /** Bound on starting/stopping Postgres, pg_basebackup and friends. */
         postgres_timeout: durationMs.default('60s'),
+        /** A callback still running after this is killed (with its process group). */
+        callback_timeout: durationMs.default('60s'),
       })
       .strict()
       .default({}),

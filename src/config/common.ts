@@ -145,7 +145,8 @@ export function formatIssues(error: z.ZodError): string[] {
   return error.issues.map((i) => `${formatPath(i.path)}: ${issueMessage(i)}`);
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes a value and everything it holds (a loaded configuration is immutable). */
+export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);

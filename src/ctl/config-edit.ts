@@ -4,6 +4,7 @@
  * patch_config). Pure: data in, data and text out.
  */
 import { parse } from 'yaml';
+import { mergePatch } from '../dcs/cluster-config.js';
 import { PgfleetError } from '../errors.js';
 import { formatYaml } from './output.js';
 
@@ -48,14 +49,7 @@ export function applySetPairs(data: ConfigData, pairs: readonly string[]): Confi
 
 /** Patroni's `patch_config`: deep merge; a null value removes the key. */
 export function patchConfig(data: ConfigData, patch: unknown): ConfigData {
-  const out = structuredClone(data);
-  if (!isRecord(patch)) return out;
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null || v === undefined) delete out[k];
-    else if (isRecord(v) && isRecord(out[k])) out[k] = patchConfig(out[k], v);
-    else out[k] = v;
-  }
-  return out;
+  return isRecord(patch) ? mergePatch(data, patch).config : structuredClone(data);
 }
 
 /** Parses an edited or applied YAML document into a configuration object. */

@@ -163,23 +163,6 @@ export function pgVersionToInt(v: string): number | undefined {
   return a >= 10 ? a * 10000 + b : a * 10000 + b * 100 + c;
 }
 
-/**
- * Whether a member meets `--pending` and `--pg-version`. pgfleet agents restart at once, without
- * conditions, so ctl checks them here and answers as a Patroni agent would (503).
- */
-async function restartConditionsMet(
-  ctx: CtlContext,
-  m: MemberJson,
-  o: RestartOptions,
-  wantVersion?: number,
-): Promise<boolean> {
-  if (o.pending && !m.pending_restart) return false;
-  if (wantVersion === undefined) return true;
-  const r = await rest(ctx, m, 'GET', 'patroni');
-  const current = (JSON.parse(r.body) as { server_version?: number }).server_version;
-  return current !== undefined && current < wantVersion;
-}
-
 export async function restartCommand(ctx: CtlContext, o: RestartOptions): Promise<number> {
   const snap = await loadCluster(ctx, o.cluster);
   let members = await selectMembers(ctx, snap, {
@@ -211,28 +194,19 @@ export async function restartCommand(ctx: CtlContext, o: RestartOptions): Promis
       'Restart if the PostgreSQL version is less than provided (e.g. 9.5.2) ',
       '',
     );
-  let wantVersion: number | undefined;
-  if (version) {
-    wantVersion = pgVersionToInt(version);
-    if (wantVersion === undefined) throw rejected(`${version} is not a valid PostgreSQL version`);
-  }
-  if (scheduledAt !== undefined) {
-    if (isPaused(snap.view.config)) throw rejected("Can't schedule restart in the paused state");
-    throw rejected(
-      `pgfleet agents do not schedule restarts (yet): run \`restart\` at ${scheduledAt} without --scheduled`,
-    );
-  }
+  if (version && pgVersionToInt(version) === undefined)
+    throw rejected(`${version} is not a valid PostgreSQL version`);
+  if (scheduledAt !== undefined && isPaused(snap.view.config))
+    throw rejected("Can't schedule restart in the paused state");
+  // As patronictl: the agents check the conditions and keep the schedule (POST /restart).
   for (const m of members) {
-    if (!(await restartConditionsMet(ctx, m, o, wantVersion))) {
-      ctx.print(
-        `Failed: restart for member ${m.name}, status code=503, (restart conditions are not satisfied)`,
-      );
-      continue;
-    }
+    if (scheduledAt !== undefined && o.force && m.scheduled_restart)
+      checkResponse(ctx, await rest(ctx, m, 'DELETE', 'restart'), m.name, 'flush scheduled restart', true);
     const body: Record<string, unknown> = {};
     if (o.pending) body.restart_pending = true;
     if (version) body.postgres_version = version;
     if (o.timeout !== undefined) body.timeout = o.timeout;
+    if (scheduledAt !== undefined) body.schedule = scheduledAt;
     const r = await rest(ctx, m, 'POST', 'restart', body);
     if (r.status === 200) ctx.print(`Success: restart on member ${m.name}`);
     else if (r.status === 202) ctx.print(`Success: restart scheduled on member ${m.name}`);

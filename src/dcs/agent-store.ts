@@ -49,6 +49,11 @@ export interface AgentDcs {
   setInitialize(value: string): Promise<void>;
   cancelInitialize(): Promise<void>;
   writeConfigIfAbsent(json: string): Promise<void>;
+  /**
+   * Writes the `config` key (PATCH/PUT /config): when `expected` is a mod revision, only if the
+   * key still has it (Patroni's version check); false when it changed meanwhile.
+   */
+  writeConfig(json: string, expected: number | undefined): Promise<boolean>;
   writeStatus(json: string): Promise<void>;
   writeFailover(json: string): Promise<void>;
   writeHistory(json: string): Promise<void>;
@@ -263,6 +268,18 @@ export class EtcdAgentDcs implements AgentDcs {
     await this.cluster.run('create config', (c) =>
       c.if(key, 'Create', '==', 0).then(c.put(key).value(json)).commit(),
     );
+  }
+
+  async writeConfig(json: string, expected: number | undefined): Promise<boolean> {
+    const key = this.keys.config;
+    if (expected === undefined) {
+      await this.put(key, json, 'put config');
+      return true;
+    }
+    const res = await this.cluster.run('update config', (c) =>
+      c.if(key, 'Mod', '==', expected).then(c.put(key).value(json)).commit(),
+    );
+    return res.succeeded;
   }
 
   private async put(key: string, value: string, op: string): Promise<void> {

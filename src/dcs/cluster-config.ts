@@ -9,6 +9,48 @@ import type { ClusterKeys } from './keys.js';
 
 const MAX_ATTEMPTS = 5;
 
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Python's str() of a JSON scalar, as patch_config compares values (`5` and `"5"` are the same). */
+function pyText(v: unknown): string {
+  if (v === true) return 'True';
+  if (v === false) return 'False';
+  return typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v);
+}
+
+/**
+ * Patroni's `patch_config` (PATCH /config, `patronictl edit-config`): a deep merge of `patch` into
+ * `config`, where `null` removes a key and a mapping merges into a mapping. Pure: returns the
+ * merged copy and whether anything changed.
+ * @see patroni/utils.py patch_config
+ */
+export function mergePatch(
+  config: Readonly<Record<string, unknown>>,
+  patch: Readonly<Record<string, unknown>>,
+): { config: Record<string, unknown>; changed: boolean } {
+  const out = structuredClone(config) as Record<string, unknown>;
+  let changed = false;
+  for (const [name, value] of Object.entries(patch)) {
+    if (value === null || value === undefined) {
+      if (out[name] !== undefined && out[name] !== null) changed = true;
+      delete out[name];
+    } else if (!(name in out)) {
+      out[name] = structuredClone(value);
+      changed = true;
+    } else if (isRecord(value) && isRecord(out[name])) {
+      const inner = mergePatch(out[name], value);
+      out[name] = inner.config;
+      changed ||= inner.changed;
+    } else if (isRecord(value) || pyText(out[name]) !== pyText(value)) {
+      out[name] = structuredClone(value);
+      changed = true;
+    }
+  }
+  return { config: out, changed };
+}
+
 export type ConfigChange = (config: Readonly<Record<string, unknown>>) => Record<string, unknown>;
 
 function parseConfig(text: string | undefined): Record<string, unknown> {

@@ -5,7 +5,7 @@
  */
 import type { ClusterView, Member, MemberRole, MemberTags, SyncState } from '../cluster/types.js';
 import { EMPTY_SYNC } from '../cluster/types.js';
-import { parseLsn } from '../cluster/lsn.js';
+import { toWalPosition } from '../cluster/lsn.js';
 import { KEY } from './keys.js';
 
 export interface ParsedView {
@@ -41,16 +41,6 @@ function toRole(value: unknown): MemberRole {
 
 function toBool(value: unknown): boolean {
   return value === true || value === 'true' || value === 'True' || value === 1;
-}
-
-/** An integer WAL position, accepting Patroni's integer or an "0/3000060" text LSN. */
-export function toWalPosition(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.floor(value) : undefined;
-  if (typeof value === 'string') {
-    if (/^\d+$/.test(value)) return Number(value);
-    return parseLsn(value);
-  }
-  return undefined;
 }
 
 function parseTags(value: unknown): MemberTags {

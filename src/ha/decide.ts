@@ -29,7 +29,7 @@
  * when that compare fails; healthiest.ts keeps non-synchronous standbys out of the race.
  */
 import type { ClusterView } from '../cluster/types.js';
-import { slotNameFor } from '../postgres/conf.js';
+import { slotNameFor } from '../cluster/slot-name.js';
 import { isPaused } from './dynamic-config.js';
 import { healthiestBlocker } from './healthiest.js';
 import { POSTPONED_PROMOTION } from './sync-failover.js';

@@ -5,7 +5,7 @@
  * message, so one bad edit cannot take every agent down.
  */
 import { parseDurationMs, parseSizeBytes } from '../config/units.js';
-import type { ParamValue } from '../postgres/conf.js';
+import type { ParamValue } from '../cluster/types.js';
 import { effectiveFailsafeMode, effectiveSyncSettings, type SyncSettings } from './sync-settings.js';
 
 export interface HaSettings {

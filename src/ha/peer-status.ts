@@ -4,7 +4,7 @@
  * @see patroni/ha.py _MemberStatus.from_api_response, patroni/tags.py nofailover, failover_priority
  */
 import type { Member } from '../cluster/types.js';
-import { toWalPosition } from '../dcs/patroni-json.js';
+import { toWalPosition } from '../cluster/lsn.js';
 
 export interface PeerStatus {
   readonly name: string;

@@ -5,7 +5,10 @@
  * @see https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-CONNSTRING (value quoting)
  */
 
-export type ParamValue = string | number | boolean;
+import type { ParamValue } from '../cluster/types.js';
+
+export type { ParamValue } from '../cluster/types.js';
+export { slotNameFor } from '../cluster/slot-name.js';
 
 /** Parameters the agent always sets; the user's cannot override these. */
 export function fixedParameters(listen: { host: string; port: number }, socketDir: string) {
@@ -61,14 +64,6 @@ export function buildPrimaryConninfo(s: StandbySettings): string {
     ['dbname', 'postgres'],
   ];
   return parts.map(([k, v]) => `${k}=${connValue(v)}`).join(' ');
-}
-
-/** Patroni's slot_name_from_member_name: lower case, [a-z0-9_] only, at most 63 bytes. */
-export function slotNameFor(member: string): string {
-  return member
-    .toLowerCase()
-    .replace(/[^a-z0-9_]/g, '_')
-    .slice(0, 63);
 }
 
 export function buildPostgresqlConf(

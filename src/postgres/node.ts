@@ -111,10 +111,18 @@ export class PostgresNode implements PostgresControl {
   private exited: Promise<void> = Promise.resolve();
   readonly dataDir: string;
   readonly logFile: string;
+  /** pg_hba lines in force (a reload may change them: written at the next applyParameters). */
+  private pgHba: readonly string[] | undefined;
 
   constructor(private readonly opts: PostgresNodeOptions) {
     this.dataDir = path.resolve(opts.dataDir);
     this.logFile = `${this.dataDir}.log`;
+    this.pgHba = opts.pgHba;
+  }
+
+  /** New pg_hba lines (a reload): written with the next config write (applyParameters, start). */
+  setPgHba(lines: readonly string[] | undefined): void {
+    this.pgHba = lines;
   }
 
   private bin(name: string): string {
@@ -291,7 +299,7 @@ export class PostgresNode implements PostgresControl {
     );
     await this.writeOwned(
       path.join(this.dataDir, 'pg_hba.conf'),
-      buildPgHba(this.opts.pgHba, this.opts.replicationUser),
+      buildPgHba(this.pgHba, this.opts.replicationUser),
     );
     const signal = path.join(this.dataDir, 'standby.signal');
     if (start.recovery) await this.writeOwned(signal, '');

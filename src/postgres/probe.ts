@@ -21,6 +21,8 @@ export interface PgProbe {
   readonly postmasterStartMs?: number | undefined;
   /** On a primary, its walsenders' standbys as pg_stat_replication shows them; [] elsewhere. */
   readonly standbys: readonly StandbyProgress[];
+  /** A setting changed in the files waits for a restart (pg_settings.pending_restart). */
+  readonly pendingRestart?: boolean;
 }
 
 /** One row of pg_stat_replication: who (application_name, the member's name), how far replayed. */
@@ -45,7 +47,8 @@ export const probeSql = `SELECT pg_is_in_recovery(),
   (SELECT system_identifier FROM pg_control_system()),
   (SELECT json_agg(json_build_object('name', application_name, 'replay', replay_lsn - '0/0',
      'lag', extract(epoch FROM replay_lag))) FROM pg_stat_replication),
-  (extract(epoch FROM pg_postmaster_start_time()) * 1000)::bigint`;
+  (extract(epoch FROM pg_postmaster_start_time()) * 1000)::bigint,
+  (SELECT bool_or(pending_restart) FROM pg_settings)`;
 
 function num(v: string | null | undefined): number | undefined {
   if (v === null || v === undefined || v === '') return undefined;
@@ -73,6 +76,7 @@ export function parseProbe(row: Row | undefined): PgProbe {
     systemIdentifier: row[9] ?? '',
     standbys: parseStandbys(row[10]),
     postmasterStartMs: num(row[11]),
+    pendingRestart: row[12] === 't',
   };
 }
 

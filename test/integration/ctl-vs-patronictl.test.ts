@@ -213,9 +213,23 @@ void describe('pgfleet ctl and patronictl print the same', { timeout: 240_000 },
       pending.stdout,
       /Failed: restart for member \S+, status code=503, \(restart conditions are not satisfied\)/,
     );
-    const scheduled = await ours(['restart', SCOPE, '--force', '--scheduled', '2099-01-01T00:00:00+00:00']);
-    assert.equal(scheduled.code, 1);
-    assert.match(scheduled.stderr, /do not schedule restarts/);
+    // A schedule kept by the agent: set by one tool, flushed by the other, both ways.
+    const at = '2099-01-01T00:00:00+00:00';
+    for (const [set, flush] of [
+      [ours, theirs],
+      [theirs, ours],
+    ] as const) {
+      const scheduled = await set(['restart', SCOPE, node.name, '--force', '--scheduled', at]);
+      assert.equal(scheduled.code, 0, scheduled.stderr);
+      assert.match(scheduled.stdout, new RegExp(`Success: restart scheduled on member ${node.name}\\n$`));
+      const flushed = await flush(['flush', SCOPE, node.name, 'restart', '--force']);
+      assert.equal(flushed.code, 0, flushed.stderr);
+      assert.match(
+        flushed.stdout,
+        new RegExp(`Success: flush scheduled restart for member ${node.name}\\n$`),
+      );
+    }
+    assert.equal(await startTime(), after, 'no restart ran');
   });
 
   void it('reinit --force --wait rebuilds a replica', async () => {

@@ -119,6 +119,7 @@ void describe(
     let proxy: Proxy;
     let writer: Writer;
     let session: pg.Client;
+    let sessionError = 'no error event';
     let leaderRevision: string;
     let postmasterStart: string;
 
@@ -139,7 +140,11 @@ void describe(
       const from = Date.now();
       const deadline = from + OBSERVE_MS;
       while (Date.now() < deadline) {
-        assert.equal((await session.query('select 1 as x')).rows[0].x, 1, `${what}: the old session answers`);
+        const answer = await session.query('select 1 as x').catch((err: Error) => {
+          // Why the session went: the error it got while idle (a FATAL names the proxy's reason).
+          throw new Error(`${what}: the old session failed: ${err.message}; before that: ${sessionError}`);
+        });
+        assert.equal(answer.rows[0].x, 1, `${what}: the old session answers`);
         await sleep(250);
       }
       const failed = writer.failures();
@@ -186,6 +191,9 @@ void describe(
       ));
       const port = proxy.addresses.rw!.port;
       session = pgClient(port);
+      session.on('error', (err: Error & { code?: string }) => {
+        sessionError = `${err.code ?? ''} ${err.message}`;
+      });
       await session.connect();
       onCleanup(() => session.end().catch(() => undefined));
       const key = await leaderKey();

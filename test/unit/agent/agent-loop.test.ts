@@ -183,4 +183,37 @@ void describe('agent loop (fakes)', () => {
     assert.equal(a.pg.lastStart?.standby?.port, 5433);
     assert.equal(etcd.values.get('leader'), 'b');
   });
+
+  void it('a reload puts tags and parameters in force; pending_restart and a scheduled restart show in the member key', async () => {
+    const etcd = new MemoryEtcd();
+    const a = makeAgent(etcd, 'a', 5432);
+    a.agent.start();
+    await until('a leads', () => a.sentences.includes('no action: I am the leader with the lock'));
+    const memberKey = () => JSON.parse(etcd.values.get('members/a')!) as Record<string, unknown>;
+    const reloadsBefore = a.pg.reloads;
+    const next = parseAgentConfig({
+      scope: 'loop',
+      name: 'a',
+      etcd3: { hosts: ['127.0.0.1:2379'] },
+      restapi: { listen: '127.0.0.1:6432' },
+      postgresql: { listen: '127.0.0.1:5432', data_dir: '/nonexistent/a', parameters: { work_mem: '8MB' } },
+      tags: { zone: 'x' },
+    });
+    a.agent.reconfigure(next, true);
+    await until('the new parameters written', () => a.pg.lastStart?.parameters.work_mem === '8MB');
+    assert.equal(a.pg.reloads, reloadsBefore + 1);
+    await until('the new tags published', () => JSON.stringify(memberKey().tags) === '{"zone":"x"}');
+    assert.equal(memberKey().pending_restart, undefined);
+    a.pg.pendingRestart = true;
+    await until('pending_restart published', () => memberKey().pending_restart === true);
+    const reply = await a.agent.requests.restart({ scheduleMs: Date.now() + 60_000, restartPending: true });
+    assert.deepEqual(reply, { status: 202, body: 'Restart scheduled' });
+    await until('scheduled_restart published', () => memberKey().scheduled_restart !== undefined);
+    assert.equal((memberKey().scheduled_restart as Record<string, unknown>).restart_pending, true);
+    assert.deepEqual(a.agent.requests.cancelScheduledRestart(), {
+      status: 200,
+      body: 'scheduled restart deleted',
+    });
+    await until('scheduled_restart gone', () => memberKey().scheduled_restart === undefined);
+  });
 });

@@ -117,6 +117,12 @@ export class MemoryAgentDcs implements AgentDcs {
     this.etcd.check();
     if (!this.etcd.values.has('config')) this.etcd.put('config', json);
   }
+  async writeConfig(json: string, expected: number | undefined): Promise<boolean> {
+    this.etcd.check();
+    if (expected !== undefined && this.etcd.modRevision.get('config') !== expected) return false;
+    this.etcd.put('config', json);
+    return true;
+  }
   async writeStatus(json: string): Promise<void> {
     this.etcd.check();
     this.etcd.put('status', json);
@@ -236,7 +242,12 @@ export class FakePostgres implements PostgresControl {
     this.lastStart = start;
     this.upstream = start.standby && { host: start.standby.host, port: start.standby.port };
   }
+  /** How many times the files were rewritten and reloaded. */
+  reloads = 0;
+  /** What pg_settings.pending_restart would say (a test sets it). */
+  pendingRestart = false;
   async applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void> {
+    this.reloads++;
     if (this.lastStart) this.lastStart = { ...this.lastStart, parameters };
   }
   async promote(): Promise<void> {
@@ -261,6 +272,7 @@ export class FakePostgres implements PostgresControl {
       replayLsn: this.inRecovery ? this.wal : undefined,
       timeline: this.timeline,
       walReceiverStatus: this.inRecovery && this.upstream ? 'streaming' : undefined,
+      pendingRestart: this.pendingRestart,
       upstreamHost: this.inRecovery ? this.upstream?.host : undefined,
       upstreamPort: this.inRecovery ? this.upstream?.port : undefined,
       standbys: [],

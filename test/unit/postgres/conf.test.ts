@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildPostgresqlConf, buildPrimaryConninfo, slotNameFor } from '../../../src/postgres/conf.js';
+import { slotNameFor } from '../../../src/cluster/slot-name.js';
+import { buildPostgresqlConf, buildPrimaryConninfo } from '../../../src/postgres/conf.js';
 import { parseProbe, parseStandbys } from '../../../src/postgres/probe.js';
 
 void describe('postgres config builders', () => {
