@@ -7,6 +7,8 @@
  *
  *   npm run bench:copy -- [--megabytes 512] [--rounds 5] [--targets direct,pgfleet,haproxy,pgbouncer]
  *                         [--pgfleet-before DIR]   # a second pgfleet from checkout DIR (target pgfleet-before)
+ *                         [--tls]   # pgfleet (tls: require) and pgbouncer (client_tls_sslmode = require)
+ *                                   # terminate TLS; psql connects to them with sslmode=require
  *
  * Results go to `.bench-out/copy-<timestamp>.json`. Loopback only.
  */
@@ -18,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import {
   freePort,
+  makeCertificates,
   onCleanup,
   startEtcd,
   startHaproxy,
@@ -51,6 +54,7 @@ function parseOptions() {
       rounds: { type: 'string', default: '5' },
       targets: { type: 'string' },
       'pgfleet-before': { type: 'string' },
+      tls: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -65,6 +69,7 @@ function parseOptions() {
     rounds: int('rounds', values.rounds),
     targets,
     before,
+    tls: values.tls,
   };
 }
 
@@ -84,7 +89,7 @@ function cpuSeconds(pid: number | undefined): number {
 }
 
 /** Runs psql with the COPY, stdout to /dev/null; resolves with the elapsed seconds. */
-async function copyOnce(port: number, rows: number): Promise<number> {
+async function copyOnce(port: number, rows: number, sslmode: string): Promise<number> {
   const sql =
     `COPY (SELECT repeat('x', 1018) || lpad(i::text, 6, '0') FROM generate_series(1, ${rows}) i) ` +
     'TO STDOUT';
@@ -96,6 +101,7 @@ async function copyOnce(port: number, rows: number): Promise<number> {
       ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-XAtqc', sql, 'postgres'],
       {
         stdio: ['ignore', devNull, 'pipe'],
+        env: { ...process.env, PGSSLMODE: sslmode },
       },
     );
     let stderr = '';
@@ -125,11 +131,15 @@ async function main(): Promise<void> {
   const scope = 'copy-bench';
   await publishLeader(kv, scope, 'pg1', pg.port);
 
+  // --tls: one certificate for both poolers' client side.
+  const tlsCert = opts.tls ? await (await makeCertificates()).server('bench-proxy') : undefined;
   const proxy = await startPgfleetProxy({
     scope,
     etcdEndpoint: etcd.endpoint,
     nodeArgs: runner.nodeArgs,
     env: runner.env,
+    proxy: tlsCert ? { tls: { cert_file: tlsCert.cert, key_file: tlsCert.key } } : {},
+    listener: tlsCert ? { tls: 'require' } : {},
   });
   const beforeProxy =
     opts.before === undefined
@@ -139,7 +149,14 @@ async function main(): Promise<void> {
   const haproxy = await startHaproxy(
     tcpHaproxyConfig({ bindPort: haproxyPort, serverPort: pg.port, maxconn: 100 }),
   );
-  const bouncer = await startPgbouncer({ serverPort: pg.port, poolSize: 4, maxClients: 20 });
+  const bouncer = await startPgbouncer({
+    serverPort: pg.port,
+    poolSize: 4,
+    maxClients: 20,
+    clientTls: tlsCert,
+  });
+  const tlsTargets: readonly Target[] = tlsCert ? ['pgfleet', 'pgbouncer'] : [];
+  const sslmode = (t: Target): string => (tlsTargets.includes(t) ? 'require' : 'disable');
   const ports: Record<Target, number> = {
     direct: pg.port,
     pgfleet: proxy.port,
@@ -156,7 +173,7 @@ async function main(): Promise<void> {
   };
   log(`${rows} rows of ${ROW_BYTES} bytes = ${((rows * ROW_BYTES) / 2 ** 20).toFixed(0)} MiB per COPY`);
   // Warm-up: a small COPY through each path.
-  for (const t of opts.targets) await copyOnce(ports[t], 10_000);
+  for (const t of opts.targets) await copyOnce(ports[t], 10_000, sslmode(t));
 
   const runs: Run[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
@@ -164,7 +181,7 @@ async function main(): Promise<void> {
     const order = opts.targets.map((_, i) => opts.targets[(i + round) % n]!);
     for (const target of order) {
       const cpu0 = cpuSeconds(pids[target]);
-      const seconds = await copyOnce(ports[target], rows);
+      const seconds = await copyOnce(ports[target], rows, sslmode(target));
       const cpu1 = cpuSeconds(pids[target]);
       const bytes = rows * ROW_BYTES;
       const r: Run = {
@@ -184,7 +201,8 @@ async function main(): Promise<void> {
   }
   const directMb = median(runs.filter((r) => r.target === 'direct').map((r) => r.mbPerSec));
   const lines = [
-    `COPY … TO STDOUT of ${((rows * ROW_BYTES) / 2 ** 20).toFixed(0)} MiB via psql → /dev/null, ${opts.rounds} interleaved rounds`,
+    `COPY … TO STDOUT of ${((rows * ROW_BYTES) / 2 ** 20).toFixed(0)} MiB via psql → /dev/null, ${opts.rounds} interleaved rounds` +
+      (tlsCert ? '; pgfleet and pgbouncer terminate TLS (sslmode=require)' : ''),
     'target     MiB/s median  min–max      /direct  proxy CPU s/GiB',
   ];
   for (const t of opts.targets) {

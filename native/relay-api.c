@@ -21,8 +21,10 @@
  *   stats(relay) -> { pairs, threads, bytesToServer, bytesToClient }
  *   close(relay)                     stops the threads and closes every pair (idempotent)
  *   trim()                           gives the C allocator's free pages back to the system
+ *   connectUnix, sendFds, recvFds    descriptor passing for the upgrade hand-over: fd-pass.c
  */
 #include "relay.h"
+#include "fd-pass.h"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -397,6 +399,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"trim", NULL, js_trim, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  define_fd_pass(env, exports);
   return exports;
 }
 

@@ -7,8 +7,8 @@
 #                                      # (load it with libasan in LD_PRELOAD: see test/harness/sanitizer.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-srcs=(native/relay.c native/relay-api.c)
-deps=("${srcs[@]}" native/relay.h scripts/build-native.sh)
+srcs=(native/relay.c native/relay-api.c native/fd-pass.c)
+deps=("${srcs[@]}" native/relay.h native/fd-pass.h scripts/build-native.sh)
 out=build/pgfleet_relay.node
 flags=(-O2)
 if [[ "${1:-}" == "--sanitize" ]]; then

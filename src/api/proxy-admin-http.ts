@@ -8,6 +8,7 @@ import { PgfleetError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { renderStatusPage } from './proxy-status-page.js';
+import { fdOf } from '../proxy/relay/native-relay.js';
 
 /** pgbouncer's SHOW POOLS, SERVERS, CLIENTS and STATS, as JSON by listener. */
 const POOL_VIEWS: Record<string, (p: Proxy) => unknown> = {
@@ -100,7 +101,8 @@ export class AdminHttp {
     send(res, 200, 'application/json', JSON.stringify({ listener, paused }) + '\n');
   }
 
-  async start(): Promise<void> {
+  /** Listens on proxy.admin.listen, or on `fd`: that address's socket, handed over by a running proxy. */
+  async start(fd?: number): Promise<void> {
     const { host, port } = this.#listen;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) =>
@@ -112,11 +114,16 @@ export class AdminHttp {
           ),
         );
       this.#server.once('error', onError);
-      this.#server.listen({ host, port }, () => {
+      this.#server.listen(fd === undefined ? { host, port } : { fd }, () => {
         this.#server.off('error', onError);
         resolve();
       });
     });
+  }
+
+  /** The listening socket's descriptor (to hand over); undefined when not listening. */
+  get fd(): number | undefined {
+    return this.#server.listening ? fdOf(this.#server) : undefined;
   }
 
   async close(): Promise<void> {

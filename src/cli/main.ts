@@ -16,7 +16,11 @@ program
   .description('route Postgres clients to the cluster primary and replicas (replaces HAProxy)')
   .requiredOption('-c, --config <file>', 'proxy YAML configuration')
   .option('--check', 'validate the configuration and exit')
-  .action(async (opts: { config: string; check?: boolean }) => {
+  .option(
+    '--takeover',
+    'take the listening sockets over from the proxy serving proxy.handover_socket, which then drains (upgrade); none: start afresh',
+  )
+  .action(async (opts: { config: string; check?: boolean; takeover?: boolean }) => {
     const { runProxy } = await import('./proxy.js');
     process.exitCode = await runProxy(opts);
   });

@@ -1,6 +1,7 @@
 /**
- * `pgfleet proxy -c FILE [--check]`: load and validate the config, build the proxy, start it,
- * and own signals and the shutdown order (bounded by a timeout).
+ * `pgfleet proxy -c FILE [--check] [--takeover]`: load and validate the config, build the proxy
+ * (with --takeover: on the listening sockets of the proxy it replaces), start it, and own signals
+ * and the shutdown order (bounded by a timeout).
  */
 import { isPgfleetError, errorMessage } from '../errors.js';
 import { loadProxyConfig, type ProxyConfig } from '../config/proxy-schema.js';
@@ -10,11 +11,17 @@ import { Proxy } from '../proxy/proxy.js';
 import { loadServerTls, loadTlsContexts } from '../proxy/tls/tls-contexts.js';
 import { formatHostPort } from '../config/common.js';
 import { ignoreHabitSignals } from './signals.js';
+import { inheritSockets, releaseOld, serveHandover } from './proxy-handover.js';
+import type { TakenOver } from '../proxy/handover/take-over.js';
 
 /** Beyond proxy.shutdown_timeout: how long closing etcd, the admin port and the relay may take. */
 const SHUTDOWN_MARGIN_MS = 10_000;
 
-export async function runProxy(opts: { config: string; check?: boolean }): Promise<number> {
+export async function runProxy(opts: {
+  config: string;
+  check?: boolean;
+  takeover?: boolean;
+}): Promise<number> {
   let config: ProxyConfig;
   try {
     config = loadProxyConfig(opts.config, process.env);
@@ -59,20 +66,26 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
   };
   process.on('SIGHUP', onHup);
   const unignore = ignoreHabitSignals(log);
+  // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
+  const nativeAddonPath = process.env.PGFLEET_NATIVE_ADDON || undefined;
+  let taken: TakenOver | undefined;
   try {
+    if (opts.takeover) taken = inheritSockets(config, nativeAddonPath, log);
     proxy = new Proxy(config, log, {
-      // PGFLEET_NATIVE_ADDON: another build of the native relay (CI runs a sanitizer build this way).
-      nativeAddonPath: process.env.PGFLEET_NATIVE_ADDON || undefined,
+      nativeAddonPath,
       loadConfig: () => loadProxyConfig(opts.config, process.env),
+      inherited: taken?.inherited,
     });
     await proxy.start();
     started = true;
+    await releaseOld(taken, log);
     if (hupWhileStarting) void proxy.reload();
   } catch (err) {
     log.fatal(
       { err: errorMessage(err), code: isPgfleetError(err) ? err.code : undefined },
       'proxy failed to start',
     );
+    taken?.abandon();
     process.off('SIGHUP', onHup);
     unignore();
     await proxy?.destroy();
@@ -88,12 +101,20 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
       resolve(code);
     };
     let timer: NodeJS.Timeout | undefined;
-    // SIGTERM: stop accepting, let sessions finish up to shutdown_timeout. SIGINT, or SIGTERM again: now.
-    const stop = (signal: NodeJS.Signals): void => {
+    // SIGTERM: stop accepting, let sessions finish up to shutdown_timeout. SIGINT, or SIGTERM again:
+    // now. 'takeover': a new process took the listening sockets; sessions end by themselves.
+    const stop = (signal: NodeJS.Signals | 'takeover'): void => {
+      handover.then(
+        (h) => h?.close(),
+        () => undefined,
+      );
       const now = signal === 'SIGINT' || stopping !== undefined;
       if (stopping === 'now' || (stopping === 'gracefully' && !now)) return;
       stopping = now ? 'now' : 'gracefully';
-      log.info({ signal }, now ? 'stopping now' : 'stopping gracefully');
+      log.info(
+        { signal },
+        now ? 'stopping now' : signal === 'takeover' ? 'handed over: stopping' : 'stopping gracefully',
+      );
       if (timer === undefined) {
         timer = setTimeout(() => {
           log.error('shutdown timed out; exiting');
@@ -101,7 +122,7 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
         }, config.proxy.shutdown_timeout + SHUTDOWN_MARGIN_MS);
         timer.unref();
       }
-      (now ? running.destroy() : running.close()).then(
+      (now ? running.destroy() : signal === 'takeover' ? running.handOver() : running.close()).then(
         () => done(0),
         (err: unknown) => {
           log.error({ err: errorMessage(err) }, 'shutdown failed');
@@ -111,5 +132,6 @@ export async function runProxy(opts: { config: string; check?: boolean }): Promi
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    const handover = serveHandover(config, running, nativeAddonPath, log, () => stop('takeover'));
   });
 }

@@ -5,7 +5,7 @@
  *   applied live                                  | at the next restart (running value kept)
  *   ----------------------------------------------+-------------------------------------------
  *   listeners (added, removed, changed), tls,     | scope, namespace, name, etcd3, log,
- *   wait/connect/startup/shutdown timeouts,       | proxy.admin, proxy.relay, relay_threads,
+ *   wait/connect/startup/shutdown timeouts,       | proxy.admin, proxy.handover_socket, proxy.relay, relay_threads,
  *   limits, health_check                          | relay_scheduling, cancel_broadcasts_per_second,
  *                                                 | keepalive, agent_tls
  */
@@ -14,6 +14,7 @@ import type { ProxyConfig } from './proxy-schema.js';
 const RESTART_TOP = ['scope', 'namespace', 'name', 'etcd3', 'log'] as const;
 const RESTART_PROXY = [
   'admin',
+  'handover_socket',
   'relay',
   'relay_threads',
   'relay_scheduling',

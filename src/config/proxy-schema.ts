@@ -148,6 +148,16 @@ const RELAY_THREADS = 'must be "auto" or an integer from 1 to 16';
 const proxySection = z
   .object({
     admin: z.object({ listen: hostPort }).strict().optional(),
+    /**
+     * A Unix socket path where the running proxy hands its listening sockets to a new process
+     * started with `--takeover` (an upgrade without a refused connection). Omitted: no hand-over.
+     */
+    handover_socket: z
+      .string()
+      .min(1)
+      .max(100, 'must be a path of at most 100 characters (a Unix socket address)')
+      .refine((p) => p.startsWith('/'), 'must be an absolute path')
+      .optional(),
     tls: tlsSection.optional(),
     server_tls: serverTlsSection.default({}),
     /** TLS to the agents' REST APIs (health checks, /patroni) when their api_url is https. */

@@ -35,13 +35,15 @@ export class ListenerSet {
   }
 
   /**
-   * Binds the listeners `configs` adds or moves (each with `contextFor` its context); throws
+   * Binds the listeners `configs` adds or moves (each with `contextFor` its context, on the socket
+   * `inheritedFd` gives when a running proxy handed one over); throws
    * (after closing what it bound) when one cannot listen. Returns the commit: it swaps contexts,
    * and retires what is gone, returning the removed listeners.
    */
   async prepare(
     configs: readonly ListenerConfig[],
     contextFor: (l: ListenerConfig) => SessionContext,
+    inheritedFd: (l: ListenerConfig) => number | undefined = () => undefined,
   ): Promise<() => Listener[]> {
     const bound = new Map<string, Listener>();
     try {
@@ -50,7 +52,7 @@ export class ListenerSet {
         if (now !== undefined && sameAddress(now.listen, c.listen)) continue;
         const l = new Listener(contextFor(c), c.listen);
         bound.set(c.name, l);
-        await l.start();
+        await l.start(inheritedFd(c));
       }
     } catch (err) {
       for (const l of bound.values()) l.stopAccepting();

@@ -9,6 +9,7 @@ import { ClientSession } from './session/client-session.js';
 import type { SessionContext } from './session/session-context.js';
 import type { Termination } from './session/session-types.js';
 import { socketOptions } from './session/server-connect.js';
+import { fdOf } from './relay/native-relay.js';
 
 export class Listener {
   #ctx: SessionContext;
@@ -57,7 +58,11 @@ export class Listener {
     this.#onEmpty.clear();
   };
 
-  async start(): Promise<void> {
+  /**
+   * Listens on the configured address, or on `fd`: a listening socket of that address that a
+   * running proxy handed over (upgrade); both processes accept on it until the old one stops.
+   */
+  async start(fd?: number): Promise<void> {
     const { host, port } = this.#listen;
     const server = this.#server;
     await new Promise<void>((resolve, reject) => {
@@ -65,12 +70,12 @@ export class Listener {
         reject(
           new PgfleetError(
             'ERR_CONFIG_INVALID',
-            `listener "${this.name}" cannot listen on ${host}:${port}: ${errorMessage(err)}`,
+            `listener "${this.name}" cannot listen on ${host}:${port}${fd === undefined ? '' : ` (handed-over descriptor ${fd})`}: ${errorMessage(err)}`,
             { cause: err },
           ),
         );
       server.once('error', onError);
-      server.listen({ host, port, backlog: 1024 }, () => {
+      server.listen(fd === undefined ? { host, port, backlog: 1024 } : { fd, backlog: 1024 }, () => {
         server.off('error', onError);
         this.#listening = true;
         resolve();
@@ -86,6 +91,11 @@ export class Listener {
     if (!this.#listening) return;
     this.#listening = false;
     this.#closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** The listening socket's descriptor (to hand over); undefined when not listening. */
+  get fd(): number | undefined {
+    return this.#listening ? fdOf(this.#server) : undefined;
   }
 
   /** Resolves once the server and every connection it accepted are closed. */

@@ -7,6 +7,7 @@ import { restTlsSettings, tlsConnectOptions } from '../api/rest-tls.js';
 import { agentTlsAsCtl } from '../config/proxy-schema.js';
 import { performance } from 'node:perf_hooks';
 import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
+import { formatHostPort, type HostPort } from '../config/common.js';
 import { reloadPlan } from '../config/proxy-reload.js';
 import type { ClusterView } from '../cluster/types.js';
 import { emptyView } from '../cluster/types.js';
@@ -75,6 +76,11 @@ export interface ProxyOptions {
   readonly loadConfig?: () => ProxyConfig;
   /** The native relay addon to load (default build/pgfleet_relay.node; CI loads a sanitizer build). */
   readonly nativeAddonPath?: string;
+  /**
+   * Listening sockets a running proxy handed over (upgrade), by `host:port`: the listeners and the
+   * admin port at those addresses listen on them instead of binding.
+   */
+  readonly inherited?: ReadonlyMap<string, number>;
 }
 
 export class Proxy {
@@ -116,6 +122,9 @@ export class Proxy {
   #closing: Promise<void> | undefined;
   /** Ends a graceful stop's wait early (destroy()). */
   #drainCut: (() => void) | undefined;
+  /** destroy() was called: no wait any more. */
+  #stopNow = false;
+  readonly #inherited: ReadonlyMap<string, number>;
   readonly #nativeRelay: NativeRelay | undefined;
   /** The default wait_timeout, from the cluster's config key (followed on every view). */
   #derivedWaitMs = derivedWaitTimeoutMs({});
@@ -137,6 +146,7 @@ export class Proxy {
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#config = config;
     this.#loadConfig = options.loadConfig;
+    this.#inherited = options.inherited ?? new Map();
     this.#log = log;
     this.metrics = metrics;
     const p = config.proxy;
@@ -261,6 +271,14 @@ export class Proxy {
     return this.#admin?.address;
   }
 
+  /** The listening sockets to hand to a new process: every serving listener's, and the admin port's. */
+  listeningSockets(): { address: string; fd: number }[] {
+    const p = this.#config.proxy;
+    const sockets = this.#listeners.active.map((l) => ({ address: formatHostPort(l.listen), fd: l.fd }));
+    if (p.admin) sockets.push({ address: formatHostPort(p.admin.listen), fd: this.#admin?.fd });
+    return sockets.filter((s): s is { address: string; fd: number } => s.fd !== undefined);
+  }
+
   async start(): Promise<void> {
     if (this.#state !== 'new') return;
     this.#state = 'running';
@@ -276,9 +294,15 @@ export class Proxy {
       this.#recompute('health');
     });
     this.#secrets = await this.#loadSecrets();
-    const commit = await this.#listeners.prepare(this.#config.proxy.listeners, (l) => this.#contextFor(l));
+    const inherited = (hp: HostPort): number | undefined => this.#inherited.get(formatHostPort(hp));
+    const commit = await this.#listeners.prepare(
+      this.#config.proxy.listeners,
+      (l) => this.#contextFor(l),
+      (l) => inherited(l.listen),
+    );
     commit();
-    await this.#admin?.start();
+    const admin = this.#config.proxy.admin;
+    await this.#admin?.start(admin && inherited(admin.listen));
     await this.#watcher.start();
     const connected = this.#watcher.status.connected;
     this.#health.setStale(!connected);
@@ -411,8 +435,19 @@ export class Proxy {
     return this.#shutdown(this.#config.proxy.shutdown_timeout);
   }
 
+  /**
+   * A new process took the listening sockets over (upgrade): stops accepting and lets the sessions
+   * end by themselves for up to `shutdown_timeout` (they are not asked to: a client that keeps its
+   * connection keeps it), then stops as close() does with what is left, within a short grace.
+   */
+  handOver(): Promise<void> {
+    this.#closing ??= this.#stop(this.#config.proxy.shutdown_timeout, true);
+    return this.#closing;
+  }
+
   /** Stops now: every session ends with FATAL 57P01 (where at a message boundary), then etcd is released. */
   destroy(): Promise<void> {
+    this.#stopNow = true;
     this.#drainCut?.();
     return this.#shutdown(0);
   }
@@ -422,22 +457,38 @@ export class Proxy {
     return this.#closing;
   }
 
-  async #stop(drainMs: number): Promise<void> {
+  /** Waits until every session ended, `ms` passed, or destroy() was called. */
+  async #awaitSessions(ms: number): Promise<void> {
+    if (this.#stopNow) return;
+    this.#draining = true;
+    const cut = new Promise<void>((resolve) => (this.#drainCut = resolve));
+    await Promise.race([this.#listeners.sessionsEnded(ms), cut]);
+    this.#drainCut = undefined;
+    this.#draining = false;
+  }
+
+  async #stop(drainMs: number, handedOver = false): Promise<void> {
     this.#state = 'closing';
     const listeners = this.#listeners;
     listeners.stopAccepting();
     const bye = termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down');
+    if (handedOver) {
+      // The new process answers on the admin port from now on.
+      await this.#admin?.close();
+      this.#log.info(
+        { sessions: listeners.sessionCount, timeoutMs: drainMs },
+        'handed over: no longer accepting; waiting for the sessions to end',
+      );
+      await this.#awaitSessions(drainMs);
+      drainMs = listeners.sessionCount > 0 && !this.#stopNow ? SHUTDOWN_GRACE_MS : 0;
+    }
     if (drainMs > 0) {
-      this.#draining = true;
       this.#log.info(
         { sessions: listeners.sessionCount, timeoutMs: drainMs },
         'draining: sessions end at their next idle point',
       );
       listeners.drain(bye);
-      const cut = new Promise<void>((resolve) => (this.#drainCut = resolve));
-      await Promise.race([listeners.sessionsEnded(drainMs), cut]);
-      this.#drainCut = undefined;
-      this.#draining = false;
+      await this.#awaitSessions(drainMs);
       const left = listeners.sessionCount;
       if (left > 0) this.#log.info({ sessions: left }, 'drain over: ending the sessions left with 57P01');
     }

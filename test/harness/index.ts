@@ -14,4 +14,5 @@ export * from './wait-for.js';
 export * from './proxy-process.js';
 export * from './sanitizer.js';
 export * from './certificates.js';
+export * from './pgbench.js';
 export * from './drivers.js';

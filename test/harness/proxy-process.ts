@@ -41,6 +41,8 @@ export interface ProxyProcess {
   log(): string;
   /** The YAML file it runs with. */
   readonly configPath: string;
+  /** The document that file was last written from. */
+  readonly document: ProxyConfigDocument;
   /** Rewrites that file: `change` edits the document it was written from (reload tests). */
   rewriteConfig(change: (doc: ProxyConfigDocument) => void): Promise<void>;
 }
@@ -89,6 +91,52 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
     },
     60_000,
   );
+  return proxyProcess(proc, ports, adminPort, configPath, doc);
+}
+
+/** Starts `pgfleet proxy -c FILE --takeover` on `prev`'s file (as `prev.rewriteConfig` left it). */
+export async function spawnTakeover(
+  prev: ProxyProcess,
+  env: Readonly<Record<string, string>> = {},
+): Promise<ManagedProcess> {
+  const dir = await makeTempDir('proxy-takeover');
+  return await spawnProcess({
+    name: 'pgfleet proxy --takeover',
+    command: process.execPath,
+    args: [path.join(ROOT, 'bin', 'pgfleet'), 'proxy', '-c', prev.configPath, '--takeover'],
+    logFile: path.join(dir, 'proxy.log'),
+    cwd: ROOT,
+    env: { PGFLEET_FROM_SOURCE: '1', PGFLEET__LOG__LEVEL: 'info', ...env },
+  });
+}
+
+/**
+ * A proxy that took the listening sockets over from the one serving `prev`'s
+ * `proxy.handover_socket` (spawnTakeover), returned once it has told that one to drain.
+ */
+export async function takeOverProxyProcess(
+  prev: ProxyProcess,
+  env: Readonly<Record<string, string>> = {},
+): Promise<ProxyProcess> {
+  const proc = await spawnTakeover(prev, env);
+  await waitFor(
+    'the new pgfleet proxy to take over',
+    () => {
+      if (!proc.isRunning) throw new Error(`pgfleet proxy --takeover exited:\n${proc.logTail()}`);
+      return readFileSync(proc.logFile, 'utf8').includes('takeover done');
+    },
+    60_000,
+  );
+  return proxyProcess(proc, prev.ports, prev.adminPort, prev.configPath, prev.document);
+}
+
+function proxyProcess(
+  proc: ManagedProcess,
+  ports: Record<string, number>,
+  adminPort: number,
+  configPath: string,
+  doc: ProxyConfigDocument,
+): ProxyProcess {
   return {
     process: proc,
     ports,
@@ -98,6 +146,7 @@ export async function startProxyProcess(opts: ProxyProcessOptions): Promise<Prox
       Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) * 1024,
     log: () => readFileSync(proc.logFile, 'utf8'),
     configPath,
+    document: doc,
     rewriteConfig: async (change) => {
       change(doc);
       await writeFile(configPath, stringify(doc));

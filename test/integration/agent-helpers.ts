@@ -303,15 +303,16 @@ export function pgLogTail(node: AgentNode, lines: number): string {
   }
 }
 
-export function pgClient(port: number): pg.Client {
+/** A client of `port` as the superuser (timeouts: 2 s to connect, 5 s per query, unless given). */
+export function pgClient(port: number, timeouts: { connectMs?: number; queryMs?: number } = {}): pg.Client {
   const client = new pg.Client({
     host: '127.0.0.1',
     port,
     user: SUPERUSER.username,
     password: SUPERUSER.password,
     database: 'postgres',
-    connectionTimeoutMillis: 2_000,
-    query_timeout: 5_000,
+    connectionTimeoutMillis: timeouts.connectMs ?? 2_000,
+    query_timeout: timeouts.queryMs ?? 5_000,
   });
   client.on('error', () => undefined);
   return client;

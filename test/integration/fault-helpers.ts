@@ -96,6 +96,66 @@ export class Writer {
   }
 }
 
+/**
+ * An application that opens a connection per request: every `everyMs` a new client (not waiting
+ * for the previous one) connects through `port` with `connectTimeoutMs`, runs `statement` and
+ * closes. Records connect failures (with when the try began and ended) and statement failures
+ * apart, and the longest connect.
+ */
+export class Connector {
+  readonly connectErrors: { readonly at: number; readonly done: number; readonly error: string }[] = [];
+  readonly statementErrors: string[] = [];
+  succeeded = 0;
+  longestConnectMs = 0;
+  #stopped = false;
+  readonly #tries: Promise<void>[] = [];
+  readonly #loop: Promise<void>;
+
+  constructor(
+    private readonly port: number,
+    private readonly statement: string,
+    private readonly connectTimeoutMs: number,
+    everyMs = 250,
+  ) {
+    this.#loop = this.#run(everyMs);
+  }
+
+  async #run(everyMs: number): Promise<void> {
+    while (!this.#stopped) {
+      this.#tries.push(this.#try());
+      await sleep(everyMs); // the pace of new requests, not a wait for a condition
+    }
+  }
+
+  async #try(): Promise<void> {
+    const c = pgClient(this.port, { connectMs: this.connectTimeoutMs, queryMs: this.connectTimeoutMs });
+    const t0 = Date.now();
+    try {
+      await c.connect();
+    } catch (err) {
+      this.connectErrors.push({ at: t0, done: Date.now(), error: (err as Error).message });
+      await c.end().catch(() => undefined);
+      return;
+    }
+    this.longestConnectMs = Math.max(this.longestConnectMs, Date.now() - t0);
+    try {
+      await c.query(this.statement);
+      this.succeeded++;
+    } catch (err) {
+      this.statementErrors.push((err as Error).message);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** Starts no more tries; resolves once every try has ended. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#loop;
+    await Promise.all(this.#tries);
+  }
+}
+
 export interface Tick {
   readonly at: number;
   readonly writable: readonly string[];

@@ -4,7 +4,8 @@
  * version, validates configs, runs `ctl` against a real etcd, and its proxy survives SIGHUP
  * (systemd's ExecReload) with a valid and with an invalid file. The addon is built at install
  * when a C compiler is present, and without one the install says so in one line. The systemd
- * units pass `systemd-analyze verify` and say what the operator's page says they do.
+ * units (and the upgradable template) pass `systemd-analyze verify` and say what the operator's
+ * page says they do.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -178,14 +179,14 @@ void describe('package: npm pack + npm install -g', { timeout: 300_000 }, () => 
   });
 
   void it('systemd units verify, reload with SIGHUP, and leave PostgreSQL to the agent', async () => {
-    const units = ['pgfleet-agent.service', 'pgfleet-proxy.service'].map((u) =>
+    const units = ['pgfleet-agent.service', 'pgfleet-proxy.service', 'pgfleet-proxy@.service'].map((u) =>
       path.join(installed, 'systemd', u),
     );
     const verify = await runCommand('systemd-analyze', ['verify', ...units]);
     assert.equal(verify.code, 0, verify.stderr);
     assert.equal(verify.stderr.trim(), '', 'no warning');
-    const [agent, proxy] = units.map((u) => readFileSync(u, 'utf8'));
-    for (const unit of [agent!, proxy!]) {
+    const [agent, proxy, upgradable] = units.map((u) => readFileSync(u, 'utf8'));
+    for (const unit of [agent!, proxy!, upgradable!]) {
       assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
       assert.match(unit, /^Restart=(on-failure|always)$/m);
     }
@@ -193,5 +194,13 @@ void describe('package: npm pack + npm install -g', { timeout: 300_000 }, () => 
     assert.match(agent!, /^KillMode=process$/m);
     assert.match(agent!, /^User=postgres$/m);
     assert.match(proxy!, /^ExecStart=\/usr\/bin\/env pgfleet proxy -c \/etc\/pgfleet\/proxy\.yaml$/m);
+    // The template's instances take turns (operations.md): each takes over from the running one,
+    // and one that handed over exits 0 and must stay stopped.
+    assert.match(
+      upgradable!,
+      /^ExecStart=\/usr\/bin\/env pgfleet proxy -c \/etc\/pgfleet\/proxy\.yaml --takeover$/m,
+    );
+    assert.match(upgradable!, /^Restart=on-failure$/m);
+    assert.match(upgradable!, /^RuntimeDirectoryPreserve=yes$/m);
   });
 });

@@ -8,43 +8,31 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Etcd3 } from 'etcd3';
 import {
   cleanupAll,
   isPortOpen,
-  startEtcd,
-  startPgCluster,
   waitFor,
   type EtcdServer,
   type PgCluster,
   type ProxyProcess,
 } from '../harness/index.js';
 import {
-  KEYS,
   SCOPE,
   closedWith,
   connected,
-  etcdClient,
   metric,
-  putMember,
-  putStatus,
   servingProxyProcess,
+  startOnePrimary,
 } from './proxy-helpers.js';
 
 const OPTIME = 100_000_000;
 
 describe('proxy process: graceful stop and signals', { timeout: 180_000 }, () => {
   let etcd: EtcdServer;
-  let kv: Etcd3;
   let pgc: PgCluster;
 
   before(async () => {
-    etcd = await startEtcd();
-    pgc = await startPgCluster({ replicas: 0 });
-    kv = etcdClient(etcd);
-    await putMember(kv, pgc.primary, 'master', OPTIME);
-    await putStatus(kv, OPTIME);
-    await kv.put(KEYS.leader).value(pgc.primary.name).exec();
+    ({ etcd, pgc } = await startOnePrimary(OPTIME));
     await pgc.primary.query('create table drained (relay text, n int)');
   });
   after(cleanupAll);

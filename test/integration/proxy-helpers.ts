@@ -16,12 +16,15 @@ import {
   freePort,
   onCleanup,
   runCommand,
+  startEtcd,
+  startPgCluster,
   startProxyProcess,
   waitFor,
   type ProxyProcess,
   type ProxyProcessOptions,
   type EtcdCluster,
   type EtcdServer,
+  type PgCluster,
   type PgNode,
 } from '../harness/index.js';
 
@@ -54,6 +57,22 @@ export async function putStatus(etcd: Etcd3, optime: number): Promise<void> {
     .put(KEYS.status)
     .value(JSON.stringify({ optime, slots: {} }))
     .exec();
+}
+
+/**
+ * etcd and one PostgreSQL published as the cluster's leader, as its agent would (member, status
+ * and leader keys at `optime`): for proxy tests that need a primary and no failover.
+ */
+export async function startOnePrimary(
+  optime: number,
+): Promise<{ etcd: EtcdServer; kv: Etcd3; pgc: PgCluster }> {
+  const etcd = await startEtcd();
+  const pgc = await startPgCluster({ replicas: 0 });
+  const kv = etcdClient(etcd);
+  await putMember(kv, pgc.primary, 'master', optime);
+  await putStatus(kv, optime);
+  await kv.put(KEYS.leader).value(pgc.primary.name).exec();
+  return { etcd, kv, pgc };
 }
 
 export function etcdClient(etcd: EtcdServer): Etcd3 {

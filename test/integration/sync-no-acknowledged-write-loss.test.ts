@@ -15,6 +15,9 @@
  * 3. its agent frozen (SIGSTOP) past the lease, then resumed;
  * 4. its replication link slowed (250 ms each way), then its node lost.
  * After each: every acknowledged id is on the new primary. Throughout: never two writable nodes.
+ * In the first node loss, an application opening a connection per request through a listener
+ * with the default wait_timeout (derived: ttl + loop_wait + 5 s) and a longer connect timeout has
+ * no connection attempt fail.
  * Then quorum mode (`synchronous_mode: quorum`, ANY 1 of both standbys): the primary's node lost.
  * Control, synchronous_mode off: fault 2 loses acknowledged ids (the last cycle; not healed).
  */
@@ -43,7 +46,7 @@ import {
   type AgentNode,
   type ClusterJson,
 } from './agent-helpers.js';
-import { Checker, lostAcks, Writer } from './fault-helpers.js';
+import { Checker, Connector, lostAcks, Writer } from './fault-helpers.js';
 import { startProxy } from './proxy-helpers.js';
 import { patronictlFor, readSyncKey, waitForSyncRoles } from './sync-helpers.js';
 
@@ -68,6 +71,8 @@ void describe(
     const nodes: Node[] = [];
     let writer: Writer;
     let checker: Checker;
+    /** The listener without wait_timeout (derived from the cluster's config key). */
+    let defaultsPort: number;
     let ctl: Awaited<ReturnType<typeof patronictlFor>>;
     /** A cycle that did not end healthy leaves the cluster unfit for the next: those are skipped. */
     let broken = false;
@@ -122,10 +127,14 @@ void describe(
       ctl = await patronictlFor(await makeTempDir('proof-ctl'), etcd, SCOPE);
       const { ports } = await startProxy(
         etcd,
-        [{ name: 'rw', role: 'primary' }],
-        { wait_timeout: '20s' },
+        [
+          { name: 'rw', role: 'primary', wait_timeout: '20s' },
+          { name: 'defaults', role: 'primary' },
+        ],
+        { wait_timeout: undefined },
         SCOPE,
       );
+      defaultsPort = ports.defaults!;
       writer = new Writer(ports.rw!);
       checker = new Checker(nodes.map((n) => n.agent));
       onCleanup(async () => {
@@ -243,10 +252,28 @@ void describe(
       'agent frozen',
       'slow link, then node lost',
     ];
+    /**
+     * Failed connection attempts through the `defaults` listener, but those the proxy cannot hide:
+     * a client in its SCRAM exchange with the primary when it died (the exchange cannot be replayed
+     * on another server; PostgreSQL closes a backend still authenticating without a word).
+     */
+    function failedConnects(c: Connector, faultAt: number): { failed: string[]; inAuth: number } {
+      const inAuth = (f: Connector['connectErrors'][number]) =>
+        f.error === 'pgfleet: server closed the connection during startup' && f.at <= faultAt;
+      return {
+        failed: c.connectErrors.filter((f) => !inAuth(f)).map((f) => `${f.at - faultAt} ms: ${f.error}`),
+        inAuth: c.connectErrors.filter(inAuth).length,
+      };
+    }
+
     for (const fault of faults) {
       void it(`synchronous_mode on, ${fault}: every acknowledged insert is on the new primary`, async (t) => {
         if (broken) return t.skip('an earlier cycle did not heal');
         broken = true;
+        // The first node loss: with ttl 5 and loop_wait 1 the derived wait_timeout is 11 s; this
+        // application's own connect timeout is 20 s.
+        const connector = fault === 'node lost' ? new Connector(defaultsPort, 'SELECT 1', 20_000) : undefined;
+        onCleanup(() => connector?.stop());
         const { old, now, ms, onNewMs, at } = await cycle(fault, 'on');
         broken = false;
         const lost = await lostAcks(byName(now).agent.pgPort, writer.acked);
@@ -256,6 +283,17 @@ void describe(
         );
         if (lost.length > 0) t.diagnostic(`lost: ${describeLost(lost, at)}`);
         assert.deepEqual(lost, [], `acknowledged inserts missing on ${now}`);
+        if (connector) {
+          await connector.stop();
+          const { failed, inAuth } = failedConnects(connector, at);
+          t.diagnostic(
+            `defaults listener: ${connector.succeeded} requests served, longest connect ` +
+              `${connector.longestConnectMs} ms, ${inAuth} caught authenticating at the kill`,
+          );
+          assert.deepEqual(failed, [], 'connection attempts through the listener with defaults that failed');
+          assert.ok(inAuth <= 2, 'at most the attempts authenticating at the kill');
+          assert.ok(connector.longestConnectMs > 2_000, 'clients were held through the failover');
+        }
       });
     }
 

@@ -11,7 +11,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { errorMessage } from '../../errors.js';
 import { BurstCleanup, cleanupHooks } from './burst-cleanup.js';
 
@@ -109,8 +109,11 @@ export function loadAddon(path = ADDON_PATH): Addon | Error {
   return addon;
 }
 
-/** The file descriptor of a connected TCP socket, from Node's handle; undefined when it has none. */
-function fdOf(s: Socket): number | undefined {
+/**
+ * The file descriptor behind a Node socket or server (a connected TCP socket, a listening server),
+ * from its handle; undefined when it has none.
+ */
+export function fdOf(s: Socket | Server): number | undefined {
   const fd = (s as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }

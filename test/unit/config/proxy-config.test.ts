@@ -202,6 +202,16 @@ describe('proxy config', () => {
       expect: ['proxy.listeners[0].tls: must be one of disable, terminate, require, passthrough (got "on")'],
     },
     {
+      name: 'a relative handover_socket',
+      mutate: (d) => ((d.proxy as any).handover_socket = 'run/proxy.sock'),
+      expect: ['proxy.handover_socket: must be an absolute path'],
+    },
+    {
+      name: 'a handover_socket too long for a Unix socket address',
+      mutate: (d) => ((d.proxy as any).handover_socket = '/' + 'x'.repeat(120)),
+      expect: ['proxy.handover_socket: must be a path of at most 100 characters (a Unix socket address)'],
+    },
+    {
       name: 'pooling: min_pool_size above pool_size, TLS passthrough, read-your-writes',
       mutate: (d) => {
         Object.assign(d.proxy.listeners[0] as any, {

@@ -42,13 +42,18 @@ describe('reloadPlan', () => {
       restart: [],
     },
     {
-      name: 'etcd, the relay and the admin port wait for a restart',
+      name: 'etcd, the relay, the admin port and the hand-over socket wait for a restart',
       change: (d) => {
         d.etcd3 = { hosts: ['127.0.0.1:2479'] };
-        Object.assign(d.proxy, { relay: 'js', admin: { listen: '127.0.0.1:9' }, wait_timeout: '1s' });
+        Object.assign(d.proxy, {
+          relay: 'js',
+          admin: { listen: '127.0.0.1:9' },
+          handover_socket: '/run/pgfleet/proxy.sock',
+          wait_timeout: '1s',
+        });
       },
       applied: ['proxy.wait_timeout'],
-      restart: ['etcd3', 'proxy.admin', 'proxy.relay'],
+      restart: ['etcd3', 'proxy.admin', 'proxy.handover_socket', 'proxy.relay'],
     },
   ];
   for (const c of cases) {
