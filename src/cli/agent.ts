@@ -64,6 +64,12 @@ export async function runAgent(opts: { config: string; check?: boolean }): Promi
       pgpassFile: pg.pgpass ?? `${pg.data_dir}.pgpass`,
     },
   });
+  try {
+    await node.ensureParentDir();
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, "cannot create the data directory's parent");
+    return 1;
+  }
   const etcd = new EtcdCluster(config.etcd3, {
     log: log.child({ component: 'etcd' }),
     budgetMs: config.bootstrap.dcs.retry_timeout,

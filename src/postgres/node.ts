@@ -223,17 +223,29 @@ export class PostgresNode implements PostgresControl {
     };
   }
 
-  /** An empty data directory owned by the postgres user, mode 0700. */
-  private async prepareEmptyDataDir(): Promise<void> {
-    await rm(this.dataDir, { recursive: true, force: true });
+  /**
+   * The data directory's parent, where the agent keeps files beside it (the watchdog's socket and
+   * log, the replica methods' passfile): made at start, before anything is written there.
+   */
+  async ensureParentDir(): Promise<void> {
+    await this.ensureOwnedDir(path.dirname(this.dataDir));
+  }
+
+  /** `dir` and its missing parents; those made here belong to the postgres user (mode 0700). */
+  private async ensureOwnedDir(dir: string): Promise<void> {
     // Parents we create belong to the postgres user too, or it could not reach its data dir.
-    const parent = path.dirname(this.dataDir);
-    const firstCreated = await mkdir(parent, { recursive: true, mode: 0o700 });
+    const firstCreated = await mkdir(dir, { recursive: true, mode: 0o700 });
     if (firstCreated !== undefined && this.opts.runAs) {
-      for (let d = parent; d.length >= firstCreated.length; d = path.dirname(d)) {
+      for (let d = dir; d.length >= firstCreated.length; d = path.dirname(d)) {
         await chown(d, this.opts.runAs.uid, this.opts.runAs.gid);
       }
     }
+  }
+
+  /** An empty data directory owned by the postgres user, mode 0700. */
+  private async prepareEmptyDataDir(): Promise<void> {
+    await rm(this.dataDir, { recursive: true, force: true });
+    await this.ensureOwnedDir(path.dirname(this.dataDir));
     await mkdir(this.dataDir, { mode: 0o700 });
     await chmod(this.dataDir, 0o700);
     if (this.opts.runAs) await chown(this.dataDir, this.opts.runAs.uid, this.opts.runAs.gid);
@@ -274,6 +286,7 @@ export class PostgresNode implements PostgresControl {
   async cloneFrom(source: StandbySettings): Promise<string> {
     const r = this.opts.replica;
     const pgpassFile = r?.pgpassFile ?? `${this.dataDir}.pgpass`;
+    await this.ensureOwnedDir(path.dirname(pgpassFile));
     await this.writeOwned(
       pgpassFile,
       source.password !== undefined ? pgpassLine({ ...source, password: source.password }) : '',

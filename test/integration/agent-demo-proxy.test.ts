@@ -85,6 +85,13 @@ void describe('demo: proxy in front of pgfleet agents', { timeout: 150_000 }, ()
     ctlLine = /ctl:\s+(.+ ctl -c .+)$/m.exec(out)![1]!;
   });
 
+  void it('every agent runs with its watchdog (its files beside a data directory made at start)', () => {
+    for (const name of ['pg1', 'pg2', 'pg3']) {
+      const text = readFileSync(path.join(demoDir, `agent-${name}.log`), 'utf8');
+      assert.doesNotMatch(text, /no watchdog/, `agent ${name}`);
+    }
+  });
+
   void it('listens on the ports from --port-base', () => {
     assert.equal(new URL(writeUrl).port, String(base));
     assert.equal(new URL(readUrl).port, String(base + 1));
