@@ -25,6 +25,7 @@
  */
 #include "relay.h"
 #include "fd-pass.h"
+#include "tls.h"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -34,7 +35,7 @@ static napi_value throw_error(napi_env env, const char *msg) {
   return NULL;
 }
 
-static napi_value number(napi_env env, double n) {
+napi_value number(napi_env env, double n) {
   napi_value v;
   napi_create_double(env, n, &v);
   return v;
@@ -46,17 +47,17 @@ static void call_on_report(napi_env env, napi_value cb, void *context, void *dat
   int32_t n = batch->n;
   const report_t *reports = batch->at;
   if (env != NULL && cb != NULL) {
-    napi_value undefined, argv[3];
+    napi_value undefined, argv[4], text;
     napi_get_undefined(env, &undefined);
-    napi_create_array_with_length(env, (size_t)n, &argv[0]);
-    napi_create_array_with_length(env, (size_t)n, &argv[1]);
-    napi_create_array_with_length(env, (size_t)n, &argv[2]);
+    for (int a = 0; a < 4; a++) napi_create_array_with_length(env, (size_t)n, &argv[a]);
     for (int32_t k = 0; k < n; k++) {
       napi_set_element(env, argv[0], (uint32_t)k, number(env, reports[k].id));
       napi_set_element(env, argv[1], (uint32_t)k, number(env, reports[k].kind));
       napi_set_element(env, argv[2], (uint32_t)k, number(env, reports[k].err));
+      napi_create_string_utf8(env, reports[k].text, NAPI_AUTO_LENGTH, &text);
+      napi_set_element(env, argv[3], (uint32_t)k, text);
     }
-    napi_call_function(env, undefined, cb, 3, argv, NULL);
+    napi_call_function(env, undefined, cb, 4, argv, NULL);
   }
   free(data);
 }
@@ -199,6 +200,53 @@ static int owed(napi_env env, napi_value v, side_t *s) {
   return 0;
 }
 
+double add_pair(relay_t *r, side_t sides[2], int track, int status, int awaiting, int bridge, int hs) {
+  worker_t *w = NULL;
+  pair_t *p = NULL;
+  int err = r->closed ? -ESHUTDOWN : 0;
+  if (err == 0) w = pick_worker(r, &err);
+  if (err == 0 && r->free_count == 0 && grow_slots(r) != 0) err = -ENOMEM;
+  if (err == 0 && !(p = take_pair(r))) err = -ENOMEM;
+  if (err != 0) {
+    close_side(&sides[0]);
+    close_side(&sides[1]);
+    return err;
+  }
+  p->w = w;
+  p->track = track;
+  p->status = (uint8_t)status;
+  p->awaiting = (uint32_t)awaiting;
+  p->bridge = (uint8_t)bridge;
+  p->hs = (uint8_t)hs;
+  p->state = ACTIVE;
+  for (int i = 0; i < 2; i++) {
+    p->s[i] = sides[i];
+    p->s[i].mask = 0;
+    sides[i] = (side_t){.fd = -1};
+  }
+  /* The pair's lock is held until it is registered whole: the thread waits for it. */
+  pthread_mutex_lock(&p->mu);
+  if (set_mask(p, 0, wanted(p, 0)) != 0 || set_mask(p, 1, wanted(p, 1)) != 0) err = -errno;
+  if (err == 0) {
+    uint32_t slot = r->free_slots[--r->free_count];
+    p->slot = slot;
+    p->gen = ++r->gens[slot] & 0x0FFFFFFFu; /* ids stay below 2^52 */
+    r->slots[slot] = p;
+    r->pair_count++;
+    w->pairs++;
+  } else {
+    close_side(&p->s[0]); /* closing takes a registered side out of the epoll set */
+    close_side(&p->s[1]);
+    p->state = DONE;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (err != 0) {
+    queue_free(p); /* the thread may hold an event naming it */
+    return err;
+  }
+  return pair_id(p);
+}
+
 static napi_value js_attach(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
@@ -223,50 +271,18 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   int err = 0;
   int fds[2] = {fcntl(cfd, F_DUPFD_CLOEXEC, 0), -1};
   if (fds[0] < 0 || (fds[1] = fcntl(sfd, F_DUPFD_CLOEXEC, 0)) < 0) err = -errno;
-  pthread_mutex_lock(&r->mu);
-  worker_t *w = NULL;
-  pair_t *p = NULL;
-  if (err == 0 && r->closed) err = -ESHUTDOWN;
-  if (err == 0) w = pick_worker(r, &err);
-  if (err == 0 && r->free_count == 0 && grow_slots(r) != 0) err = -ENOMEM;
-  if (err == 0 && !(p = take_pair(r))) err = -ENOMEM;
+  double id = err;
   if (err == 0) {
-    p->w = w;
-    p->track = trk;
-    p->status = (uint8_t)status;
-    p->awaiting = (uint32_t)awaiting;
-    p->state = ACTIVE;
+    owed_to[0].fd = fds[0];
+    owed_to[1].fd = fds[1];
+    pthread_mutex_lock(&r->mu);
+    id = add_pair(r, owed_to, trk, status, awaiting, 0, 0);
+    pthread_mutex_unlock(&r->mu);
+  } else {
     for (int i = 0; i < 2; i++) {
-      p->s[i] = owed_to[i];
-      p->s[i].fd = fds[i];
-      owed_to[i].pending = NULL;
-      fds[i] = -1;
+      if (fds[i] >= 0) close(fds[i]);
+      free(owed_to[i].pending);
     }
-    /* The pair's lock is held until it is registered whole: the thread waits for it. */
-    pthread_mutex_lock(&p->mu);
-    if (set_mask(p, 0, (p->s[1].pending ? 0 : EPOLLIN) | (p->s[0].pending ? EPOLLOUT : 0)) != 0 ||
-        set_mask(p, 1, (p->s[0].pending ? 0 : EPOLLIN) | (p->s[1].pending ? EPOLLOUT : 0)) != 0)
-      err = -errno;
-    if (err == 0) {
-      uint32_t slot = r->free_slots[--r->free_count];
-      p->slot = slot;
-      p->gen = ++r->gens[slot] & 0x0FFFFFFFu; /* ids stay below 2^52 */
-      r->slots[slot] = p;
-      r->pair_count++;
-      w->pairs++;
-    } else {
-      close_side(&p->s[0]); /* closing takes a registered side out of the epoll set */
-      close_side(&p->s[1]);
-      p->state = DONE;
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (err != 0) queue_free(p); /* the thread may hold an event naming it */
-  }
-  double id = err == 0 ? pair_id(p) : (double)err;
-  pthread_mutex_unlock(&r->mu);
-  for (int i = 0; i < 2; i++) {
-    if (fds[i] >= 0) close(fds[i]);
-    free(owed_to[i].pending);
   }
   return number(env, id);
 }
@@ -400,6 +416,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   define_fd_pass(env, exports);
+  define_tls(env, exports);
   return exports;
 }
 

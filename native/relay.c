@@ -111,7 +111,7 @@ int set_mask(pair_t *p, int i, uint32_t want) {
 /* Writes what is pending for side `to`; 0 when done or it would block, -1 on error. */
 int flush_pending(side_t *to) {
   while (to->pending) {
-    ssize_t w = send(to->fd, to->pending + to->off, to->len - to->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = side_send(to, to->pending + to->off, to->len - to->off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR) continue;
       return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
@@ -144,7 +144,7 @@ int send_all(side_t *to, const char *b, size_t n) {
   if (to->pending) return append_pending(to, b, n);
   size_t done = 0;
   while (done < n) {
-    ssize_t w = send(to->fd, b + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = side_send(to, b + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -163,6 +163,9 @@ int send_all(side_t *to, const char *b, size_t n) {
 }
 
 void close_side(side_t *s) {
+  if (s->ssl) SSL_free(s->ssl); /* its BIO leaves the descriptor to us (tls.c) */
+  s->ssl = NULL;
+  s->want_out = 0;
   if (s->fd >= 0) close(s->fd); /* the only reference: this also takes it out of the epoll set */
   s->fd = -1;
   s->mask = 0;
@@ -179,6 +182,7 @@ void close_side(side_t *s) {
 void finish_client(pair_t *p) {
   side_t *c = &p->s[0];
   if (c->fd < 0) return;
+  tls_close_notify(c);
   shutdown(c->fd, SHUT_WR);
   char sink[4096];
   for (size_t read = 0; read < DRAIN_BYTES;) {
@@ -206,55 +210,89 @@ void queue_free(pair_t *p) {
   if (!head) wake_worker(w); /* one wake-up frees the whole batch */
 }
 
-static uint32_t wanted(const pair_t *p, int i) {
-  return (p->s[i ^ 1].pending ? 0 : EPOLLIN) | (p->s[i].pending ? EPOLLOUT : 0);
+/* The events side i waits for: readable unless its peer has bytes pending (backpressure), writable
+ * while it has some (or its TLS needs to write). During a bridge's handshake only the client. */
+uint32_t wanted(const pair_t *p, int i) {
+  const side_t *s = &p->s[i];
+  if (p->hs) return i == 0 ? (s->want_out ? EPOLLOUT : EPOLLIN) : 0;
+  return (p->s[i ^ 1].pending ? 0 : EPOLLIN) | (s->pending || s->want_out ? EPOLLOUT : 0);
 }
 
-/* Stops the pair and tells JavaScript why (the pair's lock held). */
+/* Tells JavaScript (the pair's lock held); with `stop`, the pair stops until end(). */
+void report_text(pair_t *p, int kind, int err, const char *text, report_t *out, int *n_out, int stop) {
+  if (stop) {
+    set_mask(p, 0, 0);
+    set_mask(p, 1, 0);
+    p->state = REPORTED;
+  }
+  report_t *r = &out[(*n_out)++];
+  *r = (report_t){.id = pair_id(p), .kind = kind, .err = err};
+  if (text) snprintf(r->text, sizeof(r->text), "%s", text);
+}
+
 static void report(pair_t *p, int kind, int err, report_t *out, int *n_out) {
-  set_mask(p, 0, 0);
-  set_mask(p, 1, 0);
-  p->state = REPORTED;
-  out[(*n_out)++] = (report_t){.id = pair_id(p), .kind = kind, .err = err};
+  report_text(p, kind, err, NULL, out, n_out, 1);
+}
+
+/*
+ * Reads side i and sends to its peer, until it would block, its peer backs up, or a few reads (a
+ * TLS side also while plaintext is buffered in its SSL, which epoll cannot see). 1: reported.
+ */
+static int pump(pair_t *p, int i, char *buf, report_t *out, int *n_out) {
+  relay_t *r = p->w->r;
+  side_t *me = &p->s[i], *peer = &p->s[i ^ 1];
+  for (int k = 0; !peer->pending && (k < MAX_READS_PER_EVENT || (me->ssl && SSL_pending(me->ssl) > 0)); k++) {
+    ssize_t n = side_recv(me, buf, BUF_SIZE);
+    if (n > 0) {
+      if (p->track) {
+        if (i == 1) track(p, (const uint8_t *)buf, (size_t)n);
+        else track_client(p, (const uint8_t *)buf, (size_t)n);
+      }
+      if (!p->bridge) __atomic_fetch_add(&r->bytes_moved[i], (uint64_t)n, __ATOMIC_RELAXED);
+      if (send_all(peer, buf, (size_t)n) != 0) {
+        report(p, i == 0 ? EV_SERVER_ERROR : EV_CLIENT_ERROR, errno, out, n_out);
+        return 1;
+      }
+      if (n < BUF_SIZE && !me->ssl) break; /* (a TLS read returns one record at most) */
+    } else if (n == 0) {
+      report(p, i == 0 ? EV_CLIENT_EOF : EV_SERVER_EOF, 0, out, n_out);
+      return 1;
+    } else if (errno == EINTR) {
+      k--;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else {
+      report(p, i == 0 ? EV_CLIENT_ERROR : EV_SERVER_ERROR, errno, out, n_out);
+      return 1;
+    }
+  }
+  return 0;
 }
 
 /* An event on side i of an ACTIVE pair. */
 static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out, int *n_out) {
-  relay_t *r = p->w->r;
   side_t *me = &p->s[i], *peer = &p->s[i ^ 1];
-  int eof_kind = i == 0 ? EV_CLIENT_EOF : EV_SERVER_EOF;
   int err_kind = i == 0 ? EV_CLIENT_ERROR : EV_SERVER_ERROR;
-  int peer_err_kind = i == 0 ? EV_SERVER_ERROR : EV_CLIENT_ERROR;
-  if ((events & EPOLLOUT) && me->pending && flush_pending(me) != 0) {
-    report(p, err_kind, errno, out, n_out);
+  if (p->hs) { /* a TLS bridge's handshake: nothing else moves yet */
+    if (i == 0 && tls_handshake(p, out, n_out) == 0 && !p->hs &&
+        (set_mask(p, 0, wanted(p, 0)) != 0 || set_mask(p, 1, wanted(p, 1)) != 0))
+      report(p, err_kind, errno, out, n_out);
     return;
   }
-  if (!peer->pending && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-    for (int k = 0; k < MAX_READS_PER_EVENT && !peer->pending; k++) {
-      ssize_t n = recv(me->fd, buf, BUF_SIZE, MSG_DONTWAIT);
-      if (n > 0) {
-        if (p->track) {
-          if (i == 1) track(p, (const uint8_t *)buf, (size_t)n);
-          else track_client(p, (const uint8_t *)buf, (size_t)n);
-        }
-        __atomic_fetch_add(&r->bytes_moved[i], (uint64_t)n, __ATOMIC_RELAXED);
-        if (send_all(peer, buf, (size_t)n) != 0) {
-          report(p, peer_err_kind, errno, out, n_out);
-          return;
-        }
-        if (n < BUF_SIZE) break;
-      } else if (n == 0) {
-        report(p, eof_kind, 0, out, n_out);
-        return;
-      } else if (errno == EINTR) {
-        k--;
-      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        break;
-      } else {
-        report(p, err_kind, errno, out, n_out);
-        return;
-      }
+  if ((events & EPOLLOUT) && me->pending) {
+    if (flush_pending(me) != 0) {
+      report(p, err_kind, errno, out, n_out);
+      return;
     }
+    /* Backpressure over: a TLS peer may hold plaintext already decrypted, which epoll cannot see. */
+    if (!me->pending && peer->ssl && SSL_pending(peer->ssl) > 0 && pump(p, i ^ 1, buf, out, n_out)) return;
+  }
+  if ((events & EPOLLOUT) && me->want_out) { /* the TLS read that waited for room can go on */
+    me->want_out = 0;
+    events |= EPOLLIN;
+  }
+  if (!peer->pending && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    if (pump(p, i, buf, out, n_out)) return;
   } else if (events & (EPOLLHUP | EPOLLERR)) {
     report(p, err_kind, 0, out, n_out);
     return;
@@ -275,7 +313,7 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out
 static void on_linger(pair_t *p) {
   side_t *c = &p->s[0];
   while (c->pending) {
-    ssize_t n = send(c->fd, c->pending + c->off, c->len - c->off, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+    ssize_t n = side_send(c, c->pending + c->off, c->len - c->off, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) close_side(c);

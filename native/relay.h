@@ -13,10 +13,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -43,8 +45,13 @@
  */
 enum { ACTIVE = 1, REPORTED, LINGER, DONE };
 
-/* What a report tells JavaScript (relay.c: report). EV_IDLE: a draining pair stands idle (drain()). */
-enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF, EV_CLIENT_ERROR, EV_SERVER_ERROR, EV_IDLE };
+/*
+ * What a report tells JavaScript (relay.c: report). EV_IDLE: a draining pair stands idle (drain()).
+ * EV_TLS_READY: a TLS bridge's handshake completed (text: the ALPN protocol, err: 1 when a client
+ * certificate was verified), the bridge relays on; EV_TLS_FAILED: it failed (text: why), stopped.
+ */
+enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF, EV_CLIENT_ERROR, EV_SERVER_ERROR, EV_IDLE, EV_TLS_READY, EV_TLS_FAILED };
+#define REPORT_TEXT 120
 
 /* end()'s modes (relay-api.c). */
 enum { END_FINISH = 0, END_FATAL = 1, END_CUT = 2 };
@@ -52,8 +59,10 @@ enum { END_FINISH = 0, END_FATAL = 1, END_CUT = 2 };
 typedef struct side {
   int fd;           /* owned by the relay (a CLOEXEC duplicate of JavaScript's descriptor); -1 once closed */
   uint32_t mask;    /* events registered in epoll */
-  char *pending;    /* read from the peer, not yet written to fd */
+  char *pending;    /* read from the peer, not yet written to fd (plaintext, on a TLS side) */
   size_t off, len;
+  SSL *ssl;         /* a TLS client side (tls.c): its bytes go through SSL_read/SSL_write; else NULL */
+  uint8_t want_out; /* TLS: the last SSL_read or handshake step waits for the socket to be writable */
 } side_t;
 
 struct pair;
@@ -63,6 +72,7 @@ typedef struct report {
   double id;
   int kind;
   int err;
+  char text[REPORT_TEXT]; /* EV_TLS_READY: the ALPN protocol; EV_TLS_FAILED: the error; else "" */
 } report_t;
 
 /* A batch of reports handed to JavaScript in one call. */
@@ -100,6 +110,8 @@ typedef struct pair {
   uint8_t stype;      /* the server message in progress: its type byte */
   uint8_t status;     /* the last ReadyForQuery's status ('I', 'T', 'E'); 0 once another message began */
   uint8_t drain;      /* drain(): report EV_IDLE the moment the pair stands idle (relay.c: is_idle) */
+  uint8_t bridge;     /* a TLS bridge (tls-api.c): the server side is JavaScript's socketpair, not counted */
+  uint8_t hs;         /* a TLS bridge's handshake is in progress: only the client side is watched */
   uint8_t chdr, ctype, ccorrupt; /* the client→server message headers, followed as the server's */
   uint32_t clen, cremaining;
   uint32_t awaiting;  /* ReadyForQuery messages the client's Query, Sync and FunctionCall still await */
@@ -160,5 +172,20 @@ void stop_workers(relay_t *r);
 int grow_slots(relay_t *r);
 pair_t *take_pair(relay_t *r);          /* with mu held: a zeroed pair, its lock made; NULL: no memory */
 void give_pair(relay_t *r, pair_t *p);  /* with mu held: back to the pool (descriptors closed first) */
+uint32_t wanted(const pair_t *p, int i);
+napi_value number(napi_env env, double n); /* relay-api.c: a JavaScript number */
+/* relay-api.c, with r->mu held: a new ACTIVE pair on the least busy thread owning `sides` (moved in),
+ * registered in epoll with its masks and given a slot; its id, or -errno (the sides then closed). */
+double add_pair(relay_t *r, side_t sides[2], int track, int status, int awaiting, int bridge, int hs);
+
+/* tls.c: a side's I/O, through TLS when it has an SSL (recv/send semantics: -1 with errno EAGAIN
+ * when it would block). */
+ssize_t side_recv(side_t *s, char *buf, size_t n);
+ssize_t side_send(side_t *s, const char *b, size_t n, int flags);
+/* tls.c: a TLS bridge's handshake step on its thread (the pair's lock held): 0 in progress or done
+ * (an EV_TLS_READY report added), 1 failed (reported). */
+int tls_handshake(pair_t *p, report_t *out, int *n_out);
+void tls_close_notify(side_t *s);
+void report_text(pair_t *p, int kind, int err, const char *text, report_t *out, int *n_out, int stop);
 
 #endif

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Builds the native relay addon (native/*.c → build/pgfleet_relay.node) with the C compiler and
-# Node-API headers. Rebuilds only when a source is newer. `npm run build` runs it; so does the install
+# Builds the native relay addon (native/*.c → build/pgfleet_relay.node) with the C compiler, the
+# Node-API headers and OpenSSL 3 (libssl-dev: TLS-terminated sessions on the relay threads). Rebuilds only when a source is newer. `npm run build` runs it; so does the install
 # script.
 #   scripts/build-native.sh            # build/pgfleet_relay.node
 #   scripts/build-native.sh --sanitize # build/pgfleet_relay-asan.node: ASan + UBSan, for CI's checks
 #                                      # (load it with libasan in LD_PRELOAD: see test/harness/sanitizer.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-srcs=(native/relay.c native/relay-api.c native/fd-pass.c)
-deps=("${srcs[@]}" native/relay.h native/fd-pass.h scripts/build-native.sh)
+srcs=(native/relay.c native/relay-api.c native/fd-pass.c native/tls.c native/tls-api.c)
+deps=("${srcs[@]}" native/relay.h native/fd-pass.h native/tls.h scripts/build-native.sh)
 out=build/pgfleet_relay.node
 flags=(-O2)
 if [[ "${1:-}" == "--sanitize" ]]; then
@@ -27,6 +27,6 @@ done
 [[ -n $inc ]] || { echo "pgfleet: no Node-API headers (node_api.h) found" >&2; exit 1; }
 mkdir -p build
 cc "${flags[@]}" -Wall -Wextra -Werror -fPIC -fvisibility=hidden -shared -pthread -std=gnu11 \
-  -DNODE_GYP_MODULE_NAME=pgfleet_relay -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" "${srcs[@]}"
+  -DNODE_GYP_MODULE_NAME=pgfleet_relay -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" "${srcs[@]}" -lssl -lcrypto
 mv "$out.tmp" "$out"
 echo "pgfleet: built $out"

@@ -43,7 +43,7 @@ import { derivedWaitTimeoutMs } from './wait-timeout.js';
 import type { Listener } from './listener.js';
 import { proxyStatus, type ProxyStatus } from './proxy-status.js';
 import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
-import { chooseRelay } from './relay/choose-relay.js';
+import { chooseRelay, nativeTlsFactory } from './relay/choose-relay.js';
 import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
 import { RouteWaiters } from './routing/route-waiters.js';
@@ -52,7 +52,13 @@ import { CancelRegistry } from './session/cancel-registry.js';
 import { DeadlineWheel } from './session/deadline-wheel.js';
 import { WriteTracker } from './session/read-your-writes.js';
 import { sessionContext, type SessionContext } from './session/session-context.js';
-import { loadServerTls, loadTlsContexts, type ListenerTls, type ServerTls } from './tls/tls-contexts.js';
+import {
+  loadServerTls,
+  loadTlsContexts,
+  type ListenerTls,
+  type NativeTlsFactory,
+  type ServerTls,
+} from './tls/tls-contexts.js';
 
 /** How long sessions get to say goodbye (FATAL 57P01, then the FIN) before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2_000;
@@ -130,6 +136,8 @@ export class Proxy {
   #derivedWaitMs = derivedWaitTimeoutMs({});
   /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
   #tls: Map<string, ListenerTls>;
+  /** The relay threads' TLS contexts are made with the others (undefined: Node's TLS only). */
+  readonly #nativeTls: NativeTlsFactory | undefined;
   #serverTls: ServerTls;
   /** Read-your-writes: identities with recent sessions on primary listeners. */
   readonly #writes: WriteTracker;
@@ -141,7 +149,8 @@ export class Proxy {
     const metrics = options.metrics ?? new ProxyMetrics();
     // First: certificates that cannot be read, and `relay: native` without its addon, stop here,
     // naming the key or the file, before anything is opened.
-    this.#tls = loadTlsContexts(config.proxy);
+    this.#nativeTls = nativeTlsFactory(config.proxy, options.nativeAddonPath);
+    this.#tls = loadTlsContexts(config.proxy, this.#nativeTls);
     this.#serverTls = loadServerTls(config.proxy);
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#config = config;
@@ -556,7 +565,7 @@ export class Proxy {
     const plan = reloadPlan(running.config, next);
     const p = plan.effective.proxy;
     const serverTls = loadServerTls(p);
-    this.#tls = loadTlsContexts(p);
+    this.#tls = loadTlsContexts(p, this.#nativeTls);
     this.#serverTls = serverTls;
     this.#config = plan.effective;
     let commit: () => Listener[];

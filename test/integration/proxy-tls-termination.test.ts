@@ -3,8 +3,8 @@
  * and verify-full against certificates made here with openssl, node-postgres with a CA, direct TLS
  * with ALPN (PostgreSQL 17's sslnegotiation=direct, spoken by hand: psql 15 cannot), and what must
  * still hold under TLS: the in_hot_standby gate, cancel by key from a plain connection, the FATAL at
- * a message boundary when a node leaves, and TLS sessions relayed in JavaScript while plain ones go
- * to the native relay. `tls: require` refuses plain clients with 28000; `terminate` serves them.
+ * a message boundary when a node leaves, and TLS sessions on the native relay threads as plain ones
+ * (a TLS bridge, collapsed into the relay pair at ReadyForQuery). `tls: require` refuses plain clients with 28000; `terminate` serves them.
  * Client certificates are required once proxy.tls.ca_file is set.
  */
 import { after, before, describe, it } from 'node:test';
@@ -191,14 +191,15 @@ describe('proxy: TLS termination', { timeout: 120_000 }, () => {
     assert.match(status.listeners.required!.tls_certificate!.subject, /CN=proxy/);
   });
 
-  it('node-postgres over TLS with a CA: TLS sessions are relayed in JavaScript, plain ones natively', async () => {
+  it('node-postgres over TLS with a CA: TLS sessions are relayed natively, as plain ones', async () => {
     const secure = tlsClient(ports.required!, certs.caCert);
     await secure.connect();
     const plain = client(ports.optional!);
     await plain.connect();
-    await waitFor('the plain session on the native relay', async () => {
-      return (await metric(adminPort, 'pgfleet_proxy_native_relay_sessions')) === 1;
+    await waitFor('both sessions on the native relay', async () => {
+      return (await metric(adminPort, 'pgfleet_proxy_native_relay_sessions')) === 2;
     });
+    const before = await metric(adminPort, 'pgfleet_proxy_native_relay_bytes_total', 'direction="to_client"');
     const big = await secure.query<{ n: number }>("select length(repeat('x', 5000000)) as n");
     assert.equal(big.rows[0]!.n, 5_000_000);
     const rows = await secure.query<{ v: string }>(
@@ -207,9 +208,12 @@ describe('proxy: TLS termination', { timeout: 120_000 }, () => {
     assert.equal(rows.rows.length, 5000);
     assert.equal(
       await metric(adminPort, 'pgfleet_proxy_native_relay_sessions'),
-      1,
-      'the TLS session stays in JS',
+      2,
+      'the TLS session stays on its relay thread (one pair: the bridge collapsed)',
     );
+    const moved =
+      (await metric(adminPort, 'pgfleet_proxy_native_relay_bytes_total', 'direction="to_client"')) - before;
+    assert.ok(moved > 5_000_000, `the relay threads moved the TLS session's rows (${moved} bytes)`);
     assert.ok((await metric(adminPort, 'pgfleet_proxy_tls_handshakes_total', 'result="ok"')) > 0);
     await secure.end();
     await plain.end();

@@ -3,7 +3,8 @@ import os from 'node:os';
 import type { ProxyConfig } from '../../config/proxy-schema.js';
 import { PgfleetError } from '../../errors.js';
 import type { Logger } from '../../observability/logger.js';
-import { MAX_RELAY_THREADS, NativeRelay } from './native-relay.js';
+import type { NativeTlsFactory } from '../tls/tls-contexts.js';
+import { MAX_RELAY_THREADS, NativeRelay, nativeTlsContext } from './native-relay.js';
 
 /**
  * `proxy.relay`: auto uses the native relay when its addon loads, and says so when it does not;
@@ -35,4 +36,16 @@ export function chooseRelay(
 /** `proxy.relay_threads`: a number, or `auto` = one per CPU, within what the addon runs. */
 export function relayThreads(setting: number | 'auto', cpus: number): number {
   return Math.min(MAX_RELAY_THREADS, Math.max(1, setting === 'auto' ? cpus : setting));
+}
+
+/**
+ * The relay threads terminate TLS (tls-bridge.ts) wherever the native relay may run: the factory of
+ * their contexts, or undefined with `proxy.relay: js` (Node's TLSSocket then).
+ */
+export function nativeTlsFactory(
+  config: ProxyConfig['proxy'],
+  addonPath?: string,
+): NativeTlsFactory | undefined {
+  if (config.relay === 'js') return undefined;
+  return (pems, minVersion) => nativeTlsContext(pems, minVersion, addonPath);
 }

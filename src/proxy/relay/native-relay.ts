@@ -11,7 +11,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Server, Socket } from 'node:net';
+import { Socket, type Server } from 'node:net';
 import { errorMessage } from '../../errors.js';
 import { BurstCleanup, cleanupHooks } from './burst-cleanup.js';
 
@@ -46,6 +46,20 @@ export interface RelayReportListener {
   onRelayIdle(): void;
 }
 
+/**
+ * Who hears a TLS bridge's reports (bridge()): its handshake's outcome, then the first end or error
+ * of either of its sides (the bridge then stands still until end()).
+ */
+export interface TlsBridgeListener extends RelayReportListener {
+  onTlsReady(alpn: string | false, clientVerified: boolean): void;
+  onTlsFailed(error: string): void;
+}
+
+/** A TLS server context of the addon's (OpenSSL): a listener's certificate, key, CA, minimum version. */
+export interface NativeTlsContext {
+  readonly brand: unique symbol;
+}
+
 /** Where a session stands when handed over: the last ReadyForQuery's status, requests unanswered. */
 export interface IdleState {
   /** 'I', 'T' or 'E' when the server's last message is a ReadyForQuery, else ''. */
@@ -59,7 +73,7 @@ interface Relay {
 
 interface Addon {
   open(
-    onReport: (ids: number[], kinds: number[], errnos: number[]) => void,
+    onReport: (ids: number[], kinds: number[], errnos: number[], texts: string[]) => void,
     threads: number,
     batch: boolean,
   ): Relay;
@@ -78,6 +92,17 @@ interface Addon {
   stats(relay: Relay): NativeRelayStats;
   close(relay: Relay): void;
   trim(): void;
+  tlsContext(cert: string, key: string, ca: string | null, minVersion: string): NativeTlsContext;
+  bridge(relay: Relay, context: NativeTlsContext, clientFd: number, replay: Buffer | null): [number, number];
+  collapse(
+    relay: Relay,
+    id: number,
+    jsFd: number,
+    serverFd: number,
+    track: boolean,
+    status: number,
+    awaiting: number,
+  ): number;
 }
 
 const REPORTS: Record<number, RelayReport> = {
@@ -89,6 +114,9 @@ const REPORTS: Record<number, RelayReport> = {
 const END_MODES = { finish: 0, fatal: 1, cut: 2 } as const;
 /** The report of a draining pair that stands idle (EV_IDLE in native/relay.h). */
 const IDLE = 5;
+/** A bridge's handshake completed (EV_TLS_READY), or failed (EV_TLS_FAILED). */
+const TLS_READY = 6;
+const TLS_FAILED = 7;
 
 const loaded = new Map<string, Addon | Error>();
 
@@ -110,6 +138,24 @@ export function loadAddon(path = ADDON_PATH): Addon | Error {
 }
 
 /**
+ * The addon's TLS context for a listener (PEM texts; `ca`: client certificates required and
+ * verified against it), or an Error with OpenSSL's reason; undefined when the addon is not built.
+ */
+export function nativeTlsContext(
+  pems: { cert: string; key: string; ca: string | undefined },
+  minVersion: 'TLSv1.2' | 'TLSv1.3',
+  addonPath?: string,
+): NativeTlsContext | Error | undefined {
+  const addon = loadAddon(addonPath);
+  if (addon instanceof Error) return undefined;
+  try {
+    return addon.tlsContext(pems.cert, pems.key, pems.ca ?? null, minVersion);
+  } catch (err) {
+    return err instanceof Error ? err : new Error(errorMessage(err));
+  }
+}
+
+/**
  * The file descriptor behind a Node socket or server (a connected TCP socket, a listening server),
  * from its handle; undefined when it has none.
  */
@@ -121,13 +167,17 @@ export function fdOf(s: Socket | Server): number | undefined {
 export class NativeRelay {
   readonly #addon: Addon;
   readonly #relay: Relay;
-  readonly #listeners = new Map<number, RelayReportListener>();
+  readonly #listeners = new Map<number, RelayReportListener | TlsBridgeListener>();
   readonly #cleanup: BurstCleanup;
   #closed = false;
 
   private constructor(addon: Addon, threads: number, batch: boolean, onCleanup: CleanupReport) {
     this.#addon = addon;
-    this.#relay = addon.open((ids, kinds) => this.#report(ids, kinds), threads, batch);
+    this.#relay = addon.open(
+      (ids, kinds, errnos, texts) => this.#report(ids, kinds, errnos, texts),
+      threads,
+      batch,
+    );
     this.#cleanup = new BurstCleanup(cleanupHooks(() => addon.trim(), onCleanup));
   }
 
@@ -146,11 +196,21 @@ export class NativeRelay {
     return new NativeRelay(addon, threads, scheduling === 'batch', onCleanup);
   }
 
-  #report(ids: number[], kinds: number[]): void {
+  #report(ids: number[], kinds: number[], errnos: number[], texts: string[]): void {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
       const listener = this.#listeners.get(id);
+      if (kinds[i] === TLS_READY) {
+        // The bridge relays on: its listener stays for what comes next.
+        if (listener !== undefined && 'onTlsReady' in listener)
+          listener.onTlsReady(texts[i] === '' ? false : texts[i]!, errnos[i] === 1);
+        continue;
+      }
       this.#listeners.delete(id);
+      if (kinds[i] === TLS_FAILED) {
+        if (listener !== undefined && 'onTlsFailed' in listener) listener.onTlsFailed(texts[i]!);
+        continue;
+      }
       if (kinds[i] === IDLE) {
         // The pair is stopped, at a boundary: the session's end() follows.
         listener?.onRelayIdle();
@@ -193,6 +253,54 @@ export class NativeRelay {
     this.#listeners.set(id, listener);
     this.#cleanup.handedOver();
     return id;
+  }
+
+  /**
+   * A TLS bridge for a client whose TLS the proxy terminates: a relay thread does the handshake
+   * (`replay`: bytes of it already read, a direct-TLS ClientHello) on a duplicate of the client's
+   * descriptor, then moves plaintext between it and the returned plain socket (one end of a
+   * socketpair), which the session engine serves as any plain client. The caller destroys `client`
+   * right after. `listener` hears the handshake, then the first end or error (end() then). Undefined
+   * when the client cannot go (closed, no descriptors left).
+   */
+  bridge(
+    client: Socket,
+    context: NativeTlsContext,
+    replay: Buffer,
+    listener: TlsBridgeListener,
+  ): { id: number; plain: Socket } | undefined {
+    const cfd = fdOf(client);
+    if (this.#closed || cfd === undefined) return undefined;
+    const [id, fd] = this.#addon.bridge(this.#relay, context, cfd, replay.length > 0 ? replay : null);
+    if (id < 0) return undefined;
+    this.#listeners.set(id, listener);
+    this.#cleanup.handedOver();
+    return { id, plain: new Socket({ fd, readable: true, writable: true }) };
+  }
+
+  /**
+   * Bridge `id` becomes a relay pair between its TLS client and `server` (the relay owns a
+   * duplicate; the caller destroys `plain`, the bridge's socketpair end, and `server` right after):
+   * no byte still in the socketpair is lost or reordered. Nothing may be queued in Node on either
+   * socket. `listener` hears the pair from then on. False (nothing changed) unless the bridge is
+   * relaying.
+   */
+  collapse(
+    id: number,
+    plain: Socket,
+    server: Socket,
+    trackMessages: boolean,
+    listener: RelayReportListener,
+    idle: IdleState,
+  ): boolean {
+    const jsFd = fdOf(plain);
+    const sfd = fdOf(server);
+    if (this.#closed || jsFd === undefined || sfd === undefined) return false;
+    const status = idle.status === '' ? 0 : idle.status.charCodeAt(0);
+    const rc = this.#addon.collapse(this.#relay, id, jsFd, sfd, trackMessages, status, idle.awaiting);
+    if (rc < 0) return false;
+    this.#listeners.set(id, listener);
+    return true;
   }
 
   /**

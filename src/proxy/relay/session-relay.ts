@@ -54,6 +54,8 @@ export class SessionRelay implements RelayReportListener {
   #clientFailed = false;
   /** drain() was called: tell the owner the moment the session stands idle. */
   #draining = false;
+  /** The client's TLS bridge (tls-bridge.ts), whose plain end `client` is: collapsed at hand-over. */
+  readonly #bridgeId: number | undefined;
 
   constructor(
     client: Socket,
@@ -61,7 +63,9 @@ export class SessionRelay implements RelayReportListener {
     trackMessages: boolean,
     native: NativeRelay | undefined,
     owner: RelayOwner,
+    bridgeId?: number,
   ) {
+    this.#bridgeId = bridgeId;
     this.#client = client;
     this.#server = server;
     this.#track = trackMessages;
@@ -208,7 +212,13 @@ export class SessionRelay implements RelayReportListener {
       return;
     }
     const idle = { status: tracker?.status ?? '', awaiting: tracker?.awaiting ?? 0 };
-    const id = native.attach(c, s, this.#track, { toClient: null, toServer: null }, this, idle);
+    // A TLS bridge becomes the pair itself (its TLS client, the server); else, or when it cannot,
+    // the pair relays the sockets as they are.
+    const bridged =
+      this.#bridgeId !== undefined && native.collapse(this.#bridgeId, c, s, this.#track, this, idle);
+    const id = bridged
+      ? this.#bridgeId
+      : native.attach(c, s, this.#track, { toClient: null, toServer: null }, this, idle);
     if (id === undefined) return;
     // The relay owns duplicates of both descriptors: Node's sockets go, their listeners go quiet.
     this.#nativeId = id;

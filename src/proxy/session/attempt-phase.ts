@@ -4,6 +4,7 @@
  * handshake (the server's replies held and judged by StartupGate until ReadyForQuery). A failure
  * before the client took part moves the session to another node, invisibly.
  */
+import { nativeRelayAllowed } from '../tls/tls-bridge.js';
 import { SQLSTATE } from '../../protocol/index.js';
 import { RETRYABLE_SQLSTATES, noRouteFatal, wrongRoleMessage } from './refusals.js';
 import { beginCheck, noteIdentity, onFreshEvent, onWritePosition, type FreshStep } from './fresh-phase.js';
@@ -360,7 +361,7 @@ function startRelay(s: SessionState, rest: Buffer, w: SessionWorld, out: Session
     rest,
     pending: takePending(s),
     trackMessages: !s.passthrough,
-    nativeAllowed: s.tls === 'off' && s.serverTls !== 'on',
+    nativeAllowed: nativeRelayAllowed(s.tls, s.tlsBridged, s.serverTls),
   });
   if (s.writeIdentities !== undefined) out.push({ kind: 'track_writes', identities: s.writeIdentities });
   // Nothing of the startup is needed any more: a relaying session keeps a small record.

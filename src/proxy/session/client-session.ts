@@ -7,6 +7,8 @@
 import type { Socket } from 'node:net';
 import { connect } from 'node:net';
 import { acceptTls } from '../tls/tls-sockets.js';
+import { TlsBridge, useTlsBridge } from '../tls/tls-bridge.js';
+import type { ListenerTls } from '../tls/tls-contexts.js';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../errors.js';
 import type { RouteNode } from '../../routing/types.js';
@@ -42,6 +44,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   #node: RouteNode | undefined;
   #cancelKey: string | undefined;
   #relay: SessionRelay | undefined;
+  /** The client's TLS on a relay thread (tls-bridge.ts): #client is then its plain end. */
+  #bridge: TlsBridge | undefined;
   #timerAt: number | undefined;
   #starting = false;
   #admitted = false;
@@ -105,6 +109,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     }
     raw.removeAllListeners('data');
     raw.removeAllListeners('close');
+    if (this.#bridgeTls(raw, tls, replay)) return;
     const secure = acceptTls(raw, tls, replay, (error, alpn) => {
       if (this.#client !== secure) return;
       this.#ctx.metrics.tlsHandshake(error === undefined);
@@ -112,6 +117,37 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     });
     this.#client = secure;
     this.#watchClient(secure);
+  }
+
+  /**
+   * The client's TLS to a relay thread (tls-bridge.ts), when there is one for it: the engine then
+   * reads its plain end, from the handshake's end on.
+   */
+  #bridgeTls(raw: Socket, tls: ListenerTls, replay: Buffer): boolean {
+    const native = this.#ctx.nativeRelay;
+    const context = tls.native;
+    if (!useTlsBridge(native !== undefined, context !== undefined, raw.writableLength + raw.readableLength))
+      return false;
+    const started = TlsBridge.start(native!, context!, raw, replay, {
+      ready: (alpn) => {
+        if (this.#client !== plain) return;
+        this.#ctx.metrics.tlsHandshake(true);
+        this.#step({ type: 'tls_ready', alpn, bridged: true });
+        this.#watchClient(plain);
+      },
+      failed: (error) => {
+        if (this.#client !== plain) return;
+        this.#ctx.metrics.tlsHandshake(false);
+        this.#step({ type: 'tls_failed', error });
+      },
+    });
+    if (started === undefined) return false;
+    const plain = started.plain;
+    raw.destroy(); // the relay thread owns a duplicate of its descriptor
+    plain.on('error', () => undefined);
+    this.#client = plain;
+    this.#bridge = started.bridge;
+    return true;
   }
 
   /** The routing table dropped this session's node, or the proxy is shutting down. */
@@ -342,7 +378,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#server = undefined;
     // A TLS-terminated client's socket carries TLS records: only Node (which decrypts) can relay it.
     const native = nativeAllowed ? this.#ctx.nativeRelay : undefined;
-    this.#relay = new SessionRelay(client, server, trackMessages, native, this);
+    this.#relay = new SessionRelay(client, server, trackMessages, native, this, this.#bridge?.id);
     this.#relay.start(rest, pending);
   }
 
@@ -366,6 +402,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       this.#endClient(mode, last);
     }
     this.#forgetNode();
+    this.#bridge?.sessionEnded();
     this.#pooled?.close();
     ctx.waiters.delete(this);
     if (this.#starting) {

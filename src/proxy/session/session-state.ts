@@ -63,6 +63,8 @@ export interface SessionState {
   serverTls: 'off' | 'asked' | 'handshake' | 'on';
   /** The client's TLS: none, handshaking, or on (the proxy terminates it). */
   tls: 'off' | 'handshake' | 'on';
+  /** The client's TLS is on a relay thread (a TLS bridge), not Node's. */
+  tlsBridged: boolean;
   /** The TLS began without an SSLRequest (PostgreSQL 17's direct negotiation): ALPN is required. */
   directTls: boolean;
   /** Nothing has been read from the client yet (a direct TLS ClientHello is recognised by its first byte). */
@@ -111,6 +113,7 @@ export function newSession(settings: SessionSettings): SessionState {
     gssAnswered: false,
     tls: 'off',
     serverTls: 'off',
+    tlsBridged: false,
     directTls: false,
     firstBytes: true,
     startupPacket: undefined,

@@ -86,8 +86,11 @@ export type SessionEvent =
   | { readonly type: 'relay_idle' }
   /** The CancelRequest was forwarded (or dropped). */
   | { readonly type: 'cancel_done' }
-  /** The client's TLS handshake completed; `alpn`: the protocol it negotiated, or false. */
-  | { readonly type: 'tls_ready'; readonly alpn: string | false }
+  /**
+   * The client's TLS handshake completed; `alpn`: the protocol it negotiated, or false; `bridged`:
+   * on a relay thread (tls-bridge.ts), so the relay may stay native.
+   */
+  | { readonly type: 'tls_ready'; readonly alpn: string | false; readonly bridged?: boolean }
   /** The client's TLS handshake failed (its socket is closed). */
   | { readonly type: 'tls_failed'; readonly error: string }
   /** The proxy's TLS to the server is up. */

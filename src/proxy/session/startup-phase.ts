@@ -40,6 +40,7 @@ export function onStartup(s: SessionState, e: SessionEvent, w: SessionWorld, out
       return;
     case 'tls_ready':
       s.tls = 'on';
+      s.tlsBridged = e.bridged === true;
       if (s.directTls && e.alpn !== ALPN_POSTGRESQL)
         fail(
           s,

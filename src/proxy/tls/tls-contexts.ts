@@ -11,10 +11,13 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { ProxyConfig } from '../../config/proxy-schema.js';
 import { PgfleetError, errorMessage } from '../../errors.js';
+import type { NativeTlsContext } from '../relay/native-relay.js';
 
 /** What a listener's TLS sessions use, and what /status shows of it. */
 export interface ListenerTls {
   readonly context: SecureContext;
+  /** The same for the relay threads' TLS bridges (tls-bridge.ts), when the native relay runs. */
+  readonly native: NativeTlsContext | undefined;
   /** Client certificates are required and verified (proxy.tls.ca_file is set). */
   readonly verifyClients: boolean;
   readonly certFile: string;
@@ -46,12 +49,22 @@ function invalid(key: string, file: string, what: string, err: unknown): Pgfleet
   });
 }
 
+/**
+ * Makes the addon's context from the same PEM texts (native-relay.ts: nativeTlsContext): the
+ * context, an Error with OpenSSL's reason, or undefined without the addon.
+ */
+export type NativeTlsFactory = (
+  pems: { cert: string; key: string; ca: string | undefined },
+  minVersion: 'TLSv1.2' | 'TLSv1.3',
+) => NativeTlsContext | Error | undefined;
+
 /** One listener's context from its certificate and key (and the proxy's CA and minimum version). */
 function loadListenerTls(
   cert: Pem,
   key: Pem,
   ca: Pem | undefined,
   minVersion: 'TLSv1.2' | 'TLSv1.3',
+  makeNative: NativeTlsFactory | undefined,
 ): ListenerTls {
   let x509: X509Certificate;
   try {
@@ -71,8 +84,11 @@ function loadListenerTls(
   } catch (err) {
     throw invalid((ca ?? cert).key, (ca ?? cert).file, 'cannot be used', err);
   }
+  const native = makeNative?.({ cert: cert.text, key: key.text, ca: ca?.text }, minVersion);
+  if (native instanceof Error) throw invalid((ca ?? cert).key, (ca ?? cert).file, 'cannot be used', native);
   return {
     context,
+    native,
     verifyClients: ca !== undefined,
     certFile: cert.file,
     subject: x509.subject.replaceAll('\n', ', '),
@@ -101,8 +117,14 @@ export function loadServerTls(p: ProxyConfig['proxy']): ServerTls {
   return { mode: t.mode, ca: ca?.text };
 }
 
-/** Every TLS-terminating listener's context, by listener name; throws on the first bad file. */
-export function loadTlsContexts(p: ProxyConfig['proxy']): Map<string, ListenerTls> {
+/**
+ * Every TLS-terminating listener's context, by listener name; throws on the first bad file. With
+ * `makeNative`, each also gets the relay threads' context.
+ */
+export function loadTlsContexts(
+  p: ProxyConfig['proxy'],
+  makeNative?: NativeTlsFactory,
+): Map<string, ListenerTls> {
   const out = new Map<string, ListenerTls>();
   const ca = p.tls?.ca_file === undefined ? undefined : readPem('proxy.tls.ca_file', p.tls.ca_file);
   const minVersion = p.tls?.min_version ?? 'TLSv1.2';
@@ -115,7 +137,7 @@ export function loadTlsContexts(p: ProxyConfig['proxy']): Map<string, ListenerTl
     const key = own
       ? readPem(`proxy.listeners[${i}].tls_key_file`, l.tls_key_file!)
       : readPem('proxy.tls.key_file', p.tls!.key_file);
-    out.set(l.name, loadListenerTls(cert, key, ca, minVersion));
+    out.set(l.name, loadListenerTls(cert, key, ca, minVersion, makeNative));
   });
   return out;
 }

@@ -809,6 +809,19 @@ const TLS_CASES: TlsCase[] = [
     toClient: Buffer.concat([S, welcome('off')]),
   },
   {
+    name: 'terminate: TLS on a relay thread (a bridge): relayed natively, the bridge collapsed',
+    tls: 'terminate',
+    events: [
+      client(SSL),
+      { ...TLS_READY, bridged: true },
+      client(STARTUP),
+      CONNECTED,
+      server(welcome('off')),
+    ],
+    steps: ['tls replay=0', 'connect a', 'key 77', 'relay track=true rest=0 pending=0'],
+    toClient: Buffer.concat([S, welcome('off')]),
+  },
+  {
     name: 'terminate: a plain client is served (as pg_hba `host`), on the native relay',
     tls: 'terminate',
     events: [client(STARTUP), CONNECTED, server(welcome('off'))],
