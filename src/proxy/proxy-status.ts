@@ -132,19 +132,19 @@ function listenersStatus(src: StatusSources): Record<string, unknown> {
       max_client_connections: l.max_client_connections ?? null,
       nodes: r?.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, role: n.role })) ?? [],
       excluded: r?.excluded ?? {},
-      ...tlsStatus(src.tls.get(l.name), l.tls),
+      ...tlsStatus(src.tls.get(l.name), l.tls, src.nativeRelay),
     };
   }
   return listeners;
 }
 
 /** A listener's TLS: its mode, and for one that terminates TLS its certificate. */
-function tlsStatus(t: ListenerTls | undefined, mode: string): Record<string, unknown> {
+function tlsStatus(t: ListenerTls | undefined, mode: string, nativeRelay: boolean): Record<string, unknown> {
   if (t === undefined) return { tls: mode };
   return {
     tls: mode,
-    // TLS-terminated sessions are relayed by Node (the native relay moves bytes, not TLS records).
-    tls_relay: 'js',
+    // Where TLS-terminated sessions are served: the relay threads (OpenSSL, tls-bridge.ts), or Node.
+    tls_relay: nativeRelay && t.native !== undefined ? 'native' : 'js',
     tls_certificate: {
       file: t.certFile,
       subject: t.subject,

@@ -186,7 +186,7 @@ describe('proxy: TLS termination', { timeout: 120_000 }, () => {
       listeners: Record<string, { tls: string; tls_relay?: string; tls_certificate?: { subject: string } }>;
     };
     assert.equal(status.listeners.own!.tls, 'require');
-    assert.equal(status.listeners.own!.tls_relay, 'js');
+    assert.equal(status.listeners.own!.tls_relay, 'native');
     assert.match(status.listeners.own!.tls_certificate!.subject, /CN=own-listener/);
     assert.match(status.listeners.required!.tls_certificate!.subject, /CN=proxy/);
   });
