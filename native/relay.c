@@ -236,12 +236,12 @@ static void report(pair_t *p, int kind, int err, report_t *out, int *n_out) {
 
 /*
  * Reads side i and sends to its peer, until it would block, its peer backs up, or a few reads (a
- * TLS side also while plaintext is buffered in its SSL, which epoll cannot see). 1: reported.
+ * TLS side also while its SSL holds bytes read ahead, which epoll cannot see). 1: reported.
  */
 static int pump(pair_t *p, int i, char *buf, report_t *out, int *n_out) {
   relay_t *r = p->w->r;
   side_t *me = &p->s[i], *peer = &p->s[i ^ 1];
-  for (int k = 0; !peer->pending && (k < MAX_READS_PER_EVENT || (me->ssl && SSL_pending(me->ssl) > 0)); k++) {
+  for (int k = 0; !peer->pending && (k < MAX_READS_PER_EVENT || (me->ssl && SSL_has_pending(me->ssl))); k++) {
     ssize_t n = side_recv(me, buf, BUF_SIZE);
     if (n > 0) {
       if (p->track) {
@@ -253,7 +253,7 @@ static int pump(pair_t *p, int i, char *buf, report_t *out, int *n_out) {
         report(p, i == 0 ? EV_SERVER_ERROR : EV_CLIENT_ERROR, errno, out, n_out);
         return 1;
       }
-      if (n < BUF_SIZE && !me->ssl) break; /* (a TLS read returns one record at most) */
+      if (n < BUF_SIZE && !(me->ssl && SSL_has_pending(me->ssl))) break; /* (a TLS read: one record) */
     } else if (n == 0) {
       report(p, i == 0 ? EV_CLIENT_EOF : EV_SERVER_EOF, 0, out, n_out);
       return 1;
@@ -274,9 +274,11 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out
   side_t *me = &p->s[i], *peer = &p->s[i ^ 1];
   int err_kind = i == 0 ? EV_CLIENT_ERROR : EV_SERVER_ERROR;
   if (p->hs) { /* a TLS bridge's handshake: nothing else moves yet */
-    if (i == 0 && tls_handshake(p, out, n_out) == 0 && !p->hs &&
-        (set_mask(p, 0, wanted(p, 0)) != 0 || set_mask(p, 1, wanted(p, 1)) != 0))
+    if (i != 0 || tls_handshake(p, out, n_out) != 0 || p->hs) return;
+    if (set_mask(p, 0, wanted(p, 0)) != 0 || set_mask(p, 1, wanted(p, 1)) != 0)
       report(p, err_kind, errno, out, n_out);
+    else if (SSL_has_pending(me->ssl)) /* the client's first records, read ahead with its Finished */
+      pump(p, 0, buf, out, n_out);
     return;
   }
   if ((events & EPOLLOUT) && me->pending) {
@@ -284,8 +286,8 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out
       report(p, err_kind, errno, out, n_out);
       return;
     }
-    /* Backpressure over: a TLS peer may hold plaintext already decrypted, which epoll cannot see. */
-    if (!me->pending && peer->ssl && SSL_pending(peer->ssl) > 0 && pump(p, i ^ 1, buf, out, n_out)) return;
+    /* Backpressure over: a TLS peer may hold records read ahead, which epoll cannot see. */
+    if (!me->pending && peer->ssl && SSL_has_pending(peer->ssl) && pump(p, i ^ 1, buf, out, n_out)) return;
   }
   if ((events & EPOLLOUT) && me->want_out) { /* the TLS read that waited for room can go on */
     me->want_out = 0;

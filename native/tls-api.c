@@ -119,6 +119,8 @@ static napi_value js_tls_context(napi_env env, napi_callback_info info) {
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    /* One recv for as many records as have arrived, rather than one for each header and body. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     why = load_pems(ctx, cert, key, ca);
   }
   free(cert), free(key), free(ca), free(minv);
