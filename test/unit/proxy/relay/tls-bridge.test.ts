@@ -187,6 +187,34 @@ describe('TLS bridge on the relay threads', () => {
     await until(() => openFds() <= before, 'descriptors closed');
   });
 
+  it('survives malformed ClientHellos (seeded): each reported failed or ended, every descriptor closed', async () => {
+    const before = openFds();
+    let seed = 17;
+    const rand = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 40; i++) {
+      const c = await chain(true);
+      const heard: Heard = { reports: [] };
+      // A handshake record header (sometimes with a plausible length), then random bytes.
+      const body = Buffer.from(
+        Array.from({ length: Math.floor(rand() * 600) }, () => Math.floor(rand() * 256)),
+      );
+      const header = Buffer.from([0x16, 0x03, Math.floor(rand() * 4), 0, 0]);
+      header.writeUInt16BE(rand() < 0.5 ? body.length : Math.floor(rand() * 65_536), 3);
+      const hello = Buffer.concat([header, body]);
+      const replay = rand() < 0.3 ? hello.subarray(0, Math.floor(rand() * hello.length)) : Buffer.alloc(0);
+      const b = relay.bridge(c.relayClient, i % 2 === 0 ? ctx : verifyCtx, replay, listener(heard));
+      assert.ok(b !== undefined);
+      c.relayClient.destroy();
+      c.clientEnd.write(hello.subarray(replay.length));
+      if (rand() < 0.5) c.clientEnd.end();
+      else c.clientEnd.resetAndDestroy();
+      await until(() => heard.failed !== undefined || heard.reports.length > 0, `stream ${i}: a report`);
+      relay.end(b.id, 'cut', undefined);
+      for (const s of [b.plain, c.clientEnd, c.relayServer, c.serverEnd]) s.destroy();
+    }
+    await until(() => openFds() <= before, 'descriptors closed');
+  });
+
   it('collapses into a relay pair with bytes in flight both ways, none lost or reordered', async () => {
     const heard: Heard = { reports: [] };
     const { c, id, plain, tls } = await bridged(heard);
