@@ -1,6 +1,9 @@
 /**
  * The proxy under malformed and hostile input, as a separate process running the ASan + UBSan build
- * of its native relay (`relay: native`), in front of a real PostgreSQL and a hostile server:
+ * of its native relay (`relay: native`), in front of a real PostgreSQL and a hostile server. Its
+ * fuzzed listener terminates TLS (`tls: terminate`): SSLRequests and direct-TLS first bytes go to
+ * the relay threads' TLS bridges (OpenSSL), and psql's sessions (sslmode=prefer) collapse into relay
+ * pairs, all under the sanitizers.
  *
  * - seeded, bounded stream fuzzing: random bytes; startup lengths 0/1/7/8/2^31−1/2^32−1/10 MB;
  *   truncated packets then FIN or RST; SSLRequest then garbage or a TLS ClientHello; odd
@@ -19,6 +22,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { request } from 'undici';
 import {
   cleanupAll,
+  makeCertificates,
   onCleanup,
   runCommand,
   sanitizerEnv,
@@ -186,7 +190,7 @@ async function psqlOne(port: number): Promise<string> {
   const r = await runCommand(
     '/usr/bin/psql',
     ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-XAtqc', 'select 1'],
-    { timeoutMs: 20_000, env: { PGCONNECT_TIMEOUT: '10' } },
+    { timeoutMs: 20_000, env: { PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'require' } },
   );
   return r.code === 0 ? r.stdout.trim() : `psql failed: ${r.stderr.trim()}`;
 }
@@ -224,6 +228,7 @@ void describe(
       const etcd = await startEtcd();
       pg = await startPrimary('fuzz-pg', { parameters: { max_connections: '200' } });
       hostile = await hostileServer();
+      const cert = await (await makeCertificates()).server('proxy');
       const kv = etcdClient(etcd);
       await kv.put(KEYS.initialize).value('7000000000000000001').exec();
       await putMember(kv, pg, 'master', 1000);
@@ -234,10 +239,11 @@ void describe(
         scope: SCOPE,
         etcdEndpoint: etcd.endpoint,
         listeners: [
-          { name: 'primary', role: 'primary' },
+          { name: 'primary', role: 'primary', tls: 'terminate' },
           { name: 'hostile', role: 'replica' },
         ],
         proxy: {
+          tls: { cert_file: cert.cert, key_file: cert.key },
           relay: 'native',
           relay_threads: 1,
           startup_timeout: '1s',
@@ -261,7 +267,7 @@ void describe(
           '-XAtqc',
           'select pg_sleep(0.2)',
         ],
-        { timeoutMs: 20_000 },
+        { timeoutMs: 20_000, env: { PGSSLMODE: 'require' } },
       );
       assert.equal(warm.code, 0, warm.stderr);
       await waitFor('the warm-up session closed', async () => (await clientConnections()) === 0, 10_000);
