@@ -247,6 +247,29 @@ describe('proxy: TLS termination', { timeout: 120_000 }, () => {
     assert.match(refused.error, /without ALPN/);
   });
 
+  it("with proxy.relay: js, Node's TLSSocket serves the same (the fallback without the addon)", async () => {
+    const js = await startProxy(etcd, [{ name: 'required', role: 'primary', tls: 'require' }], {
+      relay: 'js',
+      tls: { cert_file: server.cert, key_file: server.key },
+    });
+    await waitFor('a primary route', () => (js.proxy.table.listeners.get('required')?.nodes.length ?? 0) > 0);
+    const port = js.ports.required!;
+    const full = await psql(conninfo(port, `sslmode=verify-full sslrootcert=${certs.caCert}`), '\\conninfo');
+    assert.match(full.out, /SSL connection/);
+    const c = tlsClient(port, certs.caCert);
+    await c.connect();
+    const rows = await c.query<{ v: string }>("select repeat('y', 1000) as v from generate_series(1, 2000)");
+    assert.equal(rows.rows.length, 2000);
+    await c.end();
+    assert.equal((await directTls(port, certs.caCert, ['postgresql'])).error, '');
+    assert.match((await directTls(port, certs.caCert, [])).error, /without ALPN/);
+    const status = (await (await request(`http://127.0.0.1:${js.adminPort}/status`)).body.json()) as {
+      listeners: Record<string, { tls_relay?: string }>;
+    };
+    assert.equal(status.listeners.required!.tls_relay, 'js');
+    await js.proxy.destroy();
+  });
+
   it('a node that leaves ends the TLS session with FATAL 57P01; the in_hot_standby gate holds under TLS', async () => {
     const c = tlsClient(ports.required!, certs.caCert);
     await c.connect();
