@@ -11,6 +11,7 @@
  * sessions at a message boundary), and counts the clients that got the FATAL.
  *
  *   npm run bench:idle -- [--sessions 10000] [--targets pgfleet,haproxy,pgbouncer] [--rounds 1]
+ *                         [--tls]   # pgfleet only: clients with sslmode=require (`tls: require`)
  *                         [--pgfleet-before DIR]   # a second pgfleet from checkout DIR (target pgfleet-before)
  *
  * Results go to `.bench-out/idle-sessions-<timestamp>.json`. Loopback only.
@@ -19,6 +20,7 @@ import { once } from 'node:events';
 import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
@@ -27,6 +29,7 @@ import { clusterKeys } from '../src/dcs/keys.js';
 import {
   freePort,
   isPortOpen,
+  makeCertificates,
   makeTempDir,
   onCleanup,
   spawnProcess,
@@ -83,6 +86,8 @@ function parseOptions() {
       'pgfleet-relay-scheduling': { type: 'string', default: 'batch' },
       // Investigation: write a heap snapshot of the pgfleet proxy while the sessions are open.
       'heap-snapshot': { type: 'boolean', default: false },
+      // Clients speak TLS (SSLRequest, then TLS 1.3): pgfleet with `tls: require` only.
+      tls: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -92,6 +97,8 @@ function parseOptions() {
     (t) => (t !== 'pgfleet-before' || before !== undefined) && !POOLED.includes(t),
   ).join(',');
   const targets = knownList('targets', values.targets ?? defaults, TARGETS);
+  if (values.tls && targets.some((t) => t !== 'pgfleet'))
+    throw new Error('--tls measures the pgfleet target only (--targets pgfleet)');
   if (targets.includes('pgfleet-before') && before === undefined)
     throw new Error('the pgfleet-before target needs --pgfleet-before DIR');
   // Two sockets per session in the proxy, plus ~100 for listeners, etcd, logs.
@@ -113,6 +120,7 @@ function parseOptions() {
     relayThreads: relayThreadsOption(values['pgfleet-relay-threads']),
     relayScheduling: oneOf('pgfleet-relay-scheduling', values['pgfleet-relay-scheduling'], RELAY_SCHEDULINGS),
     heapSnapshot: values['heap-snapshot'],
+    tls: values.tls,
     targets,
   };
 }
@@ -179,25 +187,48 @@ async function heapUsed(adminPort: number): Promise<number> {
   return Number(m[1]);
 }
 
-/** One idle client: StartupMessage, then wait for ReadyForQuery; records how it ends. */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
+/** One idle client: StartupMessage (inside TLS when `ca` is given), then wait for ReadyForQuery. */
 class IdleClient {
-  readonly socket: Socket;
+  socket: Socket;
   gotFatal = false;
   closed = false;
   #buf: Buffer = Buffer.alloc(0);
   #ready: (() => void) | undefined;
   #failed: ((e: Error) => void) | undefined;
 
-  constructor(port: number) {
+  constructor(port: number, ca?: string) {
     this.socket = connect({ host: '127.0.0.1', port });
-    this.socket.on('connect', () =>
-      this.socket.write(serialize.startup({ user: 'postgres', database: 'postgres' })),
-    );
-    this.socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    this.socket.on('error', (e) => this.#failed?.(e));
-    this.socket.on('close', () => {
+    const startup = (s: Socket) => s.write(serialize.startup({ user: 'postgres', database: 'postgres' }));
+    if (ca === undefined) {
+      this.socket.on('connect', () => startup(this.socket));
+      this.#watch(this.socket);
+      return;
+    }
+    const raw = this.socket;
+    raw.on('error', (e) => this.#failed?.(e));
+    raw.on('connect', () => raw.write(SSL_REQUEST));
+    raw.once('data', () => {
+      // 'S', then TLS on the same socket.
+      const secure = tlsConnect({ socket: raw, ca, servername: 'localhost' });
+      secure.on('secureConnect', () => startup(secure));
+      this.socket = secure;
+      this.#watch(secure);
+    });
+  }
+
+  #lastError = '';
+
+  #watch(s: Socket): void {
+    s.on('data', (chunk: Buffer) => this.#onData(chunk));
+    s.on('error', (e) => {
+      this.#lastError = `: ${e.message}`;
+      this.#failed?.(e);
+    });
+    s.on('close', () => {
       this.closed = true;
-      this.#failed?.(new Error('closed before ReadyForQuery'));
+      this.#failed?.(new Error(`closed before ReadyForQuery${this.#lastError}`));
     });
   }
 
@@ -227,13 +258,18 @@ class IdleClient {
   }
 }
 
-async function openClients(port: number, count: number, concurrency: number): Promise<IdleClient[]> {
+async function openClients(
+  port: number,
+  count: number,
+  concurrency: number,
+  ca?: string,
+): Promise<IdleClient[]> {
   const clients: IdleClient[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < count) {
       next++;
-      const c = new IdleClient(port);
+      const c = new IdleClient(port, ca);
       clients.push(c);
       await c.ready();
     }
@@ -273,6 +309,13 @@ async function main(): Promise<void> {
   log(`pgfleet proxy: ${runner.label}`);
   const etcd = await startEtcd();
   const dir = await makeTempDir('bench-idle');
+  let ca: string | undefined;
+  let tlsFiles: { cert: string; key: string } | undefined;
+  if (opts.tls) {
+    const certs = await makeCertificates();
+    tlsFiles = await certs.server('proxy');
+    ca = readFileSync(certs.caCert, 'utf8');
+  }
 
   const stubPort = await freePort();
   const stub = await spawnProcess({
@@ -305,7 +348,9 @@ async function main(): Promise<void> {
           relay: opts.relay,
           relay_threads: opts.relayThreads,
           relay_scheduling: opts.relayScheduling,
+          ...(tlsFiles === undefined ? {} : { tls: { cert_file: tlsFiles.cert, key_file: tlsFiles.key } }),
         },
+        listener: tlsFiles === undefined ? undefined : { tls: 'require' },
         // info: the proxy logs how long closing the sessions of a node took.
         logLevel: 'info',
         nodeArgs: [
@@ -361,11 +406,11 @@ async function main(): Promise<void> {
     for (const target of opts.targets) {
       const proxy = await startTarget(target);
       // Warm-up: code paths, JIT, allocator pools; then the baseline.
-      await closeClients(await openClients(proxy.port, Math.min(200, opts.sessions), opts.concurrency));
+      await closeClients(await openClients(proxy.port, Math.min(200, opts.sessions), opts.concurrency, ca));
       const rssBefore = await settledRss(proxy.pid);
       const heapBefore = proxy.adminPort === undefined ? undefined : await heapUsed(proxy.adminPort);
       const t0 = performance.now();
-      const clients = await openClients(proxy.port, opts.sessions, opts.concurrency);
+      const clients = await openClients(proxy.port, opts.sessions, opts.concurrency, ca);
       const openSeconds = (performance.now() - t0) / 1000;
       const rssAfter = await settledRss(proxy.pid);
       const heapAfter = proxy.adminPort === undefined ? undefined : await heapUsed(proxy.adminPort);
@@ -464,7 +509,7 @@ async function main(): Promise<void> {
 function render(results: readonly Measurement[], opts: Options): string {
   const kib = (b: number | undefined) => (b === undefined ? '' : (b / 1024).toFixed(2));
   const lines = [
-    `${opts.sessions} idle sessions, medians over ${opts.rounds} round(s)`,
+    `${opts.sessions} idle sessions${opts.tls ? ' (TLS)' : ''}, medians over ${opts.rounds} round(s)`,
     'target     RSS KiB/session  heap KiB/session  open s  close-all ms',
   ];
   for (const t of opts.targets) {
