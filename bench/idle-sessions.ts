@@ -102,7 +102,9 @@ function parseOptions() {
   if (targets.includes('pgfleet-before') && before === undefined)
     throw new Error('the pgfleet-before target needs --pgfleet-before DIR');
   // Two sockets per session in the proxy, plus ~100 for listeners, etcd, logs.
-  const fdCap = Math.floor((nofileLimit() - 100) / 2);
+  // A TLS client holds two more (its bridge's socketpair) until its session reaches the relay.
+  const inFlight = values.tls ? 2 * positiveInt('concurrency', values.concurrency) : 0;
+  const fdCap = Math.floor((nofileLimit() - 100 - inFlight) / 2);
   const sessions = values.sessions === undefined ? Math.min(10_000, fdCap) : int('sessions', values.sessions);
   if (sessions > fdCap) {
     throw new Error(
