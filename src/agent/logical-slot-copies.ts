@@ -83,8 +83,13 @@ export class LogicalSlotCopies {
   /** One step after a cycle's actions; never throws. */
   async step(input: CopyStepInput): Promise<void> {
     const probe = this.local.probe;
-    if (!probe?.inRecovery) {
-      this.onNotReplica();
+    if (probe === undefined) {
+      // Stopped or restarting: the copies are checked again once it answers (Patroni too).
+      this.checkedOnce = false;
+      return;
+    }
+    if (!probe.inRecovery) {
+      this.onPrimary();
       return;
     }
     try {
@@ -95,8 +100,8 @@ export class LogicalSlotCopies {
   }
 
   /** A promoted replica: the copies are the leader's slots now; say which were not ready. */
-  private onNotReplica(): void {
-    if (this.unready.size > 0 && this.node.isRunning())
+  private onPrimary(): void {
+    if (this.unready.size > 0)
       this.log.warn(
         { slots: [...this.unready.keys()] },
         `logical replication slots that might be unsafe to use after promote: ${[...this.unready.keys()].join(', ')}`,

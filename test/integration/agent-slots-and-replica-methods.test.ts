@@ -268,6 +268,16 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
     assert.deepEqual(await consumeEv(r2.pgPort), [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
     await sql(r2.pgPort, 'INSERT INTO ev VALUES (21)');
     assert.deepEqual(await consumeEv(r2.pgPort), [21]);
+    // The other replica and the former leader now follow r2's published position (r3 only once
+    // its WAL receiver reconnected to r2: up to wal_retrieve_retry_interval, 5 s).
+    const consumed = Number(await confirmedFlush(r2.pgPort, 'cdc'));
+    for (const r of [r3, r1])
+      await waitFor(
+        `${r.name} has cdc advanced to r2's consumed position`,
+        async () => Number((await confirmedFlush(r.pgPort, 'cdc')) ?? -1) >= consumed,
+        15_000,
+        200,
+      );
   });
 
   void it('drops a logical slot removed from the config on the leader and the replicas', async () => {
