@@ -125,9 +125,11 @@ export class LogicalSlotCopies {
       paused: isPaused(cfg),
     });
     for (const d of plan.drop) await this.drop(d.name, d.reason);
-    const recopy = await this.advance(plan.advance);
-    const present = new Set(local.map((s) => s.name));
-    for (const name of [...this.attempts.keys()]) if (present.has(name)) this.attempts.delete(name);
+    const { advanced, recopy } = await this.advance(plan.advance);
+    // A copy counts as stuck only once it advanced: one whose WAL is gone (or that never loaded)
+    // keeps its attempts, so copying it again waits out the backoff instead of restarting each cycle.
+    for (const name of [...this.attempts.keys()])
+      if (advanced.includes(name) || !wanted.some((w) => w.name === name)) this.attempts.delete(name);
     if (!this.checkedOnce) {
       for (const s of local)
         if (s.type === 'logical' && wanted.some((w) => w.name === s.name))
@@ -148,10 +150,11 @@ export class LogicalSlotCopies {
     }
   }
 
-  /** Advances each copy; returns the slots to copy again (their WAL is gone). */
+  /** Advances each copy; names those advanced and those to copy again (their WAL is gone). */
   private async advance(
     advances: readonly { name: string; database: string; lsn: number }[],
-  ): Promise<string[]> {
+  ): Promise<{ advanced: string[]; recopy: string[] }> {
+    const advanced: string[] = [];
     const recopy: string[] = [];
     for (const a of advances) {
       try {
@@ -161,6 +164,7 @@ export class LogicalSlotCopies {
           ],
           a.database,
         );
+        advanced.push(a.name);
       } catch (err) {
         this.log.error(
           { slot: a.name, err: errorMessage(err) },
@@ -169,7 +173,7 @@ export class LogicalSlotCopies {
         if (isPgfleetError(err) && err.details?.sqlstate === '58P01') recopy.push(a.name);
       }
     }
-    return recopy;
+    return { advanced, recopy };
   }
 
   /** A client of the leader as the rewind user (or the superuser), as Patroni connects for this. */

@@ -123,21 +123,25 @@ export function planReplicaSlots(input: ReplicaSlotInput): ReplicaSlotPlan {
   return { copy, drop, advance };
 }
 
-/** Copies attempted per slot since it was last seen on this replica. */
+/** Copies attempted per slot since its copy last advanced on this replica. */
 export interface CopyAttempt {
   readonly count: number;
   readonly atMs: number;
 }
 
-/** The wait before attempt `count + 1` of a copy that did not stick: 1 min, doubling, at most 30 min. */
+/**
+ * The wait before attempt `count + 1` of a copy that did not stick: 10 s, doubling, at most 30 min
+ * (a replica cloned just now often lacks the WAL of the leader's slot's restart_lsn: its first
+ * copy fails to advance with 58P01 and a second one, a little later, works).
+ */
 export function copyBackoffMs(count: number): number {
-  return count <= 0 ? 0 : Math.min(60_000 * 2 ** (count - 1), 30 * 60_000);
+  return count <= 0 ? 0 : Math.min(10_000 * 2 ** (count - 1), 30 * 60_000);
 }
 
 /**
  * Which of `copy` may be copied now (one restart for all of them), and when the others may: a
- * copy that did not leave the slot on this replica (the leader refused it, the file did not load)
- * is not retried at once, so a replica never restarts in a loop.
+ * copy that did not stick (the leader refused it, the file did not load, its WAL was gone when it
+ * was advanced) is not retried at once, so a replica never restarts in a loop.
  */
 export function copiesDue(
   copy: readonly string[],

@@ -164,9 +164,19 @@ void describe('copiesDue: a copy that did not stick is not retried in a loop', (
   const cases: [string, [string, { count: number; atMs: number }][], number, string[], number | undefined][] =
     [
       ['never tried: now', [], 0, ['a', 'b'], undefined],
-      ['tried once 30 s ago: waits 30 s more', [['a', { count: 1, atMs: 0 }]], 30_000, ['b'], 30_000],
-      ['tried once 60 s ago: now', [['a', { count: 1, atMs: 0 }]], 60_000, ['a', 'b'], undefined],
-      ['tried 3 times: waits 4 min', [['a', { count: 3, atMs: 0 }]], 200_000, ['b'], 40_000],
+      ['tried once 4 s ago: waits 6 s more', [['a', { count: 1, atMs: 0 }]], 4_000, ['b'], 6_000],
+      ['tried once 10 s ago: now', [['a', { count: 1, atMs: 0 }]], 10_000, ['a', 'b'], undefined],
+      ['tried 3 times: waits 40 s', [['a', { count: 3, atMs: 0 }]], 30_000, ['b'], 10_000],
+      [
+        'both waiting: the sooner one is named',
+        [
+          ['a', { count: 3, atMs: 0 }],
+          ['b', { count: 1, atMs: 0 }],
+        ],
+        1_000,
+        [],
+        9_000,
+      ],
     ];
   for (const [name, attempts, now, due, waiting] of cases)
     void it(name, () => {
@@ -175,7 +185,7 @@ void describe('copiesDue: a copy that did not stick is not retried in a loop', (
       assert.equal(r.waitingMs, waiting);
     });
   void it('backoff doubles and stops at 30 min', () =>
-    assert.deepEqual([0, 1, 2, 6, 20].map(copyBackoffMs), [0, 60_000, 120_000, 1_800_000, 1_800_000]));
+    assert.deepEqual([0, 1, 2, 8, 20].map(copyBackoffMs), [0, 10_000, 20_000, 1_280_000, 1_800_000]));
 });
 
 void describe('copyBlocker: a replica restarts to load slots only when it is safe', () => {
