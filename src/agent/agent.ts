@@ -299,6 +299,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
     await this.parameters.apply(this.settings.parameters, this.local.facts().role);
     if (view) {
+      this.slots.notePermanent(view.config);
       const status = snapshot?.values.get('status');
       const quietCycle = decision.actions.length === 0;
       await this.slotCopies.step({

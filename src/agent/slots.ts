@@ -7,8 +7,8 @@
  * Also records the permanent logical slots' confirmed_flush_lsn (`positions`), which the leader
  * publishes in the `status` key; replicas keep copies of those slots in step
  * (logical-slot-copies.ts, Patroni's logical failover slots). A slot removed from `slots:` is
- * dropped (Patroni does too) when this agent saw it there; one removed while no agent that is now
- * leader was running stays, named in the log as unknown.
+ * dropped (Patroni does too) when this agent saw it there since it started (notePermanent, any
+ * role); one removed while the agent now leading was not running stays, named in the log as unknown.
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
@@ -66,7 +66,7 @@ export function logicalPositions(
 
 export class SlotKeeper {
   private readonly memberSlots = new Set<string>();
-  /** Permanent slots seen in `slots:` since the agent started: dropped once removed from it. */
+  /** Permanent slots seen in `slots:` since the agent started (any role): dropped once removed from it. */
   private readonly permanentSlots = new Set<string>();
   private lastNotes = '';
   /** What the last pass read: permanent logical slot → confirmed_flush_lsn (published in `status`). */
@@ -85,7 +85,7 @@ export class SlotKeeper {
     const problems = [...cfg.problems];
     const wanted = wantedSlots(members, ownSlot, cfg, problems);
     if (cfg.useSlots) for (const m of members) this.memberSlots.add(m);
-    for (const p of cfg.permanent) this.permanentSlots.add(p.name);
+    this.notePermanent(config);
     const [rows] = await sql.query([LIST_SLOTS]);
     this.positions = logicalPositions(rows ?? [], wanted);
     const wantedNames = new Set(wanted.map((w) => w.name));
@@ -125,6 +125,14 @@ export class SlotKeeper {
         );
       }
     }
+  }
+
+  /**
+   * Remembers the permanent slots of `config`, every cycle whatever the role: a replica promoted
+   * just before a slot was removed from `slots:` still knows it was one.
+   */
+  notePermanent(config: Readonly<Record<string, unknown>>): void {
+    for (const p of slotConfig(config).permanent) this.permanentSlots.add(p.name);
   }
 
   private noteOnce(problems: readonly string[], unknown: readonly string[]): void {
