@@ -126,7 +126,7 @@ export class LogicalSlotCopies {
     });
     for (const d of plan.drop) await this.drop(d.name, d.reason);
     const { advanced, recopy } = await this.advance(plan.advance);
-    // A copy counts as stuck only once it advanced: one whose WAL is gone (or that never loaded)
+    // A copy counts as done only once it advanced: one whose WAL is gone (or that never loaded)
     // keeps its attempts, so copying it again waits out the backoff instead of restarting each cycle.
     for (const name of [...this.attempts.keys()])
       if (advanced.includes(name) || !wanted.some((w) => w.name === name)) this.attempts.delete(name);
