@@ -6,7 +6,8 @@
  * - the leader keeps permanent slots (physical and logical) from `slots:`, leaves a slot named in
  *   `ignore_slots` and an unknown one alone (naming the unknown one in its log), and after a
  *   switchover the new leader has the permanent slots;
- * - a permanent logical slot set by PATCH /config is copied to the replicas (one logged restart)
+ * - a permanent logical slot set by PATCH /config is copied to the replicas (one logged restart,
+ *   seen by the on_restart callback)
  *   and advanced to what a consumer confirmed on the leader; after the switchover the consumer
  *   continues on the new leader where it stopped, and again after that leader is killed (at least
  *   once); removed from the config, the slot is dropped on the leader and the replica;
@@ -15,7 +16,7 @@
  *   reset once it promoted, and its `post_bootstrap` script ran with the connection string.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -74,6 +75,7 @@ const slotNames = async (port: number) =>
 
 void describe('agent: permanent slots, replica creation and bootstrap methods', { timeout: 120_000 }, () => {
   let etcd: EtcdServer;
+  let work: string;
   let archive: string;
   let backup: string;
   let r1: AgentNode;
@@ -85,7 +87,7 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
 
   before(async () => {
     etcd = await startEtcd();
-    const work = await makeTempDir('methods', 'postgres');
+    work = await makeTempDir('methods', 'postgres');
     archive = path.join(work, 'archive');
     backup = path.join(work, 'backup');
     await runChecked('mkdir', [archive], { asPostgres: true });
@@ -147,7 +149,12 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
     });
     await waitForHealthyCluster([r1, r2], 40_000);
     // A third member clones (pg_basebackup) from r2, tagged clonefrom, and streams from the leader.
-    r3 = await startNode(etcd, 'meth', 'r3', { postgresql: { parameters: pgParameters } });
+    r3 = await startNode(etcd, 'meth', 'r3', {
+      postgresql: {
+        parameters: pgParameters,
+        callbacks: { on_restart: `echo >> ${work}/r3-callbacks` },
+      },
+    });
     await waitForHealthyCluster([r1, r2, r3], 40_000);
   });
   after(async () => {
@@ -244,6 +251,15 @@ void describe('agent: permanent slots, replica creation and bootstrap methods', 
       assert.deepEqual(await sql(r.pgPort, 'SHOW hot_standby_feedback'), [{ hot_standby_feedback: 'on' }]);
     }
     process.stdout.write(`# logical slot copied and advanced on both replicas in ${Date.now() - t0} ms\n`);
+    // The restart that loads copies shows as any restart the agent observes.
+    await waitFor(
+      'on_restart called on r3',
+      () =>
+        existsSync(`${work}/r3-callbacks`) &&
+        readFileSync(`${work}/r3-callbacks`, 'utf8').includes('on_restart replica meth'),
+      5_000,
+      100,
+    );
   });
 
   void it('has the permanent slots on the new leader after a switchover', async () => {
