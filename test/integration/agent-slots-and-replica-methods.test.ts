@@ -8,9 +8,9 @@
  *   switchover the new leader has the permanent slots;
  * - a permanent logical slot set by PATCH /config is copied to the replicas (one logged restart,
  *   seen by the on_restart callback) and advanced to what a consumer confirmed on the leader;
- *   after the switchover the consumer
- *   continues on the new leader where it stopped, and again after that leader is killed (at least
- *   once); removed from the config, the slot is dropped on the leader and the replica;
+ *   after the switchover the consumer continues on the new leader where it stopped, and again
+ *   after that leader is killed (at least once); removed from the config, the slot is dropped on
+ *   the leader and the replica;
  * - a second cluster made by a custom `bootstrap.method` from that backup, with `recovery_conf`
  *   (restore_command from the archive): it has every row archived, its recovery settings are
  *   reset once it promoted, and its `post_bootstrap` script ran with the connection string.
