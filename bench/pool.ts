@@ -16,14 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import {
-  makeTempDir,
-  onCleanup,
-  runCommand,
-  startEtcd,
-  startPrimary,
-  waitFor,
-} from '../test/harness/index.js';
+import { makeTempDir, onCleanup, startEtcd, startPrimary, waitFor } from '../test/harness/index.js';
 import {
   armWatchdog,
   knownList,
@@ -38,10 +31,10 @@ import {
 import { startPgbouncer } from './pgbouncer.js';
 import {
   EXIT_AFTER_SIGTERM,
-  PGBENCH,
   cpuSeconds,
   parsePgbench,
   pgbench,
+  pgbenchInit,
   psql,
   rotate,
 } from './pgbench-run.js';
@@ -143,24 +136,7 @@ async function main(): Promise<void> {
     );
 
   log(`pgbench -i -s ${opts.scale}`);
-  const init = await runCommand(
-    PGBENCH,
-    [
-      '-i',
-      '-s',
-      String(opts.scale),
-      '-q',
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(pg.port),
-      '-U',
-      'postgres',
-      'postgres',
-    ],
-    { timeoutMs: 300_000 },
-  );
-  if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
+  await pgbenchInit(pg.port, opts.scale);
   await psql(pg.port, 'vacuum analyze');
   for (const t of TARGETS) await pgbench(ports[t], WORKLOADS['select-c64'].args, 3);
 
