@@ -125,7 +125,8 @@ async function main(): Promise<void> {
     pgHba: HBA,
   });
   const userlist = path.join(await makeTempDir('pool-switchover-auth'), 'userlist.txt');
-  await writeFile(userlist, '"postgres" ""\n');
+  // As pgbouncer's auth_type = trust: the users listed are let in without a password.
+  await writeFile(userlist, '"postgres" "bench"\n');
   const proxy = await startPgfleetProxy({
     scope,
     etcdEndpoint: etcd.endpoint,
