@@ -1,20 +1,23 @@
 /**
  * Switchovers under load through a transaction-pooled listener: three pgfleet agents (small ttl),
  * the pgfleet proxy with a `pool_mode: transaction` primary listener, and `pgbench -c 16 -j 2`
- * TPC-B running through it while `pgfleet ctl switchover` moves the primary several times. For
- * contrast (`--targets pgfleet,pgbouncer`), the same run through pgbouncer 1.18 in transaction
- * mode pointed at the primary of the run's start, as a pgbouncer with no HA knowledge is.
+ * TPC-B running through it while `pgfleet ctl switchover` moves the primary. By default one
+ * pgbench run per switchover (`--interval` seconds of load, the switchover, `--interval` more):
+ * a pgbench 15 client ends at its first error that is not a serialization or deadlock failure, so
+ * in one long run (`--one-run`) the later switchovers would meet fewer clients. For contrast
+ * (`--targets pgfleet,pgbouncer`), the same through pgbouncer 1.18 in transaction mode pointed at
+ * the primary of each run's start, as a pgbouncer with no HA knowledge is.
  *
- * Reported per target: pgbench's own counts (transactions processed, failed transactions with
- * `--failures-detailed`, clients aborted: pgbench 15 ends a client at its first error that is not
- * a serialization or deadlock failure, so an error seen by a client costs it the rest of the run),
- * the longest stall (the longest time without any transaction completing, from pgbench's `-l`
- * per-transaction log) and the longest transaction, and the acknowledged writes against the rows
- * found (pgbench_history is emptied before each run; every TPC-B transaction inserts one row, so
- * fewer rows than processed transactions would be a lost acknowledged write). A benchmark, not a
- * test: it asserts nothing. Results also go to `.bench-out/pool-switchover-<timestamp>.json`.
+ * Reported per run: pgbench's own counts (transactions processed, failed transactions with
+ * `--failures-detailed`, clients aborted and why: each aborted client is one transaction that
+ * failed), the clients lost at each switchover, the longest stall (the longest time without any
+ * transaction completing, from pgbench's `-l` per-transaction log) and the longest transaction,
+ * and the acknowledged writes against the rows found (pgbench_history is emptied before each run;
+ * every TPC-B transaction inserts one row, so fewer rows than processed transactions would be a
+ * lost acknowledged write). A benchmark, not a test: it asserts nothing. Results also go to
+ * `.bench-out/pool-switchover-<timestamp>.json`.
  *
- *   npm run bench:pool-switchover -- [--switchovers 3] [--interval 15] [--clients 16]
+ *   npm run bench:pool-switchover -- [--switchovers 3] [--interval 10] [--clients 16] [--one-run]
  *        [--ttl 10] [--loop-wait 2] [--retry-timeout 3] [--scale 1] [--targets pgfleet,pgbouncer]
  *        [--from-source]
  *
@@ -47,13 +50,14 @@ function parseOptions() {
   const { values } = parseArgs({
     options: {
       switchovers: { type: 'string', default: '3' },
-      interval: { type: 'string', default: '15' },
+      interval: { type: 'string', default: '10' },
       clients: { type: 'string', default: '16' },
       ttl: { type: 'string', default: '10' },
       'loop-wait': { type: 'string', default: '2' },
       'retry-timeout': { type: 'string', default: '3' },
       scale: { type: 'string', default: '1' },
       targets: { type: 'string', default: TARGETS.join(',') },
+      'one-run': { type: 'boolean', default: false },
       'from-source': { type: 'boolean', default: false },
     },
     strict: true,
@@ -67,6 +71,7 @@ function parseOptions() {
     retryTimeout: positiveInt('retry-timeout', values['retry-timeout']),
     scale: positiveInt('scale', values.scale),
     targets: knownList('targets', values.targets, TARGETS),
+    oneRun: values['one-run'],
     fromSource: values['from-source'],
   };
   if (opts.loopWait + 2 * opts.retryTimeout > opts.ttl) {
@@ -88,18 +93,28 @@ interface Switchover {
 interface TargetResult {
   readonly target: Target;
   readonly durationSec: number;
+  /** ms from the start until pgbench exited (before durationSec when every client aborted). */
+  readonly endedMs: number;
   readonly exitCode: number | null;
   readonly processed: number;
   readonly failed: number;
   readonly serializationFailures: number | undefined;
   readonly deadlockFailures: number | undefined;
   readonly abortedClients: number;
-  /** The first few distinct messages of the aborted clients. */
+  /**
+   * Aborted clients by the switchover that ended them (the first to end after the client's last
+   * completed transaction); a last entry for those lost outside every switchover.
+   */
+  readonly clientsLostPerSwitchover: readonly number[];
+  /** The first few distinct messages of the aborted clients (numbers as N). */
   readonly abortMessages: readonly string[];
+  readonly stderrTail: string;
   readonly tps: number;
   readonly longestStallMs: number;
   /** ms from the run's start to the stall's start. */
   readonly longestStallAtMs: number;
+  /** The longest stall from each switchover's start to the next's (or pgbench's end). */
+  readonly stallAfterSwitchoverMs: readonly number[];
   readonly longestTransactionMs: number;
   readonly historyRows: number;
   readonly switchovers: readonly Switchover[];
@@ -107,10 +122,14 @@ interface TargetResult {
 
 async function main(): Promise<void> {
   const opts = parseOptions();
-  const durationSec = (opts.switchovers + 1) * opts.intervalSec;
-  armWatchdog(600_000 + opts.targets.length * (durationSec + 120) * 1_000);
+  // One pgbench through every switchover, or (default) one per switchover: a pgbench client ends at
+  // its first error, so each switchover meets all the clients.
+  const runs = opts.oneRun ? 1 : opts.switchovers;
+  const perRun = opts.oneRun ? opts.switchovers : 1;
+  const durationSec = (perRun + 1) * opts.intervalSec;
+  armWatchdog(600_000 + opts.targets.length * runs * (durationSec + 120) * 1_000);
   log(
-    `switchovers=${opts.switchovers} every ${opts.intervalSec}s, pgbench -c ${opts.clients} -j 2 -T ${durationSec}, ` +
+    `switchovers=${opts.switchovers} every ${opts.intervalSec}s, ${runs} × pgbench -c ${opts.clients} -j 2 -T ${durationSec}, ` +
       `ttl=${opts.ttl} loop_wait=${opts.loopWait} retry_timeout=${opts.retryTimeout} cpus=${os.cpus().length}`,
   );
   const runner = await resolveProxyRunner(opts.fromSource);
@@ -147,24 +166,35 @@ async function main(): Promise<void> {
 
   const results: TargetResult[] = [];
   for (const target of opts.targets) {
-    await agents.heal(120_000);
-    let port = proxy.port;
-    if (target === 'pgbouncer') {
-      const bouncer = await startPgbouncer({
-        serverPort: await leaderPort(),
-        poolSize: POOL_SIZE,
-        maxClients: 1_000,
-        poolMode: 'transaction',
-      });
-      port = bouncer.port;
+    for (let run = 1; run <= runs; run++) {
+      await agents.heal(120_000);
+      // pgbouncer is pointed at the primary of the run's start (it knows nothing of the cluster).
+      const bouncer =
+        target === 'pgbouncer'
+          ? await startPgbouncer({
+              serverPort: await leaderPort(),
+              poolSize: POOL_SIZE,
+              maxClients: 1_000,
+              poolMode: 'transaction',
+            })
+          : undefined;
+      const r = await runTarget(
+        target,
+        bouncer?.port ?? proxy.port,
+        agents,
+        leaderPort,
+        opts,
+        perRun,
+        durationSec,
+      );
+      await bouncer?.stop();
+      results.push(r);
+      log(
+        `${target}: processed=${r.processed} failed=${r.failed} aborted clients=${r.abortedClients}/${opts.clients} ` +
+          `longest stall=${r.longestStallMs.toFixed(0)} ms longest tx=${r.longestTransactionMs.toFixed(0)} ms ` +
+          `history rows=${r.historyRows}`,
+      );
     }
-    const r = await runTarget(target, port, agents, leaderPort, opts, durationSec);
-    results.push(r);
-    log(
-      `${target}: processed=${r.processed} failed=${r.failed} aborted clients=${r.abortedClients}/${opts.clients} ` +
-        `longest stall=${r.longestStallMs.toFixed(0)} ms longest tx=${r.longestTransactionMs.toFixed(0)} ms ` +
-        `history rows=${r.historyRows}`,
-    );
   }
   process.stdout.write('\n' + render(results, opts, durationSec) + '\n');
   await mkdir(OUT_DIR, { recursive: true });
@@ -182,6 +212,7 @@ async function runTarget(
   agents: AgentClusterBench,
   leaderPort: () => Promise<number>,
   opts: Options,
+  count: number,
   durationSec: number,
 ): Promise<TargetResult> {
   await psql(await leaderPort(), 'truncate pgbench_history');
@@ -190,7 +221,7 @@ async function runTarget(
   const startedAt = Date.now();
   const bench = pgbenchRun(port, args, durationSec, { cwd: logDir });
   const switchovers: Switchover[] = [];
-  for (let i = 1; i <= opts.switchovers; i++) {
+  for (let i = 1; i <= count; i++) {
     const due = startedAt + i * opts.intervalSec * 1_000;
     await sleep(Math.max(0, due - Date.now()));
     await agents.heal(60_000).catch((err: unknown) => log(`WARNING: not healed: ${String(err)}`));
@@ -203,33 +234,67 @@ async function runTarget(
     if (res.code !== 0) log(`WARNING: switchover exited ${res.code}: ${res.output.trim()}`);
   }
   const run = await bench;
+  const endedMs = Date.now() - startedAt;
   const transactions = await readLogs(logDir);
-  const stall = longestStall(transactions, startedAt * 1_000, (startedAt + durationSec * 1_000) * 1_000);
+  const us = (ms: number): number => (startedAt + ms) * 1_000;
+  // Until pgbench ended (early, when every client aborted): after that nothing runs to stall.
+  const untilMs = Math.min(endedMs, durationSec * 1_000);
+  const stall = longestStall(transactions, us(0), us(untilMs));
+  const perSwitchover = switchovers.map(
+    (sw, i) =>
+      longestStall(
+        transactions,
+        us(sw.startMs),
+        us(Math.min(untilMs, switchovers[i + 1]?.startMs ?? untilMs)),
+      ).ms,
+  );
   await agents.heal(120_000);
   const rows = Number(await psql(await leaderPort(), 'select count(*) from pgbench_history'));
   const summary = safeSummary(run.stdout);
-  const aborts = [
-    ...run.stderr.matchAll(
-      /^pgbench: error: client \d+ aborted in command \d+ \(\w+\) of script \d+; (.*)$/gm,
-    ),
-  ];
+  const aborts = run.stderr.split('\n').filter((l) => /\baborted\b/.test(l));
+  const abortedIds = aborts
+    .flatMap((l) => /client (\d+) (?:script \d+ )?aborted/.exec(l)?.[1] ?? [])
+    .map(Number);
+  const lostAt = clientsLostPerSwitchover(transactions, abortedIds, switchovers, startedAt);
   return {
     target,
     durationSec,
+    endedMs,
     exitCode: run.code,
     processed: summary?.transactions ?? transactions.filter((t) => t.ok).length,
     failed: summary?.failed ?? 0,
     serializationFailures: countOf(run.stdout, /^number of serialization failures: (\d+)/m),
     deadlockFailures: countOf(run.stdout, /^number of deadlock failures: (\d+)/m),
-    abortedClients: [...run.stderr.matchAll(/client \d+ aborted/g)].length,
-    abortMessages: [...new Set(aborts.map((m) => m[1]!.trim()))].slice(0, 5),
+    abortedClients: abortedIds.length,
+    clientsLostPerSwitchover: lostAt,
+    abortMessages: [...new Set(aborts.map((l) => l.replace(/\d+/g, 'N').trim()))].slice(0, 5),
+    stderrTail: run.stderr.slice(-4_000),
     tps: summary?.tps ?? 0,
     longestStallMs: stall.ms,
     longestStallAtMs: stall.atUs / 1_000 - startedAt,
+    stallAfterSwitchoverMs: perSwitchover,
     longestTransactionMs: Math.max(0, ...transactions.filter((t) => t.ok).map((t) => t.latencyUs / 1_000)),
     historyRows: rows,
     switchovers,
   };
+}
+
+function clientsLostPerSwitchover(
+  transactions: readonly LoggedTransaction[],
+  abortedIds: readonly number[],
+  switchovers: readonly Switchover[],
+  startedAt: number,
+): number[] {
+  const lastEnd = new Map<number, number>();
+  for (const t of transactions)
+    if (t.ok) lastEnd.set(t.client, Math.max(lastEnd.get(t.client) ?? 0, t.endUs / 1_000 - startedAt));
+  const lost = new Array<number>(switchovers.length + 1).fill(0);
+  for (const id of abortedIds) {
+    const last = lastEnd.get(id) ?? 0;
+    const i = switchovers.findIndex((sw) => sw.endMs >= last);
+    lost[i < 0 ? switchovers.length : i]!++;
+  }
+  return lost;
 }
 
 function safeSummary(stdout: string): ReturnType<typeof parsePgbench> | undefined {
@@ -255,7 +320,7 @@ async function readLogs(dir: string): Promise<LoggedTransaction[]> {
 function render(results: readonly TargetResult[], opts: Options, durationSec: number): string {
   const lines = [
     `TPC-B pgbench -c ${opts.clients} -j 2 -T ${durationSec} through a transaction-pooled listener (pool_size ${POOL_SIZE}), ` +
-      `${opts.switchovers} switchovers every ${opts.intervalSec}s, ttl ${opts.ttl}`,
+      `${opts.switchovers} switchovers ${opts.oneRun ? `in one run, every ${opts.intervalSec}s` : `, one per run, ${opts.intervalSec}s into it`}, ttl ${opts.ttl}`,
     'target     processed  failed  aborted clients  longest stall  longest tx  history rows  exit',
   ];
   for (const r of results) {
@@ -264,7 +329,12 @@ function render(results: readonly TargetResult[], opts: Options, durationSec: nu
         `${`${r.abortedClients}/${opts.clients}`.padStart(15)}  ${`${(r.longestStallMs / 1_000).toFixed(2)} s`.padStart(13)}  ` +
         `${`${(r.longestTransactionMs / 1_000).toFixed(2)} s`.padStart(10)}  ${String(r.historyRows).padStart(12)}  ${r.exitCode}`,
     );
-    for (const m of r.abortMessages) lines.push(`           aborted: ${m}`);
+    lines.push(
+      `           clients lost at each switchover: ${r.clientsLostPerSwitchover.slice(0, -1).join(', ')} ` +
+        `(elsewhere: ${r.clientsLostPerSwitchover.at(-1)}); stall after each switchover: ${r.stallAfterSwitchoverMs.map((ms) => `${(ms / 1_000).toFixed(2)} s`).join(', ')}; ` +
+        `pgbench ended at ${(r.endedMs / 1_000).toFixed(1)} s of ${r.durationSec} s`,
+    );
+    for (const m of r.abortMessages) lines.push(`           ${m}`);
   }
   return lines.join('\n');
 }

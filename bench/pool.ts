@@ -63,6 +63,8 @@ interface Run {
   readonly failed: number;
   readonly connectMs: number | undefined;
   readonly proxyCpuSec: number;
+  /** Of which in the kernel (stime). */
+  readonly proxySysSec: number;
 }
 
 function parseOptions() {
@@ -147,11 +149,18 @@ async function main(): Promise<void> {
         const cpu0 = cpuSeconds(pids[target]);
         const out = parsePgbench(await pgbench(ports[target], WORKLOADS[workload].args, opts.durationSec));
         const cpu1 = cpuSeconds(pids[target]);
-        const r: Run = { round, workload, target, ...out, proxyCpuSec: cpu1.total - cpu0.total };
+        const r: Run = {
+          round,
+          workload,
+          target,
+          ...out,
+          proxyCpuSec: cpu1.total - cpu0.total,
+          proxySysSec: cpu1.sys - cpu0.sys,
+        };
         runs.push(r);
         log(
           `round ${round} ${workload.padEnd(10)} ${target.padEnd(9)} tps=${r.tps.toFixed(0)} failed=${r.failed} ` +
-            `proxy-cpu=${r.proxyCpuSec.toFixed(2)}s`,
+            `proxy-cpu=${r.proxyCpuSec.toFixed(2)}s (sys ${r.proxySysSec.toFixed(2)}s)`,
         );
       }
     }
@@ -174,16 +183,18 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
     for (const t of TARGETS) {
       const rs = runs.filter((r) => r.workload === w && r.target === t);
       const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
+      const sys = rs.reduce((a, r) => a + r.proxySysSec, 0);
       const tx = rs.reduce((a, r) => a + r.transactions, 0);
       // -C: one connection per transaction, so CPU per transaction is CPU per connection.
       const perUnit =
         w === 'connect-c8'
           ? `${((cpu / tx) * 1e6).toFixed(0)} µs/connection`
           : `${((cpu / tx) * 1e4).toFixed(2)} s/10k tx`;
+      const sysShare = `(${cpu > 0 ? ((100 * sys) / cpu).toFixed(0) : '-'}% in the kernel)`;
       const xs = tps(t);
       lines.push(
         `${w.padEnd(11)} ${t.padEnd(9)} ${median(xs).toFixed(0).padStart(10)}  ${`${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`.padEnd(15)}  ` +
-          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit}`,
+          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit} ${sysShare}`,
       );
     }
   }

@@ -36,6 +36,12 @@ const EMPTY = Buffer.alloc(0);
 /** Socket errors are seen as their 'close' (one handler for every socket). */
 function ignoreError(): void {}
 
+/** A client socket's session (ClientSession's shared listeners find it here). */
+const SESSION = Symbol('pgfleet.clientSession');
+interface WatchedSocket extends Socket {
+  [SESSION]?: ClientSession;
+}
+
 export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner, PooledLinkOwner {
   readonly #ctx: SessionContext;
   readonly #source: string;
@@ -89,15 +95,27 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#step({ type: 'accepted', startupRoom: this.#starting });
   }
 
-  /** The client's bytes and end go to the engine until the relay takes the socket. */
+  /**
+   * The client's bytes and end go to the engine until the relay takes the socket. The listeners
+   * are shared by every session (the socket names its session): no closures per idle client.
+   */
   #watchClient(c: Socket): void {
-    c.on('data', (chunk: Buffer) => {
-      if (this.#relay === undefined && this.#client === c) this.#step({ type: 'client_data', bytes: chunk });
-    });
+    (c as WatchedSocket)[SESSION] = this;
+    c.on('data', ClientSession.#onClientData);
     c.on('error', ignoreError);
-    c.on('close', () => {
-      if (this.#relay === undefined && this.#client === c) this.#step({ type: 'client_closed' });
-    });
+    c.on('close', ClientSession.#onClientClose);
+  }
+
+  static #onClientData(this: WatchedSocket, chunk: Buffer): void {
+    const session = this[SESSION];
+    if (session !== undefined && session.#relay === undefined && session.#client === this)
+      session.#step({ type: 'client_data', bytes: chunk });
+  }
+
+  static #onClientClose(this: WatchedSocket): void {
+    const session = this[SESSION];
+    if (session !== undefined && session.#relay === undefined && session.#client === this)
+      session.#step({ type: 'client_closed' });
   }
 
   /**
