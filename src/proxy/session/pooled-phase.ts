@@ -240,14 +240,16 @@ function sessionOnly(msg: Buffer): Buffer | undefined {
   });
 }
 
+/**
+ * A message while no server is held: kept until the pool lends one. The client is paused only
+ * when what it sent meanwhile passes the bound (a pause and a resume per transaction cost more
+ * than the message it would hold back).
+ */
 function queue(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction[]): void {
   p.queued.push(msg);
   p.queuedBytes += msg.length;
   if (p.queuedBytes > MAX_PENDING_CLIENT_BYTES) out.push({ kind: 'pause_client' });
-  if (!p.acquiring) {
-    out.push({ kind: 'pause_client' });
-    acquire(p, out);
-  }
+  if (!p.acquiring) acquire(p, out);
   void s;
 }
 
