@@ -320,7 +320,7 @@ async function readLogs(dir: string): Promise<LoggedTransaction[]> {
 function render(results: readonly TargetResult[], opts: Options, durationSec: number): string {
   const lines = [
     `TPC-B pgbench -c ${opts.clients} -j 2 -T ${durationSec} through a transaction-pooled listener (pool_size ${POOL_SIZE}), ` +
-      `${opts.switchovers} switchovers ${opts.oneRun ? `in one run, every ${opts.intervalSec}s` : `, one per run, ${opts.intervalSec}s into it`}, ttl ${opts.ttl}`,
+      `${opts.switchovers} switchovers ${opts.oneRun ? `in one run, every ${opts.intervalSec}s` : `(one per run, ${opts.intervalSec}s into it)`}, ttl ${opts.ttl}`,
     'target     processed  failed  aborted clients  longest stall  longest tx  history rows  exit',
   ];
   for (const r of results) {
