@@ -32,7 +32,6 @@
  *
  * Loopback only. Results also go to `.bench-out/failover-<timestamp>.json`.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,21 +47,13 @@ import {
   startEtcdCluster,
   startHaproxy,
   startPatroniCluster,
-  trackPidFile,
   waitFor,
   type EtcdCluster as EtcdTestCluster,
   type EtcdServer,
   type PatroniCluster,
 } from '../test/harness/index.js';
-import {
-  SUPERUSER,
-  getJson,
-  spawnAgentProcess,
-  startAgent,
-  waitForHealthyCluster,
-  type AgentNode,
-  type ClusterJson,
-} from '../test/integration/agent-helpers.js';
+import { SUPERUSER } from '../test/integration/agent-helpers.js';
+import { startAgentCluster } from './pgfleet-cluster.js';
 import { startPgfleetProxy } from './pgfleet-proxy.js';
 import { armWatchdog, foreignProcesses, log, median, OUT_DIR, ROOT, runMain, timestamp } from './lib.js';
 
@@ -521,22 +512,14 @@ async function attempt(s: StackUnderTest, mode: 0 | 1): Promise<Attempt> {
 
 async function startPgfleetStack(etcd: EtcdTestCluster, opts: Options): Promise<StackUnderTest> {
   const scope = `bench-failover-${process.pid}`;
-  const nodes: AgentNode[] = [];
-  for (const name of ['a1', 'a2', 'a3']) {
-    const node = await startAgent(
-      {
-        etcd,
-        scope,
-        ttlSeconds: opts.ttl,
-        loopWaitSeconds: opts.loopWait,
-        retryTimeoutSeconds: opts.retryTimeout,
-      },
-      name,
-    );
-    trackPidFile(path.join(node.dir, 'data', 'postmaster.pid'));
-    nodes.push(node);
-  }
-  await waitForHealthyCluster(nodes, 120_000);
+  const agents = await startAgentCluster({
+    etcd,
+    scope,
+    ttl: opts.ttl,
+    loopWait: opts.loopWait,
+    retryTimeout: opts.retryTimeout,
+  });
+  const { nodes, named } = agents;
 
   // The proxy's defaults (routing on the etcd watch, no REST health checks, wait_timeout derived
   // from ttl + loop_wait; the figures in docs/benchmarks.md were taken when the default was 5s).
@@ -550,34 +533,13 @@ async function startPgfleetStack(etcd: EtcdTestCluster, opts: Options): Promise<
   const proxyDir = path.dirname(proxy.configPath);
   log(`pgfleet proxy pid ${proxy.process.pid} on 127.0.0.1:${writePort}`);
 
-  const cluster = async (): Promise<ClusterJson> => {
-    let lastError: unknown;
-    for (const n of nodes) {
-      try {
-        return (await getJson<ClusterJson>(n.apiPort, '/cluster')).body;
-      } catch (err) {
-        lastError = err;
-      }
-    }
-    throw lastError;
-  };
-  const named = (name: string): AgentNode => {
-    const n = nodes.find((x) => x.name === name);
-    if (n === undefined) throw new Error(`no agent ${name}`);
-    return n;
-  };
   return {
     stack: 'pgfleet',
     writePort,
     password: SUPERUSER.password,
     dirs: [proxyDir, ...nodes.map((n) => n.dir)],
-    leader: async () =>
-      (await cluster()).members.find((m) => m.role === 'leader' && m.state === 'running')?.name,
-    replica: async () => {
-      const r = (await cluster()).members.find((m) => m.role !== 'leader' && m.state !== 'stopped');
-      if (r === undefined) throw new Error('pgfleet: no replica');
-      return r.name;
-    },
+    leader: agents.leader,
+    replica: agents.replica,
     kill: (name) => {
       const n = named(name);
       const pmPid = readPidFile(path.join(n.dir, 'data', 'postmaster.pid'));
@@ -592,31 +554,11 @@ async function startPgfleetStack(etcd: EtcdTestCluster, opts: Options): Promise<
       n.process.kill('SIGUSR2');
       await n.process.exited;
     },
-    restartAgent: async (name) => {
-      const n = named(name);
-      await n.process.exited;
-      n.process = await spawnAgentProcess(n);
-    },
-    switchover: async (candidate) => {
-      const leaderNode = nodes.find((n) => n.process.isRunning) ?? nodes[0]!;
-      return await run(process.execPath, [
-        path.join(ROOT, 'bin', 'pgfleet'),
-        'ctl',
-        '-c',
-        leaderNode.configFile,
-        'switchover',
-        '--candidate',
-        candidate,
-        '--force',
-      ]);
-    },
-    restart: async (name) => {
-      const n = named(name);
-      await n.process.exited;
-      n.process = await spawnAgentProcess(n);
-    },
-    heal: async () => void (await waitForHealthyCluster(nodes, HEAL_TIMEOUT_MS)),
-    describe: async () => JSON.stringify((await cluster()).members),
+    restartAgent: agents.restartAgent,
+    switchover: agents.switchover,
+    restart: agents.restartAgent,
+    heal: async () => await agents.heal(HEAL_TIMEOUT_MS),
+    describe: async () => JSON.stringify((await agents.cluster()).members),
   };
 }
 
@@ -705,22 +647,6 @@ function killQuietly(pid: number): void {
   } catch {
     // already gone
   }
-}
-
-/** Runs a command (stdin not a terminal), 60 s at most. */
-function run(command: string, args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, output });
-    });
-  });
 }
 
 interface Summary {

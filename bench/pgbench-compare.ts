@@ -63,6 +63,7 @@ import {
   cpuSeconds,
   parsePgbench,
   pgbench,
+  pgbenchInit,
   psql,
   rotate,
 } from './pgbench-run.js';
@@ -323,24 +324,7 @@ async function main(): Promise<void> {
   log(`all paths reach the leader`);
 
   log(`pgbench -i -s ${opts.scale} on the leader`);
-  const init = await runCommand(
-    PGBENCH,
-    [
-      '-i',
-      '-s',
-      String(opts.scale),
-      '-q',
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(leader.pgPort),
-      '-U',
-      'postgres',
-      'postgres',
-    ],
-    { timeoutMs: 300_000 },
-  );
-  if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
+  await pgbenchInit(leader.pgPort, opts.scale);
   await psql(leader.pgPort, 'vacuum analyze');
 
   // A short warm-up through every target (connections, caches, JIT of the proxy).

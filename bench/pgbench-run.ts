@@ -23,6 +23,23 @@ export async function pgbench(
   durationSec: number,
   sslmode = 'disable',
 ): Promise<string> {
+  const r = await pgbenchRun(port, args, durationSec, { sslmode });
+  if (r.code !== 0) {
+    throw new Error(`pgbench ${r.args.join(' ')} exited with ${r.code}:\n${r.stdout}\n${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+/**
+ * Runs pgbench for `durationSec` (in `cwd`: where `-l` writes its logs) and returns its exit code
+ * and output, whatever the code (2: some clients aborted).
+ */
+export async function pgbenchRun(
+  port: number,
+  args: readonly string[],
+  durationSec: number,
+  opts: { sslmode?: string; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string; args: readonly string[] }> {
   const fullArgs = [
     ...args,
     '-T',
@@ -37,7 +54,8 @@ export async function pgbench(
   ];
   const child = spawn(PGBENCH, fullArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PGCONNECT_TIMEOUT: '10', PGSSLMODE: sslmode },
+    cwd: opts.cwd,
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10', PGSSLMODE: opts.sslmode ?? 'disable' },
   });
   if (child.pid !== undefined) trackPid(child.pid);
   let stdout = '';
@@ -51,10 +69,7 @@ export async function pgbench(
   });
   clearTimeout(killer);
   if (child.pid !== undefined) untrackPid(child.pid);
-  if (code !== 0) {
-    throw new Error(`pgbench ${fullArgs.join(' ')} exited with ${code}:\n${stdout}\n${stderr}`);
-  }
-  return stdout;
+  return { code, stdout, stderr, args: fullArgs };
 }
 
 /** TPS, average latency, processed and failed transactions from pgbench 15's summary. */
@@ -79,6 +94,16 @@ export function parsePgbench(out: string): {
     transactions: num(/^number of transactions actually processed: (\d+)/m, 'transactions processed'),
     failed: Number(/^number of failed transactions: (\d+)/m.exec(out)?.[1] ?? 0),
   };
+}
+
+/** `pgbench -i -s scale` on the server at `port` (5 minutes at most); throws when it fails. */
+export async function pgbenchInit(port: number, scale: number): Promise<void> {
+  const init = await runCommand(
+    PGBENCH,
+    ['-i', '-s', String(scale), '-q', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'],
+    { timeoutMs: 300_000 },
+  );
+  if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
 }
 
 export async function psql(port: number, sql: string): Promise<string> {

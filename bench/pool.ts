@@ -16,14 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import {
-  makeTempDir,
-  onCleanup,
-  runCommand,
-  startEtcd,
-  startPrimary,
-  waitFor,
-} from '../test/harness/index.js';
+import { makeTempDir, onCleanup, startEtcd, startPrimary, waitFor } from '../test/harness/index.js';
 import {
   armWatchdog,
   knownList,
@@ -38,10 +31,10 @@ import {
 import { startPgbouncer } from './pgbouncer.js';
 import {
   EXIT_AFTER_SIGTERM,
-  PGBENCH,
   cpuSeconds,
   parsePgbench,
   pgbench,
+  pgbenchInit,
   psql,
   rotate,
 } from './pgbench-run.js';
@@ -70,6 +63,8 @@ interface Run {
   readonly failed: number;
   readonly connectMs: number | undefined;
   readonly proxyCpuSec: number;
+  /** Of which in the kernel (stime). */
+  readonly proxySysSec: number;
 }
 
 function parseOptions() {
@@ -143,24 +138,7 @@ async function main(): Promise<void> {
     );
 
   log(`pgbench -i -s ${opts.scale}`);
-  const init = await runCommand(
-    PGBENCH,
-    [
-      '-i',
-      '-s',
-      String(opts.scale),
-      '-q',
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(pg.port),
-      '-U',
-      'postgres',
-      'postgres',
-    ],
-    { timeoutMs: 300_000 },
-  );
-  if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
+  await pgbenchInit(pg.port, opts.scale);
   await psql(pg.port, 'vacuum analyze');
   for (const t of TARGETS) await pgbench(ports[t], WORKLOADS['select-c64'].args, 3);
 
@@ -171,11 +149,18 @@ async function main(): Promise<void> {
         const cpu0 = cpuSeconds(pids[target]);
         const out = parsePgbench(await pgbench(ports[target], WORKLOADS[workload].args, opts.durationSec));
         const cpu1 = cpuSeconds(pids[target]);
-        const r: Run = { round, workload, target, ...out, proxyCpuSec: cpu1.total - cpu0.total };
+        const r: Run = {
+          round,
+          workload,
+          target,
+          ...out,
+          proxyCpuSec: cpu1.total - cpu0.total,
+          proxySysSec: cpu1.sys - cpu0.sys,
+        };
         runs.push(r);
         log(
           `round ${round} ${workload.padEnd(10)} ${target.padEnd(9)} tps=${r.tps.toFixed(0)} failed=${r.failed} ` +
-            `proxy-cpu=${r.proxyCpuSec.toFixed(2)}s`,
+            `proxy-cpu=${r.proxyCpuSec.toFixed(2)}s (sys ${r.proxySysSec.toFixed(2)}s)`,
         );
       }
     }
@@ -198,16 +183,18 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
     for (const t of TARGETS) {
       const rs = runs.filter((r) => r.workload === w && r.target === t);
       const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
+      const sys = rs.reduce((a, r) => a + r.proxySysSec, 0);
       const tx = rs.reduce((a, r) => a + r.transactions, 0);
       // -C: one connection per transaction, so CPU per transaction is CPU per connection.
       const perUnit =
         w === 'connect-c8'
           ? `${((cpu / tx) * 1e6).toFixed(0)} µs/connection`
           : `${((cpu / tx) * 1e4).toFixed(2)} s/10k tx`;
+      const sysShare = `(${cpu > 0 ? ((100 * sys) / cpu).toFixed(0) : '-'}% in the kernel)`;
       const xs = tps(t);
       lines.push(
         `${w.padEnd(11)} ${t.padEnd(9)} ${median(xs).toFixed(0).padStart(10)}  ${`${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`.padEnd(15)}  ` +
-          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit}`,
+          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit} ${sysShare}`,
       );
     }
   }

@@ -32,6 +32,7 @@ import { buildObservation } from './observation.js';
 import { askPeers, peerTimeoutMs } from './peer-probe.js';
 import { SettingsTracker } from './settings-tracker.js';
 import { SlotKeeper } from './slots.js';
+import { LogicalSlotCopies } from './logical-slot-copies.js';
 import type { Agent as UndiciAgent } from 'undici';
 import { restDispatcher, restTlsSettings } from '../api/rest-tls.js';
 import { StatusPublisher } from './status-publisher.js';
@@ -66,6 +67,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly publisher: StatusPublisher;
   private readonly sync: SyncReplication;
   private readonly slots: SlotKeeper;
+  private readonly slotCopies: LogicalSlotCopies;
   /** TLS to other agents' REST APIs (ctl/restapi settings); undefined: plain defaults. */
   private readonly restAgent: UndiciAgent | undefined;
   readonly failsafe: Failsafe;
@@ -110,6 +112,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       this.local,
       opts.log,
       () => this.restarts.memberFields(this.local.probe?.pendingRestart === true),
+      () => this.slots.positions,
     );
     this.restarts = new Restarts(() => this.local.restartFacts(), opts.log.child({ component: 'restart' }));
     this.requests = new OperatorRequests(opts.dcs, this.restarts, {
@@ -131,6 +134,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.failsafe = new Failsafe(opts.config, opts.dcs, opts.log.child({ component: 'failsafe' }));
     this.restAgent = restDispatcher(restTlsSettings(opts.config.ctl, opts.config.restapi));
     this.slots = new SlotKeeper(opts.log.child({ component: 'slots' }));
+    this.slotCopies = new LogicalSlotCopies(this.local, opts.log.child({ component: 'slots' }));
     this.sync = new SyncReplication({
       name: opts.config.name,
       node: opts.node,
@@ -294,6 +298,18 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     if (view && this.leadingPid() !== undefined && this.settings.current.failsafeMode)
       await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
     await this.parameters.apply(this.settings.parameters, this.local.facts().role);
+    if (view) {
+      this.slots.notePermanent(view.config);
+      const status = snapshot?.values.get('status');
+      const quietCycle = decision.actions.length === 0;
+      await this.slotCopies.step({
+        config: this.cfg,
+        view,
+        status,
+        quietCycle,
+        failoverPending: !!obs.failover,
+      });
+    }
     const restarted = view?.leader !== undefined ? await this.evaluateScheduledRestart(view) : undefined;
     if (restarted) this.opts.log.info(restarted);
     this.lease.arm(this.settings.current, {

@@ -122,18 +122,25 @@ export function memberValueFor(
   });
 }
 
-/** The `status` value while we lead as a running primary; undefined otherwise. */
+/**
+ * The `status` value while we lead as a running primary; undefined otherwise. `logicalSlots`: the
+ * permanent logical slots' confirmed_flush_lsn, which replicas advance their copies to.
+ */
 export function leaderStatusValue(
   view: ClusterView,
   me: string,
   probe: PgProbe | undefined,
   replayLag: Readonly<Record<string, number>> = {},
+  logicalSlots: Readonly<Record<string, number>> = {},
 ): string | undefined {
   if (view.leader !== me || !probe || probe.inRecovery) return undefined;
   const others = [...view.members.keys()].filter((n) => n !== me);
-  const slots = Object.fromEntries(
-    others.map((n) => [slotNameFor(n), view.members.get(n)?.xlogLocation ?? 0] as const),
-  );
+  const slots = {
+    ...Object.fromEntries(
+      others.map((n) => [slotNameFor(n), view.members.get(n)?.xlogLocation ?? 0] as const),
+    ),
+    ...logicalSlots,
+  };
   const lags = Object.fromEntries(Object.entries(replayLag).filter(([n]) => others.includes(n)));
   return JSON.stringify(buildStatusValue(probe.walPosition, slots, others, lags));
 }

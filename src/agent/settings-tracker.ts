@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
 import { effectiveSettings, type HaSettings } from '../ha/dynamic-config.js';
+import { replicaLogicalSlots } from '../ha/logical-slot-copies.js';
 import type { ParamValue } from '../postgres/conf.js';
 
 export function bootstrapSettings(cfg: AgentConfig): HaSettings {
@@ -35,6 +36,12 @@ export class SettingsTracker {
    * node's own value (or none) applies.
    */
   managedSyncNames: string | undefined;
+  /**
+   * The cluster has permanent logical slots this member keeps copies of: hot_standby_feedback is
+   * forced on (Patroni's should_enforce_hot_standby_feedback), or the leader could remove catalog
+   * rows the copies still need.
+   */
+  private slotFeedback = false;
 
   constructor(
     private cfg: AgentConfig,
@@ -57,6 +64,7 @@ export class SettingsTracker {
   update(view: ClusterView): void {
     const { settings, problems } = effectiveSettings(view.config, this.fallback);
     this.settings = settings;
+    this.slotFeedback = replicaLogicalSlots(view.config, this.cfg.tags.nofailover === true).length > 0;
     const text = problems.join('; ');
     if (text !== this.lastProblems && text !== '') this.log.warn({ problems }, 'ignored DCS config values');
     this.lastProblems = text;
@@ -64,10 +72,14 @@ export class SettingsTracker {
 
   /**
    * Postgres parameters in force: dynamic (DCS `config`) under the node's own, and the managed
-   * `synchronous_standby_names` over both.
+   * `synchronous_standby_names` over both; hot_standby_feedback on with permanent logical slots.
    */
   get parameters(): Readonly<Record<string, ParamValue>> {
-    const own = { ...this.settings.parameters, ...this.cfg.postgresql.parameters };
+    const own = {
+      ...this.settings.parameters,
+      ...this.cfg.postgresql.parameters,
+      ...(this.slotFeedback ? { hot_standby_feedback: 'on' } : {}),
+    };
     return this.managedSyncNames === undefined
       ? own
       : { ...own, synchronous_standby_names: this.managedSyncNames };

@@ -4,9 +4,11 @@
  * names unknown slots it keeps, once per change. Remembers which slots were members' so that a
  * member's slot is dropped once that member left, and only then.
  *
- * Not done (Patroni does): logical slots are kept on the leader only; replicas do not copy them
- * (Patroni copies pg_replslot files and restarts the replica, then advances them with
- * pg_replication_slot_advance), so a logical consumer must recreate its slot after a failover.
+ * Also records the permanent logical slots' confirmed_flush_lsn (`positions`), which the leader
+ * publishes in the `status` key; replicas keep copies of those slots in step
+ * (logical-slot-copies.ts, Patroni's logical failover slots). A slot removed from `slots:` is
+ * dropped (Patroni does too) when this agent saw it there since it started (notePermanent, any
+ * role); one removed while the agent now leading was not running stays, named in the log as unknown.
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
@@ -20,7 +22,8 @@ export interface SlotSql {
 }
 
 const LIST_SLOTS =
-  'SELECT slot_name, slot_type, database, plugin, active FROM pg_catalog.pg_replication_slots WHERE NOT temporary';
+  "SELECT slot_name, slot_type, database, plugin, active, pg_catalog.pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint" +
+  ' FROM pg_catalog.pg_replication_slots WHERE NOT temporary';
 
 export function parseSlotRows(rows: readonly Row[]): ExistingSlot[] {
   return rows.map((r) => ({
@@ -38,9 +41,36 @@ export function createSlotSql(slot: WantedSlot): string {
     : `SELECT pg_catalog.pg_create_logical_replication_slot(${sqlLiteral(slot.name)}, ${sqlLiteral(slot.plugin)})`;
 }
 
+/**
+ * The permanent logical slots' confirmed_flush_lsn (bytes) the leader publishes in the `status`
+ * key's `slots`, for replicas to advance their copies to (Patroni's process_permanent_slots).
+ */
+export function logicalPositions(
+  rows: readonly Row[],
+  wanted: readonly WantedSlot[],
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of rows) {
+    const w = wanted.find((x) => x.name === r[0]);
+    if (
+      w?.type === 'logical' &&
+      r[1] === 'logical' &&
+      r[2] === w.database &&
+      r[3] === w.plugin &&
+      r[5] != null
+    )
+      out[w.name] = Number(r[5]);
+  }
+  return out;
+}
+
 export class SlotKeeper {
   private readonly memberSlots = new Set<string>();
+  /** Permanent slots seen in `slots:` since the agent started (any role): dropped once removed from it. */
+  private readonly permanentSlots = new Set<string>();
   private lastNotes = '';
+  /** What the last pass read: permanent logical slot → confirmed_flush_lsn (published in `status`). */
+  positions: Readonly<Record<string, number>> = {};
 
   constructor(private readonly log: Logger) {}
 
@@ -55,12 +85,16 @@ export class SlotKeeper {
     const problems = [...cfg.problems];
     const wanted = wantedSlots(members, ownSlot, cfg, problems);
     if (cfg.useSlots) for (const m of members) this.memberSlots.add(m);
+    this.notePermanent(config);
     const [rows] = await sql.query([LIST_SLOTS]);
+    this.positions = logicalPositions(rows ?? [], wanted);
+    const wantedNames = new Set(wanted.map((w) => w.name));
     const plan = planSlots({
       existing: parseSlotRows(rows ?? []),
       wanted,
       ignore: cfg.ignore,
       formerMemberSlots: new Set([...this.memberSlots].filter((s) => !members.includes(s))),
+      formerPermanentSlots: new Set([...this.permanentSlots].filter((s) => !wantedNames.has(s))),
       paused: isPaused(config),
     });
     this.noteOnce(problems, plan.unknown);
@@ -68,6 +102,7 @@ export class SlotKeeper {
       try {
         await sql.query([`SELECT pg_catalog.pg_drop_replication_slot(${sqlLiteral(d.name)})`]);
         this.memberSlots.delete(d.name);
+        this.permanentSlots.delete(d.name);
         this.log.info(
           { slot: d.name, reason: d.reason },
           `dropped replication slot '${d.name}': ${d.reason}`,
@@ -90,6 +125,14 @@ export class SlotKeeper {
         );
       }
     }
+  }
+
+  /**
+   * Remembers the permanent slots of `config`, every cycle whatever the role: a replica promoted
+   * just before a slot was removed from `slots:` still knows it was one.
+   */
+  notePermanent(config: Readonly<Record<string, unknown>>): void {
+    for (const p of slotConfig(config).permanent) this.permanentSlots.add(p.name);
   }
 
   private noteOnce(problems: readonly string[], unknown: readonly string[]): void {

@@ -24,6 +24,7 @@ export class StatusPublisher {
     private readonly local: LocalPostgres,
     private readonly log: Logger,
     private readonly extra: () => Readonly<Record<string, unknown>> = () => ({}),
+    private readonly logicalSlots: () => Readonly<Record<string, number>> = () => ({}),
   ) {}
 
   private memberValue(): string {
@@ -46,7 +47,8 @@ export class StatusPublisher {
       await this.publishMember(false);
       const probe = this.local.probe;
       const lags = replayLagSeconds(probe?.standbys ?? [], this.local.lsnHistory, performance.now());
-      const status = snapshot && leaderStatusValue(snapshot.view, this.config().name, probe, lags);
+      const status =
+        snapshot && leaderStatusValue(snapshot.view, this.config().name, probe, lags, this.logicalSlots());
       if (status !== undefined) await this.dcs.writeStatus(status);
     } catch (err) {
       this.log.debug({ err: errorMessage(err) }, 'could not publish status');

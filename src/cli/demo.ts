@@ -114,6 +114,7 @@ postgresql:
     replication: { username: replicator, password: ${PASSWORD}-repl }
 bootstrap:
   dcs: { ttl: 10, loop_wait: 2, retry_timeout: 3, maximum_lag_on_failover: 1MB }
+  initdb: [{ encoding: UTF8 }]
 `;
 }
 

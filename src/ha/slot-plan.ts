@@ -160,6 +160,8 @@ export interface SlotPlanInput {
   readonly ignore: readonly IgnoreRule[];
   /** Slots this leader has kept for members (now or earlier): droppable once their member left. */
   readonly formerMemberSlots: ReadonlySet<string>;
+  /** Slots this leader has seen in `slots:` that are no longer there: droppable (Patroni drops them). */
+  readonly formerPermanentSlots?: ReadonlySet<string>;
   /** Maintenance mode: nothing is dropped (Patroni's `paused`). */
   readonly paused: boolean;
 }
@@ -180,6 +182,8 @@ export function planSlots(input: SlotPlanInput): SlotPlan {
       create.push(w);
     } else if (input.formerMemberSlots.has(e.name) && e.type === 'physical' && !e.active && !input.paused) {
       drop.push({ name: e.name, reason: 'its member left the cluster' });
+    } else if (input.formerPermanentSlots?.has(e.name) && !e.active && !input.paused) {
+      drop.push({ name: e.name, reason: 'it was removed from the permanent slots (slots:)' });
     } else {
       unknown.push(e.name);
     }

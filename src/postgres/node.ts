@@ -41,6 +41,7 @@ import {
   waitGone,
   type ProcessRef,
 } from './process-identity.js';
+import { installSlotStates } from './slot-files.js';
 import { SqlSession, runSql, type Row } from './sql-client.js';
 import { probeSql, parseProbe, type PgProbe } from './probe.js';
 
@@ -125,6 +126,11 @@ export interface PostgresControl {
   start(start: StartOptions): Promise<void>;
   stop(mode?: StopMode): Promise<void>;
   restart(): Promise<void>;
+  /**
+   * Stops (fast), installs replication slot state files (copied from the leader) and starts again
+   * with the options of the last start: PostgreSQL loads slots only at startup.
+   */
+  restartWithSlotStates(states: ReadonlyMap<string, Uint8Array>): Promise<void>;
   reconfigure(start: StartOptions): Promise<void>;
   applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void>;
   promote(): Promise<void>;
@@ -496,6 +502,17 @@ export class PostgresNode implements PostgresControl {
     if (!last) throw new PgfleetError('ERR_POSTGRES', 'postgres was never started by this agent');
     await this.stop('fast');
     await this.start(last);
+  }
+
+  async restartWithSlotStates(states: ReadonlyMap<string, Uint8Array>): Promise<void> {
+    const last = this.lastStart;
+    if (!last) throw new PgfleetError('ERR_POSTGRES', 'postgres was never started by this agent');
+    await this.stop('fast');
+    try {
+      await installSlotStates(this.dataDir, states, this.opts.runAs);
+    } finally {
+      await this.start(last);
+    }
   }
 
   /** Parameters of the last start or reconfigure. */

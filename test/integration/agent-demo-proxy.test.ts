@@ -108,8 +108,12 @@ void describe('demo: proxy in front of pgfleet agents', { timeout: 150_000 }, ()
   after(cleanupAll);
 
   void it('routes writes to the leader and reads to the replicas', async () => {
-    const [w] = await query(writeUrl, 'SELECT pg_is_in_recovery() AS r, inet_server_port() AS port');
+    const [w] = await query(
+      writeUrl,
+      "SELECT pg_is_in_recovery() AS r, inet_server_port() AS port, current_setting('server_encoding') AS enc",
+    );
     assert.equal(w?.r, false);
+    assert.equal(w?.enc, 'UTF8', 'the demo cluster is made with bootstrap.initdb [{encoding: UTF8}]');
     await query(writeUrl, 'CREATE TABLE demo_t(x int); INSERT INTO demo_t VALUES (7)');
     const ports = new Set<number>();
     for (let i = 0; i < 4; i++) {

@@ -180,7 +180,7 @@ export class PoolManager {
     p.totals.waits++;
     p.totals.waitMs += waited;
     p.totals.maxWaitMs = Math.max(p.totals.maxWaitMs, waited);
-    server.lend(w.client, () => w.client.onServerDrain());
+    server.lend(w.client);
     queueMicrotask(() => w.client.onPoolServer(server));
   }
 

@@ -11,8 +11,6 @@ export interface PoolClient extends ServerBorrower {
   /** The pool lends `server` (delivered on a later tick than the acquire). */
   onPoolServer(server: PooledServer): void;
   onPoolFailed(fatal: Buffer): void;
-  /** Resumes the client's socket once the server's write buffer drained. */
-  onServerDrain(): void;
 }
 
 export interface Waiter {

@@ -24,6 +24,8 @@ import { destroyAfterClients } from '../session/server-connect.js';
 /** The client session a server is lent to. */
 export interface ServerBorrower {
   onServerData(bytes: Buffer): void;
+  /** The socket drained after a write returned false. */
+  onServerDrain(): void;
   onServerClosed(error: string | undefined): void;
   /** Session mode: the node left the listener; the session ends at its next idle point. */
   terminate(t: Termination): void;
@@ -85,27 +87,22 @@ export class PooledServer implements Terminable, PooledServerRef {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => (this.#error = err.message));
     socket.on('close', () => this.#onClose());
-    socket.on('drain', () => this.#onDrain?.());
+    socket.on('drain', () => this.#borrower?.onServerDrain());
     socket.resume();
   }
-
-  /** Called when the server socket drains after a write returned false. */
-  #onDrain: (() => void) | undefined;
 
   get borrower(): ServerBorrower | undefined {
     return this.#borrower;
   }
 
-  lend(b: ServerBorrower, onDrain: () => void): void {
+  lend(b: ServerBorrower): void {
     this.state = 'active';
     this.#borrower = b;
-    this.#onDrain = onDrain;
   }
 
   /** Back from its borrower. */
   giveBack(now: number): void {
     this.#borrower = undefined;
-    this.#onDrain = undefined;
     this.lastUsedAt = now;
     if (this.state === 'active') this.state = 'idle';
   }

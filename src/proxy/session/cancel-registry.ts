@@ -13,9 +13,12 @@ export interface CancelTarget {
 
 /**
  * A pooled client's key (issued by the proxy): where its cancel goes now, the server connection
- * serving it at this moment; 'idle' when none does (nothing to cancel).
+ * serving it at this moment; 'idle' when none does (nothing to cancel). (The client's own object,
+ * not a closure: one less allocation per idle client.)
  */
-export type CancelResolver = () => CancelTarget | 'idle';
+export interface CancelResolver {
+  cancelTarget(): CancelTarget | 'idle';
+}
 
 export function cancelKey(processId: number, secretKey: Buffer): string {
   return `${processId}:${secretKey.toString('hex')}`;
@@ -38,7 +41,7 @@ export class CancelRegistry {
 
   lookup(key: string): CancelTarget | 'idle' | undefined {
     const t = this.#targets.get(key);
-    return typeof t === 'function' ? t() : t;
+    return t !== undefined && 'cancelTarget' in t ? t.cancelTarget() : t;
   }
 
   get size(): number {

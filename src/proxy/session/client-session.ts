@@ -16,7 +16,7 @@ import type { RelayReport } from '../relay/native-relay.js';
 import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
-import { PooledLink } from './pooled-link.js';
+import { PooledLink, type PooledLinkOwner } from './pooled-link.js';
 import { cancelKey } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
 import { newSession, step, type Phase, type SessionState } from './session-machine.js';
@@ -35,7 +35,16 @@ import type { HasDeadline } from './deadline-wheel.js';
 const LINGER_MS = 1_000;
 const EMPTY = Buffer.alloc(0);
 
-export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner {
+/** Socket errors are seen as their 'close' (one handler for every socket). */
+function ignoreError(): void {}
+
+/** A client socket's session (ClientSession's shared listeners find it here). */
+const SESSION = Symbol('pgfleet.clientSession');
+interface WatchedSocket extends Socket {
+  [SESSION]?: ClientSession;
+}
+
+export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner, PooledLinkOwner {
   readonly #ctx: SessionContext;
   readonly #source: string;
   #state: SessionState;
@@ -56,6 +65,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   readonly #onClosed: (s: ClientSession) => void;
   /** Pooled listeners: the server connection lent to this session, and what it logged in as. */
   readonly #pooled: PooledLink | undefined;
+  #serverOwnerMade: ServerSocketOwner | undefined;
 
   constructor(client: Socket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
@@ -63,16 +73,20 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#source = client.remoteAddress ?? '';
     this.#state = newSession(ctx.settings);
     this.#onClosed = onClosed;
-    this.#pooled =
-      ctx.pool === undefined
-        ? undefined
-        : new PooledLink(ctx, {
-            step: (e) => this.#step(e),
-            phase: () => this.#state.phase,
-            terminate: (t) => this.terminate(t),
-            pauseClient: () => this.#client?.pause(),
-            resumeClient: () => this.#client?.resume(),
-          });
+    this.#pooled = ctx.pool === undefined ? undefined : new PooledLink(ctx, this);
+  }
+
+  /** PooledLinkOwner: the pool's events for the engine. */
+  pooledStep(e: SessionEvent): void {
+    this.#step(e);
+  }
+
+  pauseClient(): void {
+    this.#client?.pause();
+  }
+
+  resumeClient(): void {
+    this.#client?.resume();
   }
 
   get phase(): Phase {
@@ -85,15 +99,27 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#step({ type: 'accepted', startupRoom: this.#starting });
   }
 
-  /** The client's bytes and end go to the engine until the relay takes the socket. */
+  /**
+   * The client's bytes and end go to the engine until the relay takes the socket. The listeners
+   * are shared by every session (the socket names its session): no closures per idle client.
+   */
   #watchClient(c: Socket): void {
-    c.on('data', (chunk: Buffer) => {
-      if (this.#relay === undefined && this.#client === c) this.#step({ type: 'client_data', bytes: chunk });
-    });
-    c.on('error', () => undefined);
-    c.on('close', () => {
-      if (this.#relay === undefined && this.#client === c) this.#step({ type: 'client_closed' });
-    });
+    (c as WatchedSocket)[SESSION] = this;
+    c.on('data', ClientSession.#onClientData);
+    c.on('error', ignoreError);
+    c.on('close', ClientSession.#onClientClose);
+  }
+
+  static #onClientData(this: WatchedSocket, chunk: Buffer): void {
+    const session = this[SESSION];
+    if (session !== undefined && session.#relay === undefined && session.#client === this)
+      session.#step({ type: 'client_data', bytes: chunk });
+  }
+
+  static #onClientClose(this: WatchedSocket): void {
+    const session = this[SESSION];
+    if (session !== undefined && session.#relay === undefined && session.#client === this)
+      session.#step({ type: 'client_closed' });
   }
 
   /**
@@ -321,23 +347,28 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     server.on('connect', () => {
       if (this.#server === server) this.#step({ type: 'server_connected' });
     });
-    watchServerSocket(server, node, this.#serverOwner);
+    watchServerSocket(server, node, this.#serverOwner());
   }
 
-  /** The server socket's events go to the engine until the relay takes the socket. */
-  readonly #serverOwner: ServerSocketOwner = {
-    reads: (s) => this.#server === s && this.#relay === undefined,
-    lost: () => (this.#server = undefined),
-    connecting: () => this.#state.phase === 'connecting',
-    step: (e) => this.#step(e),
-    drained: () => this.#client?.resume(),
-  };
+  /**
+   * The server socket's events go to the engine until the relay takes the socket. Made at the
+   * first connect: a pooled session never connects (its servers are the pool's).
+   */
+  #serverOwner(): ServerSocketOwner {
+    return (this.#serverOwnerMade ??= {
+      reads: (s) => this.#server === s && this.#relay === undefined,
+      lost: () => (this.#server = undefined),
+      connecting: () => this.#state.phase === 'connecting',
+      step: (e) => this.#step(e),
+      drained: () => this.#client?.resume(),
+    });
+  }
 
   #startServerTls(): void {
     const raw = this.#server;
     const node = this.#node;
     if (raw === undefined || node === undefined) return;
-    this.#server = startServerTls(raw, this.#ctx.serverTls(), node, this.#serverOwner);
+    this.#server = startServerTls(raw, this.#ctx.serverTls(), node, this.#serverOwner());
   }
 
   #dropServer(): void {

@@ -46,21 +46,24 @@ export function onSecret(
 }
 
 function onAuthStep(s: SessionState, p: PooledSession, step: ServerAuthStep, out: SessionAction[]): void {
-  out.push({ kind: 'write_client', bytes: step.send });
-  if (step.type === 'continue') return;
-  if (step.type === 'failed') {
-    out.push({
-      kind: 'log',
-      message: 'pooled client failed authentication',
-      fields: { user: p.user, why: step.reason },
-    });
-    end(s, out, 'finish', 'auth_failed');
+  if (step.type === 'ok') {
+    // Its last words (AuthenticationOk) go out with the login's ParameterStatus, BackendKeyData
+    // and ReadyForQuery, in one write (pooled-phase.ts).
+    p.greeting = step.send;
+    p.auth = 'done';
+    p.credentials = step.credentials;
+    out.push({ kind: 'pause_client' });
+    acquire(p, out);
     return;
   }
-  p.auth = 'done';
-  p.credentials = step.credentials;
-  out.push({ kind: 'pause_client' });
-  acquire(p, out);
+  out.push({ kind: 'write_client', bytes: step.send });
+  if (step.type === 'continue') return;
+  out.push({
+    kind: 'log',
+    message: 'pooled client failed authentication',
+    fields: { user: p.user, why: step.reason },
+  });
+  end(s, out, 'finish', 'auth_failed');
 }
 
 /** The client's answers ('p' messages) during the exchange; anything else breaks the protocol. */

@@ -11,7 +11,7 @@ import { cancelRequest } from '../../protocol/index.js';
 import type { LoginCredentials } from '../auth/index.js';
 import type { PoolClient, PoolIdentity } from '../pool/pool-manager.js';
 import type { PooledServer } from '../pool/pooled-server.js';
-import { cancelKey, type CancelTarget } from './cancel-registry.js';
+import { cancelKey, type CancelResolver, type CancelTarget } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
 import type { Phase } from './session-machine.js';
 import type { SessionEvent, Termination } from './session-types.js';
@@ -28,16 +28,19 @@ function issuedKeyBytes(): Buffer {
   return keyBytes.subarray(keyBytesAt - 8, keyBytesAt);
 }
 
-/** The client session around the link (client-session.ts). */
+/**
+ * The client session around the link (client-session.ts). The session itself, not an object of
+ * closures: per idle client, every object counts.
+ */
 export interface PooledLinkOwner {
-  step(e: SessionEvent): void;
-  phase(): Phase;
+  pooledStep(e: SessionEvent): void;
+  readonly phase: Phase;
   terminate(t: Termination): void;
   pauseClient(): void;
   resumeClient(): void;
 }
 
-export class PooledLink implements PoolClient {
+export class PooledLink implements PoolClient, CancelResolver {
   readonly #ctx: SessionContext;
   readonly #owner: PooledLinkOwner;
   /** The server lent to the session now. */
@@ -65,7 +68,7 @@ export class PooledLink implements PoolClient {
   }): void {
     this.#id ??= { database: a.database, user: a.user, encoding: a.encoding };
     const pool = this.#ctx.pool!;
-    const cached = this.#owner.phase() === 'pool_login' ? pool.loginParameters(this.#id) : undefined;
+    const cached = this.#owner.phase === 'pool_login' ? pool.loginParameters(this.#id) : undefined;
     if (cached !== undefined) queueMicrotask(() => this.#loginFromCache(cached));
     else pool.acquire(this.#id, this, a.credentials);
   }
@@ -91,14 +94,18 @@ export class PooledLink implements PoolClient {
     const source = this.#ctx.secrets;
     if (source === undefined) {
       queueMicrotask(() =>
-        this.#owner.step({ type: 'auth_secret', secret: undefined, error: 'proxy.auth is not configured' }),
+        this.#owner.pooledStep({
+          type: 'auth_secret',
+          secret: undefined,
+          error: 'proxy.auth is not configured',
+        }),
       );
       return;
     }
     source.lookup(user).then(
-      (secret) => this.#owner.step({ type: 'auth_secret', secret, error: undefined }),
+      (secret) => this.#owner.pooledStep({ type: 'auth_secret', secret, error: undefined }),
       (err: unknown) =>
-        this.#owner.step({ type: 'auth_secret', secret: undefined, error: errorMessage(err) }),
+        this.#owner.pooledStep({ type: 'auth_secret', secret: undefined, error: errorMessage(err) }),
     );
   }
 
@@ -112,13 +119,13 @@ export class PooledLink implements PoolClient {
 
   /** The pool lends a server. At login, the client's key is issued. */
   onPoolServer(server: PooledServer): void {
-    if (this.#owner.phase() === 'closed') {
+    if (this.#owner.phase === 'closed') {
       this.#ctx.pool!.release(server, true);
       return;
     }
     this.#server = server;
-    const key = this.#owner.phase() === 'pool_login' ? this.#issueKey() : undefined;
-    this.#owner.step(
+    const key = this.#owner.phase === 'pool_login' ? this.#issueKey() : undefined;
+    this.#owner.pooledStep(
       key === undefined ? { type: 'pool_server', server } : { type: 'pool_server', server, key },
     );
   }
@@ -128,9 +135,9 @@ export class PooledLink implements PoolClient {
    * lending one (a new client does not wait behind busy transactions to be told hello).
    */
   #loginFromCache(parameters: readonly Buffer[]): void {
-    if (this.#owner.phase() !== 'pool_login') return;
+    if (this.#owner.phase !== 'pool_login') return;
     const key = this.#issueKey();
-    this.#owner.step({ type: 'pool_server', server: { statements: new Map(), parameters }, key });
+    this.#owner.pooledStep({ type: 'pool_server', server: { statements: new Map(), parameters }, key });
   }
 
   /** The backend key the proxy gives a pooled client, registered for its cancels. */
@@ -138,14 +145,14 @@ export class PooledLink implements PoolClient {
     const r = issuedKeyBytes();
     const key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
     this.#cancelKey = cancelKey(key.processId, key.secretKey);
-    this.#ctx.cancels.add(this.#cancelKey, () => this.#cancelTarget());
+    this.#ctx.cancels.add(this.#cancelKey, this);
     this.#ctx.pool!.join(this.#id!, this);
     this.#ctx.metrics.opened();
     return key;
   }
 
   /** Where this client's CancelRequest goes now: the server serving it, with that server's key. */
-  #cancelTarget(): CancelTarget | 'idle' {
+  cancelTarget(): CancelTarget | 'idle' {
     const s = this.#server;
     if (s === undefined || s.backendKey === undefined) return 'idle';
     const { host, port, name } = s.node;
@@ -153,16 +160,16 @@ export class PooledLink implements PoolClient {
   }
 
   onPoolFailed(fatal: Buffer): void {
-    this.#owner.step({ type: 'pool_failed', fatal });
+    this.#owner.pooledStep({ type: 'pool_failed', fatal });
   }
 
   onServerData(bytes: Buffer): void {
-    this.#owner.step({ type: 'server_data', bytes });
+    this.#owner.pooledStep({ type: 'server_data', bytes });
   }
 
   onServerClosed(error: string | undefined): void {
     this.#server = undefined;
-    this.#owner.step({ type: 'server_closed', error });
+    this.#owner.pooledStep({ type: 'server_closed', error });
   }
 
   onServerDrain(): void {

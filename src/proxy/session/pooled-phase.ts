@@ -48,6 +48,8 @@ const TERMINATE = 0x58; // 'X'
 const READY_FOR_QUERY = 0x5a; // 'Z'
 const ERROR_RESPONSE = 0x45; // 'E'
 const REQUESTS = new Set([0x51, 0x53, 0x46]); // Query, Sync, FunctionCall
+const READY_IDLE = readyForQuery('I');
+const AUTH_OK = authenticationOk();
 /** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
 const SCANNED_SQL_BYTES = 4096;
 
@@ -100,10 +102,11 @@ export function beginPooled(
     unsynced: false,
     status: 'I',
     replay: undefined,
-    statements: new Map(),
+    statements: undefined,
     names,
     retire: undefined,
     auth: method === undefined ? 'done' : 'lookup',
+    greeting: method === undefined ? AUTH_OK : undefined,
     credentials: undefined,
   };
   out.push({ kind: 'pause_client' });
@@ -168,11 +171,11 @@ function loggedIn(
 ): void {
   p.acquiring = false;
   s.phase = 'pooled';
-  // (After the proxy's authentication exchange, its last reply was the AuthenticationOk.)
-  const hello =
-    s.settings.pool?.auth === undefined ? [authenticationOk(), ...server.parameters] : [...server.parameters];
+  // One write: the authentication's AuthenticationOk, the server's ParameterStatus, the key, ready.
+  const hello = p.greeting === undefined ? [...server.parameters] : [p.greeting, ...server.parameters];
+  p.greeting = undefined;
   if (key !== undefined) hello.push(backendKeyData(key.processId, key.secretKey));
-  hello.push(readyForQuery('I'));
+  hello.push(READY_IDLE);
   out.push({ kind: 'write_client', bytes: Buffer.concat(hello) });
   if (p.mode === 'session') attach(p, server);
   else out.push({ kind: 'pool_release', reusable: true });
@@ -237,14 +240,16 @@ function sessionOnly(msg: Buffer): Buffer | undefined {
   });
 }
 
+/**
+ * A message while no server is held: kept until the pool lends one. The client is paused only
+ * when what it sent meanwhile passes the bound (a pause and a resume per transaction cost more
+ * than the message it would hold back).
+ */
 function queue(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction[]): void {
   p.queued.push(msg);
   p.queuedBytes += msg.length;
   if (p.queuedBytes > MAX_PENDING_CLIENT_BYTES) out.push({ kind: 'pause_client' });
-  if (!p.acquiring) {
-    out.push({ kind: 'pause_client' });
-    acquire(p, out);
-  }
+  if (!p.acquiring) acquire(p, out);
   void s;
 }
 
@@ -261,7 +266,7 @@ function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction
     p.mode === 'transaction'
       ? rewriteClientMessage(msg, {
           names: p.names,
-          client: p.statements,
+          session: p,
           server: p.server!.statements,
           replies: p.replies!,
         })

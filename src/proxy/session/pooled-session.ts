@@ -30,12 +30,15 @@ export interface PooledSession {
   status: string;
   /** What was sent to this server since it was acquired, while it has answered nothing. */
   replay: Buffer[] | undefined;
-  readonly statements: ClientStatements;
+  /** The client's named statements (made at its first named Parse). */
+  statements: ClientStatements | undefined;
   readonly names: StatementNames;
   /** The node left the listener (session mode) or the proxy drains: end at the next idle point. */
   retire: Termination | undefined;
   /** proxy.auth: the exchange with the client (before it, the secret's lookup); then done. */
   auth: 'lookup' | ServerAuthExchange | 'done';
+  /** The authentication's last message (AuthenticationOk), sent with the login's first server words. */
+  greeting: Buffer | undefined;
   /** What the client's authentication left to log in to servers as it. */
   credentials: LoginCredentials | undefined;
 }

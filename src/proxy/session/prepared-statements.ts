@@ -136,7 +136,8 @@ export class ReplyFilter {
 
 export interface RewriteContext {
   readonly names: StatementNames;
-  readonly client: ClientStatements;
+  /** The client's statements, made at its first named Parse (most clients never name one). */
+  readonly session: { statements: ClientStatements | undefined };
   readonly server: ServerStatements;
   readonly replies: ReplyFilter;
 }
@@ -160,7 +161,7 @@ export function rewriteClientMessage(msg: Buffer, c: RewriteContext): Buffer[] {
       const t = readTarget(msg);
       c.replies.expectClose(false);
       if (t === undefined || t.kind !== 'S' || t.name === '') return [msg];
-      c.client.delete(t.name);
+      c.session.statements?.delete(t.name);
       return [closeMessage('S', ABSENT_STATEMENT)];
     }
     case 0x53 /* S Sync */:
@@ -180,7 +181,7 @@ function rewriteParse(msg: Buffer, c: RewriteContext): Buffer[] {
     return [msg];
   }
   const name = c.names.nameFor(p.afterName);
-  c.client.set(p.name, { server: name, afterName: Buffer.from(p.afterName) });
+  (c.session.statements ??= new Map()).set(p.name, { server: name, afterName: Buffer.from(p.afterName) });
   const out: Buffer[] = [];
   if (c.server.has(name)) {
     // Prepared already (by this client or another): closed and prepared again, for a real reply.
@@ -200,7 +201,7 @@ function withStatement(
   renamed: (name: string) => Buffer,
   original: Buffer,
 ): Buffer[] {
-  const known = c.client.get(clientName);
+  const known = c.session.statements?.get(clientName);
   // Unknown to the proxy: the server answers it (26000, the statement does not exist).
   if (known === undefined) return [original];
   const out: Buffer[] = [];

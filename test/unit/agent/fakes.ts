@@ -244,6 +244,12 @@ export class FakePostgres implements PostgresControl {
   async restart(): Promise<void> {
     this.running = true;
   }
+  /** Slot state files installed by restarts that load copied slots. */
+  readonly installedSlots: string[] = [];
+  async restartWithSlotStates(states: ReadonlyMap<string, Uint8Array>): Promise<void> {
+    this.installedSlots.push(...states.keys());
+    this.running = true;
+  }
   async reconfigure(start: StartOptions): Promise<void> {
     this.lastStart = start;
     this.upstream = start.standby && { host: start.standby.host, port: start.standby.port };

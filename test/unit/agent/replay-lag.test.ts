@@ -105,6 +105,13 @@ void describe('the leader’s status value carries replay_lag for its members on
     assert.deepEqual([...back.replayLagS!], [['pg2', 0.25]]);
   });
 
+  void it("adds the permanent logical slots' confirmed positions to slots (Patroni's status.slots)", () => {
+    assert.deepEqual(JSON.parse(leaderStatusValue(view, 'pg1', probe, {}, { cdc: 1234 })!).slots, {
+      pg2: 0,
+      cdc: 1234,
+    });
+  });
+
   void it('without standbys the value is Patroni’s exactly', () => {
     assert.deepEqual(JSON.parse(leaderStatusValue(view, 'pg1', probe)!), {
       optime: 300,

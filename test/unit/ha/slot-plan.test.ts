@@ -171,3 +171,29 @@ describe('slotConfig problems name the key', () => {
     assert.deepEqual(problems, ["config.slots.b: ignored, conflicts with a member's physical slot"]);
   });
 });
+
+describe('planSlots: a slot removed from slots:', () => {
+  const input = (existing: ExistingSlot[], paused = false): SlotPlanInput => ({
+    existing,
+    wanted: [],
+    ignore: [],
+    formerMemberSlots: new Set(),
+    formerPermanentSlots: new Set(['cdc']),
+    paused,
+  });
+  const cases: [string, ExistingSlot[], boolean, string[], string[]][] = [
+    ['is dropped when this leader saw it there', [logical('cdc', 'd', 'p')], false, ['cdc'], []],
+    ['is kept while a consumer reads it', [logical('cdc', 'd', 'p', true)], false, [], ['cdc']],
+    ['is kept in maintenance mode', [logical('cdc', 'd', 'p')], true, [], ['cdc']],
+    ['others stay unknown', [logical('other', 'd', 'p')], false, [], ['other']],
+  ];
+  for (const [name, existing, paused, drop, unknown] of cases)
+    it(name, () => {
+      const p = planSlots(input(existing, paused));
+      assert.deepEqual(
+        p.drop.map((d) => d.name),
+        drop,
+      );
+      assert.deepEqual(p.unknown, unknown);
+    });
+});

@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { newSession, step } from '../../../../src/proxy/session/session-machine.js';
 import { StatementNames } from '../../../../src/proxy/session/prepared-statements.js';
+import { MAX_PENDING_CLIENT_BYTES } from '../../../../src/proxy/session/session-state.js';
 import type {
   PooledServerRef,
   SessionAction,
@@ -128,7 +129,7 @@ const md5Answer = (salt: Buffer): Buffer => {
 
 const cases: Case[] = [
   {
-    name: 'proxy.auth trust: a user the file lists is let in by the proxy, then the pool logs in as it',
+    name: 'proxy.auth trust: a user the file lists is let in, AuthenticationOk sent with the login (one write)',
     auth: 'trust',
     mode: 'transaction',
     events: [
@@ -136,7 +137,7 @@ const cases: Case[] = [
       { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
       { type: 'pool_server', server: server(), key: KEY },
     ],
-    expect: ['lookup app', 'client:R', 'acquire db/app as password', 'client:SKZ', 'release:true'],
+    expect: ['lookup app', 'acquire db/app as password', 'client:RSKZ', 'release:true'],
   },
   {
     name: 'proxy.auth trust: a user the file does not list is refused (28000)',
@@ -412,7 +413,41 @@ describe('session engine: pooled listeners', () => {
     assert.deepEqual(feed({ type: 'client_data', bytes: md5Answer(request.subarray(9, 13)) }), [
       'acquire as password',
     ]);
-    assert.equal(sent.at(-1)!.readUInt32BE(5), 0, 'AuthenticationOk');
+    assert.equal(sent.at(-1), request, 'AuthenticationOk waits for the login');
+    feed({ type: 'pool_server', server: server(), key: KEY });
+    const hello = sent.at(-1)!;
+    assert.equal(hello.toString('latin1', 0, 1), 'R');
+    assert.equal(hello.readUInt32BE(5), 0, 'AuthenticationOk, first in the one write of the login');
+  });
+
+  it('transaction mode: a client waiting for a server is not paused, unless it sends past the bound', () => {
+    const s = newSession(settings('transaction'));
+    const acts = (e: SessionEvent): string[] =>
+      step(s, e, world).flatMap((a) =>
+        a.kind === 'pause_client' || a.kind === 'resume_client' || a.kind === 'pool_acquire'
+          ? [a.kind]
+          : a.kind === 'write_server'
+            ? [`server:${types(a.bytes)}`]
+            : [],
+      );
+    for (const e of [{ type: 'accepted', startupRoom: true } as const, ...login]) acts(e);
+    assert.deepEqual(acts({ type: 'client_data', bytes: query('select 1') }), ['pool_acquire']);
+    assert.deepEqual(
+      acts({ type: 'client_data', bytes: query('select 2') }),
+      [],
+      'queued, no second acquire',
+    );
+    assert.deepEqual(
+      acts({ type: 'client_data', bytes: query('x'.repeat(MAX_PENDING_CLIENT_BYTES)) }),
+      ['pause_client'],
+      'past the bound: paused until a server is lent',
+    );
+    assert.deepEqual(acts({ type: 'pool_server', server: server() }), [
+      'resume_client',
+      'server:Q',
+      'server:Q',
+      'server:Q',
+    ]);
   });
 
   it('client messages split at every offset are sent whole', () => {

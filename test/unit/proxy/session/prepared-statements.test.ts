@@ -113,14 +113,17 @@ describe('prepared statements under transaction pooling', () => {
   for (const c of cases)
     it(c.name, () => {
       const names = new StatementNames();
-      const client: ClientStatements = new Map();
+      const entries = Object.entries(c.client ?? {});
+      // (A client that never prepared a named statement has no map: it is made at its first Parse.)
+      const client: ClientStatements | undefined = entries.length === 0 ? undefined : new Map();
       const server: ServerStatements = new Map();
-      for (const [n, sql] of Object.entries(c.client ?? {}))
-        client.set(n, { server: names.nameFor(body(sql)), afterName: body(sql) });
+      for (const [n, sql] of entries)
+        client!.set(n, { server: names.nameFor(body(sql)), afterName: body(sql) });
       for (const n of c.server ?? []) server.set(n, 'ready');
       if (c.server?.length && Object.keys(c.client ?? {}).length === 0) names.nameFor(body('select 1'));
       const replies = new ReplyFilter(() => server);
-      const out = c.send.flatMap((m) => rewriteClientMessage(m, { names, client, server, replies }));
+      const session = { statements: client };
+      const out = c.send.flatMap((m) => rewriteClientMessage(m, { names, session, server, replies }));
       assert.deepEqual(out.map(show), c.expect);
       if (c.replies !== undefined) {
         const seen = [...c.replies].filter((t) => !replies.onServerMessage(t.charCodeAt(0))).join('');
@@ -131,10 +134,10 @@ describe('prepared statements under transaction pooling', () => {
 
   it('knows a statement on the connection once its ParseComplete came, and forgets it after an error', () => {
     const names = new StatementNames();
-    const client: ClientStatements = new Map();
+    const session = { statements: undefined as ClientStatements | undefined };
     const server: ServerStatements = new Map();
     const replies = new ReplyFilter(() => server);
-    const ctx = { names, client, server, replies };
+    const ctx = { names, session, server, replies };
     rewriteClientMessage(parse('a', 'select 1'), ctx);
     rewriteClientMessage(parse('b', 'select 2'), ctx);
     rewriteClientMessage(sync(), ctx);
@@ -149,6 +152,11 @@ describe('prepared statements under transaction pooling', () => {
     replies.onServerMessage('E'.charCodeAt(0));
     replies.onServerMessage('Z'.charCodeAt(0));
     assert.deepEqual([...server], [['pgfleet_1', 'ready']]);
+    assert.deepEqual(
+      [...session.statements!.keys()],
+      ['a', 'b'],
+      "the client's map, made at its first Parse",
+    );
   });
 
   it('gives the same text and parameter types one proxy-wide name, for every client', () => {
