@@ -20,6 +20,7 @@ import {
   type RelayReport,
   type TlsBridgeListener,
 } from '../../../../src/proxy/relay/native-relay.js';
+import { SessionRelay } from '../../../../src/proxy/relay/session-relay.js';
 import { makeCertificates } from '../../../harness/certificates.js';
 import { chain, message, receive, sha, startChains, stopChains, until, type Chain } from './socket-chain.js';
 
@@ -261,6 +262,43 @@ describe('TLS bridge on the relay threads', () => {
     assert.equal(relay.end(id, 'fatal', FATAL), 'told');
     assert.deepEqual(await rest, FATAL);
     assert.deepEqual(reports, []);
+    c.serverEnd.destroy();
+  });
+
+  it('SessionRelay collapses a bridged session at once (the same pair), pipelined bytes kept', async () => {
+    const heard: Heard = { reports: [] };
+    const { c, id, plain, tls } = await bridged(heard);
+    const pairs = relay.stats().pairs;
+    const ready = message('Z', Buffer.from('I'));
+    const query = message('Q', Buffer.from('select 1\0'));
+    const gotQuery = receive(c.serverEnd, query.length);
+    tls.write(query); // pipelined: in flight while the relay starts
+    const ended: RelayReport[] = [];
+    const session = new SessionRelay(
+      plain,
+      c.relayServer,
+      true,
+      relay,
+      {
+        onRelayEnded: (r) => ended.push(r),
+        onRelayIdle: () => undefined,
+      },
+      id,
+    );
+    const gotReady = receive(tls, ready.length);
+    session.start(ready, []);
+    await until(() => session.native, 'the collapse');
+    assert.equal(relay.stats().pairs, pairs, 'the bridge became the pair');
+    assert.deepEqual(await gotReady, ready);
+    assert.deepEqual(await gotQuery, query);
+    const rows = Buffer.concat([message('D', randomBytes(70_000)), ready]);
+    const gotRows = receive(tls, rows.length);
+    c.serverEnd.write(rows);
+    assert.equal(sha(await gotRows), sha(rows));
+    const rest = all(tls);
+    assert.equal(session.end('fatal', FATAL), true);
+    assert.deepEqual(await rest, FATAL);
+    assert.deepEqual(ended, []);
     c.serverEnd.destroy();
   });
 
