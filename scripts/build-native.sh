@@ -25,6 +25,8 @@ for d in node_modules/node-api-headers/include "$(dirname "$(dirname "$(readlink
   [[ -f $d/node_api.h ]] && { inc=$d; break; }
 done
 [[ -n $inc ]] || { echo "pgfleet: no Node-API headers (node_api.h) found" >&2; exit 1; }
+[[ -f /usr/include/openssl/ssl.h ]] || echo '#include <openssl/ssl.h>' | cc -E -x c - >/dev/null 2>&1 ||
+  { echo "pgfleet: no OpenSSL headers (openssl/ssl.h): install libssl-dev" >&2; exit 1; }
 mkdir -p build
 cc "${flags[@]}" -Wall -Wextra -Werror -fPIC -fvisibility=hidden -shared -pthread -std=gnu11 \
   -DNODE_GYP_MODULE_NAME=pgfleet_relay -DNAPI_VERSION=8 -I"$inc" -o "$out.tmp" "${srcs[@]}" -lssl -lcrypto

@@ -19,6 +19,6 @@ try {
   execFileSync('bash', [path.join(root, 'scripts', 'build-native.sh')], { cwd: root, stdio: 'inherit' });
 } catch {
   console.log(
-    'pgfleet: the native relay addon did not build (see above); the proxy will relay in JavaScript',
+    'pgfleet: the native relay addon did not build (see above; it needs OpenSSL headers: libssl-dev); the proxy will relay in JavaScript',
   );
 }
