@@ -275,10 +275,10 @@ static void on_event(pair_t *p, int i, uint32_t events, char *buf, report_t *out
   int err_kind = i == 0 ? EV_CLIENT_ERROR : EV_SERVER_ERROR;
   if (p->hs) { /* a TLS bridge's handshake: nothing else moves yet */
     if (i != 0 || tls_handshake(p, out, n_out) != 0 || p->hs) return;
+    /* The client's first records may have been read ahead with its Finished: epoll will not say. */
+    if (SSL_has_pending(me->ssl) && pump(p, 0, buf, out, n_out)) return;
     if (set_mask(p, 0, wanted(p, 0)) != 0 || set_mask(p, 1, wanted(p, 1)) != 0)
       report(p, err_kind, errno, out, n_out);
-    else if (SSL_has_pending(me->ssl)) /* the client's first records, read ahead with its Finished */
-      pump(p, 0, buf, out, n_out);
     return;
   }
   if ((events & EPOLLOUT) && me->pending) {
@@ -428,7 +428,7 @@ static void *relay_main(void *arg) {
   worker_t *w = arg;
   relay_t *r = w->r;
   struct epoll_event evs[MAX_EVENTS];
-  report_t reports[MAX_EVENTS];
+  report_t reports[2 * MAX_EVENTS]; /* at most two per event: a handshake done, then an end */
   char *buf = malloc(BUF_SIZE);
   if (!buf) abort();
   apply_sched(r->sched_batch);
