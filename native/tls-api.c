@@ -260,13 +260,15 @@ static napi_value js_collapse(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&r->mu);
   pair_t *p = pair_by_id(r, id);
   int rc = p && p->bridge ? 0 : -ENOENT;
+  int taken = 0; /* the pair owns fd now (even if registering it failed: the pair closes it) */
   if (rc == 0) {
     pthread_mutex_lock(&p->mu);
     rc = p->state == ACTIVE && !p->hs ? collapse_pair(p, js_fd, fd, trk, status, awaiting) : -EBUSY;
+    taken = p->s[1].fd == fd;
     pthread_mutex_unlock(&p->mu);
   }
   pthread_mutex_unlock(&r->mu);
-  if (rc != 0 && !(p && p->s[1].fd == fd)) close(fd);
+  if (!taken) close(fd);
   return number(env, rc == 0 ? id : rc);
 }
 
