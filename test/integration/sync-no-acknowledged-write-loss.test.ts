@@ -255,11 +255,16 @@ void describe(
     /**
      * Failed connection attempts through the `defaults` listener, but those the proxy cannot hide:
      * a client in its SCRAM exchange with the primary when it died (the exchange cannot be replayed
-     * on another server; PostgreSQL closes a backend still authenticating without a word).
+     * on another server). PostgreSQL closes a backend still authenticating without a word, or, when
+     * the backend was waiting for the client's next SCRAM message (be-secure.c's read sees the
+     * postmaster gone), sends FATAL 57P01 "terminating connection due to unexpected postmaster exit".
      */
+    const AUTH_CUT = [
+      'pgfleet: server closed the connection during startup',
+      'terminating connection due to unexpected postmaster exit',
+    ];
     function failedConnects(c: Connector, faultAt: number): { failed: string[]; inAuth: number } {
-      const inAuth = (f: Connector['connectErrors'][number]) =>
-        f.error === 'pgfleet: server closed the connection during startup' && f.at <= faultAt;
+      const inAuth = (f: Connector['connectErrors'][number]) => AUTH_CUT.includes(f.error) && f.at <= faultAt;
       return {
         failed: c.connectErrors.filter((f) => !inAuth(f)).map((f) => `${f.at - faultAt} ms: ${f.error}`),
         inAuth: c.connectErrors.filter(inAuth).length,
