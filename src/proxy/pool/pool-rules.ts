@@ -38,3 +38,22 @@ export function idleServerVerdict(
   if (!keptForMinimum && now - server.lastUsedAt >= limits.serverIdleTimeoutMs) return 'idle_timeout';
   return undefined;
 }
+
+/**
+ * What an idle server sent (`chunk`, from a message boundary) says about it: true when it holds an
+ * ErrorResponse. An idle backend reports an error only as it ends (FATAL 57P01 at a shutdown, a
+ * terminated backend): the server must not be lent, even before its socket's close is seen (a
+ * transaction written to it then would be lost without a reply). Notices, ParameterStatus and
+ * notifications keep it. A message cut at the chunk's end counts by its type byte.
+ */
+export function idleServerEnding(chunk: Uint8Array): boolean {
+  let at = 0;
+  while (at + 5 <= chunk.length) {
+    if (chunk[at] === 0x45 /* E */) return true;
+    const len =
+      ((chunk[at + 1]! << 24) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 8) | chunk[at + 4]!) >>> 0;
+    if (len < 4) return true; // not a message stream any more: nothing to lend
+    at += 1 + len;
+  }
+  return at < chunk.length && chunk[at] === 0x45;
+}

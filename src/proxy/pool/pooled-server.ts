@@ -20,6 +20,7 @@ import type { Terminable } from '../routing/connection-registry.js';
 import type { ServerStatements } from '../session/prepared-statements.js';
 import type { PooledServerRef, Termination } from '../session/session-types.js';
 import { destroyAfterClients } from '../session/server-connect.js';
+import { idleServerEnding } from './pool-rules.js';
 
 /** The client session a server is lent to. */
 export interface ServerBorrower {
@@ -87,6 +88,10 @@ export class PooledServer implements Terminable, PooledServerRef {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => (this.#error = err.message));
     socket.on('close', () => this.#onClose());
+    // Its end of file while idle: no more lending (the close follows).
+    socket.on('end', () => {
+      if (this.state === 'idle') this.close();
+    });
     socket.on('drain', () => this.#borrower?.onServerDrain());
     socket.resume();
   }
@@ -139,7 +144,13 @@ export class PooledServer implements Terminable, PooledServerRef {
       this.#borrower.onServerData(chunk);
       return;
     }
-    if (this.state !== 'reset') return; // (an idle server's notices: nobody to tell)
+    if (this.state === 'idle') {
+      // A FATAL read while idle (a shutdown): closed now, before its socket's close, so that it
+      // is never lent (the pool skips and forgets a server that is not idle).
+      if (idleServerEnding(chunk)) this.close();
+      return; // (an idle server's notices: nobody to tell)
+    }
+    if (this.state !== 'reset') return;
     const r = this.#resetFramer!.push(chunk);
     if (!r.ok) return this.#finishReset(false);
     for (const m of r.messages) {

@@ -1,7 +1,13 @@
 /** The pools' pure decisions: room on a node (with the reserve), and idle servers' fate. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { idleServerVerdict, nodeWithRoom, type PoolLimits } from '../../../../src/proxy/pool/pool-rules.js';
+import {
+  idleServerEnding,
+  idleServerVerdict,
+  nodeWithRoom,
+  type PoolLimits,
+} from '../../../../src/proxy/pool/pool-rules.js';
+import { errorResponse } from '../../../../src/protocol/index.js';
 
 const LIMITS: PoolLimits = {
   poolSize: 2,
@@ -43,4 +49,31 @@ describe('pool rules', () => {
     it(`idleServerVerdict: ${name}`, () => {
       assert.equal(idleServerVerdict(server, LIMITS, now, kept), expected);
     });
+
+  /** A backend message: type, length, body. */
+  const msg = (type: string, body = Buffer.alloc(0)): Buffer => {
+    const head = Buffer.alloc(5);
+    head.write(type, 0, 'latin1');
+    head.writeInt32BE(4 + body.length, 1);
+    return Buffer.concat([head, body]);
+  };
+  const fatal = errorResponse({
+    severity: 'FATAL',
+    code: '57P01',
+    message: 'terminating connection due to administrator command',
+  });
+  const notice = msg('N', Buffer.from('SNOTICE\0Mhello\0\0'));
+  const parameter = msg('S', Buffer.from('TimeZone\0UTC\0'));
+  const ending: [string, Buffer, boolean][] = [
+    ['a FATAL (a shutdown)', fatal, true],
+    ['a notice, then a FATAL', Buffer.concat([notice, fatal]), true],
+    ['a ParameterStatus', parameter, false],
+    ['a notice', notice, false],
+    ['a notice and the head of a FATAL', Buffer.concat([notice, fatal.subarray(0, 3)]), true],
+    ['a notice cut short', notice.subarray(0, 7), false],
+    ['a length below 4', Buffer.from([0x4e, 0, 0, 0, 2]), true],
+    ['nothing', Buffer.alloc(0), false],
+  ];
+  for (const [name, chunk, expected] of ending)
+    it(`idleServerEnding: ${name}`, () => assert.equal(idleServerEnding(chunk), expected));
 });
