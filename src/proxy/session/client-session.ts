@@ -212,7 +212,19 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     if (s.phase === 'closed') return;
     const before = s.phase;
     const actions = step(s, e, this.#ctx.world(performance.now()));
-    for (const a of actions) this.#perform(a);
+    // Consecutive writes to the server go out as one (a client's Parse, Bind, Execute, Sync: one
+    // send, not four); every other action keeps its place in the order.
+    let toServer: Buffer[] | undefined;
+    for (const a of actions) {
+      if (a.kind === 'write_server') {
+        (toServer ??= []).push(a.bytes);
+        continue;
+      }
+      if (toServer !== undefined) this.#writeServer(toServer);
+      toServer = undefined;
+      this.#perform(a);
+    }
+    if (toServer !== undefined) this.#writeServer(toServer);
     if (s.phase !== before) this.#moved(before, s.phase);
     if (s.deadline !== this.#timerAt) this.#arm(s.deadline);
   }
@@ -245,6 +257,12 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#step({ type: 'timer' });
   }
 
+  #writeServer(chunks: readonly Buffer[]): void {
+    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    if (this.#pooled?.holdsServer === true) this.#pooled.write(bytes);
+    else if (this.#server && !this.#server.write(bytes)) this.#client?.pause();
+  }
+
   #perform(a: SessionAction): void {
     const c = this.#client;
     switch (a.kind) {
@@ -267,8 +285,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
         return;
       case 'write_server':
-        if (this.#pooled?.holdsServer === true) this.#pooled.write(a.bytes);
-        else if (this.#server && !this.#server.write(a.bytes)) c?.pause();
+        this.#writeServer([a.bytes]);
         return;
       case 'drop_server':
         this.#dropServer();
