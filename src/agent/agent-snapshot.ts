@@ -21,6 +21,12 @@ export interface AgentSnapshot {
   readonly lastSentence: string | undefined;
   /** failsafe_mode is keeping this primary running, or a primary without etcd pinged this member. */
   readonly failsafeActive: boolean;
+  /**
+   * While etcd cannot be read (`view` undefined): this member was the leader when last seen and its
+   * lease is not past its deadline, so it still holds the leader key (Patroni's is_leader(): the
+   * leader until its last renewal's expiry). The HA loop fences the primary at that deadline.
+   */
+  readonly leaderByLease?: boolean;
   /** A scheduled restart as the member key shows it (`scheduled_restart`), if any. */
   readonly scheduledRestart?: Readonly<Record<string, unknown>> | undefined;
 }

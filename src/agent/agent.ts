@@ -237,6 +237,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       lastDcsOkAtMs: this.cluster.lastDcsOkAtMs,
       lastSentence: this.lastSentence,
       failsafeActive: this.failsafe.isActive(this.settings.current.ttlMs),
+      leaderByLease:
+        this.cluster.lastSeenLeader === this.cfg.name &&
+        (this.lease.leaseDeadlineMs ?? -Infinity) > performance.now(),
       scheduledRestart: this.restarts.memberJson(),
     };
   }

@@ -22,7 +22,9 @@ export function healthFacts(s: AgentSnapshot, nowMs: number, ttlMs: number): Hea
   return {
     running: s.pgRunning && s.probe !== undefined && s.state === 'running',
     role,
-    holdsLeaderKey: view?.leader === s.name,
+    // etcd unreadable for a moment (an election): the leader until its lease deadline, not a 503
+    // that would make proxies drain a primary that keeps its key.
+    holdsLeaderKey: view ? view.leader === s.name : s.leaderByLease === true,
     lagBytes,
     tags: me?.tags.all ?? {},
     loopAlive: s.lastCycleAtMs !== undefined && nowMs - s.lastCycleAtMs <= ttlMs,

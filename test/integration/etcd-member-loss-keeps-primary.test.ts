@@ -31,6 +31,8 @@ import {
 import {
   SUPERUSER,
   haSentences,
+  infoLogTail,
+  pgLogTail,
   pgClient,
   sql,
   startAgent,
@@ -142,7 +144,11 @@ void describe(
       while (Date.now() < deadline) {
         const answer = await session.query('select 1 as x').catch((err: Error) => {
           // Why the session went: the error it got while idle (a FATAL names the proxy's reason).
-          throw new Error(`${what}: the old session failed: ${err.message}; before that: ${sessionError}`);
+          throw new Error(
+            `${what}: the old session failed: ${err.message}; before that: ${sessionError}\n` +
+              `--- ${primary.name} PostgreSQL log:\n${pgLogTail(primary, 12)}\n` +
+              `--- ${primary.name} agent log (info and above):\n${infoLogTail(primary, 12)}`,
+          );
         });
         assert.equal(answer.rows[0].x, 1, `${what}: the old session answers`);
         await sleep(250);
@@ -192,7 +198,7 @@ void describe(
       const port = proxy.addresses.rw!.port;
       session = pgClient(port);
       session.on('error', (err: Error & { code?: string }) => {
-        sessionError = `${err.code ?? ''} ${err.message}`;
+        sessionError += ` [${err.code ?? ''} ${err.message}]`;
       });
       await session.connect();
       onCleanup(() => session.end().catch(() => undefined));

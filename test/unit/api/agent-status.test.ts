@@ -118,3 +118,23 @@ void describe('synchronous roles as Patroni shows them (/patroni, /cluster, heal
     assert.equal(healthFacts(at('pg3', true), 0, 10_000).syncRole, undefined);
   });
 });
+
+void describe('/primary while etcd cannot be read (Patroni is_leader(): until the lease expires)', () => {
+  const probe = { inRecovery: false } as PgProbe;
+  const cases: { name: string; over: Partial<AgentSnapshot>; want: boolean }[] = [
+    { name: 'the view names us leader', over: { view: viewOf({ leader: 'pg1', members: [] }) }, want: true },
+    {
+      name: 'the view names another leader',
+      over: { view: viewOf({ leader: 'pg2', members: [] }) },
+      want: false,
+    },
+    { name: 'no view, our lease still runs', over: { leaderByLease: true }, want: true },
+    { name: 'no view, no lease (or past its deadline)', over: { leaderByLease: false }, want: false },
+    { name: 'no view, nothing known', over: {}, want: false },
+  ];
+  for (const c of cases)
+    void it(c.name, () => {
+      const s = snapshot({ pgRunning: true, probe, ...c.over });
+      assert.equal(healthFacts(s, 0, 10_000).holdsLeaderKey, c.want);
+    });
+});
