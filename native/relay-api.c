@@ -27,6 +27,8 @@
 #include "fd-pass.h"
 #include "tls.h"
 
+void define_nio(napi_env env, napi_value exports); /* nio.c */
+
 #include <fcntl.h>
 #include <malloc.h>
 
@@ -417,6 +419,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   define_fd_pass(env, exports);
   define_tls(env, exports);
+  define_nio(env, exports);
   return exports;
 }
 

@@ -3,13 +3,24 @@
  * session engine), and the context those sessions share. A reload may give it a new context: the
  * next clients take it, sessions already open keep the one they started with.
  */
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { PgfleetError, errorMessage } from '../errors.js';
 import { ClientSession } from './session/client-session.js';
 import type { SessionContext } from './session/session-context.js';
 import type { Termination } from './session/session-types.js';
 import { socketOptions } from './session/server-connect.js';
 import { fdOf } from './relay/native-relay.js';
+import type { ClientSocket } from './relay/native-conn.js';
+
+/**
+ * A pooled listener's plain client moves to the native transport at once (its sessions never go to
+ * the relay threads); a TLS listener's clients and 1:1 listeners' keep Node's socket.
+ */
+function clientSocket(socket: Socket, ctx: SessionContext): ClientSocket {
+  const transport = ctx.transport;
+  if (transport === undefined || ctx.pool === undefined || ctx.settings.tls !== 'disable') return socket;
+  return transport.adopt(socket) ?? socket;
+}
 
 export class Listener {
   #ctx: SessionContext;
@@ -26,7 +37,8 @@ export class Listener {
     this.#ctx = ctx;
     this.#listen = listen;
     this.#server = createServer(socketOptions(ctx.tuning), (socket) => {
-      const session = new ClientSession(socket, this.#ctx, this.#ended);
+      const c = this.#ctx;
+      const session = new ClientSession(clientSocket(socket, c), c, this.#ended);
       this.#sessions.add(session);
       session.start();
     });

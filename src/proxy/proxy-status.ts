@@ -20,6 +20,9 @@ export interface ProxyStatus {
   readonly generation: number;
   /** Which relay moves relaying sessions' bytes: the native addon's threads, or Node's streams. */
   readonly relay: 'native' | 'js';
+  /** Where pooled sessions' sockets are served: the addon's transport (with how many open), or Node's streams. */
+  readonly pooledSockets:
+    { readonly transport: 'native'; readonly open: number } | { readonly transport: 'js' };
   readonly dcs: {
     connected: boolean;
     stale: boolean;
@@ -56,6 +59,8 @@ export interface StatusSources {
   readonly checkingAgents: boolean;
   readonly etcdMembers: readonly EtcdMemberStatus[];
   readonly nativeRelay: boolean;
+  /** Sockets on the native transport (pooled servers and clients), or undefined without it. */
+  readonly nativeSockets: number | undefined;
   readonly sessions: Record<string, Record<string, number>>;
   readonly admission: { readonly starting: number; readonly admitted: number };
   readonly tls: ReadonlyMap<string, ListenerTls>;
@@ -71,6 +76,11 @@ export function proxyStatus(src: StatusSources): ProxyStatus {
     state: src.state,
     generation: src.table.generation,
     relay: src.nativeRelay ? 'native' : 'js',
+    // Pooled sessions' sockets: the native transport (native-conn.ts), or Node's streams.
+    pooledSockets:
+      src.nativeSockets === undefined
+        ? { transport: 'js' }
+        : { transport: 'native', open: src.nativeSockets },
     dcs: {
       connected: s.connected,
       stale: src.table.stale,

@@ -43,7 +43,8 @@ import { derivedWaitTimeoutMs } from './wait-timeout.js';
 import type { Listener } from './listener.js';
 import { proxyStatus, type ProxyStatus } from './proxy-status.js';
 import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
-import { chooseRelay, nativeTlsFactory } from './relay/choose-relay.js';
+import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-relay.js';
+import type { NativeTransport } from './relay/native-conn.js';
 import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
 import { RouteWaiters } from './routing/route-waiters.js';
@@ -132,6 +133,8 @@ export class Proxy {
   #stopNow = false;
   readonly #inherited: ReadonlyMap<string, number>;
   readonly #nativeRelay: NativeRelay | undefined;
+  /** Pooled sessions' sockets without Node's streams: wherever the native relay runs. */
+  readonly #transport: NativeTransport | undefined;
   /** The default wait_timeout, from the cluster's config key (followed on every view). */
   #derivedWaitMs = derivedWaitTimeoutMs({});
   /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
@@ -153,6 +156,7 @@ export class Proxy {
     this.#tls = loadTlsContexts(config.proxy, this.#nativeTls);
     this.#serverTls = loadServerTls(config.proxy);
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
+    this.#transport = chooseTransport(this.#nativeRelay !== undefined, log, options.nativeAddonPath);
     this.#config = config;
     this.#loadConfig = options.loadConfig;
     this.#inherited = options.inherited ?? new Map();
@@ -228,6 +232,7 @@ export class Proxy {
   #sessionContext(listener: ListenerConfig): SessionContext {
     return sessionContext(listener, this.#config, {
       nativeRelay: this.#nativeRelay,
+      transport: this.#transport,
       log: this.#log,
       metrics: this.metrics,
       registry: this.#registry,
@@ -426,6 +431,7 @@ export class Proxy {
       checkingAgents: !this.#config.proxy.health_check.enabled && this.#health.running,
       etcdMembers: this.#etcd.members(),
       nativeRelay: this.#nativeRelay !== undefined,
+      nativeSockets: this.#transport?.size,
       sessions: this.#registry.counts(),
       admission: this.#admission,
       tls: this.#tls,
@@ -516,6 +522,7 @@ export class Proxy {
     await this.#writePosition?.close();
     await this.#admin?.close();
     this.#nativeRelay?.close();
+    this.#transport?.close();
     this.#state = 'closed';
   }
 

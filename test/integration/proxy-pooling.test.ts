@@ -87,6 +87,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   let adminPort: number;
   let pgjdbcClasspath: Promise<string>;
   let caCert: string;
+  let userlist: string;
 
   before(async () => {
     pgjdbcClasspath = compilePgjdbcProbe();
@@ -96,7 +97,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     const cluster = await waitForHealthyCluster(nodes, 60_000);
     const leader = nodes.find((n) => n.name === cluster.members.find((m) => m.role === 'leader')!.name)!;
     await sql(leader.pgPort, 'CREATE TABLE pooled(id serial PRIMARY KEY, v int)');
-    const userlist = path.join(await makeTempDir('pool-auth'), 'userlist.txt');
+    userlist = path.join(await makeTempDir('pool-auth'), 'userlist.txt');
     await writeFile(userlist, `"postgres" "${PASSWORD}"\n`);
     const certs = await makeCertificates();
     const server = await certs.server('pool-proxy');
@@ -161,7 +162,53 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     assert.ok((await metric(adminPort, 'pgfleet_proxy_pool_servers', 'listener="tx"')) > 0);
     const stats = await admin<Record<string, { transactions: number }[]>>(adminPort, '/stats');
     assert.ok(stats.tx![0]!.transactions >= 12 * 5 * 2);
+    // The plain listener's clients and its servers are on the native transport (native-conn.ts).
+    const status = await admin<{ pooledSockets: { transport: string; open?: number } }>(adminPort, '/status');
+    assert.equal(status.pooledSockets.transport, 'native');
+    assert.ok(
+      status.pooledSockets.open! >= 12 + 1,
+      `12 clients and their servers: ${status.pooledSockets.open}`,
+    );
     await Promise.all(clients.map((c) => c.end()));
+  });
+
+  void it('relay: js pools on Node sockets: transactions and named statements as on the native transport', async () => {
+    const js = await startProxy(
+      etcd,
+      [{ name: 'txjs', role: 'primary', pool_mode: 'transaction', pool_size: 2 }],
+      {
+        relay: 'js',
+        wait_timeout: '20s',
+        auth: { type: 'scram-sha-256', file: userlist },
+      },
+      SCOPE,
+    );
+    try {
+      const clients = await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          const c = pooledClient(js.ports.txjs!);
+          await c.connect();
+          return c;
+        }),
+      );
+      await Promise.all(
+        clients.map(async (c, i) => {
+          for (let round = 0; round < 3; round++) {
+            const r = await c.query<{ v: number }>({
+              name: 'js_one',
+              text: 'SELECT $1::int + 1 AS v',
+              values: [i + round],
+            });
+            assert.equal(r.rows[0]!.v, i + round + 1);
+          }
+        }),
+      );
+      const status = await admin<{ pooledSockets: { transport: string } }>(js.adminPort, '/status');
+      assert.equal(status.pooledSockets.transport, 'js');
+      await Promise.all(clients.map((c) => c.end()));
+    } finally {
+      await js.proxy.destroy();
+    }
   });
 
   void it('the proxy authenticates pooled clients (SCRAM against auth.file): a wrong password gets 28P01', async () => {

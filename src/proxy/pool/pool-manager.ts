@@ -276,6 +276,7 @@ export class PoolManager {
         parameters,
         backendKey,
         now: performance.now(),
+        transport: this.#ctx.transport,
       },
       {
         closed: (s) => {

@@ -14,6 +14,8 @@
  *   closed | gone
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { NativeConn, type ClientSocket, type NativeTransport } from '../relay/native-conn.js';
 import { MessageFramer, simpleQuery } from '../../protocol/index.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { Terminable } from '../routing/connection-registry.js';
@@ -41,6 +43,12 @@ export interface ServerEvents {
 
 let nextId = 1;
 
+/** A plain TCP server connection moves to the transport; a TLS one stays with Node (which encrypts). */
+function onTransport(socket: Socket, transport: NativeTransport | undefined): ClientSocket {
+  if (transport === undefined || socket instanceof TLSSocket) return socket;
+  return transport.adopt(socket) ?? socket;
+}
+
 export class PooledServer implements Terminable, PooledServerRef {
   readonly id = nextId++;
   readonly node: RouteNode;
@@ -55,7 +63,8 @@ export class PooledServer implements Terminable, PooledServerRef {
   lastUsedAt: number;
   /** The node left the listener: closed when it is next free. */
   retiring = false;
-  #socket: Socket;
+  /** Node's socket, or (plain TCP, with the addon) the same connection on the native transport. */
+  #socket: ClientSocket;
   #borrower: ServerBorrower | undefined;
   #error: string | undefined;
   #resetDone: ((ok: boolean) => void) | undefined;
@@ -72,10 +81,12 @@ export class PooledServer implements Terminable, PooledServerRef {
       parameters: readonly Buffer[];
       backendKey: { processId: number; secretKey: Buffer } | undefined;
       now: number;
+      /** Where a plain server connection moves for its life in the pool (native-conn.ts). */
+      transport?: NativeTransport | undefined;
     },
     events: ServerEvents,
   ) {
-    this.#socket = socket;
+    this.#socket = onTransport(socket, init.transport);
     this.node = init.node;
     this.database = init.database;
     this.user = init.user;
@@ -85,15 +96,25 @@ export class PooledServer implements Terminable, PooledServerRef {
     this.createdAt = init.now;
     this.lastUsedAt = init.now;
     this.#events = events;
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (err) => (this.#error = err.message));
-    socket.on('close', () => this.#onClose());
-    // Its end of file while idle: no more lending (the close follows).
-    socket.on('end', () => {
+    const s = this.#socket;
+    const onEnd = (): void => {
+      // Its end of file while idle: no more lending (the close follows).
       if (this.state === 'idle') this.close();
-    });
-    socket.on('drain', () => this.#borrower?.onServerDrain());
-    socket.resume();
+    };
+    if (s instanceof NativeConn) {
+      s.on('data', (chunk) => this.#onData(chunk));
+      s.on('error', (err) => (this.#error = err.message));
+      s.on('close', () => this.#onClose());
+      s.on('end', onEnd);
+      s.on('drain', () => this.#borrower?.onServerDrain());
+    } else {
+      s.on('data', (chunk: Buffer) => this.#onData(chunk));
+      s.on('error', (err) => (this.#error = err.message));
+      s.on('close', () => this.#onClose());
+      s.on('end', onEnd);
+      s.on('drain', () => this.#borrower?.onServerDrain());
+    }
+    s.resume();
   }
 
   get borrower(): ServerBorrower | undefined {

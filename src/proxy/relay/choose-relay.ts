@@ -4,6 +4,7 @@ import type { ProxyConfig } from '../../config/proxy-schema.js';
 import { PgfleetError } from '../../errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { NativeTlsFactory } from '../tls/tls-contexts.js';
+import { NativeTransport } from './native-conn.js';
 import { MAX_RELAY_THREADS, NativeRelay, nativeTlsContext } from './native-relay.js';
 
 /**
@@ -29,6 +30,25 @@ export function chooseRelay(
   log.warn(
     { err: relay.message },
     'proxy.relay: auto: the native relay is not available, relaying in JavaScript',
+  );
+  return undefined;
+}
+
+/**
+ * The transport of pooled sessions' sockets (native-conn.ts): wherever the native relay runs (its
+ * addon is loaded), else Node's sockets, said in the log.
+ */
+export function chooseTransport(
+  nativeRelay: boolean,
+  log: Logger,
+  addonPath?: string,
+): NativeTransport | undefined {
+  if (!nativeRelay) return undefined;
+  const transport = NativeTransport.open(addonPath);
+  if (!(transport instanceof Error)) return transport;
+  log.warn(
+    { err: transport.message },
+    'pooled sessions use Node sockets: the native transport is not available',
   );
   return undefined;
 }

@@ -14,6 +14,7 @@ import { errorMessage } from '../../errors.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { RelayReport } from '../relay/native-relay.js';
 import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
+import { NativeConn, type ClientSocket } from '../relay/native-conn.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
 import { PooledLink, type PooledLinkOwner } from './pooled-link.js';
@@ -40,15 +41,16 @@ function ignoreError(): void {}
 
 /** A client socket's session (ClientSession's shared listeners find it here). */
 const SESSION = Symbol('pgfleet.clientSession');
-interface WatchedSocket extends Socket {
+type WatchedSocket = ClientSocket & {
   [SESSION]?: ClientSession;
-}
+};
 
 export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner, PooledLinkOwner {
   readonly #ctx: SessionContext;
   readonly #source: string;
   #state: SessionState;
-  #client: Socket | undefined;
+  /** A Node socket, or (a pooled listener's plain client) a connection of the native transport. */
+  #client: ClientSocket | undefined;
   #server: Socket | undefined;
   #node: RouteNode | undefined;
   #cancelKey: string | undefined;
@@ -67,7 +69,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   readonly #pooled: PooledLink | undefined;
   #serverOwnerMade: ServerSocketOwner | undefined;
 
-  constructor(client: Socket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
+  constructor(client: ClientSocket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
     this.#ctx = ctx;
     this.#source = client.remoteAddress ?? '';
@@ -103,8 +105,13 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
    * The client's bytes and end go to the engine until the relay takes the socket. The listeners
    * are shared by every session (the socket names its session): no closures per idle client.
    */
-  #watchClient(c: Socket): void {
+  #watchClient(c: ClientSocket): void {
     (c as WatchedSocket)[SESSION] = this;
+    if (c instanceof NativeConn) {
+      c.on('data', ClientSession.#onClientData);
+      c.on('close', ClientSession.#onClientClose);
+      return;
+    }
     c.on('data', ClientSession.#onClientData);
     c.on('error', ignoreError);
     c.on('close', ClientSession.#onClientClose);
@@ -129,7 +136,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   #startTls(replay: Buffer): void {
     const raw = this.#client!;
     const tls = this.#ctx.tls();
-    if (tls === undefined) {
+    // (A native-transport client is a plain listener's: its engine never asks for TLS.)
+    if (tls === undefined || raw instanceof NativeConn) {
       this.#step({ type: 'tls_failed', error: 'no certificate for this listener' });
       return;
     }
@@ -421,6 +429,11 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   ): void {
     const client = this.#client!;
     const server = this.#server!;
+    // (A native-transport client is a pooled listener's: its sessions never relay.)
+    if (client instanceof NativeConn) {
+      this.#step({ type: 'relay_ended', side: 'client', error: true });
+      return;
+    }
     // From here the relay owns both sockets (and may hand them to the native relay).
     this.#client = undefined;
     this.#server = undefined;

@@ -86,13 +86,13 @@ export async function sendCancel(
   }
 }
 
-let serversToClose: Socket[] = [];
+let serversToClose: { destroy(): unknown }[] = [];
 /**
  * Server sockets are closed two event-loop turns later, in one batch: when a node leaves a
  * listener, every client hears first (the FATAL is written at once, the FIN goes out in the next
  * poll phase), and only then are the servers closed, instead of a server close between clients.
  */
-export function destroyAfterClients(s: Socket): void {
+export function destroyAfterClients(s: { destroy(): unknown }): void {
   serversToClose.push(s);
   if (serversToClose.length > 1) return;
   setImmediate(() =>

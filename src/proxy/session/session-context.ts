@@ -7,6 +7,7 @@ import type { Logger } from '../../observability/logger.js';
 import type { ListenerMetrics } from '../../observability/proxy-metrics.js';
 import type { Admission } from '../admission.js';
 import type { NativeRelay } from '../relay/native-relay.js';
+import type { NativeTransport } from '../relay/native-conn.js';
 import type { ConnectionRegistry, Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiters } from '../routing/route-waiters.js';
 import type { CancelForwarder } from './cancel-forward.js';
@@ -26,6 +27,11 @@ export interface SessionContext {
   readonly tuning: SocketTuning;
   /** Moves relaying sessions' bytes off the JavaScript thread; undefined for `relay: js`. */
   readonly nativeRelay: NativeRelay | undefined;
+  /**
+   * Pooled sessions' sockets on the addon's transport (native-conn.ts) instead of Node's streams;
+   * undefined for `relay: js` or without the addon.
+   */
+  readonly transport?: NativeTransport | undefined;
   readonly log: Logger;
   readonly metrics: ListenerMetrics;
   readonly registry: ConnectionRegistry<Terminable>;
@@ -60,6 +66,7 @@ export interface SessionContext {
 export interface SharedParts extends Pick<
   SessionContext,
   | 'nativeRelay'
+  | 'transport'
   | 'registry'
   | 'cancels'
   | 'cancelForwarder'

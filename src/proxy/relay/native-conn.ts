@@ -1,0 +1,221 @@
+/**
+ * Pooled sessions' sockets without Node's streams (native/nio.c): the addon polls them on Node's
+ * own event loop and hands every read of one loop iteration to `NativeTransport` in one call, which
+ * dispatches each record to its `NativeConn` with a plain method call. A NativeConn has exactly the
+ * subset of net.Socket that ClientSession and PooledServer use (write → boolean and 'drain', pause,
+ * resume, end, destroy, one listener per event), so the session engine does not change.
+ *
+ * Per connection: one small object here, one 40-byte record in the addon; no EventEmitter, no
+ * stream state, no ArrayBuffer per read (a batch's bytes are one Buffer, sliced per record).
+ */
+import type { Socket } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { fdOf, loadAddon } from './native-relay.js';
+
+interface NioAddon {
+  nioOpen(onBatch: (data: Buffer | null, records: Int32Array, count: number) => void): Nio;
+  nioAttach(nio: Nio, fd: number): number;
+  nioWrite(nio: Nio, id: number, bytes: Buffer): number;
+  nioEnd(nio: Nio, id: number, bytes: Buffer | null): number;
+  nioPause(nio: Nio, id: number): number;
+  nioResume(nio: Nio, id: number): number;
+  nioDestroy(nio: Nio, id: number): number;
+  nioClose(nio: Nio): void;
+}
+
+interface Nio {
+  readonly brand: unique symbol;
+}
+
+/** Record kinds (native/nio.c REC_*). */
+const DATA = 1;
+const EOF = 2;
+const ERROR = 3;
+const DRAINED = 4;
+
+/** The events a NativeConn reports, each to at most one listener (called with the conn as `this`). */
+export interface NativeConnListeners {
+  data?: (this: NativeConn, chunk: Buffer) => void;
+  end?: (this: NativeConn) => void;
+  error?: (this: NativeConn, err: Error) => void;
+  close?: (this: NativeConn) => void;
+  drain?: (this: NativeConn) => void;
+}
+type EventName = keyof NativeConnListeners;
+
+/** An errno as Node names it on a socket's error (ECONNRESET, EPIPE, …). */
+function errnoError(errno: number): Error {
+  const code = getSystemErrorName(-errno);
+  return Object.assign(new Error(`${code} (errno ${errno})`), { code, errno: -errno });
+}
+
+export class NativeConn {
+  readonly id: number;
+  readonly remoteAddress: string | undefined;
+  destroyed = false;
+  writableEnded = false;
+  readonly #transport: NativeTransport;
+  #on: NativeConnListeners = {};
+
+  constructor(transport: NativeTransport, id: number, remoteAddress: string | undefined) {
+    this.#transport = transport;
+    this.id = id;
+    this.remoteAddress = remoteAddress;
+  }
+
+  /** One listener per event (a second replaces the first). */
+  on<E extends EventName>(event: E, listener: NonNullable<NativeConnListeners[E]>): this {
+    this.#on[event] = listener;
+    return this;
+  }
+
+  removeAllListeners(event?: EventName): this {
+    if (event === undefined) this.#on = {};
+    else delete this.#on[event];
+    return this;
+  }
+
+  /** false: above the high-water mark; 'drain' follows. */
+  write(bytes: Buffer): boolean {
+    if (this.destroyed || this.writableEnded) return false;
+    return this.#transport.write(this.id, bytes);
+  }
+
+  pause(): this {
+    if (!this.destroyed) this.#transport.call('nioPause', this.id);
+    return this;
+  }
+
+  resume(): this {
+    if (!this.destroyed) this.#transport.call('nioResume', this.id);
+    return this;
+  }
+
+  /** Writes `bytes`, then the FIN once everything is flushed; reading goes on until destroy(). */
+  end(bytes?: Buffer): this {
+    if (this.destroyed || this.writableEnded) return this;
+    this.writableEnded = true;
+    this.#transport.end(this.id, bytes);
+    return this;
+  }
+
+  /** Closes now (bytes not yet sent are dropped); 'close' follows in a microtask. */
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.writableEnded = true;
+    this.#transport.forget(this.id);
+    queueMicrotask(() => this.#on.close?.call(this));
+    return this;
+  }
+
+  /** NativeTransport: a batch's record for this connection. */
+  onRecord(kind: number, data: Buffer | null, offset: number, length: number): void {
+    if (this.destroyed) return;
+    switch (kind) {
+      case DATA:
+        this.#on.data?.call(this, data!.subarray(offset, offset + length));
+        return;
+      case EOF:
+        // As a net.Socket without allowHalfOpen: the end of file, then the close.
+        this.#on.end?.call(this);
+        this.destroy();
+        return;
+      case ERROR:
+        this.#on.error?.call(this, errnoError(length));
+        this.destroy();
+        return;
+      case DRAINED:
+        this.#on.drain?.call(this);
+        return;
+    }
+  }
+}
+
+/** A net.Socket, or the same connection moved to the native transport. */
+export type ClientSocket = Socket | NativeConn;
+
+export class NativeTransport {
+  readonly #addon: NioAddon;
+  readonly #nio: Nio;
+  readonly #conns = new Map<number, NativeConn>();
+  #closed = false;
+  #batches = 0;
+
+  private constructor(addon: NioAddon) {
+    this.#addon = addon;
+    this.#nio = addon.nioOpen((data, records, count) => this.#batch(data, records, count));
+  }
+
+  /** The transport of the addon at `addonPath`, or why there is none (not built, too old). */
+  static open(addonPath?: string): NativeTransport | Error {
+    const addon = loadAddon(addonPath);
+    if (addon instanceof Error) return addon;
+    if (typeof (addon as unknown as Partial<NioAddon>).nioOpen !== 'function')
+      return new Error('the native addon has no socket transport (rebuild it with `npm run build`)');
+    return new NativeTransport(addon as unknown as NioAddon);
+  }
+
+  /** Batches handed over so far (one per event-loop turn with something to tell). */
+  get batches(): number {
+    return this.#batches;
+  }
+
+  /** Connections open. */
+  get size(): number {
+    return this.#conns.size;
+  }
+
+  /**
+   * Moves a connected socket to the transport: the transport reads and writes a duplicate of its
+   * descriptor, and `socket` is destroyed. Undefined (the socket untouched) when it cannot move:
+   * no descriptor, bytes queued in Node either way, or the transport closed.
+   */
+  adopt(socket: Socket): NativeConn | undefined {
+    const fd = fdOf(socket);
+    if (this.#closed || fd === undefined || socket.readableLength > 0 || socket.writableLength > 0)
+      return undefined;
+    const id = this.#addon.nioAttach(this.#nio, fd);
+    if (id <= 0) return undefined;
+    const conn = new NativeConn(this, id, socket.remoteAddress);
+    this.#conns.set(id, conn);
+    socket.removeAllListeners('data');
+    socket.pause();
+    socket.on('error', () => undefined);
+    socket.destroy();
+    return conn;
+  }
+
+  write(id: number, bytes: Buffer): boolean {
+    return bytes.length === 0 || this.#addon.nioWrite(this.#nio, id, bytes) === 1;
+  }
+
+  end(id: number, bytes: Buffer | undefined): void {
+    this.#addon.nioEnd(this.#nio, id, bytes !== undefined && bytes.length > 0 ? bytes : null);
+  }
+
+  call(op: 'nioPause' | 'nioResume', id: number): void {
+    this.#addon[op](this.#nio, id);
+  }
+
+  forget(id: number): void {
+    if (!this.#conns.delete(id) || this.#closed) return;
+    this.#addon.nioDestroy(this.#nio, id);
+  }
+
+  /** Closes every connection and the transport's handles (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    for (const c of [...this.#conns.values()]) c.destroy();
+    this.#closed = true;
+    this.#addon.nioClose(this.#nio);
+  }
+
+  #batch(data: Buffer | null, records: Int32Array, count: number): void {
+    this.#batches++;
+    for (let i = 0, at = 0; i < count; i++, at += 4) {
+      const conn = this.#conns.get(records[at]!);
+      if (conn !== undefined) conn.onRecord(records[at + 3]!, data, records[at + 1]!, records[at + 2]!);
+    }
+  }
+}
