@@ -19,12 +19,23 @@
  *   nioEnd(nio, id, buf|null)        write buf, then shutdown(SHUT_WR) once everything is flushed
  *   nioDestroy(nio, id)              close now (pending bytes dropped)
  *   nioClose(nio)                    closes every connection and the loop's handles (idempotent)
+ *   nioListen(nio, fd, keepIdleS) -> [id, fd] or [-errno, -1]   accepts on a duplicate of the
+ *                                    listening socket `fd` (returned: what a hand-over passes on);
+ *                                    each client (accept4, TCP_NODELAY, keepalive after keepIdleS)
+ *                                    is a new connection, told in a record kind 5 accepted: id the
+ *                                    new connection's, data[offset, offset+4) the listener's id
+ *                                    (int32 LE), then the client's address as text
+ *   nioDetach(nio, id) -> fd or -errno   the connection's descriptor (a duplicate) for Node to take
+ *                                    over; the connection is closed here
+ *   nioDestroy(nio, id) on a listener stops accepting and closes its duplicate
  *
  * Ids carry a generation: a destroyed connection's slot goes back to use only after the next batch
  * was handed over, so an id is never reused while a record naming it is pending.
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -41,6 +52,8 @@
 #define REC_EOF 2
 #define REC_ERROR 3
 #define REC_DRAINED 4
+#define REC_ACCEPTED 5
+#define ACCEPT_BUDGET 128 /* clients per listener per batch */
 #define HIGH_WATER (64 * 1024)
 #define READ_ROOM (64 * 1024)
 #define READ_BUDGET (256 * 1024) /* per connection per batch: the others get their turn */
@@ -52,7 +65,8 @@ typedef struct {
   int fd; /* -1: free */
   uint32_t gen;
   uint32_t mask; /* epoll events registered (0: not in the set) */
-  uint8_t reading, rd_done, ending, shut, full, failed;
+  uint8_t reading, rd_done, ending, shut, full, failed, listening;
+  int keep_idle_s; /* a listener's: its clients' keepalive */
   char *pend;
   size_t off, len, cap;
 } conn_t;
@@ -103,6 +117,7 @@ static conn_t *conn_by_id(nio_t *n, double id) {
 }
 
 static void start_idle(nio_t *n);
+static int ensure_room(nio_t *n, size_t need);
 
 static void add_record(nio_t *n, uint32_t slot, size_t off, size_t len, int kind) {
   if (n->nrec == n->rcap) {
@@ -223,13 +238,7 @@ static void read_conn(nio_t *n, uint32_t slot) {
   size_t start = n->dlen, got = 0;
   int end = 0, err = 0;
   while (got < READ_BUDGET) {
-    if (n->dcap - n->dlen < READ_ROOM) {
-      size_t cap = n->dcap ? n->dcap * 2 : 4 * READ_ROOM;
-      char *d = realloc(n->data, cap);
-      if (!d) break;
-      n->data = d;
-      n->dcap = cap;
-    }
+    if (ensure_room(n, READ_ROOM) != 0) break;
     size_t room = n->dcap - n->dlen;
     ssize_t r = recv(c->fd, n->data + n->dlen, room, MSG_DONTWAIT);
     if (r < 0) {
@@ -250,6 +259,59 @@ static void read_conn(nio_t *n, uint32_t slot) {
     c->rd_done = 1;
     if (err) fail(n, slot, err);
     else add_record(n, slot, 0, 0, REC_EOF);
+  }
+}
+
+static int ensure_room(nio_t *n, size_t need) {
+  if (n->dcap - n->dlen >= need) return 0;
+  size_t cap = n->dcap ? n->dcap * 2 : 4 * READ_ROOM;
+  while (cap - n->dlen < need) cap *= 2;
+  char *d = realloc(n->data, cap);
+  if (!d) return -1;
+  n->data = d;
+  n->dcap = cap;
+  return 0;
+}
+
+static int grow(nio_t *n);
+static uint32_t add_conn(nio_t *n, int fd, uint8_t listening);
+
+/* A listener's ready clients, each a new connection (reading) and an accepted record. */
+static void accept_clients(nio_t *n, uint32_t slot) {
+  for (int k = 0; k < ACCEPT_BUDGET; k++) {
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    int fd = accept4(n->conns[slot].fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return; /* EAGAIN, or EMFILE and the like: the next turn tries again */
+    }
+    if (n->nfree == 0 && grow(n) != 0) {
+      close(fd);
+      return;
+    }
+    int one = 1, idle = n->conns[slot].keep_idle_s;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (idle > 0) {
+      setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    }
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (sa.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, addr, sizeof(addr));
+    else if (sa.ss_family == AF_INET6)
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, addr, sizeof(addr));
+    size_t alen = strlen(addr);
+    if (ensure_room(n, 4 + alen) != 0) {
+      close(fd);
+      return;
+    }
+    uint32_t c = add_conn(n, fd, 0);
+    int32_t lid = id_of(n, slot);
+    size_t at = n->dlen;
+    memcpy(n->data + at, &lid, 4);
+    memcpy(n->data + at + 4, addr, alen);
+    n->dlen += 4 + alen;
+    add_record(n, c, at, 4 + alen, REC_ACCEPTED);
   }
 }
 
@@ -330,6 +392,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     uint32_t slot = ev[i].data.u32;
     conn_t *c = &n->conns[slot];
     if (c->fd < 0 || c->failed) continue;
+    if (c->listening) {
+      accept_clients(n, slot);
+      continue;
+    }
     if (c->len > 0 && (ev[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) flush(n, slot);
     if (!c->failed && c->reading && !c->rd_done && (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
       read_conn(n, slot);
@@ -439,6 +505,8 @@ static napi_value js_nio_open(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static conn_t *conn_arg(napi_env env, napi_callback_info info, napi_value *argv, size_t want, nio_t **np);
+
 static int grow(nio_t *n) {
   uint32_t cap = n->cap ? n->cap * 2 : 64;
   if (cap > SLOT_MASK + 1) return -1;
@@ -478,14 +546,60 @@ static napi_value js_nio_attach(napi_env env, napi_callback_info info) {
   }
   int one = 1;
   setsockopt(dup, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* (not TCP: no matter) */
+  return num(env, id_of(n, add_conn(n, dup, 0)));
+}
+
+/* A new connection (or listener) in a free slot, reading; the caller made sure there is one. */
+static uint32_t add_conn(nio_t *n, int fd, uint8_t listening) {
   uint32_t slot = n->free_slots[--n->nfree];
   conn_t *c = &n->conns[slot];
   uint32_t gen = ((c->gen + 1) & (INT32_MAX >> SLOT_BITS));
-  *c = (conn_t){.fd = dup, .gen = gen ? gen : 1, .reading = 1};
+  *c = (conn_t){.fd = fd, .gen = gen ? gen : 1, .reading = 1, .listening = listening};
   n->live++;
   set_ref(n);
   update_mask(n, slot);
-  return num(env, id_of(n, slot));
+  return slot;
+}
+
+static napi_value js_nio_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  nio_t *n = argc >= 3 ? nio_of(env, argv[0]) : NULL;
+  int32_t fd, idle;
+  if (!n || napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0 ||
+      napi_get_value_int32(env, argv[2], &idle) != napi_ok)
+    return nio_throw(env, "nioListen(nio, fd, keepIdleS) needs an open transport, a descriptor and a number");
+  double id = -ENOMEM;
+  int dup = -1;
+  if (n->nfree > 0 || grow(n) == 0) {
+    dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int fl = dup < 0 ? -1 : fcntl(dup, F_GETFL);
+    if (fl < 0 || fcntl(dup, F_SETFL, fl | O_NONBLOCK) < 0) {
+      id = -errno;
+      if (dup >= 0) close(dup);
+      dup = -1;
+    } else {
+      uint32_t slot = add_conn(n, dup, 1);
+      n->conns[slot].keep_idle_s = idle;
+      id = id_of(n, slot);
+    }
+  }
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, num(env, id));
+  napi_set_element(env, result, 1, num(env, dup));
+  return result;
+}
+
+static napi_value js_nio_detach(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  nio_t *n = NULL;
+  conn_t *c = conn_arg(env, info, argv, 2, &n);
+  if (!c) return num(env, -EBADF);
+  int fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+  int err = fd < 0 ? -errno : 0;
+  release_conn(n, (uint32_t)(c - n->conns));
+  return num(env, fd < 0 ? err : fd);
 }
 
 /* The transport and connection named by the first two arguments (NULL: gone), and argv. */
@@ -570,6 +684,8 @@ void define_nio(napi_env env, napi_value exports) {
       {"nioResume", NULL, js_nio_resume, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nioDestroy", NULL, js_nio_destroy, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nioClose", NULL, js_nio_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nioListen", NULL, js_nio_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nioDetach", NULL, js_nio_detach, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 }

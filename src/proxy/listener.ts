@@ -10,16 +10,19 @@ import type { SessionContext } from './session/session-context.js';
 import type { Termination } from './session/session-types.js';
 import { socketOptions } from './session/server-connect.js';
 import { fdOf } from './relay/native-relay.js';
-import type { ClientSocket } from './relay/native-conn.js';
+import type { ClientSocket, NativeConn, NativeListener, NativeTransport } from './relay/native-conn.js';
 
 /**
- * A pooled listener's plain client moves to the native transport at once (its sessions never go to
- * the relay threads); a TLS listener's clients and 1:1 listeners' keep Node's socket.
+ * A pooled listener's plain clients are the native transport's (their sessions never go to the
+ * relay threads); a TLS listener's clients and 1:1 listeners' are Node's sockets.
  */
+function onTransport(ctx: SessionContext): boolean {
+  return ctx.transport !== undefined && ctx.pool !== undefined && ctx.settings.tls === 'disable';
+}
+
+/** A client Node accepted, moved to the transport when its listener's context wants it there. */
 function clientSocket(socket: Socket, ctx: SessionContext): ClientSocket {
-  const transport = ctx.transport;
-  if (transport === undefined || ctx.pool === undefined || ctx.settings.tls !== 'disable') return socket;
-  return transport.adopt(socket) ?? socket;
+  return onTransport(ctx) ? (ctx.transport!.adopt(socket) ?? socket) : socket;
 }
 
 export class Listener {
@@ -30,6 +33,12 @@ export class Listener {
   #closed: Promise<void> = Promise.resolve();
   /** Every open session, in any phase, so that shutdown can end those no registry knows. */
   readonly #sessions = new Set<ClientSession>();
+  /** The native transport accepting this listener's clients (#acceptNatively), if it does. */
+  #native: { transport: NativeTransport; listener: NativeListener } | undefined;
+  /** Node's server closed when the transport took the accepting over. */
+  #nodeClosed: Promise<void> = Promise.resolve();
+  /** The address bound (Node's server no longer says once the transport accepts). */
+  #bound: { host: string; port: number } | undefined;
   /** Who waits for the last session to end (sessionsEnded). */
   readonly #onEmpty = new Set<() => void>();
 
@@ -38,10 +47,46 @@ export class Listener {
     this.#listen = listen;
     this.#server = createServer(socketOptions(ctx.tuning), (socket) => {
       const c = this.#ctx;
-      const session = new ClientSession(clientSocket(socket, c), c, this.#ended);
-      this.#sessions.add(session);
-      session.start();
+      this.#open(clientSocket(socket, c), c);
     });
+  }
+
+  #open(client: ClientSocket, ctx: SessionContext): void {
+    const session = new ClientSession(client, ctx, this.#ended);
+    this.#sessions.add(session);
+    session.start();
+  }
+
+  /**
+   * A pooled plain listener's clients are accepted by the native transport (no net.Socket per
+   * client): it takes a duplicate of the listening socket, and Node's server closes its own.
+   */
+  #acceptNatively(): void {
+    const ctx = this.#ctx;
+    const fd = fdOf(this.#server);
+    if (!onTransport(ctx) || fd === undefined) return;
+    const transport = ctx.transport!;
+    const native = transport.listen(fd, ctx.tuning.keepaliveIdleMs, this.#onNativeClient);
+    if (native === undefined) return;
+    this.#native = { transport, listener: native };
+    this.#nodeClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** A client the transport accepted; on Node's socket if a reload's context wants it there. */
+  readonly #onNativeClient = (conn: NativeConn): void => {
+    const ctx = this.#ctx;
+    if (onTransport(ctx)) return this.#open(conn, ctx);
+    const socket = this.#native?.transport.detach(conn);
+    if (socket === undefined) return;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, ctx.tuning.keepaliveIdleMs);
+    this.#open(socket, ctx);
+  };
+
+  /** Resolves once no session is open. */
+  #noSessions(): Promise<void> {
+    if (this.#sessions.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#onEmpty.add(resolve));
   }
 
   /** New clients take `ctx` (reload); open sessions keep theirs. */
@@ -59,6 +104,7 @@ export class Listener {
   }
 
   get address(): { host: string; port: number } {
+    if (this.#bound !== undefined) return this.#bound;
     const a = this.#server.address();
     return a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : this.#listen;
   }
@@ -90,6 +136,9 @@ export class Listener {
       server.listen(fd === undefined ? { host, port, backlog: 1024 } : { fd, backlog: 1024 }, () => {
         server.off('error', onError);
         this.#listening = true;
+        const a = server.address();
+        if (a !== null && typeof a === 'object') this.#bound = { host: a.address, port: a.port };
+        this.#acceptNatively();
         resolve();
       });
     });
@@ -102,12 +151,20 @@ export class Listener {
   stopAccepting(): void {
     if (!this.#listening) return;
     this.#listening = false;
+    const native = this.#native;
+    this.#native = undefined;
+    if (native !== undefined) {
+      native.transport.unlisten(native.listener);
+      this.#closed = this.#nodeClosed.then(() => this.#noSessions());
+      return;
+    }
     this.#closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
   /** The listening socket's descriptor (to hand over); undefined when not listening. */
   get fd(): number | undefined {
-    return this.#listening ? fdOf(this.#server) : undefined;
+    if (!this.#listening) return undefined;
+    return this.#native !== undefined ? this.#native.listener.fd : fdOf(this.#server);
   }
 
   /** Resolves once the server and every connection it accepted are closed. */

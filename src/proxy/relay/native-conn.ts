@@ -8,7 +8,7 @@
  * Per connection: one small object here, one 40-byte record in the addon; no EventEmitter, no
  * stream state, no ArrayBuffer per read (a batch's bytes are one Buffer, sliced per record).
  */
-import type { Socket } from 'node:net';
+import { Socket as NetSocket, type Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { fdOf, loadAddon } from './native-relay.js';
 
@@ -21,6 +21,8 @@ interface NioAddon {
   nioResume(nio: Nio, id: number): number;
   nioDestroy(nio: Nio, id: number): number;
   nioClose(nio: Nio): void;
+  nioListen(nio: Nio, fd: number, keepIdleS: number): [number, number];
+  nioDetach(nio: Nio, id: number): number;
 }
 
 interface Nio {
@@ -32,6 +34,14 @@ const DATA = 1;
 const EOF = 2;
 const ERROR = 3;
 const DRAINED = 4;
+const ACCEPTED = 5;
+
+/** A listening socket whose clients the transport accepts (listen()). */
+export interface NativeListener {
+  readonly id: number;
+  /** The transport's duplicate of the listening descriptor (what an upgrade's hand-over passes). */
+  readonly fd: number;
+}
 
 /** The events a NativeConn reports, each to at most one listener (called with the conn as `this`). */
 export interface NativeConnListeners {
@@ -139,6 +149,7 @@ export class NativeTransport {
   readonly #addon: NioAddon;
   readonly #nio: Nio;
   readonly #conns = new Map<number, NativeConn>();
+  readonly #listeners = new Map<number, (conn: NativeConn) => void>();
   #closed = false;
   #batches = 0;
 
@@ -186,6 +197,41 @@ export class NativeTransport {
     return conn;
   }
 
+  /**
+   * Accepts the clients of the listening socket `fd` (a duplicate of it: the caller may close its
+   * own) with TCP_NODELAY and keepalive; each goes to `onClient` as a NativeConn, without a
+   * net.Socket. Undefined when it cannot (the transport closed, no descriptors left).
+   */
+  listen(
+    fd: number,
+    keepaliveIdleMs: number,
+    onClient: (conn: NativeConn) => void,
+  ): NativeListener | undefined {
+    if (this.#closed) return undefined;
+    const [id, dup] = this.#addon.nioListen(this.#nio, fd, Math.max(1, Math.round(keepaliveIdleMs / 1000)));
+    if (id <= 0) return undefined;
+    this.#listeners.set(id, onClient);
+    return { id, fd: dup };
+  }
+
+  /** Stops accepting on `l` and closes the transport's duplicate (idempotent). */
+  unlisten(l: NativeListener): void {
+    if (!this.#listeners.delete(l.id) || this.#closed) return;
+    this.#addon.nioDestroy(this.#nio, l.id);
+  }
+
+  /**
+   * Hands `conn`'s connection to Node: a net.Socket over a duplicate of its descriptor (for a
+   * client a reload's new context wants on Node's streams: TLS, or the relay). Undefined when the
+   * connection is gone.
+   */
+  detach(conn: NativeConn): Socket | undefined {
+    if (conn.destroyed || !this.#conns.delete(conn.id)) return undefined;
+    conn.destroyed = true;
+    const fd = this.#addon.nioDetach(this.#nio, conn.id);
+    return fd < 0 ? undefined : new NetSocket({ fd, readable: true, writable: true });
+  }
+
   write(id: number, bytes: Buffer): boolean {
     return bytes.length === 0 || this.#addon.nioWrite(this.#nio, id, bytes) === 1;
   }
@@ -207,14 +253,30 @@ export class NativeTransport {
   close(): void {
     if (this.#closed) return;
     for (const c of [...this.#conns.values()]) c.destroy();
+    this.#listeners.clear();
     this.#closed = true;
     this.#addon.nioClose(this.#nio);
+  }
+
+  /** A client accepted: data[offset, +4) its listener's id, then its address. */
+  #accepted(id: number, data: Buffer, offset: number, length: number): void {
+    const onClient = this.#listeners.get(data.readInt32LE(offset));
+    const conn = new NativeConn(this, id, data.toString('latin1', offset + 4, offset + length));
+    this.#conns.set(id, conn);
+    if (onClient === undefined)
+      conn.destroy(); // (its listener stopped meanwhile)
+    else onClient(conn);
   }
 
   #batch(data: Buffer | null, records: Int32Array, count: number): void {
     this.#batches++;
     for (let i = 0, at = 0; i < count; i++, at += 4) {
-      const conn = this.#conns.get(records[at]!);
+      const id = records[at]!;
+      if (records[at + 3] === ACCEPTED) {
+        this.#accepted(id, data!, records[at + 1]!, records[at + 2]!);
+        continue;
+      }
+      const conn = this.#conns.get(id);
       if (conn !== undefined) conn.onRecord(records[at + 3]!, data, records[at + 1]!, records[at + 2]!);
     }
   }

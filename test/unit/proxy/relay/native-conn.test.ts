@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { NativeConn, NativeTransport } from '../../../../src/proxy/relay/native-conn.js';
+import { fdOf } from '../../../../src/proxy/relay/native-relay.js';
 import { sha, until } from './socket-chain.js';
 
 function open(): NativeTransport {
@@ -171,7 +172,7 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     const { peer, conn } = await pair(t);
     peer.pause();
     const got = received(peer);
-    const data = randomBytes(4 * MiB);
+    const data = randomBytes(16 * MiB);
     assert.equal(conn.write(data), false, 'above the high-water mark');
     conn.end(Buffer.from('last'));
     assert.equal(conn.writableEnded, true);
@@ -190,13 +191,13 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     const peerClosed = once(peer, 'close');
     const closed = { conn: false };
     conn.on('close', () => (closed.conn = true));
-    assert.equal(conn.write(randomBytes(4 * MiB)), false);
+    assert.equal(conn.write(randomBytes(16 * MiB)), false);
     conn.destroy();
     const got = received(peer);
     peer.resume();
     await peerClosed;
     await until(() => closed.conn, "the conn's close");
-    assert.ok(got.bytes() < 4 * MiB, `only part reached the peer (${got.bytes()})`);
+    assert.ok(got.bytes() < 16 * MiB, `only part reached the peer (${got.bytes()})`);
     await until(() => openFds() <= fds, 'descriptors back where they were');
     assert.equal(t.size, 0);
   });
@@ -275,6 +276,43 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     }
     for (const s of [x.peer, y.peer, spare.peer]) s.destroy();
     for (const c of [x.conn, y.conn, b!]) c.destroy();
+  });
+
+  it('accepts clients natively (address, echo), hands one to Node (detach), and stops accepting', async () => {
+    const node = createServer(() => assert.fail('Node accepted a client'));
+    node.listen(0, '127.0.0.1');
+    await once(node, 'listening');
+    const port = (node.address() as { port: number }).port;
+    const clients: NativeConn[] = [];
+    const l = t.listen(fdOf(node)!, 60_000, (c) => clients.push(c));
+    assert.ok(l !== undefined && l.fd >= 0);
+    await new Promise<void>((resolve) => node.close(() => resolve())); // the transport's duplicate listens on
+    const a = connect(port, '127.0.0.1');
+    await once(a, 'connect');
+    await until(() => clients.length === 1, 'accepted');
+    const conn = clients[0]!;
+    assert.equal(conn.remoteAddress, '127.0.0.1');
+    conn.on('data', function (this: NativeConn, chunk) {
+      this.write(chunk);
+    });
+    a.write('ping');
+    assert.equal(((await once(a, 'data')) as [Buffer])[0].toString(), 'ping');
+    // Detached: the same connection on a net.Socket.
+    const b = connect(port, '127.0.0.1');
+    await once(b, 'connect');
+    await until(() => clients.length === 2, 'accepted');
+    const socket = t.detach(clients[1]!)!;
+    assert.equal(clients[1]!.destroyed, true);
+    socket.on('data', (chunk: Buffer) => socket.write(chunk));
+    b.write('pong');
+    assert.equal(((await once(b, 'data')) as [Buffer])[0].toString(), 'pong');
+    // Stopped: the listening socket is closed (nobody else holds it).
+    t.unlisten(l);
+    const c = connect(port, '127.0.0.1');
+    const [err] = (await once(c, 'error')) as [Error & { code?: string }];
+    assert.equal(err.code, 'ECONNREFUSED');
+    for (const s of [a, b, socket]) s.destroy();
+    conn.destroy();
   });
 
   it('close() closes every connection (idempotent); adopt() then leaves the socket alone', async () => {
