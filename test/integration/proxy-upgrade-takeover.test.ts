@@ -5,12 +5,15 @@
  * B → C), with a real PostgreSQL behind. Asserted: both pgbench runs exit 0 with 0 failed
  * transactions; each old process stops accepting, keeps its sessions until they end, then exits 0;
  * a listener the new file removed stops listening, one it added listens; a `tls: terminate`
- * listener serves TLS on the inherited socket; the admin port answers from the new process. A
+ * listener serves TLS on the inherited socket; a pooled listener, whose clients the native
+ * transport accepts on its own duplicate of the socket, is handed over the same way (a third
+ * pgbench -C through it fails nothing); the admin port answers from the new process. A
  * new process that fails to start (a port it cannot bind) leaves the old one serving.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -44,7 +47,10 @@ describe('proxy upgrade: --takeover under pgbench', { timeout: 120_000 }, () => 
   it('A → B → C: no connection attempt and no transaction fails; each old process drains and exits 0', async () => {
     const certs = await makeCertificates();
     const server = await certs.server('proxy');
-    const handover = path.join(await makeTempDir('handover'), 'proxy.sock');
+    const dir = await makeTempDir('handover');
+    const handover = path.join(dir, 'proxy.sock');
+    const userlist = path.join(dir, 'userlist.txt');
+    await writeFile(userlist, '"postgres" "unused-with-trust"\n');
     const a = await servingProxyProcess(
       {
         scope: SCOPE,
@@ -52,9 +58,11 @@ describe('proxy upgrade: --takeover under pgbench', { timeout: 120_000 }, () => 
         listeners: [
           { name: 'primary', role: 'primary', tls: 'terminate' },
           { name: 'gone', role: 'primary' },
+          { name: 'pooled', role: 'primary', pool_mode: 'transaction', pool_size: 2 },
         ],
         proxy: {
           handover_socket: handover,
+          auth: { type: 'trust', file: userlist },
           shutdown_timeout: '60s',
           tls: { cert_file: server.cert, key_file: server.key },
         },
@@ -67,8 +75,11 @@ describe('proxy upgrade: --takeover under pgbench', { timeout: 120_000 }, () => 
     // -C: a new connection (and startup through the proxy) per transaction; the other keeps one.
     const churn = runPgbench(port, ['-C', '-c', '4', '-f', script], BENCH_SECONDS, { PGSSLMODE: 'disable' });
     const steady = runPgbench(port, ['-c', '1', '-f', script], BENCH_SECONDS, { PGSSLMODE: 'require' });
+    const pooled = runPgbench(a.ports.pooled!, ['-C', '-c', '2', '-f', script], BENCH_SECONDS, {
+      PGSSLMODE: 'disable',
+    });
     let benchOver = false;
-    void Promise.all([churn, steady]).then(() => (benchOver = true));
+    void Promise.all([churn, steady, pooled]).then(() => (benchOver = true));
     await waitFor(
       'pgbench sessions through A',
       async () => (await metric(a.adminPort, 'pgfleet_proxy_sessions')) >= 1,
@@ -104,10 +115,11 @@ describe('proxy upgrade: --takeover under pgbench', { timeout: 120_000 }, () => 
     await waitFor('B to stop accepting', () => b.log().includes('handed over: no longer accepting'));
     assert.equal(benchOver, false, 'both take-overs happened while pgbench ran');
 
-    const [churned, steadied] = await Promise.all([churn, steady]);
+    const [churned, steadied, pooledRun] = await Promise.all([churn, steady, pooled]);
     for (const [name, r] of [
       ['pgbench -C', churned],
       ['steady pgbench', steadied],
+      ['pooled pgbench -C', pooledRun],
     ] as const) {
       assert.equal(r.code, 0, `${name} exited ${r.code}:\n${r.output}`);
       assert.equal(r.failed, 0, `${name}: failed transactions:\n${r.output}`);
