@@ -643,13 +643,17 @@ static napi_value js_nio_end(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
+/*
+ * Pausing is lazy: the descriptor stays in the epoll set until it is next readable (then it leaves
+ * it, unread), so that a pause soon followed by a resume (a pooled login) costs no system call.
+ */
 static napi_value set_reading(napi_env env, napi_callback_info info, int reading) {
   napi_value argv[2];
   nio_t *n = NULL;
   conn_t *c = conn_arg(env, info, argv, 2, &n);
   if (!c) return num(env, -1);
   c->reading = (uint8_t)reading;
-  update_mask(n, (uint32_t)(c - n->conns));
+  if (reading) update_mask(n, (uint32_t)(c - n->conns));
   return num(env, 0);
 }
 
