@@ -9,7 +9,9 @@
  *   truncated packets then FIN or RST; SSLRequest then garbage or a TLS ClientHello; odd
  *   CancelRequests; byte-at-a-time sends; half-closes; real sessions fed garbage; then a burst of
  *   connections opened at once;
- * - a hostile server whose malformed ErrorResponses are retried on every attempt.
+ * - a hostile server whose malformed ErrorResponses are retried on every attempt;
+ * - a pooled listener (transaction mode, plain): its clients accepted and served by the native
+ *   socket transport (native/nio.c) under the sanitizers, one round of fuzzed streams.
  *
  * It asserts: no crash and no sanitizer report, no hung connection (the proxy closes each stream
  * within its deadlines), the proxy's descriptors back to their baseline, its resident memory flat
@@ -18,11 +20,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import path from 'node:path';
 import { request } from 'undici';
 import {
   cleanupAll,
   makeCertificates,
+  makeTempDir,
   onCleanup,
   runCommand,
   sanitizerEnv,
@@ -41,6 +46,8 @@ const ROUNDS = 4;
 const STREAMS_PER_ROUND = 5_000;
 const BURST = 2_000;
 const CONCURRENCY = 64;
+/** The pooled listener's round (the native transport's accept, reads, writes and closes). */
+const POOLED_STREAMS = 2_000;
 /** Startup timeout 1 s, wait timeout 1 s: a stream the proxy has not closed by then is hung. */
 const STREAM_DEADLINE_MS = 8_000;
 /** Fuzz clients come from 127.0.0.2–9 (their own per-address limits); psql from 127.0.0.1. */
@@ -186,11 +193,12 @@ async function runStreams(port: number, streams: Stream[], concurrency: number):
   return problems;
 }
 
-async function psqlOne(port: number): Promise<string> {
+/** `select 1` through psql (`sslmode`: require on the TLS listener; disable on the pooled one, which is plain). */
+async function psqlOne(port: number, sslmode: 'require' | 'disable' = 'require'): Promise<string> {
   const r = await runCommand(
     '/usr/bin/psql',
     ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-XAtqc', 'select 1'],
-    { timeoutMs: 20_000, env: { PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'require' } },
+    { timeoutMs: 20_000, env: { PGCONNECT_TIMEOUT: '10', PGSSLMODE: sslmode } },
   );
   return r.code === 0 ? r.stdout.trim() : `psql failed: ${r.stderr.trim()}`;
 }
@@ -229,6 +237,8 @@ void describe(
       pg = await startPrimary('fuzz-pg', { parameters: { max_connections: '200' } });
       hostile = await hostileServer();
       const cert = await (await makeCertificates()).server('proxy');
+      const userlist = path.join(await makeTempDir('fuzz-auth'), 'userlist.txt');
+      await writeFile(userlist, '"postgres" "unused-with-trust"\n');
       const kv = etcdClient(etcd);
       await kv.put(KEYS.initialize).value('7000000000000000001').exec();
       await putMember(kv, pg, 'master', 1000);
@@ -241,9 +251,11 @@ void describe(
         listeners: [
           { name: 'primary', role: 'primary', tls: 'terminate' },
           { name: 'hostile', role: 'replica' },
+          { name: 'pooled', role: 'primary', pool_mode: 'transaction', pool_size: 2 },
         ],
         proxy: {
           tls: { cert_file: cert.cert, key_file: cert.key },
+          auth: { type: 'trust', file: userlist },
           relay: 'native',
           relay_threads: 1,
           startup_timeout: '1s',
@@ -270,6 +282,8 @@ void describe(
         { timeoutMs: 20_000, env: { PGSSLMODE: 'require' } },
       );
       assert.equal(warm.code, 0, warm.stderr);
+      // The pooled listener's server connection, idle in its pool from here on.
+      assert.equal(await psqlOne(proxy.ports.pooled!, 'disable'), '1', 'psql through the pooled listener');
       await waitFor('the warm-up session closed', async () => (await clientConnections()) === 0, 10_000);
       baselineFds = proxy.fds();
     });
@@ -323,6 +337,25 @@ void describe(
       assert.ok(
         growth < Math.max(16 * MiB, rss[1]! * 0.1),
         `RSS grew ${(growth / MiB).toFixed(1)} MiB after round 2`,
+      );
+    });
+
+    void it(`a pooled listener on the native transport survives ${POOLED_STREAMS} fuzzed streams, serving psql`, async () => {
+      const rand = generator(SEED + 1);
+      const streams = Array.from({ length: POOLED_STREAMS }, () => makeStream(rand));
+      const fuzz = runStreams(proxy.ports.pooled!, streams, CONCURRENCY);
+      assert.equal(
+        await psqlOne(proxy.ports.pooled!, 'disable'),
+        '1',
+        'psql through the pooled listener during the round',
+      );
+      const problems = await fuzz;
+      assert.deepEqual(problems.slice(0, 5), [], `${problems.length} hung connections`);
+      await settled('pooled round');
+      assert.equal(
+        await psqlOne(proxy.ports.pooled!, 'disable'),
+        '1',
+        'psql through the pooled listener after',
       );
     });
 
