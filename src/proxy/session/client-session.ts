@@ -460,7 +460,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     if (relay) relay.end(mode, last);
     else {
       this.#dropServer();
-      this.#endClient(mode, last);
+      this.#endClient(mode, last, reason);
     }
     this.#forgetNode();
     this.#bridge?.sessionEnded();
@@ -483,11 +483,14 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#onClosed(this);
   }
 
-  #endClient(mode: EndMode, last: Buffer | undefined): void {
+  #endClient(mode: EndMode, last: Buffer | undefined, reason: CloseReason | undefined): void {
     const c = this.#client;
     this.#client = undefined;
     if (!c || c.destroyed) return;
-    if (mode === 'cut') {
+    // A client that said goodbye (Terminate) and is owed nothing more: a native connection closes
+    // now (its FIN goes with the close; no linger, no timer per connection under `pgbench -C`).
+    const goodbye = reason === 'client_closed' && last === undefined && c instanceof NativeConn;
+    if (mode === 'cut' || goodbye) {
       c.destroy();
       return;
     }
