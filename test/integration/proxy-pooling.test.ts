@@ -233,6 +233,44 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await c.end();
   });
 
+  void it('transaction mode: each client keeps its application_name and its own SET TIME ZONE on shared servers', async () => {
+    const clients = Array.from({ length: 6 }, (_, i) => {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: ports.tx!,
+        password: PASSWORD,
+        user: 'postgres',
+        database: 'postgres',
+        application_name: `app-${i}`,
+      });
+      c.on('error', () => undefined);
+      onCleanup(() => c.end().catch(() => undefined));
+      return c;
+    });
+    await Promise.all(clients.map((c) => c.connect()));
+    // Half of them change their time zone outside a transaction: kept, as PostgreSQL reports it.
+    await Promise.all(
+      clients.filter((_, i) => i % 2 === 0).map((c) => c.query("SET TIME ZONE 'Asia/Tokyo'")),
+    );
+    const pids = new Set<number>();
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let round = 0; round < 10; round++) {
+          const r = await c.query<{ a: string; tz: string; pid: number }>(
+            "SELECT current_setting('application_name') AS a, current_setting('TimeZone') AS tz, pg_backend_pid() AS pid, pg_sleep(0.005)",
+          );
+          const row = r.rows[0]!;
+          pids.add(row.pid);
+          assert.equal(row.a, `app-${i}`, `client ${i}, round ${round}: its application_name`);
+          if (i % 2 === 0) assert.equal(row.tz, 'Asia/Tokyo', `client ${i}, round ${round}: its time zone`);
+          else assert.notEqual(row.tz, 'Asia/Tokyo', `client ${i}, round ${round}: not another's time zone`);
+        }
+      }),
+    );
+    assert.ok(pids.size <= 3, `6 clients on at most pool_size servers, saw ${pids.size}`);
+    await Promise.all(clients.map((c) => c.end()));
+  });
+
   void it('session mode: a server is reset (DISCARD ALL) before the next client gets it', async () => {
     const a = pooledClient(ports.sess!);
     await a.connect();
