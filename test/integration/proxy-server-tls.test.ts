@@ -7,7 +7,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, chmod, writeFile } from 'node:fs/promises';
+import { copyFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
@@ -33,6 +33,7 @@ import {
   putMember,
   putStatus,
   startProxy,
+  trustAuth,
 } from './proxy-helpers.js';
 
 const OPTIME = 100_000_000;
@@ -70,9 +71,6 @@ describe('proxy: TLS to the servers (server_tls)', { timeout: 120_000 }, () => {
     await putStatus(kv, OPTIME);
     await kv.put(KEYS.leader).value(pgc.primary.name).exec();
     const front = await certs.server('proxy');
-    // The pooled listener's clients: let in by the proxy (trust: the user is listed), servers trust it.
-    const userlist = path.join(await makeTempDir('userlist'), 'userlist.txt');
-    await writeFile(userlist, '"postgres" "unused-with-trust"\n');
     ({ proxy, ports } = await startProxy(
       etcd,
       [
@@ -84,7 +82,7 @@ describe('proxy: TLS to the servers (server_tls)', { timeout: 120_000 }, () => {
         wait_timeout: '1s',
         tls: { cert_file: front.cert, key_file: front.key },
         server_tls: { mode: 'verify-full', ca_file: certs.caCert },
-        auth: { type: 'trust', file: userlist },
+        auth: await trustAuth(),
       },
     ));
     await waitFor('routes', () => (proxy.table.listeners.get('ro')?.nodes.length ?? 0) > 0);
