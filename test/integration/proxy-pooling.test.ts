@@ -111,6 +111,8 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       {
         wait_timeout: '20s',
         auth: { type: 'scram-sha-256', file: userlist },
+        // Five named statements in use, two kept per server: closed and prepared again as used.
+        max_prepared_statements: 2,
         tls: { cert_file: server.cert, key_file: server.key },
       },
       SCOPE,
@@ -137,6 +139,13 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
           });
           assert.equal(r.rows[0]!.v, i * 10 + round + 1);
           pids.add(r.rows[0]!.pid);
+          const times = round % 4;
+          const m = await c.query<{ v: number }>({
+            name: `times_${times}`,
+            text: `SELECT $1::int * ${times} AS v`,
+            values: [i],
+          });
+          assert.equal(m.rows[0]!.v, i * times);
           // A transaction keeps its server from BEGIN to COMMIT.
           await c.query('BEGIN');
           const a = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
@@ -157,6 +166,10 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     assert.ok(
       servers.tx!.some((s) => s.statements > 0),
       'statements prepared on the servers',
+    );
+    assert.ok(
+      servers.tx!.every((s) => s.statements <= 2),
+      `max_prepared_statements: ${servers.tx!.map((s) => s.statements).join(', ')}`,
     );
     assert.ok((await metric(adminPort, 'pgfleet_proxy_pool_servers', 'listener="tx"')) > 0);
     const stats = await admin<Record<string, { transactions: number }[]>>(adminPort, '/stats');

@@ -60,6 +60,8 @@ const READY_IDLE = readyForQuery('I');
 const AUTH_OK = authenticationOk();
 /** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
 const SCANNED_SQL_BYTES = 4096;
+/** proxy.max_prepared_statements' default (pgbouncer 1.22's). */
+const DEFAULT_MAX_PREPARED_STATEMENTS = 200;
 
 export function beginPooled(
   s: SessionState,
@@ -349,6 +351,7 @@ function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction
           session: p,
           server: p.server!.statements,
           replies: p.replies!,
+          limit: s.settings.pool?.maxPreparedStatements ?? DEFAULT_MAX_PREPARED_STATEMENTS,
         })
       : [msg];
   // Kept as the client sent it: on another server the rewrite runs again against its statements.

@@ -136,6 +136,7 @@ export function sessionContext(
               mode: listener.pool_mode,
               auth: p.auth.type === 'passthrough' ? undefined : p.auth.type,
               ignoreStartupParameters: p.ignore_startup_parameters,
+              maxPreparedStatements: p.max_prepared_statements,
             },
     },
     tuning: { keepaliveIdleMs: p.keepalive.idle },

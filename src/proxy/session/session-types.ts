@@ -45,6 +45,8 @@ export interface PoolSettings {
   readonly auth: ServerAuthMethod | undefined;
   /** Startup parameters let through unkept (proxy.ignore_startup_parameters); others are refused. */
   readonly ignoreStartupParameters?: readonly string[];
+  /** Transaction mode: the most protocol-level statements one server keeps (LRU beyond). */
+  readonly maxPreparedStatements?: number;
 }
 
 /** A pooled server connection as a client session sees it while it holds it. */
