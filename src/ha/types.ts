@@ -2,7 +2,9 @@
  * The agent's HA step as data: what it observed (Observation) and what it will do (Decision).
  * Observations are immutable snapshots with the monotonic time passed in.
  */
-import type { ClusterView } from '../cluster/types.js';
+import type { ClusterView, FailoverRequest } from '../cluster/types.js';
+
+export type { FailoverRequest } from '../cluster/types.js';
 import type { PeerStatus } from './peer-status.js';
 import type { SyncSettings } from './sync-settings.js';
 
@@ -64,16 +66,6 @@ export interface Observation {
     /** `synchronous_mode` and friends, as in force (DCS `config`). */
     readonly sync: SyncSettings;
   };
-}
-
-/**
- * Patroni's `failover` key: `{"leader": from, "member": to, "scheduled_at": ISO 8601}`, any may be
- * absent. `scheduledAt.ms` is NaN when the text is not a time with a timezone.
- */
-export interface FailoverRequest {
-  readonly leader: string | undefined;
-  readonly member: string | undefined;
-  readonly scheduledAt?: { readonly text: string; readonly ms: number } | undefined;
 }
 
 export type Action =

@@ -37,6 +37,7 @@ import { HealthChecker } from './health/health-checker.js';
 import { WritePositionSource, type LeaderApi } from './health/write-position.js';
 import { ListenerSet } from './listener-set.js';
 import { PoolSet } from './pool/pool-set.js';
+import { SwitchoverHoldTracker } from './pool/switchover-hold-tracker.js';
 import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
 import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
 import { derivedWaitTimeoutMs } from './wait-timeout.js';
@@ -115,6 +116,8 @@ export class Proxy {
   readonly #listeners = new ListenerSet();
   /** The pooled listeners' pools (kept across reloads). */
   readonly #pools: PoolSet;
+  /** A switchover pending away from the leader: transaction pools start no transaction there. */
+  readonly #hold: SwitchoverHoldTracker;
   /** proxy.auth's secrets (auth.file, auth.query), read at start. */
   #secrets: SecretSource | undefined;
   readonly #admin: AdminHttp | undefined;
@@ -216,6 +219,11 @@ export class Proxy {
       (result) => metrics.cancelRequests.inc({ result }),
     );
     this.#pools = new PoolSet(log.child({ component: 'pool' }));
+    this.#hold = new SwitchoverHoldTracker(
+      () => this.#config.proxy.switchover_hold,
+      () => this.#pools.wakeAll(),
+      log.child({ component: 'pool' }),
+    );
     registerPoolMetrics(metrics.registry, () => this.#pools.status());
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
@@ -245,6 +253,7 @@ export class Proxy {
       writePosition: this.#writePosition,
       replayLagS: (member) => this.#view.replayLagS?.get(member),
       secrets: this.#secrets,
+      heldNode: () => this.#hold.node(),
     });
   }
 
@@ -293,6 +302,7 @@ export class Proxy {
     this.#state = 'running';
     this.#watcher.on('view', (view) => {
       this.#view = view;
+      this.#hold.observe(view);
       this.#followWaitTimeout(view.config);
       this.#health.setView(view);
       this.#recompute('dcs');
@@ -402,6 +412,7 @@ export class Proxy {
         );
     }
     this.#waiters.wakeAll();
+    this.#pools.wakeAll();
   }
 
   /** The pooled listeners' pools (admin HTTP: /pools, /servers, /clients, /stats; PAUSE/RESUME). */
@@ -412,6 +423,7 @@ export class Proxy {
   status(): ProxyStatus {
     return proxyStatus({
       pools: this.#pools.status(),
+      switchoverHold: this.#hold.status(),
       config: this.#config,
       state:
         this.#state === 'running' || this.#state === 'new'
@@ -505,6 +517,7 @@ export class Proxy {
     this.#waiters.wakeAll();
     await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
     listeners.destroySessions();
+    this.#hold.close();
     this.#pools.close();
     this.#secrets?.close();
     await listeners.closed();
@@ -604,6 +617,7 @@ export class Proxy {
       if (n > 0)
         this.#log.info({ listener: l.name, sessions: n }, 'closed the sessions of a removed listener');
     }
+    this.#hold.observe();
     this.#recompute('reload');
     return { ok: true, applied: plan.applied, restartNeeded: plan.restartNeeded, errors: [] };
   }

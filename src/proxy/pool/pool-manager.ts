@@ -151,28 +151,47 @@ export class PoolManager {
     return this.#ctx.nodes().some((n) => n.key === node.key && n.role === node.role);
   }
 
+  /** Lends pooled servers to waiting clients in `p` again (the routes or the switchover hold changed). */
+  wake(): void {
+    for (const p of this.#pools.values()) this.#pump(p);
+  }
+
+  /** Transaction mode: the node a pending switchover leaves, where no transaction starts now. */
+  #held(): string | undefined {
+    return this.#mode === 'transaction' ? this.#ctx.heldNode?.() : undefined;
+  }
+
   #pump(p: Pool): void {
     if (this.#closed || this.#paused) return;
+    const held = this.#held();
     while (p.waiters.length > 0) {
-      const server = this.#takeIdle(p);
+      const server = this.#takeIdle(p, held);
       if (server !== undefined) {
         this.#lend(p, server, p.waiters.shift()!);
         continue;
       }
       if (p.logins >= p.waiters.length) return;
-      if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since)) return;
+      if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since, undefined, held)) return;
     }
   }
 
-  /** The most recently used idle server on a node still routed (the others close). */
-  #takeIdle(p: Pool): PooledServer | undefined {
-    for (;;) {
-      const s = p.idle.pop();
-      if (s === undefined) return undefined;
-      if (s.state === 'idle' && !s.retiring && this.#routed(s.node)) return s;
+  /**
+   * The most recently used idle server on a node still routed (the others close); one on the
+   * `held` node stays idle, unlent.
+   */
+  #takeIdle(p: Pool, held: string | undefined): PooledServer | undefined {
+    for (let i = p.idle.length - 1; i >= 0; i--) {
+      const s = p.idle[i]!;
+      if (s.state === 'idle' && !s.retiring && this.#routed(s.node)) {
+        if (s.node.name === held) continue;
+        p.idle.splice(i, 1);
+        return s;
+      }
+      p.idle.splice(i, 1);
       s.close();
       this.#forget(p, s);
     }
+    return undefined;
   }
 
   #lend(p: Pool, server: PooledServer, w: Waiter): void {
@@ -185,8 +204,10 @@ export class PoolManager {
   }
 
   /** Opens one more server for `p` on a node with room; false when there is none. */
-  #startLogin(p: Pool, oldestWaitMs: number, forMinimumOn?: string): boolean {
-    const routed = this.#ctx.nodes();
+  #startLogin(p: Pool, oldestWaitMs: number, forMinimumOn?: string, held?: string): boolean {
+    const routed = this.#ctx.nodes().filter((n) => n.name !== held);
+    // (Every routed node held: the clients wait for the route to move, or for the hold to end.)
+    if (held !== undefined && routed.length === 0) return false;
     const count = (name: string): number => {
       let n = p.loginsOn.get(name) ?? 0;
       for (const s of p.servers) if (s.node.name === name) n++;
@@ -204,8 +225,9 @@ export class PoolManager {
       if (preferred === undefined) return false;
     } else if (p.logins > 0) return false; // (no route: one login waits for the table)
     const full = new Set(
-      routed
-        .filter((n) => count(n.name) >= this.#limits.poolSize + this.#limits.reservePool)
+      this.#ctx
+        .nodes()
+        .filter((n) => n.name === held || count(n.name) >= this.#limits.poolSize + this.#limits.reservePool)
         .map((n) => n.key),
     );
     let nodeName = '';
@@ -355,7 +377,8 @@ export class PoolManager {
 
   status(): PoolStatus[] {
     const now = performance.now();
-    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now));
+    const holding = this.#held() !== undefined;
+    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding));
   }
 
   servers(): ServerRow[] {
