@@ -302,10 +302,11 @@ export class Proxy {
     this.#state = 'running';
     this.#watcher.on('view', (view) => {
       this.#view = view;
-      this.#hold.observe(view);
       this.#followWaitTimeout(view.config);
       this.#health.setView(view);
       this.#recompute('dcs');
+      // After the table: a hold that ends lends servers only where the new table routes.
+      this.#hold.observe(view);
     });
     this.#watcher.on('status', (s) => this.#onDcsStatus(s));
     this.#health.on('change', (snap) => {
