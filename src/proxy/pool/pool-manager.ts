@@ -368,7 +368,9 @@ export class PoolManager {
   /** min_pool_size servers on every routed node, for pools that have clients. */
   #keepMinimum(p: Pool): void {
     if (this.#limits.minPoolSize === 0 || p.clients.size === 0) return;
+    const held = this.#held();
     for (const n of this.#ctx.nodes()) {
+      if (n.name === held) continue;
       let have = p.loginsOn.get(n.name) ?? 0;
       for (const s of p.servers) if (s.node.name === n.name) have++;
       for (; have < this.#limits.minPoolSize; have++) this.#startLogin(p, 0, n.name);
