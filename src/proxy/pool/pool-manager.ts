@@ -151,7 +151,7 @@ export class PoolManager {
     return this.#ctx.nodes().some((n) => n.key === node.key && n.role === node.role);
   }
 
-  /** Lends pooled servers to waiting clients in `p` again (the routes or the switchover hold changed). */
+  /** Lends pooled servers to the waiting clients again (the routes or the switchover hold changed). */
   wake(): void {
     for (const p of this.#pools.values()) this.#pump(p);
   }
