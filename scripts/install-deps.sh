@@ -48,8 +48,13 @@ if ((${#missing[@]})); then
   done
 fi
 
-if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+# npm packages: installed again only when package-lock.json's content changed since the last
+# install (a file date would say "changed" in every fresh clone, and `npm ci` empties node_modules
+# first: also the tree a symlinked node_modules points to).
+lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [[ ! -d node_modules ]] || [[ "$(cat node_modules/.pgfleet-lock-sha256 2>/dev/null)" != "$lock_sum" ]]; then
   npm ci --no-audit --no-fund
+  echo "$lock_sum" > node_modules/.pgfleet-lock-sha256
 fi
 
 # The native addon (proxy.relay: the relay threads); rebuilt only when native/ changes.

@@ -207,6 +207,16 @@ const proxySection = z
     read_your_writes_window: durationMs.default('60s'),
     /** Authentication by the proxy for pooled listeners (proxy-auth-schema.ts); default passthrough. */
     auth: proxyAuthSchema.default({}),
+    /**
+     * Pooled listeners: startup parameters a client may send that the pool neither keeps nor
+     * refuses (pgbouncer's name); any other one it cannot keep ends the login (08P01).
+     */
+    ignore_startup_parameters: z.array(z.string().min(1)).default(['extra_float_digits']),
+    /**
+     * Transaction-pooled listeners: the most protocol-level prepared statements one server
+     * connection keeps; one more closes its least recently used (pgbouncer's name).
+     */
+    max_prepared_statements: z.number().int().min(1).default(200),
     listeners: z.array(listenerSchema).min(1, 'at least one listener is required'),
   })
   .strict()

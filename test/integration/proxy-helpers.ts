@@ -6,6 +6,8 @@ import { connect } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { request } from 'undici';
 import { parseProxyConfig } from '../../src/config/proxy-schema.js';
@@ -14,6 +16,7 @@ import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { Proxy } from '../../src/proxy/proxy.js';
 import {
   freePort,
+  makeTempDir,
   onCleanup,
   runCommand,
   startEtcd,
@@ -153,6 +156,16 @@ export async function connected(port: number): Promise<pg.Client> {
   const c = client(port);
   await c.connect();
   return c;
+}
+
+/**
+ * proxy.auth for a pooled listener in front of servers that trust loopback: `trust` with a file
+ * that lists the tests' user (its secret is never asked for).
+ */
+export async function trustAuth(): Promise<{ type: 'trust'; file: string }> {
+  const file = path.join(await makeTempDir('userlist'), 'userlist.txt');
+  await writeFile(file, '"postgres" "unused-with-trust"\n');
+  return { type: 'trust', file };
 }
 
 /** The server port a session landed on. */

@@ -112,6 +112,8 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       {
         wait_timeout: '20s',
         auth: { type: 'scram-sha-256', file: userlist },
+        // Five named statements in use, two kept per server: closed and prepared again as used.
+        max_prepared_statements: 2,
         tls: { cert_file: server.cert, key_file: server.key },
       },
       SCOPE,
@@ -138,6 +140,13 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
           });
           assert.equal(r.rows[0]!.v, i * 10 + round + 1);
           pids.add(r.rows[0]!.pid);
+          const times = round % 4;
+          const m = await c.query<{ v: number }>({
+            name: `times_${times}`,
+            text: `SELECT $1::int * ${times} AS v`,
+            values: [i],
+          });
+          assert.equal(m.rows[0]!.v, i * times);
           // A transaction keeps its server from BEGIN to COMMIT.
           await c.query('BEGIN');
           const a = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
@@ -158,6 +167,10 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     assert.ok(
       servers.tx!.some((s) => s.statements > 0),
       'statements prepared on the servers',
+    );
+    assert.ok(
+      servers.tx!.every((s) => s.statements <= 2),
+      `max_prepared_statements: ${servers.tx!.map((s) => s.statements).join(', ')}`,
     );
     assert.ok((await metric(adminPort, 'pgfleet_proxy_pool_servers', 'listener="tx"')) > 0);
     const stats = await admin<Record<string, { transactions: number }[]>>(adminPort, '/stats');
@@ -232,6 +245,44 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await c.query('COMMIT');
     assert.equal(r.rows[0]!.a, 'inside');
     await c.end();
+  });
+
+  void it('transaction mode: each client keeps its application_name and its own SET TIME ZONE on shared servers', async () => {
+    const clients = Array.from({ length: 6 }, (_, i) => {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: ports.tx!,
+        password: PASSWORD,
+        user: 'postgres',
+        database: 'postgres',
+        application_name: `app-${i}`,
+      });
+      c.on('error', () => undefined);
+      onCleanup(() => c.end().catch(() => undefined));
+      return c;
+    });
+    await Promise.all(clients.map((c) => c.connect()));
+    // Half of them change their time zone outside a transaction: kept, as PostgreSQL reports it.
+    await Promise.all(
+      clients.filter((_, i) => i % 2 === 0).map((c) => c.query("SET TIME ZONE 'Asia/Tokyo'")),
+    );
+    const pids = new Set<number>();
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let round = 0; round < 10; round++) {
+          const r = await c.query<{ a: string; tz: string; pid: number }>(
+            "SELECT current_setting('application_name') AS a, current_setting('TimeZone') AS tz, pg_backend_pid() AS pid, pg_sleep(0.005)",
+          );
+          const row = r.rows[0]!;
+          pids.add(row.pid);
+          assert.equal(row.a, `app-${i}`, `client ${i}, round ${round}: its application_name`);
+          if (i % 2 === 0) assert.equal(row.tz, 'Asia/Tokyo', `client ${i}, round ${round}: its time zone`);
+          else assert.notEqual(row.tz, 'Asia/Tokyo', `client ${i}, round ${round}: not another's time zone`);
+        }
+      }),
+    );
+    assert.ok(pids.size <= 3, `6 clients on at most pool_size servers, saw ${pids.size}`);
+    await Promise.all(clients.map((c) => c.end()));
   });
 
   void it('session mode: a server is reset (DISCARD ALL) before the next client gets it', async () => {

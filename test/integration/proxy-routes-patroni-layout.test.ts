@@ -29,6 +29,7 @@ import {
   sendCancel,
   serverPort,
   startProxy,
+  trustAuth,
 } from './proxy-helpers.js';
 
 const OPTIME = 100_000_000;
@@ -59,8 +60,9 @@ for (const relay of ['native', 'js'] as const) {
           { name: 'primary', role: 'primary' },
           { name: 'replicas', role: 'replica', max_lag: '1MB' },
           { name: 'tls', role: 'primary', tls: 'passthrough' },
+          { name: 'rpool', role: 'replica', max_lag: '1MB', pool_mode: 'transaction', pool_size: 2 },
         ],
-        { relay, max_client_connections: 50 },
+        { relay, max_client_connections: 50, auth: await trustAuth() },
       ));
       await waitFor('a primary route', () => (proxy.table.listeners.get('primary')?.nodes.length ?? 0) > 0);
     });
@@ -177,6 +179,37 @@ for (const relay of ['native', 'js'] as const) {
       assert.match(status.listeners.replicas.excluded[lagging.name]!, /exceeds max_lag/);
       await putMember(kv, lagging, 'replica', OPTIME - 100);
       await Promise.all(sessions.map((c) => c.end().catch(() => undefined)));
+    });
+
+    void it('a transaction-pooled replica listener follows max_lag: its clients move off a lagging replica without an error', async () => {
+      const lagging = pgc.replicas[0]!;
+      const clients: pg.Client[] = [];
+      for (let i = 0; i < 4; i++) clients.push(await connected(ports.rpool!));
+      const runAll = async (): Promise<Set<number>> => {
+        const seen = new Set<number>();
+        await Promise.all(
+          clients.map(async (c) => {
+            for (let round = 0; round < 5; round++) {
+              const r = await c.query<{ port: number; rec: boolean }>(
+                'select inet_server_port() as port, pg_is_in_recovery() as rec, pg_sleep(0.002)',
+              );
+              assert.equal(r.rows[0]!.rec, true);
+              seen.add(r.rows[0]!.port);
+            }
+          }),
+        );
+        return seen;
+      };
+      assert.ok((await runAll()).has(lagging.port), 'transactions ran on both replicas before');
+      await putMember(kv, lagging, 'replica', OPTIME - 2 * 1024 * 1024);
+      await waitFor('the lagging replica out of the pooled listener', () =>
+        proxy.table.listeners.get('rpool')?.nodes.every((n) => n.name !== lagging.name),
+      );
+      // The same clients, between transactions when it left: no error, every transaction elsewhere.
+      assert.deepEqual([...(await runAll())], [pgc.replicas[1]!.port]);
+      await putMember(kv, lagging, 'replica', OPTIME - 100);
+      await waitFor('the replica back', () => proxy.table.listeners.get('rpool')?.nodes.length === 2);
+      await Promise.all(clients.map((c) => c.end()));
     });
 
     void it('never hands out a primary session on a server in hot standby', async () => {

@@ -2,7 +2,8 @@
  * TLS from the proxy to PostgreSQL (`proxy.server_tls`), against real servers running with
  * `ssl = on` and certificates made here: with verify-full each session's server leg is encrypted
  * (pg_stat_ssl says so), also under a TLS-terminated client; the in_hot_standby gate works through
- * it; a server whose certificate the CA did not sign is never used (the client is told why).
+ * it; a transaction-pooled listener's server connections are TLS too; a server whose certificate
+ * the CA did not sign is never used (the client is told why).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,6 +33,7 @@ import {
   putMember,
   putStatus,
   startProxy,
+  trustAuth,
 } from './proxy-helpers.js';
 
 const OPTIME = 100_000_000;
@@ -74,11 +76,13 @@ describe('proxy: TLS to the servers (server_tls)', { timeout: 120_000 }, () => {
       [
         { name: 'rw', role: 'primary', tls: 'terminate' },
         { name: 'ro', role: 'replica' },
+        { name: 'pool', role: 'primary', pool_mode: 'transaction', pool_size: 2 },
       ],
       {
         wait_timeout: '1s',
         tls: { cert_file: front.cert, key_file: front.key },
         server_tls: { mode: 'verify-full', ca_file: certs.caCert },
+        auth: await trustAuth(),
       },
     ));
     await waitFor('routes', () => (proxy.table.listeners.get('ro')?.nodes.length ?? 0) > 0);
@@ -96,6 +100,28 @@ describe('proxy: TLS to the servers (server_tls)', { timeout: 120_000 }, () => {
     assert.equal(rows.rows[0]!.n, 3_000_000);
     await plain.end();
     await secure.end();
+  });
+
+  it('a transaction-pooled listener: its pooled server connections are TLS too', async () => {
+    const clients = Array.from({ length: 4 }, () => client(ports.pool!));
+    await Promise.all(clients.map((c) => c.connect()));
+    const pids = new Set<number>();
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let round = 0; round < 5; round++) {
+          const r = await c.query<{ ssl: boolean; pid: number; n: number }>({
+            name: 'tls-probe',
+            text: "select ssl, pid, length(repeat('x', $1::int)) as n from pg_stat_ssl where pid = pg_backend_pid()",
+            values: [100_000 * (i + 1)],
+          });
+          assert.equal(r.rows[0]!.ssl, true);
+          assert.equal(r.rows[0]!.n, 100_000 * (i + 1));
+          pids.add(r.rows[0]!.pid);
+        }
+      }),
+    );
+    assert.ok(pids.size <= 2, `4 clients on at most pool_size servers, saw ${pids.size}`);
+    await Promise.all(clients.map((c) => c.end()));
   });
 
   it('the in_hot_standby gate works through the server TLS', async () => {

@@ -20,6 +20,7 @@ import type { Terminable } from '../routing/connection-registry.js';
 import type { ServerStatements } from '../session/prepared-statements.js';
 import type { PooledServerRef, Termination } from '../session/session-types.js';
 import { destroyAfterClients } from '../session/server-connect.js';
+import { noteReport, reportedValues } from '../session/tracked-parameters.js';
 import { idleServerEnding } from './pool-rules.js';
 
 /** The client session a server is lent to. */
@@ -49,6 +50,7 @@ export class PooledServer implements Terminable, PooledServerRef {
   readonly encoding: string;
   readonly parameters: readonly Buffer[];
   readonly statements: ServerStatements = new Map();
+  readonly reported: Map<string, string>;
   readonly backendKey: { readonly processId: number; readonly secretKey: Buffer } | undefined;
   readonly createdAt: number;
   state: 'idle' | 'active' | 'reset' | 'closed' = 'idle';
@@ -81,6 +83,7 @@ export class PooledServer implements Terminable, PooledServerRef {
     this.user = init.user;
     this.encoding = init.encoding;
     this.parameters = init.parameters;
+    this.reported = reportedValues(init.parameters);
     this.backendKey = init.backendKey;
     this.createdAt = init.now;
     this.lastUsedAt = init.now;
@@ -154,6 +157,8 @@ export class PooledServer implements Terminable, PooledServerRef {
     const r = this.#resetFramer!.push(chunk);
     if (!r.ok) return this.#finishReset(false);
     for (const m of r.messages) {
+      // DISCARD ALL puts the tracked parameters back to their defaults, and says so.
+      if (m[0] === 0x53 /* S */) noteReport(this.reported, m);
       if (m[0] === 0x45 /* E */) return this.#finishReset(false);
       if (m[0] === 0x5a /* Z */) return this.#finishReset(m[5] === 0x49 /* I */);
     }

@@ -15,6 +15,7 @@ import { cancelKey, type CancelResolver, type CancelTarget } from './cancel-regi
 import type { SessionContext } from './session-context.js';
 import type { Phase } from './session-machine.js';
 import type { SessionEvent, Termination } from './session-types.js';
+import { reportedValues } from './tracked-parameters.js';
 
 /** Random bytes for the backend keys pooled listeners issue, drawn 4 KiB at a time (one syscall per 512 logins). */
 const keyBytes = Buffer.alloc(4096);
@@ -137,7 +138,8 @@ export class PooledLink implements PoolClient, CancelResolver {
   #loginFromCache(parameters: readonly Buffer[]): void {
     if (this.#owner.phase !== 'pool_login') return;
     const key = this.#issueKey();
-    this.#owner.pooledStep({ type: 'pool_server', server: { statements: new Map(), parameters }, key });
+    const server = { statements: new Map(), parameters, reported: reportedValues(parameters), cached: true };
+    this.#owner.pooledStep({ type: 'pool_server', server, key });
   }
 
   /** The backend key the proxy gives a pooled client, registered for its cancels. */

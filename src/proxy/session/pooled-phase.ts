@@ -31,6 +31,13 @@ import {
 } from '../../protocol/index.js';
 import { ReplyFilter, rewriteClientMessage, type StatementNames } from './prepared-statements.js';
 import { sessionOnlyStatement } from './session-only.js';
+import {
+  greeting,
+  noteReport,
+  settingQuery,
+  startupWants,
+  unkeptStartupParameter,
+} from './tracked-parameters.js';
 import { onAuthBytes, onSecret } from './pooled-auth.js';
 import { acquire, clientMessages, release, type PooledSession } from './pooled-session.js';
 import { MAX_PENDING_CLIENT_BYTES, end, endWith, fail, type SessionState } from './session-state.js';
@@ -47,11 +54,14 @@ export type { PooledSession } from './pooled-session.js';
 const TERMINATE = 0x58; // 'X'
 const READY_FOR_QUERY = 0x5a; // 'Z'
 const ERROR_RESPONSE = 0x45; // 'E'
+const PARAMETER_STATUS = 0x53; // 'S'
 const REQUESTS = new Set([0x51, 0x53, 0x46]); // Query, Sync, FunctionCall
 const READY_IDLE = readyForQuery('I');
 const AUTH_OK = authenticationOk();
 /** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
 const SCANNED_SQL_BYTES = 4096;
+/** proxy.max_prepared_statements' default (pgbouncer 1.22's). */
+const DEFAULT_MAX_PREPARED_STATEMENTS = 200;
 
 export function beginPooled(
   s: SessionState,
@@ -84,6 +94,17 @@ export function beginPooled(
     );
     return;
   }
+  const unkept = unkeptStartupParameter(parameters, s.settings.pool?.ignoreStartupParameters ?? []);
+  if (unkept !== undefined) {
+    fail(
+      s,
+      out,
+      'startup_rejected',
+      SQLSTATE.PROTOCOL_VIOLATION,
+      `pgfleet: unsupported startup parameter: ${unkept} (a pooled listener cannot keep it; proxy.ignore_startup_parameters lists those let through)`,
+    );
+    return;
+  }
   s.phase = 'pool_login';
   const method = s.settings.pool?.auth;
   s.pool = {
@@ -108,6 +129,10 @@ export function beginPooled(
     auth: method === undefined ? 'done' : 'lookup',
     greeting: method === undefined ? AUTH_OK : undefined,
     credentials: undefined,
+    wanted: startupWants(parameters),
+    setting: undefined,
+    settingError: undefined,
+    loginKey: undefined,
   };
   out.push({ kind: 'pause_client' });
   if (method === undefined) acquire(s.pool, out);
@@ -121,8 +146,16 @@ export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out:
       onSecret(s, p, e, w, out);
       return;
     case 'pool_server':
-      if (s.phase === 'pool_login') loggedIn(s, p, e.server, e.key, out);
-      else assign(s, p, e.server, out);
+      p.acquiring = false;
+      if (s.phase === 'pool_login') p.loginKey = e.key;
+      if (e.server.cached === true) {
+        loggedIn(s, p, e.server, out);
+        return;
+      }
+      attach(p, e.server);
+      if (applyWanted(p, s.phase === 'pool_login' ? 'login' : 'lend', out)) return;
+      if (s.phase === 'pool_login') loggedIn(s, p, e.server, out);
+      else sendQueued(s, p, out);
       return;
     case 'pool_failed':
       p.acquiring = false;
@@ -144,7 +177,8 @@ export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out:
       if (p.server !== undefined) onServerBytes(s, p, e.bytes, out);
       return;
     case 'server_closed':
-      if (p.server !== undefined) serverLost(s, p, e.error, out);
+      if (p.setting !== undefined) settingLost(p, out);
+      else if (p.server !== undefined) serverLost(s, p, e.error, out);
       return;
     case 'client_closed':
       release(p, out, false);
@@ -162,28 +196,78 @@ export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out:
   }
 }
 
-function loggedIn(
-  s: SessionState,
-  p: PooledSession,
-  server: PooledServerRef,
-  key: { processId: number; secretKey: Buffer } | undefined,
-  out: SessionAction[],
-): void {
-  p.acquiring = false;
+function loggedIn(s: SessionState, p: PooledSession, server: PooledServerRef, out: SessionAction[]): void {
+  const key = p.loginKey;
+  p.loginKey = undefined;
   s.phase = 'pooled';
+  // From here the client's values are the ones it is greeted with: the server's, its own set there
+  // (a login from the pool's cache: its own, set at its first transaction's server).
+  const current = server.cached === true ? new Map([...server.reported, ...p.wanted]) : server.reported;
+  p.wanted = new Map(current);
   // One write: the authentication's AuthenticationOk, the server's ParameterStatus, the key, ready.
-  const hello = p.greeting === undefined ? [...server.parameters] : [p.greeting, ...server.parameters];
+  const parameters = greeting(server.parameters, current);
+  const hello = p.greeting === undefined ? parameters : [p.greeting, ...parameters];
   p.greeting = undefined;
   if (key !== undefined) hello.push(backendKeyData(key.processId, key.secretKey));
   hello.push(READY_IDLE);
   out.push({ kind: 'write_client', bytes: Buffer.concat(hello) });
-  if (p.mode === 'session') attach(p, server);
-  else out.push({ kind: 'pool_release', reusable: true });
+  if (server.cached === true) out.push({ kind: 'pool_release', reusable: true });
+  else if (p.mode === 'transaction') release(p, out, true);
   const queued = p.queued;
   p.queued = [];
   p.queuedBytes = 0;
   out.push({ kind: 'resume_client' });
   for (const bytes of queued) if (s.phase === 'pooled') onClientBytes(s, p, bytes, out);
+}
+
+/**
+ * The server just attached lacks some of the client's values: one SET Query for them, whose
+ * replies stay here (onSetting); the client's messages wait for its end. false: nothing to set.
+ */
+function applyWanted(p: PooledSession, when: 'login' | 'lend', out: SessionAction[]): boolean {
+  const query = settingQuery(p.wanted, p.server!.reported);
+  if (query === undefined) return false;
+  p.setting = when;
+  p.settingError = undefined;
+  out.push({ kind: 'write_server', bytes: query });
+  return true;
+}
+
+/** A reply to the SET Query. */
+function onSetting(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction[]): void {
+  const type = msg[0]!;
+  if (type === PARAMETER_STATUS) noteReport(p.server!.reported, msg);
+  else if (type === ERROR_RESPONSE) {
+    if (fatalShutdown(msg)) settingLost(p, out);
+    else p.settingError ??= msg;
+  } else if (type === READY_FOR_QUERY) {
+    const when = p.setting;
+    const error = p.settingError;
+    p.setting = undefined;
+    p.settingError = undefined;
+    if (error !== undefined) {
+      // PostgreSQL refuses such a value at connect: so does the proxy (nothing of the client's ran).
+      const f = readErrorFields(error);
+      release(p, out, true);
+      fail(
+        s,
+        out,
+        when === 'login' ? 'startup_rejected' : 'upstream_error',
+        f.get('C') ?? SQLSTATE.PROTOCOL_VIOLATION,
+        f.get('M') ?? 'pgfleet: the session parameters could not be set on the server',
+      );
+    } else if (when === 'login') loggedIn(s, p, p.server!, out);
+    else sendQueued(s, p, out);
+  }
+  // (CommandComplete of each SET, notices: the proxy's own.)
+}
+
+/** The server went away during the SET Query: nothing of the client's ran there; another one. */
+function settingLost(p: PooledSession, out: SessionAction[]): void {
+  p.setting = undefined;
+  p.settingError = undefined;
+  release(p, out, false);
+  acquire(p, out);
 }
 
 function attach(p: PooledSession, server: PooledServerRef): void {
@@ -193,10 +277,8 @@ function attach(p: PooledSession, server: PooledServerRef): void {
   p.replay = p.mode === 'transaction' ? [] : undefined;
 }
 
-/** A server for the transaction the queued messages begin. */
-function assign(s: SessionState, p: PooledSession, server: PooledServerRef, out: SessionAction[]): void {
-  p.acquiring = false;
-  attach(p, server);
+/** The server lent for the transaction the queued messages begin has the client's values: go. */
+function sendQueued(s: SessionState, p: PooledSession, out: SessionAction[]): void {
   const queued = p.queued;
   p.queued = [];
   p.queuedBytes = 0;
@@ -222,7 +304,7 @@ function onClientBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
       out.push({ kind: 'write_client', bytes: Buffer.concat([refusal, readyForQuery('I')]) });
       continue;
     }
-    if (p.server !== undefined) send(s, p, msg, out);
+    if (p.server !== undefined && p.setting === undefined) send(s, p, msg, out);
     else queue(s, p, msg, out);
   }
 }
@@ -249,7 +331,7 @@ function queue(s: SessionState, p: PooledSession, msg: Buffer, out: SessionActio
   p.queued.push(msg);
   p.queuedBytes += msg.length;
   if (p.queuedBytes > MAX_PENDING_CLIENT_BYTES) out.push({ kind: 'pause_client' });
-  if (!p.acquiring) acquire(p, out);
+  if (!p.acquiring && p.server === undefined) acquire(p, out);
   void s;
 }
 
@@ -269,6 +351,7 @@ function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction
           session: p,
           server: p.server!.statements,
           replies: p.replies!,
+          limit: s.settings.pool?.maxPreparedStatements ?? DEFAULT_MAX_PREPARED_STATEMENTS,
         })
       : [msg];
   // Kept as the client sent it: on another server the rewrite runs again against its statements.
@@ -296,6 +379,16 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
   for (let i = 0; i < messages.length; i++) {
     const msg = messages[i]!;
     const type = msg[0]!;
+    if (p.setting !== undefined) {
+      onSetting(s, p, msg, out);
+      if (p.server === undefined || s.phase === 'closed') return;
+      continue;
+    }
+    if (type === PARAMETER_STATUS) {
+      // A tracked value changed (the client's SET, RESET, a transaction's end): both sides know it.
+      noteReport(p.server!.reported, msg);
+      noteReport(p.wanted, msg);
+    }
     if (p.replay !== undefined && p.replay.length > 0 && type === ERROR_RESPONSE && fatalShutdown(msg)) {
       // The server is going away before it answered anything of this transaction: another one.
       retryElsewhere(p, out);
@@ -394,6 +487,7 @@ function finishRetired(s: SessionState, p: PooledSession, out: SessionAction[]):
 /** Every request answered, no transaction open, no message half sent: nothing is lost here. */
 function idle(p: PooledSession): boolean {
   return (
+    p.setting === undefined &&
     p.awaiting === 0 &&
     !p.unsynced &&
     p.status === 'I' &&

@@ -41,6 +41,19 @@ export interface PooledSession {
   greeting: Buffer | undefined;
   /** What the client's authentication left to log in to servers as it. */
   credentials: LoginCredentials | undefined;
+  /**
+   * The client's values of the tracked parameters (tracked-parameters.ts): its startup's, then,
+   * from its login on, every tracked value it was shown.
+   */
+  wanted: Map<string, string>;
+  /**
+   * A SET Query giving the server the client's values is in flight (its replies stay with the
+   * proxy; the client's messages wait): at the login, or at a lend. Its error, when it fails.
+   */
+  setting: 'login' | 'lend' | undefined;
+  settingError: Buffer | undefined;
+  /** The BackendKeyData the client is greeted with, kept while its login's SET runs. */
+  loginKey: { readonly processId: number; readonly secretKey: Buffer } | undefined;
 }
 
 export function acquire(p: PooledSession, out: SessionAction[]): void {

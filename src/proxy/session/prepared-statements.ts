@@ -16,6 +16,9 @@
  *                             | others; PostgreSQL answers CloseComplete for an absent name)
  *   unnamed statements, other | unchanged
  *
+ * A server keeps at most `limit` statements (pgbouncer's max_prepared_statements): one more closes
+ * the one least recently used there first (Close S, hidden), which is prepared again if needed.
+ *
  * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
  */
 import {
@@ -56,7 +59,7 @@ export type ClientStatements = Map<string, { readonly server: string; readonly a
 
 interface Expected {
   readonly hidden: boolean;
-  /** A Parse: the statement it prepares ('' for a Close). */
+  /** The proxy's statement a Parse prepares or a Close closes ('' for an unnamed one, a client's Close). */
   readonly name: string;
 }
 
@@ -83,8 +86,8 @@ export class ReplyFilter {
     this.#segments.at(-1)!.parses.push({ hidden, name });
   }
 
-  expectClose(hidden: boolean): void {
-    this.#segments.at(-1)!.closes.push({ hidden, name: '' });
+  expectClose(hidden: boolean, name = ''): void {
+    this.#segments.at(-1)!.closes.push({ hidden, name });
   }
 
   /** A Sync, Query or FunctionCall was sent: the replies after its ReadyForQuery are the next request's. */
@@ -115,11 +118,17 @@ export class ReplyFilter {
     }
   }
 
-  /** Parses that will not be answered: their statements do not exist on the server. */
+  /**
+   * An error made the server skip the rest of the request: the statements of Parses that will not
+   * be answered do not exist there, and those of skipped Closes still do (the same text and types:
+   * a proxy name stands for one).
+   */
   #forget(seg: Segment): void {
     const statements = this.#statements();
     for (const e of seg.parses)
       if (e.name !== '' && statements?.get(e.name) === 'pending') statements.delete(e.name);
+    for (const e of seg.closes)
+      if (e.name !== '' && statements?.has(e.name) === false) statements.set(e.name, 'ready');
     seg.parses.length = 0;
     seg.closes.length = 0;
   }
@@ -140,6 +149,8 @@ export interface RewriteContext {
   readonly session: { statements: ClientStatements | undefined };
   readonly server: ServerStatements;
   readonly replies: ReplyFilter;
+  /** The most statements the server keeps (proxy.max_prepared_statements). */
+  readonly limit: number;
 }
 
 /** The messages to send the server for one client message (transaction pooling). */
@@ -186,8 +197,9 @@ function rewriteParse(msg: Buffer, c: RewriteContext): Buffer[] {
   if (c.server.has(name)) {
     // Prepared already (by this client or another): closed and prepared again, for a real reply.
     out.push(closeMessage('S', name));
-    c.replies.expectClose(true);
-  }
+    c.replies.expectClose(true, name);
+    c.server.delete(name);
+  } else makeRoom(c, out);
   c.server.set(name, 'pending');
   c.replies.expectParse(name, false);
   out.push(parseMessage(name, p.afterName));
@@ -205,11 +217,32 @@ function withStatement(
   // Unknown to the proxy: the server answers it (26000, the statement does not exist).
   if (known === undefined) return [original];
   const out: Buffer[] = [];
-  if (!c.server.has(known.server)) {
+  const state = c.server.get(known.server);
+  if (state === undefined) {
+    makeRoom(c, out);
     c.server.set(known.server, 'pending');
     c.replies.expectParse(known.server, true);
     out.push(parseMessage(known.server, known.afterName));
+  } else {
+    // Used now: the most recently used (a Map keeps its order of insertion).
+    c.server.delete(known.server);
+    c.server.set(known.server, state);
   }
   out.push(renamed(known.server));
   return out;
+}
+
+/**
+ * Before one more statement on a server that holds `limit`: a Close of the least recently used
+ * one (hidden). One the server has not confirmed yet is never chosen (its Parse is in flight).
+ */
+function makeRoom(c: RewriteContext, out: Buffer[]): void {
+  if (c.server.size < c.limit) return;
+  for (const [name, state] of c.server) {
+    if (state !== 'ready') continue;
+    c.server.delete(name);
+    out.push(closeMessage('S', name));
+    c.replies.expectClose(true, name);
+    return;
+  }
 }

@@ -135,7 +135,12 @@ export function sessionContext(
       pool:
         listener.pool_mode === 'none'
           ? undefined
-          : { mode: listener.pool_mode, auth: p.auth.type === 'passthrough' ? undefined : p.auth.type },
+          : {
+              mode: listener.pool_mode,
+              auth: p.auth.type === 'passthrough' ? undefined : p.auth.type,
+              ignoreStartupParameters: p.ignore_startup_parameters,
+              maxPreparedStatements: p.max_prepared_statements,
+            },
     },
     tuning: { keepaliveIdleMs: p.keepalive.idle },
     log: parts.log.child({ component: 'session', listener: name }),

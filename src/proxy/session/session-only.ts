@@ -6,15 +6,18 @@
  */
 
 /**
- * Settings drivers set at connect whose loss is harmless (pgjdbc runs `SET extra_float_digits = 3`
- * by default; PostgreSQL 12+ prints floats exactly without it): let through, not kept.
+ * Settings a SET outside a transaction may change: the tracked ones, which follow the client to
+ * every server (tracked-parameters.ts: PostgreSQL reports their changes), and one drivers set at
+ * connect whose loss is harmless (pgjdbc runs `SET extra_float_digits = 3` by default; PostgreSQL
+ * 12+ prints floats exactly without it: let through, not kept).
  */
-const HARMLESS_SETTINGS = '(extra_float_digits|application_name)';
+const LET_THROUGH_SETTINGS =
+  '(extra_float_digits|application_name|datestyle|intervalstyle|timezone|time\\s+zone|standard_conforming_strings)';
 
 const RULES: readonly (readonly [RegExp, string])[] = [
   [
     new RegExp(
-      `^set\\s+(?!local\\b|transaction\\b|constraints\\b)(?!(session\\s+)?${HARMLESS_SETTINGS}\\b)`,
+      `^set\\s+(?!local\\b|transaction\\b|constraints\\b)(?!(session\\s+)?${LET_THROUGH_SETTINGS}\\b)`,
       'i',
     ),
     'SET outside a transaction (use SET LOCAL inside one)',

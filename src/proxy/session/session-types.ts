@@ -43,6 +43,10 @@ export interface PoolSettings {
   readonly mode: 'session' | 'transaction';
   /** How the proxy authenticates the client (proxy.auth.type); undefined: it asks nothing. */
   readonly auth: ServerAuthMethod | undefined;
+  /** Startup parameters let through unkept (proxy.ignore_startup_parameters); others are refused. */
+  readonly ignoreStartupParameters?: readonly string[];
+  /** Transaction mode: the most protocol-level statements one server keeps (LRU beyond). */
+  readonly maxPreparedStatements?: number;
 }
 
 /** A pooled server connection as a client session sees it while it holds it. */
@@ -51,6 +55,10 @@ export interface PooledServerRef {
   readonly statements: ServerStatements;
   /** The ParameterStatus messages of its startup (what a new client is told). */
   readonly parameters: readonly Buffer[];
+  /** Its values of the tracked parameters now (tracked-parameters.ts), kept by whoever reads it. */
+  readonly reported: Map<string, string>;
+  /** A login answered from the pool's cached ParameterStatus: no server behind it. */
+  readonly cached?: boolean;
 }
 
 /** Why the routing table or the proxy ends a session. */

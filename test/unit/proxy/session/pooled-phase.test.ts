@@ -48,10 +48,30 @@ const world: SessionWorld = {
 const server = (): PooledServerRef => ({
   statements: new Map(),
   parameters: [buffers.parameterStatus('server_version', '15.0')],
+  reported: new Map(),
 });
 const KEY = { processId: 7, secretKey: Buffer.from([1, 2, 3, 4]) };
+/** A server whose TimeZone is `tz` (its login said so). */
+const serverWith = (tz: string): PooledServerRef => ({
+  statements: new Map(),
+  parameters: [buffers.parameterStatus('server_version', '15.0'), buffers.parameterStatus('TimeZone', tz)],
+  reported: new Map([['TimeZone', tz]]),
+});
+const berlinStartup = buffers.startup({ user: 'app', database: 'db', TimeZone: 'Europe/Berlin' });
+const invalidTimeZone = buffers.errorResponse({
+  S: 'ERROR',
+  V: 'ERROR',
+  C: '22023',
+  M: 'invalid value for parameter "TimeZone": "Europe/Berlin"',
+});
 const query = (sql: string): Buffer => message('Q', cstring(sql));
 const startup = buffers.startup({ user: 'app', database: 'db' });
+/** A client whose startup says TimeZone Europe/Berlin, logged in on a server that has it, sends a query. */
+const berlinThenQuery: SessionEvent[] = [
+  { type: 'client_data', bytes: berlinStartup },
+  { type: 'pool_server', server: serverWith('Europe/Berlin'), key: KEY },
+  { type: 'client_data', bytes: query('select 1') },
+];
 const fatal57P01 = buffers.errorResponse({
   S: 'FATAL',
   V: 'FATAL',
@@ -386,6 +406,158 @@ const cases: Case[] = [
     events: [...login, { type: 'drain', termination: termination('shutdown', 'bye') }],
     expect: ['acquire db/app', 'client:RSKZ', 'release:true', 'end:finish:shutdown:57P01'],
     phase: 'closed',
+  },
+  {
+    name: 'login: a startup TimeZone the server lacks is SET there first; the greeting shows it',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: berlinStartup },
+      { type: 'pool_server', server: serverWith('UTC'), key: KEY },
+      { type: 'client_data', bytes: query('select 1') }, // waits for the login
+      reply(
+        buffers.parameterStatus('TimeZone', 'Europe/Berlin'),
+        buffers.commandComplete('SET'),
+        buffers.readyForQuery('I'),
+      ),
+    ],
+    expect: ['acquire db/app', 'server:Q', 'client:RSSKZ', 'release:true', 'acquire db/app'],
+  },
+  {
+    name: 'a startup parameter the pool cannot keep is refused at once (08P01), no server asked',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: buffers.startup({ user: 'app', database: 'db', options: '-c x=1' }) },
+    ],
+    expect: ['end:finish:startup_rejected:08P01'],
+    phase: 'closed',
+  },
+  {
+    name: 'login: a value the server refuses ends the client as PostgreSQL would (FATAL 22023)',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: berlinStartup },
+      { type: 'pool_server', server: serverWith('UTC'), key: KEY },
+      reply(invalidTimeZone, buffers.readyForQuery('I')),
+    ],
+    expect: ['acquire db/app', 'server:Q', 'release:true', 'end:finish:startup_rejected:22023'],
+    phase: 'closed',
+  },
+  {
+    name: 'a lend to a server with other values: SET first, the transaction after its ReadyForQuery',
+    mode: 'transaction',
+    events: [
+      ...berlinThenQuery,
+      { type: 'pool_server', server: serverWith('UTC') },
+      { type: 'client_data', bytes: query('select 2') }, // pipelined: waits behind the SET
+      reply(
+        buffers.parameterStatus('TimeZone', 'Europe/Berlin'),
+        buffers.commandComplete('SET'),
+        buffers.readyForQuery('I'),
+      ),
+      reply(done(), done()),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q', // the SET
+      'server:Q', // the two queued (one write: ClientSession joins consecutive writes)
+      'server:Q',
+      'client:CZCZ',
+      'release:true',
+    ],
+  },
+  {
+    name: 'a lend to a server with the same values: no SET',
+    mode: 'transaction',
+    events: [...berlinThenQuery, { type: 'pool_server', server: serverWith('Europe/Berlin') }, reply(done())],
+    expect: [
+      'acquire db/app',
+      'client:RSSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'release:true',
+    ],
+  },
+  {
+    name: "the client's own SET TimeZone (let through) follows it to the next server",
+    mode: 'transaction',
+    events: [
+      ...login,
+      { type: 'client_data', bytes: query("SET TIME ZONE 'Asia/Tokyo'") },
+      { type: 'pool_server', server: serverWith('UTC') },
+      reply(
+        buffers.parameterStatus('TimeZone', 'Asia/Tokyo'),
+        buffers.commandComplete('SET'),
+        buffers.readyForQuery('I'),
+      ),
+      { type: 'client_data', bytes: query('select 1') },
+      { type: 'pool_server', server: serverWith('UTC') },
+      reply(buffers.commandComplete('SET'), buffers.readyForQuery('I')),
+      reply(done()),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'client:SCZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q', // SET TimeZone TO 'Asia/Tokyo'
+      'server:Q',
+      'client:CZ',
+      'release:true',
+    ],
+  },
+  {
+    name: 'a login from the pool cache greets with the startup values; the first lend sets them',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: berlinStartup },
+      { type: 'pool_server', server: { ...serverWith('UTC'), cached: true }, key: KEY },
+      { type: 'client_data', bytes: query('select 1') },
+      { type: 'pool_server', server: serverWith('UTC') },
+      reply(buffers.commandComplete('SET'), buffers.readyForQuery('I')),
+      reply(done()),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'server:Q',
+      'client:CZ',
+      'release:true',
+    ],
+  },
+  {
+    name: 'the server shuts down during the SET: another server, nothing lost',
+    mode: 'transaction',
+    events: [
+      ...berlinThenQuery,
+      { type: 'pool_server', server: serverWith('UTC') },
+      reply(fatal57P01),
+      { type: 'pool_server', server: serverWith('Europe/Berlin') },
+      reply(done()),
+    ],
+    expect: [
+      'acquire db/app',
+      'client:RSSKZ',
+      'release:true',
+      'acquire db/app',
+      'server:Q',
+      'release:false',
+      'acquire db/app',
+      'server:Q',
+      'client:CZ',
+      'release:true',
+    ],
   },
 ];
 

@@ -47,6 +47,10 @@ interface Case {
   /** The replies the server sends, and which the client sees. */
   replies?: string;
   seen?: string;
+  /** The most statements the server keeps (default 200). */
+  limit?: number;
+  /** The server's statements once the replies were seen. */
+  after?: [string, string][];
 }
 
 const cases: Case[] = [
@@ -107,6 +111,51 @@ const cases: Case[] = [
     replies: 'EZ',
     seen: 'EZ',
   },
+  {
+    name: 'a server at its limit closes its least recently used statement first (hidden)',
+    client: { s1: 'select 1', s2: 'select 2' },
+    server: ['pgfleet_1', 'pgfleet_2'],
+    limit: 2,
+    send: [bind('s1'), parse('s3', 'select 3'), sync()],
+    expect: ['B pgfleet_1', 'C S pgfleet_2', 'P pgfleet_3', 'S'],
+    replies: '231Z',
+    seen: '21Z',
+    after: [
+      ['pgfleet_1', 'ready'],
+      ['pgfleet_3', 'ready'],
+    ],
+  },
+  {
+    name: 'a statement closed to make room is prepared again when used (hidden)',
+    client: { s1: 'select 1', s2: 'select 2' },
+    server: ['pgfleet_1'],
+    limit: 1,
+    send: [bind('s2'), sync()],
+    expect: ['C S pgfleet_1', 'P pgfleet_2', 'B pgfleet_2', 'S'],
+    replies: '312Z',
+    seen: '2Z',
+    after: [['pgfleet_2', 'ready']],
+  },
+  {
+    name: 'an error before the Close that made room: the statement is still on the server',
+    client: { s1: 'select 1' },
+    server: ['pgfleet_1'],
+    limit: 1,
+    send: [parse('', 'bad'), parse('s2', 'select 2'), sync()],
+    expect: ['P ', 'C S pgfleet_1', 'P pgfleet_2', 'S'],
+    replies: 'EZ',
+    seen: 'EZ',
+    after: [['pgfleet_1', 'ready']],
+  },
+  {
+    name: 'an error before a Parse of a name the server has (Close + Parse): still there',
+    server: ['pgfleet_1'],
+    send: [parse('', 'bad'), parse('a', 'select 1'), sync()],
+    expect: ['P ', 'C S pgfleet_1', 'P pgfleet_1', 'S'],
+    replies: 'EZ',
+    seen: 'EZ',
+    after: [['pgfleet_1', 'ready']],
+  },
 ];
 
 describe('prepared statements under transaction pooling', () => {
@@ -123,13 +172,15 @@ describe('prepared statements under transaction pooling', () => {
       if (c.server?.length && Object.keys(c.client ?? {}).length === 0) names.nameFor(body('select 1'));
       const replies = new ReplyFilter(() => server);
       const session = { statements: client };
-      const out = c.send.flatMap((m) => rewriteClientMessage(m, { names, session, server, replies }));
+      const limit = c.limit ?? 200;
+      const out = c.send.flatMap((m) => rewriteClientMessage(m, { names, session, server, replies, limit }));
       assert.deepEqual(out.map(show), c.expect);
       if (c.replies !== undefined) {
         const seen = [...c.replies].filter((t) => !replies.onServerMessage(t.charCodeAt(0))).join('');
         assert.equal(seen, c.seen);
         assert.ok(replies.settled);
       }
+      if (c.after !== undefined) assert.deepEqual([...server], c.after);
     });
 
   it('knows a statement on the connection once its ParseComplete came, and forgets it after an error', () => {
@@ -137,7 +188,7 @@ describe('prepared statements under transaction pooling', () => {
     const session = { statements: undefined as ClientStatements | undefined };
     const server: ServerStatements = new Map();
     const replies = new ReplyFilter(() => server);
-    const ctx = { names, session, server, replies };
+    const ctx = { names, session, server, replies, limit: 200 };
     rewriteClientMessage(parse('a', 'select 1'), ctx);
     rewriteClientMessage(parse('b', 'select 2'), ctx);
     rewriteClientMessage(sync(), ctx);

@@ -5,7 +5,13 @@ import { sessionOnlyStatement } from '../../../../src/proxy/session/session-only
 
 const cases: [string, RegExp | undefined][] = [
   ['SET search_path = x', /SET outside a transaction/],
-  ['  set TimeZone to UTC', /SET outside a transaction/],
+  ['  set TimeZone to UTC', undefined],
+  ["SET TIME ZONE 'Europe/Berlin'", undefined],
+  ['SET SESSION DateStyle TO ISO', undefined],
+  ['SET IntervalStyle = iso_8601', undefined],
+  ['SET standard_conforming_strings = off', undefined],
+  ['SET timezone_abbreviations = Default', /SET outside a transaction/],
+  ['SET statement_timeout = 5', /SET outside a transaction/],
   ['SET LOCAL statement_timeout = 5', undefined],
   ['SET extra_float_digits = 3', undefined],
   ["SET application_name = 'PostgreSQL JDBC Driver'", undefined],

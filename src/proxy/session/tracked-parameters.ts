@@ -1,0 +1,104 @@
+/**
+ * The session settings a pooled client keeps across server connections (pgbouncer's "varcache"):
+ * the parameters PostgreSQL reports with ParameterStatus whenever they change, so that the proxy
+ * always knows a server's values and the client's. A client's values come from its StartupMessage
+ * and from every ParameterStatus it is shown; when a server lent to it says otherwise, one `SET`
+ * Query runs there first (pooled-phase.ts) and its replies stay with the proxy. Pure.
+ *
+ * client_encoding is not here: it is part of a pool's identity (servers log in with it).
+ */
+import { parameterStatus, readParameterStatus, simpleQuery } from '../../protocol/index.js';
+
+/** The tracked parameters, by their lower-case name: the name PostgreSQL reports them under. */
+const TRACKED = new Map(
+  ['application_name', 'DateStyle', 'IntervalStyle', 'TimeZone', 'standard_conforming_strings'].map((n) => [
+    n.toLowerCase(),
+    n,
+  ]),
+);
+
+/** A name (startup parameter or ParameterStatus, any case) as tracked, or undefined. */
+export function trackedName(name: string): string | undefined {
+  return TRACKED.get(name.toLowerCase());
+}
+
+/** The tracked parameters a client's StartupMessage asks for, by their reported name. */
+export function startupWants(parameters: ReadonlyMap<string, string>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [k, v] of parameters) {
+    const name = trackedName(k);
+    if (name !== undefined) out.set(name, v);
+  }
+  return out;
+}
+
+/** A server's tracked values, read from its ParameterStatus messages. */
+export function reportedValues(messages: readonly Buffer[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of messages) noteReport(out, m);
+  return out;
+}
+
+/** A ParameterStatus message seen: the tracked value it carries goes into `values`. */
+export function noteReport(values: Map<string, string>, msg: Buffer): void {
+  const r = readParameterStatus(msg);
+  if (r === undefined) return;
+  const name = trackedName(r.name);
+  if (name !== undefined) values.set(name, r.value);
+}
+
+/** A string literal that means `value` whatever standard_conforming_strings says. */
+function literal(value: string): string {
+  return `E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/**
+ * The Query that gives a server the client's values, or undefined when it has them. One Query for
+ * all: it runs as one implicit transaction, so a value the server refuses changes nothing.
+ */
+export function settingQuery(
+  wanted: ReadonlyMap<string, string>,
+  server: ReadonlyMap<string, string>,
+): Buffer | undefined {
+  let sql = '';
+  for (const [name, value] of wanted) {
+    if (server.get(name) === value) continue;
+    sql += `SET ${name} TO ${literal(value)};`;
+  }
+  return sql === '' ? undefined : simpleQuery(sql);
+}
+
+/**
+ * The ParameterStatus messages a new client is greeted with: the server's login messages, the
+ * tracked ones with the server's values now (after the client's own were set there).
+ */
+export function greeting(loginMessages: readonly Buffer[], current: ReadonlyMap<string, string>): Buffer[] {
+  return loginMessages.map((m) => {
+    const r = readParameterStatus(m);
+    const name = r === undefined ? undefined : trackedName(r.name);
+    const value = name === undefined ? undefined : current.get(name);
+    return value === undefined || value === r!.value ? m : parameterStatus(r!.name, value);
+  });
+}
+
+/** Startup parameters a pool serves without tracking them: who, where, how the text is encoded. */
+const LOGIN_PARAMETERS = new Set(['user', 'database', 'client_encoding']);
+
+/**
+ * The first startup parameter a pool can neither keep nor ignore (pgbouncer refuses the same
+ * ones: `options`, a driver's `statement_timeout`, …), or undefined. `ignored`: the operator's
+ * list of parameters let through unkept (proxy.ignore_startup_parameters; any case).
+ */
+export function unkeptStartupParameter(
+  parameters: ReadonlyMap<string, string>,
+  ignored: readonly string[],
+): string | undefined {
+  for (const name of parameters.keys()) {
+    const lower = name.toLowerCase();
+    if (LOGIN_PARAMETERS.has(lower) || trackedName(lower) !== undefined) continue;
+    if (lower.startsWith('_pq_.')) continue; // protocol options: PostgreSQL's answer is the pool's
+    if (ignored.some((i) => i.toLowerCase() === lower)) continue;
+    return name;
+  }
+  return undefined;
+}
