@@ -7,15 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Proxy } from '../../src/proxy/proxy.js';
 import {
   PATRONI_SUPERUSER,
   cleanupAll,
-  makeTempDir,
   onCleanup,
   queryOnce,
   startEtcd,
@@ -24,7 +21,7 @@ import {
   type PatroniCluster,
   type PatroniMember,
 } from '../harness/index.js';
-import { serverPort, startProxy } from './proxy-helpers.js';
+import { serverPort, startProxy, trustAuth } from './proxy-helpers.js';
 
 type PgError = Error & { code?: string };
 
@@ -140,8 +137,7 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
     cluster = await startPatroniCluster({ etcd, size: 3, ttl: 10, loopWait: 2, retryTimeout: 3 });
     // The native proxy also pools by transaction (trust towards clients listed in auth.file;
     // Patroni's pg_hba trusts loopback): its clients between transactions cross the switchover.
-    const userlist = path.join(await makeTempDir('compat-auth'), 'userlist.txt');
-    await writeFile(userlist, `"${PATRONI_SUPERUSER.username}" "unused"\n`);
+    const auth = await trustAuth();
     for (const relay of ['native', 'js'] as const) {
       const { proxy, ports } = await startProxy(
         etcd,
@@ -155,7 +151,7 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
         {
           relay,
           health_check: { interval: '500ms', timeout: '1s', fall: 2, rise: 1 },
-          ...(relay === 'native' ? { auth: { type: 'trust', file: userlist } } : {}),
+          ...(relay === 'native' ? { auth } : {}),
         },
         cluster.scope,
       );
