@@ -206,7 +206,9 @@ async function switchoverStop(ctx: ExecutorContext): Promise<void> {
   else
     ctx.log.warn(
       { ...fields, err: r.error },
-      'switchover: could not count the transactions in flight; stopped fast',
+      r.left === undefined
+        ? 'switchover: could not count the transactions in flight; stopped (smart, then fast)'
+        : 'switchover: could not count the transactions in flight any more; stopped fast',
     );
 }
 

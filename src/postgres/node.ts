@@ -131,7 +131,8 @@ export interface PostgresControl {
   stop(mode?: StopMode): Promise<void>;
   /**
    * A switchover's stop: new connections refused (smart shutdown), then up to `boundMs` for the
-   * client backends' transactions to end (transaction-drain.ts), then fast.
+   * client backends' transactions to end (transaction-drain.ts), then fast. When the count cannot
+   * be made at all, a smart shutdown as stop('smart').
    */
   stopAfterDrain(boundMs: number): Promise<DrainReport>;
   restart(): Promise<void>;
@@ -522,7 +523,8 @@ export class PostgresNode implements PostgresControl {
     } finally {
       sql.close();
     }
-    await this.stop('fast');
+    // Not even counted (the connection refused): the smart shutdown, as without the drain.
+    await this.stop(report.outcome === 'error' && report.left === undefined ? 'smart' : 'fast');
     return report;
   }
 
