@@ -13,7 +13,7 @@ import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
-import { idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
+import { idleServerVerdict, idleToLend, nodeWithRoom, type PoolLimits } from './pool-rules.js';
 import { PooledServer } from './pooled-server.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
@@ -180,18 +180,13 @@ export class PoolManager {
    * `held` node stays idle, unlent.
    */
   #takeIdle(p: Pool, held: string | undefined): PooledServer | undefined {
-    for (let i = p.idle.length - 1; i >= 0; i--) {
-      const s = p.idle[i]!;
-      if (s.state === 'idle' && !s.retiring && this.#routed(s.node)) {
-        if (s.node.name === held) continue;
-        p.idle.splice(i, 1);
-        return s;
-      }
-      p.idle.splice(i, 1);
+    const { lend, close } = idleToLend(p.idle, (s) => this.#routed(s.node), held);
+    for (const s of lend === undefined ? close : [...close, lend]) p.idle.splice(p.idle.indexOf(s), 1);
+    for (const s of close) {
       s.close();
       this.#forget(p, s);
     }
-    return undefined;
+    return lend;
   }
 
   #lend(p: Pool, server: PooledServer, w: Waiter): void {
