@@ -9,6 +9,17 @@ import type { Logger } from '../observability/logger.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { renderStatusPage } from './proxy-status-page.js';
 import { fdOf } from '../proxy/relay/native-relay.js';
+import { parseDurationMs } from '../config/units.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
+
+/** How often a waiting PAUSE looks at the lent servers. */
+const PAUSE_POLL_MS = 20;
+
+/** Server connections of a pooled listener lent to clients now. */
+function lentServers(p: Proxy, listener: string): number {
+  return (p.pools.status()[listener] ?? []).reduce((n, pool) => n + pool.serversActive, 0);
+}
 
 /** pgbouncer's SHOW POOLS, SERVERS, CLIENTS and STATS, as JSON by listener. */
 const POOL_VIEWS: Record<string, (p: Proxy) => unknown> = {
@@ -57,7 +68,7 @@ export class AdminHttp {
         const outcome = await this.#proxy.reload();
         send(res, outcome.ok ? 200 : 400, 'application/json', JSON.stringify(outcome, null, 2) + '\n');
       } else if (req.method === 'POST' && (path === '/pause' || path === '/resume')) {
-        this.#pause(req, res, path === '/pause');
+        await this.#pause(req, res, path === '/pause');
       } else if (req.method === 'GET' && path !== undefined && path in POOL_VIEWS) {
         send(res, 200, 'application/json', JSON.stringify(POOL_VIEWS[path]!(this.#proxy), null, 2) + '\n');
       } else if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -86,9 +97,23 @@ export class AdminHttp {
     }
   }
 
-  /** POST /pause?listener=NAME, /resume?listener=NAME (pgbouncer's PAUSE and RESUME, per listener). */
-  #pause(req: IncomingMessage, res: ServerResponse, paused: boolean): void {
-    const listener = new URL(req.url ?? '/', 'http://admin').searchParams.get('listener') ?? '';
+  /**
+   * POST /pause?listener=NAME, /resume?listener=NAME (pgbouncer's PAUSE and RESUME, per listener).
+   * `&wait=30s` with /pause: answers once no server of the listener is lent (pgbouncer's PAUSE
+   * returns then: transactions, or in session mode clients, done), 504 if some still are by then.
+   */
+  async #pause(req: IncomingMessage, res: ServerResponse, paused: boolean): Promise<void> {
+    const query = new URL(req.url ?? '/', 'http://admin').searchParams;
+    const listener = query.get('listener') ?? '';
+    const waitText = query.get('wait');
+    const waitMs = waitText === null ? undefined : parseDurationMs(waitText);
+    if (waitText !== null && (waitMs === undefined || !paused)) {
+      const error = paused
+        ? `wait: must be a duration like "30s" (got ${JSON.stringify(waitText)})`
+        : 'wait: only with /pause';
+      send(res, 400, 'application/json', JSON.stringify({ error }) + '\n');
+      return;
+    }
     if (!this.#proxy.pools.setPaused(listener, paused)) {
       send(
         res,
@@ -98,7 +123,25 @@ export class AdminHttp {
       );
       return;
     }
-    send(res, 200, 'application/json', JSON.stringify({ listener, paused }) + '\n');
+    if (waitMs === undefined) {
+      send(res, 200, 'application/json', JSON.stringify({ listener, paused }) + '\n');
+      return;
+    }
+    const started = performance.now();
+    let active = lentServers(this.#proxy, listener);
+    while (active > 0 && performance.now() - started < waitMs && this.#proxy.pools.isPaused(listener)) {
+      await delay(PAUSE_POLL_MS);
+      active = lentServers(this.#proxy, listener);
+    }
+    const waitedMs = Math.round(performance.now() - started);
+    if (active === 0) {
+      send(res, 200, 'application/json', JSON.stringify({ listener, paused, active, waitedMs }) + '\n');
+      return;
+    }
+    const error = this.#proxy.pools.isPaused(listener)
+      ? `${active} server connection(s) still lent after ${waitText} (the listener stays paused)`
+      : 'resumed while waiting';
+    send(res, 504, 'application/json', JSON.stringify({ listener, paused, active, waitedMs, error }) + '\n');
   }
 
   /** Listens on proxy.admin.listen, or on `fd`: that address's socket, handed over by a running proxy. */

@@ -335,6 +335,38 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await c.end();
   });
 
+  void it('PAUSE with wait answers once the transactions holding servers are done (504 if not by then)', async () => {
+    const c = pooledClient(ports.tx!);
+    await c.connect();
+    await c.query('BEGIN');
+    await c.query('SELECT 1');
+    const status = async (path: string): Promise<[number, Record<string, unknown>]> => {
+      const res = await request(`http://127.0.0.1:${adminPort}${path}`, { method: 'POST' });
+      return [res.statusCode, (await res.body.json()) as Record<string, unknown>];
+    };
+    const [late, lateBody] = await status('/pause?listener=tx&wait=200ms');
+    assert.equal(late, 504);
+    assert.equal(lateBody.active, 1);
+    let answered = false;
+    const waiting = status('/pause?listener=tx&wait=10s').then((r) => {
+      answered = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 200)); // (a PAUSE that answered now would be wrong)
+    assert.equal(answered, false, 'PAUSE waits for the open transaction');
+    await c.query('COMMIT');
+    const [code, body] = await waiting;
+    assert.equal(code, 200);
+    assert.equal(body.active, 0);
+    assert.deepEqual(await status('/pause?listener=tx&wait=soon'), [
+      400,
+      { error: 'wait: must be a duration like "30s" (got "soon")' },
+    ]);
+    await admin(adminPort, '/resume?listener=tx', 'POST');
+    await c.query('SELECT 1');
+    await c.end();
+  });
+
   void it('switchover: clients idle between transactions see no error; one inside a transaction gets the error', async (t) => {
     const leader = (await leaderName(nodes[0]!))!;
     const from = nodes.find((n) => n.name === leader)!;

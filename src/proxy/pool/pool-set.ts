@@ -86,6 +86,10 @@ export class PoolSet {
   }
 
   /** PAUSE / RESUME (pgbouncer's): a paused listener lends no server; its clients wait. */
+  isPaused(listener: string): boolean {
+    return this.#pools.get(listener)?.paused === true;
+  }
+
   setPaused(listener: string, paused: boolean): boolean {
     const p = this.#pools.get(listener);
     if (p === undefined) return false;
