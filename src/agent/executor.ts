@@ -84,6 +84,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
         loop_wait: dyn.loop_wait / 1000,
         retry_timeout: dyn.retry_timeout / 1000,
         maximum_lag_on_failover: dyn.maximum_lag_on_failover,
+        primary_start_timeout: dyn.primary_start_timeout / 1000,
         ...syncConfigValues(dyn),
         postgresql: dyn.postgresql,
       }),

@@ -49,6 +49,11 @@ const dcsSection = z
     loop_wait: durationMs.default(10),
     retry_timeout: durationMs.default(10),
     maximum_lag_on_failover: sizeBytes.default(1048576),
+    /**
+     * How long a leader whose PostgreSQL does not serve (crashed, starting, not answering) keeps the
+     * key before it hands over to a replica (Patroni's; 0: at once; `master_start_timeout` before 3.0).
+     */
+    primary_start_timeout: durationMs.default(300),
     synchronous_mode: syncMode.default(false),
     synchronous_mode_strict: z.boolean().default(false),
     synchronous_node_count: z.number().int().min(1).default(1),

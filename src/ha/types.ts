@@ -22,6 +22,11 @@ export interface PgObservation {
         readonly timeline: number;
       }
     | undefined;
+  /**
+   * Since when (monotonic ms) PostgreSQL has not served: not running, or running without answering;
+   * undefined while it serves.
+   */
+  readonly downSinceMs?: number | undefined;
 }
 
 export interface Observation {
@@ -59,6 +64,7 @@ export interface Observation {
   readonly settings: {
     readonly loopWaitMs: number;
     readonly maximumLagOnFailoverBytes: number;
+    readonly primaryStartTimeoutMs: number;
     readonly nofailover: boolean;
     /** Patroni's `failover_priority` tag (default 1; 0 never promotes). */
     readonly failoverPriority: number;

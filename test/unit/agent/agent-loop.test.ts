@@ -62,6 +62,7 @@ void describe('agent loop (fakes)', () => {
       loop_wait: 0.05,
       retry_timeout: 0.5,
       maximum_lag_on_failover: 1048576,
+      primary_start_timeout: 300,
       postgresql: { parameters: {}, use_pg_rewind: true, use_slots: true },
     });
     const member = JSON.parse(etcd.values.get('members/a')!) as Record<string, unknown>;
