@@ -24,6 +24,8 @@ export interface AgentClusterBenchOptions {
   readonly retryTimeout: number;
   /** `postgresql.pg_hba` of every node (default the agent's: SCRAM over TCP). */
   readonly pgHba?: readonly string[];
+  /** More `agent` settings of every node (pgfleet's section), e.g. `{ switchover_drain_timeout: 0 }`. */
+  readonly agentSection?: Readonly<Record<string, unknown>>;
 }
 
 export interface AgentClusterBench {
@@ -54,6 +56,7 @@ export async function startAgentCluster(opts: AgentClusterBenchOptions): Promise
         loopWaitSeconds: opts.loopWait,
         retryTimeoutSeconds: opts.retryTimeout,
         ...(opts.pgHba === undefined ? {} : { pgHba: opts.pgHba }),
+        ...(opts.agentSection === undefined ? {} : { agentSection: opts.agentSection }),
       },
       name,
     );

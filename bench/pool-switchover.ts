@@ -19,7 +19,10 @@
  *
  *   npm run bench:pool-switchover -- [--switchovers 3] [--interval 10] [--clients 16] [--one-run]
  *        [--ttl 10] [--loop-wait 2] [--retry-timeout 3] [--scale 1] [--targets pgfleet,pgbouncer]
- *        [--from-source]
+ *        [--from-source] [--hold 5s] [--drain 2s]
+ *
+ * `--hold` is the proxy's switchover_hold, `--drain` the agents' switchover_drain_timeout (both
+ * left at their defaults when omitted); `--hold 0 --drain 0` runs as before either existed.
  *
  * Loopback only.
  */
@@ -59,6 +62,8 @@ function parseOptions() {
       targets: { type: 'string', default: TARGETS.join(',') },
       'one-run': { type: 'boolean', default: false },
       'from-source': { type: 'boolean', default: false },
+      hold: { type: 'string' },
+      drain: { type: 'string' },
     },
     strict: true,
   });
@@ -73,6 +78,8 @@ function parseOptions() {
     targets: knownList('targets', values.targets, TARGETS),
     oneRun: values['one-run'],
     fromSource: values['from-source'],
+    hold: values.hold,
+    drain: values.drain,
   };
   if (opts.loopWait + 2 * opts.retryTimeout > opts.ttl) {
     throw new Error('--loop-wait + 2 × --retry-timeout must be ≤ --ttl (the agent refuses otherwise)');
@@ -130,7 +137,8 @@ async function main(): Promise<void> {
   armWatchdog(600_000 + opts.targets.length * runs * (durationSec + 120) * 1_000);
   log(
     `switchovers=${opts.switchovers} every ${opts.intervalSec}s, ${runs} × pgbench -c ${opts.clients} -j 2 -T ${durationSec}, ` +
-      `ttl=${opts.ttl} loop_wait=${opts.loopWait} retry_timeout=${opts.retryTimeout} cpus=${os.cpus().length}`,
+      `ttl=${opts.ttl} loop_wait=${opts.loopWait} retry_timeout=${opts.retryTimeout} cpus=${os.cpus().length} ` +
+      `switchover_hold=${opts.hold ?? 'default'} switchover_drain_timeout=${opts.drain ?? 'default'}`,
   );
   const runner = await resolveProxyRunner(opts.fromSource);
   const etcd = await startEtcd();
@@ -142,6 +150,7 @@ async function main(): Promise<void> {
     loopWait: opts.loopWait,
     retryTimeout: opts.retryTimeout,
     pgHba: HBA,
+    ...(opts.drain === undefined ? {} : { agentSection: { switchover_drain_timeout: opts.drain } }),
   });
   const userlist = path.join(await makeTempDir('pool-switchover-auth'), 'userlist.txt');
   // As pgbouncer's auth_type = trust: the users listed are let in without a password.
@@ -150,7 +159,11 @@ async function main(): Promise<void> {
     scope,
     etcdEndpoint: etcd.endpoint,
     listener: { pool_mode: 'transaction', pool_size: POOL_SIZE },
-    proxy: { max_client_connections: 1_000, auth: { type: 'trust', file: userlist } },
+    proxy: {
+      max_client_connections: 1_000,
+      auth: { type: 'trust', file: userlist },
+      ...(opts.hold === undefined ? {} : { switchover_hold: opts.hold }),
+    },
     nodeArgs: runner.nodeArgs,
     env: runner.env,
   });
@@ -320,7 +333,7 @@ async function readLogs(dir: string): Promise<LoggedTransaction[]> {
 function render(results: readonly TargetResult[], opts: Options, durationSec: number): string {
   const lines = [
     `TPC-B pgbench -c ${opts.clients} -j 2 -T ${durationSec} through a transaction-pooled listener (pool_size ${POOL_SIZE}), ` +
-      `${opts.switchovers} switchovers ${opts.oneRun ? `in one run, every ${opts.intervalSec}s` : `(one per run, ${opts.intervalSec}s into it)`}, ttl ${opts.ttl}`,
+      `${opts.switchovers} switchovers ${opts.oneRun ? `in one run, every ${opts.intervalSec}s` : `(one per run, ${opts.intervalSec}s into it)`}, ttl ${opts.ttl}, switchover_hold ${opts.hold ?? 'default'}, switchover_drain_timeout ${opts.drain ?? 'default'}`,
     'target     processed  failed  aborted clients  longest stall  longest tx  history rows  exit',
   ];
   for (const r of results) {

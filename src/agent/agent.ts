@@ -370,6 +370,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       sync: this.sync,
       syncKeyRevision: this.cluster.snapshot?.modRevisions.get('sync'),
       slots: this.slots,
+      leaseDeadlineMs: this.lease.leaseDeadlineMs,
     };
   }
 

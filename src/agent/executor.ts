@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ClusterView } from '../cluster/types.js';
 import type { AgentConfig } from '../config/agent-schema.js';
@@ -17,6 +18,7 @@ import type { PostgresControl } from '../postgres/node.js';
 import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
 import { cloneSource } from '../ha/clone-source.js';
+import { DEFAULT_DRAIN_MS, drainBoundMs } from '../ha/switchover-drain.js';
 import { makeNewCluster } from './bootstrap-data.js';
 import type { SlotKeeper } from './slots.js';
 import type { SyncReplication } from './sync-replication.js';
@@ -42,6 +44,8 @@ export interface ExecutorContext {
   readonly syncKeyRevision: number | undefined;
   /** The leader's replication slots (members', permanent, ignored). */
   readonly slots: SlotKeeper;
+  /** Until when our lease is certainly alive (monotonic ms): a switchover's drain ends before. */
+  readonly leaseDeadlineMs?: number | undefined;
 }
 
 /** How this node streams from `leader` (primary_conninfo, slot). */
@@ -80,6 +84,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
         loop_wait: dyn.loop_wait / 1000,
         retry_timeout: dyn.retry_timeout / 1000,
         maximum_lag_on_failover: dyn.maximum_lag_on_failover,
+        primary_start_timeout: dyn.primary_start_timeout / 1000,
         ...syncConfigValues(dyn),
         postgresql: dyn.postgresql,
       }),
@@ -179,6 +184,35 @@ async function writeHistory(ctx: ExecutorContext): Promise<void> {
   );
 }
 
+/**
+ * A switchover's stop: new connections refused, the transactions in flight given up to
+ * agent.switchover_drain_timeout to end (within the lease), then fast; with the drain off, a
+ * smart shutdown (bounded) then fast.
+ */
+async function switchoverStop(ctx: ExecutorContext): Promise<void> {
+  const timeoutMs = ctx.config.agent.switchover_drain_timeout ?? DEFAULT_DRAIN_MS;
+  if (timeoutMs === 0) {
+    await ctx.node.stop('smart');
+    return;
+  }
+  const boundMs = drainBoundMs(timeoutMs, ctx.leaseDeadlineMs, performance.now());
+  const r = await ctx.node.stopAfterDrain(boundMs);
+  const fields = { waitedMs: r.waitedMs, boundMs, inTransaction: r.left ?? null };
+  if (r.outcome === 'done') ctx.log.info(fields, 'switchover: no transaction left in flight; stopped');
+  else if (r.outcome === 'bound')
+    ctx.log.warn(
+      fields,
+      `switchover: ${r.left ?? '?'} transaction(s) still in flight at the drain's bound; stopped fast`,
+    );
+  else
+    ctx.log.warn(
+      { ...fields, err: r.error },
+      r.left === undefined
+        ? 'switchover: could not count the transactions in flight; stopped (smart, then fast)'
+        : 'switchover: could not count the transactions in flight any more; stopped fast',
+    );
+}
+
 export async function execute(ctx: ExecutorContext, action: Action): Promise<boolean> {
   switch (action.type) {
     case 'bootstrap':
@@ -222,7 +256,8 @@ export async function execute(ctx: ExecutorContext, action: Action): Promise<boo
       return true;
     case 'stop':
       ctx.setState('stopping');
-      await ctx.node.stop(action.graceful === true ? 'smart' : 'fast');
+      if (action.graceful === true) await switchoverStop(ctx);
+      else await ctx.node.stop('fast');
       ctx.setState('stopped');
       return true;
     case 'release':

@@ -29,6 +29,8 @@ export class LocalPostgres {
    */
   private highestTimeline = 0;
   postmasterStartMs: number | undefined;
+  /** Since when PostgreSQL has not served (performance.now()); undefined while it answers. */
+  private downSinceMs: number | undefined;
   /** While primary: when each WAL position was first seen (for the standbys' replay lag). */
   lsnHistory: LsnSample[] = [];
 
@@ -50,6 +52,12 @@ export class LocalPostgres {
    * session of a healthy node. Silent for that long: then it is not answering.
    */
   async observe(): Promise<void> {
+    await this.look();
+    if (this.probe !== undefined) this.downSinceMs = undefined;
+    else this.downSinceMs ??= performance.now();
+  }
+
+  private async look(): Promise<void> {
     const node = this.node;
     if (!node.isRunning()) {
       this.probe = undefined;
@@ -102,6 +110,7 @@ export class LocalPostgres {
       hasData: this.node.hasData(),
       running: this.node.isRunning(),
       status: probe && { ...probe, timeline: Math.max(probe.timeline, this.highestTimeline) },
+      downSinceMs: probe === undefined ? this.downSinceMs : undefined,
     };
   }
 

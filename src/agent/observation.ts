@@ -46,6 +46,7 @@ export function buildObservation(
     settings: {
       loopWaitMs: src.settings.loopWaitMs,
       maximumLagOnFailoverBytes: src.settings.maximumLagOnFailoverBytes,
+      primaryStartTimeoutMs: src.settings.primaryStartTimeoutMs,
       nofailover: src.cfg.tags.nofailover,
       failoverPriority: src.cfg.tags.failover_priority ?? 1,
       fencing: src.cfg.agent.fencing,

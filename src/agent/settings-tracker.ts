@@ -16,6 +16,7 @@ export function bootstrapSettings(cfg: AgentConfig): HaSettings {
     loopWaitMs: b.loop_wait,
     retryTimeoutMs: b.retry_timeout,
     maximumLagOnFailoverBytes: b.maximum_lag_on_failover,
+    primaryStartTimeoutMs: b.primary_start_timeout,
     parameters: b.postgresql.parameters,
     sync: {
       mode: b.synchronous_mode,

@@ -1,6 +1,6 @@
 /**
  * The admin status page: listeners (with their nodes and sessions), members (role, state,
- * timeline, lag, health checks, sessions) and the DCS state, as plain HTML that reloads itself
+ * timeline, lag, health checks, sessions), the DCS state and a pending switchover's hold, as plain HTML that reloads itself
  * every 2 s. Pure.
  */
 import type { ProxyStatus } from '../proxy/proxy-status.js';
@@ -67,10 +67,15 @@ export function renderStatusPage(s: ProxyStatus): string {
     ? `connected (etcd member ${esc(s.dcs.member ?? '?')})`
     : `<b>unreachable</b> (stale ${esc(s.dcs.staleSeconds ?? '?')} s: ${esc(s.dcs.lastError ?? '')})` +
       (s.dcs.checkingAgents ? "; routing by the agents' REST checks" : '');
+  const hold = s.switchoverHold;
+  const held =
+    hold === null || hold === undefined
+      ? ''
+      : ` · <b>switchover pending away from ${esc(hold.from)}</b>: transaction-pooled clients held for ${esc(hold.heldForMs)} ms (cap ${esc(hold.capMs)} ms)`;
   return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>pgfleet proxy — ${esc(s.cluster)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head>
 <body><h1>pgfleet proxy — cluster ${esc(s.cluster)}</h1>
-<p>Routing generation ${esc(s.generation)} · relay ${esc(s.relay)} · DCS ${dcs} · leader ${esc(s.leader ?? 'none')} · ${esc(s.clientConnections)} client connections</p>
+<p>Routing generation ${esc(s.generation)} · relay ${esc(s.relay)} · DCS ${dcs} · leader ${esc(s.leader ?? 'none')}${held} · ${esc(s.clientConnections)} client connections</p>
 <h2>Listeners</h2><table><tr><th>name</th><th>listen</th><th>role</th><th>TLS</th><th>nodes</th><th>excluded</th><th>sessions</th></tr>${listeners}</table>
 <h2>Members</h2><table><tr><th>name</th><th>address</th><th>role</th><th>state</th><th>timeline</th><th>lag (bytes)</th><th>health checks</th><th>sessions</th></tr>${members}</table>
 <p><a href="/status">/status</a> · <a href="/metrics">/metrics</a></p></body></html>`;

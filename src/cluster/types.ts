@@ -45,6 +45,16 @@ export interface SyncState {
   readonly quorum: number;
 }
 
+/**
+ * Patroni's `failover` key: `{"leader": from, "member": to, "scheduled_at": ISO 8601}`, any may be
+ * absent. `scheduledAt.ms` is NaN when the text is not a time with a timezone.
+ */
+export interface FailoverRequest {
+  readonly leader: string | undefined;
+  readonly member: string | undefined;
+  readonly scheduledAt?: { readonly text: string; readonly ms: number } | undefined;
+}
+
 export interface ClusterView {
   readonly scope: string;
   /** Member name in the `leader` key, or undefined when nobody holds it. */
@@ -64,6 +74,8 @@ export interface ClusterView {
   readonly initialized: boolean;
   /** etcd revision the view was built at. */
   readonly revision: number;
+  /** A pending switchover/failover request (the `failover` key); absent when there is none. */
+  readonly failover?: FailoverRequest | undefined;
 }
 
 export const EMPTY_SYNC: SyncState = Object.freeze({

@@ -49,6 +49,11 @@ const dcsSection = z
     loop_wait: durationMs.default(10),
     retry_timeout: durationMs.default(10),
     maximum_lag_on_failover: sizeBytes.default(1048576),
+    /**
+     * How long a leader whose PostgreSQL does not serve (crashed, starting, not answering) keeps the
+     * key before it hands over to a replica (Patroni's; 0: at once; `master_start_timeout` before 3.0).
+     */
+    primary_start_timeout: durationMs.default(300),
     synchronous_mode: syncMode.default(false),
     synchronous_mode_strict: z.boolean().default(false),
     synchronous_node_count: z.number().int().min(1).default(1),
@@ -210,6 +215,13 @@ export const agentConfigSchema = z
         restart_grace: durationMs.default('3s'),
         /** What a primary does when it cannot renew its lease in time: Patroni's demote, or stop. */
         fencing: z.enum(['demote', 'stop']).default('demote'),
+        /**
+         * A switchover (not a failover, fencing or restart): before the old primary stops, how long
+         * it waits for its client backends' transactions to end (new connections refused
+         * meanwhile); 0: off (a smart shutdown, then fast). A pgfleet extension. Omitted: 2s; the
+         * wait always ends before the lease deadline.
+         */
+        switchover_drain_timeout: durationMs.optional(),
         /** Bound on starting/stopping Postgres, pg_basebackup and friends. */
         postgres_timeout: durationMs.default('60s'),
         /** A callback still running after this is killed (with its process group). */
@@ -246,6 +258,14 @@ export const agentConfigSchema = z
         code: z.ZodIssueCode.custom,
         path: ['name'],
         message: `${SYNC_STRICT_PLACEHOLDER} is reserved (Patroni's strict-mode placeholder)`,
+      });
+    }
+    const drainMs = cfg.agent.switchover_drain_timeout;
+    if (drainMs !== undefined && drainMs > ttl / 2) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['agent', 'switchover_drain_timeout'],
+        message: `must be at most ttl / 2 (${ttl / 2000}s): the old primary holds the leader key while it waits`,
       });
     }
     if (ttl < 2000) {

@@ -195,6 +195,14 @@ const proxySection = z
       .strict()
       .default({}),
     health_check: healthCheckSchema.default({ enabled: false }),
+    /**
+     * A switchover pending away from the leader (the `failover` key names it): transaction-pooled
+     * clients start no transaction there for up to this long, and run on the new primary once the
+     * route moves; 0: off.
+     */
+    switchover_hold: durationMs
+      .pipe(z.number().max(60_000, 'must be at most 60s (held clients wait for the new primary)'))
+      .default('5s'),
     /** Read-your-writes: how long after its last session on a primary listener a client's reads are checked. */
     read_your_writes_window: durationMs.default('60s'),
     /** Authentication by the proxy for pooled listeners (proxy-auth-schema.ts); default passthrough. */

@@ -7,6 +7,7 @@ import type { ClusterView, Member, MemberRole, MemberTags, SyncState } from '../
 import { EMPTY_SYNC } from '../cluster/types.js';
 import { toWalPosition } from '../cluster/lsn.js';
 import { KEY } from './keys.js';
+import { parseFailover } from '../ha/switchover.js';
 
 export interface ParsedView {
   readonly view: ClusterView;
@@ -179,6 +180,7 @@ export function buildView(scope: string, values: ReadonlyMap<string, string>, re
     sync: parseSync(values.get(KEY.sync)),
     initialized: values.has(KEY.initialize),
     revision,
+    failover: parseFailover(values.get(KEY.failover)),
   });
   return { view, problems };
 }

@@ -28,6 +28,7 @@
  * in the `sync` key first (`sync_before_promote`, sync-failover.ts) and postpones the promotion
  * when that compare fails; healthiest.ts keeps non-synchronous standbys out of the race.
  */
+import { primaryStartTimedOut, waitingSentence } from './primary-start.js';
 import type { ClusterView } from '../cluster/types.js';
 import { slotNameFor } from '../cluster/slot-name.js';
 import { isPaused } from './dynamic-config.js';
@@ -173,17 +174,21 @@ export function decide(obs: Observation): Decision {
   const view = obs.view;
   if (!view) return decideWithoutDcs(obs);
   if (!obs.pg.hasData) return decideWithoutData(obs, view);
+  const timedOut = primaryStartTimedOut(obs, view);
+  if (timedOut) return timedOut;
   if (!obs.pg.running) {
     if (isPaused(view.config)) return none('PAUSE: postgres is not running');
     const leader = view.leader !== undefined && view.leader !== obs.name ? view.leader : undefined;
     return {
       actions: [{ type: 'start', leader }],
       sentence:
-        leader === undefined ? 'starting as a secondary' : `starting as a secondary following '${leader}'`,
+        leader === undefined
+          ? waitingSentence(obs, 'starting as a secondary')
+          : `starting as a secondary following '${leader}'`,
     };
   }
   const status = obs.pg.status;
-  if (!status) return none('postgres is running but not answering yet');
+  if (!status) return none(waitingSentence(obs, 'postgres is running but not answering yet'));
   return status.inRecovery
     ? decideAsReplica(obs, view, status.walPosition, status.timeline)
     : decideAsPrimary(obs, view, status.walPosition, status.timeline);

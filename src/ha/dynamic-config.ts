@@ -13,6 +13,8 @@ export interface HaSettings {
   readonly loopWaitMs: number;
   readonly retryTimeoutMs: number;
   readonly maximumLagOnFailoverBytes: number;
+  /** Patroni's `primary_start_timeout` (`master_start_timeout` before 3.0): see primary-start.ts. */
+  readonly primaryStartTimeoutMs: number;
   readonly parameters: Readonly<Record<string, ParamValue>>;
   /** `synchronous_mode` and friends (sync-settings.ts). */
   readonly sync: SyncSettings;
@@ -64,6 +66,13 @@ export function effectiveSettings(
     if (b === undefined) problems.push('config.maximum_lag_on_failover: ignored, not a size');
     else maxLag = b;
   }
+  let primaryStartTimeoutMs = fallback.primaryStartTimeoutMs;
+  const startKey = dcs.primary_start_timeout !== undefined ? 'primary_start_timeout' : 'master_start_timeout';
+  if (dcs[startKey] !== undefined) {
+    const ms = parseDurationMs(dcs[startKey]);
+    if (ms === undefined) problems.push(`config.${startKey}: ignored, not a duration`);
+    else primaryStartTimeoutMs = ms;
+  }
   let parameters = fallback.parameters;
   const pg = dcs.postgresql as { parameters?: unknown } | undefined;
   if (pg && typeof pg === 'object' && pg.parameters !== undefined) {
@@ -80,7 +89,14 @@ export function effectiveSettings(
   const sync = effectiveSyncSettings(dcs, fallback.sync, problems);
   const failsafeMode = effectiveFailsafeMode(dcs, fallback.failsafeMode, problems);
   return {
-    settings: { ...timing, maximumLagOnFailoverBytes: maxLag, parameters, sync, failsafeMode },
+    settings: {
+      ...timing,
+      maximumLagOnFailoverBytes: maxLag,
+      primaryStartTimeoutMs,
+      parameters,
+      sync,
+      failsafeMode,
+    },
     problems,
   };
 }

@@ -2,7 +2,9 @@
  * The agent's HA step as data: what it observed (Observation) and what it will do (Decision).
  * Observations are immutable snapshots with the monotonic time passed in.
  */
-import type { ClusterView } from '../cluster/types.js';
+import type { ClusterView, FailoverRequest } from '../cluster/types.js';
+
+export type { FailoverRequest } from '../cluster/types.js';
 import type { PeerStatus } from './peer-status.js';
 import type { SyncSettings } from './sync-settings.js';
 
@@ -20,6 +22,11 @@ export interface PgObservation {
         readonly timeline: number;
       }
     | undefined;
+  /**
+   * Since when (monotonic ms) PostgreSQL has not served: not running, or running without answering;
+   * undefined while it serves.
+   */
+  readonly downSinceMs?: number | undefined;
 }
 
 export interface Observation {
@@ -57,6 +64,7 @@ export interface Observation {
   readonly settings: {
     readonly loopWaitMs: number;
     readonly maximumLagOnFailoverBytes: number;
+    readonly primaryStartTimeoutMs: number;
     readonly nofailover: boolean;
     /** Patroni's `failover_priority` tag (default 1; 0 never promotes). */
     readonly failoverPriority: number;
@@ -64,16 +72,6 @@ export interface Observation {
     /** `synchronous_mode` and friends, as in force (DCS `config`). */
     readonly sync: SyncSettings;
   };
-}
-
-/**
- * Patroni's `failover` key: `{"leader": from, "member": to, "scheduled_at": ISO 8601}`, any may be
- * absent. `scheduledAt.ms` is NaN when the text is not a time with a timezone.
- */
-export interface FailoverRequest {
-  readonly leader: string | undefined;
-  readonly member: string | undefined;
-  readonly scheduledAt?: { readonly text: string; readonly ms: number } | undefined;
 }
 
 export type Action =

@@ -4,6 +4,8 @@
  *   server (`active`), waiting for one (`waiting`), or between transactions (`idle`);
  * - `pgfleet_proxy_pool_servers{listener, node, state}`: server connections lent (`active`),
  *   free (`idle`), or logging in (`login`, node "");
+ * - `pgfleet_proxy_pool_clients_held{listener, database, user}`: of the waiting clients, those held
+ *   by a pending switchover (they wait for the new primary);
  * - `pgfleet_proxy_pool_max_wait_seconds{listener, database, user}`: the longest current wait;
  * - `pgfleet_proxy_pool_waits_total`, `pgfleet_proxy_pool_wait_seconds_total`,
  *   `pgfleet_proxy_pool_transactions_total{listener, database, user}`: servers lent, the time
@@ -30,6 +32,17 @@ export function registerPoolMetrics(registry: Registry, read: Read): void {
           this.set({ ...labels, state: 'waiting' }, p.clientsWaiting);
           this.set({ ...labels, state: 'idle' }, Math.max(0, p.clients - p.clientsActive - p.clientsWaiting));
         }
+    },
+  });
+  new Gauge({
+    name: 'pgfleet_proxy_pool_clients_held',
+    help: 'Pooled clients waiting because a switchover is pending away from the primary',
+    labelNames: ['listener', 'database', 'user'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [listener, pools] of Object.entries(read()))
+        for (const p of pools) this.set({ listener, database: p.database, user: p.user }, p.clientsHeld);
     },
   });
   new Gauge({

@@ -11,6 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { PgfleetError, errorMessage } from '../errors.js';
@@ -43,6 +45,8 @@ import {
 } from './process-identity.js';
 import { installSlotStates } from './slot-files.js';
 import { SqlSession, runSql, type Row } from './sql-client.js';
+import { IN_TRANSACTION_SQL, drainTransactions } from './transaction-drain.js';
+import type { DrainReport } from '../ha/switchover-drain.js';
 import { probeSql, parseProbe, type PgProbe } from './probe.js';
 
 /** smart: sessions finish (bounded), then fast; fast: abort sessions, checkpoint; immediate: no checkpoint. */
@@ -125,6 +129,12 @@ export interface PostgresControl {
   rewindFrom(source: RewindSource): Promise<void>;
   start(start: StartOptions): Promise<void>;
   stop(mode?: StopMode): Promise<void>;
+  /**
+   * A switchover's stop: new connections refused (smart shutdown), then up to `boundMs` for the
+   * client backends' transactions to end (transaction-drain.ts), then fast. When the count cannot
+   * be made at all, a smart shutdown as stop('smart').
+   */
+  stopAfterDrain(boundMs: number): Promise<DrainReport>;
   restart(): Promise<void>;
   /**
    * Stops (fast), installs replication slot state files (copied from the leader) and starts again
@@ -476,6 +486,46 @@ export class PostgresNode implements PostgresControl {
     if (await wait(5000)) return;
     child.kill('SIGKILL');
     await this.exited;
+  }
+
+  async stopAfterDrain(boundMs: number): Promise<DrainReport> {
+    this.#liveSql?.close();
+    if (!this.isRunning()) return { waitedMs: 0, left: 0, outcome: 'done' };
+    const su = this.opts.superuser;
+    const sql = new SqlSession(
+      {
+        host: this.socketDir,
+        port: this.opts.listen.port,
+        user: su.username,
+        password: su.password,
+        timeoutMs: 1000,
+      },
+      60_000,
+    );
+    const adopted = this.adopted;
+    const child = this.child;
+    let report: DrainReport;
+    try {
+      report = await drainTransactions(
+        {
+          count: async () => {
+            const n = Number((await sql.query(IN_TRANSACTION_SQL))[0]?.[0]);
+            if (!Number.isInteger(n))
+              throw new PgfleetError('ERR_POSTGRES', 'pg_stat_activity gave no count');
+            return n;
+          },
+          refuseNew: () => void (adopted ? signalRef(adopted, 'SIGTERM') : child?.kill('SIGTERM')),
+          now: () => performance.now(),
+          sleep: (ms) => sleep(ms),
+        },
+        boundMs,
+      );
+    } finally {
+      sql.close();
+    }
+    // Not even counted (the connection refused): the smart shutdown, as without the drain.
+    await this.stop(report.outcome === 'error' && report.left === undefined ? 'smart' : 'fast');
+    return report;
   }
 
   /** The same ladder for a postmaster that is not our child: signals, and polling for its exit. */

@@ -12,6 +12,7 @@ import type { HealthSnapshot, RoutingTable } from '../routing/types.js';
 import type { ListenerTls } from './tls/tls-contexts.js';
 import type { ReloadStatus } from './reload-status.js';
 import type { PoolStatus } from './pool/pool-manager.js';
+import type { HoldStatus } from './pool/switchover-hold-tracker.js';
 
 export interface ProxyStatus {
   readonly cluster: string;
@@ -47,6 +48,11 @@ export interface ProxyStatus {
   readonly config: ReloadStatus;
   /** Pooled listeners: their pools (clients active and waiting, servers per node, wait time). */
   readonly pools: Record<string, readonly PoolStatus[]>;
+  /**
+   * A switchover pending away from the leader: transaction-pooled clients start no transaction on
+   * it (held clients: the pools' clientsHeld); null otherwise.
+   */
+  readonly switchoverHold: HoldStatus | null;
 }
 
 export interface StatusSources {
@@ -67,6 +73,7 @@ export interface StatusSources {
   readonly derivedWaitTimeoutMs: number;
   readonly reload: ReloadStatus;
   readonly pools: Record<string, readonly PoolStatus[]>;
+  readonly switchoverHold?: HoldStatus | undefined;
 }
 
 export function proxyStatus(src: StatusSources): ProxyStatus {
@@ -100,6 +107,7 @@ export function proxyStatus(src: StatusSources): ProxyStatus {
     startingConnections: src.admission.starting,
     config: src.reload,
     pools: src.pools,
+    switchoverHold: src.switchoverHold ?? null,
   };
 }
 

@@ -37,6 +37,7 @@ import { HealthChecker } from './health/health-checker.js';
 import { WritePositionSource, type LeaderApi } from './health/write-position.js';
 import { ListenerSet } from './listener-set.js';
 import { PoolSet } from './pool/pool-set.js';
+import { SwitchoverHoldTracker } from './pool/switchover-hold-tracker.js';
 import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
 import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
 import { derivedWaitTimeoutMs } from './wait-timeout.js';
@@ -116,6 +117,8 @@ export class Proxy {
   readonly #listeners = new ListenerSet();
   /** The pooled listeners' pools (kept across reloads). */
   readonly #pools: PoolSet;
+  /** A switchover pending away from the leader: transaction pools start no transaction there. */
+  readonly #hold: SwitchoverHoldTracker;
   /** proxy.auth's secrets (auth.file, auth.query), read at start. */
   #secrets: SecretSource | undefined;
   readonly #admin: AdminHttp | undefined;
@@ -220,6 +223,11 @@ export class Proxy {
       (result) => metrics.cancelRequests.inc({ result }),
     );
     this.#pools = new PoolSet(log.child({ component: 'pool' }));
+    this.#hold = new SwitchoverHoldTracker(
+      () => this.#config.proxy.switchover_hold,
+      () => this.#pools.wakeAll(),
+      log.child({ component: 'pool' }),
+    );
     registerPoolMetrics(metrics.registry, () => this.#pools.status());
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
@@ -250,6 +258,7 @@ export class Proxy {
       writePosition: this.#writePosition,
       replayLagS: (member) => this.#view.replayLagS?.get(member),
       secrets: this.#secrets,
+      heldNode: () => this.#hold.node(),
     });
   }
 
@@ -301,6 +310,8 @@ export class Proxy {
       this.#followWaitTimeout(view.config);
       this.#health.setView(view);
       this.#recompute('dcs');
+      // After the table: a hold that ends lends servers only where the new table routes.
+      this.#hold.observe(view);
     });
     this.#watcher.on('status', (s) => this.#onDcsStatus(s));
     this.#health.on('change', (snap) => {
@@ -407,6 +418,7 @@ export class Proxy {
         );
     }
     this.#waiters.wakeAll();
+    this.#pools.wakeAll();
   }
 
   /** The pooled listeners' pools (admin HTTP: /pools, /servers, /clients, /stats; PAUSE/RESUME). */
@@ -417,6 +429,7 @@ export class Proxy {
   status(): ProxyStatus {
     return proxyStatus({
       pools: this.#pools.status(),
+      switchoverHold: this.#hold.status(),
       config: this.#config,
       state:
         this.#state === 'running' || this.#state === 'new'
@@ -511,6 +524,7 @@ export class Proxy {
     this.#waiters.wakeAll();
     await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
     listeners.destroySessions();
+    this.#hold.close();
     this.#pools.close();
     this.#secrets?.close();
     await listeners.closed();
@@ -611,6 +625,7 @@ export class Proxy {
       if (n > 0)
         this.#log.info({ listener: l.name, sessions: n }, 'closed the sessions of a removed listener');
     }
+    this.#hold.observe();
     this.#recompute('reload');
     return { ok: true, applied: plan.applied, restartNeeded: plan.restartNeeded, errors: [] };
   }

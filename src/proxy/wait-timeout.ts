@@ -16,6 +16,7 @@ const PATRONI_DEFAULTS = {
   loopWaitMs: 10_000,
   retryTimeoutMs: 10_000,
   maximumLagOnFailoverBytes: 1024 * 1024,
+  primaryStartTimeoutMs: 300_000,
   parameters: {},
   sync: SYNC_OFF,
   failsafeMode: false,

@@ -2,12 +2,13 @@
  * Killing the primary's agent with SIGKILL (and not restarting it) stops its Postgres within a few
  * seconds — the watchdog fences it at the end of restart_grace (3 s) and releases the leader key —
  * so nothing keeps accepting writes there; a replica takes over — never the one tagged
- * `nofailover`; the killed member, restarted, rejoins the new leader as a replica (pg_rewind).
+ * `nofailover`; the killed member, restarted, rejoins the new leader as a replica (pg_rewind). Last,
+ * the new leader's PostgreSQL crashes and cannot start: after primary_start_timeout it hands over.
  * Through the pgfleet proxy's write listener, the new primary serves writes within ttl + 2 s of
  * the kill (issue 4's bound: the lease runs out after at most ttl, the promotion must follow).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cleanupAll, isAlive, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
@@ -170,5 +171,42 @@ void describe('agent: SIGKILL of the primary agent', { timeout: 110_000 }, () =>
     const log = readFileSync(oldPrimary.logFile, 'utf8');
     assert.match(log, /rewinding former primary with pg_rewind/);
     assert.doesNotMatch(log, /pg_rewind failed/);
+  });
+
+  void it('a leader whose PostgreSQL crashed and cannot start hands the key over after primary_start_timeout', async (t) => {
+    const leader = nodes.find((n) => n.name === newLeader)!;
+    const patch = await fetch(`http://127.0.0.1:${leader.apiPort}/config`, {
+      method: 'PATCH',
+      body: JSON.stringify({ primary_start_timeout: 3 }),
+    });
+    await patch.arrayBuffer();
+    assert.equal(patch.status, 200);
+    // The crash, and a data directory PostgreSQL cannot start from (its control file gone).
+    const data = path.join(leader.dir, 'data');
+    const pid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    renameSync(path.join(data, 'global', 'pg_control'), path.join(leader.dir, 'pg_control.aside'));
+    process.kill(pid, 'SIGKILL');
+    const crashedAt = Date.now();
+    const next = await waitFor(
+      'another member holding the leader key',
+      async () => {
+        const { body } = await getJson<ClusterJson>(oldPrimary.apiPort, '/cluster');
+        const l = body.members.find((m) => m.role === 'leader' && m.state === 'running');
+        return l !== undefined && l.name !== leader.name ? l.name : false;
+      },
+      30_000,
+      200,
+    );
+    t.diagnostic(
+      `${next} leads ${Date.now() - crashedAt} ms after the crash (primary_start_timeout 3 s, ttl ${TTL_S} s)`,
+    );
+    assert.equal(next, oldPrimary.name, 'the one member not tagged nofailover');
+    assert.ok(
+      haSentences(leader).some((s) =>
+        s.startsWith('demoting self because primary startup is taking too long'),
+      ),
+      haSentences(leader).slice(-8).join('\n'),
+    );
+    await waitWritable(oldPrimary.pgPort, 'INSERT INTO w VALUES (5)', 10_000);
   });
 });

@@ -2,7 +2,8 @@
  * Compatibility: the proxy in front of a real 3-node Patroni 3.0.2 cluster (etcd3), with active
  * health checks on Patroni's REST API. Writes reach Patroni's leader; after `patronictl switchover`
  * new writes reach the new leader, no session stays on the old one, and no write ever runs on a
- * read-only node.
+ * read-only node; transaction-pooled clients between transactions are held off the old leader
+ * while Patroni's `failover` key names it, and cross the switchover unseen.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -20,7 +21,7 @@ import {
   type PatroniCluster,
   type PatroniMember,
 } from '../harness/index.js';
-import { serverPort, startProxy } from './proxy-helpers.js';
+import { serverPort, startProxy, trustAuth } from './proxy-helpers.js';
 
 type PgError = Error & { code?: string };
 
@@ -134,14 +135,24 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
   before(async () => {
     const etcd = await startEtcd();
     cluster = await startPatroniCluster({ etcd, size: 3, ttl: 10, loopWait: 2, retryTimeout: 3 });
+    // The native proxy also pools by transaction (trust towards clients listed in auth.file;
+    // Patroni's pg_hba trusts loopback): its clients between transactions cross the switchover.
+    const auth = await trustAuth();
     for (const relay of ['native', 'js'] as const) {
       const { proxy, ports } = await startProxy(
         etcd,
         [
           { name: 'primary', role: 'primary' },
           { name: 'replicas', role: 'replica', max_lag: '16MB' },
+          ...(relay === 'native'
+            ? [{ name: 'tx', role: 'primary', pool_mode: 'transaction', pool_size: 2 } as const]
+            : []),
         ],
-        { relay, health_check: { interval: '500ms', timeout: '1s', fall: 2, rise: 1 } },
+        {
+          relay,
+          health_check: { interval: '500ms', timeout: '1s', fall: 2, rise: 1 },
+          ...(relay === 'native' ? { auth } : {}),
+        },
         cluster.scope,
       );
       proxies.push({ relay, proxy, ports });
@@ -227,6 +238,19 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
       }),
     );
 
+    // Transaction-pooled clients, idle between transactions, and the proxy's switchover hold (no
+    // drain under Patroni: the hold alone keeps their next transaction off the old leader).
+    const pooled = proxies.find((p) => p.ports.tx !== undefined)!;
+    const idlePooled = await Promise.all(Array.from({ length: 4 }, () => open(pooled.ports.tx!)));
+    for (const c of idlePooled) assert.equal(await serverPort(c), oldLeader.pgPort);
+    const hold = { from: undefined as string | undefined, watching: true };
+    const holdWatch = (async () => {
+      while (hold.watching) {
+        hold.from ??= pooled.proxy.status().switchoverHold?.from;
+        await sleep(20);
+      }
+    })();
+
     const result = await cluster.patronictl([
       'switchover',
       cluster.scope,
@@ -243,6 +267,15 @@ void describe('proxy in front of a real Patroni 3.0.2 cluster', () => {
       async () => (await cluster.leader()) === candidate.name,
       30_000,
     );
+    hold.watching = false;
+    await holdWatch;
+    assert.equal(hold.from, oldLeader.name, "the proxy held pooled transactions off Patroni's old leader");
+    for (const c of idlePooled)
+      assert.equal(
+        await serverPort(c),
+        candidate.pgPort,
+        'a pooled client between transactions moved unseen',
+      );
 
     for (const { relay, ports, heldClosed, s } of runs) {
       const how = await Promise.race([heldClosed, sleep(20_000, 'still open')]);

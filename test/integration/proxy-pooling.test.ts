@@ -70,6 +70,7 @@ interface PoolRow {
   user: string;
   clients: number;
   clientsWaiting: number;
+  clientsHeld: number;
   serversIdle: number;
   serversActive: number;
   nodes: Record<string, { active: number; idle: number }>;
@@ -436,12 +437,15 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await inTx.connect();
     await inTx.query('BEGIN');
     await inTx.query('INSERT INTO pooled(v) VALUES (-1)');
-    // Writers through the switchover: their failed statements are counted and reported.
+    // Writers through the switchover, each a stream of short write transactions: the proxy holds
+    // their next BEGIN off the old primary while the switchover is pending, the old primary's agent
+    // lets the ones in flight commit before it stops: none fails, and every commit acknowledged is
+    // on the new primary.
     let writing = true;
     // A failed assertion must not leave the writers looping (the test process would never exit).
     t.after(() => (writing = false));
     const writerErrors: string[] = [];
-    let writes = 0;
+    const acked: number[] = [];
     const writers = Array.from({ length: 4 }, async () => {
       let w: pg.Client | undefined;
       while (writing) {
@@ -454,8 +458,10 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
             await fresh.connect();
             w = fresh;
           }
-          await w.query('INSERT INTO pooled(v) VALUES (2)');
-          writes++;
+          await w.query('BEGIN');
+          const r = await w.query<{ id: number }>('INSERT INTO pooled(v) VALUES (2) RETURNING id');
+          await w.query('COMMIT');
+          acked.push(r.rows[0]!.id);
         } catch (err) {
           writerErrors.push((err as Error).message);
           // A failed connection is replaced (as an application's pool would), after a breath.
@@ -493,6 +499,23 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       50,
     );
 
+    // /status while it happens: the hold, and the clients it holds.
+    const hold = { from: undefined as string | undefined, lastMs: 0, maxHeld: 0, watching: true };
+    const watcher = (async () => {
+      while (hold.watching) {
+        const st = await admin<{
+          switchoverHold: { from: string; heldForMs: number } | null;
+          pools: Record<string, PoolRow[]>;
+        }>(adminPort, '/status');
+        if (st.switchoverHold !== null) {
+          hold.from = st.switchoverHold.from;
+          hold.lastMs = st.switchoverHold.heldForMs;
+          const held = st.pools.tx!.reduce((n, p) => n + p.clientsHeld, 0);
+          hold.maxHeld = Math.max(hold.maxHeld, held);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
     const t0 = Date.now();
     const res = await request(`http://127.0.0.1:${from.apiPort}/switchover`, {
       method: 'POST',
@@ -502,6 +525,8 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     assert.equal(res.statusCode, 200, await res.body.text());
     await waitFor('the new leader', async () => (await leaderName(to)) === to.name, 30_000, 200);
     const moved = Date.now() - t0;
+    hold.watching = false;
+    await watcher;
 
     for (const c of idle) {
       const r = await c.query<{ port: number; n: number }>({
@@ -516,8 +541,15 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       () => 'committed',
       (err: { code?: string; message: string }) => inTxEvent || err.code || err.message,
     );
+    // The writers ran on the new primary too before they stop.
+    const ackedBeforeStop = acked.length;
+    await waitFor('writes on the new primary', () => acked.length >= ackedBeforeStop + 8, 15_000, 20);
     writing = false;
     await Promise.all(writers);
+    const found = await sql<{ n: string }>(
+      to.pgPort,
+      `SELECT count(*) AS n FROM pooled WHERE id IN (${acked.join(',')})`,
+    );
     for (const d of await drivers) {
       assert.ok(d.connected, `${d.driver} connected: ${JSON.stringify(d.errors)}`);
       assert.deepEqual(d.errors, [], `${d.driver}: no error through the switchover`);
@@ -530,7 +562,19 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
         assert.equal(d.server_prepared, true, 'pgjdbc used a server-prepared statement');
     }
     console.log(
-      `pooled switchover: moved in ${moved} ms; 8 idle clients 0 errors; in-transaction client: ${inTxError}; writers ${writes} writes, ${writerErrors.length} failed${writerErrors.length ? ` (${[...new Set(writerErrors)].join('; ')})` : ''}`,
+      `pooled switchover: moved in ${moved} ms; 8 idle clients 0 errors; in-transaction client: ${inTxError}; writers ${acked.length} transactions committed, ${writerErrors.length} failed${writerErrors.length ? ` (${[...new Set(writerErrors)].join('; ')})` : ''}; /status: hold from ${hold.from ?? 'none'} seen for ${hold.lastMs} ms, up to ${hold.maxHeld} clients held`,
+    );
+    assert.deepEqual(writerErrors, [], 'no write transaction failed through the switchover');
+    assert.equal(Number(found[0]!.n), acked.length, 'every acknowledged commit is on the new primary');
+    assert.equal(hold.from, from.name, '/status showed the hold away from the old primary');
+    assert.ok(hold.maxHeld > 0, '/status counted held clients');
+    const drained = readFileSync(from.logFile, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('switchover: ') && l.includes('stopped'));
+    assert.match(
+      drained ?? '',
+      /transaction\(s\) still in flight at the drain's bound/,
+      "the old primary's agent waited for the open transaction up to the bound, then stopped fast",
     );
     assert.ok(
       ['57P01', '08006', '57P03', 'error'].includes(inTxError),

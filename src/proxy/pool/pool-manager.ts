@@ -13,7 +13,7 @@ import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
-import { idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
+import { idleServerVerdict, idleToLend, nodeWithRoom, type PoolLimits } from './pool-rules.js';
 import { PooledServer } from './pooled-server.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
@@ -151,28 +151,42 @@ export class PoolManager {
     return this.#ctx.nodes().some((n) => n.key === node.key && n.role === node.role);
   }
 
+  /** Lends pooled servers to the waiting clients again (the routes or the switchover hold changed). */
+  wake(): void {
+    for (const p of this.#pools.values()) this.#pump(p);
+  }
+
+  /** Transaction mode: the node a pending switchover leaves, where no transaction starts now. */
+  #held(): string | undefined {
+    return this.#mode === 'transaction' ? this.#ctx.heldNode?.() : undefined;
+  }
+
   #pump(p: Pool): void {
     if (this.#closed || this.#paused) return;
+    const held = this.#held();
     while (p.waiters.length > 0) {
-      const server = this.#takeIdle(p);
+      const server = this.#takeIdle(p, held);
       if (server !== undefined) {
         this.#lend(p, server, p.waiters.shift()!);
         continue;
       }
       if (p.logins >= p.waiters.length) return;
-      if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since)) return;
+      if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since, undefined, held)) return;
     }
   }
 
-  /** The most recently used idle server on a node still routed (the others close). */
-  #takeIdle(p: Pool): PooledServer | undefined {
-    for (;;) {
-      const s = p.idle.pop();
-      if (s === undefined) return undefined;
-      if (s.state === 'idle' && !s.retiring && this.#routed(s.node)) return s;
+  /**
+   * The most recently used idle server on a node still routed (the others close); one on the
+   * `held` node stays idle, unlent.
+   */
+  #takeIdle(p: Pool, held: string | undefined): PooledServer | undefined {
+    const { lend, close } = idleToLend(p.idle, (s) => this.#routed(s.node), held);
+    for (const s of lend === undefined ? close : [...close, lend]) p.idle.splice(p.idle.indexOf(s), 1);
+    for (const s of close) {
       s.close();
       this.#forget(p, s);
     }
+    return lend;
   }
 
   #lend(p: Pool, server: PooledServer, w: Waiter): void {
@@ -185,8 +199,10 @@ export class PoolManager {
   }
 
   /** Opens one more server for `p` on a node with room; false when there is none. */
-  #startLogin(p: Pool, oldestWaitMs: number, forMinimumOn?: string): boolean {
-    const routed = this.#ctx.nodes();
+  #startLogin(p: Pool, oldestWaitMs: number, forMinimumOn?: string, held?: string): boolean {
+    const routed = this.#ctx.nodes().filter((n) => n.name !== held);
+    // (Every routed node held: the clients wait for the route to move, or for the hold to end.)
+    if (held !== undefined && routed.length === 0) return false;
     const count = (name: string): number => {
       let n = p.loginsOn.get(name) ?? 0;
       for (const s of p.servers) if (s.node.name === name) n++;
@@ -204,8 +220,9 @@ export class PoolManager {
       if (preferred === undefined) return false;
     } else if (p.logins > 0) return false; // (no route: one login waits for the table)
     const full = new Set(
-      routed
-        .filter((n) => count(n.name) >= this.#limits.poolSize + this.#limits.reservePool)
+      this.#ctx
+        .nodes()
+        .filter((n) => n.name === held || count(n.name) >= this.#limits.poolSize + this.#limits.reservePool)
         .map((n) => n.key),
     );
     let nodeName = '';
@@ -347,7 +364,9 @@ export class PoolManager {
   /** min_pool_size servers on every routed node, for pools that have clients. */
   #keepMinimum(p: Pool): void {
     if (this.#limits.minPoolSize === 0 || p.clients.size === 0) return;
+    const held = this.#held();
     for (const n of this.#ctx.nodes()) {
+      if (n.name === held) continue;
       let have = p.loginsOn.get(n.name) ?? 0;
       for (const s of p.servers) if (s.node.name === n.name) have++;
       for (; have < this.#limits.minPoolSize; have++) this.#startLogin(p, 0, n.name);
@@ -356,7 +375,8 @@ export class PoolManager {
 
   status(): PoolStatus[] {
     const now = performance.now();
-    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now));
+    const holding = this.#held() !== undefined;
+    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding));
   }
 
   servers(): ServerRow[] {

@@ -27,6 +27,32 @@ export function nodeWithRoom(
   return nodes.find((n) => serversOn(n) < cap);
 }
 
+/** What an idle server is, for idleToLend. */
+export interface IdleServerFacts {
+  readonly state: string;
+  readonly retiring: boolean;
+  readonly node: { readonly name: string };
+}
+
+/**
+ * The idle server to lend: the most recently used (last) one still idle, not retiring and on a
+ * routed node, other than on `held` (a node a switchover is leaving: its servers stay idle,
+ * unlent); and the ones passed over that cannot be lent any more, to close.
+ */
+export function idleToLend<S extends IdleServerFacts>(
+  idle: readonly S[],
+  routed: (server: S) => boolean,
+  held: string | undefined,
+): { readonly lend: S | undefined; readonly close: readonly S[] } {
+  const close: S[] = [];
+  for (let i = idle.length - 1; i >= 0; i--) {
+    const s = idle[i]!;
+    if (s.state !== 'idle' || s.retiring || !routed(s)) close.push(s);
+    else if (s.node.name !== held) return { lend: s, close };
+  }
+  return { lend: undefined, close };
+}
+
 /** Why an idle server should close now, or undefined to keep it. */
 export function idleServerVerdict(
   server: { readonly createdAt: number; readonly lastUsedAt: number },

@@ -63,6 +63,11 @@ export class PoolSet {
     }
   }
 
+  /** The routes or the switchover hold changed: waiting clients may be lent a server now. */
+  wakeAll(): void {
+    for (const p of this.#pools.values()) p.wake();
+  }
+
   get(listener: string): PoolManager | undefined {
     return this.#pools.get(listener);
   }

@@ -10,6 +10,8 @@ export interface PoolStatus {
   readonly mode: string;
   readonly clientsActive: number;
   readonly clientsWaiting: number;
+  /** Of clientsWaiting, those held by a pending switchover (they wait for the new primary). */
+  readonly clientsHeld: number;
   readonly clients: number;
   readonly serversActive: number;
   readonly serversIdle: number;
@@ -37,7 +39,7 @@ export interface ClientRow {
   readonly server: number | undefined;
 }
 
-export function poolStatus(p: Pool, mode: string, now: number): PoolStatus {
+export function poolStatus(p: Pool, mode: string, now: number, holding = false): PoolStatus {
   const nodes: Record<string, { active: number; idle: number }> = {};
   let active = 0;
   for (const s of p.servers) {
@@ -55,6 +57,7 @@ export function poolStatus(p: Pool, mode: string, now: number): PoolStatus {
     clients: p.clients.size,
     clientsActive: active,
     clientsWaiting: p.waiters.length,
+    clientsHeld: holding ? p.waiters.length : 0,
     serversActive: active,
     serversIdle: p.idle.length,
     serversLogin: p.logins,

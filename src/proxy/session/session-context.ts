@@ -60,6 +60,8 @@ export interface SessionContext {
   readonly pool?: PoolManager | undefined;
   /** proxy.auth (not passthrough): where pooled clients' secrets come from. */
   readonly secrets?: SecretSource | undefined;
+  /** A switchover pending away from this node: transaction pools start no transaction there. */
+  readonly heldNode?: (() => string | undefined) | undefined;
 }
 
 /** The proxy's parts every listener's sessions share, and how to read its live state. */
@@ -78,6 +80,7 @@ export interface SharedParts extends Pick<
   | 'writes'
   | 'writePosition'
   | 'secrets'
+  | 'heldNode'
 > {
   /** Seconds a member's replay is behind, as the leader last published it (read-your-writes). */
   replayLagS(member: string): number | undefined;

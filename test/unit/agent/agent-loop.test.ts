@@ -62,6 +62,7 @@ void describe('agent loop (fakes)', () => {
       loop_wait: 0.05,
       retry_timeout: 0.5,
       maximum_lag_on_failover: 1048576,
+      primary_start_timeout: 300,
       postgresql: { parameters: {}, use_pg_rewind: true, use_slots: true },
     });
     const member = JSON.parse(etcd.values.get('members/a')!) as Record<string, unknown>;
@@ -96,6 +97,7 @@ void describe('agent loop (fakes)', () => {
     await until('b leads', () => b.sentences.includes('promoted self to leader by acquiring session lock'));
     assert.equal(etcd.values.get('leader'), 'b');
     assert.equal(b.pg.inRecovery, false);
+    assert.deepEqual([...a.pg.drains, ...b.pg.drains], [], 'a failover drains nothing');
     const history = JSON.parse(etcd.values.get('history')!) as unknown[][];
     assert.deepEqual(history[0]?.slice(0, 3), [1, 50331648, 'no recovery target specified']);
   });
@@ -179,6 +181,11 @@ void describe('agent loop (fakes)', () => {
     await until('b leads', () => etcd.values.get('leader') === 'b' && !b.pg.inRecovery);
     await until('a follows b after a re-clone', () => a.pg.clonedFrom === '127.0.0.1:5433' && a.pg.running);
     assert.equal(a.pg.rewinds, 1, 'pg_rewind was tried first');
+    // The switchover's stop drained the transactions first, bounded to end before the lease
+    // deadline (ttl 2 s − retry_timeout 0.5 s − 0.5 s margin), not the 2 s default.
+    assert.equal(a.pg.drains.length, 1, 'one drain, on the old primary');
+    assert.ok(a.pg.drains[0]! > 0 && a.pg.drains[0]! <= 1_000, `drain bound ${a.pg.drains[0]} ms`);
+    assert.deepEqual(b.pg.drains, []);
     assert.equal(a.pg.inRecovery, true);
     assert.equal(a.pg.lastStart?.standby?.port, 5433);
     assert.equal(etcd.values.get('leader'), 'b');

@@ -2,6 +2,7 @@
  * Fakes behind our own interfaces, for agent-loop tests without processes or sockets:
  * an in-memory etcd with Patroni's compares and per-agent leases, and a scripted PostgreSQL.
  */
+import type { DrainReport } from '../../../src/ha/switchover-drain.js';
 import type { AgentDcs, DcsSnapshot } from '../../../src/dcs/agent-store.js';
 import { buildView } from '../../../src/dcs/patroni-json.js';
 import { PgfleetError } from '../../../src/errors.js';
@@ -240,6 +241,13 @@ export class FakePostgres implements PostgresControl {
   }
   async stop(): Promise<void> {
     this.running = false;
+  }
+  /** The bounds of the switchover drains asked for (stopAfterDrain), in order. */
+  readonly drains: number[] = [];
+  async stopAfterDrain(boundMs: number): Promise<DrainReport> {
+    this.drains.push(boundMs);
+    this.running = false;
+    return { waitedMs: 0, left: 0, outcome: 'done' };
   }
   async restart(): Promise<void> {
     this.running = true;

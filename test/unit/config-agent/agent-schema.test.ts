@@ -114,6 +114,16 @@ void describe('agent config schema', () => {
       want: /^bootstrap\.dcs\.maximum_lag_on_failover: must be a size/,
     },
     { name: 'no etcd hosts', doc: { ...base(), etcd3: {} }, want: /^etcd3\.hosts: at least one etcd host/ },
+    {
+      name: 'a switchover drain longer than ttl / 2',
+      doc: { ...base(), agent: { switchover_drain_timeout: '16s' } },
+      want: /^agent\.switchover_drain_timeout: must be at most ttl \/ 2 \(15s\)/,
+    },
+    {
+      name: 'a switchover drain that is not a duration',
+      doc: { ...base(), agent: { switchover_drain_timeout: 'soon' } },
+      want: /^agent\.switchover_drain_timeout: must be a duration/,
+    },
   ];
   for (const c of rejected) {
     void it(`rejects: ${c.name}`, () => {

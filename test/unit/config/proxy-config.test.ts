@@ -48,6 +48,15 @@ describe('proxy config', () => {
     assert.ok(Object.isFrozen(c.proxy.listeners[0]));
   });
 
+  it('switchover_hold: 5s by default, 0 turns it off', () => {
+    assert.equal(parseProxyConfig(base()).proxy.switchover_hold, 5_000);
+    const off = parseProxyConfig({ ...base(), proxy: { ...base().proxy, switchover_hold: 0 } });
+    assert.equal(off.proxy.switchover_hold, 0);
+    assert.deepEqual(problems({ ...base(), proxy: { ...base().proxy, switchover_hold: 'later' } }), [
+      'proxy.switchover_hold: must be a duration like "5s" or "250ms" (got "later")',
+    ]);
+  });
+
   it('relay_scheduling: batch by default, or normal', () => {
     assert.equal(parseProxyConfig(base()).proxy.relay_scheduling, 'batch');
     const p = { ...base().proxy, relay_scheduling: 'normal' };
@@ -247,6 +256,13 @@ describe('proxy config', () => {
         'proxy.listeners[0].pool_mode: must be one of none, session, transaction (got "statement")',
         'proxy.listeners[0].pool_size: Number must be greater than or equal to 1',
       ],
+    },
+    {
+      name: 'a switchover hold beyond 60s, and one that is not a duration',
+      mutate: (d) => {
+        (d.proxy as any).switchover_hold = '90s';
+      },
+      expect: ['proxy.switchover_hold: must be at most 60s (held clients wait for the new primary)'],
     },
     {
       name: 'no listeners',

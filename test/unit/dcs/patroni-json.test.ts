@@ -46,6 +46,19 @@ describe('Patroni DCS values', () => {
     assert.deepEqual(sync.syncStandbys, ['b', 'c']);
   });
 
+  it("carries the failover key (Patroni's JSON) for the proxy, absent when there is none", () => {
+    const keys = (failover?: string) =>
+      buildView('b', new Map(failover === undefined ? [] : [['failover', failover]]), 1).view.failover;
+    assert.equal(keys(), undefined);
+    assert.deepEqual(keys('{"leader":"a","member":"b"}'), { leader: 'a', member: 'b' });
+    assert.deepEqual(keys('{"candidate":"b"}'), { leader: undefined, member: 'b' });
+    assert.equal(keys('{oops'), undefined);
+    assert.equal(
+      keys('{"leader":"a","member":"b","scheduled_at":"2026-05-01T10:00:00Z"}')?.scheduledAt?.ms,
+      Date.UTC(2026, 4, 1, 10),
+    );
+  });
+
   it('parses IPv6 and default-port conn_urls', () => {
     assert.deepEqual(parseConnUrl('postgres://[::1]:5433/postgres'), { host: '::1', port: 5433 });
     assert.deepEqual(parseConnUrl('postgresql://db.example/postgres'), { host: 'db.example', port: 5432 });

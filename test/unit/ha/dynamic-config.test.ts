@@ -8,6 +8,7 @@ const fallback: HaSettings = {
   loopWaitMs: 10_000,
   retryTimeoutMs: 10_000,
   maximumLagOnFailoverBytes: 1_048_576,
+  primaryStartTimeoutMs: 300_000,
   parameters: { max_connections: 100 },
   sync: SYNC_OFF,
   failsafeMode: false,
@@ -21,6 +22,27 @@ void describe('effective settings (DCS config over bootstrap.dcs)', () => {
         name: "Patroni's integer seconds and bytes",
         dcs: { ttl: 20, loop_wait: 5, retry_timeout: 5, maximum_lag_on_failover: 2048 },
         want: { ttlMs: 20_000, loopWaitMs: 5_000, retryTimeoutMs: 5_000, maximumLagOnFailoverBytes: 2048 },
+      },
+      {
+        name: 'primary_start_timeout in seconds',
+        dcs: { primary_start_timeout: 30 },
+        want: { primaryStartTimeoutMs: 30_000 },
+      },
+      {
+        name: 'primary_start_timeout 0: at once',
+        dcs: { primary_start_timeout: 0 },
+        want: { primaryStartTimeoutMs: 0 },
+      },
+      {
+        name: "Patroni 2's master_start_timeout",
+        dcs: { master_start_timeout: 60 },
+        want: { primaryStartTimeoutMs: 60_000 },
+      },
+      {
+        name: 'a malformed primary_start_timeout is ignored',
+        dcs: { primary_start_timeout: 'later' },
+        want: { primaryStartTimeoutMs: 300_000 },
+        problem: /config.primary_start_timeout: ignored/,
       },
       {
         name: 'parameters replace the bootstrap ones',

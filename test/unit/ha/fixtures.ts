@@ -68,6 +68,7 @@ export function peer(name: string, over: Partial<PeerStatus> = {}): PeerStatus {
 export const settings = (over: Partial<Observation['settings']> = {}): Observation['settings'] => ({
   loopWaitMs: 1_000,
   maximumLagOnFailoverBytes: 1_048_576,
+  primaryStartTimeoutMs: 300_000,
   nofailover: false,
   failoverPriority: 1,
   fencing: 'demote',

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import {
   idleServerEnding,
   idleServerVerdict,
+  idleToLend,
   nodeWithRoom,
   type PoolLimits,
 } from '../../../../src/proxy/pool/pool-rules.js';
@@ -76,4 +77,72 @@ describe('pool rules', () => {
   ];
   for (const [name, chunk, expected] of ending)
     it(`idleServerEnding: ${name}`, () => assert.equal(idleServerEnding(chunk), expected));
+
+  describe('idleToLend: the server lent, and those passed over to close', () => {
+    /** `name:node` idle, `name:node:active`, `name:node:retiring`; the last is the most recent. */
+    const servers = (spec: string) =>
+      spec.split(' ').map((x) => {
+        const [name, node, how] = x.split(':') as [string, string, string | undefined];
+        return {
+          name,
+          node: { name: node },
+          state: how === 'active' ? 'active' : 'idle',
+          retiring: how === 'retiring',
+        };
+      });
+    const cases: [string, string, string[], string | undefined, string | undefined, string[]][] = [
+      ['the most recently used', 's1:a s2:a', ['a'], undefined, 's2', []],
+      ['none idle', '', ['a'], undefined, undefined, []],
+      [
+        'one on a node no longer routed closes; the next is lent',
+        's1:a s2:b',
+        ['a'],
+        undefined,
+        's1',
+        ['s2'],
+      ],
+      [
+        'a retiring one and one not idle close',
+        's1:a s2:a:retiring s3:a:active',
+        ['a'],
+        undefined,
+        's1',
+        ['s3', 's2'],
+      ],
+      [
+        'switchover hold: those on the held node stay idle, unlent',
+        's1:b s2:a s3:a',
+        ['a', 'b'],
+        'a',
+        's1',
+        [],
+      ],
+      [
+        'switchover hold: nothing to lend when every idle server is on the held node',
+        's1:a s2:a',
+        ['a'],
+        'a',
+        undefined,
+        [],
+      ],
+      [
+        'switchover hold: unusable ones still close',
+        's1:a s2:b:retiring',
+        ['a', 'b'],
+        'a',
+        undefined,
+        ['s2'],
+      ],
+      ['another node held: lent as usual', 's1:a', ['a', 'b'], 'b', 's1', []],
+    ];
+    for (const [name, spec, routed, held, lend, close] of cases)
+      it(name, () => {
+        const r = idleToLend(spec === '' ? [] : servers(spec), (s) => routed.includes(s.node.name), held);
+        assert.equal(r.lend?.name, lend);
+        assert.deepEqual(
+          r.close.map((s) => s.name),
+          close,
+        );
+      });
+  });
 });

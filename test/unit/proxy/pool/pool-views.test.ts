@@ -44,6 +44,7 @@ describe('pool views', () => {
         clients: 3,
         clientsActive: 1,
         clientsWaiting: 1,
+        clientsHeld: 0,
         serversActive: 1,
         serversIdle: 1,
         serversLogin: 1,
@@ -52,6 +53,10 @@ describe('pool views', () => {
         totals: undefined,
       },
     );
+  });
+
+  it('SHOW POOLS while a switchover hold is on: the waiting clients are held', () => {
+    assert.equal(poolStatus(p, 'transaction', 3_500, true).clientsHeld, 1);
   });
 
   it('SHOW SERVERS: each connection with its node, state, backend pid, age and statements', () => {

@@ -1,0 +1,47 @@
+/**
+ * A switchover's drain on the old primary (decisions in ha/switchover-drain.ts): count the client
+ * backends in a transaction on a connection opened first, refuse new connections (smart shutdown:
+ * the sessions already there go on), and poll until none is in a transaction or the bound passes.
+ * The caller then stops PostgreSQL fast.
+ */
+import { errorMessage } from '../errors.js';
+import { DRAIN_POLL_MS, drainStep, type DrainReport } from '../ha/switchover-drain.js';
+
+/**
+ * Client backends inside a transaction (an implicit one too: a statement running), other than the
+ * drain's own. Idle sessions (pooled server connections between transactions) have no xact_start;
+ * walsenders, autovacuum and background workers are not client backends; a prepared transaction
+ * belongs to no backend and does not count.
+ */
+export const IN_TRANSACTION_SQL =
+  "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend' AND xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid()";
+
+export interface DrainIo {
+  /** Runs IN_TRANSACTION_SQL on the drain's connection. */
+  count(): Promise<number>;
+  /** Smart shutdown: new connections are refused from now on. */
+  refuseNew(): void;
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export async function drainTransactions(io: DrainIo, boundMs: number): Promise<DrainReport> {
+  const startMs = io.now();
+  let left: number | undefined;
+  try {
+    // Counted before new connections are refused: the drain's own connection is open by then.
+    left = await io.count();
+    io.refuseNew();
+    let zeros = left === 0 ? 1 : 0;
+    for (;;) {
+      const elapsedMs = io.now() - startMs;
+      const step = drainStep(zeros, elapsedMs, boundMs);
+      if (step !== 'wait') return { waitedMs: Math.round(elapsedMs), left, outcome: step };
+      await io.sleep(DRAIN_POLL_MS);
+      left = await io.count();
+      zeros = left === 0 ? zeros + 1 : 0;
+    }
+  } catch (err) {
+    return { waitedMs: Math.round(io.now() - startMs), left, outcome: 'error', error: errorMessage(err) };
+  }
+}
