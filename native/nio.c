@@ -94,6 +94,7 @@ typedef struct {
   int32_t *recs_js; /* the Int32Array handed to JavaScript (reused while big enough) */
   size_t recs_js_len;
   int dispatching, closed, referenced;
+  int polling; /* in on_poll: its own dispatch follows, no idle turn needed */
 } nio_t;
 
 static napi_value nio_throw(napi_env env, const char *msg) {
@@ -132,7 +133,8 @@ static void add_record(nio_t *n, uint32_t slot, size_t off, size_t len, int kind
   r[1] = (int32_t)off;
   r[2] = (int32_t)len;
   r[3] = kind;
-  if (!n->dispatching) start_idle(n);
+  /* A record made outside a poll callback (a write's error) is handed over on the next loop turn. */
+  if (!n->dispatching && !n->polling) start_idle(n);
 }
 
 /* The epoll set follows what the connection wants: reading (not paused, no end seen), flushing. */
@@ -385,6 +387,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   nio_t *n = h->data;
   struct epoll_event ev[MAX_EVENTS];
   int k;
+  n->polling = 1;
   do {
     k = epoll_wait(n->epfd, ev, MAX_EVENTS, 0);
   } while (k < 0 && errno == EINTR);
@@ -401,6 +404,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       read_conn(n, slot);
     update_mask(n, slot);
   }
+  n->polling = 0;
   dispatch(n);
 }
 
