@@ -47,6 +47,7 @@ import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
 import { chooseRelay, nativeTlsFactory } from './relay/choose-relay.js';
 import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
+import { answer, poolTarget } from './pool/admin-console.js';
 import { RouteWaiters } from './routing/route-waiters.js';
 import { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
@@ -254,6 +255,7 @@ export class Proxy {
       replayLagS: (member) => this.#view.replayLagS?.get(member),
       secrets: this.#secrets,
       heldNode: () => this.#hold.node(),
+      admin: (sql) => answer(sql, poolTarget(this.pools)),
     });
   }
 
