@@ -75,6 +75,7 @@ interface PoolRow {
   clientsHeld: number;
   serversIdle: number;
   serversActive: number;
+  paused: boolean;
   nodes: Record<string, { active: number; idle: number }>;
 }
 
@@ -356,6 +357,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     );
     assert.ok(pools.fields.some((f) => f.name === 'serversActive'));
     await c.query('PAUSE tx');
+    assert.equal((await admin<Record<string, PoolRow[]>>(adminPort, '/pools')).tx?.[0]?.paused, true);
     const w = pooledClient(ports.tx!);
     await w.connect();
     const held = w.query<{ one: number }>('SELECT 1 AS one');
