@@ -78,7 +78,9 @@ export function tableOf(byListener: Readonly<Record<string, readonly object[]>>)
     columns.map((c) => {
       const v = r[c];
       if (v === undefined || v === null) return null;
-      return typeof v === 'object' ? JSON.stringify(v) : String(v as string | number | boolean);
+      if (typeof v === 'string') return v;
+      if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+      return JSON.stringify(v);
     }),
   );
   return { columns, rows };
