@@ -41,13 +41,7 @@ export interface ClientRow {
   readonly server: number | undefined;
 }
 
-export function poolStatus(
-  p: Pool,
-  mode: string,
-  now: number,
-  holding = false,
-  paused = false,
-): PoolStatus {
+export function poolStatus(p: Pool, mode: string, now: number, holding = false, paused = false): PoolStatus {
   const nodes: Record<string, { active: number; idle: number }> = {};
   let active = 0;
   for (const s of p.servers) {
