@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { renderStatusPage } from './proxy-status-page.js';
 import { fdOf } from '../proxy/relay/native-relay.js';
+import { poolView, type Showable } from '../proxy/pool/admin-console.js';
 import { parseDurationMs } from '../config/units.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
@@ -22,22 +23,11 @@ function lentServers(p: Proxy, listener: string): number {
 }
 
 /** pgbouncer's SHOW POOLS, SERVERS, CLIENTS and STATS, as JSON by listener. */
-const POOL_VIEWS: Record<string, (p: Proxy) => unknown> = {
-  '/pools': (p) => p.pools.status(),
-  '/servers': (p) => p.pools.servers(),
-  '/clients': (p) => p.pools.clients(),
-  '/stats': (p) =>
-    Object.fromEntries(
-      Object.entries(p.pools.status()).map(([l, pools]) => [
-        l,
-        pools.map((x) => ({
-          database: x.database,
-          user: x.user,
-          ...x.totals,
-          avgWaitMs: x.totals.waits === 0 ? 0 : x.totals.waitMs / x.totals.waits,
-        })),
-      ]),
-    ),
+const POOL_VIEWS: Record<string, Showable> = {
+  '/pools': 'pools',
+  '/servers': 'servers',
+  '/clients': 'clients',
+  '/stats': 'stats',
 };
 
 export class AdminHttp {
@@ -70,7 +60,8 @@ export class AdminHttp {
       } else if (req.method === 'POST' && (path === '/pause' || path === '/resume')) {
         await this.#pause(req, res, path === '/pause');
       } else if (req.method === 'GET' && path !== undefined && path in POOL_VIEWS) {
-        send(res, 200, 'application/json', JSON.stringify(POOL_VIEWS[path]!(this.#proxy), null, 2) + '\n');
+        const view = poolView(this.#proxy.pools, POOL_VIEWS[path]!);
+        send(res, 200, 'application/json', JSON.stringify(view, null, 2) + '\n');
       } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         send(res, 405, 'text/plain', 'method not allowed\n');
       } else if (path === '/metrics') {

@@ -217,6 +217,11 @@ const proxySection = z
      * connection keeps; one more closes its least recently used (pgbouncer's name).
      */
     max_prepared_statements: z.number().int().min(1).default(200),
+    /**
+     * Users who may log in to the admin console: database `pgfleet` on a pooled listener (SHOW
+     * POOLS, PAUSE, …; pgbouncer's admin_users). Empty: no console, `pgfleet` is a database.
+     */
+    admin_users: z.array(z.string().min(1)).default([]),
     listeners: z.array(listenerSchema).min(1, 'at least one listener is required'),
   })
   .strict()

@@ -122,3 +122,41 @@ export function startupMessage(parameters: readonly (readonly [string, string])[
   body.copy(out, 8);
   return out;
 }
+
+/** RowDescription of text columns (type text, OID 25; text format). */
+export function rowDescription(columns: readonly string[]): Buffer {
+  const count = Buffer.alloc(2);
+  count.writeInt16BE(columns.length, 0);
+  const fields = columns.map((c) => {
+    const meta = Buffer.alloc(18);
+    meta.writeInt32BE(0, 0); // table OID
+    meta.writeInt16BE(0, 4); // column number
+    meta.writeInt32BE(25, 6); // type OID: text
+    meta.writeInt16BE(-1, 10); // type size: variable
+    meta.writeInt32BE(-1, 12); // type modifier
+    meta.writeInt16BE(0, 16); // format: text
+    return Buffer.concat([cstring(c), meta]);
+  });
+  return message('T', Buffer.concat([count, ...fields]));
+}
+
+/** DataRow of text values (null: SQL NULL). */
+export function dataRow(values: readonly (string | null)[]): Buffer {
+  const count = Buffer.alloc(2);
+  count.writeInt16BE(values.length, 0);
+  const parts = values.map((v) => {
+    const len = Buffer.alloc(4);
+    if (v === null) {
+      len.writeInt32BE(-1, 0);
+      return len;
+    }
+    const bytes = Buffer.from(v, 'utf8');
+    len.writeInt32BE(bytes.length, 0);
+    return Buffer.concat([len, bytes]);
+  });
+  return message('D', Buffer.concat([count, ...parts]));
+}
+
+export function commandComplete(tag: string): Buffer {
+  return message('C', cstring(tag));
+}

@@ -48,6 +48,7 @@ import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-r
 import type { NativeTransport } from './relay/native-conn.js';
 import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
+import { answer, poolTarget } from './pool/admin-console.js';
 import { RouteWaiters } from './routing/route-waiters.js';
 import { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
@@ -259,6 +260,7 @@ export class Proxy {
       replayLagS: (member) => this.#view.replayLagS?.get(member),
       secrets: this.#secrets,
       heldNode: () => this.#hold.node(),
+      admin: (sql) => answer(sql, poolTarget(this.pools)),
     });
   }
 

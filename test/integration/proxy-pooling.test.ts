@@ -20,10 +20,12 @@ import {
   makeCertificates,
   makeTempDir,
   onCleanup,
+  runCommand,
   startEtcd,
   waitFor,
   type EtcdServer,
 } from '../harness/index.js';
+import { PG_BIN_DIR } from '../harness/postgres.js';
 import { compilePgjdbcProbe, pgjdbcProbe, psycopgProbe } from '../harness/drivers.js';
 import {
   getJson,
@@ -73,6 +75,7 @@ interface PoolRow {
   clientsHeld: number;
   serversIdle: number;
   serversActive: number;
+  paused: boolean;
   nodes: Record<string, { active: number; idle: number }>;
 }
 
@@ -115,6 +118,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
         auth: { type: 'scram-sha-256', file: userlist },
         // Five named statements in use, two kept per server: closed and prepared again as used.
         max_prepared_statements: 2,
+        admin_users: ['postgres'],
         tls: { cert_file: server.cert, key_file: server.key },
       },
       SCOPE,
@@ -380,6 +384,50 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await admin(adminPort, '/resume?listener=tx', 'POST');
     assert.deepEqual(await q, { one: 1 });
     await c.end();
+  });
+
+  void it('the admin console through the wire: SHOW POOLS and PAUSE/RESUME on database pgfleet (psql)', async () => {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: ports.tx!,
+      password: PASSWORD,
+      user: 'postgres',
+      database: 'pgfleet',
+    });
+    c.on('error', () => undefined);
+    onCleanup(() => c.end().catch(() => undefined));
+    await c.connect();
+    const pools = await c.query<{ listener: string; database: string; clients: string }>('SHOW POOLS');
+    assert.ok(
+      pools.rows.some((r) => r.listener === 'tx' && r.database === 'postgres'),
+      JSON.stringify(pools.rows),
+    );
+    assert.ok(pools.fields.some((f) => f.name === 'serversActive'));
+    await c.query('PAUSE tx');
+    assert.equal((await admin<Record<string, PoolRow[]>>(adminPort, '/pools')).tx?.[0]?.paused, true);
+    const w = pooledClient(ports.tx!);
+    await w.connect();
+    const held = w.query<{ one: number }>('SELECT 1 AS one');
+    await waitFor(
+      'a client held by the PAUSE',
+      async () =>
+        ((await admin<Record<string, PoolRow[]>>(adminPort, '/pools')).tx?.[0]?.clientsWaiting ?? 0) >= 1,
+      5_000,
+      50,
+    );
+    await c.query('RESUME tx');
+    assert.equal((await held).rows[0]!.one, 1);
+    await w.end();
+    await assert.rejects(c.query('SELECT 1'), { code: '42601' });
+    await assert.rejects(c.query('PAUSE nope'), { code: '42704' });
+    await c.end();
+    // psql, as pgbouncer's users ask their pooler.
+    const psql = await runCommand(
+      path.join(PG_BIN_DIR, 'psql'),
+      ['-h', '127.0.0.1', '-p', String(ports.tx!), '-U', 'postgres', '-d', 'pgfleet', '-Atc', 'SHOW STATS'],
+      { env: { PGPASSWORD: PASSWORD } },
+    );
+    assert.match(psql.stdout, /^tx\|postgres\|postgres\|/m);
   });
 
   void it('PAUSE with wait answers once the transactions holding servers are done (504 if not by then)', async () => {

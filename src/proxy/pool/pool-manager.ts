@@ -376,7 +376,7 @@ export class PoolManager {
   status(): PoolStatus[] {
     const now = performance.now();
     const holding = this.#held() !== undefined;
-    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding));
+    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding, this.#paused));
   }
 
   servers(): ServerRow[] {

@@ -8,6 +8,8 @@ export interface PoolStatus {
   readonly database: string;
   readonly user: string;
   readonly mode: string;
+  /** PAUSE: the listener lends no server until RESUME. */
+  readonly paused: boolean;
   readonly clientsActive: number;
   readonly clientsWaiting: number;
   /** Of clientsWaiting, those held by a pending switchover (they wait for the new primary). */
@@ -39,7 +41,7 @@ export interface ClientRow {
   readonly server: number | undefined;
 }
 
-export function poolStatus(p: Pool, mode: string, now: number, holding = false): PoolStatus {
+export function poolStatus(p: Pool, mode: string, now: number, holding = false, paused = false): PoolStatus {
   const nodes: Record<string, { active: number; idle: number }> = {};
   let active = 0;
   for (const s of p.servers) {
@@ -54,6 +56,7 @@ export function poolStatus(p: Pool, mode: string, now: number, holding = false):
     database: p.database,
     user: p.user,
     mode,
+    paused,
     clients: p.clients.size,
     clientsActive: active,
     clientsWaiting: p.waiters.length,

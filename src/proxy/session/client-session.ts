@@ -345,6 +345,11 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'pool_release':
         this.#pooled?.release(a.reusable);
         return;
+      case 'admin_command': {
+        const reply = this.#ctx.admin?.(a.sql);
+        if (reply !== undefined && c && !c.destroyed) c.write(reply);
+        return;
+      }
     }
   }
 

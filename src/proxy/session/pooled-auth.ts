@@ -11,7 +11,7 @@ import {
   type ServerAuthStep,
   type StoredSecret,
 } from '../auth/index.js';
-import { acquire, clientMessages, type PooledSession } from './pooled-session.js';
+import { acquire, adminReady, clientMessages, type PooledSession } from './pooled-session.js';
 import { end, fail, type SessionState } from './session-state.js';
 import type { SessionAction, SessionWorld } from './session-types.js';
 
@@ -53,7 +53,8 @@ function onAuthStep(s: SessionState, p: PooledSession, step: ServerAuthStep, out
     p.auth = 'done';
     p.credentials = step.credentials;
     out.push({ kind: 'pause_client' });
-    acquire(p, out);
+    if (p.admin) adminReady(s, p, out);
+    else acquire(p, out);
     return;
   }
   out.push({ kind: 'write_client', bytes: step.send });

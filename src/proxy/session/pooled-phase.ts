@@ -39,7 +39,8 @@ import {
   unkeptStartupParameter,
 } from './tracked-parameters.js';
 import { onAuthBytes, onSecret } from './pooled-auth.js';
-import { acquire, clientMessages, release, type PooledSession } from './pooled-session.js';
+import { acquire, adminMessages, clientMessages, release, type PooledSession } from './pooled-session.js';
+import { ADMIN_DATABASE } from '../pool/admin-console.js';
 import { MAX_PENDING_CLIENT_BYTES, end, endWith, fail, type SessionState } from './session-state.js';
 import type {
   PooledServerRef,
@@ -105,11 +106,26 @@ export function beginPooled(
     );
     return;
   }
+  const database = parameters.get('database') ?? user;
+  const admin = database === ADMIN_DATABASE && (s.settings.pool?.adminUsers?.length ?? 0) > 0;
+  if (
+    admin &&
+    !(s.settings.pool?.adminUsers?.includes(user) === true && s.settings.pool.auth !== undefined)
+  ) {
+    fail(
+      s,
+      out,
+      'auth_failed',
+      SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
+      `pgfleet: user "${user}" may not use the admin console (proxy.admin_users)`,
+    );
+    return;
+  }
   s.phase = 'pool_login';
   const method = s.settings.pool?.auth;
   s.pool = {
     mode,
-    database: parameters.get('database') ?? user,
+    database,
     user,
     encoding: parameters.get('client_encoding') ?? '',
     client: new MessageFramer(),
@@ -133,6 +149,7 @@ export function beginPooled(
     setting: undefined,
     settingError: undefined,
     loginKey: undefined,
+    admin,
   };
   out.push({ kind: 'pause_client' });
   if (method === undefined) acquire(s.pool, out);
@@ -164,6 +181,10 @@ export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out:
     case 'client_data':
       if (typeof p.auth === 'object') {
         onAuthBytes(s, p, p.auth, e.bytes, out);
+        return;
+      }
+      if (p.admin && s.phase === 'pooled') {
+        adminMessages(s, p, e.bytes, out);
         return;
       }
       if (s.phase === 'pool_login') {

@@ -3,10 +3,16 @@
  * authentication of the client) and the moves both make: asking the pool for a server, giving it
  * back, reading the client's whole messages.
  */
-import { MessageFramer, SQLSTATE } from '../../protocol/index.js';
+import {
+  MessageFramer,
+  SQLSTATE,
+  authenticationOk,
+  parameterStatus,
+  readyForQuery,
+} from '../../protocol/index.js';
 import type { LoginCredentials, ServerAuthExchange } from '../auth/index.js';
 import type { ClientStatements, ReplyFilter, StatementNames } from './prepared-statements.js';
-import { fail, type SessionState } from './session-state.js';
+import { end, fail, type SessionState } from './session-state.js';
 import type { PooledServerRef, SessionAction, Termination } from './session-types.js';
 
 export interface PooledSession {
@@ -52,6 +58,8 @@ export interface PooledSession {
    */
   setting: 'login' | 'lend' | undefined;
   settingError: Buffer | undefined;
+  /** The admin console (database `pgfleet`, a user of proxy.admin_users): no server, ever. */
+  readonly admin: boolean;
   /** The BackendKeyData the client is greeted with, kept while its login's SET runs. */
   loginKey: { readonly processId: number; readonly secretKey: Buffer } | undefined;
 }
@@ -88,4 +96,45 @@ export function release(p: PooledSession, out: SessionAction[], reusable: boolea
   p.replies = undefined;
   p.replay = undefined;
   out.push({ kind: 'pool_release', reusable });
+}
+
+/** What the admin console's clients are told at login (psql reads server_version). */
+const ADMIN_HELLO = Buffer.concat([
+  parameterStatus('server_version', '15.0 (pgfleet admin console)'),
+  parameterStatus('server_encoding', 'UTF8'),
+  parameterStatus('client_encoding', 'UTF8'),
+  parameterStatus('DateStyle', 'ISO, MDY'),
+  parameterStatus('integer_datetimes', 'on'),
+  parameterStatus('standard_conforming_strings', 'on'),
+  readyForQuery('I'),
+]);
+
+/** The admin console's client is authenticated: greeted, then its queries are commands. */
+export function adminReady(s: SessionState, p: PooledSession, out: SessionAction[]): void {
+  s.phase = 'pooled';
+  out.push({ kind: 'write_client', bytes: Buffer.concat([p.greeting ?? authenticationOk(), ADMIN_HELLO]) });
+  p.greeting = undefined;
+  out.push({ kind: 'resume_client' });
+  const queued = p.queued;
+  p.queued = [];
+  p.queuedBytes = 0;
+  for (const bytes of queued) adminMessages(s, p, bytes, out);
+}
+
+/** The admin console's messages: simple queries are commands; Terminate ends it. */
+export function adminMessages(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
+  for (const msg of clientMessages(s, p, bytes, out)) {
+    if (s.phase !== 'pooled') return;
+    if (msg[0] === 0x51 /* Q */)
+      out.push({ kind: 'admin_command', sql: msg.toString('utf8', 5, msg.length - 1) });
+    else if (msg[0] === 0x58 /* X */) end(s, out, 'finish', 'client_closed');
+    else
+      fail(
+        s,
+        out,
+        'protocol_error',
+        SQLSTATE.PROTOCOL_VIOLATION,
+        'pgfleet admin console: simple queries only (SHOW HELP lists the commands)',
+      );
+  }
 }

@@ -62,6 +62,8 @@ export interface SessionContext {
   readonly secrets?: SecretSource | undefined;
   /** A switchover pending away from this node: transaction pools start no transaction there. */
   readonly heldNode?: (() => string | undefined) | undefined;
+  /** The admin console's answer to a command (pool/admin-console.ts), ReadyForQuery included. */
+  readonly admin?: ((sql: string) => Buffer) | undefined;
 }
 
 /** The proxy's parts every listener's sessions share, and how to read its live state. */
@@ -81,6 +83,7 @@ export interface SharedParts extends Pick<
   | 'writePosition'
   | 'secrets'
   | 'heldNode'
+  | 'admin'
 > {
   /** Seconds a member's replay is behind, as the leader last published it (read-your-writes). */
   replayLagS(member: string): number | undefined;
@@ -147,6 +150,7 @@ export function sessionContext(
               auth: p.auth.type === 'passthrough' ? undefined : p.auth.type,
               ignoreStartupParameters: p.ignore_startup_parameters,
               maxPreparedStatements: p.max_prepared_statements,
+              adminUsers: p.admin_users,
             },
     },
     tuning: { keepaliveIdleMs: p.keepalive.idle },

@@ -47,6 +47,8 @@ export interface PoolSettings {
   readonly ignoreStartupParameters?: readonly string[];
   /** Transaction mode: the most protocol-level statements one server keeps (LRU beyond). */
   readonly maxPreparedStatements?: number;
+  /** proxy.admin_users: who may log in to the admin console (database `pgfleet`). */
+  readonly adminUsers?: readonly string[];
 }
 
 /** A pooled server connection as a client session sees it while it holds it. */
@@ -203,7 +205,9 @@ export type SessionAction =
   /** Pooling with proxy.auth: look up the user's secret (auth.file, auth.query); answered by auth_secret. */
   | { readonly kind: 'auth_lookup'; readonly user: string }
   /** Pooling: the server connection goes back (`reusable`: in a clean state; else it is closed). */
-  | { readonly kind: 'pool_release'; readonly reusable: boolean };
+  | { readonly kind: 'pool_release'; readonly reusable: boolean }
+  /** The admin console: a simple Query's text, answered by the proxy (pool/admin-console.ts). */
+  | { readonly kind: 'admin_command'; readonly sql: string };
 
 /** How a read-your-writes check ended: passed at once, after waiting, moved to the primary, refused. */
 export type FreshReadResult = 'immediate' | 'waited' | 'fallback' | 'refused';

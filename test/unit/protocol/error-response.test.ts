@@ -68,6 +68,8 @@ void describe('errorResponse', () => {
       QUERY_CANCELED: '57014',
       INVALID_AUTHORIZATION_SPECIFICATION: '28000',
       FEATURE_NOT_SUPPORTED: '0A000',
+      SYNTAX_ERROR: '42601',
+      UNDEFINED_OBJECT: '42704',
     });
   });
 });

@@ -41,6 +41,7 @@ describe('pool views', () => {
         database: 'db',
         user: 'app',
         mode: 'transaction',
+        paused: false,
         clients: 3,
         clientsActive: 1,
         clientsWaiting: 1,
@@ -57,6 +58,7 @@ describe('pool views', () => {
 
   it('SHOW POOLS while a switchover hold is on: the waiting clients are held', () => {
     assert.equal(poolStatus(p, 'transaction', 3_500, true).clientsHeld, 1);
+    assert.equal(poolStatus(p, 'transaction', 3_500, false, true).paused, true);
   });
 
   it('SHOW SERVERS: each connection with its node, state, backend pid, age and statements', () => {

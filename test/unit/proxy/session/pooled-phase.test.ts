@@ -30,7 +30,7 @@ const settings = (mode: 'session' | 'transaction', auth?: 'trust' | 'md5'): Sess
   startupTimeoutMs: 500,
   readYourWrites: undefined,
   writeIdentities: [],
-  pool: { mode, auth },
+  pool: { mode, auth, adminUsers: ['boss'] },
 });
 
 const world: SessionWorld = {
@@ -95,6 +95,8 @@ function run(
         return `lookup ${a.user}`;
       case 'pool_release':
         return `release:${a.reusable}`;
+      case 'admin_command':
+        return `admin:${a.sql}`;
       case 'write_client':
       case 'write_server':
         return `${a.kind === 'write_client' ? 'client' : 'server'}:${types(a.bytes)}`;
@@ -421,6 +423,45 @@ const cases: Case[] = [
       ),
     ],
     expect: ['acquire db/app', 'server:Q', 'client:RSSKZ', 'release:true', 'acquire db/app'],
+  },
+  {
+    name: 'the admin console (database pgfleet, a user of admin_users): authenticated, greeted, its queries are commands; no server',
+    auth: 'trust',
+    mode: 'transaction',
+    events: [
+      { type: 'client_data', bytes: buffers.startup({ user: 'boss', database: 'pgfleet' }) },
+      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
+      { type: 'client_data', bytes: Buffer.concat([query('SHOW POOLS'), query('PAUSE tx')]) },
+      { type: 'client_data', bytes: message('X') },
+    ],
+    expect: [
+      'lookup boss',
+      'client:RSSSSSSZ',
+      'admin:SHOW POOLS',
+      'admin:PAUSE tx',
+      'end:finish:client_closed',
+    ],
+    phase: 'closed',
+  },
+  {
+    name: 'the admin console refuses a user not in admin_users (28000)',
+    auth: 'trust',
+    mode: 'transaction',
+    events: [{ type: 'client_data', bytes: buffers.startup({ user: 'app', database: 'pgfleet' }) }],
+    expect: ['end:finish:auth_failed:28000'],
+    phase: 'closed',
+  },
+  {
+    name: 'the admin console takes simple queries only (08P01)',
+    auth: 'trust',
+    mode: 'session',
+    events: [
+      { type: 'client_data', bytes: buffers.startup({ user: 'boss', database: 'pgfleet' }) },
+      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
+      { type: 'client_data', bytes: message('S') },
+    ],
+    expect: ['lookup boss', 'client:RSSSSSSZ', 'end:finish:protocol_error:08P01'],
+    phase: 'closed',
   },
   {
     name: 'a startup parameter the pool cannot keep is refused at once (08P01), no server asked',
