@@ -32,11 +32,39 @@ export function startupWants(parameters: ReadonlyMap<string, string>): Map<strin
   return out;
 }
 
-/** A server's tracked values, read from its ParameterStatus messages. */
+/** Where a login's ParameterStatus messages carry the tracked parameters, and their values. */
+interface LoginTracked {
+  readonly values: ReadonlyMap<string, string>;
+  /** Tracked name → [index in the messages, the name as the server spelt it]. */
+  readonly at: ReadonlyMap<string, readonly [number, string]>;
+}
+
+/**
+ * Read once per login's messages (a pool's, a server's: the same array for every client greeted
+ * from it), not once per client: a connection per transaction is what pooling is for.
+ */
+const LOGIN_TRACKED = new WeakMap<readonly Buffer[], LoginTracked>();
+
+function loginTracked(messages: readonly Buffer[]): LoginTracked {
+  let t = LOGIN_TRACKED.get(messages);
+  if (t !== undefined) return t;
+  const values = new Map<string, string>();
+  const at = new Map<string, readonly [number, string]>();
+  messages.forEach((m, i) => {
+    const r = readParameterStatus(m);
+    const name = r === undefined ? undefined : trackedName(r.name);
+    if (name === undefined) return;
+    values.set(name, r!.value);
+    at.set(name, [i, r!.name]);
+  });
+  t = { values, at };
+  LOGIN_TRACKED.set(messages, t);
+  return t;
+}
+
+/** A server's tracked values, read from its ParameterStatus messages (a new Map: it is kept up to date). */
 export function reportedValues(messages: readonly Buffer[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const m of messages) noteReport(out, m);
-  return out;
+  return new Map(loginTracked(messages).values);
 }
 
 /** A ParameterStatus message seen: the tracked value it carries goes into `values`. */
@@ -69,16 +97,17 @@ export function settingQuery(
 }
 
 /**
- * The ParameterStatus messages a new client is greeted with: the server's login messages, the
- * tracked ones with the server's values now (after the client's own were set there).
+ * The ParameterStatus messages a new client is greeted with (a new array): the server's login
+ * messages, the tracked ones with the values now (after the client's own were set there).
  */
 export function greeting(loginMessages: readonly Buffer[], current: ReadonlyMap<string, string>): Buffer[] {
-  return loginMessages.map((m) => {
-    const r = readParameterStatus(m);
-    const name = r === undefined ? undefined : trackedName(r.name);
-    const value = name === undefined ? undefined : current.get(name);
-    return value === undefined || value === r!.value ? m : parameterStatus(r!.name, value);
-  });
+  const out = [...loginMessages];
+  const t = loginTracked(loginMessages);
+  for (const [name, [index, spelt]] of t.at) {
+    const value = current.get(name);
+    if (value !== undefined && value !== t.values.get(name)) out[index] = parameterStatus(spelt, value);
+  }
+  return out;
 }
 
 /** Startup parameters a pool serves without tracking them: who, where, how the text is encoded. */
