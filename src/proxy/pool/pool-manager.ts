@@ -40,6 +40,7 @@ export class PoolManager {
   #limits: PoolLimits;
   #mode: 'session' | 'transaction';
   readonly #pools = new Map<string, Pool>();
+  readonly #byIdentity = new WeakMap<PoolIdentity, Pool>();
   readonly #logins = new Set<ServerLogin>();
   readonly #log: Logger;
   readonly names = new StatementNames();
@@ -74,9 +75,13 @@ export class PoolManager {
   }
 
   #pool(id: PoolIdentity): Pool {
+    // A client's identity object is the same for every acquire: found once by its key.
+    let p = this.#byIdentity.get(id);
+    if (p !== undefined) return p;
     const key = poolKey(id);
-    let p = this.#pools.get(key);
+    p = this.#pools.get(key);
     if (p === undefined) this.#pools.set(key, (p = new Pool(id)));
+    this.#byIdentity.set(id, p);
     return p;
   }
 
@@ -103,7 +108,10 @@ export class PoolManager {
     return this.#pools.get(poolKey(id))?.parameters;
   }
 
-  /** A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick. */
+  /**
+   * A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick
+   * (a release lends to waiting clients at once: never the releasing one).
+   */
   acquire(id: PoolIdentity, client: PoolClient, credentials?: LoginCredentials): void {
     const p = this.#pool(id);
     // The pool logs in to servers as its latest authenticated client (pgbouncer's way).
@@ -114,7 +122,7 @@ export class PoolManager {
 
   /** `server` comes back from its client (`reusable`: in a clean state). */
   release(server: PooledServer, reusable: boolean): void {
-    const p = this.#pool(server);
+    const p = server.pool ?? this.#pool(server);
     const now = performance.now();
     server.giveBack(now);
     p.totals.transactions++;
@@ -171,7 +179,15 @@ export class PoolManager {
         continue;
       }
       if (p.logins >= p.waiters.length) return;
-      if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since, undefined, held)) return;
+      const oldestWaitMs = performance.now() - p.waiters[0]!.since;
+      // (A busy pool is asked at every acquire: whether it is full costs no allocation.)
+      const nodes = this.#ctx.nodes();
+      if (
+        nodes.length > 0 &&
+        nodeWithRoom(nodes, this.#counter(p), this.#limits, oldestWaitMs, held) === undefined
+      )
+        return;
+      if (!this.#startLogin(p, oldestWaitMs, undefined, held)) return;
     }
   }
 
@@ -195,7 +211,10 @@ export class PoolManager {
     p.totals.waitMs += waited;
     p.totals.maxWaitMs = Math.max(p.totals.maxWaitMs, waited);
     server.lend(w.client);
-    queueMicrotask(() => w.client.onPoolServer(server));
+    // At once: the pool's state is whole here (an acquire's pump runs on a later tick already; a
+    // release's lends to another client, whose transaction's first bytes reach the server before
+    // this turn's other replies are forwarded).
+    w.client.onPoolServer(server);
   }
 
   /** Opens one more server for `p` on a node with room; false when there is none. */
@@ -203,20 +222,11 @@ export class PoolManager {
     const routed = this.#ctx.nodes().filter((n) => n.name !== held);
     // (Every routed node held: the clients wait for the route to move, or for the hold to end.)
     if (held !== undefined && routed.length === 0) return false;
-    const count = (name: string): number => {
-      let n = p.loginsOn.get(name) ?? 0;
-      for (const s of p.servers) if (s.node.name === name) n++;
-      return n;
-    };
+    const count = this.#counter(p);
     let preferred: string | undefined;
     if (forMinimumOn !== undefined) preferred = forMinimumOn;
     else if (routed.length > 0) {
-      preferred = nodeWithRoom(
-        routed.map((n) => n.name),
-        count,
-        this.#limits,
-        oldestWaitMs,
-      );
+      preferred = nodeWithRoom(routed, count, this.#limits, oldestWaitMs);
       if (preferred === undefined) return false;
     } else if (p.logins > 0) return false; // (no route: one login waits for the table)
     const full = new Set(
@@ -259,6 +269,11 @@ export class PoolManager {
     return true;
   }
 
+  /** Servers and logins under way on a node, for `p`. */
+  #counter(p: Pool): (node: string) => number {
+    return (p.counter ??= (name) => (p.loginsOn.get(name) ?? 0) + (p.serversOn.get(name) ?? 0));
+  }
+
   #countLogin(p: Pool, node: string, by: number): void {
     if (node === '') return;
     const n = (p.loginsOn.get(node) ?? 0) + by;
@@ -294,6 +309,7 @@ export class PoolManager {
         backendKey,
         now: performance.now(),
         transport: this.#ctx.transport,
+        pool: p,
       },
       {
         closed: (s) => {
@@ -304,6 +320,7 @@ export class PoolManager {
       },
     );
     p.servers.add(server);
+    p.serversOn.set(node.name, (p.serversOn.get(node.name) ?? 0) + 1);
     p.parameters = parameters;
     this.#ctx.registry.add(this.listener, node.key, node.name, server);
     p.idle.push(server);
@@ -320,6 +337,9 @@ export class PoolManager {
 
   #forget(p: Pool, s: PooledServer): void {
     if (!p.servers.delete(s)) return;
+    const n = (p.serversOn.get(s.node.name) ?? 1) - 1;
+    if (n <= 0) p.serversOn.delete(s.node.name);
+    else p.serversOn.set(s.node.name, n);
     const i = p.idle.indexOf(s);
     if (i >= 0) p.idle.splice(i, 1);
     this.#ctx.registry.remove(this.listener, s.node.key, s);
@@ -367,9 +387,8 @@ export class PoolManager {
     const held = this.#held();
     for (const n of this.#ctx.nodes()) {
       if (n.name === held) continue;
-      let have = p.loginsOn.get(n.name) ?? 0;
-      for (const s of p.servers) if (s.node.name === n.name) have++;
-      for (; have < this.#limits.minPoolSize; have++) this.#startLogin(p, 0, n.name);
+      for (let have = this.#counter(p)(n.name); have < this.#limits.minPoolSize; have++)
+        this.#startLogin(p, 0, n.name);
     }
   }
 

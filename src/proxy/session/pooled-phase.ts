@@ -291,11 +291,13 @@ function settingLost(p: PooledSession, out: SessionAction[]): void {
   acquire(p, out);
 }
 
+/** A server lent: the session's framer and reply filter (made at its first) start afresh for it. */
 function attach(p: PooledSession, server: PooledServerRef): void {
   p.server = server;
-  p.serverFramer = new MessageFramer();
-  p.replies = p.mode === 'transaction' ? new ReplyFilter(() => p.server?.statements) : undefined;
-  p.replay = p.mode === 'transaction' ? [] : undefined;
+  (p.serverFramer ??= new MessageFramer()).reset();
+  if (p.mode !== 'transaction') return;
+  (p.replies ??= new ReplyFilter(() => p.server?.statements)).reset();
+  p.replay = [];
 }
 
 /** The server lent for the transaction the queued messages begin has the client's values: go. */
@@ -425,7 +427,7 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
       // The transaction is over: what the server says after it is not this client's (a FATAL of a
       // server shutting down between transactions would end a client that lost nothing).
       writeClient(toClient, out);
-      release(p, out, !messages.slice(i + 1).some((m) => m[0] === ERROR_RESPONSE));
+      release(p, out, !errorAfter(messages, i));
       return;
     }
   }
@@ -438,9 +440,29 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
   if (p.mode === 'transaction') release(p, out, true);
 }
 
+function errorAfter(messages: readonly Buffer[], i: number): boolean {
+  for (let j = i + 1; j < messages.length; j++) if (messages[j]![0] === ERROR_RESPONSE) return true;
+  return false;
+}
+
 function writeClient(messages: readonly Buffer[], out: SessionAction[]): void {
-  if (messages.length > 0)
-    out.push({ kind: 'write_client', bytes: messages.length === 1 ? messages[0]! : Buffer.concat(messages) });
+  if (messages.length > 0) out.push({ kind: 'write_client', bytes: joined(messages) });
+}
+
+/**
+ * The messages as one Buffer: a view over them where they lie one after the other in one chunk
+ * (a server's reply forwarded whole, the common case), else a copy.
+ */
+function joined(messages: readonly Buffer[]): Buffer {
+  const first = messages[0]!;
+  if (messages.length === 1) return first;
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < messages.length; i++) {
+    const m = messages[i]!;
+    if (m.buffer !== first.buffer || m.byteOffset !== end) return Buffer.concat(messages);
+    end += m.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
 /** A FATAL 57P01/57P03 (the server shutting down or starting) as a first reply. */
@@ -455,8 +477,8 @@ function retryElsewhere(p: PooledSession, out: SessionAction[]): void {
   const replay = p.replay!;
   out.push({ kind: 'pool_release', reusable: false });
   p.server = undefined;
-  p.serverFramer = undefined;
-  p.replies = undefined;
+  p.serverFramer?.reset();
+  p.replies?.reset();
   p.replay = undefined;
   p.awaiting = 0;
   p.unsynced = false;
