@@ -13,7 +13,7 @@ import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
-import { idleServerVerdict, idleToLend, nodeWithRoom, type PoolLimits } from './pool-rules.js';
+import { idleServerUse, idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
 import { PooledServer } from './pooled-server.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
@@ -156,7 +156,10 @@ export class PoolManager {
   }
 
   #routed(node: RouteNode): boolean {
-    return this.#ctx.nodes().some((n) => n.key === node.key && n.role === node.role);
+    const nodes = this.#ctx.nodes();
+    for (let i = 0; i < nodes.length; i++)
+      if (nodes[i]!.key === node.key && nodes[i]!.role === node.role) return true;
+    return false;
   }
 
   /** Lends pooled servers to the waiting clients again (the routes or the switchover hold changed). */
@@ -196,13 +199,18 @@ export class PoolManager {
    * `held` node stays idle, unlent.
    */
   #takeIdle(p: Pool, held: string | undefined): PooledServer | undefined {
-    const { lend, close } = idleToLend(p.idle, (s) => this.#routed(s.node), held);
-    for (const s of lend === undefined ? close : [...close, lend]) p.idle.splice(p.idle.indexOf(s), 1);
-    for (const s of close) {
+    // idleToLend's walk, in place (at every lend): from the most recently used.
+    const idle = p.idle;
+    for (let i = idle.length - 1; i >= 0; i--) {
+      const s = idle[i]!;
+      const use = idleServerUse(s, this.#routed(s.node), held);
+      if (use === 'keep') continue;
+      idle.splice(i, 1);
+      if (use === 'lend') return s;
       s.close();
       this.#forget(p, s);
     }
-    return lend;
+    return undefined;
   }
 
   #lend(p: Pool, server: PooledServer, w: Waiter): void {

@@ -54,10 +54,25 @@ export function idleToLend<S extends IdleServerFacts>(
   const close: S[] = [];
   for (let i = idle.length - 1; i >= 0; i--) {
     const s = idle[i]!;
-    if (s.state !== 'idle' || s.retiring || !routed(s)) close.push(s);
-    else if (s.node.name !== held) return { lend: s, close };
+    const use = idleServerUse(s, routed(s), held);
+    if (use === 'close') close.push(s);
+    else if (use === 'lend') return { lend: s, close };
   }
   return { lend: undefined, close };
+}
+
+/**
+ * One idle server, for idleToLend's walk (the pool walks it itself, without allocating, at every
+ * lend): lent, closed (not idle any more, retiring, on a node no longer routed) or left idle (on
+ * the `held` node).
+ */
+export function idleServerUse(
+  s: IdleServerFacts,
+  routed: boolean,
+  held: string | undefined,
+): 'lend' | 'close' | 'keep' {
+  if (s.state !== 'idle' || s.retiring || !routed) return 'close';
+  return s.node.name === held ? 'keep' : 'lend';
 }
 
 /** Why an idle server should close now, or undefined to keep it. */

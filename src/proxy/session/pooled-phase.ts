@@ -385,6 +385,8 @@ function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction
 }
 
 function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
+  // The messages are views of `bytes`, from its start, unless a message straddled the last chunk.
+  const fromStart = p.serverFramer!.atBoundary;
   const r = p.serverFramer!.push(bytes);
   if (!r.ok) {
     release(p, out, false);
@@ -398,11 +400,14 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
     return;
   }
   const toClient: Buffer[] = [];
+  // Forwarded so far: the first `forwarded` bytes of `bytes`, while every message went on.
+  let forwarded = fromStart ? 0 : -1;
   const messages = r.messages;
   for (let i = 0; i < messages.length; i++) {
     const msg = messages[i]!;
     const type = msg[0]!;
     if (p.setting !== undefined) {
+      forwarded = -1;
       onSetting(s, p, msg, out);
       if (p.server === undefined || s.phase === 'closed') return;
       continue;
@@ -418,20 +423,24 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
       return;
     }
     p.replay = undefined;
-    if (p.replies?.onServerMessage(type) === true) continue;
+    if (p.replies?.onServerMessage(type) === true) {
+      forwarded = -1;
+      continue;
+    }
     toClient.push(msg);
+    if (forwarded >= 0) forwarded += msg.length;
     if (type !== READY_FOR_QUERY) continue;
     p.awaiting = Math.max(0, p.awaiting - 1);
     p.status = String.fromCharCode(msg[5] ?? 0x49);
     if (p.mode === 'transaction' && p.retire === undefined && idle(p)) {
       // The transaction is over: what the server says after it is not this client's (a FATAL of a
       // server shutting down between transactions would end a client that lost nothing).
-      writeClient(toClient, out);
+      writeClient(toClient, bytes, forwarded, out);
       release(p, out, !errorAfter(messages, i));
       return;
     }
   }
-  writeClient(toClient, out);
+  writeClient(toClient, bytes, forwarded, out);
   if (!idle(p)) return;
   if (p.retire !== undefined) {
     finishRetired(s, p, out);
@@ -445,24 +454,26 @@ function errorAfter(messages: readonly Buffer[], i: number): boolean {
   return false;
 }
 
-function writeClient(messages: readonly Buffer[], out: SessionAction[]): void {
-  if (messages.length > 0) out.push({ kind: 'write_client', bytes: joined(messages) });
-}
-
 /**
- * The messages as one Buffer: a view over them where they lie one after the other in one chunk
- * (a server's reply forwarded whole, the common case), else a copy.
+ * The messages for the client in one write. `forwarded` ≥ 0: they are the first `forwarded` bytes
+ * of `chunk` (a reply passed on whole, the common case), written as they lie, not copied.
  */
-function joined(messages: readonly Buffer[]): Buffer {
-  const first = messages[0]!;
-  if (messages.length === 1) return first;
-  let end = first.byteOffset + first.length;
-  for (let i = 1; i < messages.length; i++) {
-    const m = messages[i]!;
-    if (m.buffer !== first.buffer || m.byteOffset !== end) return Buffer.concat(messages);
-    end += m.length;
-  }
-  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
+function writeClient(
+  messages: readonly Buffer[],
+  chunk: Buffer,
+  forwarded: number,
+  out: SessionAction[],
+): void {
+  if (messages.length === 0) return;
+  const bytes =
+    messages.length === 1
+      ? messages[0]!
+      : forwarded === chunk.length
+        ? chunk
+        : forwarded > 0
+          ? chunk.subarray(0, forwarded)
+          : Buffer.concat(messages);
+  out.push({ kind: 'write_client', bytes });
 }
 
 /** A FATAL 57P01/57P03 (the server shutting down or starting) as a first reply. */
