@@ -117,6 +117,8 @@ export class PoolManager {
     // The pool logs in to servers as its latest authenticated client (pgbouncer's way).
     if (credentials !== undefined) p.credentials = credentials;
     p.waiters.push({ client, since: performance.now() });
+    // A busy pool (nothing idle, no room for one more server): the next release lends, no pump now.
+    if (p.idle.length === 0 && (p.logins >= p.waiters.length || this.#full(p, this.#held()))) return;
     queueMicrotask(() => this.#pump(p));
   }
 
@@ -181,17 +183,21 @@ export class PoolManager {
         this.#lend(p, server, p.waiters.shift()!);
         continue;
       }
-      if (p.logins >= p.waiters.length) return;
-      const oldestWaitMs = performance.now() - p.waiters[0]!.since;
-      // (A busy pool is asked at every acquire: whether it is full costs no allocation.)
-      const nodes = this.#ctx.nodes();
-      if (
-        nodes.length > 0 &&
-        nodeWithRoom(nodes, this.#counter(p), this.#limits, oldestWaitMs, held) === undefined
-      )
-        return;
-      if (!this.#startLogin(p, oldestWaitMs, undefined, held)) return;
+      if (p.logins >= p.waiters.length || this.#full(p, held)) return;
+      if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since, undefined, held)) return;
     }
+  }
+
+  /**
+   * No node of the listener (but `held`) has room for one more of `p`'s servers, by the oldest
+   * waiter's wait. Asked at every acquire of a busy pool: no allocation. (No route at all: not full,
+   * one login waits for the table.)
+   */
+  #full(p: Pool, held: string | undefined): boolean {
+    const nodes = this.#ctx.nodes();
+    if (nodes.length === 0) return false;
+    const oldestWaitMs = p.waiters.length === 0 ? 0 : performance.now() - p.waiters[0]!.since;
+    return nodeWithRoom(nodes, this.#counter(p), this.#limits, oldestWaitMs, held) === undefined;
   }
 
   /**
