@@ -196,7 +196,9 @@ export class PoolManager {
   #full(p: Pool, held: string | undefined): boolean {
     const nodes = this.#ctx.nodes();
     if (nodes.length === 0) return false;
-    const oldestWaitMs = p.waiters.length === 0 ? 0 : performance.now() - p.waiters[0]!.since;
+    // (The oldest wait matters only with a reserve_pool: no clock read without one.)
+    const oldestWaitMs =
+      p.waiters.length === 0 || this.#limits.reservePool === 0 ? 0 : performance.now() - p.waiters[0]!.since;
     return nodeWithRoom(nodes, this.#counter(p), this.#limits, oldestWaitMs, held) === undefined;
   }
 

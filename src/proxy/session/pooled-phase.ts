@@ -56,7 +56,8 @@ const TERMINATE = 0x58; // 'X'
 const READY_FOR_QUERY = 0x5a; // 'Z'
 const ERROR_RESPONSE = 0x45; // 'E'
 const PARAMETER_STATUS = 0x53; // 'S'
-const REQUESTS = new Set([0x51, 0x53, 0x46]); // Query, Sync, FunctionCall
+/** Query, Sync, FunctionCall: a request the server ends with ReadyForQuery. */
+const isRequest = (type: number): boolean => type === 0x51 || type === 0x53 || type === 0x46;
 const READY_IDLE = readyForQuery('I');
 const AUTH_OK = authenticationOk();
 /** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
@@ -360,7 +361,7 @@ function queue(s: SessionState, p: PooledSession, msg: Buffer, out: SessionActio
 
 function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction[]): void {
   const type = msg[0]!;
-  if (REQUESTS.has(type)) {
+  if (isRequest(type)) {
     p.awaiting++;
     p.unsynced = false;
   } else if (type !== 0x64 && type !== 0x63 && type !== 0x66) {
