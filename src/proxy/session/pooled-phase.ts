@@ -433,8 +433,7 @@ function onServerBytes(s: SessionState, p: PooledSession, chunk: Buffer, out: Se
     if (to === 0) {
       from = start;
       to = end;
-    }
-    else if (views === undefined && start === to) to = end;
+    } else if (views === undefined && start === to) to = end;
     else (views ??= [bytes.subarray(from, to)]).push(bytes.subarray(start, end));
     if (type !== READY_FOR_QUERY) continue;
     p.awaiting = Math.max(0, p.awaiting - 1);
