@@ -19,7 +19,7 @@ import { NativeConn, type ClientSocket, type NativeTransport } from '../relay/na
 import { MessageFramer, simpleQuery } from '../../protocol/index.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { Terminable } from '../routing/connection-registry.js';
-import type { ServerStatements } from '../session/prepared-statements.js';
+import { ReplyFilter, type ServerStatements } from '../session/prepared-statements.js';
 import type { PooledServerRef, Termination } from '../session/session-types.js';
 import { destroyAfterClients } from '../session/server-connect.js';
 import { noteReport, reportedValues } from '../session/tracked-parameters.js';
@@ -59,6 +59,9 @@ export class PooledServer implements Terminable, PooledServerRef {
   readonly encoding: string;
   readonly parameters: readonly Buffer[];
   readonly statements: ServerStatements = new Map();
+  /** Its replies' framer and filter, for whichever client it is lent to (reset at each lend). */
+  readonly framer = new MessageFramer();
+  readonly replies = new ReplyFilter(() => this.statements);
   readonly reported: Map<string, string>;
   readonly backendKey: { readonly processId: number; readonly secretKey: Buffer } | undefined;
   readonly createdAt: number;

@@ -292,12 +292,14 @@ function settingLost(p: PooledSession, out: SessionAction[]): void {
   acquire(p, out);
 }
 
-/** A server lent: the session's framer and reply filter (made at its first) start afresh for it. */
+/** A server lent: its stream's framer and reply filter start afresh for this client. */
 function attach(p: PooledSession, server: PooledServerRef): void {
   p.server = server;
-  (p.serverFramer ??= new MessageFramer()).reset();
+  p.serverFramer = server.framer ?? new MessageFramer();
+  p.serverFramer.reset();
   if (p.mode !== 'transaction') return;
-  (p.replies ??= new ReplyFilter(() => p.server?.statements)).reset();
+  p.replies = server.replies ?? new ReplyFilter(() => p.server?.statements);
+  p.replies.reset();
   p.replay = [];
 }
 
@@ -487,8 +489,8 @@ function retryElsewhere(p: PooledSession, out: SessionAction[]): void {
   const replay = p.replay!;
   out.push({ kind: 'pool_release', reusable: false });
   p.server = undefined;
-  p.serverFramer?.reset();
-  p.replies?.reset();
+  p.serverFramer = undefined;
+  p.replies = undefined;
   p.replay = undefined;
   p.awaiting = 0;
   p.unsynced = false;

@@ -92,9 +92,8 @@ function clientMessages(
 export function release(p: PooledSession, out: SessionAction[], reusable: boolean): void {
   if (p.server === undefined) return;
   p.server = undefined;
-  // (The framer and the filter serve the next server: kept, emptied.)
-  p.serverFramer?.reset();
-  p.replies?.reset();
+  p.serverFramer = undefined;
+  p.replies = undefined;
   p.replay = undefined;
   out.push({ kind: 'pool_release', reusable });
 }

@@ -7,7 +7,8 @@ import type { ListenerConfig } from '../../config/proxy-schema.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { CloseReason } from './close-reason.js';
 import type { IdentitySpec } from './read-your-writes.js';
-import type { ServerStatements, StatementNames } from './prepared-statements.js';
+import type { ReplyFilter, ServerStatements, StatementNames } from './prepared-statements.js';
+import type { MessageFramer } from '../../protocol/index.js';
 import type { LoginCredentials, ServerAuthMethod, StoredSecret } from '../auth/index.js';
 
 /** A replica listener's read-your-writes (docs/read-freshness.md). */
@@ -61,6 +62,13 @@ export interface PooledServerRef {
   readonly reported: Map<string, string>;
   /** A login answered from the pool's cached ParameterStatus: no server behind it. */
   readonly cached?: boolean;
+  /**
+   * Its reply stream's framer and, under transaction pooling, the filter of the proxy's own replies:
+   * state of the server's stream, one each per server connection, reset at each lend (absent: the
+   * engine makes them per lend). A client between transactions holds neither.
+   */
+  readonly framer?: MessageFramer;
+  readonly replies?: ReplyFilter;
 }
 
 /** Why the routing table or the proxy ends a session. */
