@@ -40,7 +40,8 @@ export class PoolManager {
   #limits: PoolLimits;
   #mode: 'session' | 'transaction';
   readonly #pools = new Map<string, Pool>();
-  readonly #byIdentity = new WeakMap<PoolIdentity, Pool>();
+  /** The pool found last. */
+  #last: Pool | undefined;
   readonly #logins = new Set<ServerLogin>();
   readonly #log: Logger;
   readonly names = new StatementNames();
@@ -75,13 +76,19 @@ export class PoolManager {
   }
 
   #pool(id: PoolIdentity): Pool {
-    // A client's identity object is the same for every acquire: found once by its key.
-    let p = this.#byIdentity.get(id);
-    if (p !== undefined) return p;
+    // (Most listeners serve one pool, asked at every acquire: no key string while it repeats.)
+    const last = this.#last;
+    if (
+      last !== undefined &&
+      last.database === id.database &&
+      last.user === id.user &&
+      last.encoding === id.encoding
+    )
+      return last;
     const key = poolKey(id);
-    p = this.#pools.get(key);
+    let p = this.#pools.get(key);
     if (p === undefined) this.#pools.set(key, (p = new Pool(id)));
-    this.#byIdentity.set(id, p);
+    this.#last = p;
     return p;
   }
 
@@ -91,8 +98,7 @@ export class PoolManager {
   }
 
   leave(id: PoolIdentity, client: PoolClient): void {
-    const p = this.#pools.get(poolKey(id));
-    if (p === undefined) return;
+    const p = this.#pool(id);
     p.clients.delete(client);
     const i = p.waiters.findIndex((w) => w.client === client);
     if (i >= 0) p.waiters.splice(i, 1);
@@ -105,7 +111,7 @@ export class PoolManager {
    */
   loginParameters(id: PoolIdentity): readonly Buffer[] | undefined {
     if (this.#mode !== 'transaction') return undefined;
-    return this.#pools.get(poolKey(id))?.parameters;
+    return this.#pool(id).parameters;
   }
 
   /**
