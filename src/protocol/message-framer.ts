@@ -22,6 +22,11 @@ export class MessageFramer {
     this.#maxBytes = maxBytes;
   }
 
+  /** Forgets a partial message: the stream it came from is gone (the framer serves the next one). */
+  reset(): void {
+    this.#partial = undefined;
+  }
+
   /** True when the bytes seen so far end at a message boundary. */
   get atBoundary(): boolean {
     return this.#partial === undefined;

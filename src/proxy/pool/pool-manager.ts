@@ -13,7 +13,7 @@ import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
-import { idleServerVerdict, idleToLend, nodeWithRoom, type PoolLimits } from './pool-rules.js';
+import { idleServerUse, idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
 import { PooledServer } from './pooled-server.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
@@ -40,6 +40,7 @@ export class PoolManager {
   #limits: PoolLimits;
   #mode: 'session' | 'transaction';
   readonly #pools = new Map<string, Pool>();
+  readonly #byIdentity = new WeakMap<PoolIdentity, Pool>();
   readonly #logins = new Set<ServerLogin>();
   readonly #log: Logger;
   readonly names = new StatementNames();
@@ -74,9 +75,13 @@ export class PoolManager {
   }
 
   #pool(id: PoolIdentity): Pool {
+    // A client's identity object is the same for every acquire: found once by its key.
+    let p = this.#byIdentity.get(id);
+    if (p !== undefined) return p;
     const key = poolKey(id);
-    let p = this.#pools.get(key);
+    p = this.#pools.get(key);
     if (p === undefined) this.#pools.set(key, (p = new Pool(id)));
+    this.#byIdentity.set(id, p);
     return p;
   }
 
@@ -103,18 +108,23 @@ export class PoolManager {
     return this.#pools.get(poolKey(id))?.parameters;
   }
 
-  /** A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick. */
+  /**
+   * A server for `client`: lent (onPoolServer) or refused (onPoolFailed), always on a later tick
+   * (a release lends to waiting clients at once: never the releasing one).
+   */
   acquire(id: PoolIdentity, client: PoolClient, credentials?: LoginCredentials): void {
     const p = this.#pool(id);
     // The pool logs in to servers as its latest authenticated client (pgbouncer's way).
     if (credentials !== undefined) p.credentials = credentials;
     p.waiters.push({ client, since: performance.now() });
+    // A busy pool (nothing idle, no room for one more server): the next release lends, no pump now.
+    if (p.idle.length === 0 && (p.logins >= p.waiters.length || this.#full(p, this.#held()))) return;
     queueMicrotask(() => this.#pump(p));
   }
 
   /** `server` comes back from its client (`reusable`: in a clean state). */
   release(server: PooledServer, reusable: boolean): void {
-    const p = this.#pool(server);
+    const p = server.pool ?? this.#pool(server);
     const now = performance.now();
     server.giveBack(now);
     p.totals.transactions++;
@@ -148,7 +158,10 @@ export class PoolManager {
   }
 
   #routed(node: RouteNode): boolean {
-    return this.#ctx.nodes().some((n) => n.key === node.key && n.role === node.role);
+    const nodes = this.#ctx.nodes();
+    for (let i = 0; i < nodes.length; i++)
+      if (nodes[i]!.key === node.key && nodes[i]!.role === node.role) return true;
+    return false;
   }
 
   /** Lends pooled servers to the waiting clients again (the routes or the switchover hold changed). */
@@ -170,9 +183,23 @@ export class PoolManager {
         this.#lend(p, server, p.waiters.shift()!);
         continue;
       }
-      if (p.logins >= p.waiters.length) return;
+      if (p.logins >= p.waiters.length || this.#full(p, held)) return;
       if (!this.#startLogin(p, performance.now() - p.waiters[0]!.since, undefined, held)) return;
     }
+  }
+
+  /**
+   * No node of the listener (but `held`) has room for one more of `p`'s servers, by the oldest
+   * waiter's wait. Asked at every acquire of a busy pool: no allocation. (No route at all: not full,
+   * one login waits for the table.)
+   */
+  #full(p: Pool, held: string | undefined): boolean {
+    const nodes = this.#ctx.nodes();
+    if (nodes.length === 0) return false;
+    // (The oldest wait matters only with a reserve_pool: no clock read without one.)
+    const oldestWaitMs =
+      p.waiters.length === 0 || this.#limits.reservePool === 0 ? 0 : performance.now() - p.waiters[0]!.since;
+    return nodeWithRoom(nodes, this.#counter(p), this.#limits, oldestWaitMs, held) === undefined;
   }
 
   /**
@@ -180,13 +207,18 @@ export class PoolManager {
    * `held` node stays idle, unlent.
    */
   #takeIdle(p: Pool, held: string | undefined): PooledServer | undefined {
-    const { lend, close } = idleToLend(p.idle, (s) => this.#routed(s.node), held);
-    for (const s of lend === undefined ? close : [...close, lend]) p.idle.splice(p.idle.indexOf(s), 1);
-    for (const s of close) {
+    // idleToLend's walk, in place (at every lend): from the most recently used.
+    const idle = p.idle;
+    for (let i = idle.length - 1; i >= 0; i--) {
+      const s = idle[i]!;
+      const use = idleServerUse(s, this.#routed(s.node), held);
+      if (use === 'keep') continue;
+      idle.splice(i, 1);
+      if (use === 'lend') return s;
       s.close();
       this.#forget(p, s);
     }
-    return lend;
+    return undefined;
   }
 
   #lend(p: Pool, server: PooledServer, w: Waiter): void {
@@ -195,7 +227,10 @@ export class PoolManager {
     p.totals.waitMs += waited;
     p.totals.maxWaitMs = Math.max(p.totals.maxWaitMs, waited);
     server.lend(w.client);
-    queueMicrotask(() => w.client.onPoolServer(server));
+    // At once: the pool's state is whole here (an acquire's pump runs on a later tick already; a
+    // release's lends to another client, whose transaction's first bytes reach the server before
+    // this turn's other replies are forwarded).
+    w.client.onPoolServer(server);
   }
 
   /** Opens one more server for `p` on a node with room; false when there is none. */
@@ -203,20 +238,11 @@ export class PoolManager {
     const routed = this.#ctx.nodes().filter((n) => n.name !== held);
     // (Every routed node held: the clients wait for the route to move, or for the hold to end.)
     if (held !== undefined && routed.length === 0) return false;
-    const count = (name: string): number => {
-      let n = p.loginsOn.get(name) ?? 0;
-      for (const s of p.servers) if (s.node.name === name) n++;
-      return n;
-    };
+    const count = this.#counter(p);
     let preferred: string | undefined;
     if (forMinimumOn !== undefined) preferred = forMinimumOn;
     else if (routed.length > 0) {
-      preferred = nodeWithRoom(
-        routed.map((n) => n.name),
-        count,
-        this.#limits,
-        oldestWaitMs,
-      );
+      preferred = nodeWithRoom(routed, count, this.#limits, oldestWaitMs);
       if (preferred === undefined) return false;
     } else if (p.logins > 0) return false; // (no route: one login waits for the table)
     const full = new Set(
@@ -259,6 +285,11 @@ export class PoolManager {
     return true;
   }
 
+  /** Servers and logins under way on a node, for `p`. */
+  #counter(p: Pool): (node: string) => number {
+    return (p.counter ??= (name) => (p.loginsOn.get(name) ?? 0) + (p.serversOn.get(name) ?? 0));
+  }
+
   #countLogin(p: Pool, node: string, by: number): void {
     if (node === '') return;
     const n = (p.loginsOn.get(node) ?? 0) + by;
@@ -294,6 +325,7 @@ export class PoolManager {
         backendKey,
         now: performance.now(),
         transport: this.#ctx.transport,
+        pool: p,
       },
       {
         closed: (s) => {
@@ -304,6 +336,7 @@ export class PoolManager {
       },
     );
     p.servers.add(server);
+    p.serversOn.set(node.name, (p.serversOn.get(node.name) ?? 0) + 1);
     p.parameters = parameters;
     this.#ctx.registry.add(this.listener, node.key, node.name, server);
     p.idle.push(server);
@@ -320,6 +353,9 @@ export class PoolManager {
 
   #forget(p: Pool, s: PooledServer): void {
     if (!p.servers.delete(s)) return;
+    const n = (p.serversOn.get(s.node.name) ?? 1) - 1;
+    if (n <= 0) p.serversOn.delete(s.node.name);
+    else p.serversOn.set(s.node.name, n);
     const i = p.idle.indexOf(s);
     if (i >= 0) p.idle.splice(i, 1);
     this.#ctx.registry.remove(this.listener, s.node.key, s);
@@ -367,9 +403,8 @@ export class PoolManager {
     const held = this.#held();
     for (const n of this.#ctx.nodes()) {
       if (n.name === held) continue;
-      let have = p.loginsOn.get(n.name) ?? 0;
-      for (const s of p.servers) if (s.node.name === n.name) have++;
-      for (; have < this.#limits.minPoolSize; have++) this.#startLogin(p, 0, n.name);
+      for (let have = this.#counter(p)(n.name); have < this.#limits.minPoolSize; have++)
+        this.#startLogin(p, 0, n.name);
     }
   }
 

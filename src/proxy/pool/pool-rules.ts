@@ -13,18 +13,25 @@ export interface PoolLimits {
 }
 
 /**
- * The node to open one more server on, among `nodes` (in the listener's order of preference):
- * the first with room under pool_size (plus reserve_pool once the oldest client has waited
- * reserve_pool_timeout); undefined when every node is full.
+ * The node to open one more server on, among `nodes` (in the listener's order of preference) but
+ * `skip` (a node a switchover is leaving): the first with room under pool_size (plus reserve_pool
+ * once the oldest client has waited reserve_pool_timeout); undefined when every node is full.
+ * Asked at every acquire of a busy pool: no allocation.
  */
 export function nodeWithRoom(
-  nodes: readonly string[],
+  nodes: readonly string[] | readonly { readonly name: string }[],
   serversOn: (node: string) => number,
   limits: PoolLimits,
   oldestWaitMs: number,
+  skip?: string,
 ): string | undefined {
   const cap = limits.poolSize + (oldestWaitMs >= limits.reservePoolTimeoutMs ? limits.reservePool : 0);
-  return nodes.find((n) => serversOn(n) < cap);
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i]!;
+    const name = typeof n === 'string' ? n : n.name;
+    if (name !== skip && serversOn(name) < cap) return name;
+  }
+  return undefined;
 }
 
 /** What an idle server is, for idleToLend. */
@@ -47,10 +54,25 @@ export function idleToLend<S extends IdleServerFacts>(
   const close: S[] = [];
   for (let i = idle.length - 1; i >= 0; i--) {
     const s = idle[i]!;
-    if (s.state !== 'idle' || s.retiring || !routed(s)) close.push(s);
-    else if (s.node.name !== held) return { lend: s, close };
+    const use = idleServerUse(s, routed(s), held);
+    if (use === 'close') close.push(s);
+    else if (use === 'lend') return { lend: s, close };
   }
   return { lend: undefined, close };
+}
+
+/**
+ * One idle server, for idleToLend's walk (the pool walks it itself, without allocating, at every
+ * lend): lent, closed (not idle any more, retiring, on a node no longer routed) or left idle (on
+ * the `held` node).
+ */
+export function idleServerUse(
+  s: IdleServerFacts,
+  routed: boolean,
+  held: string | undefined,
+): 'lend' | 'close' | 'keep' {
+  if (s.state !== 'idle' || s.retiring || !routed) return 'close';
+  return s.node.name === held ? 'keep' : 'lend';
 }
 
 /** Why an idle server should close now, or undefined to keep it. */

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { ListenerConfig } from '../../config/proxy-schema.js';
 import type { Logger } from '../../observability/logger.js';
 import type { SessionContext } from '../session/session-context.js';
+import type { SessionWorld } from '../session/session-types.js';
 import { PoolManager, type PoolStatus } from './pool-manager.js';
 import type { PoolLimits } from './pool-rules.js';
 
@@ -46,11 +47,21 @@ export class PoolSet {
       this.#pools.set(listener.name, pool);
     } else pool.configure(ctx, listener.pool_mode, limits);
     const names = pool.names;
-    // (The world is made afresh on every step: added to, not copied.)
+    // The context's world (one object, its time set per event) seen through one that adds the
+    // pool's names: made once, not per event.
+    const base = ctx.world(0);
+    const world: SessionWorld = Object.create(base, {
+      statementNames: { value: names },
+      randomBytes: { value: randomBytes },
+    }) as SessionWorld;
     return {
       ...ctx,
       pool,
-      world: (now) => Object.assign(ctx.world(now), { statementNames: names, randomBytes }),
+      world: (now) => {
+        const w = ctx.world(now);
+        // (A context whose world is made per event, as tests' are: added to that one.)
+        return w === base ? world : { ...w, statementNames: names, randomBytes };
+      },
     };
   }
 

@@ -55,6 +55,10 @@ export class Pool {
   };
   /** Nodes with logins under way. */
   readonly loginsOn = new Map<string, number>();
+  /** Servers per node (of `servers`). */
+  readonly serversOn = new Map<string, number>();
+  /** Servers and logins under way on a node (made once: asked at every acquire of a busy pool). */
+  counter: ((node: string) => number) | undefined;
   /** How its servers are logged in to (proxy.auth); undefined: the servers must ask nothing. */
   credentials: LoginCredentials | undefined;
   /** The ParameterStatus of its last logged-in server (what new clients are told). */

@@ -24,6 +24,7 @@ import type { PooledServerRef, Termination } from '../session/session-types.js';
 import { destroyAfterClients } from '../session/server-connect.js';
 import { noteReport, reportedValues } from '../session/tracked-parameters.js';
 import { idleServerEnding } from './pool-rules.js';
+import type { Pool } from './pool.js';
 
 /** The client session a server is lent to. */
 export interface ServerBorrower {
@@ -65,6 +66,7 @@ export class PooledServer implements Terminable, PooledServerRef {
   lastUsedAt: number;
   /** The node left the listener: closed when it is next free. */
   retiring = false;
+  readonly pool: Pool | undefined;
   /** Node's socket, or (plain TCP, with the addon) the same connection on the native transport. */
   #socket: ClientSocket;
   #borrower: ServerBorrower | undefined;
@@ -85,6 +87,8 @@ export class PooledServer implements Terminable, PooledServerRef {
       now: number;
       /** Where a plain server connection moves for its life in the pool (native-conn.ts). */
       transport?: NativeTransport | undefined;
+      /** The pool it serves (its manager's record; found by identity when absent). */
+      pool?: Pool | undefined;
     },
     events: ServerEvents,
   ) {
@@ -99,6 +103,7 @@ export class PooledServer implements Terminable, PooledServerRef {
     this.createdAt = init.now;
     this.lastUsedAt = init.now;
     this.#events = events;
+    this.pool = init.pool;
     const s = this.#socket;
     const onEnd = (): void => {
       // Its end of file while idle: no more lending (the close follows).

@@ -66,6 +66,8 @@ export class NativeConn {
   writableEnded = false;
   readonly #transport: NativeTransport;
   #on: NativeConnListeners = {};
+  /** Reading stopped (the addon's connections start reading). */
+  #paused = false;
 
   constructor(transport: NativeTransport, id: number, remoteAddress: string | undefined) {
     this.#transport = transport;
@@ -92,12 +94,17 @@ export class NativeConn {
   }
 
   pause(): this {
-    if (!this.destroyed) this.#transport.call('nioPause', this.id);
+    if (this.destroyed || this.#paused) return this;
+    this.#paused = true;
+    this.#transport.call('nioPause', this.id);
     return this;
   }
 
+  /** (A pooled session resumes its client at every transaction: a call only when it was paused.) */
   resume(): this {
-    if (!this.destroyed) this.#transport.call('nioResume', this.id);
+    if (this.destroyed || !this.#paused) return this;
+    this.#paused = false;
+    this.#transport.call('nioResume', this.id);
     return this;
   }
 

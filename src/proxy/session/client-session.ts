@@ -219,20 +219,22 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     const s = this.#state;
     if (s.phase === 'closed') return;
     const before = s.phase;
-    const actions = step(s, e, this.#ctx.world(performance.now()));
+    const actions = step(s, e, this.#ctx.world());
     // Consecutive writes to the server go out as one (a client's Parse, Bind, Execute, Sync: one
     // send, not four); every other action keeps its place in the order.
-    let toServer: Buffer[] | undefined;
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
     for (const a of actions) {
       if (a.kind === 'write_server') {
-        (toServer ??= []).push(a.bytes);
+        if (first === undefined) first = a.bytes;
+        else (more ??= [first]).push(a.bytes);
         continue;
       }
-      if (toServer !== undefined) this.#writeServer(toServer);
-      toServer = undefined;
+      if (first !== undefined) this.#writeServer(more === undefined ? first : Buffer.concat(more));
+      first = more = undefined;
       this.#perform(a);
     }
-    if (toServer !== undefined) this.#writeServer(toServer);
+    if (first !== undefined) this.#writeServer(more === undefined ? first : Buffer.concat(more));
     if (s.phase !== before) this.#moved(before, s.phase);
     if (s.deadline !== this.#timerAt) this.#arm(s.deadline);
   }
@@ -265,8 +267,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#step({ type: 'timer' });
   }
 
-  #writeServer(chunks: readonly Buffer[]): void {
-    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  #writeServer(bytes: Buffer): void {
     if (this.#pooled?.holdsServer === true) this.#pooled.write(bytes);
     else if (this.#server && !this.#server.write(bytes)) this.#client?.pause();
   }
@@ -293,7 +294,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
         return;
       case 'write_server':
-        this.#writeServer([a.bytes]);
+        this.#writeServer(a.bytes);
         return;
       case 'drop_server':
         this.#dropServer();

@@ -55,7 +55,8 @@ const TERMINATE = 0x58; // 'X'
 const READY_FOR_QUERY = 0x5a; // 'Z'
 const ERROR_RESPONSE = 0x45; // 'E'
 const PARAMETER_STATUS = 0x53; // 'S'
-const REQUESTS = new Set([0x51, 0x53, 0x46]); // Query, Sync, FunctionCall
+/** Query, Sync, FunctionCall: a request the server ends with ReadyForQuery. */
+const isRequest = (type: number): boolean => type === 0x51 || type === 0x53 || type === 0x46;
 const READY_IDLE = readyForQuery('I');
 const AUTH_OK = authenticationOk();
 /** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
@@ -320,11 +321,13 @@ function settingLost(p: PooledSession, out: SessionAction[]): void {
   acquire(p, out);
 }
 
+/** A server lent: the session's framer and reply filter (made at its first) start afresh for it. */
 function attach(p: PooledSession, server: PooledServerRef): void {
   p.server = server;
-  p.serverFramer = new MessageFramer();
-  p.replies = p.mode === 'transaction' ? new ReplyFilter(() => p.server?.statements) : undefined;
-  p.replay = p.mode === 'transaction' ? [] : undefined;
+  (p.serverFramer ??= new MessageFramer()).reset();
+  if (p.mode !== 'transaction') return;
+  (p.replies ??= new ReplyFilter(() => p.server?.statements)).reset();
+  p.replay = [];
 }
 
 /** The server lent for the transaction the queued messages begin has the client's values: go. */
@@ -387,7 +390,7 @@ function queue(s: SessionState, p: PooledSession, msg: Buffer, out: SessionActio
 
 function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction[]): void {
   const type = msg[0]!;
-  if (REQUESTS.has(type)) {
+  if (isRequest(type)) {
     p.awaiting++;
     p.unsynced = false;
   } else if (type !== 0x64 && type !== 0x63 && type !== 0x66) {
@@ -412,6 +415,8 @@ function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction
 }
 
 function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
+  // The messages are views of `bytes`, from its start, unless a message straddled the last chunk.
+  const fromStart = p.serverFramer!.atBoundary;
   const r = p.serverFramer!.push(bytes);
   if (!r.ok) {
     release(p, out, false);
@@ -425,11 +430,14 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
     return;
   }
   const toClient: Buffer[] = [];
+  // Forwarded so far: the first `forwarded` bytes of `bytes`, while every message went on.
+  let forwarded = fromStart ? 0 : -1;
   const messages = r.messages;
   for (let i = 0; i < messages.length; i++) {
     const msg = messages[i]!;
     const type = msg[0]!;
     if (p.setting !== undefined) {
+      forwarded = -1;
       onSetting(s, p, msg, out);
       if (p.server === undefined || s.phase === 'closed') return;
       continue;
@@ -445,20 +453,24 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
       return;
     }
     p.replay = undefined;
-    if (p.replies?.onServerMessage(type) === true) continue;
+    if (p.replies?.onServerMessage(type) === true) {
+      forwarded = -1;
+      continue;
+    }
     toClient.push(msg);
+    if (forwarded >= 0) forwarded += msg.length;
     if (type !== READY_FOR_QUERY) continue;
     p.awaiting = Math.max(0, p.awaiting - 1);
     p.status = String.fromCharCode(msg[5] ?? 0x49);
     if (p.mode === 'transaction' && p.retire === undefined && idle(p)) {
       // The transaction is over: what the server says after it is not this client's (a FATAL of a
       // server shutting down between transactions would end a client that lost nothing).
-      writeClient(toClient, out);
-      release(p, out, !messages.slice(i + 1).some((m) => m[0] === ERROR_RESPONSE));
+      writeClient(toClient, bytes, forwarded, out);
+      release(p, out, !errorAfter(messages, i));
       return;
     }
   }
-  writeClient(toClient, out);
+  writeClient(toClient, bytes, forwarded, out);
   if (!idle(p)) return;
   if (p.retire !== undefined) {
     finishRetired(s, p, out);
@@ -467,9 +479,31 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
   if (p.mode === 'transaction') release(p, out, true);
 }
 
-function writeClient(messages: readonly Buffer[], out: SessionAction[]): void {
-  if (messages.length > 0)
-    out.push({ kind: 'write_client', bytes: messages.length === 1 ? messages[0]! : Buffer.concat(messages) });
+function errorAfter(messages: readonly Buffer[], i: number): boolean {
+  for (let j = i + 1; j < messages.length; j++) if (messages[j]![0] === ERROR_RESPONSE) return true;
+  return false;
+}
+
+/**
+ * The messages for the client in one write. `forwarded` ≥ 0: they are the first `forwarded` bytes
+ * of `chunk` (a reply passed on whole, the common case), written as they lie, not copied.
+ */
+function writeClient(
+  messages: readonly Buffer[],
+  chunk: Buffer,
+  forwarded: number,
+  out: SessionAction[],
+): void {
+  if (messages.length === 0) return;
+  const bytes =
+    messages.length === 1
+      ? messages[0]!
+      : forwarded === chunk.length
+        ? chunk
+        : forwarded > 0
+          ? chunk.subarray(0, forwarded)
+          : Buffer.concat(messages);
+  out.push({ kind: 'write_client', bytes });
 }
 
 /** A FATAL 57P01/57P03 (the server shutting down or starting) as a first reply. */
@@ -484,8 +518,8 @@ function retryElsewhere(p: PooledSession, out: SessionAction[]): void {
   const replay = p.replay!;
   out.push({ kind: 'pool_release', reusable: false });
   p.server = undefined;
-  p.serverFramer = undefined;
-  p.replies = undefined;
+  p.serverFramer?.reset();
+  p.replies?.reset();
   p.replay = undefined;
   p.awaiting = 0;
   p.unsynced = false;

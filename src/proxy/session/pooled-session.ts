@@ -92,8 +92,9 @@ function clientMessages(
 export function release(p: PooledSession, out: SessionAction[], reusable: boolean): void {
   if (p.server === undefined) return;
   p.server = undefined;
-  p.serverFramer = undefined;
-  p.replies = undefined;
+  // (The framer and the filter serve the next server: kept, emptied.)
+  p.serverFramer?.reset();
+  p.replies?.reset();
   p.replay = undefined;
   out.push({ kind: 'pool_release', reusable });
 }

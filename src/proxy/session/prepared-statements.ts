@@ -75,42 +75,55 @@ interface Segment {
  * left of that request will never be answered); ReadyForQuery ends the request.
  */
 export class ReplyFilter {
-  readonly #segments: Segment[] = [{ parses: [], closes: [] }];
+  /** Per request sent and not yet answered, its expectations (undefined: none, most requests). */
+  readonly #segments: (Segment | undefined)[] = [undefined];
   readonly #statements: () => ServerStatements | undefined;
 
   constructor(statements: () => ServerStatements | undefined) {
     this.#statements = statements;
   }
 
+  /** A new server (the one before answered everything or is gone): nothing owed. */
+  reset(): void {
+    // (Usually one request, answered: nothing to shorten; setting an array's length is slow.)
+    while (this.#segments.length > 1) this.#segments.pop();
+    this.#segments[0] = undefined;
+  }
+
+  #last(): Segment {
+    const i = this.#segments.length - 1;
+    return (this.#segments[i] ??= { parses: [], closes: [] });
+  }
+
   expectParse(name: string, hidden: boolean): void {
-    this.#segments.at(-1)!.parses.push({ hidden, name });
+    this.#last().parses.push({ hidden, name });
   }
 
   expectClose(hidden: boolean, name = ''): void {
-    this.#segments.at(-1)!.closes.push({ hidden, name });
+    this.#last().closes.push({ hidden, name });
   }
 
   /** A Sync, Query or FunctionCall was sent: the replies after its ReadyForQuery are the next request's. */
   endRequest(): void {
-    this.#segments.push({ parses: [], closes: [] });
+    this.#segments.push(undefined);
   }
 
   /** Whether the server message of `type` is hidden from the client. */
   onServerMessage(type: number): boolean {
-    const seg = this.#segments[0]!;
+    const seg = this.#segments[0];
     switch (type) {
       case 0x31 /* 1 ParseComplete */: {
-        const e = seg.parses.shift();
+        const e = seg?.parses.shift();
         if (e !== undefined && e.name !== '') this.#statements()?.set(e.name, 'ready');
         return e?.hidden === true;
       }
       case 0x33 /* 3 CloseComplete */:
-        return seg.closes.shift()?.hidden === true;
+        return seg?.closes.shift()?.hidden === true;
       case 0x45 /* E ErrorResponse */:
-        this.#forget(seg);
+        if (seg !== undefined) this.#forget(seg);
         return false;
       case 0x5a /* Z ReadyForQuery */:
-        this.#forget(seg);
+        if (seg !== undefined) this.#forget(seg);
         if (this.#segments.length > 1) this.#segments.shift();
         return false;
       default:
@@ -135,10 +148,10 @@ export class ReplyFilter {
 
   /** Nothing owed: every request answered. */
   get settled(): boolean {
+    const seg = this.#segments[0];
     return (
       this.#segments.length === 1 &&
-      this.#segments[0]!.parses.length === 0 &&
-      this.#segments[0]!.closes.length === 0
+      (seg === undefined || (seg.parses.length === 0 && seg.closes.length === 0))
     );
   }
 }

@@ -32,9 +32,16 @@ const RULES: readonly (readonly [RegExp, string])[] = [
   ],
 ];
 
+/**
+ * What every rule needs (its first word, or the advisory lock's name): one scan of a query's text
+ * (run at every transaction's first Query) before the rules, most queries failing it at once.
+ */
+const ANY_RULE = /^(set|listen|unlisten|create|declare|prepare)\b|advisory_/i;
+
 /** What a simple query's text does that transaction pooling cannot keep, or undefined. */
 export function sessionOnlyStatement(sql: string): string | undefined {
   const text = sql.trimStart();
+  if (!ANY_RULE.test(text)) return undefined;
   for (const [pattern, what] of RULES) if (pattern.test(text)) return what;
   return undefined;
 }

@@ -32,7 +32,27 @@ describe('pool rules', () => {
         nodeWithRoom(Object.keys(counts), (n) => counts[n]!, LIMITS, waited),
         expected,
       );
+      // Route nodes (records with a name) read the same.
+      assert.equal(
+        nodeWithRoom(
+          Object.keys(counts).map((n) => ({ name: n })),
+          (n) => counts[n]!,
+          LIMITS,
+          waited,
+        ),
+        expected,
+      );
     });
+  it('nodeWithRoom: never the node skipped (a switchover is leaving it)', () => {
+    assert.equal(
+      nodeWithRoom(['a', 'b'], () => 0, LIMITS, 0, 'a'),
+      'b',
+    );
+    assert.equal(
+      nodeWithRoom(['a'], () => 0, LIMITS, 0, 'a'),
+      undefined,
+    );
+  });
 
   const idle: [string, { createdAt: number; lastUsedAt: number }, number, boolean, string | undefined][] = [
     ['kept while recently used', { createdAt: 0, lastUsedAt: 50_000 }, 100_000, false, undefined],

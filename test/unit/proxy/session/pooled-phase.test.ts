@@ -663,6 +663,54 @@ describe('session engine: pooled listeners', () => {
     ]);
   });
 
+  it('server replies split at every offset reach the client byte for byte, hidden ones left out', () => {
+    const rows = Buffer.concat([message('T', Buffer.alloc(2)), message('D', Buffer.alloc(2)), done()]);
+    const parseComplete = message('1', Buffer.alloc(0));
+    const named = Buffer.concat([
+      message('P', Buffer.concat([cstring('s1'), cstring('select 1'), Buffer.alloc(2)])),
+      message('S', Buffer.alloc(0)),
+    ]);
+    for (const [what, sent, replied, shown] of [
+      ['a simple query', query('select 1'), rows, rows],
+      // The statement is new on this server: its ParseComplete is the client's, shown.
+      ['a named Parse', named, Buffer.concat([parseComplete, rows]), Buffer.concat([parseComplete, rows])],
+    ] as const)
+      for (let at = 0; at < replied.length; at++) {
+        const s = newSession(settings('transaction'));
+        for (const e of [{ type: 'accepted', startupRoom: true } as const, ...login]) step(s, e, world);
+        step(s, { type: 'client_data', bytes: sent }, world);
+        step(s, { type: 'pool_server', server: server() }, world);
+        const toClient: Buffer[] = [];
+        for (const chunk of at === 0 ? [replied] : [replied.subarray(0, at), replied.subarray(at)])
+          for (const a of step(s, { type: 'server_data', bytes: Buffer.from(chunk) }, world))
+            if (a.kind === 'write_client') toClient.push(a.bytes);
+        assert.deepEqual(Buffer.concat(toClient), shown, `${what}, split at ${at}`);
+      }
+    // A statement the server had already: Close (hidden) + Parse; the CloseComplete is left out.
+    const s = newSession(settings('transaction'));
+    const again = server();
+    for (const e of [{ type: 'accepted', startupRoom: true } as const, ...login]) step(s, e, world);
+    step(s, { type: 'client_data', bytes: named }, world);
+    step(s, { type: 'pool_server', server: again }, world);
+    step(
+      s,
+      { type: 'server_data', bytes: Buffer.concat([parseComplete, message('Z', Buffer.from('I'))]) },
+      world,
+    );
+    step(s, { type: 'client_data', bytes: named }, world);
+    step(s, { type: 'pool_server', server: again }, world);
+    const closeComplete = message('3', Buffer.alloc(0));
+    const out = step(
+      s,
+      {
+        type: 'server_data',
+        bytes: Buffer.concat([closeComplete, parseComplete, message('Z', Buffer.from('I'))]),
+      },
+      world,
+    ).flatMap((a) => (a.kind === 'write_client' ? [types(a.bytes)] : []));
+    assert.deepEqual(out, ['1Z']);
+  });
+
   it('client messages split at every offset are sent whole', () => {
     const q = Buffer.concat([query('select 1'), query('select 2')]);
     for (let at = 1; at < q.length; at++) {
