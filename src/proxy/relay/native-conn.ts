@@ -13,7 +13,7 @@ import { getSystemErrorName } from 'node:util';
 import { fdOf, loadAddon } from './native-relay.js';
 
 interface NioAddon {
-  nioOpen(onBatch: (data: Buffer | null, records: Int32Array, count: number) => void): Nio;
+  nioOpen(onBatch: (staged: Buffer | null, records: Int32Array, count: number, length: number) => void): Nio;
   nioAttach(nio: Nio, fd: number): number;
   nioWrite(nio: Nio, id: number, bytes: Buffer): number;
   nioEnd(nio: Nio, id: number, bytes: Buffer | null): number;
@@ -149,6 +149,16 @@ export class NativeConn {
   }
 }
 
+/**
+ * A batch's bytes out of the addon's Buffer (reused by the next batch) into one that stays: from
+ * Node's pool of small allocations when it fits (no malloc per batch), a copy of its own else.
+ */
+function ownCopy(staged: Buffer, length: number): Buffer {
+  const bytes = Buffer.allocUnsafe(length);
+  staged.copy(bytes, 0, 0, length);
+  return bytes;
+}
+
 /** A net.Socket, or the same connection moved to the native transport. */
 export type ClientSocket = Socket | NativeConn;
 
@@ -163,7 +173,9 @@ export class NativeTransport {
 
   private constructor(addon: NioAddon) {
     this.#addon = addon;
-    this.#nio = addon.nioOpen((data, records, count) => this.#batch(data, records, count));
+    this.#nio = addon.nioOpen((staged, records, count, length) =>
+      this.#batch(staged === null ? null : ownCopy(staged, length), records, count),
+    );
   }
 
   /** The transport of the addon at `addonPath`, or why there is none (not built, too old). */

@@ -414,63 +414,69 @@ function send(s: SessionState, p: PooledSession, msg: Buffer, out: SessionAction
   void s;
 }
 
-function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: SessionAction[]): void {
-  // The messages are views of `bytes`, from its start, unless a message straddled the last chunk.
-  const fromStart = p.serverFramer!.atBoundary;
-  const r = p.serverFramer!.push(bytes);
-  if (!r.ok) {
+function onServerBytes(s: SessionState, p: PooledSession, chunk: Buffer, out: SessionAction[]): void {
+  // Read in place: a view only of a message looked into, the client's bytes as they lie.
+  const f = p.serverFramer!;
+  const error = f.begin(chunk);
+  if (error !== undefined) {
     release(p, out, false);
     fail(
       s,
       out,
       'upstream_error',
       SQLSTATE.PROTOCOL_VIOLATION,
-      `pgfleet: invalid message from the server: ${r.error}`,
+      `pgfleet: invalid message from the server: ${error}`,
     );
     return;
   }
-  const toClient: Buffer[] = [];
-  // Forwarded so far: the first `forwarded` bytes of `bytes`, while every message went on.
-  let forwarded = fromStart ? 0 : -1;
-  const messages = r.messages;
-  for (let i = 0; i < messages.length; i++) {
-    const msg = messages[i]!;
-    const type = msg[0]!;
+  const bytes = f.bytes;
+  // For the client: bytes[from, to) while the messages passed on lie one after the other; then views.
+  let from = 0;
+  let to = 0;
+  let views: Buffer[] | undefined;
+  for (let type = f.next(); type >= 0; type = f.next()) {
+    const { start, end } = f;
     if (p.setting !== undefined) {
-      forwarded = -1;
-      onSetting(s, p, msg, out);
+      onSetting(s, p, f.message(), out);
       if (p.server === undefined || s.phase === 'closed') return;
       continue;
     }
     if (type === PARAMETER_STATUS) {
       // A tracked value changed (the client's SET, RESET, a transaction's end): both sides know it.
+      const msg = f.message();
       noteReport(p.server!.reported, msg);
       noteReport(p.wanted, msg);
     }
-    if (p.replay !== undefined && p.replay.length > 0 && type === ERROR_RESPONSE && fatalShutdown(msg)) {
+    if (
+      p.replay !== undefined &&
+      p.replay.length > 0 &&
+      type === ERROR_RESPONSE &&
+      fatalShutdown(f.message())
+    ) {
       // The server is going away before it answered anything of this transaction: another one.
       retryElsewhere(p, out);
       return;
     }
     p.replay = undefined;
-    if (p.replies?.onServerMessage(type) === true) {
-      forwarded = -1;
-      continue;
-    }
-    toClient.push(msg);
-    if (forwarded >= 0) forwarded += msg.length;
+    if (p.replies?.onServerMessage(type) === true) continue;
+    if (to === 0) {
+      from = start;
+      to = end;
+    } else if (views === undefined && start === to) to = end;
+    else (views ??= [bytes.subarray(from, to)]).push(bytes.subarray(start, end));
     if (type !== READY_FOR_QUERY) continue;
     p.awaiting = Math.max(0, p.awaiting - 1);
-    p.status = String.fromCharCode(msg[5] ?? 0x49);
+    p.status = String.fromCharCode(end - start > 5 ? bytes[start + 5]! : 0x49);
     if (p.mode === 'transaction' && p.retire === undefined && idle(p)) {
       // The transaction is over: what the server says after it is not this client's (a FATAL of a
       // server shutting down between transactions would end a client that lost nothing).
-      writeClient(toClient, bytes, forwarded, out);
-      release(p, out, !errorAfter(messages, i));
+      const reusable = !f.ahead(ERROR_RESPONSE);
+      writeClient(bytes, from, to, views, out);
+      release(p, out, reusable);
       return;
     }
   }
-  writeClient(toClient, bytes, forwarded, out);
+  writeClient(bytes, from, to, views, out);
   if (!idle(p)) return;
   if (p.retire !== undefined) {
     finishRetired(s, p, out);
@@ -479,31 +485,23 @@ function onServerBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
   if (p.mode === 'transaction') release(p, out, true);
 }
 
-function errorAfter(messages: readonly Buffer[], i: number): boolean {
-  for (let j = i + 1; j < messages.length; j++) if (messages[j]![0] === ERROR_RESPONSE) return true;
-  return false;
-}
-
 /**
- * The messages for the client in one write. `forwarded` ≥ 0: they are the first `forwarded` bytes
- * of `chunk` (a reply passed on whole, the common case), written as they lie, not copied.
+ * The messages for the client in one write: `bytes`[from, to) as they lie (a reply passed on
+ * whole, the common case: no copy), or the views collected when some were left out between them.
  */
 function writeClient(
-  messages: readonly Buffer[],
-  chunk: Buffer,
-  forwarded: number,
+  bytes: Buffer,
+  from: number,
+  to: number,
+  views: readonly Buffer[] | undefined,
   out: SessionAction[],
 ): void {
-  if (messages.length === 0) return;
-  const bytes =
-    messages.length === 1
-      ? messages[0]!
-      : forwarded === chunk.length
-        ? chunk
-        : forwarded > 0
-          ? chunk.subarray(0, forwarded)
-          : Buffer.concat(messages);
-  out.push({ kind: 'write_client', bytes });
+  if (views !== undefined) out.push({ kind: 'write_client', bytes: Buffer.concat(views) });
+  else if (to > from)
+    out.push({
+      kind: 'write_client',
+      bytes: from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to),
+    });
 }
 
 /** A FATAL 57P01/57P03 (the server shutting down or starting) as a first reply. */

@@ -40,6 +40,27 @@ describe('MessageFramer', () => {
     assert.equal(f.atBoundary, false);
   });
 
+  it('reads in place: each message type and bounds, what follows, nothing kept after', () => {
+    const f = new MessageFramer();
+    assert.equal(f.begin(STREAM.subarray(0, 20)), undefined);
+    const seen: string[] = [];
+    for (let t = f.next(); t >= 0; t = f.next()) seen.push(`${String.fromCharCode(t)}${f.end - f.start}`);
+    assert.equal(f.atBoundary, false, 'the DataRow cut at byte 20 is kept');
+    assert.equal(f.begin(STREAM.subarray(20)), undefined);
+    assert.equal(f.next(), 0x44);
+    assert.deepEqual(f.message(), buffers.dataRow('1', 'abc'));
+    assert.equal(f.ahead(0x5a), true, 'a ReadyForQuery follows');
+    assert.equal(f.next(), -1, 'ahead() read to the end');
+    assert.equal(f.bytes.length, 0, 'the chunk is let go once read');
+    assert.deepEqual(seen, ['15']);
+    assert.equal(f.begin(STREAM), undefined);
+    f.next();
+    assert.equal(f.ahead(0x31), false, 'only what follows counts');
+    const bad = new MessageFramer();
+    assert.match(bad.begin(Buffer.concat([STREAM, Buffer.from('Q'), int32(3)])) ?? '', /less than 4/);
+    assert.equal(bad.next(), -1, 'nothing of a refused chunk is read');
+  });
+
   const bad: [string, Buffer, RegExp][] = [
     ['a length below 4', Buffer.concat([Buffer.from('Q'), int32(3)]), /less than 4/],
     ['a message larger than the limit', Buffer.concat([Buffer.from('Q'), int32(1_000)]), /exceeds 100/],
