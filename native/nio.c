@@ -21,7 +21,8 @@
  *   nioClose(nio)                    closes every connection and the loop's handles (idempotent)
  *   nioListen(nio, fd, keepIdleS) -> [id, fd] or [-errno, -1]   accepts on a duplicate of the
  *                                    listening socket `fd` (returned: what a hand-over passes on);
- *                                    each client (accept4, TCP_NODELAY, keepalive after keepIdleS)
+ *                                    each client (accept4; TCP_NODELAY, keepalive after keepIdleS:
+ *                                    set on the listening socket, inherited by its clients)
  *                                    is a new connection, told in a record kind 5 accepted: id the
  *                                    new connection's, data[offset, offset+4) the listener's id
  *                                    (int32 LE), then the client's address as text
@@ -66,7 +67,7 @@ typedef struct {
   uint32_t gen;
   uint32_t mask; /* epoll events registered (0: not in the set) */
   uint8_t reading, rd_done, ending, shut, full, failed, listening;
-  int keep_idle_s; /* a listener's: its clients' keepalive */
+  uint8_t sole; /* its descriptor is the only one of its socket (accepted here): close() leaves the epoll set */
   char *pend;
   size_t off, len, cap;
 } conn_t;
@@ -139,12 +140,17 @@ static void add_record(nio_t *n, uint32_t slot, size_t off, size_t len, int kind
   if (!n->dispatching && !n->polling) start_idle(n);
 }
 
-/* The epoll set follows what the connection wants: reading (not paused, no end seen), flushing. */
-static void update_mask(nio_t *n, uint32_t slot) {
+/*
+ * The epoll set follows what the connection wants: reading (not paused, no end seen), flushing.
+ * A paused connection stays registered for reading until it was reported `readable` (pausing is
+ * lazy, see set_reading): a write while paused (a pooled login's greeting, written between its
+ * pause and its resume) costs no system call.
+ */
+static void update_mask(nio_t *n, uint32_t slot, int readable) {
   conn_t *c = &n->conns[slot];
   uint32_t want = 0;
   if (c->fd >= 0 && !c->failed) {
-    if (c->reading && !c->rd_done) want |= EPOLLIN;
+    if (!c->rd_done && (c->reading || (!readable && (c->mask & EPOLLIN)))) want |= EPOLLIN;
     if (c->len > 0) want |= EPOLLOUT;
   }
   if (want == c->mask) return;
@@ -159,7 +165,7 @@ static void fail(nio_t *n, uint32_t slot, int err) {
   c->failed = 1;
   c->len = c->off = 0;
   add_record(n, slot, 0, (size_t)err, REC_ERROR);
-  update_mask(n, slot);
+  update_mask(n, slot, 1);
 }
 
 /* Sends what is pending; the drained record and the deferred shutdown follow a complete flush. */
@@ -230,7 +236,7 @@ static int conn_write(nio_t *n, uint32_t slot, const char *bytes, size_t len) {
     fail(n, slot, ENOMEM);
     return 1;
   }
-  update_mask(n, slot);
+  update_mask(n, slot, 0);
   if (c->len <= HIGH_WATER) return 1;
   c->full = 1;
   return 0;
@@ -294,12 +300,7 @@ static void accept_clients(nio_t *n, uint32_t slot) {
       close(fd);
       return;
     }
-    int one = 1, idle = n->conns[slot].keep_idle_s;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (idle > 0) {
-      setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    }
+    /* (TCP_NODELAY and keepalive come from the listening socket: see js_nio_listen.) */
     char addr[INET6_ADDRSTRLEN] = "";
     if (sa.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, addr, sizeof(addr));
     else if (sa.ss_family == AF_INET6)
@@ -310,6 +311,7 @@ static void accept_clients(nio_t *n, uint32_t slot) {
       return;
     }
     uint32_t c = add_conn(n, fd, 0);
+    n->conns[c].sole = 1;
     int32_t lid = id_of(n, slot);
     size_t at = n->dlen;
     memcpy(n->data + at, &lid, 4);
@@ -418,9 +420,9 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       continue;
     }
     if (c->len > 0 && (ev[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) flush(n, slot);
-    if (!c->failed && c->reading && !c->rd_done && (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-      read_conn(n, slot);
-    update_mask(n, slot);
+    int readable = (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0;
+    if (!c->failed && c->reading && !c->rd_done && readable) read_conn(n, slot);
+    update_mask(n, slot, readable);
   }
   n->polling = 0;
   dispatch(n);
@@ -428,7 +430,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 static void release_conn(nio_t *n, uint32_t slot) {
   conn_t *c = &n->conns[slot];
-  if (c->mask) epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  /* A socket whose only descriptor this is leaves the epoll set with its close (epoll(7): the set
+   * holds the open file description, removed when its last descriptor closes); one whose
+   * descriptor was duplicated (attached, detached) must be taken out first. */
+  if (c->mask && !c->sole) epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   free(c->pend);
   c->pend = NULL;
@@ -580,7 +585,7 @@ static uint32_t add_conn(nio_t *n, int fd, uint8_t listening) {
   *c = (conn_t){.fd = fd, .gen = gen ? gen : 1, .reading = 1, .listening = listening};
   n->live++;
   set_ref(n);
-  update_mask(n, slot);
+  update_mask(n, slot, 0);
   return slot;
 }
 
@@ -603,9 +608,15 @@ static napi_value js_nio_listen(napi_env env, napi_callback_info info) {
       if (dup >= 0) close(dup);
       dup = -1;
     } else {
-      uint32_t slot = add_conn(n, dup, 1);
-      n->conns[slot].keep_idle_s = idle;
-      id = id_of(n, slot);
+      /* Set once here, not per client: Linux's accepted sockets inherit TCP_NODELAY, SO_KEEPALIVE
+       * and TCP_KEEPIDLE from their listening socket, keepalive timer armed (tcp_create_openreq_child). */
+      int one = 1;
+      setsockopt(dup, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      if (idle > 0) {
+        setsockopt(dup, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(dup, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+      }
+      id = id_of(n, add_conn(n, dup, 1));
     }
   }
   napi_create_array_with_length(env, 2, &result);
@@ -621,6 +632,7 @@ static napi_value js_nio_detach(napi_env env, napi_callback_info info) {
   if (!c) return num(env, -EBADF);
   int fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
   int err = fd < 0 ? -errno : 0;
+  c->sole = 0; /* (the duplicate keeps the socket open: out of the epoll set by hand) */
   release_conn(n, (uint32_t)(c - n->conns));
   return num(env, fd < 0 ? err : fd);
 }
@@ -676,7 +688,7 @@ static napi_value set_reading(napi_env env, napi_callback_info info, int reading
   conn_t *c = conn_arg(env, info, argv, 2, &n);
   if (!c) return num(env, -1);
   c->reading = (uint8_t)reading;
-  if (reading) update_mask(n, (uint32_t)(c - n->conns));
+  if (reading) update_mask(n, (uint32_t)(c - n->conns), 0);
   return num(env, 0);
 }
 

@@ -50,7 +50,9 @@ function authentication(code: number, data: Buffer = Buffer.alloc(0)): Buffer {
 }
 
 // Backend → frontend.
-export const authenticationOk = (): Buffer => authentication(AuthCode.Ok);
+/** One Buffer for every client (a trusted login's whole exchange): shared, never written to. */
+const AUTHENTICATION_OK = authentication(AuthCode.Ok);
+export const authenticationOk = (): Buffer => AUTHENTICATION_OK;
 export const authenticationCleartextPassword = (): Buffer => authentication(AuthCode.CleartextPassword);
 export const authenticationMD5Password = (salt: Buffer): Buffer => authentication(AuthCode.MD5Password, salt);
 /** The mechanisms offered, each NUL-terminated, then a final NUL. */

@@ -169,6 +169,7 @@ export class NativeTransport {
   readonly #listeners = new Map<number, (conn: NativeConn) => void>();
   #closed = false;
   #batches = 0;
+  #lastAddress = '';
 
   private constructor(addon: NioAddon) {
     this.#addon = addon;
@@ -280,11 +281,26 @@ export class NativeTransport {
   /** A client accepted: data[offset, +4) its listener's id, then its address. */
   #accepted(id: number, data: Buffer, offset: number, length: number): void {
     const onClient = this.#listeners.get(data.readInt32LE(offset));
-    const conn = new NativeConn(this, id, data.toString('latin1', offset + 4, offset + length));
+    const conn = new NativeConn(this, id, this.#address(data, offset + 4, offset + length));
     this.#conns.set(id, conn);
     if (onClient === undefined)
       conn.destroy(); // (its listener stopped meanwhile)
     else onClient(conn);
+  }
+
+  /**
+   * The address text in data[start, end): the previous client's string when it is the same (most
+   * clients come from a few hosts), so that every Map keyed by it (admission's count per source)
+   * finds a string whose hash is already known, and no string is made per connection.
+   */
+  #address(data: Buffer, start: number, end: number): string {
+    const last = this.#lastAddress;
+    if (last.length === end - start) {
+      let i = 0;
+      while (i < last.length && last.charCodeAt(i) === data[start + i]) i++;
+      if (i === last.length) return last;
+    }
+    return (this.#lastAddress = data.toString('latin1', start, end));
   }
 
   #batch(data: Buffer | null, records: Int32Array, count: number): void {

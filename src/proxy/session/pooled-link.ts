@@ -14,19 +14,42 @@ import type { PooledServer } from '../pool/pooled-server.js';
 import { cancelKey, type CancelResolver, type CancelTarget } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
 import type { Phase } from './session-machine.js';
-import type { SessionEvent, Termination } from './session-types.js';
+import type { PooledServerRef, SessionEvent, Termination } from './session-types.js';
 import { reportedValues } from './tracked-parameters.js';
 
 /** Random bytes for the backend keys pooled listeners issue, drawn 4 KiB at a time (one syscall per 512 logins). */
 const keyBytes = Buffer.alloc(4096);
 let keyBytesAt = keyBytes.length;
-function issuedKeyBytes(): Buffer {
+function issuedKey(): { processId: number; secretKey: Buffer } {
   if (keyBytesAt + 8 > keyBytes.length) {
     randomFillSync(keyBytes);
     keyBytesAt = 0;
   }
+  const at = keyBytesAt;
   keyBytesAt += 8;
-  return keyBytes.subarray(keyBytesAt - 8, keyBytesAt);
+  const secretKey = Buffer.allocUnsafe(4);
+  keyBytes.copy(secretKey, 0, at + 4, at + 8);
+  return { processId: keyBytes.readInt32BE(at) & 0x7fffffff, secretKey };
+}
+
+/**
+ * A transaction-mode login answered from a pool's cached ParameterStatus: the server it is told
+ * about, one per messages array, shared by every client greeted from it. Read-only by contract: a
+ * cached login is never attached (pooled-phase.ts), so nothing notes reports into it.
+ */
+const CACHED_LOGINS = new WeakMap<readonly Buffer[], PooledServerRef>();
+function cachedLogin(parameters: readonly Buffer[]): PooledServerRef {
+  let server = CACHED_LOGINS.get(parameters);
+  if (server === undefined) {
+    server = Object.freeze({
+      statements: new Map(),
+      parameters,
+      reported: reportedValues(parameters),
+      cached: true,
+    });
+    CACHED_LOGINS.set(parameters, server);
+  }
+  return server;
 }
 
 /**
@@ -138,14 +161,12 @@ export class PooledLink implements PoolClient, CancelResolver {
   #loginFromCache(parameters: readonly Buffer[]): void {
     if (this.#owner.phase !== 'pool_login') return;
     const key = this.#issueKey();
-    const server = { statements: new Map(), parameters, reported: reportedValues(parameters), cached: true };
-    this.#owner.pooledStep({ type: 'pool_server', server, key });
+    this.#owner.pooledStep({ type: 'pool_server', server: cachedLogin(parameters), key });
   }
 
   /** The backend key the proxy gives a pooled client, registered for its cancels. */
   #issueKey(): { processId: number; secretKey: Buffer } {
-    const r = issuedKeyBytes();
-    const key = { processId: r.readInt32BE(0) & 0x7fffffff, secretKey: Buffer.from(r.subarray(4, 8)) };
+    const key = issuedKey();
     this.#cancelKey = cancelKey(key.processId, key.secretKey);
     this.#ctx.cancels.add(this.#cancelKey, this);
     this.#ctx.pool!.join(this.#id!, this);

@@ -24,7 +24,6 @@ import {
   MessageFramer,
   SQLSTATE,
   authenticationOk,
-  backendKeyData,
   errorResponse,
   readErrorFields,
   readyForQuery,
@@ -32,7 +31,7 @@ import {
 import { ReplyFilter, rewriteClientMessage, type StatementNames } from './prepared-statements.js';
 import { sessionOnlyStatement } from './session-only.js';
 import {
-  greeting,
+  greetingBytes,
   noteReport,
   settingQuery,
   startupWants,
@@ -224,15 +223,13 @@ function loggedIn(s: SessionState, p: PooledSession, server: PooledServerRef, ou
   s.phase = 'pooled';
   // From here the client's values are the ones it is greeted with: the server's, its own set there
   // (a login from the pool's cache: its own, set at its first transaction's server).
-  const current = server.cached === true ? new Map([...server.reported, ...p.wanted]) : server.reported;
-  p.wanted = new Map(current);
+  p.wanted = server.cached === true ? overlay(server.reported, p.wanted) : new Map(server.reported);
   // One write: the authentication's AuthenticationOk, the server's ParameterStatus, the key, ready.
-  const parameters = greeting(server.parameters, current);
-  const hello = p.greeting === undefined ? parameters : [p.greeting, ...parameters];
+  out.push({
+    kind: 'write_client',
+    bytes: hello(p.greeting, greetingBytes(server.parameters, p.wanted), key),
+  });
   p.greeting = undefined;
-  if (key !== undefined) hello.push(backendKeyData(key.processId, key.secretKey));
-  hello.push(READY_IDLE);
-  out.push({ kind: 'write_client', bytes: Buffer.concat(hello) });
   if (server.cached === true) out.push({ kind: 'pool_release', reusable: true });
   else if (p.mode === 'transaction') release(p, out, true);
   const queued = p.queued;
@@ -240,6 +237,38 @@ function loggedIn(s: SessionState, p: PooledSession, server: PooledServerRef, ou
   p.queuedBytes = 0;
   out.push({ kind: 'resume_client' });
   for (const bytes of queued) if (s.phase === 'pooled') onClientBytes(s, p, bytes, out);
+}
+
+/** `base`'s values, `over`'s where it has one (a new Map). */
+function overlay(base: ReadonlyMap<string, string>, over: ReadonlyMap<string, string>): Map<string, string> {
+  const out = new Map(base);
+  for (const [name, value] of over) out.set(name, value);
+  return out;
+}
+
+/**
+ * The login's reply in one Buffer: the authentication's last words, the ParameterStatus messages,
+ * BackendKeyData (when a key was issued) and ReadyForQuery 'I'.
+ * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
+ */
+function hello(
+  auth: Buffer | undefined,
+  parameters: Buffer,
+  key: { readonly processId: number; readonly secretKey: Buffer } | undefined,
+): Buffer {
+  const authBytes = auth?.length ?? 0;
+  const keyBytes = key === undefined ? 0 : 9 + key.secretKey.length;
+  const bytes = Buffer.allocUnsafe(authBytes + parameters.length + keyBytes + READY_IDLE.length);
+  let at = auth === undefined ? 0 : auth.copy(bytes, 0);
+  at += parameters.copy(bytes, at);
+  if (key !== undefined) {
+    bytes[at] = 0x4b; // 'K'
+    bytes.writeInt32BE(keyBytes - 1, at + 1);
+    bytes.writeInt32BE(key.processId, at + 5);
+    at += 9 + key.secretKey.copy(bytes, at + 9);
+  }
+  READY_IDLE.copy(bytes, at);
+  return bytes;
 }
 
 /**

@@ -37,7 +37,24 @@ interface LoginTracked {
   readonly values: ReadonlyMap<string, string>;
   /** Tracked name → [index in the messages, the name as the server spelt it]. */
   readonly at: ReadonlyMap<string, readonly [number, string]>;
+  /** The tracked names the messages carry, in `at`'s order. */
+  readonly names: readonly string[];
+  /** Greetings built from these messages, most recent last (greetingBytes). */
+  readonly greetings: Greeting[];
 }
+
+/** The ParameterStatus bytes a client is greeted with, for the tracked values it is shown. */
+interface Greeting {
+  /** The value shown for each of LoginTracked.names. */
+  readonly shown: readonly string[];
+  readonly bytes: Buffer;
+}
+
+/**
+ * Greetings kept per login's messages: clients of one pool mostly differ by application_name, and
+ * a few applications share one; past this many the oldest is built again when it comes back.
+ */
+const GREETINGS_KEPT = 8;
 
 /**
  * Read once per login's messages (a pool's, a server's: the same array for every client greeted
@@ -57,7 +74,7 @@ function loginTracked(messages: readonly Buffer[]): LoginTracked {
     values.set(name, r!.value);
     at.set(name, [i, r!.name]);
   });
-  t = { values, at };
+  t = { values, at, names: [...at.keys()], greetings: [] };
   LOGIN_TRACKED.set(messages, t);
   return t;
 }
@@ -108,6 +125,33 @@ export function greeting(loginMessages: readonly Buffer[], current: ReadonlyMap<
     if (value !== undefined && value !== t.values.get(name)) out[index] = parameterStatus(spelt, value);
   }
   return out;
+}
+
+/**
+ * greeting()'s messages as one Buffer, built once per login's messages and values shown (a client
+ * per transaction is what transaction pooling serves: its greeting must not cost an allocation per
+ * message). The Buffer is shared: never written to.
+ */
+export function greetingBytes(
+  loginMessages: readonly Buffer[],
+  current: ReadonlyMap<string, string>,
+): Buffer {
+  const t = loginTracked(loginMessages);
+  const kept = t.greetings;
+  for (let i = kept.length - 1; i >= 0; i--) if (shows(t, kept[i]!.shown, current)) return kept[i]!.bytes;
+  const shown = t.names.map((name) => current.get(name) ?? t.values.get(name)!);
+  const bytes = Buffer.concat(greeting(loginMessages, current));
+  if (kept.length === GREETINGS_KEPT) kept.shift();
+  kept.push({ shown, bytes });
+  return bytes;
+}
+
+/** Whether `current` shows the values `shown` (a value `current` lacks is the login's). */
+function shows(t: LoginTracked, shown: readonly string[], current: ReadonlyMap<string, string>): boolean {
+  const names = t.names;
+  for (let i = 0; i < names.length; i++)
+    if ((current.get(names[i]!) ?? t.values.get(names[i]!)) !== shown[i]) return false;
+  return true;
 }
 
 /** Startup parameters a pool serves without tracking them: who, where, how the text is encoded. */

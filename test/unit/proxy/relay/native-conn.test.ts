@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { NativeConn, NativeTransport } from '../../../../src/proxy/relay/native-conn.js';
 import { fdOf } from '../../../../src/proxy/relay/native-relay.js';
@@ -21,6 +21,21 @@ function open(): NativeTransport {
 }
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
+
+/**
+ * The timer of the IPv4 loopback socket (local port `local`, remote port `remote`) from
+ * /proc/net/tcp: its kind (2: keepalive) and when it fires.
+ */
+function tcpTimer(local: number, remote: number): { kind: number; seconds: number } | undefined {
+  const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex(local)}`) !== true || f[2]?.endsWith(`:${hex(remote)}`) !== true) continue;
+    const [kind, when] = f[5]!.split(':');
+    return { kind: Number(kind), seconds: parseInt(when!, 16) / 100 };
+  }
+  return undefined;
+}
 const MiB = 1024 * 1024;
 
 let server: Server;
@@ -122,12 +137,16 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     for (const x of [conn, marker.conn]) x.destroy();
   });
 
-  it('pause stops reading until resume', async () => {
+  it('pause stops reading until resume; writes go on meanwhile', async () => {
     const a = await pair(t);
     const marker = await pair(t);
     const got = collect(a.conn);
     const mark = collect(marker.conn);
+    const peerGot = received(a.peer);
     a.conn.pause();
+    // (A pooled login's greeting goes out between its pause and its resume.)
+    assert.equal(a.conn.write(Buffer.from('hello')), true);
+    await until(() => peerGot.bytes() === 5, 'the write while paused');
     a.peer.write('held');
     await new Promise<void>((resolve) => a.peer.write('', () => resolve()));
     // The marker is sent after 'held' reached the kernel: the batch that carries it would carry
@@ -292,6 +311,10 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     await until(() => clients.length === 1, 'accepted');
     const conn = clients[0]!;
     assert.equal(conn.remoteAddress, '127.0.0.1');
+    // TCP keepalive from the listening socket: the accepted socket's keepalive timer runs (~60 s).
+    const timer = tcpTimer(port, a.localPort!);
+    assert.equal(timer?.kind, 2, 'keepalive timer');
+    assert.ok(timer.seconds > 50 && timer.seconds <= 60, `keepalive in ${timer.seconds}s`);
     conn.on('data', function (this: NativeConn, chunk) {
       this.write(chunk);
     });
@@ -301,6 +324,7 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     const b = connect(port, '127.0.0.1');
     await once(b, 'connect');
     await until(() => clients.length === 2, 'accepted');
+    assert.equal(clients[1]!.remoteAddress, '127.0.0.1');
     const socket = t.detach(clients[1]!)!;
     assert.equal(clients[1]!.destroyed, true);
     socket.on('data', (chunk: Buffer) => socket.write(chunk));

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import {
   greeting,
   noteReport,
+  greetingBytes,
   reportedValues,
   settingQuery,
   startupWants,
@@ -108,6 +109,34 @@ describe('tracked parameters', () => {
     assert.equal(hello[0], login[0]); // untouched
     assert.deepEqual(hello[1], buffers.parameterStatus('TimeZone', 'Europe/Berlin'));
     assert.equal(hello[2], login[2]);
+  });
+
+  it('the greeting as one Buffer: greeting() concatenated, built once per login and values shown', () => {
+    const login = [
+      buffers.parameterStatus('server_version', '15.0'),
+      buffers.parameterStatus('TimeZone', 'UTC'),
+      buffers.parameterStatus('application_name', 'pgfleet-pool'),
+    ];
+    const table: [string, Record<string, string>][] = [
+      ['the login values', {}],
+      ['the login values, spelt out', { TimeZone: 'UTC', application_name: 'pgfleet-pool' }],
+      ['another application', { application_name: 'pgbench' }],
+      ['another time zone', { TimeZone: 'Europe/Berlin' }],
+      ['both', { TimeZone: 'Europe/Berlin', application_name: 'pgbench' }],
+      ['a value the login does not carry', { DateStyle: 'ISO, DMY' }],
+    ];
+    for (const [name, values] of table) {
+      const current = new Map(Object.entries(values));
+      const bytes = greetingBytes(login, current);
+      assert.deepEqual(bytes, Buffer.concat(greeting(login, current)), name);
+      assert.equal(greetingBytes(login, new Map(current)), bytes, `${name}: built once`);
+    }
+    assert.equal(greetingBytes(login, new Map()), greetingBytes(login, new Map([['TimeZone', 'UTC']])));
+    // More applications than greetings kept: each still gets its own values.
+    for (let i = 0; i < 20; i++) {
+      const current = new Map([['application_name', `app-${i % 10}`]]);
+      assert.deepEqual(greetingBytes(login, current), Buffer.concat(greeting(login, current)), `app-${i}`);
+    }
   });
 
   it('startup parameters a pool can neither keep nor ignore', () => {
