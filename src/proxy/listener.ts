@@ -11,6 +11,7 @@ import type { Termination } from './session/session-types.js';
 import { socketOptions } from './session/server-connect.js';
 import { fdOf } from './relay/native-relay.js';
 import type { ClientSocket, NativeConn, NativeListener, NativeTransport } from './relay/native-conn.js';
+import { SlotSet, type SlotField } from './slot-set.js';
 
 /**
  * A pooled listener's plain clients are the native transport's (their sessions never go to the
@@ -25,6 +26,11 @@ function clientSocket(socket: Socket, ctx: SessionContext): ClientSocket {
   return onTransport(ctx) ? (ctx.transport!.adopt(socket) ?? socket) : socket;
 }
 
+const SESSION_SLOT: SlotField<ClientSession> = {
+  get: (s) => s.listenerSlot,
+  set: (s, slot) => (s.listenerSlot = slot),
+};
+
 export class Listener {
   #ctx: SessionContext;
   readonly #listen: { host: string; port: number };
@@ -32,7 +38,7 @@ export class Listener {
   #listening = false;
   #closed: Promise<void> = Promise.resolve();
   /** Every open session, in any phase, so that shutdown can end those no registry knows. */
-  readonly #sessions = new Set<ClientSession>();
+  readonly #sessions = new SlotSet<ClientSession>(SESSION_SLOT);
   /** The native transport accepting this listener's clients (#acceptNatively), if it does. */
   #native: { transport: NativeTransport; listener: NativeListener } | undefined;
   /** Node's server closed when the transport took the accepting over. */

@@ -5,13 +5,21 @@
  */
 import type { LoginCredentials } from '../auth/index.js';
 import type { PooledServer, ServerBorrower } from './pooled-server.js';
+import { SlotSet, type SlotField } from '../slot-set.js';
 
 /** A client session of a pooled listener, as its pool sees it. */
 export interface PoolClient extends ServerBorrower {
+  /** Its place in its pool's `clients` (the pool's; -1 when not in it). */
+  poolSlot: number;
   /** The pool lends `server` (delivered on a later tick than the acquire). */
   onPoolServer(server: PooledServer): void;
   onPoolFailed(fatal: Buffer): void;
 }
+
+const CLIENT_SLOT: SlotField<PoolClient> = {
+  get: (c) => c.poolSlot,
+  set: (c, slot) => (c.poolSlot = slot),
+};
 
 export interface Waiter {
   readonly client: PoolClient;
@@ -44,7 +52,7 @@ export class Pool {
   readonly waiters: Waiter[] = [];
   /** Logins under way, by node name ('' before a node is known). */
   logins = 0;
-  readonly clients = new Set<PoolClient>();
+  readonly clients = new SlotSet<PoolClient>(CLIENT_SLOT);
   readonly totals: PoolTotals = {
     transactions: 0,
     waits: 0,

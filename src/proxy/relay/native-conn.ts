@@ -35,6 +35,8 @@ const EOF = 2;
 const ERROR = 3;
 const DRAINED = 4;
 const ACCEPTED = 5;
+/** A connection's slot: the low bits of its id (native/nio.c SLOT_BITS), its generation above. */
+const SLOT_MASK = (1 << 20) - 1;
 
 /** A listening socket whose clients the transport accepts (listen()). */
 export interface NativeListener {
@@ -165,7 +167,12 @@ export type ClientSocket = Socket | NativeConn;
 export class NativeTransport {
   readonly #addon: NioAddon;
   readonly #nio: Nio;
-  readonly #conns = new Map<number, NativeConn>();
+  /**
+   * Open connections by the slot in their id (its low bits): an array, not a Map, so that a closed
+   * connection and its session are not kept alive through young collections (slot-set.ts).
+   */
+  readonly #conns: (NativeConn | undefined)[] = [];
+  #open = 0;
   readonly #listeners = new Map<number, (conn: NativeConn) => void>();
   #closed = false;
   #batches = 0;
@@ -194,7 +201,7 @@ export class NativeTransport {
 
   /** Connections open. */
   get size(): number {
-    return this.#conns.size;
+    return this.#open;
   }
 
   /**
@@ -209,7 +216,7 @@ export class NativeTransport {
     const id = this.#addon.nioAttach(this.#nio, fd);
     if (id <= 0) return undefined;
     const conn = new NativeConn(this, id, socket.remoteAddress);
-    this.#conns.set(id, conn);
+    this.#keep(conn);
     socket.removeAllListeners('data');
     socket.pause();
     socket.on('error', () => undefined);
@@ -246,10 +253,23 @@ export class NativeTransport {
    * connection is gone.
    */
   detach(conn: NativeConn): Socket | undefined {
-    if (conn.destroyed || !this.#conns.delete(conn.id)) return undefined;
+    if (conn.destroyed || !this.#forgetConn(conn.id)) return undefined;
     conn.destroyed = true;
     const fd = this.#addon.nioDetach(this.#nio, conn.id);
     return fd < 0 ? undefined : new NetSocket({ fd, readable: true, writable: true });
+  }
+
+  #keep(conn: NativeConn): void {
+    this.#conns[conn.id & SLOT_MASK] = conn;
+    this.#open++;
+  }
+
+  #forgetConn(id: number): boolean {
+    const slot = id & SLOT_MASK;
+    if (this.#conns[slot]?.id !== id) return false;
+    this.#conns[slot] = undefined;
+    this.#open--;
+    return true;
   }
 
   write(id: number, bytes: Buffer): boolean {
@@ -265,14 +285,14 @@ export class NativeTransport {
   }
 
   forget(id: number): void {
-    if (!this.#conns.delete(id) || this.#closed) return;
+    if (!this.#forgetConn(id) || this.#closed) return;
     this.#addon.nioDestroy(this.#nio, id);
   }
 
   /** Closes every connection and the transport's handles (idempotent). */
   close(): void {
     if (this.#closed) return;
-    for (const c of [...this.#conns.values()]) c.destroy();
+    for (const c of this.#conns.filter((x) => x !== undefined)) c.destroy();
     this.#listeners.clear();
     this.#closed = true;
     this.#addon.nioClose(this.#nio);
@@ -282,7 +302,7 @@ export class NativeTransport {
   #accepted(id: number, data: Buffer, offset: number, length: number): void {
     const onClient = this.#listeners.get(data.readInt32LE(offset));
     const conn = new NativeConn(this, id, this.#address(data, offset + 4, offset + length));
-    this.#conns.set(id, conn);
+    this.#keep(conn);
     if (onClient === undefined)
       conn.destroy(); // (its listener stopped meanwhile)
     else onClient(conn);
@@ -311,8 +331,9 @@ export class NativeTransport {
         this.#accepted(id, data!, records[at + 1]!, records[at + 2]!);
         continue;
       }
-      const conn = this.#conns.get(id);
-      if (conn !== undefined) conn.onRecord(records[at + 3]!, data, records[at + 1]!, records[at + 2]!);
+      const conn = this.#conns[id & SLOT_MASK];
+      if (conn !== undefined && conn.id === id)
+        conn.onRecord(records[at + 3]!, data, records[at + 1]!, records[at + 2]!);
     }
   }
 }

@@ -25,14 +25,33 @@ export function cancelKey(processId: number, secretKey: Buffer): string {
 }
 
 export class CancelRegistry {
-  readonly #targets = new Map<string, CancelTarget | CancelResolver>();
+  /**
+   * Key → the node, or the index of the pooled client resolving it: a pooled client is added and
+   * removed at every connection, and a Map holding it would keep it alive through young
+   * collections after its end (slot-set.ts says why); the Map holds numbers for those.
+   */
+  readonly #targets = new Map<string, CancelTarget | number>();
+  readonly #resolvers: (CancelResolver | undefined)[] = [];
+  readonly #free: number[] = [];
 
   add(key: string, target: CancelTarget | CancelResolver): void {
-    this.#targets.set(key, target);
+    this.remove(key);
+    if (!('cancelTarget' in target)) {
+      this.#targets.set(key, target);
+      return;
+    }
+    const i = this.#free.pop() ?? this.#resolvers.length;
+    this.#resolvers[i] = target;
+    this.#targets.set(key, i);
   }
 
   remove(key: string): void {
+    const t = this.#targets.get(key);
+    if (t === undefined) return;
     this.#targets.delete(key);
+    if (typeof t !== 'number') return;
+    this.#resolvers[t] = undefined;
+    this.#free.push(t);
   }
 
   has(key: string): boolean {
@@ -41,7 +60,7 @@ export class CancelRegistry {
 
   lookup(key: string): CancelTarget | 'idle' | undefined {
     const t = this.#targets.get(key);
-    return t !== undefined && 'cancelTarget' in t ? t.cancelTarget() : t;
+    return typeof t === 'number' ? this.#resolvers[t]!.cancelTarget() : t;
   }
 
   get size(): number {

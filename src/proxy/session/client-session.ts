@@ -58,6 +58,10 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   /** The client's TLS on a relay thread (tls-bridge.ts): #client is then its plain end. */
   #bridge: TlsBridge | undefined;
   #timerAt: number | undefined;
+  /** The deadline wheel's (HasDeadline). */
+  deadlineSlot = -1;
+  /** Its place in its listener's sessions (the listener's). */
+  listenerSlot = -1;
   #starting = false;
   #admitted = false;
   /** The listener the session's node is counted under (its own, or the primary's on fallback). */

@@ -15,6 +15,8 @@ import { performance } from 'node:perf_hooks';
 /** Something with a deadline; `onDeadline` runs once when it passes (unless cleared first). */
 export interface HasDeadline {
   onDeadline(): void;
+  /** Where the wheel keeps it (the wheel's own; -1 or absent: not armed). */
+  deadlineSlot?: number;
 }
 
 /** The wheel's time and timer (real ones by default; tests pass a manual clock). */
@@ -38,8 +40,14 @@ export class DeadlineWheel<T extends HasDeadline = HasDeadline> {
   readonly #tickMs: number;
   readonly #clock: WheelClock;
   readonly #onError: (err: unknown) => void;
-  /** Item → due time; insertion order, so items armed with one duration are in deadline order. */
-  readonly #due = new Map<T, number>();
+  /**
+   * The armed items and their due times, in two arrays (an item knows its slot): a Map here, armed
+   * and cleared at every connection, was rehashed every few connections, and each discarded table,
+   * garbage in the old generation, kept its successor and the sessions in it alive through young
+   * collections (promoted, then freed only by a full one).
+   */
+  readonly #items: T[] = [];
+  readonly #dueAt: number[] = [];
   #ticker: { stop(): void } | undefined;
   #idleTicks = 0;
 
@@ -52,33 +60,64 @@ export class DeadlineWheel<T extends HasDeadline = HasDeadline> {
 
   /** How many items are armed. */
   get size(): number {
-    return this.#due.size;
+    return this.#items.length;
   }
 
   /** Arms (or re-arms) `item` to fire `inMs` from now. */
   set(item: T, inMs: number): void {
-    this.#due.delete(item);
-    this.#due.set(item, this.#clock.now() + Math.max(0, inMs));
+    const at = this.#clock.now() + Math.max(0, inMs);
+    const slot = this.#slot(item);
+    if (slot >= 0) this.#dueAt[slot] = at;
+    else {
+      item.deadlineSlot = this.#items.length;
+      this.#items.push(item);
+      this.#dueAt.push(at);
+    }
     this.#ticker ??= this.#clock.every(this.#tickMs, () => this.#tick());
   }
 
   /** Disarms `item`; nothing when it is not armed. */
   clear(item: T): void {
-    this.#due.delete(item);
+    const slot = this.#slot(item);
+    if (slot < 0) return;
+    const last = this.#items.length - 1;
+    if (slot !== last) {
+      const moved = this.#items[last]!;
+      this.#items[slot] = moved;
+      this.#dueAt[slot] = this.#dueAt[last]!;
+      moved.deadlineSlot = slot;
+    }
+    this.#items.pop();
+    this.#dueAt.pop();
+    item.deadlineSlot = -1;
+  }
+
+  #slot(item: T): number {
+    const slot = item.deadlineSlot ?? -1;
+    return slot >= 0 && this.#items[slot] === item ? slot : -1;
   }
 
   #tick(): void {
     const now = this.#clock.now();
-    for (const [item, at] of this.#due) {
-      if (at > now) continue;
-      this.#due.delete(item);
-      try {
-        item.onDeadline();
-      } catch (err) {
-        this.#onError(err);
+    // The due ones first, earliest first (firing may arm or clear others, itself included).
+    let due: { item: T; at: number }[] | undefined;
+    for (let i = 0; i < this.#items.length; i++)
+      if (this.#dueAt[i]! <= now) (due ??= []).push({ item: this.#items[i]!, at: this.#dueAt[i]! });
+    if (due !== undefined) {
+      due.sort((a, b) => a.at - b.at);
+      for (const { item, at } of due) {
+        // (Still armed for that time: not cleared or set again by an earlier one's onDeadline.)
+        const slot = this.#slot(item);
+        if (slot < 0 || this.#dueAt[slot] !== at) continue;
+        this.clear(item);
+        try {
+          item.onDeadline();
+        } catch (err) {
+          this.#onError(err);
+        }
       }
     }
-    if (this.#due.size > 0) this.#idleTicks = 0;
+    if (this.#items.length > 0) this.#idleTicks = 0;
     else if (++this.#idleTicks >= IDLE_TICKS) {
       this.#ticker?.stop();
       this.#ticker = undefined;

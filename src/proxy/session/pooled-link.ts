@@ -65,6 +65,8 @@ export interface PooledLinkOwner {
 }
 
 export class PooledLink implements PoolClient, CancelResolver {
+  /** Its place in its pool's clients (PoolClient). */
+  poolSlot = -1;
   readonly #ctx: SessionContext;
   readonly #owner: PooledLinkOwner;
   /** The server lent to the session now. */

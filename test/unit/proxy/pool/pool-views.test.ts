@@ -20,7 +20,7 @@ function server(id: number, node: string, state: PooledServer['state'], borrower
   } as unknown as PooledServer;
 }
 
-const client = (): PoolClient => ({}) as PoolClient;
+const client = (): PoolClient => ({ poolSlot: -1 }) as PoolClient;
 
 describe('pool views', () => {
   const [a, b, c] = [client(), client(), client()];
@@ -29,7 +29,7 @@ describe('pool views', () => {
   const idle = server(2, 'n2', 'idle');
   p.servers.add(busy).add(idle);
   p.idle.push(idle);
-  p.clients.add(a).add(b).add(c);
+  for (const x of [a, b, c]) p.clients.add(x);
   p.waiters.push({ client: b, since: 1_000 });
   p.logins = 1;
 
