@@ -63,3 +63,53 @@ export class SlotSet<T> {
     return i >= 0 && i < this.#items.length && this.#items[i] === item ? i : -1;
   }
 }
+
+/**
+ * A Map whose values (per-connection objects) sit in an array: the Map itself holds only their
+ * indices, so a discarded table keeps nothing of a connection alive (see above). Keys are kept as
+ * the Map keeps them (numbers, or short strings).
+ */
+export class IdTable<K, V> {
+  readonly #index = new Map<K, number>();
+  readonly #values: (V | undefined)[] = [];
+  readonly #free: number[] = [];
+
+  get size(): number {
+    return this.#index.size;
+  }
+
+  get(key: K): V | undefined {
+    const i = this.#index.get(key);
+    return i === undefined ? undefined : this.#values[i];
+  }
+
+  has(key: K): boolean {
+    return this.#index.has(key);
+  }
+
+  set(key: K, value: V): void {
+    const i = this.#index.get(key);
+    if (i !== undefined) {
+      this.#values[i] = value;
+      return;
+    }
+    const slot = this.#free.pop() ?? this.#values.length;
+    this.#values[slot] = value;
+    this.#index.set(key, slot);
+  }
+
+  delete(key: K): boolean {
+    const i = this.#index.get(key);
+    if (i === undefined) return false;
+    this.#index.delete(key);
+    this.#values[i] = undefined;
+    this.#free.push(i);
+    return true;
+  }
+
+  clear(): void {
+    this.#index.clear();
+    this.#values.length = 0;
+    this.#free.length = 0;
+  }
+}

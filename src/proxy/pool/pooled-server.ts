@@ -52,6 +52,8 @@ function onTransport(socket: Socket, transport: NativeTransport | undefined): Cl
 }
 
 export class PooledServer implements Terminable, PooledServerRef {
+  /** Its place in the connection registry (Terminable). */
+  registrySlot = -1;
   readonly id = nextId++;
   readonly node: RouteNode;
   readonly database: string;

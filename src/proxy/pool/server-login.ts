@@ -46,6 +46,9 @@ export type LoginResult =
 const EMPTY = Buffer.alloc(0);
 
 export class ServerLogin implements Terminable, RouteWaiter, HasDeadline {
+  /** Its place in the connection registry (Terminable) and on the deadline wheel (HasDeadline). */
+  registrySlot = -1;
+  deadlineSlot = -1;
   readonly #ctx: SessionContext;
   readonly #state: SessionState;
   readonly #user: string;

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Socket, type Server } from 'node:net';
 import { errorMessage } from '../../errors.js';
 import { BurstCleanup, cleanupHooks } from './burst-cleanup.js';
+import { IdTable } from '../slot-set.js';
 
 /** Where `npm run build` (scripts/build-native.sh) puts the addon. */
 export const ADDON_PATH = fileURLToPath(new URL('../../../build/pgfleet_relay.node', import.meta.url));
@@ -167,7 +168,8 @@ export function fdOf(s: Socket | Server): number | undefined {
 export class NativeRelay {
   readonly #addon: Addon;
   readonly #relay: Relay;
-  readonly #listeners = new Map<number, RelayReportListener | TlsBridgeListener>();
+  /** Per pair (an IdTable: slot-set.ts says why not a Map of per-connection objects). */
+  readonly #listeners = new IdTable<number, RelayReportListener | TlsBridgeListener>();
   readonly #cleanup: BurstCleanup;
   #closed = false;
 

@@ -4,6 +4,7 @@
  */
 import { SQLSTATE, errorResponse } from '../../protocol/index.js';
 import type { Termination } from '../session/session-types.js';
+import { SlotSet, type SlotField } from '../slot-set.js';
 
 export function termination(reason: Termination['reason'], message: string): Termination {
   return {
@@ -15,18 +16,25 @@ export function termination(reason: Termination['reason'], message: string): Ter
 export interface Terminable {
   /** Ends the session now, telling the client why where the protocol allows it. */
   terminate(t: Termination): void;
+  /** Its place in the registry's group (the registry's; absent or -1: in none). */
+  registrySlot?: number;
 }
 
+const REGISTRY_SLOT: SlotField<Terminable> = {
+  get: (s) => s.registrySlot ?? -1,
+  set: (s, slot) => (s.registrySlot = slot),
+};
+
 export class ConnectionRegistry<S extends Terminable> {
-  /** listener → node key → sessions */
-  readonly #groups = new Map<string, Map<string, Set<S>>>();
+  /** listener → node key → sessions (SlotSets: slot-set.ts says why not Sets) */
+  readonly #groups = new Map<string, Map<string, SlotSet<S>>>();
   readonly #names = new Map<string, string>();
 
   add(listener: string, nodeKey: string, nodeName: string, session: S): void {
     let byNode = this.#groups.get(listener);
     if (!byNode) this.#groups.set(listener, (byNode = new Map()));
     let set = byNode.get(nodeKey);
-    if (!set) byNode.set(nodeKey, (set = new Set()));
+    if (!set) byNode.set(nodeKey, (set = new SlotSet<S>(REGISTRY_SLOT)));
     set.add(session);
     this.#names.set(nodeKey, nodeName);
   }

@@ -2,6 +2,8 @@
  * Backend keys learnt from BackendKeyData → the server that issued them, so a CancelRequest goes
  * to that server only. Keys are removed when their session ends.
  */
+import { IdTable } from '../slot-set.js';
+
 /** Where a cancel goes: the node itself (its routing-table entry, shared by its sessions). */
 export interface CancelTarget {
   readonly host: string;
@@ -26,32 +28,17 @@ export function cancelKey(processId: number, secretKey: Buffer): string {
 
 export class CancelRegistry {
   /**
-   * Key → the node, or the index of the pooled client resolving it: a pooled client is added and
-   * removed at every connection, and a Map holding it would keep it alive through young
-   * collections after its end (slot-set.ts says why); the Map holds numbers for those.
+   * Key → the node, or the pooled client resolving it: an IdTable, since pooled clients are added
+   * and removed at every connection (slot-set.ts says why not a Map of them).
    */
-  readonly #targets = new Map<string, CancelTarget | number>();
-  readonly #resolvers: (CancelResolver | undefined)[] = [];
-  readonly #free: number[] = [];
+  readonly #targets = new IdTable<string, CancelTarget | CancelResolver>();
 
   add(key: string, target: CancelTarget | CancelResolver): void {
-    this.remove(key);
-    if (!('cancelTarget' in target)) {
-      this.#targets.set(key, target);
-      return;
-    }
-    const i = this.#free.pop() ?? this.#resolvers.length;
-    this.#resolvers[i] = target;
-    this.#targets.set(key, i);
+    this.#targets.set(key, target);
   }
 
   remove(key: string): void {
-    const t = this.#targets.get(key);
-    if (t === undefined) return;
     this.#targets.delete(key);
-    if (typeof t !== 'number') return;
-    this.#resolvers[t] = undefined;
-    this.#free.push(t);
   }
 
   has(key: string): boolean {
@@ -60,7 +47,7 @@ export class CancelRegistry {
 
   lookup(key: string): CancelTarget | 'idle' | undefined {
     const t = this.#targets.get(key);
-    return typeof t === 'number' ? this.#resolvers[t]!.cancelTarget() : t;
+    return t !== undefined && 'cancelTarget' in t ? t.cancelTarget() : t;
   }
 
   get size(): number {

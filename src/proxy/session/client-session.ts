@@ -62,6 +62,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   deadlineSlot = -1;
   /** Its place in its listener's sessions (the listener's). */
   listenerSlot = -1;
+  /** Its place in the connection registry (Terminable). */
+  registrySlot = -1;
   #starting = false;
   #admitted = false;
   /** The listener the session's node is counted under (its own, or the primary's on fallback). */

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SlotSet } from '../../../src/proxy/slot-set.js';
+import { IdTable, SlotSet } from '../../../src/proxy/slot-set.js';
 
 interface Item {
   name: string;
@@ -47,5 +47,24 @@ describe('SlotSet', () => {
     assert.equal(one.has(forged), false, 'slot 0 holds x, not z');
     assert.equal(one.delete(forged), false);
     assert.equal(one.size, 1);
+  });
+
+  it('IdTable: a Map of values kept in an array, slots reused', () => {
+    const t = new IdTable<number, string>();
+    t.set(1, 'a');
+    t.set(2, 'b');
+    t.set(1, 'A');
+    assert.equal(t.get(1), 'A');
+    assert.equal(t.size, 2);
+    assert.equal(t.delete(1), true);
+    assert.equal(t.delete(1), false);
+    assert.equal(t.get(1), undefined);
+    assert.equal(t.has(2), true);
+    t.set(3, 'c'); // into the freed slot
+    assert.equal(t.get(3), 'c');
+    assert.equal(t.get(2), 'b');
+    t.clear();
+    assert.equal(t.size, 0);
+    assert.equal(t.get(2), undefined);
   });
 });
