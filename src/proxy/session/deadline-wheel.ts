@@ -5,8 +5,9 @@
  * one client at a time
  * (`pgbench -C -c 1`) every setTimeout found Node's list for its duration empty, so it made a new
  * list, put it in the priority queue and re-armed libuv's timer, and clearTimeout undid it all: a
- * sixth of the proxy's JavaScript per connection in a --cpu-prof. Here arming and clearing are a Map
- * set and delete; a deadline fires up to `tickMs` late. The timer stops after IDLE_TICKS ticks with
+ * sixth of the proxy's JavaScript per connection in a --cpu-prof. Here arming and clearing are an
+ * array slot's write (the item keeps its slot); a deadline fires up to `tickMs` late, the earliest
+ * first. The timer stops after IDLE_TICKS ticks with
  * nothing armed (not at once: between one client's connections the wheel is often empty for a
  * moment), and does not keep the process alive.
  */
