@@ -97,6 +97,25 @@ describe('DeadlineWheel', () => {
     });
   }
 
+  it('many items: one cleared from the middle, the others fire in deadline order, each once', () => {
+    const { clock, wheel } = setup();
+    const order: string[] = [];
+    const named = (name: string): Item => new Item(clock, () => order.push(name));
+    const [a, b, c, d] = [named('a'), named('b'), named('c'), named('d')];
+    wheel.set(a, 30);
+    wheel.set(b, 10);
+    wheel.set(c, 20);
+    wheel.set(d, 5);
+    wheel.clear(b); // d moves into its slot
+    wheel.set(d, 25); // re-armed where it now sits
+    assert.equal(wheel.size, 3);
+    for (let i = 0; i < 4; i++) clock.advance(10);
+    assert.deepEqual(order, ['c', 'd', 'a']);
+    assert.equal(wheel.size, 0);
+    wheel.clear(a); // not armed: nothing
+    assert.equal(wheel.size, 0);
+  });
+
   it('an item may arm itself again from onDeadline (connect, then startup timeout)', () => {
     const { clock, wheel } = setup();
     let rearmed = false;
