@@ -14,7 +14,10 @@
  *                                    its own), TCP_NODELAY, reading
  *   nioWrite(nio, id, buf) -> 1 below the high-water mark, 0 above it ('drained' follows), -1 gone
  *                                    send() at once (MSG_NOSIGNAL); what the kernel does not take is
- *                                    copied and flushed when the socket is writable
+ *                                    copied and flushed when the socket is writable. During a
+ *                                    batch's callback a connection's writes are gathered (up to
+ *                                    CORK_LIMIT) and sent when the callback returns: one send for
+ *                                    them, and no reader woken before the batch is handled
  *   nioPause / nioResume(nio, id)    stop / start reading
  *   nioEnd(nio, id, buf|null)        write buf, then shutdown(SHUT_WR) once everything is flushed
  *   nioDestroy(nio, id)              close now (pending bytes dropped)
@@ -61,6 +64,7 @@
 #define SLOT_BITS 20
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define MAX_EVENTS 256
+#define CORK_LIMIT (16 * 1024) /* bytes a connection gathers during a batch before they go out */
 
 typedef struct {
   int fd; /* -1: free */
@@ -68,6 +72,7 @@ typedef struct {
   uint32_t mask; /* epoll events registered (0: not in the set) */
   uint8_t reading, rd_done, ending, shut, full, failed, listening;
   uint8_t sole; /* its descriptor is the only one of its socket (accepted here): close() leaves the epoll set */
+  uint8_t corked; /* written to during a batch's callback: sent when the callback returns */
   char *pend;
   size_t off, len, cap;
 } conn_t;
@@ -88,6 +93,7 @@ typedef struct {
   uint32_t cap, live;
   uint32_t *free_slots, nfree;
   uint32_t *released, nreleased;
+  uint32_t *corks, ncorks; /* the corked connections' slots */
   char *data;
   size_t dlen, dcap;
   int32_t *rec;
@@ -217,10 +223,38 @@ static int append(conn_t *c, const char *bytes, size_t len) {
   return 0;
 }
 
-/* Writes now what the kernel takes, keeps the rest. 1: below the high-water mark, 0: above. */
+/* Sends what a connection gathered during the batch's callback. */
+static void uncork(nio_t *n, uint32_t slot) {
+  conn_t *c = &n->conns[slot];
+  if (!c->corked) return;
+  c->corked = 0;
+  if (c->fd < 0 || c->failed) return;
+  flush(n, slot);
+  update_mask(n, slot, 0);
+}
+
+/*
+ * Writes now what the kernel takes, keeps the rest. 1: below the high-water mark, 0: above.
+ * During a batch's callback small writes are gathered and sent when it returns (uncork): every
+ * read of the batch is handled before its answers wake their readers, and a connection written to
+ * twice in a batch costs one send.
+ */
 static int conn_write(nio_t *n, uint32_t slot, const char *bytes, size_t len) {
   conn_t *c = &n->conns[slot];
   if (c->failed || c->shut || len == 0) return 1;
+  if (n->dispatching && (c->len == 0 || c->corked) && c->len + len <= CORK_LIMIT) {
+    if (append(c, bytes, len) != 0) {
+      fail(n, slot, ENOMEM);
+      return 1;
+    }
+    if (!c->corked) {
+      c->corked = 1;
+      n->corks[n->ncorks++] = slot;
+    }
+    return 1;
+  }
+  if (c->corked) uncork(n, slot);
+  if (c->failed) return 1;
   while (c->len == 0 && len > 0) {
     ssize_t w = send(c->fd, bytes, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
@@ -387,6 +421,8 @@ static void dispatch(nio_t *n) {
   }
   napi_close_handle_scope(env, scope);
   n->dispatching = 0;
+  for (uint32_t i = 0; i < n->ncorks; i++) uncork(n, n->corks[i]);
+  n->ncorks = 0;
   /* Records of writes made during the callback (errors) may name slots released meanwhile. */
   if (n->nrec == 0) recycle_slots(n);
   else start_idle(n);
@@ -430,6 +466,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 static void release_conn(nio_t *n, uint32_t slot) {
   conn_t *c = &n->conns[slot];
+  /* Bytes gathered in this batch were written before the close: they go out first (as they would
+   * have, uncorked), what the kernel does not take is dropped. */
+  if (c->corked && !c->failed && c->len > 0) (void)send(c->fd, c->pend + c->off, c->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  c->corked = 0;
   /* A socket whose only descriptor this is leaves the epoll set with its close (epoll(7): the set
    * holds the open file description, removed when its last descriptor closes); one whose
    * descriptor was duplicated (attached, detached) must be taken out first. */
@@ -482,6 +522,7 @@ static void finalize_nio(napi_env env, void *data, void *hint) {
   free(n->conns);
   free(n->free_slots);
   free(n->released);
+  free(n->corks);
   free(n->data);
   free(n->rec);
   free(n);
@@ -547,6 +588,9 @@ static int grow(nio_t *n) {
   uint32_t *r = realloc(n->released, cap * sizeof(uint32_t));
   if (!r) return -1;
   n->released = r;
+  uint32_t *k = realloc(n->corks, cap * sizeof(uint32_t));
+  if (!k) return -1;
+  n->corks = k;
   for (uint32_t s = cap; s-- > n->cap;) {
     c[s] = (conn_t){.fd = -1};
     f[n->nfree++] = s;

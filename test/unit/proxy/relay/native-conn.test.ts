@@ -1,8 +1,9 @@
 /**
  * The native socket transport (native/nio.c, native-conn.ts) with real loopback sockets: bytes
  * whole and in order both ways with backpressure each way, pause/resume, the peer's end of file and
- * reset, end() with bytes still pending, destroy while pending, writes after the peer closed, many
- * connections' reads in one batch, and ids never reused while a record for them is pending.
+ * reset, end() with bytes still pending, destroy while pending, writes after the peer closed, writes
+ * gathered while a batch is handled, many connections' reads in one batch, and ids never reused
+ * while a record for them is pending.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -234,6 +235,56 @@ describe('native socket transport', { timeout: 60_000 }, () => {
       return conn.destroyed;
     }, 'the write error');
     assert.ok(error !== undefined && ['EPIPE', 'ECONNRESET'].includes(error.code!), `error ${error?.code}`);
+  });
+
+  it('writes made while a batch is handled go out when it is handled: in order, before an end or a close', async () => {
+    // The peer's receive queue (from /proc/net/tcp) shows whether a write was sent yet.
+    const peerQueue = (peer: Socket): number | undefined => {
+      const hex = (n: number): string => n.toString(16).toUpperCase().padStart(4, '0');
+      for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f[1]?.endsWith(`:${hex(peer.localPort!)}`) && f[2]?.endsWith(`:${hex(peer.remotePort!)}`))
+          return parseInt(f[4]!.split(':')[1]!, 16);
+      }
+      return undefined;
+    };
+    const big = randomBytes(40 * 1024); // above what a batch gathers: sent at once, after what was gathered
+    const cases = [
+      {
+        then: 'nothing',
+        expect: (x: Buffer) => Buffer.concat([Buffer.from('a'), Buffer.from('b'), x, Buffer.from('c')]),
+      },
+      { then: 'end', expect: () => Buffer.from('ab') },
+      { then: 'destroy', expect: () => Buffer.from('ab') },
+    ] as const;
+    for (const c of cases) {
+      const { peer, conn } = await pair(t);
+      const got = received(peer);
+      const peerClosed = once(peer, 'close');
+      let queuedInBatch: number | undefined;
+      conn.on('data', function (this: NativeConn) {
+        this.write(Buffer.from('a'));
+        this.write(Buffer.from('b'));
+        queuedInBatch = peerQueue(peer);
+        if (c.then === 'nothing') {
+          this.write(big);
+          this.write(Buffer.from('c'));
+        } else if (c.then === 'end') this.end();
+        else this.destroy();
+      });
+      peer.write('go');
+      const want = c.expect(big);
+      await until(
+        () => got.bytes() >= want.length && (c.then === 'nothing' || got.ended()),
+        `${c.then}: the bytes`,
+      );
+      assert.equal(queuedInBatch, 0, `${c.then}: nothing sent while the batch was handled`);
+      assert.equal(sha(got.all()), sha(want), `${c.then}: whole and in order`);
+      peer.end();
+      if (c.then !== 'nothing') await peerClosed;
+      peer.destroy();
+      conn.destroy();
+    }
   });
 
   it("many connections' reads come in one batch", async () => {
