@@ -74,4 +74,4 @@ export { formatScramSecret, md5Secret, parseSecret, type StoredSecret } from './
 export { createServerAuth, SERVER_AUTH_METHODS } from './server-auth.js';
 export type { ServerAuthExchange, ServerAuthMethod, ServerAuthOptions } from './server-auth.js';
 export { AUTH_SQLSTATE } from './server-replies.js';
-export { createSecretSource, SecretSource, type SecretLookup } from './secret-source.js';
+export { ASK_QUERY, createSecretSource, SecretSource, type SecretLookup } from './secret-source.js';

@@ -18,6 +18,9 @@ export interface SecretLookup {
   close(): void;
 }
 
+/** SecretSource.known: auth.file does not list the user; auth.query may. */
+export const ASK_QUERY = Symbol('ask auth.query');
+
 export class SecretSource {
   #users: ReadonlyMap<string, StoredSecret>;
   readonly #query: SecretLookup | undefined;
@@ -28,14 +31,23 @@ export class SecretSource {
   }
 
   /**
+   * What auth.file alone says: the user's secret, undefined when the user is unknown and there is
+   * no auth.query, or ASK_QUERY when auth.query must be asked (lookup).
+   */
+  known(user: string): StoredSecret | undefined | typeof ASK_QUERY {
+    const listed = this.#users.get(user);
+    if (listed !== undefined || this.#query === undefined) return listed;
+    return ASK_QUERY;
+  }
+
+  /**
    * The user's secret, or undefined when neither source knows the user. Rejects (ERR_UPSTREAM,
    * ERR_POSTGRES) when auth.query cannot answer: the caller refuses the client, it does not treat
    * the user as unknown.
    */
   async lookup(user: string): Promise<StoredSecret | undefined> {
-    const listed = this.#users.get(user);
-    if (listed !== undefined || this.#query === undefined) return listed;
-    return this.#query.lookup(user);
+    const known = this.known(user);
+    return known === ASK_QUERY ? this.#query!.lookup(user) : known;
   }
 
   /** After a reload parsed the file without errors. */

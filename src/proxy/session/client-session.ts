@@ -74,6 +74,9 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   /** Pooled listeners: the server connection lent to this session, and what it logged in as. */
   readonly #pooled: PooledLink | undefined;
   #serverOwnerMade: ServerSocketOwner | undefined;
+  /** In #step: events that arrive meanwhile wait in #queued. */
+  #stepping = false;
+  #queued: SessionEvent[] | undefined;
 
   constructor(client: ClientSocket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
@@ -221,7 +224,32 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#end('cut', 'shutdown', undefined);
   }
 
+  /**
+   * Feeds the engine one event and performs what it decides. An event that arrives while the
+   * session is performing another's actions (a secret auth.file knows, a login answered from the
+   * pool's cached parameters, an action that fails on the spot, a server another session's release
+   * lends back) waits until those actions are done: the engine's decisions reach the sockets in the
+   * order it made them, and nothing waits for the microtask queue.
+   */
   #step(e: SessionEvent): void {
+    if (this.#stepping) {
+      (this.#queued ??= []).push(e);
+      return;
+    }
+    this.#stepping = true;
+    try {
+      this.#stepOne(e);
+      while (this.#queued !== undefined) {
+        const queued = this.#queued;
+        this.#queued = undefined;
+        for (const next of queued) this.#stepOne(next);
+      }
+    } finally {
+      this.#stepping = false;
+    }
+  }
+
+  #stepOne(e: SessionEvent): void {
     const s = this.#state;
     if (s.phase === 'closed') return;
     const before = s.phase;

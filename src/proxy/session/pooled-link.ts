@@ -8,7 +8,7 @@
 import { randomFillSync } from 'node:crypto';
 import { errorMessage } from '../../errors.js';
 import { cancelRequest } from '../../protocol/index.js';
-import type { LoginCredentials } from '../auth/index.js';
+import { ASK_QUERY, type LoginCredentials } from '../auth/index.js';
 import type { PoolClient, PoolIdentity } from '../pool/pool-manager.js';
 import type { PooledServer } from '../pool/pooled-server.js';
 import { cancelKey, type CancelResolver, type CancelTarget } from './cancel-registry.js';
@@ -54,7 +54,9 @@ function cachedLogin(parameters: readonly Buffer[]): PooledServerRef {
 
 /**
  * The client session around the link (client-session.ts). The session itself, not an object of
- * closures: per idle client, every object counts.
+ * closures: per idle client, every object counts. The link calls pooledStep while the session is
+ * still performing the action that asked (a secret auth.file knows, a login from the pool's cached
+ * parameters): the session takes such an event once its current actions are done.
  */
 export interface PooledLinkOwner {
   pooledStep(e: SessionEvent): void;
@@ -95,7 +97,8 @@ export class PooledLink implements PoolClient, CancelResolver {
     this.#id ??= { database: a.database, user: a.user, encoding: a.encoding };
     const pool = this.#ctx.pool!;
     const cached = this.#owner.phase === 'pool_login' ? pool.loginParameters(this.#id) : undefined;
-    if (cached !== undefined) queueMicrotask(() => this.#loginFromCache(cached));
+    // (At once: the session takes the event when its current actions are done.)
+    if (cached !== undefined) this.#loginFromCache(cached);
     else pool.acquire(this.#id, this, a.credentials);
   }
 
@@ -119,13 +122,17 @@ export class PooledLink implements PoolClient, CancelResolver {
   lookupSecret(user: string): void {
     const source = this.#ctx.secrets;
     if (source === undefined) {
-      queueMicrotask(() =>
-        this.#owner.pooledStep({
-          type: 'auth_secret',
-          secret: undefined,
-          error: 'proxy.auth is not configured',
-        }),
-      );
+      this.#owner.pooledStep({
+        type: 'auth_secret',
+        secret: undefined,
+        error: 'proxy.auth is not configured',
+      });
+      return;
+    }
+    // A user auth.file lists (or, without auth.query, does not): known now, no promise.
+    const known = source.known(user);
+    if (known !== ASK_QUERY) {
+      this.#owner.pooledStep({ type: 'auth_secret', secret: known, error: undefined });
       return;
     }
     source.lookup(user).then(

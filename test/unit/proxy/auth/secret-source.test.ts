@@ -6,7 +6,11 @@ import { isPgfleetError } from '../../../../src/errors.js';
 import { parseAuthFile } from '../../../../src/proxy/auth/auth-file.js';
 import type { AuthQueryOptions } from '../../../../src/proxy/auth/auth-query.js';
 import type { StoredSecret } from '../../../../src/proxy/auth/secret.js';
-import { createSecretSource, type SecretLookup } from '../../../../src/proxy/auth/secret-source.js';
+import {
+  ASK_QUERY,
+  createSecretSource,
+  type SecretLookup,
+} from '../../../../src/proxy/auth/secret-source.js';
 
 const file = parseAuthFile(
   ['"alice" "alice-pw"', '"pgfleet_auth" "auth-pw"', '"md5user" "md5' + 'a'.repeat(32) + '"'].join('\n'),
@@ -45,6 +49,10 @@ void describe('createSecretSource', () => {
     assert.deepEqual(await source.lookup('bob'), { kind: 'password', password: 'from-query' });
     assert.equal(await source.lookup('nobody'), undefined);
     assert.deepEqual(fake.asked, ['bob', 'nobody']);
+    // What the file alone tells, without a promise: a listed user's secret; the others are auth.query's.
+    assert.deepEqual(source.known('alice'), { kind: 'password', password: 'alice-pw' });
+    assert.equal(source.known('bob'), ASK_QUERY);
+    assert.deepEqual(fake.asked, ['bob', 'nobody'], 'known() asks nobody');
     const [options] = fake.built;
     assert.deepEqual(
       [options?.user, options?.password, options?.cacheTtlMs, options?.database],
@@ -62,6 +70,7 @@ void describe('createSecretSource', () => {
       fake.factory,
     );
     assert.equal(await source.lookup('bob'), undefined);
+    assert.equal(source.known('bob'), undefined, 'unknown now: there is no auth.query to ask');
     assert.equal(fake.built.length, 0);
   });
 
