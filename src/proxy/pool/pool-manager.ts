@@ -13,7 +13,7 @@ import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
-import { idleServerUse, idleServerVerdict, nodeWithRoom, type PoolLimits } from './pool-rules.js';
+import { idleServerVerdict, nodeWithRoom, takeIdle, type PoolLimits } from './pool-rules.js';
 import { PooledServer } from './pooled-server.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
@@ -213,18 +213,14 @@ export class PoolManager {
    * `held` node stays idle, unlent.
    */
   #takeIdle(p: Pool, held: string | undefined): PooledServer | undefined {
-    // idleToLend's walk, in place (at every lend): from the most recently used.
-    const idle = p.idle;
-    for (let i = idle.length - 1; i >= 0; i--) {
-      const s = idle[i]!;
-      const use = idleServerUse(s, this.#routed(s.node), held);
-      if (use === 'keep') continue;
-      idle.splice(i, 1);
-      if (use === 'lend') return s;
-      s.close();
-      this.#forget(p, s);
-    }
-    return undefined;
+    return takeIdle(p.idle, this.#routedServer, held, (p.closeIdle ??= (s) => this.#closeIdle(p, s)));
+  }
+
+  readonly #routedServer = (s: PooledServer): boolean => this.#routed(s.node);
+
+  #closeIdle(p: Pool, s: PooledServer): void {
+    s.close();
+    this.#forget(p, s);
   }
 
   #lend(p: Pool, server: PooledServer, w: Waiter): void {

@@ -19,7 +19,7 @@ export interface PoolLimits {
  * Asked at every acquire of a busy pool: no allocation.
  */
 export function nodeWithRoom(
-  nodes: readonly string[] | readonly { readonly name: string }[],
+  nodes: readonly { readonly name: string }[],
   serversOn: (node: string) => number,
   limits: PoolLimits,
   oldestWaitMs: number,
@@ -27,14 +27,13 @@ export function nodeWithRoom(
 ): string | undefined {
   const cap = limits.poolSize + (oldestWaitMs >= limits.reservePoolTimeoutMs ? limits.reservePool : 0);
   for (let i = 0; i < nodes.length; i++) {
-    const n = nodes[i]!;
-    const name = typeof n === 'string' ? n : n.name;
+    const name = nodes[i]!.name;
     if (name !== skip && serversOn(name) < cap) return name;
   }
   return undefined;
 }
 
-/** What an idle server is, for idleToLend. */
+/** What an idle server is, for takeIdle. */
 export interface IdleServerFacts {
   readonly state: string;
   readonly retiring: boolean;
@@ -42,29 +41,32 @@ export interface IdleServerFacts {
 }
 
 /**
- * The idle server to lend: the most recently used (last) one still idle, not retiring and on a
- * routed node, other than on `held` (a node a switchover is leaving: its servers stay idle,
- * unlent); and the ones passed over that cannot be lent any more, to close.
+ * Takes the idle server to lend out of `idle` (the pool's idle list, most recently used last): the
+ * most recently used one still idle, not retiring and on a routed node, other than on `held` (a
+ * node a switchover is leaving: its servers stay idle, unlent). The ones passed over that cannot
+ * be lent any more leave the list too, each to `close`. Walked in place at every lend: no
+ * allocation.
  */
-export function idleToLend<S extends IdleServerFacts>(
-  idle: readonly S[],
+export function takeIdle<S extends IdleServerFacts>(
+  idle: S[],
   routed: (server: S) => boolean,
   held: string | undefined,
-): { readonly lend: S | undefined; readonly close: readonly S[] } {
-  const close: S[] = [];
+  close: (server: S) => void,
+): S | undefined {
   for (let i = idle.length - 1; i >= 0; i--) {
     const s = idle[i]!;
     const use = idleServerUse(s, routed(s), held);
-    if (use === 'close') close.push(s);
-    else if (use === 'lend') return { lend: s, close };
+    if (use === 'keep') continue;
+    idle.splice(i, 1);
+    if (use === 'lend') return s;
+    close(s);
   }
-  return { lend: undefined, close };
+  return undefined;
 }
 
 /**
- * One idle server, for idleToLend's walk (the pool walks it itself, without allocating, at every
- * lend): lent, closed (not idle any more, retiring, on a node no longer routed) or left idle (on
- * the `held` node).
+ * One idle server: lent, closed (not idle any more, retiring, on a node no longer routed) or left
+ * idle (on the `held` node).
  */
 export function idleServerUse(
   s: IdleServerFacts,

@@ -67,6 +67,8 @@ export class Pool {
   readonly serversOn = new Map<string, number>();
   /** Servers and logins under way on a node (made once: asked at every acquire of a busy pool). */
   counter: ((node: string) => number) | undefined;
+  /** Closes one of its idle servers that cannot be lent any more (made once, like `counter`). */
+  closeIdle: ((server: PooledServer) => void) | undefined;
   /** How its servers are logged in to (proxy.auth); undefined: the servers must ask nothing. */
   credentials: LoginCredentials | undefined;
   /** The ParameterStatus of its last logged-in server (what new clients are told). */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import {
   idleServerEnding,
   idleServerVerdict,
-  idleToLend,
+  takeIdle,
   nodeWithRoom,
   type PoolLimits,
 } from '../../../../src/proxy/pool/pool-rules.js';
@@ -19,6 +19,9 @@ const LIMITS: PoolLimits = {
   serverLifetimeMs: 3_600_000,
 };
 
+/** Route nodes in the listener's order (only their names matter here). */
+const nodes = (...names: string[]) => names.map((name) => ({ name }));
+
 describe('pool rules', () => {
   const room: [string, Record<string, number>, number, string | undefined][] = [
     ['the first node with room', { a: 2, b: 1 }, 0, 'b'],
@@ -29,27 +32,17 @@ describe('pool rules', () => {
   for (const [name, counts, waited, expected] of room)
     it(`nodeWithRoom: ${name}`, () => {
       assert.equal(
-        nodeWithRoom(Object.keys(counts), (n) => counts[n]!, LIMITS, waited),
-        expected,
-      );
-      // Route nodes (records with a name) read the same.
-      assert.equal(
-        nodeWithRoom(
-          Object.keys(counts).map((n) => ({ name: n })),
-          (n) => counts[n]!,
-          LIMITS,
-          waited,
-        ),
+        nodeWithRoom(nodes(...Object.keys(counts)), (n) => counts[n]!, LIMITS, waited),
         expected,
       );
     });
   it('nodeWithRoom: never the node skipped (a switchover is leaving it)', () => {
     assert.equal(
-      nodeWithRoom(['a', 'b'], () => 0, LIMITS, 0, 'a'),
+      nodeWithRoom(nodes('a', 'b'), () => 0, LIMITS, 0, 'a'),
       'b',
     );
     assert.equal(
-      nodeWithRoom(['a'], () => 0, LIMITS, 0, 'a'),
+      nodeWithRoom(nodes('a'), () => 0, LIMITS, 0, 'a'),
       undefined,
     );
   });
@@ -98,7 +91,7 @@ describe('pool rules', () => {
   for (const [name, chunk, expected] of ending)
     it(`idleServerEnding: ${name}`, () => assert.equal(idleServerEnding(chunk), expected));
 
-  describe('idleToLend: the server lent, and those passed over to close', () => {
+  describe('takeIdle: the server lent, those passed over closed, the rest left idle', () => {
     /** `name:node` idle, `name:node:active`, `name:node:retiring`; the last is the most recent. */
     const servers = (spec: string) =>
       spec.split(' ').map((x) => {
@@ -157,12 +150,19 @@ describe('pool rules', () => {
     ];
     for (const [name, spec, routed, held, lend, close] of cases)
       it(name, () => {
-        const r = idleToLend(spec === '' ? [] : servers(spec), (s) => routed.includes(s.node.name), held);
-        assert.equal(r.lend?.name, lend);
-        assert.deepEqual(
-          r.close.map((s) => s.name),
-          close,
+        const idle = spec === '' ? [] : servers(spec);
+        const before = idle.slice();
+        const closed: string[] = [];
+        const lent = takeIdle(
+          idle,
+          (s) => routed.includes(s.node.name),
+          held,
+          (s) => closed.push(s.name),
         );
+        assert.equal(lent?.name, lend);
+        assert.deepEqual(closed, close);
+        const left = before.filter((s) => s !== lent && !closed.includes(s.name));
+        assert.deepEqual(idle, left, 'the others stay idle, in their order');
       });
   });
 });
