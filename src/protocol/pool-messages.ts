@@ -18,10 +18,6 @@ function cstring(s: string): Buffer {
   return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
 }
 
-export function authenticationOk(): Buffer {
-  return message('R', Buffer.from([0, 0, 0, 0]));
-}
-
 export function parameterStatus(name: string, value: string): Buffer {
   return message('S', Buffer.concat([cstring(name), cstring(value)]));
 }

@@ -58,6 +58,7 @@ export { ClientLogin } from './client-login.js';
 export type { ClientLoginFailure, ClientLoginOptions, ClientLoginStep } from './client-login.js';
 export {
   AuthCode,
+  authenticationOk,
   MAX_AUTH_MESSAGE_BYTES,
   MAX_SASL_MESSAGE_BYTES,
   readAuthentication,

@@ -23,7 +23,6 @@
 import {
   MessageFramer,
   SQLSTATE,
-  authenticationOk,
   errorResponse,
   readErrorFields,
   readyForQuery,
@@ -37,6 +36,7 @@ import {
   startupWants,
   unkeptStartupParameter,
 } from './tracked-parameters.js';
+import { authenticationOk } from '../auth/index.js';
 import { onAuthBytes, onSecret } from './pooled-auth.js';
 import { acquire, adminMessages, clientMessages, release, type PooledSession } from './pooled-session.js';
 import { ADMIN_DATABASE } from '../pool/admin-console.js';

@@ -3,14 +3,8 @@
  * authentication of the client) and the moves both make: asking the pool for a server, giving it
  * back, reading the client's whole messages.
  */
-import {
-  MessageFramer,
-  SQLSTATE,
-  authenticationOk,
-  parameterStatus,
-  readyForQuery,
-} from '../../protocol/index.js';
-import type { LoginCredentials, ServerAuthExchange } from '../auth/index.js';
+import { MessageFramer, SQLSTATE, parameterStatus, readyForQuery } from '../../protocol/index.js';
+import { authenticationOk, type LoginCredentials, type ServerAuthExchange } from '../auth/index.js';
 import type { ClientStatements, ReplyFilter, StatementNames } from './prepared-statements.js';
 import { end, fail, type SessionState } from './session-state.js';
 import type { PooledServerRef, SessionAction, Termination } from './session-types.js';
