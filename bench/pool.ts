@@ -10,6 +10,9 @@
  *   npm run bench:pool -- [--rounds 3] [--duration 10] [--scale 10]
  *                         [--workloads connect-c8,select-c64,tpcb-c64] [--from-source]
  *                         [--cpu-prof]   # the proxy under node --cpu-prof (.bench-out/pool-cpuprof-*)
+ *                         [--base DIR]   # also DIR's pgfleet (a built checkout, e.g. `git worktree add
+ *                                        # DIR main~1 && (cd DIR && npm ci && npm run build)`) as
+ *                                        # target "base", interleaved: this tree against that one
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -41,8 +44,8 @@ import {
 import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
 const POOL_SIZE = 8;
-const TARGETS = ['pgfleet', 'pgbouncer'] as const;
-type Target = (typeof TARGETS)[number];
+/** `base`: a second pgfleet (--base, another checkout) in the same rounds, for an A/B of a change. */
+type Target = 'pgfleet' | 'pgbouncer' | 'base';
 
 const WORKLOADS = {
   'connect-c8': {
@@ -76,6 +79,7 @@ function parseOptions() {
       workloads: { type: 'string', default: Object.keys(WORKLOADS).join(',') },
       'from-source': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
+      base: { type: 'string' },
     },
     strict: true,
   });
@@ -86,13 +90,15 @@ function parseOptions() {
     workloads: knownList('workloads', values.workloads, Object.keys(WORKLOADS) as WorkloadName[]),
     fromSource: values['from-source'],
     cpuProf: values['cpu-prof'],
+    base: values.base === undefined ? undefined : path.resolve(values.base),
   };
 }
 
 async function main(): Promise<void> {
   const opts = parseOptions();
+  const targets = targetsOf(opts);
   armWatchdog(
-    240_000 + opts.rounds * opts.workloads.length * TARGETS.length * (opts.durationSec + 20) * 1_000,
+    240_000 + opts.rounds * opts.workloads.length * targets.length * (opts.durationSec + 20) * 1_000,
   );
   log(`rounds=${opts.rounds} duration=${opts.durationSec}s scale=${opts.scale} cpus=${os.cpus().length}`);
   const runner = await resolveProxyRunner(opts.fromSource);
@@ -124,12 +130,32 @@ async function main(): Promise<void> {
     maxClients: 1_000,
     poolMode: 'transaction',
   });
-  const ports: Record<Target, number> = { pgfleet: proxy.port, pgbouncer: bouncer.port };
-  const pids: Record<Target, number> = { pgfleet: proxy.process.pid, pgbouncer: bouncer.pid };
+  const base =
+    opts.base === undefined
+      ? undefined
+      : await startPgfleetProxy({
+          root: opts.base,
+          scope,
+          etcdEndpoint: etcd.endpoint,
+          listener: { pool_mode: 'transaction', pool_size: POOL_SIZE },
+          proxy: { max_client_connections: 1_000, auth: { type: 'trust', file: userlist } },
+          nodeArgs: runner.nodeArgs,
+          env: runner.env,
+        });
+  const ports: Record<Target, number> = {
+    pgfleet: proxy.port,
+    pgbouncer: bouncer.port,
+    base: base?.port ?? 0,
+  };
+  const pids: Record<Target, number> = {
+    pgfleet: proxy.process.pid,
+    pgbouncer: bouncer.pid,
+    base: base?.process.pid ?? 0,
+  };
   log(
     `pgfleet proxy (${runner.label}) pid ${proxy.process.pid}; pgbouncer pid ${bouncer.pid}; postgres :${pg.port}`,
   );
-  for (const t of TARGETS)
+  for (const t of targets)
     await waitFor(
       `${t} to reach the server`,
       async () => (await psql(ports[t], 'select 1')) === '1',
@@ -140,12 +166,12 @@ async function main(): Promise<void> {
   log(`pgbench -i -s ${opts.scale}`);
   await pgbenchInit(pg.port, opts.scale);
   await psql(pg.port, 'vacuum analyze');
-  for (const t of TARGETS) await pgbench(ports[t], WORKLOADS['select-c64'].args, 3);
+  for (const t of targets) await pgbench(ports[t], WORKLOADS['select-c64'].args, 3);
 
   const runs: Run[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
     for (const [wi, workload] of opts.workloads.entries()) {
-      for (const target of rotate(TARGETS, round + wi)) {
+      for (const target of rotate(targets, round + wi)) {
         const cpu0 = cpuSeconds(pids[target]);
         const out = parsePgbench(await pgbench(ports[target], WORKLOADS[workload].args, opts.durationSec));
         const cpu1 = cpuSeconds(pids[target]);
@@ -172,6 +198,10 @@ async function main(): Promise<void> {
   log(`results written to ${path.relative(ROOT, out)}`);
 }
 
+function targetsOf(opts: ReturnType<typeof parseOptions>): readonly Target[] {
+  return opts.base === undefined ? ['pgfleet', 'pgbouncer'] : ['pgfleet', 'pgbouncer', 'base'];
+}
+
 function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): string {
   const lines = [
     `transaction pooling, pool_size ${POOL_SIZE}, ${opts.rounds} interleaved rounds of ${opts.durationSec}s`,
@@ -180,7 +210,7 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
   for (const w of opts.workloads) {
     const tps = (t: Target) => runs.filter((r) => r.workload === w && r.target === t).map((r) => r.tps);
     const ratio = median(tps('pgfleet')) / median(tps('pgbouncer'));
-    for (const t of TARGETS) {
+    for (const t of targetsOf(opts)) {
       const rs = runs.filter((r) => r.workload === w && r.target === t);
       const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
       const sys = rs.reduce((a, r) => a + r.proxySysSec, 0);
@@ -194,7 +224,8 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
       const xs = tps(t);
       lines.push(
         `${w.padEnd(11)} ${t.padEnd(9)} ${median(xs).toFixed(0).padStart(10)}  ${`${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`.padEnd(15)}  ` +
-          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit} ${sysShare}`,
+          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit} ${sysShare}` +
+          (t === 'base' ? `  pgfleet/base ${(median(tps('pgfleet')) / median(xs)).toFixed(2)}` : ''),
       );
     }
   }
