@@ -298,6 +298,50 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await c.end();
   });
 
+  void it('a client that does not read holds its server back: the backend waits in ClientWrite, not the proxy', async () => {
+    const leader = nodes.find((n) => n.name === 'p1' || n.name === 'p2')!;
+    const primary = (await leaderName(leader)) ?? leader.name;
+    const primaryPort = nodes.find((n) => n.name === primary)!.pgPort;
+    const c = pooledClient(ports.tx!);
+    await c.connect();
+    // ~40 MB of rows; the client's socket is not read until the backend is seen waiting on the proxy.
+    const stream = (c as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection
+      .stream;
+    stream.pause();
+    const rows = c.query<{ n: number }>(
+      "SELECT n, repeat('x', 1000) AS pad FROM generate_series(1, 40000) AS n",
+    );
+    rows.catch(() => undefined);
+    const ours = async () =>
+      await sql<{ state: string; wait_event: string | null }>(
+        primaryPort,
+        "SELECT state, wait_event FROM pg_stat_activity WHERE query LIKE 'SELECT n, repeat%' AND pid <> pg_backend_pid()",
+      );
+    await waitFor(
+      'the backend to wait on the proxy (ClientWrite)',
+      async () => (await ours()).some((r) => r.wait_event === 'ClientWrite'),
+      15_000,
+      100,
+    );
+    // And it stays there while the client reads nothing (were the proxy reading on into its own
+    // memory, the backend would be done and idle within a fraction of a second).
+    for (let i = 0; i < 15; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const now = await ours();
+      assert.ok(
+        now.some((r) => r.state === 'active'),
+        `the query still running on the backend after ${(i + 1) * 100} ms: ${JSON.stringify(now)}`,
+      );
+    }
+    stream.resume();
+    const r = await rows;
+    assert.equal(r.rows.length, 40_000, 'every row, once the client reads');
+    assert.equal(r.rows[39_999]!.n, 40_000);
+    // The server went back to the pool reading again: the next transaction runs.
+    assert.equal((await c.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+    await c.end();
+  });
+
   void it('transaction mode: each client keeps its application_name and its own SET TIME ZONE on shared servers', async () => {
     const clients = Array.from({ length: 6 }, (_, i) => {
       const c = new pg.Client({

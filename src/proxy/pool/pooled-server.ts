@@ -78,6 +78,8 @@ export class PooledServer implements Terminable, PooledServerRef {
   #error: string | undefined;
   #resetDone: ((ok: boolean) => void) | undefined;
   #resetFramer: MessageFramer | undefined;
+  /** Paused by holdBack. */
+  #heldBack = false;
   readonly #events: ServerEvents;
 
   constructor(
@@ -139,11 +141,28 @@ export class PooledServer implements Terminable, PooledServerRef {
     this.#borrower = b;
   }
 
-  /** Back from its borrower. */
+  /** Back from its borrower (reading again if its client had held it back). */
   giveBack(now: number): void {
     this.#borrower = undefined;
     this.lastUsedAt = now;
     if (this.state === 'active') this.state = 'idle';
+    this.readOn();
+  }
+
+  /**
+   * Its client's socket is full: the server's replies wait in the kernel (and the backend in
+   * ClientWrite), not in the proxy, until readOn.
+   */
+  holdBack(): void {
+    if (this.#heldBack || this.state === 'closed') return;
+    this.#heldBack = true;
+    this.#socket.pause();
+  }
+
+  readOn(): void {
+    if (!this.#heldBack) return;
+    this.#heldBack = false;
+    if (this.state !== 'closed') this.#socket.resume();
   }
 
   /** false: the socket's buffer is full (the borrower pauses its client until drain). */

@@ -119,17 +119,25 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     if (c instanceof NativeConn) {
       c.on('data', ClientSession.#onClientData);
       c.on('close', ClientSession.#onClientClose);
+      if (this.#pooled !== undefined) c.on('drain', ClientSession.#onClientDrain);
       return;
     }
     c.on('data', ClientSession.#onClientData);
     c.on('error', ignoreError);
     c.on('close', ClientSession.#onClientClose);
+    if (this.#pooled !== undefined) c.on('drain', ClientSession.#onClientDrain);
   }
 
   static #onClientData(this: WatchedSocket, chunk: Buffer): void {
     const session = this[SESSION];
     if (session !== undefined && session.#relay === undefined && session.#client === this)
       session.#step({ type: 'client_data', bytes: chunk });
+  }
+
+  /** A pooled client's socket took what was written: its server is read again (PooledLink). */
+  static #onClientDrain(this: WatchedSocket): void {
+    const session = this[SESSION];
+    if (session !== undefined && session.#client === this) session.#pooled?.onClientDrain();
   }
 
   static #onClientClose(this: WatchedSocket): void {
@@ -310,7 +318,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     const c = this.#client;
     switch (a.kind) {
       case 'write_client':
-        if (c && !c.destroyed) c.write(a.bytes);
+        if (c && !c.destroyed && !c.write(a.bytes)) this.#pooled?.clientFull();
         return;
       case 'start_tls':
         this.#startTls(a.replay);

@@ -210,6 +210,19 @@ export class PooledLink implements PoolClient, CancelResolver {
     this.#owner.resumeClient();
   }
 
+  /**
+   * A write to the client returned false (its socket's buffer is full): the lent server is not
+   * read until the client drains, so a slow client's replies wait in the kernel and the backend,
+   * not in the proxy's memory (a server given back meanwhile reads on: pooled-server.ts).
+   */
+  clientFull(): void {
+    this.#server?.holdBack();
+  }
+
+  onClientDrain(): void {
+    this.#server?.readOn();
+  }
+
   /** Session mode: the lent server's node left the listener. */
   terminate(t: Termination): void {
     this.#owner.terminate(t);
