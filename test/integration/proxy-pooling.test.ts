@@ -126,6 +126,54 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   });
   after(cleanupAll);
 
+  /**
+   * A client that stops reading while a ~40 MB result comes: the proxy stops reading the server
+   * (the backend waits in ClientWrite and stays in its query); once the client reads, every row.
+   */
+  async function slowClientHoldsServerBack(port: number): Promise<void> {
+    const leader = nodes.find((n) => n.name === 'p1' || n.name === 'p2')!;
+    const primary = (await leaderName(leader)) ?? leader.name;
+    const primaryPort = nodes.find((n) => n.name === primary)!.pgPort;
+    const c = pooledClient(port);
+    await c.connect();
+    // ~40 MB of rows; the client's socket is not read until the backend is seen waiting on the proxy.
+    const stream = (c as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection
+      .stream;
+    stream.pause();
+    const rows = c.query<{ n: number }>(
+      "SELECT n, repeat('x', 1000) AS pad FROM generate_series(1, 40000) AS n",
+    );
+    rows.catch(() => undefined);
+    const ours = async () =>
+      await sql<{ state: string; wait_event: string | null }>(
+        primaryPort,
+        "SELECT state, wait_event FROM pg_stat_activity WHERE query LIKE 'SELECT n, repeat%' AND pid <> pg_backend_pid()",
+      );
+    await waitFor(
+      'the backend to wait on the proxy (ClientWrite)',
+      async () => (await ours()).some((r) => r.wait_event === 'ClientWrite'),
+      15_000,
+      100,
+    );
+    // And it stays there while the client reads nothing (were the proxy reading on into its own
+    // memory, the backend would be done and idle within a fraction of a second).
+    for (let i = 0; i < 15; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const now = await ours();
+      assert.ok(
+        now.some((r) => r.state === 'active'),
+        `the query still running on the backend after ${(i + 1) * 100} ms: ${JSON.stringify(now)}`,
+      );
+    }
+    stream.resume();
+    const r = await rows;
+    assert.equal(r.rows.length, 40_000, 'every row, once the client reads');
+    assert.equal(r.rows[39_999]!.n, 40_000);
+    // The server went back to the pool reading again: the next transaction runs.
+    assert.equal((await c.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+    await c.end();
+  }
+
   void it('transaction mode: 12 clients on 3 server connections, named statements wherever they run', async () => {
     const clients = await Promise.all(
       Array.from({ length: 12 }, async () => {
@@ -190,7 +238,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await Promise.all(clients.map((c) => c.end()));
   });
 
-  void it('relay: js pools on Node sockets: transactions and named statements as on the native transport', async () => {
+  void it('relay: js pools on Node sockets: transactions and named statements as on the native transport, a slow client held back', async () => {
     const js = await startProxy(
       etcd,
       [{ name: 'txjs', role: 'primary', pool_mode: 'transaction', pool_size: 2 }],
@@ -223,6 +271,8 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       );
       const status = await admin<{ pooledSockets: { transport: string } }>(js.adminPort, '/status');
       assert.equal(status.pooledSockets.transport, 'js');
+      // A slow client on Node's sockets holds its server back too ('drain' from net.Socket).
+      await slowClientHoldsServerBack(js.ports.txjs!);
       await Promise.all(clients.map((c) => c.end()));
     } finally {
       await js.proxy.destroy();
@@ -299,47 +349,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   });
 
   void it('a client that does not read holds its server back: the backend waits in ClientWrite, not the proxy', async () => {
-    const leader = nodes.find((n) => n.name === 'p1' || n.name === 'p2')!;
-    const primary = (await leaderName(leader)) ?? leader.name;
-    const primaryPort = nodes.find((n) => n.name === primary)!.pgPort;
-    const c = pooledClient(ports.tx!);
-    await c.connect();
-    // ~40 MB of rows; the client's socket is not read until the backend is seen waiting on the proxy.
-    const stream = (c as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection
-      .stream;
-    stream.pause();
-    const rows = c.query<{ n: number }>(
-      "SELECT n, repeat('x', 1000) AS pad FROM generate_series(1, 40000) AS n",
-    );
-    rows.catch(() => undefined);
-    const ours = async () =>
-      await sql<{ state: string; wait_event: string | null }>(
-        primaryPort,
-        "SELECT state, wait_event FROM pg_stat_activity WHERE query LIKE 'SELECT n, repeat%' AND pid <> pg_backend_pid()",
-      );
-    await waitFor(
-      'the backend to wait on the proxy (ClientWrite)',
-      async () => (await ours()).some((r) => r.wait_event === 'ClientWrite'),
-      15_000,
-      100,
-    );
-    // And it stays there while the client reads nothing (were the proxy reading on into its own
-    // memory, the backend would be done and idle within a fraction of a second).
-    for (let i = 0; i < 15; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const now = await ours();
-      assert.ok(
-        now.some((r) => r.state === 'active'),
-        `the query still running on the backend after ${(i + 1) * 100} ms: ${JSON.stringify(now)}`,
-      );
-    }
-    stream.resume();
-    const r = await rows;
-    assert.equal(r.rows.length, 40_000, 'every row, once the client reads');
-    assert.equal(r.rows[39_999]!.n, 40_000);
-    // The server went back to the pool reading again: the next transaction runs.
-    assert.equal((await c.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
-    await c.end();
+    await slowClientHoldsServerBack(ports.tx!);
   });
 
   void it('transaction mode: each client keeps its application_name and its own SET TIME ZONE on shared servers', async () => {
