@@ -77,6 +77,8 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   /** In #step: events that arrive meanwhile wait in #queued. */
   #stepping = false;
   #queued: SessionEvent[] | undefined;
+  /** Whether to read a native client, decided in #step and applied at its end. */
+  #reading: boolean | undefined;
 
   constructor(client: ClientSocket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
@@ -93,11 +95,24 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   }
 
   pauseClient(): void {
-    this.#client?.pause();
+    this.#readClient(false);
   }
 
   resumeClient(): void {
-    this.#client?.resume();
+    this.#readClient(true);
+  }
+
+  /**
+   * Pauses or resumes reading the client. A native connection's is applied once the step is done
+   * (a pooled login pauses and resumes it twice in one step chain: one call, or none, instead of
+   * four); its records keep coming either way until the transport reads no more.
+   */
+  #readClient(reading: boolean): void {
+    const c = this.#client;
+    if (c === undefined) return;
+    if (this.#stepping && c instanceof NativeConn) this.#reading = reading;
+    else if (reading) c.resume();
+    else c.pause();
   }
 
   get phase(): Phase {
@@ -254,6 +269,9 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       }
     } finally {
       this.#stepping = false;
+      const reading = this.#reading;
+      this.#reading = undefined;
+      if (reading !== undefined) this.#readClient(reading);
     }
   }
 
@@ -327,10 +345,10 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#startServerTls();
         return;
       case 'pause_client':
-        c?.pause();
+        this.#readClient(false);
         return;
       case 'resume_client':
-        c?.resume();
+        this.#readClient(true);
         return;
       case 'connect':
         this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
