@@ -20,10 +20,18 @@ import {
   type ManagedProcess,
 } from '../harness/index.js';
 
-/** A base port whose 40 ports are all free (the demo uses base .. base+32). */
+/**
+ * A base port whose 40 ports are all free (the demo uses base .. base+32), below the kernel's
+ * ephemeral range: a port checked free there can be taken by any outgoing connection before the
+ * demo binds it (this test once failed so: "ports in use").
+ */
 async function freeBase(): Promise<number> {
+  const ephemeralFrom = Number(
+    readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
+  );
+  const top = Math.min(Number.isFinite(ephemeralFrom) ? ephemeralFrom : 32_768, 50_000) - 40;
   for (let tries = 0; tries < 50; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = 10_000 + Math.floor(Math.random() * (top - 10_000));
     let free = true;
     for (let p = base; p < base + 40 && free; p++) free = !(await isPortOpen(p, '127.0.0.1', 200));
     if (free) return base;
