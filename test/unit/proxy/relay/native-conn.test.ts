@@ -23,19 +23,28 @@ function open(): NativeTransport {
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-/**
- * The timer of the IPv4 loopback socket (local port `local`, remote port `remote`) from
- * /proc/net/tcp: its kind (2: keepalive) and when it fires.
- */
-function tcpTimer(local: number, remote: number): { kind: number; seconds: number } | undefined {
+/** The fields of the IPv4 loopback socket (local port `local`, remote port `remote`) in /proc/net/tcp. */
+function procTcp(local: number, remote: number): string[] | undefined {
   const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f[1]?.endsWith(`:${hex(local)}`) !== true || f[2]?.endsWith(`:${hex(remote)}`) !== true) continue;
-    const [kind, when] = f[5]!.split(':');
-    return { kind: Number(kind), seconds: parseInt(when!, 16) / 100 };
+    if (f[1]?.endsWith(`:${hex(local)}`) === true && f[2]?.endsWith(`:${hex(remote)}`) === true) return f;
   }
   return undefined;
+}
+
+/** The socket's timer: its kind (2: keepalive) and when it fires. */
+function tcpTimer(local: number, remote: number): { kind: number; seconds: number } | undefined {
+  const f = procTcp(local, remote);
+  if (f === undefined) return undefined;
+  const [kind, when] = f[5]!.split(':');
+  return { kind: Number(kind), seconds: parseInt(when!, 16) / 100 };
+}
+
+/** The bytes waiting in the socket's receive queue. */
+function receiveQueue(local: number, remote: number): number | undefined {
+  const f = procTcp(local, remote);
+  return f === undefined ? undefined : parseInt(f[4]!.split(':')[1]!, 16);
 }
 const MiB = 1024 * 1024;
 
@@ -238,16 +247,7 @@ describe('native socket transport', { timeout: 60_000 }, () => {
   });
 
   it('writes made while a batch is handled go out when it is handled: in order, before an end or a close', async () => {
-    // The peer's receive queue (from /proc/net/tcp) shows whether a write was sent yet.
-    const peerQueue = (peer: Socket): number | undefined => {
-      const hex = (n: number): string => n.toString(16).toUpperCase().padStart(4, '0');
-      for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-        const f = line.trim().split(/\s+/);
-        if (f[1]?.endsWith(`:${hex(peer.localPort!)}`) && f[2]?.endsWith(`:${hex(peer.remotePort!)}`))
-          return parseInt(f[4]!.split(':')[1]!, 16);
-      }
-      return undefined;
-    };
+    // The peer's receive queue (/proc/net/tcp) shows whether a write was sent yet.
     const big = randomBytes(40 * 1024); // above what a batch gathers: sent at once, after what was gathered
     const cases = [
       {
@@ -265,7 +265,7 @@ describe('native socket transport', { timeout: 60_000 }, () => {
       conn.on('data', function (this: NativeConn) {
         this.write(Buffer.from('a'));
         this.write(Buffer.from('b'));
-        queuedInBatch = peerQueue(peer);
+        queuedInBatch = receiveQueue(peer.localPort!, peer.remotePort!);
         if (c.then === 'nothing') {
           this.write(big);
           this.write(Buffer.from('c'));
