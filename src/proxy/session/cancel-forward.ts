@@ -6,7 +6,7 @@
  * client address (a token bucket), and refused beyond it, counted in a metric.
  */
 import type { RouteNode } from '../../routing/types.js';
-import { cancelKey, type CancelRegistry, type CancelTarget } from './cancel-registry.js';
+import type { CancelRegistry, CancelTarget } from './cancel-registry.js';
 import { sendCancel } from './server-connect.js';
 
 export type CancelResult = 'routed' | 'broadcast' | 'dropped' | 'refused';
@@ -86,7 +86,7 @@ export class CancelForwarder {
     nowMs: number,
     cancel: { processId: number; secretKey: Buffer; packet: Buffer },
   ): Promise<CancelResult> {
-    const known = this.#registry.lookup(cancelKey(cancel.processId, cancel.secretKey));
+    const known = this.#registry.lookup(cancel.processId, cancel.secretKey);
     const plan = planCancel(known, nodes, () => this.#limiter.take(source, nowMs));
     this.#count(plan.result);
     await Promise.all(

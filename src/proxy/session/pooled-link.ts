@@ -11,25 +11,24 @@ import { cancelRequest } from '../../protocol/index.js';
 import { ASK_QUERY, type LoginCredentials } from '../auth/index.js';
 import type { PoolClient, PoolIdentity } from '../pool/pool-manager.js';
 import type { PooledServer } from '../pool/pooled-server.js';
-import { cancelKey, type CancelResolver, type CancelTarget } from './cancel-registry.js';
+import type { CancelResolver, CancelTarget } from './cancel-registry.js';
 import type { SessionContext } from './session-context.js';
 import type { Phase } from './session-machine.js';
 import type { PooledServerRef, SessionEvent, Termination } from './session-types.js';
 import { reportedValues } from './tracked-parameters.js';
 
-/** Random bytes for the backend keys pooled listeners issue, drawn 4 KiB at a time (one syscall per 512 logins). */
+/** Random bytes for the backend keys pooled listeners issue, drawn 4 KiB at a time (one syscall per 512 keys). */
 const keyBytes = Buffer.alloc(4096);
 let keyBytesAt = keyBytes.length;
-function issuedKey(): { processId: number; secretKey: Buffer } {
+
+/** 8 random bytes, at the returned offset of keyBytes (valid until the next call). */
+function randomKeyAt(): number {
   if (keyBytesAt + 8 > keyBytes.length) {
     randomFillSync(keyBytes);
     keyBytesAt = 0;
   }
-  const at = keyBytesAt;
   keyBytesAt += 8;
-  const secretKey = Buffer.allocUnsafe(4);
-  keyBytes.copy(secretKey, 0, at + 4, at + 8);
-  return { processId: keyBytes.readInt32BE(at) & 0x7fffffff, secretKey };
+  return keyBytesAt - 8;
 }
 
 /**
@@ -76,7 +75,10 @@ export class PooledLink implements PoolClient, CancelResolver {
   #id: PoolIdentity | undefined;
   /** The server's write buffer was full: the client is paused until it drains. */
   #full = false;
-  #cancelKey: string | undefined;
+  /** The processId of the key issued to the client (its cancels' registration). */
+  #processId: number | undefined;
+  /** That key's secret (CancelResolver). */
+  cancelSecret = 0;
 
   constructor(ctx: SessionContext, owner: PooledLinkOwner) {
     this.#ctx = ctx;
@@ -146,8 +148,8 @@ export class PooledLink implements PoolClient, CancelResolver {
   close(): void {
     this.release(false);
     if (this.#id !== undefined) this.#ctx.pool?.leave(this.#id, this);
-    if (this.#cancelKey !== undefined) this.#ctx.cancels.remove(this.#cancelKey);
-    this.#cancelKey = undefined;
+    if (this.#processId !== undefined) this.#ctx.cancels.withdraw(this.#processId, this);
+    this.#processId = undefined;
   }
 
   /** The pool lends a server. At login, the client's key is issued. */
@@ -173,14 +175,25 @@ export class PooledLink implements PoolClient, CancelResolver {
     this.#owner.pooledStep({ type: 'pool_server', server: cachedLogin(parameters), key });
   }
 
-  /** The backend key the proxy gives a pooled client, registered for its cancels. */
+  /**
+   * The backend key the proxy gives a pooled client (random; its processId unique among the keys
+   * the proxy has out), registered for its cancels.
+   */
   #issueKey(): { processId: number; secretKey: Buffer } {
-    const key = issuedKey();
-    this.#cancelKey = cancelKey(key.processId, key.secretKey);
-    this.#ctx.cancels.add(this.#cancelKey, this);
+    const cancels = this.#ctx.cancels;
+    if (this.#processId !== undefined) cancels.withdraw(this.#processId, this);
+    let at: number, processId: number;
+    do {
+      at = randomKeyAt();
+      processId = keyBytes.readInt32BE(at) & 0x7fffffff;
+      this.cancelSecret = keyBytes.readInt32BE(at + 4);
+    } while (!cancels.issue(processId, this));
+    this.#processId = processId;
+    const secretKey = Buffer.allocUnsafe(4);
+    keyBytes.copy(secretKey, 0, at + 4, at + 8);
     this.#ctx.pool!.join(this.#id!, this);
     this.#ctx.metrics.opened();
-    return key;
+    return { processId, secretKey };
   }
 
   /** Where this client's CancelRequest goes now: the server serving it, with that server's key. */
