@@ -28,7 +28,9 @@
  *                                    set on the listening socket, inherited by its clients)
  *                                    is a new connection, told in a record kind 5 accepted: id the
  *                                    new connection's, data[offset, offset+4) the listener's id
- *                                    (int32 LE), then the client's address as text
+ *                                    (int32 LE), then the client's address as text; the client's
+ *                                    first bytes follow in the same batch (TCP_DEFER_ACCEPT: it
+ *                                    is accepted once they arrived, or after DEFER_ACCEPT_S)
  *   nioDetach(nio, id) -> fd or -errno   the connection's descriptor (a duplicate) for Node to take
  *                                    over; the connection is closed here
  *   nioDestroy(nio, id) on a listener stops accepting and closes its duplicate
@@ -65,6 +67,7 @@
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define MAX_EVENTS 256
 #define CORK_LIMIT (16 * 1024) /* bytes a connection gathers during a batch before they go out */
+#define DEFER_ACCEPT_S 1 /* a silent client waits this long (about) for its accept */
 
 typedef struct {
   int fd; /* -1: free */
@@ -104,6 +107,9 @@ typedef struct {
   size_t bytes_js_len;
   int dispatching, closed, referenced;
   int polling; /* in on_poll: its own dispatch follows, no idle turn needed */
+  int last_peer_family; /* the last client's address (0: none), as bytes and as text (peer_text) */
+  unsigned char last_peer[16];
+  char last_peer_text[INET6_ADDRSTRLEN];
 } nio_t;
 
 static napi_value nio_throw(napi_env env, const char *msg) {
@@ -320,6 +326,31 @@ static int ensure_room(nio_t *n, size_t need) {
 static int grow(nio_t *n);
 static uint32_t add_conn(nio_t *n, int fd, uint8_t listening);
 
+/*
+ * A client's address as text: the previous client's when it is the same (most come from a few
+ * hosts; glibc's inet_ntop formats with sprintf).
+ */
+static const char *peer_text(nio_t *n, const struct sockaddr_storage *sa) {
+  const void *bytes = NULL;
+  size_t len = 0;
+  if (sa->ss_family == AF_INET) {
+    bytes = &((const struct sockaddr_in *)sa)->sin_addr;
+    len = 4;
+  } else if (sa->ss_family == AF_INET6) {
+    bytes = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    len = 16;
+  }
+  if (len == 0) return "";
+  if (n->last_peer_family == sa->ss_family && memcmp(n->last_peer, bytes, len) == 0) return n->last_peer_text;
+  if (inet_ntop(sa->ss_family, bytes, n->last_peer_text, sizeof(n->last_peer_text)) == NULL) {
+    n->last_peer_family = 0;
+    return "";
+  }
+  n->last_peer_family = sa->ss_family;
+  memcpy(n->last_peer, bytes, len);
+  return n->last_peer_text;
+}
+
 /* A listener's ready clients, each a new connection (reading) and an accepted record. */
 static void accept_clients(nio_t *n, uint32_t slot) {
   for (int k = 0; k < ACCEPT_BUDGET; k++) {
@@ -335,10 +366,7 @@ static void accept_clients(nio_t *n, uint32_t slot) {
       return;
     }
     /* (TCP_NODELAY and keepalive come from the listening socket: see js_nio_listen.) */
-    char addr[INET6_ADDRSTRLEN] = "";
-    if (sa.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, addr, sizeof(addr));
-    else if (sa.ss_family == AF_INET6)
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, addr, sizeof(addr));
+    const char *addr = peer_text(n, &sa);
     size_t alen = strlen(addr);
     if (ensure_room(n, 4 + alen) != 0) {
       close(fd);
@@ -352,6 +380,10 @@ static void accept_clients(nio_t *n, uint32_t slot) {
     memcpy(n->data + at + 4, addr, alen);
     n->dlen += 4 + alen;
     add_record(n, c, at, 4 + alen, REC_ACCEPTED);
+    /* The client's first bytes are there (TCP_DEFER_ACCEPT: see js_nio_listen): read in this turn,
+     * handed over in the same batch as the accept, not one epoll wake-up later. */
+    read_conn(n, c);
+    update_mask(n, c, 1);
   }
 }
 
@@ -656,6 +688,11 @@ static napi_value js_nio_listen(napi_env env, napi_callback_info info) {
        * and TCP_KEEPIDLE from their listening socket, keepalive timer armed (tcp_create_openreq_child). */
       int one = 1;
       setsockopt(dup, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      /* A client is accepted once its first bytes arrived (PostgreSQL's client speaks first), as
+       * pgbouncer's tcp_defer_accept: accept and first read in one turn (accept_clients). A silent
+       * client is accepted when the period ends (the kernel's next SYN-ACK and its ACK). */
+      int defer = DEFER_ACCEPT_S;
+      setsockopt(dup, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
       if (idle > 0) {
         setsockopt(dup, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         setsockopt(dup, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
