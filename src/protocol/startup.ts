@@ -93,7 +93,7 @@ export function parseStartupPacket(buf: Buffer): StartupParseResult {
         rest,
       };
     default: {
-      const parsed = parseParameters(raw.subarray(HEADER_BYTES));
+      const parsed = knownParameters(raw.subarray(HEADER_BYTES));
       if (typeof parsed === 'string') return fail(parsed);
       return { ok: true, packet: { kind: 'startup', protocolVersion: code, parameters: parsed, raw }, rest };
     }
@@ -120,6 +120,43 @@ function checkCode(code: number, length: number): string | undefined {
       if (code >>> 16 !== 3) return `unsupported frontend protocol ${formatProtocolVersion(code)}`;
       return undefined;
   }
+}
+
+/**
+ * Parameter lists seen lately, by a hash of their bytes: clients of one application send the same
+ * StartupMessage at every connection (a connection per request is what pooling serves), and their
+ * parameters are parsed once, not into a Map of new strings per connection. Each list's Map is
+ * shared by every packet with those bytes: read-only (ReadonlyMap). Bounded: cleared when full.
+ */
+const KNOWN_LISTS = new Map<
+  number,
+  { readonly body: Buffer; readonly parameters: ReadonlyMap<string, string> }
+>();
+const KNOWN_LISTS_KEPT = 64;
+
+/** parseParameters(body), from KNOWN_LISTS when the same bytes were parsed lately. */
+function knownParameters(body: Buffer): ReadonlyMap<string, string> | string {
+  const hash = fnv1a(body);
+  const known = KNOWN_LISTS.get(hash);
+  if (known !== undefined && sameBytes(known.body, body)) return known.parameters;
+  const parsed = parseParameters(body);
+  if (typeof parsed === 'string') return parsed;
+  if (KNOWN_LISTS.size >= KNOWN_LISTS_KEPT) KNOWN_LISTS.clear();
+  KNOWN_LISTS.set(hash, { body: Buffer.from(body), parameters: parsed });
+  return parsed;
+}
+
+/** 32-bit FNV-1a of the bytes. */
+function fnv1a(b: Buffer): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  return h >>> 0;
+}
+
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

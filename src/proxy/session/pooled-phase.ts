@@ -28,12 +28,14 @@ import {
   readyForQuery,
 } from '../../protocol/index.js';
 import { ReplyFilter, rewriteClientMessage, type StatementNames } from './prepared-statements.js';
-import { sessionOnlyStatement } from './session-only.js';
+import { maySessionOnly, sessionOnlyStatement } from './session-only.js';
 import {
   greetingBytes,
   noteReport,
   settingQuery,
+  overlaid,
   startupWants,
+  trackedReport,
   unkeptStartupParameter,
 } from './tracked-parameters.js';
 import { authenticationOk } from '../auth/index.js';
@@ -146,6 +148,7 @@ export function beginPooled(
     greeting: method === undefined ? AUTH_OK : undefined,
     credentials: undefined,
     wanted: startupWants(parameters),
+    ownWanted: undefined,
     setting: undefined,
     settingError: undefined,
     loginKey: undefined,
@@ -223,7 +226,10 @@ function loggedIn(s: SessionState, p: PooledSession, server: PooledServerRef, ou
   s.phase = 'pooled';
   // From here the client's values are the ones it is greeted with: the server's, its own set there
   // (a login from the pool's cache: its own, set at its first transaction's server).
-  p.wanted = server.cached === true ? overlay(server.reported, p.wanted) : new Map(server.reported);
+  if (server.cached === true) {
+    p.wanted = overlaid(server.reported, p.wanted);
+    p.ownWanted = undefined;
+  } else p.wanted = p.ownWanted = new Map(server.reported);
   // One write: the authentication's AuthenticationOk, the server's ParameterStatus, the key, ready.
   out.push({
     kind: 'write_client',
@@ -237,13 +243,6 @@ function loggedIn(s: SessionState, p: PooledSession, server: PooledServerRef, ou
   p.queuedBytes = 0;
   out.push({ kind: 'resume_client' });
   for (const bytes of queued) if (s.phase === 'pooled') onClientBytes(s, p, bytes, out);
-}
-
-/** `base`'s values, `over`'s where it has one (a new Map). */
-function overlay(base: ReadonlyMap<string, string>, over: ReadonlyMap<string, string>): Map<string, string> {
-  const out = new Map(base);
-  for (const [name, value] of over) out.set(name, value);
-  return out;
 }
 
 /**
@@ -367,7 +366,9 @@ function onClientBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
 /** A message the server may not see in transaction mode: the ErrorResponse to answer instead. */
 function sessionOnly(msg: Buffer): Buffer | undefined {
   if (msg[0] !== 0x51) return undefined;
-  const what = sessionOnlyStatement(msg.toString('utf8', 5, Math.min(msg.length - 1, SCANNED_SQL_BYTES)));
+  const end = Math.min(msg.length - 1, SCANNED_SQL_BYTES);
+  if (!maySessionOnly(msg, 5, end)) return undefined;
+  const what = sessionOnlyStatement(msg.toString('utf8', 5, end));
   if (what === undefined) return undefined;
   return errorResponse({
     severity: 'ERROR',
@@ -445,9 +446,14 @@ function onServerBytes(s: SessionState, p: PooledSession, chunk: Buffer, out: Se
     }
     if (type === PARAMETER_STATUS) {
       // A tracked value changed (the client's SET, RESET, a transaction's end): both sides know it.
-      const msg = f.message();
-      noteReport(p.server!.reported, msg);
-      noteReport(p.wanted, msg);
+      const report = trackedReport(f.message());
+      if (report !== undefined) {
+        p.server!.reported.set(report[0], report[1]);
+        if (p.wanted.get(report[0]) !== report[1]) {
+          p.ownWanted ??= new Map(p.wanted);
+          (p.wanted = p.ownWanted).set(report[0], report[1]);
+        }
+      }
     }
     if (
       p.replay !== undefined &&

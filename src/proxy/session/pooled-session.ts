@@ -43,9 +43,11 @@ export interface PooledSession {
   credentials: LoginCredentials | undefined;
   /**
    * The client's values of the tracked parameters (tracked-parameters.ts): its startup's, then,
-   * from its login on, every tracked value it was shown.
+   * from its login on, every tracked value it was shown. Shared with other clients (read-only)
+   * until it learns one of its own: then `ownWanted`, the same Map.
    */
-  wanted: Map<string, string>;
+  wanted: ReadonlyMap<string, string>;
+  ownWanted: Map<string, string> | undefined;
   /**
    * A SET Query giving the server the client's values is in flight (its replies stay with the
    * proxy; the client's messages wait): at the login, or at a lend. Its error, when it fails.

@@ -45,3 +45,39 @@ export function sessionOnlyStatement(sql: string): string | undefined {
   for (const [pattern, what] of RULES) if (pattern.test(text)) return what;
   return undefined;
 }
+
+/** ANY_RULE's first words, as bytes. */
+const FIRST_WORDS = ['set', 'listen', 'unlisten', 'create', 'declare', 'prepare'].map((w) => Buffer.from(w));
+const ADVISORY = Buffer.from('advisory_');
+
+/**
+ * Whether the text in b[start, end) may begin with a statement sessionOnlyStatement refuses, read
+ * from the bytes (no string per transaction): false when its first word (after ASCII whitespace)
+ * is none of ANY_RULE's and no `advisory_` (any case) is in it. true says: decode and ask.
+ */
+export function maySessionOnly(b: Buffer, start: number, end: number): boolean {
+  let i = start;
+  while (i < end && (b[i] === 0x20 || (b[i]! >= 0x09 && b[i]! <= 0x0d))) i++;
+  if (i < end && b[i]! >= 0x80) return true; // (whitespace trimStart knows beyond ASCII: ask)
+  let j = i;
+  while (j < end && isLetter(b[j]!)) j++;
+  for (const word of FIRST_WORDS) if (j - i === word.length && lowerEquals(b, i, word)) return true;
+  for (let k = i; k + ADVISORY.length <= end; k++)
+    if ((b[k]! | 0x20) === 0x61 && lowerEquals(b, k, ADVISORY)) return true;
+  return false;
+}
+
+function isLetter(c: number): boolean {
+  const l = c | 0x20;
+  return l >= 0x61 && l <= 0x7a;
+}
+
+/** b[at, at + word.length) is `word` (lower-case ASCII letters and '_'), letters in any case. */
+function lowerEquals(b: Buffer, at: number, word: Buffer): boolean {
+  for (let n = 0; n < word.length; n++) {
+    const c = b[at + n]!;
+    const w = word[n]!;
+    if (c !== w && !(isLetter(c) && (c | 0x20) === w)) return false;
+  }
+  return true;
+}

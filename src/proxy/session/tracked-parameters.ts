@@ -22,12 +22,42 @@ export function trackedName(name: string): string | undefined {
   return TRACKED.get(name.toLowerCase());
 }
 
-/** The tracked parameters a client's StartupMessage asks for, by their reported name. */
-export function startupWants(parameters: ReadonlyMap<string, string>): Map<string, string> {
-  const out = new Map<string, string>();
+/**
+ * Values derived once per startup parameter list (its Map is shared by every client that sent the
+ * same bytes: startup.ts) and per login: read-only, shared by the clients they serve. A session that
+ * learns a value of its own copies first (pooled-phase.ts).
+ */
+const WANTS = new WeakMap<ReadonlyMap<string, string>, ReadonlyMap<string, string>>();
+const OVERLAYS = new WeakMap<
+  ReadonlyMap<string, string>,
+  WeakMap<ReadonlyMap<string, string>, ReadonlyMap<string, string>>
+>();
+
+/** The tracked parameters a client's StartupMessage asks for, by their reported name (shared). */
+export function startupWants(parameters: ReadonlyMap<string, string>): ReadonlyMap<string, string> {
+  let out = WANTS.get(parameters);
+  if (out !== undefined) return out;
+  const wants = new Map<string, string>();
   for (const [k, v] of parameters) {
     const name = trackedName(k);
-    if (name !== undefined) out.set(name, v);
+    if (name !== undefined) wants.set(name, v);
+  }
+  WANTS.set(parameters, (out = wants));
+  return out;
+}
+
+/** `base`'s values, `over`'s where it has one: shared per (base, over), both read-only. */
+export function overlaid(
+  base: ReadonlyMap<string, string>,
+  over: ReadonlyMap<string, string>,
+): ReadonlyMap<string, string> {
+  let byOver = OVERLAYS.get(base);
+  if (byOver === undefined) OVERLAYS.set(base, (byOver = new WeakMap()));
+  let out = byOver.get(over);
+  if (out === undefined) {
+    const merged = new Map(base);
+    for (const [name, value] of over) merged.set(name, value);
+    byOver.set(over, (out = merged));
   }
   return out;
 }
@@ -86,10 +116,15 @@ export function reportedValues(messages: readonly Buffer[]): Map<string, string>
 
 /** A ParameterStatus message seen: the tracked value it carries goes into `values`. */
 export function noteReport(values: Map<string, string>, msg: Buffer): void {
+  const r = trackedReport(msg);
+  if (r !== undefined) values.set(r[0], r[1]);
+}
+
+/** The tracked name and value a ParameterStatus message carries, or undefined. */
+export function trackedReport(msg: Buffer): readonly [string, string] | undefined {
   const r = readParameterStatus(msg);
-  if (r === undefined) return;
-  const name = trackedName(r.name);
-  if (name !== undefined) values.set(name, r.value);
+  const name = r === undefined ? undefined : trackedName(r.name);
+  return name === undefined ? undefined : [name, r!.value];
 }
 
 /** A string literal that means `value` whatever standard_conforming_strings says. */

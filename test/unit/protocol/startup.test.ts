@@ -84,6 +84,38 @@ void describe('parseStartupPacket: the four packet kinds', () => {
   });
 });
 
+void describe('parseStartupPacket: parameter lists seen lately', () => {
+  const params = (raw: Buffer): ReadonlyMap<string, string> => {
+    const r = parseStartupPacket(raw);
+    assert.ok(r.ok && r.packet.kind === 'startup');
+    return r.packet.parameters;
+  };
+
+  void it('the same bytes give the same (read-only) Map; other bytes their own values', () => {
+    const raw = buffers.startup({ user: 'u', database: 'd', application_name: 'pgbench' });
+    const first = params(raw);
+    assert.equal(params(Buffer.from(raw)), first, 'a copy of the bytes: the Map parsed before');
+    const other = params(buffers.startup({ user: 'u', database: 'd', application_name: 'pgbencH' }));
+    assert.notEqual(other, first);
+    assert.equal(other.get('application_name'), 'pgbencH');
+    assert.equal(first.get('application_name'), 'pgbench');
+    // The input's bytes changed after parsing: the kept list is the proxy's copy, not a view.
+    raw.write('x', raw.indexOf('pgbench'), 'latin1');
+    assert.equal(params(raw).get('application_name'), 'xgbench');
+    assert.equal(params(buffers.startup({ user: 'u', database: 'd', application_name: 'pgbench' })), first);
+  });
+
+  void it('many different lists: each parsed right (the list is bounded), errors never kept', () => {
+    for (let i = 0; i < 300; i++) {
+      const raw = buffers.startup({ user: `u${i % 100}`, database: 'd' });
+      assert.equal(params(raw).get('user'), `u${i % 100}`);
+    }
+    const bad = packet(PROTOCOL_3_0, Buffer.concat([cstring('user'), cstring('u')]));
+    assert.match(errorOf(parseStartupPacket(bad)), /not terminated/);
+    assert.match(errorOf(parseStartupPacket(bad)), /not terminated/);
+  });
+});
+
 void describe('parseStartupPacket: rest and incomplete input', () => {
   void it('returns the bytes after the packet as rest', () => {
     const startup = buffers.startup({ user: 'u' });

@@ -610,6 +610,51 @@ describe('session engine: pooled listeners', () => {
       assert.equal(r.phase, c.phase ?? 'pooled');
     });
 
+  it('clients that sent the same startup share its values until one learns its own: the others keep theirs', () => {
+    // One cached login and one startup packet's bytes for both: their values are shared Maps.
+    const cached: PooledServerRef = { ...serverWith('UTC'), cached: true };
+    const a = newSession(settings('transaction'));
+    const b = newSession(settings('transaction'));
+    const sql = (actions: SessionAction[]): string[] =>
+      actions
+        .filter((x) => x.kind === 'write_server')
+        .map((x) => (x as { bytes: Buffer }).bytes.toString('latin1', 5));
+    for (const s of [a, b]) {
+      step(s, { type: 'accepted', startupRoom: true }, world);
+      step(s, { type: 'client_data', bytes: Buffer.from(berlinStartup) }, world);
+      step(s, { type: 'pool_server', server: cached, key: KEY }, world);
+    }
+    // a: SET TIME ZONE on a server that has its Berlin: the server reports Tokyo.
+    step(a, { type: 'client_data', bytes: query("SET TIME ZONE 'Asia/Tokyo'") }, world);
+    step(a, { type: 'pool_server', server: serverWith('Europe/Berlin') }, world);
+    step(
+      a,
+      reply(
+        buffers.parameterStatus('TimeZone', 'Asia/Tokyo'),
+        buffers.commandComplete('SET'),
+        buffers.readyForQuery('I'),
+      ),
+      world,
+    );
+    // b, lent a server at Tokyo, sets its own Berlin there; a, lent one at Berlin, sets Tokyo.
+    step(b, { type: 'client_data', bytes: query('select 1') }, world);
+    assert.deepEqual(sql(step(b, { type: 'pool_server', server: serverWith('Asia/Tokyo') }, world)), [
+      "SET TimeZone TO E'Europe/Berlin';\0",
+    ]);
+    step(a, { type: 'client_data', bytes: query('select 1') }, world);
+    assert.deepEqual(sql(step(a, { type: 'pool_server', server: serverWith('Europe/Berlin') }, world)), [
+      "SET TimeZone TO E'Asia/Tokyo';\0",
+    ]);
+    // A third client of the same startup is greeted with Berlin, as b was.
+    const c = newSession(settings('transaction'));
+    step(c, { type: 'accepted', startupRoom: true }, world);
+    step(c, { type: 'client_data', bytes: Buffer.from(berlinStartup) }, world);
+    const hello = step(c, { type: 'pool_server', server: cached, key: KEY }, world).find(
+      (x) => x.kind === 'write_client',
+    );
+    assert.match((hello as { bytes: Buffer }).bytes.toString('latin1'), /TimeZone\0Europe\/Berlin\0/);
+  });
+
   it('proxy.auth md5: the right password lets the client in', () => {
     const s = newSession(settings('transaction', 'md5'));
     const sent: Buffer[] = [];
