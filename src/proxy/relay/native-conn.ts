@@ -177,8 +177,6 @@ export class NativeTransport {
   #closed = false;
   #batches = 0;
   #lastAddress = '';
-  /** Connections detached during the batch being handled: records after that are theirs. */
-  #handedOver: Map<number, Socket> | undefined;
 
   private constructor(addon: NioAddon) {
     this.#addon = addon;
@@ -258,11 +256,7 @@ export class NativeTransport {
     if (conn.destroyed || !this.#forgetConn(conn.id)) return undefined;
     conn.destroyed = true;
     const fd = this.#addon.nioDetach(this.#nio, conn.id);
-    if (fd < 0) return undefined;
-    const socket = new NetSocket({ fd, readable: true, writable: true });
-    // Its first bytes may be in this batch already (read at the accept): they go to the socket.
-    (this.#handedOver ??= new Map()).set(conn.id, socket);
-    return socket;
+    return fd < 0 ? undefined : new NetSocket({ fd, readable: true, writable: true });
   }
 
   #keep(conn: NativeConn): void {
@@ -340,11 +334,6 @@ export class NativeTransport {
       const conn = this.#conns[id & SLOT_MASK];
       if (conn !== undefined && conn.id === id)
         conn.onRecord(records[at + 3]!, data, records[at + 1]!, records[at + 2]!);
-      else if (records[at + 3] === DATA && this.#handedOver !== undefined) {
-        const start = records[at + 1]!;
-        this.#handedOver.get(id)?.unshift(data!.subarray(start, start + records[at + 2]!));
-      }
     }
-    this.#handedOver = undefined;
   }
 }

@@ -2,8 +2,8 @@
  * The native socket transport (native/nio.c, native-conn.ts) with real loopback sockets: bytes
  * whole and in order both ways with backpressure each way, pause/resume, the peer's end of file and
  * reset, end() with bytes still pending, destroy while pending, writes after the peer closed, writes
- * gathered while a batch is handled, many connections' reads in one batch, a client's first bytes
- * in its accept's batch, and ids never reused while a record for them is pending.
+ * gathered while a batch is handled, many connections' reads in one batch, and ids never reused
+ * while a record for them is pending.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -388,43 +388,6 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     assert.equal(err.code, 'ECONNREFUSED');
     for (const s of [a, b, socket]) s.destroy();
     conn.destroy();
-  });
-
-  it("reads a client's first bytes in its accept's batch (deferred accept), also for one detached there", async () => {
-    const node = createServer(() => assert.fail('Node accepted a client'));
-    node.listen(0, '127.0.0.1');
-    await once(node, 'listening');
-    const port = (node.address() as { port: number }).port;
-    const got: { batch: number; data: string[]; atAccept: number }[] = [];
-    const handed: Socket[] = [];
-    const l = t.listen(fdOf(node)!, 60_000, (c) => {
-      const seen = { batch: t.batches, data: [] as string[], atAccept: 0 };
-      got.push(seen);
-      if (got.length === 2) {
-        // Handed to Node at its accept (a reload's TLS): the bytes already read are the socket's.
-        const socket = t.detach(c)!;
-        socket.on('data', (chunk: Buffer) => socket.write(chunk));
-        handed.push(socket);
-        return;
-      }
-      c.on('data', (chunk) => {
-        seen.data.push(chunk.toString());
-        if (t.batches === seen.batch) seen.atAccept++;
-        c.write(chunk);
-      });
-    });
-    assert.ok(l !== undefined);
-    await new Promise<void>((resolve) => node.close(() => resolve()));
-    for (const text of ['startup', 'sslrequest']) {
-      const a = connect(port, '127.0.0.1');
-      a.write(text); // at once, as a PostgreSQL client does
-      assert.equal(((await once(a, 'data')) as [Buffer])[0].toString(), text);
-      a.destroy();
-    }
-    assert.deepEqual(got[0]!.data, ['startup']);
-    assert.equal(got[0]!.atAccept, 1, 'the first bytes in the batch that told the accept');
-    t.unlisten(l);
-    for (const s of handed) s.destroy();
   });
 
   it('close() closes every connection (idempotent); adopt() then leaves the socket alone', async () => {
