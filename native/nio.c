@@ -20,7 +20,8 @@
  *                                    them, and no reader woken before the batch is handled
  *   nioPause / nioResume(nio, id)    stop / start reading
  *   nioEnd(nio, id, buf|null)        write buf, then shutdown(SHUT_WR) once everything is flushed
- *   nioDestroy(nio, id)              close now (pending bytes dropped)
+ *   nioDestroy(nio, id)              close now (pending bytes dropped; during a batch's callback
+ *                                    the descriptor closes once the batch's gathered writes went out)
  *   nioClose(nio)                    closes every connection and the loop's handles (idempotent)
  *   nioListen(nio, fd, keepIdleS) -> [id, fd] or [-errno, -1]   accepts on a duplicate of the
  *                                    listening socket `fd` (returned: what a hand-over passes on);
@@ -94,6 +95,8 @@ typedef struct {
   uint32_t *free_slots, nfree;
   uint32_t *released, nreleased;
   uint32_t *corks, ncorks; /* the corked connections' slots */
+  int *closing; /* descriptors of connections released during a batch's callback: closed after it */
+  uint32_t nclosing;
   char *data;
   size_t dlen, dcap;
   int32_t *rec;
@@ -131,6 +134,7 @@ static conn_t *conn_by_id(nio_t *n, double id) {
 
 static void start_idle(nio_t *n);
 static int ensure_room(nio_t *n, size_t need);
+static void close_released(nio_t *n);
 
 static void add_record(nio_t *n, uint32_t slot, size_t off, size_t len, int kind) {
   if (n->nrec == n->rcap) {
@@ -448,9 +452,15 @@ static void dispatch(nio_t *n) {
   n->dispatching = 0;
   for (uint32_t i = 0; i < n->ncorks; i++) uncork(n, n->corks[i]);
   n->ncorks = 0;
+  close_released(n);
   /* Records of writes made during the callback (errors) may name slots released meanwhile. */
   if (n->nrec == 0) recycle_slots(n);
   else start_idle(n);
+}
+
+static void close_released(nio_t *n) {
+  for (uint32_t i = 0; i < n->nclosing; i++) close(n->closing[i]);
+  n->nclosing = 0;
 }
 
 static void on_idle(uv_idle_t *h) {
@@ -499,7 +509,11 @@ static void release_conn(nio_t *n, uint32_t slot) {
    * holds the open file description, removed when its last descriptor closes); one whose
    * descriptor was duplicated (attached, detached) must be taken out first. */
   if (c->mask && !c->sole) epoll_ctl(n->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-  close(c->fd);
+  /* During a batch's callback the close waits until the batch's gathered writes went out: a
+   * loopback close runs the TCP teardown (the peer's side too) in this thread, and the answers the
+   * other connections' clients wait for should not wait behind it. */
+  if (n->dispatching && !n->closed) n->closing[n->nclosing++] = c->fd;
+  else close(c->fd);
   free(c->pend);
   c->pend = NULL;
   c->fd = -1;
@@ -519,6 +533,7 @@ static void on_handle_closed(uv_handle_t *h) {
 static void close_nio(nio_t *n) {
   if (n->closed) return;
   n->closed = 1;
+  close_released(n);
   for (uint32_t s = 0; s < n->cap; s++)
     if (n->conns[s].fd >= 0) release_conn(n, s);
   if (n->h) {
@@ -548,6 +563,7 @@ static void finalize_nio(napi_env env, void *data, void *hint) {
   free(n->free_slots);
   free(n->released);
   free(n->corks);
+  free(n->closing);
   free(n->data);
   free(n->rec);
   free(n);
@@ -616,6 +632,9 @@ static int grow(nio_t *n) {
   uint32_t *k = realloc(n->corks, cap * sizeof(uint32_t));
   if (!k) return -1;
   n->corks = k;
+  int *d = realloc(n->closing, cap * sizeof(int));
+  if (!d) return -1;
+  n->closing = d;
   for (uint32_t s = cap; s-- > n->cap;) {
     c[s] = (conn_t){.fd = -1};
     f[n->nfree++] = s;

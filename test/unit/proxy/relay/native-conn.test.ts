@@ -231,6 +231,27 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     assert.equal(t.size, 0);
   });
 
+  it("a destroy during a batch closes once the batch's writes went out; the descriptor is freed", async () => {
+    const x = await pair(t);
+    const y = await pair(t);
+    const fds = openFds();
+    const xClosed = once(x.peer, 'close');
+    const yGot = received(y.peer);
+    let duringBatch: number | undefined;
+    x.conn.on('data', function (this: NativeConn) {
+      this.destroy();
+      y.conn.write(Buffer.from('answer'));
+      duringBatch = openFds(); // the destroyed connection's descriptor: still open in the batch
+    });
+    x.peer.write('bye');
+    await xClosed;
+    await until(() => yGot.bytes() === 6, "y's answer");
+    assert.equal(duringBatch, fds, 'closed after the batch, not during it');
+    await until(() => openFds() <= fds - 2, "its descriptor (and its peer's) freed after the batch");
+    y.peer.destroy();
+    y.conn.destroy();
+  });
+
   it('writes after the peer closed: an error (no SIGPIPE), then close', async () => {
     const { peer, conn } = await pair(t);
     let error: (Error & { code?: string }) | undefined;
