@@ -131,6 +131,21 @@ export function cpuSeconds(pid: number | undefined): { total: number; sys: numbe
   }
 }
 
+/**
+ * The host's CPU time so far, every CPU (/proc/stat's first line, in seconds): busy (all but idle
+ * and iowait) and all. Its difference over a run says how much of the machine the run used, and
+ * the CPU per transaction of everything (client, server, proxy) besides the proxy's own.
+ */
+export function hostCpuSeconds(): { busy: number; all: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const all = f.slice(0, 8).reduce((a, x) => a + x, 0); // user … steal (guest time is in user)
+    return { busy: (all - f[3]! - f[4]!) / 100, all: all / 100 };
+  } catch {
+    return { busy: 0, all: 0 };
+  }
+}
+
 export function rotate<T>(items: readonly T[], by: number): T[] {
   const n = items.length;
   return items.map((_, i) => items[(i + by) % n]!);

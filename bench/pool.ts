@@ -35,6 +35,7 @@ import { startPgbouncer } from './pgbouncer.js';
 import {
   EXIT_AFTER_SIGTERM,
   cpuSeconds,
+  hostCpuSeconds,
   parsePgbench,
   pgbench,
   pgbenchInit,
@@ -68,6 +69,9 @@ interface Run {
   readonly proxyCpuSec: number;
   /** Of which in the kernel (stime). */
   readonly proxySysSec: number;
+  /** The whole host's busy CPU (every process, every CPU) and its capacity over the run. */
+  readonly hostBusySec: number;
+  readonly hostAllSec: number;
 }
 
 function parseOptions() {
@@ -173,8 +177,10 @@ async function main(): Promise<void> {
     for (const [wi, workload] of opts.workloads.entries()) {
       for (const target of rotate(targets, round + wi)) {
         const cpu0 = cpuSeconds(pids[target]);
+        const host0 = hostCpuSeconds();
         const out = parsePgbench(await pgbench(ports[target], WORKLOADS[workload].args, opts.durationSec));
         const cpu1 = cpuSeconds(pids[target]);
+        const host1 = hostCpuSeconds();
         const r: Run = {
           round,
           workload,
@@ -182,11 +188,14 @@ async function main(): Promise<void> {
           ...out,
           proxyCpuSec: cpu1.total - cpu0.total,
           proxySysSec: cpu1.sys - cpu0.sys,
+          hostBusySec: host1.busy - host0.busy,
+          hostAllSec: host1.all - host0.all,
         };
         runs.push(r);
         log(
           `round ${round} ${workload.padEnd(10)} ${target.padEnd(9)} tps=${r.tps.toFixed(0)} failed=${r.failed} ` +
-            `proxy-cpu=${r.proxyCpuSec.toFixed(2)}s (sys ${r.proxySysSec.toFixed(2)}s)`,
+            `proxy-cpu=${r.proxyCpuSec.toFixed(2)}s (sys ${r.proxySysSec.toFixed(2)}s) ` +
+            `host busy ${((100 * r.hostBusySec) / r.hostAllSec).toFixed(0)}%`,
         );
       }
     }
@@ -205,7 +214,7 @@ function targetsOf(opts: ReturnType<typeof parseOptions>): readonly Target[] {
 function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): string {
   const lines = [
     `transaction pooling, pool_size ${POOL_SIZE}, ${opts.rounds} interleaved rounds of ${opts.durationSec}s`,
-    'workload    target     TPS median  min–max          pgfleet/pgbouncer  proxy CPU',
+    'workload    target     TPS median  min–max          pgfleet/pgbouncer  proxy CPU  | host: busy, CPU of all else per tx',
   ];
   for (const w of opts.workloads) {
     const tps = (t: Target) => runs.filter((r) => r.workload === w && r.target === t).map((r) => r.tps);
@@ -221,10 +230,15 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
           ? `${((cpu / tx) * 1e6).toFixed(0)} µs/connection`
           : `${((cpu / tx) * 1e4).toFixed(2)} s/10k tx`;
       const sysShare = `(${cpu > 0 ? ((100 * sys) / cpu).toFixed(0) : '-'}% in the kernel)`;
+      // The rest of the machine (pgbench, PostgreSQL, the other targets idle): what the TPS costs
+      // besides the proxy; on a saturated host TPS ~ capacity / (this + the proxy's CPU per tx).
+      const busy = rs.reduce((a, r) => a + r.hostBusySec, 0);
+      const all = rs.reduce((a, r) => a + r.hostAllSec, 0);
+      const host = ` | ${all > 0 ? ((100 * busy) / all).toFixed(0) : '-'}%, ${(((busy - cpu) / tx) * 1e6).toFixed(0)} µs`;
       const xs = tps(t);
       lines.push(
         `${w.padEnd(11)} ${t.padEnd(9)} ${median(xs).toFixed(0).padStart(10)}  ${`${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`.padEnd(15)}  ` +
-          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit} ${sysShare}` +
+          `${t === 'pgfleet' ? ratio.toFixed(2).padStart(17) : ''.padStart(17)}  ${perUnit} ${sysShare}${host}` +
           (t === 'base' ? `  pgfleet/base ${(median(tps('pgfleet')) / median(xs)).toFixed(2)}` : ''),
       );
     }
