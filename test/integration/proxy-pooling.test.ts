@@ -47,11 +47,12 @@ const HBA = [
 /** The password of proxy.auth's file (SCRAM with the client; the servers trust the proxy). */
 const PASSWORD = 'pooled-secret';
 
-function pooledClient(port: number, password = PASSWORD): pg.Client {
+function pooledClient(port: number, password = PASSWORD, ssl?: pg.ClientConfig['ssl']): pg.Client {
   const c = new pg.Client({
     host: '127.0.0.1',
     port,
     password,
+    ...(ssl === undefined ? {} : { ssl }),
     user: 'postgres',
     database: 'postgres',
     connectionTimeoutMillis: 15_000,
@@ -130,11 +131,11 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
    * A client that stops reading while a ~40 MB result comes: the proxy stops reading the server
    * (the backend waits in ClientWrite and stays in its query); once the client reads, every row.
    */
-  async function slowClientHoldsServerBack(port: number): Promise<void> {
+  async function slowClientHoldsServerBack(port: number, ssl?: pg.ClientConfig['ssl']): Promise<void> {
     const leader = nodes.find((n) => n.name === 'p1' || n.name === 'p2')!;
     const primary = (await leaderName(leader)) ?? leader.name;
     const primaryPort = nodes.find((n) => n.name === primary)!.pgPort;
-    const c = pooledClient(port);
+    const c = pooledClient(port, PASSWORD, ssl);
     await c.connect();
     // ~40 MB of rows; the client's socket is not read until the backend is seen waiting on the proxy.
     const stream = (c as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection
@@ -288,7 +289,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await ok.end();
   });
 
-  void it('a pooled listener that terminates TLS: SCRAM and named statements inside TLS', async () => {
+  void it('a pooled listener that terminates TLS: SCRAM and named statements inside TLS; a slow TLS client holds its server back', async () => {
     const c = new pg.Client({
       host: '127.0.0.1',
       port: ports.txtls,
@@ -309,6 +310,11 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       assert.equal(r.rows[0]!.v, i + 1);
     }
     await c.end();
+    // A slow client behind TLS holds its server back too (the TLS socket's write says full).
+    await slowClientHoldsServerBack(ports.txtls!, {
+      ca: readFileSync(caCert, 'utf8'),
+      rejectUnauthorized: true,
+    });
   });
 
   void it('transaction mode: cancel reaches the server running the query; session state is refused', async () => {
