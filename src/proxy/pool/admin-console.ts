@@ -21,9 +21,6 @@ import {
 } from '../../protocol/index.js';
 import type { PoolSet } from './pool-set.js';
 
-/** The database name that means the admin console (when proxy.admin_users lists someone). */
-export const ADMIN_DATABASE = 'pgfleet';
-
 export const SHOWABLE = ['pools', 'clients', 'servers', 'stats'] as const;
 export type Showable = (typeof SHOWABLE)[number];
 

@@ -20,28 +20,12 @@
  * that closes without a word is not (it may have committed). Otherwise the client gets what
  * PostgreSQL said (57P01 on a shutdown) or 08006, and the end.
  */
-import {
-  MessageFramer,
-  SQLSTATE,
-  errorResponse,
-  readErrorFields,
-  readyForQuery,
-} from '../../protocol/index.js';
-import { ReplyFilter, rewriteClientMessage, type StatementNames } from './prepared-statements.js';
-import { maySessionOnly, sessionOnlyStatement } from './session-only.js';
-import {
-  greetingBytes,
-  noteReport,
-  settingQuery,
-  overlaid,
-  startupWants,
-  trackedReport,
-  unkeptStartupParameter,
-} from './tracked-parameters.js';
-import { authenticationOk } from '../auth/index.js';
+import { MessageFramer, SQLSTATE, readErrorFields, readyForQuery } from '../../protocol/index.js';
+import { ReplyFilter, rewriteClientMessage } from './prepared-statements.js';
+import { greetingBytes, noteReport, settingQuery, overlaid, trackedReport } from './tracked-parameters.js';
 import { onAuthBytes, onSecret } from './pooled-auth.js';
 import { acquire, adminMessages, clientMessages, release, type PooledSession } from './pooled-session.js';
-import { ADMIN_DATABASE } from '../pool/admin-console.js';
+import { fatalShutdown, hello, sessionOnly, writeClient } from './pooled-replies.js';
 import { MAX_PENDING_CLIENT_BYTES, end, endWith, fail, type SessionState } from './session-state.js';
 import type {
   PooledServerRef,
@@ -59,105 +43,8 @@ const ERROR_RESPONSE = 0x45; // 'E'
 const PARAMETER_STATUS = 0x53; // 'S'
 /** Query, Sync, FunctionCall: a request the server ends with ReadyForQuery. */
 const isRequest = (type: number): boolean => type === 0x51 || type === 0x53 || type === 0x46;
-const READY_IDLE = readyForQuery('I');
-const AUTH_OK = authenticationOk();
-/** How much of a Query's text is looked at for statements transaction pooling cannot keep. */
-const SCANNED_SQL_BYTES = 4096;
 /** proxy.max_prepared_statements' default (pgbouncer 1.22's). */
 const DEFAULT_MAX_PREPARED_STATEMENTS = 200;
-
-export function beginPooled(
-  s: SessionState,
-  mode: 'session' | 'transaction',
-  parameters: ReadonlyMap<string, string>,
-  rest: Buffer,
-  names: StatementNames,
-  out: SessionAction[],
-): void {
-  s.framer = undefined;
-  s.deadline = undefined;
-  if (parameters.has('replication')) {
-    fail(
-      s,
-      out,
-      'protocol_error',
-      SQLSTATE.FEATURE_NOT_SUPPORTED,
-      'pgfleet: replication connections cannot be pooled',
-    );
-    return;
-  }
-  const user = parameters.get('user') ?? '';
-  if (user === '') {
-    fail(
-      s,
-      out,
-      'protocol_error',
-      SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
-      'no PostgreSQL user name specified in startup packet',
-    );
-    return;
-  }
-  const unkept = unkeptStartupParameter(parameters, s.settings.pool?.ignoreStartupParameters ?? []);
-  if (unkept !== undefined) {
-    fail(
-      s,
-      out,
-      'startup_rejected',
-      SQLSTATE.PROTOCOL_VIOLATION,
-      `pgfleet: unsupported startup parameter: ${unkept} (a pooled listener cannot keep it; proxy.ignore_startup_parameters lists those let through)`,
-    );
-    return;
-  }
-  const database = parameters.get('database') ?? user;
-  const admin = database === ADMIN_DATABASE && (s.settings.pool?.adminUsers?.length ?? 0) > 0;
-  if (
-    admin &&
-    !(s.settings.pool?.adminUsers?.includes(user) === true && s.settings.pool.auth !== undefined)
-  ) {
-    fail(
-      s,
-      out,
-      'auth_failed',
-      SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
-      `pgfleet: user "${user}" may not use the admin console (proxy.admin_users)`,
-    );
-    return;
-  }
-  s.phase = 'pool_login';
-  const method = s.settings.pool?.auth;
-  s.pool = {
-    mode,
-    database,
-    user,
-    encoding: parameters.get('client_encoding') ?? '',
-    client: new MessageFramer(),
-    server: undefined,
-    serverFramer: undefined,
-    replies: undefined,
-    acquiring: true,
-    queued: rest.length > 0 ? [Buffer.from(rest)] : [],
-    queuedBytes: rest.length,
-    awaiting: 0,
-    unsynced: false,
-    status: 'I',
-    replay: undefined,
-    statements: undefined,
-    names,
-    retire: undefined,
-    auth: method === undefined ? 'done' : 'lookup',
-    greeting: method === undefined ? AUTH_OK : undefined,
-    credentials: undefined,
-    wanted: startupWants(parameters),
-    ownWanted: undefined,
-    setting: undefined,
-    settingError: undefined,
-    loginKey: undefined,
-    admin,
-  };
-  out.push({ kind: 'pause_client' });
-  if (method === undefined) acquire(s.pool, out);
-  else out.push({ kind: 'auth_lookup', user });
-}
 
 export function onPooled(s: SessionState, e: SessionEvent, w: SessionWorld, out: SessionAction[]): void {
   const p = s.pool!;
@@ -243,31 +130,6 @@ function loggedIn(s: SessionState, p: PooledSession, server: PooledServerRef, ou
   p.queuedBytes = 0;
   out.push({ kind: 'resume_client' });
   for (const bytes of queued) if (s.phase === 'pooled') onClientBytes(s, p, bytes, out);
-}
-
-/**
- * The login's reply in one Buffer: the authentication's last words, the ParameterStatus messages,
- * BackendKeyData (when a key was issued) and ReadyForQuery 'I'.
- * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
- */
-function hello(
-  auth: Buffer | undefined,
-  parameters: Buffer,
-  key: { readonly processId: number; readonly secretKey: Buffer } | undefined,
-): Buffer {
-  const authBytes = auth?.length ?? 0;
-  const keyBytes = key === undefined ? 0 : 9 + key.secretKey.length;
-  const bytes = Buffer.allocUnsafe(authBytes + parameters.length + keyBytes + READY_IDLE.length);
-  let at = auth === undefined ? 0 : auth.copy(bytes, 0);
-  at += parameters.copy(bytes, at);
-  if (key !== undefined) {
-    bytes[at] = 0x4b; // 'K'
-    bytes.writeInt32BE(keyBytes - 1, at + 1);
-    bytes.writeInt32BE(key.processId, at + 5);
-    at += 9 + key.secretKey.copy(bytes, at + 9);
-  }
-  READY_IDLE.copy(bytes, at);
-  return bytes;
 }
 
 /**
@@ -361,21 +223,6 @@ function onClientBytes(s: SessionState, p: PooledSession, bytes: Buffer, out: Se
     if (p.server !== undefined && p.setting === undefined) send(s, p, msg, out);
     else queue(s, p, msg, out);
   }
-}
-
-/** A message the server may not see in transaction mode: the ErrorResponse to answer instead. */
-function sessionOnly(msg: Buffer): Buffer | undefined {
-  if (msg[0] !== 0x51) return undefined;
-  const end = Math.min(msg.length - 1, SCANNED_SQL_BYTES);
-  if (!maySessionOnly(msg, 5, end)) return undefined;
-  const what = sessionOnlyStatement(msg.toString('utf8', 5, end));
-  if (what === undefined) return undefined;
-  return errorResponse({
-    severity: 'ERROR',
-    code: SQLSTATE.FEATURE_NOT_SUPPORTED,
-    message: `pgfleet: ${what} cannot be kept on a listener that pools by transaction`,
-    hint: 'run it inside a transaction where it is transaction-scoped, or use a listener with pool_mode: session or none',
-  });
 }
 
 /**
@@ -491,32 +338,6 @@ function onServerBytes(s: SessionState, p: PooledSession, chunk: Buffer, out: Se
     return;
   }
   if (p.mode === 'transaction') release(p, out, true);
-}
-
-/**
- * The messages for the client in one write: `bytes`[from, to) as they lie (a reply passed on
- * whole, the common case: no copy), or the views collected when some were left out between them.
- */
-function writeClient(
-  bytes: Buffer,
-  from: number,
-  to: number,
-  views: readonly Buffer[] | undefined,
-  out: SessionAction[],
-): void {
-  if (views !== undefined) out.push({ kind: 'write_client', bytes: Buffer.concat(views) });
-  else if (to > from)
-    out.push({
-      kind: 'write_client',
-      bytes: from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to),
-    });
-}
-
-/** A FATAL 57P01/57P03 (the server shutting down or starting) as a first reply. */
-function fatalShutdown(msg: Buffer): boolean {
-  const f = readErrorFields(msg);
-  const code = f.get('C');
-  return f.get('V') === 'FATAL' && (code === SQLSTATE.ADMIN_SHUTDOWN || code === SQLSTATE.CANNOT_CONNECT_NOW);
 }
 
 /** Drops the server that failed and sends the transaction's messages on the next one. */

@@ -13,7 +13,7 @@ import { SQLSTATE, sslAccepted, sslRefused } from '../../protocol/index.js';
 import { ALPN_POSTGRESQL } from '../tls/tls-sockets.js';
 import { beginRouting } from './attempt-phase.js';
 import { firstPacketAction } from './first-packet.js';
-import { beginPooled } from './pooled-phase.js';
+import { beginPooled } from './pooled-begin.js';
 import { TOO_MANY_CLIENTS } from './refusals.js';
 import { end, endWith, endsEveryPhase, fail, type SessionState } from './session-state.js';
 import type { SessionAction, SessionEvent, SessionWorld } from './session-types.js';
