@@ -216,9 +216,22 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
     `transaction pooling, pool_size ${POOL_SIZE}, ${opts.rounds} interleaved rounds of ${opts.durationSec}s`,
     'workload    target     TPS median  min–max          pgfleet/pgbouncer  proxy CPU  | host: busy, CPU of all else per tx',
   ];
+  const rounds = ['', 'the ratio in each round (median, min–max):'];
   for (const w of opts.workloads) {
     const tps = (t: Target) => runs.filter((r) => r.workload === w && r.target === t).map((r) => r.tps);
     const ratio = median(tps('pgfleet')) / median(tps('pgbouncer'));
+    // Per round (the targets ran one after the other): what host drift between rounds leaves alone.
+    const perRound = (other: Target): string => {
+      const rs = runs.filter((r) => r.workload === w);
+      const xs = [...new Set(rs.map((r) => r.round))].flatMap((round) => {
+        const a = rs.find((r) => r.round === round && r.target === 'pgfleet');
+        const b = rs.find((r) => r.round === round && r.target === other);
+        return a && b ? [a.tps / b.tps] : [];
+      });
+      return `rounds ${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+    };
+    rounds.push(`${w.padEnd(11)} pgfleet/pgbouncer ${perRound('pgbouncer')}`);
+    if (opts.base !== undefined) rounds.push(`${w.padEnd(11)} pgfleet/base      ${perRound('base')}`);
     for (const t of targetsOf(opts)) {
       const rs = runs.filter((r) => r.workload === w && r.target === t);
       const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
@@ -243,7 +256,7 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
       );
     }
   }
-  return lines.join('\n');
+  return [...lines, ...rounds].join('\n');
 }
 
 runMain(main);
