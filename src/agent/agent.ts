@@ -17,7 +17,7 @@ import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
 import { isPaused, type HaSettings } from '../ha/dynamic-config.js';
 import type { PeerStatus } from '../ha/peer-status.js';
 import type { Decision } from '../ha/types.js';
-import type { PostgresControl } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/postgres-control.js';
 import type { AgentSnapshot } from './agent-snapshot.js';
 import { ClusterKnowledge } from './cluster-knowledge.js';
 import { nextCycleDelayMs } from './cycle-timing.js';
