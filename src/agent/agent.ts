@@ -25,6 +25,7 @@ import { actOn, fenceAlone, type ActOutcome } from './act.js';
 import { adoptRunning, completeAdoption } from './adoption.js';
 import type { ExecutorContext } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import { LoopScheduler } from './loop-scheduler.js';
 import { LocalPostgres } from './local-postgres.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
 import { effectiveTags } from './member-status.js';
@@ -77,20 +78,18 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   readonly requests: OperatorRequests;
   private lastCycleAtMs: number | undefined;
   private lastSentence: string | undefined;
-  private cycleTimer: NodeJS.Timeout | undefined;
-  private statusTimer: NodeJS.Timeout | undefined;
-  private busy: Promise<void> = Promise.resolve();
-  private running = false;
+  private readonly loop: LoopScheduler;
   private closed = false;
-  private wakePending = false;
   /** A postmaster was adopted at start; its role and upstream are recorded at the first cycle. */
   private adoptionPending = false;
-  /** Tasks queued or running on the exclusive chain. */
-  private pending = 0;
 
   constructor(private readonly opts: AgentOptions) {
     super();
     this.cfg = opts.config;
+    this.loop = new LoopScheduler(
+      { cycle: () => this.cycle(), nextCycleDelayMs: () => this.nextCycleDelayMs() },
+      opts.log,
+    );
     this.local = new LocalPostgres(opts.node, () => this.settings.current.ttlMs, opts.log);
     this.settings = new SettingsTracker(opts.config, opts.log);
     const watchdog =
@@ -116,9 +115,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     );
     this.restarts = new Restarts(() => this.local.restartFacts(), opts.log.child({ component: 'restart' }));
     this.requests = new OperatorRequests(opts.dcs, this.restarts, {
-      cycleNow: () => this.scheduleCycle(0),
-      wake: () => this.wake(),
-      publishMember: () => this.exclusive(() => this.publisher.publishMember(false)),
+      cycleNow: () => this.loop.scheduleCycle(0),
+      wake: () => this.loop.wake(),
+      publishMember: () => this.loop.exclusive(() => this.publisher.publishMember(false)),
       restart: () => this.maintain('restart'),
       postmasterStartMs: () => this.local.postmasterStartMs,
     });
@@ -145,16 +144,16 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   }
 
   start(): void {
-    if (this.running || this.closed) return;
-    this.running = true;
-    this.exclusive(() => this.init());
-    this.scheduleCycle(0);
-
-    this.statusTimer = setInterval(() => {
-      // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
-      if (this.pending > 0) void this.lease.refreshIfDue(this.settings.current);
-      else this.exclusive(() => this.publishStatus());
-    }, this.cfg.agent.status_interval);
+    if (this.loop.running || this.closed) return;
+    this.loop.start(
+      () => this.init(),
+      this.cfg.agent.status_interval,
+      () => {
+        // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
+        if (this.loop.pending > 0) void this.lease.refreshIfDue(this.settings.current);
+        else this.loop.exclusive(() => this.publishStatus());
+      },
+    );
   }
 
   /**
@@ -169,40 +168,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       this.opts.log.error({ err: errorMessage(err) }, 'no watchdog: a frozen agent would not be fenced');
     }
     this.adoptionPending = await adoptRunning(this.local, this.settings, this.opts.log);
-  }
-
-  /** Runs a cycle soon (debounced), unless one is about to run. */
-  private wake(): void {
-    if (!this.running || this.wakePending) return;
-    this.wakePending = true;
-    setTimeout(() => {
-      this.wakePending = false;
-      this.scheduleCycle(0);
-    }, 50).unref();
-  }
-
-  /** Runs `fn` after any cycle or publish in progress; never two at once. */
-  private exclusive(fn: () => Promise<void>): void {
-    this.pending++;
-    this.busy = this.busy
-      .then(fn)
-      .catch((err: unknown) => {
-        this.opts.log.error({ err: errorMessage(err) }, 'unexpected agent error');
-      })
-      .finally(() => {
-        this.pending--;
-      });
-  }
-
-  private scheduleCycle(delayMs: number): void {
-    if (!this.running) return;
-    clearTimeout(this.cycleTimer);
-    this.cycleTimer = setTimeout(() => {
-      this.exclusive(async () => {
-        const acted = await this.cycle();
-        this.scheduleCycle(acted ? 0 : this.nextCycleDelayMs());
-      });
-    }, delayMs);
   }
 
   /** The loop's own timing, or sooner when a scheduled restart falls due. */
@@ -267,7 +232,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     // Leading by the last view seen (the view of a failed cycle is gone): a leader's renewal never
     // runs past its lease deadline.
     const leading = this.local.probe?.inRecovery === false && this.cluster.lastSeenLeader === this.cfg.name;
-    await this.cluster.observe(() => this.wake(), leading);
+    await this.cluster.observe(() => this.loop.wake(), leading);
     await this.local.observe();
     const snapshot = this.cluster.snapshot;
     if (snapshot) this.failsafe.observe(snapshot.values);
@@ -375,7 +340,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   }
 
   private async publishStatus(): Promise<void> {
-    if (!this.running) return;
+    if (!this.loop.running) return;
     const snapshot = this.cluster.snapshot;
     // The last cycle could not read etcd: the writes would only wait out their timeout on the
     // exclusive chain, holding back the next cycle — the one that fences a primary at its lease
@@ -389,7 +354,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
    * when it cannot be done, e.g. reinitializing the leader.
    */
   async maintain(kind: MaintenanceKind): Promise<void> {
-    await this.onChain(async () => {
+    await this.loop.onChain(async () => {
       const view = this.cluster.snapshot?.view;
       if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
       await runMaintenance(this.executorContext(view), kind);
@@ -398,11 +363,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       await this.local.observe();
       this.opts.log.info(`${kind} done on operator request`);
     });
-  }
-
-  /** Runs `fn` on the exclusive chain; settles with its outcome. */
-  private onChain(fn: () => Promise<void>): Promise<void> {
-    return new Promise<void>((resolve, reject) => this.exclusive(() => fn().then(resolve, reject)));
   }
 
   /** POST /failsafe: a primary without etcd asks whether we accept it as the leader. */
@@ -435,22 +395,20 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.cfg = config;
     this.settings.reconfigure(config);
     if (filesChanged) this.parameters.markFilesChanged();
-    this.wake();
+    this.loop.wake();
   }
 
-  /** No more cycles or status publishing; the one running (if any) finishes on `busy`. */
+  /** No more cycles or status publishing; the one running (if any) finishes on the chain. */
   private stopLoop(): void {
     this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.loop.stop();
   }
 
   /** Stops the loop; a leader stops Postgres first, then gives up the key; the lease is revoked. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.stopLoop();
-    await this.busy;
+    await this.loop.idle();
     const wasLeader = this.cluster.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
     this.callbacks.observe(this.local.facts());
@@ -478,7 +436,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   async handover(): Promise<void> {
     if (this.closed) return;
     this.stopLoop();
-    await this.busy;
+    await this.loop.idle();
     this.lease.handover();
     this.opts.dcs.close();
     this.opts.log.info(
