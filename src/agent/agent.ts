@@ -13,23 +13,20 @@ import type { AgentConfig } from '../config/agent-schema.js';
 import { formatHostPort } from '../config/common.js';
 import type { AgentDcs } from '../dcs/agent-store.js';
 import { errorMessage, PgfleetError } from '../errors.js';
-import { decide, ROUTINE_ACTIONS } from '../ha/decide.js';
-import { isPaused, type HaSettings } from '../ha/dynamic-config.js';
-import type { PeerStatus } from '../ha/peer-status.js';
+import type { HaSettings } from '../ha/dynamic-config.js';
 import type { Decision } from '../ha/types.js';
-import type { PostgresControl } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/postgres-control.js';
 import type { AgentSnapshot } from './agent-snapshot.js';
 import { ClusterKnowledge } from './cluster-knowledge.js';
 import { nextCycleDelayMs } from './cycle-timing.js';
-import { actOn, fenceAlone, type ActOutcome } from './act.js';
-import { adoptRunning, completeAdoption } from './adoption.js';
+import { adoptRunning } from './adoption.js';
 import type { ExecutorContext } from './executor.js';
+import { HaCycle } from './ha-cycle.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import { LoopScheduler } from './loop-scheduler.js';
 import { LocalPostgres } from './local-postgres.js';
 import { runMaintenance, type MaintenanceKind } from './maintenance.js';
 import { effectiveTags } from './member-status.js';
-import { buildObservation } from './observation.js';
-import { askPeers, peerTimeoutMs } from './peer-probe.js';
 import { SettingsTracker } from './settings-tracker.js';
 import { SlotKeeper } from './slots.js';
 import { LogicalSlotCopies } from './logical-slot-copies.js';
@@ -75,22 +72,17 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   private readonly callbacks: CallbackRunner;
   private readonly parameters: ParameterSync;
   readonly requests: OperatorRequests;
-  private lastCycleAtMs: number | undefined;
-  private lastSentence: string | undefined;
-  private cycleTimer: NodeJS.Timeout | undefined;
-  private statusTimer: NodeJS.Timeout | undefined;
-  private busy: Promise<void> = Promise.resolve();
-  private running = false;
+  private readonly loop: LoopScheduler;
+  private readonly haCycle: HaCycle;
   private closed = false;
-  private wakePending = false;
-  /** A postmaster was adopted at start; its role and upstream are recorded at the first cycle. */
-  private adoptionPending = false;
-  /** Tasks queued or running on the exclusive chain. */
-  private pending = 0;
 
   constructor(private readonly opts: AgentOptions) {
     super();
     this.cfg = opts.config;
+    this.loop = new LoopScheduler(
+      { cycle: () => this.haCycle.run(), nextCycleDelayMs: () => this.nextCycleDelayMs() },
+      opts.log,
+    );
     this.local = new LocalPostgres(opts.node, () => this.settings.current.ttlMs, opts.log);
     this.settings = new SettingsTracker(opts.config, opts.log);
     const watchdog =
@@ -116,9 +108,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     );
     this.restarts = new Restarts(() => this.local.restartFacts(), opts.log.child({ component: 'restart' }));
     this.requests = new OperatorRequests(opts.dcs, this.restarts, {
-      cycleNow: () => this.scheduleCycle(0),
-      wake: () => this.wake(),
-      publishMember: () => this.exclusive(() => this.publisher.publishMember(false)),
+      cycleNow: () => this.loop.scheduleCycle(0),
+      wake: () => this.loop.wake(),
+      publishMember: () => this.loop.exclusive(() => this.publisher.publishMember(false)),
       restart: () => this.maintain('restart'),
       postmasterStartMs: () => this.local.postmasterStartMs,
     });
@@ -142,19 +134,39 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       settings: this.settings,
       log: opts.log.child({ component: 'sync' }),
     });
+    this.haCycle = new HaCycle({
+      config: () => this.cfg,
+      node: opts.node,
+      log: opts.log,
+      local: this.local,
+      settings: this.settings,
+      lease: this.lease,
+      cluster: this.cluster,
+      failsafe: this.failsafe,
+      restarts: this.restarts,
+      callbacks: this.callbacks,
+      parameters: this.parameters,
+      slots: this.slots,
+      slotCopies: this.slotCopies,
+      restAgent: this.restAgent,
+      wake: () => this.loop.wake(),
+      executorContext: (view) => this.executorContext(view),
+      publishStatus: () => this.publishStatus(),
+      emitCycle: (cycle) => this.emit('cycle', cycle),
+    });
   }
 
   start(): void {
-    if (this.running || this.closed) return;
-    this.running = true;
-    this.exclusive(() => this.init());
-    this.scheduleCycle(0);
-
-    this.statusTimer = setInterval(() => {
-      // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
-      if (this.pending > 0) void this.lease.refreshIfDue(this.settings.current);
-      else this.exclusive(() => this.publishStatus());
-    }, this.cfg.agent.status_interval);
+    if (this.loop.running || this.closed) return;
+    this.loop.start(
+      () => this.init(),
+      this.cfg.agent.status_interval,
+      () => {
+        // Never queue status behind a long action (a clone, a restart): keep the lease alive instead.
+        if (this.loop.pending > 0) void this.lease.refreshIfDue(this.settings.current);
+        else this.loop.exclusive(() => this.publishStatus());
+      },
+    );
   }
 
   /**
@@ -168,41 +180,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     } catch (err) {
       this.opts.log.error({ err: errorMessage(err) }, 'no watchdog: a frozen agent would not be fenced');
     }
-    this.adoptionPending = await adoptRunning(this.local, this.settings, this.opts.log);
-  }
-
-  /** Runs a cycle soon (debounced), unless one is about to run. */
-  private wake(): void {
-    if (!this.running || this.wakePending) return;
-    this.wakePending = true;
-    setTimeout(() => {
-      this.wakePending = false;
-      this.scheduleCycle(0);
-    }, 50).unref();
-  }
-
-  /** Runs `fn` after any cycle or publish in progress; never two at once. */
-  private exclusive(fn: () => Promise<void>): void {
-    this.pending++;
-    this.busy = this.busy
-      .then(fn)
-      .catch((err: unknown) => {
-        this.opts.log.error({ err: errorMessage(err) }, 'unexpected agent error');
-      })
-      .finally(() => {
-        this.pending--;
-      });
-  }
-
-  private scheduleCycle(delayMs: number): void {
-    if (!this.running) return;
-    clearTimeout(this.cycleTimer);
-    this.cycleTimer = setTimeout(() => {
-      this.exclusive(async () => {
-        const acted = await this.cycle();
-        this.scheduleCycle(acted ? 0 : this.nextCycleDelayMs());
-      });
-    }, delayMs);
+    this.haCycle.adoptionPending = await adoptRunning(this.local, this.settings, this.opts.log);
   }
 
   /** The loop's own timing, or sooner when a scheduled restart falls due. */
@@ -233,9 +211,9 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
       values: snapshot?.values ?? new Map(),
       pgRunning: this.opts.node.isRunning(),
       postmasterStartMs: this.local.postmasterStartMs,
-      lastCycleAtMs: this.lastCycleAtMs,
+      lastCycleAtMs: this.haCycle.lastCycleAtMs,
       lastDcsOkAtMs: this.cluster.lastDcsOkAtMs,
-      lastSentence: this.lastSentence,
+      lastSentence: this.haCycle.lastSentence,
       failsafeActive: this.failsafe.isActive(this.settings.current.ttlMs),
       leaderByLease:
         this.cluster.lastSeenLeader === this.cfg.name &&
@@ -246,113 +224,6 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
 
   get haSettings(): HaSettings {
     return this.settings.current;
-  }
-
-  /**
-   * The other members' `/patroni` answers, only when the leader key is free and our Postgres
-   * answers (the only cycles where decide() may race for the key).
-   */
-  private async observePeers(view: ClusterView | undefined): Promise<PeerStatus[]> {
-    if (!view || view.leader !== undefined || !this.local.probe) return [];
-    return await askPeers(
-      view,
-      this.cfg.name,
-      peerTimeoutMs(this.settings.current.retryTimeoutMs),
-      this.restAgent,
-    );
-  }
-
-  /** One HA cycle. Returns whether it acted (then the next cycle follows at once). */
-  private async cycle(): Promise<boolean> {
-    // Leading by the last view seen (the view of a failed cycle is gone): a leader's renewal never
-    // runs past its lease deadline.
-    const leading = this.local.probe?.inRecovery === false && this.cluster.lastSeenLeader === this.cfg.name;
-    await this.cluster.observe(() => this.wake(), leading);
-    await this.local.observe();
-    const snapshot = this.cluster.snapshot;
-    if (snapshot) this.failsafe.observe(snapshot.values);
-    const view = snapshot && this.failsafe.viewFor(snapshot.view, this.settings.current);
-    if (this.adoptionPending && view)
-      this.adoptionPending = !completeAdoption(this.local, this.settings, this.cfg, view);
-    const failsafeActive = view ? false : await this.failsafeCheck();
-    const obs = buildObservation(
-      {
-        cfg: this.cfg,
-        settings: this.settings.current,
-        cluster: this.cluster,
-        local: this.local,
-        leaseDeadlineMs: this.lease.leaseDeadlineMs,
-        failsafeActive,
-      },
-      view,
-      await this.observePeers(view),
-    );
-    const decision = decide(obs);
-    const { outcome, failed } = await this.act(decision, view);
-    this.lastCycleAtMs = Date.now();
-    if (outcome !== this.lastSentence || decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type))) {
-      this.opts.log.info({ actions: decision.actions.map((a) => a.type) }, outcome);
-    } else {
-      this.opts.log.debug(outcome);
-    }
-    this.lastSentence = outcome;
-    this.emit('cycle', { ...decision, outcome });
-    await this.local.observe();
-    if (view && this.leadingPid() !== undefined && this.settings.current.failsafeMode)
-      await this.failsafe.writeTopology(view, snapshot?.values.get('failsafe'));
-    await this.parameters.apply(this.settings.parameters, this.local.facts().role);
-    if (view) {
-      this.slots.notePermanent(view.config);
-      const status = snapshot?.values.get('status');
-      const quietCycle = decision.actions.length === 0;
-      await this.slotCopies.step({
-        config: this.cfg,
-        view,
-        status,
-        quietCycle,
-        failoverPending: !!obs.failover,
-      });
-    }
-    const restarted = view?.leader !== undefined ? await this.evaluateScheduledRestart(view) : undefined;
-    if (restarted) this.opts.log.info(restarted);
-    this.lease.arm(this.settings.current, {
-      pid: this.opts.node.pid,
-      leading: this.leadingPid() !== undefined,
-    });
-    await this.publishStatus();
-    this.callbacks.observe(this.local.facts());
-    return !failed && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.type));
-  }
-
-  /**
-   * failsafe_mode, a primary without etcd: when every member accepts us (`POST /failsafe`) the
-   * lease deadline moves as for a renewal, and the watchdog with it.
-   */
-  private async failsafeCheck(): Promise<boolean> {
-    if (this.local.probe?.inRecovery !== false) return false;
-    const askedAt = performance.now();
-    if (!(await this.failsafe.checkAsPrimary(this.settings.current))) return false;
-    this.lease.extendForFailsafe(this.settings.current, askedAt);
-    return true;
-  }
-
-  /** The postmaster pid while we lead as a running primary (the watchdog's target). */
-  private leadingPid(): number | undefined {
-    // Without etcd, the last leader seen: a primary cut off stays guarded until it fences.
-    const snapshot = this.cluster.snapshot;
-    const leader = snapshot ? snapshot.view.leader : this.cluster.lastSeenLeader;
-    return this.local.primaryPid(leader === this.cfg.name);
-  }
-
-  private async act(decision: Decision, view: ClusterView | undefined): Promise<ActOutcome> {
-    if (decision.actions.length === 0 || !view) {
-      for (const a of decision.actions) {
-        if (a.type === 'stop' || a.type === 'demote')
-          await fenceAlone(this.local, a.type, this.settings.parameters);
-      }
-      return { outcome: decision.sentence, failed: false };
-    }
-    return await actOn(decision, this.executorContext(view));
   }
 
   private executorContext(view: ClusterView): ExecutorContext {
@@ -375,7 +246,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   }
 
   private async publishStatus(): Promise<void> {
-    if (!this.running) return;
+    if (!this.loop.running) return;
     const snapshot = this.cluster.snapshot;
     // The last cycle could not read etcd: the writes would only wait out their timeout on the
     // exclusive chain, holding back the next cycle — the one that fences a primary at its lease
@@ -389,7 +260,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
    * when it cannot be done, e.g. reinitializing the leader.
    */
   async maintain(kind: MaintenanceKind): Promise<void> {
-    await this.onChain(async () => {
+    await this.loop.onChain(async () => {
       const view = this.cluster.snapshot?.view;
       if (!view) throw new PgfleetError('ERR_DCS_UNAVAILABLE', 'DCS is not accessible');
       await runMaintenance(this.executorContext(view), kind);
@@ -400,30 +271,11 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     });
   }
 
-  /** Runs `fn` on the exclusive chain; settles with its outcome. */
-  private onChain(fn: () => Promise<void>): Promise<void> {
-    return new Promise<void>((resolve, reject) => this.exclusive(() => fn().then(resolve, reject)));
-  }
-
   /** POST /failsafe: a primary without etcd asks whether we accept it as the leader. */
   acceptFailsafe(body: Record<string, unknown> | undefined): { status: number; body: string; lsn?: number } {
     const probe = this.local.probe;
     const reply = this.failsafe.accept(this.settings.current, probe?.inRecovery === false, body);
     return reply.status === 200 ? { ...reply, lsn: probe?.walPosition } : reply;
-  }
-
-  /** In a cycle (on the exclusive chain): a scheduled restart that is due runs now. */
-  private async evaluateScheduledRestart(view: ClusterView): Promise<string | undefined> {
-    const facts = {
-      wallNowMs: Date.now(),
-      loopWaitMs: this.settings.current.loopWaitMs,
-      paused: isPaused(view.config),
-      postmasterStartMs: this.local.postmasterStartMs,
-    };
-    return await this.restarts.evaluate(facts, async () => {
-      await runMaintenance(this.executorContext(view), 'restart');
-      await this.local.observe();
-    });
   }
 
   /**
@@ -435,22 +287,20 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
     this.cfg = config;
     this.settings.reconfigure(config);
     if (filesChanged) this.parameters.markFilesChanged();
-    this.wake();
+    this.loop.wake();
   }
 
-  /** No more cycles or status publishing; the one running (if any) finishes on `busy`. */
+  /** No more cycles or status publishing; the one running (if any) finishes on the chain. */
   private stopLoop(): void {
     this.closed = true;
-    this.running = false;
-    clearTimeout(this.cycleTimer);
-    clearInterval(this.statusTimer);
+    this.loop.stop();
   }
 
   /** Stops the loop; a leader stops Postgres first, then gives up the key; the lease is revoked. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.stopLoop();
-    await this.busy;
+    await this.loop.idle();
     const wasLeader = this.cluster.snapshot?.view.leader === this.cfg.name;
     await this.opts.node.stop('fast').catch(() => undefined);
     this.callbacks.observe(this.local.facts());
@@ -478,7 +328,7 @@ export class Agent extends EventEmitter<{ cycle: [Decision & { outcome: string }
   async handover(): Promise<void> {
     if (this.closed) return;
     this.stopLoop();
-    await this.busy;
+    await this.loop.idle();
     this.lease.handover();
     this.opts.dcs.close();
     this.opts.log.info(

@@ -14,7 +14,7 @@ import type { AgentDcs } from '../dcs/agent-store.js';
 import { errorMessage, isPgfleetError, PgfleetError } from '../errors.js';
 import type { Action } from '../ha/types.js';
 import { slotNameFor, sqlLiteral, type ParamValue, type StandbySettings } from '../postgres/conf.js';
-import type { PostgresControl } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/postgres-control.js';
 import { buildHistory, historyFileName, parseHistoryKey } from '../postgres/timeline-history.js';
 import type { MemberState } from './member-status.js';
 import { cloneSource } from '../ha/clone-source.js';

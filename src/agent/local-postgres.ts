@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { PgObservation } from '../ha/types.js';
-import type { PostgresControl } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/postgres-control.js';
 import type { PgProbe } from '../postgres/probe.js';
 import type { PgFacts } from './callbacks.js';
 import type { MemberState } from './member-status.js';

@@ -34,7 +34,7 @@ import {
 } from '../ha/logical-slot-copies.js';
 import { slotConfig } from '../ha/slot-plan.js';
 import { sqlLiteral } from '../postgres/conf.js';
-import type { PostgresControl } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/postgres-control.js';
 import type { Row } from '../postgres/sql-client.js';
 import type { LocalPostgres } from './local-postgres.js';
 import { parseSlotRows } from './slots.js';

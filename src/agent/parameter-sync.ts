@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { ParamValue } from '../cluster/types.js';
 import { errorMessage } from '../errors.js';
-import type { PostgresControl } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/postgres-control.js';
 import type { CallbackRole } from './callbacks.js';
 
 export class ParameterSync {

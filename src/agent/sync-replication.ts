@@ -25,7 +25,7 @@ import {
   type SyncReadiness,
   type SyncState,
 } from '../ha/sync-state.js';
-import type { PostgresControl } from '../postgres/node.js';
+import type { PostgresControl } from '../postgres/postgres-control.js';
 import type { SettingsTracker } from './settings-tracker.js';
 
 /** How long a newly listed standby gets to confirm before the key is written (Patroni: 2 s). */

@@ -7,26 +7,27 @@
  *
  * States of the postmaster: stopped → starting → running → stopping → stopped.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { performance } from 'node:perf_hooks';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { PgfleetError, errorMessage } from '../errors.js';
-import {
-  DEFAULT_PARAMETERS,
-  buildPgHba,
-  buildPostgresqlConf,
-  fixedParameters,
-  type ParamValue,
-  type StandbySettings,
-} from './conf.js';
+import type { ParamValue, StandbySettings } from './conf.js';
 import { runCustomBootstrap, runPostBootstrap, type BootstrapMethod } from './bootstrap-method.js';
+import { socketDirOf, writeConfigFiles } from './config-files.js';
 import { createReplica, type DataDirHost } from './create-replica.js';
-import { runProgram, type RunAs } from './process.js';
+import { initdb, rewindFrom, runPgProgram } from './data-dir-programs.js';
+import { ensureOwnedDir, prepareEmptyDataDir, writeOwned } from './owned-files.js';
+import type { PostgresControl, RewindSource, StartOptions, StopMode } from './postgres-control.js';
+import {
+  postgresLogTail,
+  runningPostmaster,
+  spawnPostmaster,
+  stopAdopted,
+  stopChild,
+} from './postmaster-process.js';
+import type { RunAs } from './process.js';
 import {
   pgpassLine,
   replicaSteps,
@@ -35,26 +36,13 @@ import {
   type OptionList,
   type OptionMap,
 } from './replica-methods.js';
-import {
-  isAliveRef,
-  processCmdline,
-  refOf,
-  signalRef,
-  waitGone,
-  type ProcessRef,
-} from './process-identity.js';
+import { isAliveRef, signalRef, type ProcessRef } from './process-identity.js';
 import { installSlotStates } from './slot-files.js';
-import { SqlSession, runSql, type Row } from './sql-client.js';
-import { IN_TRANSACTION_SQL, drainTransactions } from './transaction-drain.js';
+import { LiveWalPosition } from './live-wal-position.js';
+import { runSql, type Row } from './sql-client.js';
+import { drainOnConnection } from './transaction-drain.js';
 import type { DrainReport } from '../ha/switchover-drain.js';
 import { probeSql, parseProbe, type PgProbe } from './probe.js';
-
-/** smart: sessions finish (bounded), then fast; fast: abort sessions, checkpoint; immediate: no checkpoint. */
-export type StopMode = 'smart' | 'fast' | 'immediate';
-/** How long a smart shutdown waits for sessions before going fast: well under a proxy's wait_timeout. */
-const SMART_DRAIN_MS = 2_000;
-/** The live WAL position's connection closes after this long unused. */
-const LIVE_SQL_IDLE_MS = 30_000;
 
 export interface PostgresNodeOptions {
   readonly dataDir: string;
@@ -90,68 +78,13 @@ export interface ReplicaOptions {
   readonly pgpassFile: string;
 }
 
-export interface StartOptions {
-  readonly parameters: Readonly<Record<string, ParamValue>>;
-  /** Start in recovery (standby.signal): always, except a freshly bootstrapped primary. */
-  readonly recovery: boolean;
-  /** The upstream to stream from; undefined for a read-only node with no upstream. */
-  readonly standby: StandbySettings | undefined;
-}
-
-export interface RewindSource {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly password?: string | undefined;
-}
-
-/** What the agent needs from its PostgreSQL; a fake implements it for loop tests. */
-export interface PostgresControl {
-  readonly dataDir: string;
-  readonly pid: number | undefined;
-  readonly appliedParameters: Readonly<Record<string, ParamValue>> | undefined;
-  hasData(): boolean;
-  isRunning(): boolean;
-  /**
-   * Takes over a postmaster running on the data directory (an agent restarted while it ran);
-   * false when none runs. Its configuration is recorded by `assumeStarted`.
-   */
-  adopt(): Promise<boolean>;
-  /** Records how the adopted postmaster runs, without writing anything or reloading. */
-  assumeStarted(start: StartOptions): void;
-  initdb(): Promise<void>;
-  /** Creates the data directory with the create_replica_methods, in order; names the one used. */
-  cloneFrom(source: StandbySettings): Promise<string>;
-  /** A custom bootstrap method's restore; resolves with the recovery settings it wrote. */
-  customBootstrap(method: BootstrapMethod, scope: string): Promise<readonly string[]>;
-  /** bootstrap.post_bootstrap: the command with the local connection string. */
-  postBootstrap(command: string): Promise<void>;
-  rewindFrom(source: RewindSource): Promise<void>;
-  start(start: StartOptions): Promise<void>;
-  stop(mode?: StopMode): Promise<void>;
-  /**
-   * A switchover's stop: new connections refused (smart shutdown), then up to `boundMs` for the
-   * client backends' transactions to end (transaction-drain.ts), then fast. When the count cannot
-   * be made at all, a smart shutdown as stop('smart').
-   */
-  stopAfterDrain(boundMs: number): Promise<DrainReport>;
-  restart(): Promise<void>;
-  /**
-   * Stops (fast), installs replication slot state files (copied from the leader) and starts again
-   * with the options of the last start: PostgreSQL loads slots only at startup.
-   */
-  restartWithSlotStates(states: ReadonlyMap<string, Uint8Array>): Promise<void>;
-  reconfigure(start: StartOptions): Promise<void>;
-  applyParameters(parameters: Readonly<Record<string, ParamValue>>): Promise<void>;
-  promote(): Promise<void>;
-  removeData(): Promise<void>;
-  /** Statements on one connection, to `database` (default: the superuser's default database). */
-  query(statements: readonly string[], database?: string): Promise<Row[][]>;
-  probe(): Promise<PgProbe>;
-}
-
 export class PostgresNode implements PostgresControl {
-  #liveSql: SqlSession | undefined;
+  readonly #liveWal = new LiveWalPosition(() => ({
+    host: this.socketDir,
+    port: this.opts.listen.port,
+    user: this.opts.superuser.username,
+    timeoutMs: 2000,
+  }));
   private child: ChildProcess | undefined;
   /** A postmaster this agent did not start (adopted after a restart). */
   private adopted: ProcessRef | undefined;
@@ -177,14 +110,6 @@ export class PostgresNode implements PostgresControl {
     return path.join(this.opts.binDir, name);
   }
 
-  private run(name: string, args: readonly string[], env?: Record<string, string>): Promise<string> {
-    return runProgram(this.bin(name), args, {
-      runAs: this.opts.runAs,
-      timeoutMs: this.opts.timeoutMs,
-      ...(env ? { env } : {}),
-    });
-  }
-
   hasData(): boolean {
     return existsSync(path.join(this.dataDir, 'PG_VERSION'));
   }
@@ -203,19 +128,8 @@ export class PostgresNode implements PostgresControl {
 
   async adopt(): Promise<boolean> {
     if (this.isRunning()) return true;
-    let pid: number;
-    try {
-      pid = Number.parseInt(
-        readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!,
-        10,
-      );
-    } catch {
-      return false;
-    }
-    const ref = Number.isInteger(pid) && pid > 0 ? refOf(pid) : undefined;
-    // The pid file may be stale and its pid reused: the process must be a postgres on this directory.
-    const cmd = ref ? processCmdline(ref.pid) : '';
-    if (!ref || !/postgres/.test(cmd) || !cmd.includes(this.dataDir)) return false;
+    const ref = runningPostmaster(this.dataDir);
+    if (!ref) return false;
     this.adopted = ref;
     this.child = undefined;
     this.opts.log.info({ pid: ref.pid }, 'adopted the running postmaster');
@@ -234,8 +148,8 @@ export class PostgresNode implements PostgresControl {
       runAs: this.opts.runAs,
       timeoutMs: this.opts.timeoutMs,
       log: this.opts.log,
-      prepareEmptyDataDir: () => this.prepareEmptyDataDir(),
-      writeOwned: (file, text, mode) => this.writeOwned(file, text, mode),
+      prepareEmptyDataDir: () => prepareEmptyDataDir(this.dataDir, this.opts.runAs),
+      writeOwned: (file, text, mode) => writeOwned(file, text, this.opts.runAs, mode),
     };
   }
 
@@ -244,32 +158,7 @@ export class PostgresNode implements PostgresControl {
    * log, the replica methods' passfile): made at start, before anything is written there.
    */
   async ensureParentDir(): Promise<void> {
-    await this.ensureOwnedDir(path.dirname(this.dataDir));
-  }
-
-  /** `dir` and its missing parents; those made here belong to the postgres user (mode 0700). */
-  private async ensureOwnedDir(dir: string): Promise<void> {
-    // Parents we create belong to the postgres user too, or it could not reach its data dir.
-    const firstCreated = await mkdir(dir, { recursive: true, mode: 0o700 });
-    if (firstCreated !== undefined && this.opts.runAs) {
-      for (let d = dir; d.length >= firstCreated.length; d = path.dirname(d)) {
-        await chown(d, this.opts.runAs.uid, this.opts.runAs.gid);
-      }
-    }
-  }
-
-  /** An empty data directory owned by the postgres user, mode 0700. */
-  private async prepareEmptyDataDir(): Promise<void> {
-    await rm(this.dataDir, { recursive: true, force: true });
-    await this.ensureOwnedDir(path.dirname(this.dataDir));
-    await mkdir(this.dataDir, { mode: 0o700 });
-    await chmod(this.dataDir, 0o700);
-    if (this.opts.runAs) await chown(this.dataDir, this.opts.runAs.uid, this.opts.runAs.gid);
-  }
-
-  private async writeOwned(file: string, text: string, mode = 0o600): Promise<void> {
-    await writeFile(file, text, { mode });
-    if (this.opts.runAs) await chown(file, this.opts.runAs.uid, this.opts.runAs.gid);
+    await ensureOwnedDir(path.dirname(this.dataDir), this.opts.runAs);
   }
 
   /** Removes the data directory (a failed bootstrap leaves nothing half-made behind). */
@@ -279,33 +168,19 @@ export class PostgresNode implements PostgresControl {
     await rm(this.dataDir, { recursive: true, force: true });
   }
 
-  /** initdb with data checksums; postgresql.conf is kept as postgresql.base.conf. */
   async initdb(): Promise<void> {
-    await this.prepareEmptyDataDir();
-    const pwdir = await mkdtemp(path.join(os.tmpdir(), 'pgfleet-initdb-'));
-    if (this.opts.runAs) await chown(pwdir, this.opts.runAs.uid, this.opts.runAs.gid);
-    const pwfile = path.join(pwdir, 'pw');
-    const args = ['-D', this.dataDir, '--data-checksums', '-U', this.opts.superuser.username];
-    if (this.opts.superuser.password !== undefined) {
-      await this.writeOwned(pwfile, this.opts.superuser.password + '\n');
-      args.push(`--pwfile=${pwfile}`);
-    }
-    try {
-      await this.run('initdb', [...args, ...this.opts.initdbArgs]);
-    } finally {
-      await rm(pwdir, { recursive: true, force: true });
-    }
-    await rename(path.join(this.dataDir, 'postgresql.conf'), path.join(this.dataDir, 'postgresql.base.conf'));
+    await initdb(this.host(), this.opts.superuser, this.opts.initdbArgs);
   }
 
   /** The create_replica_methods from `source` (default: pg_basebackup, WAL streamed, fast checkpoint). */
   async cloneFrom(source: StandbySettings): Promise<string> {
     const r = this.opts.replica;
     const pgpassFile = r?.pgpassFile ?? `${this.dataDir}.pgpass`;
-    await this.ensureOwnedDir(path.dirname(pgpassFile));
-    await this.writeOwned(
+    await ensureOwnedDir(path.dirname(pgpassFile), this.opts.runAs);
+    await writeOwned(
       pgpassFile,
       source.password !== undefined ? pgpassLine({ ...source, password: source.password }) : '',
+      this.opts.runAs,
     );
     const ctx = { scope: r?.scope ?? '', dataDir: this.dataDir, connstring: replicationConnstring(source) };
     const steps = replicaSteps(ctx, r?.methods ?? [], r?.sections ?? new Map(), r?.basebackup);
@@ -322,70 +197,28 @@ export class PostgresNode implements PostgresControl {
     await runPostBootstrap(this.host(), command, conn);
   }
 
-  /** pg_rewind against the new primary (a superuser connection). */
-  async rewindFrom(source: {
-    host: string;
-    port: number;
-    user: string;
-    password?: string | undefined;
-  }): Promise<void> {
-    const conn = `host=${source.host} port=${source.port} user=${source.user} dbname=postgres`;
-    // A target that was not shut down cleanly is first recovered by pg_rewind in single-user mode,
-    // which refuses to run with a recovery signal file; the next start writes the one it needs.
-    for (const signal of ['standby.signal', 'recovery.signal'])
-      await rm(path.join(this.dataDir, signal), { force: true });
-    const out = await this.run('pg_rewind', ['-D', this.dataDir, `--source-server=${conn}`, '--no-sync'], {
-      ...(source.password !== undefined ? { PGPASSWORD: source.password } : {}),
-    });
-    // pg_rewind compares the timelines of the two pg_control checkpoints: a leader promoted a
-    // moment ago has not checkpointed on its new timeline, and this node's divergent WAL would be
-    // kept. Not now, then: the caller retries once the leader has (it checkpoints after promoting).
-    if (/same timeline/.test(out)) {
-      throw new PgfleetError(
-        'ERR_POSTGRES',
-        'pg_rewind: the leader has not checkpointed on its new timeline yet; rewind deferred',
-        { details: { rewindDeferred: true } },
-      );
-    }
+  async rewindFrom(source: RewindSource): Promise<void> {
+    await rewindFrom(this.host(), source);
   }
 
-  /**
-   * The directory of PostgreSQL's Unix socket, beside the data directory rather than in it: a
-   * socket file in the data directory is among the files pg_rewind copies from a source, and it
-   * fails on it ("could not open file .s.PGSQL.5432: No such device or address").
-   */
+  /** The Unix socket's directory (config-files.ts). */
   private get socketDir(): string {
-    const own = this.opts.socketDirectory;
-    const first = own === undefined ? '' : String(own).split(',')[0]!.trim();
-    return first === '' ? `${this.dataDir}.sock` : path.resolve(this.dataDir, first);
-  }
-
-  private async prepareSocketDir(): Promise<void> {
-    // A directory the user named (`..`) keeps its owner; one we make belongs to postgres.
-    const created = await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
-    if (created !== undefined && this.opts.runAs)
-      await chown(this.socketDir, this.opts.runAs.uid, this.opts.runAs.gid);
+    return socketDirOf(this.dataDir, this.opts.socketDirectory);
   }
 
   private async writeConfigFiles(start: StartOptions): Promise<void> {
-    await this.prepareSocketDir();
-    const params: Record<string, ParamValue> = {
-      ...DEFAULT_PARAMETERS,
-      log_directory: this.pgLogDir,
-      ...start.parameters,
-      ...fixedParameters(this.opts.listen, this.socketDir),
-    };
-    await this.writeOwned(
-      path.join(this.dataDir, 'postgresql.conf'),
-      buildPostgresqlConf(params, start.standby),
+    await writeConfigFiles(
+      {
+        dataDir: this.dataDir,
+        runAs: this.opts.runAs,
+        listen: this.opts.listen,
+        socketDir: this.socketDir,
+        pgLogDir: this.pgLogDir,
+        pgHba: this.pgHba,
+        replicationUser: this.opts.replicationUser,
+      },
+      start,
     );
-    await this.writeOwned(
-      path.join(this.dataDir, 'pg_hba.conf'),
-      buildPgHba(this.pgHba, this.opts.replicationUser),
-    );
-    const signal = path.join(this.dataDir, 'standby.signal');
-    if (start.recovery) await this.writeOwned(signal, '');
-    else await rm(signal, { force: true });
   }
 
   /** Starts the postmaster as our child and waits until it accepts connections. */
@@ -395,21 +228,13 @@ export class PostgresNode implements PostgresControl {
     this.lastStart = start;
     await rm(path.join(this.dataDir, 'postmaster.pid'), { force: true }).catch(() => undefined);
     this.adopted = undefined;
-    const logFd = openSync(this.logFile, 'a', 0o640);
-    const postgres = this.bin('postgres');
-    const [cmd, args] =
-      this.opts.parentDeathSignal !== undefined
-        ? ['setpriv', ['--pdeathsig', this.opts.parentDeathSignal, '--', postgres, '-D', this.dataDir]]
-        : [postgres, ['-D', this.dataDir]];
-    const child = spawn(cmd, args, {
-      stdio: ['ignore', logFd, logFd],
-      // A session of its own: a terminal's Ctrl-C to the agent's group does not reach it.
-      detached: true,
-      cwd: this.dataDir,
-      env: { ...process.env, LC_ALL: 'C' },
-      ...(this.opts.runAs ? { uid: this.opts.runAs.uid, gid: this.opts.runAs.gid } : {}),
+    const child = spawnPostmaster({
+      dataDir: this.dataDir,
+      logFile: this.logFile,
+      postgres: this.bin('postgres'),
+      runAs: this.opts.runAs,
+      parentDeathSignal: this.opts.parentDeathSignal,
     });
-    closeSync(logFd);
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     child.once('exit', (code, signal) => this.opts.log.info({ code, signal }, 'postgres exited'));
@@ -444,17 +269,7 @@ export class PostgresNode implements PostgresControl {
 
   /** The last lines PostgreSQL wrote: its stderr (startup failures), else the collector's newest file. */
   logTail(): string {
-    const tail = (file: string) => readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
-    try {
-      const stderr = tail(this.logFile);
-      if (!/redirecting log output to logging collector/.test(stderr)) return stderr;
-      const newest = readdirSync(this.pgLogDir)
-        .map((f) => path.join(this.pgLogDir, f))
-        .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
-      return newest === undefined ? stderr : tail(newest);
-    } catch {
-      return '';
-    }
+    return postgresLogTail(this.logFile, this.pgLogDir);
   }
 
   /**
@@ -464,35 +279,23 @@ export class PostgresNode implements PostgresControl {
    * @see https://www.postgresql.org/docs/15/server-shutdown.html
    */
   async stop(mode: StopMode = 'fast'): Promise<void> {
-    this.#liveSql?.close();
+    this.#liveWal.close();
     if (this.adopted) {
-      await this.stopAdopted(this.adopted, mode);
+      await stopAdopted(this.adopted, mode, this.opts.timeoutMs);
       return;
     }
     const child = this.child;
     if (!child || !this.isRunning()) return;
-    const wait = (ms: number) =>
-      Promise.race([
-        this.exited.then(() => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
-      ]);
-    if (mode === 'smart') {
-      child.kill('SIGTERM');
-      if (await wait(SMART_DRAIN_MS)) return;
-    }
-    child.kill(mode === 'immediate' ? 'SIGQUIT' : 'SIGINT');
-    if (await wait(this.opts.timeoutMs)) return;
-    child.kill('SIGQUIT');
-    if (await wait(5000)) return;
-    child.kill('SIGKILL');
-    await this.exited;
+    await stopChild(child, this.exited, mode, this.opts.timeoutMs);
   }
 
   async stopAfterDrain(boundMs: number): Promise<DrainReport> {
-    this.#liveSql?.close();
+    this.#liveWal.close();
     if (!this.isRunning()) return { waitedMs: 0, left: 0, outcome: 'done' };
     const su = this.opts.superuser;
-    const sql = new SqlSession(
+    const adopted = this.adopted;
+    const child = this.child;
+    const report = await drainOnConnection(
       {
         host: this.socketDir,
         port: this.opts.listen.port,
@@ -500,43 +303,12 @@ export class PostgresNode implements PostgresControl {
         password: su.password,
         timeoutMs: 1000,
       },
-      60_000,
+      () => void (adopted ? signalRef(adopted, 'SIGTERM') : child?.kill('SIGTERM')),
+      boundMs,
     );
-    const adopted = this.adopted;
-    const child = this.child;
-    let report: DrainReport;
-    try {
-      report = await drainTransactions(
-        {
-          count: async () => {
-            const n = Number((await sql.query(IN_TRANSACTION_SQL))[0]?.[0]);
-            if (!Number.isInteger(n))
-              throw new PgfleetError('ERR_POSTGRES', 'pg_stat_activity gave no count');
-            return n;
-          },
-          refuseNew: () => void (adopted ? signalRef(adopted, 'SIGTERM') : child?.kill('SIGTERM')),
-          now: () => performance.now(),
-          sleep: (ms) => sleep(ms),
-        },
-        boundMs,
-      );
-    } finally {
-      sql.close();
-    }
     // Not even counted (the connection refused): the smart shutdown, as without the drain.
     await this.stop(report.outcome === 'error' && report.left === undefined ? 'smart' : 'fast');
     return report;
-  }
-
-  /** The same ladder for a postmaster that is not our child: signals, and polling for its exit. */
-  private async stopAdopted(ref: ProcessRef, mode: StopMode): Promise<void> {
-    if (mode === 'smart' && signalRef(ref, 'SIGTERM') && (await waitGone(ref, SMART_DRAIN_MS))) return;
-    if (!signalRef(ref, mode === 'immediate' ? 'SIGQUIT' : 'SIGINT')) return;
-    if (await waitGone(ref, this.opts.timeoutMs)) return;
-    signalRef(ref, 'SIGQUIT');
-    if (await waitGone(ref, 5000)) return;
-    signalRef(ref, 'SIGKILL');
-    await waitGone(ref, 5000);
   }
 
   /** Rewrites the config files and reloads (primary_conninfo is reloadable since PostgreSQL 13). */
@@ -577,7 +349,7 @@ export class PostgresNode implements PostgresControl {
   }
 
   async promote(): Promise<void> {
-    await this.run('pg_ctl', [
+    await runPgProgram(this.host(), 'pg_ctl', [
       'promote',
       '-D',
       this.dataDir,
@@ -605,25 +377,8 @@ export class PostgresNode implements PostgresControl {
     return parseProbe(rows?.[0]);
   }
 
-  /**
-   * A primary's current WAL position in bytes, read now; undefined on a replica. Asked for by the
-   * proxies' read-your-writes (GET /patroni), so it runs on a connection kept open while asked
-   * (closed after LIVE_SQL_IDLE_MS idle, and before a stop: a smart shutdown waits for sessions).
-   */
+  /** A primary's current WAL position in bytes, read now; undefined on a replica (live-wal-position.ts). */
   async currentWalPosition(): Promise<number | undefined> {
-    this.#liveSql ??= new SqlSession(
-      {
-        host: this.socketDir,
-        port: this.opts.listen.port,
-        user: this.opts.superuser.username,
-        timeoutMs: 2000,
-      },
-      LIVE_SQL_IDLE_MS,
-    );
-    const rows = await this.#liveSql.query(
-      "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::bigint END",
-    );
-    const v = rows[0]?.[0];
-    return v === null || v === undefined ? undefined : Number(v);
+    return await this.#liveWal.read();
   }
 }

@@ -4,8 +4,11 @@
  * the sessions already there go on), and poll until none is in a transaction or the bound passes.
  * The caller then stops PostgreSQL fast.
  */
-import { errorMessage } from '../errors.js';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage, PgfleetError } from '../errors.js';
 import { DRAIN_POLL_MS, drainStep, type DrainReport } from '../ha/switchover-drain.js';
+import { SqlSession, type SqlTarget } from './sql-client.js';
 
 /**
  * Client backends inside a transaction (an implicit one too: a statement running), other than the
@@ -43,5 +46,31 @@ export async function drainTransactions(io: DrainIo, boundMs: number): Promise<D
     }
   } catch (err) {
     return { waitedMs: Math.round(io.now() - startMs), left, outcome: 'error', error: errorMessage(err) };
+  }
+}
+
+/** The drain on a connection of its own to `target`, closed after; `refuseNew` starts the smart shutdown. */
+export async function drainOnConnection(
+  target: SqlTarget,
+  refuseNew: () => void,
+  boundMs: number,
+): Promise<DrainReport> {
+  const sql = new SqlSession(target, 60_000);
+  try {
+    return await drainTransactions(
+      {
+        count: async () => {
+          const n = Number((await sql.query(IN_TRANSACTION_SQL))[0]?.[0]);
+          if (!Number.isInteger(n)) throw new PgfleetError('ERR_POSTGRES', 'pg_stat_activity gave no count');
+          return n;
+        },
+        refuseNew,
+        now: () => performance.now(),
+        sleep: (ms) => sleep(ms),
+      },
+      boundMs,
+    );
+  } finally {
+    sql.close();
   }
 }

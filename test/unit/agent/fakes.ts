@@ -7,7 +7,7 @@ import type { AgentDcs, DcsSnapshot } from '../../../src/dcs/agent-store.js';
 import { buildView } from '../../../src/dcs/patroni-json.js';
 import { PgfleetError } from '../../../src/errors.js';
 import type { ParamValue, StandbySettings } from '../../../src/postgres/conf.js';
-import type { PostgresControl, StartOptions } from '../../../src/postgres/node.js';
+import type { PostgresControl, StartOptions } from '../../../src/postgres/postgres-control.js';
 import type { PgProbe } from '../../../src/postgres/probe.js';
 import type { Row } from '../../../src/postgres/sql-client.js';
 
