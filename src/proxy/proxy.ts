@@ -10,7 +10,7 @@ import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
 import { formatHostPort, type HostPort } from '../config/common.js';
 import { reloadPlan } from '../config/proxy-reload.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
-import { errorMessage, isPgfleetError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { SecretSource } from './auth/index.js';
 import { loadSecretSource } from './pool/secret-loader.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
@@ -28,6 +28,7 @@ import { admissionLimits } from './proxy-settings.js';
 import type { Listener } from './listener.js';
 import { proxyStatus, type ProxyStatus } from './proxy-status.js';
 import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
+import { ReloadRunner } from './reload-runner.js';
 import { RouteFollower } from './route-follower.js';
 import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-relay.js';
 import type { NativeTransport } from './relay/native-conn.js';
@@ -79,15 +80,8 @@ export interface ProxyOptions {
 
 export class Proxy {
   #config: ProxyConfig;
-  readonly #loadConfig: (() => ProxyConfig) | undefined;
   readonly #reloads = new ReloadRecord(new Date());
-  /** A reload in progress: the next waits for it. */
-  #reloading: Promise<ReloadOutcome> = Promise.resolve({
-    ok: true,
-    applied: [],
-    restartNeeded: [],
-    errors: [],
-  });
+  readonly #reloader: ReloadRunner;
   readonly #log: Logger;
   readonly metrics: ProxyMetrics;
   readonly #etcd: EtcdCluster;
@@ -140,7 +134,14 @@ export class Proxy {
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#transport = chooseTransport(this.#nativeRelay !== undefined, log, options.nativeAddonPath);
     this.#config = config;
-    this.#loadConfig = options.loadConfig;
+    this.#reloader = new ReloadRunner({
+      loadConfig: options.loadConfig,
+      state: () => this.#state,
+      apply: (next) => this.#apply(next),
+      record: this.#reloads,
+      metrics,
+      log,
+    });
     this.#inherited = options.inherited ?? new Map();
     this.#log = log;
     this.metrics = metrics;
@@ -400,32 +401,7 @@ export class Proxy {
    * Reloads run one at a time.
    */
   reload(): Promise<ReloadOutcome> {
-    this.#reloading = this.#reloading.then(() => this.#reload());
-    return this.#reloading;
-  }
-
-  async #reload(): Promise<ReloadOutcome> {
-    let outcome: ReloadOutcome;
-    try {
-      if (this.#state !== 'running') throw new Error(`the proxy is ${this.#state}`);
-      if (!this.#loadConfig) throw new Error('no configuration file to read');
-      outcome = await this.#apply(this.#loadConfig());
-    } catch (err) {
-      const problems = isPgfleetError(err) ? (err.details?.problems as string[] | undefined) : undefined;
-      outcome = { ok: false, applied: [], restartNeeded: [], errors: problems ?? [errorMessage(err)] };
-    }
-    this.#reloads.record(outcome, new Date());
-    this.metrics.configReloads.inc({ result: outcome.ok ? 'applied' : 'invalid' });
-    if (outcome.ok)
-      this.#log.info(
-        { applied: outcome.applied, restartNeeded: outcome.restartNeeded },
-        outcome.applied.length + outcome.restartNeeded.length === 0
-          ? 'reload: configuration unchanged'
-          : 'reload: configuration applied',
-      );
-    else
-      this.#log.error({ errors: outcome.errors }, 'reload: configuration invalid; keeping the running one');
-    return outcome;
+    return this.#reloader.reload();
   }
 
   async #apply(next: ProxyConfig): Promise<ReloadOutcome> {
