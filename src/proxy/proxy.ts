@@ -29,6 +29,7 @@ import type { Listener } from './listener.js';
 import { proxyStatus, type ProxyStatus } from './proxy-status.js';
 import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
 import { ReloadRunner } from './reload-runner.js';
+import { SessionShutdown } from './session-shutdown.js';
 import { RouteFollower } from './route-follower.js';
 import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-relay.js';
 import type { NativeTransport } from './relay/native-conn.js';
@@ -49,8 +50,6 @@ import {
   type ServerTls,
 } from './tls/tls-contexts.js';
 
-/** How long sessions get to say goodbye (FATAL 57P01, then the FIN) before their sockets are destroyed. */
-const SHUTDOWN_GRACE_MS = 2_000;
 /** How late a session's startup deadline may fire (one timer for all of them). */
 const DEADLINE_TICK_MS = 25;
 /** How often identities whose read-your-writes window passed are forgotten. */
@@ -102,13 +101,9 @@ export class Proxy {
   #secrets: SecretSource | undefined;
   readonly #admin: AdminHttp | undefined;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
-  /** Set while a graceful stop waits for sessions to end. */
-  #draining = false;
   #closing: Promise<void> | undefined;
-  /** Ends a graceful stop's wait early (destroy()). */
-  #drainCut: (() => void) | undefined;
-  /** destroy() was called: no wait any more. */
-  #stopNow = false;
+  /** A stop's end of the sessions (a graceful stop's drain, and destroy() cutting it short). */
+  readonly #shutdownSessions: SessionShutdown;
   readonly #inherited: ReadonlyMap<string, number>;
   readonly #nativeRelay: NativeRelay | undefined;
   /** Pooled sessions' sockets without Node's streams: wherever the native relay runs. */
@@ -200,6 +195,12 @@ export class Proxy {
       log.child({ component: 'pool' }),
     );
     registerPoolMetrics(metrics.registry, () => this.#pools.status());
+    this.#shutdownSessions = new SessionShutdown({
+      listeners: this.#listeners,
+      log,
+      closeAdmin: () => this.#admin?.close(),
+      wakeWaiters: () => this.#waiters.wakeAll(),
+    });
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
@@ -294,7 +295,7 @@ export class Proxy {
       state:
         this.#state === 'running' || this.#state === 'new'
           ? 'running'
-          : this.#draining
+          : this.#shutdownSessions.draining
             ? 'draining'
             : 'stopping',
       ...this.#routes.statusSources(),
@@ -330,8 +331,7 @@ export class Proxy {
 
   /** Stops now: every session ends with FATAL 57P01 (where at a message boundary), then etcd is released. */
   destroy(): Promise<void> {
-    this.#stopNow = true;
-    this.#drainCut?.();
+    this.#shutdownSessions.cut();
     return this.#shutdown(0);
   }
 
@@ -340,49 +340,13 @@ export class Proxy {
     return this.#closing;
   }
 
-  /** Waits until every session ended, `ms` passed, or destroy() was called. */
-  async #awaitSessions(ms: number): Promise<void> {
-    if (this.#stopNow) return;
-    this.#draining = true;
-    const cut = new Promise<void>((resolve) => (this.#drainCut = resolve));
-    await Promise.race([this.#listeners.sessionsEnded(ms), cut]);
-    this.#drainCut = undefined;
-    this.#draining = false;
-  }
-
   async #stop(drainMs: number, handedOver = false): Promise<void> {
     this.#state = 'closing';
-    const listeners = this.#listeners;
-    listeners.stopAccepting();
-    const bye = termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down');
-    if (handedOver) {
-      // The new process answers on the admin port from now on.
-      await this.#admin?.close();
-      this.#log.info(
-        { sessions: listeners.sessionCount, timeoutMs: drainMs },
-        'handed over: no longer accepting; waiting for the sessions to end',
-      );
-      await this.#awaitSessions(drainMs);
-      drainMs = listeners.sessionCount > 0 && !this.#stopNow ? SHUTDOWN_GRACE_MS : 0;
-    }
-    if (drainMs > 0) {
-      this.#log.info(
-        { sessions: listeners.sessionCount, timeoutMs: drainMs },
-        'draining: sessions end at their next idle point',
-      );
-      listeners.drain(bye);
-      await this.#awaitSessions(drainMs);
-      const left = listeners.sessionCount;
-      if (left > 0) this.#log.info({ sessions: left }, 'drain over: ending the sessions left with 57P01');
-    }
-    listeners.terminateAll(bye);
-    this.#waiters.wakeAll();
-    await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
-    listeners.destroySessions();
+    await this.#shutdownSessions.endSessions(drainMs, handedOver);
     this.#hold.close();
     this.#pools.close();
     this.#secrets?.close();
-    await listeners.closed();
+    await this.#listeners.closed();
     await this.#routes.close();
     this.#etcd.close();
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
