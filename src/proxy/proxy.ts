@@ -10,7 +10,6 @@ import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
 import { formatHostPort, type HostPort } from '../config/common.js';
 import { reloadPlan } from '../config/proxy-reload.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
-import { errorMessage } from '../errors.js';
 import type { SecretSource } from './auth/index.js';
 import { loadSecretSource } from './pool/secret-loader.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
@@ -20,7 +19,7 @@ import type { RoutingTable } from '../routing/types.js';
 import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
 import { Admission } from './admission.js';
-import { WritePositionSource } from './health/write-position.js';
+import type { WritePositionSource } from './health/write-position.js';
 import { ListenerSet } from './listener-set.js';
 import { PoolSet } from './pool/pool-set.js';
 import { SwitchoverHoldTracker } from './pool/switchover-hold-tracker.js';
@@ -30,6 +29,7 @@ import { proxyStatus, type ProxyStatus } from './proxy-status.js';
 import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
 import { ReloadRunner } from './reload-runner.js';
 import { SessionShutdown } from './session-shutdown.js';
+import { cancelForwarder, deadlineWheel, writePositionSource } from './session-parts.js';
 import { RouteFollower } from './route-follower.js';
 import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-relay.js';
 import type { NativeTransport } from './relay/native-conn.js';
@@ -37,9 +37,9 @@ import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
 import { answer, poolTarget } from './pool/admin-console.js';
 import { RouteWaiters } from './routing/route-waiters.js';
-import { CancelForwarder } from './session/cancel-forward.js';
+import type { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
-import { DeadlineWheel } from './session/deadline-wheel.js';
+import type { DeadlineWheel } from './session/deadline-wheel.js';
 import { WriteTracker } from './session/read-your-writes.js';
 import { sessionContext, type SessionContext } from './session/session-context.js';
 import {
@@ -50,17 +50,8 @@ import {
   type ServerTls,
 } from './tls/tls-contexts.js';
 
-/** How late a session's startup deadline may fire (one timer for all of them). */
-const DEADLINE_TICK_MS = 25;
 /** How often identities whose read-your-writes window passed are forgotten. */
 const WRITE_TRACKER_SWEEP_MS = 10_000;
-
-/** How long the leader's WAL position may take: the longest read_your_writes timeout (1 s if none). */
-function rywTimeoutMs(p: ProxyConfig['proxy']): number {
-  return Math.max(1_000, ...p.listeners.map((l) => l.read_your_writes?.timeout ?? 0));
-}
-/** Client addresses whose cancel broadcasts are remembered at most (the rest start afresh). */
-const CANCEL_SOURCES_REMEMBERED = 10_000;
 
 export type { ProxyStatus } from './proxy-status.js';
 
@@ -169,25 +160,14 @@ export class Proxy {
       lastGoodSeconds: this.#reloads.lastGoodSeconds,
     }));
     this.#waiters = new RouteWaiters((n) => metrics.waitQueue.set({ listener: 'all' }, n));
-    this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
-      log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
-    );
+    this.#deadlines = deadlineWheel(log);
     this.#writes = new WriteTracker(p.read_your_writes_window);
-    this.#writePosition = new WritePositionSource(
+    this.#writePosition = writePositionSource(
       () => this.#routes.leaderApi(),
-      () => rywTimeoutMs(this.#config.proxy),
+      () => this.#config,
       agentTls,
     );
-    this.#cancelForwarder = new CancelForwarder(
-      this.#cancels,
-      {
-        perSecond: p.cancel_broadcasts_per_second,
-        burst: Math.max(1, 2 * p.cancel_broadcasts_per_second),
-        maxSources: CANCEL_SOURCES_REMEMBERED,
-      },
-      p.connect_timeout,
-      (result) => metrics.cancelRequests.inc({ result }),
-    );
+    this.#cancelForwarder = cancelForwarder(this.#cancels, p, metrics);
     this.#pools = new PoolSet(log.child({ component: 'pool' }));
     this.#hold = new SwitchoverHoldTracker(
       () => this.#config.proxy.switchover_hold,
