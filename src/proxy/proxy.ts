@@ -42,13 +42,7 @@ import { CancelRegistry } from './session/cancel-registry.js';
 import type { DeadlineWheel } from './session/deadline-wheel.js';
 import { WriteTracker } from './session/read-your-writes.js';
 import { sessionContext, type SessionContext } from './session/session-context.js';
-import {
-  loadServerTls,
-  loadTlsContexts,
-  type ListenerTls,
-  type NativeTlsFactory,
-  type ServerTls,
-} from './tls/tls-contexts.js';
+import { TlsSet } from './tls/tls-set.js';
 
 /** How often identities whose read-your-writes window passed are forgotten. */
 const WRITE_TRACKER_SWEEP_MS = 10_000;
@@ -99,11 +93,8 @@ export class Proxy {
   readonly #nativeRelay: NativeRelay | undefined;
   /** Pooled sessions' sockets without Node's streams: wherever the native relay runs. */
   readonly #transport: NativeTransport | undefined;
-  /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
-  #tls: Map<string, ListenerTls>;
-  /** The relay threads' TLS contexts are made with the others (undefined: Node's TLS only). */
-  readonly #nativeTls: NativeTlsFactory | undefined;
-  #serverTls: ServerTls;
+  /** The listeners' certificates and what servers are shown (replaced on reload). */
+  readonly #tls: TlsSet;
   /** Read-your-writes: identities with recent sessions on primary listeners. */
   readonly #writes: WriteTracker;
   /** Read-your-writes: the leader's WAL position, asked for by checked read sessions. */
@@ -114,9 +105,7 @@ export class Proxy {
     const metrics = options.metrics ?? new ProxyMetrics();
     // First: certificates that cannot be read, and `relay: native` without its addon, stop here,
     // naming the key or the file, before anything is opened.
-    this.#nativeTls = nativeTlsFactory(config.proxy, options.nativeAddonPath);
-    this.#tls = loadTlsContexts(config.proxy, this.#nativeTls);
-    this.#serverTls = loadServerTls(config.proxy);
+    this.#tls = new TlsSet(config.proxy, nativeTlsFactory(config.proxy, options.nativeAddonPath));
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#transport = chooseTransport(this.#nativeRelay !== undefined, log, options.nativeAddonPath);
     this.#config = config;
@@ -202,8 +191,8 @@ export class Proxy {
       waiters: this.#waiters,
       deadlines: this.#deadlines,
       nodes: (name) => this.#routes.table.listeners.get(name)?.nodes ?? [],
-      tls: (name) => this.#tls.get(name),
-      serverTls: () => this.#serverTls,
+      tls: (name) => this.#tls.listeners.get(name),
+      serverTls: () => this.#tls.server,
       derivedWaitTimeoutMs: () => this.#routes.derivedWaitMs,
       nodeFailed: () => this.#routes.checkSoon(),
       writes: this.#writes,
@@ -284,7 +273,7 @@ export class Proxy {
       nativeSockets: this.#transport?.size,
       sessions: this.#registry.counts(),
       admission: this.#admission,
-      tls: this.#tls,
+      tls: this.#tls.listeners,
       reload: this.#reloads.status(),
     });
   }
@@ -349,17 +338,10 @@ export class Proxy {
   }
 
   async #apply(next: ProxyConfig): Promise<ReloadOutcome> {
-    const running = {
-      config: this.#config,
-      tls: this.#tls,
-      serverTls: this.#serverTls,
-      secrets: this.#secrets,
-    };
+    const running = { config: this.#config, secrets: this.#secrets };
     const plan = reloadPlan(running.config, next);
     const p = plan.effective.proxy;
-    const serverTls = loadServerTls(p);
-    this.#tls = loadTlsContexts(p, this.#nativeTls);
-    this.#serverTls = serverTls;
+    const restoreTls = this.#tls.reload(p);
     this.#config = plan.effective;
     let commit: () => Listener[];
     try {
@@ -369,8 +351,7 @@ export class Proxy {
     } catch (err) {
       if (this.#secrets !== running.secrets) this.#secrets?.close();
       this.#config = running.config;
-      this.#tls = running.tls;
-      this.#serverTls = running.serverTls;
+      restoreTls();
       this.#secrets = running.secrets;
       throw err;
     }
