@@ -3,8 +3,6 @@
  * the listeners. Observe (DCS watch, health checks) → decide (computeRoutes) → act (wake waiting
  * clients, terminate sessions on nodes that left a listener).
  */
-import { restTlsSettings, tlsConnectOptions } from '../api/rest-tls.js';
-import { agentTlsAsCtl } from '../config/proxy-schema.js';
 import { performance } from 'node:perf_hooks';
 import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
 import { formatHostPort, type HostPort } from '../config/common.js';
@@ -124,11 +122,9 @@ export class Proxy {
     this.#etcd = new EtcdCluster(config.etcd3, { log: log.child({ component: 'etcd' }) });
     const etcd = this.#etcd;
     registerEtcdMetrics(metrics.registry, 'proxy', () => etcd.members());
-    const agentTls = p.agent_tls && tlsConnectOptions(restTlsSettings(agentTlsAsCtl(p.agent_tls), undefined));
     this.#routes = new RouteFollower({
       config: () => this.#config,
       etcd,
-      agentTls,
       log,
       metrics,
       registry: this.#registry,
@@ -154,7 +150,7 @@ export class Proxy {
     this.#writePosition = writePositionSource(
       () => this.#routes.leaderApi(),
       () => this.#config,
-      agentTls,
+      this.#routes.agentTls,
     );
     this.#cancelForwarder = cancelForwarder(this.#cancels, p, metrics);
     this.#pools = new PoolSet(log.child({ component: 'pool' }));

@@ -5,7 +5,8 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { ProxyConfig } from '../config/proxy-schema.js';
+import { restTlsSettings, tlsConnectOptions } from '../api/rest-tls.js';
+import { agentTlsAsCtl, type ProxyConfig } from '../config/proxy-schema.js';
 import type { ClusterView } from '../cluster/types.js';
 import { emptyView } from '../cluster/types.js';
 import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
@@ -35,8 +36,6 @@ export interface RouteFollowerOptions {
   /** The running configuration (replaced on reload). */
   readonly config: () => ProxyConfig;
   readonly etcd: EtcdCluster;
-  /** How the health checks and read-your-writes reach the agents' REST APIs. */
-  readonly agentTls: ConnectionOptions | undefined;
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly registry: ConnectionRegistry<Terminable>;
@@ -47,6 +46,8 @@ export interface RouteFollowerOptions {
 }
 
 export class RouteFollower {
+  /** How the health checks (and read-your-writes) reach the agents' REST APIs. */
+  readonly agentTls: ConnectionOptions | undefined;
   readonly #config: () => ProxyConfig;
   readonly #log: Logger;
   readonly #metrics: ProxyMetrics;
@@ -87,9 +88,11 @@ export class RouteFollower {
     });
     // Checks run all the time with `health_check` on, and only while the DCS is unreachable
     // otherwise: then the agents' answers are the proxy's news of the cluster (compute-routes.ts).
+    const agentTls = p.agent_tls && tlsConnectOptions(restTlsSettings(agentTlsAsCtl(p.agent_tls), undefined));
+    this.agentTls = agentTls;
     this.#health = new HealthChecker({
       ...healthSettings(p, this.#policy),
-      tls: opts.agentTls,
+      tls: agentTls,
       log: log.child({ component: 'health' }),
       onResult: (node, check, ok, verdict) => {
         metrics.healthChecks.inc({ node, check, result: ok ? 'pass' : 'fail' });
