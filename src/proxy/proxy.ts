@@ -3,79 +3,47 @@
  * the listeners. Observe (DCS watch, health checks) → decide (computeRoutes) → act (wake waiting
  * clients, terminate sessions on nodes that left a listener).
  */
-import { restTlsSettings, tlsConnectOptions } from '../api/rest-tls.js';
-import { agentTlsAsCtl } from '../config/proxy-schema.js';
 import { performance } from 'node:perf_hooks';
 import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
 import { formatHostPort, type HostPort } from '../config/common.js';
 import { reloadPlan } from '../config/proxy-reload.js';
-import type { ClusterView } from '../cluster/types.js';
-import { emptyView } from '../cluster/types.js';
-import { ClusterWatcher, type DcsStatus } from '../dcs/cluster-watcher.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
-import { clusterKeys } from '../dcs/keys.js';
-import { errorMessage, isPgfleetError } from '../errors.js';
 import type { SecretSource } from './auth/index.js';
 import { loadSecretSource } from './pool/secret-loader.js';
 import { registerEtcdMetrics } from '../observability/etcd-metrics.js';
-import { registerRouteMetrics } from '../observability/route-metrics.js';
 import { registerPoolMetrics } from '../observability/pool-metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { computeRoutes, diffRoutes } from '../routing/compute-routes.js';
-import { PRIMARY_CHECK } from '../routing/health-paths.js';
-import {
-  EMPTY_HEALTH,
-  type HealthSnapshot,
-  type RouteNode,
-  type RoutePolicy,
-  type RoutingTable,
-} from '../routing/types.js';
+import type { RoutingTable } from '../routing/types.js';
 import { AdminHttp } from '../api/proxy-admin-http.js';
 import { ProxyMetrics } from '../observability/proxy-metrics.js';
 import { Admission } from './admission.js';
-import { HealthChecker } from './health/health-checker.js';
-import { WritePositionSource, type LeaderApi } from './health/write-position.js';
+import type { WritePositionSource } from './health/write-position.js';
 import { ListenerSet } from './listener-set.js';
 import { PoolSet } from './pool/pool-set.js';
 import { SwitchoverHoldTracker } from './pool/switchover-hold-tracker.js';
-import { admissionLimits, healthSettings, policyFor } from './proxy-settings.js';
-import { closeUnroutedSessions } from './routing/unrouted-sessions.js';
-import { derivedWaitTimeoutMs } from './wait-timeout.js';
+import { admissionLimits } from './proxy-settings.js';
 import type { Listener } from './listener.js';
 import { proxyStatus, type ProxyStatus } from './proxy-status.js';
 import { ReloadRecord, type ReloadOutcome } from './reload-status.js';
+import { ReloadRunner } from './reload-runner.js';
+import { SessionShutdown } from './session-shutdown.js';
+import { cancelForwarder, deadlineWheel, writePositionSource } from './session-parts.js';
+import { RouteFollower } from './route-follower.js';
 import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-relay.js';
 import type { NativeTransport } from './relay/native-conn.js';
 import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
 import { answer, poolTarget } from './pool/admin-console.js';
 import { RouteWaiters } from './routing/route-waiters.js';
-import { CancelForwarder } from './session/cancel-forward.js';
+import type { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
-import { DeadlineWheel } from './session/deadline-wheel.js';
+import type { DeadlineWheel } from './session/deadline-wheel.js';
 import { WriteTracker } from './session/read-your-writes.js';
 import { sessionContext, type SessionContext } from './session/session-context.js';
-import {
-  loadServerTls,
-  loadTlsContexts,
-  type ListenerTls,
-  type NativeTlsFactory,
-  type ServerTls,
-} from './tls/tls-contexts.js';
+import { TlsSet } from './tls/tls-set.js';
 
-/** How long sessions get to say goodbye (FATAL 57P01, then the FIN) before their sockets are destroyed. */
-const SHUTDOWN_GRACE_MS = 2_000;
-/** How late a session's startup deadline may fire (one timer for all of them). */
-const DEADLINE_TICK_MS = 25;
 /** How often identities whose read-your-writes window passed are forgotten. */
 const WRITE_TRACKER_SWEEP_MS = 10_000;
-
-/** How long the leader's WAL position may take: the longest read_your_writes timeout (1 s if none). */
-function rywTimeoutMs(p: ProxyConfig['proxy']): number {
-  return Math.max(1_000, ...p.listeners.map((l) => l.read_your_writes?.timeout ?? 0));
-}
-/** Client addresses whose cancel broadcasts are remembered at most (the rest start afresh). */
-const CANCEL_SOURCES_REMEMBERED = 10_000;
 
 export type { ProxyStatus } from './proxy-status.js';
 
@@ -94,21 +62,13 @@ export interface ProxyOptions {
 
 export class Proxy {
   #config: ProxyConfig;
-  readonly #loadConfig: (() => ProxyConfig) | undefined;
   readonly #reloads = new ReloadRecord(new Date());
-  /** A reload in progress: the next waits for it. */
-  #reloading: Promise<ReloadOutcome> = Promise.resolve({
-    ok: true,
-    applied: [],
-    restartNeeded: [],
-    errors: [],
-  });
+  readonly #reloader: ReloadRunner;
   readonly #log: Logger;
   readonly metrics: ProxyMetrics;
   readonly #etcd: EtcdCluster;
-  readonly #watcher: ClusterWatcher;
-  readonly #health: HealthChecker;
-  #policy: RoutePolicy;
+  /** The cluster's view, the health checks and the routing table computed from them. */
+  readonly #routes: RouteFollower;
   readonly #registry = new ConnectionRegistry<Terminable>();
   readonly #cancels = new CancelRegistry();
   readonly #cancelForwarder: CancelForwarder;
@@ -123,29 +83,16 @@ export class Proxy {
   /** proxy.auth's secrets (auth.file, auth.query), read at start. */
   #secrets: SecretSource | undefined;
   readonly #admin: AdminHttp | undefined;
-  #table: RoutingTable;
-  #view: ClusterView;
-  #healthSnapshot: HealthSnapshot = EMPTY_HEALTH;
-  #stalenessTimer: NodeJS.Timeout | undefined;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
-  /** Set while a graceful stop waits for sessions to end. */
-  #draining = false;
   #closing: Promise<void> | undefined;
-  /** Ends a graceful stop's wait early (destroy()). */
-  #drainCut: (() => void) | undefined;
-  /** destroy() was called: no wait any more. */
-  #stopNow = false;
+  /** A stop's end of the sessions (a graceful stop's drain, and destroy() cutting it short). */
+  readonly #shutdownSessions: SessionShutdown;
   readonly #inherited: ReadonlyMap<string, number>;
   readonly #nativeRelay: NativeRelay | undefined;
   /** Pooled sessions' sockets without Node's streams: wherever the native relay runs. */
   readonly #transport: NativeTransport | undefined;
-  /** The default wait_timeout, from the cluster's config key (followed on every view). */
-  #derivedWaitMs = derivedWaitTimeoutMs({});
-  /** Certificates of the listeners that terminate TLS, by listener (replaced on reload). */
-  #tls: Map<string, ListenerTls>;
-  /** The relay threads' TLS contexts are made with the others (undefined: Node's TLS only). */
-  readonly #nativeTls: NativeTlsFactory | undefined;
-  #serverTls: ServerTls;
+  /** The listeners' certificates and what servers are shown (replaced on reload). */
+  readonly #tls: TlsSet;
   /** Read-your-writes: identities with recent sessions on primary listeners. */
   readonly #writes: WriteTracker;
   /** Read-your-writes: the leader's WAL position, asked for by checked read sessions. */
@@ -156,42 +103,36 @@ export class Proxy {
     const metrics = options.metrics ?? new ProxyMetrics();
     // First: certificates that cannot be read, and `relay: native` without its addon, stop here,
     // naming the key or the file, before anything is opened.
-    this.#nativeTls = nativeTlsFactory(config.proxy, options.nativeAddonPath);
-    this.#tls = loadTlsContexts(config.proxy, this.#nativeTls);
-    this.#serverTls = loadServerTls(config.proxy);
+    this.#tls = new TlsSet(config.proxy, nativeTlsFactory(config.proxy, options.nativeAddonPath));
     this.#nativeRelay = chooseRelay(config.proxy, log, options.nativeAddonPath);
     this.#transport = chooseTransport(this.#nativeRelay !== undefined, log, options.nativeAddonPath);
     this.#config = config;
-    this.#loadConfig = options.loadConfig;
+    this.#reloader = new ReloadRunner({
+      loadConfig: options.loadConfig,
+      state: () => this.#state,
+      apply: (next) => this.#apply(next),
+      record: this.#reloads,
+      metrics,
+      log,
+    });
     this.#inherited = options.inherited ?? new Map();
     this.#log = log;
     this.metrics = metrics;
     const p = config.proxy;
-    this.#policy = policyFor(p);
-    this.#view = emptyView(config.scope);
-    this.#table = computeRoutes(this.#view, EMPTY_HEALTH, this.#policy, undefined, true);
     this.#etcd = new EtcdCluster(config.etcd3, { log: log.child({ component: 'etcd' }) });
     const etcd = this.#etcd;
     registerEtcdMetrics(metrics.registry, 'proxy', () => etcd.members());
-    registerRouteMetrics(metrics.registry, () => ({ view: this.#view, table: this.#table }));
-    this.#watcher = new ClusterWatcher(this.#etcd, {
-      scope: config.scope,
-      keys: clusterKeys(config.namespace, config.scope),
-      probeIntervalMs: 1_000,
-      log: log.child({ component: 'dcs' }),
-      now: () => performance.now(),
-      outageMessage: 'DCS unreachable: keeping the last known routing table',
-    });
-    // Checks run all the time with `health_check` on, and only while the DCS is unreachable
-    // otherwise: then the agents' answers are the proxy's news of the cluster (compute-routes.ts).
-    const agentTls = p.agent_tls && tlsConnectOptions(restTlsSettings(agentTlsAsCtl(p.agent_tls), undefined));
-    this.#health = new HealthChecker({
-      ...healthSettings(p, this.#policy),
-      tls: agentTls,
-      log: log.child({ component: 'health' }),
-      onResult: (node, check, ok, verdict) => {
-        metrics.healthChecks.inc({ node, check, result: ok ? 'pass' : 'fail' });
-        metrics.healthCheckUp.set({ node, check }, verdict === 'up' ? 1 : 0);
+    this.#routes = new RouteFollower({
+      config: () => this.#config,
+      etcd,
+      log,
+      metrics,
+      registry: this.#registry,
+      // After the table: a hold that ends lends servers only where the new table routes.
+      viewSeen: (view) => this.#hold.observe(view),
+      routesChanged: () => {
+        this.#waiters.wakeAll();
+        this.#pools.wakeAll();
       },
     });
     const relay = this.#nativeRelay;
@@ -204,25 +145,14 @@ export class Proxy {
       lastGoodSeconds: this.#reloads.lastGoodSeconds,
     }));
     this.#waiters = new RouteWaiters((n) => metrics.waitQueue.set({ listener: 'all' }, n));
-    this.#deadlines = new DeadlineWheel(DEADLINE_TICK_MS, (err) =>
-      log.error({ err: errorMessage(err) }, 'session deadline handler failed'),
-    );
+    this.#deadlines = deadlineWheel(log);
     this.#writes = new WriteTracker(p.read_your_writes_window);
-    this.#writePosition = new WritePositionSource(
-      () => this.#leaderApi(),
-      () => rywTimeoutMs(this.#config.proxy),
-      agentTls,
+    this.#writePosition = writePositionSource(
+      () => this.#routes.leaderApi(),
+      () => this.#config,
+      this.#routes.agentTls,
     );
-    this.#cancelForwarder = new CancelForwarder(
-      this.#cancels,
-      {
-        perSecond: p.cancel_broadcasts_per_second,
-        burst: Math.max(1, 2 * p.cancel_broadcasts_per_second),
-        maxSources: CANCEL_SOURCES_REMEMBERED,
-      },
-      p.connect_timeout,
-      (result) => metrics.cancelRequests.inc({ result }),
-    );
+    this.#cancelForwarder = cancelForwarder(this.#cancels, p, metrics);
     this.#pools = new PoolSet(log.child({ component: 'pool' }));
     this.#hold = new SwitchoverHoldTracker(
       () => this.#config.proxy.switchover_hold,
@@ -230,6 +160,12 @@ export class Proxy {
       log.child({ component: 'pool' }),
     );
     registerPoolMetrics(metrics.registry, () => this.#pools.status());
+    this.#shutdownSessions = new SessionShutdown({
+      listeners: this.#listeners,
+      log,
+      closeAdmin: () => this.#admin?.close(),
+      wakeWaiters: () => this.#waiters.wakeAll(),
+    });
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
   }
 
@@ -250,14 +186,14 @@ export class Proxy {
       admission: this.#admission,
       waiters: this.#waiters,
       deadlines: this.#deadlines,
-      nodes: (name) => this.#table.listeners.get(name)?.nodes ?? [],
-      tls: (name) => this.#tls.get(name),
-      serverTls: () => this.#serverTls,
-      derivedWaitTimeoutMs: () => this.#derivedWaitMs,
-      nodeFailed: () => this.#health.checkSoon(),
+      nodes: (name) => this.#routes.table.listeners.get(name)?.nodes ?? [],
+      tls: (name) => this.#tls.listeners.get(name),
+      serverTls: () => this.#tls.server,
+      derivedWaitTimeoutMs: () => this.#routes.derivedWaitMs,
+      nodeFailed: () => this.#routes.checkSoon(),
       writes: this.#writes,
       writePosition: this.#writePosition,
-      replayLagS: (member) => this.#view.replayLagS?.get(member),
+      replayLagS: (member) => this.#routes.replayLagS(member),
       secrets: this.#secrets,
       heldNode: () => this.#hold.node(),
       admin: (sql) => answer(sql, poolTarget(this.pools)),
@@ -266,25 +202,11 @@ export class Proxy {
 
   /** proxy.auth (not passthrough): auth.file read and checked, auth.query aimed at the primary. */
   #loadSecrets(): Promise<SecretSource | undefined> {
-    return loadSecretSource(this.#config.proxy.auth, () => this.#primaryNode());
-  }
-
-  /** The node of the (first) primary listener in the routing table now. */
-  #primaryNode(): RouteNode | undefined {
-    const primary = this.#config.proxy.listeners.find((l) => l.role === 'primary');
-    return primary ? this.#table.listeners.get(primary.name)?.nodes[0] : undefined;
-  }
-
-  /** Where the node of the (first) primary listener answers REST: read-your-writes asks it. */
-  #leaderApi(): LeaderApi {
-    const node = this.#primaryNode();
-    if (node === undefined) return { error: 'no primary is routed' };
-    const url = this.#view.members.get(node.name)?.apiUrl;
-    return url === undefined ? { error: `member ${node.name} publishes no api_url` } : { url };
+    return loadSecretSource(this.#config.proxy.auth, () => this.#routes.primaryNode());
   }
 
   get table(): RoutingTable {
-    return this.#table;
+    return this.#routes.table;
   }
 
   /** Bound listener addresses (useful with port 0). */
@@ -307,19 +229,7 @@ export class Proxy {
   async start(): Promise<void> {
     if (this.#state !== 'new') return;
     this.#state = 'running';
-    this.#watcher.on('view', (view) => {
-      this.#view = view;
-      this.#followWaitTimeout(view.config);
-      this.#health.setView(view);
-      this.#recompute('dcs');
-      // After the table: a hold that ends lends servers only where the new table routes.
-      this.#hold.observe(view);
-    });
-    this.#watcher.on('status', (s) => this.#onDcsStatus(s));
-    this.#health.on('change', (snap) => {
-      this.#healthSnapshot = snap;
-      this.#recompute('health');
-    });
+    this.#routes.follow();
     this.#secrets = await this.#loadSecrets();
     const inherited = (hp: HostPort): number | undefined => this.#inherited.get(formatHostPort(hp));
     const commit = await this.#listeners.prepare(
@@ -330,97 +240,11 @@ export class Proxy {
     commit();
     const admin = this.#config.proxy.admin;
     await this.#admin?.start(admin && inherited(admin.listen));
-    await this.#watcher.start();
-    const connected = this.#watcher.status.connected;
-    this.#health.setStale(!connected);
-    if (this.#config.proxy.health_check.enabled || !connected) this.#health.start();
-    this.#stalenessTimer = setInterval(() => this.#updateStaleness(), 1_000);
+    await this.#routes.start();
     const writes = this.#writes;
     this.#sweepTimer = setInterval(() => writes.sweep(performance.now()), WRITE_TRACKER_SWEEP_MS);
     this.#sweepTimer.unref();
-    this.#stalenessTimer.unref();
-    this.#updateStaleness();
     this.#log.info({ listeners: this.addresses, admin: this.adminAddress }, 'proxy started');
-  }
-
-  #onDcsStatus(s: DcsStatus): void {
-    this.#updateStaleness();
-    this.#health.setStale(!s.connected);
-    this.#scheduleChecks(s.connected);
-    this.#recompute('dcs-status');
-    if (!s.connected)
-      this.#log.warn(
-        { lastError: s.lastError },
-        'routing from the last known table while etcd is unreachable',
-      );
-  }
-
-  #followWaitTimeout(dcsConfig: Readonly<Record<string, unknown>>): void {
-    const ms = derivedWaitTimeoutMs(dcsConfig);
-    if (ms === this.#derivedWaitMs) return;
-    this.#derivedWaitMs = ms;
-    const derived = this.#config.proxy.listeners.filter(
-      (l) => (l.wait_timeout ?? this.#config.proxy.wait_timeout) === undefined,
-    );
-    if (derived.length > 0)
-      this.#log.info(
-        { waitTimeoutMs: ms, listeners: derived.map((l) => l.name) },
-        "wait_timeout follows the cluster's ttl + loop_wait + 5s",
-      );
-  }
-
-  /** Health checks run with `health_check` on, and otherwise only while the DCS is unreachable. */
-  #scheduleChecks(connected: boolean): void {
-    if (this.#config.proxy.health_check.enabled) {
-      this.#health.start();
-      return;
-    }
-    if (connected) this.#health.pause();
-    else if (!this.#health.running) {
-      this.#log.info("checking the agents' REST APIs while the DCS is unreachable");
-      this.#health.start();
-    }
-  }
-
-  #updateStaleness(): void {
-    const s = this.#watcher.status;
-    this.metrics.dcsUp.set(s.connected ? 1 : 0);
-    this.metrics.dcsStaleness.set(s.lastContactMs === 0 ? -1 : (performance.now() - s.lastContactMs) / 1000);
-  }
-
-  /** Recomputes the table; wakes waiting clients; closes sessions on nodes that left a listener. */
-  #recompute(cause: string): void {
-    const prev = this.#table;
-    const next = computeRoutes(
-      this.#view,
-      this.#healthSnapshot,
-      this.#policy,
-      prev,
-      !this.#watcher.status.connected,
-    );
-    this.#table = next;
-    if (next.generation === prev.generation) return;
-    this.metrics.routeChanges.inc();
-    this.metrics.routingGeneration.set(next.generation);
-    for (const [name, r] of next.listeners) this.metrics.routeNodes.set({ listener: name }, r.nodes.length);
-    const summary = Object.fromEntries([...next.listeners].map(([n, r]) => [n, r.nodes.map((x) => x.name)]));
-    this.#log.info(
-      { generation: next.generation, cause, routes: summary, leader: this.#view.leader },
-      'routing table changed',
-    );
-    for (const change of diffRoutes(prev, next)) {
-      const listener = this.#config.proxy.listeners.find((l) => l.name === change.listener);
-      if (listener?.on_unroutable !== 'drain')
-        closeUnroutedSessions(
-          change,
-          next,
-          this.#registry,
-          this.#log,
-          (member) => this.#healthSnapshot.get(member)?.get(PRIMARY_CHECK) === 'down',
-        );
-    }
-    this.#waiters.wakeAll();
-    this.#pools.wakeAll();
   }
 
   /** The pooled listeners' pools (admin HTTP: /pools, /servers, /clients, /stats; PAUSE/RESUME). */
@@ -436,21 +260,16 @@ export class Proxy {
       state:
         this.#state === 'running' || this.#state === 'new'
           ? 'running'
-          : this.#draining
+          : this.#shutdownSessions.draining
             ? 'draining'
             : 'stopping',
-      dcs: this.#watcher.status,
-      view: this.#view,
-      table: this.#table,
-      health: this.#healthSnapshot,
-      checkingAgents: !this.#config.proxy.health_check.enabled && this.#health.running,
+      ...this.#routes.statusSources(),
       etcdMembers: this.#etcd.members(),
       nativeRelay: this.#nativeRelay !== undefined,
       nativeSockets: this.#transport?.size,
       sessions: this.#registry.counts(),
       admission: this.#admission,
-      tls: this.#tls,
-      derivedWaitTimeoutMs: this.#derivedWaitMs,
+      tls: this.#tls.listeners,
       reload: this.#reloads.status(),
     });
   }
@@ -477,8 +296,7 @@ export class Proxy {
 
   /** Stops now: every session ends with FATAL 57P01 (where at a message boundary), then etcd is released. */
   destroy(): Promise<void> {
-    this.#stopNow = true;
-    this.#drainCut?.();
+    this.#shutdownSessions.cut();
     return this.#shutdown(0);
   }
 
@@ -487,52 +305,14 @@ export class Proxy {
     return this.#closing;
   }
 
-  /** Waits until every session ended, `ms` passed, or destroy() was called. */
-  async #awaitSessions(ms: number): Promise<void> {
-    if (this.#stopNow) return;
-    this.#draining = true;
-    const cut = new Promise<void>((resolve) => (this.#drainCut = resolve));
-    await Promise.race([this.#listeners.sessionsEnded(ms), cut]);
-    this.#drainCut = undefined;
-    this.#draining = false;
-  }
-
   async #stop(drainMs: number, handedOver = false): Promise<void> {
     this.#state = 'closing';
-    const listeners = this.#listeners;
-    listeners.stopAccepting();
-    const bye = termination('shutdown', 'terminating connection because the pgfleet proxy is shutting down');
-    if (handedOver) {
-      // The new process answers on the admin port from now on.
-      await this.#admin?.close();
-      this.#log.info(
-        { sessions: listeners.sessionCount, timeoutMs: drainMs },
-        'handed over: no longer accepting; waiting for the sessions to end',
-      );
-      await this.#awaitSessions(drainMs);
-      drainMs = listeners.sessionCount > 0 && !this.#stopNow ? SHUTDOWN_GRACE_MS : 0;
-    }
-    if (drainMs > 0) {
-      this.#log.info(
-        { sessions: listeners.sessionCount, timeoutMs: drainMs },
-        'draining: sessions end at their next idle point',
-      );
-      listeners.drain(bye);
-      await this.#awaitSessions(drainMs);
-      const left = listeners.sessionCount;
-      if (left > 0) this.#log.info({ sessions: left }, 'drain over: ending the sessions left with 57P01');
-    }
-    listeners.terminateAll(bye);
-    this.#waiters.wakeAll();
-    await listeners.sessionsEnded(SHUTDOWN_GRACE_MS);
-    listeners.destroySessions();
+    await this.#shutdownSessions.endSessions(drainMs, handedOver);
     this.#hold.close();
     this.#pools.close();
     this.#secrets?.close();
-    await listeners.closed();
-    if (this.#stalenessTimer) clearInterval(this.#stalenessTimer);
-    await this.#health.close();
-    await this.#watcher.close();
+    await this.#listeners.closed();
+    await this.#routes.close();
     this.#etcd.close();
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     await this.#writePosition?.close();
@@ -550,46 +330,14 @@ export class Proxy {
    * Reloads run one at a time.
    */
   reload(): Promise<ReloadOutcome> {
-    this.#reloading = this.#reloading.then(() => this.#reload());
-    return this.#reloading;
-  }
-
-  async #reload(): Promise<ReloadOutcome> {
-    let outcome: ReloadOutcome;
-    try {
-      if (this.#state !== 'running') throw new Error(`the proxy is ${this.#state}`);
-      if (!this.#loadConfig) throw new Error('no configuration file to read');
-      outcome = await this.#apply(this.#loadConfig());
-    } catch (err) {
-      const problems = isPgfleetError(err) ? (err.details?.problems as string[] | undefined) : undefined;
-      outcome = { ok: false, applied: [], restartNeeded: [], errors: problems ?? [errorMessage(err)] };
-    }
-    this.#reloads.record(outcome, new Date());
-    this.metrics.configReloads.inc({ result: outcome.ok ? 'applied' : 'invalid' });
-    if (outcome.ok)
-      this.#log.info(
-        { applied: outcome.applied, restartNeeded: outcome.restartNeeded },
-        outcome.applied.length + outcome.restartNeeded.length === 0
-          ? 'reload: configuration unchanged'
-          : 'reload: configuration applied',
-      );
-    else
-      this.#log.error({ errors: outcome.errors }, 'reload: configuration invalid; keeping the running one');
-    return outcome;
+    return this.#reloader.reload();
   }
 
   async #apply(next: ProxyConfig): Promise<ReloadOutcome> {
-    const running = {
-      config: this.#config,
-      tls: this.#tls,
-      serverTls: this.#serverTls,
-      secrets: this.#secrets,
-    };
+    const running = { config: this.#config, secrets: this.#secrets };
     const plan = reloadPlan(running.config, next);
     const p = plan.effective.proxy;
-    const serverTls = loadServerTls(p);
-    this.#tls = loadTlsContexts(p, this.#nativeTls);
-    this.#serverTls = serverTls;
+    const restoreTls = this.#tls.reload(p);
     this.#config = plan.effective;
     let commit: () => Listener[];
     try {
@@ -599,8 +347,7 @@ export class Proxy {
     } catch (err) {
       if (this.#secrets !== running.secrets) this.#secrets?.close();
       this.#config = running.config;
-      this.#tls = running.tls;
-      this.#serverTls = running.serverTls;
+      restoreTls();
       this.#secrets = running.secrets;
       throw err;
     }
@@ -611,9 +358,7 @@ export class Proxy {
     const wasChecking = running.config.proxy.health_check.enabled;
     this.#admission.setLimits(admissionLimits(p));
     this.#writes.setWindow(p.read_your_writes_window);
-    this.#policy = policyFor(p);
-    this.#health.configure(healthSettings(p, this.#policy));
-    if (wasChecking !== p.health_check.enabled) this.#scheduleChecks(this.#watcher.status.connected);
+    this.#routes.configure(p, wasChecking);
     for (const l of removed) {
       const was = running.config.proxy.listeners.find((c) => c.name === l.name);
       if (was?.on_unroutable === 'drain') continue;
@@ -628,7 +373,7 @@ export class Proxy {
         this.#log.info({ listener: l.name, sessions: n }, 'closed the sessions of a removed listener');
     }
     this.#hold.observe();
-    this.#recompute('reload');
+    this.#routes.recompute('reload');
     return { ok: true, applied: plan.applied, restartNeeded: plan.restartNeeded, errors: [] };
   }
 }
