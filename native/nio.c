@@ -617,27 +617,26 @@ static napi_value js_nio_open(napi_env env, napi_callback_info info) {
 
 static conn_t *conn_arg(napi_env env, napi_callback_info info, napi_value *argv, size_t want, nio_t **np);
 
+/* *p reallocated to `bytes` (unchanged on failure: -1). */
+static int resize(void **p, size_t bytes) {
+  void *q = realloc(*p, bytes);
+  if (!q) return -1;
+  *p = q;
+  return 0;
+}
+
+/* Room for twice the connections (every per-slot array grows together); -1 when it cannot. */
 static int grow(nio_t *n) {
   uint32_t cap = n->cap ? n->cap * 2 : 64;
   if (cap > SLOT_MASK + 1) return -1;
-  conn_t *c = realloc(n->conns, cap * sizeof(conn_t));
-  if (!c) return -1;
-  n->conns = c;
-  uint32_t *f = realloc(n->free_slots, cap * sizeof(uint32_t));
-  if (!f) return -1;
-  n->free_slots = f;
-  uint32_t *r = realloc(n->released, cap * sizeof(uint32_t));
-  if (!r) return -1;
-  n->released = r;
-  uint32_t *k = realloc(n->corks, cap * sizeof(uint32_t));
-  if (!k) return -1;
-  n->corks = k;
-  int *d = realloc(n->closing, cap * sizeof(int));
-  if (!d) return -1;
-  n->closing = d;
+  if (resize((void **)&n->conns, cap * sizeof(conn_t)) != 0 ||
+      resize((void **)&n->free_slots, cap * sizeof(uint32_t)) != 0 ||
+      resize((void **)&n->released, cap * sizeof(uint32_t)) != 0 ||
+      resize((void **)&n->corks, cap * sizeof(uint32_t)) != 0 || resize((void **)&n->closing, cap * sizeof(int)) != 0)
+    return -1;
   for (uint32_t s = cap; s-- > n->cap;) {
-    c[s] = (conn_t){.fd = -1};
-    f[n->nfree++] = s;
+    n->conns[s] = (conn_t){.fd = -1};
+    n->free_slots[n->nfree++] = s;
   }
   n->cap = cap;
   return 0;

@@ -36,7 +36,8 @@ const RULES: readonly (readonly [RegExp, string])[] = [
  * What every rule needs (its first word, or the advisory lock's name): one scan of a query's text
  * (run at every transaction's first Query) before the rules, most queries failing it at once.
  */
-const ANY_RULE = /^(set|listen|unlisten|create|declare|prepare)\b|advisory_/i;
+const RULE_WORDS = ['set', 'listen', 'unlisten', 'create', 'declare', 'prepare'];
+const ANY_RULE = new RegExp(`^(${RULE_WORDS.join('|')})\\b|advisory_`, 'i');
 
 /** What a simple query's text does that transaction pooling cannot keep, or undefined. */
 export function sessionOnlyStatement(sql: string): string | undefined {
@@ -47,7 +48,7 @@ export function sessionOnlyStatement(sql: string): string | undefined {
 }
 
 /** ANY_RULE's first words, as bytes. */
-const FIRST_WORDS = ['set', 'listen', 'unlisten', 'create', 'declare', 'prepare'].map((w) => Buffer.from(w));
+const FIRST_WORDS = RULE_WORDS.map((w) => Buffer.from(w));
 const ADVISORY = Buffer.from('advisory_');
 
 /**
