@@ -4,37 +4,23 @@
  * terminations) and performs what the engine decides (writes, connects, the relay, the end). It
  * makes no protocol decision of its own.
  */
-import type { Socket } from 'node:net';
-import { connect } from 'node:net';
-import { acceptTls } from '../tls/tls-sockets.js';
-import { TlsBridge, useTlsBridge } from '../tls/tls-bridge.js';
-import type { ListenerTls } from '../tls/tls-contexts.js';
+import type { TlsBridge } from '../tls/tls-bridge.js';
 import { performance } from 'node:perf_hooks';
-import { errorMessage } from '../../errors.js';
-import type { RouteNode } from '../../routing/types.js';
 import type { RelayReport } from '../relay/native-relay.js';
 import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import { NativeConn, type ClientSocket } from '../relay/native-conn.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
 import { PooledLink, type PooledLinkOwner } from './pooled-link.js';
-import { cancelKey } from './cancel-registry.js';
+import { DirectServer, type DirectServerOwner } from './direct-server.js';
+import { startClientTls } from './client-tls.js';
+import { endClient } from './client-end.js';
+import { fetchWritePosition, forwardCancel, recordAction } from './session-errands.js';
 import type { SessionContext } from './session-context.js';
 import { newSession, step, type Phase, type SessionState } from './session-machine.js';
 import type { EndMode, SessionAction, SessionEvent, Termination } from './session-types.js';
-import {
-  destroyAfterClients,
-  socketOptions,
-  startServerTls,
-  watchServerSocket,
-  type ServerSocketOwner,
-} from './server-connect.js';
 import type { CloseReason } from './close-reason.js';
 import type { HasDeadline } from './deadline-wheel.js';
-
-/** A client that never reads keeps a refused or failed connection half-open at most this long. */
-const LINGER_MS = 1_000;
-const EMPTY = Buffer.alloc(0);
 
 /** Socket errors are seen as their 'close' (one handler for every socket). */
 function ignoreError(): void {}
@@ -45,15 +31,16 @@ type WatchedSocket = ClientSocket & {
   [SESSION]?: ClientSession;
 };
 
-export class ClientSession implements Terminable, RouteWaiter, HasDeadline, RelayOwner, PooledLinkOwner {
+export class ClientSession
+  implements Terminable, RouteWaiter, HasDeadline, RelayOwner, PooledLinkOwner, DirectServerOwner
+{
   readonly #ctx: SessionContext;
   readonly #source: string;
   #state: SessionState;
   /** A Node socket, or (a pooled listener's plain client) a connection of the native transport. */
   #client: ClientSocket | undefined;
-  #server: Socket | undefined;
-  #node: RouteNode | undefined;
-  #cancelKey: string | undefined;
+  /** A 1:1 listener's server connection (made at the first connect). */
+  #direct: DirectServer | undefined;
   #relay: SessionRelay | undefined;
   /** The client's TLS on a relay thread (tls-bridge.ts): #client is then its plain end. */
   #bridge: TlsBridge | undefined;
@@ -66,14 +53,11 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
   registrySlot = -1;
   #starting = false;
   #admitted = false;
-  /** The listener the session's node is counted under (its own, or the primary's on fallback). */
-  #countedUnder: string | undefined;
   /** Read-your-writes: the identities this primary-listener session counts as writing. */
   #writing: readonly string[] | undefined;
   readonly #onClosed: (s: ClientSession) => void;
   /** Pooled listeners: the server connection lent to this session, and what it logged in as. */
   readonly #pooled: PooledLink | undefined;
-  #serverOwnerMade: ServerSocketOwner | undefined;
   /** In #step: events that arrive meanwhile wait in #queued. */
   #stepping = false;
   #queued: SessionEvent[] | undefined;
@@ -89,9 +73,17 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     this.#pooled = ctx.pool === undefined ? undefined : new PooledLink(ctx, this);
   }
 
-  /** PooledLinkOwner: the pool's events for the engine. */
-  pooledStep(e: SessionEvent): void {
+  /** PooledLinkOwner, DirectServerOwner: the pool's or the server's events for the engine. */
+  feed(e: SessionEvent): void {
     this.#step(e);
+  }
+
+  get connecting(): boolean {
+    return this.#state.phase === 'connecting';
+  }
+
+  get relaying(): boolean {
+    return this.#relay !== undefined;
   }
 
   pauseClient(): void {
@@ -161,10 +153,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       session.#step({ type: 'client_closed' });
   }
 
-  /**
-   * Wraps the client's socket in TLS, server side, with the listener's certificate as it is now
-   * (a reload's rotation reaches the next handshake). `replay`: a direct-TLS ClientHello already read.
-   */
+  /** The client's TLS (client-tls.ts). */
   #startTls(replay: Buffer): void {
     const raw = this.#client!;
     const tls = this.#ctx.tls();
@@ -175,45 +164,14 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     }
     raw.removeAllListeners('data');
     raw.removeAllListeners('close');
-    if (this.#bridgeTls(raw, tls, replay)) return;
-    const secure = acceptTls(raw, tls, replay, (error, alpn) => {
-      if (this.#client !== secure) return;
-      this.#ctx.metrics.tlsHandshake(error === undefined);
-      this.#step(error === undefined ? { type: 'tls_ready', alpn } : { type: 'tls_failed', error });
+    // The client is replaced before the handshake can report (its callbacks compare with it).
+    const started = startClientTls(raw, tls, replay, this.#ctx, {
+      current: () => this.#client,
+      feed: (e) => this.#step(e),
+      watch: (s) => this.#watchClient(s),
     });
-    this.#client = secure;
-    this.#watchClient(secure);
-  }
-
-  /**
-   * The client's TLS to a relay thread (tls-bridge.ts), when there is one for it: the engine then
-   * reads its plain end, from the handshake's end on.
-   */
-  #bridgeTls(raw: Socket, tls: ListenerTls, replay: Buffer): boolean {
-    const native = this.#ctx.nativeRelay;
-    const context = tls.native;
-    if (!useTlsBridge(native !== undefined, context !== undefined, raw.writableLength + raw.readableLength))
-      return false;
-    const started = TlsBridge.start(native!, context!, raw, replay, {
-      ready: (alpn) => {
-        if (this.#client !== plain) return;
-        this.#ctx.metrics.tlsHandshake(true);
-        this.#step({ type: 'tls_ready', alpn, bridged: true });
-        this.#watchClient(plain);
-      },
-      failed: (error) => {
-        if (this.#client !== plain) return;
-        this.#ctx.metrics.tlsHandshake(false);
-        this.#step({ type: 'tls_failed', error });
-      },
-    });
-    if (started === undefined) return false;
-    const plain = started.plain;
-    raw.destroy(); // the relay thread owns a duplicate of its descriptor
-    plain.on('error', () => undefined);
-    this.#client = plain;
+    this.#client = started.client;
     this.#bridge = started.bridge;
-    return true;
   }
 
   /** The routing table dropped this session's node, or the proxy is shutting down. */
@@ -329,7 +287,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
 
   #writeServer(bytes: Buffer): void {
     if (this.#pooled?.holdsServer === true) this.#pooled.write(bytes);
-    else if (this.#server && !this.#server.write(bytes)) this.#client?.pause();
+    else if (this.#direct !== undefined && !this.#direct.write(bytes)) this.#client?.pause();
   }
 
   #perform(a: SessionAction): void {
@@ -342,7 +300,7 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#startTls(a.replay);
         return;
       case 'start_server_tls':
-        this.#startServerTls();
+        this.#direct?.startTls();
         return;
       case 'pause_client':
         this.#readClient(false);
@@ -351,25 +309,25 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         this.#readClient(true);
         return;
       case 'connect':
-        this.#connect(a.node, a.listener ?? this.#ctx.settings.listener);
+        (this.#direct ??= new DirectServer(this.#ctx, this)).connect(
+          a.node,
+          a.listener ?? this.#ctx.settings.listener,
+        );
         return;
       case 'write_server':
         this.#writeServer(a.bytes);
         return;
       case 'drop_server':
-        this.#dropServer();
-        return;
-      case 'node_failed':
-        this.#ctx.nodeFailed(a.node);
+        this.#direct?.drop();
         return;
       case 'learn_cancel_key':
-        this.#learnKey(a.processId, a.secretKey);
+        this.#direct?.learnKey(a.processId, a.secretKey);
         return;
       case 'start_relay':
         this.#startRelay(a.rest, a.pending, a.trackMessages, a.nativeAllowed);
         return;
       case 'forward_cancel':
-        this.#forwardCancel(a.processId, a.secretKey, a.packet);
+        forwardCancel(this.#ctx, this.#source, a, (e) => this.#step(e));
         return;
       case 'drain_relay':
         this.#relay?.drain();
@@ -377,25 +335,12 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       case 'end':
         this.#end(a.mode, a.reason, a.last);
         return;
-      case 'log':
-        this.#ctx.log.warn(a.fields, a.message);
-        return;
-      case 'connected':
-        this.#ctx.metrics.connected(a.node, a.seconds);
-        this.#ctx.metrics.opened();
-        return;
-      case 'waited':
-        this.#ctx.metrics.waited(a.seconds);
-        return;
       case 'fetch_write_position':
-        this.#fetchWritePosition();
+        fetchWritePosition(this.#ctx, (e) => this.#step(e));
         return;
       case 'track_writes':
         this.#writing = a.identities;
         for (const id of a.identities) this.#ctx.writes.opened(id);
-        return;
-      case 'fresh_read':
-        this.#ctx.metrics.freshRead(a.result, a.seconds);
         return;
       case 'pool_acquire':
         this.#pooled?.acquire(a);
@@ -411,80 +356,9 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
         if (reply !== undefined && c && !c.destroyed) c.write(reply);
         return;
       }
+      default:
+        recordAction(this.#ctx, a);
     }
-  }
-
-  #fetchWritePosition(): void {
-    const source = this.#ctx.writePosition;
-    if (source === undefined) {
-      queueMicrotask(() =>
-        this.#step({ type: 'write_position', lsn: undefined, error: 'read-your-writes is not configured' }),
-      );
-      return;
-    }
-    source.get().then(
-      (lsn) => this.#step({ type: 'write_position', lsn, error: undefined }),
-      (err: unknown) => this.#step({ type: 'write_position', lsn: undefined, error: errorMessage(err) }),
-    );
-  }
-
-  #connect(node: RouteNode, listener: string): void {
-    const ctx = this.#ctx;
-    this.#node = node;
-    this.#countedUnder = listener;
-    ctx.registry.add(listener, node.key, node.name, this);
-    const server = connect({ host: node.host, port: node.port, ...socketOptions(ctx.tuning) });
-    this.#server = server;
-    server.on('connect', () => {
-      if (this.#server === server) this.#step({ type: 'server_connected' });
-    });
-    watchServerSocket(server, node, this.#serverOwner());
-  }
-
-  /**
-   * The server socket's events go to the engine until the relay takes the socket. Made at the
-   * first connect: a pooled session never connects (its servers are the pool's).
-   */
-  #serverOwner(): ServerSocketOwner {
-    return (this.#serverOwnerMade ??= {
-      reads: (s) => this.#server === s && this.#relay === undefined,
-      lost: () => (this.#server = undefined),
-      connecting: () => this.#state.phase === 'connecting',
-      step: (e) => this.#step(e),
-      drained: () => this.#client?.resume(),
-    });
-  }
-
-  #startServerTls(): void {
-    const raw = this.#server;
-    const node = this.#node;
-    if (raw === undefined || node === undefined) return;
-    this.#server = startServerTls(raw, this.#ctx.serverTls(), node, this.#serverOwner());
-  }
-
-  #dropServer(): void {
-    const s = this.#server;
-    this.#server = undefined;
-    if (s) {
-      s.pause();
-      destroyAfterClients(s);
-    }
-    this.#forgetNode();
-  }
-
-  #forgetNode(): void {
-    const ctx = this.#ctx;
-    if (this.#node) ctx.registry.remove(this.#countedUnder ?? ctx.settings.listener, this.#node.key, this);
-    this.#node = undefined;
-    if (this.#cancelKey !== undefined) ctx.cancels.remove(this.#cancelKey);
-    this.#cancelKey = undefined;
-  }
-
-  #learnKey(processId: number, secretKey: Buffer): void {
-    const node = this.#node;
-    if (!node) return;
-    this.#cancelKey = cancelKey(processId, secretKey);
-    this.#ctx.cancels.add(this.#cancelKey, node);
   }
 
   #startRelay(
@@ -494,28 +368,18 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     nativeAllowed: boolean,
   ): void {
     const client = this.#client!;
-    const server = this.#server!;
+    const server = this.#direct?.take();
     // (A native-transport client is a pooled listener's: its sessions never relay.)
-    if (client instanceof NativeConn) {
+    if (client instanceof NativeConn || server === undefined) {
       this.#step({ type: 'relay_ended', side: 'client', error: true });
       return;
     }
     // From here the relay owns both sockets (and may hand them to the native relay).
     this.#client = undefined;
-    this.#server = undefined;
     // A TLS-terminated client's socket carries TLS records: only Node (which decrypts) can relay it.
     const native = nativeAllowed ? this.#ctx.nativeRelay : undefined;
     this.#relay = new SessionRelay(client, server, trackMessages, native, this, this.#bridge?.id);
     this.#relay.start(rest, pending);
-  }
-
-  #forwardCancel(processId: number, secretKey: Buffer, packet: Buffer): void {
-    const ctx = this.#ctx;
-    const nodes = ctx.nodes();
-    ctx.cancelForwarder
-      .forward(this.#source, nodes, performance.now(), { processId, secretKey, packet })
-      .catch((err: unknown) => ctx.log.warn({ err: errorMessage(err) }, 'cancel forwarding failed'))
-      .finally(() => this.#step({ type: 'cancel_done' }));
   }
 
   /** The session is over: its sockets go as `mode` says, its books are closed. */
@@ -525,10 +389,12 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
     const relay = this.#relay;
     if (relay) relay.end(mode, last);
     else {
-      this.#dropServer();
-      this.#endClient(mode, last, reason);
+      this.#direct?.drop();
+      const c = this.#client;
+      this.#client = undefined;
+      if (c !== undefined) endClient(c, mode, last, reason);
     }
-    this.#forgetNode();
+    this.#direct?.forgetNode();
     this.#bridge?.sessionEnded();
     this.#pooled?.close();
     ctx.waiters.delete(this);
@@ -547,21 +413,5 @@ export class ClientSession implements Terminable, RouteWaiter, HasDeadline, Rela
       this.#writing = undefined;
     }
     this.#onClosed(this);
-  }
-
-  #endClient(mode: EndMode, last: Buffer | undefined, reason: CloseReason | undefined): void {
-    const c = this.#client;
-    this.#client = undefined;
-    if (!c || c.destroyed) return;
-    // A client that said goodbye (Terminate) and is owed nothing more: a native connection closes
-    // now (its FIN goes with the close; no linger, no timer per connection under `pgbench -C`).
-    const goodbye = reason === 'client_closed' && last === undefined && c instanceof NativeConn;
-    if (mode === 'cut' || goodbye) {
-      c.destroy();
-      return;
-    }
-    // (A socket whose writable side already ended would answer end() with an Error object.)
-    if (!c.writableEnded) c.end(last ?? EMPTY);
-    setTimeout(() => c.destroy(), LINGER_MS).unref();
   }
 }

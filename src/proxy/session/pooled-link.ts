@@ -53,12 +53,12 @@ function cachedLogin(parameters: readonly Buffer[]): PooledServerRef {
 
 /**
  * The client session around the link (client-session.ts). The session itself, not an object of
- * closures: per idle client, every object counts. The link calls pooledStep while the session is
+ * closures: per idle client, every object counts. The link calls feed while the session is
  * still performing the action that asked (a secret auth.file knows, a login from the pool's cached
  * parameters): the session takes such an event once its current actions are done.
  */
 export interface PooledLinkOwner {
-  pooledStep(e: SessionEvent): void;
+  feed(e: SessionEvent): void;
   readonly phase: Phase;
   terminate(t: Termination): void;
   pauseClient(): void;
@@ -124,7 +124,7 @@ export class PooledLink implements PoolClient, CancelResolver {
   lookupSecret(user: string): void {
     const source = this.#ctx.secrets;
     if (source === undefined) {
-      this.#owner.pooledStep({
+      this.#owner.feed({
         type: 'auth_secret',
         secret: undefined,
         error: 'proxy.auth is not configured',
@@ -134,13 +134,13 @@ export class PooledLink implements PoolClient, CancelResolver {
     // A user auth.file lists (or, without auth.query, does not): known now, no promise.
     const known = source.known(user);
     if (known !== ASK_QUERY) {
-      this.#owner.pooledStep({ type: 'auth_secret', secret: known, error: undefined });
+      this.#owner.feed({ type: 'auth_secret', secret: known, error: undefined });
       return;
     }
     source.lookup(user).then(
-      (secret) => this.#owner.pooledStep({ type: 'auth_secret', secret, error: undefined }),
+      (secret) => this.#owner.feed({ type: 'auth_secret', secret, error: undefined }),
       (err: unknown) =>
-        this.#owner.pooledStep({ type: 'auth_secret', secret: undefined, error: errorMessage(err) }),
+        this.#owner.feed({ type: 'auth_secret', secret: undefined, error: errorMessage(err) }),
     );
   }
 
@@ -160,7 +160,7 @@ export class PooledLink implements PoolClient, CancelResolver {
     }
     this.#server = server;
     const key = this.#owner.phase === 'pool_login' ? this.#issueKey() : undefined;
-    this.#owner.pooledStep(
+    this.#owner.feed(
       key === undefined ? { type: 'pool_server', server } : { type: 'pool_server', server, key },
     );
   }
@@ -172,7 +172,7 @@ export class PooledLink implements PoolClient, CancelResolver {
   #loginFromCache(parameters: readonly Buffer[]): void {
     if (this.#owner.phase !== 'pool_login') return;
     const key = this.#issueKey();
-    this.#owner.pooledStep({ type: 'pool_server', server: cachedLogin(parameters), key });
+    this.#owner.feed({ type: 'pool_server', server: cachedLogin(parameters), key });
   }
 
   /**
@@ -205,16 +205,16 @@ export class PooledLink implements PoolClient, CancelResolver {
   }
 
   onPoolFailed(fatal: Buffer): void {
-    this.#owner.pooledStep({ type: 'pool_failed', fatal });
+    this.#owner.feed({ type: 'pool_failed', fatal });
   }
 
   onServerData(bytes: Buffer): void {
-    this.#owner.pooledStep({ type: 'server_data', bytes });
+    this.#owner.feed({ type: 'server_data', bytes });
   }
 
   onServerClosed(error: string | undefined): void {
     this.#server = undefined;
-    this.#owner.pooledStep({ type: 'server_closed', error });
+    this.#owner.feed({ type: 'server_closed', error });
   }
 
   onServerDrain(): void {
