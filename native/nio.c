@@ -9,7 +9,8 @@
  *   nioOpen(onBatch) -> nio          onBatch(data: Buffer | null, records: Int32Array, count): records
  *                                    are `count` quadruples (id, offset, length, kind): kind 1 data
  *                                    (data[offset, offset+length)), 2 end of file, 3 error (length =
- *                                    errno), 4 drained (a write above the high-water mark flushed)
+ *                                    errno), 4 drained (a write above the high-water mark flushed),
+ *                                    6 closed (a connection ended with `close`: released here)
  *   nioAttach(nio, fd) -> id > 0, or -errno   a close-on-exec duplicate of `fd` (the caller closes
  *                                    its own), TCP_NODELAY, reading
  *   nioWrite(nio, id, buf) -> 1 below the high-water mark, 0 above it ('drained' follows), -1 gone
@@ -19,7 +20,12 @@
  *                                    CORK_LIMIT) and sent when the callback returns: one send for
  *                                    them, and no reader woken before the batch is handled
  *   nioPause / nioResume(nio, id)    stop / start reading
- *   nioEnd(nio, id, buf|null)        write buf, then shutdown(SHUT_WR) once everything is flushed
+ *   nioEnd(nio, id, buf|null, close) -> 1 released now, 0 else, -1 gone   write buf, then
+ *                                    shutdown(SHUT_WR) once everything is flushed. `close` (after
+ *                                    the peer's end of file): then released too, told by a closed
+ *                                    record; with nothing pending, released now (as nioDestroy,
+ *                                    no record). A failed flush is an error record, the connection
+ *                                    left for nioDestroy
  *   nioDestroy(nio, id)              close now (pending bytes dropped; during a batch's callback
  *                                    the descriptor closes once the batch's gathered writes went out)
  *   nioClose(nio)                    closes every connection and the loop's handles (idempotent)
@@ -58,6 +64,7 @@
 #define REC_ERROR 3
 #define REC_DRAINED 4
 #define REC_ACCEPTED 5
+#define REC_CLOSED 6
 #define ACCEPT_BUDGET 128 /* clients per listener per batch */
 #define HIGH_WATER (64 * 1024)
 #define READ_ROOM (64 * 1024)
@@ -72,6 +79,7 @@ typedef struct {
   uint32_t gen;
   uint32_t mask; /* epoll events registered (0: not in the set) */
   uint8_t reading, rd_done, ending, shut, full, failed, listening;
+  uint8_t closing; /* released once flushed and shut down (nioEnd with close) */
   uint8_t sole; /* its descriptor is the only one of its socket (accepted here): close() leaves the epoll set */
   uint8_t corked; /* written to during a batch's callback: sent when the callback returns */
   char *pend;
@@ -135,6 +143,7 @@ static conn_t *conn_by_id(nio_t *n, double id) {
 static void start_idle(nio_t *n);
 static int ensure_room(nio_t *n, size_t need);
 static void close_released(nio_t *n);
+static void release_conn(nio_t *n, uint32_t slot);
 
 static void add_record(nio_t *n, uint32_t slot, size_t off, size_t len, int kind) {
   if (n->nrec == n->rcap) {
@@ -181,6 +190,22 @@ static void fail(nio_t *n, uint32_t slot, int err) {
   update_mask(n, slot, 1);
 }
 
+/*
+ * An ended connection whose bytes are all sent: its FIN; then, when it was ended with `close`, its
+ * release and the closed record (the record names its id: the slot is reused only after the
+ * record was handed over).
+ */
+static void shut_down(nio_t *n, uint32_t slot) {
+  conn_t *c = &n->conns[slot];
+  if (!c->shut) {
+    c->shut = 1;
+    shutdown(c->fd, SHUT_WR);
+  }
+  if (!c->closing) return;
+  add_record(n, slot, 0, 0, REC_CLOSED);
+  release_conn(n, slot);
+}
+
 /* Sends what is pending; the drained record and the deferred shutdown follow a complete flush. */
 static void flush(nio_t *n, uint32_t slot) {
   conn_t *c = &n->conns[slot];
@@ -204,10 +229,7 @@ static void flush(nio_t *n, uint32_t slot) {
     c->full = 0;
     add_record(n, slot, 0, 0, REC_DRAINED);
   }
-  if (c->ending && !c->shut) {
-    c->shut = 1;
-    shutdown(c->fd, SHUT_WR);
-  }
+  if (c->ending) shut_down(n, slot);
 }
 
 static int append(conn_t *c, const char *bytes, size_t len) {
@@ -491,6 +513,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       continue;
     }
     if (c->len > 0 && (ev[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) flush(n, slot);
+    if (c->fd < 0) continue; /* flushed, shut down and released (ended with close) */
     int readable = (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0;
     if (!c->failed && c->reading && !c->rd_done && readable) read_conn(n, slot);
     update_mask(n, slot, readable);
@@ -751,22 +774,29 @@ static napi_value js_nio_write(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_nio_end(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+  napi_value argv[4];
   nio_t *n = NULL;
-  conn_t *c = conn_arg(env, info, argv, 3, &n);
+  conn_t *c = conn_arg(env, info, argv, 4, &n);
   if (!c) return num(env, -1);
   uint32_t slot = (uint32_t)(c - n->conns);
   void *data;
   size_t len;
+  bool release = false;
   if (napi_get_buffer_info(env, argv[2], &data, &len) == napi_ok && len > 0) conn_write(n, slot, data, len);
+  napi_get_value_bool(env, argv[3], &release); /* (not a boolean: false) */
   c = &n->conns[slot];
-  if (c->failed || c->shut) return num(env, 0);
+  if (c->failed) return num(env, 0);
   c->ending = 1;
-  if (c->len == 0) {
-    c->shut = 1;
-    shutdown(c->fd, SHUT_WR);
+  if (release) c->closing = 1;
+  /* Bytes pending (or gathered in this batch): flush() shuts it down, and releases it, once sent. */
+  if (c->len > 0) return num(env, 0);
+  if (!release) {
+    shut_down(n, slot);
+    return num(env, 0);
   }
-  return num(env, 0);
+  /* Nothing to send: released now, as by nioDestroy (the close sends the FIN; during a batch, after it). */
+  release_conn(n, slot);
+  return num(env, 1);
 }
 
 /*

@@ -24,8 +24,8 @@ import {
   postgresLogTail,
   runningPostmaster,
   spawnPostmaster,
-  stopAdopted,
   stopChild,
+  stopPostmaster,
 } from './postmaster-process.js';
 import type { RunAs } from './process.js';
 import {
@@ -281,7 +281,7 @@ export class PostgresNode implements PostgresControl {
   async stop(mode: StopMode = 'fast'): Promise<void> {
     this.#liveWal.close();
     if (this.adopted) {
-      await stopAdopted(this.adopted, mode, this.opts.timeoutMs);
+      await stopPostmaster(this.adopted, mode, this.opts.timeoutMs);
       return;
     }
     const child = this.child;

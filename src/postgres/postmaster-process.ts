@@ -56,7 +56,28 @@ export function spawnPostmaster(t: SpawnTarget): ChildProcess {
   return child;
 }
 
-/** The stop ladder for our child: signals, and its exit (`exited`) awaited. */
+/** One rung of the stop ladder: a signal, then how long to wait for the exit before the next rung. */
+export interface StopRung {
+  readonly signal: NodeJS.Signals;
+  readonly waitMs: number;
+}
+
+/**
+ * PostgreSQL's shutdown ladder: `smart` (SIGTERM) waits up to SMART_DRAIN_MS for sessions, then
+ * goes on as `fast`; `fast` (SIGINT) and `immediate` (SIGQUIT) get `timeoutMs`; then immediate
+ * (SIGQUIT) for 5 s, then SIGKILL (5 s, for a process we can only poll).
+ * @see https://www.postgresql.org/docs/15/server-shutdown.html
+ */
+export function stopLadder(mode: StopMode, timeoutMs: number): readonly StopRung[] {
+  return [
+    ...(mode === 'smart' ? [{ signal: 'SIGTERM' as const, waitMs: SMART_DRAIN_MS }] : []),
+    { signal: mode === 'immediate' ? 'SIGQUIT' : 'SIGINT', waitMs: timeoutMs },
+    { signal: 'SIGQUIT', waitMs: 5000 },
+    { signal: 'SIGKILL', waitMs: 5000 },
+  ];
+}
+
+/** The stop ladder for our child: signals, and its exit (`exited`) awaited; after SIGKILL, unbounded. */
 export async function stopChild(
   child: ChildProcess,
   exited: Promise<void>,
@@ -68,27 +89,24 @@ export async function stopChild(
       exited.then(() => true),
       new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
     ]);
-  if (mode === 'smart') {
-    child.kill('SIGTERM');
-    if (await wait(SMART_DRAIN_MS)) return;
+  for (const rung of stopLadder(mode, timeoutMs)) {
+    child.kill(rung.signal);
+    if (rung.signal === 'SIGKILL') await exited;
+    else if (await wait(rung.waitMs)) return;
   }
-  child.kill(mode === 'immediate' ? 'SIGQUIT' : 'SIGINT');
-  if (await wait(timeoutMs)) return;
-  child.kill('SIGQUIT');
-  if (await wait(5000)) return;
-  child.kill('SIGKILL');
-  await exited;
 }
 
-/** The same ladder for a postmaster that is not our child: signals, and polling for its exit. */
-export async function stopAdopted(ref: ProcessRef, mode: StopMode, timeoutMs: number): Promise<void> {
-  if (mode === 'smart' && signalRef(ref, 'SIGTERM') && (await waitGone(ref, SMART_DRAIN_MS))) return;
-  if (!signalRef(ref, mode === 'immediate' ? 'SIGQUIT' : 'SIGINT')) return;
-  if (await waitGone(ref, timeoutMs)) return;
-  signalRef(ref, 'SIGQUIT');
-  if (await waitGone(ref, 5000)) return;
-  signalRef(ref, 'SIGKILL');
-  await waitGone(ref, 5000);
+/**
+ * The same ladder for a postmaster that is not our child (adopted by a restarted agent, fenced
+ * by the watchdog): signals sent only while the pid is still the same process (pid and start
+ * time), and polling for its exit. It ends as soon as the process is gone — or its pid belongs to
+ * another process now — or a signal cannot be sent.
+ */
+export async function stopPostmaster(ref: ProcessRef, mode: StopMode, timeoutMs: number): Promise<void> {
+  for (const rung of stopLadder(mode, timeoutMs)) {
+    if (!signalRef(ref, rung.signal)) return;
+    if (await waitGone(ref, rung.waitMs)) return;
+  }
 }
 
 /** The last lines PostgreSQL wrote: its stderr (startup failures), else the collector's newest file. */

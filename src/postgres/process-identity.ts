@@ -63,21 +63,3 @@ export async function waitGone(ref: ProcessRef, timeoutMs: number, pollMs = 50):
   }
   return true;
 }
-
-/**
- * PostgreSQL's shutdown ladder on a process that is not our child: fast (SIGINT), then
- * immediate (SIGQUIT), then SIGKILL.
- * @see https://www.postgresql.org/docs/15/server-shutdown.html
- */
-export async function stopPostmaster(
-  ref: ProcessRef,
-  first: 'SIGTERM' | 'SIGINT' | 'SIGQUIT',
-  fastTimeoutMs: number,
-): Promise<void> {
-  if (!signalRef(ref, first)) return;
-  if (await waitGone(ref, fastTimeoutMs)) return;
-  signalRef(ref, 'SIGQUIT');
-  if (await waitGone(ref, 5_000)) return;
-  signalRef(ref, 'SIGKILL');
-  await waitGone(ref, 5_000);
-}

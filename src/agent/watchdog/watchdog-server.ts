@@ -16,7 +16,8 @@ import type { Logger } from 'pino';
 import type { Etcd3Config } from '../../config/common.js';
 import { EtcdCluster } from '../../dcs/etcd-cluster.js';
 import { errorMessage } from '../../errors.js';
-import { refOf, stopPostmaster, type ProcessRef } from '../../postgres/process-identity.js';
+import { stopPostmaster } from '../../postgres/postmaster-process.js';
+import { refOf, type ProcessRef } from '../../postgres/process-identity.js';
 import { encode, LineBuffer, parseAgentMessage, type AgentMessage } from './protocol.js';
 import {
   initialWatchdogState,
@@ -160,7 +161,7 @@ export class WatchdogServer extends EventEmitter<{ done: [] }> {
     const log = this.opts.log;
     if (ref) {
       log.error({ pid: ref.pid }, `watchdog: ${why}; stopping PostgreSQL (fast shutdown)`);
-      await stopPostmaster(ref, 'SIGINT', FAST_SHUTDOWN_MS);
+      await stopPostmaster(ref, 'fast', FAST_SHUTDOWN_MS);
       log.error({ pid: ref.pid }, 'watchdog: PostgreSQL stopped');
     }
     if (leaseId !== undefined) await this.revoke(leaseId);

@@ -16,7 +16,7 @@ interface NioAddon {
   nioOpen(onBatch: (staged: Buffer | null, records: Int32Array, count: number, length: number) => void): Nio;
   nioAttach(nio: Nio, fd: number): number;
   nioWrite(nio: Nio, id: number, bytes: Buffer): number;
-  nioEnd(nio: Nio, id: number, bytes: Buffer | null): number;
+  nioEnd(nio: Nio, id: number, bytes: Buffer | null, close: boolean): number;
   nioPause(nio: Nio, id: number): number;
   nioResume(nio: Nio, id: number): number;
   nioDestroy(nio: Nio, id: number): number;
@@ -35,6 +35,7 @@ const EOF = 2;
 const ERROR = 3;
 const DRAINED = 4;
 const ACCEPTED = 5;
+const CLOSED = 6;
 /** A connection's slot: the low bits of its id (native/nio.c SLOT_BITS), its generation above. */
 const SLOT_MASK = (1 << 20) - 1;
 
@@ -136,9 +137,14 @@ export class NativeConn {
         this.#on.data?.call(this, data!.subarray(offset, offset + length));
         return;
       case EOF:
-        // As a net.Socket without allowHalfOpen: the end of file, then the close.
+        // As a net.Socket without allowHalfOpen: the end of file, then an end — the bytes still
+        // queued go out, then the FIN and the close: now when nothing is queued, else at the
+        // closed record (or at the error record of a flush that failed). A listener may have
+        // destroyed it already.
         this.#on.end?.call(this);
-        this.destroy();
+        if (this.destroyed) return;
+        this.writableEnded = true;
+        if (this.#transport.end(this.id, undefined, true)) this.#released();
         return;
       case ERROR:
         this.#on.error?.call(this, errnoError(length));
@@ -147,7 +153,17 @@ export class NativeConn {
       case DRAINED:
         this.#on.drain?.call(this);
         return;
+      case CLOSED:
+        this.#released();
+        return;
     }
+  }
+
+  /** The addon released the connection itself (its end after the peer's): as destroy(), in JS only. */
+  #released(): void {
+    this.destroyed = true;
+    this.#transport.forgotten(this.id);
+    queueMicrotask(() => this.#on.close?.call(this));
   }
 }
 
@@ -276,8 +292,14 @@ export class NativeTransport {
     return bytes.length === 0 || this.#addon.nioWrite(this.#nio, id, bytes) === 1;
   }
 
-  end(id: number, bytes: Buffer | undefined): void {
-    this.#addon.nioEnd(this.#nio, id, bytes !== undefined && bytes.length > 0 ? bytes : null);
+  /**
+   * `close`: the addon releases the connection once flushed, and tells it by a closed record;
+   * true when it released it now (nothing was pending: no record follows).
+   */
+  end(id: number, bytes: Buffer | undefined, close = false): boolean {
+    return (
+      this.#addon.nioEnd(this.#nio, id, bytes !== undefined && bytes.length > 0 ? bytes : null, close) === 1
+    );
   }
 
   call(op: 'nioPause' | 'nioResume', id: number): void {
@@ -287,6 +309,11 @@ export class NativeTransport {
   forget(id: number): void {
     if (!this.#forgetConn(id) || this.#closed) return;
     this.#addon.nioDestroy(this.#nio, id);
+  }
+
+  /** A connection the addon released itself (a closed record). */
+  forgotten(id: number): void {
+    this.#forgetConn(id);
   }
 
   /** Closes every connection and the transport's handles (idempotent). */

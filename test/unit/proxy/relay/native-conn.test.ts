@@ -1,9 +1,9 @@
 /**
  * The native socket transport (native/nio.c, native-conn.ts) with real loopback sockets: bytes
  * whole and in order both ways with backpressure each way, pause/resume, the peer's end of file and
- * reset, end() with bytes still pending, destroy while pending, writes after the peer closed, writes
- * gathered while a batch is handled, many connections' reads in one batch, and ids never reused
- * while a record for them is pending.
+ * reset, end() with bytes still pending, the peer's end of file with bytes still pending, destroy
+ * while pending, writes after the peer closed, writes gathered while a batch is handled, many
+ * connections' reads in one batch, and ids never reused while a record for them is pending.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -211,6 +211,51 @@ describe('native socket transport', { timeout: 60_000 }, () => {
     assert.equal(sha(got.all()), sha(Buffer.concat([data, Buffer.from('last')])));
     peer.end();
     await until(() => conn.destroyed, 'closed after the peer ended too');
+  });
+
+  it("the peer's end of file with bytes pending: they are flushed, then the end of file and one close", async () => {
+    // A natively accepted client that shut down its write side and reads on; then it reads
+    // everything, or resets the connection before (the flush fails).
+    for (const then of ['reads', 'resets'] as const) {
+      const fds = openFds();
+      const node = createServer(() => assert.fail('Node accepted a client'));
+      node.listen(0, '127.0.0.1');
+      await once(node, 'listening');
+      const clients: NativeConn[] = [];
+      const l = t.listen(fdOf(node)!, 60_000, (c) => clients.push(c))!;
+      const port = (node.address() as { port: number }).port;
+      await new Promise<void>((resolve) => node.close(() => resolve()));
+      const peer = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      peer.on('error', () => undefined);
+      await once(peer, 'connect');
+      peer.pause();
+      const got = received(peer);
+      const peerClosed = once(peer, 'close');
+      await until(() => clients.length === 1, `${then}: accepted`);
+      const conn = clients[0]!;
+      const seen: string[] = [];
+      conn.on('end', () => seen.push('end'));
+      conn.on('error', () => seen.push('error'));
+      conn.on('close', () => seen.push('close'));
+      const data = randomBytes(16 * MiB);
+      assert.equal(conn.write(data), false, `${then}: above the high-water mark`);
+      peer.end();
+      await until(() => seen.includes('end'), `${then}: the peer's end of file`);
+      if (then === 'reads') {
+        peer.resume();
+        await until(() => got.ended(), `${then}: the end of file after the bytes`, 20_000);
+        assert.equal(sha(got.all()), sha(data), `${then}: every byte`);
+      } else peer.resetAndDestroy();
+      await until(() => seen.includes('close'), `${then}: closed`);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(seen, then === 'reads' ? ['end', 'close'] : ['end', 'error', 'close']);
+      assert.equal(conn.destroyed, true);
+      assert.equal(t.size, 0, `${then}: the transport holds no connection`);
+      t.unlisten(l);
+      peer.destroy();
+      await peerClosed;
+      await until(() => openFds() <= fds, `${then}: descriptors back where they were`);
+    }
   });
 
   it('destroy while bytes are pending closes now, and frees the descriptor', async () => {
