@@ -13,6 +13,8 @@
  *                         [--base DIR]   # also DIR's pgfleet (a built checkout, e.g. `git worktree add
  *                                        # DIR main~1 && (cd DIR && npm ci && npm run build)`) as
  *                                        # target "base", interleaved: this tree against that one
+ *                         [--floor]      # also target "floor" (bench/floor-pooler.ts, in this process):
+ *                                        # the least a pooler on the same transport does, for -C's floor
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -32,6 +34,7 @@ import {
   timestamp,
 } from './lib.js';
 import { startPgbouncer } from './pgbouncer.js';
+import { startFloorPooler } from './floor-pooler.js';
 import {
   EXIT_AFTER_SIGTERM,
   cpuSeconds,
@@ -45,8 +48,11 @@ import {
 import { publishLeader, resolveProxyRunner, startPgfleetProxy } from './pgfleet-proxy.js';
 
 const POOL_SIZE = 8;
-/** `base`: a second pgfleet (--base, another checkout) in the same rounds, for an A/B of a change. */
-type Target = 'pgfleet' | 'pgbouncer' | 'base';
+/**
+ * `base`: a second pgfleet (--base, another checkout) in the same rounds, for an A/B of a change;
+ * `floor`: bench/floor-pooler.ts (--floor).
+ */
+type Target = 'pgfleet' | 'pgbouncer' | 'base' | 'floor';
 
 const WORKLOADS = {
   'connect-c8': {
@@ -84,6 +90,7 @@ function parseOptions() {
       'from-source': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       base: { type: 'string' },
+      floor: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -95,6 +102,7 @@ function parseOptions() {
     fromSource: values['from-source'],
     cpuProf: values['cpu-prof'],
     base: values.base === undefined ? undefined : path.resolve(values.base),
+    floor: values.floor,
   };
 }
 
@@ -146,15 +154,19 @@ async function main(): Promise<void> {
           nodeArgs: runner.nodeArgs,
           env: runner.env,
         });
+  const floor = opts.floor ? await startFloorPooler(pg.port, POOL_SIZE) : undefined;
+  if (floor) onCleanup(() => floor.close());
   const ports: Record<Target, number> = {
     pgfleet: proxy.port,
     pgbouncer: bouncer.port,
     base: base?.port ?? 0,
+    floor: floor?.port ?? 0,
   };
   const pids: Record<Target, number> = {
     pgfleet: proxy.process.pid,
     pgbouncer: bouncer.pid,
     base: base?.process.pid ?? 0,
+    floor: process.pid,
   };
   log(
     `pgfleet proxy (${runner.label}) pid ${proxy.process.pid}; pgbouncer pid ${bouncer.pid}; postgres :${pg.port}`,
@@ -208,7 +220,12 @@ async function main(): Promise<void> {
 }
 
 function targetsOf(opts: ReturnType<typeof parseOptions>): readonly Target[] {
-  return opts.base === undefined ? ['pgfleet', 'pgbouncer'] : ['pgfleet', 'pgbouncer', 'base'];
+  return [
+    'pgfleet',
+    'pgbouncer',
+    ...(opts.base === undefined ? [] : (['base'] as const)),
+    ...(opts.floor ? (['floor'] as const) : []),
+  ];
 }
 
 function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): string {
@@ -232,6 +249,7 @@ function render(runs: readonly Run[], opts: ReturnType<typeof parseOptions>): st
     };
     rounds.push(`${w.padEnd(11)} pgfleet/pgbouncer ${perRound('pgbouncer')}`);
     if (opts.base !== undefined) rounds.push(`${w.padEnd(11)} pgfleet/base      ${perRound('base')}`);
+    if (opts.floor) rounds.push(`${w.padEnd(11)} pgfleet/floor     ${perRound('floor')}`);
     for (const t of targetsOf(opts)) {
       const rs = runs.filter((r) => r.workload === w && r.target === t);
       const cpu = rs.reduce((a, r) => a + r.proxyCpuSec, 0);
