@@ -34,6 +34,17 @@ export interface ReloadPlan {
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
+/**
+ * Whether a reload applies a key's new value to the running proxy (the table above), by its path
+ * from the file's top (`proxy.wait_timeout`, `proxy.admin.listen`, `etcd3.hosts`): false for the
+ * keys that wait for a restart. The admin console's SHOW CONFIG says it per key.
+ */
+export function reloadApplies(path: readonly string[]): boolean {
+  const [top, key] = path;
+  if ((RESTART_TOP as readonly (string | undefined)[]).includes(top)) return false;
+  return !(top === 'proxy' && (RESTART_PROXY as readonly (string | undefined)[]).includes(key));
+}
+
 export function reloadPlan(running: ProxyConfig, next: ProxyConfig): ReloadPlan {
   const restartNeeded: string[] = [];
   for (const k of RESTART_TOP) if (!same(running[k], next[k])) restartNeeded.push(k);

@@ -21,6 +21,10 @@ export const SQLSTATE = {
   FEATURE_NOT_SUPPORTED: '0A000',
   SYNTAX_ERROR: '42601',
   UNDEFINED_OBJECT: '42704',
+  /** config_file_error: a reload found the configuration file invalid (admin console RELOAD). */
+  CONFIG_FILE_ERROR: 'F0000',
+  /** internal_error: what should not happen did (an admin console reply that failed). */
+  INTERNAL_ERROR: 'XX000',
 } as const;
 
 export interface ErrorFields {

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
 import { formatHostPort, type HostPort } from '../config/common.js';
 import { reloadPlan } from '../config/proxy-reload.js';
+import { VERSION } from '../cli/version.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import type { SecretSource } from './auth/index.js';
 import { loadSecretSource } from './pool/secret-loader.js';
@@ -33,7 +34,7 @@ import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-r
 import type { NativeTransport } from './relay/native-conn.js';
 import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
-import { answer, poolTarget } from './pool/admin-console.js';
+import { answer, proxyTarget, type AdminTarget } from './pool/admin-console.js';
 import { RouteWaiters } from './routing/route-waiters.js';
 import type { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
@@ -98,6 +99,8 @@ export class Proxy {
   /** Read-your-writes: the leader's WAL position, asked for by checked read sessions. */
   readonly #writePosition: WritePositionSource;
   #sweepTimer: NodeJS.Timeout | undefined;
+  /** What the admin console (database `pgfleet`) reads and changes. */
+  readonly #console: AdminTarget;
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
     const metrics = options.metrics ?? new ProxyMetrics();
@@ -160,6 +163,12 @@ export class Proxy {
       log.child({ component: 'pool' }),
     );
     registerPoolMetrics(metrics.registry, () => this.#pools.status());
+    this.#console = proxyTarget(this.#pools, {
+      config: () => this.#config,
+      nodes: (name) => this.#routes.table.listeners.get(name)?.nodes ?? [],
+      version: VERSION,
+      reload: () => this.reload(),
+    });
     this.#shutdownSessions = new SessionShutdown({
       listeners: this.#listeners,
       log,
@@ -196,7 +205,7 @@ export class Proxy {
       replayLagS: (member) => this.#routes.replayLagS(member),
       secrets: this.#secrets,
       heldNode: () => this.#hold.node(),
-      admin: (sql) => answer(sql, poolTarget(this.pools)),
+      admin: (sql) => answer(sql, this.#console),
     });
   }
 

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { request } from 'undici';
-import { parseProxyConfig } from '../../src/config/proxy-schema.js';
+import { loadProxyConfig, parseProxyConfig } from '../../src/config/proxy-schema.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { Proxy } from '../../src/proxy/proxy.js';
@@ -108,16 +108,22 @@ function etcd3Section(etcd: EtcdServer | EtcdCluster | readonly string[]): Recor
   return { hosts: etcd, use_proxies: true };
 }
 
+/**
+ * An in-process proxy on free loopback ports. With `configFile`, its configuration is written
+ * there (JSON, which is YAML) and a reload (SIGHUP's, RELOAD's) reads that file again; `doc` is
+ * what was written, for a test to change and write again.
+ */
 export async function startProxy(
   etcd: EtcdServer | EtcdCluster | readonly string[],
   listeners: ListenerSpec[],
   proxyExtra: Record<string, unknown> = {},
   scope: string = SCOPE,
-): Promise<{ proxy: Proxy; ports: Record<string, number>; adminPort: number }> {
+  configFile?: string,
+): Promise<{ proxy: Proxy; ports: Record<string, number>; adminPort: number; doc: ProxyDoc }> {
   const ports: Record<string, number> = {};
   for (const l of listeners) ports[l.name] = await freePort();
   const adminPort = await freePort();
-  const config = parseProxyConfig({
+  const doc: ProxyDoc = {
     scope,
     namespace: '/service',
     etcd3: etcd3Section(etcd),
@@ -128,13 +134,25 @@ export async function startProxy(
       ...proxyExtra,
       listeners: listeners.map((l) => ({ ...l, listen: `127.0.0.1:${ports[l.name]}` })),
     },
-  });
+  };
+  const config = parseProxyConfig(doc);
+  if (configFile !== undefined) await writeFile(configFile, JSON.stringify(doc, null, 2));
   // PGFLEET_TEST_LOG=debug shows the proxy's log while debugging a test.
   const level = process.env.PGFLEET_TEST_LOG;
-  const proxy = new Proxy(config, level ? createLogger({ level, pretty: false }) : silentLogger());
+  const proxy = new Proxy(config, level ? createLogger({ level, pretty: false }) : silentLogger(), {
+    loadConfig: configFile === undefined ? undefined : () => loadProxyConfig(configFile),
+  });
   onCleanup(() => proxy.destroy());
   await proxy.start();
-  return { proxy, ports, adminPort };
+  return { proxy, ports, adminPort, doc };
+}
+
+/** A proxy's file as startProxy writes it. */
+export interface ProxyDoc {
+  scope: string;
+  namespace: string;
+  etcd3: Record<string, unknown>;
+  proxy: Record<string, unknown> & { listeners: (Record<string, unknown> & { name: string })[] };
 }
 
 /** A node-postgres client of the proxy (`ssl`: over TLS, as node-postgres takes it). */

@@ -35,7 +35,10 @@ import {
   type AgentNode,
   type ClusterJson,
 } from './agent-helpers.js';
-import { metric, sendCancel, startProxy } from './proxy-helpers.js';
+import { metric, sendCancel, startProxy, type ProxyDoc } from './proxy-helpers.js';
+import { readReplies, type Replies } from '../harness/wire-replies.js';
+import { simpleQuery } from '../../src/protocol/index.js';
+import type { Socket } from 'node:net';
 
 const SCOPE = 'pooled';
 const HBA = [
@@ -61,6 +64,44 @@ function pooledClient(port: number, password = PASSWORD, ssl?: pg.ClientConfig['
   c.on('error', () => undefined);
   onCleanup(() => c.end().catch(() => undefined));
   return c;
+}
+
+/** A client of the admin console: database `pgfleet` on a pooled listener, as an admin user. */
+function consoleClient(port: number): pg.Client {
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    password: PASSWORD,
+    user: 'postgres',
+    database: 'pgfleet',
+  });
+  c.on('error', () => undefined);
+  onCleanup(() => c.end().catch(() => undefined));
+  return c;
+}
+
+/**
+ * Sends `commands` as simple Queries in one write (pipelined, which node-postgres never does) on a
+ * connected client's socket, read raw from then on, and returns the replies once each command is
+ * answered (ReadyForQuery). The client is done with after this (its socket is closed).
+ */
+async function pipelined(c: pg.Client, commands: readonly string[]): Promise<Replies> {
+  const socket = (c as unknown as { connection: { stream: Socket } }).connection.stream;
+  socket.removeAllListeners('data');
+  let bytes = Buffer.alloc(0);
+  const answered = new Promise<void>((resolve, reject) => {
+    socket.on('data', (b: Buffer) => {
+      bytes = Buffer.concat([bytes, b]);
+      if ([...readReplies(bytes).types].filter((t) => t === 'Z').length === commands.length) resolve();
+    });
+    socket.once('close', () =>
+      reject(new Error(`closed before every reply: ${JSON.stringify(readReplies(bytes))}`)),
+    );
+  });
+  socket.write(Buffer.concat(commands.map(simpleQuery)));
+  await answered;
+  socket.destroy();
+  return readReplies(bytes);
 }
 
 async function admin<T>(port: number, path: string, method: 'GET' | 'POST' = 'GET'): Promise<T> {
@@ -93,6 +134,10 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   let pgjdbcClasspath: Promise<string>;
   let caCert: string;
   let userlist: string;
+  /** The proxy's configuration file (RELOAD reads it again) and what was written there first. */
+  let configFile: string;
+  let doc: ProxyDoc;
+  let serverKey: string;
 
   before(async () => {
     pgjdbcClasspath = compilePgjdbcProbe();
@@ -102,12 +147,15 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     const cluster = await waitForHealthyCluster(nodes, 60_000);
     const leader = nodes.find((n) => n.name === cluster.members.find((m) => m.role === 'leader')!.name)!;
     await sql(leader.pgPort, 'CREATE TABLE pooled(id serial PRIMARY KEY, v int)');
-    userlist = path.join(await makeTempDir('pool-auth'), 'userlist.txt');
+    const dir = await makeTempDir('pool-auth');
+    userlist = path.join(dir, 'userlist.txt');
+    configFile = path.join(dir, 'proxy.yml');
     await writeFile(userlist, `"postgres" "${PASSWORD}"\n`);
     const certs = await makeCertificates();
     const server = await certs.server('pool-proxy');
     caCert = certs.caCert;
-    ({ ports, adminPort } = await startProxy(
+    serverKey = server.key;
+    ({ ports, adminPort, doc } = await startProxy(
       etcd,
       [
         { name: 'tx', role: 'primary', pool_mode: 'transaction', pool_size: 3 },
@@ -123,6 +171,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
         tls: { cert_file: server.cert, key_file: server.key },
       },
       SCOPE,
+      configFile,
     ));
   });
   after(cleanupAll);
@@ -447,15 +496,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   });
 
   void it('the admin console through the wire: SHOW POOLS and PAUSE/RESUME on database pgfleet (psql)', async () => {
-    const c = new pg.Client({
-      host: '127.0.0.1',
-      port: ports.tx!,
-      password: PASSWORD,
-      user: 'postgres',
-      database: 'pgfleet',
-    });
-    c.on('error', () => undefined);
-    onCleanup(() => c.end().catch(() => undefined));
+    const c = consoleClient(ports.tx!);
     await c.connect();
     const pools = await c.query<{ listener: string; database: string; clients: string }>('SHOW POOLS');
     assert.ok(
@@ -488,6 +529,82 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
       { env: { PGPASSWORD: PASSWORD } },
     );
     assert.match(psql.stdout, /^tx\|postgres\|postgres\|/m);
+  });
+
+  void it('the admin console: SHOW DATABASES, CONFIG, VERSION; RELOAD applies a rewritten file, refuses an invalid one', async () => {
+    const leaderNow = await leaderName(nodes[0]!);
+    const leader = nodes.find((n) => n.name === leaderNow)!;
+    const c = consoleClient(ports.tx!);
+    await c.connect();
+    const databases = async (): Promise<Record<string, string | null>[]> =>
+      (await c.query<Record<string, string | null>>('SHOW DATABASES')).rows;
+    const before = await databases();
+    const tx = before.find((r) => r.listener === 'tx');
+    assert.deepEqual(
+      tx && [tx.node, tx.host, tx.port, tx.role, tx.pool_mode, tx.pool_size, tx.paused],
+      [leader.name, '127.0.0.1', String(leader.pgPort), 'primary', 'transaction', '3', 'false'],
+      JSON.stringify(before),
+    );
+    assert.equal(before.find((r) => r.listener === 'sess')?.pool_size, '2');
+
+    const config = (await c.query<{ key: string; value: string; changeable: string }>('SHOW CONFIG')).rows;
+    const setting = (key: string): [string, string] | undefined => {
+      const r = config.find((x) => x.key === key);
+      return r && [r.value, r.changeable];
+    };
+    assert.deepEqual(setting('proxy.auth.file'), [userlist, 'true'], 'a file by its path');
+    assert.deepEqual(setting('proxy.tls.key_file'), [serverKey, 'true']);
+    assert.deepEqual(setting('proxy.admin.listen'), [`127.0.0.1:${adminPort}`, 'false']);
+    assert.deepEqual(setting('proxy.listeners[sess].pool_size'), ['2', 'true']);
+    for (const r of config) {
+      assert.ok(!r.value.includes(PASSWORD), r.key);
+      assert.ok(!r.value.includes('PRIVATE KEY'), r.key);
+    }
+
+    const version = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
+    const psql = await runCommand(
+      path.join(PG_BIN_DIR, 'psql'),
+      ['-h', '127.0.0.1', '-p', String(ports.tx!), '-U', 'postgres', '-d', 'pgfleet', '-Atc', 'SHOW VERSION'],
+      { env: { PGPASSWORD: PASSWORD } },
+    );
+    assert.equal(psql.stdout.trim(), `pgfleet ${version}`);
+
+    // The file rewritten: sess pools 4 servers; RELOAD applies it before it answers.
+    const withSess = (fields: Record<string, unknown>): ProxyDoc => ({
+      ...doc,
+      proxy: {
+        ...doc.proxy,
+        listeners: doc.proxy.listeners.map((l) => (l.name === 'sess' ? { ...l, ...fields } : l)),
+      },
+    });
+    await writeFile(configFile, JSON.stringify(withSess({ pool_size: 4 })));
+    assert.equal((await c.query('RELOAD')).command, 'RELOAD');
+    assert.equal((await databases()).find((r) => r.listener === 'sess')?.pool_size, '4');
+
+    // An invalid file: F0000 naming the key; nothing changes.
+    await writeFile(configFile, JSON.stringify(withSess({ pool_size: 0 })));
+    await assert.rejects(c.query('reload;'), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'F0000');
+      assert.match(err.message, /RELOAD kept the running configuration: .*proxy\.listeners\[2\]\.pool_size/);
+      return true;
+    });
+    assert.equal((await databases()).find((r) => r.listener === 'sess')?.pool_size, '4');
+    assert.equal(
+      (await admin<{ config: { reload_success: boolean } }>(adminPort, '/status')).config.reload_success,
+      false,
+    );
+
+    // Pipelined (one write): RELOAD of the first file, then SHOW DATABASES, answered in that order,
+    // SHOW DATABASES after the reload (sess back at 2).
+    await writeFile(configFile, JSON.stringify(doc));
+    const replies = await pipelined(c, ['RELOAD', 'SHOW DATABASES']);
+    assert.deepEqual([replies.types.replace(/D+/, 'D'), replies.tags], ['CZTDCZ', ['RELOAD', 'SHOW']]);
+    const sess = replies.rows.find((r) => r[0] === 'sess');
+    assert.equal(sess?.[replies.columns.indexOf('pool_size')], '2', JSON.stringify(replies.rows));
+    assert.equal(
+      (await admin<{ config: { reload_success: boolean } }>(adminPort, '/status')).config.reload_success,
+      true,
+    );
   });
 
   void it('PAUSE with wait answers once the transactions holding servers are done (504 if not by then)', async () => {

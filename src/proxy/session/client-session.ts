@@ -11,6 +11,7 @@ import { SessionRelay, type RelayOwner } from '../relay/session-relay.js';
 import { NativeConn, type ClientSocket } from '../relay/native-conn.js';
 import type { Terminable } from '../routing/connection-registry.js';
 import type { RouteWaiter } from '../routing/route-waiters.js';
+import { AdminReplies } from '../pool/admin-console.js';
 import { PooledLink, type PooledLinkOwner } from './pooled-link.js';
 import { DirectServer, type DirectServerOwner } from './direct-server.js';
 import { startClientTls } from './client-tls.js';
@@ -63,6 +64,8 @@ export class ClientSession
   #queued: SessionEvent[] | undefined;
   /** Whether to read a native client, decided in #step and applied at its end. */
   #reading: boolean | undefined;
+  /** The admin console: its commands run and answered in order (a RELOAD's reply comes later). */
+  #adminReplies: AdminReplies | undefined;
 
   constructor(client: ClientSocket, ctx: SessionContext, onClosed: (s: ClientSession) => void) {
     this.#client = client;
@@ -352,8 +355,13 @@ export class ClientSession
         this.#pooled?.release(a.reusable);
         return;
       case 'admin_command': {
-        const reply = this.#ctx.admin?.(a.sql);
-        if (reply !== undefined && c && !c.destroyed) c.write(reply);
+        const admin = this.#ctx.admin;
+        if (admin === undefined) return;
+        this.#adminReplies ??= new AdminReplies((bytes) => {
+          const client = this.#client;
+          if (client && !client.destroyed) client.write(bytes);
+        });
+        this.#adminReplies.push(() => admin(a.sql));
         return;
       }
       default:

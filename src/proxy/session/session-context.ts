@@ -66,8 +66,11 @@ export interface SessionContext {
   readonly secrets?: SecretSource | undefined;
   /** A switchover pending away from this node: transaction pools start no transaction there. */
   readonly heldNode?: (() => string | undefined) | undefined;
-  /** The admin console's answer to a command (pool/admin-console.ts), ReadyForQuery included. */
-  readonly admin?: ((sql: string) => Buffer) | undefined;
+  /**
+   * The admin console's answer to a command (pool/admin-console.ts), ReadyForQuery included; a
+   * promise (RELOAD) when it comes later.
+   */
+  readonly admin?: ((sql: string) => Buffer | Promise<Buffer>) | undefined;
 }
 
 /** The proxy's parts every listener's sessions share, and how to read its live state. */

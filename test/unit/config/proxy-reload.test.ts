@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseProxyConfig } from '../../../src/config/proxy-schema.js';
-import { reloadPlan } from '../../../src/config/proxy-reload.js';
+import { reloadApplies, reloadPlan } from '../../../src/config/proxy-reload.js';
 
 type Doc = { scope: string; etcd3: Record<string, unknown>; proxy: Record<string, unknown> };
 const doc = (): Doc => ({
@@ -72,5 +72,29 @@ describe('reloadPlan', () => {
     assert.equal(p.effective.etcd3.hosts[0]!.port, 2379);
     assert.equal(p.effective.proxy.relay, 'auto');
     assert.equal(p.effective.proxy.wait_timeout, 1000);
+  });
+
+  it('reloadApplies agrees with the plan: a key it calls changeable is applied, any other waits for a restart', () => {
+    const changes: [string[], (d: Doc) => void][] = [
+      [['proxy', 'wait_timeout'], (d) => (d.proxy.wait_timeout = '9s')],
+      [['proxy', 'max_client_connections'], (d) => (d.proxy.max_client_connections = 7)],
+      [['proxy', 'admin_users'], (d) => (d.proxy.admin_users = ['ops'])],
+      [
+        ['proxy', 'listeners', 'rw', 'listen'],
+        (d) => ((d.proxy.listeners as Record<string, unknown>[])[0]!.listen = '127.0.0.1:5009'),
+      ],
+      [['proxy', 'relay'], (d) => (d.proxy.relay = 'js')],
+      [['proxy', 'admin', 'listen'], (d) => (d.proxy.admin = { listen: '127.0.0.1:9' })],
+      [['proxy', 'keepalive', 'idle'], (d) => (d.proxy.keepalive = { idle: '5s' })],
+      [['proxy', 'cancel_broadcasts_per_second'], (d) => (d.proxy.cancel_broadcasts_per_second = 1)],
+      [['etcd3', 'hosts'], (d) => (d.etcd3 = { hosts: ['127.0.0.1:2479'] })],
+      [['scope'], (d) => (d.scope = 'robin')],
+    ];
+    for (const [path, change] of changes) {
+      const p = plan(change);
+      const live = reloadApplies(path);
+      assert.equal(p.applied.length > 0, live, path.join('.'));
+      assert.equal(p.restartNeeded.length > 0, !live, path.join('.'));
+    }
   });
 });

@@ -70,6 +70,8 @@ void describe('errorResponse', () => {
       FEATURE_NOT_SUPPORTED: '0A000',
       SYNTAX_ERROR: '42601',
       UNDEFINED_OBJECT: '42704',
+      CONFIG_FILE_ERROR: 'F0000',
+      INTERNAL_ERROR: 'XX000',
     });
   });
 });
