@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import type { CtlContext } from '../ctl/context.js';
 import type { OutputFormat } from '../ctl/output.js';
 import type { RoleChoice } from '../ctl/member-select.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 const FORMATS = ['pretty', 'tsv', 'json', 'yaml'] as const;
 const ROLES = ['leader', 'primary', 'standby-leader', 'replica', 'standby', 'any', 'master'] as const;

@@ -3,7 +3,7 @@
  */
 import { Command } from 'commander';
 import { addCtlCommands } from './ctl-commands.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 const program = new Command('pgfleet')
   .description('High availability for PostgreSQL: agent, proxy and control CLI over etcd')

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';
 import { formatHostPort, type HostPort } from '../config/common.js';
 import { reloadPlan } from '../config/proxy-reload.js';
-import { VERSION } from '../cli/version.js';
+import { VERSION } from '../version.js';
 import { EtcdCluster } from '../dcs/etcd-cluster.js';
 import type { SecretSource } from './auth/index.js';
 import { loadSecretSource } from './pool/secret-loader.js';
