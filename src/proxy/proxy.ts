@@ -1,7 +1,8 @@
 /**
- * The proxy: follows the cluster in etcd, runs health checks, keeps one routing table, and serves
- * the listeners. Observe (DCS watch, health checks) → decide (computeRoutes) → act (wake waiting
- * clients, terminate sessions on nodes that left a listener).
+ * The proxy: builds its parts and owns their lifecycle (start, reload, graceful stop, hand-over to
+ * a new process). The routing table and its observe → decide → act loop are route-follower.ts's;
+ * the listeners and their sessions, listener-set.ts's and listener.ts's; the pools, pool-set.ts's.
+ * Here: the wiring between them, the admin HTTP port and console, and what /status shows.
  */
 import { performance } from 'node:perf_hooks';
 import type { ListenerConfig, ProxyConfig } from '../config/proxy-schema.js';

@@ -7,13 +7,13 @@
  * or server_lifetime, keeps min_pool_size, and ends waits past the listener's wait_timeout.
  */
 import { performance } from 'node:perf_hooks';
-import { SQLSTATE, errorResponse } from '../../protocol/index.js';
 import type { RouteNode } from '../../routing/types.js';
 import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
-import { idleServerVerdict, nodeWithRoom, takeIdle, type PoolLimits } from './pool-rules.js';
+import { fullNodeKeys, nodeWithRoom, takeIdle, type PoolLimits } from './pool-rules.js';
+import { closeExpired, endLongWaits } from './pool-housekeeping.js';
 import { PooledServer } from './pooled-server.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
@@ -251,12 +251,7 @@ export class PoolManager {
       preferred = nodeWithRoom(routed, count, this.#limits, oldestWaitMs);
       if (preferred === undefined) return false;
     } else if (p.logins > 0) return false; // (no route: one login waits for the table)
-    const full = new Set(
-      this.#ctx
-        .nodes()
-        .filter((n) => n.name === held || count(n.name) >= this.#limits.poolSize + this.#limits.reservePool)
-        .map((n) => n.key),
-    );
+    const full = fullNodeKeys(this.#ctx.nodes(), count, this.#limits, held);
     let nodeName = '';
     const login = new ServerLogin(
       this.#ctx,
@@ -371,35 +366,10 @@ export class PoolManager {
     const now = performance.now();
     const waitMs = this.#ctx.settings.waitTimeoutMs ?? this.#ctx.world(now).derivedWaitTimeoutMs;
     for (const p of this.#pools.values()) {
-      this.#closeExpired(p, now);
-      this.#endLongWaits(p, now, waitMs);
+      closeExpired(p, this.#limits, now, (s) => this.#closeIdle(p, s));
+      endLongWaits(p, now, waitMs, this.listener);
       if (!this.#paused) this.#keepMinimum(p);
       this.#pump(p);
-    }
-  }
-
-  #closeExpired(p: Pool, now: number): void {
-    const perNode = new Map<string, number>();
-    for (const s of p.servers) perNode.set(s.node.name, (perNode.get(s.node.name) ?? 0) + 1);
-    for (const s of [...p.idle]) {
-      const onNode = perNode.get(s.node.name) ?? 0;
-      const verdict = idleServerVerdict(s, this.#limits, now, onNode <= this.#limits.minPoolSize);
-      if (verdict === undefined) continue;
-      perNode.set(s.node.name, onNode - 1);
-      s.close();
-      this.#forget(p, s);
-    }
-  }
-
-  #endLongWaits(p: Pool, now: number, waitMs: number): void {
-    while (p.waiters.length > 0 && now - p.waiters[0]!.since >= waitMs) {
-      const w = p.waiters.shift()!;
-      const fatal = errorResponse({
-        severity: 'FATAL',
-        code: SQLSTATE.CANNOT_CONNECT_NOW,
-        message: `pgfleet: no server connection for database "${p.database}" user "${p.user}" on listener "${this.listener}" within ${waitMs / 1000}s`,
-      });
-      queueMicrotask(() => w.client.onPoolFailed(fatal));
     }
   }
 

@@ -33,6 +33,20 @@ export function nodeWithRoom(
   return undefined;
 }
 
+/**
+ * The nodes (by key) a new server login must not try: `held` (a switchover is leaving it) and
+ * those already at pool_size + reserve_pool.
+ */
+export function fullNodeKeys(
+  nodes: readonly { readonly name: string; readonly key: string }[],
+  serversOn: (node: string) => number,
+  limits: PoolLimits,
+  held: string | undefined,
+): Set<string> {
+  const cap = limits.poolSize + limits.reservePool;
+  return new Set(nodes.filter((n) => n.name === held || serversOn(n.name) >= cap).map((n) => n.key));
+}
+
 /** What an idle server is, for takeIdle. */
 export interface IdleServerFacts {
   readonly state: string;

@@ -2,6 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  fullNodeKeys,
   idleServerEnding,
   idleServerVerdict,
   takeIdle,
@@ -35,6 +36,16 @@ describe('pool rules', () => {
         nodeWithRoom(nodes(...Object.keys(counts)), (n) => counts[n]!, LIMITS, waited),
         expected,
       );
+    });
+  const full: [string, Record<string, number>, string | undefined, string[]][] = [
+    ['none below pool_size + reserve_pool', { a: 2, b: 0 }, undefined, []],
+    ['those at pool_size + reserve_pool (or above)', { a: 3, b: 4, c: 1 }, undefined, ['a:key', 'b:key']],
+    ['the held node whatever its count', { a: 0, b: 1 }, 'a', ['a:key']],
+  ];
+  for (const [name, counts, held, expected] of full)
+    it(`fullNodeKeys: ${name}`, () => {
+      const routed = Object.keys(counts).map((n) => ({ name: n, key: `${n}:key` }));
+      assert.deepEqual([...fullNodeKeys(routed, (n) => counts[n]!, LIMITS, held)].sort(), expected);
     });
   it('nodeWithRoom: never the node skipped (a switchover is leaving it)', () => {
     assert.equal(
