@@ -607,6 +607,53 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     );
   });
 
+  void it('a reload that makes the natively accepted listener terminate TLS: kept sessions stay, new clients are handed to Node for TLS, and back', async () => {
+    const withTx = (fields: Record<string, unknown>): ProxyDoc => ({
+      ...doc,
+      proxy: {
+        ...doc.proxy,
+        listeners: doc.proxy.listeners.map((l) => (l.name === 'tx' ? { ...l, ...fields } : l)),
+      },
+    });
+    const one = async (c: pg.Client): Promise<number> =>
+      (await c.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one;
+    const kept = pooledClient(ports.tx!);
+    await kept.connect();
+    assert.equal(await one(kept), 1);
+    const c = consoleClient(ports.sess!);
+    await c.connect();
+    try {
+      await writeFile(configFile, JSON.stringify(withTx({ tls: 'require' })));
+      assert.equal((await c.query('RELOAD')).command, 'RELOAD');
+      // The session accepted natively before the reload goes on there.
+      assert.equal(await one(kept), 1);
+      // A new client's connection is handed back to Node, which terminates its TLS.
+      const secure = pooledClient(ports.tx!, PASSWORD, {
+        ca: readFileSync(caCert, 'utf8'),
+        rejectUnauthorized: true,
+      });
+      await secure.connect();
+      assert.equal(await one(secure), 1);
+      assert.equal((await secure.query<{ ssl: boolean }>('SELECT true AS ssl')).rows[0]!.ssl, true);
+      await secure.end();
+      // And a plain one is refused now.
+      const plain = pooledClient(ports.tx!);
+      plain.on('error', () => undefined);
+      await assert.rejects(plain.connect());
+    } finally {
+      await writeFile(configFile, JSON.stringify(doc));
+      assert.equal((await c.query('RELOAD')).command, 'RELOAD');
+    }
+    // Back to plain: accepted natively again.
+    const again = pooledClient(ports.tx!);
+    await again.connect();
+    assert.equal(await one(again), 1);
+    await again.end();
+    assert.equal(await one(kept), 1);
+    await kept.end();
+    await c.end();
+  });
+
   void it('PAUSE with wait answers once the transactions holding servers are done (504 if not by then)', async () => {
     const c = pooledClient(ports.tx!);
     await c.connect();

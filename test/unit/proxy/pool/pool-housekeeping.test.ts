@@ -64,12 +64,13 @@ describe('pool housekeeping', () => {
   it('endLongWaits: the clients that waited wait_timeout or more are refused with 57P03, in order; the rest wait', async () => {
     const p = poolWith();
     const refused: string[] = [];
-    const client = (name: string): PoolClient => ({
-      poolSlot: -1,
-      onPoolServer: () => assert.fail('no server is lent here'),
-      onPoolFailed: (fatal) =>
-        refused.push(`${name}:${fatal.includes(Buffer.from('57P03')) ? '57P03' : '?'}`),
-    });
+    const client = (name: string): PoolClient =>
+      ({
+        poolSlot: -1,
+        onPoolServer: () => assert.fail('no server is lent here'),
+        onPoolFailed: (fatal) =>
+          refused.push(`${name}:${fatal.includes(Buffer.from('57P03')) ? '57P03' : '?'}`),
+      }) as Partial<PoolClient> as PoolClient;
     p.waiters.push(
       { client: client('old'), since: now - 30_000 },
       { client: client('new'), since: now - 1_000 },
