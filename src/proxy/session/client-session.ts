@@ -376,8 +376,8 @@ export class ClientSession
     nativeAllowed: boolean,
   ): void {
     const client = this.#client!;
-    const server = this.#direct?.take();
     // (A native-transport client is a pooled listener's: its sessions never relay.)
+    const server = client instanceof NativeConn ? undefined : this.#direct?.take();
     if (client instanceof NativeConn || server === undefined) {
       this.#step({ type: 'relay_ended', side: 'client', error: true });
       return;
