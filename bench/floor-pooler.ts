@@ -4,7 +4,8 @@
  * pgfleet's pooled listener, and nothing else. It accepts on the transport, answers the
  * StartupMessage at once with a canned login (no authentication, no parameter checks), sends each
  * simple Query to one of `poolSize` logged-in server connections (first come, first served), passes
- * the answer back and gives the server back at ReadyForQuery; Terminate closes. No framing across
+ * the answer back and gives the server back at ReadyForQuery 'I' (a transaction's statements go to
+ * its server); Terminate closes. No framing across
  * reads, no errors, no cancel, no timeouts, no metrics: a measuring stick for bench/pool.ts
  * (`--floor`), never a pooler to run. The difference between its CPU per connection and pgfleet's
  * is what pgfleet's session engine, pools and books cost; the rest is Node, N-API and the kernel.
@@ -17,6 +18,7 @@ import { fdOf } from '../src/proxy/relay/native-relay.js';
 const Q = 0x51;
 const X = 0x58;
 const Z = 0x5a;
+const IDLE = 0x49;
 const SSL_REQUEST = 80877103;
 const AUTH_OK = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
 
@@ -102,8 +104,8 @@ export async function startFloorPooler(serverPort: number, poolSize: number): Pr
       const client = server.client;
       if (client === undefined) return;
       client.conn.write(chunk);
-      // ReadyForQuery ends the answer (pgbench -S: one read holds it all).
-      if (chunk.length >= 6 && chunk[chunk.length - 6] === Z) {
+      // ReadyForQuery 'I' ends the transaction (pgbench: one read holds the answer's end).
+      if (chunk.length >= 6 && chunk[chunk.length - 6] === Z && chunk[chunk.length - 1] === IDLE) {
         client.server = undefined;
         giveBack(server);
       }
@@ -130,7 +132,12 @@ export async function startFloorPooler(serverPort: number, poolSize: number): Pr
           return;
         }
         if (type !== Q) continue;
-        client.query = chunk.subarray(at, at + 1 + chunk.readInt32BE(at + 1));
+        const query = chunk.subarray(at, at + 1 + chunk.readInt32BE(at + 1));
+        if (client.server !== undefined) {
+          client.server.conn.write(query); // (inside its transaction: the same server)
+          continue;
+        }
+        client.query = query;
         const server = idle.pop();
         if (server !== undefined) lend(server, client);
         else waiting.push(client);
