@@ -22,6 +22,9 @@ export interface AdmissionLimits {
   readonly maxClientsByListener: ReadonlyMap<string, number>;
 }
 
+/** Addresses kept at a count of 0 before they are dropped (leaveStartup). */
+const IDLE_SOURCES_KEPT = 1024;
+
 export class Admission {
   #limits: AdmissionLimits;
   #starting = 0;
@@ -61,11 +64,22 @@ export class Admission {
     return true;
   }
 
+  /**
+   * An address's count stays in the table at 0 (no delete and insert per connection of a client
+   * that connects again and again, as under `pgbench -C`); the zeros go once there are
+   * IDLE_SOURCES_KEPT more entries than clients in their startup.
+   */
   leaveStartup(source: string): void {
-    const fromSource = this.#startingBySource.get(source) ?? 0;
-    if (fromSource <= 1) this.#startingBySource.delete(source);
-    else this.#startingBySource.set(source, fromSource - 1);
+    const table = this.#startingBySource;
+    table.set(source, Math.max(0, (table.get(source) ?? 0) - 1));
     this.#starting--;
+    if (table.size > this.#starting + IDLE_SOURCES_KEPT)
+      for (const [s, n] of table) if (n === 0) table.delete(s);
+  }
+
+  /** Addresses in the per-source table (those at 0 included): for tests. */
+  get sourcesTracked(): number {
+    return this.#startingBySource.size;
   }
 
   hasClientRoom(listener: string): boolean {

@@ -7,6 +7,7 @@ import { SQLSTATE, errorResponse } from '../../protocol/index.js';
 import type { Pool } from './pool.js';
 import { idleServerVerdict, type PoolLimits } from './pool-rules.js';
 import type { PooledServer } from './pooled-server.js';
+import { defer } from '../microtasks.js';
 
 /** Closes (through `close`, which also forgets it) each idle server whose time is up. */
 export function closeExpired(
@@ -26,7 +27,7 @@ export function closeExpired(
   }
 }
 
-/** Refuses (57P03, on a later tick) each client that has waited `waitMs` or more for a server. */
+/** Refuses (57P03, in a microtask) each client that has waited `waitMs` or more for a server. */
 export function endLongWaits(p: Pool, now: number, waitMs: number, listener: string): void {
   while (p.waiters.length > 0 && now - p.waiters[0]!.since >= waitMs) {
     const w = p.waiters.shift()!;
@@ -35,6 +36,6 @@ export function endLongWaits(p: Pool, now: number, waitMs: number, listener: str
       code: SQLSTATE.CANNOT_CONNECT_NOW,
       message: `pgfleet: no server connection for database "${p.database}" user "${p.user}" on listener "${listener}" within ${waitMs / 1000}s`,
     });
-    queueMicrotask(() => w.client.onPoolFailed(fatal));
+    defer(() => w.client.onPoolFailed(fatal));
   }
 }

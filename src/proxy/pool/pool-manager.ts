@@ -14,6 +14,7 @@ import type { SessionContext } from '../session/session-context.js';
 import type { Termination } from '../session/session-types.js';
 import { fullNodeKeys, nodeWithRoom, takeIdle, type PoolLimits } from './pool-rules.js';
 import { closeExpired, endLongWaits } from './pool-housekeeping.js';
+import { defer } from '../microtasks.js';
 import { PooledServer } from './pooled-server.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
@@ -129,7 +130,7 @@ export class PoolManager {
     p.waiters.push({ client, since: performance.now() });
     // A busy pool (nothing idle, no room for one more server): the next release lends, no pump now.
     if (p.idle.length === 0 && (p.logins >= p.waiters.length || this.#full(p, this.#held()))) return;
-    queueMicrotask(() => this.#pump(p));
+    defer(() => this.#pump(p));
   }
 
   /** `server` comes back from its client (`reusable`: in a clean state). */
@@ -306,7 +307,7 @@ export class PoolManager {
         'pool: server login failed',
       );
       const w = p.waiters.shift();
-      if (w !== undefined) queueMicrotask(() => w.client.onPoolFailed(r.fatal));
+      if (w !== undefined) defer(() => w.client.onPoolFailed(r.fatal));
       this.#pump(p);
       return;
     }

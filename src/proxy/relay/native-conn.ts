@@ -11,6 +11,7 @@
 import { Socket as NetSocket, type Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { fdOf, loadAddon } from './native-relay.js';
+import { defer } from '../microtasks.js';
 
 interface NioAddon {
   nioOpen(onBatch: (staged: Buffer | null, records: Int32Array, count: number, length: number) => void): Nio;
@@ -56,6 +57,10 @@ export interface NativeConnListeners {
 }
 type EventName = keyof NativeConnListeners;
 
+function noListeners(): NativeConnListeners {
+  return { data: undefined, end: undefined, error: undefined, close: undefined, drain: undefined };
+}
+
 /** An errno as Node names it on a socket's error (ECONNRESET, EPIPE, …). */
 function errnoError(errno: number): Error {
   const code = getSystemErrorName(-errno);
@@ -68,7 +73,8 @@ export class NativeConn {
   destroyed = false;
   writableEnded = false;
   readonly #transport: NativeTransport;
-  #on: NativeConnListeners = {};
+  /** Every event's key from the start (one shape for all connections: no property added per `on`). */
+  #on: NativeConnListeners = noListeners();
   /** Reading stopped (the addon's connections start reading). */
   #paused = false;
 
@@ -85,8 +91,8 @@ export class NativeConn {
   }
 
   removeAllListeners(event?: EventName): this {
-    if (event === undefined) this.#on = {};
-    else delete this.#on[event];
+    if (event === undefined) this.#on = noListeners();
+    else this.#on[event] = undefined;
     return this;
   }
 
@@ -125,7 +131,7 @@ export class NativeConn {
     this.destroyed = true;
     this.writableEnded = true;
     this.#transport.forget(this.id);
-    queueMicrotask(() => this.#on.close?.call(this));
+    defer(() => this.#on.close?.call(this));
     return this;
   }
 
@@ -163,7 +169,7 @@ export class NativeConn {
   #released(): void {
     this.destroyed = true;
     this.#transport.forgotten(this.id);
-    queueMicrotask(() => this.#on.close?.call(this));
+    defer(() => this.#on.close?.call(this));
   }
 }
 

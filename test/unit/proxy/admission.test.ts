@@ -36,4 +36,28 @@ describe('admission', () => {
     assert.equal(a.hasClientRoom('rw'), false);
     assert.equal(a.admittedOn('rw'), 2);
   });
+
+  it('per source: the limit counts clients in their startup; an address back at 0 is kept, the zeros dropped past 1024 spare', () => {
+    const a = new Admission({ ...limits(100), maxStartingPerSource: 2 });
+    assert.equal(a.enterStartup('10.0.0.1'), true);
+    assert.equal(a.enterStartup('10.0.0.1'), true);
+    assert.equal(a.enterStartup('10.0.0.1'), false, 'a third from one address');
+    a.leaveStartup('10.0.0.1');
+    assert.equal(a.enterStartup('10.0.0.1'), true, 'room again after one left');
+    a.leaveStartup('10.0.0.1');
+    a.leaveStartup('10.0.0.1');
+    assert.equal(a.starting, 0);
+    assert.equal(a.sourcesTracked, 1, 'kept at 0');
+    for (let i = 0; i < 1023; i++) {
+      assert.equal(a.enterStartup(`10.1.${i >> 8}.${i & 255}`), true);
+      a.leaveStartup(`10.1.${i >> 8}.${i & 255}`);
+    }
+    assert.equal(a.sourcesTracked, 1024, '1024 spare: kept');
+    assert.equal(a.enterStartup('10.2.0.1'), true);
+    a.leaveStartup('10.2.0.1');
+    assert.equal(a.sourcesTracked, 0, 'the zeros dropped');
+    assert.equal(a.enterStartup('10.0.0.1'), true);
+    assert.equal(a.enterStartup('10.0.0.1'), true);
+    assert.equal(a.enterStartup('10.0.0.1'), false, 'the limit still holds after the drop');
+  });
 });
