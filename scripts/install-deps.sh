@@ -12,7 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(gcc libc6-dev libssl-dev libuv1-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni haproxy python3-etcd pgbouncer dnsmasq-base python3-psycopg python3-psycopg2 libpostgresql-jdbc-java openjdk-17-jdk-headless)
+# (python3-idna: urllib3's pyOpenSSL support imports it when patronictl talks HTTPS; only a
+# recommendation of its packages, which --no-install-recommends leaves out.)
+want=(gcc libc6-dev libssl-dev libuv1-dev etcd-server etcd-client postgresql-15 postgresql-client-15 postgresql-contrib patroni python3-idna haproxy python3-etcd pgbouncer dnsmasq-base python3-psycopg python3-psycopg2 libpostgresql-jdbc-java openjdk-17-jdk-headless)
 case "${1:-}" in
   --demo) want=(gcc libc6-dev libssl-dev libuv1-dev etcd-server postgresql-15 postgresql-client-15) ;;
   --docker) want+=(docker.io docker-compose mmdebstrap uidmap prometheus) ;;
