@@ -125,7 +125,6 @@ export class Proxy {
     const p = config.proxy;
     this.#etcd = new EtcdCluster(config.etcd3, { log: log.child({ component: 'etcd' }) });
     const etcd = this.#etcd;
-    registerEtcdMetrics(metrics.registry, 'proxy', () => etcd.members());
     this.#routes = new RouteFollower({
       config: () => this.#config,
       etcd,
@@ -139,15 +138,7 @@ export class Proxy {
         this.#pools.wakeAll();
       },
     });
-    const relay = this.#nativeRelay;
-    metrics.readNativeRelayWith(relay === undefined ? undefined : () => relay.stats());
     this.#admission = new Admission(admissionLimits(p));
-    metrics.countSessionsWith(() => this.#registry.counts());
-    metrics.countClientsWith(() => this.#admission.starting + this.#admission.admitted);
-    metrics.readReloadsWith(() => ({
-      success: this.#reloads.success,
-      lastGoodSeconds: this.#reloads.lastGoodSeconds,
-    }));
     this.#waiters = new RouteWaiters((n) => metrics.waitQueue.set({ listener: 'all' }, n));
     this.#deadlines = deadlineWheel(log);
     this.#writes = new WriteTracker(p.read_your_writes_window);
@@ -163,7 +154,6 @@ export class Proxy {
       () => this.#pools.wakeAll(),
       log.child({ component: 'pool' }),
     );
-    registerPoolMetrics(metrics.registry, () => this.#pools.status());
     this.#console = proxyTarget(this.#pools, {
       config: () => this.#config,
       nodes: (name) => this.#routes.table.listeners.get(name)?.nodes ?? [],
@@ -177,6 +167,22 @@ export class Proxy {
       wakeWaiters: () => this.#waiters.wakeAll(),
     });
     if (p.admin) this.#admin = new AdminHttp(p.admin.listen, this, log.child({ component: 'admin' }));
+    this.#readMetrics(metrics);
+  }
+
+  /** What the proxy's metrics read from its parts, at each scrape. */
+  #readMetrics(metrics: ProxyMetrics): void {
+    const etcd = this.#etcd;
+    registerEtcdMetrics(metrics.registry, 'proxy', () => etcd.members());
+    const relay = this.#nativeRelay;
+    metrics.readNativeRelayWith(relay === undefined ? undefined : () => relay.stats());
+    metrics.countSessionsWith(() => this.#registry.counts());
+    metrics.countClientsWith(() => this.#admission.starting + this.#admission.admitted);
+    metrics.readReloadsWith(() => ({
+      success: this.#reloads.success,
+      lastGoodSeconds: this.#reloads.lastGoodSeconds,
+    }));
+    registerPoolMetrics(metrics.registry, () => this.#pools.status());
   }
 
   /** What `listener`'s new sessions share, under the running configuration. */
