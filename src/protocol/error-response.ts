@@ -8,6 +8,8 @@
 import { CANCEL_REQUEST_CODE, MAX_CANCEL_KEY_BYTES, MIN_CANCEL_KEY_BYTES } from './startup.js';
 
 export type Severity = 'FATAL' | 'ERROR' | 'PANIC';
+/** A NoticeResponse's severity (nothing fails). */
+export type NoticeSeverity = 'WARNING' | 'NOTICE' | 'INFO';
 
 /** The SQLSTATEs the proxy uses. Never invent one. @see Appendix A, PostgreSQL Error Codes. */
 export const SQLSTATE = {
@@ -25,6 +27,8 @@ export const SQLSTATE = {
   CONFIG_FILE_ERROR: 'F0000',
   /** internal_error: what should not happen did (an admin console reply that failed). */
   INTERNAL_ERROR: 'XX000',
+  /** warning: a NoticeResponse (admin console RELOAD: keys that wait for a restart). */
+  WARNING: '01000',
 } as const;
 
 export interface ErrorFields {
@@ -45,6 +49,18 @@ const SQLSTATE_PATTERN = /^[0-9A-Z]{5}$/;
  * since they would end the field early.
  */
 export function errorResponse(fields: ErrorFields): Buffer {
+  return fieldsMessage('E', fields);
+}
+
+/** NoticeResponse: Byte1('N') and the same fields as an ErrorResponse; the client goes on. */
+export function noticeResponse(fields: Omit<ErrorFields, 'severity'> & { severity: NoticeSeverity }): Buffer {
+  return fieldsMessage('N', fields);
+}
+
+function fieldsMessage(
+  type: 'E' | 'N',
+  fields: Omit<ErrorFields, 'severity'> & { severity: Severity | NoticeSeverity },
+): Buffer {
   if (!SQLSTATE_PATTERN.test(fields.code))
     throw new RangeError(`invalid SQLSTATE ${JSON.stringify(fields.code)}`);
   const pairs: [string, string][] = [
@@ -61,7 +77,7 @@ export function errorResponse(fields: ErrorFields): Buffer {
   );
   const bodyBytes = values.reduce((sum, [, value]) => sum + 1 + value.length + 1, 0) + 1;
   const out = Buffer.alloc(1 + 4 + bodyBytes);
-  out.write('E', 0, 'latin1');
+  out.write(type, 0, 'latin1');
   out.writeUInt32BE(4 + bodyBytes, 1);
   let offset = 5;
   for (const [type, value] of values) {

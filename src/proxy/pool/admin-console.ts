@@ -12,8 +12,9 @@
  *   SHOW HELP                                 the commands
  *   PAUSE [listener] / RESUME [listener]      as POST /pause, /resume (every pooled listener
  *                                             when none is named)
- *   RELOAD                                    as SIGHUP and POST /reload: `RELOAD` once applied,
- *                                             F0000 naming every problem when the file is refused
+ *   RELOAD                                    as SIGHUP and POST /reload: `RELOAD` once applied
+ *                                             (a WARNING 01000 first naming the keys that wait for
+ *                                             a restart), F0000 naming every problem when refused
  *
  * Parsing and formatting are pure (the rows of SHOW DATABASES and CONFIG: admin-views.ts);
  * `answer` runs a command against what the proxy gives it. Every reply is whole (ReadyForQuery
@@ -27,6 +28,7 @@ import {
   commandComplete,
   dataRow,
   errorResponse,
+  noticeResponse,
   readyForQuery,
   rowDescription,
 } from '../../protocol/index.js';
@@ -182,7 +184,7 @@ function show(what: ShowWhat, target: AdminTarget): Buffer {
 
 /**
  * RELOAD: `RELOAD` once the new file is applied (keys that wait for a restart keep their running
- * values, as with SIGHUP); when it is refused (invalid, a certificate or an address that cannot be
+ * values, as with SIGHUP, and a NoticeResponse WARNING names them); when it is refused (invalid, a certificate or an address that cannot be
  * used) the running configuration stays and the error names every problem: config_file_error.
  */
 async function reload(target: AdminTarget): Promise<Buffer> {
@@ -192,7 +194,20 @@ async function reload(target: AdminTarget): Promise<Buffer> {
   } catch (err) {
     return failed(SQLSTATE.INTERNAL_ERROR, `pgfleet admin console: RELOAD failed: ${errorMessage(err)}`);
   }
-  if (outcome.ok) return Buffer.concat([commandComplete('RELOAD'), readyForQuery('I')]);
+  if (outcome.ok)
+    return Buffer.concat([
+      ...(outcome.restartNeeded.length === 0
+        ? []
+        : [
+            noticeResponse({
+              severity: 'WARNING',
+              code: SQLSTATE.WARNING,
+              message: `pgfleet admin console: RELOAD applied; these keep their running value until a restart: ${outcome.restartNeeded.join(', ')}`,
+            }),
+          ]),
+      commandComplete('RELOAD'),
+      readyForQuery('I'),
+    ]);
   return failed(
     SQLSTATE.CONFIG_FILE_ERROR,
     `pgfleet admin console: RELOAD kept the running configuration: ${outcome.errors.join('; ')}`,

@@ -4,7 +4,13 @@ import { describe, it } from 'node:test';
 import type { BackendMessage, DatabaseError } from 'pg-protocol/dist/messages.js';
 import { Parser } from 'pg-protocol/dist/parser.js';
 
-import { cancelRequest, errorResponse, SQLSTATE, sslRefused } from '../../../src/protocol/error-response.js';
+import {
+  cancelRequest,
+  errorResponse,
+  noticeResponse,
+  SQLSTATE,
+  sslRefused,
+} from '../../../src/protocol/error-response.js';
 import { parseStartupPacket } from '../../../src/protocol/startup.js';
 
 function parseWithPgProtocol(bytes: Buffer): BackendMessage[] {
@@ -46,6 +52,20 @@ void describe('errorResponse', () => {
     assert.equal(error.hint, 'reconnect — the new primary is élu');
   });
 
+  void it('noticeResponse: the same fields under type N, which pg-protocol reads as a notice', () => {
+    const bytes = noticeResponse({
+      severity: 'WARNING',
+      code: SQLSTATE.WARNING,
+      message: 'kept until a restart',
+    });
+    assert.equal(bytes[0], 0x4e);
+    const [notice] = parseWithPgProtocol(bytes) as DatabaseError[];
+    assert.equal(notice!.name, 'notice');
+    assert.equal(notice!.severity, 'WARNING');
+    assert.equal(notice!.code, '01000');
+    assert.equal(notice!.message, 'kept until a restart');
+  });
+
   void it('drops NUL characters, which would end a field early', () => {
     const bytes = errorResponse({ severity: 'ERROR', code: SQLSTATE.PROTOCOL_VIOLATION, message: 'a\0b' });
     const error = parseWithPgProtocol(bytes)[0] as DatabaseError;
@@ -72,6 +92,7 @@ void describe('errorResponse', () => {
       UNDEFINED_OBJECT: '42704',
       CONFIG_FILE_ERROR: 'F0000',
       INTERNAL_ERROR: 'XX000',
+      WARNING: '01000',
     });
   });
 });

@@ -2,6 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseProxyConfig, type ProxyConfig } from '../../../../src/config/proxy-schema.js';
+import { readErrorFields } from '../../../../src/protocol/index.js';
 import { readReplies } from '../../../harness/wire-replies.js';
 import type { RouteNode } from '../../../../src/routing/types.js';
 import type { ReloadOutcome } from '../../../../src/proxy/reload-status.js';
@@ -276,6 +277,29 @@ describe('admin console', () => {
     assert.equal(types(await pending), 'CZ');
     assert.equal(decode(await pending).tag, 'RELOAD');
     assert.equal(ok.reloads, 1);
+
+    // Applied, with keys that wait for a restart: a WARNING (NoticeResponse) names them first.
+    const restart = await reply(
+      'RELOAD',
+      target(() =>
+        Promise.resolve({
+          ok: true,
+          applied: ['proxy.wait_timeout'],
+          restartNeeded: ['proxy.admin.listen', 'proxy.relay'],
+          errors: [],
+        }),
+      ),
+    );
+    assert.equal(types(restart), 'NCZ');
+    const notice = readErrorFields(restart.subarray(0, 1 + restart.readUInt32BE(1)));
+    assert.deepEqual(
+      [notice.get('S'), notice.get('C'), notice.get('M')],
+      [
+        'WARNING',
+        '01000',
+        'pgfleet admin console: RELOAD applied; these keep their running value until a restart: proxy.admin.listen, proxy.relay',
+      ],
+    );
 
     const table: [() => Promise<ReloadOutcome>, string, RegExp][] = [
       [
