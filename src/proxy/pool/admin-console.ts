@@ -184,8 +184,9 @@ function show(what: ShowWhat, target: AdminTarget): Buffer {
 
 /**
  * RELOAD: `RELOAD` once the new file is applied (keys that wait for a restart keep their running
- * values, as with SIGHUP, and a NoticeResponse WARNING names them); when it is refused (invalid, a certificate or an address that cannot be
- * used) the running configuration stays and the error names every problem: config_file_error.
+ * values, as with SIGHUP, and a NoticeResponse WARNING names them); when it is refused (invalid,
+ * a certificate or an address that cannot be used) the running configuration stays and the error
+ * names every problem: config_file_error.
  */
 async function reload(target: AdminTarget): Promise<Buffer> {
   let outcome: ReloadOutcome;
