@@ -43,9 +43,14 @@ import { startProxy } from './proxy-helpers.js';
 
 const SCOPE = 'etcdloss';
 const KEYS = clusterKeys('/service', SCOPE);
-const TTL_S = 6;
+// retry_timeout bounds how long the agent waits for etcd to answer again: losing the raft leader
+// takes an election (etcd's 1 s election timeout, more on a slow or busy host: with 2 s the
+// keepalives failed on every member before the new leader was elected, and the primary was
+// demoted, on a slower machine than the one these figures were first taken on). Patroni's defaults
+// are 30 / 10 / 10.
+const TTL_S = 9;
 const LOOP_WAIT_S = 1;
-const RETRY_TIMEOUT_S = 2;
+const RETRY_TIMEOUT_S = 3;
 /** Longer than a lease deadline (ttl − retry_timeout after the last renewal) and the ttl itself. */
 const OBSERVE_MS = (TTL_S + 1) * 1000;
 
