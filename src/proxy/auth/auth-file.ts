@@ -13,7 +13,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { errorMessage, PgfleetError } from '../../errors.js';
-import { parseSecret, type StoredSecret } from './secret.js';
+import { parseSecret, type StoredSecret } from '../../protocol/auth/secret.js';
 
 export interface AuthFileError {
   readonly file: string;

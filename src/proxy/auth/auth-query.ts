@@ -12,7 +12,7 @@
 import pg from 'pg';
 import { errorMessage, PgfleetError } from '../../errors.js';
 import { SecretCache } from './secret-cache.js';
-import { parseSecret, type StoredSecret } from './secret.js';
+import { parseSecret, type StoredSecret } from '../../protocol/auth/secret.js';
 
 /** pgbouncer's default auth_query. */
 export const DEFAULT_AUTH_QUERY = 'SELECT usename, passwd FROM pg_shadow WHERE usename=$1';

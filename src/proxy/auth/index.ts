@@ -1,7 +1,9 @@
 /**
  * Authentication by the proxy (issue 21 item 2): the proxy as the server towards clients, and as
  * the client towards PostgreSQL. Pure state machines with injected randomness; the only I/O is
- * reading auth.file and running auth.query.
+ * reading auth.file and running auth.query. The client side and the wire pieces it shares with the
+ * server side (messages, SCRAM keys, stored secrets) live in src/protocol/auth/: the agent's own
+ * SQL client logs in with them too; re-exported here.
  *
  * Where secrets come from
  *   parseAuthFile(text, fileName) → { users: Map<user, StoredSecret>, errors: [{file, line, message}] }
@@ -53,9 +55,13 @@ export { parseAuthFile, parseAuthFileLine, loadAuthFile, formatAuthFileError } f
 export type { AuthFile, AuthFileError } from './auth-file.js';
 export { AuthQuery, DEFAULT_AUTH_QUERY } from './auth-query.js';
 export type { AuthQueryOptions, AuthQueryTarget } from './auth-query.js';
-export type { LoginCredentials, RandomBytes, ServerAuthStep } from './auth-types.js';
-export { ClientLogin } from './client-login.js';
-export type { ClientLoginFailure, ClientLoginOptions, ClientLoginStep } from './client-login.js';
+export type { LoginCredentials, RandomBytes, ServerAuthStep } from '../../protocol/auth/auth-types.js';
+export { ClientLogin } from '../../protocol/auth/client-login.js';
+export type {
+  ClientLoginFailure,
+  ClientLoginOptions,
+  ClientLoginStep,
+} from '../../protocol/auth/client-login.js';
 export {
   AuthCode,
   authenticationOk,
@@ -63,15 +69,15 @@ export {
   MAX_SASL_MESSAGE_BYTES,
   readAuthentication,
   SCRAM_SHA_256,
-} from './messages.js';
+} from '../../protocol/auth/messages.js';
 export {
   clientKeysFromPassword,
   DEFAULT_SCRAM_ITERATIONS,
   verifierFromPassword,
   type ScramClientKeys,
   type ScramVerifier,
-} from './scram-keys.js';
-export { formatScramSecret, md5Secret, parseSecret, type StoredSecret } from './secret.js';
+} from '../../protocol/auth/scram-keys.js';
+export { formatScramSecret, md5Secret, parseSecret, type StoredSecret } from '../../protocol/auth/secret.js';
 export { createServerAuth, SERVER_AUTH_METHODS } from './server-auth.js';
 export type { ServerAuthExchange, ServerAuthMethod, ServerAuthOptions } from './server-auth.js';
 export { AUTH_SQLSTATE } from './server-replies.js';

@@ -11,16 +11,16 @@
  * cleartext answers against any secret kind (a SCRAM secret costs one PBKDF2). A missing secret
  * (unknown user) still runs the exchange, then fails with 28P01.
  */
-import type { LoginCredentials, RandomBytes, ServerAuthStep } from './auth-types.js';
+import type { LoginCredentials, RandomBytes, ServerAuthStep } from '../../protocol/auth/auth-types.js';
 import {
   authenticationCleartextPassword,
   MAX_AUTH_MESSAGE_BYTES,
   authenticationMD5Password,
   authenticationOk,
   readPasswordMessage,
-} from './messages.js';
-import { safeEqual, sha256, verifierFromPassword } from './scram-keys.js';
-import { md5Response, md5Secret, type StoredSecret } from './secret.js';
+} from '../../protocol/auth/messages.js';
+import { safeEqual, sha256, verifierFromPassword } from '../../protocol/auth/scram-keys.js';
+import { md5Response, md5Secret, type StoredSecret } from '../../protocol/auth/secret.js';
 import { passwordFailed, protocolViolation } from './server-replies.js';
 
 export interface PasswordServerOptions {

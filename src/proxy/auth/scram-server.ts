@@ -17,7 +17,7 @@
  *
  * @see https://www.postgresql.org/docs/current/sasl-authentication.html
  */
-import type { LoginCredentials, RandomBytes, ServerAuthStep } from './auth-types.js';
+import type { LoginCredentials, RandomBytes, ServerAuthStep } from '../../protocol/auth/auth-types.js';
 import {
   authenticationOk,
   authenticationSASL,
@@ -26,21 +26,21 @@ import {
   MAX_SASL_MESSAGE_BYTES,
   readSaslInitialResponse,
   SCRAM_SHA_256,
-} from './messages.js';
+} from '../../protocol/auth/messages.js';
 import {
   hmacSha256,
   recoverClientKey,
   SCRAM_SALT_BYTES,
   serverSignature,
   type ScramVerifier,
-} from './scram-keys.js';
+} from '../../protocol/auth/scram-keys.js';
 import {
   readClientFinal,
   readClientFirst,
   writeServerFirst,
   type ClientFirst,
   type Malformed,
-} from './scram-messages.js';
+} from '../../protocol/auth/scram-messages.js';
 import { featureNotSupported, malformedScram, passwordFailed, protocolViolation } from './server-replies.js';
 
 /** PostgreSQL's server nonce: 18 random bytes, base64 (SCRAM_RAW_NONCE_LEN). */

@@ -3,7 +3,7 @@
  * costs one query, and a changed password is seen within `ttlMs`. Bounded: the oldest entry goes
  * when `maxEntries` is reached. `now` is passed in.
  */
-import type { StoredSecret } from './secret.js';
+import type { StoredSecret } from '../../protocol/auth/secret.js';
 
 interface Entry {
   readonly secret: StoredSecret | undefined;

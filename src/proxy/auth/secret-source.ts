@@ -10,7 +10,7 @@ import type { ProxyAuthConfig } from '../../config/proxy-auth-schema.js';
 import { PgfleetError } from '../../errors.js';
 import type { AuthFile } from './auth-file.js';
 import { AuthQuery, type AuthQueryTarget } from './auth-query.js';
-import type { StoredSecret } from './secret.js';
+import type { StoredSecret } from '../../protocol/auth/secret.js';
 
 /** What auth.query looks like to the source; AuthQuery implements it (tests use fakes). */
 export interface SecretLookup {

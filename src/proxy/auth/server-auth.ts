@@ -13,8 +13,8 @@
  */
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
 import { errorResponse } from '../../protocol/error-response.js';
-import type { LoginCredentials, RandomBytes, ServerAuthStep } from './auth-types.js';
-import { authenticationOk } from './messages.js';
+import type { LoginCredentials, RandomBytes, ServerAuthStep } from '../../protocol/auth/auth-types.js';
+import { authenticationOk } from '../../protocol/auth/messages.js';
 import { protocolViolation } from './server-replies.js';
 import { PasswordServerExchange } from './password-server.js';
 import {
@@ -22,9 +22,9 @@ import {
   SCRAM_SALT_BYTES,
   verifierFromPassword,
   type ScramVerifier,
-} from './scram-keys.js';
+} from '../../protocol/auth/scram-keys.js';
 import { ScramServerExchange } from './scram-server.js';
-import type { StoredSecret } from './secret.js';
+import type { StoredSecret } from '../../protocol/auth/secret.js';
 
 export const SERVER_AUTH_METHODS = ['scram-sha-256', 'md5', 'password', 'trust'] as const;
 export type ServerAuthMethod = (typeof SERVER_AUTH_METHODS)[number];

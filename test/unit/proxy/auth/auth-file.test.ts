@@ -6,7 +6,7 @@ import {
   parseAuthFile,
   parseAuthFileLine,
 } from '../../../../src/proxy/auth/auth-file.js';
-import { parseSecret } from '../../../../src/proxy/auth/secret.js';
+import { parseSecret } from '../../../../src/protocol/auth/secret.js';
 
 const SCRAM =
   'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=';

@@ -2,9 +2,9 @@
  * Test helpers: split a byte string of whole messages, and run a server-side exchange against a
  * client-side login in memory, message by message.
  */
-import type { ClientLogin, ClientLoginStep } from '../../../../src/proxy/auth/client-login.js';
+import type { ClientLogin, ClientLoginStep } from '../../../../src/protocol/auth/client-login.js';
 import type { ServerAuthExchange } from '../../../../src/proxy/auth/server-auth.js';
-import type { ServerAuthStep } from '../../../../src/proxy/auth/auth-types.js';
+import type { ServerAuthStep } from '../../../../src/protocol/auth/auth-types.js';
 
 export interface Framed {
   type: string;

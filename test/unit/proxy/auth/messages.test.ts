@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import type { BackendMessage } from 'pg-protocol/dist/messages.js';
 import { Parser } from 'pg-protocol/dist/parser.js';
 
-import { ClientLogin } from '../../../../src/proxy/auth/client-login.js';
+import { ClientLogin } from '../../../../src/protocol/auth/client-login.js';
 import {
   authenticationMD5Password,
   authenticationOk,
@@ -14,7 +14,7 @@ import {
   readMechanisms,
   readPasswordMessage,
   readSaslInitialResponse,
-} from '../../../../src/proxy/auth/messages.js';
+} from '../../../../src/protocol/auth/messages.js';
 import { SecretCache } from '../../../../src/proxy/auth/secret-cache.js';
 import { createServerAuth, SERVER_AUTH_METHODS } from '../../../../src/proxy/auth/server-auth.js';
 import { cstring, int32 } from '../../protocol/buffers.js';

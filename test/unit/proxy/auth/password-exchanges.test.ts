@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 
-import { ClientLogin } from '../../../../src/proxy/auth/client-login.js';
-import type { LoginCredentials } from '../../../../src/proxy/auth/auth-types.js';
-import { verifierFromPassword } from '../../../../src/proxy/auth/scram-keys.js';
-import type { StoredSecret } from '../../../../src/proxy/auth/secret.js';
+import { ClientLogin } from '../../../../src/protocol/auth/client-login.js';
+import type { LoginCredentials } from '../../../../src/protocol/auth/auth-types.js';
+import { verifierFromPassword } from '../../../../src/protocol/auth/scram-keys.js';
+import type { StoredSecret } from '../../../../src/protocol/auth/secret.js';
 import { createServerAuth, type ServerAuthMethod } from '../../../../src/proxy/auth/server-auth.js';
 import { cstring, int32 } from '../../protocol/buffers.js';
 import { converse, errorFields, frames } from './converse.js';
@@ -190,7 +190,7 @@ void describe('ClientLogin against md5 and cleartext requests', () => {
       assert.equal(step.type === 'failed' && step.code, 'credentials_unusable');
       assert.match(
         step.type === 'failed' ? step.reason : '',
-        /the server asks for a (md5|cleartext) password; the proxy holds/,
+        /the server asks for a (md5|cleartext) password; we hold/,
       );
     }
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 
-import { ClientLogin } from '../../../../src/proxy/auth/client-login.js';
+import { ClientLogin } from '../../../../src/protocol/auth/client-login.js';
 import {
   clientKeysFromPassword,
   clientProof,
@@ -10,8 +10,8 @@ import {
   saslPrep,
   serverSignature,
   verifierFromPassword,
-} from '../../../../src/proxy/auth/scram-keys.js';
-import { parseSecret, formatScramSecret } from '../../../../src/proxy/auth/secret.js';
+} from '../../../../src/protocol/auth/scram-keys.js';
+import { parseSecret, formatScramSecret } from '../../../../src/protocol/auth/secret.js';
 import { createServerAuth } from '../../../../src/proxy/auth/server-auth.js';
 import { cstring, int32 } from '../../protocol/buffers.js';
 import { body, converse, countingRandom, errorFields, frames } from './converse.js';

@@ -5,7 +5,7 @@ import { proxyAuthSchema } from '../../../../src/config/proxy-auth-schema.js';
 import { isPgfleetError } from '../../../../src/errors.js';
 import { parseAuthFile } from '../../../../src/proxy/auth/auth-file.js';
 import type { AuthQueryOptions } from '../../../../src/proxy/auth/auth-query.js';
-import type { StoredSecret } from '../../../../src/proxy/auth/secret.js';
+import type { StoredSecret } from '../../../../src/protocol/auth/secret.js';
 import {
   ASK_QUERY,
   createSecretSource,

@@ -1,7 +1,8 @@
 /**
- * The proxy logging in to PostgreSQL: answers the server's Authentication requests from the
- * credentials it holds (a plaintext password, SCRAM keys, or an md5 secret), and checks the
- * server's SCRAM signature so a server without the verifier cannot pretend to have let us in.
+ * Logging in to PostgreSQL as a client (the proxy to its servers, the agent to its own node):
+ * answers the server's Authentication requests from the credentials held (a plaintext password,
+ * SCRAM keys, or an md5 secret), and checks the server's SCRAM signature so a server without the
+ * verifier cannot pretend to have let us in.
  *
  *   state        | 'R' message received               | step
  *   -------------|------------------------------------|----------------------------------------------
@@ -116,7 +117,7 @@ export class ClientLogin {
       if (answer === undefined)
         return this.#fail(
           'credentials_unusable',
-          `the server asks for a ${method} password; the proxy holds ${describe(credentials)}`,
+          `the server asks for a ${method} password; we hold ${describe(credentials)}`,
         );
       this.#state = { name: 'wait-ok' };
       return { type: 'send', send: passwordMessage(answer) };
@@ -133,7 +134,7 @@ export class ClientLogin {
     if (credentials.kind !== 'password' && credentials.kind !== 'scram-keys')
       return this.#fail(
         'credentials_unusable',
-        `the server asks for SCRAM-SHA-256; the proxy holds ${describe(credentials)}`,
+        `the server asks for SCRAM-SHA-256; we hold ${describe(credentials)}`,
       );
     const nonce = (this.#options.randomBytes ?? cryptoRandomBytes)(CLIENT_NONCE_BYTES).toString('base64');
     const clientFirstBare = `n=${saslName(this.#options.user)},r=${nonce}`;
@@ -166,7 +167,7 @@ export class ClientLogin {
     const { credentials } = this.#options;
     if (credentials.kind === 'password')
       return clientKeysFromPassword(credentials.password, salt, iterations);
-    if (credentials.kind !== 'scram-keys') return `the proxy holds ${describe(credentials)}`;
+    if (credentials.kind !== 'scram-keys') return `we hold ${describe(credentials)}`;
     const { keys } = credentials;
     if (
       (keys.salt !== undefined && !keys.salt.equals(salt)) ||

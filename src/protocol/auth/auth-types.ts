@@ -1,5 +1,6 @@
 /**
- * What the proxy holds after a client authenticated, to log in to servers as that client:
+ * The credentials a login answers with (client-login.ts): what the proxy holds after a client
+ * authenticated, to log in to servers as that client, or the agent's configured password:
  *
  *   password    the plaintext (from auth.file, or sent by the client in a cleartext exchange)
  *   scram-keys  ClientKey recovered from the client's SCRAM proof + ServerKey of the verifier
