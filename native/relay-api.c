@@ -27,7 +27,7 @@
 #include "fd-pass.h"
 #include "tls.h"
 
-void define_nio(napi_env env, napi_value exports); /* nio.c */
+void define_nio(napi_env env, napi_value exports); /* nio-api.c */
 
 #include <fcntl.h>
 #include <malloc.h>
