@@ -27,7 +27,7 @@
 #include "fd-pass.h"
 #include "tls.h"
 
-void define_nio(napi_env env, napi_value exports); /* nio.c */
+void define_nio(napi_env env, napi_value exports); /* nio-api.c */
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -335,8 +335,9 @@ static napi_value js_end(napi_env env, napi_callback_info info) {
 }
 
 /*
- * drain(relay, id): end the pair when it stands idle (relay.c: is_idle). 1: idle now, stopped (nothing
- * moves until end()); 0: the thread reports EV_IDLE when it is (or a side's end comes first); -1: gone.
+ * drain(relay, id): end the pair when it stands idle (relay-stream.c: is_idle). 1: idle now, stopped
+ * (nothing moves until end()); 0: the thread reports EV_IDLE when it is (or a side's end comes first);
+ * -1: gone.
  */
 static napi_value js_drain(napi_env env, napi_callback_info info) {
   size_t argc = 2;

@@ -17,7 +17,8 @@
  *
  * The relay owns the descriptors of an attached pair: attach() takes close-on-exec duplicates, and
  * JavaScript closes its own sockets (which leaves only ours: closing ours takes it out of the epoll
- * set). This file: the threads. relay-api.c: JavaScript's calls.
+ * set). This file: the threads. relay-pair.c: a pair's id, slot and memory, its sides' I/O;
+ * relay-stream.c: the message boundaries of its streams; relay-api.c: JavaScript's calls.
  *
  * Locking: the relay's `mu` guards its slots, counters and the workers' lists; a pair's `mu` guards
  * the pair. Lock order: relay, then pair. A thread holds a pair's lock while it moves that pair's
@@ -25,173 +26,6 @@
  * of events in progress (which may still name it), and only once its descriptors are closed.
  */
 #include "relay.h"
-
-double pair_id(const pair_t *p) { return (double)p->gen * (double)SLOT_LIMIT + (double)p->slot; }
-
-pair_t *pair_by_id(relay_t *r, double id) {
-  if (!(id >= 0 && id < 9007199254740992.0)) return NULL;
-  uint64_t raw = (uint64_t)id;
-  uint32_t slot = (uint32_t)(raw & (SLOT_LIMIT - 1));
-  uint32_t gen = (uint32_t)(raw >> SLOT_BITS);
-  pair_t *p = slot < r->slot_cap ? r->slots[slot] : NULL;
-  return p && p->gen == gen ? p : NULL;
-}
-
-int at_boundary(const pair_t *p) { return p->track && !p->corrupt && p->hdr == 0 && p->remaining == 0; }
-
-/* Follows server→client message headers: Byte1 type, Int32 length (itself included), body; and the
- * status byte of each ReadyForQuery ('Z', length 5), which answers one of the client's requests. */
-void track(pair_t *p, const uint8_t *b, size_t n) {
-  size_t i = 0;
-  while (i < n && !p->corrupt) {
-    if (p->remaining > 0) {
-      if (p->stype == 'Z' && p->len == 5) p->status = b[i];
-      size_t take = n - i < p->remaining ? n - i : p->remaining;
-      i += take;
-      p->remaining -= (uint32_t)take;
-      if (p->remaining == 0 && p->stype == 'Z' && p->awaiting > 0) p->awaiting--;
-    } else if (p->hdr == 0) {
-      p->hdr = 1; /* the type byte */
-      p->len = 0;
-      p->stype = b[i++];
-      p->status = 0;
-    } else {
-      p->len = (p->len << 8) | b[i++];
-      if (++p->hdr == 5) {
-        p->hdr = 0;
-        if (p->len < 4) p->corrupt = 1;
-        else p->remaining = p->len - 4;
-      }
-    }
-  }
-}
-
-/* Follows client→server headers, counting the requests that each await a ReadyForQuery. */
-void track_client(pair_t *p, const uint8_t *b, size_t n) {
-  size_t i = 0;
-  while (i < n && !p->ccorrupt) {
-    if (p->cremaining > 0) {
-      size_t take = n - i < p->cremaining ? n - i : p->cremaining;
-      i += take;
-      p->cremaining -= (uint32_t)take;
-    } else if (p->chdr == 0) {
-      p->chdr = 1;
-      p->clen = 0;
-      p->ctype = b[i++];
-    } else {
-      p->clen = (p->clen << 8) | b[i++];
-      if (++p->chdr == 5) {
-        p->chdr = 0;
-        if (p->clen < 4) p->ccorrupt = 1;
-        else p->cremaining = p->clen - 4;
-        if (p->ctype == 'Q' || p->ctype == 'S' || p->ctype == 'F') p->awaiting++;
-      }
-    }
-  }
-}
-
-/* Idle: both streams at a message boundary, no request awaiting its answer, the last server message
- * a ReadyForQuery 'I' (no transaction open), nothing of the client's held back. */
-int is_idle(const pair_t *p) {
-  return at_boundary(p) && !p->ccorrupt && p->chdr == 0 && p->cremaining == 0 && p->awaiting == 0 &&
-         p->status == 'I' && !p->s[1].pending;
-}
-
-/* A side is in its thread's epoll set exactly when its mask is not 0 (a stopped side would report HUP). */
-int set_mask(pair_t *p, int i, uint32_t want) {
-  side_t *s = &p->s[i];
-  if (s->fd < 0 || want == s->mask) return 0;
-  struct epoll_event ev = {.events = want, .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
-  int op = s->mask == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-  if (epoll_ctl(p->w->epfd, op, s->fd, &ev) != 0) return -1;
-  s->mask = want;
-  return 0;
-}
-
-/* Writes what is pending for side `to`; 0 when done or it would block, -1 on error. */
-int flush_pending(side_t *to) {
-  while (to->pending) {
-    ssize_t w = side_send(to, to->pending + to->off, to->len - to->off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-    }
-    to->off += (size_t)w;
-    if (to->off == to->len) {
-      free(to->pending);
-      to->pending = NULL;
-      to->off = to->len = 0;
-    }
-  }
-  return 0;
-}
-
-/* Queues n bytes for `to` behind what it has pending, without sending them yet; -1 without memory. */
-int append_pending(side_t *to, const char *b, size_t n) {
-  if (n == 0) return 0;
-  char *grown = realloc(to->pending, to->len + n);
-  if (!grown) return -1;
-  memcpy(grown + to->len, b, n);
-  if (!to->pending) to->off = 0;
-  to->pending = grown;
-  to->len += n;
-  return 0;
-}
-
-/* Sends n bytes to `to` behind what it has pending, keeping what the socket does not take; -1 on error. */
-int send_all(side_t *to, const char *b, size_t n) {
-  if (n == 0) return 0;
-  if (to->pending) return append_pending(to, b, n);
-  size_t done = 0;
-  while (done < n) {
-    ssize_t w = side_send(to, b + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      return -1;
-    }
-    done += (size_t)w;
-  }
-  if (done < n) {
-    to->pending = malloc(n - done);
-    if (!to->pending) return -1;
-    memcpy(to->pending, b + done, n - done);
-    to->off = 0;
-    to->len = n - done;
-  }
-  return 0;
-}
-
-void close_side(side_t *s) {
-  if (s->ssl) SSL_free(s->ssl); /* its BIO leaves the descriptor to us (tls.c) */
-  s->ssl = NULL;
-  s->want_out = 0;
-  if (s->fd >= 0) close(s->fd); /* the only reference: this also takes it out of the epoll set */
-  s->fd = -1;
-  s->mask = 0;
-  free(s->pending);
-  s->pending = NULL;
-  s->off = s->len = 0;
-}
-
-/*
- * The client has everything it is owed: the FIN, then what it had sent is read away (closing with
- * unread bytes would answer with a reset, which can make the client drop what it has not read yet,
- * the FATAL included), then the close.
- */
-void finish_client(pair_t *p) {
-  side_t *c = &p->s[0];
-  if (c->fd < 0) return;
-  tls_close_notify(c);
-  shutdown(c->fd, SHUT_WR);
-  char sink[4096];
-  for (size_t read = 0; read < DRAIN_BYTES;) {
-    ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
-    if (n > 0) read += (size_t)n;
-    else if (!(n < 0 && errno == EINTR)) break;
-  }
-  close_side(c);
-}
 
 /* Wakes a started thread from epoll_wait, unless a wake-up is already on its way. */
 void wake_worker(worker_t *w) {
@@ -208,14 +42,6 @@ void queue_free(pair_t *p) {
   p->next = head;
   __atomic_store_n(&w->to_free, p, __ATOMIC_RELEASE);
   if (!head) wake_worker(w); /* one wake-up frees the whole batch */
-}
-
-/* The events side i waits for: readable unless its peer has bytes pending (backpressure), writable
- * while it has some (or its TLS needs to write). During a bridge's handshake only the client. */
-uint32_t wanted(const pair_t *p, int i) {
-  const side_t *s = &p->s[i];
-  if (p->hs) return i == 0 ? (s->want_out ? EPOLLOUT : EPOLLIN) : 0;
-  return (p->s[i ^ 1].pending ? 0 : EPOLLIN) | (s->pending || s->want_out ? EPOLLOUT : 0);
 }
 
 /* Tells JavaScript (the pair's lock held); with `stop`, the pair stops until end(). */
@@ -512,50 +338,4 @@ void stop_workers(relay_t *r) {
     wake_worker(w);
     pthread_join(w->tid, NULL);
   }
-}
-
-int grow_slots(relay_t *r) {
-  uint32_t cap = r->slot_cap ? r->slot_cap * 2 : 1024;
-  if (cap > SLOT_LIMIT) return -1;
-  pair_t **s = realloc(r->slots, cap * sizeof(*s));
-  if (!s) return -1;
-  r->slots = s;
-  uint32_t *g = realloc(r->gens, cap * sizeof(*g));
-  if (!g) return -1;
-  r->gens = g;
-  uint32_t *f = realloc(r->free_slots, cap * sizeof(*f));
-  if (!f) return -1;
-  r->free_slots = f;
-  for (uint32_t i = cap; i > r->slot_cap; i--) {
-    r->slots[i - 1] = NULL;
-    r->gens[i - 1] = 0;
-    r->free_slots[r->free_count++] = i - 1;
-  }
-  r->slot_cap = cap;
-  return 0;
-}
-
-pair_t *take_pair(relay_t *r) {
-  if (!r->spare) {
-    pair_block_t *b = malloc(sizeof(*b));
-    if (!b) return NULL;
-    b->next = r->blocks;
-    r->blocks = b;
-    for (int i = PAIRS_PER_BLOCK; i > 0; i--) {
-      b->pairs[i - 1].next = r->spare;
-      r->spare = &b->pairs[i - 1];
-    }
-  }
-  pair_t *p = r->spare;
-  r->spare = p->next;
-  memset(p, 0, sizeof(*p));
-  pthread_mutex_init(&p->mu, NULL);
-  p->s[0].fd = p->s[1].fd = -1;
-  return p;
-}
-
-void give_pair(relay_t *r, pair_t *p) {
-  pthread_mutex_destroy(&p->mu);
-  p->next = r->spare;
-  r->spare = p;
 }

@@ -1,7 +1,8 @@
 /*
- * pgfleet's native relay: the proxy's data plane. Shared by relay.c (the relay threads) and
- * relay-api.c (JavaScript's calls, on the main thread). Internal to the addon: built with hidden
- * visibility.
+ * pgfleet's native relay: the proxy's data plane. Shared by relay.c (the relay threads),
+ * relay-pair.c (a pair's id, slot and memory, its sides' I/O), relay-stream.c (the message
+ * boundaries of its streams) and relay-api.c (JavaScript's calls, on the main thread). Internal to
+ * the addon: built with hidden visibility.
  *
  * Everything lives in a `relay_t`, one per `NativeRelay` object (one per Proxy): two relays in one
  * process share nothing but the code. A relay's settings (threads, scheduling) are fixed when it
@@ -109,7 +110,7 @@ typedef struct pair {
   uint32_t remaining; /* body bytes still to come */
   uint8_t stype;      /* the server message in progress: its type byte */
   uint8_t status;     /* the last ReadyForQuery's status ('I', 'T', 'E'); 0 once another message began */
-  uint8_t drain;      /* drain(): report EV_IDLE the moment the pair stands idle (relay.c: is_idle) */
+  uint8_t drain;      /* drain(): report EV_IDLE the moment the pair stands idle (relay-stream.c: is_idle) */
   uint8_t bridge;     /* a TLS bridge (tls-api.c): the server side is JavaScript's socketpair, not counted */
   uint8_t hs;         /* a TLS bridge's handshake is in progress: only the client side is watched */
   uint8_t chdr, ctype, ccorrupt; /* the client→server message headers, followed as the server's */
@@ -153,26 +154,33 @@ static inline int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* relay-pair.c: a pair's id and slot, the pool of pairs, its sides' I/O. */
 double pair_id(const pair_t *p);
 pair_t *pair_by_id(relay_t *r, double id); /* with r->mu held; NULL when unknown or ended */
+int grow_slots(relay_t *r);
+pair_t *take_pair(relay_t *r);          /* with mu held: a zeroed pair, its lock made; NULL: no memory */
+void give_pair(relay_t *r, pair_t *p);  /* with mu held: back to the pool (descriptors closed first) */
+int set_mask(pair_t *p, int i, uint32_t want);
+int flush_pending(side_t *to);
+int append_pending(side_t *to, const char *b, size_t n);
+int send_all(side_t *to, const char *b, size_t n);
+void close_side(side_t *s);
+void finish_client(pair_t *p);
+uint32_t wanted(const pair_t *p, int i);
+
+/* relay-stream.c: the message boundaries of a pair's two streams. */
 int at_boundary(const pair_t *p);
 void track(pair_t *p, const uint8_t *b, size_t n);
 void track_client(pair_t *p, const uint8_t *b, size_t n);
 int is_idle(const pair_t *p);
-int flush_pending(side_t *to);
-int send_all(side_t *to, const char *b, size_t n);
-int append_pending(side_t *to, const char *b, size_t n);
-void close_side(side_t *s);
-int set_mask(pair_t *p, int i, uint32_t want);
-void finish_client(pair_t *p);
+
+/* relay.c: the threads. */
 void wake_worker(worker_t *w);
 void queue_free(pair_t *p);
 int start_worker(worker_t *w);
 void stop_workers(relay_t *r);
-int grow_slots(relay_t *r);
-pair_t *take_pair(relay_t *r);          /* with mu held: a zeroed pair, its lock made; NULL: no memory */
-void give_pair(relay_t *r, pair_t *p);  /* with mu held: back to the pool (descriptors closed first) */
-uint32_t wanted(const pair_t *p, int i);
+void report_text(pair_t *p, int kind, int err, const char *text, report_t *out, int *n_out, int stop);
+
 napi_value number(napi_env env, double n); /* relay-api.c: a JavaScript number */
 /* relay-api.c, with r->mu held: a new ACTIVE pair on the least busy thread owning `sides` (moved in),
  * registered in epoll with its masks and given a slot; its id, or -errno (the sides then closed). */
@@ -186,6 +194,5 @@ ssize_t side_send(side_t *s, const char *b, size_t n, int flags);
  * (an EV_TLS_READY report added), 1 failed (reported). */
 int tls_handshake(pair_t *p, report_t *out, int *n_out);
 void tls_close_notify(side_t *s);
-void report_text(pair_t *p, int kind, int err, const char *text, report_t *out, int *n_out, int stop);
 
 #endif

@@ -7,8 +7,9 @@
 #                                      # (load it with libasan in LD_PRELOAD: see test/harness/sanitizer.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-srcs=(native/relay.c native/relay-api.c native/fd-pass.c native/tls.c native/tls-api.c native/nio.c)
-deps=("${srcs[@]}" native/relay.h native/fd-pass.h native/tls.h scripts/build-native.sh)
+srcs=(native/relay.c native/relay-pair.c native/relay-stream.c native/relay-api.c native/fd-pass.c native/tls.c
+  native/tls-api.c native/nio.c native/nio-io.c native/nio-accept.c native/nio-api.c)
+deps=("${srcs[@]}" native/relay.h native/fd-pass.h native/tls.h native/nio.h scripts/build-native.sh)
 out=build/pgfleet_relay.node
 flags=(-O2)
 if [[ "${1:-}" == "--sanitize" ]]; then

@@ -1,8 +1,8 @@
 /**
  * Whether a relayed session stands idle: both streams at a message boundary, every request of the
  * client answered, and the server's last message a ReadyForQuery 'I' (no transaction open). A
- * graceful stop ends a session there, where the client loses nothing (native/relay.c: is_idle keeps
- * the same rule for the sessions its threads relay).
+ * graceful stop ends a session there, where the client loses nothing (native/relay-stream.c: is_idle
+ * keeps the same rule for the sessions the relay threads relay).
  *
  * A request is a Query, Sync or FunctionCall: each is answered by exactly one ReadyForQuery.
  * @see https://www.postgresql.org/docs/current/protocol-flow.html

@@ -11,7 +11,7 @@
  *   connections opened at once;
  * - a hostile server whose malformed ErrorResponses are retried on every attempt;
  * - a pooled listener (transaction mode, plain): its clients accepted and served by the native
- *   socket transport (native/nio.c) under the sanitizers, one round of fuzzed streams.
+ *   socket transport (native/nio*.c) under the sanitizers, one round of fuzzed streams.
  *
  * It asserts: no crash and no sanitizer report, no hung connection (the proxy closes each stream
  * within its deadlines), the proxy's descriptors back to their baseline, its resident memory flat

@@ -1,5 +1,5 @@
 /**
- * Pooled sessions' sockets without Node's streams (native/nio.c): the addon polls them on Node's
+ * Pooled sessions' sockets without Node's streams (native/nio*.c): the addon polls them on Node's
  * own event loop and hands every read of one loop iteration to `NativeTransport` in one call, which
  * dispatches each record to its `NativeConn` with a plain method call. A NativeConn has exactly the
  * subset of net.Socket that ClientSession and PooledServer use (write → boolean and 'drain', pause,
@@ -30,14 +30,14 @@ interface Nio {
   readonly brand: unique symbol;
 }
 
-/** Record kinds (native/nio.c REC_*). */
+/** Record kinds (native/nio.h REC_*). */
 const DATA = 1;
 const EOF = 2;
 const ERROR = 3;
 const DRAINED = 4;
 const ACCEPTED = 5;
 const CLOSED = 6;
-/** A connection's slot: the low bits of its id (native/nio.c SLOT_BITS), its generation above. */
+/** A connection's slot: the low bits of its id (native/nio.h SLOT_BITS), its generation above. */
 const SLOT_MASK = (1 << 20) - 1;
 
 /** A listening socket whose clients the transport accepts (listen()). */

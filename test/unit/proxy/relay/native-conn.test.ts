@@ -1,5 +1,5 @@
 /**
- * The native socket transport (native/nio.c, native-conn.ts) with real loopback sockets: bytes
+ * The native socket transport (native/nio*.c, native-conn.ts) with real loopback sockets: bytes
  * whole and in order both ways with backpressure each way, pause/resume, the peer's end of file and
  * reset, end() with bytes still pending, the peer's end of file with bytes still pending, destroy
  * while pending, writes after the peer closed, writes gathered while a batch is handled, many
