@@ -1,8 +1,10 @@
 /*
  * The socket transport's calls from JavaScript (main thread); see nio.c for the loop and its batches.
  *
- *   nioOpen(onBatch) -> nio          onBatch(data: Buffer | null, records: Int32Array, count): records
- *                                    are `count` quadruples (id, offset, length, kind): kind 1 data
+ *   nioOpen(onBatch) -> nio          onBatch(data: Buffer | null, records: Int32Array, count,
+ *                                    length): data[0, length) the batch's bytes (a Buffer reused
+ *                                    from batch to batch), records `count` quadruples (id, offset,
+ *                                    length, kind): kind 1 data
  *                                    (data[offset, offset+length)), 2 end of file, 3 error (length =
  *                                    errno), 4 drained (a write above the high-water mark flushed),
  *                                    6 closed (a connection ended with `close`: released here)

@@ -3,8 +3,9 @@
  * and of pooled listeners' plain clients, without Node's streams. One epoll set holds every
  * connection; one uv_poll_t watches that set from Node's loop. Each time it is readable the poll
  * callback recv()s every ready connection into one growing batch (bytes + records) and hands the
- * whole batch to JavaScript in ONE napi_make_callback: microtasks run once per batch, not per read,
- * and each batch's bytes are a Buffer of their own (what the engine keeps stays valid).
+ * whole batch to JavaScript in ONE napi_make_callback: microtasks run once per batch, not per read.
+ * The batch's bytes arrive in one Buffer reused from batch to batch: JavaScript copies out what it
+ * keeps (native-conn.ts copies each batch's bytes once, so what the engine keeps stays valid).
  *
  * Ids carry a generation: a destroyed connection's slot goes back to use only after the next batch
  * was handed over, so an id is never reused while a record naming it is pending.
