@@ -68,7 +68,13 @@ export async function runPostBootstrap(
   host: DataDirHost,
   command: string,
   connstring: string,
+  password: string | undefined,
 ): Promise<void> {
   host.log.info(`running post_bootstrap script: ${command}`);
-  await runCommandLine(host, command, [connstring], { PGOPTIONS: '-c synchronous_commit=local' });
+  // The superuser's password for the script's libpq (as Patroni's PGPASSFILE): pg_hba may ask for
+  // one on the Unix socket too.
+  await runCommandLine(host, command, [connstring], {
+    PGOPTIONS: '-c synchronous_commit=local',
+    ...(password !== undefined ? { PGPASSWORD: password } : {}),
+  });
 }

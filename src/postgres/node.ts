@@ -83,6 +83,7 @@ export class PostgresNode implements PostgresControl {
     host: this.socketDir,
     port: this.opts.listen.port,
     user: this.opts.superuser.username,
+    password: this.opts.superuser.password,
     timeoutMs: 2000,
   }));
   private child: ChildProcess | undefined;
@@ -194,7 +195,7 @@ export class PostgresNode implements PostgresControl {
   async postBootstrap(command: string): Promise<void> {
     const su = this.opts.superuser.username;
     const conn = `dbname=postgres user=${su} host=${this.socketDir} port=${this.opts.listen.port}`;
-    await runPostBootstrap(this.host(), command, conn);
+    await runPostBootstrap(this.host(), command, conn, this.opts.superuser.password);
   }
 
   async rewindFrom(source: RewindSource): Promise<void> {
@@ -365,6 +366,7 @@ export class PostgresNode implements PostgresControl {
         host: this.socketDir,
         port: this.opts.listen.port,
         user: this.opts.superuser.username,
+        password: this.opts.superuser.password,
         timeoutMs: 5000,
         ...(database !== undefined ? { database } : {}),
       },

@@ -1,14 +1,15 @@
 /**
  * A minimal PostgreSQL simple-query client for the agent's own probes and admin statements,
  * built on pg-protocol (framing only). One short-lived connection per call: connect over the
- * node's Unix socket (or TCP), authenticate (trust, cleartext or md5), run statements, terminate.
+ * node's Unix socket (or TCP), authenticate (sql-login.ts: trust, cleartext, md5, SCRAM-SHA-256),
+ * run statements, terminate.
  * Values come back as text, NULL as null.
  * @see https://www.postgresql.org/docs/15/protocol-flow.html
  */
-import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { parse, serialize } from 'pg-protocol';
 import { PgfleetError } from '../errors.js';
+import { SqlLogin, type AuthMessage } from './sql-login.js';
 
 export interface SqlTarget {
   /** A Unix socket directory (starts with "/") or a host name. */
@@ -22,26 +23,22 @@ export interface SqlTarget {
 
 export type Row = readonly (string | null)[];
 
-interface Msg {
-  name: string;
+interface Msg extends AuthMessage {
   fields?: (string | null)[];
-  salt?: Buffer;
   message?: string;
   code?: string;
 }
 
-function md5(data: string | Buffer): string {
-  return createHash('md5').update(data).digest('hex');
-}
-
-/** The answer to an authentication request (trust, cleartext and md5 only), or why there is none. */
-function authAnswer(msg: Msg, target: SqlTarget): Buffer | Error {
-  if (msg.name === 'authenticationCleartextPassword') return serialize.password(target.password ?? '');
-  if (msg.name === 'authenticationMD5Password') {
-    const inner = md5((target.password ?? '') + target.user);
-    return serialize.password('md5' + md5(Buffer.concat([Buffer.from(inner), msg.salt!])));
-  }
-  return new PgfleetError('ERR_POSTGRES', 'SCRAM authentication is not supported for agent probes');
+/**
+ * Hands an authentication message to the login and sends its answer; an Error when the login
+ * failed, true when `msg` was one (handled), false when it is not.
+ */
+function authenticate(login: SqlLogin, msg: Msg, socket: net.Socket): boolean | Error {
+  const step = login.receive(msg);
+  if (step === undefined) return false;
+  if (step instanceof Error) return step;
+  if (Buffer.isBuffer(step)) socket.write(step);
+  return true;
 }
 
 function connectTo(target: SqlTarget): net.Socket {
@@ -129,18 +126,14 @@ export class SqlSession {
           serialize.startup({ user: this.#target.user, database: this.#target.database ?? 'postgres' }),
         ),
       );
+      const login = new SqlLogin(this.#target.user, this.#target.password);
       void parse(socket, (m) => {
         const msg = m as unknown as Msg;
         const p = this.#pending;
+        const auth = authenticate(login, msg, socket);
+        if (auth instanceof Error) return this.#fail(auth);
+        if (auth) return;
         switch (msg.name) {
-          case 'authenticationCleartextPassword':
-          case 'authenticationMD5Password':
-          case 'authenticationSASL': {
-            const answer = authAnswer(msg, this.#target);
-            if (answer instanceof Error) this.#fail(answer);
-            else socket.write(answer);
-            break;
-          }
           case 'dataRow':
             p?.rows.push(msg.fields ?? []);
             break;
@@ -198,19 +191,17 @@ export async function runSql(target: SqlTarget, statements: readonly string[]): 
   socket.on('connect', () => {
     socket.write(serialize.startup({ user: target.user, database: target.database ?? 'postgres' }));
   });
+  const login = new SqlLogin(target.user, target.password);
   void parse(socket, (m) => {
     const msg = m as unknown as Msg;
+    const auth = authenticate(login, msg, socket);
+    if (auth instanceof Error) {
+      failure ??= auth;
+      socket.destroy();
+      return;
+    }
+    if (auth) return;
     switch (msg.name) {
-      case 'authenticationCleartextPassword':
-      case 'authenticationMD5Password':
-      case 'authenticationSASL': {
-        const answer = authAnswer(msg, target);
-        if (answer instanceof Error) {
-          failure ??= answer;
-          socket.destroy();
-        } else socket.write(answer);
-        break;
-      }
       case 'dataRow':
         current.push(msg.fields ?? []);
         break;
