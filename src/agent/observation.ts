@@ -43,6 +43,7 @@ export function buildObservation(
     formerLeader: src.cluster.lastSeenLeader,
     failsafeActive: src.failsafeActive,
     clusterTimeline: lastSwitch === undefined ? undefined : lastSwitch[0] + 1,
+    timelineEnds: new Map(history.map((e) => [e[0], e[1]])),
     settings: {
       loopWaitMs: src.settings.loopWaitMs,
       maximumLagOnFailoverBytes: src.settings.maximumLagOnFailoverBytes,

@@ -7,7 +7,8 @@
  * |--------------------------------------------------------------|-----------------------------------------|
  * | I am tagged `nofailover` or `failover_priority: 0`           | I am not allowed to promote (…)         |
  * | my lag against `status.optime` > `maximum_lag_on_failover`   | my lag … exceeds maximum_lag_on_failover|
- * | my timeline < the cluster's (`history` key)                  | my timeline … is behind …               |
+ * | my timeline < the cluster's (`history` key), unless my WAL   | my timeline … is behind …               |
+ * | stops at or before my timeline's end in that key (a prefix)  |                                         |
  * | synchronous mode `on`, I am not in the `sync` key            | I am not a synchronous standby          |
  * | a member answers as a running primary                        | '<m>' is still primary                  |
  * | an eligible member answers with a newer timeline             | '<m>' is on a newer timeline …          |
@@ -20,7 +21,8 @@
  * members not allowed to promote and the leader being switched over from. Equal positions with
  * equal priority all race; the etcd compare picks one. Deviation from Patroni: a member answering
  * as a running primary blocks even when tagged `nofailover` (two writable nodes are worse than a
- * late failover).
+ * late failover). Patroni checks timelines only with `check_timeline: true` (off by default) and
+ * then has no prefix exception.
  *
  * Synchronous mode (sync-failover.ts): in mode `on` only the key's members are compared, and its
  * leader (the former primary) being ahead does not block — it holds commits nobody acknowledged.
@@ -28,6 +30,7 @@
  * `quorum` of them, unless I am the key's leader and nobody is ahead.
  * @see patroni/ha.py _is_healthiest_node (Patroni 4)
  */
+import { formatLsn } from '../cluster/lsn.js';
 import type { ClusterView } from '../cluster/types.js';
 import type { PeerStatus } from './peer-status.js';
 import { NameSet } from './sync-names.js';
@@ -47,7 +50,15 @@ function selfBlocker(
     return `my lag ${view.optime - myWal} bytes exceeds maximum_lag_on_failover`;
   }
   if (obs.clusterTimeline !== undefined && myTimeline < obs.clusterTimeline) {
-    return `my timeline ${myTimeline} is behind the cluster timeline ${obs.clusterTimeline}`;
+    // Still on an older timeline is a fork only past that timeline's end: up to it, what I hold is
+    // a prefix of the cluster's history. (A replica that followed a new leader reports the old
+    // timeline until WAL of the new one reaches it: were that leader lost first, no replica could
+    // ever promote.)
+    const end = obs.timelineEnds.get(myTimeline);
+    if (end === undefined)
+      return `my timeline ${myTimeline} is behind the cluster timeline ${obs.clusterTimeline}`;
+    if (myWal > end)
+      return `my timeline ${myTimeline} is behind the cluster timeline ${obs.clusterTimeline} and my WAL ${formatLsn(myWal)} is past its end ${formatLsn(end)}`;
   }
   return undefined;
 }

@@ -61,6 +61,12 @@ export interface Observation {
   readonly failsafeActive: boolean;
   /** The cluster's timeline per the `history` key (last switch + 1); undefined before any switch. */
   readonly clusterTimeline: number | undefined;
+  /**
+   * Where each earlier timeline of the cluster ended (the `history` key: timeline → switch LSN): a
+   * replica still on one of them whose WAL does not pass its end holds a prefix of the cluster's
+   * current history, not a fork.
+   */
+  readonly timelineEnds: ReadonlyMap<number, number>;
   readonly settings: {
     readonly loopWaitMs: number;
     readonly maximumLagOnFailoverBytes: number;

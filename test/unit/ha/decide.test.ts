@@ -170,6 +170,31 @@ const cases: DecideCase[] = [
     sentence: 'following a different leader because my timeline 1 is behind the cluster timeline 2',
   },
   {
+    name: 'failover: on an older timeline, WAL up to its end (a prefix of the cluster history) → race',
+    obs: obs({
+      pg: replicaOnTimeline(1, 5000),
+      clusterTimeline: 2,
+      timelineEnds: new Map([[1, 5000]]),
+      peers: [peer('n2', { timeline: 1, walPosition: 4000 })],
+    }),
+    actions: ['acquire', 'sync_before_promote', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
+    name: 'failover: on an older timeline, WAL past its end (a fork) → never promote',
+    obs: obs({
+      pg: replicaOnTimeline(1, 5000),
+      clusterTimeline: 3,
+      timelineEnds: new Map([
+        [1, 4096],
+        [2, 9000],
+      ]),
+    }),
+    actions: [],
+    sentence:
+      'following a different leader because my timeline 1 is behind the cluster timeline 3 and my WAL 0/1388 is past its end 0/1000',
+  },
+  {
     name: 'failover: another member is on a newer timeline → back off, even though I am ahead',
     obs: obs({ pg: replicaOnTimeline(2, 5000), peers: [peer('n2', { timeline: 3, walPosition: 100 })] }),
     actions: [],

@@ -104,6 +104,7 @@ export function obs(over: Partial<Observation>): Observation {
     formerLeader: undefined,
     failsafeActive: false,
     clusterTimeline: undefined,
+    timelineEnds: new Map(),
     settings: settings(),
     ...over,
   };
