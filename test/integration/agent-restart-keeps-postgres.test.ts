@@ -6,17 +6,24 @@
  *   (start time), no promotion anywhere;
  * - the same by upgrade: SIGUSR2 (hand over), then the new agent;
  * - a replica's agent SIGKILLed and started again: its PostgreSQL kept streaming, not restarted;
+ * - a switchover from the primary whose postmaster the restarted agent adopted: its drain counts
+ *   the transactions in flight and waits for the one left open (the postmaster in smart shutdown,
+ *   the commit goes through), then stops the adopted postmaster;
  * - the primary's agent SIGKILLed for good: the watchdog fences PostgreSQL at the end of the grace
  *   and revokes the lease, so a replica promotes at once — writes resume well before ttl —
  *   with no acknowledged insert lost and never two writable nodes.
+ * pg_hba asks for SCRAM on the Unix socket too (no trust anywhere): the agents' own connections
+ * (probes, the live WAL position, the drain) log in with the superuser's password, as Patroni's do.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanupAll, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
   getJson,
   haSentences,
+  pgClient,
   spawnAgentProcess,
   sql,
   startAgent,
@@ -30,6 +37,12 @@ import { readKey } from './sync-helpers.js';
 
 const SCOPE = 'restart';
 const TTL_S = 10;
+/** No trust anywhere: the Unix socket asks for SCRAM too. */
+const SCRAM_ONLY_HBA = [
+  'local all all scram-sha-256',
+  'host replication replicator 127.0.0.1/32 scram-sha-256',
+  'host all all 127.0.0.1/32 scram-sha-256',
+];
 /** What systemd's Restart=always + RestartSec adds before the new agent starts. */
 const RESTART_DELAY_MS = 500;
 
@@ -62,7 +75,14 @@ void describe('agent restart without failover', { timeout: 180_000 }, () => {
 
   before(async () => {
     etcd = await startEtcd();
-    const opts = { etcd, scope: SCOPE, ttlSeconds: TTL_S, loopWaitSeconds: 2, retryTimeoutSeconds: 3 };
+    const opts = {
+      etcd,
+      scope: SCOPE,
+      ttlSeconds: TTL_S,
+      loopWaitSeconds: 2,
+      retryTimeoutSeconds: 3,
+      pgHba: SCRAM_ONLY_HBA,
+    };
     nodes.push(await startAgent(opts, 'r1'));
     await waitForHealthyCluster(nodes, 60_000);
     nodes.push(await startAgent(opts, 'r2'), await startAgent(opts, 'r3'));
@@ -135,6 +155,61 @@ void describe('agent restart without failover', { timeout: 180_000 }, () => {
     await agentBack(replica, leader.name);
     assert.equal(await streaming(), 'streaming');
     assert.equal(await postmasterStart(replica), startedBefore);
+  });
+
+  void it('a switchover from the adopted primary drains its transaction in flight, then stops it', async (t) => {
+    const old = leader;
+    const candidate = nodes.find((n) => n !== old)!;
+    assert.ok(
+      readFileSync(old.logFile, 'utf8').includes('adopted the running postmaster'),
+      'the primary runs on an adopted postmaster',
+    );
+    const inFlight = pgClient(old.pgPort);
+    await inFlight.connect();
+    await inFlight.query('BEGIN');
+    await inFlight.query('INSERT INTO chk VALUES (42)');
+    const asked = Date.now();
+    const switched = fetch(`http://127.0.0.1:${old.apiPort}/switchover`, {
+      method: 'POST',
+      body: JSON.stringify({ leader: old.name, candidate: candidate.name }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    // The drain has begun once the postmaster refuses new connections (smart shutdown: 57P03)
+    // while the open transaction still holds it.
+    await waitFor(
+      'the old primary refusing new connections (the drain began)',
+      async () => {
+        const probe = pgClient(old.pgPort);
+        try {
+          await probe.connect();
+          return false;
+        } catch (err) {
+          return (err as { code?: string }).code === '57P03';
+        } finally {
+          await probe.end().catch(() => undefined);
+        }
+      },
+      15_000,
+      25,
+    );
+    const drainingMs = Date.now() - asked;
+    await inFlight.query('COMMIT');
+    await inFlight.end();
+    const res = await switched;
+    assert.equal(res.status, 200, await res.text());
+    await waitFor('the candidate leads', async () => (await leaderName()) === candidate.name, 20_000, 100);
+    leader = candidate;
+    const log = readFileSync(old.logFile, 'utf8');
+    assert.match(log, /switchover: no transaction left in flight; stopped/, 'the drain counted and waited');
+    assert.deepEqual(
+      await sql<{ x: number }>(candidate.pgPort, 'SELECT x FROM chk WHERE x = 42'),
+      [{ x: 42 }],
+      'the transaction committed during the drain is on the new primary',
+    );
+    await agentBack(old, candidate.name);
+    t.diagnostic(
+      `drain began ${drainingMs} ms after the request; switchover done ${Date.now() - asked} ms after it`,
+    );
   });
 
   void it("the primary's agent killed for good: fenced after the grace, a replica takes over before ttl, nothing lost", async (t) => {
