@@ -197,12 +197,17 @@ async function switchoverStop(ctx: ExecutorContext): Promise<void> {
   }
   const boundMs = drainBoundMs(timeoutMs, ctx.leaseDeadlineMs, performance.now());
   const r = await ctx.node.stopAfterDrain(boundMs);
-  const fields = { waitedMs: r.waitedMs, boundMs, inTransaction: r.left ?? null };
+  const fields = {
+    waitedMs: r.waitedMs,
+    boundMs,
+    inTransaction: r.left ?? null,
+    loggingIn: r.loggingIn ?? 0,
+  };
   if (r.outcome === 'done') ctx.log.info(fields, 'switchover: no transaction left in flight; stopped');
   else if (r.outcome === 'bound')
     ctx.log.warn(
       fields,
-      `switchover: ${r.left ?? '?'} transaction(s) still in flight at the drain's bound; stopped fast`,
+      `switchover: ${r.left ?? '?'} transaction(s) and ${r.loggingIn ?? 0} login(s) still in flight at the drain's bound; stopped fast`,
     );
   else
     ctx.log.warn(

@@ -6,6 +6,7 @@
  * agent.switchover_drain_timeout, and by the lease deadline (the key must not lapse while it waits).
  *
  *   client backends in a transaction      | elapsed          | step
+ *   or logging in                         |                  |
  *   --------------------------------------+------------------+---------------------------------
  *   none, in two polls in a row           | any              | done: stop now
  *   some (or none in one poll only)       | below the bound  | wait: poll again
@@ -38,11 +39,16 @@ export function drainBoundMs(timeoutMs: number, leaseDeadlineMs: number | undefi
   return Math.max(0, Math.min(timeoutMs, leaseDeadlineMs - nowMs - LEASE_MARGIN_MS));
 }
 
-/** What a drain did: how long it waited, and how many backends were still in a transaction. */
+/**
+ * What a drain did: how long it waited, and how many backends were still in a transaction or
+ * logging in.
+ */
 export interface DrainReport {
   readonly waitedMs: number;
   /** In a transaction at the last poll (undefined: none could be counted). */
   readonly left: number | undefined;
+  /** Still authenticating at the last poll (0 where it cannot be told). */
+  readonly loggingIn?: number;
   readonly outcome: DrainStep | 'error';
   readonly error?: string | undefined;
 }

@@ -41,6 +41,7 @@ import { installSlotStates } from './slot-files.js';
 import { LiveWalPosition } from './live-wal-position.js';
 import { runSql, type Row } from './sql-client.js';
 import { drainOnConnection } from './transaction-drain.js';
+import { loginsInProgress } from './logins-in-progress.js';
 import type { DrainReport } from '../ha/switchover-drain.js';
 import { probeSql, parseProbe, type PgProbe } from './probe.js';
 
@@ -305,6 +306,10 @@ export class PostgresNode implements PostgresControl {
         timeoutMs: 1000,
       },
       () => void (adopted ? signalRef(adopted, 'SIGTERM') : child?.kill('SIGTERM')),
+      async () => {
+        const pid = adopted?.pid ?? child?.pid;
+        return pid === undefined ? 0 : await loginsInProgress(pid);
+      },
       boundMs,
     );
     // Not even counted (the connection refused): the smart shutdown, as without the drain.

@@ -1,8 +1,9 @@
 /**
  * A switchover's drain on the old primary (decisions in ha/switchover-drain.ts): count the client
  * backends in a transaction on a connection opened first, refuse new connections (smart shutdown:
- * the sessions already there go on), and poll until none is in a transaction or the bound passes.
- * The caller then stops PostgreSQL fast.
+ * the sessions already there go on), and poll until none is in a transaction or still logging in
+ * (logins-in-progress.ts: a login the fast shutdown would end silently) or the bound passes. The
+ * caller then stops PostgreSQL fast.
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,6 +25,8 @@ export interface DrainIo {
   count(): Promise<number>;
   /** Smart shutdown: new connections are refused from now on. */
   refuseNew(): void;
+  /** Client backends still authenticating (invisible to IN_TRANSACTION_SQL). */
+  logins(): Promise<number>;
   now(): number;
   sleep(ms: number): Promise<void>;
 }
@@ -31,28 +34,42 @@ export interface DrainIo {
 export async function drainTransactions(io: DrainIo, boundMs: number): Promise<DrainReport> {
   const startMs = io.now();
   let left: number | undefined;
+  let loggingIn = 0;
   try {
     // Counted before new connections are refused: the drain's own connection is open by then.
     left = await io.count();
     io.refuseNew();
-    let zeros = left === 0 ? 1 : 0;
+    // Logins begun before the refusal go on: each is waited for as a transaction is.
+    loggingIn = await io.logins();
+    let zeros = left === 0 && loggingIn === 0 ? 1 : 0;
     for (;;) {
       const elapsedMs = io.now() - startMs;
       const step = drainStep(zeros, elapsedMs, boundMs);
-      if (step !== 'wait') return { waitedMs: Math.round(elapsedMs), left, outcome: step };
+      if (step !== 'wait') return { waitedMs: Math.round(elapsedMs), left, loggingIn, outcome: step };
       await io.sleep(DRAIN_POLL_MS);
       left = await io.count();
-      zeros = left === 0 ? zeros + 1 : 0;
+      loggingIn = await io.logins();
+      zeros = left === 0 && loggingIn === 0 ? zeros + 1 : 0;
     }
   } catch (err) {
-    return { waitedMs: Math.round(io.now() - startMs), left, outcome: 'error', error: errorMessage(err) };
+    return {
+      waitedMs: Math.round(io.now() - startMs),
+      left,
+      loggingIn,
+      outcome: 'error',
+      error: errorMessage(err),
+    };
   }
 }
 
-/** The drain on a connection of its own to `target`, closed after; `refuseNew` starts the smart shutdown. */
+/**
+ * The drain on a connection of its own to `target`, closed after; `refuseNew` starts the smart
+ * shutdown; `logins` counts the postmaster's children still authenticating.
+ */
 export async function drainOnConnection(
   target: SqlTarget,
   refuseNew: () => void,
+  logins: () => Promise<number>,
   boundMs: number,
 ): Promise<DrainReport> {
   const sql = new SqlSession(target, 60_000);
@@ -65,6 +82,7 @@ export async function drainOnConnection(
           return n;
         },
         refuseNew,
+        logins,
         now: () => performance.now(),
         sleep: (ms) => sleep(ms),
       },

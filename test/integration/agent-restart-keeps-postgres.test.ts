@@ -17,7 +17,10 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { serialize } from 'pg-protocol';
+import { ClientLogin } from '../../src/protocol/auth/client-login.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanupAll, onCleanup, startEtcd, waitFor, type EtcdServer } from '../harness/index.js';
 import {
@@ -25,6 +28,7 @@ import {
   haSentences,
   pgClient,
   spawnAgentProcess,
+  SUPERUSER,
   sql,
   startAgent,
   waitForHealthyCluster,
@@ -43,6 +47,70 @@ const SCRAM_ONLY_HBA = [
   'host replication replicator 127.0.0.1/32 scram-sha-256',
   'host all all 127.0.0.1/32 scram-sha-256',
 ];
+/**
+ * A login to 127.0.0.1:`port` on a raw socket, held once the server has asked for its password;
+ * `finish()` answers (SCRAM or md5 by src/protocol/auth's ClientLogin) and resolves 'in' at
+ * AuthenticationOk, else with what ended it (the server's error, or its silent close).
+ */
+async function stalledLogin(
+  port: number,
+  user: string,
+  password: string,
+): Promise<{ finish(): Promise<string> }> {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  const client = new ClientLogin({ user, credentials: { kind: 'password', password } });
+  let got = Buffer.alloc(0);
+  let pending: Buffer | undefined;
+  let outcome: ((what: string) => void) | undefined;
+  /** How it ended before finish() was called. */
+  let early: string | undefined;
+  let asked: (() => void) | undefined;
+  const ended = (what: string) => {
+    if (outcome === undefined) early ??= what;
+    outcome?.(what);
+    outcome = undefined;
+  };
+  socket.on('error', (err) => ended(`socket error: ${err.message}`));
+  socket.on('close', () => ended('closed by the server'));
+  socket.on('data', (chunk: Buffer) => {
+    got = Buffer.concat([got, chunk]);
+    while (got.length >= 5 && got.length >= 1 + got.readInt32BE(1)) {
+      const type = String.fromCharCode(got[0]!);
+      const body = got.subarray(5, 1 + got.readInt32BE(1));
+      got = got.subarray(1 + got.readInt32BE(1));
+      if (type === 'E') ended(`error: ${body.toString('latin1').replace(/\0/g, ' ')}`);
+      if (type !== 'R') continue;
+      const step = client.receive(body);
+      if (step.type === 'ok') ended('in');
+      else if (step.type === 'failed') ended(`client: ${step.reason}`);
+      else if (step.type === 'send') {
+        if (asked === undefined) socket.write(step.send);
+        else {
+          pending = step.send; // the first answer: held until finish()
+          asked();
+          asked = undefined;
+        }
+      }
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    asked = resolve;
+    socket.once('connect', () => socket.write(serialize.startup({ user, database: 'postgres' })));
+    socket.once('error', reject);
+  });
+  return {
+    finish: () =>
+      new Promise<string>((resolve) => {
+        if (early !== undefined) return resolve(early);
+        outcome = (what) => {
+          socket.end(serialize.end());
+          resolve(what);
+        };
+        if (pending !== undefined) socket.write(pending);
+      }),
+  };
+}
+
 /** What systemd's Restart=always + RestartSec adds before the new agent starts. */
 const RESTART_DELAY_MS = 500;
 
@@ -82,6 +150,7 @@ void describe('agent restart without failover', { timeout: 180_000 }, () => {
       loopWaitSeconds: 2,
       retryTimeoutSeconds: 3,
       pgHba: SCRAM_ONLY_HBA,
+      agentSection: { switchover_drain_timeout: '4s' },
     };
     nodes.push(await startAgent(opts, 'r1'));
     await waitForHealthyCluster(nodes, 60_000);
@@ -168,6 +237,9 @@ void describe('agent restart without failover', { timeout: 180_000 }, () => {
     await inFlight.connect();
     await inFlight.query('BEGIN');
     await inFlight.query('INSERT INTO chk VALUES (42)');
+    // A login begun before the switchover, held in its SCRAM exchange: PostgreSQL does not list it
+    // in pg_stat_activity yet, and a fast shutdown would end it without a word.
+    const login = await stalledLogin(old.pgPort, SUPERUSER.username, SUPERUSER.password);
     const asked = Date.now();
     const switched = fetch(`http://127.0.0.1:${old.apiPort}/switchover`, {
       method: 'POST',
@@ -195,6 +267,10 @@ void describe('agent restart without failover', { timeout: 180_000 }, () => {
     const drainingMs = Date.now() - asked;
     await inFlight.query('COMMIT');
     await inFlight.end();
+    // Long enough for a drain blind to logins to stop (two empty polls, 25 ms apart), well within
+    // its bound (4 s here): the login must still be alive, and finish.
+    await sleep(250);
+    assert.equal(await login.finish(), 'in', 'the login begun before the switchover completed');
     const res = await switched;
     assert.equal(res.status, 200, await res.text());
     await waitFor('the candidate leads', async () => (await leaderName()) === candidate.name, 20_000, 100);
