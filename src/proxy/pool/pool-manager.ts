@@ -11,11 +11,11 @@ import type { RouteNode } from '../../routing/types.js';
 import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
-import type { Termination } from '../session/session-types.js';
 import { fullNodeKeys, nodeWithRoom, takeIdle, type PoolLimits } from './pool-rules.js';
 import { closeExpired, endLongWaits } from './pool-housekeeping.js';
 import { defer } from '../microtasks.js';
 import { PooledServer } from './pooled-server.js';
+import { RUNNING, type CommandVerdict, type ListenerAdminState } from './listener-commands.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
   clientRows,
@@ -47,8 +47,11 @@ export class PoolManager {
   readonly #log: Logger;
   readonly names = new StatementNames();
   #timer: NodeJS.Timeout | undefined;
-  #paused = false;
+  /** PAUSE, KILL, DISABLE (listener-commands.ts). */
+  #state: ListenerAdminState = RUNNING;
   #closed = false;
+  /** KILL or close ends the logins under way: their ends are no failures, no waiter is refused. */
+  #dropping = false;
 
   constructor(ctx: SessionContext, mode: 'session' | 'transaction', limits: PoolLimits, log: Logger) {
     this.listener = ctx.settings.listener;
@@ -65,7 +68,11 @@ export class PoolManager {
   }
 
   get paused(): boolean {
-    return this.#paused;
+    return this.#state.paused;
+  }
+
+  get state(): ListenerAdminState {
+    return this.#state;
   }
 
   /** A reload: the listener's new context and limits (open servers stay). */
@@ -159,12 +166,16 @@ export class PoolManager {
     this.#pump(p);
   }
 
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
+  /**
+   * An operator command's verdict (listener-commands.ts; the clients KILL ends are the caller's):
+   * the new state; KILL closes every server now and ends every login; RECONNECT retires every
+   * server as a node leaving the listener does (idle: closed now; lent: when it comes back), without
+   * ending its client's session.
+   */
+  apply(v: CommandVerdict): void {
+    this.#state = v.state;
+    if (v.dropServers) this.#dropServers();
+    if (v.retireServers) for (const p of this.#pools.values()) for (const s of [...p.servers]) s.retire();
     for (const p of this.#pools.values()) this.#pump(p);
   }
 
@@ -186,7 +197,7 @@ export class PoolManager {
   }
 
   #pump(p: Pool): void {
-    if (this.#closed || this.#paused) return;
+    if (this.#closed || this.#state.paused) return;
     const held = this.#held();
     while (p.waiters.length > 0) {
       const server = this.#takeIdle(p, held);
@@ -277,7 +288,7 @@ export class PoolManager {
         this.#logins.delete(login);
         p.logins--;
         this.#countLogin(p, nodeName, -1);
-        this.#loggedIn(p, r);
+        if (!this.#dropping) this.#loggedIn(p, r);
       },
     );
     p.logins++;
@@ -334,7 +345,7 @@ export class PoolManager {
           this.#forget(p, s);
           this.#pump(p);
         },
-        retired: (s, t) => this.#retired(p, s, t),
+        retired: (s) => this.#retired(p, s),
       },
     );
     p.servers.add(server);
@@ -345,10 +356,12 @@ export class PoolManager {
     this.#pump(p);
   }
 
-  /** The node left the listener: an idle server closes now; a lent one when it comes back. */
-  #retired(p: Pool, s: PooledServer, t: Termination): void {
+  /**
+   * Retired (its node left the listener, or RECONNECT): an idle server closes now; a lent one when
+   * it comes back.
+   */
+  #retired(p: Pool, s: PooledServer): void {
     if (s.state !== 'idle') return;
-    void t;
     s.close();
     this.#forget(p, s);
   }
@@ -369,7 +382,7 @@ export class PoolManager {
     for (const p of this.#pools.values()) {
       closeExpired(p, this.#limits, now, (s) => this.#closeIdle(p, s));
       endLongWaits(p, now, waitMs, this.listener);
-      if (!this.#paused) this.#keepMinimum(p);
+      if (!this.#state.paused) this.#keepMinimum(p);
       this.#pump(p);
     }
   }
@@ -388,7 +401,7 @@ export class PoolManager {
   status(): PoolStatus[] {
     const now = performance.now();
     const holding = this.#held() !== undefined;
-    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding, this.#paused));
+    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding, this.#state));
   }
 
   servers(): ServerRow[] {
@@ -406,7 +419,14 @@ export class PoolManager {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#dropServers();
+  }
+
+  /** Ends every login under way and closes every server, lent or idle (close, KILL). */
+  #dropServers(): void {
+    this.#dropping = true;
     for (const l of [...this.#logins]) l.destroy();
+    this.#dropping = false;
     for (const p of this.#pools.values()) {
       for (const s of [...p.servers]) {
         s.close();
