@@ -221,7 +221,7 @@ export class PoolManager {
     // (The oldest wait matters only with a reserve_pool: no clock read without one.)
     const oldestWaitMs =
       p.waiters.length === 0 || this.#limits.reservePool === 0 ? 0 : performance.now() - p.waiters[0]!.since;
-    return nodeWithRoom(nodes, this.#counter(p), this.#limits, oldestWaitMs, held) === undefined;
+    return nodeWithRoom(nodes, p.count, this.#limits, oldestWaitMs, held) === undefined;
   }
 
   /**
@@ -256,7 +256,7 @@ export class PoolManager {
     const routed = this.#ctx.nodes().filter((n) => n.name !== held);
     // (Every routed node held: the clients wait for the route to move, or for the hold to end.)
     if (held !== undefined && routed.length === 0) return false;
-    const count = this.#counter(p);
+    const count = p.count;
     let preferred: string | undefined;
     if (forMinimumOn !== undefined) preferred = forMinimumOn;
     else if (routed.length > 0) {
@@ -278,16 +278,16 @@ export class PoolManager {
           preferred === undefined ? undefined : routed.find((n) => n.name === preferred && !tried.has(n.key));
         const node = pref ?? w.pick(new Set([...tried, ...full]));
         if (node !== undefined) {
-          this.#countLogin(p, nodeName, -1);
+          p.countLogin(nodeName, -1);
           nodeName = node.name;
-          this.#countLogin(p, nodeName, +1);
+          p.countLogin(nodeName, +1);
         }
         return node;
       },
       (r) => {
         this.#logins.delete(login);
         p.logins--;
-        this.#countLogin(p, nodeName, -1);
+        p.countLogin(nodeName, -1);
         if (!this.#dropping) this.#loggedIn(p, r);
       },
     );
@@ -296,18 +296,6 @@ export class PoolManager {
     this.#logins.add(login);
     login.start();
     return true;
-  }
-
-  /** Servers and logins under way on a node, for `p`. */
-  #counter(p: Pool): (node: string) => number {
-    return (p.counter ??= (name) => (p.loginsOn.get(name) ?? 0) + (p.serversOn.get(name) ?? 0));
-  }
-
-  #countLogin(p: Pool, node: string, by: number): void {
-    if (node === '') return;
-    const n = (p.loginsOn.get(node) ?? 0) + by;
-    if (n <= 0) p.loginsOn.delete(node);
-    else p.loginsOn.set(node, n);
   }
 
   #loggedIn(p: Pool, r: LoginResult): void {
@@ -348,11 +336,9 @@ export class PoolManager {
         retired: (s) => this.#retired(p, s),
       },
     );
-    p.servers.add(server);
-    p.serversOn.set(node.name, (p.serversOn.get(node.name) ?? 0) + 1);
+    p.addServer(server);
     p.parameters = parameters;
     this.#ctx.registry.add(this.listener, node.key, node.name, server);
-    p.idle.push(server);
     this.#pump(p);
   }
 
@@ -367,13 +353,7 @@ export class PoolManager {
   }
 
   #forget(p: Pool, s: PooledServer): void {
-    if (!p.servers.delete(s)) return;
-    const n = (p.serversOn.get(s.node.name) ?? 1) - 1;
-    if (n <= 0) p.serversOn.delete(s.node.name);
-    else p.serversOn.set(s.node.name, n);
-    const i = p.idle.indexOf(s);
-    if (i >= 0) p.idle.splice(i, 1);
-    this.#ctx.registry.remove(this.listener, s.node.key, s);
+    if (p.removeServer(s)) this.#ctx.registry.remove(this.listener, s.node.key, s);
   }
 
   #housekeeping(): void {
@@ -393,7 +373,7 @@ export class PoolManager {
     const held = this.#held();
     for (const n of this.#ctx.nodes()) {
       if (n.name === held) continue;
-      for (let have = this.#counter(p)(n.name); have < this.#limits.minPoolSize; have++)
+      for (let have = p.count(n.name); have < this.#limits.minPoolSize; have++)
         this.#startLogin(p, 0, n.name);
     }
   }
