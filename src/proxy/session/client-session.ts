@@ -177,7 +177,7 @@ export class ClientSession
     this.#bridge = started.bridge;
   }
 
-  /** The routing table dropped this session's node, or the proxy is shutting down. */
+  /** The routing table dropped this session's node, the proxy is shutting down, or KILL. */
   terminate(t: Termination): void {
     this.#step({ type: 'terminate', termination: t });
   }

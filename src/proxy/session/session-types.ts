@@ -71,7 +71,7 @@ export interface PooledServerRef {
   readonly replies?: ReplyFilter;
 }
 
-/** Why the routing table or the proxy ends a session. */
+/** Why the routing table, the proxy or the admin console's KILL ends a session. */
 export interface Termination {
   readonly reason: 'node_unroutable' | 'listener_removed' | 'shutdown' | 'admin_kill';
   /** The FATAL 57P01 ErrorResponse carrying the message: built once for all the sessions it ends. */
