@@ -50,7 +50,7 @@ export class PoolManager {
   /** PAUSE, KILL, DISABLE (listener-commands.ts). */
   #state: ListenerAdminState = RUNNING;
   #closed = false;
-  /** KILL or close ends the logins under way: their ends are no failures, no waiter is refused. */
+  /** KILL ends the logins under way: their ends are no failures, no waiter is refused (KILL ended them). */
   #dropping = false;
 
   constructor(ctx: SessionContext, mode: 'session' | 'transaction', limits: PoolLimits, log: Logger) {
@@ -174,7 +174,11 @@ export class PoolManager {
    */
   apply(v: CommandVerdict): void {
     this.#state = v.state;
-    if (v.dropServers) this.#dropServers();
+    if (v.dropServers) {
+      this.#dropping = true;
+      this.#dropServers();
+      this.#dropping = false;
+    }
     if (v.retireServers) for (const p of this.#pools.values()) for (const s of [...p.servers]) s.retire();
     for (const p of this.#pools.values()) this.#pump(p);
   }
@@ -404,9 +408,7 @@ export class PoolManager {
 
   /** Ends every login under way and closes every server, lent or idle (close, KILL). */
   #dropServers(): void {
-    this.#dropping = true;
     for (const l of [...this.#logins]) l.destroy();
-    this.#dropping = false;
     for (const p of this.#pools.values()) {
       for (const s of [...p.servers]) {
         s.close();
