@@ -1,6 +1,8 @@
 /**
- * The proxy's admin HTTP: `/metrics` (Prometheus), `/status` (JSON), `/health`, and `/` (a small
- * HTML status page). Read-only; listen on loopback or a management network.
+ * The proxy's admin HTTP: `/metrics` (Prometheus), `/status` (JSON), `/health`, `/` (a small HTML
+ * status page), the pools' views (GET /pools, /servers, /clients, /stats), and the admin console's
+ * commands (POST /reload, and per pooled listener /pause, /resume, /kill, /reconnect, /disable,
+ * /enable with `?listener=NAME`). No authentication: listen on loopback or a management network.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { HostPort } from '../config/common.js';
@@ -9,7 +11,14 @@ import type { Logger } from '../observability/logger.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { renderStatusPage } from './proxy-status-page.js';
 import { fdOf } from '../proxy/relay/native-relay.js';
-import { poolView, type Showable } from '../proxy/pool/admin-console.js';
+import type { Showable } from '../proxy/pool/admin-command.js';
+import { poolView } from '../proxy/pool/admin-target.js';
+import {
+  commandTargets,
+  isListenerCommand,
+  type ListenerAdminState,
+  type ListenerCommand,
+} from '../proxy/pool/listener-commands.js';
 import { parseDurationMs } from '../config/units.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
@@ -17,10 +26,14 @@ import { performance } from 'node:perf_hooks';
 /** How often a waiting PAUSE looks at the lent servers. */
 const PAUSE_POLL_MS = 20;
 
-/** Server connections of a pooled listener lent to clients now. */
-function lentServers(p: Proxy, listener: string): number {
-  return (p.pools.status()[listener] ?? []).reduce((n, pool) => n + pool.serversActive, 0);
+/** Server connections of pooled listeners lent to clients now. */
+function lentServers(p: Proxy, listeners: readonly string[]): number {
+  const status = p.pools.status();
+  return listeners.reduce((n, l) => n + (status[l] ?? []).reduce((m, pool) => m + pool.serversActive, 0), 0);
 }
+
+const json = (res: ServerResponse, status: number, body: object): void =>
+  send(res, status, 'application/json', JSON.stringify(body) + '\n');
 
 /** pgbouncer's SHOW POOLS, SERVERS, CLIENTS and STATS, as JSON by listener. */
 const POOL_VIEWS: Record<string, Showable> = {
@@ -57,8 +70,8 @@ export class AdminHttp {
         // As SIGHUP: read the file again and apply it; 200 with what changed, or 400 with every problem.
         const outcome = await this.#proxy.reload();
         send(res, outcome.ok ? 200 : 400, 'application/json', JSON.stringify(outcome, null, 2) + '\n');
-      } else if (req.method === 'POST' && (path === '/pause' || path === '/resume')) {
-        await this.#pause(req, res, path === '/pause');
+      } else if (req.method === 'POST' && path !== undefined && isListenerCommand(path.slice(1))) {
+        await this.#command(req, res, path.slice(1) as ListenerCommand);
       } else if (req.method === 'GET' && path !== undefined && path in POOL_VIEWS) {
         const view = poolView(this.#proxy.pools, POOL_VIEWS[path]!);
         send(res, 200, 'application/json', JSON.stringify(view, null, 2) + '\n');
@@ -89,50 +102,65 @@ export class AdminHttp {
   }
 
   /**
-   * POST /pause?listener=NAME, /resume?listener=NAME (pgbouncer's PAUSE and RESUME, per listener).
-   * `&wait=30s` with /pause: answers once no server of the listener is lent (pgbouncer's PAUSE
-   * returns then: transactions, or in session mode clients, done), 504 if some still are by then.
+   * POST /pause, /resume, /kill, /reconnect, /disable, /enable `?listener=NAME` (the admin
+   * console's commands, listener-commands.ts): on that pooled listener, or (none named) on every
+   * one; /disable and /enable need the name (400). 200 with the listener's state after it
+   * (`{listener, paused, disabled}`; every listener's by name when none was named), 404 for a
+   * name that is no pooled listener.
    */
-  async #pause(req: IncomingMessage, res: ServerResponse, paused: boolean): Promise<void> {
+  async #command(req: IncomingMessage, res: ServerResponse, command: ListenerCommand): Promise<void> {
     const query = new URL(req.url ?? '/', 'http://admin').searchParams;
-    const listener = query.get('listener') ?? '';
+    const named = query.get('listener') ?? undefined;
     const waitText = query.get('wait');
     const waitMs = waitText === null ? undefined : parseDurationMs(waitText);
-    if (waitText !== null && (waitMs === undefined || !paused)) {
-      const error = paused
-        ? `wait: must be a duration like "30s" (got ${JSON.stringify(waitText)})`
-        : 'wait: only with /pause';
-      send(res, 400, 'application/json', JSON.stringify({ error }) + '\n');
-      return;
+    if (waitText !== null && (waitMs === undefined || command !== 'pause')) {
+      const error =
+        command === 'pause'
+          ? `wait: must be a duration like "30s" (got ${JSON.stringify(waitText)})`
+          : 'wait: only with /pause';
+      return json(res, 400, { error });
     }
-    if (!this.#proxy.pools.setPaused(listener, paused)) {
-      send(
-        res,
-        404,
-        'application/json',
-        JSON.stringify({ error: `no pooled listener "${listener}"` }) + '\n',
-      );
-      return;
-    }
-    if (waitMs === undefined) {
-      send(res, 200, 'application/json', JSON.stringify({ listener, paused }) + '\n');
-      return;
-    }
+    const target = this.#proxy.console;
+    const targets = commandTargets(command, named, target.listeners());
+    if (!targets.ok)
+      return json(res, targets.problem === 'missing' ? 400 : 404, {
+        error: targets.problem === 'missing' ? `listener: ${targets.message}` : targets.message,
+      });
+    for (const l of targets.listeners)
+      if (!target.command(l, command)) return json(res, 404, { error: `no pooled listener "${l}"` });
+    const state = (l: string): ListenerAdminState => target.state(l) ?? { paused: false, disabled: false };
+    const body =
+      named === undefined || named === ''
+        ? { listeners: Object.fromEntries(targets.listeners.map((l) => [l, state(l)])) }
+        : { listener: named, ...state(named) };
+    if (waitMs === undefined) return json(res, 200, body);
+    await this.#awaitIdle(res, targets.listeners, waitMs, waitText!, body);
+  }
+
+  /**
+   * /pause `&wait=30s`: answers once no server of the listeners is lent (pgbouncer's PAUSE returns
+   * then: transactions, or in session mode clients, done), 504 if some still are by then.
+   */
+  async #awaitIdle(
+    res: ServerResponse,
+    listeners: readonly string[],
+    waitMs: number,
+    waitText: string,
+    body: object,
+  ): Promise<void> {
+    const paused = (): boolean => listeners.every((l) => this.#proxy.console.state(l)?.paused === true);
     const started = performance.now();
-    let active = lentServers(this.#proxy, listener);
-    while (active > 0 && performance.now() - started < waitMs && this.#proxy.pools.isPaused(listener)) {
+    let active = lentServers(this.#proxy, listeners);
+    while (active > 0 && performance.now() - started < waitMs && paused()) {
       await delay(PAUSE_POLL_MS);
-      active = lentServers(this.#proxy, listener);
+      active = lentServers(this.#proxy, listeners);
     }
     const waitedMs = Math.round(performance.now() - started);
-    if (active === 0) {
-      send(res, 200, 'application/json', JSON.stringify({ listener, paused, active, waitedMs }) + '\n');
-      return;
-    }
-    const error = this.#proxy.pools.isPaused(listener)
+    if (active === 0) return json(res, 200, { ...body, active, waitedMs });
+    const error = paused()
       ? `${active} server connection(s) still lent after ${waitText} (the listener stays paused)`
       : 'resumed while waiting';
-    send(res, 504, 'application/json', JSON.stringify({ listener, paused, active, waitedMs, error }) + '\n');
+    json(res, 504, { ...body, active, waitedMs, error });
   }
 
   /** Listens on proxy.admin.listen, or on `fd`: that address's socket, handed over by a running proxy. */

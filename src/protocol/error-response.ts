@@ -23,6 +23,11 @@ export const SQLSTATE = {
   FEATURE_NOT_SUPPORTED: '0A000',
   SYNTAX_ERROR: '42601',
   UNDEFINED_OBJECT: '42704',
+  /**
+   * object_not_in_prerequisite_state: PostgreSQL's for a database not accepting connections
+   * (datallowconn false); a pooled listener's DISABLE (admin console).
+   */
+  OBJECT_NOT_IN_PREREQUISITE_STATE: '55000',
   /** config_file_error: a reload found the configuration file invalid (admin console RELOAD). */
   CONFIG_FILE_ERROR: 'F0000',
   /** internal_error: what should not happen did (an admin console reply that failed). */

@@ -35,7 +35,8 @@ import { chooseRelay, chooseTransport, nativeTlsFactory } from './relay/choose-r
 import type { NativeTransport } from './relay/native-conn.js';
 import type { NativeRelay } from './relay/native-relay.js';
 import { ConnectionRegistry, termination, type Terminable } from './routing/connection-registry.js';
-import { answer, proxyTarget, type AdminTarget } from './pool/admin-console.js';
+import { answer } from './pool/admin-console.js';
+import { proxyTarget, type AdminTarget } from './pool/admin-target.js';
 import { RouteWaiters } from './routing/route-waiters.js';
 import type { CancelForwarder } from './session/cancel-forward.js';
 import { CancelRegistry } from './session/cancel-registry.js';
@@ -100,8 +101,8 @@ export class Proxy {
   /** Read-your-writes: the leader's WAL position, asked for by checked read sessions. */
   readonly #writePosition: WritePositionSource;
   #sweepTimer: NodeJS.Timeout | undefined;
-  /** What the admin console (database `pgfleet`) reads and changes. */
-  readonly #console: AdminTarget;
+  /** What the admin console (database `pgfleet`) and the admin HTTP port read and change. */
+  readonly console: AdminTarget;
 
   constructor(config: ProxyConfig, log: Logger, options: ProxyOptions = {}) {
     const metrics = options.metrics ?? new ProxyMetrics();
@@ -154,11 +155,14 @@ export class Proxy {
       () => this.#pools.wakeAll(),
       log.child({ component: 'pool' }),
     );
-    this.#console = proxyTarget(this.#pools, {
+    this.console = proxyTarget(this.#pools, {
       config: () => this.#config,
       nodes: (name) => this.#routes.table.listeners.get(name)?.nodes ?? [],
       version: VERSION,
       reload: () => this.reload(),
+      endClients: (name, t) => {
+        for (const l of this.#listeners.all) if (l.name === name) l.terminateAll(t);
+      },
     });
     this.#shutdownSessions = new SessionShutdown({
       listeners: this.#listeners,
@@ -212,7 +216,7 @@ export class Proxy {
       replayLagS: (member) => this.#routes.replayLagS(member),
       secrets: this.#secrets,
       heldNode: () => this.#hold.node(),
-      admin: (sql) => answer(sql, this.#console),
+      admin: (sql) => answer(sql, this.console),
     });
   }
 

@@ -36,9 +36,15 @@ import {
   type ClusterJson,
 } from './agent-helpers.js';
 import { metric, sendCancel, startProxy, type ProxyDoc } from './proxy-helpers.js';
-import { readReplies, type Replies } from '../harness/wire-replies.js';
-import { simpleQuery } from '../../src/protocol/index.js';
-import type { Socket } from 'node:net';
+import {
+  PASSWORD,
+  admin,
+  adminPost,
+  consoleClient,
+  pipelined,
+  pooledClient,
+  type PoolRow,
+} from './pool-clients.js';
 
 const SCOPE = 'pooled';
 const HBA = [
@@ -46,80 +52,6 @@ const HBA = [
   'host replication replicator 127.0.0.1/32 scram-sha-256',
   'host all all 127.0.0.1/32 trust',
 ];
-
-/** The password of proxy.auth's file (SCRAM with the client; the servers trust the proxy). */
-const PASSWORD = 'pooled-secret';
-
-function pooledClient(port: number, password = PASSWORD, ssl?: pg.ClientConfig['ssl']): pg.Client {
-  const c = new pg.Client({
-    host: '127.0.0.1',
-    port,
-    password,
-    ...(ssl === undefined ? {} : { ssl }),
-    user: 'postgres',
-    database: 'postgres',
-    connectionTimeoutMillis: 15_000,
-    query_timeout: 30_000,
-  });
-  c.on('error', () => undefined);
-  onCleanup(() => c.end().catch(() => undefined));
-  return c;
-}
-
-/** A client of the admin console: database `pgfleet` on a pooled listener, as an admin user. */
-function consoleClient(port: number): pg.Client {
-  const c = new pg.Client({
-    host: '127.0.0.1',
-    port,
-    password: PASSWORD,
-    user: 'postgres',
-    database: 'pgfleet',
-  });
-  c.on('error', () => undefined);
-  onCleanup(() => c.end().catch(() => undefined));
-  return c;
-}
-
-/**
- * Sends `commands` as simple Queries in one write (pipelined, which node-postgres never does) on a
- * connected client's socket, read raw from then on, and returns the replies once each command is
- * answered (ReadyForQuery). The client is done with after this (its socket is closed).
- */
-async function pipelined(c: pg.Client, commands: readonly string[]): Promise<Replies> {
-  const socket = (c as unknown as { connection: { stream: Socket } }).connection.stream;
-  socket.removeAllListeners('data');
-  let bytes = Buffer.alloc(0);
-  const answered = new Promise<void>((resolve, reject) => {
-    socket.on('data', (b: Buffer) => {
-      bytes = Buffer.concat([bytes, b]);
-      if ([...readReplies(bytes).types].filter((t) => t === 'Z').length === commands.length) resolve();
-    });
-    socket.once('close', () =>
-      reject(new Error(`closed before every reply: ${JSON.stringify(readReplies(bytes))}`)),
-    );
-  });
-  socket.write(Buffer.concat(commands.map(simpleQuery)));
-  await answered;
-  socket.destroy();
-  return readReplies(bytes);
-}
-
-async function admin<T>(port: number, path: string, method: 'GET' | 'POST' = 'GET'): Promise<T> {
-  const res = await request(`http://127.0.0.1:${port}${path}`, { method });
-  return (await res.body.json()) as T;
-}
-
-interface PoolRow {
-  database: string;
-  user: string;
-  clients: number;
-  clientsWaiting: number;
-  clientsHeld: number;
-  serversIdle: number;
-  serversActive: number;
-  paused: boolean;
-  nodes: Record<string, { active: number; idle: number }>;
-}
 
 async function leaderName(node: AgentNode): Promise<string | undefined> {
   const { body } = await getJson<ClusterJson>(node.apiPort, '/cluster');
@@ -474,7 +406,11 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
   void it('PAUSE holds new transactions until RESUME', async () => {
     const c = pooledClient(ports.tx!);
     await c.connect();
-    assert.deepEqual(await admin(adminPort, '/pause?listener=tx', 'POST'), { listener: 'tx', paused: true });
+    assert.deepEqual(await admin(adminPort, '/pause?listener=tx', 'POST'), {
+      listener: 'tx',
+      paused: true,
+      disabled: false,
+    });
     let done = false;
     const q = c.query<{ one: number }>('SELECT 1 AS one').then((r) => {
       done = true;
@@ -659,10 +595,7 @@ void describe('pooled listeners', { timeout: 150_000 }, () => {
     await c.connect();
     await c.query('BEGIN');
     await c.query('SELECT 1');
-    const status = async (path: string): Promise<[number, Record<string, unknown>]> => {
-      const res = await request(`http://127.0.0.1:${adminPort}${path}`, { method: 'POST' });
-      return [res.statusCode, (await res.body.json()) as Record<string, unknown>];
-    };
+    const status = (path: string): Promise<[number, Record<string, unknown>]> => adminPost(adminPort, path);
     const [late, lateBody] = await status('/pause?listener=tx&wait=200ms');
     assert.equal(late, 504);
     assert.equal(lateBody.active, 1);

@@ -11,17 +11,25 @@
  *   SHOW VERSION                              pgfleet's version
  *   SHOW HELP                                 the commands
  *   PAUSE [listener] / RESUME [listener]      as POST /pause, /resume (every pooled listener
- *                                             when none is named)
+ *                                             when none is named): no server lent / lent again
+ *   KILL [listener]                           as POST /kill: every client (FATAL 57P01) and server
+ *                                             connection dropped now; the listener stays paused
+ *                                             (new clients wait) until RESUME
+ *   RECONNECT [listener]                      as POST /reconnect: every server connection closed
+ *                                             when next released (idle ones now), new ones made
+ *   DISABLE listener / ENABLE listener        as POST /disable, /enable: new clients refused at
+ *                                             login (FATAL 55000), open sessions go on / let in
  *   RELOAD                                    as SIGHUP and POST /reload: `RELOAD` once applied
  *                                             (a WARNING 01000 first naming the keys that wait for
  *                                             a restart), F0000 naming every problem when refused
  *
- * Parsing and formatting are pure (the rows of SHOW DATABASES and CONFIG: admin-views.ts);
- * `answer` runs a command against what the proxy gives it. Every reply is whole (ReadyForQuery
+ * Parsing (admin-command.ts), the commands' verdicts (listener-commands.ts) and formatting (the
+ * rows of SHOW DATABASES and CONFIG: admin-views.ts) are pure; `answer` runs a command against
+ * what the proxy gives it (admin-target.ts). The console's own sessions are no listener's clients:
+ * KILL leaves them, DISABLE lets them in. Every reply is whole (ReadyForQuery
  * last); RELOAD's comes when the reload is done, so a session runs its commands through
  * AdminReplies: in order, a command pipelined after RELOAD run and answered after it.
  */
-import type { ProxyConfig } from '../../config/proxy-schema.js';
 import { errorMessage } from '../../errors.js';
 import {
   SQLSTATE,
@@ -32,67 +40,11 @@ import {
   readyForQuery,
   rowDescription,
 } from '../../protocol/index.js';
-import type { RouteNode } from '../../routing/types.js';
 import type { ReloadOutcome } from '../reload-status.js';
+import { HELP, parseAdminCommand, type ShowWhat } from './admin-command.js';
+import type { AdminTarget } from './admin-target.js';
 import { configRows, databaseRows, type Table } from './admin-views.js';
-import type { PoolSet } from './pool-set.js';
-
-/** The views by listener (the admin HTTP port's too). */
-export const SHOWABLE = ['pools', 'clients', 'servers', 'stats'] as const;
-export type Showable = (typeof SHOWABLE)[number];
-const SHOW_WHAT = [...SHOWABLE, 'databases', 'config', 'version', 'help'] as const;
-export type ShowWhat = (typeof SHOW_WHAT)[number];
-
-export type AdminCommand =
-  | { readonly kind: 'show'; readonly what: ShowWhat }
-  | { readonly kind: 'pause' | 'resume'; readonly listener: string | undefined }
-  | { readonly kind: 'reload' }
-  | { readonly kind: 'invalid'; readonly message: string };
-
-const HELP: readonly string[] = [
-  'SHOW POOLS',
-  'SHOW CLIENTS',
-  'SHOW SERVERS',
-  'SHOW STATS',
-  'SHOW DATABASES',
-  'SHOW CONFIG',
-  'SHOW VERSION',
-  'SHOW HELP',
-  'PAUSE [listener]',
-  'RESUME [listener]',
-  'RELOAD',
-];
-
-const invalid = (message: string): AdminCommand => ({
-  kind: 'invalid',
-  message: `pgfleet admin console: ${message}`,
-});
-
-/** One command of the console: words, any case, an optional `;`. */
-export function parseAdminCommand(sql: string): AdminCommand {
-  const words = sql.trim().replace(/;\s*$/, '').trim().split(/\s+/);
-  const verb = (words[0] ?? '').toLowerCase();
-  const args = words.slice(1);
-  switch (verb) {
-    case 'show': {
-      const what = (args[0] ?? '').toLowerCase();
-      if (!(SHOW_WHAT as readonly string[]).includes(what))
-        return invalid(
-          `SHOW takes one of ${SHOW_WHAT.map((w) => w.toUpperCase()).join(', ')} (got ${JSON.stringify(args.join(' '))})`,
-        );
-      if (args.length > 1) return invalid(`SHOW ${what.toUpperCase()} takes no argument`);
-      return { kind: 'show', what: what as ShowWhat };
-    }
-    case 'pause':
-    case 'resume':
-      if (args.length > 1) return invalid(`${verb.toUpperCase()} takes at most one listener`);
-      return { kind: verb, listener: args[0]?.replace(/^"(.*)"$/, '$1') };
-    case 'reload':
-      if (args.length > 0) return invalid('RELOAD takes no argument');
-      return { kind: 'reload' };
-  }
-  return invalid(`unknown command ${JSON.stringify(sql.trim())}; SHOW HELP lists them`);
-}
+import { commandTargets, type ListenerCommand } from './listener-commands.js';
 
 /**
  * Rows of a view by listener, flattened: a `listener` column, then every key the rows have (in
@@ -136,26 +88,6 @@ function failed(code: string, message: string): Buffer {
   return Buffer.concat([errorResponse({ severity: 'ERROR', code, message }), readyForQuery('I')]);
 }
 
-/** What the console reads and changes. */
-export interface AdminTarget {
-  view(what: Showable): Readonly<Record<string, readonly object[]>>;
-  /** The pooled listeners' names. */
-  listeners(): readonly string[];
-  /** false: no pooled listener of that name. */
-  setPaused(listener: string, paused: boolean): boolean;
-  isPaused(listener: string): boolean;
-  /** listener → its open server connections, each naming its node. */
-  servers(): Readonly<Record<string, readonly { readonly node: string }[]>>;
-  /** The running configuration (after a reload, its effective one). */
-  config(): ProxyConfig;
-  /** The nodes a listener routes to now. */
-  nodes(listener: string): readonly RouteNode[];
-  /** pgfleet's version (package.json's). */
-  readonly version: string;
-  /** Reads the configuration file again and applies it (SIGHUP's reload); never rejects. */
-  reload(): Promise<ReloadOutcome>;
-}
-
 function show(what: ShowWhat, target: AdminTarget): Buffer {
   switch (what) {
     case 'help':
@@ -169,7 +101,7 @@ function show(what: ShowWhat, target: AdminTarget): Buffer {
         databaseRows({
           proxy: target.config().proxy,
           nodes: (l) => target.nodes(l),
-          paused: (l) => target.isPaused(l),
+          state: (l) => target.state(l),
           servers: target.servers(),
         }),
       );
@@ -226,17 +158,29 @@ export function answer(sql: string, target: AdminTarget): Buffer | Promise<Buffe
       return failed(SQLSTATE.SYNTAX_ERROR, cmd.message);
     case 'show':
       return show(cmd.what, target);
-    case 'pause':
-    case 'resume': {
-      const names = cmd.listener === undefined ? target.listeners() : [cmd.listener];
-      for (const name of names)
-        if (!target.setPaused(name, cmd.kind === 'pause'))
-          return failed(SQLSTATE.UNDEFINED_OBJECT, `pgfleet admin console: no pooled listener "${name}"`);
-      return Buffer.concat([commandComplete(cmd.kind.toUpperCase()), readyForQuery('I')]);
-    }
     case 'reload':
       return reload(target);
+    default:
+      return listenerCommand(cmd.kind, cmd.listener, target);
   }
+}
+
+/** PAUSE, RESUME, KILL, RECONNECT, DISABLE, ENABLE: on the listener named, or every pooled one. */
+function listenerCommand(
+  command: ListenerCommand,
+  listener: string | undefined,
+  target: AdminTarget,
+): Buffer {
+  const targets = commandTargets(command, listener, target.listeners());
+  if (!targets.ok)
+    return failed(
+      targets.problem === 'missing' ? SQLSTATE.SYNTAX_ERROR : SQLSTATE.UNDEFINED_OBJECT,
+      `pgfleet admin console: ${targets.message}`,
+    );
+  for (const name of targets.listeners)
+    if (!target.command(name, command))
+      return failed(SQLSTATE.UNDEFINED_OBJECT, `pgfleet admin console: no pooled listener "${name}"`);
+  return Buffer.concat([commandComplete(command.toUpperCase()), readyForQuery('I')]);
 }
 
 /**
@@ -265,13 +209,31 @@ export class AdminReplies {
     else this.#wait(reply);
   }
 
+  /**
+   * `then` runs once every reply pushed so far is written: at once when none is pending. The
+   * session's end (a Terminate, or the 08P01 for a message other than a simple Query): its last
+   * words follow a pending RELOAD's reply, not overtake it.
+   */
+  after(then: () => void): void {
+    if (this.#pending === undefined) then();
+    else this.#chain(this.#pending.then(then));
+  }
+
   #wait(reply: Promise<Buffer>): void {
-    const next = reply
-      // A reply that failed (answer's never do) still ends with ReadyForQuery: the client goes on.
-      .catch((err: unknown) => failed(SQLSTATE.INTERNAL_ERROR, `pgfleet admin console: ${errorMessage(err)}`))
-      .then((b) => this.#write(b))
-      // (A write that throws, the client gone, loses only its own reply.)
-      .catch(() => undefined);
+    this.#chain(
+      reply
+        // A reply that failed (answer's never do) still ends with ReadyForQuery: the client goes on.
+        .catch((err: unknown) =>
+          failed(SQLSTATE.INTERNAL_ERROR, `pgfleet admin console: ${errorMessage(err)}`),
+        )
+        .then((b) => this.#write(b)),
+    );
+  }
+
+  /** `step` is now the last thing to wait for. */
+  #chain(step: Promise<void>): void {
+    // (A write that throws, the client gone, loses only its own reply.)
+    const next = step.catch(() => undefined);
     this.#pending = next;
     void next.then(() => {
       if (this.#pending === next) this.#pending = undefined;
@@ -282,46 +244,4 @@ export class AdminReplies {
   get idle(): Promise<void> {
     return this.#pending ?? Promise.resolve();
   }
-}
-
-/** pgbouncer's SHOW POOLS, CLIENTS, SERVERS and STATS: the pools' views by listener. */
-export function poolView(pools: PoolSet, what: Showable): Record<string, readonly object[]> {
-  switch (what) {
-    case 'pools':
-      return pools.status();
-    case 'servers':
-      return pools.servers();
-    case 'clients':
-      return pools.clients();
-    case 'stats':
-      return Object.fromEntries(
-        Object.entries(pools.status()).map(([l, rows]) => [
-          l,
-          rows.map((x) => ({
-            database: x.database,
-            user: x.user,
-            ...x.totals,
-            avgWaitMs: x.totals.waits === 0 ? 0 : x.totals.waitMs / x.totals.waits,
-          })),
-        ]),
-      );
-  }
-}
-
-/** What the console reads of the proxy beyond its pools. */
-export type ProxySide = Pick<AdminTarget, 'config' | 'nodes' | 'version' | 'reload'>;
-
-/** The console's target: a proxy's pools, configuration, routes and reload. */
-export function proxyTarget(pools: PoolSet, proxy: ProxySide): AdminTarget {
-  return {
-    view: (what) => poolView(pools, what),
-    listeners: () => Object.keys(pools.status()),
-    setPaused: (listener, paused) => pools.setPaused(listener, paused),
-    isPaused: (listener) => pools.isPaused(listener),
-    servers: () => pools.servers(),
-    config: () => proxy.config(),
-    nodes: (listener) => proxy.nodes(listener),
-    version: proxy.version,
-    reload: () => proxy.reload(),
-  };
 }

@@ -7,6 +7,7 @@ import { formatHostPort, type HostPort } from '../../config/common.js';
 import { reloadApplies } from '../../config/proxy-reload.js';
 import type { ProxyConfig } from '../../config/proxy-schema.js';
 import type { RouteNode } from '../../routing/types.js';
+import type { ListenerAdminState } from './listener-commands.js';
 
 export interface Table {
   readonly columns: readonly string[];
@@ -16,7 +17,8 @@ export interface Table {
 /**
  * One row per pooled listener and node it routes to now: the node's address and role (primary or
  * replica), the listener's pool settings (max_client_connections: its own cap, else the proxy's),
- * whether it is paused, and its server connections open to that node.
+ * whether it is paused (PAUSE, KILL) or disabled (DISABLE), and its server connections open to that
+ * node.
  */
 export const DATABASE_COLUMNS = [
   'listener',
@@ -30,6 +32,7 @@ export const DATABASE_COLUMNS = [
   'reserve_pool',
   'max_client_connections',
   'paused',
+  'disabled',
   'current_connections',
 ] as const;
 
@@ -37,7 +40,8 @@ export interface DatabaseSources {
   readonly proxy: ProxyConfig['proxy'];
   /** The nodes a listener routes to now. */
   nodes(listener: string): readonly RouteNode[];
-  paused(listener: string): boolean;
+  /** PAUSE / DISABLE; undefined: no pool (yet). */
+  state(listener: string): ListenerAdminState | undefined;
   /** listener → its open server connections, each naming its node. */
   readonly servers: Readonly<Record<string, readonly { readonly node: string }[]>>;
 }
@@ -56,7 +60,8 @@ export function databaseRows(s: DatabaseSources): Table {
       String(l.min_pool_size),
       String(l.reserve_pool),
       String(l.max_client_connections ?? s.proxy.max_client_connections),
-      String(s.paused(l.name)),
+      String(s.state(l.name)?.paused ?? false),
+      String(s.state(l.name)?.disabled ?? false),
     ];
     const servers = s.servers[l.name] ?? [];
     const open = (node: string): number => servers.filter((x) => x.node === node).length;

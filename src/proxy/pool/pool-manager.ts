@@ -11,11 +11,11 @@ import type { RouteNode } from '../../routing/types.js';
 import type { Logger } from '../../observability/logger.js';
 import { StatementNames } from '../session/prepared-statements.js';
 import type { SessionContext } from '../session/session-context.js';
-import type { Termination } from '../session/session-types.js';
 import { fullNodeKeys, nodeWithRoom, takeIdle, type PoolLimits } from './pool-rules.js';
 import { closeExpired, endLongWaits } from './pool-housekeeping.js';
 import { defer } from '../microtasks.js';
 import { PooledServer } from './pooled-server.js';
+import { RUNNING, type CommandVerdict, type ListenerAdminState } from './listener-commands.js';
 import { Pool, poolKey, type PoolClient, type PoolIdentity, type Waiter } from './pool.js';
 import {
   clientRows,
@@ -47,8 +47,11 @@ export class PoolManager {
   readonly #log: Logger;
   readonly names = new StatementNames();
   #timer: NodeJS.Timeout | undefined;
-  #paused = false;
+  /** PAUSE, KILL, DISABLE (listener-commands.ts). */
+  #state: ListenerAdminState = RUNNING;
   #closed = false;
+  /** KILL ends the logins under way: their ends are no failures, no waiter is refused (KILL ended them). */
+  #dropping = false;
 
   constructor(ctx: SessionContext, mode: 'session' | 'transaction', limits: PoolLimits, log: Logger) {
     this.listener = ctx.settings.listener;
@@ -65,7 +68,11 @@ export class PoolManager {
   }
 
   get paused(): boolean {
-    return this.#paused;
+    return this.#state.paused;
+  }
+
+  get state(): ListenerAdminState {
+    return this.#state;
   }
 
   /** A reload: the listener's new context and limits (open servers stay). */
@@ -159,12 +166,20 @@ export class PoolManager {
     this.#pump(p);
   }
 
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
+  /**
+   * An operator command's verdict (listener-commands.ts; the clients KILL ends are the caller's):
+   * the new state; KILL closes every server now and ends every login; RECONNECT retires every
+   * server as a node leaving the listener does (idle: closed now; lent: when it comes back), without
+   * ending its client's session.
+   */
+  apply(v: CommandVerdict): void {
+    this.#state = v.state;
+    if (v.dropServers) {
+      this.#dropping = true;
+      this.#dropServers();
+      this.#dropping = false;
+    }
+    if (v.retireServers) for (const p of this.#pools.values()) for (const s of [...p.servers]) s.retire();
     for (const p of this.#pools.values()) this.#pump(p);
   }
 
@@ -186,7 +201,7 @@ export class PoolManager {
   }
 
   #pump(p: Pool): void {
-    if (this.#closed || this.#paused) return;
+    if (this.#closed || this.#state.paused) return;
     const held = this.#held();
     while (p.waiters.length > 0) {
       const server = this.#takeIdle(p, held);
@@ -210,7 +225,7 @@ export class PoolManager {
     // (The oldest wait matters only with a reserve_pool: no clock read without one.)
     const oldestWaitMs =
       p.waiters.length === 0 || this.#limits.reservePool === 0 ? 0 : performance.now() - p.waiters[0]!.since;
-    return nodeWithRoom(nodes, this.#counter(p), this.#limits, oldestWaitMs, held) === undefined;
+    return nodeWithRoom(nodes, p.count, this.#limits, oldestWaitMs, held) === undefined;
   }
 
   /**
@@ -245,7 +260,7 @@ export class PoolManager {
     const routed = this.#ctx.nodes().filter((n) => n.name !== held);
     // (Every routed node held: the clients wait for the route to move, or for the hold to end.)
     if (held !== undefined && routed.length === 0) return false;
-    const count = this.#counter(p);
+    const count = p.count;
     let preferred: string | undefined;
     if (forMinimumOn !== undefined) preferred = forMinimumOn;
     else if (routed.length > 0) {
@@ -267,17 +282,17 @@ export class PoolManager {
           preferred === undefined ? undefined : routed.find((n) => n.name === preferred && !tried.has(n.key));
         const node = pref ?? w.pick(new Set([...tried, ...full]));
         if (node !== undefined) {
-          this.#countLogin(p, nodeName, -1);
+          p.countLogin(nodeName, -1);
           nodeName = node.name;
-          this.#countLogin(p, nodeName, +1);
+          p.countLogin(nodeName, +1);
         }
         return node;
       },
       (r) => {
         this.#logins.delete(login);
         p.logins--;
-        this.#countLogin(p, nodeName, -1);
-        this.#loggedIn(p, r);
+        p.countLogin(nodeName, -1);
+        if (!this.#dropping) this.#loggedIn(p, r);
       },
     );
     p.logins++;
@@ -285,18 +300,6 @@ export class PoolManager {
     this.#logins.add(login);
     login.start();
     return true;
-  }
-
-  /** Servers and logins under way on a node, for `p`. */
-  #counter(p: Pool): (node: string) => number {
-    return (p.counter ??= (name) => (p.loginsOn.get(name) ?? 0) + (p.serversOn.get(name) ?? 0));
-  }
-
-  #countLogin(p: Pool, node: string, by: number): void {
-    if (node === '') return;
-    const n = (p.loginsOn.get(node) ?? 0) + by;
-    if (n <= 0) p.loginsOn.delete(node);
-    else p.loginsOn.set(node, n);
   }
 
   #loggedIn(p: Pool, r: LoginResult): void {
@@ -334,33 +337,27 @@ export class PoolManager {
           this.#forget(p, s);
           this.#pump(p);
         },
-        retired: (s, t) => this.#retired(p, s, t),
+        retired: (s) => this.#retired(p, s),
       },
     );
-    p.servers.add(server);
-    p.serversOn.set(node.name, (p.serversOn.get(node.name) ?? 0) + 1);
+    p.addServer(server);
     p.parameters = parameters;
     this.#ctx.registry.add(this.listener, node.key, node.name, server);
-    p.idle.push(server);
     this.#pump(p);
   }
 
-  /** The node left the listener: an idle server closes now; a lent one when it comes back. */
-  #retired(p: Pool, s: PooledServer, t: Termination): void {
+  /**
+   * Retired (its node left the listener, or RECONNECT): an idle server closes now; a lent one when
+   * it comes back.
+   */
+  #retired(p: Pool, s: PooledServer): void {
     if (s.state !== 'idle') return;
-    void t;
     s.close();
     this.#forget(p, s);
   }
 
   #forget(p: Pool, s: PooledServer): void {
-    if (!p.servers.delete(s)) return;
-    const n = (p.serversOn.get(s.node.name) ?? 1) - 1;
-    if (n <= 0) p.serversOn.delete(s.node.name);
-    else p.serversOn.set(s.node.name, n);
-    const i = p.idle.indexOf(s);
-    if (i >= 0) p.idle.splice(i, 1);
-    this.#ctx.registry.remove(this.listener, s.node.key, s);
+    if (p.removeServer(s)) this.#ctx.registry.remove(this.listener, s.node.key, s);
   }
 
   #housekeeping(): void {
@@ -369,7 +366,7 @@ export class PoolManager {
     for (const p of this.#pools.values()) {
       closeExpired(p, this.#limits, now, (s) => this.#closeIdle(p, s));
       endLongWaits(p, now, waitMs, this.listener);
-      if (!this.#paused) this.#keepMinimum(p);
+      if (!this.#state.paused) this.#keepMinimum(p);
       this.#pump(p);
     }
   }
@@ -380,7 +377,7 @@ export class PoolManager {
     const held = this.#held();
     for (const n of this.#ctx.nodes()) {
       if (n.name === held) continue;
-      for (let have = this.#counter(p)(n.name); have < this.#limits.minPoolSize; have++)
+      for (let have = p.count(n.name); have < this.#limits.minPoolSize; have++)
         this.#startLogin(p, 0, n.name);
     }
   }
@@ -388,7 +385,7 @@ export class PoolManager {
   status(): PoolStatus[] {
     const now = performance.now();
     const holding = this.#held() !== undefined;
-    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding, this.#paused));
+    return [...this.#pools.values()].map((p) => poolStatus(p, this.#mode, now, holding, this.#state));
   }
 
   servers(): ServerRow[] {
@@ -406,6 +403,11 @@ export class PoolManager {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#dropServers();
+  }
+
+  /** Ends every login under way and closes every server, lent or idle (close, KILL). */
+  #dropServers(): void {
     for (const l of [...this.#logins]) l.destroy();
     for (const p of this.#pools.values()) {
       for (const s of [...p.servers]) {

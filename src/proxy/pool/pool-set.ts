@@ -10,6 +10,7 @@ import type { SessionContext } from '../session/session-context.js';
 import type { SessionWorld } from '../session/session-types.js';
 import { PoolManager, type PoolStatus } from './pool-manager.js';
 import type { PoolLimits } from './pool-rules.js';
+import { decideCommand, type ListenerAdminState, type ListenerCommand } from './listener-commands.js';
 
 export function poolLimits(l: ListenerConfig): PoolLimits {
   return {
@@ -50,9 +51,12 @@ export class PoolSet {
     // The context's world (one object, its time set per event) seen through one that adds the
     // pool's names: made once, not per event.
     const base = ctx.world(0);
+    const p = pool;
+    const listenerDisabled = (): boolean => p.state.disabled;
     const world: SessionWorld = Object.create(base, {
       statementNames: { value: names },
       randomBytes: { value: randomBytes },
+      listenerDisabled: { value: listenerDisabled },
     }) as SessionWorld;
     return {
       ...ctx,
@@ -60,7 +64,7 @@ export class PoolSet {
       world: (now) => {
         const w = ctx.world(now);
         // (A context whose world is made per event, as tests' are: added to that one.)
-        return w === base ? world : { ...w, statementNames: names, randomBytes };
+        return w === base ? world : { ...w, statementNames: names, randomBytes, listenerDisabled };
       },
     };
   }
@@ -96,17 +100,24 @@ export class PoolSet {
     return Object.fromEntries([...this.#pools].map(([name, p]) => [name, p.clients()]));
   }
 
-  /** PAUSE / RESUME (pgbouncer's): a paused listener lends no server; its clients wait. */
-  isPaused(listener: string): boolean {
-    return this.#pools.get(listener)?.paused === true;
+  /** The pooled listener's PAUSE / DISABLE state; undefined: no pooled listener of that name. */
+  state(listener: string): ListenerAdminState | undefined {
+    return this.#pools.get(listener)?.state;
   }
 
-  setPaused(listener: string, paused: boolean): boolean {
+  /**
+   * An operator command on a pooled listener (listener-commands.ts): decided, then `endClients`
+   * ends its client sessions when the command drops them (KILL: before its servers go, so that
+   * each client is told 57P01, not that its server was lost), then the pool acts. false: no
+   * pooled listener of that name.
+   */
+  command(listener: string, command: ListenerCommand, endClients: (listener: string) => void): boolean {
     const p = this.#pools.get(listener);
     if (p === undefined) return false;
-    if (paused) p.pause();
-    else p.resume();
-    this.#log.info({ listener }, paused ? 'pool paused' : 'pool resumed');
+    const verdict = decideCommand(p.state, command);
+    if (verdict.dropClients) endClients(listener);
+    p.apply(verdict);
+    this.#log.info({ listener, command, ...verdict.state }, `pool: ${command.toUpperCase()}`);
     return true;
   }
 

@@ -3,13 +3,16 @@
  * from its record at `now`. Pure.
  */
 import type { Pool, PoolClient, PoolTotals } from './pool.js';
+import { RUNNING, type ListenerAdminState } from './listener-commands.js';
 
 export interface PoolStatus {
   readonly database: string;
   readonly user: string;
   readonly mode: string;
-  /** PAUSE: the listener lends no server until RESUME. */
+  /** PAUSE (or KILL): the listener lends no server until RESUME. */
   readonly paused: boolean;
+  /** DISABLE: the listener refuses new clients until ENABLE. */
+  readonly disabled: boolean;
   readonly clientsActive: number;
   readonly clientsWaiting: number;
   /** Of clientsWaiting, those held by a pending switchover (they wait for the new primary). */
@@ -41,7 +44,13 @@ export interface ClientRow {
   readonly server: number | undefined;
 }
 
-export function poolStatus(p: Pool, mode: string, now: number, holding = false, paused = false): PoolStatus {
+export function poolStatus(
+  p: Pool,
+  mode: string,
+  now: number,
+  holding = false,
+  state: ListenerAdminState = RUNNING,
+): PoolStatus {
   const nodes: Record<string, { active: number; idle: number }> = {};
   let active = 0;
   for (const s of p.servers) {
@@ -56,7 +65,8 @@ export function poolStatus(p: Pool, mode: string, now: number, holding = false, 
     database: p.database,
     user: p.user,
     mode,
-    paused,
+    paused: state.paused,
+    disabled: state.disabled,
     clients: p.clients.size,
     clientsActive: active,
     clientsWaiting: p.waiters.length,

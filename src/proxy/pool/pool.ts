@@ -1,7 +1,7 @@
 /**
  * One pool: the server connections of a (database, user, client_encoding) on a pooled listener,
  * the clients logged in to it, those waiting for a server, and its totals. A record that
- * pool-manager.ts changes and pool-views.ts reads.
+ * pool-manager.ts changes (its per-node counts kept here) and pool-views.ts reads.
  */
 import type { LoginCredentials } from '../auth/index.js';
 import type { PooledServer, ServerBorrower } from './pooled-server.js';
@@ -66,8 +66,8 @@ export class Pool {
   /** Servers per node (of `servers`). */
   readonly serversOn = new Map<string, number>();
   /** Servers and logins under way on a node (made once: asked at every acquire of a busy pool). */
-  counter: ((node: string) => number) | undefined;
-  /** Closes one of its idle servers that cannot be lent any more (made once, like `counter`). */
+  readonly count = (node: string): number => (this.loginsOn.get(node) ?? 0) + (this.serversOn.get(node) ?? 0);
+  /** Closes one of its idle servers that cannot be lent any more (made once, like `count`). */
   closeIdle: ((server: PooledServer) => void) | undefined;
   /** How its servers are logged in to (proxy.auth); undefined: the servers must ask nothing. */
   credentials: LoginCredentials | undefined;
@@ -80,5 +80,31 @@ export class Pool {
     this.database = id.database;
     this.user = id.user;
     this.encoding = id.encoding;
+  }
+
+  /** A login on `node` began (`by` 1) or ended (-1); '' (no node yet): nothing. */
+  countLogin(node: string, by: number): void {
+    if (node === '') return;
+    const n = (this.loginsOn.get(node) ?? 0) + by;
+    if (n <= 0) this.loginsOn.delete(node);
+    else this.loginsOn.set(node, n);
+  }
+
+  /** A server logged in: one of its servers, idle. */
+  addServer(s: PooledServer): void {
+    this.servers.add(s);
+    this.serversOn.set(s.node.name, (this.serversOn.get(s.node.name) ?? 0) + 1);
+    this.idle.push(s);
+  }
+
+  /** `s` is none of its servers any more; false when it was none already. */
+  removeServer(s: PooledServer): boolean {
+    if (!this.servers.delete(s)) return false;
+    const n = (this.serversOn.get(s.node.name) ?? 1) - 1;
+    if (n <= 0) this.serversOn.delete(s.node.name);
+    else this.serversOn.set(s.node.name, n);
+    const i = this.idle.indexOf(s);
+    if (i >= 0) this.idle.splice(i, 1);
+    return true;
   }
 }

@@ -39,8 +39,8 @@ export interface ServerBorrower {
 export interface ServerEvents {
   /** The socket closed (any state). */
   closed(s: PooledServer): void;
-  /** The node left the listener. */
-  retired(s: PooledServer, t: Termination): void;
+  /** The node left the listener, or RECONNECT: it is to close when next free. */
+  retired(s: PooledServer): void;
 }
 
 let nextId = 1;
@@ -69,7 +69,7 @@ export class PooledServer implements Terminable, PooledServerRef {
   readonly createdAt: number;
   state: 'idle' | 'active' | 'reset' | 'closed' = 'idle';
   lastUsedAt: number;
-  /** The node left the listener: closed when it is next free. */
+  /** The node left the listener, or RECONNECT: closed when it is next free. */
   retiring = false;
   readonly pool: Pool | undefined;
   /** Node's socket, or (plain TCP, with the addon) the same connection on the native transport. */
@@ -178,11 +178,18 @@ export class PooledServer implements Terminable, PooledServerRef {
     this.write(simpleQuery('DISCARD ALL'));
   }
 
+  /** The node left the listener: retired, and a session-mode borrower's session ends when idle. */
   terminate(t: Termination): void {
     if (this.state === 'closed') return;
-    this.retiring = true;
-    this.#events.retired(this, t);
+    this.retire();
     this.#borrower?.terminate(t);
+  }
+
+  /** Closed when next free (idle: now), its borrower's session untouched (RECONNECT). */
+  retire(): void {
+    if (this.state === 'closed') return;
+    this.retiring = true;
+    this.#events.retired(this);
   }
 
   close(): void {

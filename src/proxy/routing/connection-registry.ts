@@ -6,10 +6,15 @@ import { SQLSTATE, errorResponse } from '../../protocol/index.js';
 import type { Termination } from '../session/session-types.js';
 import { SlotSet, type SlotField } from '../slot-set.js';
 
-export function termination(reason: Termination['reason'], message: string): Termination {
+export function termination(reason: Termination['reason'], message: string, hint?: string): Termination {
   return {
     reason,
-    fatal: errorResponse({ severity: 'FATAL', code: SQLSTATE.ADMIN_SHUTDOWN, message }),
+    fatal: errorResponse({
+      severity: 'FATAL',
+      code: SQLSTATE.ADMIN_SHUTDOWN,
+      message,
+      ...(hint === undefined ? {} : { hint }),
+    }),
   };
 }
 

@@ -177,7 +177,7 @@ export class ClientSession
     this.#bridge = started.bridge;
   }
 
-  /** The routing table dropped this session's node, or the proxy is shutting down. */
+  /** The routing table dropped this session's node, the proxy is shutting down, or KILL. */
   terminate(t: Termination): void {
     this.#step({ type: 'terminate', termination: t });
   }
@@ -336,7 +336,9 @@ export class ClientSession
         this.#relay?.drain();
         return;
       case 'end':
-        this.#end(a.mode, a.reason, a.last);
+        // The admin console's last words (08P01, a Terminate's FIN) follow a pending RELOAD's reply.
+        if (a.mode === 'cut' || this.#adminReplies === undefined) this.#end(a.mode, a.reason, a.last);
+        else this.#adminReplies.after(() => this.#end(a.mode, a.reason, a.last));
         return;
       case 'fetch_write_position':
         fetchWritePosition(this.#ctx, (e) => this.#step(e));

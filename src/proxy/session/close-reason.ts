@@ -14,4 +14,8 @@ export type CloseReason =
   | 'tls_failed'
   | 'not_fresh'
   | 'auth_failed'
+  /** The admin console's (or POST /kill's) KILL of the session's listener. */
+  | 'admin_kill'
+  /** A new client of a listener the admin console disabled (DISABLE). */
+  | 'listener_disabled'
   | 'shutdown';

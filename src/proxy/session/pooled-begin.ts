@@ -1,14 +1,16 @@
 /**
  * A pooled session's start (pooled-phase.ts): the StartupMessage's checks a pool needs (no
- * replication, a user, only parameters it can keep, the admin console's users) and the session's
+ * replication, a user, only parameters it can keep, the admin console's users, a listener not
+ * DISABLEd) and the session's
  * record, then the pool or the authentication. Pure.
  */
-import { MessageFramer, SQLSTATE } from '../../protocol/index.js';
+import { MessageFramer, SQLSTATE, errorResponse } from '../../protocol/index.js';
+import { admitsClient } from '../pool/listener-commands.js';
 import type { StatementNames } from './prepared-statements.js';
 import { startupWants, unkeptStartupParameter } from './tracked-parameters.js';
 import { authenticationOk } from '../auth/index.js';
 import { acquire } from './pooled-session.js';
-import { fail, type SessionState } from './session-state.js';
+import { end, fail, type SessionState } from './session-state.js';
 import type { SessionAction } from './session-types.js';
 
 const AUTH_OK = authenticationOk();
@@ -21,6 +23,8 @@ export function beginPooled(
   parameters: ReadonlyMap<string, string>,
   rest: Buffer,
   names: StatementNames,
+  /** The listener is DISABLEd (admin console): new clients but the console's are refused. */
+  disabled: boolean,
   out: SessionAction[],
 ): void {
   s.framer = undefined;
@@ -69,6 +73,22 @@ export function beginPooled(
       'auth_failed',
       SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
       `pgfleet: user "${user}" may not use the admin console (proxy.admin_users)`,
+    );
+    return;
+  }
+  if (!admitsClient(disabled, admin)) {
+    // PostgreSQL's words for a database with datallowconn false.
+    end(
+      s,
+      out,
+      'finish',
+      'listener_disabled',
+      errorResponse({
+        severity: 'FATAL',
+        code: SQLSTATE.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        message: `database "${database}" is not currently accepting connections`,
+        detail: `pgfleet: listener "${s.settings.listener}" is disabled (DISABLE); ENABLE lets new clients in`,
+      }),
     );
     return;
   }

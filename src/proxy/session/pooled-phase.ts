@@ -377,6 +377,9 @@ function serverLost(
 }
 
 function onTerminate(s: SessionState, p: PooledSession, t: Termination, out: SessionAction[]): void {
+  // KILL drops a listener's clients; the admin console's sessions are none (pgbouncer's console is
+  // a database of its own), and one may be the session that asked.
+  if (t.reason === 'admin_kill' && p.admin) return;
   if (t.reason !== 'node_unroutable') {
     release(p, out, false);
     endWith(s, out, t);

@@ -173,11 +173,11 @@ export function fail(
 }
 
 /**
- * A termination that concerns a session whatever its phase: the proxy stopping, or its listener
- * removed. (A node leaving concerns only the sessions on that node.)
+ * A termination that concerns a session whatever its phase: the proxy stopping, its listener
+ * removed, or KILLed (admin console). (A node leaving concerns only the sessions on that node.)
  */
 export function endsEveryPhase(t: Termination): boolean {
-  return t.reason === 'shutdown' || t.reason === 'listener_removed';
+  return t.reason === 'shutdown' || t.reason === 'listener_removed' || t.reason === 'admin_kill';
 }
 
 export function endWith(

@@ -71,9 +71,9 @@ export interface PooledServerRef {
   readonly replies?: ReplyFilter;
 }
 
-/** Why the routing table or the proxy ends a session. */
+/** Why the routing table, the proxy or the admin console's KILL ends a session. */
 export interface Termination {
-  readonly reason: 'node_unroutable' | 'listener_removed' | 'shutdown';
+  readonly reason: 'node_unroutable' | 'listener_removed' | 'shutdown' | 'admin_kill';
   /** The FATAL 57P01 ErrorResponse carrying the message: built once for all the sessions it ends. */
   readonly fatal: Buffer;
 }
@@ -238,6 +238,8 @@ export interface SessionWorld {
   recentlyWrote(identity: string): boolean;
   /** Pooled listeners: the proxy-wide names of protocol-level prepared statements. */
   readonly statementNames?: StatementNames;
+  /** Pooled listeners: DISABLE (admin console) refuses new clients now. */
+  readonly listenerDisabled?: () => boolean;
   /** Nonces and salts of the proxy's authentication exchanges (default node:crypto's). */
   readonly randomBytes?: (size: number) => Buffer;
   /** Read-your-writes' fallback: the proxy's (first) primary listener; undefined if it has none. */

@@ -110,7 +110,8 @@ function readFirstPackets(s: SessionState, bytes: Buffer, w: SessionWorld, out: 
         return;
       case 'route':
         if (p.kind === 'startup' && s.settings.pool !== undefined && w.statementNames !== undefined) {
-          beginPooled(s, s.settings.pool.mode, p.parameters, r.rest, w.statementNames, out);
+          const disabled = w.listenerDisabled?.() === true;
+          beginPooled(s, s.settings.pool.mode, p.parameters, r.rest, w.statementNames, disabled, out);
           return;
         }
         s.passthrough = action.passthrough;

@@ -90,6 +90,7 @@ void describe('errorResponse', () => {
       FEATURE_NOT_SUPPORTED: '0A000',
       SYNTAX_ERROR: '42601',
       UNDEFINED_OBJECT: '42704',
+      OBJECT_NOT_IN_PREREQUISITE_STATE: '55000',
       CONFIG_FILE_ERROR: 'F0000',
       INTERNAL_ERROR: 'XX000',
       WARNING: '01000',

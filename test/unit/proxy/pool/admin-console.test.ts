@@ -6,14 +6,15 @@ import { readErrorFields } from '../../../../src/protocol/index.js';
 import { readReplies } from '../../../harness/wire-replies.js';
 import type { RouteNode } from '../../../../src/routing/types.js';
 import type { ReloadOutcome } from '../../../../src/proxy/reload-status.js';
+import { AdminReplies, answer, tableOf } from '../../../../src/proxy/pool/admin-console.js';
+import { parseAdminCommand, type AdminCommand } from '../../../../src/proxy/pool/admin-command.js';
+import type { AdminTarget } from '../../../../src/proxy/pool/admin-target.js';
 import {
-  AdminReplies,
-  answer,
-  parseAdminCommand,
-  tableOf,
-  type AdminCommand,
-  type AdminTarget,
-} from '../../../../src/proxy/pool/admin-console.js';
+  RUNNING,
+  decideCommand,
+  type ListenerAdminState,
+  type ListenerCommand,
+} from '../../../../src/proxy/pool/listener-commands.js';
 import { HIDDEN } from '../../../../src/proxy/pool/admin-views.js';
 
 /** The parts of a command a table compares: its kind and its one argument. */
@@ -21,13 +22,12 @@ function shape(c: AdminCommand): [string, string?] {
   switch (c.kind) {
     case 'show':
       return ['show', c.what];
-    case 'pause':
-    case 'resume':
-      return c.listener === undefined ? [c.kind] : [c.kind, c.listener];
     case 'reload':
       return ['reload'];
     case 'invalid':
       return ['invalid', c.message];
+    default:
+      return c.listener === undefined ? [c.kind] : [c.kind, c.listener];
   }
 }
 
@@ -92,27 +92,41 @@ const node = (name: string, port: number, role: RouteNode['role']): RouteNode =>
 
 const APPLIED: ReloadOutcome = { ok: true, applied: ['proxy.wait_timeout'], restartNeeded: [], errors: [] };
 
-type FakeTarget = AdminTarget & { paused: Map<string, boolean>; reloads: number; running: ProxyConfig };
+type FakeTarget = AdminTarget & {
+  /** Each pooled listener's state, as the commands left it (listener-commands.ts decides). */
+  states: Map<string, ListenerAdminState>;
+  /** The commands run, as `command listener`. */
+  ran: string[];
+  reloads: number;
+  running: ProxyConfig;
+};
 
 /** A proxy behind the console's own interface: routes, pools and reloads as the test sets them. */
 function target(reloadWith: () => Promise<ReloadOutcome> = () => Promise.resolve(APPLIED)): FakeTarget {
-  const paused = new Map<string, boolean>([['ro', true]]);
+  const states = new Map<string, ListenerAdminState>([
+    ['tx', RUNNING],
+    ['sess', RUNNING],
+    ['ro', { paused: true, disabled: false }],
+    ['idle', { paused: false, disabled: true }],
+  ]);
   const routes: Record<string, RouteNode[]> = {
     tx: [node('pg1', 5432, 'primary')],
     ro: [node('pg2', 5433, 'replica'), node('pg3', 5434, 'replica')],
   };
   const t: FakeTarget = {
-    paused,
+    states,
+    ran: [],
     reloads: 0,
     running: CONFIG,
     view: () => ({ tx: [{ database: 'db', clients: 2 }] }),
     listeners: () => ['tx', 'sess'],
-    setPaused: (l, p) => {
+    state: (l) => states.get(l),
+    command: (l: string, c: ListenerCommand) => {
       if (l !== 'tx' && l !== 'sess') return false;
-      paused.set(l, p);
+      states.set(l, decideCommand(states.get(l)!, c).state);
+      t.ran.push(`${c} ${l}`);
       return true;
     },
-    isPaused: (l) => paused.get(l) === true,
     servers: () => ({
       tx: [{ node: 'pg1' }, { node: 'pg1' }, { node: 'old' }],
       ro: [{ node: 'pg3' }],
@@ -148,6 +162,20 @@ describe('admin console', () => {
       ['PAUSE', 'pause'],
       ['pause tx', 'pause', 'tx'],
       ['RESUME "tx"', 'resume', 'tx'],
+      ['KILL', 'kill'],
+      ['kill tx;', 'kill', 'tx'],
+      ['Kill "tx" ;', 'kill', 'tx'],
+      ['RECONNECT', 'reconnect'],
+      ['reconnect sess', 'reconnect', 'sess'],
+      ['DISABLE tx', 'disable', 'tx'],
+      ['enable "tx";', 'enable', 'tx'],
+      ['KILL a b', 'invalid', /KILL takes at most one listener/],
+      ['RECONNECT tx sess', 'invalid', /RECONNECT takes at most one listener/],
+      ['DISABLE', 'invalid', /DISABLE takes one listener/],
+      ['disable;', 'invalid', /DISABLE takes one listener/],
+      ['ENABLE', 'invalid', /ENABLE takes one listener/],
+      ['ENABLE tx sess', 'invalid', /ENABLE takes one listener/],
+      ['KILLALL', 'invalid', /unknown command "KILLALL"/],
       ['SHOW', 'invalid', /SHOW takes one of POOLS, .*DATABASES, CONFIG, VERSION, HELP \(got ""\)/],
       ['SHOW USERS', 'invalid', /SHOW takes one of .* \(got "USERS"\)/],
       ['SHOW DATABASES tx', 'invalid', /SHOW DATABASES takes no argument/],
@@ -187,18 +215,11 @@ describe('admin console', () => {
   it('answers: rows for SHOW, a tag for PAUSE/RESUME, an error for the rest; always ReadyForQuery', async () => {
     const t = target();
     assert.equal(types(await reply('SHOW POOLS', t)), 'TDCZ');
-    assert.equal(types(await reply('SHOW HELP', t)), `T${'D'.repeat(11)}CZ`);
+    assert.equal(types(await reply('SHOW HELP', t)), `T${'D'.repeat(15)}CZ`);
     assert.equal(types(await reply('PAUSE', t)), 'CZ');
-    assert.deepEqual(
-      [...t.paused],
-      [
-        ['ro', true],
-        ['tx', true],
-        ['sess', true],
-      ],
-    );
+    assert.deepEqual(t.ran, ['pause tx', 'pause sess']);
     assert.equal(types(await reply('resume tx', t)), 'CZ');
-    assert.equal(t.paused.get('tx'), false);
+    assert.deepEqual([t.states.get('tx')?.paused, t.states.get('sess')?.paused], [false, true]);
     const unknown = await reply('PAUSE nope', t);
     assert.equal(types(unknown), 'EZ');
     assert.match(unknown.toString('utf8'), /no pooled listener "nope"/);
@@ -207,9 +228,50 @@ describe('admin console', () => {
     assert.equal(t.reloads, 0);
   });
 
+  it('KILL, RECONNECT, DISABLE, ENABLE: their tag on the listener named or every pooled one; 42704 for an unknown name', async () => {
+    // [command, its tag or SQLSTATE, the commands run on listeners]
+    const table: [string, string, string[]][] = [
+      ['KILL tx', 'KILL', ['kill tx']],
+      ['kill', 'KILL', ['kill tx', 'kill sess']],
+      ['RECONNECT sess', 'RECONNECT', ['reconnect sess']],
+      ['reconnect;', 'RECONNECT', ['reconnect tx', 'reconnect sess']],
+      ['DISABLE tx', 'DISABLE', ['disable tx']],
+      ['ENABLE "sess"', 'ENABLE', ['enable sess']],
+      ['KILL nope', '42704', []],
+      ['RECONNECT nope', '42704', []],
+      ['DISABLE nope', '42704', []],
+      ['ENABLE ro_missing', '42704', []],
+      ['DISABLE', '42601', []],
+      ['ENABLE', '42601', []],
+      ['KILL tx sess', '42601', []],
+    ];
+    for (const [sql, expected, ran] of table) {
+      const t = target();
+      const r = decode(await reply(sql, t));
+      assert.equal(r.tag ?? r.error?.get('C'), expected, sql);
+      assert.deepEqual(t.ran, ran, sql);
+    }
+    // The states they leave, as listener-commands.ts decides.
+    const t = target();
+    for (const sql of ['KILL tx', 'DISABLE sess']) await reply(sql, t);
+    assert.deepEqual(t.states.get('tx'), { paused: true, disabled: false });
+    assert.deepEqual(t.states.get('sess'), { paused: false, disabled: true });
+    for (const sql of ['RESUME tx', 'ENABLE sess']) await reply(sql, t);
+    assert.deepEqual([t.states.get('tx'), t.states.get('sess')], [RUNNING, RUNNING]);
+  });
+
   it('SHOW HELP lists the new commands', async () => {
     const help = decode(await reply('SHOW HELP', target())).rows.map((r) => r[0]);
-    for (const c of ['SHOW DATABASES', 'SHOW CONFIG', 'SHOW VERSION', 'RELOAD'])
+    for (const c of [
+      'SHOW DATABASES',
+      'SHOW CONFIG',
+      'SHOW VERSION',
+      'RELOAD',
+      'KILL [listener]',
+      'RECONNECT [listener]',
+      'DISABLE listener',
+      'ENABLE listener',
+    ])
       assert.ok(help.includes(c), c);
   });
 
@@ -217,13 +279,27 @@ describe('admin console', () => {
     const d = decode(await reply('SHOW DATABASES', target()));
     assert.equal(
       d.columns.join(' '),
-      'listener node host port role pool_mode pool_size min_pool_size reserve_pool max_client_connections paused current_connections',
+      'listener node host port role pool_mode pool_size min_pool_size reserve_pool max_client_connections paused disabled current_connections',
     );
     assert.deepEqual(d.rows, [
-      ['tx', 'pg1', '127.0.0.1', '5432', 'primary', 'transaction', '3', '1', '2', '50', 'false', '2'],
-      ['ro', 'pg2', '127.0.0.1', '5433', 'replica', 'session', '20', '0', '0', '10000', 'true', '0'],
-      ['ro', 'pg3', '127.0.0.1', '5434', 'replica', 'session', '20', '0', '0', '10000', 'true', '1'],
-      ['idle', null, null, null, null, 'session', '20', '0', '0', '10000', 'false', '1'],
+      [
+        'tx',
+        'pg1',
+        '127.0.0.1',
+        '5432',
+        'primary',
+        'transaction',
+        '3',
+        '1',
+        '2',
+        '50',
+        'false',
+        'false',
+        '2',
+      ],
+      ['ro', 'pg2', '127.0.0.1', '5433', 'replica', 'session', '20', '0', '0', '10000', 'true', 'false', '0'],
+      ['ro', 'pg3', '127.0.0.1', '5434', 'replica', 'session', '20', '0', '0', '10000', 'true', 'false', '1'],
+      ['idle', null, null, null, null, 'session', '20', '0', '0', '10000', 'false', 'true', '1'],
     ]);
     assert.equal(d.tag, 'SHOW');
   });
@@ -340,7 +416,7 @@ describe('admin console', () => {
       replies.push(() => answer(sql, t));
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(tags(), ['SHOW'], 'everything after RELOAD waits for it');
-    assert.equal(t.paused.get('tx'), undefined, 'PAUSE after RELOAD has not run yet');
+    assert.equal(t.states.get('tx')?.paused, false, 'PAUSE after RELOAD has not run yet');
     t.running = {
       ...CONFIG,
       proxy: { ...CONFIG.proxy, listeners: [{ ...CONFIG.proxy.listeners[0]!, pool_size: 7 }] },
@@ -349,9 +425,25 @@ describe('admin console', () => {
     await replies.idle;
     assert.deepEqual(tags(), ['SHOW', 'RELOAD', 'SHOW', 'PAUSE', '42601', 'SHOW']);
     assert.equal(decode(written[2]!).rows[0]![6], '7', 'SHOW DATABASES ran after the reload');
-    assert.equal(t.paused.get('tx'), true);
+    assert.equal(t.states.get('tx')?.paused, true);
     replies.push(() => answer('RESUME tx', t));
     assert.deepEqual(tags().at(-1), 'RESUME', 'none pending again: at once');
+  });
+
+  it("the session's end waits for a pending RELOAD's reply (its 08P01 after it); with none pending, at once", async () => {
+    let finish: (o: ReloadOutcome) => void = () => undefined;
+    const t = target(() => new Promise((resolve) => (finish = resolve)));
+    const events: string[] = [];
+    const replies = new AdminReplies((b) => events.push(decode(b).tag ?? decode(b).error!.get('C')!));
+    replies.push(() => answer('RELOAD', t));
+    replies.after(() => events.push('end'));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(events.length, 0, 'the end waits for the RELOAD');
+    finish(APPLIED);
+    await replies.idle;
+    assert.deepEqual(events, ['RELOAD', 'end']);
+    replies.after(() => events.push('end again'));
+    assert.deepEqual(events, ['RELOAD', 'end', 'end again'], 'none pending: at once');
   });
 
   it('a reply that fails still ends with ReadyForQuery, and the next one follows', async () => {

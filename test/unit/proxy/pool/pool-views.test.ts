@@ -42,6 +42,7 @@ describe('pool views', () => {
         user: 'app',
         mode: 'transaction',
         paused: false,
+        disabled: false,
         clients: 3,
         clientsActive: 1,
         clientsWaiting: 1,
@@ -56,9 +57,12 @@ describe('pool views', () => {
     );
   });
 
-  it('SHOW POOLS while a switchover hold is on: the waiting clients are held', () => {
+  it('SHOW POOLS while a switchover hold is on: the waiting clients are held; paused and disabled as the listener is', () => {
     assert.equal(poolStatus(p, 'transaction', 3_500, true).clientsHeld, 1);
-    assert.equal(poolStatus(p, 'transaction', 3_500, false, true).paused, true);
+    const killed = poolStatus(p, 'transaction', 3_500, false, { paused: true, disabled: false });
+    assert.deepEqual([killed.paused, killed.disabled], [true, false]);
+    const disabled = poolStatus(p, 'transaction', 3_500, false, { paused: false, disabled: true });
+    assert.deepEqual([disabled.paused, disabled.disabled], [false, true]);
   });
 
   it('SHOW SERVERS: each connection with its node, state, backend pid, age and statements', () => {

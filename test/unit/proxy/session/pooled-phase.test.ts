@@ -72,6 +72,11 @@ const berlinThenQuery: SessionEvent[] = [
   { type: 'pool_server', server: serverWith('Europe/Berlin'), key: KEY },
   { type: 'client_data', bytes: query('select 1') },
 ];
+const KILL = termination(
+  'admin_kill',
+  'terminating connection due to administrator command',
+  'pgfleet: KILL',
+);
 const fatal57P01 = buffers.errorResponse({
   S: 'FATAL',
   V: 'FATAL',
@@ -84,7 +89,10 @@ function run(
   mode: 'session' | 'transaction',
   events: SessionEvent[],
   auth?: 'trust' | 'md5',
+  disabledFrom = Infinity,
 ): { log: string[]; phase: string } {
+  let at = -1;
+  const w: SessionWorld = { ...world, listenerDisabled: () => at >= disabledFrom };
   const s = newSession(settings(mode, auth));
   const log: string[] = [];
   const show = (a: SessionAction): string | undefined => {
@@ -106,11 +114,13 @@ function run(
         return undefined;
     }
   };
-  for (const e of [{ type: 'accepted', startupRoom: true } as const, ...events])
-    for (const a of step(s, e, world)) {
+  for (const e of [{ type: 'accepted', startupRoom: true } as const, ...events]) {
+    for (const a of step(s, e, w)) {
       const x = show(a);
       if (x !== undefined) log.push(x);
     }
+    at++;
+  }
   return { log, phase: s.phase };
 }
 
@@ -129,9 +139,33 @@ const login: SessionEvent[] = [
   { type: 'client_data', bytes: startup },
   { type: 'pool_server', server: server(), key: KEY },
 ];
+/**
+ * What the engine does for a transaction-mode client's first request after its login: logged in
+ * (the server given back), a server asked for, the request sent, its reply shown.
+ */
+const FIRST_REQUEST = [
+  'acquire db/app',
+  'client:RSKZ',
+  'release:true',
+  'acquire db/app',
+  'server:Q',
+  'client:CZ',
+];
+/** An admin console user logs in (proxy.auth trust) and is greeted. */
+const consoleLogin: SessionEvent[] = [
+  { type: 'client_data', bytes: buffers.startup({ user: 'boss', database: 'pgfleet' }) },
+  { type: 'auth_secret', secret: { kind: 'password', password: 'pw' }, error: undefined },
+];
 const reply = (...m: Buffer[]): SessionEvent => ({ type: 'server_data', bytes: Buffer.concat(m) });
 const done = (status: 'I' | 'T' = 'I'): Buffer =>
   Buffer.concat([buffers.commandComplete('SELECT 1'), buffers.readyForQuery(status)]);
+/** Transaction mode: a client logged in sends BEGIN, is lent a server, which answers. */
+const inTransaction: SessionEvent[] = [
+  ...login,
+  { type: 'client_data', bytes: query('begin') },
+  { type: 'pool_server', server: server() },
+  reply(done('T')),
+];
 
 interface Case {
   name: string;
@@ -140,6 +174,8 @@ interface Case {
   events: SessionEvent[];
   expect: string[];
   phase?: string;
+  /** The listener is DISABLEd (admin console) from this event on (0: the first). */
+  disabledFrom?: number;
 }
 
 const PASSWORD_SECRET = { kind: 'password', password: 'pw' } as const;
@@ -229,38 +265,13 @@ const cases: Case[] = [
       { type: 'pool_server', server: server() },
       reply(done()),
     ],
-    expect: [
-      'acquire db/app',
-      'client:RSKZ',
-      'release:true',
-      'acquire db/app',
-      'server:Q',
-      'client:CZ',
-      'release:true',
-    ],
+    expect: [...FIRST_REQUEST, 'release:true'],
   },
   {
     name: 'transaction mode: BEGIN holds the server until ReadyForQuery I',
     mode: 'transaction',
-    events: [
-      ...login,
-      { type: 'client_data', bytes: query('begin') },
-      { type: 'pool_server', server: server() },
-      reply(done('T')),
-      { type: 'client_data', bytes: query('commit') },
-      reply(done('I')),
-    ],
-    expect: [
-      'acquire db/app',
-      'client:RSKZ',
-      'release:true',
-      'acquire db/app',
-      'server:Q',
-      'client:CZ',
-      'server:Q',
-      'client:CZ',
-      'release:true',
-    ],
+    events: [...inTransaction, { type: 'client_data', bytes: query('commit') }, reply(done('I'))],
+    expect: [...FIRST_REQUEST, 'server:Q', 'client:CZ', 'release:true'],
   },
   {
     name: 'a server that says FATAL 57P01 before answering is replaced and the transaction sent again',
@@ -295,15 +306,7 @@ const cases: Case[] = [
       { type: 'pool_server', server: server() },
       reply(done(), fatal57P01),
     ],
-    expect: [
-      'acquire db/app',
-      'client:RSKZ',
-      'release:true',
-      'acquire db/app',
-      'server:Q',
-      'client:CZ',
-      'release:false',
-    ],
+    expect: [...FIRST_REQUEST, 'release:false'],
   },
   {
     name: 'a server that closes before answering: 08006, the transaction not sent again (it may have run)',
@@ -329,24 +332,11 @@ const cases: Case[] = [
     name: 'a server lost after answering part of a transaction: 08006 to the client',
     mode: 'transaction',
     events: [
-      ...login,
-      { type: 'client_data', bytes: query('begin') },
-      { type: 'pool_server', server: server() },
-      reply(done('T')),
+      ...inTransaction,
       { type: 'client_data', bytes: query('insert') },
       { type: 'server_closed', error: 'reset' },
     ],
-    expect: [
-      'acquire db/app',
-      'client:RSKZ',
-      'release:true',
-      'acquire db/app',
-      'server:Q',
-      'client:CZ',
-      'server:Q',
-      'release:false',
-      'end:finish:server_closed:08006',
-    ],
+    expect: [...FIRST_REQUEST, 'server:Q', 'release:false', 'end:finish:server_closed:08006'],
     phase: 'closed',
   },
   {
@@ -384,6 +374,65 @@ const cases: Case[] = [
       'end:finish:node_unroutable:57P01',
     ],
     phase: 'closed',
+  },
+  {
+    name: 'KILL: an idle session-mode client ends now with 57P01, its server not reused',
+    mode: 'session',
+    events: [...login, { type: 'terminate', termination: KILL }],
+    expect: ['acquire db/app', 'client:RSKZ', 'release:false', 'end:finish:admin_kill:57P01'],
+    phase: 'closed',
+  },
+  {
+    name: 'KILL: a transaction-mode client inside a transaction ends now (57P01), its server dropped',
+    mode: 'transaction',
+    events: [...inTransaction, { type: 'terminate', termination: KILL }],
+    expect: [...FIRST_REQUEST, 'release:false', 'end:finish:admin_kill:57P01'],
+    phase: 'closed',
+  },
+  {
+    name: 'KILL: a client waiting for its login ends now (57P01), its pipelined query sent nowhere',
+    mode: 'session',
+    events: [
+      { type: 'client_data', bytes: Buffer.concat([startup, query('select 1')]) },
+      { type: 'terminate', termination: KILL },
+      { type: 'pool_server', server: server(), key: KEY },
+    ],
+    expect: ['acquire db/app', 'end:finish:admin_kill:57P01'],
+    phase: 'closed',
+  },
+  {
+    name: "KILL leaves the admin console's sessions (one may have asked): it goes on",
+    auth: 'trust',
+    mode: 'transaction',
+    events: [
+      ...consoleLogin,
+      { type: 'terminate', termination: KILL },
+      { type: 'client_data', bytes: query('RESUME') },
+    ],
+    expect: ['lookup boss', 'client:RSSSSSSZ', 'admin:RESUME'],
+  },
+  {
+    name: 'DISABLE: a new client is refused at its StartupMessage with 55000, no server asked',
+    mode: 'transaction',
+    disabledFrom: 0,
+    events: [{ type: 'client_data', bytes: startup }],
+    expect: ['end:finish:listener_disabled:55000'],
+    phase: 'closed',
+  },
+  {
+    name: "DISABLE lets the admin console's users in",
+    auth: 'trust',
+    mode: 'session',
+    disabledFrom: 0,
+    events: [...consoleLogin, { type: 'client_data', bytes: query('ENABLE tx') }],
+    expect: ['lookup boss', 'client:RSSSSSSZ', 'admin:ENABLE tx'],
+  },
+  {
+    name: 'DISABLE: a session already open goes on',
+    mode: 'session',
+    events: [...login, { type: 'client_data', bytes: query('select 1') }, reply(done())],
+    disabledFrom: 2,
+    expect: ['acquire db/app', 'client:RSKZ', 'server:Q', 'client:CZ'],
   },
   {
     name: 'no server within the wait: the FATAL the pool gives',
@@ -429,8 +478,7 @@ const cases: Case[] = [
     auth: 'trust',
     mode: 'transaction',
     events: [
-      { type: 'client_data', bytes: buffers.startup({ user: 'boss', database: 'pgfleet' }) },
-      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
+      ...consoleLogin,
       { type: 'client_data', bytes: Buffer.concat([query('SHOW POOLS'), query('PAUSE tx')]) },
       { type: 'client_data', bytes: message('X') },
     ],
@@ -455,11 +503,7 @@ const cases: Case[] = [
     name: 'the admin console takes simple queries only (08P01)',
     auth: 'trust',
     mode: 'session',
-    events: [
-      { type: 'client_data', bytes: buffers.startup({ user: 'boss', database: 'pgfleet' }) },
-      { type: 'auth_secret', secret: PASSWORD_SECRET, error: undefined },
-      { type: 'client_data', bytes: message('S') },
-    ],
+    events: [...consoleLogin, { type: 'client_data', bytes: message('S') }],
     expect: ['lookup boss', 'client:RSSSSSSZ', 'end:finish:protocol_error:08P01'],
     phase: 'closed',
   },
@@ -605,7 +649,7 @@ const cases: Case[] = [
 describe('session engine: pooled listeners', () => {
   for (const c of cases)
     it(c.name, () => {
-      const r = run(c.mode, c.events, c.auth);
+      const r = run(c.mode, c.events, c.auth, c.disabledFrom);
       assert.deepEqual(r.log, c.expect);
       assert.equal(r.phase, c.phase ?? 'pooled');
     });
