@@ -86,6 +86,8 @@ async function bootstrap(ctx: ExecutorContext): Promise<boolean> {
         maximum_lag_on_failover: dyn.maximum_lag_on_failover,
         primary_start_timeout: dyn.primary_start_timeout / 1000,
         ...syncConfigValues(dyn),
+        // (Only when off: on is pgfleet's default, and Patroni's answers stay as they were.)
+        ...(dyn.check_timeline ? {} : { check_timeline: false }),
         postgresql: dyn.postgresql,
       }),
     );

@@ -52,6 +52,7 @@ export function buildObservation(
       failoverPriority: src.cfg.tags.failover_priority ?? 1,
       fencing: src.cfg.agent.fencing,
       sync: src.settings.sync,
+      checkTimeline: src.settings.checkTimeline,
     },
   };
 }

@@ -25,6 +25,7 @@ export function bootstrapSettings(cfg: AgentConfig): HaSettings {
       maximumLagOnSyncnodeBytes: b.maximum_lag_on_syncnode,
     },
     failsafeMode: b.failsafe_mode,
+    checkTimeline: b.check_timeline,
   };
 }
 

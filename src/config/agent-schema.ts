@@ -60,6 +60,12 @@ const dcsSection = z
     /** ≤ 0 (Patroni's -1): a lagging sync standby is never swapped for another. */
     maximum_lag_on_syncnode: z.union([z.number().int().max(0), sizeBytes]).default(-1),
     failsafe_mode: z.boolean().default(false),
+    /**
+     * Patroni's `check_timeline`: a replica on an older timeline than the cluster's does not race
+     * for the key (unless its WAL stops at that timeline's end). Default true here, false in
+     * Patroni: pgfleet checks unless told not to.
+     */
+    check_timeline: z.boolean().default(true),
     postgresql: z
       .object({
         parameters: pgParameters,

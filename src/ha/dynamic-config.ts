@@ -6,7 +6,12 @@
  */
 import { parseDurationMs, parseSizeBytes } from '../config/units.js';
 import type { ParamValue } from '../cluster/types.js';
-import { effectiveFailsafeMode, effectiveSyncSettings, type SyncSettings } from './sync-settings.js';
+import {
+  effectiveFailsafeMode,
+  effectiveSyncSettings,
+  parseBool,
+  type SyncSettings,
+} from './sync-settings.js';
 
 export interface HaSettings {
   readonly ttlMs: number;
@@ -20,6 +25,8 @@ export interface HaSettings {
   readonly sync: SyncSettings;
   /** Patroni's `failsafe_mode`: a primary that reaches every member keeps running without etcd. */
   readonly failsafeMode: boolean;
+  /** Patroni's `check_timeline` (healthiest.ts; default true here, false in Patroni). */
+  readonly checkTimeline: boolean;
 }
 
 export interface EffectiveSettings {
@@ -88,6 +95,12 @@ export function effectiveSettings(
   }
   const sync = effectiveSyncSettings(dcs, fallback.sync, problems);
   const failsafeMode = effectiveFailsafeMode(dcs, fallback.failsafeMode, problems);
+  let checkTimeline = fallback.checkTimeline;
+  if (dcs.check_timeline !== undefined) {
+    const b = parseBool(dcs.check_timeline);
+    if (b === undefined) problems.push('config.check_timeline: ignored, not a boolean');
+    else checkTimeline = b;
+  }
   return {
     settings: {
       ...timing,
@@ -96,6 +109,7 @@ export function effectiveSettings(
       parameters,
       sync,
       failsafeMode,
+      checkTimeline,
     },
     problems,
   };

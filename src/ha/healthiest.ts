@@ -8,7 +8,8 @@
  * | I am tagged `nofailover` or `failover_priority: 0`           | I am not allowed to promote (…)         |
  * | my lag against `status.optime` > `maximum_lag_on_failover`   | my lag … exceeds maximum_lag_on_failover|
  * | my timeline < the cluster's (`history` key), unless my WAL   | my timeline … is behind …               |
- * | stops at or before my timeline's end in that key (a prefix)  |                                         |
+ * | stops at or before my timeline's end in that key (a prefix); |                                         |
+ * | not with `check_timeline: false`                             |                                         |
  * | synchronous mode `on`, I am not in the `sync` key            | I am not a synchronous standby          |
  * | a member answers as a running primary                        | '<m>' is still primary                  |
  * | an eligible member answers with a newer timeline             | '<m>' is on a newer timeline …          |
@@ -21,8 +22,8 @@
  * members not allowed to promote and the leader being switched over from. Equal positions with
  * equal priority all race; the etcd compare picks one. Deviation from Patroni: a member answering
  * as a running primary blocks even when tagged `nofailover` (two writable nodes are worse than a
- * late failover). Patroni checks timelines only with `check_timeline: true` (off by default) and
- * then has no prefix exception.
+ * late failover). Patroni checks timelines only with `check_timeline: true` (its default is false,
+ * pgfleet's true) and then has no prefix exception.
  *
  * Synchronous mode (sync-failover.ts): in mode `on` only the key's members are compared, and its
  * leader (the former primary) being ahead does not block — it holds commits nobody acknowledged.
@@ -49,7 +50,7 @@ function selfBlocker(
   if (view.optime !== undefined && view.optime - myWal > s.maximumLagOnFailoverBytes) {
     return `my lag ${view.optime - myWal} bytes exceeds maximum_lag_on_failover`;
   }
-  if (obs.clusterTimeline !== undefined && myTimeline < obs.clusterTimeline) {
+  if (s.checkTimeline && obs.clusterTimeline !== undefined && myTimeline < obs.clusterTimeline) {
     // Still on an older timeline is a fork only past that timeline's end: up to it, what I hold is
     // a prefix of the cluster's history. (A replica that followed a new leader reports the old
     // timeline until WAL of the new one reaches it: were that leader lost first, no replica could

@@ -77,6 +77,8 @@ export interface Observation {
     readonly fencing: 'demote' | 'stop';
     /** `synchronous_mode` and friends, as in force (DCS `config`). */
     readonly sync: SyncSettings;
+    /** Patroni's `check_timeline`, as in force (default true here). */
+    readonly checkTimeline: boolean;
   };
 }
 

@@ -20,6 +20,7 @@ const PATRONI_DEFAULTS = {
   parameters: {},
   sync: SYNC_OFF,
   failsafeMode: false,
+  checkTimeline: false,
 };
 
 /** ttl + loop_wait + FAILOVER_MARGIN_MS, from the DCS `config` key (malformed values ignored). */

@@ -48,6 +48,22 @@ void describe("Patroni's postgres0.yml", () => {
   });
 });
 
+void describe("Patroni's check_timeline", () => {
+  void it('loads from bootstrap.dcs (pgfleet checks by default, Patroni does not)', () => {
+    assert.equal(parseAgentConfig(base()).bootstrap.dcs.check_timeline, true);
+    const off = parseAgentConfig({ ...base(), bootstrap: { dcs: { check_timeline: false } } });
+    assert.equal(off.bootstrap.dcs.check_timeline, false);
+  });
+
+  void it('a non-boolean names the key', () => {
+    const got = agentProblems({ ...base(), bootstrap: { dcs: { check_timeline: 'sometimes' } } });
+    assert.ok(
+      got.some((p) => p.startsWith('bootstrap.dcs.check_timeline:')),
+      JSON.stringify(got),
+    );
+  });
+});
+
 void describe('unsupported and misspelt keys fail, naming the key', () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['top-level typo', { ...base(), restapii: {} }, /^\(top level\): unknown key\(s\) "restapii"$/],

@@ -195,6 +195,17 @@ const cases: DecideCase[] = [
       'following a different leader because my timeline 1 is behind the cluster timeline 3 and my WAL 0/1388 is past its end 0/1000',
   },
   {
+    name: "failover: check_timeline false (Patroni's default) → a fork on an older timeline races too",
+    obs: obs({
+      pg: replicaOnTimeline(1, 5000),
+      clusterTimeline: 3,
+      timelineEnds: new Map([[1, 4096]]),
+      settings: settings({ checkTimeline: false }),
+    }),
+    actions: ['acquire', 'sync_before_promote', 'promote'],
+    sentence: 'promoted self to leader by acquiring session lock',
+  },
+  {
     name: 'failover: another member is on a newer timeline → back off, even though I am ahead',
     obs: obs({ pg: replicaOnTimeline(2, 5000), peers: [peer('n2', { timeline: 3, walPosition: 100 })] }),
     actions: [],

@@ -12,6 +12,7 @@ const fallback: HaSettings = {
   parameters: { max_connections: 100 },
   sync: SYNC_OFF,
   failsafeMode: false,
+  checkTimeline: true,
 };
 
 void describe('effective settings (DCS config over bootstrap.dcs)', () => {
@@ -79,6 +80,17 @@ void describe('effective settings (DCS config over bootstrap.dcs)', () => {
           sync: { mode: 'quorum', strict: false, nodeCount: 1, maximumLagOnSyncnodeBytes: 1_048_576 },
           failsafeMode: true,
         },
+      },
+      {
+        name: "Patroni's check_timeline: false turns pgfleet's timeline check off",
+        dcs: { check_timeline: false },
+        want: { checkTimeline: false },
+      },
+      {
+        name: 'an unreadable check_timeline is ignored',
+        dcs: { check_timeline: 'maybe' },
+        want: { checkTimeline: true },
+        problem: /config\.check_timeline: ignored, not a boolean/,
       },
       {
         name: "'off' turns it off",

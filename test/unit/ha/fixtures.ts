@@ -73,6 +73,7 @@ export const settings = (over: Partial<Observation['settings']> = {}): Observati
   failoverPriority: 1,
   fencing: 'demote',
   sync: SYNC_OFF,
+  checkTimeline: true,
   ...over,
 });
 export const replicaOnTimeline = (timeline: number, wal = 1000): PgObservation => ({
