@@ -209,7 +209,7 @@ async function switchoverStop(ctx: ExecutorContext): Promise<void> {
   else if (r.outcome === 'bound')
     ctx.log.warn(
       fields,
-      `switchover: ${r.left ?? '?'} transaction(s) and ${r.loggingIn ?? 0} login(s) still in flight at the drain's bound; stopped fast`,
+      `switchover: ${r.left ?? '?'} transaction(s)${r.loggingIn ? ` and ${r.loggingIn} login(s)` : ''} still in flight at the drain's bound; stopped fast`,
     );
   else
     ctx.log.warn(
