@@ -283,9 +283,25 @@ void describe('agent restart without failover', { timeout: 180_000 }, () => {
       'the transaction committed during the drain is on the new primary',
     );
     await agentBack(old, candidate.name);
-    t.diagnostic(
-      `drain began ${drainingMs} ms after the request; switchover done ${Date.now() - asked} ms after it`,
+    const doneMs = Date.now() - asked;
+    // The next phase loses the new primary: with asynchronous replication, what its replicas have
+    // not received is lost by design (within maximum_lag_on_failover). Wait until both stream from
+    // it (their WAL receivers reconnect after its promotion, up to wal_retrieve_retry_interval,
+    // 5 s, later).
+    const streamingAt = await waitFor(
+      'both replicas streaming from the new primary',
+      async () => {
+        const rows = await sql<{ n: string }>(
+          candidate.pgPort,
+          "SELECT count(*) AS n FROM pg_stat_replication WHERE state = 'streaming'",
+        );
+        return Number(rows[0]?.n) === 2 ? Date.now() : false;
+      },
+      20_000,
+      100,
     );
+    t.diagnostic(`replicas streaming from the new primary ${streamingAt - asked} ms after the request`);
+    t.diagnostic(`drain began ${drainingMs} ms after the request; switchover done ${doneMs} ms after it`);
   });
 
   void it("the primary's agent killed for good: fenced after the grace, a replica takes over before ttl, nothing lost", async (t) => {
